@@ -1,0 +1,386 @@
+//! Inbound business events: what Odoo, the warehouse, carriers, finance and operators
+//! tell Waybill. Each is one Avro record `waybill.event.<Name>` with the common
+//! [`EventMeta`] in field `meta` and the event's own fields in `data`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::value::{Money, Qty, SourceRef, Timestamp};
+
+/// Fields every inbound event carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMeta {
+    /// Unique id of this event, assigned by the sender. A redelivery carries the same id.
+    pub event_id: String,
+    /// The originating system and its id for the record this event is about.
+    pub source: SourceRef,
+    /// The key that routes the event to its saga: the Odoo sale order name.
+    pub correlation_key: String,
+    /// When it happened at the source.
+    pub occurred_at: Timestamp,
+}
+
+/// An inbound event: common fields plus the event itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundEvent {
+    /// Common fields.
+    pub meta: EventMeta,
+    /// The event.
+    pub body: EventBody,
+}
+
+/// Every inbound event Waybill understands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventBody {
+    // ---- order to fulfillment ----
+    /// Odoo confirmed a sale order and released it for fulfilment.
+    OrderReleased(OrderReleased),
+    /// The warehouse answered a reservation request: reserved and short per line.
+    StockReserved(StockReserved),
+    /// The warehouse accepted the release of an order for picking.
+    ReleasedToWarehouse(ReleasedToWarehouse),
+    /// The warehouse confirmed a (possibly partial) pick.
+    PickConfirmed(PickConfirmed),
+    /// Goods left the warehouse as a shipment.
+    GoodsIssued(GoodsIssued),
+    /// A carrier accepted a shipment.
+    CarrierBooked(CarrierBooked),
+    /// Proof of delivery.
+    Delivered(Delivered),
+    /// The order was cancelled in Odoo.
+    OrderCancelled(OrderCancelled),
+    // ---- ship to invoice ----
+    /// Finance posted an invoice.
+    InvoicePosted(InvoicePosted),
+    /// Finance refused an invoice.
+    InvoiceRejected(DocumentRejected),
+    /// An approver approved a held posting (through the control plane).
+    PostingApproved(PostingDecision),
+    /// An approver rejected a held posting (through the control plane).
+    PostingRejected(PostingDecision),
+    // ---- returns and credit ----
+    /// A return was authorised (RMA).
+    ReturnAuthorized(ReturnAuthorized),
+    /// Returned goods were received at the warehouse.
+    ReturnReceived(ReturnReceived),
+    /// Finance issued a credit note.
+    CreditNoteIssued(CreditNoteIssued),
+    /// Finance refused a credit note.
+    CreditNoteRejected(DocumentRejected),
+}
+
+impl EventBody {
+    /// The Avro record name (without namespace) of this event.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            EventBody::OrderReleased(_) => "OrderReleased",
+            EventBody::StockReserved(_) => "StockReserved",
+            EventBody::ReleasedToWarehouse(_) => "ReleasedToWarehouse",
+            EventBody::PickConfirmed(_) => "PickConfirmed",
+            EventBody::GoodsIssued(_) => "GoodsIssued",
+            EventBody::CarrierBooked(_) => "CarrierBooked",
+            EventBody::Delivered(_) => "Delivered",
+            EventBody::OrderCancelled(_) => "OrderCancelled",
+            EventBody::InvoicePosted(_) => "InvoicePosted",
+            EventBody::InvoiceRejected(_) => "InvoiceRejected",
+            EventBody::PostingApproved(_) => "PostingApproved",
+            EventBody::PostingRejected(_) => "PostingRejected",
+            EventBody::ReturnAuthorized(_) => "ReturnAuthorized",
+            EventBody::ReturnReceived(_) => "ReturnReceived",
+            EventBody::CreditNoteIssued(_) => "CreditNoteIssued",
+            EventBody::CreditNoteRejected(_) => "CreditNoteRejected",
+        }
+    }
+}
+
+/// One line of a released sale order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    /// Line number within the order (Odoo `sale.order.line` sequence).
+    pub line_no: i32,
+    /// Product code (Odoo `default_code`).
+    pub sku: String,
+    /// Unit of measure name as Odoo sends it (`Units`, `kg`, `Box of 12`).
+    pub uom: String,
+    /// Ordered quantity.
+    pub quantity: Qty,
+    /// Unit price in the order currency's minor units.
+    pub unit_price: Money,
+    /// Tax code; `None` when Odoo sent no tax (a master-data problem).
+    pub tax_code: Option<String>,
+    /// Requested delivery date.
+    pub requested_date: Timestamp,
+    /// Warehouse code that ships the line.
+    pub warehouse: String,
+}
+
+/// Odoo confirmed a sale order (`action_confirm`) and released it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderReleased {
+    /// Sale order name (`SO0042`).
+    pub order_ref: String,
+    /// Customer reference (Odoo partner ref or id).
+    pub customer_ref: String,
+    /// Delivery address reference (`partner_shipping_id`).
+    pub ship_to: String,
+    /// ISO 4217 currency code.
+    pub currency: String,
+    /// The customer's own order reference (`client_order_ref`).
+    pub client_order_ref: Option<String>,
+    /// The lines.
+    pub lines: Vec<OrderLine>,
+}
+
+/// Reservation result for one line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineReservation {
+    /// Order line number.
+    pub line_no: i32,
+    /// Quantity reserved.
+    pub reserved: Qty,
+    /// Quantity that could not be reserved.
+    pub short: Qty,
+}
+
+/// The warehouse's answer to a reservation request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockReserved {
+    /// Sale order name.
+    pub order_ref: String,
+    /// Per line.
+    pub lines: Vec<LineReservation>,
+}
+
+/// The warehouse accepted the order for picking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleasedToWarehouse {
+    /// Sale order name.
+    pub order_ref: String,
+    /// The warehouse's own order / wave id.
+    pub wms_order_id: String,
+}
+
+/// A lot and the quantity taken from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LotQty {
+    /// Lot name.
+    pub lot: String,
+    /// Quantity from this lot.
+    pub quantity: Qty,
+}
+
+/// One picked line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PickedLine {
+    /// Order line number.
+    pub line_no: i32,
+    /// Product code.
+    pub sku: String,
+    /// Quantity picked in this confirmation.
+    pub quantity: Qty,
+    /// Lots picked (lot-tracked products).
+    pub lots: Vec<LotQty>,
+    /// Serial numbers picked (serial-tracked products), one unit each.
+    pub serials: Vec<String>,
+    /// Bin location picked from.
+    pub bin: String,
+}
+
+/// The warehouse confirmed a pick; `complete` says whether more picks will follow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PickConfirmed {
+    /// Sale order name.
+    pub order_ref: String,
+    /// The warehouse's pick id (unique per pick confirmation).
+    pub pick_id: String,
+    /// Lines picked.
+    pub lines: Vec<PickedLine>,
+    /// True when the warehouse will pick nothing more for this release.
+    pub complete: bool,
+}
+
+/// One shipped line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShippedLine {
+    /// Order line number.
+    pub line_no: i32,
+    /// Product code.
+    pub sku: String,
+    /// Quantity shipped.
+    pub quantity: Qty,
+    /// Lots shipped.
+    pub lots: Vec<LotQty>,
+    /// Serials shipped.
+    pub serials: Vec<String>,
+}
+
+/// One package of a shipment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Package {
+    /// Package id (SSCC or the WMS's id).
+    pub package_id: String,
+    /// Gross weight in grams.
+    pub weight_grams: i64,
+}
+
+/// Goods left the warehouse (Odoo `button_validate` on the picking, or the WMS's goods
+/// issue).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoodsIssued {
+    /// Sale order name.
+    pub order_ref: String,
+    /// Shipment id (the business key of an invoice: one invoice per shipment).
+    pub shipment_id: String,
+    /// Lines in the shipment.
+    pub lines: Vec<ShippedLine>,
+    /// Packages.
+    pub packages: Vec<Package>,
+}
+
+/// A carrier accepted a shipment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarrierBooked {
+    /// Sale order name.
+    pub order_ref: String,
+    /// Shipment id.
+    pub shipment_id: String,
+    /// Carrier code.
+    pub carrier: String,
+    /// Tracking reference (Odoo `carrier_tracking_ref`).
+    pub tracking_ref: String,
+}
+
+/// Proof of delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivered {
+    /// Sale order name.
+    pub order_ref: String,
+    /// Shipment id.
+    pub shipment_id: String,
+    /// Who signed, when the carrier reports it.
+    pub signed_by: Option<String>,
+}
+
+/// Odoo cancelled the order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCancelled {
+    /// Sale order name.
+    pub order_ref: String,
+    /// Reason given in Odoo.
+    pub reason: String,
+}
+
+/// Finance posted an invoice for a shipment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoicePosted {
+    /// Sale order name.
+    pub order_ref: String,
+    /// Shipment invoiced.
+    pub shipment_id: String,
+    /// Document number assigned at posting.
+    pub invoice_number: String,
+    /// Total amount posted, tax included, minor units.
+    pub amount: Money,
+}
+
+/// Finance refused a document (invoice or credit note).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentRejected {
+    /// Sale order name.
+    pub order_ref: String,
+    /// Business key of the document (shipment id or return receipt id).
+    pub business_key: String,
+    /// Finance's reason.
+    pub reason: String,
+}
+
+/// An approver's decision on a held posting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostingDecision {
+    /// Sale order name.
+    pub order_ref: String,
+    /// The held posting.
+    pub posting_id: String,
+    /// The posting version the approver saw.
+    pub expected_version: i64,
+    /// Identity of the approver.
+    pub actor: String,
+    /// Reason or note.
+    pub reason: String,
+}
+
+/// One line of a return authorisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RmaLine {
+    /// Original order line number.
+    pub line_no: i32,
+    /// Product code.
+    pub sku: String,
+    /// Quantity authorised for return.
+    pub quantity: Qty,
+}
+
+/// A return was authorised.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReturnAuthorized {
+    /// Original sale order name.
+    pub order_ref: String,
+    /// Return authorisation id.
+    pub rma_id: String,
+    /// Reason given by the customer.
+    pub reason: String,
+    /// Lines.
+    pub lines: Vec<RmaLine>,
+}
+
+/// What happens to a returned item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ItemCondition {
+    /// Back to sellable stock.
+    Restock,
+    /// Damaged: scrapped.
+    Scrap,
+}
+
+/// One received return line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReturnedLine {
+    /// Original order line number.
+    pub line_no: i32,
+    /// Product code.
+    pub sku: String,
+    /// Quantity received.
+    pub quantity: Qty,
+    /// Condition.
+    pub condition: ItemCondition,
+    /// Lots received.
+    pub lots: Vec<LotQty>,
+    /// Serials received.
+    pub serials: Vec<String>,
+}
+
+/// Returned goods were received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReturnReceived {
+    /// Original sale order name.
+    pub order_ref: String,
+    /// Return authorisation id.
+    pub rma_id: String,
+    /// Receipt id (the business key of a credit note: one per receipt).
+    pub receipt_id: String,
+    /// Lines received.
+    pub lines: Vec<ReturnedLine>,
+}
+
+/// Finance issued a credit note.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditNoteIssued {
+    /// Original sale order name.
+    pub order_ref: String,
+    /// Return receipt credited.
+    pub receipt_id: String,
+    /// Credit note number.
+    pub credit_note_number: String,
+    /// Amount credited, minor units.
+    pub amount: Money,
+}

@@ -1,0 +1,331 @@
+//! Saga journal events: the record of every saga decision. The journal topic is the
+//! changelog of saga state: folding a saga's journal events in sequence order rebuilds
+//! its state exactly. Each is one Avro record `waybill.journal.<Name>` with
+//! [`JournalMeta`] in `meta` and the event in `data`.
+//!
+//! The journal also carries [`Checkpoint`] records: after each batch the coordinator
+//! names the input positions the batch covered, so a new owner of a partition finds its
+//! resume point in the journal alone (DESIGN.md, invariant 2).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{GoodsIssued, LineReservation, OrderReleased, PickConfirmed};
+use crate::command::BackorderLine;
+use crate::value::{SourceRef, Timestamp};
+
+/// The kinds of saga.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SagaKind {
+    /// Order released → reservation → warehouse → pick → goods issue → carrier → POD.
+    OrderToFulfillment,
+    /// Goods issued → invoice readiness → (held posting → approval) → invoice posted.
+    ShipToInvoice,
+    /// Return authorised → received → credit note → stock adjustment.
+    ReturnsCredit,
+}
+
+impl SagaKind {
+    /// Short prefix used in saga ids.
+    pub const fn prefix(self) -> &'static str {
+        match self {
+            SagaKind::OrderToFulfillment => "o2f",
+            SagaKind::ShipToInvoice => "s2i",
+            SagaKind::ReturnsCredit => "ret",
+        }
+    }
+
+    /// The saga id for `kind` and a business key: `o2f:SO0042`.
+    pub fn saga_id(self, key: &str) -> String {
+        format!("{}:{key}", self.prefix())
+    }
+}
+
+impl fmt::Display for SagaKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SagaKind::OrderToFulfillment => "order-to-fulfillment",
+            SagaKind::ShipToInvoice => "ship-to-invoice",
+            SagaKind::ReturnsCredit => "returns-credit",
+        })
+    }
+}
+
+/// What went wrong, in business terms; the workbench groups exceptions by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExceptionCategory {
+    /// Unknown SKU, unit-of-measure mismatch, missing tax code, unknown customer.
+    MasterData,
+    /// Stock could not be reserved in full; the rest is backordered.
+    StockShortage,
+    /// The warehouse did not confirm a pick in time.
+    PickOverdue,
+    /// A pick or shipment does not match the order (over-pick, missing lot, unknown line).
+    PickMismatch,
+    /// A cancellation arrived after the goods left.
+    LateCancellation,
+    /// An inbound record could not be decoded or broke a rule; it is in the dead-letter topic.
+    BadInput,
+    /// A held posting was rejected, or finance refused a document.
+    PostingRejected,
+    /// A return does not match what was shipped.
+    ReturnMismatch,
+    /// Anything else.
+    Other,
+}
+
+impl ExceptionCategory {
+    /// Every category, for reports.
+    pub const ALL: [ExceptionCategory; 9] = [
+        ExceptionCategory::MasterData,
+        ExceptionCategory::StockShortage,
+        ExceptionCategory::PickOverdue,
+        ExceptionCategory::PickMismatch,
+        ExceptionCategory::LateCancellation,
+        ExceptionCategory::BadInput,
+        ExceptionCategory::PostingRejected,
+        ExceptionCategory::ReturnMismatch,
+        ExceptionCategory::Other,
+    ];
+
+    /// Lowercase name, for tables and metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ExceptionCategory::MasterData => "master-data",
+            ExceptionCategory::StockShortage => "stock-shortage",
+            ExceptionCategory::PickOverdue => "pick-overdue",
+            ExceptionCategory::PickMismatch => "pick-mismatch",
+            ExceptionCategory::LateCancellation => "late-cancellation",
+            ExceptionCategory::BadInput => "bad-input",
+            ExceptionCategory::PostingRejected => "posting-rejected",
+            ExceptionCategory::ReturnMismatch => "return-mismatch",
+            ExceptionCategory::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for ExceptionCategory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A position in an input topic partition: the next offset to read.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct InputPosition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset of the record, or for a checkpoint the next offset to read.
+    pub offset: i64,
+}
+
+/// Fields every journal event carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalMeta {
+    /// Saga id, e.g. `o2f:SO0042`.
+    pub saga_id: String,
+    /// Saga kind.
+    pub kind: SagaKind,
+    /// Per-saga sequence number, from 1, without gaps. `(saga_id, seq)` identifies the
+    /// event; a reader that has applied `seq` drops any later copy of it.
+    pub seq: i64,
+    /// The order this saga belongs to (the partition key).
+    pub correlation_key: String,
+    /// The inbound event id that caused it (or `timer:<name>` for timers).
+    pub caused_by: String,
+    /// Where the causing input was read, if it came from a topic.
+    pub input: Option<InputPosition>,
+    /// Decision time.
+    pub at: Timestamp,
+}
+
+impl JournalMeta {
+    /// The stable id of this journal event: `saga_id#seq`.
+    pub fn event_id(&self) -> String {
+        format!("{}#{}", self.saga_id, self.seq)
+    }
+}
+
+/// A journal event with its common fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEvent {
+    /// Common fields.
+    pub meta: JournalMeta,
+    /// The event.
+    pub body: JournalBody,
+}
+
+/// Every saga journal event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JournalBody {
+    /// The saga accepted the order; the order is copied so state is self-contained.
+    OrderAccepted(OrderReleased),
+    /// The order failed master-data checks and is on hold.
+    MasterDataFailed(Problems),
+    /// Stock reservation was requested.
+    ReservationRequested(Empty),
+    /// The warehouse reserved stock (with shortages per line).
+    StockAllocated(Allocation),
+    /// Short quantities were backordered in Odoo.
+    Backordered(Backorder),
+    /// Reserved lines were released to the warehouse; the pick is due by `due_at`.
+    ReleaseRequested(ReleaseRequested),
+    /// The warehouse accepted the release.
+    WarehouseAccepted(WarehouseAccepted),
+    /// A pick was confirmed.
+    PickRecorded(PickConfirmed),
+    /// The pick was not confirmed in time.
+    PickOverdue(Deadline),
+    /// Goods were issued.
+    ShipmentRecorded(GoodsIssued),
+    /// A carrier took the shipment.
+    CarrierAssigned(CarrierAssigned),
+    /// Proof of delivery received.
+    DeliveryConfirmed(DeliveryConfirmed),
+    /// The order was cancelled and compensations were issued.
+    Cancelled(Cancelled),
+    /// An exception was raised.
+    ExceptionRaised(ExceptionRaised),
+    /// An exception was resolved.
+    ExceptionResolved(ExceptionResolved),
+    /// The saga finished.
+    Completed(Empty),
+}
+
+impl JournalBody {
+    /// The Avro record name (without namespace) of this event.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            JournalBody::OrderAccepted(_) => "OrderAccepted",
+            JournalBody::MasterDataFailed(_) => "MasterDataFailed",
+            JournalBody::ReservationRequested(_) => "ReservationRequested",
+            JournalBody::StockAllocated(_) => "StockAllocated",
+            JournalBody::Backordered(_) => "Backordered",
+            JournalBody::ReleaseRequested(_) => "ReleaseRequested",
+            JournalBody::WarehouseAccepted(_) => "WarehouseAccepted",
+            JournalBody::PickRecorded(_) => "PickRecorded",
+            JournalBody::PickOverdue(_) => "PickOverdue",
+            JournalBody::ShipmentRecorded(_) => "ShipmentRecorded",
+            JournalBody::CarrierAssigned(_) => "CarrierAssigned",
+            JournalBody::DeliveryConfirmed(_) => "DeliveryConfirmed",
+            JournalBody::Cancelled(_) => "Cancelled",
+            JournalBody::ExceptionRaised(_) => "ExceptionRaised",
+            JournalBody::ExceptionResolved(_) => "ExceptionResolved",
+            JournalBody::Completed(_) => "Completed",
+        }
+    }
+}
+
+/// No fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Empty {}
+
+/// Master-data problems found in an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problems {
+    /// One readable line per problem.
+    pub problems: Vec<String>,
+}
+
+/// Stock allocation per line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocation {
+    /// Per line.
+    pub lines: Vec<LineReservation>,
+}
+
+/// Quantities backordered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backorder {
+    /// Lines.
+    pub lines: Vec<BackorderLine>,
+}
+
+/// Release to the warehouse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseRequested {
+    /// When the pick confirmation is due.
+    pub due_at: Timestamp,
+}
+
+/// The warehouse's acceptance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarehouseAccepted {
+    /// The warehouse's own order id.
+    pub wms_order_id: String,
+}
+
+/// A deadline that passed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deadline {
+    /// When it was due.
+    pub due_at: Timestamp,
+}
+
+/// Carrier assignment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarrierAssigned {
+    /// Shipment.
+    pub shipment_id: String,
+    /// Carrier code.
+    pub carrier: String,
+    /// Tracking reference.
+    pub tracking_ref: String,
+}
+
+/// Proof of delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryConfirmed {
+    /// Shipment.
+    pub shipment_id: String,
+    /// Who signed.
+    pub signed_by: Option<String>,
+}
+
+/// Cancellation with the compensations issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancelled {
+    /// Reason from Odoo.
+    pub reason: String,
+    /// Idempotency keys of the compensating commands issued.
+    pub compensations: Vec<String>,
+}
+
+/// An exception for the workbench.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionRaised {
+    /// Stable id: `<saga id>/<category>/<n>`.
+    pub exception_id: String,
+    /// Category.
+    pub category: ExceptionCategory,
+    /// What is wrong and what to do, in business terms.
+    pub message: String,
+    /// The record the exception is about.
+    pub subject: SourceRef,
+}
+
+/// An exception was resolved (automatically or by an operator).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionResolved {
+    /// The exception.
+    pub exception_id: String,
+    /// How it was resolved.
+    pub resolution: String,
+}
+
+/// The coordinator's record of input positions covered by everything before it in this
+/// journal partition. Written once per processed batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Journal partition (equal to the input partition: topics are co-partitioned).
+    pub partition: i32,
+    /// Next offset to read, per input topic.
+    pub positions: Vec<InputPosition>,
+    /// When the batch was written.
+    pub at: Timestamp,
+}

@@ -1,0 +1,40 @@
+//! Topic names. Inbound topics are per source system; commands per target system.
+
+use crate::value::System;
+
+/// Saga journal: saga events and checkpoints (the changelog of saga state).
+pub const JOURNAL: &str = "waybill.journal";
+/// Dead-letter topic: undecodable or rule-breaking input with the reason and its bytes.
+pub const DLQ: &str = "waybill.dlq";
+/// Control actions (approvals, retries, replays) written by the control plane.
+pub const CONTROL: &str = "waybill.control";
+
+/// The systems that send inbound events on their own topic.
+pub const INBOUND_SYSTEMS: [System; 5] =
+    [System::Odoo, System::Wms, System::Carrier, System::Finance, System::Bank];
+
+/// The systems that receive commands on their own topic.
+pub const COMMAND_TARGETS: [System; 4] = [System::Odoo, System::Wms, System::Carrier, System::Finance];
+
+/// `waybill.inbound.<system>`.
+pub fn inbound(system: System) -> String {
+    format!("waybill.inbound.{system}")
+}
+
+/// `waybill.commands.<system>`.
+pub fn commands(system: System) -> String {
+    format!("waybill.commands.{system}")
+}
+
+/// Every topic the coordinator consumes, in a fixed order: the inbound topics, then
+/// control.
+pub fn coordinator_inputs() -> Vec<String> {
+    let mut v: Vec<String> = INBOUND_SYSTEMS.iter().map(|s| inbound(*s)).collect();
+    v.push(CONTROL.to_string());
+    v
+}
+
+/// Every command topic.
+pub fn command_topics() -> Vec<String> {
+    COMMAND_TARGETS.iter().map(|s| commands(*s)).collect()
+}
