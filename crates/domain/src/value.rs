@@ -94,7 +94,7 @@ impl fmt::Display for Qty {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sign = if self.0 < 0 { "-" } else { "" };
         let a = self.0.unsigned_abs();
-        if a % 1000 == 0 {
+        if a.is_multiple_of(1000) {
             write!(f, "{sign}{}", a / 1000)
         } else {
             let s = format!("{sign}{}.{:03}", a / 1000, a % 1000);

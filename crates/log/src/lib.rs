@@ -47,19 +47,35 @@ pub struct Record {
 
 impl Record {
     /// A record routed by `key`.
-    pub fn keyed(topic: impl Into<String>, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
-        Record { topic: topic.into(), partition: None, key: key.into(), headers: Vec::new(), value: value.into() }
+    pub fn keyed(
+        topic: impl Into<String>,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> Self {
+        Record {
+            topic: topic.into(),
+            partition: None,
+            key: key.into(),
+            headers: Vec::new(),
+            value: value.into(),
+        }
     }
 
     /// Adds a header.
     pub fn with_header(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
-        self.headers.push(Header { key: key.into(), value: value.into() });
+        self.headers.push(Header {
+            key: key.into(),
+            value: value.into(),
+        });
         self
     }
 
     /// The first header named `key`.
     pub fn header(&self, key: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|h| h.key == key).map(|h| h.value.as_slice())
+        self.headers
+            .iter()
+            .find(|h| h.key == key)
+            .map(|h| h.value.as_slice())
     }
 }
 
@@ -85,7 +101,10 @@ pub struct StoredRecord {
 impl StoredRecord {
     /// The first header named `key`.
     pub fn header(&self, key: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|h| h.key == key).map(|h| h.value.as_slice())
+        self.headers
+            .iter()
+            .find(|h| h.key == key)
+            .map(|h| h.value.as_slice())
     }
 }
 
@@ -132,7 +151,9 @@ pub struct Capabilities {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The topic does not exist.
-    #[error("topic {topic:?} does not exist; create it first (`waybill topics apply`, or the embedded log creates Waybill's topics at start-up)")]
+    #[error(
+        "topic {topic:?} does not exist; create it first (`waybill topics apply`, or the embedded log creates Waybill's topics at start-up)"
+    )]
     UnknownTopic {
         /// Topic.
         topic: String,
@@ -148,7 +169,9 @@ pub enum Error {
         partitions: u32,
     },
     /// A topic exists with another partition count than asked for.
-    #[error("topic {topic:?} exists with {actual} partitions but {wanted} were asked for; co-partitioned topics must match (change `partitions` in the config back, or recreate the data directory)")]
+    #[error(
+        "topic {topic:?} exists with {actual} partitions but {wanted} were asked for; co-partitioned topics must match (change `partitions` in the config back, or recreate the data directory)"
+    )]
     PartitionMismatch {
         /// Topic.
         topic: String,
@@ -170,7 +193,9 @@ pub enum Error {
         end: Offset,
     },
     /// The on-disk log is damaged somewhere other than a torn final write.
-    #[error("embedded log file {path} is corrupt at byte {offset}: {reason}; restore the data directory from a backup, or move the file aside to start from the records before it")]
+    #[error(
+        "embedded log file {path} is corrupt at byte {offset}: {reason}; restore the data directory from a backup, or move the file aside to start from the records before it"
+    )]
     Corrupt {
         /// File.
         path: PathBuf,
@@ -180,7 +205,9 @@ pub enum Error {
         reason: String,
     },
     /// The data directory is in use by another process.
-    #[error("embedded log directory {path} is locked by another process (is another `waybill` running with the same data directory?)")]
+    #[error(
+        "embedded log directory {path} is locked by another process (is another `waybill` running with the same data directory?)"
+    )]
     Locked {
         /// Directory.
         path: PathBuf,
@@ -193,6 +220,13 @@ pub enum Error {
         /// The error.
         #[source]
         source: std::io::Error,
+    },
+    /// A request the backend cannot carry out as given (an illegal topic name, zero
+    /// partitions, a batch too large to store).
+    #[error("invalid event log request: {reason}")]
+    InvalidRequest {
+        /// What is wrong and what to do instead.
+        reason: String,
     },
     /// The backend cannot be reached or refused the request.
     #[error("event log backend unavailable: {0}")]
@@ -227,7 +261,13 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
 
     /// Reads up to `max` records of one partition starting at `from`. Returns an empty
     /// vector at the end; `from` beyond the end is [`Error::OffsetOutOfRange`].
-    fn read(&self, topic: &str, partition: i32, from: Offset, max: usize) -> Result<Vec<StoredRecord>>;
+    fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        from: Offset,
+        max: usize,
+    ) -> Result<Vec<StoredRecord>>;
 
     /// The offset the next record appended to the partition will get.
     fn end_offset(&self, topic: &str, partition: i32) -> Result<Offset>;
@@ -237,7 +277,13 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
 
     /// Blocks until the partition's end offset is greater than `offset` or `timeout`
     /// passes; returns the end offset.
-    fn wait_for(&self, topic: &str, partition: i32, offset: Offset, timeout: Duration) -> Result<Offset>;
+    fn wait_for(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: Offset,
+        timeout: Duration,
+    ) -> Result<Offset>;
 
     /// What this backend guarantees beyond the common contract.
     fn capabilities(&self) -> Capabilities;

@@ -1,0 +1,873 @@
+//! The embedded backend: one process, segment files on local disk.
+//!
+//! [`EmbeddedLog`] keeps every topic in a single write-ahead stream of segment files
+//! under `<dir>/segments/`, each named after the stream byte position of its first byte
+//! (`00000000000000000000.wal`, ...). Every [`EventLog::append`] writes exactly one frame
+//! holding all its records and positions, so a batch across topics is atomic on disk and
+//! in memory: readers see a batch only after its frame is written (and, under
+//! [`FsyncPolicy::EveryBatch`], fsynced). See the `format` module for the frame layout.
+//!
+//! In memory the log keeps, per partition, an index from offset to the record's place
+//! on disk, so [`EventLog::read`] fetches records with positioned reads and no scanning;
+//! consecutive records are fetched with one read. On [`EmbeddedLog::open`] the segments
+//! are scanned and verified (length and crc32 of every frame); a torn final write is cut
+//! away, any other damage is [`Error::Corrupt`].
+//!
+//! A `LOCK` file (an advisory `flock`) keeps a second process from opening the same
+//! directory ([`Error::Locked`]).
+
+mod format;
+mod recover;
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{
+    Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::{
+    AppendBatch, Appended, Capabilities, Error, EventLog, Offset, Result, StoredRecord,
+    partition_for,
+};
+use format::{Cursor, FRAME_HEADER, KIND_BATCH, Put, RecordHead};
+
+#[cfg(any(test, feature = "test-util"))]
+pub use recover::tear_last_frame;
+
+/// Name of the lock file in the data directory.
+const LOCK_FILE: &str = "LOCK";
+/// Name of the directory holding the segments.
+const SEGMENTS_DIR: &str = "segments";
+/// Extension of segment files.
+const SEGMENT_EXT: &str = "wal";
+/// Most partitions a topic may have.
+const MAX_PARTITIONS: u32 = 1 << 16;
+/// Longest topic name (Kafka's limit).
+const MAX_TOPIC_NAME: usize = 249;
+/// Records closer together than this on disk are fetched with one read.
+const READ_GAP: u64 = 32 * 1024;
+/// Largest span fetched with one read (a larger single record gets its own read).
+const READ_SPAN: u64 = 1024 * 1024;
+/// The encode buffer is shrunk back after a batch larger than this.
+const KEEP_BUFFER: usize = 16 * 1024 * 1024;
+
+/// When appended data is forced to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// `append` returns only after the batch is fsynced (`fdatasync`). Nothing
+    /// acknowledged is lost on power failure.
+    EveryBatch,
+    /// A background thread fsyncs at most this often (at least every millisecond);
+    /// `append` returns after `write()`. A power failure may lose up to one interval of
+    /// acknowledged batches; a process crash loses nothing.
+    Interval(Duration),
+    /// Never fsync on append; the operating system writes back when it likes. Segments
+    /// are still fsynced when the log rolls to a new one and on [`EventLog::flush`].
+    Never,
+}
+
+/// Options of [`EmbeddedLog::open`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddedOptions {
+    /// When appended data is forced to disk. Default: [`FsyncPolicy::EveryBatch`].
+    pub fsync: FsyncPolicy,
+    /// A new segment file is started when the next frame would take the current one past
+    /// this many bytes (a single larger batch gets a segment of its own). Default: 64 MiB.
+    pub segment_bytes: u64,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        EmbeddedOptions {
+            fsync: FsyncPolicy::EveryBatch,
+            segment_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// The default [`EventLog`] backend: segment files in a local directory.
+///
+/// Cheap to share as `Arc<dyn EventLog>`; appends are serialized by one writer lock,
+/// reads run concurrently with each other and with appends. Dropping the last handle
+/// stops the background fsync thread (if any) and releases the directory lock.
+pub struct EmbeddedLog {
+    inner: Arc<Inner>,
+    flusher: Option<Flusher>,
+}
+
+impl std::fmt::Debug for EmbeddedLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedLog")
+            .field("dir", &self.inner.dir)
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// State shared with the background fsync thread.
+struct Inner {
+    dir: PathBuf,
+    segments_dir: PathBuf,
+    options: EmbeddedOptions,
+    /// Holds the `flock` for as long as the log is open.
+    _lock: File,
+    writer: Mutex<Writer>,
+    state: RwLock<State>,
+    /// Paired with `appended`; waiters check the index while holding it.
+    append_mutex: Mutex<()>,
+    appended: Condvar,
+    /// Something was written since the last fsync (used under `Interval`).
+    dirty: AtomicBool,
+}
+
+/// One segment file.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    /// Stream byte position of the file's first byte.
+    pub(crate) base: u64,
+    pub(crate) path: PathBuf,
+    pub(crate) file: File,
+}
+
+/// Where a record's bytes are.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Entry {
+    /// Index into [`State::segments`].
+    pub(crate) segment: u32,
+    /// Length of the record's bytes.
+    pub(crate) len: u32,
+    /// Byte position within the segment file.
+    pub(crate) pos: u64,
+}
+
+/// A topic and its partitions' indexes.
+#[derive(Debug)]
+pub(crate) struct Topic {
+    pub(crate) name: String,
+    /// Per partition: entry `i` is the record with offset `i`.
+    pub(crate) partitions: Vec<Vec<Entry>>,
+}
+
+/// What readers see: only fully written batches.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) segments: Vec<Arc<Segment>>,
+    /// Indexed by topic id (creation order).
+    pub(crate) topics: Vec<Topic>,
+    pub(crate) by_name: HashMap<String, u32>,
+    /// group → (topic id, partition) → next offset.
+    pub(crate) committed: HashMap<String, HashMap<(u32, i32), Offset>>,
+}
+
+impl State {
+    fn topic(&self, topic: &str) -> Result<(u32, &Topic)> {
+        match self.by_name.get(topic) {
+            Some(&id) => Ok((id, &self.topics[id as usize])),
+            None => Err(Error::UnknownTopic {
+                topic: topic.to_owned(),
+            }),
+        }
+    }
+
+    fn partition(&self, topic: &str, partition: i32) -> Result<(u32, &Topic, &Vec<Entry>)> {
+        let (id, t) = self.topic(topic)?;
+        match usize::try_from(partition)
+            .ok()
+            .and_then(|p| t.partitions.get(p))
+        {
+            Some(entries) => Ok((id, t, entries)),
+            None => Err(Error::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+                partitions: t.partitions.len() as u32,
+            }),
+        }
+    }
+
+    pub(crate) fn set_committed(&mut self, group: &str, topic: u32, partition: i32, next: i64) {
+        match self.committed.get_mut(group) {
+            Some(m) => {
+                m.insert((topic, partition), next);
+            }
+            None => {
+                self.committed.insert(
+                    group.to_owned(),
+                    HashMap::from([((topic, partition), next)]),
+                );
+            }
+        }
+    }
+}
+
+/// The appender's state, behind the writer lock.
+#[derive(Debug)]
+struct Writer {
+    active: Arc<Segment>,
+    /// Index of `active` in [`State::segments`].
+    active_index: u32,
+    /// Bytes in `active` (all of them valid frames).
+    active_len: u64,
+    /// Encode buffer, reused across appends.
+    buf: Vec<u8>,
+    /// Per record of the batch being written: (topic id, partition, start in `buf`, len).
+    placed: Vec<(u32, i32, usize, u32)>,
+    /// Per position of the batch being written: topic id.
+    position_topics: Vec<u32>,
+    /// Next offset per partition touched by the batch being written.
+    next: HashMap<(u32, i32), i64>,
+    /// Set when a write or fsync failed in a way that leaves the file in doubt; every
+    /// later append fails with this message.
+    failed: Option<String>,
+}
+
+impl EmbeddedLog {
+    /// Opens (creating if needed) the log in `dir`, recovering from the segment files.
+    ///
+    /// Fails with [`Error::Locked`] if another process has the directory open,
+    /// [`Error::Corrupt`] if a segment is damaged other than by a torn final write, and
+    /// [`Error::Io`] if the files cannot be read or created.
+    pub fn open(dir: &Path, options: EmbeddedOptions) -> Result<EmbeddedLog> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    path: dir.to_owned(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
+        }
+        let segments_dir = dir.join(SEGMENTS_DIR);
+        std::fs::create_dir_all(&segments_dir).map_err(io(&segments_dir))?;
+
+        let recovered = recover::recover(&segments_dir)?;
+        let mut state = recovered.state;
+        let active_len = recovered.last_len;
+        if state.segments.is_empty() {
+            state
+                .segments
+                .push(Arc::new(create_segment(&segments_dir, 0)?));
+        }
+        let active_index = (state.segments.len() - 1) as u32;
+        let active = state.segments[active_index as usize].clone();
+
+        let inner = Arc::new(Inner {
+            dir: dir.to_owned(),
+            segments_dir,
+            options: EmbeddedOptions {
+                segment_bytes: options.segment_bytes.max(1),
+                ..options
+            },
+            _lock: lock,
+            writer: Mutex::new(Writer {
+                active,
+                active_index,
+                active_len,
+                buf: Vec::new(),
+                placed: Vec::new(),
+                position_topics: Vec::new(),
+                next: HashMap::new(),
+                failed: None,
+            }),
+            state: RwLock::new(state),
+            append_mutex: Mutex::new(()),
+            appended: Condvar::new(),
+            dirty: AtomicBool::new(false),
+        });
+        let flusher = match options.fsync {
+            FsyncPolicy::Interval(every) => Some(Flusher::start(inner.clone(), every)?),
+            FsyncPolicy::EveryBatch | FsyncPolicy::Never => None,
+        };
+        Ok(EmbeddedLog { inner, flusher })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+}
+
+impl Drop for EmbeddedLog {
+    fn drop(&mut self) {
+        if let Some(f) = self.flusher.take() {
+            f.stop();
+            if let Err(e) = self.inner.sync_active() {
+                tracing::error!(error = %e, "embedded log: final fsync on close failed");
+            }
+        }
+    }
+}
+
+/// Creates an empty segment file starting at stream position `base` and makes its
+/// directory entry durable.
+fn create_segment(segments_dir: &Path, base: u64) -> Result<Segment> {
+    let path = segments_dir.join(format!("{base:020}.{SEGMENT_EXT}"));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+    sync_dir(segments_dir)?;
+    Ok(Segment { base, path, file })
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| Error::Io {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+fn invalid(reason: String) -> Error {
+    Error::InvalidRequest { reason }
+}
+
+fn check_topic_name(topic: &str) -> Result<()> {
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if topic.is_empty() || topic.len() > MAX_TOPIC_NAME || !topic.chars().all(legal) {
+        return Err(invalid(format!(
+            "topic name {topic:?} is not allowed; use 1 to {MAX_TOPIC_NAME} ASCII letters, \
+             digits, '.', '_' or '-' (the names Kafka accepts)"
+        )));
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Inner {
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Fsyncs the active segment.
+    fn sync_active(&self) -> Result<()> {
+        let active = self.writer().active.clone();
+        self.dirty.store(false, Ordering::SeqCst);
+        active.file.sync_data().map_err(|source| Error::Io {
+            path: active.path.clone(),
+            source,
+        })
+    }
+
+    /// Writes the frame whose payload is `w.buf[FRAME_HEADER..]` (the header is filled in
+    /// here), rolling to a new segment first if needed, and fsyncs per policy. Returns
+    /// the segment index and byte position of the frame. Does not publish anything.
+    fn write_frame(&self, w: &mut Writer) -> Result<(u32, u64)> {
+        if let Some(reason) = &w.failed {
+            return Err(Error::Unavailable(reason.clone()));
+        }
+        let payload_len = w.buf.len() - FRAME_HEADER;
+        let Ok(len) = u32::try_from(payload_len) else {
+            return Err(invalid(format!(
+                "the batch encodes to {payload_len} bytes; the embedded log takes at most \
+                 4294967295 bytes per append, so split it"
+            )));
+        };
+        let crc = crc32fast::hash(&w.buf[FRAME_HEADER..]);
+        w.buf[0..4].copy_from_slice(&len.to_le_bytes());
+        w.buf[4..8].copy_from_slice(&crc.to_le_bytes());
+        let frame_len = w.buf.len() as u64;
+
+        if w.active_len > 0 && w.active_len + frame_len > self.options.segment_bytes {
+            self.roll(w)?;
+        }
+        let pos = w.active_len;
+        let seg = w.active.clone();
+        if let Err(source) = seg.file.write_all_at(&w.buf, pos) {
+            // Cut off whatever part of the frame made it, so the next frame follows the
+            // last good one; if even that fails the file's tail is in doubt.
+            if let Err(e) = seg.file.set_len(pos) {
+                w.failed = Some(format!(
+                    "a failed write to {} could not be rolled back ({e}); restart the \
+                     process so recovery can check the file",
+                    seg.path.display()
+                ));
+            }
+            return Err(Error::Io {
+                path: seg.path.clone(),
+                source,
+            });
+        }
+        match self.options.fsync {
+            FsyncPolicy::EveryBatch => {
+                if let Err(source) = seg.file.sync_data() {
+                    // After a failed fsync the kernel may have dropped the dirty pages;
+                    // nothing written since the last good fsync can be trusted.
+                    w.failed = Some(format!(
+                        "fsync of {} failed ({source}); restart the process so recovery \
+                         can check the file",
+                        seg.path.display()
+                    ));
+                    return Err(Error::Io {
+                        path: seg.path.clone(),
+                        source,
+                    });
+                }
+            }
+            FsyncPolicy::Interval(_) => self.dirty.store(true, Ordering::SeqCst),
+            FsyncPolicy::Never => {}
+        }
+        w.active_len += frame_len;
+        Ok((w.active_index, pos))
+    }
+
+    /// Makes the active segment durable and starts a new one after it.
+    fn roll(&self, w: &mut Writer) -> Result<()> {
+        let old = &w.active;
+        old.file.sync_data().map_err(|source| Error::Io {
+            path: old.path.clone(),
+            source,
+        })?;
+        let seg = Arc::new(create_segment(&self.segments_dir, old.base + w.active_len)?);
+        let mut st = self.write_state();
+        st.segments.push(seg.clone());
+        w.active_index = (st.segments.len() - 1) as u32;
+        drop(st);
+        w.active = seg;
+        w.active_len = 0;
+        Ok(())
+    }
+
+    fn notify_appended(&self) {
+        let _g = self
+            .append_mutex
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.appended.notify_all();
+    }
+
+    /// Encodes `batch` into `w.buf`, assigning partitions and offsets; fills `w.placed`
+    /// and `w.position_topics` and returns where each record will land.
+    fn encode_batch(&self, w: &mut Writer, batch: &AppendBatch) -> Result<Vec<Appended>> {
+        let st = self.read_state();
+        let timestamp_ms = now_ms();
+        let Writer {
+            buf,
+            placed,
+            position_topics,
+            next,
+            ..
+        } = w;
+        buf.clear();
+        placed.clear();
+        position_topics.clear();
+        next.clear();
+        buf.resize(FRAME_HEADER, 0);
+        buf.put_u8(KIND_BATCH);
+        let count = u32::try_from(batch.records.len())
+            .map_err(|_| invalid("a batch holds at most 4294967295 records".into()))?;
+        buf.put_u32(count);
+        let mut out = Vec::with_capacity(batch.records.len());
+        for rec in &batch.records {
+            let (topic, t) = st.topic(&rec.topic)?;
+            let n = t.partitions.len() as u32;
+            let partition = match rec.partition {
+                Some(p) if p >= 0 && (p as u32) < n => p,
+                Some(p) => {
+                    return Err(Error::UnknownPartition {
+                        topic: rec.topic.clone(),
+                        partition: p,
+                        partitions: n,
+                    });
+                }
+                None => partition_for(&rec.key, n),
+            };
+            let offset = next
+                .entry((topic, partition))
+                .or_insert_with(|| t.partitions[partition as usize].len() as i64);
+            let head = RecordHead {
+                topic,
+                partition,
+                offset: *offset,
+                timestamp_ms,
+            };
+            *offset += 1;
+            let start = buf.len();
+            format::encode_record(buf, head, &rec.key, &rec.headers, &rec.value)
+                .map_err(|e| invalid(format!("a record for topic {:?}: {e}", rec.topic)))?;
+            let len = u32::try_from(buf.len() - start).map_err(|_| {
+                invalid(format!(
+                    "a record for topic {:?} is larger than 4 GiB",
+                    rec.topic
+                ))
+            })?;
+            placed.push((topic, partition, start, len));
+            out.push(Appended {
+                partition,
+                offset: head.offset,
+            });
+        }
+        let count = u32::try_from(batch.positions.len())
+            .map_err(|_| invalid("a batch holds at most 4294967295 positions".into()))?;
+        buf.put_u32(count);
+        for p in &batch.positions {
+            let (topic, _, _) = st.partition(&p.topic, p.partition)?;
+            format::encode_position(buf, &p.group, topic, p.partition, p.next_offset)
+                .map_err(|e| invalid(format!("position of group {:?}: {e}", p.group)))?;
+            position_topics.push(topic);
+        }
+        Ok(out)
+    }
+}
+
+impl EventLog for EmbeddedLog {
+    fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<()> {
+        check_topic_name(topic)?;
+        if partitions == 0 || partitions > MAX_PARTITIONS {
+            return Err(invalid(format!(
+                "topic {topic:?} cannot have {partitions} partitions; use 1 to {MAX_PARTITIONS}"
+            )));
+        }
+        let existing = |st: &State| {
+            st.by_name.get(topic).map(|&id| {
+                let actual = st.topics[id as usize].partitions.len() as u32;
+                if actual == partitions {
+                    Ok(())
+                } else {
+                    Err(Error::PartitionMismatch {
+                        topic: topic.to_owned(),
+                        wanted: partitions,
+                        actual,
+                    })
+                }
+            })
+        };
+        if let Some(r) = existing(&self.inner.read_state()) {
+            return r;
+        }
+        let mut guard = self.inner.writer();
+        let w = &mut *guard;
+        // Another thread may have created it while we waited for the writer lock.
+        let id = {
+            let st = self.inner.read_state();
+            if let Some(r) = existing(&st) {
+                return r;
+            }
+            st.topics.len() as u32
+        };
+        w.buf.clear();
+        w.buf.resize(FRAME_HEADER, 0);
+        format::encode_topic(&mut w.buf, id, partitions, topic).map_err(invalid)?;
+        self.inner.write_frame(w)?;
+        let mut st = self.inner.write_state();
+        st.topics.push(Topic {
+            name: topic.to_owned(),
+            partitions: vec![Vec::new(); partitions as usize],
+        });
+        st.by_name.insert(topic.to_owned(), id);
+        Ok(())
+    }
+
+    fn partitions(&self, topic: &str) -> Result<u32> {
+        let st = self.inner.read_state();
+        Ok(st.topic(topic)?.1.partitions.len() as u32)
+    }
+
+    fn append(&self, batch: AppendBatch) -> Result<Vec<Appended>> {
+        if batch.records.is_empty() && batch.positions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut guard = self.inner.writer();
+        let w = &mut *guard;
+        if let Some(reason) = &w.failed {
+            return Err(Error::Unavailable(reason.clone()));
+        }
+        let out = self.inner.encode_batch(w, &batch)?;
+        let (segment, frame_pos) = self.inner.write_frame(w)?;
+        {
+            let mut st = self.inner.write_state();
+            for &(topic, partition, start, len) in &w.placed {
+                let entry = Entry {
+                    segment,
+                    len,
+                    pos: frame_pos + start as u64,
+                };
+                st.topics[topic as usize].partitions[partition as usize].push(entry);
+            }
+            for (p, &topic) in batch.positions.iter().zip(&w.position_topics) {
+                st.set_committed(&p.group, topic, p.partition, p.next_offset);
+            }
+        }
+        if w.buf.capacity() > KEEP_BUFFER {
+            w.buf = Vec::new();
+        }
+        drop(guard);
+        self.inner.notify_appended();
+        Ok(out)
+    }
+
+    fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        from: Offset,
+        max: usize,
+    ) -> Result<Vec<StoredRecord>> {
+        let (name, entries, segments) = {
+            let st = self.inner.read_state();
+            let (_, t, index) = st.partition(topic, partition)?;
+            let end = index.len() as i64;
+            if from < 0 || from > end {
+                return Err(Error::OffsetOutOfRange {
+                    topic: topic.to_owned(),
+                    partition,
+                    offset: from,
+                    end,
+                });
+            }
+            let n = ((end - from) as usize).min(max);
+            if n == 0 {
+                return Ok(Vec::new());
+            }
+            let entries = index[from as usize..from as usize + n].to_vec();
+            let first = entries[0].segment as usize;
+            let last = entries[n - 1].segment as usize;
+            (t.name.clone(), entries, st.segments[first..=last].to_vec())
+        };
+        let first_segment = entries[0].segment;
+        let mut out = Vec::with_capacity(entries.len());
+        let mut buf = Vec::new();
+        let mut i = 0;
+        while i < entries.len() {
+            // A run: records of one segment close enough to fetch with one read.
+            let start = entries[i];
+            let mut end = start.pos + u64::from(start.len);
+            let mut j = i + 1;
+            while let Some(e) = entries.get(j) {
+                let e_end = e.pos + u64::from(e.len);
+                if e.segment != start.segment
+                    || e.pos < end
+                    || e.pos - end > READ_GAP
+                    || e_end - start.pos > READ_SPAN
+                {
+                    break;
+                }
+                end = e_end;
+                j += 1;
+            }
+            let seg = &segments[(start.segment - first_segment) as usize];
+            buf.resize((end - start.pos) as usize, 0);
+            seg.file
+                .read_exact_at(&mut buf, start.pos)
+                .map_err(|source| {
+                    if source.kind() == std::io::ErrorKind::UnexpectedEof {
+                        Error::Corrupt {
+                            path: seg.path.clone(),
+                            offset: start.pos,
+                            reason: "the file is shorter than the index says; was it truncated \
+                                 while the log was open?"
+                                .into(),
+                        }
+                    } else {
+                        Error::Io {
+                            path: seg.path.clone(),
+                            source,
+                        }
+                    }
+                })?;
+            for (k, e) in entries[i..j].iter().enumerate() {
+                let at = (e.pos - start.pos) as usize;
+                let offset = from + (i + k) as i64;
+                let record = decode_record(&buf[at..at + e.len as usize], &name, partition, offset)
+                    .map_err(|reason| Error::Corrupt {
+                        path: seg.path.clone(),
+                        offset: e.pos,
+                        reason,
+                    })?;
+                out.push(record);
+            }
+            i = j;
+        }
+        Ok(out)
+    }
+
+    fn end_offset(&self, topic: &str, partition: i32) -> Result<Offset> {
+        let st = self.inner.read_state();
+        Ok(st.partition(topic, partition)?.2.len() as i64)
+    }
+
+    fn committed(&self, group: &str, topic: &str, partition: i32) -> Result<Option<Offset>> {
+        let st = self.inner.read_state();
+        let (id, _, _) = st.partition(topic, partition)?;
+        Ok(st
+            .committed
+            .get(group)
+            .and_then(|m| m.get(&(id, partition)))
+            .copied())
+    }
+
+    fn wait_for(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: Offset,
+        timeout: Duration,
+    ) -> Result<Offset> {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut guard = self
+            .inner
+            .append_mutex
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        loop {
+            // Checked while holding `append_mutex`: an append that publishes after this
+            // check notifies only after we are waiting, so no wake-up is lost.
+            let end = self.end_offset(topic, partition)?;
+            if end > offset {
+                return Ok(end);
+            }
+            let remaining = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(3600),
+            };
+            if remaining.is_zero() {
+                return Ok(end);
+            }
+            guard = self
+                .inner
+                .appended
+                .wait_timeout(guard, remaining)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            atomic_batches: true,
+        }
+    }
+
+    fn flush(&self) -> Result<()> {
+        // Under the writer lock, so a concurrent roll cannot slip a segment past us
+        // (rolling fsyncs the old segment itself).
+        let w = self.inner.writer();
+        self.inner.dirty.store(false, Ordering::SeqCst);
+        w.active.file.sync_data().map_err(|source| Error::Io {
+            path: w.active.path.clone(),
+            source,
+        })
+    }
+}
+
+/// Decodes a record's bytes, checking they are the record the index says.
+fn decode_record(
+    bytes: &[u8],
+    topic: &str,
+    partition: i32,
+    offset: Offset,
+) -> std::result::Result<StoredRecord, String> {
+    let mut c = Cursor::new(bytes);
+    let head = c.record_head()?;
+    if head.partition != partition || head.offset != offset {
+        return Err(format!(
+            "expected the record at {topic}/{partition} offset {offset} but found partition {} \
+             offset {}",
+            head.partition, head.offset
+        ));
+    }
+    let (key, headers, value) = c.record_body()?;
+    if !c.at_end() {
+        return Err(format!(
+            "record at {topic}/{partition} offset {offset} has trailing bytes"
+        ));
+    }
+    Ok(StoredRecord {
+        topic: topic.to_owned(),
+        partition,
+        offset,
+        timestamp_ms: head.timestamp_ms,
+        key,
+        headers,
+        value,
+    })
+}
+
+/// The background thread of [`FsyncPolicy::Interval`].
+struct Flusher {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    handle: JoinHandle<()>,
+}
+
+impl Flusher {
+    fn start(inner: Arc<Inner>, every: Duration) -> Result<Flusher> {
+        let every = every.max(Duration::from_millis(1));
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let stop2 = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("waybill-log-fsync".into())
+            .spawn(move || {
+                let (lock, cv) = &*stop2;
+                let mut stopped = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                loop {
+                    stopped = cv
+                        .wait_timeout(stopped, every)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                    if *stopped {
+                        return;
+                    }
+                    if inner.dirty.load(Ordering::SeqCst)
+                        && let Err(e) = inner.sync_active()
+                    {
+                        tracing::error!(error = %e, "embedded log: background fsync failed");
+                        inner.writer().failed = Some(format!(
+                            "{e}; restart the process so recovery can check the file"
+                        ));
+                    }
+                }
+            })
+            .map_err(|source| Error::Io {
+                path: PathBuf::from("<fsync thread>"),
+                source,
+            })?;
+        Ok(Flusher { stop, handle })
+    }
+
+    fn stop(self) {
+        let (lock, cv) = &*self.stop;
+        *lock.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        cv.notify_all();
+        if self.handle.join().is_err() {
+            tracing::error!("embedded log: the background fsync thread panicked");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

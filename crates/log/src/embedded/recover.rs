@@ -1,0 +1,331 @@
+//! Rebuilding the in-memory index from the segment files on open.
+//!
+//! Every frame's length and crc are checked and its payload decoded. The first damaged
+//! frame is a torn final write, and cut away, only if it is in the last segment and no
+//! valid frame follows it; anything else is [`Error::Corrupt`].
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::format::{Cursor, FRAME_HEADER, KIND_BATCH, KIND_TOPIC};
+use super::{Entry, MAX_PARTITIONS, SEGMENT_EXT, Segment, State, Topic};
+use crate::{Error, Result};
+
+/// Bytes read from a segment at a time while scanning.
+const SCAN_CHUNK: usize = 1024 * 1024;
+
+/// What [`recover`] found.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    /// Index, topics, positions and the segments (in order).
+    pub(crate) state: State,
+    /// Length of the last segment after any torn write was cut away.
+    pub(crate) last_len: u64,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_owned();
+    move |source| Error::Io { path, source }
+}
+
+/// Segment files in `segments_dir`, sorted by their base position.
+fn list_segments(segments_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(segments_dir).map_err(io(segments_dir))? {
+        let path = entry.map_err(io(segments_dir))?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some(SEGMENT_EXT) {
+            continue;
+        }
+        match path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            Some(base) => out.push((base, path)),
+            None => tracing::warn!(
+                path = %path.display(),
+                "embedded log: ignoring a .wal file whose name is not a byte position"
+            ),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Scans every segment in `segments_dir` and rebuilds the state.
+pub(crate) fn recover(segments_dir: &Path) -> Result<Recovered> {
+    let files = list_segments(segments_dir)?;
+    let mut state = State::default();
+    let mut last_len = 0;
+    let mut expected_base = 0u64;
+    for (i, (base, path)) in files.iter().enumerate() {
+        let is_last = i + 1 == files.len();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(io(path))?;
+        if *base != expected_base {
+            return Err(Error::Corrupt {
+                path: path.clone(),
+                offset: 0,
+                reason: format!(
+                    "the segment starts at stream byte {base} but the segments before it end \
+                     at byte {expected_base}; a segment file is missing or was truncated"
+                ),
+            });
+        }
+        let len = scan_segment(&mut state, i as u32, path, &file, is_last)?;
+        expected_base = base + len;
+        last_len = len;
+        state.segments.push(Arc::new(Segment {
+            base: *base,
+            path: path.clone(),
+            file,
+        }));
+    }
+    Ok(Recovered { state, last_len })
+}
+
+/// Buffered positioned reads over one file.
+struct Window<'a> {
+    file: &'a File,
+    buf: Vec<u8>,
+    start: u64,
+}
+
+impl Window<'_> {
+    /// Bytes `[pos, pos + n)`; the caller has checked they are within the file.
+    fn get(&mut self, pos: u64, n: usize) -> std::io::Result<&[u8]> {
+        let have = pos >= self.start && pos + n as u64 <= self.start + self.buf.len() as u64;
+        if !have {
+            let file_len = self.file.metadata()?.len();
+            let want = (n.max(SCAN_CHUNK) as u64).min(file_len - pos) as usize;
+            self.buf.resize(want.max(n), 0);
+            self.file.read_exact_at(&mut self.buf, pos)?;
+            self.start = pos;
+        }
+        let at = (pos - self.start) as usize;
+        Ok(&self.buf[at..at + n])
+    }
+}
+
+/// Scans one segment into `state`; returns its length once any torn tail is cut away.
+fn scan_segment(
+    state: &mut State,
+    index: u32,
+    path: &Path,
+    file: &File,
+    is_last: bool,
+) -> Result<u64> {
+    let len = file.metadata().map_err(io(path))?.len();
+    let mut window = Window {
+        file,
+        buf: Vec::new(),
+        start: 0,
+    };
+    let mut pos = 0u64;
+    while pos < len {
+        let damage = if len - pos < FRAME_HEADER as u64 {
+            Some(format!(
+                "only {} bytes remain, too few for a frame header",
+                len - pos
+            ))
+        } else {
+            let header = window.get(pos, FRAME_HEADER).map_err(io(path))?;
+            let plen = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+            let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+            let end = pos + FRAME_HEADER as u64 + u64::from(plen);
+            if plen == 0 {
+                Some("the frame length is zero".to_owned())
+            } else if end > len {
+                Some(format!(
+                    "the frame claims {plen} bytes but the file ends {} bytes after its header",
+                    len - pos - FRAME_HEADER as u64
+                ))
+            } else {
+                let payload = window
+                    .get(pos + FRAME_HEADER as u64, plen as usize)
+                    .map_err(io(path))?;
+                if crc32fast::hash(payload) != crc {
+                    Some("the frame's crc32 does not match its contents".to_owned())
+                } else {
+                    apply_frame(state, index, pos, payload).map_err(|reason| Error::Corrupt {
+                        path: path.to_owned(),
+                        offset: pos,
+                        reason: format!("the frame passes its crc but cannot be decoded: {reason}"),
+                    })?;
+                    pos = end;
+                    None
+                }
+            }
+        };
+        let Some(reason) = damage else { continue };
+        if !is_last {
+            return Err(Error::Corrupt {
+                path: path.to_owned(),
+                offset: pos,
+                reason: format!("{reason}, and this is not the last segment"),
+            });
+        }
+        let mut tail = vec![0u8; (len - pos) as usize];
+        file.read_exact_at(&mut tail, pos).map_err(io(path))?;
+        if let Some(q) = find_valid_frame(&tail) {
+            return Err(Error::Corrupt {
+                path: path.to_owned(),
+                offset: pos,
+                reason: format!(
+                    "{reason}, and a valid frame follows at byte {}, so this is not a torn \
+                     final write",
+                    pos + q as u64
+                ),
+            });
+        }
+        tracing::warn!(
+            path = %path.display(),
+            offset = pos,
+            reason = %reason,
+            cut_bytes = len - pos,
+            "embedded log: cutting off a torn write at the end of the log"
+        );
+        file.set_len(pos).map_err(io(path))?;
+        file.sync_data().map_err(io(path))?;
+        return Ok(pos);
+    }
+    Ok(len)
+}
+
+/// The start of the first frame in `tail[1..]` whose length fits and whose crc matches.
+fn find_valid_frame(tail: &[u8]) -> Option<usize> {
+    (1..tail.len().saturating_sub(FRAME_HEADER)).find(|&q| {
+        let h = &tail[q..q + FRAME_HEADER];
+        let plen = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        let start = q + FRAME_HEADER;
+        plen > 0
+            && plen <= tail.len() - start
+            && matches!(tail[start], KIND_TOPIC | KIND_BATCH)
+            && crc32fast::hash(&tail[start..start + plen]) == crc
+    })
+}
+
+/// Applies one verified frame at byte `frame_pos` of segment `segment` to `state`.
+fn apply_frame(
+    state: &mut State,
+    segment: u32,
+    frame_pos: u64,
+    payload: &[u8],
+) -> std::result::Result<(), String> {
+    let mut c = Cursor::new(payload);
+    match c.u8("frame kind")? {
+        KIND_TOPIC => {
+            let id = c.u32("topic id")?;
+            let partitions = c.u32("partition count")?;
+            let name = c.str16("topic name")?;
+            if id as usize != state.topics.len() {
+                return Err(format!(
+                    "topic {name:?} has id {id} but {} topics were created before it",
+                    state.topics.len()
+                ));
+            }
+            if state.by_name.contains_key(name) {
+                return Err(format!("topic {name:?} is created a second time"));
+            }
+            if partitions == 0 || partitions > MAX_PARTITIONS {
+                return Err(format!("topic {name:?} has {partitions} partitions"));
+            }
+            state.topics.push(Topic {
+                name: name.to_owned(),
+                partitions: vec![Vec::new(); partitions as usize],
+            });
+            state.by_name.insert(name.to_owned(), id);
+        }
+        KIND_BATCH => {
+            let records = c.u32("record count")?;
+            for _ in 0..records {
+                let start = c.pos();
+                let head = c.record_head()?;
+                c.skip_record_body()?;
+                let len = (c.pos() - start) as u32;
+                let index = partition_index(state, head.topic, head.partition)?;
+                let expected = index.len() as i64;
+                if head.offset != expected {
+                    return Err(format!(
+                        "a record of topic id {} partition {} has offset {} where {expected} \
+                         comes next",
+                        head.topic, head.partition, head.offset
+                    ));
+                }
+                index.push(Entry {
+                    segment,
+                    len,
+                    pos: frame_pos + (FRAME_HEADER + start) as u64,
+                });
+            }
+            let positions = c.u32("position count")?;
+            for _ in 0..positions {
+                let group = c.str16("consumer group")?;
+                let topic = c.u32("position topic id")?;
+                let partition = c.i32("position partition")?;
+                let next = c.i64("position offset")?;
+                partition_index(state, topic, partition)?;
+                state.set_committed(group, topic, partition, next);
+            }
+        }
+        kind => return Err(format!("unknown frame kind {kind}")),
+    }
+    if !c.at_end() {
+        return Err(format!(
+            "{} bytes follow the end of the payload",
+            payload.len() - c.pos()
+        ));
+    }
+    Ok(())
+}
+
+fn partition_index(
+    state: &mut State,
+    topic: u32,
+    partition: i32,
+) -> std::result::Result<&mut Vec<Entry>, String> {
+    let t = state
+        .topics
+        .get_mut(topic as usize)
+        .ok_or_else(|| format!("topic id {topic} was never created"))?;
+    let n = t.partitions.len();
+    usize::try_from(partition)
+        .ok()
+        .and_then(|p| t.partitions.get_mut(p))
+        .ok_or_else(|| {
+            format!(
+                "topic {:?} has {n} partitions, not partition {partition}",
+                t.name
+            )
+        })
+}
+
+/// Test support: simulates a crash part-way through the last write by cutting the last
+/// frame of the last segment in `dir` (a log's data directory, not open) in half.
+///
+/// Fails if there is no frame to cut.
+pub fn tear_last_frame(dir: &Path) -> std::io::Result<()> {
+    let no_frame = || std::io::Error::other(format!("no frame to tear in {}", dir.display()));
+    let segments = list_segments(&dir.join(super::SEGMENTS_DIR))
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let (_, path) = segments.last().ok_or_else(no_frame)?;
+    let file = OpenOptions::new().write(true).read(true).open(path)?;
+    let len = file.metadata()?.len();
+    let (mut pos, mut last) = (0u64, None);
+    while pos + FRAME_HEADER as u64 <= len {
+        let mut h = [0u8; 4];
+        file.read_exact_at(&mut h, pos)?;
+        let frame = FRAME_HEADER as u64 + u64::from(u32::from_le_bytes(h));
+        last = Some((pos, frame));
+        pos += frame;
+    }
+    let (start, frame) = last.ok_or_else(no_frame)?;
+    file.set_len(start + frame / 2)?;
+    file.sync_all()
+}

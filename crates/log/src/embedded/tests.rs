@@ -1,0 +1,292 @@
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+
+use super::*;
+use crate::Record;
+
+fn open(dir: &Path) -> Result<EmbeddedLog> {
+    EmbeddedLog::open(dir, EmbeddedOptions::default())
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(SEGMENTS_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// (start, length) of every frame in a segment file.
+fn frames(path: &Path) -> Vec<(u64, u64)> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while pos + FRAME_HEADER <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+        out.push((pos as u64, (FRAME_HEADER + len) as u64));
+        pos += FRAME_HEADER + len;
+    }
+    out
+}
+
+fn patch(path: &Path, at: u64, bytes: &[u8]) {
+    let f = OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(bytes, at).unwrap();
+}
+
+fn flip(path: &Path, at: u64) {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 0x40], at).unwrap();
+}
+
+/// Creates topic `t` (2 partitions) and appends `n` batches of 5 records each.
+fn fill(log: &EmbeddedLog, n: usize) {
+    log.ensure_topic("t", 2).unwrap();
+    for b in 0..n {
+        let records = (0..5)
+            .map(|i| Record::keyed("t", format!("k{i}"), format!("b{b}r{i}")))
+            .collect();
+        log.append(AppendBatch {
+            records,
+            positions: vec![],
+        })
+        .unwrap();
+    }
+}
+
+fn total(log: &EmbeddedLog) -> i64 {
+    (0..2).map(|p| log.end_offset("t", p).unwrap()).sum()
+}
+
+#[test]
+fn a_flipped_byte_mid_log_is_corrupt_naming_the_file_and_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(&open(dir.path()).unwrap(), 10);
+    let seg = &segment_files(dir.path())[0];
+    let (start, len) = frames(seg)[5];
+    flip(seg, start + len / 2);
+
+    match open(dir.path()) {
+        Err(Error::Corrupt {
+            path,
+            offset,
+            reason,
+        }) => {
+            assert_eq!(&path, seg);
+            assert_eq!(offset, start);
+            assert!(reason.contains("crc32"), "{reason}");
+            let msg = Error::Corrupt {
+                path,
+                offset,
+                reason,
+            }
+            .to_string();
+            assert!(
+                msg.contains(&seg.display().to_string()) && msg.contains(&format!("byte {start}")),
+                "{msg}"
+            );
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_damaged_length_mid_log_is_corrupt_not_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(&open(dir.path()).unwrap(), 10);
+    let seg = &segment_files(dir.path())[0];
+    let (start, _) = frames(seg)[4];
+    patch(seg, start, &u32::MAX.to_le_bytes());
+    match open(dir.path()) {
+        Err(Error::Corrupt { offset, reason, .. }) => {
+            assert_eq!(offset, start);
+            assert!(reason.contains("valid frame follows"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    // Nothing was cut away.
+    assert_eq!(frames(seg).len(), 5);
+}
+
+#[test]
+fn a_torn_last_frame_is_cut_away_and_earlier_batches_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(&open(dir.path()).unwrap(), 10);
+    let seg = &segment_files(dir.path())[0];
+    let (last_start, _) = *frames(seg).last().unwrap();
+    tear_last_frame(dir.path()).unwrap();
+
+    let log = open(dir.path()).unwrap();
+    assert_eq!(
+        total(&log),
+        9 * 5,
+        "all batches but the torn one must survive"
+    );
+    assert_eq!(
+        std::fs::metadata(seg).unwrap().len(),
+        last_start,
+        "the torn frame must be cut off"
+    );
+    let r = log.read("t", 0, 0, 1000).unwrap();
+    assert!(
+        r.iter()
+            .all(|r| !String::from_utf8_lossy(&r.value).starts_with("b9"))
+    );
+    // The log keeps working after recovery, and survives another restart.
+    fill(&log, 1);
+    drop(log);
+    assert_eq!(total(&open(dir.path()).unwrap()), 10 * 5);
+}
+
+#[test]
+fn a_zeroed_tail_is_a_torn_write() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(&open(dir.path()).unwrap(), 3);
+    let seg = &segment_files(dir.path())[0];
+    let len = std::fs::metadata(seg).unwrap().len();
+    patch(seg, len, &[0u8; 4096]);
+    let log = open(dir.path()).unwrap();
+    assert_eq!(total(&log), 15);
+    assert_eq!(std::fs::metadata(seg).unwrap().len(), len);
+}
+
+#[test]
+fn a_good_crc_over_an_undecodable_payload_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(&open(dir.path()).unwrap(), 2);
+    let seg = &segment_files(dir.path())[0];
+    let len = std::fs::metadata(seg).unwrap().len();
+    let payload = [9u8, 1, 2, 3];
+    let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    frame.extend_from_slice(&payload);
+    patch(seg, len, &frame);
+    match open(dir.path()) {
+        Err(Error::Corrupt { offset, reason, .. }) => {
+            assert_eq!(offset, len);
+            assert!(reason.contains("unknown frame kind 9"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
+fn damage_at_the_end_of_a_non_final_segment_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = EmbeddedOptions {
+        segment_bytes: 600,
+        ..EmbeddedOptions::default()
+    };
+    fill(&EmbeddedLog::open(dir.path(), small.clone()).unwrap(), 20);
+    let files = segment_files(dir.path());
+    assert!(files.len() > 2, "expected several segments, got {files:?}");
+    let (start, len) = *frames(&files[1]).last().unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&files[1])
+        .unwrap()
+        .set_len(start + len - 1)
+        .unwrap();
+    match EmbeddedLog::open(dir.path(), small) {
+        Err(Error::Corrupt { path, offset, .. }) => {
+            assert_eq!((path, offset), (files[1].clone(), start))
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
+fn segments_roll_and_reads_span_them_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = EmbeddedOptions {
+        segment_bytes: 1000,
+        ..EmbeddedOptions::default()
+    };
+    let log = EmbeddedLog::open(dir.path(), small.clone()).unwrap();
+    fill(&log, 40);
+    let files = segment_files(dir.path());
+    assert!(files.len() > 5, "expected the log to roll, got {files:?}");
+    for f in &files {
+        assert!(
+            std::fs::metadata(f).unwrap().len() <= 1000,
+            "{} is over segment_bytes",
+            f.display()
+        );
+    }
+    let before: Vec<_> = (0..2)
+        .map(|p| log.read("t", p, 0, usize::MAX).unwrap())
+        .collect();
+    drop(log);
+    let log = EmbeddedLog::open(dir.path(), small).unwrap();
+    let after: Vec<_> = (0..2)
+        .map(|p| log.read("t", p, 0, usize::MAX).unwrap())
+        .collect();
+    assert_eq!(before, after);
+    assert_eq!(after.iter().map(Vec::len).sum::<usize>(), 200);
+}
+
+#[test]
+fn a_second_open_of_the_directory_is_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).unwrap();
+    match open(dir.path()) {
+        Err(Error::Locked { path }) => assert_eq!(path, dir.path()),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    drop(log);
+    open(dir.path()).expect("the lock must be released when the log is dropped");
+}
+
+#[test]
+fn interval_and_never_policies_keep_data_across_restart() {
+    for fsync in [
+        FsyncPolicy::Interval(Duration::from_millis(5)),
+        FsyncPolicy::Never,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = EmbeddedOptions {
+            fsync,
+            ..EmbeddedOptions::default()
+        };
+        let log = EmbeddedLog::open(dir.path(), options.clone()).unwrap();
+        fill(&log, 5);
+        std::thread::sleep(Duration::from_millis(20));
+        log.flush().unwrap();
+        drop(log);
+        assert_eq!(
+            total(&EmbeddedLog::open(dir.path(), options).unwrap()),
+            25,
+            "{fsync:?}"
+        );
+    }
+}
+
+#[test]
+fn bad_requests_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).unwrap();
+    for (topic, partitions) in [("", 1), ("has space", 1), ("ok", 0)] {
+        match log.ensure_topic(topic, partitions) {
+            Err(Error::InvalidRequest { reason }) => assert!(reason.contains(topic), "{reason}"),
+            other => panic!("ensure_topic({topic:?}, {partitions}): {other:?}"),
+        }
+    }
+    log.ensure_topic("ok", 1).unwrap();
+    let long_header = Record::keyed("ok", "k", "v").with_header("h".repeat(70_000), "v");
+    assert!(matches!(
+        log.append(AppendBatch {
+            records: vec![long_header],
+            positions: vec![]
+        }),
+        Err(Error::InvalidRequest { .. })
+    ));
+    assert_eq!(log.end_offset("ok", 0).unwrap(), 0);
+    assert!(log.append(AppendBatch::default()).unwrap().is_empty());
+}

@@ -1,0 +1,71 @@
+//! The conformance suite against [`EmbeddedLog`], one test per check.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tempfile::TempDir;
+use waybill_log::EventLog;
+use waybill_log::embedded::{self, EmbeddedLog, EmbeddedOptions};
+use waybill_log::testing::conformance::{self, Harness};
+
+/// A log in a temporary directory; reopening opens the same directory.
+struct Embedded {
+    dir: TempDir,
+    options: EmbeddedOptions,
+}
+
+impl Embedded {
+    fn new() -> Self {
+        Embedded {
+            dir: tempfile::tempdir().unwrap(),
+            options: EmbeddedOptions::default(),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+}
+
+impl Harness for Embedded {
+    fn open(&mut self) -> Arc<dyn EventLog> {
+        Arc::new(EmbeddedLog::open(&self.path(), self.options.clone()).unwrap())
+    }
+
+    fn crash_during_write(&mut self) {
+        embedded::tear_last_frame(&self.path()).unwrap();
+    }
+}
+
+macro_rules! checks {
+    ($($check:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $check() {
+                conformance::$check(&mut Embedded::new());
+            }
+        )*
+    };
+}
+
+checks!(
+    ordering_per_key,
+    atomic_batch_with_positions,
+    restart_durability,
+    torn_write_never_exposes_half_a_batch,
+    offsets_dense_from_zero,
+    read_past_end_is_error,
+    unknown_topic_is_error,
+    partition_mismatch_is_error,
+    wait_for_wakes_on_append,
+    concurrent_appenders_keep_per_key_order,
+    headers_round_trip,
+);
+
+/// All checks on one log, with small segments so the suite also crosses segment files.
+#[test]
+fn run_all_on_one_log_with_small_segments() {
+    let mut h = Embedded::new();
+    h.options.segment_bytes = 16 * 1024;
+    conformance::run_all(&mut h);
+}

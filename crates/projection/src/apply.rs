@@ -1,0 +1,634 @@
+//! The projection logic: one input at a time against an in-memory overlay of the keys it
+//! touches, then everything (views, indexes, counters, dedup marks and checkpoints) is
+//! written in one `sled::Batch`.
+//!
+//! Why the result is a pure function of the set of records:
+//! - a journal event touches its order view, timeline, saga mark and the exceptions it
+//!   raises or resolves. All events of an order are in one journal partition (topics are
+//!   co-partitioned by correlation key) and are applied in offset order;
+//! - keys written from several partitions only receive commutative updates: sums (stock
+//!   positions, counters), inserts of distinct keys (lineage, timeline, open index), and
+//!   exception records whose "raised" and "resolved" halves are set independently, with
+//!   counters and indexes moved by the difference between the state before and after;
+//! - values are serde_json of structs (fixed field order) holding `Vec`s in a defined
+//!   order, and no time is read from the clock.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use serde::{Deserialize, Serialize};
+use waybill_domain::journal::InputPosition;
+use waybill_domain::{
+    Command, CommandBody, ExceptionCategory, JournalBody, JournalEvent, Qty, SagaKind, SourceRef, System,
+};
+
+use crate::error::{Error, Result};
+use crate::input::{ApplyStats, DeadLetter, Input, Positioned};
+use crate::keys;
+use crate::summary::summarize;
+use crate::view::{
+    ExceptionView, LineageEntry, LinkKind, OrderLineView, OrderStatus, OrderView, SagaProgress, ShipmentView,
+    StockPosition, TimelineEntry,
+};
+
+/// How a value is stored.
+pub(crate) trait Codec: Sized {
+    fn encode(&self) -> Vec<u8>;
+    fn decode(key: &[u8], bytes: &[u8]) -> Result<Self>;
+}
+
+impl Codec for i64 {
+    fn encode(&self) -> Vec<u8> {
+        self.to_be_bytes().to_vec()
+    }
+    fn decode(key: &[u8], bytes: &[u8]) -> Result<Self> {
+        let b: [u8; 8] = bytes.try_into().map_err(|_| Error::Corrupt {
+            key: keys::display(key),
+            reason: format!("expected an 8-byte number, found {} bytes", bytes.len()),
+        })?;
+        Ok(i64::from_be_bytes(b))
+    }
+}
+
+/// Where a command was first applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CommandSeen {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+macro_rules! json_codec {
+    ($($t:ty),*) => {$(
+        impl Codec for $t {
+            fn encode(&self) -> Vec<u8> {
+                serde_json::to_vec(self).expect("projection views serialize")
+            }
+            fn decode(key: &[u8], bytes: &[u8]) -> Result<Self> {
+                serde_json::from_slice(bytes)
+                    .map_err(|e| Error::Corrupt { key: keys::display(key), reason: e.to_string() })
+            }
+        }
+    )*};
+}
+json_codec!(OrderView, ExceptionView, StockPosition, CommandSeen, TimelineEntry, LineageEntry);
+
+/// A cached key: its value as loaded or changed, and whether it must be written.
+#[derive(Debug)]
+pub(crate) struct Slot<T> {
+    value: Option<T>,
+    dirty: bool,
+}
+
+impl<T> Slot<T> {
+    fn get(&self) -> Option<&T> {
+        self.value.as_ref()
+    }
+
+    /// The value for changing; the slot will be written.
+    fn modify(&mut self) -> &mut Option<T> {
+        self.dirty = true;
+        &mut self.value
+    }
+}
+
+/// Typed values of one key family, loaded from the tree at most once per batch.
+#[derive(Debug)]
+pub(crate) struct Cache<T> {
+    map: HashMap<Vec<u8>, Slot<T>>,
+}
+
+impl<T: Codec> Cache<T> {
+    fn new() -> Self {
+        Cache { map: HashMap::new() }
+    }
+
+    fn slot(&mut self, tree: &sled::Tree, key: Vec<u8>) -> Result<&mut Slot<T>> {
+        match self.map.entry(key) {
+            Entry::Occupied(o) => Ok(o.into_mut()),
+            Entry::Vacant(v) => {
+                let raw = tree
+                    .get(v.key())
+                    .map_err(|e| Error::storage(format!("reading {}", keys::display(v.key())), e))?;
+                let value = match raw {
+                    Some(b) => Some(T::decode(v.key(), &b)?),
+                    None => None,
+                };
+                Ok(v.insert(Slot { value, dirty: false }))
+            }
+        }
+    }
+
+    /// Writes the changed keys into `batch` (the order of insertion does not matter:
+    /// every key appears once).
+    fn commit(self, batch: &mut sled::Batch) {
+        for (k, s) in self.map {
+            if s.dirty {
+                match s.value {
+                    Some(v) => batch.insert(k, v.encode()),
+                    None => batch.remove(k),
+                }
+            }
+        }
+    }
+}
+
+/// Everything one `apply` call reads and writes.
+#[derive(Debug)]
+pub(crate) struct Overlay<'a> {
+    tree: &'a sled::Tree,
+    /// Blind writes: timeline, lineage, open-exception index. Never read back by apply.
+    batch: sled::Batch,
+    orders: Cache<OrderView>,
+    exceptions: Cache<ExceptionView>,
+    stock: Cache<StockPosition>,
+    saga_seq: Cache<i64>,
+    commands: Cache<CommandSeen>,
+    counters: Cache<i64>,
+    checkpoints: Cache<i64>,
+    pub(crate) stats: ApplyStats,
+}
+
+enum Outcome {
+    Applied,
+    Duplicate,
+    Skipped,
+}
+
+impl<'a> Overlay<'a> {
+    pub(crate) fn new(tree: &'a sled::Tree) -> Self {
+        Overlay {
+            tree,
+            batch: sled::Batch::default(),
+            orders: Cache::new(),
+            exceptions: Cache::new(),
+            stock: Cache::new(),
+            saga_seq: Cache::new(),
+            commands: Cache::new(),
+            counters: Cache::new(),
+            checkpoints: Cache::new(),
+            stats: ApplyStats::default(),
+        }
+    }
+
+    /// The batch to write: every change of every input applied so far.
+    pub(crate) fn into_batch(self) -> sled::Batch {
+        let mut batch = self.batch;
+        self.orders.commit(&mut batch);
+        self.exceptions.commit(&mut batch);
+        self.stock.commit(&mut batch);
+        self.saga_seq.commit(&mut batch);
+        self.commands.commit(&mut batch);
+        self.counters.commit(&mut batch);
+        self.checkpoints.commit(&mut batch);
+        batch
+    }
+
+    /// Applies one input unless its partition's checkpoint is already past it, and moves
+    /// the checkpoint past it.
+    pub(crate) fn apply(&mut self, p: &Positioned) -> Result<()> {
+        let pos = &p.position;
+        let cp = self.checkpoints.slot(self.tree, keys::checkpoint(&pos.topic, pos.partition))?;
+        if cp.get().is_some_and(|next| pos.offset < *next) {
+            self.stats.already_applied += 1;
+            return Ok(());
+        }
+        *cp.modify() = Some(pos.offset.saturating_add(1));
+        let outcome = match &p.input {
+            Input::Journal(e) => self.journal(pos, e)?,
+            Input::Command(c) => self.command(pos, c)?,
+            Input::DeadLetter(d) => self.dead_letter(pos, d)?,
+            Input::Skip => Outcome::Skipped,
+        };
+        match outcome {
+            Outcome::Applied => self.stats.applied += 1,
+            Outcome::Duplicate => self.stats.duplicates += 1,
+            Outcome::Skipped => self.stats.skipped += 1,
+        }
+        Ok(())
+    }
+
+    fn journal(&mut self, pos: &InputPosition, e: &JournalEvent) -> Result<Outcome> {
+        let m = &e.meta;
+        let seq = self.saga_seq.slot(self.tree, keys::saga_seq(&m.saga_id))?;
+        if seq.get().is_some_and(|last| m.seq <= *last) {
+            tracing::debug!(
+                waybill.saga.id = %m.saga_id, seq = m.seq, topic = %pos.topic, partition = pos.partition,
+                offset = pos.offset, "dropping a copy of an applied journal event"
+            );
+            return Ok(Outcome::Duplicate);
+        }
+        *seq.modify() = Some(m.seq);
+
+        let order_ref = m.correlation_key.as_str();
+        let mut stock = Vec::new();
+        let slot = self.orders.slot(self.tree, keys::order(order_ref))?;
+        let before = slot.get().map(|o| o.status);
+        let order = slot.modify().get_or_insert_with(|| OrderView::new(order_ref, m.at));
+        fold_order(order, e, &mut stock);
+        let after = order.status;
+        if before != Some(after) {
+            if let Some(b) = before {
+                self.count(keys::count_status(b.as_str()), -1)?;
+            }
+            self.count(keys::count_status(after.as_str()), 1)?;
+        }
+        for (warehouse, sku, delta) in stock {
+            self.stock_add(&warehouse, &sku, delta)?;
+        }
+
+        let entry = TimelineEntry {
+            at: m.at,
+            saga_id: m.saga_id.clone(),
+            kind: m.kind,
+            seq: m.seq,
+            event: e.body.name().to_string(),
+            summary: summarize(e),
+        };
+        self.batch.insert(keys::timeline(order_ref, &m.saga_id, m.seq), entry.encode());
+
+        match &e.body {
+            JournalBody::ExceptionRaised(x) => {
+                let saga_id = m.saga_id.clone();
+                self.exception(&x.exception_id, |v| {
+                    v.category = x.category;
+                    v.message.clone_from(&x.message);
+                    v.subject = Some(x.subject.clone());
+                    v.saga_id = Some(saga_id);
+                    v.order_ref = Some(order_ref.to_string());
+                    v.raised_at = Some(m.at);
+                })?;
+            }
+            JournalBody::ExceptionResolved(r) => {
+                self.exception(&r.exception_id, |v| {
+                    v.resolved_at = Some(m.at);
+                    v.resolution = Some(r.resolution.clone());
+                })?;
+            }
+            _ => {}
+        }
+
+        let link = LineageEntry {
+            kind: LinkKind::Journal,
+            id: m.event_id(),
+            name: e.body.name().to_string(),
+            topic: pos.topic.clone(),
+            partition: pos.partition,
+            offset: pos.offset,
+            at: m.at,
+        };
+        let value = link.encode();
+        self.link(&format!("odoo:{order_ref}"), pos, &value);
+        for r in journal_refs(&e.body) {
+            self.link(&r, pos, &value);
+        }
+        Ok(Outcome::Applied)
+    }
+
+    fn command(&mut self, pos: &InputPosition, c: &Command) -> Result<Outcome> {
+        let key = &c.meta.idempotency_key;
+        let seen = self.commands.slot(self.tree, keys::command_seen(key))?;
+        if let Some(first) = seen.get() {
+            tracing::debug!(
+                idempotency_key = %key, topic = %pos.topic, partition = pos.partition, offset = pos.offset,
+                first.offset = first.offset, "dropping a second command with the same idempotency key"
+            );
+            return Ok(Outcome::Duplicate);
+        }
+        *seen.modify() =
+            Some(CommandSeen { topic: pos.topic.clone(), partition: pos.partition, offset: pos.offset });
+        let link = LineageEntry {
+            kind: LinkKind::Command,
+            id: key.clone(),
+            name: c.body.name().to_string(),
+            topic: pos.topic.clone(),
+            partition: pos.partition,
+            offset: pos.offset,
+            at: c.meta.issued_at,
+        };
+        let value = link.encode();
+        self.link(&format!("waybill:{key}"), pos, &value);
+        self.link(&format!("odoo:{}", c.meta.correlation_key), pos, &value);
+        for r in command_refs(&c.body) {
+            self.link(&r, pos, &value);
+        }
+        Ok(Outcome::Applied)
+    }
+
+    fn dead_letter(&mut self, pos: &InputPosition, d: &DeadLetter) -> Result<Outcome> {
+        let id = d.exception_id(pos);
+        let slot = self.exceptions.slot(self.tree, keys::exception(&id))?;
+        if slot.get().is_some_and(|x| x.raised_at.is_some()) {
+            return Ok(Outcome::Duplicate);
+        }
+        let subject = d.subject_ref(pos);
+        self.exception(&id, |v| {
+            v.category = ExceptionCategory::BadInput;
+            v.message.clone_from(&d.reason);
+            v.subject = Some(subject.clone());
+            v.order_ref.clone_from(&d.key);
+            v.raised_at = Some(d.at);
+            v.dead_letter_kind = Some(d.kind.clone());
+        })?;
+        let link = LineageEntry {
+            kind: LinkKind::DeadLetter,
+            id,
+            name: "DeadLetter".to_string(),
+            topic: pos.topic.clone(),
+            partition: pos.partition,
+            offset: pos.offset,
+            at: d.at,
+        };
+        let value = link.encode();
+        self.link(&subject.to_string(), pos, &value);
+        if let Some(k) = &d.key {
+            self.link(&format!("odoo:{k}"), pos, &value);
+        }
+        Ok(Outcome::Applied)
+    }
+
+    /// Changes one exception record and moves its open-index entry, the open counter of
+    /// its category and its order's open count by the difference.
+    fn exception(&mut self, id: &str, change: impl FnOnce(&mut ExceptionView)) -> Result<()> {
+        // (category, order counted against) while open.
+        fn open_state(x: Option<&ExceptionView>) -> Option<(ExceptionCategory, Option<String>)> {
+            x.filter(|x| x.is_open())
+                .map(|x| (x.category, if x.saga_id.is_some() { x.order_ref.clone() } else { None }))
+        }
+        let slot = self.exceptions.slot(self.tree, keys::exception(id))?;
+        let before = open_state(slot.get());
+        let v = slot.modify().get_or_insert_with(|| ExceptionView::new(id));
+        change(v);
+        let after = open_state(Some(v));
+        if before == after {
+            return Ok(());
+        }
+        if let Some((category, order)) = before {
+            self.batch.remove(keys::open_exception(category.as_str(), id));
+            self.count(keys::count_open(category.as_str()), -1)?;
+            if let Some(o) = order {
+                self.order_open_exceptions(&o, -1)?;
+            }
+        }
+        if let Some((category, order)) = after {
+            self.batch.insert(keys::open_exception(category.as_str(), id), Vec::new());
+            self.count(keys::count_open(category.as_str()), 1)?;
+            if let Some(o) = order {
+                self.order_open_exceptions(&o, 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn order_open_exceptions(&mut self, order_ref: &str, delta: i64) -> Result<()> {
+        let slot = self.orders.slot(self.tree, keys::order(order_ref))?;
+        match slot.modify() {
+            Some(o) => {
+                o.open_exceptions = (i64::from(o.open_exceptions) + delta).clamp(0, i64::from(u32::MAX)) as u32;
+            }
+            // Cannot happen: an exception counts against an order only after one of the
+            // order's own journal events raised it, which created the view.
+            None => tracing::warn!(waybill.order.ref = %order_ref, "exception for an order without a view"),
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, key: Vec<u8>, delta: i64) -> Result<()> {
+        let slot = self.counters.slot(self.tree, key)?;
+        let v = slot.modify();
+        let n = v.unwrap_or(0) + delta;
+        // Zero counters are removed so that the stored bytes depend only on the result.
+        *v = (n != 0).then_some(n);
+        Ok(())
+    }
+
+    fn stock_add(&mut self, warehouse: &str, sku: &str, d: StockDelta) -> Result<()> {
+        let slot = self.stock.slot(self.tree, keys::stock(warehouse, sku))?;
+        let s = slot.modify().get_or_insert_with(|| StockPosition {
+            warehouse: warehouse.to_string(),
+            sku: sku.to_string(),
+            ordered: Qty::ZERO,
+            reserved: Qty::ZERO,
+            short: Qty::ZERO,
+            picked: Qty::ZERO,
+            shipped: Qty::ZERO,
+        });
+        s.ordered += d.ordered;
+        s.reserved += d.reserved;
+        s.short += d.short;
+        s.picked += d.picked;
+        s.shipped += d.shipped;
+        Ok(())
+    }
+
+    fn link(&mut self, source_ref: &str, pos: &InputPosition, value: &[u8]) {
+        self.batch.insert(keys::lineage(source_ref, &pos.topic, pos.partition, pos.offset), value);
+    }
+}
+
+/// A change to one stock position.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct StockDelta {
+    ordered: Qty,
+    reserved: Qty,
+    short: Qty,
+    picked: Qty,
+    shipped: Qty,
+}
+
+/// The line `line_no`, added (sorted) when the order did not have it.
+fn line_mut<'o>(order: &'o mut OrderView, line_no: i32, sku: &str) -> &'o mut OrderLineView {
+    let i = match order.lines.binary_search_by_key(&line_no, |l| l.line_no) {
+        Ok(i) => i,
+        Err(i) => {
+            order.lines.insert(
+                i,
+                OrderLineView {
+                    line_no,
+                    sku: sku.to_string(),
+                    uom: String::new(),
+                    warehouse: String::new(),
+                    ordered: Qty::ZERO,
+                    reserved: Qty::ZERO,
+                    short: Qty::ZERO,
+                    backordered: Qty::ZERO,
+                    picked: Qty::ZERO,
+                    shipped: Qty::ZERO,
+                },
+            );
+            i
+        }
+    };
+    &mut order.lines[i]
+}
+
+fn shipment_mut<'o>(order: &'o mut OrderView, shipment_id: &str) -> &'o mut ShipmentView {
+    let i = match order.shipments.iter().position(|s| s.shipment_id == shipment_id) {
+        Some(i) => i,
+        None => {
+            order.shipments.push(ShipmentView::new(shipment_id));
+            order.shipments.len() - 1
+        }
+    };
+    &mut order.shipments[i]
+}
+
+/// Folds one journal event into its order view; stock changes go to `stock` as
+/// (warehouse, sku, delta).
+pub(crate) fn fold_order(order: &mut OrderView, e: &JournalEvent, stock: &mut Vec<(String, String, StockDelta)>) {
+    let m = &e.meta;
+    order.first_event_at = order.first_event_at.min(m.at);
+    order.last_event_at = order.last_event_at.max(m.at);
+    match order.sagas.binary_search_by(|s| s.saga_id.as_str().cmp(&m.saga_id)) {
+        Ok(i) => {
+            order.sagas[i].last_seq = m.seq;
+            order.sagas[i].last_event = e.body.name().to_string();
+        }
+        Err(i) => order.sagas.insert(
+            i,
+            SagaProgress {
+                saga_id: m.saga_id.clone(),
+                kind: m.kind,
+                last_seq: m.seq,
+                last_event: e.body.name().to_string(),
+                completed_at: None,
+            },
+        ),
+    }
+    match &e.body {
+        JournalBody::OrderAccepted(o) => {
+            order.status = OrderStatus::Accepted;
+            order.customer_ref = Some(o.customer_ref.clone());
+            order.ship_to = Some(o.ship_to.clone());
+            order.currency = Some(o.currency.clone());
+            order.client_order_ref.clone_from(&o.client_order_ref);
+            for l in &o.lines {
+                let line = line_mut(order, l.line_no, &l.sku);
+                line.sku.clone_from(&l.sku);
+                line.uom.clone_from(&l.uom);
+                line.warehouse.clone_from(&l.warehouse);
+                line.ordered = l.quantity;
+                stock.push((l.warehouse.clone(), l.sku.clone(), StockDelta { ordered: l.quantity, ..Default::default() }));
+            }
+        }
+        JournalBody::MasterDataFailed(p) => {
+            order.status = OrderStatus::OnHold;
+            order.problems.clone_from(&p.problems);
+        }
+        JournalBody::ReservationRequested(_) => order.status = OrderStatus::Reserving,
+        JournalBody::StockAllocated(a) => {
+            order.status = OrderStatus::Reserved;
+            for r in &a.lines {
+                let line = line_mut(order, r.line_no, "");
+                line.reserved += r.reserved;
+                line.short += r.short;
+                let d = StockDelta { reserved: r.reserved, short: r.short, ..Default::default() };
+                stock.push((line.warehouse.clone(), line.sku.clone(), d));
+            }
+        }
+        JournalBody::Backordered(b) => {
+            for l in &b.lines {
+                line_mut(order, l.line_no, &l.sku).backordered += l.quantity;
+            }
+        }
+        JournalBody::ReleaseRequested(r) => {
+            order.status = OrderStatus::Released;
+            order.pick_due_at = Some(r.due_at);
+        }
+        JournalBody::WarehouseAccepted(w) => order.wms_order_id = Some(w.wms_order_id.clone()),
+        JournalBody::PickRecorded(p) => {
+            order.status = if p.complete { OrderStatus::Picked } else { OrderStatus::Picking };
+            for l in &p.lines {
+                let line = line_mut(order, l.line_no, &l.sku);
+                line.picked += l.quantity;
+                let d = StockDelta { picked: l.quantity, ..Default::default() };
+                stock.push((line.warehouse.clone(), l.sku.clone(), d));
+            }
+        }
+        JournalBody::PickOverdue(_) => {}
+        JournalBody::ShipmentRecorded(g) => {
+            order.status = OrderStatus::Shipped;
+            let mut units = Qty::ZERO;
+            for l in &g.lines {
+                let line = line_mut(order, l.line_no, &l.sku);
+                line.shipped += l.quantity;
+                units += l.quantity;
+                let d = StockDelta { shipped: l.quantity, ..Default::default() };
+                stock.push((line.warehouse.clone(), l.sku.clone(), d));
+            }
+            let s = shipment_mut(order, &g.shipment_id);
+            s.shipped_at = Some(m.at);
+            s.quantity += units;
+            s.packages = s.packages.saturating_add(u32::try_from(g.packages.len()).unwrap_or(u32::MAX));
+        }
+        JournalBody::CarrierAssigned(c) => {
+            let s = shipment_mut(order, &c.shipment_id);
+            s.carrier = Some(c.carrier.clone());
+            s.tracking_ref = Some(c.tracking_ref.clone());
+        }
+        JournalBody::DeliveryConfirmed(d) => {
+            let s = shipment_mut(order, &d.shipment_id);
+            s.delivered = true;
+            s.delivered_at = Some(m.at);
+            s.signed_by.clone_from(&d.signed_by);
+            if order.shipments.iter().all(|s| s.delivered) {
+                order.status = OrderStatus::Delivered;
+            }
+        }
+        JournalBody::Cancelled(c) => {
+            order.status = OrderStatus::Cancelled;
+            order.cancel_reason = Some(c.reason.clone());
+        }
+        // Exceptions count against the order in `Overlay::exception`.
+        JournalBody::ExceptionRaised(_) | JournalBody::ExceptionResolved(_) => {}
+        JournalBody::Completed(_) => {
+            if let Ok(i) = order.sagas.binary_search_by(|s| s.saga_id.as_str().cmp(&m.saga_id)) {
+                order.sagas[i].completed_at = Some(m.at);
+            }
+            if m.kind == SagaKind::OrderToFulfillment {
+                order.status = OrderStatus::Completed;
+                order.completed_at = Some(m.at);
+            }
+        }
+    }
+}
+
+/// Source refs a journal event is indexed under, besides its order (`odoo:<order>`).
+fn journal_refs(body: &JournalBody) -> Vec<String> {
+    let wms = |id: &str| SourceRef::new(System::Wms, id).to_string();
+    match body {
+        JournalBody::WarehouseAccepted(w) => vec![wms(&w.wms_order_id)],
+        JournalBody::PickRecorded(p) => vec![wms(&p.pick_id)],
+        JournalBody::ShipmentRecorded(g) => vec![wms(&g.shipment_id)],
+        JournalBody::CarrierAssigned(c) => {
+            vec![wms(&c.shipment_id), SourceRef::new(System::Carrier, c.tracking_ref.clone()).to_string()]
+        }
+        JournalBody::DeliveryConfirmed(d) => vec![wms(&d.shipment_id)],
+        JournalBody::Cancelled(c) => c.compensations.iter().map(|k| format!("waybill:{k}")).collect(),
+        JournalBody::ExceptionRaised(x) => vec![x.subject.to_string()],
+        _ => Vec::new(),
+    }
+}
+
+/// Source refs a command is indexed under, besides `waybill:<key>` and its order.
+fn command_refs(body: &CommandBody) -> Vec<String> {
+    let wms = |id: &str| SourceRef::new(System::Wms, id).to_string();
+    match body {
+        CommandBody::BookCarrier(b) => vec![wms(&b.shipment_id)],
+        CommandBody::ConfirmShipment(c) => vec![wms(&c.shipment_id)],
+        CommandBody::PostInvoice(p) => vec![wms(&p.shipment_id)],
+        CommandBody::IssueCreditNote(c) => vec![wms(&c.receipt_id)],
+        CommandBody::AdjustStock(a) => vec![wms(&a.receipt_id)],
+        _ => Vec::new(),
+    }
+}
+
+/// Applies `inputs` in order and returns the batch to write.
+pub(crate) fn build_batch(tree: &sled::Tree, inputs: &[Positioned]) -> Result<(sled::Batch, ApplyStats)> {
+    let mut ov = Overlay::new(tree);
+    for p in inputs {
+        ov.apply(p)?;
+    }
+    let stats = ov.stats;
+    Ok((ov.into_batch(), stats))
+}

@@ -1,0 +1,274 @@
+//! The thin shell around the store: reads `waybill.journal`, `waybill.commands.<system>`
+//! and `waybill.dlq` through [`EventLog`] from each partition's checkpoint, decodes the
+//! records and applies them in batches.
+//!
+//! A record that cannot be decoded does not stop the projector: it is counted, logged
+//! with its topic, partition and offset, and passed over (its offset is still
+//! checkpointed). The record stays in the log, so a rebuild with a fixed decoder picks it
+//! up.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use waybill_domain::{Command, JournalEvent, topic};
+use waybill_log::{EventLog, StoredRecord};
+
+use crate::error::{Error, Result};
+use crate::input::{DeadLetter, Input, Positioned};
+use crate::store::ProjectionStore;
+
+/// An error from a [`Decoder`]; its text becomes the log message.
+pub type DecodeError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Turns record bytes of the internal topics into domain values.
+pub trait Decoder: Send + Sync + std::fmt::Debug {
+    /// Decodes a record of `waybill.journal`: `Some` for a saga journal event, `None` for
+    /// a coordinator checkpoint (nothing to project).
+    fn decode_journal(&self, value: &[u8]) -> Result<Option<JournalEvent>, DecodeError>;
+
+    /// Decodes a record of a command topic.
+    fn decode_command(&self, value: &[u8]) -> Result<Command, DecodeError>;
+}
+
+/// The Avro decoder of [`waybill_schema`] (Confluent-framed records, every schema version
+/// in `schemas/`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SchemaDecoder;
+
+impl Decoder for SchemaDecoder {
+    fn decode_journal(&self, value: &[u8]) -> Result<Option<JournalEvent>, DecodeError> {
+        Ok(match waybill_schema::decode_journal_record(value)? {
+            waybill_schema::JournalRecord::Event(e) => Some(e),
+            waybill_schema::JournalRecord::Checkpoint(_) => None,
+        })
+    }
+
+    fn decode_command(&self, value: &[u8]) -> Result<Command, DecodeError> {
+        Ok(waybill_schema::decode_command(value)?)
+    }
+}
+
+/// What a topic carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TopicKind {
+    Journal,
+    Command,
+    DeadLetter,
+}
+
+/// Tuning of the [`Projector`].
+#[derive(Debug, Clone)]
+pub struct ProjectorOptions {
+    /// Records read from one partition and applied in one sled batch.
+    pub batch_size: usize,
+    /// How long [`Projector::run`] waits for new records before looking again.
+    pub poll_interval: Duration,
+    /// How often [`Projector::run`] flushes the store while records keep coming.
+    pub flush_interval: Duration,
+}
+
+impl Default for ProjectorOptions {
+    fn default() -> Self {
+        ProjectorOptions {
+            batch_size: 1000,
+            poll_interval: Duration::from_millis(200),
+            flush_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Counters since the projector was created.
+#[derive(Debug, Default)]
+pub struct ProjectorStats {
+    /// Records read from the log and handed to the store.
+    pub records: AtomicU64,
+    /// Records applied to the views.
+    pub applied: AtomicU64,
+    /// Duplicates dropped (journal events with an applied seq, repeated command keys).
+    pub duplicates: AtomicU64,
+    /// Records that could not be decoded and were passed over.
+    pub undecodable: AtomicU64,
+}
+
+/// Keeps a [`ProjectionStore`] up to date with the log.
+#[derive(Debug)]
+pub struct Projector {
+    log: Arc<dyn EventLog>,
+    store: Arc<ProjectionStore>,
+    decoder: Arc<dyn Decoder>,
+    options: ProjectorOptions,
+    stats: ProjectorStats,
+}
+
+impl Projector {
+    /// A projector with the Avro [`SchemaDecoder`] and default options.
+    pub fn new(log: Arc<dyn EventLog>, store: Arc<ProjectionStore>) -> Self {
+        Self::with_decoder(log, store, Arc::new(SchemaDecoder))
+    }
+
+    /// A projector with another decoder.
+    pub fn with_decoder(log: Arc<dyn EventLog>, store: Arc<ProjectionStore>, decoder: Arc<dyn Decoder>) -> Self {
+        Projector { log, store, decoder, options: ProjectorOptions::default(), stats: ProjectorStats::default() }
+    }
+
+    /// Replaces the options.
+    pub fn with_options(mut self, options: ProjectorOptions) -> Self {
+        self.options = ProjectorOptions { batch_size: options.batch_size.max(1), ..options };
+        self
+    }
+
+    /// The store it writes.
+    pub fn store(&self) -> &Arc<ProjectionStore> {
+        &self.store
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &ProjectorStats {
+        &self.stats
+    }
+
+    /// The topics it reads: the journal, every command topic, the dead-letter topic.
+    pub fn topics() -> Vec<String> {
+        let mut v = vec![topic::JOURNAL.to_string()];
+        v.extend(topic::command_topics());
+        v.push(topic::DLQ.to_string());
+        v
+    }
+
+    fn kind_of(t: &str) -> TopicKind {
+        if t == topic::JOURNAL {
+            TopicKind::Journal
+        } else if t == topic::DLQ {
+            TopicKind::DeadLetter
+        } else {
+            TopicKind::Command
+        }
+    }
+
+    /// Every (topic, partition) to read; topics that do not exist yet are left out.
+    fn partitions(&self) -> Result<Vec<(String, i32)>> {
+        let mut out = Vec::new();
+        for t in Self::topics() {
+            match self.log.partitions(&t) {
+                Ok(n) => out.extend((0..n as i32).map(|p| (t.clone(), p))),
+                Err(waybill_log::Error::UnknownTopic { .. }) => {
+                    tracing::debug!(topic = %t, "topic does not exist yet; not projecting it");
+                }
+                Err(e) => return Err(Error::log(&t, -1, e)),
+            }
+        }
+        Ok(out)
+    }
+
+    fn decode(&self, kind: TopicKind, r: &StoredRecord) -> Positioned {
+        let input = match kind {
+            TopicKind::Journal => match self.decoder.decode_journal(&r.value) {
+                Ok(Some(e)) => Input::Journal(e),
+                Ok(None) => Input::Skip,
+                Err(e) => self.undecodable(r, &e),
+            },
+            TopicKind::Command => match self.decoder.decode_command(&r.value) {
+                Ok(c) => Input::Command(c),
+                Err(e) => self.undecodable(r, &e),
+            },
+            TopicKind::DeadLetter => Input::DeadLetter(DeadLetter::from_record(r)),
+        };
+        Positioned::new(r.topic.clone(), r.partition, r.offset, input)
+    }
+
+    fn undecodable(&self, r: &StoredRecord, e: &DecodeError) -> Input {
+        self.stats.undecodable.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            topic = %r.topic, partition = r.partition, offset = r.offset, error = %e,
+            "cannot decode a record of an internal topic; passing over it (it stays in the log: rebuild the projections after fixing the writer or the schemas)"
+        );
+        Input::Skip
+    }
+
+    /// Reads every partition from its checkpoint to the end it had when the call began,
+    /// applying `batch_size` records at a time. Returns the number of records read.
+    pub fn catch_up(&self) -> Result<usize> {
+        let mut total = 0;
+        for (t, p) in self.partitions()? {
+            let kind = Self::kind_of(&t);
+            let end = self.log.end_offset(&t, p).map_err(|e| Error::log(&t, p, e))?;
+            loop {
+                let from = self.store.checkpoint(&t, p)?.unwrap_or(0);
+                if from > end {
+                    let now = self.log.end_offset(&t, p).map_err(|e| Error::log(&t, p, e))?;
+                    if from > now {
+                        return Err(Error::CheckpointBeyondEnd { topic: t, partition: p, checkpoint: from, end: now });
+                    }
+                }
+                if from >= end {
+                    break;
+                }
+                let records = self.log.read(&t, p, from, self.options.batch_size).map_err(|e| Error::log(&t, p, e))?;
+                if records.is_empty() {
+                    break;
+                }
+                let inputs: Vec<Positioned> = records.iter().map(|r| self.decode(kind, r)).collect();
+                let stats = self.store.apply(&inputs)?;
+                total += records.len();
+                self.stats.records.fetch_add(records.len() as u64, Ordering::Relaxed);
+                self.stats.applied.fetch_add(stats.applied as u64, Ordering::Relaxed);
+                self.stats.duplicates.fetch_add(stats.duplicates as u64, Ordering::Relaxed);
+            }
+        }
+        Ok(total)
+    }
+
+    /// Catches up until `stop` is set, waiting up to `poll_interval` for new journal
+    /// records between rounds; flushes every `flush_interval` and on the way out. An
+    /// unavailable log is retried; other errors end the loop.
+    pub fn run(&self, stop: &AtomicBool) -> Result<()> {
+        let mut last_flush = Instant::now();
+        let mut unflushed = false;
+        while !stop.load(Ordering::Relaxed) {
+            let n = match self.catch_up() {
+                Ok(n) => n,
+                Err(Error::Log { topic, partition, source: waybill_log::Error::Unavailable(reason) }) => {
+                    tracing::warn!(topic = %topic, partition, reason = %reason, "event log unavailable; retrying");
+                    std::thread::sleep(self.options.poll_interval);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            unflushed |= n > 0;
+            if unflushed && last_flush.elapsed() >= self.options.flush_interval {
+                self.store.flush()?;
+                last_flush = Instant::now();
+                unflushed = false;
+            }
+            if n == 0 {
+                self.wait()?;
+            }
+        }
+        self.store.flush()
+    }
+
+    /// Blocks until the journal's partition 0 grows or `poll_interval` passes.
+    fn wait(&self) -> Result<()> {
+        let t = topic::JOURNAL;
+        match self.log.partitions(t) {
+            Ok(n) if n > 0 => {
+                let from = self.store.checkpoint(t, 0)?.unwrap_or(0);
+                self.log.wait_for(t, 0, from, self.options.poll_interval).map_err(|e| Error::log(t, 0, e))?;
+            }
+            _ => std::thread::sleep(self.options.poll_interval),
+        }
+        Ok(())
+    }
+
+    /// Clears the store and applies the whole log from offset 0, then flushes. Returns
+    /// the number of records read.
+    pub fn rebuild(&self) -> Result<usize> {
+        let started = Instant::now();
+        self.store.clear()?;
+        let n = self.catch_up()?;
+        self.store.flush()?;
+        tracing::info!(records = n, elapsed_ms = started.elapsed().as_millis() as u64, "projections rebuilt from the log");
+        Ok(n)
+    }
+}

@@ -1,0 +1,276 @@
+//! The sled-backed store: applies inputs atomically with their checkpoints, and answers
+//! queries.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use waybill_domain::ExceptionCategory;
+use waybill_domain::journal::InputPosition;
+
+use crate::apply::{Codec, build_batch};
+use crate::error::{Error, Result};
+use crate::input::{ApplyStats, Positioned};
+use crate::keys;
+use crate::view::{ExceptionView, LineageEntry, OrderStatus, OrderView, StockPosition, TimelineEntry};
+
+/// Removals per batch while clearing.
+const CLEAR_CHUNK: usize = 10_000;
+
+/// The projections in one sled tree. Cheap to share (`Arc`): queries take `&self`, and
+/// writers are serialized internally.
+#[derive(Debug)]
+pub struct ProjectionStore {
+    tree: sled::Tree,
+    /// Held while building and writing a batch, so that two writers never interleave
+    /// their read-modify-write cycles.
+    write: Mutex<()>,
+}
+
+impl ProjectionStore {
+    /// Name of the tree inside the sled database.
+    pub const TREE: &'static str = "waybill.projection";
+
+    /// Opens (or creates) a sled database at `path` and the projection tree in it.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(256 * 1024 * 1024)
+            .open()
+            .map_err(|source| Error::Open { path: path.to_path_buf(), source })?;
+        Self::open_tree(&db)
+    }
+
+    /// Opens the projection tree [`Self::TREE`] in an open sled database. Finishes an
+    /// interrupted [`Self::clear`] first.
+    pub fn open_tree(db: &sled::Db) -> Result<Self> {
+        let tree = db.open_tree(Self::TREE).map_err(|e| Error::storage("opening the projection tree", e))?;
+        let store = ProjectionStore { tree, write: Mutex::new(()) };
+        if store.get_raw(keys::META_CLEARING)?.is_some() {
+            tracing::warn!("finishing an interrupted clear of the projection store");
+            store.clear()?;
+        }
+        match store.get_raw(keys::META_LAYOUT)? {
+            Some(v) if v.as_ref() == keys::LAYOUT_VERSION => {}
+            Some(v) => {
+                return Err(Error::Layout {
+                    found: String::from_utf8_lossy(&v).into_owned(),
+                    expected: String::from_utf8_lossy(keys::LAYOUT_VERSION).into_owned(),
+                });
+            }
+            None if store.tree.is_empty() => store.write_layout()?,
+            None => {
+                return Err(Error::Layout {
+                    found: "none (tree has data but no layout mark)".into(),
+                    expected: String::from_utf8_lossy(keys::LAYOUT_VERSION).into_owned(),
+                });
+            }
+        }
+        Ok(store)
+    }
+
+    fn write_layout(&self) -> Result<()> {
+        self.tree
+            .insert(keys::META_LAYOUT, keys::LAYOUT_VERSION)
+            .map_err(|e| Error::storage("writing the layout mark", e))?;
+        Ok(())
+    }
+
+    fn get_raw(&self, key: &[u8]) -> Result<Option<sled::IVec>> {
+        self.tree.get(key).map_err(|e| Error::storage(format!("reading {}", keys::display(key)), e))
+    }
+
+    fn get<T: Codec>(&self, key: &[u8]) -> Result<Option<T>> {
+        self.get_raw(key)?.map(|v| T::decode(key, &v)).transpose()
+    }
+
+    fn scan<T: Codec>(&self, prefix: &[u8]) -> Result<Vec<T>> {
+        self.tree
+            .scan_prefix(prefix)
+            .map(|kv| {
+                let (k, v) = kv.map_err(|e| Error::storage(format!("scanning {}", keys::display(prefix)), e))?;
+                T::decode(&k, &v)
+            })
+            .collect()
+    }
+
+    /// Applies `inputs` in order and writes every resulting change, including the new
+    /// checkpoints, in one atomic batch: after a crash either all of it is visible or
+    /// none. Inputs of one topic partition must come in offset order; inputs below their
+    /// partition's checkpoint are ignored, so handing the same records in again is safe.
+    pub fn apply(&self, inputs: &[Positioned]) -> Result<ApplyStats> {
+        if inputs.is_empty() {
+            return Ok(ApplyStats::default());
+        }
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let (batch, stats) = build_batch(&self.tree, inputs)?;
+        self.tree.apply_batch(batch).map_err(|e| Error::storage(format!("writing a batch of {} inputs", inputs.len()), e))?;
+        Ok(stats)
+    }
+
+    /// The next offset to apply in `topic`/`partition`, or `None` when nothing of it was
+    /// applied yet.
+    pub fn checkpoint(&self, topic: &str, partition: i32) -> Result<Option<i64>> {
+        self.get(&keys::checkpoint(topic, partition))
+    }
+
+    /// Every checkpoint, by topic and partition; `offset` is the next offset to apply.
+    pub fn checkpoints(&self) -> Result<Vec<InputPosition>> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(keys::CHECKPOINT) {
+            let (k, v) = kv.map_err(|e| Error::storage("scanning checkpoints", e))?;
+            let (topic, partition) = keys::parse_checkpoint(&k)
+                .ok_or_else(|| Error::Corrupt { key: keys::display(&k), reason: "malformed checkpoint key".into() })?;
+            out.push(InputPosition { topic, partition, offset: i64::decode(&k, &v)? });
+        }
+        Ok(out)
+    }
+
+    /// Removes everything (views and checkpoints), so that the next catch-up rebuilds
+    /// from offset 0. Not atomic, but safe to interrupt: a mark written first (together
+    /// with the removal of the checkpoints) makes [`Self::open_tree`] finish the job.
+    pub fn clear(&self) -> Result<()> {
+        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let mut first = sled::Batch::default();
+        first.insert(keys::META_CLEARING, b"1".as_slice());
+        for kv in self.tree.scan_prefix(keys::CHECKPOINT) {
+            let (k, _) = kv.map_err(|e| Error::storage("scanning checkpoints to clear", e))?;
+            first.remove(k);
+        }
+        self.tree.apply_batch(first).map_err(|e| Error::storage("marking the store as clearing", e))?;
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for k in self.tree.iter().keys() {
+                let k = k.map_err(|e| Error::storage("listing keys to clear", e))?;
+                if k.as_ref() == keys::META_CLEARING {
+                    continue;
+                }
+                batch.remove(k);
+                n += 1;
+                if n == CLEAR_CHUNK {
+                    break;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+            self.tree.apply_batch(batch).map_err(|e| Error::storage("clearing the projection store", e))?;
+        }
+        let mut last = sled::Batch::default();
+        last.remove(keys::META_CLEARING);
+        last.insert(keys::META_LAYOUT, keys::LAYOUT_VERSION);
+        self.tree.apply_batch(last).map_err(|e| Error::storage("finishing the clear", e))?;
+        Ok(())
+    }
+
+    /// Makes everything applied so far durable (sled also flushes in the background).
+    pub fn flush(&self) -> Result<()> {
+        self.tree.flush().map_err(|e| Error::storage("flushing", e))?;
+        Ok(())
+    }
+
+    /// One order.
+    pub fn order(&self, order_ref: &str) -> Result<Option<OrderView>> {
+        self.get(&keys::order(order_ref))
+    }
+
+    /// Orders by reference, optionally only those in `status`, at most `limit`.
+    pub fn orders(&self, status: Option<OrderStatus>, limit: usize) -> Result<Vec<OrderView>> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(keys::ORDER) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = kv.map_err(|e| Error::storage("scanning orders", e))?;
+            let o = OrderView::decode(&k, &v)?;
+            if status.is_none_or(|s| s == o.status) {
+                out.push(o);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The order's journal events, by saga id and then sequence number.
+    pub fn timeline(&self, order_ref: &str) -> Result<Vec<TimelineEntry>> {
+        self.scan(&keys::timeline_prefix(order_ref))
+    }
+
+    /// One exception.
+    pub fn exception(&self, exception_id: &str) -> Result<Option<ExceptionView>> {
+        self.get(&keys::exception(exception_id))
+    }
+
+    /// Exceptions, optionally only open ones and only of one category. Open exceptions
+    /// come from the index, by category and id; all exceptions by id.
+    pub fn exceptions(&self, open_only: bool, category: Option<ExceptionCategory>) -> Result<Vec<ExceptionView>> {
+        if !open_only {
+            let all: Vec<ExceptionView> = self.scan(keys::EXCEPTION)?;
+            return Ok(all.into_iter().filter(|x| category.is_none_or(|c| c == x.category)).collect());
+        }
+        let prefix = match category {
+            Some(c) => keys::open_exception_prefix(c.as_str()),
+            None => keys::OPEN_EXCEPTION.to_vec(),
+        };
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(&prefix) {
+            let (k, _) = kv.map_err(|e| Error::storage("scanning open exceptions", e))?;
+            let id = k[keys::OPEN_EXCEPTION.len()..]
+                .splitn(2, |b| *b == 0)
+                .nth(1)
+                .ok_or_else(|| Error::Corrupt { key: keys::display(&k), reason: "malformed index key".into() })?;
+            let key = [keys::EXCEPTION, id].concat();
+            let x = self.get::<ExceptionView>(&key)?.ok_or_else(|| Error::Corrupt {
+                key: keys::display(&k),
+                reason: "index names an exception that is not stored".into(),
+            })?;
+            out.push(x);
+        }
+        Ok(out)
+    }
+
+    /// Open exceptions per category, every category listed (in
+    /// [`ExceptionCategory::ALL`] order).
+    pub fn exception_counts_by_category(&self) -> Result<Vec<(ExceptionCategory, u64)>> {
+        ExceptionCategory::ALL
+            .iter()
+            .map(|c| Ok((*c, self.get::<i64>(&keys::count_open(c.as_str()))?.unwrap_or(0).max(0) as u64)))
+            .collect()
+    }
+
+    /// Orders per status, every status listed (in [`OrderStatus::ALL`] order).
+    pub fn order_counts_by_status(&self) -> Result<Vec<(OrderStatus, u64)>> {
+        OrderStatus::ALL
+            .iter()
+            .map(|s| Ok((*s, self.get::<i64>(&keys::count_status(s.as_str()))?.unwrap_or(0).max(0) as u64)))
+            .collect()
+    }
+
+    /// Every journal event, command and dead letter related to `source_ref` (as text,
+    /// e.g. `odoo:SO0042`, `wms:SHP-1`, `waybill:release:SO0042`), by topic, partition
+    /// and offset.
+    pub fn lineage(&self, source_ref: &str) -> Result<Vec<LineageEntry>> {
+        self.scan(&keys::lineage_prefix(source_ref))
+    }
+
+    /// The stock position of one SKU in one warehouse.
+    pub fn stock(&self, warehouse: &str, sku: &str) -> Result<Option<StockPosition>> {
+        self.get(&keys::stock(warehouse, sku))
+    }
+
+    /// Every stock position, by warehouse and SKU.
+    pub fn stock_all(&self) -> Result<Vec<StockPosition>> {
+        self.scan(keys::STOCK)
+    }
+
+    /// Every key and value, in key order: for byte-for-byte comparisons of two stores.
+    pub fn dump(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.tree
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.map_err(|e| Error::storage("dumping the projection store", e))?;
+                Ok((k.to_vec(), v.to_vec()))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,104 @@
+//! One-line, human summaries of journal events for the order timeline. They depend only
+//! on the event, so a rebuild writes the same text.
+
+use waybill_domain::{JournalBody, JournalEvent, Qty, Timestamp};
+
+/// `2024-05-01T10:00:00Z` (UTC, seconds), without a date-time crate.
+pub(crate) fn format_ts(t: Timestamp) -> String {
+    let secs = t.0.div_euclid(Timestamp::MICROS_PER_SEC);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn plural(n: usize, one: &str) -> String {
+    if n == 1 { format!("1 {one}") } else { format!("{n} {one}s") }
+}
+
+/// The timeline summary of `e`.
+pub(crate) fn summarize(e: &JournalEvent) -> String {
+    match &e.body {
+        JournalBody::OrderAccepted(o) => {
+            let units: Qty = o.lines.iter().map(|l| l.quantity).sum();
+            format!(
+                "order {} accepted for customer {}: {}, {units} units",
+                o.order_ref,
+                o.customer_ref,
+                plural(o.lines.len(), "line")
+            )
+        }
+        JournalBody::MasterDataFailed(p) => match p.problems.as_slice() {
+            [] => "on hold: master-data check failed".to_string(),
+            [one] => format!("on hold: {one}"),
+            [first, rest @ ..] => format!("on hold: {first} (+{} more)", rest.len()),
+        },
+        JournalBody::ReservationRequested(_) => "stock reservation requested".to_string(),
+        JournalBody::StockAllocated(a) => {
+            let reserved: Qty = a.lines.iter().map(|l| l.reserved).sum();
+            let short: Qty = a.lines.iter().map(|l| l.short).sum();
+            if short.is_zero() {
+                format!("stock reserved in full: {reserved} units")
+            } else {
+                format!("stock allocated: {reserved} units reserved, {short} short")
+            }
+        }
+        JournalBody::Backordered(b) => {
+            let units: Qty = b.lines.iter().map(|l| l.quantity).sum();
+            format!("backordered {units} units on {}", plural(b.lines.len(), "line"))
+        }
+        JournalBody::ReleaseRequested(r) => {
+            format!("released to the warehouse; pick due by {}", format_ts(r.due_at))
+        }
+        JournalBody::WarehouseAccepted(w) => format!("warehouse accepted the release as {}", w.wms_order_id),
+        JournalBody::PickRecorded(p) => {
+            let units: Qty = p.lines.iter().map(|l| l.quantity).sum();
+            format!(
+                "pick {} confirmed: {units} units on {}{}",
+                p.pick_id,
+                plural(p.lines.len(), "line"),
+                if p.complete { ", picking complete" } else { ", more to follow" }
+            )
+        }
+        JournalBody::PickOverdue(d) => format!("pick overdue: was due by {}", format_ts(d.due_at)),
+        JournalBody::ShipmentRecorded(g) => {
+            let units: Qty = g.lines.iter().map(|l| l.quantity).sum();
+            format!("shipment {} left the warehouse: {units} units in {}", g.shipment_id, plural(g.packages.len(), "package"))
+        }
+        JournalBody::CarrierAssigned(c) => {
+            format!("carrier {} took shipment {}, tracking {}", c.carrier, c.shipment_id, c.tracking_ref)
+        }
+        JournalBody::DeliveryConfirmed(d) => match &d.signed_by {
+            Some(who) => format!("shipment {} delivered, signed by {who}", d.shipment_id),
+            None => format!("shipment {} delivered", d.shipment_id),
+        },
+        JournalBody::Cancelled(c) => {
+            format!("cancelled: {} ({} issued)", c.reason, plural(c.compensations.len(), "compensation"))
+        }
+        JournalBody::ExceptionRaised(x) => format!("exception raised ({}): {}", x.category, x.message),
+        JournalBody::ExceptionResolved(r) => format!("exception {} resolved: {}", r.exception_id, r.resolution),
+        JournalBody::Completed(_) => format!("{} saga completed", e.meta.kind),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_utc_dates() {
+        assert_eq!(format_ts(Timestamp(0)), "1970-01-01T00:00:00Z");
+        // 2024-02-29T12:34:56Z = 1709210096 s.
+        assert_eq!(format_ts(Timestamp(1_709_210_096 * 1_000_000 + 999)), "2024-02-29T12:34:56Z");
+        assert_eq!(format_ts(Timestamp(-1_000_000)), "1969-12-31T23:59:59Z");
+    }
+}

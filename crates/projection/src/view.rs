@@ -1,0 +1,348 @@
+//! The read models, as stored and as returned by queries. Plain data with serde derives:
+//! the gRPC layer and the CLI render them. Field order is the serialized order, and every
+//! collection is a `Vec` in a defined order, so equal views serialize to equal bytes.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use waybill_domain::{ExceptionCategory, Qty, SagaKind, SourceRef, Timestamp};
+
+/// Where an order stands, derived from its journal events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OrderStatus {
+    /// Journal events were seen for the order but not its acceptance (the journal was
+    /// truncated by retention before the projections were built).
+    Unknown,
+    /// The saga accepted the order.
+    Accepted,
+    /// Master-data checks failed; the order waits for a fix.
+    OnHold,
+    /// Stock reservation was requested.
+    Reserving,
+    /// The warehouse reserved stock (possibly short).
+    Reserved,
+    /// Released to the warehouse for picking.
+    Released,
+    /// Partly picked; more picks follow.
+    Picking,
+    /// Picking is complete.
+    Picked,
+    /// At least one shipment left the warehouse.
+    Shipped,
+    /// Every shipment was delivered.
+    Delivered,
+    /// The order-to-fulfillment saga finished.
+    Completed,
+    /// The order was cancelled.
+    Cancelled,
+}
+
+impl OrderStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [OrderStatus; 12] = [
+        OrderStatus::Unknown,
+        OrderStatus::Accepted,
+        OrderStatus::OnHold,
+        OrderStatus::Reserving,
+        OrderStatus::Reserved,
+        OrderStatus::Released,
+        OrderStatus::Picking,
+        OrderStatus::Picked,
+        OrderStatus::Shipped,
+        OrderStatus::Delivered,
+        OrderStatus::Completed,
+        OrderStatus::Cancelled,
+    ];
+
+    /// Lowercase name, as serialized.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Unknown => "unknown",
+            OrderStatus::Accepted => "accepted",
+            OrderStatus::OnHold => "on-hold",
+            OrderStatus::Reserving => "reserving",
+            OrderStatus::Reserved => "reserved",
+            OrderStatus::Released => "released",
+            OrderStatus::Picking => "picking",
+            OrderStatus::Picked => "picked",
+            OrderStatus::Shipped => "shipped",
+            OrderStatus::Delivered => "delivered",
+            OrderStatus::Completed => "completed",
+            OrderStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One sale order as the sagas saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderView {
+    /// Sale order name (`SO0042`).
+    pub order_ref: String,
+    /// Current status.
+    pub status: OrderStatus,
+    /// Customer reference, once the order was accepted.
+    pub customer_ref: Option<String>,
+    /// Delivery address reference.
+    pub ship_to: Option<String>,
+    /// Currency.
+    pub currency: Option<String>,
+    /// The customer's own order reference.
+    pub client_order_ref: Option<String>,
+    /// Lines, by line number.
+    pub lines: Vec<OrderLineView>,
+    /// Shipments, in the order they were first recorded.
+    pub shipments: Vec<ShipmentView>,
+    /// Master-data problems that put the order on hold (latest check).
+    pub problems: Vec<String>,
+    /// The warehouse's own order id, once it accepted the release.
+    pub wms_order_id: Option<String>,
+    /// When the pick confirmation is due, once released.
+    pub pick_due_at: Option<Timestamp>,
+    /// Cancellation reason, when cancelled.
+    pub cancel_reason: Option<String>,
+    /// Exceptions raised by the order's sagas and not resolved yet.
+    pub open_exceptions: u32,
+    /// The sagas of this order, by saga id.
+    pub sagas: Vec<SagaProgress>,
+    /// Earliest decision time among the order's journal events.
+    pub first_event_at: Timestamp,
+    /// Latest decision time among the order's journal events.
+    pub last_event_at: Timestamp,
+    /// When the order-to-fulfillment saga completed.
+    pub completed_at: Option<Timestamp>,
+}
+
+impl OrderView {
+    /// An order known only by its reference.
+    pub fn new(order_ref: &str, at: Timestamp) -> Self {
+        OrderView {
+            order_ref: order_ref.to_string(),
+            status: OrderStatus::Unknown,
+            customer_ref: None,
+            ship_to: None,
+            currency: None,
+            client_order_ref: None,
+            lines: Vec::new(),
+            shipments: Vec::new(),
+            problems: Vec::new(),
+            wms_order_id: None,
+            pick_due_at: None,
+            cancel_reason: None,
+            open_exceptions: 0,
+            sagas: Vec::new(),
+            first_event_at: at,
+            last_event_at: at,
+            completed_at: None,
+        }
+    }
+
+    /// The line with number `line_no`.
+    pub fn line(&self, line_no: i32) -> Option<&OrderLineView> {
+        self.lines.iter().find(|l| l.line_no == line_no)
+    }
+
+    /// The shipment `shipment_id`.
+    pub fn shipment(&self, shipment_id: &str) -> Option<&ShipmentView> {
+        self.shipments.iter().find(|s| s.shipment_id == shipment_id)
+    }
+}
+
+/// Quantities of one order line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLineView {
+    /// Line number.
+    pub line_no: i32,
+    /// Product code.
+    pub sku: String,
+    /// Unit of measure.
+    pub uom: String,
+    /// Warehouse that ships the line (empty when the line was never accepted).
+    pub warehouse: String,
+    /// Ordered.
+    pub ordered: Qty,
+    /// Reserved (sum over allocations).
+    pub reserved: Qty,
+    /// Could not be reserved (sum over allocations).
+    pub short: Qty,
+    /// Backordered in Odoo.
+    pub backordered: Qty,
+    /// Picked (sum over pick confirmations).
+    pub picked: Qty,
+    /// Shipped (sum over shipments).
+    pub shipped: Qty,
+}
+
+/// One shipment of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShipmentView {
+    /// Shipment id.
+    pub shipment_id: String,
+    /// When goods issue was recorded.
+    pub shipped_at: Option<Timestamp>,
+    /// Units shipped (all lines).
+    pub quantity: Qty,
+    /// Number of packages.
+    pub packages: u32,
+    /// Carrier code, once assigned.
+    pub carrier: Option<String>,
+    /// Carrier tracking reference.
+    pub tracking_ref: Option<String>,
+    /// True once proof of delivery arrived.
+    pub delivered: bool,
+    /// When delivery was confirmed.
+    pub delivered_at: Option<Timestamp>,
+    /// Who signed.
+    pub signed_by: Option<String>,
+}
+
+impl ShipmentView {
+    pub(crate) fn new(shipment_id: &str) -> Self {
+        ShipmentView {
+            shipment_id: shipment_id.to_string(),
+            shipped_at: None,
+            quantity: Qty::ZERO,
+            packages: 0,
+            carrier: None,
+            tracking_ref: None,
+            delivered: false,
+            delivered_at: None,
+            signed_by: None,
+        }
+    }
+}
+
+/// How far one saga of an order has got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SagaProgress {
+    /// Saga id (`o2f:SO0042`).
+    pub saga_id: String,
+    /// Saga kind.
+    pub kind: SagaKind,
+    /// Last applied sequence number.
+    pub last_seq: i64,
+    /// Last event name.
+    pub last_event: String,
+    /// When the saga completed.
+    pub completed_at: Option<Timestamp>,
+}
+
+/// One journal event in an order's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    /// Decision time.
+    pub at: Timestamp,
+    /// Saga id.
+    pub saga_id: String,
+    /// Saga kind.
+    pub kind: SagaKind,
+    /// Sequence number within the saga.
+    pub seq: i64,
+    /// Event name (`StockAllocated`).
+    pub event: String,
+    /// One line for people.
+    pub summary: String,
+}
+
+/// An exception on the workbench.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionView {
+    /// Stable id (`o2f:SO0042/stock-shortage/1`, or `dlq:<topic>:<partition>:<offset>`).
+    pub exception_id: String,
+    /// Category (`OTHER` until the raise itself has been applied).
+    pub category: ExceptionCategory,
+    /// What is wrong and what to do.
+    pub message: String,
+    /// The record it is about.
+    pub subject: Option<SourceRef>,
+    /// The saga that raised it (none for dead letters).
+    pub saga_id: Option<String>,
+    /// The order it belongs to, when known.
+    pub order_ref: Option<String>,
+    /// When it was raised (none while only its resolution has been applied).
+    pub raised_at: Option<Timestamp>,
+    /// When it was resolved.
+    pub resolved_at: Option<Timestamp>,
+    /// How it was resolved.
+    pub resolution: Option<String>,
+    /// For dead letters: `decode`, `unknown-schema` or `rule`.
+    pub dead_letter_kind: Option<String>,
+}
+
+impl ExceptionView {
+    pub(crate) fn new(exception_id: &str) -> Self {
+        ExceptionView {
+            exception_id: exception_id.to_string(),
+            category: ExceptionCategory::Other,
+            message: String::new(),
+            subject: None,
+            saga_id: None,
+            order_ref: None,
+            raised_at: None,
+            resolved_at: None,
+            resolution: None,
+            dead_letter_kind: None,
+        }
+    }
+
+    /// Raised and not resolved.
+    pub fn is_open(&self) -> bool {
+        self.raised_at.is_some() && self.resolved_at.is_none()
+    }
+}
+
+/// What kind of record a lineage entry points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkKind {
+    /// A saga journal event; `id` is `saga_id#seq`.
+    Journal,
+    /// A command; `id` is its idempotency key.
+    Command,
+    /// A dead letter; `id` is its exception id.
+    DeadLetter,
+}
+
+/// One record related to a source reference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineageEntry {
+    /// Record kind.
+    pub kind: LinkKind,
+    /// Record id.
+    pub id: String,
+    /// Event or command name (`ShipmentRecorded`, `PostInvoice`), or `DeadLetter`.
+    pub name: String,
+    /// Topic it was read from.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Decision time (for dead letters: when the record was appended).
+    pub at: Timestamp,
+}
+
+/// Quantities per warehouse and SKU, summed over journal events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockPosition {
+    /// Warehouse code.
+    pub warehouse: String,
+    /// Product code.
+    pub sku: String,
+    /// Ordered (accepted orders).
+    pub ordered: Qty,
+    /// Reserved by the warehouse.
+    pub reserved: Qty,
+    /// Could not be reserved.
+    pub short: Qty,
+    /// Picked.
+    pub picked: Qty,
+    /// Shipped.
+    pub shipped: Qty,
+}

@@ -1,0 +1,430 @@
+//! The coordinator: the I/O shell around [`crate::flow::step`].
+//!
+//! One worker per owned partition (single writer per saga, DESIGN.md invariant 4). Each
+//! turn it reads a batch from every inbound topic and `waybill.control` at its positions,
+//! decodes, steps the order's sagas, fires due timers, and appends in ONE batch: journal
+//! events, commands, dead letters, a journal [`Checkpoint`] naming the new input
+//! positions, and the consumer positions. Only then does it store the changed states.
+//!
+//! On start (or when it gains a partition) it restores: states from the store, then the
+//! journal from the offset the store covers — the journal is the changelog, and its last
+//! checkpoint is the resume point. A store that is behind or empty (a fresh machine)
+//! therefore converges on exactly the state the journal describes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use waybill_domain::journal::{Checkpoint, InputPosition};
+use waybill_domain::{InboundEvent, Timestamp, topic};
+use waybill_log::{AppendBatch, EventLog, Header, Position, Record, StoredRecord};
+use waybill_schema::JournalRecord;
+
+use crate::catalog::Catalog;
+use crate::decision::{Cause, DeadLetter, DeadLetterKind};
+use crate::flow::{self, Env, OrderFlow, Step};
+use crate::policy::Policy;
+use crate::store::{PartitionMark, StateStore};
+use crate::{Error, Result};
+
+/// Header names written by the coordinator.
+pub mod headers {
+    /// Idempotency key of a command.
+    pub const IDEMPOTENCY_KEY: &str = "waybill.idempotency-key";
+    /// Saga id of a journal event or command.
+    pub const SAGA_ID: &str = "waybill.saga-id";
+    /// Why a record is in the dead-letter topic.
+    pub const DLQ_REASON: &str = "waybill.dlq.reason";
+    /// `decode`, `unknown-schema` or `rule`.
+    pub const DLQ_KIND: &str = "waybill.dlq.kind";
+    /// Topic the dead letter was read from.
+    pub const DLQ_TOPIC: &str = "waybill.dlq.topic";
+    /// Partition the dead letter was read from.
+    pub const DLQ_PARTITION: &str = "waybill.dlq.partition";
+    /// Offset the dead letter was read from.
+    pub const DLQ_OFFSET: &str = "waybill.dlq.offset";
+}
+
+/// Coordinator settings.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// Consumer group name under which input positions are stored.
+    pub group: String,
+    /// Most records read per input topic per turn.
+    pub max_batch: usize,
+    /// How long an idle worker waits for input before checking timers again.
+    pub idle_wait: Duration,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig { group: "waybill-coordinator".into(), max_batch: 512, idle_wait: Duration::from_millis(50) }
+    }
+}
+
+/// Counters a running coordinator exposes (summed over partitions).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Inbound records consumed.
+    pub inputs: AtomicU64,
+    /// Records sent to the dead-letter topic.
+    pub dead_letters: AtomicU64,
+    /// Journal events written.
+    pub journal_events: AtomicU64,
+    /// Commands written.
+    pub commands: AtomicU64,
+    /// Batches appended.
+    pub batches: AtomicU64,
+    /// Journal records replayed during restore.
+    pub restored: AtomicU64,
+}
+
+/// The coordinator of a set of partitions.
+#[derive(Debug)]
+pub struct Coordinator {
+    log: Arc<dyn EventLog>,
+    store: StateStore,
+    catalog: Arc<Catalog>,
+    policy: Policy,
+    config: CoordinatorConfig,
+    inputs: Vec<String>,
+    stats: Arc<Stats>,
+}
+
+impl Coordinator {
+    /// A coordinator over `log`, keeping state in `store`.
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        store: StateStore,
+        catalog: Arc<Catalog>,
+        policy: Policy,
+        config: CoordinatorConfig,
+    ) -> Self {
+        Coordinator {
+            log,
+            store,
+            catalog,
+            policy,
+            config,
+            inputs: topic::coordinator_inputs(),
+            stats: Arc::new(Stats::default()),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// Processes partition `p` until `stop` is set. Restores first.
+    pub fn run_partition(&self, p: i32, stop: &AtomicBool) -> Result<()> {
+        let mut w = self.restore(p)?;
+        while !stop.load(Ordering::Relaxed) {
+            let did = self.turn(&mut w, Timestamp::now())?;
+            if did == 0 {
+                self.wait_for_input(&w);
+            }
+        }
+        self.store.flush()
+    }
+
+    /// Processes partition `p` until every input topic is drained and no timer is due;
+    /// returns the number of inputs processed. For tests and tools.
+    pub fn drain_partition(&self, p: i32, now: Timestamp) -> Result<u64> {
+        let mut w = self.restore(p)?;
+        let mut total = 0;
+        loop {
+            let did = self.turn(&mut w, now)?;
+            if did == 0 {
+                return Ok(total);
+            }
+            total += did as u64;
+        }
+    }
+
+    fn wait_for_input(&self, w: &Worker) {
+        // Sleep on the first input topic; any other topic is polled on the next turn.
+        let t = &self.inputs[0];
+        let from = w.positions.get(t).copied().unwrap_or(0);
+        let wait = match w.timers.first() {
+            Some((due, _)) => {
+                let until = due.micros_since(Timestamp::now()).max(0) as u64;
+                self.config.idle_wait.min(Duration::from_micros(until))
+            }
+            None => self.config.idle_wait,
+        };
+        let _ = self.log.wait_for(t, w.partition, from, wait);
+    }
+
+    /// Rebuilds the worker of partition `p` from the store and the journal.
+    fn restore(&self, p: i32) -> Result<Worker> {
+        let started = Instant::now();
+        let mark = self.store.mark(p)?;
+        let mut flows: HashMap<String, OrderFlow> =
+            self.store.unfinished(p)?.into_iter().map(|f| (f.key.clone(), f)).collect();
+        let mut positions: BTreeMap<String, i64> =
+            mark.positions.iter().map(|x| (x.topic.clone(), x.offset)).collect();
+        let mut dirty: BTreeSet<String> = BTreeSet::new();
+        let mut next = mark.journal_next;
+        let end = self.log.end_offset(topic::JOURNAL, p)?;
+        let mut replayed = 0u64;
+        while next < end {
+            let records = self.log.read(topic::JOURNAL, p, next, 4096)?;
+            if records.is_empty() {
+                break;
+            }
+            for r in &records {
+                next = r.offset + 1;
+                replayed += 1;
+                match waybill_schema::decode_journal_record(&r.value) {
+                    Ok(JournalRecord::Event(e)) => {
+                        let key = e.meta.correlation_key.clone();
+                        let flow = match flows.get_mut(&key) {
+                            Some(f) => f,
+                            None => {
+                                let f = self.store.load(p, &key)?.unwrap_or_else(|| OrderFlow::new(key.clone()));
+                                flows.entry(key.clone()).or_insert(f)
+                            }
+                        };
+                        flow.apply(&e);
+                        dirty.insert(key);
+                    }
+                    Ok(JournalRecord::Checkpoint(c)) => {
+                        for pos in c.positions {
+                            positions.insert(pos.topic, pos.offset);
+                        }
+                    }
+                    Err(e) => {
+                        return Err(Error::Journal {
+                            topic: r.topic.clone(),
+                            partition: p,
+                            offset: r.offset,
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        let mark = PartitionMark { journal_next: next, positions: to_positions(p, &positions) };
+        self.store.save(p, dirty.iter().filter_map(|k| flows.get(k)), &mark)?;
+        flows.retain(|_, f| !f.is_finished());
+        let timers = flows.values().filter_map(|f| f.next_deadline().map(|d| (d, f.key.clone()))).collect();
+        self.stats.restored.fetch_add(replayed, Ordering::Relaxed);
+        let secs = started.elapsed().as_secs_f64();
+        tracing::info!(
+            waybill.partition = p,
+            journal.replayed = replayed,
+            journal.next = next,
+            sagas.active = flows.len(),
+            elapsed_ms = (secs * 1000.0) as u64,
+            rate_per_s = if secs > 0.0 { (replayed as f64 / secs) as u64 } else { 0 },
+            "partition restored"
+        );
+        Ok(Worker { partition: p, flows, positions, timers, journal_next: next })
+    }
+
+    /// One turn: read, decide, append, store. Returns the number of inputs and timers handled.
+    fn turn(&self, w: &mut Worker, now: Timestamp) -> Result<usize> {
+        let p = w.partition;
+        let mut out = Outputs { partition: p, ..Outputs::default() };
+        let mut handled = 0usize;
+        let env = Env { catalog: &self.catalog, policy: &self.policy };
+        for t in &self.inputs {
+            let from = w.positions.get(t).copied().unwrap_or(0);
+            let records = self.log.read(t, p, from, self.config.max_batch)?;
+            for r in records {
+                handled += 1;
+                w.positions.insert(t.clone(), r.offset + 1);
+                self.handle(w, &r, now, &env, &mut out)?;
+            }
+        }
+        // Timers that are due.
+        while let Some((due, key)) = w.timers.first().cloned() {
+            if due > now {
+                break;
+            }
+            w.timers.pop_first();
+            let Some(flow) = w.flows.get_mut(&key) else { continue };
+            if flow.next_deadline() != Some(due) {
+                continue; // stale timer: the saga moved on
+            }
+            let cause = Cause { id: format!("timer:{key}@{}", due.0), input: None, at: now };
+            let step = flow::tick(flow, &cause);
+            handled += 1;
+            out.add(&key, step, None)?;
+        }
+        if handled == 0 {
+            return Ok(0);
+        }
+        self.commit(w, out, now)?;
+        Ok(handled)
+    }
+
+    fn handle(&self, w: &mut Worker, r: &StoredRecord, now: Timestamp, env: &Env<'_>, out: &mut Outputs) -> Result<()> {
+        self.stats.inputs.fetch_add(1, Ordering::Relaxed);
+        let event: InboundEvent = match waybill_schema::decode_event(&r.value) {
+            Ok(e) => e,
+            Err(e) => {
+                let kind = if matches!(e, waybill_schema::Error::UnknownSchemaId { .. }) {
+                    DeadLetterKind::UnknownSchema
+                } else {
+                    DeadLetterKind::Decode
+                };
+                out.dead_letter(r, &DeadLetter { kind, reason: e.to_string() });
+                return Ok(());
+            }
+        };
+        let key = event.meta.correlation_key.clone();
+        let home = waybill_log::partition_for(key.as_bytes(), self.log.partitions(&r.topic)?);
+        if home != w.partition {
+            let reason = format!(
+                "event {} for order {key:?} arrived on partition {} but that order belongs to partition {home}; producers must key inbound records by the order name (record key {:?})",
+                event.meta.event_id,
+                w.partition,
+                String::from_utf8_lossy(&r.key)
+            );
+            out.dead_letter(r, &DeadLetter { kind: DeadLetterKind::Rule, reason });
+            return Ok(());
+        }
+        let flow = w.flow(&self.store, &key)?;
+        let cause = Cause {
+            id: event.meta.event_id.clone(),
+            input: Some(InputPosition { topic: r.topic.clone(), partition: r.partition, offset: r.offset }),
+            at: now,
+        };
+        let step = flow::step(flow, &event, env, &cause);
+        out.add(&key, step, Some(r))
+    }
+
+    fn commit(&self, w: &mut Worker, out: Outputs, now: Timestamp) -> Result<()> {
+        let p = w.partition;
+        let mut records = out.records;
+        let positions = to_positions(p, &w.positions);
+        let checkpoint = Checkpoint { partition: p, positions: positions.clone(), at: now };
+        let value = waybill_schema::encode_checkpoint(&checkpoint)
+            .map_err(|e| Error::Encode { what: "checkpoint".into(), reason: e.to_string() })?;
+        records.push(Record { topic: topic::JOURNAL.into(), partition: Some(p), key: Vec::new(), headers: Vec::new(), value });
+        let commits = positions
+            .iter()
+            .map(|x| Position { group: self.config.group.clone(), topic: x.topic.clone(), partition: p, next_offset: x.offset })
+            .collect();
+        let appended = self.log.append(AppendBatch { records, positions: commits })?;
+        let last_journal = appended.last().map(|a| a.offset).unwrap_or(w.journal_next - 1);
+        w.journal_next = last_journal + 1;
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats.journal_events.fetch_add(out.journal_events, Ordering::Relaxed);
+        self.stats.commands.fetch_add(out.commands, Ordering::Relaxed);
+        self.stats.dead_letters.fetch_add(out.dead_letters, Ordering::Relaxed);
+
+        let mark = PartitionMark { journal_next: w.journal_next, positions };
+        self.store.save(p, out.changed.iter().filter_map(|k| w.flows.get(k)), &mark)?;
+        for key in &out.changed {
+            if let Some(f) = w.flows.get(key) {
+                if f.is_finished() {
+                    w.flows.remove(key);
+                } else if let Some(due) = f.next_deadline() {
+                    w.timers.insert((due, key.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn to_positions(partition: i32, positions: &BTreeMap<String, i64>) -> Vec<InputPosition> {
+    positions
+        .iter()
+        .map(|(t, o)| InputPosition { topic: t.clone(), partition, offset: *o })
+        .collect()
+}
+
+/// The in-memory side of one owned partition.
+#[derive(Debug)]
+struct Worker {
+    partition: i32,
+    flows: HashMap<String, OrderFlow>,
+    positions: BTreeMap<String, i64>,
+    timers: BTreeSet<(Timestamp, String)>,
+    journal_next: i64,
+}
+
+impl Worker {
+    fn flow(&mut self, store: &StateStore, key: &str) -> Result<&mut OrderFlow> {
+        if !self.flows.contains_key(key) {
+            let f = store.load(self.partition, key)?.unwrap_or_else(|| OrderFlow::new(key));
+            self.flows.insert(key.to_string(), f);
+        }
+        Ok(self.flows.get_mut(key).expect("inserted above"))
+    }
+}
+
+/// Records accumulated during a turn.
+#[derive(Debug, Default)]
+struct Outputs {
+    partition: i32,
+    records: Vec<Record>,
+    changed: BTreeSet<String>,
+    journal_events: u64,
+    commands: u64,
+    dead_letters: u64,
+}
+
+impl Outputs {
+    fn add(&mut self, key: &str, step: Step, input: Option<&StoredRecord>) -> Result<()> {
+        if let (Some(dl), Some(r)) = (&step.dead_letter, input) {
+            self.dead_letter(r, dl);
+        }
+        if step.journal.is_empty() && step.commands.is_empty() {
+            return Ok(());
+        }
+        self.changed.insert(key.to_string());
+        for e in &step.journal {
+            let value = waybill_schema::encode_journal(e)
+                .map_err(|err| Error::Encode { what: format!("journal event {}", e.meta.event_id()), reason: err.to_string() })?;
+            self.records.push(Record {
+                topic: topic::JOURNAL.into(),
+                partition: Some(self.partition),
+                key: key.as_bytes().to_vec(),
+                headers: vec![Header { key: headers::SAGA_ID.into(), value: e.meta.saga_id.clone().into_bytes() }],
+                value,
+            });
+            self.journal_events += 1;
+        }
+        for c in &step.commands {
+            let value = waybill_schema::encode_command(c)
+                .map_err(|err| Error::Encode { what: format!("command {}", c.meta.idempotency_key), reason: err.to_string() })?;
+            self.records.push(Record {
+                topic: topic::commands(c.meta.target),
+                partition: None,
+                key: key.as_bytes().to_vec(),
+                headers: vec![
+                    Header { key: headers::IDEMPOTENCY_KEY.into(), value: c.meta.idempotency_key.clone().into_bytes() },
+                    Header { key: headers::SAGA_ID.into(), value: c.meta.saga_id.clone().into_bytes() },
+                ],
+                value,
+            });
+            self.commands += 1;
+        }
+        Ok(())
+    }
+
+    fn dead_letter(&mut self, r: &StoredRecord, dl: &DeadLetter) {
+        tracing::warn!(
+            messaging.source = %r.topic,
+            waybill.partition = r.partition,
+            waybill.offset = r.offset,
+            kind = dl.kind.as_str(),
+            reason = %dl.reason,
+            "input sent to the dead-letter topic"
+        );
+        let mut headers = r.headers.clone();
+        headers.push(Header { key: headers::DLQ_REASON.into(), value: dl.reason.clone().into_bytes() });
+        headers.push(Header { key: headers::DLQ_KIND.into(), value: dl.kind.as_str().as_bytes().to_vec() });
+        headers.push(Header { key: headers::DLQ_TOPIC.into(), value: r.topic.clone().into_bytes() });
+        headers.push(Header { key: headers::DLQ_PARTITION.into(), value: r.partition.to_string().into_bytes() });
+        headers.push(Header { key: headers::DLQ_OFFSET.into(), value: r.offset.to_string().into_bytes() });
+        self.records.push(Record { topic: topic::DLQ.into(), partition: None, key: r.key.clone(), headers, value: r.value.clone() });
+        self.dead_letters += 1;
+    }
+}

@@ -1,0 +1,781 @@
+//! Order-to-fulfillment: order released → master-data checks → stock reservation →
+//! release to the warehouse → pick confirmed (partial picks, lots, serials) → goods
+//! issued → carrier booked → proof of delivery. Shortages become backorders, a late
+//! pick raises an exception, a cancellation before goods issue compensates.
+//!
+//! Everything here is pure: [`decide`] maps (state, event, context) to a [`Decision`];
+//! [`Fulfillment::apply`] folds journal events into state. No I/O.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use waybill_domain::command::{
+    BackorderLine, BackorderRequest, BookCarrier, CommandBody, ConfirmShipment, OrderOnly,
+    StockRequest,
+};
+use waybill_domain::event::{
+    CarrierBooked, Delivered, EventBody, GoodsIssued, InboundEvent, OrderCancelled, OrderLine,
+    OrderReleased, PickConfirmed, ReleasedToWarehouse, StockReserved,
+};
+use waybill_domain::journal::{
+    Allocation, Backorder, CarrierAssigned, Cancelled, Deadline, DeliveryConfirmed, Empty,
+    ExceptionResolved, Problems, ReleaseRequested, WarehouseAccepted,
+};
+use waybill_domain::{
+    ExceptionCategory, JournalBody, JournalEvent, Qty, SagaKind, SourceRef, System, Timestamp,
+};
+
+use crate::catalog::{Catalog, Tracking};
+use crate::decision::{DeadLetterKind, Decision};
+use crate::policy::FulfillmentPolicy;
+
+/// Where an order is in its fulfilment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// No order yet.
+    #[default]
+    New,
+    /// Failed master-data checks; waiting for a fix and a replay.
+    OnHold,
+    /// Waiting for the warehouse's reservation.
+    Reserving,
+    /// Released to the warehouse, not yet acknowledged.
+    Released,
+    /// The warehouse is picking.
+    Picking,
+    /// Picking finished.
+    Picked,
+    /// At least one shipment left.
+    Shipped,
+    /// Every shipment delivered.
+    Delivered,
+    /// Nothing could be reserved: entirely backordered.
+    Backordered,
+    /// Cancelled before goods issue.
+    Cancelled,
+}
+
+impl Status {
+    /// Lowercase name for tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::New => "new",
+            Status::OnHold => "on-hold",
+            Status::Reserving => "reserving",
+            Status::Released => "released",
+            Status::Picking => "picking",
+            Status::Picked => "picked",
+            Status::Shipped => "shipped",
+            Status::Delivered => "delivered",
+            Status::Backordered => "backordered",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    /// Goods have not left yet: cancellation can still be compensated.
+    fn before_goods_issue(self) -> bool {
+        self < Status::Shipped
+    }
+}
+
+/// Per-line progress.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineProgress {
+    /// Reserved by the warehouse.
+    pub reserved: Qty,
+    /// Could not be reserved.
+    pub short: Qty,
+    /// Picked so far.
+    pub picked: Qty,
+    /// Shipped so far.
+    pub shipped: Qty,
+    /// Backordered.
+    pub backordered: Qty,
+    /// Lots picked.
+    pub lots: BTreeSet<String>,
+    /// Serials picked.
+    pub serials: BTreeSet<String>,
+}
+
+/// A shipment of the order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shipment {
+    /// Carrier code once booked.
+    pub carrier: Option<String>,
+    /// Tracking reference once booked.
+    pub tracking_ref: Option<String>,
+    /// Proof of delivery received.
+    pub delivered: bool,
+}
+
+/// State of one order-to-fulfillment saga. Rebuilt by folding its journal events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fulfillment {
+    /// Sequence number of the last applied journal event.
+    pub seq: i64,
+    /// Status.
+    pub status: Status,
+    /// The order as released.
+    pub order: Option<OrderReleased>,
+    /// Progress per line number.
+    pub lines: BTreeMap<i32, LineProgress>,
+    /// Problems that put the order on hold.
+    pub hold_problems: Vec<String>,
+    /// The warehouse's order id.
+    pub wms_order_id: Option<String>,
+    /// When the pick is due.
+    pub pick_due_at: Option<Timestamp>,
+    /// Pick ids already recorded.
+    pub picks: BTreeSet<String>,
+    /// The warehouse said picking is finished.
+    pub pick_complete: bool,
+    /// Shipments by id.
+    pub shipments: BTreeMap<String, Shipment>,
+    /// Open exceptions: id → category.
+    pub open_exceptions: BTreeMap<String, ExceptionCategory>,
+    /// Exceptions raised so far (numbers new exception ids).
+    pub exceptions_raised: u32,
+    /// Inbound event ids that produced journal events.
+    pub seen: BTreeSet<String>,
+    /// When the order was accepted.
+    pub accepted_at: Option<Timestamp>,
+    /// When the saga finished.
+    pub completed_at: Option<Timestamp>,
+}
+
+/// What a decision may consult besides state and event.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// Master data.
+    pub catalog: &'a Catalog,
+    /// Policy.
+    pub policy: &'a FulfillmentPolicy,
+    /// Decision time.
+    pub now: Timestamp,
+}
+
+impl Fulfillment {
+    /// The saga kind.
+    pub const KIND: SagaKind = SagaKind::OrderToFulfillment;
+
+    /// True once the saga has finished (completed or cancelled).
+    pub fn is_finished(&self) -> bool {
+        self.completed_at.is_some()
+    }
+
+    /// The pending timer, if any: when the pick becomes overdue.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        match self.status {
+            Status::Released | Status::Picking if !self.overdue_raised() => self.pick_due_at,
+            _ => None,
+        }
+    }
+
+    fn overdue_raised(&self) -> bool {
+        // A PickOverdue clears the due time (see apply).
+        self.pick_due_at.is_none()
+    }
+
+    fn order_ref(&self) -> &str {
+        self.order.as_ref().map(|o| o.order_ref.as_str()).unwrap_or("")
+    }
+
+    fn saga_id(&self) -> String {
+        Self::KIND.saga_id(self.order_ref())
+    }
+
+    fn open_of(&self, category: ExceptionCategory) -> impl Iterator<Item = &String> {
+        self.open_exceptions.iter().filter(move |(_, c)| **c == category).map(|(id, _)| id)
+    }
+
+    /// Folds one journal event into the state. Events at or below the current sequence
+    /// number are ignored, so applying a journal twice is harmless.
+    pub fn apply(&mut self, event: &JournalEvent) {
+        if event.meta.seq <= self.seq {
+            return;
+        }
+        self.seq = event.meta.seq;
+        self.seen.insert(event.meta.caused_by.clone());
+        match &event.body {
+            JournalBody::OrderAccepted(order) => {
+                self.status = Status::Reserving;
+                self.lines = order.lines.iter().map(|l| (l.line_no, LineProgress::default())).collect();
+                self.order = Some(order.clone());
+                self.accepted_at = Some(event.meta.at);
+            }
+            JournalBody::MasterDataFailed(p) => {
+                self.status = Status::OnHold;
+                self.hold_problems = p.problems.clone();
+            }
+            JournalBody::ReservationRequested(_) => {
+                self.status = Status::Reserving;
+                self.hold_problems.clear();
+            }
+            JournalBody::StockAllocated(a) => {
+                for r in &a.lines {
+                    let l = self.lines.entry(r.line_no).or_default();
+                    l.reserved = r.reserved;
+                    l.short = r.short;
+                }
+            }
+            JournalBody::Backordered(b) => {
+                for r in &b.lines {
+                    self.lines.entry(r.line_no).or_default().backordered += r.quantity;
+                }
+                if self.status == Status::Reserving {
+                    self.status = Status::Backordered;
+                }
+            }
+            JournalBody::ReleaseRequested(r) => {
+                self.status = Status::Released;
+                self.pick_due_at = Some(r.due_at);
+            }
+            JournalBody::WarehouseAccepted(w) => {
+                self.wms_order_id = Some(w.wms_order_id.clone());
+                if self.status == Status::Released {
+                    self.status = Status::Picking;
+                }
+            }
+            JournalBody::PickRecorded(p) => {
+                self.picks.insert(p.pick_id.clone());
+                for pl in &p.lines {
+                    let l = self.lines.entry(pl.line_no).or_default();
+                    l.picked += pl.quantity;
+                    l.lots.extend(pl.lots.iter().map(|x| x.lot.clone()));
+                    l.serials.extend(pl.serials.iter().cloned());
+                }
+                if self.status < Status::Picking {
+                    self.status = Status::Picking;
+                }
+                if p.complete {
+                    self.pick_complete = true;
+                    self.pick_due_at = None;
+                    if self.status < Status::Picked {
+                        self.status = Status::Picked;
+                    }
+                }
+            }
+            JournalBody::PickOverdue(_) => self.pick_due_at = None,
+            JournalBody::ShipmentRecorded(g) => {
+                for sl in &g.lines {
+                    self.lines.entry(sl.line_no).or_default().shipped += sl.quantity;
+                }
+                self.shipments.insert(g.shipment_id.clone(), Shipment::default());
+                self.status = Status::Shipped;
+            }
+            JournalBody::CarrierAssigned(c) => {
+                let s = self.shipments.entry(c.shipment_id.clone()).or_default();
+                s.carrier = Some(c.carrier.clone());
+                s.tracking_ref = Some(c.tracking_ref.clone());
+            }
+            JournalBody::DeliveryConfirmed(d) => {
+                self.shipments.entry(d.shipment_id.clone()).or_default().delivered = true;
+                if self.shipments.values().all(|s| s.delivered) {
+                    self.status = Status::Delivered;
+                }
+            }
+            JournalBody::Cancelled(_) => {
+                self.status = Status::Cancelled;
+                self.pick_due_at = None;
+            }
+            JournalBody::ExceptionRaised(x) => {
+                self.exceptions_raised += 1;
+                self.open_exceptions.insert(x.exception_id.clone(), x.category);
+            }
+            JournalBody::ExceptionResolved(x) => {
+                self.open_exceptions.remove(&x.exception_id);
+            }
+            JournalBody::Completed(_) => self.completed_at = Some(event.meta.at),
+        }
+    }
+}
+
+/// Decides what an inbound event means for the saga in state `s`.
+pub fn decide(s: &Fulfillment, event: &InboundEvent, ctx: &Context<'_>) -> Decision {
+    let id = &event.meta.event_id;
+    if let EventBody::OrderReleased(order) = &event.body {
+        return on_order_released(s, order, ctx);
+    }
+    if s.status == Status::New {
+        return Decision::reject(
+            DeadLetterKind::Rule,
+            format!(
+                "{} for order {:?}, which Waybill has not seen released; release the order in Odoo first, then replay this record from the dead-letter topic",
+                event.body.name(),
+                event.meta.correlation_key
+            ),
+        );
+    }
+    if s.seen.contains(id) {
+        return Decision::noop();
+    }
+    if s.status == Status::Cancelled || s.status == Status::Backordered {
+        // Late answers to work that was withdrawn: nothing more to do.
+        return Decision::noop();
+    }
+    match &event.body {
+        EventBody::StockReserved(r) => on_stock_reserved(s, r, ctx),
+        EventBody::ReleasedToWarehouse(r) => on_released(s, r),
+        EventBody::PickConfirmed(p) => on_pick(s, p, ctx),
+        EventBody::GoodsIssued(g) => on_goods_issued(s, g),
+        EventBody::CarrierBooked(c) => on_carrier_booked(s, c),
+        EventBody::Delivered(d) => on_delivered(s, d),
+        EventBody::OrderCancelled(c) => on_cancelled(s, c),
+        other => Decision::reject(
+            DeadLetterKind::Rule,
+            format!(
+                "{} is not handled by the order-to-fulfillment saga; replay it once the saga that owns it is enabled",
+                other.name()
+            ),
+        ),
+    }
+}
+
+/// Fires due timers: a pick not confirmed by its due time raises `PICK_OVERDUE`.
+pub fn on_timer(s: &Fulfillment, now: Timestamp) -> Decision {
+    let mut d = Decision::noop();
+    if let Some(due) = s.next_deadline()
+        && now >= due
+    {
+        d.record(JournalBody::PickOverdue(Deadline { due_at: due }));
+        d.raise(
+            &s.saga_id(),
+            s.exceptions_raised,
+            ExceptionCategory::PickOverdue,
+            SourceRef::new(System::Wms, s.wms_order_id.clone().unwrap_or_else(|| s.order_ref().to_string())),
+            format!(
+                "order {}: the warehouse has not confirmed the pick that was due at {} µs; chase the warehouse — the saga continues when the pick arrives",
+                s.order_ref(),
+                due.0
+            ),
+        );
+    }
+    d
+}
+
+fn master_data_problems(order: &OrderReleased, catalog: &Catalog) -> Vec<String> {
+    let mut problems = Vec::new();
+    if order.lines.is_empty() {
+        problems.push("the order has no lines".to_string());
+    }
+    if !catalog.customers.contains(&order.customer_ref) {
+        problems.push(format!("customer {:?} is not in the master data", order.customer_ref));
+    }
+    for l in &order.lines {
+        match catalog.product(&l.sku) {
+            None => problems.push(format!("line {}: unknown SKU {:?}", l.line_no, l.sku)),
+            Some(p) if !p.active => problems.push(format!("line {}: SKU {:?} is archived", l.line_no, l.sku)),
+            Some(p) if p.uom != l.uom => problems.push(format!(
+                "line {}: unit of measure {:?} does not match {:?} of SKU {:?}",
+                l.line_no, l.uom, p.uom, l.sku
+            )),
+            Some(_) => {}
+        }
+        match &l.tax_code {
+            None => problems.push(format!("line {}: missing tax code", l.line_no)),
+            Some(t) if !catalog.tax_codes.contains(t) => {
+                problems.push(format!("line {}: unknown tax code {t:?}", l.line_no))
+            }
+            Some(_) => {}
+        }
+        if l.quantity.0 <= 0 {
+            problems.push(format!("line {}: quantity {} must be positive", l.line_no, l.quantity));
+        }
+    }
+    problems
+}
+
+fn on_order_released(s: &Fulfillment, order: &OrderReleased, ctx: &Context<'_>) -> Decision {
+    let mut d = Decision::noop();
+    match s.status {
+        Status::New => {
+            d.record(JournalBody::OrderAccepted(order.clone()));
+        }
+        // A replay after the master data was fixed: check again.
+        Status::OnHold => {}
+        // Anything else is a redelivery.
+        _ => return d,
+    }
+    let saga_id = SagaKind::OrderToFulfillment.saga_id(&order.order_ref);
+    let problems = master_data_problems(order, ctx.catalog);
+    if !problems.is_empty() {
+        if s.status == Status::OnHold && problems == s.hold_problems {
+            return Decision::noop();
+        }
+        let reason = format!(
+            "order {} fails master-data checks: {}; fix the master data in Odoo, then replay this record",
+            order.order_ref,
+            problems.join("; ")
+        );
+        d.record(JournalBody::MasterDataFailed(Problems { problems }));
+        d.raise(
+            &saga_id,
+            s.exceptions_raised,
+            ExceptionCategory::MasterData,
+            SourceRef::new(System::Odoo, order.order_ref.clone()),
+            reason.clone(),
+        );
+        d.dead_letter = Some(crate::decision::DeadLetter { kind: DeadLetterKind::Rule, reason });
+        return d;
+    }
+    for id in s.open_of(ExceptionCategory::MasterData) {
+        d.record(JournalBody::ExceptionResolved(ExceptionResolved {
+            exception_id: id.clone(),
+            resolution: "master data fixed; order replayed".to_string(),
+        }));
+    }
+    d.record(JournalBody::ReservationRequested(Empty {}));
+    d.send(
+        System::Wms,
+        format!("reserve:{}", order.order_ref),
+        CommandBody::ReserveStock(StockRequest {
+            order_ref: order.order_ref.clone(),
+            warehouse: warehouse_of(order),
+            lines: order.lines.clone(),
+        }),
+    );
+    d
+}
+
+fn warehouse_of(order: &OrderReleased) -> String {
+    order.lines.first().map(|l| l.warehouse.clone()).unwrap_or_default()
+}
+
+fn on_stock_reserved(s: &Fulfillment, r: &StockReserved, ctx: &Context<'_>) -> Decision {
+    if s.status != Status::Reserving {
+        return Decision::noop();
+    }
+    let order = s.order.as_ref().expect("reserving implies an accepted order");
+    let mut d = Decision::noop();
+    let mut allocation = Vec::new();
+    let mut release_lines: Vec<OrderLine> = Vec::new();
+    let mut backorder = Vec::new();
+    for line in &order.lines {
+        // A line the warehouse did not mention is entirely short.
+        let (reserved, short) = r
+            .lines
+            .iter()
+            .find(|x| x.line_no == line.line_no)
+            .map(|x| (x.reserved.min(line.quantity), line.quantity.saturating_sub(x.reserved.min(line.quantity))))
+            .unwrap_or((Qty::ZERO, line.quantity));
+        allocation.push(waybill_domain::event::LineReservation { line_no: line.line_no, reserved, short });
+        if !reserved.is_zero() {
+            release_lines.push(OrderLine { quantity: reserved, ..line.clone() });
+        }
+        if !short.is_zero() {
+            backorder.push(BackorderLine { line_no: line.line_no, sku: line.sku.clone(), quantity: short });
+        }
+    }
+    d.record(JournalBody::StockAllocated(Allocation { lines: allocation }));
+    if !backorder.is_empty() {
+        let summary: Vec<String> =
+            backorder.iter().map(|b| format!("line {} {} short {}", b.line_no, b.sku, b.quantity)).collect();
+        d.raise(
+            &s.saga_id(),
+            s.exceptions_raised,
+            ExceptionCategory::StockShortage,
+            SourceRef::new(System::Odoo, order.order_ref.clone()),
+            format!(
+                "order {}: {}; the shortfall is backordered in Odoo — check the replenishment",
+                order.order_ref,
+                summary.join(", ")
+            ),
+        );
+        d.record(JournalBody::Backordered(Backorder { lines: backorder.clone() }));
+        d.send(
+            System::Odoo,
+            format!("backorder:{}:reservation", order.order_ref),
+            CommandBody::CreateBackorder(BackorderRequest { order_ref: order.order_ref.clone(), lines: backorder }),
+        );
+    }
+    if release_lines.is_empty() {
+        d.record(JournalBody::Completed(Empty {}));
+        return d;
+    }
+    d.record(JournalBody::ReleaseRequested(ReleaseRequested {
+        due_at: ctx.now.plus_secs(ctx.policy.pick_timeout_secs),
+    }));
+    d.send(
+        System::Wms,
+        format!("release:{}", order.order_ref),
+        CommandBody::ReleaseToWarehouse(StockRequest {
+            order_ref: order.order_ref.clone(),
+            warehouse: warehouse_of(order),
+            lines: release_lines,
+        }),
+    );
+    d
+}
+
+fn on_released(s: &Fulfillment, r: &ReleasedToWarehouse) -> Decision {
+    let mut d = Decision::noop();
+    if s.wms_order_id.is_none() && s.status >= Status::Released {
+        d.record(JournalBody::WarehouseAccepted(WarehouseAccepted { wms_order_id: r.wms_order_id.clone() }));
+    }
+    d
+}
+
+fn pick_problems(s: &Fulfillment, p: &PickConfirmed, catalog: &Catalog) -> Vec<String> {
+    let order = s.order.as_ref().expect("picking implies an order");
+    let mut problems = Vec::new();
+    for pl in &p.lines {
+        let Some(line) = order.lines.iter().find(|l| l.line_no == pl.line_no) else {
+            problems.push(format!("line {} is not on the order", pl.line_no));
+            continue;
+        };
+        if line.sku != pl.sku {
+            problems.push(format!("line {}: picked SKU {:?}, ordered {:?}", pl.line_no, pl.sku, line.sku));
+        }
+        let progress = s.lines.get(&pl.line_no).cloned().unwrap_or_default();
+        if progress.picked + pl.quantity > progress.reserved {
+            problems.push(format!(
+                "line {}: picking {} on top of {} exceeds the {} released",
+                pl.line_no, pl.quantity, progress.picked, progress.reserved
+            ));
+        }
+        match catalog.tracking(&line.sku) {
+            Tracking::Lot => {
+                let lots: Qty = pl.lots.iter().map(|l| l.quantity).sum();
+                if lots != pl.quantity {
+                    problems.push(format!(
+                        "line {}: lot-tracked {} needs lots for {} but lots cover {}",
+                        pl.line_no, line.sku, pl.quantity, lots
+                    ));
+                }
+            }
+            Tracking::Serial => {
+                let unique: BTreeSet<&String> = pl.serials.iter().collect();
+                if Qty::units(pl.serials.len() as i64) != pl.quantity || unique.len() != pl.serials.len() {
+                    problems.push(format!(
+                        "line {}: serial-tracked {} needs one distinct serial per unit ({} units, {} serials)",
+                        pl.line_no,
+                        line.sku,
+                        pl.quantity,
+                        pl.serials.len()
+                    ));
+                }
+                if let Some(dup) = pl.serials.iter().find(|x| progress.serials.contains(*x)) {
+                    problems.push(format!("line {}: serial {dup:?} was already picked", pl.line_no));
+                }
+            }
+            Tracking::None => {}
+        }
+    }
+    problems
+}
+
+fn on_pick(s: &Fulfillment, p: &PickConfirmed, ctx: &Context<'_>) -> Decision {
+    let mut d = Decision::noop();
+    if s.picks.contains(&p.pick_id) || s.pick_complete || s.status < Status::Released {
+        return d;
+    }
+    let order_ref = s.order_ref().to_string();
+    let problems = pick_problems(s, p, ctx.catalog);
+    if !problems.is_empty() {
+        d.raise(
+            &s.saga_id(),
+            s.exceptions_raised,
+            ExceptionCategory::PickMismatch,
+            SourceRef::new(System::Wms, p.pick_id.clone()),
+            format!(
+                "order {order_ref}, pick {}: {}; correct the pick in the warehouse system and resend it",
+                p.pick_id,
+                problems.join("; ")
+            ),
+        );
+        return d;
+    }
+    d.record(JournalBody::PickRecorded(p.clone()));
+    for id in s.open_of(ExceptionCategory::PickOverdue) {
+        d.record(JournalBody::ExceptionResolved(ExceptionResolved {
+            exception_id: id.clone(),
+            resolution: format!("pick {} confirmed late", p.pick_id),
+        }));
+    }
+    if p.complete {
+        // Whatever was released but not picked goes to a backorder.
+        let mut backorder = Vec::new();
+        let order = s.order.as_ref().expect("picking implies an order");
+        for line in &order.lines {
+            let progress = s.lines.get(&line.line_no).cloned().unwrap_or_default();
+            let now_picked = progress.picked
+                + p.lines.iter().filter(|x| x.line_no == line.line_no).map(|x| x.quantity).sum::<Qty>();
+            let missing = progress.reserved.saturating_sub(now_picked);
+            if !missing.is_zero() {
+                backorder.push(BackorderLine { line_no: line.line_no, sku: line.sku.clone(), quantity: missing });
+            }
+        }
+        if !backorder.is_empty() {
+            d.record(JournalBody::Backordered(Backorder { lines: backorder.clone() }));
+            d.send(
+                System::Odoo,
+                format!("backorder:{order_ref}:pick"),
+                CommandBody::CreateBackorder(BackorderRequest { order_ref: order_ref.clone(), lines: backorder }),
+            );
+        }
+    }
+    d
+}
+
+fn on_goods_issued(s: &Fulfillment, g: &GoodsIssued) -> Decision {
+    let mut d = Decision::noop();
+    if s.shipments.contains_key(&g.shipment_id) {
+        return d; // one shipment, recorded once
+    }
+    let order_ref = s.order_ref().to_string();
+    let mut problems = Vec::new();
+    for sl in &g.lines {
+        let progress = s.lines.get(&sl.line_no).cloned().unwrap_or_default();
+        if sl.quantity + progress.shipped > progress.picked {
+            problems.push(format!(
+                "line {}: shipping {} on top of {} exceeds the {} picked",
+                sl.line_no, sl.quantity, progress.shipped, progress.picked
+            ));
+        }
+        if let Some(lot) = sl.lots.iter().find(|l| !progress.lots.contains(&l.lot)) {
+            problems.push(format!("line {}: lot {:?} was never picked", sl.line_no, lot.lot));
+        }
+        if let Some(serial) = sl.serials.iter().find(|x| !progress.serials.contains(*x)) {
+            problems.push(format!("line {}: serial {serial:?} was never picked", sl.line_no));
+        }
+    }
+    if g.lines.is_empty() {
+        problems.push("the shipment has no lines".to_string());
+    }
+    if !problems.is_empty() {
+        d.raise(
+            &s.saga_id(),
+            s.exceptions_raised,
+            ExceptionCategory::PickMismatch,
+            SourceRef::new(System::Wms, g.shipment_id.clone()),
+            format!(
+                "order {order_ref}, shipment {}: {}; correct the goods issue in the warehouse system and resend it",
+                g.shipment_id,
+                problems.join("; ")
+            ),
+        );
+        return d;
+    }
+    d.record(JournalBody::ShipmentRecorded(g.clone()));
+    let ship_to = s.order.as_ref().map(|o| o.ship_to.clone()).unwrap_or_default();
+    d.send(
+        System::Carrier,
+        format!("carrier:{}", g.shipment_id),
+        CommandBody::BookCarrier(BookCarrier {
+            order_ref,
+            shipment_id: g.shipment_id.clone(),
+            ship_to,
+            packages: g.packages.clone(),
+        }),
+    );
+    d
+}
+
+fn on_carrier_booked(s: &Fulfillment, c: &CarrierBooked) -> Decision {
+    let mut d = Decision::noop();
+    match s.shipments.get(&c.shipment_id) {
+        Some(sh) if sh.carrier.is_none() => {
+            d.record(JournalBody::CarrierAssigned(CarrierAssigned {
+                shipment_id: c.shipment_id.clone(),
+                carrier: c.carrier.clone(),
+                tracking_ref: c.tracking_ref.clone(),
+            }));
+            d.send(
+                System::Odoo,
+                format!("confirm-shipment:{}", c.shipment_id),
+                CommandBody::ConfirmShipment(ConfirmShipment {
+                    order_ref: s.order_ref().to_string(),
+                    shipment_id: c.shipment_id.clone(),
+                    tracking_ref: c.tracking_ref.clone(),
+                }),
+            );
+        }
+        Some(_) => {}
+        None => {
+            return Decision::reject(
+                DeadLetterKind::Rule,
+                format!(
+                    "carrier booking for shipment {:?} of order {}, which has not been issued; replay it after the goods issue arrives",
+                    c.shipment_id,
+                    s.order_ref()
+                ),
+            );
+        }
+    }
+    d
+}
+
+fn on_delivered(s: &Fulfillment, dl: &Delivered) -> Decision {
+    let mut d = Decision::noop();
+    let Some(sh) = s.shipments.get(&dl.shipment_id) else {
+        return Decision::reject(
+            DeadLetterKind::Rule,
+            format!(
+                "proof of delivery for shipment {:?} of order {}, which has not been issued; replay it after the goods issue arrives",
+                dl.shipment_id,
+                s.order_ref()
+            ),
+        );
+    };
+    if sh.delivered {
+        return d;
+    }
+    d.record(JournalBody::DeliveryConfirmed(DeliveryConfirmed {
+        shipment_id: dl.shipment_id.clone(),
+        signed_by: dl.signed_by.clone(),
+    }));
+    let others_delivered = s.shipments.iter().all(|(id, x)| x.delivered || *id == dl.shipment_id);
+    if s.pick_complete && others_delivered && s.completed_at.is_none() {
+        d.record(JournalBody::Completed(Empty {}));
+    }
+    d
+}
+
+fn on_cancelled(s: &Fulfillment, c: &OrderCancelled) -> Decision {
+    let mut d = Decision::noop();
+    let order_ref = s.order_ref().to_string();
+    if !s.status.before_goods_issue() {
+        if s.open_of(ExceptionCategory::LateCancellation).next().is_none() {
+            d.raise(
+                &s.saga_id(),
+                s.exceptions_raised,
+                ExceptionCategory::LateCancellation,
+                SourceRef::new(System::Odoo, order_ref.clone()),
+                format!(
+                    "order {order_ref} was cancelled in Odoo ({}) after goods were issued; arrange a return or reinstate the order",
+                    c.reason
+                ),
+            );
+        }
+        return d;
+    }
+    let mut compensations = Vec::new();
+    if s.status >= Status::Reserving && s.status != Status::OnHold {
+        let key = format!("cancel-reservation:{order_ref}");
+        d.send(
+            System::Wms,
+            key.clone(),
+            CommandBody::CancelReservation(OrderOnly { order_ref: order_ref.clone(), reason: c.reason.clone() }),
+        );
+        compensations.push(key);
+    }
+    if s.status >= Status::Released {
+        let key = format!("cancel-release:{order_ref}");
+        d.send(
+            System::Wms,
+            key.clone(),
+            CommandBody::CancelWarehouseRelease(OrderOnly { order_ref: order_ref.clone(), reason: c.reason.clone() }),
+        );
+        compensations.push(key);
+    }
+    d.record(JournalBody::Cancelled(Cancelled { reason: c.reason.clone(), compensations }));
+    for id in s.open_exceptions.keys() {
+        d.record(JournalBody::ExceptionResolved(ExceptionResolved {
+            exception_id: id.clone(),
+            resolution: "order cancelled".to_string(),
+        }));
+    }
+    d.record(JournalBody::Completed(Empty {}));
+    d
+}

@@ -1,0 +1,72 @@
+//! Sagas and the coordinator.
+//!
+//! - [`fulfillment`]: order-to-fulfillment as a pure state machine (one file, the business
+//!   rules, no Kafka or sled in sight);
+//! - [`flow`]: all sagas of one order, and [`flow::step`] — decide, assign ids, fold;
+//! - [`decision`]: the outputs of a decision, and how they get their deterministic ids;
+//! - [`catalog`], [`policy`]: master data and settings decisions consult;
+//! - [`coordinator`]: the I/O shell — consume inbound topics, step, write journal +
+//!   commands + dead letters + checkpoint in one append, keep state in [`store`].
+//!
+//! This crate must not reach out to Odoo, the warehouse or anything but the event log and
+//! its own state store.
+
+pub mod catalog;
+pub mod coordinator;
+pub mod decision;
+pub mod flow;
+pub mod fulfillment;
+pub mod policy;
+pub mod store;
+
+pub use catalog::Catalog;
+pub use flow::{Env, OrderFlow, Step};
+pub use policy::Policy;
+
+/// Errors of the coordinator.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The event log failed.
+    #[error(transparent)]
+    Log(#[from] waybill_log::Error),
+    /// The state store failed.
+    #[error("saga state store {path}: {source}")]
+    Store {
+        /// Store directory.
+        path: std::path::PathBuf,
+        /// The error.
+        #[source]
+        source: sled::Error,
+    },
+    /// A record of Waybill's own journal could not be read back.
+    #[error("journal record {topic}/{partition}@{offset} cannot be decoded: {reason}; the journal is Waybill's own output, so this means a schemas/ change that is not backward compatible")]
+    Journal {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+        /// Why.
+        reason: String,
+    },
+    /// Encoding an output failed (a bug: every domain value must encode).
+    #[error("cannot encode {what}: {reason}")]
+    Encode {
+        /// What.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// A stored saga state could not be read.
+    #[error("saga state for {key:?} in the state store is unreadable ({reason}); delete the state directory to rebuild it from the journal")]
+    State {
+        /// Correlation key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

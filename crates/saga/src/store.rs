@@ -1,0 +1,144 @@
+//! The saga state store (sled): every order's [`OrderFlow`] plus, per partition, the
+//! journal offset the stored states cover and the input positions named by the last
+//! checkpoint folded into them.
+//!
+//! The store is a cache of the journal, never the truth: it is written after the
+//! journal append succeeds, without fsync, and a store that is behind — or missing —
+//! catches up by folding the journal from the offset it covers (DESIGN.md, invariants 1
+//! and 2).
+
+use std::path::{Path, PathBuf};
+
+use waybill_domain::journal::InputPosition;
+
+use crate::flow::OrderFlow;
+use crate::{Error, Result};
+
+/// What the store knows of one partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionMark {
+    /// Next journal offset not yet folded into the stored states.
+    pub journal_next: i64,
+    /// Input positions of the last checkpoint folded in.
+    pub positions: Vec<InputPosition>,
+}
+
+/// The sled-backed state store.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    path: PathBuf,
+    tree: sled::Tree,
+}
+
+fn flow_key(partition: i32, key: &str) -> Vec<u8> {
+    format!("f/{partition:05}/{key}").into_bytes()
+}
+
+fn mark_key(partition: i32) -> Vec<u8> {
+    format!("m/{partition:05}").into_bytes()
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct MarkRecord {
+    journal_next: i64,
+    positions: Vec<InputPosition>,
+}
+
+impl StateStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|source| Error::Store { path: dir.to_path_buf(), source })?;
+        Self::with_db(&db, dir)
+    }
+
+    /// Uses the tree `saga-state` of an open sled database.
+    pub fn with_db(db: &sled::Db, path: &Path) -> Result<Self> {
+        let tree = db
+            .open_tree("saga-state")
+            .map_err(|source| Error::Store { path: path.to_path_buf(), source })?;
+        Ok(StateStore { path: path.to_path_buf(), tree })
+    }
+
+    fn err(&self, source: sled::Error) -> Error {
+        Error::Store { path: self.path.clone(), source }
+    }
+
+    /// The partition's mark (zero when the store has never seen it).
+    pub fn mark(&self, partition: i32) -> Result<PartitionMark> {
+        match self.tree.get(mark_key(partition)).map_err(|e| self.err(e))? {
+            None => Ok(PartitionMark::default()),
+            Some(v) => {
+                let m: MarkRecord = serde_json::from_slice(&v).map_err(|e| Error::State {
+                    key: format!("partition {partition} mark"),
+                    reason: e.to_string(),
+                })?;
+                Ok(PartitionMark { journal_next: m.journal_next, positions: m.positions })
+            }
+        }
+    }
+
+    /// Loads one order's flow.
+    pub fn load(&self, partition: i32, key: &str) -> Result<Option<OrderFlow>> {
+        match self.tree.get(flow_key(partition, key)).map_err(|e| self.err(e))? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| Error::State { key: key.to_string(), reason: e.to_string() }),
+        }
+    }
+
+    /// Every stored flow of a partition that has not finished (the working set).
+    pub fn unfinished(&self, partition: i32) -> Result<Vec<OrderFlow>> {
+        let prefix = format!("f/{partition:05}/");
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            let flow: OrderFlow = serde_json::from_slice(&v).map_err(|e| Error::State {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                reason: e.to_string(),
+            })?;
+            if !flow.is_finished() {
+                out.push(flow);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores changed flows and the partition's new mark in one atomic batch.
+    pub fn save<'a>(
+        &self,
+        partition: i32,
+        flows: impl IntoIterator<Item = &'a OrderFlow>,
+        mark: &PartitionMark,
+    ) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for f in flows {
+            let v = serde_json::to_vec(f).map_err(|e| Error::Encode { what: format!("state of {}", f.key), reason: e.to_string() })?;
+            batch.insert(flow_key(partition, &f.key), v);
+        }
+        let m = MarkRecord { journal_next: mark.journal_next, positions: mark.positions.clone() };
+        let v = serde_json::to_vec(&m).map_err(|e| Error::Encode { what: "partition mark".into(), reason: e.to_string() })?;
+        batch.insert(mark_key(partition), v);
+        self.tree.apply_batch(batch).map_err(|e| self.err(e))
+    }
+
+    /// Drops everything stored for a partition (on revoke, or before a rebuild).
+    pub fn drop_partition(&self, partition: i32) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for kv in self.tree.scan_prefix(format!("f/{partition:05}/").as_bytes()) {
+            let (k, _) = kv.map_err(|e| self.err(e))?;
+            batch.remove(k);
+        }
+        batch.remove(mark_key(partition));
+        self.tree.apply_batch(batch).map_err(|e| self.err(e))
+    }
+
+    /// Flushes to disk (at shutdown; not needed for correctness).
+    pub fn flush(&self) -> Result<()> {
+        self.tree.flush().map(|_| ()).map_err(|e| self.err(e))
+    }
+}

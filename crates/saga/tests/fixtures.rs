@@ -1,0 +1,148 @@
+//! Event builders shared by the saga tests.
+#![allow(dead_code)]
+
+use waybill_domain::event::*;
+use waybill_domain::{EventMeta, InboundEvent, Qty, SourceRef, System, Timestamp, Money};
+use waybill_saga::catalog::{Catalog, Tracking};
+
+pub fn catalog() -> Catalog {
+    Catalog::default()
+        .with_product("PLAIN", "Units", Tracking::None)
+        .with_product("LOTTED", "kg", Tracking::Lot)
+        .with_product("SERIAL", "Units", Tracking::Serial)
+        .with_customer("C1")
+        .with_tax_code("VAT20")
+}
+
+pub fn ev(id: &str, system: System, order: &str, body: EventBody) -> InboundEvent {
+    InboundEvent {
+        meta: EventMeta {
+            event_id: id.to_string(),
+            source: SourceRef::new(system, order),
+            correlation_key: order.to_string(),
+            occurred_at: Timestamp(1_700_000_000_000_000),
+        },
+        body,
+    }
+}
+
+pub fn line(line_no: i32, sku: &str, uom: &str, units: i64) -> OrderLine {
+    OrderLine {
+        line_no,
+        sku: sku.into(),
+        uom: uom.into(),
+        quantity: Qty::units(units),
+        unit_price: Money(1250),
+        tax_code: Some("VAT20".into()),
+        requested_date: Timestamp(0),
+        warehouse: "WH1".into(),
+    }
+}
+
+pub fn released(order: &str, lines: Vec<OrderLine>) -> InboundEvent {
+    ev(
+        &format!("odoo:release:{order}"),
+        System::Odoo,
+        order,
+        EventBody::OrderReleased(OrderReleased {
+            order_ref: order.into(),
+            customer_ref: "C1".into(),
+            ship_to: "C1-SHIP".into(),
+            currency: "EUR".into(),
+            client_order_ref: None,
+            lines,
+        }),
+    )
+}
+
+pub fn reserved(order: &str, lines: &[(i32, i64, i64)]) -> InboundEvent {
+    ev(
+        &format!("wms:reserved:{order}"),
+        System::Wms,
+        order,
+        EventBody::StockReserved(StockReserved {
+            order_ref: order.into(),
+            lines: lines
+                .iter()
+                .map(|(n, r, s)| LineReservation { line_no: *n, reserved: Qty::units(*r), short: Qty::units(*s) })
+                .collect(),
+        }),
+    )
+}
+
+pub fn accepted(order: &str) -> InboundEvent {
+    ev(
+        &format!("wms:accepted:{order}"),
+        System::Wms,
+        order,
+        EventBody::ReleasedToWarehouse(ReleasedToWarehouse { order_ref: order.into(), wms_order_id: format!("W-{order}") }),
+    )
+}
+
+pub fn pick(order: &str, pick_id: &str, lines: Vec<PickedLine>, complete: bool) -> InboundEvent {
+    ev(
+        &format!("wms:pick:{pick_id}"),
+        System::Wms,
+        order,
+        EventBody::PickConfirmed(PickConfirmed { order_ref: order.into(), pick_id: pick_id.into(), lines, complete }),
+    )
+}
+
+pub fn picked(line_no: i32, sku: &str, units: i64) -> PickedLine {
+    PickedLine { line_no, sku: sku.into(), quantity: Qty::units(units), lots: vec![], serials: vec![], bin: "A-01".into() }
+}
+
+pub fn issued(order: &str, shipment: &str, lines: &[(i32, &str, i64)]) -> InboundEvent {
+    ev(
+        &format!("wms:issued:{shipment}"),
+        System::Wms,
+        order,
+        EventBody::GoodsIssued(GoodsIssued {
+            order_ref: order.into(),
+            shipment_id: shipment.into(),
+            lines: lines
+                .iter()
+                .map(|(n, sku, u)| ShippedLine {
+                    line_no: *n,
+                    sku: sku.to_string(),
+                    quantity: Qty::units(*u),
+                    lots: vec![],
+                    serials: vec![],
+                })
+                .collect(),
+            packages: vec![Package { package_id: format!("PKG-{shipment}"), weight_grams: 1200 }],
+        }),
+    )
+}
+
+pub fn booked(order: &str, shipment: &str) -> InboundEvent {
+    ev(
+        &format!("carrier:booked:{shipment}"),
+        System::Carrier,
+        order,
+        EventBody::CarrierBooked(CarrierBooked {
+            order_ref: order.into(),
+            shipment_id: shipment.into(),
+            carrier: "DHL".into(),
+            tracking_ref: format!("TRK-{shipment}"),
+        }),
+    )
+}
+
+pub fn delivered(order: &str, shipment: &str) -> InboundEvent {
+    ev(
+        &format!("carrier:pod:{shipment}"),
+        System::Carrier,
+        order,
+        EventBody::Delivered(Delivered { order_ref: order.into(), shipment_id: shipment.into(), signed_by: Some("J. Doe".into()) }),
+    )
+}
+
+pub fn cancelled(order: &str) -> InboundEvent {
+    ev(
+        &format!("odoo:cancel:{order}"),
+        System::Odoo,
+        order,
+        EventBody::OrderCancelled(OrderCancelled { order_ref: order.into(), reason: "customer request".into() }),
+    )
+}

@@ -1,0 +1,398 @@
+//! One sample value of every event, command and journal variant, for round-trip tests
+//! and codec benchmarks. Optional fields are set in some samples and empty in others so
+//! both union branches are exercised.
+
+use waybill_domain::command::{
+    AdjustStock, AdjustmentLine, BackorderLine, BackorderRequest, BookCarrier, CommandBody, ConfirmShipment,
+    InvoiceLine, IssueCreditNote, OrderOnly, PostInvoice, StockRequest,
+};
+use waybill_domain::event::{
+    CarrierBooked, CreditNoteIssued, Delivered, DocumentRejected, EventBody, GoodsIssued, InvoicePosted, ItemCondition,
+    LineReservation, LotQty, OrderCancelled, OrderLine, OrderReleased, Package, PickConfirmed, PickedLine,
+    PostingDecision, ReleasedToWarehouse, ReturnAuthorized, ReturnReceived, ReturnedLine, RmaLine, ShippedLine,
+    StockReserved,
+};
+use waybill_domain::journal::{
+    Allocation, Backorder, Cancelled, CarrierAssigned, Checkpoint, Deadline, DeliveryConfirmed, Empty,
+    ExceptionCategory, ExceptionRaised, ExceptionResolved, InputPosition, JournalBody, JournalMeta, Problems,
+    ReleaseRequested, SagaKind, WarehouseAccepted,
+};
+use waybill_domain::{
+    Command, CommandMeta, EventMeta, InboundEvent, JournalEvent, Money, Qty, SourceRef, System, Timestamp,
+};
+
+const T0: Timestamp = Timestamp(1_767_225_600_000_000); // 2026-01-01T00:00:00Z
+
+fn s(text: &str) -> String {
+    text.to_string()
+}
+
+/// A released order with two lines, one without a tax code.
+pub fn order_released() -> OrderReleased {
+    OrderReleased {
+        order_ref: s("SO0042"),
+        customer_ref: s("CUST-7"),
+        ship_to: s("ADDR-7-1"),
+        currency: s("EUR"),
+        client_order_ref: Some(s("PO-99812")),
+        lines: vec![
+            OrderLine {
+                line_no: 1,
+                sku: s("WIDGET-10"),
+                uom: s("Units"),
+                quantity: Qty::units(12),
+                unit_price: Money(1999),
+                tax_code: Some(s("VAT21")),
+                requested_date: T0.plus_secs(86_400.0),
+                warehouse: s("WH1"),
+            },
+            OrderLine {
+                line_no: 2,
+                sku: s("BOLT-M8"),
+                uom: s("kg"),
+                quantity: Qty(2500),
+                unit_price: Money(-5),
+                tax_code: None,
+                requested_date: T0,
+                warehouse: s("WH1"),
+            },
+        ],
+    }
+}
+
+fn lots() -> Vec<LotQty> {
+    vec![LotQty { lot: s("LOT-A"), quantity: Qty::units(7) }, LotQty { lot: s("LOT-B"), quantity: Qty::units(5) }]
+}
+
+fn pick_confirmed() -> PickConfirmed {
+    PickConfirmed {
+        order_ref: s("SO0042"),
+        pick_id: s("PICK-1"),
+        lines: vec![PickedLine {
+            line_no: 1,
+            sku: s("WIDGET-10"),
+            quantity: Qty::units(12),
+            lots: lots(),
+            serials: vec![s("SN-1"), s("SN-2")],
+            bin: s("A-01-03"),
+        }],
+        complete: true,
+    }
+}
+
+fn goods_issued() -> GoodsIssued {
+    GoodsIssued {
+        order_ref: s("SO0042"),
+        shipment_id: s("SHP-1"),
+        lines: vec![ShippedLine {
+            line_no: 1,
+            sku: s("WIDGET-10"),
+            quantity: Qty::units(12),
+            lots: lots(),
+            serials: vec![],
+        }],
+        packages: vec![Package { package_id: s("00340123450000000018"), weight_grams: 12_345 }],
+    }
+}
+
+fn line_reservations() -> Vec<LineReservation> {
+    vec![
+        LineReservation { line_no: 1, reserved: Qty::units(12), short: Qty::ZERO },
+        LineReservation { line_no: 2, reserved: Qty(1000), short: Qty(1500) },
+    ]
+}
+
+fn posting_decision() -> PostingDecision {
+    PostingDecision {
+        order_ref: s("SO0042"),
+        posting_id: s("inv:SHP-1"),
+        expected_version: 3,
+        actor: s("alice@example.com"),
+        reason: s("price agreed with customer"),
+    }
+}
+
+fn rejected() -> DocumentRejected {
+    DocumentRejected { order_ref: s("SO0042"), business_key: s("SHP-1"), reason: s("customer on credit hold") }
+}
+
+fn event_meta(n: u32) -> EventMeta {
+    EventMeta {
+        event_id: format!("evt-{n}"),
+        source: SourceRef::new(System::ALL[n as usize % System::ALL.len()], format!("REC-{n}")),
+        correlation_key: s("SO0042"),
+        occurred_at: Timestamp(T0.0 + i64::from(n)),
+    }
+}
+
+/// One body of every [`EventBody`] variant, in declaration order.
+pub fn event_bodies() -> Vec<EventBody> {
+    let bodies = vec![
+        EventBody::OrderReleased(order_released()),
+        EventBody::StockReserved(StockReserved { order_ref: s("SO0042"), lines: line_reservations() }),
+        EventBody::ReleasedToWarehouse(ReleasedToWarehouse { order_ref: s("SO0042"), wms_order_id: s("WAVE-9") }),
+        EventBody::PickConfirmed(pick_confirmed()),
+        EventBody::GoodsIssued(goods_issued()),
+        EventBody::CarrierBooked(CarrierBooked {
+            order_ref: s("SO0042"),
+            shipment_id: s("SHP-1"),
+            carrier: s("DHL"),
+            tracking_ref: s("JD0142"),
+        }),
+        EventBody::Delivered(Delivered { order_ref: s("SO0042"), shipment_id: s("SHP-1"), signed_by: None }),
+        EventBody::OrderCancelled(OrderCancelled { order_ref: s("SO0042"), reason: s("customer request") }),
+        EventBody::InvoicePosted(InvoicePosted {
+            order_ref: s("SO0042"),
+            shipment_id: s("SHP-1"),
+            invoice_number: s("INV/2026/0001"),
+            amount: Money(29_026),
+        }),
+        EventBody::InvoiceRejected(rejected()),
+        EventBody::PostingApproved(posting_decision()),
+        EventBody::PostingRejected(posting_decision()),
+        EventBody::ReturnAuthorized(ReturnAuthorized {
+            order_ref: s("SO0042"),
+            rma_id: s("RMA-5"),
+            reason: s("damaged in transit"),
+            lines: vec![RmaLine { line_no: 1, sku: s("WIDGET-10"), quantity: Qty::units(2) }],
+        }),
+        EventBody::ReturnReceived(ReturnReceived {
+            order_ref: s("SO0042"),
+            rma_id: s("RMA-5"),
+            receipt_id: s("RCV-5"),
+            lines: vec![
+                ReturnedLine {
+                    line_no: 1,
+                    sku: s("WIDGET-10"),
+                    quantity: Qty::units(1),
+                    condition: ItemCondition::Restock,
+                    lots: vec![],
+                    serials: vec![s("SN-1")],
+                },
+                ReturnedLine {
+                    line_no: 1,
+                    sku: s("WIDGET-10"),
+                    quantity: Qty::units(1),
+                    condition: ItemCondition::Scrap,
+                    lots: lots(),
+                    serials: vec![],
+                },
+            ],
+        }),
+        EventBody::CreditNoteIssued(CreditNoteIssued {
+            order_ref: s("SO0042"),
+            receipt_id: s("RCV-5"),
+            credit_note_number: s("RINV/2026/0001"),
+            amount: Money(3998),
+        }),
+        EventBody::CreditNoteRejected(rejected()),
+    ];
+    // Exhaustive on purpose: a new variant fails to compile here until it has a sample.
+    for body in &bodies {
+        match body {
+            EventBody::OrderReleased(_)
+            | EventBody::StockReserved(_)
+            | EventBody::ReleasedToWarehouse(_)
+            | EventBody::PickConfirmed(_)
+            | EventBody::GoodsIssued(_)
+            | EventBody::CarrierBooked(_)
+            | EventBody::Delivered(_)
+            | EventBody::OrderCancelled(_)
+            | EventBody::InvoicePosted(_)
+            | EventBody::InvoiceRejected(_)
+            | EventBody::PostingApproved(_)
+            | EventBody::PostingRejected(_)
+            | EventBody::ReturnAuthorized(_)
+            | EventBody::ReturnReceived(_)
+            | EventBody::CreditNoteIssued(_)
+            | EventBody::CreditNoteRejected(_) => {}
+        }
+    }
+    bodies
+}
+
+/// One inbound event of every variant, in declaration order.
+pub fn events() -> Vec<InboundEvent> {
+    event_bodies().into_iter().zip(0..).map(|(body, n)| InboundEvent { meta: event_meta(n), body }).collect()
+}
+
+fn invoice_lines() -> Vec<InvoiceLine> {
+    vec![InvoiceLine {
+        line_no: 1,
+        sku: s("WIDGET-10"),
+        quantity: Qty::units(12),
+        unit_price: Money(1999),
+        tax_code: s("VAT21"),
+    }]
+}
+
+/// One command of every [`CommandBody`] variant, in declaration order.
+pub fn commands() -> Vec<Command> {
+    let stock = StockRequest { order_ref: s("SO0042"), warehouse: s("WH1"), lines: order_released().lines };
+    let order_only = OrderOnly { order_ref: s("SO0042"), reason: s("order cancelled") };
+    let bodies = vec![
+        CommandBody::ReserveStock(stock.clone()),
+        CommandBody::ReleaseToWarehouse(stock),
+        CommandBody::CancelReservation(order_only.clone()),
+        CommandBody::CancelWarehouseRelease(order_only),
+        CommandBody::CreateBackorder(BackorderRequest {
+            order_ref: s("SO0042"),
+            lines: vec![BackorderLine { line_no: 2, sku: s("BOLT-M8"), quantity: Qty(1500) }],
+        }),
+        CommandBody::BookCarrier(BookCarrier {
+            order_ref: s("SO0042"),
+            shipment_id: s("SHP-1"),
+            ship_to: s("ADDR-7-1"),
+            packages: goods_issued().packages,
+        }),
+        CommandBody::ConfirmShipment(ConfirmShipment {
+            order_ref: s("SO0042"),
+            shipment_id: s("SHP-1"),
+            tracking_ref: s("JD0142"),
+        }),
+        CommandBody::PostInvoice(PostInvoice {
+            order_ref: s("SO0042"),
+            shipment_id: s("SHP-1"),
+            customer_ref: s("CUST-7"),
+            currency: s("EUR"),
+            lines: invoice_lines(),
+            total: Money(23_988),
+        }),
+        CommandBody::IssueCreditNote(IssueCreditNote {
+            order_ref: s("SO0042"),
+            receipt_id: s("RCV-5"),
+            invoice_number: s("INV/2026/0001"),
+            lines: invoice_lines(),
+            restocking_fee: Money(500),
+            total: Money(3498),
+        }),
+        CommandBody::AdjustStock(AdjustStock {
+            order_ref: s("SO0042"),
+            receipt_id: s("RCV-5"),
+            warehouse: s("WH1"),
+            lines: vec![AdjustmentLine {
+                sku: s("WIDGET-10"),
+                quantity: Qty::units(1),
+                condition: ItemCondition::Scrap,
+                lots: lots(),
+            }],
+        }),
+    ];
+    for body in &bodies {
+        match body {
+            CommandBody::ReserveStock(_)
+            | CommandBody::ReleaseToWarehouse(_)
+            | CommandBody::CancelReservation(_)
+            | CommandBody::CancelWarehouseRelease(_)
+            | CommandBody::CreateBackorder(_)
+            | CommandBody::BookCarrier(_)
+            | CommandBody::ConfirmShipment(_)
+            | CommandBody::PostInvoice(_)
+            | CommandBody::IssueCreditNote(_)
+            | CommandBody::AdjustStock(_) => {}
+        }
+    }
+    bodies
+        .into_iter()
+        .zip(0..)
+        .map(|(body, n)| Command {
+            meta: CommandMeta {
+                idempotency_key: format!("{}:SO0042:{n}", body.name()),
+                saga_id: SagaKind::OrderToFulfillment.saga_id("SO0042"),
+                correlation_key: s("SO0042"),
+                target: [System::Wms, System::Odoo, System::Carrier, System::Finance][n % 4],
+                caused_by: format!("evt-{n}"),
+                issued_at: Timestamp(T0.0 + n as i64),
+            },
+            body,
+        })
+        .collect()
+}
+
+/// One journal event of every [`JournalBody`] variant, in declaration order.
+pub fn journal_events() -> Vec<JournalEvent> {
+    let bodies = vec![
+        JournalBody::OrderAccepted(order_released()),
+        JournalBody::MasterDataFailed(Problems { problems: vec![s("line 2: no tax code"), s("unknown uom kg")] }),
+        JournalBody::ReservationRequested(Empty {}),
+        JournalBody::StockAllocated(Allocation { lines: line_reservations() }),
+        JournalBody::Backordered(Backorder {
+            lines: vec![BackorderLine { line_no: 2, sku: s("BOLT-M8"), quantity: Qty(1500) }],
+        }),
+        JournalBody::ReleaseRequested(ReleaseRequested { due_at: T0.plus_secs(7200.0) }),
+        JournalBody::WarehouseAccepted(WarehouseAccepted { wms_order_id: s("WAVE-9") }),
+        JournalBody::PickRecorded(pick_confirmed()),
+        JournalBody::PickOverdue(Deadline { due_at: T0.plus_secs(7200.0) }),
+        JournalBody::ShipmentRecorded(goods_issued()),
+        JournalBody::CarrierAssigned(CarrierAssigned {
+            shipment_id: s("SHP-1"),
+            carrier: s("DHL"),
+            tracking_ref: s("JD0142"),
+        }),
+        JournalBody::DeliveryConfirmed(DeliveryConfirmed { shipment_id: s("SHP-1"), signed_by: Some(s("J. Smith")) }),
+        JournalBody::Cancelled(Cancelled {
+            reason: s("customer request"),
+            compensations: vec![s("cancel-reservation:SO0042")],
+        }),
+        JournalBody::ExceptionRaised(ExceptionRaised {
+            exception_id: s("o2f:SO0042/master-data/1"),
+            category: ExceptionCategory::MasterData,
+            message: s("line 2 has no tax code; fix the product in Odoo and retry"),
+            subject: SourceRef::new(System::Odoo, "SO0042"),
+        }),
+        JournalBody::ExceptionResolved(ExceptionResolved {
+            exception_id: s("o2f:SO0042/master-data/1"),
+            resolution: s("tax code added"),
+        }),
+        JournalBody::Completed(Empty::default()),
+    ];
+    for body in &bodies {
+        match body {
+            JournalBody::OrderAccepted(_)
+            | JournalBody::MasterDataFailed(_)
+            | JournalBody::ReservationRequested(_)
+            | JournalBody::StockAllocated(_)
+            | JournalBody::Backordered(_)
+            | JournalBody::ReleaseRequested(_)
+            | JournalBody::WarehouseAccepted(_)
+            | JournalBody::PickRecorded(_)
+            | JournalBody::PickOverdue(_)
+            | JournalBody::ShipmentRecorded(_)
+            | JournalBody::CarrierAssigned(_)
+            | JournalBody::DeliveryConfirmed(_)
+            | JournalBody::Cancelled(_)
+            | JournalBody::ExceptionRaised(_)
+            | JournalBody::ExceptionResolved(_)
+            | JournalBody::Completed(_) => {}
+        }
+    }
+    bodies
+        .into_iter()
+        .zip(1..)
+        .map(|(body, seq)| JournalEvent {
+            meta: JournalMeta {
+                saga_id: SagaKind::OrderToFulfillment.saga_id("SO0042"),
+                kind: [SagaKind::OrderToFulfillment, SagaKind::ShipToInvoice, SagaKind::ReturnsCredit]
+                    [seq as usize % 3],
+                seq,
+                correlation_key: s("SO0042"),
+                caused_by: format!("evt-{seq}"),
+                input: Some(InputPosition { topic: s("waybill.inbound.odoo"), partition: 3, offset: 1000 + seq }),
+                at: Timestamp(T0.0 + seq),
+            },
+            body,
+        })
+        .collect()
+}
+
+/// A checkpoint covering two input topics.
+pub fn checkpoint() -> Checkpoint {
+    Checkpoint {
+        partition: 3,
+        positions: vec![
+            InputPosition { topic: s("waybill.inbound.odoo"), partition: 3, offset: 1017 },
+            InputPosition { topic: s("waybill.control"), partition: 3, offset: 0 },
+        ],
+        at: T0,
+    }
+}

@@ -1,0 +1,264 @@
+//! Configuration: defaults → TOML file → `WAYBILL_` environment (`__` nests, e.g.
+//! `WAYBILL_LOG__FSYNC=never`) → command-line flags, then [`Config::validate`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use waybill_saga::{Catalog, Policy};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory for the embedded log, the saga state store and the projections.
+    pub data_dir: PathBuf,
+    /// Partitions of every inbound, journal and command topic. Inbound topics and the
+    /// journal are co-partitioned, so this cannot change once data exists.
+    pub partitions: u32,
+    /// Master-data file (TOML: `[products.<sku>]`, `customers`, `tax_codes`); empty
+    /// means no master data, so every order fails its checks.
+    pub catalog: Option<PathBuf>,
+    /// Event log.
+    pub log: LogConfig,
+    /// Ingestion endpoint.
+    pub ingest: IngestConfig,
+    /// Coordinator.
+    pub coordinator: CoordinatorConfig,
+    /// Saga policy.
+    pub policy: Policy,
+    /// Logging.
+    pub telemetry: TelemetryConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("data"),
+            partitions: 4,
+            catalog: None,
+            log: LogConfig::default(),
+            ingest: IngestConfig::default(),
+            coordinator: CoordinatorConfig::default(),
+            policy: Policy::default(),
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+/// Which log backend, and its settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// When appended batches reach the disk: `batch` (fsync before acknowledging each
+    /// batch), `interval` (at most every `fsync_interval_ms`), `never` (the OS decides).
+    pub fsync: String,
+    /// Interval for `fsync = "interval"`.
+    pub fsync_interval_ms: u64,
+    /// Segment file size in MiB.
+    pub segment_mb: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { fsync: "batch".into(), fsync_interval_ms: 100, segment_mb: 64 }
+    }
+}
+
+/// The HTTP ingestion endpoint for systems that cannot publish to Kafka.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Listen address; empty disables the endpoint.
+    pub listen: String,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig { listen: "127.0.0.1:8420".into() }
+    }
+}
+
+/// Coordinator settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoordinatorConfig {
+    /// Most records read per input topic per turn.
+    pub max_batch: usize,
+    /// How long an idle partition waits for input before checking timers, in ms.
+    pub idle_wait_ms: u64,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig { max_batch: 512, idle_wait_ms: 20 }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `text` or `json`.
+    pub log_format: String,
+    /// Filter in `RUST_LOG` syntax (the `RUST_LOG` variable wins).
+    pub log_filter: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig { log_format: "text".into(), log_filter: "info".into() }
+    }
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The layers could not be merged or a value has the wrong type.
+    #[error("configuration: {0}")]
+    Load(String),
+    /// A value is out of range or inconsistent.
+    #[error("configuration key `{key}`: {problem}")]
+    Invalid {
+        /// Dotted key.
+        key: &'static str,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if given), then `WAYBILL_*` environment variables,
+    /// then `overrides` (flags), and validates.
+    pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(ConfigError::Load(format!(
+                    "config file {} does not exist; pass an existing file with --config or drop the flag",
+                    f.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig.merge(Env::prefixed("WAYBILL_").split("__")).merge(overrides);
+        let cfg: Config = fig.extract().map_err(|e| {
+            let mut msg = String::new();
+            for err in e {
+                if !msg.is_empty() {
+                    msg.push_str("; ");
+                }
+                msg.push_str(&err.to_string());
+            }
+            ConfigError::Load(msg)
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks every value; the error names the key and what to do.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=1024).contains(&self.partitions) {
+            return Err(ConfigError::Invalid {
+                key: "partitions",
+                problem: format!("{} is outside 1..=1024", self.partitions),
+            });
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid { key: "data_dir", problem: "must not be empty".into() });
+        }
+        self.fsync_policy()?;
+        if self.log.segment_mb == 0 || self.log.segment_mb > 4096 {
+            return Err(ConfigError::Invalid {
+                key: "log.segment_mb",
+                problem: format!("{} is outside 1..=4096", self.log.segment_mb),
+            });
+        }
+        if !self.ingest.listen.is_empty() && self.ingest.listen.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid {
+                key: "ingest.listen",
+                problem: format!("{:?} is not an address like 127.0.0.1:8420 (leave it empty to disable ingestion)", self.ingest.listen),
+            });
+        }
+        if self.coordinator.max_batch == 0 {
+            return Err(ConfigError::Invalid { key: "coordinator.max_batch", problem: "must be at least 1".into() });
+        }
+        if !(self.policy.fulfillment.pick_timeout_secs > 0.0) {
+            return Err(ConfigError::Invalid {
+                key: "policy.fulfillment.pick_timeout_secs",
+                problem: format!("{} must be a positive number of seconds", self.policy.fulfillment.pick_timeout_secs),
+            });
+        }
+        self.telemetry
+            .log_format
+            .parse::<waybill_telemetry::LogFormat>()
+            .map_err(|problem| ConfigError::Invalid { key: "telemetry.log_format", problem })?;
+        if let Some(path) = &self.catalog {
+            self.load_catalog_from(path)?;
+        }
+        Ok(())
+    }
+
+    /// The embedded log's fsync policy.
+    pub fn fsync_policy(&self) -> Result<waybill_log::embedded::FsyncPolicy, ConfigError> {
+        use waybill_log::embedded::FsyncPolicy;
+        match self.log.fsync.as_str() {
+            "batch" => Ok(FsyncPolicy::EveryBatch),
+            "interval" => Ok(FsyncPolicy::Interval(std::time::Duration::from_millis(self.log.fsync_interval_ms.max(1)))),
+            "never" => Ok(FsyncPolicy::Never),
+            other => Err(ConfigError::Invalid {
+                key: "log.fsync",
+                problem: format!("{other:?} is not one of \"batch\", \"interval\", \"never\""),
+            }),
+        }
+    }
+
+    /// The master data (empty without a catalog file).
+    pub fn load_catalog(&self) -> Result<Catalog, ConfigError> {
+        match &self.catalog {
+            None => Ok(Catalog::default()),
+            Some(p) => self.load_catalog_from(p),
+        }
+    }
+
+    fn load_catalog_from(&self, path: &Path) -> Result<Catalog, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+            key: "catalog",
+            problem: format!("cannot read {}: {e}", path.display()),
+        })?;
+        Figment::from(Toml::string(&text)).extract::<Catalog>().map_err(|e| ConfigError::Invalid {
+            key: "catalog",
+            problem: format!("{} is not a valid master-data file: {e}", path.display()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order_and_errors_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("waybill.toml");
+        std::fs::write(&file, "partitions = 8\n[log]\nfsync = \"never\"\n").unwrap();
+        let cfg = Config::load(Some(&file), Figment::new()).unwrap();
+        assert_eq!(cfg.partitions, 8);
+        assert_eq!(cfg.log.fsync, "never");
+        let flags = Figment::from(Serialized::default("partitions", 2));
+        assert_eq!(Config::load(Some(&file), flags).unwrap().partitions, 2);
+
+        std::fs::write(&file, "[log]\nfsync = \"sometimes\"\n").unwrap();
+        let err = Config::load(Some(&file), Figment::new()).unwrap_err().to_string();
+        assert!(err.contains("log.fsync") && err.contains("sometimes"), "{err}");
+
+        std::fs::write(&file, "partitons = 3\n").unwrap();
+        let err = Config::load(Some(&file), Figment::new()).unwrap_err().to_string();
+        assert!(err.contains("partitons"), "{err}");
+
+        let err = Config::load(Some(&dir.path().join("missing.toml")), Figment::new()).unwrap_err().to_string();
+        assert!(err.contains("does not exist"), "{err}");
+    }
+}

@@ -1,0 +1,272 @@
+//! `waybill run`: the demo. Starts a node on an embedded log, a simulated distributor
+//! (Odoo, warehouse, carrier) that produces realistic traffic and answers commands, and
+//! shows progress until every order has reached an end state; then prints a summary.
+
+pub mod sim;
+pub mod world;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use waybill_domain::ExceptionCategory;
+use waybill_projection::{OrderStatus, ProjectionStore};
+
+use crate::config::Config;
+use crate::node::{self, Node};
+use sim::{SimConfig, Simulator};
+
+/// Options of `waybill run`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoOptions {
+    /// Orders to release.
+    #[arg(long, default_value_t = 1000)]
+    pub orders: usize,
+    /// Seed of the simulated traffic (same seed, same orders and mishaps).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Orders released per second (0: as fast as possible).
+    #[arg(long, default_value_t = 250.0)]
+    pub rate: f64,
+    /// Partitions.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: u32,
+    /// Seconds the warehouse has to confirm a pick (late picks come 1.5 × later).
+    #[arg(long, default_value_t = 1.5)]
+    pub pick_timeout: f64,
+    /// Data directory; kept afterwards. Without it a temporary one is used and removed.
+    /// Running again on the same directory resumes where the last run stopped.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// `batch`, `interval` or `never`: when the embedded log fsyncs.
+    #[arg(long, default_value = "batch")]
+    pub fsync: String,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+    /// Ingestion listen address while the demo runs (`127.0.0.1:0`: any free port; empty: off).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Log at info level.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+/// The outcome of a demo run.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// Orders in the run.
+    pub orders: usize,
+    /// Partitions.
+    pub partitions: u32,
+    /// Orders per end state.
+    pub by_status: BTreeMap<OrderStatus, u64>,
+    /// Exceptions raised, by category: (raised, still open).
+    pub exceptions: BTreeMap<ExceptionCategory, (u64, u64)>,
+    /// Records in the dead-letter topic.
+    pub dead_letters: u64,
+    /// Undecodable records the simulator injected.
+    pub injected_bad_records: u64,
+    /// Saga latency (accepted → completed), milliseconds: p50, p99.
+    pub latency_ms: (f64, f64),
+    /// Inbound events processed by the coordinator.
+    pub events: u64,
+    /// Commands issued.
+    pub commands: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Where the data is, when kept.
+    pub data_dir: Option<PathBuf>,
+    /// Did every order reach an end state?
+    pub finished: bool,
+}
+
+/// End states of the order-to-fulfillment saga in the demo: completed, cancelled, or on
+/// hold for a master-data fix.
+fn is_end_state(s: OrderStatus) -> bool {
+    matches!(s, OrderStatus::Completed | OrderStatus::Cancelled | OrderStatus::OnHold)
+}
+
+fn ended(p: &ProjectionStore) -> anyhow::Result<u64> {
+    Ok(p.order_counts_by_status()?.iter().filter(|(s, _)| is_end_state(**s)).map(|(_, n)| *n).sum())
+}
+
+/// Runs the demo.
+pub fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
+    let temp = match &opts.data_dir {
+        Some(_) => None,
+        None => Some(tempfile::Builder::new().prefix("waybill-demo-").tempdir()?),
+    };
+    let data_dir = opts.data_dir.clone().unwrap_or_else(|| temp.as_ref().expect("temp dir").path().to_path_buf());
+    let mut cfg = Config { data_dir: data_dir.clone(), partitions: opts.partitions, ..Config::default() };
+    cfg.log.fsync = opts.fsync.clone();
+    cfg.ingest.listen = opts.listen.clone();
+    cfg.policy.fulfillment.pick_timeout_secs = opts.pick_timeout;
+    cfg.validate()?;
+
+    let started = Instant::now();
+    let log = node::open_log(&cfg)?;
+    let node = Node::start(&cfg, log.clone(), world::catalog())?;
+    if let Some(addr) = node.ingest_addr {
+        tracing::info!(%addr, "ingestion endpoint of the demo");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut simulator = Simulator::new(
+        log.clone(),
+        SimConfig {
+            orders: opts.orders,
+            seed: opts.seed,
+            rate: opts.rate,
+            mix: world::Mix::default(),
+            pick_timeout: Duration::from_secs_f64(opts.pick_timeout),
+        },
+    )?;
+    let sim_stats = simulator.stats();
+    let sim_thread = {
+        let stop = stop.clone();
+        std::thread::Builder::new().name("simulator".into()).spawn(move || {
+            if let Err(e) = simulator.run(&stop) {
+                tracing::error!(error = %format!("{e:#}"), "simulator failed");
+            }
+        })?
+    };
+
+    let bar = ProgressBar::new(opts.orders as u64);
+    bar.set_draw_target(if opts.quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() });
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed_precise} [{bar:40}] {pos}/{len} orders done · {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let deadline = started + Duration::from_secs(opts.timeout);
+    let mut finished = false;
+    loop {
+        let done = ended(&node.projections)?;
+        let released = sim_stats.released.load(Ordering::Relaxed);
+        let events = node.stats.inputs.load(Ordering::Relaxed);
+        bar.set_position(done.min(opts.orders as u64));
+        bar.set_message(format!("{released} released, {events} events in"));
+        if done >= opts.orders as u64 {
+            finished = true;
+            break;
+        }
+        if let Some(f) = node.failure() {
+            bar.abandon();
+            anyhow::bail!("the orchestrator failed: {f}");
+        }
+        if Instant::now() > deadline {
+            bar.abandon_with_message("timed out");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bar.finish_and_clear();
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let _ = sim_thread.join();
+
+    let summary = summarize(opts, &node, &sim_stats, elapsed, finished, temp.is_none().then_some(data_dir))?;
+    node.shutdown();
+    Ok(summary)
+}
+
+fn summarize(
+    opts: &DemoOptions,
+    node: &Node,
+    sim: &sim::SimStats,
+    elapsed: Duration,
+    finished: bool,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<Summary> {
+    let p = &node.projections;
+    let by_status = p.order_counts_by_status()?;
+    let mut exceptions: BTreeMap<ExceptionCategory, (u64, u64)> = BTreeMap::new();
+    let mut dead_letters = 0;
+    for x in p.exceptions(false, None)? {
+        let e = exceptions.entry(x.category).or_default();
+        e.0 += 1;
+        if x.is_open() {
+            e.1 += 1;
+        }
+        if x.dead_letter_kind.is_some() {
+            dead_letters += 1;
+        }
+    }
+    let mut latencies: Vec<f64> = p
+        .orders()?
+        .into_iter()
+        .filter(|o| o.status == OrderStatus::Completed)
+        .filter_map(|o| o.completed_at.map(|c| c.micros_since(o.first_event_at) as f64 / 1000.0))
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |q: f64| -> f64 {
+        if latencies.is_empty() {
+            0.0
+        } else {
+            latencies[((latencies.len() as f64 - 1.0) * q).round() as usize]
+        }
+    };
+    Ok(Summary {
+        orders: opts.orders,
+        partitions: opts.partitions,
+        by_status,
+        exceptions,
+        dead_letters,
+        injected_bad_records: sim.bad_records.load(Ordering::Relaxed),
+        latency_ms: (pct(0.5), pct(0.99)),
+        events: node.stats.inputs.load(Ordering::Relaxed),
+        commands: node.stats.commands.load(Ordering::Relaxed),
+        elapsed,
+        data_dir,
+        finished,
+    })
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.elapsed.as_secs_f64();
+        writeln!(f, "Waybill demo: {} orders on {} partitions, {:.1} s", self.orders, self.partitions, secs)?;
+        if !self.finished {
+            writeln!(f, "WARNING: not every order reached an end state before the timeout")?;
+        }
+        writeln!(f)?;
+        writeln!(f, "  {:<34} {:>10}", "orders by state", "count")?;
+        writeln!(f, "  {:-<34} {:->10}", "", "")?;
+        for (s, n) in &self.by_status {
+            let label = match s {
+                OrderStatus::Completed => "completed (delivered or backordered)",
+                OrderStatus::Cancelled => "cancelled, compensated",
+                OrderStatus::OnHold => "on hold: master data to fix",
+                other => other.as_str(),
+            };
+            writeln!(f, "  {:<34} {:>10}", label, n)?;
+        }
+        writeln!(f)?;
+        writeln!(f, "  {:<34} {:>10} {:>10}", "exceptions by category", "raised", "open")?;
+        writeln!(f, "  {:-<34} {:->10} {:->10}", "", "", "")?;
+        for (c, (raised, open)) in &self.exceptions {
+            writeln!(f, "  {:<34} {:>10} {:>10}", c.as_str(), raised, open)?;
+        }
+        writeln!(f)?;
+        writeln!(f, "  {:<34} {:>10}", "dead-letter records", self.dead_letters)?;
+        writeln!(f, "  {:<34} {:>10}", "  of which injected garbage", self.injected_bad_records)?;
+        writeln!(f, "  {:<34} {:>10}", "commands issued", self.commands)?;
+        writeln!(f, "  {:<34} {:>10}", "inbound events processed", self.events)?;
+        writeln!(f, "  {:<34} {:>10.0}", "events/s", self.events as f64 / secs.max(1e-9))?;
+        writeln!(f, "  {:<34} {:>10.0}", "saga latency p50 (ms)", self.latency_ms.0)?;
+        writeln!(f, "  {:<34} {:>10.0}", "saga latency p99 (ms)", self.latency_ms.1)?;
+        if let Some(d) = &self.data_dir {
+            writeln!(f)?;
+            writeln!(f, "  data kept in {}", d.display())?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,454 @@
+//! The simulator of Odoo, the warehouse and the carrier. It publishes inbound events to
+//! the log the way a system that speaks Kafka would, and answers Waybill's commands.
+//!
+//! It is crash-safe the same way Waybill is: every event it publishes carries a
+//! deterministic event id (in the `waybill.event-id` header), its command positions are
+//! stored with the events it appends, and on start it learns which events it already
+//! published — so a restarted simulator neither loses nor repeats anything.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use waybill_domain::command::StockRequest;
+use waybill_domain::event::*;
+use waybill_domain::{Command, CommandBody, EventMeta, InboundEvent, Qty, SourceRef, System, Timestamp, topic};
+use waybill_log::{AppendBatch, EventLog, Position, Record};
+use waybill_saga::Catalog;
+use waybill_saga::catalog::Tracking;
+
+use super::world::{self, Mix};
+use crate::ingest::{EVENT_ID_HEADER, inbound_topic, record_for};
+
+/// Consumer group of the simulator's command positions.
+pub const GROUP: &str = "demo-simulator";
+
+/// Simulator settings.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Orders to release.
+    pub orders: usize,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Orders released per second (0: as fast as possible).
+    pub rate: f64,
+    /// What goes wrong how often.
+    pub mix: Mix,
+    /// The pick timeout the orchestrator uses (late picks come 1.5 × later).
+    pub pick_timeout: Duration,
+}
+
+/// Counters.
+#[derive(Debug, Default)]
+pub struct SimStats {
+    /// Orders released so far (including earlier runs).
+    pub released: AtomicU64,
+    /// Events published.
+    pub events: AtomicU64,
+    /// Undecodable records injected.
+    pub bad_records: AtomicU64,
+    /// Commands carried out.
+    pub commands: AtomicU64,
+    /// Commands seen a second time under an idempotency key already carried out.
+    pub duplicate_commands: AtomicU64,
+}
+
+#[derive(Debug)]
+enum Payload {
+    Event(InboundEvent),
+    Bad { topic: String, key: String, bytes: Vec<u8> },
+}
+
+#[derive(Debug)]
+struct Action {
+    id: String,
+    payload: Payload,
+    /// The command this answers, as (topic, partition, offset).
+    source: Option<(String, i32, i64)>,
+}
+
+/// The simulator.
+#[derive(Debug)]
+pub struct Simulator {
+    log: Arc<dyn EventLog>,
+    cfg: SimConfig,
+    catalog: Catalog,
+    stats: Arc<SimStats>,
+    start: Instant,
+    emitted: HashSet<String>,
+    applied: HashSet<String>,
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    actions: HashMap<u64, Action>,
+    next_action: u64,
+    positions: BTreeMap<(String, i32), i64>,
+    pending: BTreeMap<(String, i32), BTreeMap<i64, u32>>,
+    next_order: usize,
+}
+
+impl Simulator {
+    /// A simulator over `log`; learns what it already published.
+    pub fn new(log: Arc<dyn EventLog>, cfg: SimConfig) -> anyhow::Result<Self> {
+        let mut emitted = HashSet::new();
+        let mut topics = topic::coordinator_inputs();
+        topics.retain(|t| t != topic::CONTROL);
+        for t in &topics {
+            for p in 0..log.partitions(t)? as i32 {
+                let mut from = 0;
+                loop {
+                    let batch = log.read(t, p, from, 4096)?;
+                    let Some(last) = batch.last() else { break };
+                    from = last.offset + 1;
+                    for r in &batch {
+                        if let Some(id) = r.header(EVENT_ID_HEADER) {
+                            emitted.insert(String::from_utf8_lossy(id).into_owned());
+                        }
+                    }
+                }
+            }
+        }
+        let mut positions = BTreeMap::new();
+        for t in topic::command_topics() {
+            for p in 0..log.partitions(&t)? as i32 {
+                let at = log.committed(GROUP, &t, p)?.unwrap_or(0);
+                positions.insert((t.clone(), p), at);
+            }
+        }
+        let stats = Arc::new(SimStats::default());
+        let released = (0..cfg.orders).filter(|i| emitted.contains(&release_id(*i))).count();
+        stats.released.store(released as u64, Ordering::Relaxed);
+        Ok(Simulator {
+            log,
+            cfg,
+            catalog: world::catalog(),
+            stats,
+            start: Instant::now(),
+            emitted,
+            applied: HashSet::new(),
+            queue: BinaryHeap::new(),
+            actions: HashMap::new(),
+            next_action: 0,
+            positions,
+            pending: BTreeMap::new(),
+            next_order: 0,
+        })
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Arc<SimStats> {
+        self.stats.clone()
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn schedule(&mut self, after_ms: u64, id: String, payload: Payload, source: Option<(String, i32, i64)>) {
+        if self.emitted.contains(&id) {
+            return;
+        }
+        if let Some(src) = &source {
+            *self.pending.entry((src.0.clone(), src.1)).or_default().entry(src.2).or_default() += 1;
+        }
+        let n = self.next_action;
+        self.next_action += 1;
+        self.queue.push(Reverse((self.now_ms() + after_ms, n)));
+        self.actions.insert(n, Action { id, payload, source });
+    }
+
+    /// Runs until `stop` is set.
+    pub fn run(&mut self, stop: &AtomicBool) -> anyhow::Result<()> {
+        while !stop.load(Ordering::Relaxed) {
+            let mut busy = self.release_orders();
+            busy += self.read_commands()?;
+            busy += self.emit_due()?;
+            if busy == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        Ok(())
+    }
+
+    fn release_orders(&mut self) -> usize {
+        let mut n = 0;
+        let elapsed = self.start.elapsed().as_secs_f64();
+        while self.next_order < self.cfg.orders && n < 256 {
+            if self.cfg.rate > 0.0 && (self.next_order as f64) > elapsed * self.cfg.rate {
+                break;
+            }
+            let i = self.next_order;
+            self.next_order += 1;
+            n += 1;
+            let order = world::order(self.cfg.seed, i, &self.cfg.mix, Timestamp::now());
+            let fate = world::fate(self.cfg.seed, i, &self.cfg.mix);
+            let key = order.order_ref.clone();
+            if !self.emitted.contains(&release_id(i)) {
+                self.stats.released.fetch_add(1, Ordering::Relaxed);
+            }
+            self.schedule(0, release_id(i), Payload::Event(event(release_id(i), System::Odoo, &key, EventBody::OrderReleased(order))), None);
+            if let Some(ms) = fate.cancel_after_ms {
+                let id = format!("odoo:cancel:{key}");
+                let body = EventBody::OrderCancelled(OrderCancelled { order_ref: key.clone(), reason: "customer changed their mind".into() });
+                self.schedule(ms, id.clone(), Payload::Event(event(id, System::Odoo, &key, body)), None);
+            }
+            if self.cfg.mix.bad_record_every > 0 && i % self.cfg.mix.bad_record_every == self.cfg.mix.bad_record_every / 2 {
+                self.schedule_bad_records(i, &key);
+            }
+        }
+        n
+    }
+
+    fn schedule_bad_records(&mut self, i: usize, key: &str) {
+        // Half-written JSON sent to the Avro topic, and Avro with a schema id nobody knows.
+        let garbage = format!("{{\"order\": \"{key}\", \"qty\": ").into_bytes();
+        let mut unknown = vec![0u8, 0, 0, 0x27, 0x0f];
+        unknown.extend_from_slice(b"\x02\x04ab");
+        self.schedule(5, format!("bad:json:{i}"), Payload::Bad { topic: topic::inbound(System::Wms), key: key.to_string(), bytes: garbage }, None);
+        self.schedule(5, format!("bad:schema:{i}"), Payload::Bad { topic: topic::inbound(System::Carrier), key: key.to_string(), bytes: unknown }, None);
+        self.stats.bad_records.fetch_add(2, Ordering::Relaxed);
+    }
+
+    fn read_commands(&mut self) -> anyhow::Result<usize> {
+        let mut n = 0;
+        let keys: Vec<(String, i32)> = self.positions.keys().cloned().collect();
+        for (t, p) in keys {
+            let from = self.positions[&(t.clone(), p)];
+            let records = self.log.read(&t, p, from, 512)?;
+            for r in records {
+                self.positions.insert((t.clone(), p), r.offset + 1);
+                n += 1;
+                let cmd = match waybill_schema::decode_command(&r.value) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!(topic = %t, partition = p, offset = r.offset, error = %e, "simulator cannot decode a command");
+                        continue;
+                    }
+                };
+                if !self.applied.insert(cmd.meta.idempotency_key.clone()) {
+                    self.stats.duplicate_commands.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                self.stats.commands.fetch_add(1, Ordering::Relaxed);
+                self.answer(&cmd, (t.clone(), p, r.offset));
+            }
+        }
+        Ok(n)
+    }
+
+    fn answer(&mut self, cmd: &Command, src: (String, i32, i64)) {
+        let key = cmd.meta.correlation_key.clone();
+        let i = world::order_index(&key).unwrap_or(0);
+        let fate = world::fate(self.cfg.seed, i, &self.cfg.mix);
+        let mut r = world::rng(self.cfg.seed, i, 3);
+        match &cmd.body {
+            CommandBody::ReserveStock(req) => {
+                let short_line = fate.shortage.then(|| r.usize(0..req.lines.len().max(1)));
+                let lines = req
+                    .lines
+                    .iter()
+                    .enumerate()
+                    .map(|(k, l)| {
+                        let short = if short_line == Some(k) { Qty((l.quantity.0 / 2).max(l.quantity.0.min(1000))) } else { Qty::ZERO };
+                        LineReservation { line_no: l.line_no, reserved: l.quantity.saturating_sub(short), short }
+                    })
+                    .collect();
+                let id = format!("wms:reserved:{key}");
+                let body = EventBody::StockReserved(StockReserved { order_ref: key.clone(), lines });
+                self.schedule(r.u64(2..15), id.clone(), Payload::Event(event(id, System::Wms, &key, body)), Some(src));
+            }
+            CommandBody::ReleaseToWarehouse(req) => self.warehouse_work(req, &fate, &mut r, src),
+            CommandBody::BookCarrier(b) => {
+                let tracking = format!("1Z{:010}", r.u64(..10_000_000_000));
+                let id = format!("carrier:booked:{}", b.shipment_id);
+                let body = EventBody::CarrierBooked(CarrierBooked {
+                    order_ref: key.clone(),
+                    shipment_id: b.shipment_id.clone(),
+                    carrier: ["DHL", "UPS", "DPD"][r.usize(0..3)].into(),
+                    tracking_ref: tracking,
+                });
+                let booked_at = r.u64(5..40);
+                self.schedule(booked_at, id.clone(), Payload::Event(event(id, System::Carrier, &key, body)), Some(src.clone()));
+                let id = format!("carrier:pod:{}", b.shipment_id);
+                let body = EventBody::Delivered(Delivered {
+                    order_ref: key.clone(),
+                    shipment_id: b.shipment_id.clone(),
+                    signed_by: Some("reception".into()),
+                });
+                self.schedule(booked_at + r.u64(40..250), id.clone(), Payload::Event(event(id, System::Carrier, &key, body)), Some(src));
+            }
+            // Carried out without an answer event.
+            CommandBody::CancelReservation(_)
+            | CommandBody::CancelWarehouseRelease(_)
+            | CommandBody::CreateBackorder(_)
+            | CommandBody::ConfirmShipment(_)
+            | CommandBody::PostInvoice(_)
+            | CommandBody::IssueCreditNote(_)
+            | CommandBody::AdjustStock(_) => {}
+        }
+    }
+
+    fn warehouse_work(&mut self, req: &StockRequest, fate: &world::Fate, r: &mut fastrand::Rng, src: (String, i32, i64)) {
+        let key = req.order_ref.clone();
+        let id = format!("wms:accepted:{key}");
+        let body = EventBody::ReleasedToWarehouse(ReleasedToWarehouse { order_ref: key.clone(), wms_order_id: format!("W{}", &key[2..]) });
+        self.schedule(r.u64(2..10), id.clone(), Payload::Event(event(id, System::Wms, &key, body)), Some(src.clone()));
+
+        let mut pick_at = if fate.late_pick {
+            (self.cfg.pick_timeout.as_millis() as u64) * 3 / 2 + r.u64(0..200)
+        } else {
+            r.u64(20..150)
+        };
+        // Quantities per line: optionally one unit short on the final pick.
+        let mut quantities: Vec<Qty> = req.lines.iter().map(|l| l.quantity).collect();
+        if fate.short_pick {
+            let k = r.usize(0..quantities.len());
+            let step = if self.catalog.tracking(&req.lines[k].sku) == Tracking::Lot { 250 } else { 1000 };
+            quantities[k] = Qty((quantities[k].0 - step).max(0));
+        }
+        let picks: Vec<Vec<(usize, Qty)>> = if fate.partial_pick {
+            let first: Vec<(usize, Qty)> = quantities.iter().enumerate().map(|(k, q)| (k, half(*q, &self.catalog, &req.lines[k].sku))).collect();
+            let second = first.iter().map(|(k, q)| (*k, quantities[*k] - *q)).collect();
+            vec![first, second]
+        } else {
+            vec![quantities.iter().copied().enumerate().collect()]
+        };
+        let mut shipped: Vec<ShippedLine> = req
+            .lines
+            .iter()
+            .map(|l| ShippedLine { line_no: l.line_no, sku: l.sku.clone(), quantity: Qty::ZERO, lots: vec![], serials: vec![] })
+            .collect();
+        let n_picks = picks.len();
+        for (n, pick) in picks.into_iter().enumerate() {
+            let pick_id = format!("PK-{}-{}", &key[2..], n + 1);
+            let mut lines = Vec::new();
+            for (k, q) in pick {
+                if q.is_zero() {
+                    continue;
+                }
+                let l = &req.lines[k];
+                let (lots, serials) = match self.catalog.tracking(&l.sku) {
+                    Tracking::Lot => (vec![LotQty { lot: format!("LOT-{}-{}", l.sku, (n + k) % 3), quantity: q }], vec![]),
+                    Tracking::Serial => {
+                        let base = shipped[k].serials.len();
+                        (vec![], (0..q.0 / 1000).map(|s| format!("SN-{key}-{}-{}", l.line_no, base as i64 + s)).collect())
+                    }
+                    Tracking::None => (vec![], vec![]),
+                };
+                let sl = &mut shipped[k];
+                sl.quantity += q;
+                for lot in &lots {
+                    match sl.lots.iter_mut().find(|x| x.lot == lot.lot) {
+                        Some(x) => x.quantity += lot.quantity,
+                        None => sl.lots.push(lot.clone()),
+                    }
+                }
+                sl.serials.extend(serials.iter().cloned());
+                lines.push(PickedLine { line_no: l.line_no, sku: l.sku.clone(), quantity: q, lots, serials, bin: format!("B{:02}-{:02}", k + 1, n + 1) });
+            }
+            let id = format!("wms:pick:{pick_id}");
+            let body = EventBody::PickConfirmed(PickConfirmed { order_ref: key.clone(), pick_id, lines, complete: n + 1 == n_picks });
+            self.schedule(pick_at, id.clone(), Payload::Event(event(id, System::Wms, &key, body)), Some(src.clone()));
+            pick_at += r.u64(10..80);
+        }
+        shipped.retain(|s| !s.quantity.is_zero());
+        let shipments: Vec<Vec<ShippedLine>> = if fate.split_shipment && shipped.len() > 1 {
+            let second = shipped.split_off(shipped.len() / 2);
+            vec![shipped, second]
+        } else {
+            vec![shipped]
+        };
+        for (n, lines) in shipments.into_iter().enumerate() {
+            if lines.is_empty() {
+                continue;
+            }
+            let shipment_id = format!("SHP-{}-{}", &key[2..], n + 1);
+            let weight: i64 = lines.iter().map(|l| l.quantity.0).sum::<i64>() / 2 + 300;
+            let id = format!("wms:issued:{shipment_id}");
+            let body = EventBody::GoodsIssued(GoodsIssued {
+                order_ref: key.clone(),
+                shipment_id: shipment_id.clone(),
+                lines,
+                packages: vec![Package { package_id: format!("PKG-{shipment_id}"), weight_grams: weight }],
+            });
+            pick_at += r.u64(10..60);
+            self.schedule(pick_at, id.clone(), Payload::Event(event(id, System::Wms, &key, body)), Some(src.clone()));
+        }
+    }
+
+    fn emit_due(&mut self) -> anyhow::Result<usize> {
+        let now = self.now_ms();
+        let mut records = Vec::new();
+        let mut done: Vec<Action> = Vec::new();
+        while let Some(Reverse((due, n))) = self.queue.peek().copied() {
+            if due > now || records.len() >= 512 {
+                break;
+            }
+            self.queue.pop();
+            let Some(action) = self.actions.remove(&n) else { continue };
+            if !self.emitted.contains(&action.id) {
+                let record = match &action.payload {
+                    Payload::Event(e) => {
+                        let value = waybill_schema::encode_event(e)?;
+                        record_for(&inbound_topic(e), e, value)
+                    }
+                    Payload::Bad { topic, key, bytes } => Record::keyed(topic.clone(), key.clone(), bytes.clone())
+                        .with_header(EVENT_ID_HEADER, action.id.as_bytes().to_vec()),
+                };
+                records.push(record);
+            }
+            done.push(action);
+        }
+        if done.is_empty() {
+            return Ok(0);
+        }
+        for a in &done {
+            if let Some((t, p, o)) = &a.source
+                && let Some(m) = self.pending.get_mut(&(t.clone(), *p))
+                && let Some(c) = m.get_mut(o)
+            {
+                *c -= 1;
+                if *c == 0 {
+                    m.remove(o);
+                }
+            }
+        }
+        // A command's position is stored only once all its answers are out.
+        let positions = self
+            .positions
+            .iter()
+            .map(|((t, p), read)| {
+                let next = self.pending.get(&(t.clone(), *p)).and_then(|m| m.keys().next().copied()).unwrap_or(*read);
+                Position { group: GROUP.into(), topic: t.clone(), partition: *p, next_offset: next }
+            })
+            .collect();
+        let n = records.len();
+        self.log.append(AppendBatch { records, positions })?;
+        self.stats.events.fetch_add(n as u64, Ordering::Relaxed);
+        for a in done {
+            self.emitted.insert(a.id);
+        }
+        Ok(n.max(1))
+    }
+}
+
+fn half(q: Qty, catalog: &Catalog, sku: &str) -> Qty {
+    let unit = if catalog.tracking(sku) == Tracking::Lot { 250 } else { 1000 };
+    Qty((q.0 / 2 / unit) * unit)
+}
+
+fn release_id(i: usize) -> String {
+    format!("odoo:release:{}", world::order_ref(i))
+}
+
+fn event(id: String, system: System, key: &str, body: EventBody) -> InboundEvent {
+    InboundEvent {
+        meta: EventMeta {
+            event_id: id.clone(),
+            source: SourceRef::new(system, id.rsplit(':').next().unwrap_or(key).to_string()),
+            correlation_key: key.to_string(),
+            occurred_at: Timestamp::now(),
+        },
+        body,
+    }
+}

@@ -1,0 +1,97 @@
+//! The dead-letter topic: list what is in it and why, and replay records to the topic
+//! they came from once the cause is fixed (DESIGN.md invariant 7).
+
+use std::io::Write;
+
+use waybill_domain::topic;
+use waybill_log::{AppendBatch, EventLog, Header, Position, Record, StoredRecord};
+use waybill_saga::coordinator::headers;
+
+/// Consumer group that remembers which dead letters were replayed.
+pub const REPLAY_GROUP: &str = "waybill-dlq-replay";
+
+/// A dead letter with its reason.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// Where it is in the dead-letter topic.
+    pub partition: i32,
+    /// Offset in the dead-letter topic.
+    pub offset: i64,
+    /// `decode`, `unknown-schema` or `rule`.
+    pub kind: String,
+    /// Why it was rejected.
+    pub reason: String,
+    /// Topic it was read from.
+    pub source_topic: String,
+    /// The original record.
+    pub record: StoredRecord,
+}
+
+fn header_text(r: &StoredRecord, key: &str) -> String {
+    r.header(key).map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default()
+}
+
+/// Every dead letter, oldest first per partition.
+pub fn list(log: &dyn EventLog) -> anyhow::Result<Vec<DeadLetter>> {
+    let mut out = Vec::new();
+    for p in 0..log.partitions(topic::DLQ)? as i32 {
+        let mut from = 0;
+        loop {
+            let batch = log.read(topic::DLQ, p, from, 1024)?;
+            let Some(last) = batch.last() else { break };
+            from = last.offset + 1;
+            for r in batch {
+                out.push(DeadLetter {
+                    partition: p,
+                    offset: r.offset,
+                    kind: header_text(&r, headers::DLQ_KIND),
+                    reason: header_text(&r, headers::DLQ_REASON),
+                    source_topic: header_text(&r, headers::DLQ_TOPIC),
+                    record: r,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Prints the dead letters as a table.
+pub fn print_list(log: &dyn EventLog, out: &mut dyn Write) -> anyhow::Result<()> {
+    let items = list(log)?;
+    writeln!(out, "{:<10} {:<15} {:<26} reason", "position", "kind", "from")?;
+    for d in &items {
+        writeln!(out, "{:<10} {:<15} {:<26} {}", format!("{}@{}", d.partition, d.offset), d.kind, d.source_topic, d.reason)?;
+    }
+    writeln!(out, "{} dead letters", items.len())?;
+    Ok(())
+}
+
+/// Appends every dead letter not replayed before (and whose reason contains `matching`)
+/// back to its original topic with its original key and headers. Returns how many.
+pub fn replay(log: &dyn EventLog, matching: Option<&str>) -> anyhow::Result<usize> {
+    let mut n = 0;
+    for p in 0..log.partitions(topic::DLQ)? as i32 {
+        let from = log.committed(REPLAY_GROUP, topic::DLQ, p)?.unwrap_or(0);
+        let end = log.end_offset(topic::DLQ, p)?;
+        let mut records = Vec::new();
+        let mut at = from;
+        while at < end {
+            let batch = log.read(topic::DLQ, p, at, 1024)?;
+            let Some(last) = batch.last() else { break };
+            at = last.offset + 1;
+            for r in batch {
+                let source = header_text(&r, headers::DLQ_TOPIC);
+                let reason = header_text(&r, headers::DLQ_REASON);
+                if matching.is_some_and(|m| !reason.contains(m)) || log.partitions(&source).is_err() {
+                    continue;
+                }
+                let headers: Vec<Header> = r.headers.iter().filter(|h| !h.key.starts_with("waybill.dlq.")).cloned().collect();
+                records.push(Record { topic: source, partition: None, key: r.key.clone(), headers, value: r.value.clone() });
+            }
+        }
+        n += records.len();
+        let positions = vec![Position { group: REPLAY_GROUP.into(), topic: topic::DLQ.into(), partition: p, next_offset: at }];
+        log.append(AppendBatch { records, positions })?;
+    }
+    Ok(n)
+}

@@ -1,0 +1,215 @@
+//! A running Waybill node: the event log, one coordinator worker per partition, the
+//! projector, and the ingestion endpoint, wired from a [`Config`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use waybill_domain::topic;
+use waybill_log::EventLog;
+use waybill_log::embedded::{EmbeddedLog, EmbeddedOptions};
+use waybill_projection::ProjectionStore;
+use waybill_projection::runner::Projector;
+use waybill_saga::coordinator::{Coordinator, CoordinatorConfig as SagaCoordinatorConfig, Stats};
+use waybill_saga::Catalog;
+use waybill_saga::store::StateStore;
+
+use crate::config::Config;
+use crate::ingest::{self, Ingest};
+
+/// Paths inside the data directory.
+#[derive(Debug, Clone)]
+pub struct DataPaths {
+    /// The embedded log.
+    pub log: PathBuf,
+    /// The saga state store.
+    pub state: PathBuf,
+    /// The projections.
+    pub projections: PathBuf,
+}
+
+impl DataPaths {
+    /// Paths under `dir`.
+    pub fn new(dir: &Path) -> Self {
+        DataPaths { log: dir.join("log"), state: dir.join("state"), projections: dir.join("projections") }
+    }
+}
+
+/// Opens the embedded log of `cfg` and makes sure Waybill's topics exist with the
+/// configured partition count (co-partitioning is checked here: a mismatch is an error).
+pub fn open_log(cfg: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
+    let paths = DataPaths::new(&cfg.data_dir);
+    let options = EmbeddedOptions {
+        fsync: cfg.fsync_policy()?,
+        segment_bytes: cfg.log.segment_mb * 1024 * 1024,
+    };
+    let log = EmbeddedLog::open(&paths.log, options)
+        .with_context(|| format!("opening the embedded log in {}", paths.log.display()))?;
+    let log: Arc<dyn EventLog> = Arc::new(log);
+    ensure_topics(log.as_ref(), cfg.partitions)?;
+    Ok(log)
+}
+
+/// Creates every Waybill topic with `partitions` partitions.
+pub fn ensure_topics(log: &dyn EventLog, partitions: u32) -> anyhow::Result<()> {
+    let mut topics = topic::coordinator_inputs();
+    topics.push(topic::JOURNAL.to_string());
+    topics.push(topic::DLQ.to_string());
+    topics.extend(topic::command_topics());
+    for t in topics {
+        log.ensure_topic(&t, partitions).with_context(|| format!("topic {t}"))?;
+    }
+    Ok(())
+}
+
+/// Drops the projections and rebuilds them from the log; returns the records read.
+pub fn rebuild_projections(cfg: &Config) -> anyhow::Result<u64> {
+    let log = open_log(cfg)?;
+    let paths = DataPaths::new(&cfg.data_dir);
+    let store = ProjectionStore::open(&paths.projections)
+        .with_context(|| format!("opening projections in {}", paths.projections.display()))?;
+    let n = Projector::new(log, store.clone()).rebuild()?;
+    store.flush()?;
+    Ok(n as u64)
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct Node {
+    /// The event log.
+    pub log: Arc<dyn EventLog>,
+    /// The projections.
+    pub projections: ProjectionStore,
+    /// Coordinator counters.
+    pub stats: Arc<Stats>,
+    /// Where ingestion listens, when enabled.
+    pub ingest_addr: Option<SocketAddr>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    http_shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl Node {
+    /// Starts a node on `log`.
+    pub fn start(cfg: &Config, log: Arc<dyn EventLog>, catalog: Catalog) -> anyhow::Result<Node> {
+        let paths = DataPaths::new(&cfg.data_dir);
+        let catalog = Arc::new(catalog);
+        let state = StateStore::open(&paths.state)?;
+        let coordinator = Arc::new(Coordinator::new(
+            log.clone(),
+            state,
+            catalog,
+            cfg.policy.clone(),
+            SagaCoordinatorConfig {
+                max_batch: cfg.coordinator.max_batch,
+                idle_wait: Duration::from_millis(cfg.coordinator.idle_wait_ms),
+                ..SagaCoordinatorConfig::default()
+            },
+        ));
+        let projections = ProjectionStore::open(&paths.projections)
+            .with_context(|| format!("opening projections in {}", paths.projections.display()))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let failure = Arc::new(Mutex::new(None));
+        let mut threads = Vec::new();
+        for p in 0..cfg.partitions as i32 {
+            let (c, stop, failure) = (coordinator.clone(), stop.clone(), failure.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("coordinator-{p}"))
+                    .spawn(move || supervise(&format!("coordinator partition {p}"), &stop, &failure, || c.run_partition(p, &stop).map_err(anyhow::Error::from)))?,
+            );
+        }
+        {
+            let projector = Projector::new(log.clone(), projections.clone());
+            let (stop, failure) = (stop.clone(), failure.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name("projector".into())
+                    .spawn(move || supervise("projector", &stop, &failure, || projector.run(&stop).map_err(anyhow::Error::from)))?,
+            );
+        }
+        let mut node = Node {
+            log: log.clone(),
+            projections,
+            stats: coordinator.stats(),
+            ingest_addr: None,
+            stop,
+            threads,
+            http_shutdown: None,
+            failure,
+        };
+        if !cfg.ingest.listen.is_empty() {
+            node.start_ingest(&cfg.ingest.listen)?;
+        }
+        Ok(node)
+    }
+
+    fn start_ingest(&mut self, listen: &str) -> anyhow::Result<()> {
+        let ingest = Arc::new(Ingest::open(self.log.clone())?);
+        let std_listener = std::net::TcpListener::bind(listen)
+            .with_context(|| format!("ingest.listen: cannot listen on {listen}; is another waybill running? pick a free port"))?;
+        std_listener.set_nonblocking(true)?;
+        self.ingest_addr = Some(std_listener.local_addr()?);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        self.http_shutdown = Some(tx);
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+        self.threads.push(std::thread::Builder::new().name("ingest-http".into()).spawn(move || {
+            rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(std_listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "ingestion listener failed");
+                        return;
+                    }
+                };
+                let serve = axum::serve(listener, ingest::router(ingest)).with_graceful_shutdown(async {
+                    let _ = rx.await;
+                });
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "ingestion server stopped");
+                }
+            });
+        })?);
+        tracing::info!(addr = %self.ingest_addr.expect("set above"), "ingestion endpoint listening");
+        Ok(())
+    }
+
+    /// The first fatal error any worker hit, if any.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Stops every worker and waits for them.
+    pub fn shutdown(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(tx) = self.http_shutdown.take() {
+            let _ = tx.send(());
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let _ = self.log.flush();
+    }
+}
+
+/// Runs `f` until `stop`, restarting it with backoff when it fails.
+fn supervise(what: &str, stop: &AtomicBool, failure: &Mutex<Option<String>>, mut f: impl FnMut() -> anyhow::Result<()>) {
+    let mut backoff = Duration::from_millis(100);
+    while !stop.load(Ordering::Relaxed) {
+        match f() {
+            Ok(()) => return,
+            Err(e) => {
+                let msg = format!("{what}: {e:#}");
+                tracing::error!(error = %msg, retry_in_ms = backoff.as_millis() as u64, "worker failed; restarting");
+                failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(msg);
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
