@@ -16,7 +16,6 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use serde::{Deserialize, Serialize};
 use waybill_domain::journal::InputPosition;
 use waybill_domain::{
     Command, CommandBody, ExceptionCategory, JournalBody, JournalEvent, Qty, SagaKind, SourceRef, System,
@@ -50,14 +49,6 @@ impl Codec for i64 {
     }
 }
 
-/// Where a command was first applied.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct CommandSeen {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-}
-
 macro_rules! json_codec {
     ($($t:ty),*) => {$(
         impl Codec for $t {
@@ -71,7 +62,7 @@ macro_rules! json_codec {
         }
     )*};
 }
-json_codec!(OrderView, ExceptionView, StockPosition, CommandSeen, TimelineEntry, LineageEntry);
+json_codec!(OrderView, ExceptionView, StockPosition, Vec<TimelineEntry>, Vec<LineageEntry>);
 
 /// A cached key: its value as loaded or changed, and whether it must be written.
 #[derive(Debug)]
@@ -137,13 +128,13 @@ impl<T: Codec> Cache<T> {
 #[derive(Debug)]
 pub(crate) struct Overlay<'a> {
     tree: &'a sled::Tree,
-    /// Blind writes: timeline, lineage, open-exception index. Never read back by apply.
+    /// Blind writes: the open-exception index. Never read back by apply.
     batch: sled::Batch,
     orders: Cache<OrderView>,
+    timelines: Cache<Vec<TimelineEntry>>,
+    lineage: Cache<Vec<LineageEntry>>,
     exceptions: Cache<ExceptionView>,
     stock: Cache<StockPosition>,
-    saga_seq: Cache<i64>,
-    commands: Cache<CommandSeen>,
     counters: Cache<i64>,
     checkpoints: Cache<i64>,
     pub(crate) stats: ApplyStats,
@@ -161,10 +152,10 @@ impl<'a> Overlay<'a> {
             tree,
             batch: sled::Batch::default(),
             orders: Cache::new(),
+            timelines: Cache::new(),
+            lineage: Cache::new(),
             exceptions: Cache::new(),
             stock: Cache::new(),
-            saga_seq: Cache::new(),
-            commands: Cache::new(),
             counters: Cache::new(),
             checkpoints: Cache::new(),
             stats: ApplyStats::default(),
@@ -175,10 +166,10 @@ impl<'a> Overlay<'a> {
     pub(crate) fn into_batch(self) -> sled::Batch {
         let mut batch = self.batch;
         self.orders.commit(&mut batch);
+        self.timelines.commit(&mut batch);
+        self.lineage.commit(&mut batch);
         self.exceptions.commit(&mut batch);
         self.stock.commit(&mut batch);
-        self.saga_seq.commit(&mut batch);
-        self.commands.commit(&mut batch);
         self.counters.commit(&mut batch);
         self.checkpoints.commit(&mut batch);
         batch
@@ -210,19 +201,19 @@ impl<'a> Overlay<'a> {
 
     fn journal(&mut self, pos: &InputPosition, e: &JournalEvent) -> Result<Outcome> {
         let m = &e.meta;
-        let seq = self.saga_seq.slot(self.tree, keys::saga_seq(&m.saga_id))?;
-        if seq.get().is_some_and(|last| m.seq <= *last) {
+        let order_ref = m.correlation_key.as_str();
+        let slot = self.orders.slot(self.tree, keys::order(order_ref))?;
+        // Journal dedup: the order view keeps the last applied seq of each of its sagas
+        // (a saga's events all carry its order's correlation key).
+        let applied = slot.get().and_then(|o| o.saga(&m.saga_id)).is_some_and(|s| m.seq <= s.last_seq);
+        if applied {
             tracing::debug!(
                 waybill.saga.id = %m.saga_id, seq = m.seq, topic = %pos.topic, partition = pos.partition,
                 offset = pos.offset, "dropping a copy of an applied journal event"
             );
             return Ok(Outcome::Duplicate);
         }
-        *seq.modify() = Some(m.seq);
-
-        let order_ref = m.correlation_key.as_str();
         let mut stock = Vec::new();
-        let slot = self.orders.slot(self.tree, keys::order(order_ref))?;
         let before = slot.get().map(|o| o.status);
         let order = slot.modify().get_or_insert_with(|| OrderView::new(order_ref, m.at));
         fold_order(order, e, &mut stock);
@@ -245,7 +236,11 @@ impl<'a> Overlay<'a> {
             event: e.body.name().to_string(),
             summary: summarize(e),
         };
-        self.batch.insert(keys::timeline(order_ref, &m.saga_id, m.seq), entry.encode());
+        let timeline = self.timelines.slot(self.tree, keys::timeline(order_ref))?.modify().get_or_insert_with(Vec::new);
+        match timeline.binary_search_by(|t| (t.saga_id.as_str(), t.seq).cmp(&(m.saga_id.as_str(), m.seq))) {
+            Ok(i) => timeline[i] = entry,
+            Err(i) => timeline.insert(i, entry),
+        }
 
         match &e.body {
             JournalBody::ExceptionRaised(x) => {
@@ -277,26 +272,25 @@ impl<'a> Overlay<'a> {
             offset: pos.offset,
             at: m.at,
         };
-        let value = link.encode();
-        self.link(&format!("odoo:{order_ref}"), pos, &value);
+        self.link(&format!("odoo:{order_ref}"), &link)?;
         for r in journal_refs(&e.body) {
-            self.link(&r, pos, &value);
+            self.link(&r, &link)?;
         }
         Ok(Outcome::Applied)
     }
 
     fn command(&mut self, pos: &InputPosition, c: &Command) -> Result<Outcome> {
         let key = &c.meta.idempotency_key;
-        let seen = self.commands.slot(self.tree, keys::command_seen(key))?;
-        if let Some(first) = seen.get() {
+        let own = format!("waybill:{key}");
+        // Command dedup: the key's own lineage already lists a command record.
+        let seen = self.lineage.slot(self.tree, keys::lineage(&own))?;
+        if let Some(first) = seen.get().and_then(|v| v.iter().find(|l| l.kind == LinkKind::Command)) {
             tracing::debug!(
                 idempotency_key = %key, topic = %pos.topic, partition = pos.partition, offset = pos.offset,
                 first.offset = first.offset, "dropping a second command with the same idempotency key"
             );
             return Ok(Outcome::Duplicate);
         }
-        *seen.modify() =
-            Some(CommandSeen { topic: pos.topic.clone(), partition: pos.partition, offset: pos.offset });
         let link = LineageEntry {
             kind: LinkKind::Command,
             id: key.clone(),
@@ -306,11 +300,10 @@ impl<'a> Overlay<'a> {
             offset: pos.offset,
             at: c.meta.issued_at,
         };
-        let value = link.encode();
-        self.link(&format!("waybill:{key}"), pos, &value);
-        self.link(&format!("odoo:{}", c.meta.correlation_key), pos, &value);
+        self.link(&own, &link)?;
+        self.link(&format!("odoo:{}", c.meta.correlation_key), &link)?;
         for r in command_refs(&c.body) {
-            self.link(&r, pos, &value);
+            self.link(&r, &link)?;
         }
         Ok(Outcome::Applied)
     }
@@ -339,10 +332,9 @@ impl<'a> Overlay<'a> {
             offset: pos.offset,
             at: d.at,
         };
-        let value = link.encode();
-        self.link(&subject.to_string(), pos, &value);
+        self.link(&subject.to_string(), &link)?;
         if let Some(k) = &d.key {
-            self.link(&format!("odoo:{k}"), pos, &value);
+            self.link(&format!("odoo:{k}"), &link)?;
         }
         Ok(Outcome::Applied)
     }
@@ -421,8 +413,17 @@ impl<'a> Overlay<'a> {
         Ok(())
     }
 
-    fn link(&mut self, source_ref: &str, pos: &InputPosition, value: &[u8]) {
-        self.batch.insert(keys::lineage(source_ref, &pos.topic, pos.partition, pos.offset), value);
+    /// Adds `link` to the lineage of `source_ref`, kept sorted by position: the same set
+    /// of links gives the same value in whatever order they arrive.
+    fn link(&mut self, source_ref: &str, link: &LineageEntry) -> Result<()> {
+        let v = self.lineage.slot(self.tree, keys::lineage(source_ref))?.modify().get_or_insert_with(Vec::new);
+        fn at(l: &LineageEntry) -> (&str, i32, i64) {
+            (l.topic.as_str(), l.partition, l.offset)
+        }
+        if let Err(i) = v.binary_search_by(|l| at(l).cmp(&at(link))) {
+            v.insert(i, link.clone());
+        }
+        Ok(())
     }
 }
 
@@ -595,14 +596,12 @@ pub(crate) fn fold_order(order: &mut OrderView, e: &JournalEvent, stock: &mut Ve
 
 /// Source refs a journal event is indexed under, besides its order (`odoo:<order>`).
 fn journal_refs(body: &JournalBody) -> Vec<String> {
+    // Each extra ref costs a sled write per order during a rebuild: index what people
+    // look up (shipments, compensations, exception subjects), not every warehouse id.
     let wms = |id: &str| SourceRef::new(System::Wms, id).to_string();
     match body {
-        JournalBody::WarehouseAccepted(w) => vec![wms(&w.wms_order_id)],
-        JournalBody::PickRecorded(p) => vec![wms(&p.pick_id)],
         JournalBody::ShipmentRecorded(g) => vec![wms(&g.shipment_id)],
-        JournalBody::CarrierAssigned(c) => {
-            vec![wms(&c.shipment_id), SourceRef::new(System::Carrier, c.tracking_ref.clone()).to_string()]
-        }
+        JournalBody::CarrierAssigned(c) => vec![wms(&c.shipment_id)],
         JournalBody::DeliveryConfirmed(d) => vec![wms(&d.shipment_id)],
         JournalBody::Cancelled(c) => c.compensations.iter().map(|k| format!("waybill:{k}")).collect(),
         JournalBody::ExceptionRaised(x) => vec![x.subject.to_string()],

@@ -1,19 +1,20 @@
 //! Key layout of the projection tree. Everything lives in one sled tree so that an update
-//! and its checkpoint are written in one atomic batch. Parts of a key are separated by a
+//! and its checkpoint are written in one atomic batch. Timelines and lineage are one value
+//! per order / source ref rather than one key per event: sled's cost is per inserted key,
+//! and during a rebuild a batch then rewrites each order's keys once instead of once per
+//! event. Parts of a key are separated by a
 //! NUL byte (ids never contain one); numbers are big-endian with the sign bit flipped, so
 //! byte order is numeric order.
 //!
 //! | prefix | key | value |
 //! |---|---|---|
-//! | `o/` | order ref | [`OrderView`](crate::OrderView) (JSON) |
-//! | `t/` | order ref, saga id, seq | [`TimelineEntry`](crate::TimelineEntry) (JSON) |
+//! | `o/` | order ref | [`OrderView`](crate::OrderView) (JSON); its `sagas` hold the last applied seq per saga (journal dedup) |
+//! | `t/` | order ref | the order's [`TimelineEntry`](crate::TimelineEntry)s sorted by (saga id, seq) (JSON array) |
 //! | `x/` | exception id | [`ExceptionView`](crate::ExceptionView) (JSON) |
 //! | `xo/` | category, exception id | empty: index of open exceptions |
-//! | `l/` | source ref, topic, partition, offset | [`LineageEntry`](crate::LineageEntry) (JSON) |
+//! | `l/` | source ref | [`LineageEntry`](crate::LineageEntry)s sorted by (topic, partition, offset) (JSON array); a command entry under `waybill:<key>` marks the key as applied (command dedup) |
 //! | `s/` | warehouse, sku | [`StockPosition`](crate::StockPosition) (JSON) |
 //! | `c/` | topic, partition | next offset to apply (i64) |
-//! | `ds/` | saga id | last applied seq (i64) |
-//! | `dc/` | idempotency key | position of the command record (JSON) |
 //! | `ns/` | order status | number of orders in it (i64) |
 //! | `nx/` | category | number of open exceptions in it (i64) |
 //! | `m/layout` | | layout version of this table |
@@ -28,8 +29,6 @@ pub(crate) const OPEN_EXCEPTION: &[u8] = b"xo/";
 pub(crate) const LINEAGE: &[u8] = b"l/";
 pub(crate) const STOCK: &[u8] = b"s/";
 pub(crate) const CHECKPOINT: &[u8] = b"c/";
-pub(crate) const SAGA_SEQ: &[u8] = b"ds/";
-pub(crate) const COMMAND_SEEN: &[u8] = b"dc/";
 pub(crate) const COUNT_STATUS: &[u8] = b"ns/";
 pub(crate) const COUNT_OPEN: &[u8] = b"nx/";
 pub(crate) const META_LAYOUT: &[u8] = b"m/layout";
@@ -38,7 +37,8 @@ pub(crate) const META_CLEARING: &[u8] = b"m/clearing";
 const SEP: u8 = 0;
 
 /// `i64` as 8 bytes whose byte order is numeric order.
-pub(crate) fn ord_i64(v: i64) -> [u8; 8] {
+#[cfg(test)]
+fn ord_i64(v: i64) -> [u8; 8] {
     ((v as u64) ^ (1 << 63)).to_be_bytes()
 }
 
@@ -69,13 +69,8 @@ pub(crate) fn order(order_ref: &str) -> Vec<u8> {
     join(ORDER, &[order_ref.as_bytes()])
 }
 
-/// Prefix of one order's timeline; ends with the separator so `SO1` does not match `SO10`.
-pub(crate) fn timeline_prefix(order_ref: &str) -> Vec<u8> {
-    join(TIMELINE, &[order_ref.as_bytes(), b""])
-}
-
-pub(crate) fn timeline(order_ref: &str, saga_id: &str, seq: i64) -> Vec<u8> {
-    join(TIMELINE, &[order_ref.as_bytes(), saga_id.as_bytes(), &ord_i64(seq)])
+pub(crate) fn timeline(order_ref: &str) -> Vec<u8> {
+    join(TIMELINE, &[order_ref.as_bytes()])
 }
 
 pub(crate) fn exception(id: &str) -> Vec<u8> {
@@ -90,12 +85,8 @@ pub(crate) fn open_exception(category: &str, id: &str) -> Vec<u8> {
     join(OPEN_EXCEPTION, &[category.as_bytes(), id.as_bytes()])
 }
 
-pub(crate) fn lineage_prefix(source_ref: &str) -> Vec<u8> {
-    join(LINEAGE, &[source_ref.as_bytes(), b""])
-}
-
-pub(crate) fn lineage(source_ref: &str, topic: &str, partition: i32, offset: i64) -> Vec<u8> {
-    join(LINEAGE, &[source_ref.as_bytes(), topic.as_bytes(), &ord_i32(partition), &ord_i64(offset)])
+pub(crate) fn lineage(source_ref: &str) -> Vec<u8> {
+    join(LINEAGE, &[source_ref.as_bytes()])
 }
 
 pub(crate) fn stock(warehouse: &str, sku: &str) -> Vec<u8> {
@@ -116,14 +107,6 @@ pub(crate) fn parse_checkpoint(key: &[u8]) -> Option<(String, i32)> {
     let topic = String::from_utf8(topic.to_vec()).ok()?;
     let partition = from_ord_i32(part[1..].try_into().ok()?);
     Some((topic, partition))
-}
-
-pub(crate) fn saga_seq(saga_id: &str) -> Vec<u8> {
-    join(SAGA_SEQ, &[saga_id.as_bytes()])
-}
-
-pub(crate) fn command_seen(idempotency_key: &str) -> Vec<u8> {
-    join(COMMAND_SEEN, &[idempotency_key.as_bytes()])
 }
 
 pub(crate) fn count_status(status: &str) -> Vec<u8> {
@@ -159,12 +142,5 @@ mod tests {
         assert_eq!(parse_checkpoint(&k), Some(("waybill.journal".to_string(), 7)));
         // Partition 0 encodes as 80 00 00 00: NUL bytes inside still parse.
         assert_eq!(parse_checkpoint(&checkpoint("t", 0)), Some(("t".to_string(), 0)));
-    }
-
-    #[test]
-    fn timeline_prefix_does_not_match_longer_order_refs() {
-        let p = timeline_prefix("SO1");
-        assert!(timeline("SO1", "o2f:SO1", 1).starts_with(&p));
-        assert!(!timeline("SO10", "o2f:SO10", 1).starts_with(&p));
     }
 }

@@ -60,8 +60,13 @@ enum TopicKind {
 /// Tuning of the [`Projector`].
 #[derive(Debug, Clone)]
 pub struct ProjectorOptions {
-    /// Records read from one partition and applied in one sled batch.
+    /// Records read from one partition per call to the log.
     pub batch_size: usize,
+    /// Records applied in one sled batch while catching up (read round-robin from every
+    /// partition). Larger batches rewrite each touched order once per batch rather than
+    /// once per event, which is what makes a rebuild fast; the cost is memory for the
+    /// decoded records and the touched views.
+    pub commit_records: usize,
     /// How long [`Projector::run`] waits for new records before looking again.
     pub poll_interval: Duration,
     /// How often [`Projector::run`] flushes the store while records keep coming.
@@ -72,6 +77,7 @@ impl Default for ProjectorOptions {
     fn default() -> Self {
         ProjectorOptions {
             batch_size: 1000,
+            commit_records: 20_000,
             poll_interval: Duration::from_millis(200),
             flush_interval: Duration::from_secs(1),
         }
@@ -114,7 +120,11 @@ impl Projector {
 
     /// Replaces the options.
     pub fn with_options(mut self, options: ProjectorOptions) -> Self {
-        self.options = ProjectorOptions { batch_size: options.batch_size.max(1), ..options };
+        self.options = ProjectorOptions {
+            batch_size: options.batch_size.max(1),
+            commit_records: options.commit_records.max(1),
+            ..options
+        };
         self
     }
 
@@ -187,36 +197,60 @@ impl Projector {
     }
 
     /// Reads every partition from its checkpoint to the end it had when the call began,
-    /// applying `batch_size` records at a time. Returns the number of records read.
+    /// `batch_size` records at a time from each partition in turn, and applies them in
+    /// sled batches of about `commit_records`. Returns the number of records read.
     pub fn catch_up(&self) -> Result<usize> {
-        let mut total = 0;
+        struct Cursor {
+            topic: String,
+            partition: i32,
+            kind: TopicKind,
+            next: i64,
+            end: i64,
+        }
+        let mut cursors = Vec::new();
         for (t, p) in self.partitions()? {
-            let kind = Self::kind_of(&t);
             let end = self.log.end_offset(&t, p).map_err(|e| Error::log(&t, p, e))?;
-            loop {
-                let from = self.store.checkpoint(&t, p)?.unwrap_or(0);
-                if from > end {
-                    let now = self.log.end_offset(&t, p).map_err(|e| Error::log(&t, p, e))?;
-                    if from > now {
-                        return Err(Error::CheckpointBeyondEnd { topic: t, partition: p, checkpoint: from, end: now });
-                    }
-                }
-                if from >= end {
-                    break;
-                }
-                let records = self.log.read(&t, p, from, self.options.batch_size).map_err(|e| Error::log(&t, p, e))?;
-                if records.is_empty() {
-                    break;
-                }
-                let inputs: Vec<Positioned> = records.iter().map(|r| self.decode(kind, r)).collect();
-                let stats = self.store.apply(&inputs)?;
-                total += records.len();
-                self.stats.records.fetch_add(records.len() as u64, Ordering::Relaxed);
-                self.stats.applied.fetch_add(stats.applied as u64, Ordering::Relaxed);
-                self.stats.duplicates.fetch_add(stats.duplicates as u64, Ordering::Relaxed);
+            let next = self.store.checkpoint(&t, p)?.unwrap_or(0);
+            if next > end {
+                return Err(Error::CheckpointBeyondEnd { topic: t, partition: p, checkpoint: next, end });
+            }
+            if next < end {
+                cursors.push(Cursor { kind: Self::kind_of(&t), topic: t, partition: p, next, end });
             }
         }
+        let mut total = 0;
+        let mut pending: Vec<Positioned> = Vec::new();
+        while !cursors.is_empty() {
+            for c in &mut cursors {
+                let records =
+                    self.log.read(&c.topic, c.partition, c.next, self.options.batch_size).map_err(|e| Error::log(&c.topic, c.partition, e))?;
+                match records.last() {
+                    // Nothing readable below the end (e.g. transaction markers): done.
+                    None => c.next = c.end,
+                    Some(last) => c.next = last.offset + 1,
+                }
+                total += records.len();
+                pending.extend(records.iter().filter(|r| r.offset < c.end).map(|r| self.decode(c.kind, r)));
+                if pending.len() >= self.options.commit_records {
+                    self.commit(&mut pending)?;
+                }
+            }
+            cursors.retain(|c| c.next < c.end);
+        }
+        self.commit(&mut pending)?;
         Ok(total)
+    }
+
+    fn commit(&self, pending: &mut Vec<Positioned>) -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let stats = self.store.apply(pending)?;
+        self.stats.records.fetch_add(pending.len() as u64, Ordering::Relaxed);
+        self.stats.applied.fetch_add(stats.applied as u64, Ordering::Relaxed);
+        self.stats.duplicates.fetch_add(stats.duplicates as u64, Ordering::Relaxed);
+        pending.clear();
+        Ok(())
     }
 
     /// Catches up until `stop` is set, waiting up to `poll_interval` for new journal

@@ -193,7 +193,7 @@ impl ProjectionStore {
 
     /// The order's journal events, by saga id and then sequence number.
     pub fn timeline(&self, order_ref: &str) -> Result<Vec<TimelineEntry>> {
-        self.scan(&keys::timeline_prefix(order_ref))
+        Ok(self.get(&keys::timeline(order_ref))?.unwrap_or_default())
     }
 
     /// One exception.
@@ -250,7 +250,7 @@ impl ProjectionStore {
     /// e.g. `odoo:SO0042`, `wms:SHP-1`, `waybill:release:SO0042`), by topic, partition
     /// and offset.
     pub fn lineage(&self, source_ref: &str) -> Result<Vec<LineageEntry>> {
-        self.scan(&keys::lineage_prefix(source_ref))
+        Ok(self.get(&keys::lineage(source_ref))?.unwrap_or_default())
     }
 
     /// The stock position of one SKU in one warehouse.

@@ -109,7 +109,8 @@ pub struct OrderView {
     pub cancel_reason: Option<String>,
     /// Exceptions raised by the order's sagas and not resolved yet.
     pub open_exceptions: u32,
-    /// The sagas of this order, by saga id.
+    /// The sagas of this order, by saga id, with the last applied seq of each (a copy of
+    /// an applied journal event is recognised by it).
     pub sagas: Vec<SagaProgress>,
     /// Earliest decision time among the order's journal events.
     pub first_event_at: Timestamp,
@@ -146,6 +147,11 @@ impl OrderView {
     /// The line with number `line_no`.
     pub fn line(&self, line_no: i32) -> Option<&OrderLineView> {
         self.lines.iter().find(|l| l.line_no == line_no)
+    }
+
+    /// Progress of saga `saga_id`.
+    pub fn saga(&self, saga_id: &str) -> Option<&SagaProgress> {
+        self.sagas.binary_search_by(|s| s.saga_id.as_str().cmp(saga_id)).ok().map(|i| &self.sagas[i])
     }
 
     /// The shipment `shipment_id`.

@@ -725,8 +725,11 @@ fn on_delivered(s: &Fulfillment, dl: &Delivered) -> Decision {
         shipment_id: dl.shipment_id.clone(),
         signed_by: dl.signed_by.clone(),
     }));
+    // Complete once picking is finished, everything picked has shipped, and every
+    // shipment is delivered.
     let others_delivered = s.shipments.iter().all(|(id, x)| x.delivered || *id == dl.shipment_id);
-    if s.pick_complete && others_delivered && s.completed_at.is_none() {
+    let all_shipped = s.lines.values().all(|l| l.shipped >= l.picked);
+    if s.pick_complete && all_shipped && others_delivered && s.completed_at.is_none() {
         d.record(JournalBody::Completed(Empty {}));
     }
     d

@@ -134,7 +134,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(opts) => {
-            waybill_telemetry::init(waybill_telemetry::LogFormat::Text, if opts.verbose { "info" } else { "warn" });
+            waybill_telemetry::init(waybill_telemetry::LogFormat::Text, if opts.verbose { "info" } else { "error" });
             let summary = demo::run(&opts)?;
             println!("{summary}");
             Ok(())

@@ -70,8 +70,10 @@ pub fn ensure_topics(log: &dyn EventLog, partitions: u32) -> anyhow::Result<()> 
 pub fn rebuild_projections(cfg: &Config) -> anyhow::Result<u64> {
     let log = open_log(cfg)?;
     let paths = DataPaths::new(&cfg.data_dir);
-    let store = ProjectionStore::open(&paths.projections)
-        .with_context(|| format!("opening projections in {}", paths.projections.display()))?;
+    let store = Arc::new(
+        ProjectionStore::open(&paths.projections)
+            .with_context(|| format!("opening projections in {}", paths.projections.display()))?,
+    );
     let n = Projector::new(log, store.clone()).rebuild()?;
     store.flush()?;
     Ok(n as u64)
@@ -83,7 +85,7 @@ pub struct Node {
     /// The event log.
     pub log: Arc<dyn EventLog>,
     /// The projections.
-    pub projections: ProjectionStore,
+    pub projections: Arc<ProjectionStore>,
     /// Coordinator counters.
     pub stats: Arc<Stats>,
     /// Where ingestion listens, when enabled.
@@ -111,8 +113,10 @@ impl Node {
                 ..SagaCoordinatorConfig::default()
             },
         ));
-        let projections = ProjectionStore::open(&paths.projections)
-            .with_context(|| format!("opening projections in {}", paths.projections.display()))?;
+        let projections = Arc::new(
+            ProjectionStore::open(&paths.projections)
+                .with_context(|| format!("opening projections in {}", paths.projections.display()))?,
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let failure = Arc::new(Mutex::new(None));
         let mut threads = Vec::new();

@@ -147,7 +147,7 @@ pub fn fulfillment(n: usize) -> Vec<JournalEvent> {
         );
         return out;
     }
-    push(JournalBody::ReleaseRequested(ReleaseRequested { due_at: ts(minute + 240) }), &mut out);
+    push(JournalBody::ReleaseRequested(ReleaseRequested { due_at: ts(n as i64 + 240) }), &mut out);
     push(JournalBody::WarehouseAccepted(WarehouseAccepted { wms_order_id: format!("W-{o}") }), &mut out);
     let picked: Vec<PickedLine> = lines
         .iter()

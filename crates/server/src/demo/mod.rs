@@ -96,7 +96,7 @@ fn is_end_state(s: OrderStatus) -> bool {
 }
 
 fn ended(p: &ProjectionStore) -> anyhow::Result<u64> {
-    Ok(p.order_counts_by_status()?.iter().filter(|(s, _)| is_end_state(**s)).map(|(_, n)| *n).sum())
+    Ok(p.order_counts_by_status()?.iter().filter(|(s, _)| is_end_state(*s)).map(|(_, n)| *n).sum())
 }
 
 /// Runs the demo.
@@ -187,7 +187,7 @@ fn summarize(
     data_dir: Option<PathBuf>,
 ) -> anyhow::Result<Summary> {
     let p = &node.projections;
-    let by_status = p.order_counts_by_status()?;
+    let by_status: BTreeMap<OrderStatus, u64> = p.order_counts_by_status()?.into_iter().collect();
     let mut exceptions: BTreeMap<ExceptionCategory, (u64, u64)> = BTreeMap::new();
     let mut dead_letters = 0;
     for x in p.exceptions(false, None)? {
@@ -201,9 +201,8 @@ fn summarize(
         }
     }
     let mut latencies: Vec<f64> = p
-        .orders()?
+        .orders(Some(OrderStatus::Completed), usize::MAX)?
         .into_iter()
-        .filter(|o| o.status == OrderStatus::Completed)
         .filter_map(|o| o.completed_at.map(|c| c.micros_since(o.first_event_at) as f64 / 1000.0))
         .collect();
     latencies.sort_by(f64::total_cmp);
@@ -240,7 +239,7 @@ impl fmt::Display for Summary {
         writeln!(f)?;
         writeln!(f, "  {:<34} {:>10}", "orders by state", "count")?;
         writeln!(f, "  {:-<34} {:->10}", "", "")?;
-        for (s, n) in &self.by_status {
+        for (s, n) in self.by_status.iter().filter(|(_, n)| **n > 0) {
             let label = match s {
                 OrderStatus::Completed => "completed (delivered or backordered)",
                 OrderStatus::Cancelled => "cancelled, compensated",

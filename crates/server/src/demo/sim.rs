@@ -249,7 +249,12 @@ impl Simulator {
                     .iter()
                     .enumerate()
                     .map(|(k, l)| {
-                        let short = if short_line == Some(k) { Qty((l.quantity.0 / 2).max(l.quantity.0.min(1000))) } else { Qty::ZERO };
+                        let short = if short_line == Some(k) {
+                            let unit = unit_of(&self.catalog, &l.sku);
+                            Qty((l.quantity.0 / 2 / unit * unit).max(unit.min(l.quantity.0)))
+                        } else {
+                            Qty::ZERO
+                        };
                         LineReservation { line_no: l.line_no, reserved: l.quantity.saturating_sub(short), short }
                     })
                     .collect();
@@ -303,8 +308,7 @@ impl Simulator {
         let mut quantities: Vec<Qty> = req.lines.iter().map(|l| l.quantity).collect();
         if fate.short_pick {
             let k = r.usize(0..quantities.len());
-            let step = if self.catalog.tracking(&req.lines[k].sku) == Tracking::Lot { 250 } else { 1000 };
-            quantities[k] = Qty((quantities[k].0 - step).max(0));
+            quantities[k] = Qty((quantities[k].0 - unit_of(&self.catalog, &req.lines[k].sku)).max(0));
         }
         let picks: Vec<Vec<(usize, Qty)>> = if fate.partial_pick {
             let first: Vec<(usize, Qty)> = quantities.iter().enumerate().map(|(k, q)| (k, half(*q, &self.catalog, &req.lines[k].sku))).collect();
@@ -432,8 +436,14 @@ impl Simulator {
     }
 }
 
+/// The smallest quantity the warehouse handles of `sku`: 0.25 kg for lot-tracked
+/// goods sold by weight, one unit otherwise.
+fn unit_of(catalog: &Catalog, sku: &str) -> i64 {
+    if catalog.tracking(sku) == Tracking::Lot { 250 } else { 1000 }
+}
+
 fn half(q: Qty, catalog: &Catalog, sku: &str) -> Qty {
-    let unit = if catalog.tracking(sku) == Tracking::Lot { 250 } else { 1000 };
+    let unit = unit_of(catalog, sku);
     Qty((q.0 / 2 / unit) * unit)
 }
 

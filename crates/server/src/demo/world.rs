@@ -118,7 +118,7 @@ pub fn fate(seed: u64, i: usize, mix: &Mix) -> Fate {
     let mut r = rng(seed, i, 1);
     Fate {
         bad_master_data: r.f64() < mix.bad_master_data,
-        cancel_after_ms: (r.f64() < mix.cancelled).then(|| r.u64(20..600)),
+        cancel_after_ms: (r.f64() < mix.cancelled).then(|| if r.bool() { r.u64(1..40) } else { r.u64(40..400) }),
         shortage: r.f64() < mix.shortage,
         partial_pick: r.f64() < mix.partial_pick,
         short_pick: r.f64() < mix.short_pick,

@@ -1,0 +1,91 @@
+//! The ingestion endpoint over real HTTP: JSON and Confluent-Avro bodies are accepted
+//! once durable, a redelivery is answered with the original position, bad bodies get a
+//! 400 that says what is wrong and land in the dead-letter topic, and an accepted order
+//! flows on into its saga.
+
+use std::time::{Duration, Instant};
+
+use waybill_domain::topic;
+use waybill_schema::samples;
+use waybill_server::config::Config;
+use waybill_server::demo::world;
+use waybill_server::node::{self, Node};
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+fn post(url: &str, ctype: &str, body: &[u8]) -> (u16, serde_json::Value) {
+    let mut resp = agent().post(url).header("Content-Type", ctype).send(body).expect("request reaches the server");
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
+#[test]
+fn ingestion_accepts_once_rejects_clearly_and_feeds_the_saga() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config { data_dir: dir.path().to_path_buf(), partitions: 2, ..Config::default() };
+    cfg.ingest.listen = "127.0.0.1:0".into();
+    let log = node::open_log(&cfg).unwrap();
+    let node = Node::start(&cfg, log.clone(), world::catalog()).unwrap();
+    let url = format!("http://{}/v1/events", node.ingest_addr.unwrap());
+
+    // A valid order, as JSON.
+    let mut order = world::order(1, 0, &world::Mix { bad_master_data: 0.0, ..world::Mix::default() }, waybill_domain::Timestamp::now());
+    order.order_ref = "SO-HTTP-1".into();
+    let mut event = samples::events().into_iter().find(|e| e.body.name() == "OrderReleased").unwrap();
+    event.meta.event_id = "odoo:release:SO-HTTP-1".into();
+    event.meta.correlation_key = "SO-HTTP-1".into();
+    event.meta.source = waybill_domain::SourceRef::new(waybill_domain::System::Odoo, "SO-HTTP-1");
+    event.body = waybill_domain::EventBody::OrderReleased(order);
+    let json = waybill_schema::encode_event_json(&event);
+    let (status, body) = post(&url, "application/json", &json);
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "accepted");
+    assert_eq!(body["topic"], "waybill.inbound.odoo");
+    let offset = body["offset"].clone();
+
+    // The same event again: accepted once, answered with where it already is.
+    let (status, body) = post(&url, "application/json", &json);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "duplicate");
+    assert_eq!(body["offset"], offset);
+    // Also when it comes back as Avro.
+    let avro = waybill_schema::encode_event(&event).unwrap();
+    let (status, body) = post(&url, "application/vnd.confluent.avro", &avro);
+    assert_eq!((status, body["status"].as_str()), (200, Some("duplicate")));
+
+    // A different event as Avro is accepted.
+    let mut other = event.clone();
+    other.meta.event_id = "odoo:cancel:SO-HTTP-2".into();
+    other.meta.correlation_key = "SO-HTTP-2".into();
+    let (status, _) = post(&url, "application/vnd.confluent.avro", &waybill_schema::encode_event(&other).unwrap());
+    assert_eq!(status, 202);
+
+    // Bad bodies: a clear 400, and the body is kept in the dead-letter topic.
+    let (status, body) = post(&url, "application/json", br#"{"type": "OrderReleased", "meta": {}}"#);
+    assert_eq!(status, 400);
+    let msg = body["error"].as_str().unwrap().to_string();
+    assert!(msg.contains("meta") || msg.contains("data"), "the error names what is missing: {msg}");
+    let (status, body) = post(&url, "application/vnd.confluent.avro", &[0, 0, 0, 0, 99, 1, 2]);
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("schema id 99 is not in the registry"), "{body}");
+    let (status, body) = post(&url, "text/plain", b"hello");
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("application/json"), "{body}");
+    let dlq: usize = (0..2).map(|p| log.end_offset(topic::DLQ, p).unwrap() as usize).sum();
+    assert_eq!(dlq, 2, "both undecodable bodies are kept");
+
+    // The accepted order reaches its saga: the warehouse is asked to reserve stock.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(o) = node.projections.order("SO-HTTP-1").unwrap() {
+            assert_eq!(o.status, waybill_projection::OrderStatus::Reserving, "{o:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the order never reached the projections");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    node.shutdown();
+}
