@@ -235,6 +235,8 @@ impl<'a> Overlay<'a> {
             seq: m.seq,
             event: e.body.name().to_string(),
             summary: summarize(e),
+            partition: pos.partition,
+            offset: pos.offset,
         };
         let timeline = self.timelines.slot(self.tree, keys::timeline(order_ref))?.modify().get_or_insert_with(Vec::new);
         match timeline.binary_search_by(|t| (t.saga_id.as_str(), t.seq).cmp(&(m.saga_id.as_str(), m.seq))) {
@@ -272,9 +274,13 @@ impl<'a> Overlay<'a> {
             offset: pos.offset,
             at: m.at,
         };
-        self.link(&format!("odoo:{order_ref}"), &link)?;
+        // The order's own lineage (`odoo:<order>`) is read from its timeline, which holds
+        // the same positions; storing it twice would double the bytes written per event.
+        let own = format!("odoo:{order_ref}");
         for r in journal_refs(&e.body) {
-            self.link(&r, &link)?;
+            if r != own {
+                self.link(&r, &link)?;
+            }
         }
         Ok(Outcome::Applied)
     }

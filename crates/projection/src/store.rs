@@ -250,7 +250,14 @@ impl ProjectionStore {
     /// e.g. `odoo:SO0042`, `wms:SHP-1`, `waybill:release:SO0042`), by topic, partition
     /// and offset.
     pub fn lineage(&self, source_ref: &str) -> Result<Vec<LineageEntry>> {
-        Ok(self.get(&keys::lineage(source_ref))?.unwrap_or_default())
+        let mut v: Vec<LineageEntry> = self.get(&keys::lineage(source_ref))?.unwrap_or_default();
+        // An order's own journal events are kept in its timeline only.
+        if let Some(order) = source_ref.strip_prefix("odoo:") {
+            v.extend(self.timeline(order)?.iter().map(TimelineEntry::lineage));
+            v.sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
+            v.dedup_by(|a, b| (&a.topic, a.partition, a.offset) == (&b.topic, b.partition, b.offset));
+        }
+        Ok(v)
     }
 
     /// The stock position of one SKU in one warehouse.

@@ -254,6 +254,25 @@ pub struct TimelineEntry {
     pub event: String,
     /// One line for people.
     pub summary: String,
+    /// Partition of `waybill.journal` the event was read from.
+    pub partition: i32,
+    /// Its offset there.
+    pub offset: i64,
+}
+
+impl TimelineEntry {
+    /// The event as a lineage entry.
+    pub fn lineage(&self) -> LineageEntry {
+        LineageEntry {
+            kind: LinkKind::Journal,
+            id: format!("{}#{}", self.saga_id, self.seq),
+            name: self.event.clone(),
+            topic: waybill_domain::topic::JOURNAL.to_string(),
+            partition: self.partition,
+            offset: self.offset,
+            at: self.at,
+        }
+    }
 }
 
 /// An exception on the workbench.
