@@ -285,6 +285,25 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
         timeout: Duration,
     ) -> Result<Offset>;
 
+    /// Blocks until any of `positions` (topic, partition, offset) has a record at or
+    /// beyond its offset, or `timeout` passes; returns whether one has. The default polls
+    /// every few milliseconds; backends with a wake-up mechanism override it.
+    fn wait_any(&self, positions: &[(&str, i32, Offset)], timeout: Duration) -> Result<bool> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            for (t, p, o) in positions {
+                if self.end_offset(t, *p)? > *o {
+                    return Ok(true);
+                }
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep((deadline - now).min(Duration::from_millis(5)));
+        }
+    }
+
     /// What this backend guarantees beyond the common contract.
     fn capabilities(&self) -> Capabilities;
 

@@ -32,7 +32,7 @@ pub mod conformance {
 
     /// Runs every check, in order, on one harness.
     pub fn run_all(h: &mut dyn Harness) {
-        let checks: [(&str, Check); 11] = [
+        let checks: [(&str, Check); 12] = [
             ("ordering_per_key", ordering_per_key),
             ("atomic_batch_with_positions", atomic_batch_with_positions),
             ("restart_durability", restart_durability),
@@ -45,6 +45,7 @@ pub mod conformance {
             ("unknown_topic_is_error", unknown_topic_is_error),
             ("partition_mismatch_is_error", partition_mismatch_is_error),
             ("wait_for_wakes_on_append", wait_for_wakes_on_append),
+            ("wait_any_wakes_on_any_partition", wait_any_wakes_on_any_partition),
             (
                 "concurrent_appenders_keep_per_key_order",
                 concurrent_appenders_keep_per_key_order,
@@ -633,6 +634,34 @@ pub mod conformance {
             log.wait_for(&topic, 0, 0, Duration::from_secs(30)).unwrap(),
             1
         );
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// `wait_any` returns promptly when a record arrives in any of the partitions it
+    /// watches, and `false` after the timeout when none does.
+    pub fn wait_any_wakes_on_any_partition(h: &mut dyn Harness) {
+        let log = h.open();
+        let a = create(&*log, "wait-any-a", 2);
+        let b = create(&*log, "wait-any-b", 1);
+        let watched = |log: &dyn EventLog, timeout| log.wait_any(&[(&a, 0, 0), (&a, 1, 0), (&b, 0, 0)], timeout).unwrap();
+        let started = Instant::now();
+        assert!(!watched(&*log, Duration::from_millis(200)), "nothing was appended");
+        assert!(started.elapsed() >= Duration::from_millis(150), "wait_any returned before its timeout");
+
+        let waiter = {
+            let (log, a, b) = (log.clone(), a.clone(), b.clone());
+            thread::spawn(move || log.wait_any(&[(&a, 0, 0), (&a, 1, 0), (&b, 0, 0)], Duration::from_secs(30)).unwrap())
+        };
+        thread::sleep(Duration::from_millis(100));
+        let appended = Instant::now();
+        let mut r = Record::keyed(&b, "k", "v");
+        r.partition = Some(0);
+        append(&*log, batch(vec![r]));
+        assert!(waiter.join().unwrap(), "an append to a watched partition must wake wait_any");
+        assert!(appended.elapsed() < Duration::from_secs(5), "wait_any took {:?}", appended.elapsed());
+        // A record already there: returns at once.
+        let started = Instant::now();
+        assert!(watched(&*log, Duration::from_secs(30)));
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 

@@ -58,6 +58,7 @@ checks!(
     unknown_topic_is_error,
     partition_mismatch_is_error,
     wait_for_wakes_on_append,
+    wait_any_wakes_on_any_partition,
     concurrent_appenders_keep_per_key_order,
     headers_round_trip,
 );

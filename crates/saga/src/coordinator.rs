@@ -144,9 +144,11 @@ impl Coordinator {
     }
 
     fn wait_for_input(&self, w: &Worker) {
-        // Sleep on the first input topic; any other topic is polled on the next turn.
-        let t = &self.inputs[0];
-        let from = w.positions.get(t).copied().unwrap_or(0);
+        let positions: Vec<(&str, i32, i64)> = self
+            .inputs
+            .iter()
+            .map(|t| (t.as_str(), w.partition, w.positions.get(t).copied().unwrap_or(0)))
+            .collect();
         let wait = match w.timers.first() {
             Some((due, _)) => {
                 let until = due.micros_since(Timestamp::now()).max(0) as u64;
@@ -154,7 +156,7 @@ impl Coordinator {
             }
             None => self.config.idle_wait,
         };
-        let _ = self.log.wait_for(t, w.partition, from, wait);
+        let _ = self.log.wait_any(&positions, wait);
     }
 
     /// Rebuilds the worker of partition `p` from the store and the journal.

@@ -2,7 +2,7 @@
 //!
 //! A `harness = false` bench that prints a markdown table. Every figure is measured next
 //! to its baseline inside the same round, rounds are repeated (`WAYBILL_BENCH_ROUNDS`,
-//! default 5) and the table shows medians; the ratio column is the median of the
+//! default 7) and the table shows medians; the ratio column is the median of the
 //! per-round ratios (ours / baseline of the same round), which cancels most of the noise
 //! of a shared machine.
 //!
@@ -16,7 +16,7 @@
 //! 4. Avro encode / decode of one inbound event, cached path against the naive one.
 //!
 //! Knobs (environment): `WAYBILL_BENCH_ROUNDS` (5), `WAYBILL_BENCH_ORDERS` (2000),
-//! `WAYBILL_BENCH_BATCHES` (batches of 100 per append measurement, 200),
+//! `WAYBILL_BENCH_BATCHES` (batches of 100 per append measurement, 300),
 //! `WAYBILL_BENCH_ONE_STAGE` (pre-load every event at once; shows the dead letters).
 
 use std::fs::File;
@@ -197,8 +197,8 @@ fn to_record(e: &InboundEvent) -> anyhow::Result<Record> {
     Ok(record_for(&inbound_topic(e), e, waybill_schema::encode_event(e)?))
 }
 
-fn open_log(dir: &Path) -> anyhow::Result<Arc<dyn EventLog>> {
-    let log = EmbeddedLog::open(dir, EmbeddedOptions { fsync: FsyncPolicy::EveryBatch, ..EmbeddedOptions::default() })?;
+fn open_log(dir: &Path, fsync: FsyncPolicy) -> anyhow::Result<Arc<dyn EventLog>> {
+    let log = EmbeddedLog::open(dir, EmbeddedOptions { fsync, ..EmbeddedOptions::default() })?;
     let log: Arc<dyn EventLog> = Arc::new(log);
     ensure_topics(log.as_ref(), PARTITIONS)?;
     Ok(log)
@@ -217,7 +217,7 @@ fn append_chunks(log: &dyn EventLog, records: &[Record], chunk: usize) -> anyhow
 /// Seconds for `batches` appends of 100 records each through the embedded log.
 fn embedded_append(tmp: &Path, batches: &[Vec<Record>]) -> anyhow::Result<f64> {
     let dir = tempfile::tempdir_in(tmp)?;
-    let log = open_log(dir.path())?;
+    let log = open_log(dir.path(), FsyncPolicy::EveryBatch)?;
     let prepared: Vec<AppendBatch> =
         batches.iter().map(|r| AppendBatch { records: r.clone(), positions: vec![] }).collect();
     let t = Instant::now();
@@ -345,9 +345,15 @@ fn raw_read(log: &dyn EventLog) -> anyhow::Result<usize> {
 /// The inbound events are pre-loaded in two stages: first every order's Odoo and WMS
 /// events, then (after the first drain) its carrier events. See docs/benchmarks.md for
 /// why a single pre-load cannot keep causal order across topics.
-fn saga_round(tmp: &Path, stages: &[Vec<Record>], orders: usize, raw_first: bool) -> anyhow::Result<SagaRun> {
+fn saga_round(
+    tmp: &Path,
+    stages: &[Vec<Record>],
+    orders: usize,
+    fsync: FsyncPolicy,
+    raw_first: bool,
+) -> anyhow::Result<SagaRun> {
     let dir = tempfile::tempdir_in(tmp)?;
-    let log = open_log(&dir.path().join("log"))?;
+    let log = open_log(&dir.path().join("log"), fsync)?;
     let store = StateStore::open(&dir.path().join("state"))?;
     let coordinator =
         Coordinator::new(log.clone(), store, Arc::new(world::catalog()), Policy::default(), CoordinatorConfig::default());
@@ -451,19 +457,26 @@ struct Row {
 
 fn main() -> anyhow::Result<()> {
     let started = Instant::now();
-    let rounds = env_usize("WAYBILL_BENCH_ROUNDS", 5);
+    let rounds = env_usize("WAYBILL_BENCH_ROUNDS", 7);
     let orders = env_usize("WAYBILL_BENCH_ORDERS", 2000);
-    let n_batches = env_usize("WAYBILL_BENCH_BATCHES", 200);
+    let n_batches = env_usize("WAYBILL_BENCH_BATCHES", 300);
     let tmp_root = tempfile::Builder::new().prefix("waybill-bench-").tempdir_in("/tmp")?;
     let tmp = tmp_root.path();
     let now = Timestamp::now();
     let catalog = world::catalog();
 
     // Row 1 input: encoded OrderReleased events, keyed by order, to the Odoo inbound topic.
+    // Orders with four or five lines encode to about 300 bytes.
     let mut released = Vec::with_capacity(n_batches * RECORDS_PER_BATCH);
-    for i in 0..n_batches * RECORDS_PER_BATCH {
-        let body = EventBody::OrderReleased(world::order(SEED, i, &clean_mix(), now));
-        let key = world::order_ref(i);
+    let mut i = 0;
+    while released.len() < n_batches * RECORDS_PER_BATCH {
+        let order = world::order(SEED, i, &clean_mix(), now);
+        i += 1;
+        if order.lines.len() < 4 {
+            continue;
+        }
+        let key = order.order_ref.clone();
+        let body = EventBody::OrderReleased(order);
         released.push(to_record(&event(format!("odoo:release:{key}"), System::Odoo, &key, now, body))?);
     }
     let value_bytes = released.iter().map(|r| r.value.len()).sum::<usize>() as f64 / released.len() as f64;
@@ -514,7 +527,7 @@ fn main() -> anyhow::Result<()> {
     );
 
     let (mut emb, mut raw, mut sld) = (vec![], vec![], vec![]);
-    let (mut saga_ev, mut saga_sagas, mut r_saga) = (vec![], vec![], vec![]);
+    let (mut saga_ev, mut saga_sagas, mut r_saga, mut saga_nofsync) = (vec![], vec![], vec![], vec![]);
     let (mut rb, mut rr, mut r_rb) = (vec![], vec![], vec![]);
     let (mut r_raw, mut r_sled) = (vec![], vec![]);
     let (mut enc, mut enc_n, mut dec, mut dec_n, mut r_enc, mut r_dec) = (vec![], vec![], vec![], vec![], vec![], vec![]);
@@ -541,7 +554,10 @@ fn main() -> anyhow::Result<()> {
         r_sled.push(s / e);
 
         // Rows 2 and 3.
-        let run = saga_round(tmp, &stages, orders, round % 2 == 0)?;
+        let run = saga_round(tmp, &stages, orders, FsyncPolicy::EveryBatch, round % 2 == 0)?;
+        // Information only: the same work without fsync, to show what fsync costs.
+        let nofsync = saga_round(tmp, &stages, orders, FsyncPolicy::Never, round % 2 == 1)?;
+        saga_nofsync.push(nofsync.inputs as f64 / nofsync.secs);
         let ev_rate = run.inputs as f64 / run.secs;
         saga_ev.push(ev_rate);
         saga_sagas.push(run.completed as f64 / run.secs);
@@ -636,7 +652,7 @@ fn main() -> anyhow::Result<()> {
     let rustc = command_output("rustc", &["-V"]).unwrap_or_else(|| "unknown".into());
     let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(|| "unknown".into());
     let kernel = command_output("uname", &["-sr"]).unwrap_or_else(|| "unknown".into());
-    let fs = command_output("df", &["-T", "--output=fstype", "/tmp"])
+    let fs = command_output("df", &["--output=fstype", "/tmp"])
         .and_then(|s| s.lines().nth(1).map(str::trim).map(String::from))
         .unwrap_or_else(|| "unknown".into());
 
@@ -656,7 +672,7 @@ fn main() -> anyhow::Result<()> {
     println!();
     println!("Details:");
     println!(
-        "- row 1: mean value {value_bytes:.0} bytes (encoded OrderReleased, 1–5 lines), {raw_batch_bytes:.0} bytes per raw batch; spread embedded {}–{} rec/s, raw {}–{}, sled {}–{}",
+        "- row 1: mean value {value_bytes:.0} bytes (encoded OrderReleased with 4–5 lines), {raw_batch_bytes:.0} bytes per raw batch; spread embedded {}–{} rec/s, raw {}–{}, sled {}–{}",
         fmt_num(spread(&emb).0), fmt_num(spread(&emb).1), fmt_num(spread(&raw).0), fmt_num(spread(&raw).1), fmt_num(spread(&sld).0), fmt_num(spread(&sld).1)
     );
     println!(
@@ -670,6 +686,10 @@ fn main() -> anyhow::Result<()> {
         fmt_num(spread(&saga_ev).1)
     );
     println!(
+        "- row 2 without fsync (FsyncPolicy::Never, information only): {} events/s",
+        fmt_num(median(&saga_nofsync))
+    );
+    println!(
         "- row 2 check: every round processed {inbound_total} inputs, completed {orders} of {orders} sagas (Completed journal events) and left waybill.dlq empty: {}",
         if all_ok { "yes" } else { "NO" }
     );
@@ -679,8 +699,9 @@ fn main() -> anyhow::Result<()> {
         }
     }
     println!(
-        "- row 3: {} records read by the rebuild (journal events + checkpoints + commands; DLQ empty), {} by the raw read; spread rebuild {}–{} rec/s",
+        "- row 3: {} records read by the rebuild (journal events + checkpoints + commands + {} dead letters), {} by the raw read; spread rebuild {}–{} rec/s",
         run.rebuild_records,
+        run.dlq,
         run.raw_read_records,
         fmt_num(spread(&rb).0),
         fmt_num(spread(&rb).1)

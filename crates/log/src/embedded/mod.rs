@@ -778,6 +778,27 @@ impl EventLog for EmbeddedLog {
         }
     }
 
+    fn wait_any(&self, positions: &[(&str, i32, Offset)], timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut guard = self.inner.append_mutex.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            // Checked under `append_mutex`, as in `wait_for`: no wake-up is lost.
+            for (t, p, o) in positions {
+                if self.end_offset(t, *p)? > *o {
+                    return Ok(true);
+                }
+            }
+            let remaining = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(3600),
+            };
+            if remaining.is_zero() {
+                return Ok(false);
+            }
+            guard = self.inner.appended.wait_timeout(guard, remaining).unwrap_or_else(PoisonError::into_inner).0;
+        }
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             atomic_batches: true,
