@@ -1,0 +1,58 @@
+//! The `waybill` binary as an operator meets it: configuration mistakes stop start-up
+//! with the key and the problem, and the dead-letter tools list what was rejected.
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_waybill");
+
+fn waybill(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut c = Command::new(BIN);
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn configuration_errors_name_the_key_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("waybill.toml");
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+
+    std::fs::write(&cfg, "partitions = 0\n").unwrap();
+    let (ok, _, err) = waybill(&["serve", "--config", cfg.to_str().unwrap(), "--data-dir", data], &[]);
+    assert!(!ok);
+    assert!(err.contains("`partitions`") && err.contains("outside 1..=1024"), "{err}");
+
+    std::fs::write(&cfg, "[ingest]\nlisten = \"localhost\"\n").unwrap();
+    let (ok, _, err) = waybill(&["serve", "--config", cfg.to_str().unwrap(), "--data-dir", data], &[]);
+    assert!(!ok);
+    assert!(err.contains("`ingest.listen`") && err.contains("127.0.0.1:8420"), "{err}");
+
+    let (ok, _, err) = waybill(&["serve", "--data-dir", data], &[("WAYBILL_LOG__FSYNC", "sometimes")]);
+    assert!(!ok);
+    assert!(err.contains("`log.fsync`") && err.contains("\"batch\""), "{err}");
+
+    std::fs::write(&cfg, "catalog = \"nowhere.toml\"\n").unwrap();
+    let (ok, _, err) = waybill(&["serve", "--config", cfg.to_str().unwrap(), "--data-dir", data], &[]);
+    assert!(!ok);
+    assert!(err.contains("`catalog`") && err.contains("nowhere.toml"), "{err}");
+}
+
+#[test]
+fn dead_letters_can_be_listed_after_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (ok, out, err) =
+        waybill(&["run", "--quiet", "--orders", "120", "--rate", "0", "--listen", "", "--data-dir", data], &[]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("orders by state") && out.contains("saga latency p50"), "{out}");
+    let (ok, out, err) = waybill(&["dlq", "list", "--data-dir", data], &[]);
+    assert!(ok, "{err}");
+    assert!(out.contains("fails master-data checks"), "{out}");
+    assert!(out.contains("schema id 9999 is not in the registry"), "{out}");
+    assert!(out.contains("dead letters"), "{out}");
+}
