@@ -3,15 +3,20 @@
 //! written in one `sled::Batch`.
 //!
 //! Why the result is a pure function of the set of records:
-//! - a journal event touches its order view, timeline, saga mark and the exceptions it
-//!   raises or resolves. All events of an order are in one journal partition (topics are
-//!   co-partitioned by correlation key) and are applied in offset order;
+//! - a journal event touches its order record (view + timeline, with the per-saga seq
+//!   used for dedup) and the exceptions it raises or resolves. All events of an order are
+//!   in one journal partition (topics are co-partitioned by correlation key) and are
+//!   applied in offset order;
 //! - keys written from several partitions only receive commutative updates: sums (stock
-//!   positions, counters), inserts of distinct keys (lineage, timeline, open index), and
-//!   exception records whose "raised" and "resolved" halves are set independently, with
-//!   counters and indexes moved by the difference between the state before and after;
-//! - values are serde_json of structs (fixed field order) holding `Vec`s in a defined
-//!   order, and no time is read from the clock.
+//!   positions, counters, removed when they reach zero), sorted sets keyed by record
+//!   position (lineage), inserts of distinct keys (open-exception index), and exception
+//!   records whose "raised" and "resolved" halves are set independently, with counters
+//!   and indexes moved by the difference between the state before and after;
+//! - duplicates are recognised by business identity ((saga id, seq); command
+//!   idempotency key; dead-letter origin), never by offset, so a copy at a later offset
+//!   changes nothing but the checkpoint;
+//! - values are structs encoded field by field ([`crate::bin`]) holding `Vec`s in a
+//!   defined order (never a hash map), and no time is read from the clock.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -20,6 +25,8 @@ use waybill_domain::journal::InputPosition;
 use waybill_domain::{
     Command, CommandBody, ExceptionCategory, JournalBody, JournalEvent, Qty, SagaKind, SourceRef, System,
 };
+
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::input::{ApplyStats, DeadLetter, Input, Positioned};
@@ -49,20 +56,30 @@ impl Codec for i64 {
     }
 }
 
-macro_rules! json_codec {
+macro_rules! bin_codec {
     ($($t:ty),*) => {$(
         impl Codec for $t {
             fn encode(&self) -> Vec<u8> {
-                serde_json::to_vec(self).expect("projection views serialize")
+                // Only sequences of unknown length fail, and views have none.
+                crate::bin::to_vec(self).expect("projection views encode")
             }
             fn decode(key: &[u8], bytes: &[u8]) -> Result<Self> {
-                serde_json::from_slice(bytes)
+                crate::bin::from_slice(bytes)
                     .map_err(|e| Error::Corrupt { key: keys::display(key), reason: e.to_string() })
             }
         }
     )*};
 }
-json_codec!(OrderView, ExceptionView, StockPosition, Vec<TimelineEntry>, Vec<LineageEntry>);
+/// What is stored under an order's key: its view and its timeline, in one value so that
+/// a batch writes one key per order it touches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct OrderRecord {
+    pub view: OrderView,
+    /// Sorted by (saga id, seq).
+    pub timeline: Vec<TimelineEntry>,
+}
+
+bin_codec!(OrderRecord, ExceptionView, StockPosition, Vec<LineageEntry>);
 
 /// A cached key: its value as loaded or changed, and whether it must be written.
 #[derive(Debug)]
@@ -98,9 +115,8 @@ impl<T: Codec> Cache<T> {
         match self.map.entry(key) {
             Entry::Occupied(o) => Ok(o.into_mut()),
             Entry::Vacant(v) => {
-                let raw = tree
-                    .get(v.key())
-                    .map_err(|e| Error::storage(format!("reading {}", keys::display(v.key())), e))?;
+                let raw =
+                    tree.get(v.key()).map_err(|e| Error::storage(format!("reading {}", keys::display(v.key())), e))?;
                 let value = match raw {
                     Some(b) => Some(T::decode(v.key(), &b)?),
                     None => None,
@@ -130,8 +146,7 @@ pub(crate) struct Overlay<'a> {
     tree: &'a sled::Tree,
     /// Blind writes: the open-exception index. Never read back by apply.
     batch: sled::Batch,
-    orders: Cache<OrderView>,
-    timelines: Cache<Vec<TimelineEntry>>,
+    orders: Cache<OrderRecord>,
     lineage: Cache<Vec<LineageEntry>>,
     exceptions: Cache<ExceptionView>,
     stock: Cache<StockPosition>,
@@ -152,7 +167,6 @@ impl<'a> Overlay<'a> {
             tree,
             batch: sled::Batch::default(),
             orders: Cache::new(),
-            timelines: Cache::new(),
             lineage: Cache::new(),
             exceptions: Cache::new(),
             stock: Cache::new(),
@@ -166,7 +180,6 @@ impl<'a> Overlay<'a> {
     pub(crate) fn into_batch(self) -> sled::Batch {
         let mut batch = self.batch;
         self.orders.commit(&mut batch);
-        self.timelines.commit(&mut batch);
         self.lineage.commit(&mut batch);
         self.exceptions.commit(&mut batch);
         self.stock.commit(&mut batch);
@@ -205,7 +218,7 @@ impl<'a> Overlay<'a> {
         let slot = self.orders.slot(self.tree, keys::order(order_ref))?;
         // Journal dedup: the order view keeps the last applied seq of each of its sagas
         // (a saga's events all carry its order's correlation key).
-        let applied = slot.get().and_then(|o| o.saga(&m.saga_id)).is_some_and(|s| m.seq <= s.last_seq);
+        let applied = slot.get().and_then(|o| o.view.saga(&m.saga_id)).is_some_and(|s| m.seq <= s.last_seq);
         if applied {
             tracing::debug!(
                 waybill.saga.id = %m.saga_id, seq = m.seq, topic = %pos.topic, partition = pos.partition,
@@ -214,20 +227,12 @@ impl<'a> Overlay<'a> {
             return Ok(Outcome::Duplicate);
         }
         let mut stock = Vec::new();
-        let before = slot.get().map(|o| o.status);
-        let order = slot.modify().get_or_insert_with(|| OrderView::new(order_ref, m.at));
-        fold_order(order, e, &mut stock);
-        let after = order.status;
-        if before != Some(after) {
-            if let Some(b) = before {
-                self.count(keys::count_status(b.as_str()), -1)?;
-            }
-            self.count(keys::count_status(after.as_str()), 1)?;
-        }
-        for (warehouse, sku, delta) in stock {
-            self.stock_add(&warehouse, &sku, delta)?;
-        }
-
+        let before = slot.get().map(|o| o.view.status);
+        let record = slot
+            .modify()
+            .get_or_insert_with(|| OrderRecord { view: OrderView::new(order_ref, m.at), timeline: Vec::new() });
+        fold_order(&mut record.view, e, &mut stock);
+        let after = record.view.status;
         let entry = TimelineEntry {
             at: m.at,
             saga_id: m.saga_id.clone(),
@@ -238,10 +243,19 @@ impl<'a> Overlay<'a> {
             partition: pos.partition,
             offset: pos.offset,
         };
-        let timeline = self.timelines.slot(self.tree, keys::timeline(order_ref))?.modify().get_or_insert_with(Vec::new);
+        let timeline = &mut record.timeline;
         match timeline.binary_search_by(|t| (t.saga_id.as_str(), t.seq).cmp(&(m.saga_id.as_str(), m.seq))) {
             Ok(i) => timeline[i] = entry,
             Err(i) => timeline.insert(i, entry),
+        }
+        if before != Some(after) {
+            if let Some(b) = before {
+                self.count(keys::count_status(b.as_str()), -1)?;
+            }
+            self.count(keys::count_status(after.as_str()), 1)?;
+        }
+        for (warehouse, sku, delta) in stock {
+            self.stock_add(&warehouse, &sku, delta)?;
         }
 
         match &e.body {
@@ -381,7 +395,7 @@ impl<'a> Overlay<'a> {
     fn order_open_exceptions(&mut self, order_ref: &str, delta: i64) -> Result<()> {
         let slot = self.orders.slot(self.tree, keys::order(order_ref))?;
         match slot.modify() {
-            Some(o) => {
+            Some(OrderRecord { view: o, .. }) => {
                 o.open_exceptions = (i64::from(o.open_exceptions) + delta).clamp(0, i64::from(u32::MAX)) as u32;
             }
             // Cannot happen: an exception counts against an order only after one of the
@@ -515,7 +529,11 @@ pub(crate) fn fold_order(order: &mut OrderView, e: &JournalEvent, stock: &mut Ve
                 line.uom.clone_from(&l.uom);
                 line.warehouse.clone_from(&l.warehouse);
                 line.ordered = l.quantity;
-                stock.push((l.warehouse.clone(), l.sku.clone(), StockDelta { ordered: l.quantity, ..Default::default() }));
+                stock.push((
+                    l.warehouse.clone(),
+                    l.sku.clone(),
+                    StockDelta { ordered: l.quantity, ..Default::default() },
+                ));
             }
         }
         JournalBody::MasterDataFailed(p) => {
@@ -593,7 +611,10 @@ pub(crate) fn fold_order(order: &mut OrderView, e: &JournalEvent, stock: &mut Ve
                 order.sagas[i].completed_at = Some(m.at);
             }
             if m.kind == SagaKind::OrderToFulfillment {
-                order.status = OrderStatus::Completed;
+                // A cancelled order stays cancelled: completion only ends its saga.
+                if order.status != OrderStatus::Cancelled {
+                    order.status = OrderStatus::Completed;
+                }
                 order.completed_at = Some(m.at);
             }
         }

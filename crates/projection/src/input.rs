@@ -81,7 +81,8 @@ impl DeadLetter {
             _ => None,
         };
         DeadLetter {
-            reason: text(dlq_header::REASON).unwrap_or_else(|| "no reason given (header waybill.dlq.reason missing)".into()),
+            reason: text(dlq_header::REASON)
+                .unwrap_or_else(|| "no reason given (header waybill.dlq.reason missing)".into()),
             kind: text(dlq_header::KIND).unwrap_or_default(),
             origin,
             key: std::str::from_utf8(&record.key).ok().filter(|k| !k.is_empty()).map(str::to_string),

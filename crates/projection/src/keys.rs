@@ -8,22 +8,21 @@
 //!
 //! | prefix | key | value |
 //! |---|---|---|
-//! | `o/` | order ref | [`OrderView`](crate::OrderView) (JSON); its `sagas` hold the last applied seq per saga (journal dedup) |
-//! | `t/` | order ref | the order's [`TimelineEntry`](crate::TimelineEntry)s sorted by (saga id, seq) (JSON array) |
-//! | `x/` | exception id | [`ExceptionView`](crate::ExceptionView) (JSON) |
+//! | `o/` | order ref | the order's [`OrderView`](crate::OrderView) and its [`TimelineEntry`](crate::TimelineEntry)s sorted by (saga id, seq); the view's `sagas` hold the last applied seq per saga (journal dedup) |
+//! | `x/` | exception id | [`ExceptionView`](crate::ExceptionView) |
 //! | `xo/` | category, exception id | empty: index of open exceptions |
-//! | `l/` | source ref | [`LineageEntry`](crate::LineageEntry)s sorted by (topic, partition, offset) (JSON array); a command entry under `waybill:<key>` marks the key as applied (command dedup) |
-//! | `s/` | warehouse, sku | [`StockPosition`](crate::StockPosition) (JSON) |
+//! | `l/` | source ref | [`LineageEntry`](crate::LineageEntry)s sorted by (topic, partition, offset); a command entry under `waybill:<key>` marks the key as applied (command dedup) |
+//! | `s/` | warehouse, sku | [`StockPosition`](crate::StockPosition) |
 //! | `c/` | topic, partition | next offset to apply (i64) |
 //! | `ns/` | order status | number of orders in it (i64) |
 //! | `nx/` | category | number of open exceptions in it (i64) |
 //! | `m/layout` | | layout version of this table |
 //! | `m/clearing` | | present while [`clear`](crate::ProjectionStore::clear) runs |
 
+/// Version of the key layout and value encoding; a store with another one must be rebuilt.
 pub(crate) const LAYOUT_VERSION: &[u8] = b"1";
 
 pub(crate) const ORDER: &[u8] = b"o/";
-pub(crate) const TIMELINE: &[u8] = b"t/";
 pub(crate) const EXCEPTION: &[u8] = b"x/";
 pub(crate) const OPEN_EXCEPTION: &[u8] = b"xo/";
 pub(crate) const LINEAGE: &[u8] = b"l/";
@@ -67,10 +66,6 @@ fn join(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
 
 pub(crate) fn order(order_ref: &str) -> Vec<u8> {
     join(ORDER, &[order_ref.as_bytes()])
-}
-
-pub(crate) fn timeline(order_ref: &str) -> Vec<u8> {
-    join(TIMELINE, &[order_ref.as_bytes()])
 }
 
 pub(crate) fn exception(id: &str) -> Vec<u8> {

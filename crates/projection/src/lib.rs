@@ -15,11 +15,18 @@
 //! The contents of the store are a pure function of the set of records applied: they do
 //! not depend on batch boundaries, on how partitions interleave, or on the wall clock.
 //! Deleting the store and replaying the log gives the same bytes ([`ProjectionStore::dump`]).
+//! How: see the `apply` module; the key layout is in the `keys` module.
+//!
+//! Speed: a rebuild is bounded by sled's cost per written key and byte, so each order's
+//! view and timeline share one key, lineage is one key per source reference, values use a
+//! compact binary encoding, and the runner applies large batches (`commit_records`) so
+//! that a batch rewrites each touched order once rather than once per event.
 //!
 //! This crate must not decide anything: it records what the sagas decided. It never
 //! writes to the log.
 
 mod apply;
+mod bin;
 mod error;
 mod input;
 mod keys;
@@ -32,6 +39,6 @@ pub use error::{Error, Result};
 pub use input::{ApplyStats, DeadLetter, Input, Positioned, dlq_header};
 pub use store::ProjectionStore;
 pub use view::{
-    LineageEntry, LinkKind, OrderLineView, OrderStatus, OrderView, SagaProgress, ShipmentView,
-    StockPosition, ExceptionView, TimelineEntry,
+    ExceptionView, LineageEntry, LinkKind, OrderLineView, OrderStatus, OrderView, SagaProgress, ShipmentView,
+    StockPosition, TimelineEntry,
 };

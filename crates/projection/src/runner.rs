@@ -77,7 +77,7 @@ impl Default for ProjectorOptions {
     fn default() -> Self {
         ProjectorOptions {
             batch_size: 1000,
-            commit_records: 20_000,
+            commit_records: 50_000,
             poll_interval: Duration::from_millis(200),
             flush_interval: Duration::from_secs(1),
         }
@@ -222,8 +222,10 @@ impl Projector {
         let mut pending: Vec<Positioned> = Vec::new();
         while !cursors.is_empty() {
             for c in &mut cursors {
-                let records =
-                    self.log.read(&c.topic, c.partition, c.next, self.options.batch_size).map_err(|e| Error::log(&c.topic, c.partition, e))?;
+                let records = self
+                    .log
+                    .read(&c.topic, c.partition, c.next, self.options.batch_size)
+                    .map_err(|e| Error::log(&c.topic, c.partition, e))?;
                 match records.last() {
                     // Nothing readable below the end (e.g. transaction markers): done.
                     None => c.next = c.end,
@@ -302,7 +304,11 @@ impl Projector {
         self.store.clear()?;
         let n = self.catch_up()?;
         self.store.flush()?;
-        tracing::info!(records = n, elapsed_ms = started.elapsed().as_millis() as u64, "projections rebuilt from the log");
+        tracing::info!(
+            records = n,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "projections rebuilt from the log"
+        );
         Ok(n)
     }
 }

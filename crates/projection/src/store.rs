@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use waybill_domain::ExceptionCategory;
 use waybill_domain::journal::InputPosition;
 
-use crate::apply::{Codec, build_batch};
+use crate::apply::{Codec, OrderRecord, build_batch};
 use crate::error::{Error, Result};
 use crate::input::{ApplyStats, Positioned};
 use crate::keys;
@@ -104,7 +104,9 @@ impl ProjectionStore {
         }
         let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let (batch, stats) = build_batch(&self.tree, inputs)?;
-        self.tree.apply_batch(batch).map_err(|e| Error::storage(format!("writing a batch of {} inputs", inputs.len()), e))?;
+        self.tree
+            .apply_batch(batch)
+            .map_err(|e| Error::storage(format!("writing a batch of {} inputs", inputs.len()), e))?;
         Ok(stats)
     }
 
@@ -172,7 +174,7 @@ impl ProjectionStore {
 
     /// One order.
     pub fn order(&self, order_ref: &str) -> Result<Option<OrderView>> {
-        self.get(&keys::order(order_ref))
+        Ok(self.get::<OrderRecord>(&keys::order(order_ref))?.map(|r| r.view))
     }
 
     /// Orders by reference, optionally only those in `status`, at most `limit`.
@@ -183,7 +185,7 @@ impl ProjectionStore {
                 break;
             }
             let (k, v) = kv.map_err(|e| Error::storage("scanning orders", e))?;
-            let o = OrderView::decode(&k, &v)?;
+            let o = OrderRecord::decode(&k, &v)?.view;
             if status.is_none_or(|s| s == o.status) {
                 out.push(o);
             }
@@ -193,7 +195,7 @@ impl ProjectionStore {
 
     /// The order's journal events, by saga id and then sequence number.
     pub fn timeline(&self, order_ref: &str) -> Result<Vec<TimelineEntry>> {
-        Ok(self.get(&keys::timeline(order_ref))?.unwrap_or_default())
+        Ok(self.get::<OrderRecord>(&keys::order(order_ref))?.map(|r| r.timeline).unwrap_or_default())
     }
 
     /// One exception.

@@ -72,7 +72,11 @@ pub(crate) fn summarize(e: &JournalEvent) -> String {
         JournalBody::PickOverdue(d) => format!("pick overdue: was due by {}", format_ts(d.due_at)),
         JournalBody::ShipmentRecorded(g) => {
             let units: Qty = g.lines.iter().map(|l| l.quantity).sum();
-            format!("shipment {} left the warehouse: {units} units in {}", g.shipment_id, plural(g.packages.len(), "package"))
+            format!(
+                "shipment {} left the warehouse: {units} units in {}",
+                g.shipment_id,
+                plural(g.packages.len(), "package")
+            )
         }
         JournalBody::CarrierAssigned(c) => {
             format!("carrier {} took shipment {}, tracking {}", c.carrier, c.shipment_id, c.tracking_ref)

@@ -17,14 +17,17 @@ fn any_interleaving_and_batching_gives_the_same_bytes() {
     let runs: Vec<(Vec<waybill_projection::Positioned>, Vec<usize>)> = vec![
         (s.sequential(), vec![1]),
         (s.sequential().into_iter().rev().collect::<Vec<_>>().into_iter().rev().collect(), vec![7, 1, 64]),
-        ({
-            // Partitions in reverse order, each whole.
-            let mut v = Vec::new();
-            for recs in s.partitions.values().rev() {
-                v.extend(recs.iter().cloned());
-            }
-            v
-        }, vec![13]),
+        (
+            {
+                // Partitions in reverse order, each whole.
+                let mut v = Vec::new();
+                for recs in s.partitions.values().rev() {
+                    v.extend(recs.iter().cloned());
+                }
+                v
+            },
+            vec![13],
+        ),
         (interleaved(&s, 1), vec![1000]),
         (interleaved(&s, 42), vec![3, 17, 1, 250]),
         (interleaved(&s, 7_777), vec![2]),
@@ -39,7 +42,12 @@ fn any_interleaving_and_batching_gives_the_same_bytes() {
                 "run {i}: {} keys vs {} in the reference; first difference: {:?}",
                 got.len(),
                 want.len(),
-                diff.map(|(a, b)| (String::from_utf8_lossy(&a.0).into_owned(), String::from_utf8_lossy(&b.0).into_owned(), String::from_utf8_lossy(&a.1).into_owned(), String::from_utf8_lossy(&b.1).into_owned()))
+                diff.map(|(a, b)| (
+                    String::from_utf8_lossy(&a.0).into_owned(),
+                    String::from_utf8_lossy(&b.0).into_owned(),
+                    String::from_utf8_lossy(&a.1).into_owned(),
+                    String::from_utf8_lossy(&b.1).into_owned()
+                ))
             );
         }
     }

@@ -8,7 +8,11 @@ use waybill_domain::{ExceptionCategory, JournalBody, Qty, SagaKind, SourceRef, S
 use waybill_projection::{Input, LinkKind, OrderStatus, Positioned, ProjectionStore};
 
 fn journal_inputs(events: Vec<waybill_domain::JournalEvent>) -> Vec<Positioned> {
-    events.into_iter().enumerate().map(|(i, e)| Positioned::new(topic::JOURNAL, 0, i as i64, Input::Journal(e))).collect()
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| Positioned::new(topic::JOURNAL, 0, i as i64, Input::Journal(e)))
+        .collect()
 }
 
 fn count(counts: &[(OrderStatus, u64)], s: OrderStatus) -> u64 {
@@ -86,10 +90,17 @@ fn statuses_follow_the_saga_step_by_step() {
         assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), 1);
     }
     // A cancelled order (n % 7 == 3).
-    store.apply(&journal_inputs(fulfillment(3)).into_iter().map(|mut p| {
-        p.position.partition = 1;
-        p
-    }).collect::<Vec<_>>()).unwrap();
+    store
+        .apply(
+            &journal_inputs(fulfillment(3))
+                .into_iter()
+                .map(|mut p| {
+                    p.position.partition = 1;
+                    p
+                })
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
     let o = store.order("SO00003").unwrap().unwrap();
     assert_eq!(o.status, OrderStatus::Cancelled);
     assert_eq!(o.cancel_reason.as_deref(), Some("customer changed their mind"));
@@ -182,7 +193,9 @@ fn lineage_links_source_refs_to_journal_events_and_commands() {
     assert!(order.iter().any(|l| l.id == "o2f:SO00002#1" && l.name == "OrderAccepted"));
 
     let ship: Vec<String> = store.lineage("wms:SHP-SO00002").unwrap().into_iter().map(|l| l.name).collect();
-    for name in ["ShipmentRecorded", "CarrierAssigned", "DeliveryConfirmed", "BookCarrier", "ConfirmShipment", "PostInvoice"] {
+    for name in
+        ["ShipmentRecorded", "CarrierAssigned", "DeliveryConfirmed", "BookCarrier", "ConfirmShipment", "PostInvoice"]
+    {
         assert!(ship.iter().any(|n| n == name), "wms:SHP-SO00002 lineage lacks {name}: {ship:?}");
     }
     let release = store.lineage("waybill:release:SO00002").unwrap();

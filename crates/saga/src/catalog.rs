@@ -37,6 +37,10 @@ pub struct Product {
     /// Archived products cannot be ordered.
     #[serde(default = "yes")]
     pub active: bool,
+    /// List price in minor units; invoices whose unit price differs from it by more than
+    /// the posting policy's tolerance are held for approval.
+    #[serde(default)]
+    pub list_price: Option<waybill_domain::Money>,
 }
 
 fn yes() -> bool {
@@ -56,6 +60,12 @@ pub struct Catalog {
     /// Valid tax codes.
     #[serde(default)]
     pub tax_codes: BTreeSet<String>,
+    /// Customers on credit hold: their invoices are held for approval.
+    #[serde(default)]
+    pub credit_hold: BTreeSet<String>,
+    /// New customers: their first invoice is held when the policy says so.
+    #[serde(default)]
+    pub new_customers: BTreeSet<String>,
 }
 
 impl Catalog {
@@ -63,7 +73,7 @@ impl Catalog {
     pub fn with_product(mut self, sku: &str, uom: &str, tracking: Tracking) -> Self {
         self.products.insert(
             sku.to_string(),
-            Product { sku: sku.to_string(), uom: uom.to_string(), tracking, active: true },
+            Product { sku: sku.to_string(), uom: uom.to_string(), tracking, active: true, list_price: None },
         );
         self
     }

@@ -310,6 +310,7 @@ fn partition_index(
 /// frame of the last segment in `dir` (a log's data directory, not open) in half.
 ///
 /// Fails if there is no frame to cut.
+#[cfg(any(test, feature = "test-util"))]
 pub fn tear_last_frame(dir: &Path) -> std::io::Result<()> {
     let no_frame = || std::io::Error::other(format!("no frame to tear in {}", dir.display()));
     let segments = list_segments(&dir.join(super::SEGMENTS_DIR))

@@ -8,7 +8,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use waybill_domain::command::{BookCarrier, ConfirmShipment, InvoiceLine, OrderOnly, PostInvoice, StockRequest};
-use waybill_domain::event::{GoodsIssued, LineReservation, OrderLine, OrderReleased, Package, PickConfirmed, PickedLine, ShippedLine};
+use waybill_domain::event::{
+    GoodsIssued, LineReservation, OrderLine, OrderReleased, Package, PickConfirmed, PickedLine, ShippedLine,
+};
 use waybill_domain::journal::{
     Allocation, Backorder, Cancelled, CarrierAssigned, DeliveryConfirmed, Empty, ExceptionRaised, ExceptionResolved,
     InputPosition, JournalMeta, ReleaseRequested, WarehouseAccepted,
@@ -96,7 +98,7 @@ pub fn fulfillment(n: usize) -> Vec<JournalEvent> {
     let o = order.as_str();
     let k = SagaKind::OrderToFulfillment;
     let lines = lines_of(n);
-    let short = n % 5 == 0;
+    let short = n.is_multiple_of(5);
     let mut seq = 0;
     let mut minute = n as i64;
     let mut out = Vec::new();
@@ -201,7 +203,7 @@ pub fn fulfillment(n: usize) -> Vec<JournalEvent> {
         JournalBody::DeliveryConfirmed(DeliveryConfirmed { shipment_id: ship, signed_by: Some("J. Doe".to_string()) }),
         &mut out,
     );
-    if short && n % 10 == 0 {
+    if short && n.is_multiple_of(10) {
         push(
             JournalBody::ExceptionResolved(ExceptionResolved {
                 exception_id: format!("{}/stock-shortage/1", k.saga_id(o)),
@@ -234,7 +236,8 @@ pub fn commands(n: usize) -> Vec<Command> {
     let o = order.as_str();
     let released = order_released(o, "C", &lines_of(n));
     let req = StockRequest { order_ref: o.to_string(), warehouse: "WH1".to_string(), lines: released.lines.clone() };
-    let mut out = vec![command(o, &format!("reserve:{o}"), System::Wms, n as i64 + 4, CommandBody::ReserveStock(req.clone()))];
+    let mut out =
+        vec![command(o, &format!("reserve:{o}"), System::Wms, n as i64 + 4, CommandBody::ReserveStock(req.clone()))];
     if n % 7 == 3 {
         out.push(command(
             o,
@@ -377,7 +380,12 @@ pub fn scenario(orders: usize) -> Scenario {
         }
         if n % 4 == 1 || n % 9 == 0 {
             let o = order_ref(n);
-            let d = dead_letter(Some(&o), n as i64, &format!("cannot decode PickConfirmed for {o}: missing field bin"), n as i64 + 5);
+            let d = dead_letter(
+                Some(&o),
+                n as i64,
+                &format!("cannot decode PickConfirmed for {o}: missing field bin"),
+                n as i64 + 5,
+            );
             s.push(topic::DLQ, 0, Input::DeadLetter(d.clone()));
             if n % 9 == 0 {
                 s.push(topic::DLQ, 0, Input::DeadLetter(d));
@@ -475,9 +483,8 @@ impl EventLog for MemLog {
         let mut t = self.topics.lock().unwrap();
         let mut out = Vec::new();
         for r in batch.records {
-            let parts = t
-                .get_mut(&r.topic)
-                .ok_or_else(|| waybill_log::Error::UnknownTopic { topic: r.topic.clone() })?;
+            let parts =
+                t.get_mut(&r.topic).ok_or_else(|| waybill_log::Error::UnknownTopic { topic: r.topic.clone() })?;
             let partition = r.partition.unwrap_or_else(|| waybill_log::partition_for(&r.key, parts.len() as u32));
             let part = &mut parts[partition as usize];
             let offset = part.len() as Offset;
@@ -503,7 +510,12 @@ impl EventLog for MemLog {
             .ok_or_else(|| waybill_log::Error::UnknownTopic { topic: topic.to_string() })?;
         let end = part.len() as Offset;
         if from > end {
-            return Err(waybill_log::Error::OffsetOutOfRange { topic: topic.to_string(), partition, offset: from, end });
+            return Err(waybill_log::Error::OffsetOutOfRange {
+                topic: topic.to_string(),
+                partition,
+                offset: from,
+                end,
+            });
         }
         Ok(part[from as usize..].iter().take(max).cloned().collect())
     }
