@@ -306,6 +306,10 @@ pub struct PostingDecision {
     pub actor: String,
     /// Reason or note.
     pub reason: String,
+    /// The approver's role, as the control plane authenticated it (added in v2 of the
+    /// schema; empty in records written before).
+    #[serde(default)]
+    pub role: String,
 }
 
 /// One line of a return authorisation.

@@ -11,9 +11,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{GoodsIssued, LineReservation, OrderReleased, PickConfirmed};
-use crate::command::BackorderLine;
-use crate::value::{SourceRef, Timestamp};
+use crate::command::{BackorderLine, InvoiceLine};
+use crate::event::{GoodsIssued, LineReservation, OrderReleased, PickConfirmed, ReturnAuthorized, ReturnReceived};
+use crate::value::{Money, SourceRef, Timestamp};
 
 /// The kinds of saga.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -75,11 +75,13 @@ pub enum ExceptionCategory {
     ReturnMismatch,
     /// Anything else.
     Other,
+    /// A held posting waited past its approval SLA.
+    ApprovalOverdue,
 }
 
 impl ExceptionCategory {
     /// Every category, for reports.
-    pub const ALL: [ExceptionCategory; 9] = [
+    pub const ALL: [ExceptionCategory; 10] = [
         ExceptionCategory::MasterData,
         ExceptionCategory::StockShortage,
         ExceptionCategory::PickOverdue,
@@ -89,6 +91,7 @@ impl ExceptionCategory {
         ExceptionCategory::PostingRejected,
         ExceptionCategory::ReturnMismatch,
         ExceptionCategory::Other,
+        ExceptionCategory::ApprovalOverdue,
     ];
 
     /// Lowercase name, for tables and metric labels.
@@ -103,6 +106,7 @@ impl ExceptionCategory {
             ExceptionCategory::PostingRejected => "posting-rejected",
             ExceptionCategory::ReturnMismatch => "return-mismatch",
             ExceptionCategory::Other => "other",
+            ExceptionCategory::ApprovalOverdue => "approval-overdue",
         }
     }
 }
@@ -195,6 +199,38 @@ pub enum JournalBody {
     ExceptionResolved(ExceptionResolved),
     /// The saga finished.
     Completed(Empty),
+    // ---- ship to invoice ----
+    /// The invoice of a shipment was computed.
+    InvoiceDrafted(InvoiceDraft),
+    /// A posting (invoice or credit note) was held for approval.
+    PostingHeld(PostingHeld),
+    /// An approver approved a held posting.
+    PostingApproved(PostingOutcome),
+    /// An approver rejected a held posting.
+    PostingRejected(PostingOutcome),
+    /// A held posting waited past its approval SLA.
+    PostingEscalated(Deadline),
+    /// A control action was refused (stale version, four-eyes, approval limit).
+    ControlRefused(ControlRefusal),
+    /// The invoice was sent to finance.
+    InvoiceRequested(Empty),
+    /// Finance posted the invoice.
+    InvoiceRecorded(InvoiceRecorded),
+    /// Finance refused a document.
+    FinanceRefused(Refusal),
+    // ---- returns and credit ----
+    /// A return was authorised.
+    ReturnOpened(ReturnAuthorized),
+    /// Returned goods were received and checked.
+    ReturnReceiptRecorded(ReturnReceived),
+    /// The credit note of a receipt was computed.
+    CreditNoteDrafted(CreditNoteDraft),
+    /// The credit note was sent to finance.
+    CreditNoteRequested(BusinessKey),
+    /// Finance issued the credit note.
+    CreditNoteRecorded(CreditNoteRecorded),
+    /// The warehouse was asked to adjust stock for a receipt.
+    StockAdjustmentRequested(BusinessKey),
 }
 
 impl JournalBody {
@@ -217,6 +253,21 @@ impl JournalBody {
             JournalBody::ExceptionRaised(_) => "ExceptionRaised",
             JournalBody::ExceptionResolved(_) => "ExceptionResolved",
             JournalBody::Completed(_) => "Completed",
+            JournalBody::InvoiceDrafted(_) => "InvoiceDrafted",
+            JournalBody::PostingHeld(_) => "PostingHeld",
+            JournalBody::PostingApproved(_) => "PostingApproved",
+            JournalBody::PostingRejected(_) => "PostingRejected",
+            JournalBody::PostingEscalated(_) => "PostingEscalated",
+            JournalBody::ControlRefused(_) => "ControlRefused",
+            JournalBody::InvoiceRequested(_) => "InvoiceRequested",
+            JournalBody::InvoiceRecorded(_) => "InvoiceRecorded",
+            JournalBody::FinanceRefused(_) => "FinanceRefused",
+            JournalBody::ReturnOpened(_) => "ReturnOpened",
+            JournalBody::ReturnReceiptRecorded(_) => "ReturnReceiptRecorded",
+            JournalBody::CreditNoteDrafted(_) => "CreditNoteDrafted",
+            JournalBody::CreditNoteRequested(_) => "CreditNoteRequested",
+            JournalBody::CreditNoteRecorded(_) => "CreditNoteRecorded",
+            JournalBody::StockAdjustmentRequested(_) => "StockAdjustmentRequested",
         }
     }
 }
@@ -316,6 +367,133 @@ pub struct ExceptionResolved {
     pub exception_id: String,
     /// How it was resolved.
     pub resolution: String,
+}
+
+/// Which document a posting is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DocumentKind {
+    /// A customer invoice.
+    Invoice,
+    /// A credit note.
+    CreditNote,
+}
+
+/// An invoice as computed for one shipment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceDraft {
+    /// Sale order name.
+    pub order_ref: String,
+    /// Shipment id (one invoice per shipment).
+    pub business_key: String,
+    /// Customer.
+    pub customer_ref: String,
+    /// Currency.
+    pub currency: String,
+    /// Lines: shipped quantities at the order's prices.
+    pub lines: Vec<InvoiceLine>,
+    /// Net total, minor units.
+    pub total: Money,
+}
+
+/// A posting held for approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostingHeld {
+    /// `inv:<shipment>` or `cn:<receipt>`.
+    pub posting_id: String,
+    /// Invoice or credit note.
+    pub document: DocumentKind,
+    /// Shipment id or return receipt id.
+    pub business_key: String,
+    /// Why the policy held it.
+    pub reasons: Vec<String>,
+    /// Amount, minor units.
+    pub amount: Money,
+    /// Version an approver must name.
+    pub version: i64,
+    /// Who requested it (may not approve it).
+    pub requested_by: String,
+    /// When it is escalated if undecided.
+    pub sla_due_at: Timestamp,
+}
+
+/// An approver's decision as the saga accepted it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostingOutcome {
+    /// Posting.
+    pub posting_id: String,
+    /// The posting's version after the decision.
+    pub version: i64,
+    /// Who decided.
+    pub actor: String,
+    /// In which role.
+    pub role: String,
+    /// Their reason or note.
+    pub reason: String,
+}
+
+/// A control action the saga refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlRefusal {
+    /// Posting it concerned.
+    pub posting_id: String,
+    /// `approve` or `reject`.
+    pub action: String,
+    /// Who asked.
+    pub actor: String,
+    /// Why it was refused and what to do.
+    pub reason: String,
+}
+
+/// Finance's acknowledgement of an invoice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceRecorded {
+    /// Document number.
+    pub document_number: String,
+    /// Amount posted.
+    pub amount: Money,
+}
+
+/// A refusal with its reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// Why.
+    pub reason: String,
+}
+
+/// A business key (receipt id, shipment id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BusinessKey {
+    /// The key.
+    pub key: String,
+}
+
+/// A credit note as computed for one return receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditNoteDraft {
+    /// Original sale order name.
+    pub order_ref: String,
+    /// Return receipt (one credit note per receipt).
+    pub receipt_id: String,
+    /// The invoice credited.
+    pub invoice_number: String,
+    /// Lines at the invoiced price.
+    pub lines: Vec<InvoiceLine>,
+    /// Restocking fee deducted, minor units.
+    pub restocking_fee: Money,
+    /// Net credit, minor units.
+    pub total: Money,
+}
+
+/// Finance's acknowledgement of a credit note.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditNoteRecorded {
+    /// Receipt credited.
+    pub receipt_id: String,
+    /// Credit note number.
+    pub document_number: String,
+    /// Amount credited.
+    pub amount: Money,
 }
 
 /// The coordinator's record of input positions covered by everything before it in this

@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use waybill_domain::journal::InputPosition;
+use waybill_domain::journal::{DocumentKind, InputPosition};
 use waybill_domain::{
     Command, CommandBody, ExceptionCategory, JournalBody, JournalEvent, Qty, SagaKind, SourceRef, System,
 };
@@ -33,7 +33,8 @@ use crate::input::{ApplyStats, DeadLetter, Input, Positioned};
 use crate::keys;
 use crate::summary::summarize;
 use crate::view::{
-    ExceptionView, LineageEntry, LinkKind, OrderLineView, OrderStatus, OrderView, SagaProgress, ShipmentView,
+    DocumentView, ExceptionView, LineageEntry, LinkKind, OrderLineView, OrderStatus, OrderView, PostingView,
+    SagaProgress, ShipmentView,
     StockPosition, TimelineEntry,
 };
 
@@ -606,6 +607,70 @@ pub(crate) fn fold_order(order: &mut OrderView, e: &JournalEvent, stock: &mut Ve
         }
         // Exceptions count against the order in `Overlay::exception`.
         JournalBody::ExceptionRaised(_) | JournalBody::ExceptionResolved(_) => {}
+        JournalBody::PostingHeld(h) => order.postings.push(PostingView {
+            posting_id: h.posting_id.clone(),
+            saga_id: m.saga_id.clone(),
+            document: h.document,
+            business_key: h.business_key.clone(),
+            reasons: h.reasons.clone(),
+            amount: h.amount,
+            version: h.version,
+            state: "held".to_string(),
+            requested_by: h.requested_by.clone(),
+            held_at: m.at,
+            sla_due_at: h.sla_due_at,
+            escalated: false,
+            decided_by: None,
+            decided_role: None,
+            decision_reason: None,
+            decided_at: None,
+            refusals: Vec::new(),
+        }),
+        JournalBody::PostingApproved(o) | JournalBody::PostingRejected(o) => {
+            let approved = matches!(e.body, JournalBody::PostingApproved(_));
+            if let Some(p) = order.postings.iter_mut().find(|p| p.posting_id == o.posting_id) {
+                p.state = if approved { "approved" } else { "rejected" }.to_string();
+                p.version = o.version;
+                p.decided_by = Some(o.actor.clone());
+                p.decided_role = Some(o.role.clone());
+                p.decision_reason = Some(o.reason.clone());
+                p.decided_at = Some(m.at);
+            }
+        }
+        JournalBody::PostingEscalated(d) => {
+            for p in order.postings.iter_mut().filter(|p| p.saga_id == m.saga_id && p.state == "held") {
+                if p.sla_due_at <= d.due_at {
+                    p.escalated = true;
+                }
+            }
+        }
+        JournalBody::ControlRefused(r) => {
+            if let Some(p) = order.postings.iter_mut().find(|p| p.posting_id == r.posting_id) {
+                p.refusals.push(format!("{} by {}: {}", r.action, r.actor, r.reason));
+            }
+        }
+        JournalBody::InvoiceRecorded(r) => order.documents.push(DocumentView {
+            kind: DocumentKind::Invoice,
+            business_key: m.saga_id.strip_prefix("s2i:").unwrap_or(&m.saga_id).to_string(),
+            number: r.document_number.clone(),
+            amount: r.amount,
+            at: m.at,
+        }),
+        JournalBody::CreditNoteRecorded(r) => order.documents.push(DocumentView {
+            kind: DocumentKind::CreditNote,
+            business_key: r.receipt_id.clone(),
+            number: r.document_number.clone(),
+            amount: r.amount,
+            at: m.at,
+        }),
+        JournalBody::InvoiceDrafted(_)
+        | JournalBody::InvoiceRequested(_)
+        | JournalBody::FinanceRefused(_)
+        | JournalBody::ReturnOpened(_)
+        | JournalBody::ReturnReceiptRecorded(_)
+        | JournalBody::CreditNoteDrafted(_)
+        | JournalBody::CreditNoteRequested(_)
+        | JournalBody::StockAdjustmentRequested(_) => {}
         JournalBody::Completed(_) => {
             if let Ok(i) = order.sagas.binary_search_by(|s| s.saga_id.as_str().cmp(&m.saga_id)) {
                 order.sagas[i].completed_at = Some(m.at);

@@ -11,7 +11,7 @@ use crate::apply::{Codec, OrderRecord, build_batch};
 use crate::error::{Error, Result};
 use crate::input::{ApplyStats, Positioned};
 use crate::keys;
-use crate::view::{ExceptionView, LineageEntry, OrderStatus, OrderView, StockPosition, TimelineEntry};
+use crate::view::{ExceptionView, LineageEntry, OrderStatus, OrderView, PostingView, StockPosition, TimelineEntry};
 
 /// Removals per batch while clearing.
 const CLEAR_CHUNK: usize = 10_000;
@@ -191,6 +191,27 @@ impl ProjectionStore {
             }
         }
         Ok(out)
+    }
+
+    /// Postings (held, approved, rejected) with the order they belong to, optionally only
+    /// those in `state` (`held`, `approved`, `rejected`).
+    pub fn postings(&self, state: Option<&str>) -> Result<Vec<(String, PostingView)>> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(keys::ORDER) {
+            let (k, v) = kv.map_err(|e| Error::storage("scanning orders", e))?;
+            let o = OrderRecord::decode(&k, &v)?.view;
+            for p in o.postings {
+                if state.is_none_or(|s| s == p.state) {
+                    out.push((o.order_ref.clone(), p));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One posting and its order.
+    pub fn posting(&self, posting_id: &str) -> Result<Option<(String, PostingView)>> {
+        Ok(self.postings(None)?.into_iter().find(|(_, p)| p.posting_id == posting_id))
     }
 
     /// The order's journal events, by saga id and then sequence number.

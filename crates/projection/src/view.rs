@@ -5,7 +5,8 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use waybill_domain::{ExceptionCategory, Qty, SagaKind, SourceRef, Timestamp};
+use waybill_domain::journal::DocumentKind;
+use waybill_domain::{ExceptionCategory, Money, Qty, SagaKind, SourceRef, Timestamp};
 
 /// Where an order stands, derived from its journal events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -118,6 +119,64 @@ pub struct OrderView {
     pub last_event_at: Timestamp,
     /// When the order-to-fulfillment saga completed.
     pub completed_at: Option<Timestamp>,
+    /// Postings (invoices, credit notes) that were held for approval.
+    pub postings: Vec<PostingView>,
+    /// Documents finance posted: invoices and credit notes.
+    pub documents: Vec<DocumentView>,
+}
+
+/// A posting held for approval, with its evidence and decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostingView {
+    /// `inv:<shipment>` or `cn:<receipt>`.
+    pub posting_id: String,
+    /// Saga that holds it.
+    pub saga_id: String,
+    /// Invoice or credit note.
+    pub document: DocumentKind,
+    /// Shipment or return receipt.
+    pub business_key: String,
+    /// Why it was held.
+    pub reasons: Vec<String>,
+    /// Amount, minor units.
+    pub amount: Money,
+    /// Current version (approvers must name it).
+    pub version: i64,
+    /// `held`, `approved` or `rejected`.
+    pub state: String,
+    /// Who requested it.
+    pub requested_by: String,
+    /// When it was held.
+    pub held_at: Timestamp,
+    /// When it is (or was) escalated.
+    pub sla_due_at: Timestamp,
+    /// The SLA passed undecided.
+    pub escalated: bool,
+    /// Who decided, in which role, why.
+    pub decided_by: Option<String>,
+    /// Role of the decider.
+    pub decided_role: Option<String>,
+    /// Reason given with the decision.
+    pub decision_reason: Option<String>,
+    /// When it was decided.
+    pub decided_at: Option<Timestamp>,
+    /// Control actions the saga refused (stale version, four-eyes, limit), oldest first.
+    pub refusals: Vec<String>,
+}
+
+/// A document finance posted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentView {
+    /// Invoice or credit note.
+    pub kind: DocumentKind,
+    /// Shipment or return receipt.
+    pub business_key: String,
+    /// Finance's number.
+    pub number: String,
+    /// Amount, minor units.
+    pub amount: Money,
+    /// When it was recorded.
+    pub at: Timestamp,
 }
 
 impl OrderView {
@@ -141,6 +200,8 @@ impl OrderView {
             first_event_at: at,
             last_event_at: at,
             completed_at: None,
+            postings: Vec::new(),
+            documents: Vec::new(),
         }
     }
 

@@ -107,6 +107,9 @@ pub struct Shipment {
     pub tracking_ref: Option<String>,
     /// Proof of delivery received.
     pub delivered: bool,
+    /// What the shipment carried (what its invoice bills).
+    #[serde(default)]
+    pub issued: Option<GoodsIssued>,
 }
 
 /// State of one order-to-fulfillment saga. Rebuilt by folding its journal events.
@@ -261,7 +264,7 @@ impl Fulfillment {
                 for sl in &g.lines {
                     self.lines.entry(sl.line_no).or_default().shipped += sl.quantity;
                 }
-                self.shipments.insert(g.shipment_id.clone(), Shipment::default());
+                self.shipments.insert(g.shipment_id.clone(), Shipment { issued: Some(g.clone()), ..Shipment::default() });
                 self.status = Status::Shipped;
             }
             JournalBody::CarrierAssigned(c) => {
@@ -287,6 +290,8 @@ impl Fulfillment {
                 self.open_exceptions.remove(&x.exception_id);
             }
             JournalBody::Completed(_) => self.completed_at = Some(event.meta.at),
+            // Events of the invoicing and returns sagas never reach this saga.
+            _ => {}
         }
     }
 }

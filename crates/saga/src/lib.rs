@@ -1,7 +1,8 @@
 //! Sagas and the coordinator.
 //!
-//! - [`fulfillment`]: order-to-fulfillment as a pure state machine (one file, the business
-//!   rules, no Kafka or sled in sight);
+//! - [`fulfillment`], [`invoicing`], [`returns`]: order-to-fulfillment, ship-to-invoice and
+//!   returns-and-credit as pure state machines (one file each, the business rules, no
+//!   Kafka or sled in sight); [`approval`]: the rules every approval passes;
 //! - [`flow`]: all sagas of one order, and [`flow::step`] — decide, assign ids, fold;
 //! - [`decision`]: the outputs of a decision, and how they get their deterministic ids;
 //! - [`catalog`], [`policy`]: master data and settings decisions consult;
@@ -11,12 +12,15 @@
 //! This crate must not reach out to Odoo, the warehouse or anything but the event log and
 //! its own state store.
 
+pub mod approval;
 pub mod catalog;
 pub mod coordinator;
 pub mod decision;
 pub mod flow;
 pub mod fulfillment;
+pub mod invoicing;
 pub mod policy;
+pub mod returns;
 pub mod store;
 
 pub use catalog::Catalog;

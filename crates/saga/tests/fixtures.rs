@@ -146,3 +146,29 @@ pub fn cancelled(order: &str) -> InboundEvent {
         EventBody::OrderCancelled(OrderCancelled { order_ref: order.into(), reason: "customer request".into() }),
     )
 }
+
+pub fn invoice_posted(order: &str, shipment: &str, number: &str) -> InboundEvent {
+    ev(
+        &format!("finance:posted:{shipment}"),
+        System::Finance,
+        order,
+        EventBody::InvoicePosted(InvoicePosted {
+            order_ref: order.into(),
+            shipment_id: shipment.into(),
+            invoice_number: number.into(),
+            amount: Money(3750),
+        }),
+    )
+}
+
+pub fn decision(order: &str, id: &str, posting: &str, version: i64, actor: &str, role: &str, approve: bool) -> InboundEvent {
+    let d = PostingDecision {
+        order_ref: order.into(),
+        posting_id: posting.into(),
+        expected_version: version,
+        actor: actor.into(),
+        reason: "checked".into(),
+        role: role.into(),
+    };
+    ev(id, System::Operator, order, if approve { EventBody::PostingApproved(d) } else { EventBody::PostingRejected(d) })
+}

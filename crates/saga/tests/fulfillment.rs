@@ -46,7 +46,7 @@ fn happy_path(h: &mut Harness) {
     h.send(pick("SO1", "P1", vec![picked(1, "PLAIN", 3)], true));
     assert_eq!(h.status(), Status::Picked);
     let s = h.send(issued("SO1", "SH1", &[(1, "PLAIN", 3)]));
-    assert_eq!(Harness::command_names(&s), ["BookCarrier"]);
+    assert_eq!(Harness::command_names(&s), ["BookCarrier", "PostInvoice"]);
     let s = h.send(booked("SO1", "SH1"));
     assert_eq!(Harness::command_names(&s), ["ConfirmShipment"]);
     let s = h.send(delivered("SO1", "SH1"));
@@ -58,6 +58,9 @@ fn happy_path_completes_with_one_command_per_step() {
     let mut h = Harness::new("SO1");
     happy_path(&mut h);
     assert_eq!(h.status(), Status::Delivered);
+    assert!(h.flow.fulfillment.is_finished());
+    assert!(!h.flow.is_finished(), "the invoice is still with finance");
+    h.send(invoice_posted("SO1", "SH1", "INV/1"));
     assert!(h.flow.is_finished());
     assert!(h.flow.fulfillment.open_exceptions.is_empty());
 }
@@ -85,7 +88,7 @@ fn same_shipment_under_a_new_event_id_is_still_one_shipment() {
     h.send(released("SO1", vec![line(1, "PLAIN", "Units", 3)]));
     h.send(reserved("SO1", &[(1, 3, 0)]));
     h.send(pick("SO1", "P1", vec![picked(1, "PLAIN", 3)], true));
-    assert_eq!(Harness::command_names(&h.send(issued("SO1", "SH1", &[(1, "PLAIN", 3)]))), ["BookCarrier"]);
+    assert_eq!(Harness::command_names(&h.send(issued("SO1", "SH1", &[(1, "PLAIN", 3)]))), ["BookCarrier", "PostInvoice"]);
     let mut again = issued("SO1", "SH1", &[(1, "PLAIN", 3)]);
     again.meta.event_id = "wms:issued:SH1:resent".into();
     assert!(h.send(again).is_noop(), "a second goods issue for the same shipment must not book a second carrier");

@@ -187,6 +187,21 @@ family!(
         ExceptionRaised,
         ExceptionResolved,
         Completed,
+        InvoiceDrafted,
+        PostingHeld,
+        PostingApproved,
+        PostingRejected,
+        PostingEscalated,
+        ControlRefused,
+        InvoiceRequested,
+        InvoiceRecorded,
+        FinanceRefused,
+        ReturnOpened,
+        ReturnReceiptRecorded,
+        CreditNoteDrafted,
+        CreditNoteRequested,
+        CreditNoteRecorded,
+        StockAdjustmentRequested,
     ]
 );
 

@@ -13,9 +13,10 @@ use waybill_domain::event::{
     StockReserved,
 };
 use waybill_domain::journal::{
-    Allocation, Backorder, Cancelled, CarrierAssigned, Checkpoint, Deadline, DeliveryConfirmed, Empty,
-    ExceptionCategory, ExceptionRaised, ExceptionResolved, InputPosition, JournalBody, JournalMeta, Problems,
-    ReleaseRequested, SagaKind, WarehouseAccepted,
+    Allocation, Backorder, BusinessKey, Cancelled, CarrierAssigned, Checkpoint, ControlRefusal, CreditNoteDraft,
+    CreditNoteRecorded, Deadline, DeliveryConfirmed, DocumentKind, Empty, ExceptionCategory, ExceptionRaised,
+    ExceptionResolved, InputPosition, InvoiceDraft, InvoiceRecorded, JournalBody, JournalMeta, PostingHeld,
+    PostingOutcome, Problems, Refusal, ReleaseRequested, SagaKind, WarehouseAccepted,
 };
 use waybill_domain::{
     Command, CommandMeta, EventMeta, InboundEvent, JournalEvent, Money, Qty, SourceRef, System, Timestamp,
@@ -102,6 +103,27 @@ fn line_reservations() -> Vec<LineReservation> {
     ]
 }
 
+fn posting_outcome() -> PostingOutcome {
+    PostingOutcome {
+        posting_id: s("inv:SHP-1"),
+        version: 2,
+        actor: s("alice@example.com"),
+        role: s("approver"),
+        reason: s("price agreed with customer"),
+    }
+}
+
+fn invoice_draft() -> InvoiceDraft {
+    InvoiceDraft {
+        order_ref: s("SO0042"),
+        business_key: s("SHP-1"),
+        customer_ref: s("CUST-7"),
+        currency: s("EUR"),
+        lines: invoice_lines(),
+        total: Money(23_988),
+    }
+}
+
 fn posting_decision() -> PostingDecision {
     PostingDecision {
         order_ref: s("SO0042"),
@@ -109,6 +131,7 @@ fn posting_decision() -> PostingDecision {
         expected_version: 3,
         actor: s("alice@example.com"),
         reason: s("price agreed with customer"),
+        role: s("approver"),
     }
 }
 
@@ -345,6 +368,52 @@ pub fn journal_events() -> Vec<JournalEvent> {
             resolution: s("tax code added"),
         }),
         JournalBody::Completed(Empty::default()),
+        JournalBody::InvoiceDrafted(invoice_draft()),
+        JournalBody::PostingHeld(PostingHeld {
+            posting_id: s("inv:SHP-1"),
+            document: DocumentKind::Invoice,
+            business_key: s("SHP-1"),
+            reasons: vec![s("amount 6000.00 above the approval limit 5000.00")],
+            amount: Money(600_000),
+            version: 1,
+            requested_by: s("wms"),
+            sla_due_at: T0.plus_secs(86_400.0),
+        }),
+        JournalBody::PostingApproved(posting_outcome()),
+        JournalBody::PostingRejected(posting_outcome()),
+        JournalBody::PostingEscalated(Deadline { due_at: T0.plus_secs(86_400.0) }),
+        JournalBody::ControlRefused(ControlRefusal {
+            posting_id: s("inv:SHP-1"),
+            action: s("approve"),
+            actor: s("bob@example.com"),
+            reason: s("four-eyes: bob requested it"),
+        }),
+        JournalBody::InvoiceRequested(Empty {}),
+        JournalBody::InvoiceRecorded(InvoiceRecorded { document_number: s("INV/2026/0042"), amount: Money(600_000) }),
+        JournalBody::FinanceRefused(Refusal { reason: s("period closed") }),
+        JournalBody::ReturnOpened(match &event_bodies()[12] {
+            EventBody::ReturnAuthorized(r) => r.clone(),
+            _ => unreachable!("event_bodies() is in declaration order"),
+        }),
+        JournalBody::ReturnReceiptRecorded(match &event_bodies()[13] {
+            EventBody::ReturnReceived(r) => r.clone(),
+            _ => unreachable!("event_bodies() is in declaration order"),
+        }),
+        JournalBody::CreditNoteDrafted(CreditNoteDraft {
+            order_ref: s("SO0042"),
+            receipt_id: s("RCPT-1"),
+            invoice_number: s("INV/2026/0042"),
+            lines: invoice_lines(),
+            restocking_fee: Money(200),
+            total: Money(1799),
+        }),
+        JournalBody::CreditNoteRequested(BusinessKey { key: s("RCPT-1") }),
+        JournalBody::CreditNoteRecorded(CreditNoteRecorded {
+            receipt_id: s("RCPT-1"),
+            document_number: s("RINV/2026/0007"),
+            amount: Money(1799),
+        }),
+        JournalBody::StockAdjustmentRequested(BusinessKey { key: s("RCPT-1") }),
     ];
     for body in &bodies {
         match body {
@@ -363,7 +432,22 @@ pub fn journal_events() -> Vec<JournalEvent> {
             | JournalBody::Cancelled(_)
             | JournalBody::ExceptionRaised(_)
             | JournalBody::ExceptionResolved(_)
-            | JournalBody::Completed(_) => {}
+            | JournalBody::Completed(_)
+            | JournalBody::InvoiceDrafted(_)
+            | JournalBody::PostingHeld(_)
+            | JournalBody::PostingApproved(_)
+            | JournalBody::PostingRejected(_)
+            | JournalBody::PostingEscalated(_)
+            | JournalBody::ControlRefused(_)
+            | JournalBody::InvoiceRequested(_)
+            | JournalBody::InvoiceRecorded(_)
+            | JournalBody::FinanceRefused(_)
+            | JournalBody::ReturnOpened(_)
+            | JournalBody::ReturnReceiptRecorded(_)
+            | JournalBody::CreditNoteDrafted(_)
+            | JournalBody::CreditNoteRequested(_)
+            | JournalBody::CreditNoteRecorded(_)
+            | JournalBody::StockAdjustmentRequested(_) => {}
         }
     }
     bodies

@@ -15,7 +15,7 @@
 //!    sequential `EventLog::read` of the same records;
 //! 4. Avro encode / decode of one inbound event, cached path against the naive one.
 //!
-//! Knobs (environment): `WAYBILL_BENCH_ROUNDS` (5), `WAYBILL_BENCH_ORDERS` (2000),
+//! Knobs (environment): `WAYBILL_BENCH_ROUNDS` (7), `WAYBILL_BENCH_ORDERS` (2000),
 //! `WAYBILL_BENCH_BATCHES` (batches of 100 per append measurement, 300),
 //! `WAYBILL_BENCH_ONE_STAGE` (pre-load every event at once; shows the dead letters).
 
@@ -50,6 +50,25 @@ const SEED: u64 = 0x5EED_0042;
 const PARTITIONS: u32 = 4;
 const RECORDS_PER_BATCH: usize = 100;
 
+/// Nanoseconds this thread has run on a CPU (Linux `/proc/thread-self/schedstat`), so a
+/// figure can also be given as if the thread had had a core to itself.
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat").ok()?.split_whitespace().next()?.parse().ok()
+}
+
+fn cpu_secs_since(start: Option<u64>) -> f64 {
+    match (start, thread_cpu_ns()) {
+        (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e9,
+        _ => f64::NAN,
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|v| *v > 0).unwrap_or(default)
 }
@@ -81,7 +100,7 @@ fn fmt_num(x: f64) -> String {
     let s = n.abs().to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -127,7 +146,9 @@ fn order_events(i: usize, catalog: &Catalog, now: Timestamp) -> Vec<InboundEvent
     for (k, l) in order.lines.iter().enumerate() {
         let (lots, serials) = match catalog.tracking(&l.sku) {
             Tracking::Lot => (vec![LotQty { lot: format!("LOT-{}-{}", l.sku, k % 3), quantity: l.quantity }], vec![]),
-            Tracking::Serial => (vec![], (0..l.quantity.0 / 1000).map(|s| format!("SN-{key}-{}-{s}", l.line_no)).collect()),
+            Tracking::Serial => {
+                (vec![], (0..l.quantity.0 / 1000).map(|s| format!("SN-{key}-{}-{s}", l.line_no)).collect())
+            }
             Tracking::None => (vec![], vec![]),
         };
         picked.push(PickedLine {
@@ -289,6 +310,7 @@ fn sled_append(tmp: &Path, batches: &[Vec<Record>]) -> anyhow::Result<f64> {
 
 struct SagaRun {
     secs: f64,
+    cpu_secs: f64,
     inputs: u64,
     completed: u64,
     dlq: i64,
@@ -296,6 +318,7 @@ struct SagaRun {
     journal_events: u64,
     commands: u64,
     rebuild_secs: f64,
+    rebuild_cpu_secs: f64,
     rebuild_records: usize,
     raw_read_secs: f64,
     raw_read_records: usize,
@@ -355,18 +378,26 @@ fn saga_round(
     let dir = tempfile::tempdir_in(tmp)?;
     let log = open_log(&dir.path().join("log"), fsync)?;
     let store = StateStore::open(&dir.path().join("state"))?;
-    let coordinator =
-        Coordinator::new(log.clone(), store, Arc::new(world::catalog()), Policy::default(), CoordinatorConfig::default());
+    let coordinator = Coordinator::new(
+        log.clone(),
+        store,
+        Arc::new(world::catalog()),
+        Policy::default(),
+        CoordinatorConfig::default(),
+    );
     let now = Timestamp::now();
     let mut secs = 0.0;
+    let mut cpu_secs = 0.0;
     let mut inputs = 0;
     for stage in stages {
         append_chunks(log.as_ref(), stage, 1000)?;
+        let cpu = thread_cpu_ns();
         let t = Instant::now();
         for p in 0..PARTITIONS as i32 {
             inputs += coordinator.drain_partition(p, now)?;
         }
         secs += t.elapsed().as_secs_f64();
+        cpu_secs += cpu_secs_since(cpu);
     }
     let stats = coordinator.stats();
     let completed = count_completed(log.as_ref())?;
@@ -379,19 +410,20 @@ fn saga_round(
     }
 
     let proj_dir = dir.path().join("projections");
-    let run_rebuild = || -> anyhow::Result<(f64, usize)> {
+    let run_rebuild = || -> anyhow::Result<(f64, f64, usize)> {
         let store = Arc::new(ProjectionStore::open(&proj_dir)?);
         let projector = Projector::new(log.clone(), store);
+        let cpu = thread_cpu_ns();
         let t = Instant::now();
         let n = projector.rebuild()?;
-        Ok((t.elapsed().as_secs_f64(), n))
+        Ok((t.elapsed().as_secs_f64(), cpu_secs_since(cpu), n))
     };
     let run_raw = || -> anyhow::Result<(f64, usize)> {
         let t = Instant::now();
         let n = raw_read(log.as_ref())?;
         Ok((t.elapsed().as_secs_f64(), n))
     };
-    let ((rebuild_secs, rebuild_records), (raw_read_secs, raw_read_records)) = if raw_first {
+    let ((rebuild_secs, rebuild_cpu_secs, rebuild_records), (raw_read_secs, raw_read_records)) = if raw_first {
         let raw = run_raw()?;
         (run_rebuild()?, raw)
     } else {
@@ -400,6 +432,7 @@ fn saga_round(
     };
     Ok(SagaRun {
         secs,
+        cpu_secs,
         inputs,
         completed,
         dlq,
@@ -407,6 +440,7 @@ fn saga_round(
         journal_events: stats.journal_events.load(Ordering::Relaxed),
         commands: stats.commands.load(Ordering::Relaxed),
         rebuild_secs,
+        rebuild_cpu_secs,
         rebuild_records,
         raw_read_secs,
         raw_read_records,
@@ -530,8 +564,11 @@ fn main() -> anyhow::Result<()> {
     let (mut saga_ev, mut saga_sagas, mut r_saga, mut saga_nofsync) = (vec![], vec![], vec![], vec![]);
     let (mut rb, mut rr, mut r_rb) = (vec![], vec![], vec![]);
     let (mut r_raw, mut r_sled) = (vec![], vec![]);
-    let (mut enc, mut enc_n, mut dec, mut dec_n, mut r_enc, mut r_dec) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut enc, mut enc_n, mut dec, mut dec_n, mut r_enc, mut r_dec) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut saga_cpu, mut rb_cpu) = (vec![], vec![]);
     let mut checks = Vec::new();
+    let load_start = loadavg();
     let mut last_run = None;
     let records = (n_batches * RECORDS_PER_BATCH) as f64;
     for round in 0..rounds {
@@ -558,6 +595,8 @@ fn main() -> anyhow::Result<()> {
         // Information only: the same work without fsync, to show what fsync costs.
         let nofsync = saga_round(tmp, &stages, orders, FsyncPolicy::Never, round % 2 == 1)?;
         saga_nofsync.push(nofsync.inputs as f64 / nofsync.secs);
+        saga_cpu.push(run.cpu_secs * 1e6 / run.inputs as f64);
+        rb_cpu.push(run.rebuild_cpu_secs * 1e6 / run.rebuild_records as f64);
         let ev_rate = run.inputs as f64 / run.secs;
         saga_ev.push(ev_rate);
         saga_sagas.push(run.completed as f64 / run.secs);
@@ -568,8 +607,14 @@ fn main() -> anyhow::Result<()> {
         checks.push((run.inputs, run.completed, run.dlq));
 
         // Row 4.
-        let (a, b) = (ns_per(it_enc, || waybill_schema::encode_event(&codec_event).unwrap()), ns_per(it_enc_naive, || waybill_schema::encode_event_naive(&codec_event).unwrap()));
-        let (c, d) = (ns_per(it_dec, || waybill_schema::decode_event(&codec_bytes).unwrap()), ns_per(it_dec_naive, || waybill_schema::decode_event_naive(&codec_bytes).unwrap()));
+        let (a, b) = (
+            ns_per(it_enc, || waybill_schema::encode_event(&codec_event).unwrap()),
+            ns_per(it_enc_naive, || waybill_schema::encode_event_naive(&codec_event).unwrap()),
+        );
+        let (c, d) = (
+            ns_per(it_dec, || waybill_schema::decode_event(&codec_bytes).unwrap()),
+            ns_per(it_dec_naive, || waybill_schema::decode_event_naive(&codec_bytes).unwrap()),
+        );
         enc.push(a);
         enc_n.push(b);
         dec.push(c);
@@ -667,13 +712,19 @@ fn main() -> anyhow::Result<()> {
         "Medians of {rounds} rounds; ratio = median of per-round ours/baseline (rows 1–3: rate ratio; row 4: naive ns / cached ns)."
     );
     println!(
-        "Environment: {cores} cores, {rustc}, {kernel}, data in /tmp ({fs}), {date}, `cargo bench` (release profile)."
+        "Environment: {cores} cores, {rustc}, {kernel}, data in /tmp ({fs}), {date}, `cargo bench` (release profile); load average {load_start} at start, {} at end.",
+        loadavg()
     );
     println!();
     println!("Details:");
     println!(
         "- row 1: mean value {value_bytes:.0} bytes (encoded OrderReleased with 4–5 lines), {raw_batch_bytes:.0} bytes per raw batch; spread embedded {}–{} rec/s, raw {}–{}, sled {}–{}",
-        fmt_num(spread(&emb).0), fmt_num(spread(&emb).1), fmt_num(spread(&raw).0), fmt_num(spread(&raw).1), fmt_num(spread(&sld).0), fmt_num(spread(&sld).1)
+        fmt_num(spread(&emb).0),
+        fmt_num(spread(&emb).1),
+        fmt_num(spread(&raw).0),
+        fmt_num(spread(&raw).1),
+        fmt_num(spread(&sld).0),
+        fmt_num(spread(&sld).1)
     );
     println!(
         "- row 2: {PARTITIONS} partitions drained one after another on one thread, coordinator max_batch {}, FsyncPolicy::EveryBatch; last round: {} appends ({:.0} inputs per append), {} journal events, {} commands; spread {}–{} events/s",
@@ -684,6 +735,11 @@ fn main() -> anyhow::Result<()> {
         run.commands,
         fmt_num(spread(&saga_ev).0),
         fmt_num(spread(&saga_ev).1)
+    );
+    println!(
+        "- row 2 on-CPU time of the coordinator thread: {:.1} µs per inbound event (≈ {} events/s if the thread had a core to itself)",
+        median(&saga_cpu),
+        fmt_num(1e6 / median(&saga_cpu))
     );
     println!(
         "- row 2 without fsync (FsyncPolicy::Never, information only): {} events/s",
@@ -705,6 +761,11 @@ fn main() -> anyhow::Result<()> {
         run.raw_read_records,
         fmt_num(spread(&rb).0),
         fmt_num(spread(&rb).1)
+    );
+    println!(
+        "- row 3 on-CPU time of the rebuilding thread: {:.1} µs per record (≈ {} rec/s if the thread had a core to itself; sled's own threads not counted)",
+        median(&rb_cpu),
+        fmt_num(1e6 / median(&rb_cpu))
     );
     println!(
         "- row 4: {} bytes framed; iterations per round: encode {it_enc} / naive {it_enc_naive}, decode {it_dec} / naive {it_dec_naive}",

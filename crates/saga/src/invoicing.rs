@@ -1,0 +1,377 @@
+//! Ship-to-invoice: one saga per shipment. Goods issued (or proof of delivery, per
+//! customer) → invoice readiness (quantities, prices, tax, credit hold) → a **held
+//! posting** when the posting policy says so → approval through the control plane →
+//! `PostInvoice` to finance → `InvoicePosted`. One invoice per shipment, ever: the
+//! `PostInvoice` command is sent from exactly one state transition, and its idempotency
+//! key is the shipment id.
+//!
+//! Pure: [`start`], [`decide`], [`on_timer`] return decisions; [`Invoicing::apply`] folds.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use waybill_domain::command::{CommandBody, InvoiceLine, PostInvoice};
+use waybill_domain::event::{DocumentRejected, EventBody, InboundEvent, InvoicePosted, PostingDecision};
+use waybill_domain::journal::{
+    DocumentKind, Empty, ExceptionResolved, InvoiceDraft, InvoiceRecorded, PostingHeld, Refusal,
+};
+use waybill_domain::{ExceptionCategory, JournalBody, JournalEvent, Money, SagaKind, SourceRef, System, Timestamp};
+
+use crate::approval::{self, Posting};
+use crate::decision::Decision;
+use crate::policy::PostingPolicy;
+
+/// Where an invoice stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum InvoiceStatus {
+    /// Not started.
+    #[default]
+    New,
+    /// Waiting for an approver.
+    Held,
+    /// Sent to finance.
+    Requested,
+    /// Finance posted it.
+    Posted,
+    /// An approver rejected it: no posting.
+    Rejected,
+    /// Finance refused it.
+    Refused,
+}
+
+/// State of one ship-to-invoice saga.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invoicing {
+    /// Last applied journal sequence number.
+    pub seq: i64,
+    /// Status.
+    pub status: InvoiceStatus,
+    /// The invoice as computed from the shipment and the order.
+    pub draft: Option<InvoiceDraft>,
+    /// The held posting, if the policy held it.
+    pub posting: Option<Posting>,
+    /// Finance's document number.
+    pub invoice_number: Option<String>,
+    /// Open exceptions: id → category.
+    pub open_exceptions: BTreeMap<String, ExceptionCategory>,
+    /// Exceptions raised so far.
+    pub exceptions_raised: u32,
+    /// Inbound event ids that produced journal events.
+    pub seen: BTreeSet<String>,
+    /// When the saga finished.
+    pub completed_at: Option<Timestamp>,
+}
+
+impl Invoicing {
+    /// Saga kind.
+    pub const KIND: SagaKind = SagaKind::ShipToInvoice;
+
+    /// Saga id of the invoice for `shipment_id`.
+    pub fn saga_id(shipment_id: &str) -> String {
+        Self::KIND.saga_id(shipment_id)
+    }
+
+    /// Posting id of the invoice for `shipment_id`.
+    pub fn posting_id(shipment_id: &str) -> String {
+        format!("inv:{shipment_id}")
+    }
+
+    /// True once finished.
+    pub fn is_finished(&self) -> bool {
+        self.completed_at.is_some()
+    }
+
+    /// The pending timer (approval SLA), if any.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        match (&self.posting, self.status) {
+            (Some(p), InvoiceStatus::Held) if !p.escalated => Some(p.sla_due_at),
+            _ => None,
+        }
+    }
+
+    fn shipment_id(&self) -> &str {
+        self.draft.as_ref().map(|d| d.business_key.as_str()).unwrap_or("")
+    }
+
+    /// Folds one journal event (copies already applied are ignored).
+    pub fn apply(&mut self, event: &JournalEvent) {
+        if event.meta.seq <= self.seq {
+            return;
+        }
+        self.seq = event.meta.seq;
+        self.seen.insert(event.meta.caused_by.clone());
+        match &event.body {
+            JournalBody::InvoiceDrafted(d) => self.draft = Some(d.clone()),
+            JournalBody::PostingHeld(h) => {
+                self.status = InvoiceStatus::Held;
+                self.posting = Some(Posting::held(h));
+            }
+            JournalBody::PostingApproved(o) => {
+                if let Some(p) = &mut self.posting {
+                    p.approve(o);
+                }
+            }
+            JournalBody::PostingRejected(o) => {
+                if let Some(p) = &mut self.posting {
+                    p.reject(o);
+                }
+                self.status = InvoiceStatus::Rejected;
+            }
+            JournalBody::PostingEscalated(_) => {
+                if let Some(p) = &mut self.posting {
+                    p.escalated = true;
+                }
+            }
+            JournalBody::ControlRefused(r) => {
+                if let Some(p) = &mut self.posting {
+                    p.touched_by.insert(r.actor.clone());
+                }
+            }
+            JournalBody::InvoiceRequested(_) => self.status = InvoiceStatus::Requested,
+            JournalBody::InvoiceRecorded(r) => {
+                self.status = InvoiceStatus::Posted;
+                self.invoice_number = Some(r.document_number.clone());
+            }
+            JournalBody::FinanceRefused(_) => self.status = InvoiceStatus::Refused,
+            JournalBody::ExceptionRaised(x) => {
+                self.exceptions_raised += 1;
+                self.open_exceptions.insert(x.exception_id.clone(), x.category);
+            }
+            JournalBody::ExceptionResolved(x) => {
+                self.open_exceptions.remove(&x.exception_id);
+            }
+            JournalBody::Completed(_) => self.completed_at = Some(event.meta.at),
+            _ => {}
+        }
+    }
+}
+
+/// What starting an invoice may consult.
+#[derive(Debug, Clone, Copy)]
+pub struct StartContext<'a> {
+    /// Posting policy.
+    pub policy: &'a PostingPolicy,
+    /// Master data.
+    pub catalog: &'a crate::Catalog,
+    /// Identity that caused the shipment (the requester of a held posting).
+    pub requested_by: &'a str,
+    /// Decision time.
+    pub now: Timestamp,
+}
+
+/// Starts the invoice of a shipment: computes it and either holds it for approval or
+/// sends it to finance. `draft` lines carry shipped quantities at the order's prices.
+pub fn start(s: &Invoicing, draft: InvoiceDraft, ctx: &StartContext<'_>) -> Decision {
+    let mut d = Decision::noop();
+    if s.status != InvoiceStatus::New || s.draft.is_some() {
+        return d; // one invoice per shipment, ever
+    }
+    let reasons = hold_reasons(&draft, ctx);
+    let shipment_id = draft.business_key.clone();
+    d.record(JournalBody::InvoiceDrafted(draft.clone()));
+    if reasons.is_empty() {
+        request_invoice(&mut d, &draft);
+    } else {
+        d.record(JournalBody::PostingHeld(PostingHeld {
+            posting_id: Invoicing::posting_id(&shipment_id),
+            document: DocumentKind::Invoice,
+            business_key: shipment_id,
+            reasons,
+            amount: draft.total,
+            version: 1,
+            requested_by: ctx.requested_by.to_string(),
+            sla_due_at: ctx.now.plus_secs(ctx.policy.approval_sla_secs),
+        }));
+    }
+    d
+}
+
+fn hold_reasons(draft: &InvoiceDraft, ctx: &StartContext<'_>) -> Vec<String> {
+    let p = ctx.policy;
+    let mut reasons = Vec::new();
+    if draft.total.0 > p.hold_invoices_above.0 {
+        reasons.push(format!("amount {} above the approval limit {}", draft.total, p.hold_invoices_above));
+    }
+    for l in &draft.lines {
+        if let Some(list) = ctx.catalog.product(&l.sku).and_then(|x| x.list_price)
+            && list.0 > 0
+        {
+            let variance = (l.unit_price.0 - list.0).abs() as f64 * 100.0 / list.0 as f64;
+            if variance > p.price_tolerance_pct {
+                reasons.push(format!(
+                    "line {}: unit price {} differs {variance:.1}% from list price {} (tolerance {}%)",
+                    l.line_no, l.unit_price, list, p.price_tolerance_pct
+                ));
+            }
+        }
+        if !ctx.catalog.tax_codes.contains(&l.tax_code) {
+            reasons.push(format!("line {}: tax code {:?} is missing or no longer valid", l.line_no, l.tax_code));
+        }
+    }
+    if ctx.catalog.credit_hold.contains(&draft.customer_ref) {
+        reasons.push(format!("customer {} is on credit hold", draft.customer_ref));
+    }
+    if p.hold_first_invoice_to_new_customer && ctx.catalog.new_customers.contains(&draft.customer_ref) {
+        reasons.push(format!("first invoice to new customer {}", draft.customer_ref));
+    }
+    reasons
+}
+
+fn request_invoice(d: &mut Decision, draft: &InvoiceDraft) {
+    d.record(JournalBody::InvoiceRequested(Empty {}));
+    d.send(
+        System::Finance,
+        format!("invoice:{}", draft.business_key),
+        CommandBody::PostInvoice(PostInvoice {
+            order_ref: draft.order_ref.clone(),
+            shipment_id: draft.business_key.clone(),
+            customer_ref: draft.customer_ref.clone(),
+            currency: draft.currency.clone(),
+            lines: draft.lines.clone(),
+            total: draft.total,
+        }),
+    );
+}
+
+/// Decides an inbound event addressed to this invoice.
+pub fn decide(s: &Invoicing, event: &InboundEvent, policy: &PostingPolicy) -> Decision {
+    if s.seen.contains(&event.meta.event_id) || s.draft.is_none() {
+        return Decision::noop();
+    }
+    match &event.body {
+        EventBody::PostingApproved(a) => on_approved(s, a, policy),
+        EventBody::PostingRejected(r) => on_rejected(s, r, policy),
+        EventBody::InvoicePosted(p) => on_posted(s, p),
+        EventBody::InvoiceRejected(r) => on_refused(s, r),
+        _ => Decision::noop(),
+    }
+}
+
+fn on_approved(s: &Invoicing, a: &PostingDecision, policy: &PostingPolicy) -> Decision {
+    let mut d = Decision::noop();
+    let Some(posting) = &s.posting else { return d };
+    match approval::check(posting, a, policy, true) {
+        approval::Verdict::AlreadyDecided => {}
+        approval::Verdict::Refuse(r) => {
+            d.record(JournalBody::ControlRefused(r));
+        }
+        approval::Verdict::Accept(outcome) => {
+            d.record(JournalBody::PostingApproved(outcome));
+            for id in s.open_exceptions.iter().filter(|(_, c)| **c == ExceptionCategory::ApprovalOverdue).map(|(i, _)| i) {
+                d.record(JournalBody::ExceptionResolved(ExceptionResolved {
+                    exception_id: id.clone(),
+                    resolution: format!("approved by {}", a.actor),
+                }));
+            }
+            request_invoice(&mut d, s.draft.as_ref().expect("checked in decide"));
+        }
+    }
+    d
+}
+
+fn on_rejected(s: &Invoicing, r: &PostingDecision, policy: &PostingPolicy) -> Decision {
+    let mut d = Decision::noop();
+    let Some(posting) = &s.posting else { return d };
+    match approval::check(posting, r, policy, false) {
+        approval::Verdict::AlreadyDecided => {}
+        approval::Verdict::Refuse(x) => {
+            d.record(JournalBody::ControlRefused(x));
+        }
+        approval::Verdict::Accept(outcome) => {
+            d.record(JournalBody::PostingRejected(outcome));
+            d.raise(
+                &Invoicing::saga_id(s.shipment_id()),
+                s.exceptions_raised,
+                ExceptionCategory::PostingRejected,
+                SourceRef::new(System::Waybill, posting.posting_id.clone()),
+                format!(
+                    "invoice for shipment {} was rejected by {}: {}; nothing was posted — correct the order in Odoo and re-invoice",
+                    s.shipment_id(),
+                    r.actor,
+                    r.reason
+                ),
+            );
+            d.record(JournalBody::Completed(Empty {}));
+        }
+    }
+    d
+}
+
+fn on_posted(s: &Invoicing, p: &InvoicePosted) -> Decision {
+    let mut d = Decision::noop();
+    if s.status != InvoiceStatus::Requested {
+        return d;
+    }
+    d.record(JournalBody::InvoiceRecorded(InvoiceRecorded { document_number: p.invoice_number.clone(), amount: p.amount }));
+    d.record(JournalBody::Completed(Empty {}));
+    d
+}
+
+fn on_refused(s: &Invoicing, r: &DocumentRejected) -> Decision {
+    let mut d = Decision::noop();
+    if s.status != InvoiceStatus::Requested {
+        return d;
+    }
+    d.record(JournalBody::FinanceRefused(Refusal { reason: r.reason.clone() }));
+    d.raise(
+        &Invoicing::saga_id(s.shipment_id()),
+        s.exceptions_raised,
+        ExceptionCategory::PostingRejected,
+        SourceRef::new(System::Finance, s.shipment_id().to_string()),
+        format!(
+            "finance refused the invoice for shipment {}: {}; fix it in finance and retry the posting",
+            s.shipment_id(),
+            r.reason
+        ),
+    );
+    d
+}
+
+/// Fires the approval SLA: a posting held past its SLA raises an escalation.
+pub fn on_timer(s: &Invoicing, now: Timestamp) -> Decision {
+    let mut d = Decision::noop();
+    if let (Some(due), Some(p)) = (s.next_deadline(), &s.posting)
+        && now >= due
+    {
+        d.record(JournalBody::PostingEscalated(waybill_domain::journal::Deadline { due_at: due }));
+        d.raise(
+            &Invoicing::saga_id(s.shipment_id()),
+            s.exceptions_raised,
+            ExceptionCategory::ApprovalOverdue,
+            SourceRef::new(System::Waybill, p.posting_id.clone()),
+            format!(
+                "held posting {} ({}) has waited past its approval SLA; an approver must decide it",
+                p.posting_id, p.amount
+            ),
+        );
+    }
+    d
+}
+
+/// Invoice lines for a shipment: shipped quantities at the order's prices and taxes.
+pub fn draft_for(order: &waybill_domain::event::OrderReleased, shipment: &waybill_domain::event::GoodsIssued) -> InvoiceDraft {
+    let lines: Vec<InvoiceLine> = shipment
+        .lines
+        .iter()
+        .filter_map(|sl| {
+            let ol = order.lines.iter().find(|l| l.line_no == sl.line_no)?;
+            Some(InvoiceLine {
+                line_no: sl.line_no,
+                sku: sl.sku.clone(),
+                quantity: sl.quantity,
+                unit_price: ol.unit_price,
+                tax_code: ol.tax_code.clone().unwrap_or_default(),
+            })
+        })
+        .collect();
+    let total: Money = lines.iter().map(|l| l.unit_price.times(l.quantity)).sum();
+    InvoiceDraft {
+        order_ref: order.order_ref.clone(),
+        business_key: shipment.shipment_id.clone(),
+        customer_ref: order.customer_ref.clone(),
+        currency: order.currency.clone(),
+        lines,
+        total,
+    }
+}
