@@ -172,3 +172,51 @@ pub fn decision(order: &str, id: &str, posting: &str, version: i64, actor: &str,
     };
     ev(id, System::Operator, order, if approve { EventBody::PostingApproved(d) } else { EventBody::PostingRejected(d) })
 }
+
+pub fn rma(order: &str, rma_id: &str, lines: &[(i32, &str, i64)]) -> InboundEvent {
+    ev(
+        &format!("odoo:rma:{rma_id}"),
+        System::Odoo,
+        order,
+        EventBody::ReturnAuthorized(ReturnAuthorized {
+            order_ref: order.into(),
+            rma_id: rma_id.into(),
+            reason: "damaged in transit".into(),
+            lines: lines.iter().map(|(n, sku, u)| RmaLine { line_no: *n, sku: sku.to_string(), quantity: Qty::units(*u) }).collect(),
+        }),
+    )
+}
+
+pub fn received(order: &str, rma_id: &str, receipt: &str, lines: Vec<ReturnedLine>) -> InboundEvent {
+    ev(
+        &format!("wms:receipt:{receipt}"),
+        System::Wms,
+        order,
+        EventBody::ReturnReceived(ReturnReceived { order_ref: order.into(), rma_id: rma_id.into(), receipt_id: receipt.into(), lines }),
+    )
+}
+
+pub fn returned(line_no: i32, sku: &str, units: i64, condition: ItemCondition, serials: &[&str]) -> ReturnedLine {
+    ReturnedLine {
+        line_no,
+        sku: sku.into(),
+        quantity: Qty::units(units),
+        condition,
+        lots: vec![],
+        serials: serials.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+pub fn credit_issued(order: &str, receipt: &str) -> InboundEvent {
+    ev(
+        &format!("finance:credit:{receipt}"),
+        System::Finance,
+        order,
+        EventBody::CreditNoteIssued(CreditNoteIssued {
+            order_ref: order.into(),
+            receipt_id: receipt.into(),
+            credit_note_number: format!("RINV/{receipt}"),
+            amount: Money(100),
+        }),
+    )
+}

@@ -1,8 +1,9 @@
 //! Property tests of the pure saga core (DESIGN.md invariants 3 and 5):
 //! - replaying the journal (any prefix, with duplicates) reproduces the live state;
-//! - no event sequence — with duplicates, redeliveries and interleaving across orders —
-//!   produces two release-to-warehouse commands for one order, or any idempotency key
-//!   twice.
+//! - no event sequence — with duplicates, redeliveries, double approvals and
+//!   interleaving across orders — produces two release-to-warehouse commands for one
+//!   order, two invoices for one shipment, two credit notes for one return receipt, or
+//!   any idempotency key twice.
 
 mod fixtures;
 
@@ -34,9 +35,25 @@ fn script(order: &str, qty: i64, short: i64, partial: bool, shipments: usize, ca
             left -= q;
             let sh = format!("{order}-SH{i}");
             v.push(issued(order, &sh, &[(1, "PLAIN", q)]));
+            // Approvals (a no-op unless the invoice is held), a double approval, a late
+            // rejection, then finance's answer.
+            let posting = format!("inv:{sh}");
+            v.push(decision(order, &format!("{sh}-a1"), &posting, 1, "alice", "approver", true));
+            v.push(decision(order, &format!("{sh}-a2"), &posting, 2, "bob", "approver", true));
+            v.push(decision(order, &format!("{sh}-r1"), &posting, 2, "carol", "approver", false));
             v.push(booked(order, &sh));
             v.push(delivered(order, &sh));
+            v.push(invoice_posted(order, &sh, &format!("INV-{sh}")));
         }
+        // A return of one unit, received (possibly twice under two receipt ids), credited.
+        let rma_id = format!("{order}-RMA");
+        v.push(rma(order, &rma_id, &[(1, "PLAIN", 1)]));
+        let rc = format!("{rma_id}-RC1");
+        v.push(received(order, &rma_id, &rc, vec![returned(1, "PLAIN", 1, waybill_domain::event::ItemCondition::Restock, &[])]));
+        v.push(decision(order, &format!("{rc}-a1"), &format!("cn:{rc}"), 1, "alice", "approver", true));
+        v.push(credit_issued(order, &rc));
+        let rc2 = format!("{rma_id}-RC2");
+        v.push(received(order, &rma_id, &rc2, vec![returned(1, "PLAIN", 1, waybill_domain::event::ItemCondition::Scrap, &[])]));
     }
     if let Some(at) = cancel_at {
         let at = at.min(v.len());
@@ -49,6 +66,10 @@ fn script(order: &str, qty: i64, short: i64, partial: bool, shipments: usize, ca
 enum Op {
     Event(InboundEvent),
     Tick(i64),
+}
+
+fn arb_world() -> impl Strategy<Value = (bool, Vec<Op>)> {
+    (any::<bool>(), arb_run())
 }
 
 fn arb_run() -> impl Strategy<Value = Vec<Op>> {
@@ -106,10 +127,17 @@ struct World {
 }
 
 impl World {
-    fn new() -> Self {
+    fn new(held: bool) -> Self {
         let mut policy = Policy::default();
         policy.fulfillment.pick_timeout_secs = 30.0;
-        World { flows: HashMap::new(), journal: vec![], commands: vec![], catalog: catalog(), policy, now: Timestamp(0) }
+        policy.posting.approval_sla_secs = 45.0;
+        let mut catalog = catalog();
+        if held {
+            // Every first invoice and every credit note waits for an approver.
+            catalog.new_customers.insert("C1".into());
+            policy.posting.hold_credit_notes_above = waybill_domain::Money(0);
+        }
+        World { flows: HashMap::new(), journal: vec![], commands: vec![], catalog, policy, now: Timestamp(0) }
     }
 
     fn run(&mut self, ops: &[Op]) {
@@ -153,13 +181,13 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn replaying_the_journal_reproduces_the_state(ops in arb_run()) {
-        let mut w = World::new();
+    fn replaying_the_journal_reproduces_the_state((held, ops) in arb_world()) {
+        let mut w = World::new(held);
         w.run(&ops);
         let live: BTreeMap<String, OrderFlow> = w
             .flows
             .iter()
-            .filter(|(_, f)| f.fulfillment.seq > 0)
+            .filter(|(_, f)| f.fulfillment.seq > 0 || !f.invoices.is_empty() || !f.returns.is_empty())
             .map(|(k, f)| (k.clone(), f.clone()))
             .collect();
         prop_assert_eq!(&fold(&w.journal), &live);
@@ -178,8 +206,8 @@ proptest! {
     }
 
     #[test]
-    fn no_sequence_releases_an_order_twice_or_repeats_a_command(ops in arb_run()) {
-        let mut w = World::new();
+    fn no_sequence_releases_an_order_twice_or_repeats_a_command((held, ops) in arb_world()) {
+        let mut w = World::new(held);
         w.run(&ops);
         let mut releases: BTreeMap<String, usize> = BTreeMap::new();
         let mut keys: BTreeMap<String, usize> = BTreeMap::new();
@@ -190,6 +218,17 @@ proptest! {
             *keys.entry(c.meta.idempotency_key.clone()).or_default() += 1;
         }
         prop_assert!(releases.values().all(|n| *n == 1), "releases per order: {:?}", releases);
+        let mut invoices: BTreeMap<String, usize> = BTreeMap::new();
+        let mut credits: BTreeMap<String, usize> = BTreeMap::new();
+        for c in &w.commands {
+            match &c.body {
+                CommandBody::PostInvoice(p) => *invoices.entry(p.shipment_id.clone()).or_default() += 1,
+                CommandBody::IssueCreditNote(n) => *credits.entry(n.receipt_id.clone()).or_default() += 1,
+                _ => {}
+            }
+        }
+        prop_assert!(invoices.values().all(|n| *n == 1), "invoices per shipment: {:?}", invoices);
+        prop_assert!(credits.values().all(|n| *n == 1), "credit notes per receipt: {:?}", credits);
         prop_assert!(keys.values().all(|n| *n == 1), "idempotency keys: {:?}", keys);
         // Journal ids (saga id, seq) are unique and dense per saga.
         let mut seqs: BTreeMap<String, Vec<i64>> = BTreeMap::new();
