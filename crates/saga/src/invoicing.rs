@@ -213,7 +213,7 @@ fn hold_reasons(draft: &InvoiceDraft, ctx: &StartContext<'_>) -> Vec<String> {
         reasons.push(format!("customer {} is on credit hold", draft.customer_ref));
     }
     if p.hold_first_invoice_to_new_customer && ctx.catalog.new_customers.contains(&draft.customer_ref) {
-        reasons.push(format!("first invoice to new customer {}", draft.customer_ref));
+        reasons.push(format!("customer {} is flagged as new in the master data", draft.customer_ref));
     }
     reasons
 }

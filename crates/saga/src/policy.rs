@@ -41,7 +41,8 @@ pub struct PostingPolicy {
     pub hold_invoices_above: waybill_domain::Money,
     /// Unit price variance from the list price, in percent, above which an invoice is held.
     pub price_tolerance_pct: f64,
-    /// Hold the first invoice to a customer listed as new in the master data.
+    /// Hold invoices to customers flagged as new in the master data (the catalog's
+    /// `new_customers`, Odoo's onboarding flag) until the flag is cleared.
     pub hold_first_invoice_to_new_customer: bool,
     /// Credit notes above this amount (minor units) are held.
     pub hold_credit_notes_above: waybill_domain::Money,

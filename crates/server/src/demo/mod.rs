@@ -58,6 +58,10 @@ pub struct DemoOptions {
     /// Log at info level.
     #[arg(long)]
     pub verbose: bool,
+    /// Keep the orchestrator running after the summary (until Ctrl-C), so held
+    /// postings can be approved and the projections queried while it runs.
+    #[arg(long)]
+    pub stay: bool,
 }
 
 /// The outcome of a demo run.
@@ -87,6 +91,14 @@ pub struct Summary {
     pub data_dir: Option<PathBuf>,
     /// Did every order reach an end state?
     pub finished: bool,
+    /// Invoices posted by finance.
+    pub invoices_posted: u64,
+    /// Credit notes issued by finance.
+    pub credit_notes_issued: u64,
+    /// Held postings still waiting for an approver: (invoices, credit notes).
+    pub held: (u64, u64),
+    /// A few held posting ids, to try the approval commands on.
+    pub held_examples: Vec<String>,
 }
 
 /// End states of the order-to-fulfillment saga in the demo: completed, cancelled, or on
@@ -110,6 +122,8 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
     cfg.log.fsync = opts.fsync.clone();
     cfg.ingest.listen = opts.listen.clone();
     cfg.policy.fulfillment.pick_timeout_secs = opts.pick_timeout;
+    // Small enough that some of the simulated returns wait for an approver.
+    cfg.policy.posting.hold_credit_notes_above = waybill_domain::Money(100_00);
     cfg.validate()?;
 
     let started = Instant::now();
@@ -148,13 +162,19 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
     );
     let deadline = started + Duration::from_secs(opts.timeout);
     let mut finished = false;
+    let mut last_events = u64::MAX;
     loop {
         let done = ended(&node.projections)?;
         let released = sim_stats.released.load(Ordering::Relaxed);
         let events = node.stats.inputs.load(Ordering::Relaxed);
         bar.set_position(done.min(opts.orders as u64));
         bar.set_message(format!("{released} released, {events} events in"));
-        if done >= opts.orders as u64 {
+        // Done when every order reached an end state and the invoices and returns that
+        // follow have settled: the simulator has nothing left to say and no new input
+        // arrived for a moment.
+        let quiet = events == last_events && sim_stats.pending.load(Ordering::Relaxed) == 0;
+        last_events = events;
+        if done >= opts.orders as u64 && quiet {
             finished = true;
             break;
         }
@@ -174,6 +194,14 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
     let _ = sim_thread.join();
 
     let summary = summarize(opts, &node, &sim_stats, elapsed, finished, temp.is_none().then_some(data_dir))?;
+    if opts.stay {
+        println!("{summary}");
+        println!("the orchestrator keeps running; press Ctrl-C to stop");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(async {
+            let _ = tokio::signal::ctrl_c().await;
+        });
+    }
     node.shutdown();
     Ok(summary)
 }
@@ -200,6 +228,22 @@ fn summarize(
             dead_letters += 1;
         }
     }
+    let mut invoices_posted = 0;
+    let mut credit_notes_issued = 0;
+    for o in p.orders(None, usize::MAX)? {
+        for d in &o.documents {
+            match d.kind {
+                waybill_domain::journal::DocumentKind::Invoice => invoices_posted += 1,
+                waybill_domain::journal::DocumentKind::CreditNote => credit_notes_issued += 1,
+            }
+        }
+    }
+    let held_postings = p.postings(Some("held"))?;
+    let held = (
+        held_postings.iter().filter(|(_, x)| x.document == waybill_domain::journal::DocumentKind::Invoice).count() as u64,
+        held_postings.iter().filter(|(_, x)| x.document == waybill_domain::journal::DocumentKind::CreditNote).count() as u64,
+    );
+    let held_examples = held_postings.iter().take(3).map(|(_, x)| format!("{} ({}, {})", x.posting_id, x.amount, x.reasons.join("; "))).collect();
     let mut latencies: Vec<f64> = p
         .orders(Some(OrderStatus::Completed), usize::MAX)?
         .into_iter()
@@ -226,6 +270,10 @@ fn summarize(
         elapsed,
         data_dir,
         finished,
+        invoices_posted,
+        credit_notes_issued,
+        held,
+        held_examples,
     })
 }
 
@@ -253,6 +301,14 @@ impl fmt::Display for Summary {
         writeln!(f, "  {:-<34} {:->10} {:->10}", "", "", "")?;
         for (c, (raised, open)) in &self.exceptions {
             writeln!(f, "  {:<34} {:>10} {:>10}", c.as_str(), raised, open)?;
+        }
+        writeln!(f)?;
+        writeln!(f, "  {:<34} {:>10}", "invoices posted", self.invoices_posted)?;
+        writeln!(f, "  {:<34} {:>10}", "invoices held for approval", self.held.0)?;
+        writeln!(f, "  {:<34} {:>10}", "credit notes issued", self.credit_notes_issued)?;
+        writeln!(f, "  {:<34} {:>10}", "credit notes held for approval", self.held.1)?;
+        for x in &self.held_examples {
+            writeln!(f, "    held: {x}")?;
         }
         writeln!(f)?;
         writeln!(f, "  {:<34} {:>10}", "dead-letter records", self.dead_letters)?;

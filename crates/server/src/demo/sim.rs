@@ -53,6 +53,8 @@ pub struct SimStats {
     pub commands: AtomicU64,
     /// Commands seen a second time under an idempotency key already carried out.
     pub duplicate_commands: AtomicU64,
+    /// Answers scheduled but not yet published.
+    pub pending: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -163,6 +165,7 @@ impl Simulator {
             let mut busy = self.release_orders();
             busy += self.read_commands()?;
             busy += self.emit_due()?;
+            self.stats.pending.store(self.actions.len() as u64, Ordering::Relaxed);
             if busy == 0 {
                 std::thread::sleep(Duration::from_millis(2));
             }
@@ -282,13 +285,74 @@ impl Simulator {
                 });
                 self.schedule(booked_at + r.u64(40..250), id.clone(), Payload::Event(event(id, System::Carrier, &key, body)), Some(src));
             }
+            CommandBody::PostInvoice(p) => {
+                let at = r.u64(5..60);
+                if fate.finance_refusal {
+                    let id = format!("finance:refused:{}", p.shipment_id);
+                    let body = EventBody::InvoiceRejected(DocumentRejected {
+                        order_ref: key.clone(),
+                        business_key: p.shipment_id.clone(),
+                        reason: "fiscal period is closed for posting".into(),
+                    });
+                    self.schedule(at, id.clone(), Payload::Event(event(id, System::Finance, &key, body)), Some(src));
+                    return;
+                }
+                let number = format!("INV/2026/{}", &p.shipment_id[4..]);
+                let id = format!("finance:posted:{}", p.shipment_id);
+                let body = EventBody::InvoicePosted(InvoicePosted {
+                    order_ref: key.clone(),
+                    shipment_id: p.shipment_id.clone(),
+                    invoice_number: number,
+                    amount: p.total,
+                });
+                self.schedule(at, id.clone(), Payload::Event(event(id, System::Finance, &key, body)), Some(src.clone()));
+                // Some customers send a unit back once they have the invoice.
+                let returnable = p.lines.iter().find(|l| self.catalog.tracking(&l.sku) == Tracking::None);
+                if let (true, true, Some(l)) = (fate.returned, p.shipment_id.ends_with("-1"), returnable) {
+                    let rma_id = format!("RMA-{}", &key[2..]);
+                    let id = format!("odoo:rma:{rma_id}");
+                    let body = EventBody::ReturnAuthorized(ReturnAuthorized {
+                        order_ref: key.clone(),
+                        rma_id: rma_id.clone(),
+                        reason: "wrong size ordered".into(),
+                        lines: vec![RmaLine { line_no: l.line_no, sku: l.sku.clone(), quantity: Qty::units(1) }],
+                    });
+                    let rma_at = at + r.u64(20..80);
+                    self.schedule(rma_at, id.clone(), Payload::Event(event(id, System::Odoo, &key, body)), Some(src.clone()));
+                    let receipt_id = format!("RCV-{}", &key[2..]);
+                    let id = format!("wms:receipt:{receipt_id}");
+                    let condition = if r.bool() { ItemCondition::Restock } else { ItemCondition::Scrap };
+                    let body = EventBody::ReturnReceived(ReturnReceived {
+                        order_ref: key.clone(),
+                        rma_id,
+                        receipt_id,
+                        lines: vec![ReturnedLine {
+                            line_no: l.line_no,
+                            sku: l.sku.clone(),
+                            quantity: Qty::units(1),
+                            condition,
+                            lots: vec![],
+                            serials: vec![],
+                        }],
+                    });
+                    self.schedule(rma_at + r.u64(50..250), id.clone(), Payload::Event(event(id, System::Wms, &key, body)), Some(src));
+                }
+            }
+            CommandBody::IssueCreditNote(c) => {
+                let id = format!("finance:credit:{}", c.receipt_id);
+                let body = EventBody::CreditNoteIssued(CreditNoteIssued {
+                    order_ref: key.clone(),
+                    receipt_id: c.receipt_id.clone(),
+                    credit_note_number: format!("RINV/2026/{}", &c.receipt_id[4..]),
+                    amount: c.total,
+                });
+                self.schedule(r.u64(5..60), id.clone(), Payload::Event(event(id, System::Finance, &key, body)), Some(src));
+            }
             // Carried out without an answer event.
             CommandBody::CancelReservation(_)
             | CommandBody::CancelWarehouseRelease(_)
             | CommandBody::CreateBackorder(_)
             | CommandBody::ConfirmShipment(_)
-            | CommandBody::PostInvoice(_)
-            | CommandBody::IssueCreditNote(_)
             | CommandBody::AdjustStock(_) => {}
         }
     }

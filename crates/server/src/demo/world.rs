@@ -27,6 +27,10 @@ pub struct Mix {
     pub split_shipment: f64,
     /// One undecodable record per this many orders.
     pub bad_record_every: usize,
+    /// Orders of which the customer returns one unit after the invoice is posted.
+    pub returned: f64,
+    /// Invoices finance refuses (a closed period).
+    pub finance_refusal: f64,
 }
 
 impl Default for Mix {
@@ -40,6 +44,8 @@ impl Default for Mix {
             late_pick: 0.03,
             split_shipment: 0.10,
             bad_record_every: 100,
+            returned: 0.06,
+            finance_refusal: 0.01,
         }
     }
 }
@@ -72,6 +78,10 @@ pub fn catalog() -> Catalog {
     }
     for i in 0..CUSTOMERS {
         c = c.with_customer(&format!("C{i:04}"));
+        // A few new customers: their first invoice waits for an approver.
+        if i % 25 == 7 {
+            c.new_customers.insert(format!("C{i:04}"));
+        }
     }
     for t in TAX_CODES {
         c = c.with_tax_code(t);
@@ -111,6 +121,10 @@ pub struct Fate {
     pub late_pick: bool,
     /// Two shipments.
     pub split_shipment: bool,
+    /// The customer returns a unit.
+    pub returned: bool,
+    /// Finance refuses the invoice.
+    pub finance_refusal: bool,
 }
 
 /// The fate of order `i`.
@@ -124,6 +138,8 @@ pub fn fate(seed: u64, i: usize, mix: &Mix) -> Fate {
         short_pick: r.f64() < mix.short_pick,
         late_pick: r.f64() < mix.late_pick,
         split_shipment: r.f64() < mix.split_shipment,
+        returned: r.f64() < mix.returned,
+        finance_refusal: r.f64() < mix.finance_refusal,
     }
 }
 
