@@ -12,7 +12,11 @@ fn waybill(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
         c.env(k, v);
     }
     let out = c.output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]

@@ -32,7 +32,12 @@ fn ingestion_accepts_once_rejects_clearly_and_feeds_the_saga() {
     let url = format!("http://{}/v1/events", node.ingest_addr.unwrap());
 
     // A valid order, as JSON.
-    let mut order = world::order(1, 0, &world::Mix { bad_master_data: 0.0, ..world::Mix::default() }, waybill_domain::Timestamp::now());
+    let mut order = world::order(
+        1,
+        0,
+        &world::Mix { bad_master_data: 0.0, ..world::Mix::default() },
+        waybill_domain::Timestamp::now(),
+    );
     order.order_ref = "SO-HTTP-1".into();
     let mut event = samples::events().into_iter().find(|e| e.body.name() == "OrderReleased").unwrap();
     event.meta.event_id = "odoo:release:SO-HTTP-1".into();

@@ -10,8 +10,7 @@ pub const DLQ: &str = "waybill.dlq";
 pub const CONTROL: &str = "waybill.control";
 
 /// The systems that send inbound events on their own topic.
-pub const INBOUND_SYSTEMS: [System; 5] =
-    [System::Odoo, System::Wms, System::Carrier, System::Finance, System::Bank];
+pub const INBOUND_SYSTEMS: [System; 5] = [System::Odoo, System::Wms, System::Carrier, System::Finance, System::Bank];
 
 /// The systems that receive commands on their own topic.
 pub const COMMAND_TARGETS: [System; 4] = [System::Odoo, System::Wms, System::Carrier, System::Finance];

@@ -16,9 +16,7 @@ impl Timestamp {
 
     /// The current wall-clock time.
     pub fn now() -> Self {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Timestamp(d.as_micros() as i64)
     }
 

@@ -144,11 +144,8 @@ impl Coordinator {
     }
 
     fn wait_for_input(&self, w: &Worker) {
-        let positions: Vec<(&str, i32, i64)> = self
-            .inputs
-            .iter()
-            .map(|t| (t.as_str(), w.partition, w.positions.get(t).copied().unwrap_or(0)))
-            .collect();
+        let positions: Vec<(&str, i32, i64)> =
+            self.inputs.iter().map(|t| (t.as_str(), w.partition, w.positions.get(t).copied().unwrap_or(0))).collect();
         let wait = match w.timers.first() {
             Some((due, _)) => {
                 let until = due.micros_since(Timestamp::now()).max(0) as u64;
@@ -165,8 +162,7 @@ impl Coordinator {
         let mark = self.store.mark(p)?;
         let mut flows: HashMap<String, OrderFlow> =
             self.store.unfinished(p)?.into_iter().map(|f| (f.key.clone(), f)).collect();
-        let mut positions: BTreeMap<String, i64> =
-            mark.positions.iter().map(|x| (x.topic.clone(), x.offset)).collect();
+        let mut positions: BTreeMap<String, i64> = mark.positions.iter().map(|x| (x.topic.clone(), x.offset)).collect();
         let mut dirty: BTreeSet<String> = BTreeSet::new();
         let mut next = mark.journal_next;
         let end = self.log.end_offset(topic::JOURNAL, p)?;
@@ -328,10 +324,21 @@ impl Coordinator {
         let checkpoint = Checkpoint { partition: p, positions: positions.clone(), at: now };
         let value = waybill_schema::encode_checkpoint(&checkpoint)
             .map_err(|e| Error::Encode { what: "checkpoint".into(), reason: e.to_string() })?;
-        records.push(Record { topic: topic::JOURNAL.into(), partition: Some(p), key: Vec::new(), headers: Vec::new(), value });
+        records.push(Record {
+            topic: topic::JOURNAL.into(),
+            partition: Some(p),
+            key: Vec::new(),
+            headers: Vec::new(),
+            value,
+        });
         let commits = positions
             .iter()
-            .map(|x| Position { group: self.config.group.clone(), topic: x.topic.clone(), partition: p, next_offset: x.offset })
+            .map(|x| Position {
+                group: self.config.group.clone(),
+                topic: x.topic.clone(),
+                partition: p,
+                next_offset: x.offset,
+            })
             .collect();
         let appended = self.log.append(AppendBatch { records, positions: commits })?;
         let last_journal = appended.last().map(|a| a.offset).unwrap_or(w.journal_next - 1);
@@ -397,10 +404,7 @@ fn merge_by_time<'a>(topics: &'a [String], batches: &'a [Batch]) -> Vec<(&'a str
 }
 
 fn to_positions(partition: i32, positions: &BTreeMap<String, i64>) -> Vec<InputPosition> {
-    positions
-        .iter()
-        .map(|(t, o)| InputPosition { topic: t.clone(), partition, offset: *o })
-        .collect()
+    positions.iter().map(|(t, o)| InputPosition { topic: t.clone(), partition, offset: *o }).collect()
 }
 
 /// The in-memory side of one owned partition.
@@ -444,8 +448,10 @@ impl Outputs {
         }
         self.changed.insert(key.to_string());
         for e in &step.journal {
-            let value = waybill_schema::encode_journal(e)
-                .map_err(|err| Error::Encode { what: format!("journal event {}", e.meta.event_id()), reason: err.to_string() })?;
+            let value = waybill_schema::encode_journal(e).map_err(|err| Error::Encode {
+                what: format!("journal event {}", e.meta.event_id()),
+                reason: err.to_string(),
+            })?;
             self.records.push(Record {
                 topic: topic::JOURNAL.into(),
                 partition: Some(self.partition),
@@ -456,8 +462,10 @@ impl Outputs {
             self.journal_events += 1;
         }
         for c in &step.commands {
-            let value = waybill_schema::encode_command(c)
-                .map_err(|err| Error::Encode { what: format!("command {}", c.meta.idempotency_key), reason: err.to_string() })?;
+            let value = waybill_schema::encode_command(c).map_err(|err| Error::Encode {
+                what: format!("command {}", c.meta.idempotency_key),
+                reason: err.to_string(),
+            })?;
             self.records.push(Record {
                 topic: topic::commands(c.meta.target),
                 partition: None,
@@ -488,7 +496,13 @@ impl Outputs {
         headers.push(Header { key: headers::DLQ_TOPIC.into(), value: r.topic.clone().into_bytes() });
         headers.push(Header { key: headers::DLQ_PARTITION.into(), value: r.partition.to_string().into_bytes() });
         headers.push(Header { key: headers::DLQ_OFFSET.into(), value: r.offset.to_string().into_bytes() });
-        self.records.push(Record { topic: topic::DLQ.into(), partition: None, key: r.key.clone(), headers, value: r.value.clone() });
+        self.records.push(Record {
+            topic: topic::DLQ.into(),
+            partition: None,
+            key: r.key.clone(),
+            headers,
+            value: r.value.clone(),
+        });
         self.dead_letters += 1;
     }
 }

@@ -3,8 +3,8 @@
 
 use waybill_domain::journal::{ExceptionRaised, JournalMeta};
 use waybill_domain::{
-    Command, CommandBody, CommandMeta, ExceptionCategory, JournalBody, JournalEvent, SagaKind,
-    SourceRef, System, Timestamp,
+    Command, CommandBody, CommandMeta, ExceptionCategory, JournalBody, JournalEvent, SagaKind, SourceRef, System,
+    Timestamp,
 };
 
 /// A command to send, before its common fields are filled in.

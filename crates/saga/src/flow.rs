@@ -145,12 +145,8 @@ impl OrderFlow {
         };
         let draft = invoicing::draft_for(order, issued);
         let state = self.invoices.get(shipment_id).cloned().unwrap_or_default();
-        let ctx = invoicing::StartContext {
-            policy: &env.policy.posting,
-            catalog: env.catalog,
-            requested_by,
-            now: cause.at,
-        };
+        let ctx =
+            invoicing::StartContext { policy: &env.policy.posting, catalog: env.catalog, requested_by, now: cause.at };
         let decision = invoicing::start(&state, draft, &ctx);
         self.commit(&Target::Invoice(shipment_id.to_string()), decision, cause, out);
     }
@@ -251,7 +247,14 @@ pub fn step(flow: &mut OrderFlow, event: &InboundEvent, env: &Env<'_>, cause: &C
     out
 }
 
-fn route_invoice(flow: &mut OrderFlow, shipment: &str, event: &InboundEvent, env: &Env<'_>, cause: &Cause, out: &mut Step) {
+fn route_invoice(
+    flow: &mut OrderFlow,
+    shipment: &str,
+    event: &InboundEvent,
+    env: &Env<'_>,
+    cause: &Cause,
+    out: &mut Step,
+) {
     let decision = match flow.invoices.get(shipment) {
         Some(inv) => invoicing::decide(inv, event, &env.policy.posting),
         None => reject(format!(
@@ -260,7 +263,8 @@ fn route_invoice(flow: &mut OrderFlow, shipment: &str, event: &InboundEvent, env
             flow.key
         )),
     };
-    let target = if flow.invoices.contains_key(shipment) { Target::Invoice(shipment.to_string()) } else { Target::Fulfillment };
+    let target =
+        if flow.invoices.contains_key(shipment) { Target::Invoice(shipment.to_string()) } else { Target::Fulfillment };
     flow.commit(&target, decision, cause, out);
 }
 
@@ -276,7 +280,14 @@ fn route_return(flow: &mut OrderFlow, rma: &str, event: &InboundEvent, env: &Env
     flow.commit(&Target::Return(rma.to_string()), decision, cause, out);
 }
 
-fn route_receipt(flow: &mut OrderFlow, receipt: &str, event: &InboundEvent, env: &Env<'_>, cause: &Cause, out: &mut Step) {
+fn route_receipt(
+    flow: &mut OrderFlow,
+    receipt: &str,
+    event: &InboundEvent,
+    env: &Env<'_>,
+    cause: &Cause,
+    out: &mut Step,
+) {
     match flow.return_of_receipt(receipt) {
         Some(rma) => route_return(flow, &rma, event, env, cause, out),
         None => {

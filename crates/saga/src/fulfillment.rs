@@ -10,20 +10,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use waybill_domain::command::{
-    BackorderLine, BackorderRequest, BookCarrier, CommandBody, ConfirmShipment, OrderOnly,
-    StockRequest,
+    BackorderLine, BackorderRequest, BookCarrier, CommandBody, ConfirmShipment, OrderOnly, StockRequest,
 };
 use waybill_domain::event::{
-    CarrierBooked, Delivered, EventBody, GoodsIssued, InboundEvent, OrderCancelled, OrderLine,
-    OrderReleased, PickConfirmed, ReleasedToWarehouse, StockReserved,
+    CarrierBooked, Delivered, EventBody, GoodsIssued, InboundEvent, OrderCancelled, OrderLine, OrderReleased,
+    PickConfirmed, ReleasedToWarehouse, StockReserved,
 };
 use waybill_domain::journal::{
-    Allocation, Backorder, CarrierAssigned, Cancelled, Deadline, DeliveryConfirmed, Empty,
-    ExceptionResolved, Problems, ReleaseRequested, WarehouseAccepted,
+    Allocation, Backorder, Cancelled, CarrierAssigned, Deadline, DeliveryConfirmed, Empty, ExceptionResolved, Problems,
+    ReleaseRequested, WarehouseAccepted,
 };
-use waybill_domain::{
-    ExceptionCategory, JournalBody, JournalEvent, Qty, SagaKind, SourceRef, System, Timestamp,
-};
+use waybill_domain::{ExceptionCategory, JournalBody, JournalEvent, Qty, SagaKind, SourceRef, System, Timestamp};
 
 use crate::catalog::{Catalog, Tracking};
 use crate::decision::{DeadLetterKind, Decision};
@@ -264,7 +261,8 @@ impl Fulfillment {
                 for sl in &g.lines {
                     self.lines.entry(sl.line_no).or_default().shipped += sl.quantity;
                 }
-                self.shipments.insert(g.shipment_id.clone(), Shipment { issued: Some(g.clone()), ..Shipment::default() });
+                self.shipments
+                    .insert(g.shipment_id.clone(), Shipment { issued: Some(g.clone()), ..Shipment::default() });
                 self.status = Status::Shipped;
             }
             JournalBody::CarrierAssigned(c) => {
@@ -604,8 +602,8 @@ fn on_pick(s: &Fulfillment, p: &PickConfirmed, ctx: &Context<'_>) -> Decision {
         let order = s.order.as_ref().expect("picking implies an order");
         for line in &order.lines {
             let progress = s.lines.get(&line.line_no).cloned().unwrap_or_default();
-            let now_picked = progress.picked
-                + p.lines.iter().filter(|x| x.line_no == line.line_no).map(|x| x.quantity).sum::<Qty>();
+            let now_picked =
+                progress.picked + p.lines.iter().filter(|x| x.line_no == line.line_no).map(|x| x.quantity).sum::<Qty>();
             let missing = progress.reserved.saturating_sub(now_picked);
             if !missing.is_zero() {
                 backorder.push(BackorderLine { line_no: line.line_no, sku: line.sku.clone(), quantity: missing });

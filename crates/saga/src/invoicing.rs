@@ -258,7 +258,9 @@ fn on_approved(s: &Invoicing, a: &PostingDecision, policy: &PostingPolicy) -> De
         }
         approval::Verdict::Accept(outcome) => {
             d.record(JournalBody::PostingApproved(outcome));
-            for id in s.open_exceptions.iter().filter(|(_, c)| **c == ExceptionCategory::ApprovalOverdue).map(|(i, _)| i) {
+            for id in
+                s.open_exceptions.iter().filter(|(_, c)| **c == ExceptionCategory::ApprovalOverdue).map(|(i, _)| i)
+            {
                 d.record(JournalBody::ExceptionResolved(ExceptionResolved {
                     exception_id: id.clone(),
                     resolution: format!("approved by {}", a.actor),
@@ -303,7 +305,10 @@ fn on_posted(s: &Invoicing, p: &InvoicePosted) -> Decision {
     if s.status != InvoiceStatus::Requested {
         return d;
     }
-    d.record(JournalBody::InvoiceRecorded(InvoiceRecorded { document_number: p.invoice_number.clone(), amount: p.amount }));
+    d.record(JournalBody::InvoiceRecorded(InvoiceRecorded {
+        document_number: p.invoice_number.clone(),
+        amount: p.amount,
+    }));
     d.record(JournalBody::Completed(Empty {}));
     d
 }
@@ -350,7 +355,10 @@ pub fn on_timer(s: &Invoicing, now: Timestamp) -> Decision {
 }
 
 /// Invoice lines for a shipment: shipped quantities at the order's prices and taxes.
-pub fn draft_for(order: &waybill_domain::event::OrderReleased, shipment: &waybill_domain::event::GoodsIssued) -> InvoiceDraft {
+pub fn draft_for(
+    order: &waybill_domain::event::OrderReleased,
+    shipment: &waybill_domain::event::GoodsIssued,
+) -> InvoiceDraft {
     let lines: Vec<InvoiceLine> = shipment
         .lines
         .iter()

@@ -43,7 +43,9 @@ pub enum Error {
         source: sled::Error,
     },
     /// A record of Waybill's own journal could not be read back.
-    #[error("journal record {topic}/{partition}@{offset} cannot be decoded: {reason}; the journal is Waybill's own output, so this means a schemas/ change that is not backward compatible")]
+    #[error(
+        "journal record {topic}/{partition}@{offset} cannot be decoded: {reason}; the journal is Waybill's own output, so this means a schemas/ change that is not backward compatible"
+    )]
     Journal {
         /// Topic.
         topic: String,
@@ -63,7 +65,9 @@ pub enum Error {
         reason: String,
     },
     /// A stored saga state could not be read.
-    #[error("saga state for {key:?} in the state store is unreadable ({reason}); delete the state directory to rebuild it from the journal")]
+    #[error(
+        "saga state for {key:?} in the state store is unreadable ({reason}); delete the state directory to rebuild it from the journal"
+    )]
     State {
         /// Correlation key.
         key: String,

@@ -18,7 +18,9 @@ use waybill_domain::event::{
 use waybill_domain::journal::{
     BusinessKey, CreditNoteDraft, CreditNoteRecorded, Deadline, DocumentKind, Empty, PostingHeld, Refusal,
 };
-use waybill_domain::{ExceptionCategory, JournalBody, JournalEvent, Money, Qty, SagaKind, SourceRef, System, Timestamp};
+use waybill_domain::{
+    ExceptionCategory, JournalBody, JournalEvent, Money, Qty, SagaKind, SourceRef, System, Timestamp,
+};
 
 use crate::approval::{self, Posting, Verdict};
 use crate::decision::Decision;
@@ -139,7 +141,13 @@ impl ReturnCredit {
                 }
                 self.receipts.insert(
                     r.receipt_id.clone(),
-                    Receipt { received: r.clone(), draft: None, posting: None, status: CreditStatus::Held, document_number: None },
+                    Receipt {
+                        received: r.clone(),
+                        draft: None,
+                        posting: None,
+                        status: CreditStatus::Held,
+                        document_number: None,
+                    },
                 );
             }
             JournalBody::CreditNoteDrafted(c) => {
@@ -155,7 +163,11 @@ impl ReturnCredit {
             }
             JournalBody::PostingApproved(o) | JournalBody::PostingRejected(o) => {
                 let approved = matches!(event.body, JournalBody::PostingApproved(_));
-                if let Some(r) = self.receipts.values_mut().find(|r| r.posting.as_ref().is_some_and(|p| p.posting_id == o.posting_id)) {
+                if let Some(r) = self
+                    .receipts
+                    .values_mut()
+                    .find(|r| r.posting.as_ref().is_some_and(|p| p.posting_id == o.posting_id))
+                {
                     let p = r.posting.as_mut().expect("matched above");
                     if approved {
                         p.approve(o);
@@ -176,7 +188,11 @@ impl ReturnCredit {
                 }
             }
             JournalBody::ControlRefused(x) => {
-                if let Some(r) = self.receipts.values_mut().find(|r| r.posting.as_ref().is_some_and(|p| p.posting_id == x.posting_id)) {
+                if let Some(r) = self
+                    .receipts
+                    .values_mut()
+                    .find(|r| r.posting.as_ref().is_some_and(|p| p.posting_id == x.posting_id))
+                {
                     r.posting.as_mut().expect("matched above").touched_by.insert(x.actor.clone());
                 }
             }
@@ -240,7 +256,13 @@ pub fn decide(s: &ReturnCredit, event: &InboundEvent, ctx: &Context<'_>) -> Deci
 
 fn mismatch(s: &ReturnCredit, subject: SourceRef, message: String) -> Decision {
     let mut d = Decision::noop();
-    d.raise(&ReturnCredit::saga_id(s.rma_id()), s.exceptions_raised, ExceptionCategory::ReturnMismatch, subject, message);
+    d.raise(
+        &ReturnCredit::saga_id(s.rma_id()),
+        s.exceptions_raised,
+        ExceptionCategory::ReturnMismatch,
+        subject,
+        message,
+    );
     d
 }
 
@@ -262,7 +284,12 @@ fn on_authorized(s: &ReturnCredit, rma: &ReturnAuthorized, ctx: &Context<'_>) ->
         let m = mismatch(
             &s2,
             SourceRef::new(System::Odoo, rma.rma_id.clone()),
-            format!("return {} for order {}: {}; correct the authorisation in Odoo", rma.rma_id, rma.order_ref, problems.join("; ")),
+            format!(
+                "return {} for order {}: {}; correct the authorisation in Odoo",
+                rma.rma_id,
+                rma.order_ref,
+                problems.join("; ")
+            ),
         );
         d.journal.extend(m.journal);
     }
@@ -444,7 +471,12 @@ fn on_issued(s: &ReturnCredit, c: &CreditNoteIssued) -> Decision {
                 .received
                 .lines
                 .iter()
-                .map(|l| AdjustmentLine { sku: l.sku.clone(), quantity: l.quantity, condition: l.condition, lots: l.lots.clone() })
+                .map(|l| AdjustmentLine {
+                    sku: l.sku.clone(),
+                    quantity: l.quantity,
+                    condition: l.condition,
+                    lots: l.lots.clone(),
+                })
                 .collect(),
         }),
     );
@@ -472,7 +504,10 @@ fn on_refused(s: &ReturnCredit, r: &DocumentRejected) -> Decision {
         s.exceptions_raised,
         ExceptionCategory::PostingRejected,
         SourceRef::new(System::Finance, r.business_key.clone()),
-        format!("finance refused the credit note for receipt {}: {}; fix it in finance and retry", r.business_key, r.reason),
+        format!(
+            "finance refused the credit note for receipt {}: {}; fix it in finance and retry",
+            r.business_key, r.reason
+        ),
     );
     d
 }
@@ -489,7 +524,10 @@ pub fn on_timer(s: &ReturnCredit, now: Timestamp) -> Decision {
             s.exceptions_raised,
             ExceptionCategory::ApprovalOverdue,
             SourceRef::new(System::Waybill, ReturnCredit::saga_id(s.rma_id())),
-            format!("a held credit note of return {} has waited past its approval SLA; an approver must decide it", s.rma_id()),
+            format!(
+                "a held credit note of return {} has waited past its approval SLA; an approver must decide it",
+                s.rma_id()
+            ),
         );
     }
     d

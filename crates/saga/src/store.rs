@@ -57,9 +57,7 @@ impl StateStore {
 
     /// Uses the tree `saga-state` of an open sled database.
     pub fn with_db(db: &sled::Db, path: &Path) -> Result<Self> {
-        let tree = db
-            .open_tree("saga-state")
-            .map_err(|source| Error::Store { path: path.to_path_buf(), source })?;
+        let tree = db.open_tree("saga-state").map_err(|source| Error::Store { path: path.to_path_buf(), source })?;
         Ok(StateStore { path: path.to_path_buf(), tree })
     }
 
@@ -72,10 +70,8 @@ impl StateStore {
         match self.tree.get(mark_key(partition)).map_err(|e| self.err(e))? {
             None => Ok(PartitionMark::default()),
             Some(v) => {
-                let m: MarkRecord = serde_json::from_slice(&v).map_err(|e| Error::State {
-                    key: format!("partition {partition} mark"),
-                    reason: e.to_string(),
-                })?;
+                let m: MarkRecord = serde_json::from_slice(&v)
+                    .map_err(|e| Error::State { key: format!("partition {partition} mark"), reason: e.to_string() })?;
                 Ok(PartitionMark { journal_next: m.journal_next, positions: m.positions })
             }
         }
@@ -97,10 +93,8 @@ impl StateStore {
         let mut out = Vec::new();
         for kv in self.tree.scan_prefix(prefix.as_bytes()) {
             let (k, v) = kv.map_err(|e| self.err(e))?;
-            let flow: OrderFlow = serde_json::from_slice(&v).map_err(|e| Error::State {
-                key: String::from_utf8_lossy(&k).into_owned(),
-                reason: e.to_string(),
-            })?;
+            let flow: OrderFlow = serde_json::from_slice(&v)
+                .map_err(|e| Error::State { key: String::from_utf8_lossy(&k).into_owned(), reason: e.to_string() })?;
             if !flow.is_finished() {
                 out.push(flow);
             }
@@ -117,11 +111,13 @@ impl StateStore {
     ) -> Result<()> {
         let mut batch = sled::Batch::default();
         for f in flows {
-            let v = serde_json::to_vec(f).map_err(|e| Error::Encode { what: format!("state of {}", f.key), reason: e.to_string() })?;
+            let v = serde_json::to_vec(f)
+                .map_err(|e| Error::Encode { what: format!("state of {}", f.key), reason: e.to_string() })?;
             batch.insert(flow_key(partition, &f.key), v);
         }
         let m = MarkRecord { journal_next: mark.journal_next, positions: mark.positions.clone() };
-        let v = serde_json::to_vec(&m).map_err(|e| Error::Encode { what: "partition mark".into(), reason: e.to_string() })?;
+        let v = serde_json::to_vec(&m)
+            .map_err(|e| Error::Encode { what: "partition mark".into(), reason: e.to_string() })?;
         batch.insert(mark_key(partition), v);
         self.tree.apply_batch(batch).map_err(|e| self.err(e))
     }

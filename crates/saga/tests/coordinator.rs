@@ -17,7 +17,8 @@ use waybill_saga::store::StateStore;
 const PARTITIONS: u32 = 2;
 
 fn open(dir: &std::path::Path) -> Arc<dyn EventLog> {
-    let log = EmbeddedLog::open(&dir.join("log"), EmbeddedOptions { fsync: FsyncPolicy::Never, ..Default::default() }).unwrap();
+    let log = EmbeddedLog::open(&dir.join("log"), EmbeddedOptions { fsync: FsyncPolicy::Never, ..Default::default() })
+        .unwrap();
     let log: Arc<dyn EventLog> = Arc::new(log);
     let mut topics = topic::coordinator_inputs();
     topics.push(topic::JOURNAL.into());

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use waybill_domain::event::*;
-use waybill_domain::{EventMeta, InboundEvent, Qty, SourceRef, System, Timestamp, Money};
+use waybill_domain::{EventMeta, InboundEvent, Money, Qty, SourceRef, System, Timestamp};
 use waybill_saga::catalog::{Catalog, Tracking};
 
 pub fn catalog() -> Catalog {
@@ -75,7 +75,10 @@ pub fn accepted(order: &str) -> InboundEvent {
         &format!("wms:accepted:{order}"),
         System::Wms,
         order,
-        EventBody::ReleasedToWarehouse(ReleasedToWarehouse { order_ref: order.into(), wms_order_id: format!("W-{order}") }),
+        EventBody::ReleasedToWarehouse(ReleasedToWarehouse {
+            order_ref: order.into(),
+            wms_order_id: format!("W-{order}"),
+        }),
     )
 }
 
@@ -89,7 +92,14 @@ pub fn pick(order: &str, pick_id: &str, lines: Vec<PickedLine>, complete: bool) 
 }
 
 pub fn picked(line_no: i32, sku: &str, units: i64) -> PickedLine {
-    PickedLine { line_no, sku: sku.into(), quantity: Qty::units(units), lots: vec![], serials: vec![], bin: "A-01".into() }
+    PickedLine {
+        line_no,
+        sku: sku.into(),
+        quantity: Qty::units(units),
+        lots: vec![],
+        serials: vec![],
+        bin: "A-01".into(),
+    }
 }
 
 pub fn issued(order: &str, shipment: &str, lines: &[(i32, &str, i64)]) -> InboundEvent {
@@ -134,7 +144,11 @@ pub fn delivered(order: &str, shipment: &str) -> InboundEvent {
         &format!("carrier:pod:{shipment}"),
         System::Carrier,
         order,
-        EventBody::Delivered(Delivered { order_ref: order.into(), shipment_id: shipment.into(), signed_by: Some("J. Doe".into()) }),
+        EventBody::Delivered(Delivered {
+            order_ref: order.into(),
+            shipment_id: shipment.into(),
+            signed_by: Some("J. Doe".into()),
+        }),
     )
 }
 
@@ -161,7 +175,15 @@ pub fn invoice_posted(order: &str, shipment: &str, number: &str) -> InboundEvent
     )
 }
 
-pub fn decision(order: &str, id: &str, posting: &str, version: i64, actor: &str, role: &str, approve: bool) -> InboundEvent {
+pub fn decision(
+    order: &str,
+    id: &str,
+    posting: &str,
+    version: i64,
+    actor: &str,
+    role: &str,
+    approve: bool,
+) -> InboundEvent {
     let d = PostingDecision {
         order_ref: order.into(),
         posting_id: posting.into(),
@@ -182,7 +204,10 @@ pub fn rma(order: &str, rma_id: &str, lines: &[(i32, &str, i64)]) -> InboundEven
             order_ref: order.into(),
             rma_id: rma_id.into(),
             reason: "damaged in transit".into(),
-            lines: lines.iter().map(|(n, sku, u)| RmaLine { line_no: *n, sku: sku.to_string(), quantity: Qty::units(*u) }).collect(),
+            lines: lines
+                .iter()
+                .map(|(n, sku, u)| RmaLine { line_no: *n, sku: sku.to_string(), quantity: Qty::units(*u) })
+                .collect(),
         }),
     )
 }
@@ -192,7 +217,12 @@ pub fn received(order: &str, rma_id: &str, receipt: &str, lines: Vec<ReturnedLin
         &format!("wms:receipt:{receipt}"),
         System::Wms,
         order,
-        EventBody::ReturnReceived(ReturnReceived { order_ref: order.into(), rma_id: rma_id.into(), receipt_id: receipt.into(), lines }),
+        EventBody::ReturnReceived(ReturnReceived {
+            order_ref: order.into(),
+            rma_id: rma_id.into(),
+            receipt_id: receipt.into(),
+            lines,
+        }),
     )
 }
 

@@ -18,7 +18,12 @@ struct Harness {
 
 impl Harness {
     fn new(order: &str) -> Self {
-        Harness { flow: OrderFlow::new(order), catalog: catalog(), policy: Policy::default(), now: Timestamp(1_000_000) }
+        Harness {
+            flow: OrderFlow::new(order),
+            catalog: catalog(),
+            policy: Policy::default(),
+            now: Timestamp(1_000_000),
+        }
     }
 
     fn send(&mut self, e: waybill_domain::InboundEvent) -> Step {
@@ -88,7 +93,10 @@ fn same_shipment_under_a_new_event_id_is_still_one_shipment() {
     h.send(released("SO1", vec![line(1, "PLAIN", "Units", 3)]));
     h.send(reserved("SO1", &[(1, 3, 0)]));
     h.send(pick("SO1", "P1", vec![picked(1, "PLAIN", 3)], true));
-    assert_eq!(Harness::command_names(&h.send(issued("SO1", "SH1", &[(1, "PLAIN", 3)]))), ["BookCarrier", "PostInvoice"]);
+    assert_eq!(
+        Harness::command_names(&h.send(issued("SO1", "SH1", &[(1, "PLAIN", 3)]))),
+        ["BookCarrier", "PostInvoice"]
+    );
     let mut again = issued("SO1", "SH1", &[(1, "PLAIN", 3)]);
     again.meta.event_id = "wms:issued:SH1:resent".into();
     assert!(h.send(again).is_noop(), "a second goods issue for the same shipment must not book a second carrier");
@@ -175,7 +183,9 @@ fn over_pick_and_missing_lots_are_pick_mismatches() {
     let mut serial_line = picked(2, "SERIAL", 2);
     serial_line.serials = vec!["S1".into(), "S1".into()];
     let s = h.send(pick("SO5", "P2", vec![serial_line], false));
-    assert!(matches!(&s.journal[0].body, JournalBody::ExceptionRaised(x) if x.message.contains("one distinct serial per unit")));
+    assert!(
+        matches!(&s.journal[0].body, JournalBody::ExceptionRaised(x) if x.message.contains("one distinct serial per unit"))
+    );
 }
 
 #[test]
@@ -189,7 +199,11 @@ fn late_pick_raises_overdue_then_resolves_it() {
     let early = tick(&mut h.flow, &Cause { id: "t".into(), input: None, at: Timestamp(due.0 - 1) });
     assert!(early.is_noop(), "nothing fires before the deadline");
     let s = tick(&mut h.flow, &Cause { id: "t".into(), input: None, at: due });
-    assert!(s.journal.iter().any(|j| matches!(&j.body, JournalBody::ExceptionRaised(x) if x.category == ExceptionCategory::PickOverdue)));
+    assert!(
+        s.journal.iter().any(
+            |j| matches!(&j.body, JournalBody::ExceptionRaised(x) if x.category == ExceptionCategory::PickOverdue)
+        )
+    );
     assert!(h.flow.next_deadline().is_none(), "the timer fires once");
     h.send(pick("SO6", "P1", vec![picked(1, "PLAIN", 1)], true));
     assert!(h.flow.fulfillment.open_exceptions.is_empty(), "the late pick resolves the exception");

@@ -17,9 +17,17 @@ use waybill_saga::flow::{Env, OrderFlow, step, tick};
 use waybill_saga::{Catalog, Policy};
 
 /// A causal script of one order's events, as systems would send them.
-fn script(order: &str, qty: i64, short: i64, partial: bool, shipments: usize, cancel_at: Option<usize>) -> Vec<InboundEvent> {
+fn script(
+    order: &str,
+    qty: i64,
+    short: i64,
+    partial: bool,
+    shipments: usize,
+    cancel_at: Option<usize>,
+) -> Vec<InboundEvent> {
     let reserved_qty = qty - short;
-    let mut v = vec![released(order, vec![line(1, "PLAIN", "Units", qty)]), reserved(order, &[(1, reserved_qty, short)])];
+    let mut v =
+        vec![released(order, vec![line(1, "PLAIN", "Units", qty)]), reserved(order, &[(1, reserved_qty, short)])];
     if reserved_qty > 0 {
         v.push(accepted(order));
         if partial && reserved_qty > 1 {
@@ -49,11 +57,21 @@ fn script(order: &str, qty: i64, short: i64, partial: bool, shipments: usize, ca
         let rma_id = format!("{order}-RMA");
         v.push(rma(order, &rma_id, &[(1, "PLAIN", 1)]));
         let rc = format!("{rma_id}-RC1");
-        v.push(received(order, &rma_id, &rc, vec![returned(1, "PLAIN", 1, waybill_domain::event::ItemCondition::Restock, &[])]));
+        v.push(received(
+            order,
+            &rma_id,
+            &rc,
+            vec![returned(1, "PLAIN", 1, waybill_domain::event::ItemCondition::Restock, &[])],
+        ));
         v.push(decision(order, &format!("{rc}-a1"), &format!("cn:{rc}"), 1, "alice", "approver", true));
         v.push(credit_issued(order, &rc));
         let rc2 = format!("{rma_id}-RC2");
-        v.push(received(order, &rma_id, &rc2, vec![returned(1, "PLAIN", 1, waybill_domain::event::ItemCondition::Scrap, &[])]));
+        v.push(received(
+            order,
+            &rma_id,
+            &rc2,
+            vec![returned(1, "PLAIN", 1, waybill_domain::event::ItemCondition::Scrap, &[])],
+        ));
     }
     if let Some(at) = cancel_at {
         let at = at.min(v.len());
@@ -63,6 +81,7 @@ fn script(order: &str, qty: i64, short: i64, partial: bool, shipments: usize, ca
 }
 
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // test data, built once
 enum Op {
     Event(InboundEvent),
     Tick(i64),

@@ -60,7 +60,14 @@ pub fn print_list(log: &dyn EventLog, out: &mut dyn Write) -> anyhow::Result<()>
     let items = list(log)?;
     writeln!(out, "{:<10} {:<15} {:<26} reason", "position", "kind", "from")?;
     for d in &items {
-        writeln!(out, "{:<10} {:<15} {:<26} {}", format!("{}@{}", d.partition, d.offset), d.kind, d.source_topic, d.reason)?;
+        writeln!(
+            out,
+            "{:<10} {:<15} {:<26} {}",
+            format!("{}@{}", d.partition, d.offset),
+            d.kind,
+            d.source_topic,
+            d.reason
+        )?;
     }
     writeln!(out, "{} dead letters", items.len())?;
     Ok(())
@@ -85,12 +92,20 @@ pub fn replay(log: &dyn EventLog, matching: Option<&str>) -> anyhow::Result<usiz
                 if matching.is_some_and(|m| !reason.contains(m)) || log.partitions(&source).is_err() {
                     continue;
                 }
-                let headers: Vec<Header> = r.headers.iter().filter(|h| !h.key.starts_with("waybill.dlq.")).cloned().collect();
-                records.push(Record { topic: source, partition: None, key: r.key.clone(), headers, value: r.value.clone() });
+                let headers: Vec<Header> =
+                    r.headers.iter().filter(|h| !h.key.starts_with("waybill.dlq.")).cloned().collect();
+                records.push(Record {
+                    topic: source,
+                    partition: None,
+                    key: r.key.clone(),
+                    headers,
+                    value: r.value.clone(),
+                });
             }
         }
         n += records.len();
-        let positions = vec![Position { group: REPLAY_GROUP.into(), topic: topic::DLQ.into(), partition: p, next_offset: at }];
+        let positions =
+            vec![Position { group: REPLAY_GROUP.into(), topic: topic::DLQ.into(), partition: p, next_offset: at }];
         log.append(AppendBatch { records, positions })?;
     }
     Ok(n)

@@ -110,7 +110,13 @@ impl Ingest {
         };
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((t, p, o)) = seen.get(&event.meta.event_id) {
-            return Ok(Accepted { status: "duplicate", event_id: event.meta.event_id, topic: t.clone(), partition: *p, offset: *o });
+            return Ok(Accepted {
+                status: "duplicate",
+                event_id: event.meta.event_id,
+                topic: t.clone(),
+                partition: *p,
+                offset: *o,
+            });
         }
         let t = inbound_topic(&event);
         let record = record_for(&t, &event, value);
@@ -193,8 +199,5 @@ async fn post_event(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body:
 
 /// The ingestion routes.
 pub fn router(ingest: Arc<Ingest>) -> Router {
-    Router::new()
-        .route("/v1/events", post(post_event))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(ingest)
+    Router::new().route("/v1/events", post(post_event)).route("/healthz", get(|| async { "ok" })).with_state(ingest)
 }

@@ -240,10 +240,16 @@ fn summarize(
     }
     let held_postings = p.postings(Some("held"))?;
     let held = (
-        held_postings.iter().filter(|(_, x)| x.document == waybill_domain::journal::DocumentKind::Invoice).count() as u64,
-        held_postings.iter().filter(|(_, x)| x.document == waybill_domain::journal::DocumentKind::CreditNote).count() as u64,
+        held_postings.iter().filter(|(_, x)| x.document == waybill_domain::journal::DocumentKind::Invoice).count()
+            as u64,
+        held_postings.iter().filter(|(_, x)| x.document == waybill_domain::journal::DocumentKind::CreditNote).count()
+            as u64,
     );
-    let held_examples = held_postings.iter().take(3).map(|(_, x)| format!("{} ({}, {})", x.posting_id, x.amount, x.reasons.join("; "))).collect();
+    let held_examples = held_postings
+        .iter()
+        .take(3)
+        .map(|(_, x)| format!("{} ({}, {})", x.posting_id, x.amount, x.reasons.join("; ")))
+        .collect();
     let mut latencies: Vec<f64> = p
         .orders(Some(OrderStatus::Completed), usize::MAX)?
         .into_iter()
@@ -251,11 +257,7 @@ fn summarize(
         .collect();
     latencies.sort_by(f64::total_cmp);
     let pct = |q: f64| -> f64 {
-        if latencies.is_empty() {
-            0.0
-        } else {
-            latencies[((latencies.len() as f64 - 1.0) * q).round() as usize]
-        }
+        if latencies.is_empty() { 0.0 } else { latencies[((latencies.len() as f64 - 1.0) * q).round() as usize] }
     };
     Ok(Summary {
         orders: opts.orders,

@@ -189,13 +189,23 @@ impl Simulator {
             if !self.emitted.contains(&release_id(i)) {
                 self.stats.released.fetch_add(1, Ordering::Relaxed);
             }
-            self.schedule(0, release_id(i), Payload::Event(event(release_id(i), System::Odoo, &key, EventBody::OrderReleased(order))), None);
+            self.schedule(
+                0,
+                release_id(i),
+                Payload::Event(event(release_id(i), System::Odoo, &key, EventBody::OrderReleased(order))),
+                None,
+            );
             if let Some(ms) = fate.cancel_after_ms {
                 let id = format!("odoo:cancel:{key}");
-                let body = EventBody::OrderCancelled(OrderCancelled { order_ref: key.clone(), reason: "customer changed their mind".into() });
+                let body = EventBody::OrderCancelled(OrderCancelled {
+                    order_ref: key.clone(),
+                    reason: "customer changed their mind".into(),
+                });
                 self.schedule(ms, id.clone(), Payload::Event(event(id, System::Odoo, &key, body)), None);
             }
-            if self.cfg.mix.bad_record_every > 0 && i % self.cfg.mix.bad_record_every == self.cfg.mix.bad_record_every / 2 {
+            if self.cfg.mix.bad_record_every > 0
+                && i % self.cfg.mix.bad_record_every == self.cfg.mix.bad_record_every / 2
+            {
                 self.schedule_bad_records(i, &key);
             }
         }
@@ -207,8 +217,18 @@ impl Simulator {
         let garbage = format!("{{\"order\": \"{key}\", \"qty\": ").into_bytes();
         let mut unknown = vec![0u8, 0, 0, 0x27, 0x0f];
         unknown.extend_from_slice(b"\x02\x04ab");
-        self.schedule(5, format!("bad:json:{i}"), Payload::Bad { topic: topic::inbound(System::Wms), key: key.to_string(), bytes: garbage }, None);
-        self.schedule(5, format!("bad:schema:{i}"), Payload::Bad { topic: topic::inbound(System::Carrier), key: key.to_string(), bytes: unknown }, None);
+        self.schedule(
+            5,
+            format!("bad:json:{i}"),
+            Payload::Bad { topic: topic::inbound(System::Wms), key: key.to_string(), bytes: garbage },
+            None,
+        );
+        self.schedule(
+            5,
+            format!("bad:schema:{i}"),
+            Payload::Bad { topic: topic::inbound(System::Carrier), key: key.to_string(), bytes: unknown },
+            None,
+        );
         self.stats.bad_records.fetch_add(2, Ordering::Relaxed);
     }
 
@@ -276,14 +296,24 @@ impl Simulator {
                     tracking_ref: tracking,
                 });
                 let booked_at = r.u64(5..40);
-                self.schedule(booked_at, id.clone(), Payload::Event(event(id, System::Carrier, &key, body)), Some(src.clone()));
+                self.schedule(
+                    booked_at,
+                    id.clone(),
+                    Payload::Event(event(id, System::Carrier, &key, body)),
+                    Some(src.clone()),
+                );
                 let id = format!("carrier:pod:{}", b.shipment_id);
                 let body = EventBody::Delivered(Delivered {
                     order_ref: key.clone(),
                     shipment_id: b.shipment_id.clone(),
                     signed_by: Some("reception".into()),
                 });
-                self.schedule(booked_at + r.u64(40..250), id.clone(), Payload::Event(event(id, System::Carrier, &key, body)), Some(src));
+                self.schedule(
+                    booked_at + r.u64(40..250),
+                    id.clone(),
+                    Payload::Event(event(id, System::Carrier, &key, body)),
+                    Some(src),
+                );
             }
             CommandBody::PostInvoice(p) => {
                 let at = r.u64(5..60);
@@ -305,7 +335,12 @@ impl Simulator {
                     invoice_number: number,
                     amount: p.total,
                 });
-                self.schedule(at, id.clone(), Payload::Event(event(id, System::Finance, &key, body)), Some(src.clone()));
+                self.schedule(
+                    at,
+                    id.clone(),
+                    Payload::Event(event(id, System::Finance, &key, body)),
+                    Some(src.clone()),
+                );
                 // Some customers send a unit back once they have the invoice.
                 let returnable = p.lines.iter().find(|l| self.catalog.tracking(&l.sku) == Tracking::None);
                 if let (true, true, Some(l)) = (fate.returned, p.shipment_id.ends_with("-1"), returnable) {
@@ -318,7 +353,12 @@ impl Simulator {
                         lines: vec![RmaLine { line_no: l.line_no, sku: l.sku.clone(), quantity: Qty::units(1) }],
                     });
                     let rma_at = at + r.u64(20..80);
-                    self.schedule(rma_at, id.clone(), Payload::Event(event(id, System::Odoo, &key, body)), Some(src.clone()));
+                    self.schedule(
+                        rma_at,
+                        id.clone(),
+                        Payload::Event(event(id, System::Odoo, &key, body)),
+                        Some(src.clone()),
+                    );
                     let receipt_id = format!("RCV-{}", &key[2..]);
                     let id = format!("wms:receipt:{receipt_id}");
                     let condition = if r.bool() { ItemCondition::Restock } else { ItemCondition::Scrap };
@@ -335,7 +375,12 @@ impl Simulator {
                             serials: vec![],
                         }],
                     });
-                    self.schedule(rma_at + r.u64(50..250), id.clone(), Payload::Event(event(id, System::Wms, &key, body)), Some(src));
+                    self.schedule(
+                        rma_at + r.u64(50..250),
+                        id.clone(),
+                        Payload::Event(event(id, System::Wms, &key, body)),
+                        Some(src),
+                    );
                 }
             }
             CommandBody::IssueCreditNote(c) => {
@@ -346,7 +391,12 @@ impl Simulator {
                     credit_note_number: format!("RINV/2026/{}", &c.receipt_id[4..]),
                     amount: c.total,
                 });
-                self.schedule(r.u64(5..60), id.clone(), Payload::Event(event(id, System::Finance, &key, body)), Some(src));
+                self.schedule(
+                    r.u64(5..60),
+                    id.clone(),
+                    Payload::Event(event(id, System::Finance, &key, body)),
+                    Some(src),
+                );
             }
             // Carried out without an answer event.
             CommandBody::CancelReservation(_)
@@ -357,10 +407,19 @@ impl Simulator {
         }
     }
 
-    fn warehouse_work(&mut self, req: &StockRequest, fate: &world::Fate, r: &mut fastrand::Rng, src: (String, i32, i64)) {
+    fn warehouse_work(
+        &mut self,
+        req: &StockRequest,
+        fate: &world::Fate,
+        r: &mut fastrand::Rng,
+        src: (String, i32, i64),
+    ) {
         let key = req.order_ref.clone();
         let id = format!("wms:accepted:{key}");
-        let body = EventBody::ReleasedToWarehouse(ReleasedToWarehouse { order_ref: key.clone(), wms_order_id: format!("W{}", &key[2..]) });
+        let body = EventBody::ReleasedToWarehouse(ReleasedToWarehouse {
+            order_ref: key.clone(),
+            wms_order_id: format!("W{}", &key[2..]),
+        });
         self.schedule(r.u64(2..10), id.clone(), Payload::Event(event(id, System::Wms, &key, body)), Some(src.clone()));
 
         let mut pick_at = if fate.late_pick {
@@ -375,7 +434,8 @@ impl Simulator {
             quantities[k] = Qty((quantities[k].0 - unit_of(&self.catalog, &req.lines[k].sku)).max(0));
         }
         let picks: Vec<Vec<(usize, Qty)>> = if fate.partial_pick {
-            let first: Vec<(usize, Qty)> = quantities.iter().enumerate().map(|(k, q)| (k, half(*q, &self.catalog, &req.lines[k].sku))).collect();
+            let first: Vec<(usize, Qty)> =
+                quantities.iter().enumerate().map(|(k, q)| (k, half(*q, &self.catalog, &req.lines[k].sku))).collect();
             let second = first.iter().map(|(k, q)| (*k, quantities[*k] - *q)).collect();
             vec![first, second]
         } else {
@@ -384,7 +444,13 @@ impl Simulator {
         let mut shipped: Vec<ShippedLine> = req
             .lines
             .iter()
-            .map(|l| ShippedLine { line_no: l.line_no, sku: l.sku.clone(), quantity: Qty::ZERO, lots: vec![], serials: vec![] })
+            .map(|l| ShippedLine {
+                line_no: l.line_no,
+                sku: l.sku.clone(),
+                quantity: Qty::ZERO,
+                lots: vec![],
+                serials: vec![],
+            })
             .collect();
         let n_picks = picks.len();
         for (n, pick) in picks.into_iter().enumerate() {
@@ -396,10 +462,15 @@ impl Simulator {
                 }
                 let l = &req.lines[k];
                 let (lots, serials) = match self.catalog.tracking(&l.sku) {
-                    Tracking::Lot => (vec![LotQty { lot: format!("LOT-{}-{}", l.sku, (n + k) % 3), quantity: q }], vec![]),
+                    Tracking::Lot => {
+                        (vec![LotQty { lot: format!("LOT-{}-{}", l.sku, (n + k) % 3), quantity: q }], vec![])
+                    }
                     Tracking::Serial => {
                         let base = shipped[k].serials.len();
-                        (vec![], (0..q.0 / 1000).map(|s| format!("SN-{key}-{}-{}", l.line_no, base as i64 + s)).collect())
+                        (
+                            vec![],
+                            (0..q.0 / 1000).map(|s| format!("SN-{key}-{}-{}", l.line_no, base as i64 + s)).collect(),
+                        )
                     }
                     Tracking::None => (vec![], vec![]),
                 };
@@ -412,10 +483,22 @@ impl Simulator {
                     }
                 }
                 sl.serials.extend(serials.iter().cloned());
-                lines.push(PickedLine { line_no: l.line_no, sku: l.sku.clone(), quantity: q, lots, serials, bin: format!("B{:02}-{:02}", k + 1, n + 1) });
+                lines.push(PickedLine {
+                    line_no: l.line_no,
+                    sku: l.sku.clone(),
+                    quantity: q,
+                    lots,
+                    serials,
+                    bin: format!("B{:02}-{:02}", k + 1, n + 1),
+                });
             }
             let id = format!("wms:pick:{pick_id}");
-            let body = EventBody::PickConfirmed(PickConfirmed { order_ref: key.clone(), pick_id, lines, complete: n + 1 == n_picks });
+            let body = EventBody::PickConfirmed(PickConfirmed {
+                order_ref: key.clone(),
+                pick_id,
+                lines,
+                complete: n + 1 == n_picks,
+            });
             self.schedule(pick_at, id.clone(), Payload::Event(event(id, System::Wms, &key, body)), Some(src.clone()));
             pick_at += r.u64(10..80);
         }

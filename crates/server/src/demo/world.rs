@@ -91,7 +91,9 @@ pub fn catalog() -> Catalog {
 
 /// A deterministic generator for one order (or one of its events).
 pub fn rng(seed: u64, order: usize, salt: u64) -> fastrand::Rng {
-    fastrand::Rng::with_seed(seed ^ (order as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt.wrapping_mul(0xD1B5_4A32_D192_ED03))
+    fastrand::Rng::with_seed(
+        seed ^ (order as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt.wrapping_mul(0xD1B5_4A32_D192_ED03),
+    )
 }
 
 /// The order name of order number `i` (0-based).
