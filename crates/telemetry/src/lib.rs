@@ -5,6 +5,8 @@
 //! This crate configures; it never decides what to log. Components log with `tracing`
 //! macros and dotted field names (`waybill.saga.id`, `waybill.order.ref`).
 
+pub mod metrics;
+
 use std::fmt;
 
 use tracing_subscriber::EnvFilter;

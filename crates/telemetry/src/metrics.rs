@@ -1,0 +1,108 @@
+//! Every metric Waybill exports, in one place: name, type, labels and help text.
+//! Names follow Prometheus conventions, `waybill_<subsystem>_<name>_<unit>`; labels have
+//! bounded cardinality only (a topic, a partition, a saga kind, a category — never an
+//! order id). The Grafana dashboard and the runbook (`docs/operations.md`) use these
+//! names; a test keeps them in step.
+
+/// What kind of metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Monotonic counter (`_total`).
+    Counter,
+    /// Value that goes up and down.
+    Gauge,
+    /// Distribution (`_seconds`, `_bytes`).
+    Histogram,
+}
+
+/// One metric.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    /// Prometheus name.
+    pub name: &'static str,
+    /// Kind.
+    pub kind: Kind,
+    /// Label names.
+    pub labels: &'static [&'static str],
+    /// Help text.
+    pub help: &'static str,
+}
+
+macro_rules! metrics {
+    ($($(#[$doc:meta])* $id:ident = $name:literal, $kind:ident, [$($label:literal),*], $help:literal;)*) => {
+        $( $(#[$doc])* pub const $id: &str = $name; )*
+        /// Every metric, for describing them at start-up and for the docs.
+        pub const ALL: &[Metric] = &[
+            $( Metric { name: $name, kind: Kind::$kind, labels: &[$($label),*], help: $help }, )*
+        ];
+    };
+}
+
+metrics! {
+    // ---- technical ----
+    /// Records consumed by the coordinator, per input topic.
+    RECORDS_CONSUMED = "waybill_records_consumed_total", Counter, ["topic"], "Records consumed by the saga coordinator, per input topic.";
+    /// Records produced, per output topic.
+    RECORDS_PRODUCED = "waybill_records_produced_total", Counter, ["topic"], "Records written by Waybill, per output topic (journal, commands, dead letters).";
+    /// Time to process one coordinator batch (read, decide, append, store).
+    BATCH_DURATION = "waybill_coordinator_batch_duration_seconds", Histogram, [], "Time to process one coordinator batch: read, decide, append, store.";
+    /// Time from an inbound record's append to its decision being durable.
+    PROCESSING_LATENCY = "waybill_coordinator_processing_latency_seconds", Histogram, [], "Time from an inbound record's append to the durable append of its decision.";
+    /// Records not yet consumed, per inbound partition.
+    CONSUMER_LAG = "waybill_consumer_lag_records", Gauge, ["topic", "partition"], "Records appended to an input partition and not yet processed by the coordinator.";
+    /// Kafka transactions, by outcome.
+    TRANSACTIONS = "waybill_kafka_transactions_total", Counter, ["outcome"], "Kafka transactions by outcome (commit, abort).";
+    /// Records sent to the dead-letter topic, by reason kind.
+    DEAD_LETTERS = "waybill_dead_letters_total", Counter, ["kind"], "Records sent to the dead-letter topic, by kind (decode, unknown-schema, rule).";
+    /// gRPC requests, by method and status code.
+    GRPC_REQUESTS = "waybill_grpc_requests_total", Counter, ["method", "code"], "Control-plane gRPC requests by method and status code.";
+    /// Connector call latency, by target system.
+    CONNECTOR_LATENCY = "waybill_connector_call_duration_seconds", Histogram, ["target"], "Latency of calls to target systems, by target.";
+    /// Connector call errors, by target system.
+    CONNECTOR_ERRORS = "waybill_connector_errors_total", Counter, ["target"], "Failed calls to target systems, by target.";
+    /// Size on disk of each local store.
+    STORE_SIZE = "waybill_store_size_bytes", Gauge, ["store"], "Size on disk of each local store (log, state, projections).";
+    /// 1 while a partition is processed normally, 0 when stuck or the log is unreachable.
+    PARTITION_HEALTHY = "waybill_partition_healthy", Gauge, ["partition"], "1 while a partition is processed, 0 when stuck past the threshold or the log is unreachable.";
+    // ---- business ----
+    /// Sagas started, by kind.
+    SAGAS_STARTED = "waybill_sagas_started_total", Counter, ["kind"], "Sagas started, by kind.";
+    /// Sagas completed, by kind.
+    SAGAS_COMPLETED = "waybill_sagas_completed_total", Counter, ["kind"], "Sagas completed, by kind.";
+    /// Sagas that failed (rejected, refused, cancelled), by kind.
+    SAGAS_FAILED = "waybill_sagas_failed_total", Counter, ["kind"], "Sagas that ended without their normal outcome (cancelled, rejected, refused), by kind.";
+    /// Stage durations: order release → goods issue, goods issue → invoice posted.
+    STAGE_DURATION = "waybill_saga_stage_duration_seconds", Histogram, ["stage"], "Time between business milestones: release_to_goods_issue, goods_issue_to_invoice_posted.";
+    /// Held postings waiting for an approver, by document.
+    POSTINGS_HELD = "waybill_postings_held", Gauge, ["document"], "Held postings waiting for an approver, by document (invoice, credit_note).";
+    /// Age of the oldest held posting.
+    POSTINGS_OLDEST_AGE = "waybill_postings_held_oldest_age_seconds", Gauge, [], "Age of the oldest posting waiting for an approver.";
+    /// Open exceptions, by category.
+    EXCEPTIONS_OPEN = "waybill_exceptions_open", Gauge, ["category"], "Open exceptions on the workbench, by category.";
+    /// Stock mismatches found (pick or return does not match the order).
+    STOCK_MISMATCHES = "waybill_stock_mismatches_total", Counter, [], "Picks, shipments or returns that did not match the order.";
+    /// Delay from an event happening at its source to Waybill deciding on it.
+    ORDER_SYNC_DELAY = "waybill_order_sync_delay_seconds", Histogram, [], "Delay from an event happening at its source to Waybill's decision on it.";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_convention() {
+        let mut seen = std::collections::BTreeSet::new();
+        for m in ALL {
+            assert!(m.name.starts_with("waybill_"), "{}", m.name);
+            assert!(seen.insert(m.name), "{} defined twice", m.name);
+            match m.kind {
+                Kind::Counter => assert!(m.name.ends_with("_total"), "{}", m.name),
+                Kind::Histogram => assert!(m.name.ends_with("_seconds") || m.name.ends_with("_bytes"), "{}", m.name),
+                Kind::Gauge => {}
+            }
+            for l in m.labels {
+                assert!(!["order", "order_ref", "saga_id", "event_id"].contains(l), "{} has an unbounded label {l}", m.name);
+            }
+        }
+    }
+}
