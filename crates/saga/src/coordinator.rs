@@ -17,9 +17,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use waybill_domain::journal::{Checkpoint, InputPosition};
-use waybill_domain::{InboundEvent, Timestamp, topic};
+use waybill_domain::{ExceptionCategory, InboundEvent, JournalBody, SagaKind, Timestamp, topic};
 use waybill_log::{AppendBatch, EventLog, Header, Position, Record, StoredRecord};
 use waybill_schema::JournalRecord;
+use waybill_telemetry::metrics as names;
 
 use crate::catalog::Catalog;
 use crate::decision::{Cause, DeadLetter, DeadLetterKind};
@@ -228,6 +229,7 @@ impl Coordinator {
         let mut out = Outputs { partition: p, ..Outputs::default() };
         let mut handled = 0usize;
         let env = Env { catalog: &self.catalog, policy: &self.policy };
+        let started = Instant::now();
         let mut batches = Vec::with_capacity(self.inputs.len());
         for t in &self.inputs {
             let from = w.positions.get(t).copied().unwrap_or(0);
@@ -235,6 +237,7 @@ impl Coordinator {
         }
         for (t, r) in merge_by_time(&self.inputs, &batches) {
             handled += 1;
+            out.consumed.push((t.to_string(), r.timestamp_ms));
             w.positions.insert(t.to_string(), r.offset + 1);
             self.handle(w, r, now, &env, &mut out)?;
         }
@@ -250,13 +253,37 @@ impl Coordinator {
             }
             let cause = Cause { id: format!("timer:{key}@{}", due.0), input: None, at: now };
             let step = flow::tick(flow, &cause);
+            out.observe(flow, &step, now, now);
             handled += 1;
             out.add(&key, step, None)?;
         }
         if handled == 0 {
             return Ok(0);
         }
+        let p = w.partition;
+        let consumed = std::mem::take(&mut out.consumed);
+        let observations = std::mem::take(&mut out.observations);
+        let produced: Vec<String> = out.records.iter().map(|r| r.topic.clone()).collect();
         self.commit(w, out, now)?;
+        // Everything above is durable: count it.
+        let now_ms = now.0 / 1000;
+        for (t, ts) in &consumed {
+            metrics::counter!(names::RECORDS_CONSUMED, "topic" => t.clone()).increment(1);
+            metrics::histogram!(names::PROCESSING_LATENCY).record((now_ms - ts).max(0) as f64 / 1000.0);
+        }
+        for t in produced {
+            metrics::counter!(names::RECORDS_PRODUCED, "topic" => t).increment(1);
+        }
+        for o in observations {
+            o.emit();
+        }
+        for t in &self.inputs {
+            let pos = w.positions.get(t).copied().unwrap_or(0);
+            let end = self.log.end_offset(t, p)?;
+            metrics::gauge!(names::CONSUMER_LAG, "topic" => t.clone(), "partition" => p.to_string())
+                .set((end - pos) as f64);
+        }
+        metrics::histogram!(names::BATCH_DURATION).record(started.elapsed().as_secs_f64());
         Ok(handled)
     }
 
@@ -314,6 +341,7 @@ impl Coordinator {
             at: now,
         };
         let step = flow::step(flow, &event, env, &cause);
+        out.observe(flow, &step, now, event.meta.occurred_at);
         out.add(&key, step, Some(r))
     }
 
@@ -432,13 +460,86 @@ impl Worker {
 struct Outputs {
     partition: i32,
     records: Vec<Record>,
+    consumed: Vec<(String, i64)>,
+    observations: Vec<Observation>,
     changed: BTreeSet<String>,
     journal_events: u64,
     commands: u64,
     dead_letters: u64,
 }
 
+/// A business fact worth a metric, noted during a turn and emitted once it is durable.
+#[derive(Debug)]
+enum Observation {
+    Started(SagaKind),
+    Completed(SagaKind),
+    Failed(SagaKind),
+    Stage(&'static str, f64),
+    Mismatch,
+    DeadLetter(&'static str),
+    SyncDelay(f64),
+}
+
+impl Observation {
+    fn emit(self) {
+        let kind = |k: SagaKind| k.prefix();
+        match self {
+            Observation::Started(k) => metrics::counter!(names::SAGAS_STARTED, "kind" => kind(k)).increment(1),
+            Observation::Completed(k) => metrics::counter!(names::SAGAS_COMPLETED, "kind" => kind(k)).increment(1),
+            Observation::Failed(k) => metrics::counter!(names::SAGAS_FAILED, "kind" => kind(k)).increment(1),
+            Observation::Stage(stage, secs) => {
+                metrics::histogram!(names::STAGE_DURATION, "stage" => stage).record(secs)
+            }
+            Observation::Mismatch => metrics::counter!(names::STOCK_MISMATCHES).increment(1),
+            Observation::DeadLetter(k) => metrics::counter!(names::DEAD_LETTERS, "kind" => k).increment(1),
+            Observation::SyncDelay(secs) => metrics::histogram!(names::ORDER_SYNC_DELAY).record(secs),
+        }
+    }
+}
+
+fn secs_between(later: Timestamp, earlier: Timestamp) -> f64 {
+    later.micros_since(earlier).max(0) as f64 / 1e6
+}
+
 impl Outputs {
+    /// Notes the business metrics of a step (emitted after the append).
+    fn observe(&mut self, flow: &OrderFlow, step: &Step, now: Timestamp, occurred_at: Timestamp) {
+        if !step.journal.is_empty() {
+            self.observations.push(Observation::SyncDelay(secs_between(now, occurred_at)));
+        }
+        for e in &step.journal {
+            let kind = e.meta.kind;
+            match &e.body {
+                JournalBody::OrderAccepted(_) | JournalBody::InvoiceDrafted(_) | JournalBody::ReturnOpened(_) => {
+                    self.observations.push(Observation::Started(kind));
+                }
+                JournalBody::Completed(_) => self.observations.push(Observation::Completed(kind)),
+                JournalBody::Cancelled(_) | JournalBody::PostingRejected(_) | JournalBody::FinanceRefused(_) => {
+                    self.observations.push(Observation::Failed(kind));
+                }
+                JournalBody::ShipmentRecorded(_) => {
+                    if let Some(accepted) = flow.fulfillment.accepted_at {
+                        self.observations
+                            .push(Observation::Stage("release_to_goods_issue", secs_between(e.meta.at, accepted)));
+                    }
+                }
+                JournalBody::InvoiceRecorded(_) => {
+                    let shipment = e.meta.saga_id.strip_prefix("s2i:").unwrap_or_default();
+                    if let Some(issued) = flow.fulfillment.shipments.get(shipment).and_then(|s| s.recorded_at) {
+                        self.observations
+                            .push(Observation::Stage("goods_issue_to_invoice_posted", secs_between(e.meta.at, issued)));
+                    }
+                }
+                JournalBody::ExceptionRaised(x)
+                    if matches!(x.category, ExceptionCategory::PickMismatch | ExceptionCategory::ReturnMismatch) =>
+                {
+                    self.observations.push(Observation::Mismatch);
+                }
+                _ => {}
+            }
+        }
+    }
+
     fn add(&mut self, key: &str, step: Step, input: Option<&StoredRecord>) -> Result<()> {
         if let (Some(dl), Some(r)) = (&step.dead_letter, input) {
             self.dead_letter(r, dl);
@@ -504,6 +605,7 @@ impl Outputs {
             value: r.value.clone(),
         });
         self.dead_letters += 1;
+        self.observations.push(Observation::DeadLetter(dl.kind.as_str()));
     }
 }
 

@@ -107,6 +107,9 @@ pub struct Shipment {
     /// What the shipment carried (what its invoice bills).
     #[serde(default)]
     pub issued: Option<GoodsIssued>,
+    /// When the goods issue was recorded.
+    #[serde(default)]
+    pub recorded_at: Option<Timestamp>,
 }
 
 /// State of one order-to-fulfillment saga. Rebuilt by folding its journal events.
