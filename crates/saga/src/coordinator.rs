@@ -79,6 +79,20 @@ pub struct Stats {
     pub batches: AtomicU64,
     /// Journal records replayed during restore.
     pub restored: AtomicU64,
+    /// When each owned partition's worker last completed a turn (busy or idle).
+    pub heartbeats: std::sync::Mutex<BTreeMap<i32, Instant>>,
+}
+
+impl Stats {
+    fn beat(&self, p: i32) {
+        self.heartbeats.lock().unwrap_or_else(|e| e.into_inner()).insert(p, Instant::now());
+    }
+
+    /// Partitions whose worker has not completed a turn within `threshold`.
+    pub fn stuck(&self, threshold: Duration) -> Vec<i32> {
+        let beats = self.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
+        beats.iter().filter(|(_, at)| at.elapsed() > threshold).map(|(p, _)| *p).collect()
+    }
 }
 
 /// The coordinator of a set of partitions.
@@ -123,6 +137,7 @@ impl Coordinator {
         let mut w = self.restore(p)?;
         while !stop.load(Ordering::Relaxed) {
             let did = self.turn(&mut w, Timestamp::now())?;
+            self.stats.beat(p);
             if did == 0 {
                 self.wait_for_input(&w);
             }

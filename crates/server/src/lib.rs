@@ -6,3 +6,4 @@ pub mod demo;
 pub mod dlq;
 pub mod ingest;
 pub mod node;
+pub mod observe;

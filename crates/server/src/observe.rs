@@ -1,0 +1,156 @@
+//! Metrics and health over plain HTTP on their own port: `/metrics` (Prometheus text
+//! format), `/healthz` (the process answers) and `/readyz` (the log is reachable and
+//! no partition is stuck). Gauges that describe state rather than events — held
+//! postings, open exceptions, store sizes, partition health — are computed when scraped.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use waybill_domain::{Timestamp, topic};
+use waybill_log::EventLog;
+use waybill_projection::ProjectionStore;
+use waybill_saga::coordinator::Stats;
+use waybill_telemetry::metrics::{self as names, Kind};
+
+/// The process-wide Prometheus recorder (installed once, shared by every node of the
+/// process), with every metric described.
+pub fn recorder() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets(&[0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0])
+                .expect("static buckets are valid")
+                .install_recorder()
+                .unwrap_or_else(|e| {
+                    // Another recorder is installed (an embedding program's): keep ours
+                    // local so /metrics still renders what Waybill records through it.
+                    tracing::warn!(error = %e, "a metrics recorder is already installed; /metrics shows Waybill's own registry only");
+                    PrometheusBuilder::new().build_recorder().handle()
+                });
+            for m in names::ALL {
+                match m.kind {
+                    Kind::Counter => metrics::describe_counter!(m.name, m.help),
+                    Kind::Gauge => metrics::describe_gauge!(m.name, m.help),
+                    Kind::Histogram => metrics::describe_histogram!(m.name, m.help),
+                }
+            }
+            handle
+        })
+        .clone()
+}
+
+/// What `/metrics` and `/readyz` look at.
+#[derive(Debug, Clone)]
+pub struct Health {
+    /// The event log.
+    pub log: Arc<dyn EventLog>,
+    /// Coordinator counters and heartbeats.
+    pub stats: Arc<Stats>,
+    /// Read models.
+    pub projections: Arc<ProjectionStore>,
+    /// Data directory (for store sizes).
+    pub data_dir: PathBuf,
+    /// Partitions owned.
+    pub partitions: u32,
+    /// A partition whose worker has not completed a turn for this long is stuck.
+    pub stuck_after: Duration,
+}
+
+impl Health {
+    /// Reasons the node is not ready; empty when ready.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Err(e) = self.log.end_offset(topic::JOURNAL, 0) {
+            out.push(format!("event log unreachable: {e}"));
+        }
+        let stuck = self.stats.stuck(self.stuck_after);
+        if !stuck.is_empty() {
+            out.push(format!(
+                "partitions {stuck:?} have not been processed for {} s",
+                self.stuck_after.as_secs()
+            ));
+        }
+        let started = self.stats.heartbeats.lock().unwrap_or_else(|e| e.into_inner()).len();
+        if started < self.partitions as usize {
+            out.push(format!("{started} of {} partitions restored so far", self.partitions));
+        }
+        out
+    }
+
+    fn refresh_gauges(&self) {
+        let stuck = self.stats.stuck(self.stuck_after);
+        for p in 0..self.partitions as i32 {
+            let ok = if stuck.contains(&p) { 0.0 } else { 1.0 };
+            metrics::gauge!(names::PARTITION_HEALTHY, "partition" => p.to_string()).set(ok);
+        }
+        for (store, dir) in [("log", "log"), ("state", "state"), ("projections", "projections")] {
+            metrics::gauge!(names::STORE_SIZE, "store" => store).set(dir_size(&self.data_dir.join(dir)) as f64);
+        }
+        if let Ok(counts) = self.projections.exception_counts_by_category() {
+            for (category, n) in counts {
+                metrics::gauge!(names::EXCEPTIONS_OPEN, "category" => category.as_str()).set(n as f64);
+            }
+        }
+        if let Ok(held) = self.projections.postings(Some("held")) {
+            let now = Timestamp::now();
+            let mut invoices = 0;
+            let mut credit_notes = 0;
+            let mut oldest = 0.0f64;
+            for (_, p) in &held {
+                match p.document {
+                    waybill_domain::journal::DocumentKind::Invoice => invoices += 1,
+                    waybill_domain::journal::DocumentKind::CreditNote => credit_notes += 1,
+                }
+                oldest = oldest.max(now.micros_since(p.held_at) as f64 / 1e6);
+            }
+            metrics::gauge!(names::POSTINGS_HELD, "document" => "invoice").set(invoices as f64);
+            metrics::gauge!(names::POSTINGS_HELD, "document" => "credit_note").set(credit_notes as f64);
+            metrics::gauge!(names::POSTINGS_OLDEST_AGE).set(oldest);
+        }
+    }
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+async fn metrics_page(State((health, handle)): State<(Arc<Health>, PrometheusHandle)>) -> impl IntoResponse {
+    let h = health.clone();
+    let _ = tokio::task::spawn_blocking(move || h.refresh_gauges()).await;
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render())
+}
+
+async fn ready(State((health, _)): State<(Arc<Health>, PrometheusHandle)>) -> impl IntoResponse {
+    let h = health.clone();
+    let problems = tokio::task::spawn_blocking(move || h.problems()).await.unwrap_or_else(|e| vec![e.to_string()]);
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n".to_string())
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", problems.join("; ")))
+    }
+}
+
+/// The routes of the metrics port.
+pub fn router(health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_page))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state((health, recorder()))
+}
