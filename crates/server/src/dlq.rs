@@ -75,6 +75,11 @@ pub fn print_list(log: &dyn EventLog, out: &mut dyn Write) -> anyhow::Result<()>
 
 /// Appends every dead letter not replayed before (and whose reason contains `matching`)
 /// back to its original topic with its original key and headers. Returns how many.
+///
+/// Without `matching`, the replay group's position moves past everything replayed, so
+/// the next replay offers only newer dead letters. With `matching`, the position does not
+/// move — the dead letters that did not match must stay on offer — so replaying the same
+/// filter twice appends those records twice; the sagas drop the copies by event id.
 pub fn replay(log: &dyn EventLog, matching: Option<&str>) -> anyhow::Result<usize> {
     let mut n = 0;
     for p in 0..log.partitions(topic::DLQ)? as i32 {
@@ -104,9 +109,13 @@ pub fn replay(log: &dyn EventLog, matching: Option<&str>) -> anyhow::Result<usiz
             }
         }
         n += records.len();
-        let positions =
-            vec![Position { group: REPLAY_GROUP.into(), topic: topic::DLQ.into(), partition: p, next_offset: at }];
-        log.append(AppendBatch { records, positions })?;
+        let positions = match matching {
+            None => vec![Position { group: REPLAY_GROUP.into(), topic: topic::DLQ.into(), partition: p, next_offset: at }],
+            Some(_) => Vec::new(),
+        };
+        if !records.is_empty() || !positions.is_empty() {
+            log.append(AppendBatch { records, positions })?;
+        }
     }
     Ok(n)
 }
