@@ -3,12 +3,13 @@
 #   make test   every test (unit, property, conformance, end-to-end)
 #   make bench  the benchmark table (docs/benchmarks.md)
 #   make lint   rustfmt + clippy, warnings are errors
+#   make deploy-check   validate the Kubernetes manifests, dashboard and alerts offline
 SHELL := /bin/bash
 CARGO ?= cargo
 ORDERS ?= 1000
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test bench lint fmt build clean
+.PHONY: run test bench lint fmt build clean deploy-check deploy-check-self-test
 
 build:
 	$(CARGO) build --release --bin waybill
@@ -24,9 +25,20 @@ test:
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
 	$(CARGO) test --workspace --doc
+	scripts/deploy-check.sh
+	scripts/deploy-check.sh --self-test
 
 bench:
 	$(CARGO) bench -p waybill-server --bench pipeline
+
+# Renders the Kubernetes manifests, validates them offline against the Kubernetes
+# schemas, lints YAML/Dockerfile/shell, and checks dashboard/alerts/runbook use real metrics.
+deploy-check:
+	scripts/deploy-check.sh
+
+# Proves deploy-check fails on deliberately broken manifests.
+deploy-check-self-test:
+	scripts/deploy-check.sh --self-test
 
 lint:
 	$(CARGO) fmt --all -- --check
