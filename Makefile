@@ -9,7 +9,7 @@ CARGO ?= cargo
 ORDERS ?= 1000
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test bench lint fmt build clean deploy-check deploy-check-self-test
+.PHONY: run test test-kafka bench lint fmt build clean deploy-check deploy-check-self-test
 
 build:
 	$(CARGO) build --release --bin waybill
@@ -25,11 +25,19 @@ test:
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
 	$(CARGO) test --workspace --doc
+	$(MAKE) test-kafka
 	scripts/deploy-check.sh
 	scripts/deploy-check.sh --self-test
 
 bench:
 	$(CARGO) bench -p waybill-server --bench pipeline
+
+# The Kafka backend against a real Kafka-protocol broker (Tansu, built once into
+# ~/.cache/waybill/tansu and started on 127.0.0.1:19092) and librdkafka's mock cluster.
+test-kafka:
+	scripts/broker.sh start
+	$(CARGO) test -p waybill-log --features kafka --test kafka_conformance --test kafka_mock; \
+		rc=$$?; scripts/broker.sh stop; exit $$rc
 
 # Renders the Kubernetes manifests, validates them offline against the Kubernetes
 # schemas, lints YAML/Dockerfile/shell, and checks dashboard/alerts/runbook use real metrics.

@@ -5,13 +5,15 @@
 //! a partition from an offset; wait for new records. Partitions are chosen by the key's
 //! murmur2 hash, as Kafka's Java client and librdkafka's `murmur2_random` do.
 //!
-//! Backends: [`embedded`] (the default: segment files on local disk) and, in its own
-//! module, Kafka. Every backend passes the same conformance suite
-//! (`testing::conformance`, behind the `test-util` feature).
+//! Backends: [`embedded`] (the default: segment files on local disk) and `kafka`
+//! (feature `kafka`: any Kafka-protocol broker through librdkafka). Every backend
+//! passes the same conformance suite (`testing::conformance`, behind `test-util`).
 //!
 //! This crate must not know about Avro, sagas or projections: it moves bytes.
 
 pub mod embedded;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 #[cfg(feature = "test-util")]
 pub mod testing;
 

@@ -1,0 +1,734 @@
+//! The Kafka backend (feature `kafka`): [`KafkaLog`] keeps Waybill's topics on any
+//! Kafka-protocol broker (Apache Kafka, Redpanda, managed Kafka, Tansu) through
+//! librdkafka, built from the sources bundled with `rdkafka-sys`.
+//!
+//! How the [`EventLog`] contract maps onto Kafka:
+//! - `append` produces every record with an idempotent producer (`enable.idempotence`,
+//!   `acks=all`) to an explicit partition ([`partition_for`] of the key unless the record
+//!   names one), waits for every delivery report, and only then commits the batch's
+//!   positions for each consumer group. A batch is **not atomic** (see
+//!   [`Capabilities::atomic_batches`]): after a failed append some of its records may be
+//!   stored and its positions are not. Waybill copes by design (invariant 2: outputs carry
+//!   ids derived from their input and readers drop what they already applied).
+//! - `read` uses one assigned (never subscribed) consumer per partition, kept with the
+//!   offset it will deliver next, so sequential reads stream without seeking.
+//!   `isolation.level=read_committed`; nothing is ever auto-committed.
+//! - `end_offset` is the partition's high watermark; `wait_for`/`wait_any` poll it with a
+//!   short back-off.
+//! - `committed` asks the group coordinator (`OffsetFetch`) through a consumer of that
+//!   group; commits come from the same consumer. Such a consumer is not a group member,
+//!   so the broker accepts its commits only while no member of the group is active.
+//!
+//! Any librdkafka property can be passed through [`KafkaOptions::properties`] (TLS, SASL,
+//! timeouts, buffer sizes); the build has no TLS/SASL support compiled in yet, so those
+//! need a build with rdkafka's `ssl`/`sasl` features. Settings the contract relies on
+//! (idempotence, `acks`, `isolation.level`, auto-commit off) cannot be overridden.
+//!
+//! This module must not know about Avro or sagas; it moves bytes.
+
+mod client;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::config::FromClientConfigAndContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header as KafkaHeader, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset as KafkaOffset, TopicPartitionList};
+
+use crate::{
+    AppendBatch, Appended, Capabilities, Error, EventLog, Header, Offset, Result, StoredRecord, partition_for,
+};
+use client::{Bounded, Ctx, LastError, Pending, Role, Ticket, block_on, lock};
+
+/// How long a partition count learnt from the brokers is reused.
+const PARTITIONS_TTL: Duration = Duration::from_secs(10);
+/// Most partition readers kept open (each is a librdkafka client with its own threads).
+const MAX_READERS: usize = 64;
+/// Most consumer-group committers kept open.
+const MAX_COMMITTERS: usize = 32;
+/// Longest pause between two looks at the end offsets in `wait_for`/`wait_any`.
+const MAX_WAIT_STEP: Duration = Duration::from_millis(50);
+
+/// Options of [`KafkaLog::connect`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaOptions {
+    /// The brokers to bootstrap from, `host:port` separated by commas
+    /// (librdkafka's `bootstrap.servers`).
+    pub bootstrap_servers: String,
+    /// The client id the brokers see in their logs and quotas. Default: `waybill`.
+    pub client_id: String,
+    /// Any librdkafka configuration property (`security.protocol`, `sasl.mechanism`,
+    /// `ssl.ca.location`, `socket.timeout.ms`, `message.timeout.ms`, ...). A key prefixed
+    /// with `producer.` or `consumer.` (or `admin.`) applies only to that kind of client.
+    /// Keys Waybill manages (`bootstrap.servers`, `client.id`, `group.id`, ...) and values
+    /// that would break the contract (`enable.idempotence=false`, `acks=1`,
+    /// `isolation.level=read_uncommitted`, ...) are refused by [`KafkaLog::connect`].
+    pub properties: BTreeMap<String, String>,
+    /// How long a single request (metadata, offsets, topic creation, commit) may take,
+    /// and how long `connect` waits for the brokers. Default: 30 s. Deliveries of
+    /// appended records are bounded by librdkafka's `message.timeout.ms` instead.
+    pub request_timeout: Duration,
+    /// Replication factor of the topics `ensure_topic` creates. Default: 1; use 3 on a
+    /// production cluster.
+    pub replication_factor: i32,
+}
+
+impl KafkaOptions {
+    /// Options with the defaults for the given brokers.
+    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
+        KafkaOptions {
+            bootstrap_servers: bootstrap_servers.into(),
+            client_id: "waybill".to_owned(),
+            properties: BTreeMap::new(),
+            request_timeout: Duration::from_secs(30),
+            replication_factor: 1,
+        }
+    }
+}
+
+impl Default for KafkaOptions {
+    fn default() -> Self {
+        KafkaOptions::new("localhost:9092")
+    }
+}
+
+/// A consumer assigned to one partition and where it stands.
+struct Reader {
+    consumer: BaseConsumer<Ctx>,
+    /// The offset the consumer delivers next, if it was positioned.
+    next: Option<Offset>,
+    /// The last end offset seen; reads below it need no round trip to check the range.
+    end: Offset,
+}
+
+/// An [`EventLog`] on a Kafka-protocol broker. See the [module docs](self).
+pub struct KafkaLog {
+    options: KafkaOptions,
+    last_error: Arc<Mutex<Option<LastError>>>,
+    producer: RwLock<Arc<ThreadedProducer<Ctx>>>,
+    admin: Mutex<Option<Arc<AdminClient<Ctx>>>>,
+    partitions: Mutex<HashMap<String, (u32, Instant)>>,
+    readers: Mutex<Bounded<(String, i32), Mutex<Reader>>>,
+    committers: Mutex<Bounded<String, BaseConsumer<Ctx>>>,
+}
+
+impl std::fmt::Debug for KafkaLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaLog")
+            .field("bootstrap_servers", &self.options.bootstrap_servers)
+            .field("client_id", &self.options.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaLog {
+    /// Checks the options, creates the producer and waits (up to `request_timeout`) until
+    /// the brokers answer. An unreachable cluster is [`Error::Unavailable`] saying which
+    /// servers were tried and why they failed.
+    pub fn connect(options: KafkaOptions) -> Result<Self> {
+        client::validate(&options)?;
+        let last_error = Arc::new(Mutex::new(None));
+        let producer = new_producer(&options, &last_error)?;
+        let log = KafkaLog {
+            options,
+            last_error,
+            producer: RwLock::new(Arc::new(producer)),
+            admin: Mutex::new(None),
+            partitions: Mutex::new(HashMap::new()),
+            readers: Mutex::new(Bounded::new(MAX_READERS)),
+            committers: Mutex::new(Bounded::new(MAX_COMMITTERS)),
+        };
+        log.probe()?;
+        Ok(log)
+    }
+
+    /// The options this log was opened with.
+    pub fn options(&self) -> &KafkaOptions {
+        &self.options
+    }
+
+    /// Waits until the brokers answer a metadata request.
+    fn probe(&self) -> Result<()> {
+        let deadline = Instant::now() + self.options.request_timeout;
+        loop {
+            let step = deadline.saturating_duration_since(Instant::now()).min(Duration::from_secs(1));
+            let err = match self.producer().client().fetch_metadata(None, step) {
+                Ok(md) if !md.brokers().is_empty() => return Ok(()),
+                Ok(_) => KafkaError::MetadataFetch(RDKafkaErrorCode::AllBrokersDown),
+                Err(e) => e,
+            };
+            if Instant::now() >= deadline {
+                return Err(self.unreachable("connecting", &err));
+            }
+        }
+    }
+
+    fn producer(&self) -> Arc<ThreadedProducer<Ctx>> {
+        self.producer.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn ctx(&self) -> Ctx {
+        Ctx { last_error: self.last_error.clone() }
+    }
+
+    /// A producer that hit a fatal error (the idempotent producer's sequence broke) can
+    /// send nothing more: replace it so the next append starts afresh.
+    fn renew_producer_if_fatal(&self, current: &Arc<ThreadedProducer<Ctx>>) {
+        let Some((code, reason)) = current.client().fatal_error() else {
+            return;
+        };
+        tracing::warn!(error = %reason, code = ?code, "kafka producer failed fatally; replacing it");
+        if let Ok(fresh) = new_producer(&self.options, &self.last_error) {
+            let mut p = self.producer.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if Arc::ptr_eq(&p, current) {
+                *p = Arc::new(fresh);
+            }
+        }
+    }
+
+    fn admin(&self) -> Result<Arc<AdminClient<Ctx>>> {
+        let mut admin = lock(&self.admin);
+        if let Some(a) = &*admin {
+            return Ok(a.clone());
+        }
+        let config = client::config(&self.options, Role::Admin, None);
+        let a = Arc::new(AdminClient::from_config_and_context(&config, self.ctx()).map_err(|e| self.config_error(&e))?);
+        *admin = Some(a.clone());
+        Ok(a)
+    }
+
+    /// A consumer of `group` for committing and fetching its positions.
+    fn committer(&self, group: &str) -> Result<Arc<BaseConsumer<Ctx>>> {
+        lock(&self.committers).get_or_try(&group.to_owned(), || {
+            let config = client::config(&self.options, Role::Consumer, Some(group));
+            BaseConsumer::from_config_and_context(&config, self.ctx()).map_err(|e| self.config_error(&e))
+        })
+    }
+
+    fn reader(&self, topic: &str, partition: i32) -> Result<Arc<Mutex<Reader>>> {
+        lock(&self.readers).get_or_try(&(topic.to_owned(), partition), || {
+            // Readers are assigned, never subscribed, and commit nothing; librdkafka still
+            // wants a group id for a consumer that is assigned partitions.
+            let group = format!("{}.reader", self.options.client_id);
+            let config = client::config(&self.options, Role::Consumer, Some(&group));
+            let consumer =
+                BaseConsumer::from_config_and_context(&config, self.ctx()).map_err(|e| self.config_error(&e))?;
+            Ok(Mutex::new(Reader { consumer, next: None, end: 0 }))
+        })
+    }
+
+    fn config_error(&self, e: &KafkaError) -> Error {
+        Error::InvalidRequest {
+            reason: format!("librdkafka refused the Kafka client configuration: {e}; check the kafka.* properties"),
+        }
+    }
+
+    /// The error for a failed request: unreachable brokers name the servers and
+    /// librdkafka's reason, anything else says what was refused.
+    fn unreachable(&self, what: &str, e: &KafkaError) -> Error {
+        let servers = &self.options.bootstrap_servers;
+        let code = e.rdkafka_error_code();
+        if !client::is_unreachable(code) {
+            return Error::Unavailable(format!("Kafka at {servers} refused {what}: {e}"));
+        }
+        let recent = self.options.request_timeout * 2 + Duration::from_secs(10);
+        let (code, reason) = match lock(&self.last_error).clone() {
+            Some(l) if l.at.elapsed() < recent => (l.code, l.reason),
+            _ => (code.map_or_else(|| "Unknown".to_owned(), |c| format!("{c:?}")), e.to_string()),
+        };
+        Error::Unavailable(format!(
+            "cannot reach Kafka at {servers} ({code}: {reason}) while {what}; check kafka.bootstrap.servers and that the broker is up"
+        ))
+    }
+
+    /// The partition count of `topic` as the brokers report it, `None` if it does not
+    /// exist. `Err` if the brokers cannot be asked or the topic is not ready (no leader).
+    fn fetch_partition_count(&self, topic: &str) -> Result<Option<u32>> {
+        let md = self
+            .producer()
+            .client()
+            .fetch_metadata(Some(topic), self.options.request_timeout)
+            .map_err(|e| self.unreachable(&format!("fetching metadata of {topic:?}"), &e))?;
+        let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+            return Ok(None);
+        };
+        if let Some(err) = t.error() {
+            let code = RDKafkaErrorCode::from(err);
+            if matches!(code, RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) {
+                return Ok(None);
+            }
+            return Err(self.unreachable(&format!("metadata of {topic:?}"), &KafkaError::MetadataFetch(code)));
+        }
+        let parts = t.partitions();
+        if parts.is_empty() || parts.iter().any(|p| p.error().is_some() || p.leader() < 0) {
+            return Err(Error::Unavailable(format!(
+                "topic {topic:?} on Kafka at {} has partitions without a leader; retry when the cluster has settled",
+                self.options.bootstrap_servers
+            )));
+        }
+        let n = parts.len() as u32;
+        lock(&self.partitions).insert(topic.to_owned(), (n, Instant::now()));
+        Ok(Some(n))
+    }
+
+    fn partition_count(&self, topic: &str) -> Result<u32> {
+        if let Some((n, at)) = lock(&self.partitions).get(topic)
+            && at.elapsed() < PARTITIONS_TTL
+        {
+            return Ok(*n);
+        }
+        self.fetch_partition_count(topic)?.ok_or_else(|| Error::UnknownTopic { topic: topic.to_owned() })
+    }
+
+    fn check_partition(&self, topic: &str, partition: i32) -> Result<u32> {
+        let partitions = self.partition_count(topic)?;
+        if partition < 0 || partition as u32 >= partitions {
+            return Err(Error::UnknownPartition { topic: topic.to_owned(), partition, partitions });
+        }
+        Ok(partitions)
+    }
+
+    /// The high watermark (end offset) of a partition known to exist.
+    fn high_watermark(&self, topic: &str, partition: i32) -> Result<Offset> {
+        match self.producer().client().fetch_watermarks(topic, partition, self.options.request_timeout) {
+            Ok((_, high)) => Ok(high),
+            Err(e)
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(
+                        RDKafkaErrorCode::UnknownTopicOrPartition
+                            | RDKafkaErrorCode::UnknownTopic
+                            | RDKafkaErrorCode::UnknownPartition
+                    )
+                ) =>
+            {
+                lock(&self.partitions).remove(topic);
+                Err(Error::UnknownTopic { topic: topic.to_owned() })
+            }
+            Err(e) => Err(self.unreachable(&format!("fetching the end offset of {topic}/{partition}"), &e)),
+        }
+    }
+
+    /// Commits the positions of a batch, one request per group.
+    fn commit_positions(&self, positions: &[crate::Position]) -> Result<()> {
+        // The last position for a (group, topic, partition) wins.
+        let mut latest: BTreeMap<(&str, &str, i32), Offset> = BTreeMap::new();
+        for p in positions {
+            latest.insert((&p.group, &p.topic, p.partition), p.next_offset);
+        }
+        let mut by_group: BTreeMap<&str, TopicPartitionList> = BTreeMap::new();
+        for ((group, topic, partition), offset) in latest {
+            by_group
+                .entry(group)
+                .or_default()
+                .add_partition_offset(topic, partition, KafkaOffset::Offset(offset))
+                .map_err(|e| Error::InvalidRequest {
+                    reason: format!("position {offset} of group {group:?} in {topic}/{partition}: {e}"),
+                })?;
+        }
+        for (group, tpl) in by_group {
+            let committer = self.committer(group)?;
+            // A commit is idempotent: retry while the coordinator is unreachable or
+            // moving, up to the request timeout.
+            let deadline = Instant::now() + self.options.request_timeout;
+            loop {
+                match committer.commit(&tpl, CommitMode::Sync) {
+                    Ok(()) => break,
+                    Err(e) if client::is_unreachable(e.rdkafka_error_code()) && Instant::now() < deadline => {
+                        tracing::debug!(error = %e, group, "kafka commit failed; retrying");
+                        thread::sleep(Duration::from_millis(100));
+                    }
+                    Err(e) => {
+                        return Err(self.unreachable(&format!("committing positions of group {group:?}"), &e));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until one of `positions` has a record at or beyond its offset; returns the
+    /// index of that position and its end offset, or `None` at the timeout.
+    fn wait_until(&self, positions: &[(&str, i32, Offset)], timeout: Duration) -> Result<(Option<usize>, Vec<Offset>)> {
+        let deadline = Instant::now() + timeout;
+        let mut step = Duration::from_millis(2);
+        loop {
+            let mut ends = Vec::with_capacity(positions.len());
+            for (i, (t, p, o)) in positions.iter().enumerate() {
+                let end = self.end_offset(t, *p)?;
+                if end > *o {
+                    ends.push(end);
+                    return Ok((Some(i), ends));
+                }
+                ends.push(end);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok((None, ends));
+            }
+            thread::sleep(step.min(deadline - now));
+            step = (step * 2).min(MAX_WAIT_STEP);
+        }
+    }
+}
+
+fn new_producer(options: &KafkaOptions, last_error: &Arc<Mutex<Option<LastError>>>) -> Result<ThreadedProducer<Ctx>> {
+    let config = client::config(options, Role::Producer, None);
+    ThreadedProducer::from_config_and_context(&config, Ctx { last_error: last_error.clone() }).map_err(|e| {
+        Error::InvalidRequest {
+            reason: format!("librdkafka refused the Kafka producer configuration: {e}; check the kafka.* properties"),
+        }
+    })
+}
+
+/// Kafka's rule for topic names.
+fn check_topic_name(topic: &str) -> Result<()> {
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if topic.is_empty() || topic.len() > 249 || topic == "." || topic == ".." {
+        return Err(Error::InvalidRequest {
+            reason: format!("topic name {topic:?} is not allowed by Kafka (1 to 249 characters, not \".\" or \"..\")"),
+        });
+    }
+    if let Some(c) = topic.chars().find(|c| !legal(*c)) {
+        return Err(Error::InvalidRequest {
+            reason: format!(
+                "topic name {topic:?} has {c:?}; Kafka allows only ASCII letters, digits, '.', '_' and '-'"
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn stored(m: &BorrowedMessage<'_>) -> StoredRecord {
+    StoredRecord {
+        topic: m.topic().to_owned(),
+        partition: m.partition(),
+        offset: m.offset(),
+        timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+        key: m.key().unwrap_or_default().to_vec(),
+        headers: m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| Header { key: h.key.to_owned(), value: h.value.unwrap_or_default().to_vec() })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        value: m.payload().unwrap_or_default().to_vec(),
+    }
+}
+
+impl EventLog for KafkaLog {
+    fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<()> {
+        check_topic_name(topic)?;
+        if partitions == 0 || partitions > i32::MAX as u32 {
+            return Err(Error::InvalidRequest {
+                reason: format!("topic {topic:?} cannot have {partitions} partitions"),
+            });
+        }
+        let matches = |actual: u32| {
+            if actual == partitions {
+                Ok(())
+            } else {
+                Err(Error::PartitionMismatch { topic: topic.to_owned(), wanted: partitions, actual })
+            }
+        };
+        // Ask first: an existing topic needs no admin rights (and the mock cluster has no
+        // CreateTopics at all).
+        if let Some(actual) = self.fetch_partition_count(topic)? {
+            return matches(actual);
+        }
+        let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(self.options.replication_factor));
+        let opts = AdminOptions::new()
+            .request_timeout(Some(self.options.request_timeout))
+            .operation_timeout(Some(self.options.request_timeout));
+        let admin = self.admin()?;
+        let results = block_on(admin.create_topics([&new], &opts))
+            .map_err(|e| self.unreachable(&format!("creating topic {topic:?}"), &e))?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code))
+                    if matches!(
+                        code,
+                        RDKafkaErrorCode::InvalidTopic
+                            | RDKafkaErrorCode::InvalidPartitions
+                            | RDKafkaErrorCode::InvalidReplicationFactor
+                            | RDKafkaErrorCode::PolicyViolation
+                            | RDKafkaErrorCode::TopicAuthorizationFailed
+                            | RDKafkaErrorCode::ClusterAuthorizationFailed
+                    ) =>
+                {
+                    return Err(Error::InvalidRequest {
+                        reason: format!(
+                            "Kafka refused to create topic {topic:?} with {partitions} partitions and replication factor {}: {code}",
+                            self.options.replication_factor
+                        ),
+                    });
+                }
+                Err((_, code)) => {
+                    return Err(self.unreachable(&format!("creating topic {topic:?}"), &KafkaError::AdminOp(code)));
+                }
+            }
+        }
+        // Creation is asynchronous on the brokers: wait until the topic has leaders.
+        let deadline = Instant::now() + self.options.request_timeout;
+        loop {
+            match self.fetch_partition_count(topic) {
+                Ok(Some(actual)) => return matches(actual),
+                Ok(None) | Err(Error::Unavailable(_)) if Instant::now() < deadline => {
+                    thread::sleep(Duration::from_millis(20));
+                }
+                Ok(None) => {
+                    return Err(Error::Unavailable(format!(
+                        "topic {topic:?} was created on Kafka at {} but did not appear in its metadata within {:?}",
+                        self.options.bootstrap_servers, self.options.request_timeout
+                    )));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn partitions(&self, topic: &str) -> Result<u32> {
+        self.partition_count(topic)
+    }
+
+    fn append(&self, batch: AppendBatch) -> Result<Vec<Appended>> {
+        let AppendBatch { records, positions } = batch;
+        // Check every record before sending any, so a bad one appends nothing.
+        let mut counts: HashMap<&str, u32> = HashMap::new();
+        let mut targets = Vec::with_capacity(records.len());
+        for r in &records {
+            let n = match counts.get(r.topic.as_str()) {
+                Some(n) => *n,
+                None => {
+                    let n = self.partition_count(&r.topic)?;
+                    counts.insert(&r.topic, n);
+                    n
+                }
+            };
+            targets.push(match r.partition {
+                Some(p) if p < 0 || p as u32 >= n => {
+                    return Err(Error::UnknownPartition { topic: r.topic.clone(), partition: p, partitions: n });
+                }
+                Some(p) => p,
+                None => partition_for(&r.key, n),
+            });
+        }
+
+        let mut appended = Vec::with_capacity(records.len());
+        if !records.is_empty() {
+            let producer = self.producer();
+            let pending = Pending::new(records.len());
+            for (i, (r, &p)) in records.iter().zip(&targets).enumerate() {
+                let ticket = Box::new(Ticket { batch: pending.clone(), index: i });
+                let mut rec = BaseRecord::with_opaque_to(&r.topic, ticket).partition(p).key(&r.key).payload(&r.value);
+                if !r.headers.is_empty() {
+                    let mut hs = OwnedHeaders::new_with_capacity(r.headers.len());
+                    for h in &r.headers {
+                        hs = hs.insert(KafkaHeader { key: &h.key, value: Some(&h.value) });
+                    }
+                    rec = rec.headers(hs);
+                }
+                let failed = loop {
+                    match producer.send(rec) {
+                        Ok(()) => break None,
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                            // The local queue is full: let deliveries drain it.
+                            rec = back;
+                            thread::sleep(Duration::from_millis(5));
+                        }
+                        Err((e, _)) => break Some(e),
+                    }
+                };
+                if let Some(e) = failed {
+                    // Nothing after this record is sent; what was sent is waited for.
+                    for j in i..records.len() {
+                        pending.settle(j, Err(e.clone()));
+                    }
+                    break;
+                }
+            }
+            let outcomes = pending.wait();
+            if let Some((i, e)) =
+                outcomes.iter().enumerate().find_map(|(i, o)| o.as_ref().err().map(|e| (i, e.clone())))
+            {
+                self.renew_producer_if_fatal(&producer);
+                let r = &records[i];
+                let what = format!(
+                    "appending a batch of {} records (record {i} to {}/{})",
+                    records.len(),
+                    r.topic,
+                    targets[i]
+                );
+                return Err(match e.rdkafka_error_code() {
+                    Some(RDKafkaErrorCode::MessageSizeTooLarge) => Error::InvalidRequest {
+                        reason: format!(
+                            "record {i} of the batch ({} bytes) is larger than the broker or producer accepts (message.max.bytes); split it or raise the limit",
+                            r.key.len() + r.value.len()
+                        ),
+                    },
+                    _ => self.unreachable(&what, &e),
+                });
+            }
+            for o in outcomes {
+                let (partition, offset) = o.expect("errors were returned above");
+                appended.push(Appended { partition, offset });
+            }
+            if let Some(i) = appended.iter().position(|a| a.offset < 0) {
+                // librdkafka reports no offset when the broker answers a retry with
+                // DUPLICATE_SEQUENCE_NUMBER: stored by an earlier, unacknowledged send.
+                return Err(Error::Unavailable(format!(
+                    "Kafka at {} stored record {i} of the batch (in {}/{}) on an unacknowledged earlier send and did not say at which offset; the batch is in the log, but its offsets are unknown",
+                    self.options.bootstrap_servers, records[i].topic, appended[i].partition
+                )));
+            }
+        }
+        // Positions only after every record they cover is acknowledged.
+        if !positions.is_empty() {
+            self.commit_positions(&positions)?;
+        }
+        Ok(appended)
+    }
+
+    fn read(&self, topic: &str, partition: i32, from: Offset, max: usize) -> Result<Vec<StoredRecord>> {
+        self.check_partition(topic, partition)?;
+        if from < 0 {
+            return Err(Error::InvalidRequest {
+                reason: format!("cannot read {topic}/{partition} from negative offset {from}"),
+            });
+        }
+        let reader = self.reader(topic, partition)?;
+        let mut guard = lock(&reader);
+        let r = &mut *guard;
+        if from >= r.end {
+            r.end = self.high_watermark(topic, partition)?;
+        }
+        if from > r.end {
+            return Err(Error::OffsetOutOfRange { topic: topic.to_owned(), partition, offset: from, end: r.end });
+        }
+        if max == 0 || from == r.end {
+            return Ok(Vec::new());
+        }
+        let target = r.end.min(from.saturating_add(max as i64));
+        if r.next != Some(from) {
+            // Assigning with an offset repositions the consumer and drops whatever it had
+            // fetched from the old position.
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(topic, partition, KafkaOffset::Offset(from))
+                .and_then(|()| r.consumer.assign(&tpl))
+                .map_err(|e| self.unreachable(&format!("positioning {topic}/{partition}"), &e))?;
+            r.next = Some(from);
+        }
+        let deadline = Instant::now() + self.options.request_timeout;
+        let mut out = Vec::with_capacity((target - from) as usize);
+        let mut last_error = None;
+        let mut next = from;
+        while out.len() < max && next < target {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            match r.consumer.poll((deadline - now).min(Duration::from_millis(100))) {
+                None => {}
+                Some(Ok(m)) => {
+                    if m.offset() < next {
+                        continue; // fetched before a reposition
+                    }
+                    next = m.offset() + 1;
+                    out.push(stored(&m));
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    // The end of what read_committed may see: stop if it is at or past the
+                    // target (records beyond may be transaction markers, never delivered).
+                    let position = r
+                        .consumer
+                        .position()
+                        .ok()
+                        .and_then(|tpl| tpl.find_partition(topic, partition).and_then(|e| e.offset().to_raw()));
+                    if position.is_some_and(|p| p >= target) {
+                        next = position.unwrap_or(next);
+                        break;
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, topic, partition, "kafka fetch error; retrying");
+                    last_error = Some(e);
+                }
+            }
+        }
+        r.next = Some(next);
+        if out.is_empty() && next < target {
+            // Nothing arrived though the partition has records there: forget the position
+            // so the next read starts afresh.
+            r.next = None;
+            let e = last_error.unwrap_or(KafkaError::MessageConsumption(RDKafkaErrorCode::OperationTimedOut));
+            return Err(self.unreachable(&format!("reading {topic}/{partition} from offset {from} (end {target})"), &e));
+        }
+        Ok(out)
+    }
+
+    fn end_offset(&self, topic: &str, partition: i32) -> Result<Offset> {
+        self.check_partition(topic, partition)?;
+        self.high_watermark(topic, partition)
+    }
+
+    fn committed(&self, group: &str, topic: &str, partition: i32) -> Result<Option<Offset>> {
+        let committer = self.committer(group)?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, partition);
+        let got = committer.committed_offsets(tpl, self.options.request_timeout).map_err(|e| {
+            self.unreachable(&format!("fetching the position of group {group:?} in {topic}/{partition}"), &e)
+        })?;
+        Ok(got.find_partition(topic, partition).and_then(|e| match e.offset() {
+            KafkaOffset::Offset(o) => Some(o),
+            _ => None,
+        }))
+    }
+
+    fn wait_for(&self, topic: &str, partition: i32, offset: Offset, timeout: Duration) -> Result<Offset> {
+        let (_, ends) = self.wait_until(&[(topic, partition, offset)], timeout)?;
+        Ok(ends[0])
+    }
+
+    fn wait_any(&self, positions: &[(&str, i32, Offset)], timeout: Duration) -> Result<bool> {
+        Ok(self.wait_until(positions, timeout)?.0.is_some())
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { atomic_batches: false }
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.producer().flush(self.options.request_timeout).map_err(|e| self.unreachable("flushing the producer", &e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(check_topic_name("waybill.inbound.odoo").is_ok());
+        assert!(check_topic_name("a_b-C.9").is_ok());
+        for bad in ["", ".", "..", "has space", "slash/no", &"x".repeat(250)] {
+            assert!(check_topic_name(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn connect_refuses_contract_breaking_properties_before_any_network() {
+        let mut o = KafkaOptions::new("127.0.0.1:1");
+        o.properties.insert("enable.idempotence".into(), "false".into());
+        let e = KafkaLog::connect(o).unwrap_err().to_string();
+        assert!(e.contains("enable.idempotence"), "{e}");
+    }
+}
