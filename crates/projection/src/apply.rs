@@ -19,7 +19,7 @@
 //!   defined order (never a hash map), and no time is read from the clock.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use waybill_domain::journal::{DocumentKind, InputPosition};
 use waybill_domain::{
@@ -34,8 +34,7 @@ use crate::keys;
 use crate::summary::summarize;
 use crate::view::{
     DocumentView, ExceptionView, LineageEntry, LinkKind, OrderLineView, OrderStatus, OrderView, PostingView,
-    SagaProgress, ShipmentView,
-    StockPosition, TimelineEntry,
+    SagaProgress, ShipmentView, StockPosition, TimelineEntry,
 };
 
 /// How a value is stored.
@@ -101,30 +100,65 @@ impl<T> Slot<T> {
     }
 }
 
+/// FxHash (as in rustc): the keys are our own, so no flooding protection is needed, and
+/// SipHash showed up in profiles of a rebuild.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut h = self.0;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+        self.0 = h;
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (self.0.rotate_left(5) ^ n as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxBuild = BuildHasherDefault<FxHasher>;
+
 /// Typed values of one key family, loaded from the tree at most once per batch.
 #[derive(Debug)]
 pub(crate) struct Cache<T> {
-    map: HashMap<Vec<u8>, Slot<T>>,
+    map: HashMap<Vec<u8>, Slot<T>, FxBuild>,
 }
 
 impl<T: Codec> Cache<T> {
     fn new() -> Self {
-        Cache { map: HashMap::new() }
+        Cache { map: HashMap::default() }
     }
 
-    fn slot(&mut self, tree: &sled::Tree, key: Vec<u8>) -> Result<&mut Slot<T>> {
-        match self.map.entry(key) {
-            Entry::Occupied(o) => Ok(o.into_mut()),
-            Entry::Vacant(v) => {
-                let raw =
-                    tree.get(v.key()).map_err(|e| Error::storage(format!("reading {}", keys::display(v.key())), e))?;
-                let value = match raw {
-                    Some(b) => Some(T::decode(v.key(), &b)?),
+    /// The slot of `key`. When `fresh` (the tree is known to be empty and every write
+    /// since went through this overlay), a key not in the overlay is absent: no read.
+    fn slot(&mut self, tree: &sled::Tree, fresh: bool, key: &[u8]) -> Result<&mut Slot<T>> {
+        // Two lookups on a miss rather than one allocation of the key on every hit.
+        if !self.map.contains_key(key) {
+            let value = if fresh {
+                None
+            } else {
+                let raw = tree.get(key).map_err(|e| Error::storage(format!("reading {}", keys::display(key)), e))?;
+                match raw {
+                    Some(b) => Some(T::decode(key, &b)?),
                     None => None,
-                };
-                Ok(v.insert(Slot { value, dirty: false }))
-            }
+                }
+            };
+            self.map.insert(key.to_vec(), Slot { value, dirty: false });
         }
+        Ok(self.map.get_mut(key).expect("inserted above"))
     }
 
     /// Writes the changed keys into `batch` (the order of insertion does not matter:
@@ -145,6 +179,10 @@ impl<T: Codec> Cache<T> {
 #[derive(Debug)]
 pub(crate) struct Overlay<'a> {
     tree: &'a sled::Tree,
+    /// The tree was empty when this overlay started: keys it has not seen do not exist.
+    fresh: bool,
+    /// Scratch buffer for keys.
+    key: Vec<u8>,
     /// Blind writes: the open-exception index. Never read back by apply.
     batch: sled::Batch,
     orders: Cache<OrderRecord>,
@@ -163,9 +201,11 @@ enum Outcome {
 }
 
 impl<'a> Overlay<'a> {
-    pub(crate) fn new(tree: &'a sled::Tree) -> Self {
+    pub(crate) fn new(tree: &'a sled::Tree, fresh: bool) -> Self {
         Overlay {
             tree,
+            fresh,
+            key: Vec::with_capacity(128),
             batch: sled::Batch::default(),
             orders: Cache::new(),
             lineage: Cache::new(),
@@ -193,7 +233,8 @@ impl<'a> Overlay<'a> {
     /// the checkpoint past it.
     pub(crate) fn apply(&mut self, p: &Positioned) -> Result<()> {
         let pos = &p.position;
-        let cp = self.checkpoints.slot(self.tree, keys::checkpoint(&pos.topic, pos.partition))?;
+        keys::checkpoint_into(&mut self.key, &pos.topic, pos.partition);
+        let cp = self.checkpoints.slot(self.tree, self.fresh, &self.key)?;
         if cp.get().is_some_and(|next| pos.offset < *next) {
             self.stats.already_applied += 1;
             return Ok(());
@@ -216,7 +257,8 @@ impl<'a> Overlay<'a> {
     fn journal(&mut self, pos: &InputPosition, e: &JournalEvent) -> Result<Outcome> {
         let m = &e.meta;
         let order_ref = m.correlation_key.as_str();
-        let slot = self.orders.slot(self.tree, keys::order(order_ref))?;
+        keys::order_into(&mut self.key, order_ref);
+        let slot = self.orders.slot(self.tree, self.fresh, &self.key)?;
         // Journal dedup: the order view keeps the last applied seq of each of its sagas
         // (a saga's events all carry its order's correlation key).
         let applied = slot.get().and_then(|o| o.view.saga(&m.saga_id)).is_some_and(|s| m.seq <= s.last_seq);
@@ -304,7 +346,8 @@ impl<'a> Overlay<'a> {
         let key = &c.meta.idempotency_key;
         let own = format!("waybill:{key}");
         // Command dedup: the key's own lineage already lists a command record.
-        let seen = self.lineage.slot(self.tree, keys::lineage(&own))?;
+        keys::lineage_into(&mut self.key, &own);
+        let seen = self.lineage.slot(self.tree, self.fresh, &self.key)?;
         if let Some(first) = seen.get().and_then(|v| v.iter().find(|l| l.kind == LinkKind::Command)) {
             tracing::debug!(
                 idempotency_key = %key, topic = %pos.topic, partition = pos.partition, offset = pos.offset,
@@ -331,7 +374,8 @@ impl<'a> Overlay<'a> {
 
     fn dead_letter(&mut self, pos: &InputPosition, d: &DeadLetter) -> Result<Outcome> {
         let id = d.exception_id(pos);
-        let slot = self.exceptions.slot(self.tree, keys::exception(&id))?;
+        keys::exception_into(&mut self.key, &id);
+        let slot = self.exceptions.slot(self.tree, self.fresh, &self.key)?;
         if slot.get().is_some_and(|x| x.raised_at.is_some()) {
             return Ok(Outcome::Duplicate);
         }
@@ -368,7 +412,8 @@ impl<'a> Overlay<'a> {
             x.filter(|x| x.is_open())
                 .map(|x| (x.category, if x.saga_id.is_some() { x.order_ref.clone() } else { None }))
         }
-        let slot = self.exceptions.slot(self.tree, keys::exception(id))?;
+        keys::exception_into(&mut self.key, id);
+        let slot = self.exceptions.slot(self.tree, self.fresh, &self.key)?;
         let before = open_state(slot.get());
         let v = slot.modify().get_or_insert_with(|| ExceptionView::new(id));
         change(v);
@@ -394,7 +439,8 @@ impl<'a> Overlay<'a> {
     }
 
     fn order_open_exceptions(&mut self, order_ref: &str, delta: i64) -> Result<()> {
-        let slot = self.orders.slot(self.tree, keys::order(order_ref))?;
+        keys::order_into(&mut self.key, order_ref);
+        let slot = self.orders.slot(self.tree, self.fresh, &self.key)?;
         match slot.modify() {
             Some(OrderRecord { view: o, .. }) => {
                 o.open_exceptions = (i64::from(o.open_exceptions) + delta).clamp(0, i64::from(u32::MAX)) as u32;
@@ -407,7 +453,7 @@ impl<'a> Overlay<'a> {
     }
 
     fn count(&mut self, key: Vec<u8>, delta: i64) -> Result<()> {
-        let slot = self.counters.slot(self.tree, key)?;
+        let slot = self.counters.slot(self.tree, self.fresh, &key)?;
         let v = slot.modify();
         let n = v.unwrap_or(0) + delta;
         // Zero counters are removed so that the stored bytes depend only on the result.
@@ -416,7 +462,8 @@ impl<'a> Overlay<'a> {
     }
 
     fn stock_add(&mut self, warehouse: &str, sku: &str, d: StockDelta) -> Result<()> {
-        let slot = self.stock.slot(self.tree, keys::stock(warehouse, sku))?;
+        keys::stock_into(&mut self.key, warehouse, sku);
+        let slot = self.stock.slot(self.tree, self.fresh, &self.key)?;
         let s = slot.modify().get_or_insert_with(|| StockPosition {
             warehouse: warehouse.to_string(),
             sku: sku.to_string(),
@@ -437,7 +484,8 @@ impl<'a> Overlay<'a> {
     /// Adds `link` to the lineage of `source_ref`, kept sorted by position: the same set
     /// of links gives the same value in whatever order they arrive.
     fn link(&mut self, source_ref: &str, link: &LineageEntry) -> Result<()> {
-        let v = self.lineage.slot(self.tree, keys::lineage(source_ref))?.modify().get_or_insert_with(Vec::new);
+        keys::lineage_into(&mut self.key, source_ref);
+        let v = self.lineage.slot(self.tree, self.fresh, &self.key)?.modify().get_or_insert_with(Vec::new);
         fn at(l: &LineageEntry) -> (&str, i32, i64) {
             (l.topic.as_str(), l.partition, l.offset)
         }
@@ -715,8 +763,9 @@ fn command_refs(body: &CommandBody) -> Vec<String> {
 }
 
 /// Applies `inputs` in order and returns the batch to write.
-pub(crate) fn build_batch(tree: &sled::Tree, inputs: &[Positioned]) -> Result<(sled::Batch, ApplyStats)> {
-    let mut ov = Overlay::new(tree);
+/// `fresh`: the tree is empty (just cleared), so no key needs to be read from it.
+pub(crate) fn build_batch(tree: &sled::Tree, fresh: bool, inputs: &[Positioned]) -> Result<(sled::Batch, ApplyStats)> {
+    let mut ov = Overlay::new(tree, fresh);
     for p in inputs {
         ov.apply(p)?;
     }

@@ -64,6 +64,38 @@ fn join(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     k
 }
 
+/// Like [`join`], into `k` (cleared first), to look a key up without allocating.
+fn join_into(k: &mut Vec<u8>, prefix: &[u8], parts: &[&[u8]]) {
+    k.clear();
+    k.extend_from_slice(prefix);
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(SEP);
+        }
+        k.extend_from_slice(p);
+    }
+}
+
+pub(crate) fn order_into(k: &mut Vec<u8>, order_ref: &str) {
+    join_into(k, ORDER, &[order_ref.as_bytes()]);
+}
+
+pub(crate) fn exception_into(k: &mut Vec<u8>, id: &str) {
+    join_into(k, EXCEPTION, &[id.as_bytes()]);
+}
+
+pub(crate) fn lineage_into(k: &mut Vec<u8>, source_ref: &str) {
+    join_into(k, LINEAGE, &[source_ref.as_bytes()]);
+}
+
+pub(crate) fn stock_into(k: &mut Vec<u8>, warehouse: &str, sku: &str) {
+    join_into(k, STOCK, &[warehouse.as_bytes(), sku.as_bytes()]);
+}
+
+pub(crate) fn checkpoint_into(k: &mut Vec<u8>, topic: &str, partition: i32) {
+    join_into(k, CHECKPOINT, &[topic.as_bytes(), &ord_i32(partition)]);
+}
+
 pub(crate) fn order(order_ref: &str) -> Vec<u8> {
     join(ORDER, &[order_ref.as_bytes()])
 }

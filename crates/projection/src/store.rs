@@ -22,8 +22,10 @@ const CLEAR_CHUNK: usize = 10_000;
 pub struct ProjectionStore {
     tree: sled::Tree,
     /// Held while building and writing a batch, so that two writers never interleave
-    /// their read-modify-write cycles.
-    write: Mutex<()>,
+    /// their read-modify-write cycles. The flag says the tree is known to hold no
+    /// projection data (just cleared or created, nothing applied since), so the next
+    /// batch need not look up any key: every one of them would miss.
+    write: Mutex<bool>,
 }
 
 impl ProjectionStore {
@@ -45,7 +47,7 @@ impl ProjectionStore {
     /// interrupted [`Self::clear`] first.
     pub fn open_tree(db: &sled::Db) -> Result<Self> {
         let tree = db.open_tree(Self::TREE).map_err(|e| Error::storage("opening the projection tree", e))?;
-        let store = ProjectionStore { tree, write: Mutex::new(()) };
+        let store = ProjectionStore { tree, write: Mutex::new(false) };
         if store.get_raw(keys::META_CLEARING)?.is_some() {
             tracing::warn!("finishing an interrupted clear of the projection store");
             store.clear()?;
@@ -58,7 +60,10 @@ impl ProjectionStore {
                     expected: String::from_utf8_lossy(keys::LAYOUT_VERSION).into_owned(),
                 });
             }
-            None if store.tree.is_empty() => store.write_layout()?,
+            None if store.tree.is_empty() => {
+                store.write_layout()?;
+                *store.write.lock().unwrap_or_else(|p| p.into_inner()) = true;
+            }
             None => {
                 return Err(Error::Layout {
                     found: "none (tree has data but no layout mark)".into(),
@@ -102,8 +107,9 @@ impl ProjectionStore {
         if inputs.is_empty() {
             return Ok(ApplyStats::default());
         }
-        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        let (batch, stats) = build_batch(&self.tree, inputs)?;
+        let mut empty = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh = std::mem::replace(&mut *empty, false);
+        let (batch, stats) = build_batch(&self.tree, fresh, inputs)?;
         self.tree
             .apply_batch(batch)
             .map_err(|e| Error::storage(format!("writing a batch of {} inputs", inputs.len()), e))?;
@@ -132,7 +138,8 @@ impl ProjectionStore {
     /// from offset 0. Not atomic, but safe to interrupt: a mark written first (together
     /// with the removal of the checkpoints) makes [`Self::open_tree`] finish the job.
     pub fn clear(&self) -> Result<()> {
-        let _guard = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let mut empty = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        *empty = false;
         let mut first = sled::Batch::default();
         first.insert(keys::META_CLEARING, b"1".as_slice());
         for kv in self.tree.scan_prefix(keys::CHECKPOINT) {
@@ -163,6 +170,7 @@ impl ProjectionStore {
         last.remove(keys::META_CLEARING);
         last.insert(keys::META_LAYOUT, keys::LAYOUT_VERSION);
         self.tree.apply_batch(last).map_err(|e| Error::storage("finishing the clear", e))?;
+        *empty = true;
         Ok(())
     }
 

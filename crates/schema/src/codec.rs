@@ -19,6 +19,7 @@ use waybill_domain::event::EventBody;
 use waybill_domain::journal::{Checkpoint, JournalBody};
 use waybill_domain::{Command, InboundEvent, JournalEvent};
 
+use crate::datum::{self, DatumError};
 use crate::error::{Error, Result};
 use crate::registry::{Kind, RegisteredSchema, Registry};
 use crate::wire;
@@ -72,6 +73,9 @@ pub(crate) trait Family: Sized {
     /// Builds the variant named `name` from a `{meta, data}` record value; `None` when
     /// no variant has that name.
     fn from_avro_value(name: &str, value: Value) -> Option<apache_avro::AvroResult<Self>>;
+    /// Reads the variant named `name` from a `{meta, data}` datum written with `schema`
+    /// (no intermediate `Value`); `None` when no variant has that name.
+    fn from_datum(name: &str, schema: &Schema, datum: &mut &[u8]) -> Option<Result<Self, DatumError>>;
 }
 
 fn envelope<M: DeserializeOwned, D: DeserializeOwned>(value: Value) -> apache_avro::AvroResult<(M, D)> {
@@ -116,6 +120,16 @@ macro_rules! family {
                 Some(match name {
                     $(stringify!($variant) => {
                         envelope(value).map(|(meta, data)| Self { meta, body: $body::$variant(data) })
+                    })*
+                    _ => return None,
+                })
+            }
+
+            fn from_datum(name: &str, schema: &Schema, datum: &mut &[u8]) -> Option<Result<Self, DatumError>> {
+                Some(match name {
+                    $(stringify!($variant) => {
+                        datum::from_datum::<Envelope<_, _>>(schema, datum)
+                            .map(|e| Self { meta: e.meta, body: $body::$variant(e.data) })
                     })*
                     _ => return None,
                 })
@@ -325,7 +339,32 @@ impl Registry {
         Ok(out)
     }
 
+    /// The writer schema and the datum of a framed record of an accepted kind that can
+    /// be read without an intermediate `Value` (see [`datum`]).
+    fn direct<'b>(&self, bytes: &'b [u8], accept: &[Kind]) -> Option<(&RegisteredSchema, &'b [u8])> {
+        let (id, datum) = wire::unframe(bytes).ok()?;
+        let writer = self.get(id)?;
+        (writer.direct_read && accept.contains(&writer.kind())).then_some((writer, datum))
+    }
+
+    /// Decodes a record straight into the domain type when its writer schema allows it.
+    /// `None` sends the caller down the `Value` path, which also produces the errors.
+    pub(crate) fn decode_family_direct<T: Family>(&self, bytes: &[u8]) -> Option<T> {
+        let (writer, mut datum) = self.direct(bytes, &[T::KIND])?;
+        let value = T::from_datum(writer.name(), writer.expanded(), &mut datum)?.ok()?;
+        datum.is_empty().then_some(value)
+    }
+
+    pub(crate) fn decode_checkpoint_direct(&self, bytes: &[u8]) -> Option<Checkpoint> {
+        let (writer, mut datum) = self.direct(bytes, &[Kind::Checkpoint])?;
+        let value = datum::from_datum(writer.expanded(), &mut datum).ok()?;
+        datum.is_empty().then_some(value)
+    }
+
     fn decode_family<T: Family>(&self, bytes: &[u8]) -> Result<T> {
+        if let Some(value) = self.decode_family_direct(bytes) {
+            return Ok(value);
+        }
         let (writer, reader, value) = self.decode_value(bytes, &[T::KIND])?;
         family_from_value(writer, reader, value)
     }
@@ -381,12 +420,25 @@ impl Registry {
 
     /// Decodes a Confluent-framed journal checkpoint.
     pub fn decode_checkpoint(&self, bytes: &[u8]) -> Result<Checkpoint> {
+        if let Some(checkpoint) = self.decode_checkpoint_direct(bytes) {
+            return Ok(checkpoint);
+        }
         let (writer, reader, value) = self.decode_value(bytes, &[Kind::Checkpoint])?;
         apache_avro::from_value(&value).map_err(|e| to_domain_error(writer, reader, e))
     }
 
     /// Decodes any record of the journal topic: a saga event or a checkpoint.
     pub fn decode_journal_record(&self, bytes: &[u8]) -> Result<JournalRecord> {
+        if let Ok(writer) = self.schema_of(bytes) {
+            let direct = if writer.kind() == Kind::Checkpoint {
+                self.decode_checkpoint_direct(bytes).map(JournalRecord::Checkpoint)
+            } else {
+                self.decode_family_direct(bytes).map(JournalRecord::Event)
+            };
+            if let Some(record) = direct {
+                return Ok(record);
+            }
+        }
         let (writer, reader, value) = self.decode_value(bytes, &[Kind::Journal, Kind::Checkpoint])?;
         if writer.kind() == Kind::Checkpoint {
             let checkpoint = apache_avro::from_value(&value).map_err(|e| to_domain_error(writer, reader, e))?;
@@ -440,7 +492,11 @@ impl Registry {
     }
 }
 
-fn family_from_value<T: Family>(writer: &RegisteredSchema, reader: &RegisteredSchema, value: Value) -> Result<T> {
+pub(crate) fn family_from_value<T: Family>(
+    writer: &RegisteredSchema,
+    reader: &RegisteredSchema,
+    value: Value,
+) -> Result<T> {
     match T::from_avro_value(reader.name(), value) {
         Some(result) => result.map_err(|e| to_domain_error(writer, reader, e)),
         None => Err(Error::NoDomainType { full_name: reader.full_name().to_string(), version: reader.version() }),

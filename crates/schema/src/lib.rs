@@ -41,6 +41,7 @@
 
 pub mod codec;
 pub mod compat;
+mod datum;
 mod error;
 pub mod json;
 pub mod registry;

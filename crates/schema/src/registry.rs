@@ -114,6 +114,9 @@ pub struct RegisteredSchema {
     /// True when this is the latest version and the domain type has exactly its shape,
     /// so encoding may use apache-avro's direct serializer (see `codec`).
     pub(crate) direct_write: bool,
+    /// True when data written with this schema needs no resolution and every type in it
+    /// is one `datum` reads, so decoding may skip the intermediate Avro `Value`.
+    pub(crate) direct_read: bool,
 }
 
 impl RegisteredSchema {
@@ -235,6 +238,7 @@ impl Registry {
                 reader_id: src.id,
                 needs_resolution: false,
                 direct_write: false,
+                direct_read: false,
             };
             if by_id.insert(src.id, entry).is_some() {
                 return Err(Error::Catalog(format!("schema id {} is listed twice; ids are never reused", src.id)));
@@ -263,6 +267,7 @@ impl Registry {
                 let entry = by_id.get_mut(id).expect("inserted above");
                 entry.reader_id = reader_id;
                 entry.needs_resolution = *id != reader_id && entry.schema.canonical_form() != reader_form;
+                entry.direct_read = !entry.needs_resolution && crate::datum::supported(&entry.expanded);
             }
             let reader = by_id.get_mut(&reader_id).expect("inserted above");
             reader.direct_write =

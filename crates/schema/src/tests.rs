@@ -518,3 +518,54 @@ fn json_optional_fields_may_be_left_out_and_unknown_systems_map_to_other() {
     assert_eq!(order.client_order_ref, None);
     assert_eq!(event.meta.source.system, System::Other);
 }
+
+// ---- direct datum reader ----
+
+#[test]
+fn every_embedded_schema_is_read_without_a_value_tree_and_the_same_as_through_one() {
+    let registry = Registry::embedded();
+    for event in samples::events() {
+        let bytes = encode_event(&event).unwrap();
+        assert!(registry.schema_of(&bytes).unwrap().direct_read, "{}", event.body.name());
+        let (w, r, value) = registry.decode_value(&bytes, &[Kind::Event]).unwrap();
+        let via_value: InboundEvent = crate::codec::family_from_value(w, r, value).unwrap();
+        assert_eq!(registry.decode_family_direct::<InboundEvent>(&bytes), Some(via_value));
+    }
+    for command in samples::commands() {
+        let bytes = encode_command(&command).unwrap();
+        assert!(registry.schema_of(&bytes).unwrap().direct_read, "{}", command.body.name());
+        let (w, r, value) = registry.decode_value(&bytes, &[Kind::Command]).unwrap();
+        let via_value: Command = crate::codec::family_from_value(w, r, value).unwrap();
+        assert_eq!(registry.decode_family_direct::<Command>(&bytes), Some(via_value));
+    }
+    for event in samples::journal_events() {
+        let bytes = encode_journal(&event).unwrap();
+        assert!(registry.schema_of(&bytes).unwrap().direct_read, "{}", event.body.name());
+        let (w, r, value) = registry.decode_value(&bytes, &[Kind::Journal]).unwrap();
+        let via_value: JournalEvent = crate::codec::family_from_value(w, r, value).unwrap();
+        assert_eq!(registry.decode_family_direct::<JournalEvent>(&bytes), Some(via_value));
+    }
+    let bytes = encode_checkpoint(&samples::checkpoint()).unwrap();
+    assert_eq!(registry.decode_checkpoint_direct(&bytes), Some(samples::checkpoint()));
+}
+
+#[test]
+fn the_direct_reader_refuses_cut_padded_and_corrupt_datums() {
+    let registry = Registry::embedded();
+    let bytes = encode_event(&samples::events().remove(0)).unwrap();
+    assert!(registry.decode_family_direct::<InboundEvent>(&bytes).is_some());
+    for cut in 5..bytes.len() {
+        assert_eq!(registry.decode_family_direct::<InboundEvent>(&bytes[..cut]), None, "cut at {cut}");
+    }
+    let mut padded = bytes.clone();
+    padded.push(0);
+    assert_eq!(registry.decode_family_direct::<InboundEvent>(&padded), None);
+    // A datum of another kind is not read as an event.
+    let command = encode_command(&samples::commands().remove(0)).unwrap();
+    assert_eq!(registry.decode_family_direct::<InboundEvent>(&command), None);
+    // Invalid UTF-8 in the first string (the event id, after the 5-byte header and its length).
+    let mut bad = bytes.clone();
+    bad[6] = 0xff;
+    assert_eq!(registry.decode_family_direct::<InboundEvent>(&bad), None);
+    assert!(decode_event(&bad).is_err());
+}
