@@ -8,6 +8,9 @@ pub const JOURNAL: &str = "waybill.journal";
 pub const DLQ: &str = "waybill.dlq";
 /// Control actions (approvals, retries, replays) written by the control plane.
 pub const CONTROL: &str = "waybill.control";
+/// Control-plane attempts answered at the edge (refused before reaching a saga), for the
+/// audit trail.
+pub const AUDIT: &str = "waybill.audit";
 
 /// The systems that send inbound events on their own topic.
 pub const INBOUND_SYSTEMS: [System; 5] = [System::Odoo, System::Wms, System::Carrier, System::Finance, System::Bank];

@@ -39,6 +39,6 @@ pub use error::{Error, Result};
 pub use input::{ApplyStats, DeadLetter, Input, Positioned, dlq_header};
 pub use store::ProjectionStore;
 pub use view::{
-    ExceptionView, LineageEntry, LinkKind, OrderLineView, OrderStatus, OrderView, SagaProgress, ShipmentView,
-    StockPosition, TimelineEntry,
+    DocumentView, ExceptionView, LineageEntry, LinkKind, OrderLineView, OrderStatus, OrderView, PostingView,
+    SagaProgress, ShipmentView, StockPosition, TimelineEntry,
 };

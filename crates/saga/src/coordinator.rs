@@ -21,6 +21,7 @@ use waybill_domain::{ExceptionCategory, InboundEvent, JournalBody, SagaKind, Tim
 use waybill_log::{AppendBatch, EventLog, Header, Position, Record, StoredRecord};
 use waybill_schema::JournalRecord;
 use waybill_telemetry::metrics as names;
+use waybill_telemetry::{SPAN_TARGET, TraceHeaders};
 
 use crate::catalog::Catalog;
 use crate::decision::{Cause, DeadLetter, DeadLetterKind};
@@ -270,7 +271,7 @@ impl Coordinator {
             let step = flow::tick(flow, &cause);
             out.observe(flow, &step, now, now);
             handled += 1;
-            out.add(&key, step, None)?;
+            out.add(&key, step, None, None)?;
         }
         if handled == 0 {
             return Ok(0);
@@ -325,6 +326,33 @@ impl Coordinator {
 
     fn handle(&self, w: &mut Worker, r: &StoredRecord, now: Timestamp, env: &Env<'_>, out: &mut Outputs) -> Result<()> {
         self.stats.inputs.fetch_add(1, Ordering::Relaxed);
+        // One span per inbound record, continuing the trace of whoever wrote it. Without an
+        // exporter the span is disabled at its call site: no field below is evaluated.
+        let span = tracing::info_span!(
+            target: SPAN_TARGET,
+            "process",
+            otel.name = format!("{} process", r.topic),
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.operation.name = "process",
+            messaging.destination.name = r.topic.as_str(),
+            messaging.destination.partition.id = r.partition.to_string(),
+            messaging.consumer.group.name = self.config.group.as_str(),
+            messaging.kafka.message.key = String::from_utf8_lossy(&r.key).as_ref(),
+            messaging.kafka.offset = r.offset,
+            messaging.message.id = tracing::field::Empty,
+            waybill.event.type = tracing::field::Empty,
+            waybill.order.ref = tracing::field::Empty,
+            waybill.saga.id = tracing::field::Empty,
+            waybill.saga.kind = tracing::field::Empty,
+        );
+        let headers = || r.headers.iter().map(|h| (h.key.as_str(), h.value.as_slice()));
+        waybill_telemetry::continue_trace(&span, headers());
+        let _entered = span.enter();
+        // Every record written for this input carries this span's context (or, when
+        // nothing is exported, the input's own, passed through).
+        let trace = waybill_telemetry::outgoing(&span, headers());
         let event: InboundEvent = match waybill_schema::decode_event(&r.value) {
             Ok(e) => e,
             Err(e) => {
@@ -356,8 +384,11 @@ impl Coordinator {
             at: now,
         };
         let step = flow::step(flow, &event, env, &cause);
+        if !span.is_disabled() {
+            record_saga(&span, &event, &step);
+        }
         out.observe(flow, &step, now, event.meta.occurred_at);
-        out.add(&key, step, Some(r))
+        out.add(&key, step, Some(r), trace.as_ref())
     }
 
     fn commit(&self, w: &mut Worker, out: Outputs, now: Timestamp) -> Result<()> {
@@ -403,6 +434,24 @@ impl Coordinator {
             }
         }
         Ok(())
+    }
+}
+
+/// Fills the Waybill attributes of an inbound record's span once its saga is known: the
+/// saga the step wrote to (the first one, when an event touches several), else the saga
+/// a command was issued for.
+fn record_saga(span: &tracing::Span, event: &InboundEvent, step: &Step) {
+    span.record("messaging.message.id", event.meta.event_id.as_str());
+    span.record("waybill.event.type", event.body.name());
+    span.record("waybill.order.ref", event.meta.correlation_key.as_str());
+    let saga = step
+        .journal
+        .first()
+        .map(|e| e.meta.saga_id.as_str())
+        .or_else(|| step.commands.first().map(|c| c.meta.saga_id.as_str()));
+    if let Some(id) = saga {
+        span.record("waybill.saga.id", id);
+        span.record("waybill.saga.kind", id.split_once(':').map_or(id, |(kind, _)| kind));
     }
 }
 
@@ -555,7 +604,13 @@ impl Outputs {
         }
     }
 
-    fn add(&mut self, key: &str, step: Step, input: Option<&StoredRecord>) -> Result<()> {
+    fn add(
+        &mut self,
+        key: &str,
+        step: Step,
+        input: Option<&StoredRecord>,
+        trace: Option<&TraceHeaders>,
+    ) -> Result<()> {
         if let (Some(dl), Some(r)) = (&step.dead_letter, input) {
             self.dead_letter(r, dl);
         }
@@ -568,11 +623,13 @@ impl Outputs {
                 what: format!("journal event {}", e.meta.event_id()),
                 reason: err.to_string(),
             })?;
+            let mut headers = vec![Header { key: headers::SAGA_ID.into(), value: e.meta.saga_id.clone().into_bytes() }];
+            with_trace(&mut headers, trace);
             self.records.push(Record {
                 topic: topic::JOURNAL.into(),
                 partition: Some(self.partition),
                 key: key.as_bytes().to_vec(),
-                headers: vec![Header { key: headers::SAGA_ID.into(), value: e.meta.saga_id.clone().into_bytes() }],
+                headers,
                 value,
             });
             self.journal_events += 1;
@@ -582,22 +639,20 @@ impl Outputs {
                 what: format!("command {}", c.meta.idempotency_key),
                 reason: err.to_string(),
             })?;
-            self.records.push(Record {
-                topic: topic::commands(c.meta.target),
-                partition: None,
-                key: key.as_bytes().to_vec(),
-                headers: vec![
-                    Header { key: headers::IDEMPOTENCY_KEY.into(), value: c.meta.idempotency_key.clone().into_bytes() },
-                    Header { key: headers::SAGA_ID.into(), value: c.meta.saga_id.clone().into_bytes() },
-                ],
-                value,
-            });
+            let mut headers = vec![
+                Header { key: headers::IDEMPOTENCY_KEY.into(), value: c.meta.idempotency_key.clone().into_bytes() },
+                Header { key: headers::SAGA_ID.into(), value: c.meta.saga_id.clone().into_bytes() },
+            ];
+            with_trace(&mut headers, trace);
+            self.records.push(Record { topic: topic::commands(c.meta.target), partition: None, key: key.as_bytes().to_vec(), headers, value });
             self.commands += 1;
         }
         Ok(())
     }
 
     fn dead_letter(&mut self, r: &StoredRecord, dl: &DeadLetter) {
+        // The dead letter keeps the input's headers, trace context included, so a replay
+        // continues the trace of the original producer.
         tracing::warn!(
             messaging.source = %r.topic,
             waybill.partition = r.partition,
@@ -621,6 +676,13 @@ impl Outputs {
         });
         self.dead_letters += 1;
         self.observations.push(Observation::DeadLetter(dl.kind.as_str()));
+    }
+}
+
+/// Adds the W3C trace context headers, when there is a context to carry.
+fn with_trace(headers: &mut Vec<Header>, trace: Option<&TraceHeaders>) {
+    if let Some(t) = trace {
+        headers.extend(t.pairs().map(|(k, v)| Header { key: k.into(), value: v }));
     }
 }
 

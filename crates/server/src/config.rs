@@ -25,6 +25,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Ingestion endpoint.
     pub ingest: IngestConfig,
+    /// gRPC control plane (approvals, queries, audit).
+    pub control: waybill_control::ControlConfig,
     /// Coordinator.
     pub coordinator: CoordinatorConfig,
     /// Saga policy.
@@ -41,6 +43,7 @@ impl Default for Config {
             catalog: None,
             log: LogConfig::default(),
             ingest: IngestConfig::default(),
+            control: waybill_control::ControlConfig::default(),
             coordinator: CoordinatorConfig::default(),
             policy: Policy::default(),
             telemetry: TelemetryConfig::default(),
@@ -179,13 +182,17 @@ impl Config {
         if !self.ingest.listen.is_empty() && self.ingest.listen.parse::<SocketAddr>().is_err() {
             return Err(ConfigError::Invalid {
                 key: "ingest.listen",
-                problem: format!("{:?} is not an address like 127.0.0.1:8420 (leave it empty to disable ingestion)", self.ingest.listen),
+                problem: format!(
+                    "{:?} is not an address like 127.0.0.1:8420 (leave it empty to disable ingestion)",
+                    self.ingest.listen
+                ),
             });
         }
         if self.coordinator.max_batch == 0 {
             return Err(ConfigError::Invalid { key: "coordinator.max_batch", problem: "must be at least 1".into() });
         }
-        if !(self.policy.fulfillment.pick_timeout_secs > 0.0) {
+        let pick_timeout = self.policy.fulfillment.pick_timeout_secs;
+        if pick_timeout.is_nan() || pick_timeout <= 0.0 {
             return Err(ConfigError::Invalid {
                 key: "policy.fulfillment.pick_timeout_secs",
                 problem: format!("{} must be a positive number of seconds", self.policy.fulfillment.pick_timeout_secs),
@@ -198,6 +205,13 @@ impl Config {
         if let Some(path) = &self.catalog {
             self.load_catalog_from(path)?;
         }
+        self.control.validate().map_err(|i| ConfigError::Invalid { key: i.key, problem: i.problem })?;
+        if !self.control.listen.is_empty() && self.control.listen == self.ingest.listen {
+            return Err(ConfigError::Invalid {
+                key: "control.listen",
+                problem: format!("{} is also ingest.listen; give the control plane its own port", self.control.listen),
+            });
+        }
         Ok(())
     }
 
@@ -206,7 +220,9 @@ impl Config {
         use waybill_log::embedded::FsyncPolicy;
         match self.log.fsync.as_str() {
             "batch" => Ok(FsyncPolicy::EveryBatch),
-            "interval" => Ok(FsyncPolicy::Interval(std::time::Duration::from_millis(self.log.fsync_interval_ms.max(1)))),
+            "interval" => {
+                Ok(FsyncPolicy::Interval(std::time::Duration::from_millis(self.log.fsync_interval_ms.max(1))))
+            }
             "never" => Ok(FsyncPolicy::Never),
             other => Err(ConfigError::Invalid {
                 key: "log.fsync",

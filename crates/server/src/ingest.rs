@@ -12,6 +12,10 @@
 //! position, or `200` with the original position when the same event id was accepted
 //! before (the same event delivered twice is accepted once). A body that cannot be
 //! decoded is answered `400` with what is wrong, and kept in the dead-letter topic.
+//!
+//! Each request is a `waybill.ingest` span (kind server) that continues the caller's W3C
+//! `traceparent` when it sends one; the record written carries the span's context in its
+//! `traceparent` header, so the coordinator's processing joins the same trace.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,6 +29,7 @@ use axum::routing::{get, post};
 use serde::Serialize;
 use waybill_domain::{InboundEvent, System, topic};
 use waybill_log::{AppendBatch, EventLog, Header, Record};
+use waybill_telemetry::{SPAN_TARGET, TraceHeaders};
 
 /// Header carrying the event id on inbound records, so duplicates can be found without
 /// decoding.
@@ -87,8 +92,13 @@ impl Ingest {
     }
 
     /// Accepts one event body (`json` selects the JSON form). Blocking: call from a
-    /// blocking context.
+    /// blocking context. The record carries the trace context of the current span.
     pub fn accept(&self, body: &[u8], json: bool) -> Result<Accepted, IngestError> {
+        self.accept_traced(body, json, waybill_telemetry::inject(&tracing::Span::current()))
+    }
+
+    /// Like [`Ingest::accept`], writing `trace` as the record's trace context.
+    pub fn accept_traced(&self, body: &[u8], json: bool, trace: Option<TraceHeaders>) -> Result<Accepted, IngestError> {
         let decoded = if json { waybill_schema::decode_event_json(body) } else { waybill_schema::decode_event(body) };
         let event = match decoded {
             Ok(e) => e,
@@ -98,10 +108,24 @@ impl Ingest {
                 return Err(IngestError::BadInput(reason));
             }
         };
+        if matches!(event.meta.source.system, System::Operator | System::Waybill) {
+            let reason = format!(
+                "{} from source system {}: approvals and other control actions must go through the authenticated control plane (gRPC), not ingestion",
+                event.body.name(),
+                event.meta.source.system
+            );
+            self.dead_letter(body, &reason)?;
+            return Err(IngestError::BadInput(reason));
+        }
         if event.meta.correlation_key.is_empty() {
             let reason = "meta.correlation_key is empty; set it to the Odoo sale order name".to_string();
             self.dead_letter(body, &reason)?;
             return Err(IngestError::BadInput(reason));
+        }
+        let span = tracing::Span::current();
+        if !span.is_disabled() {
+            span.record("waybill.event.type", event.body.name());
+            span.record("waybill.order.ref", event.meta.correlation_key.as_str());
         }
         let value = if json {
             waybill_schema::encode_event(&event).map_err(|e| IngestError::BadInput(e.to_string()))?
@@ -119,7 +143,7 @@ impl Ingest {
             });
         }
         let t = inbound_topic(&event);
-        let record = record_for(&t, &event, value);
+        let record = with_trace(record_for(&t, &event, value), trace.as_ref());
         let at = self.log.append(AppendBatch { records: vec![record], positions: vec![] })?;
         let (p, o) = (at[0].partition, at[0].offset);
         seen.insert(event.meta.event_id.clone(), (t.clone(), p, o));
@@ -158,6 +182,14 @@ pub fn record_for(topic: &str, event: &InboundEvent, value: Vec<u8>) -> Record {
     }
 }
 
+/// Adds the W3C trace context headers (`traceparent`, `tracestate`) to `record`.
+pub fn with_trace(mut record: Record, trace: Option<&TraceHeaders>) -> Record {
+    if let Some(t) = trace {
+        record.headers.extend(t.pairs().map(|(k, v)| Header { key: k.into(), value: v }));
+    }
+    record
+}
+
 #[derive(Serialize)]
 struct ErrorBody {
     error: String,
@@ -174,6 +206,39 @@ impl IntoResponse for IngestError {
 }
 
 async fn post_event(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Bytes) -> Response {
+    let span = tracing::info_span!(
+        target: SPAN_TARGET,
+        "waybill.ingest",
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = "POST",
+        http.route = "/v1/events",
+        url.path = "/v1/events",
+        http.response.status_code = tracing::field::Empty,
+        messaging.system = "kafka",
+        messaging.operation.type = "send",
+        messaging.destination.name = tracing::field::Empty,
+        messaging.destination.partition.id = tracing::field::Empty,
+        messaging.kafka.offset = tracing::field::Empty,
+        messaging.message.id = tracing::field::Empty,
+        waybill.ingest.status = tracing::field::Empty,
+        waybill.event.type = tracing::field::Empty,
+        waybill.order.ref = tracing::field::Empty,
+    );
+    // A caller that traces (W3C `traceparent` on the request) gets the ingestion in its trace.
+    waybill_telemetry::continue_trace(&span, headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
+    let response = ingest_request(ingest, &headers, body, &span).await;
+    if !span.is_disabled() {
+        let status = response.status();
+        span.record("http.response.status_code", status.as_u16());
+        if status.is_server_error() {
+            span.record("otel.status_code", "error");
+        }
+    }
+    response
+}
+
+async fn ingest_request(ingest: Arc<Ingest>, headers: &HeaderMap, body: Bytes, span: &tracing::Span) -> Response {
     let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
     let json = ctype.starts_with("application/json");
     if !json
@@ -186,9 +251,23 @@ async fn post_event(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body:
         ))
         .into_response();
     }
-    let result = tokio::task::spawn_blocking(move || ingest.accept(&body, json)).await;
+    // The record carries the ingestion span's context, or the caller's when nothing is exported.
+    let trace = waybill_telemetry::outgoing(span, headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
+    let blocking_span = span.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let _entered = blocking_span.enter();
+        ingest.accept_traced(&body, json, trace)
+    })
+    .await;
     match result {
         Ok(Ok(a)) => {
+            if !span.is_disabled() {
+                span.record("messaging.destination.name", a.topic.as_str());
+                span.record("messaging.destination.partition.id", a.partition.to_string());
+                span.record("messaging.kafka.offset", a.offset);
+                span.record("messaging.message.id", a.event_id.as_str());
+                span.record("waybill.ingest.status", a.status);
+            }
             let status = if a.status == "duplicate" { StatusCode::OK } else { StatusCode::ACCEPTED };
             (status, axum::Json(a)).into_response()
         }

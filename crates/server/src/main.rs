@@ -4,6 +4,9 @@
 //! - `waybill run`: the demo — orchestrator plus a simulated Odoo, warehouse and carrier.
 //! - `waybill projections rebuild`: drop the read models and rebuild them from the log.
 //! - `waybill dlq list|replay`: inspect and replay the dead-letter topic.
+//! - `waybill approvals list|show|approve|reject|audit`, `waybill exceptions list`,
+//!   `waybill order show`, `waybill trace`: talk to a running server's gRPC control plane
+//!   (`--server`, `--token` or `WAYBILL_TOKEN`; tables, or `--output json`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +55,9 @@ enum Command {
         /// Ingestion listen address (overrides `ingest.listen`).
         #[arg(long)]
         listen: Option<String>,
+        /// gRPC control plane listen address (overrides `control.listen`; empty: off).
+        #[arg(long)]
+        control_listen: Option<String>,
     },
     /// Run the demo: the orchestrator with a simulated Odoo, warehouse and carrier.
     Run(demo::DemoOptions),
@@ -64,6 +70,163 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
+    },
+    /// Held postings on a running server: list, show, approve, reject, audit.
+    Approvals {
+        #[command(subcommand)]
+        command: ApprovalsCommand,
+    },
+    /// Exceptions on a running server.
+    Exceptions {
+        #[command(subcommand)]
+        command: ExceptionsCommand,
+    },
+    /// Orders on a running server.
+    Order {
+        #[command(subcommand)]
+        command: OrderCommand,
+    },
+    /// Everything related to a source reference (odoo:SO0042, wms:SHP-1, ...).
+    Trace {
+        /// `system:id`.
+        source_ref: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+/// How to reach the control plane.
+#[derive(Debug, Args)]
+struct Remote {
+    /// Control plane URL.
+    #[arg(long, env = "WAYBILL_SERVER", default_value = "http://127.0.0.1:8421")]
+    server: String,
+    /// Bearer token.
+    #[arg(long, env = "WAYBILL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// CA certificate (PEM) that signed the server's certificate, for https.
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM), for mutual TLS.
+    #[arg(long)]
+    client_cert: Option<PathBuf>,
+    /// Client key (PEM), for mutual TLS.
+    #[arg(long)]
+    client_key: Option<PathBuf>,
+    /// `table` or `json`.
+    #[arg(long, value_enum, default_value = "table")]
+    output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+enum ApprovalsCommand {
+    /// Held postings, oldest first.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+        /// `held`, `approved`, `rejected` or `all`.
+        #[arg(long, default_value = "held")]
+        state: String,
+        /// Only this customer.
+        #[arg(long)]
+        customer: Option<String>,
+        /// Only postings with a hold reason containing this text.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Only postings held at least this many seconds.
+        #[arg(long, default_value_t = 0)]
+        min_age: i64,
+        /// Page size.
+        #[arg(long, default_value_t = 50)]
+        page_size: u32,
+        /// Page token printed by the previous page.
+        #[arg(long)]
+        page_token: Option<String>,
+    },
+    /// One posting with its evidence.
+    Show {
+        /// Posting id (`inv:SHP-1`).
+        posting_id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Approve a held posting.
+    Approve {
+        /// Posting id.
+        posting_id: String,
+        /// The version you reviewed (from `show`).
+        #[arg(long)]
+        version: i64,
+        /// Note.
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Reject a held posting (nothing is posted).
+    Reject {
+        /// Posting id.
+        posting_id: String,
+        /// The version you reviewed (from `show`).
+        #[arg(long)]
+        version: i64,
+        /// Why (required).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Who approved or rejected what, newest first.
+    Audit {
+        #[command(flatten)]
+        remote: Remote,
+        /// Only this posting.
+        #[arg(long)]
+        posting: Option<String>,
+        /// Only this identity.
+        #[arg(long)]
+        actor: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ExceptionsCommand {
+    /// Exceptions on the workbench.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+        /// Category (`master-data`, `stock-shortage`, `approval-overdue`, ...).
+        #[arg(long)]
+        category: Option<String>,
+        /// Open ones only.
+        #[arg(long)]
+        open: bool,
+        /// Raised at least this many seconds ago.
+        #[arg(long, default_value_t = 0)]
+        min_age: i64,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OrderCommand {
+    /// An order with its lines, shipments, postings and timeline.
+    Show {
+        /// Sale order name.
+        order_ref: String,
+        #[command(flatten)]
+        remote: Remote,
     },
 }
 
@@ -111,17 +274,24 @@ fn init_telemetry(cfg: &Config) {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { common, listen } => {
+        Command::Approvals { command } => remote::approvals(command),
+        Command::Exceptions { command } => remote::exceptions(command),
+        Command::Order { command } => remote::order(command),
+        Command::Trace { source_ref, remote } => remote::trace(&source_ref, &remote),
+        Command::Serve { common, listen, control_listen } => {
             let mut extra = Figment::new();
             if let Some(l) = listen {
                 extra = extra.merge(Serialized::default("ingest.listen", l));
+            }
+            if let Some(l) = control_listen {
+                extra = extra.merge(Serialized::default("control.listen", l));
             }
             let cfg = common.load(extra)?;
             init_telemetry(&cfg);
             let log = node::open_log(&cfg)?;
             let catalog = cfg.load_catalog()?;
             let node = node::Node::start(&cfg, log, catalog)?;
-            tracing::info!(data_dir = %cfg.data_dir.display(), partitions = cfg.partitions, "waybill serving");
+            tracing::info!(data_dir = %cfg.data_dir.display(), partitions = cfg.partitions, control = ?node.control_addr(), "waybill serving");
             let stop = Arc::new(AtomicBool::new(false));
             let s = stop.clone();
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -145,7 +315,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let started = std::time::Instant::now();
             let n = node::rebuild_projections(&cfg)?;
             let secs = started.elapsed().as_secs_f64();
-            println!("rebuilt projections from {n} records in {secs:.2} s ({:.0} records/s)", n as f64 / secs.max(1e-9));
+            println!(
+                "rebuilt projections from {n} records in {secs:.2} s ({:.0} records/s)",
+                n as f64 / secs.max(1e-9)
+            );
             Ok(())
         }
         Command::Dlq { command } => match command {
@@ -164,5 +337,343 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         },
+    }
+}
+
+/// The control-plane subcommands: gRPC calls and their rendering.
+mod remote {
+    use std::fmt::Write as _;
+
+    use waybill_control::client::{self, ClientOptions, Clients};
+    use waybill_control::proto;
+
+    use super::{ApprovalsCommand, ExceptionsCommand, OrderCommand, Output, Remote};
+
+    fn call<T>(remote: &Remote, f: impl AsyncFnOnce(Clients) -> Result<T, tonic::Status>) -> anyhow::Result<T> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(async {
+            let opts = ClientOptions {
+                server: remote.server.clone(),
+                token: remote.token.clone(),
+                ca_cert: remote.ca_cert.clone(),
+                client_cert: remote.client_cert.clone(),
+                client_key: remote.client_key.clone(),
+            };
+            let clients = client::connect(&opts).await?;
+            f(clients).await.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))
+        })
+    }
+
+    fn json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+        println!("{}", serde_json::to_string_pretty(v)?);
+        Ok(())
+    }
+
+    /// A plain table: columns padded to their widest cell.
+    fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+        let mut w: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+        for r in rows {
+            for (i, c) in r.iter().enumerate() {
+                w[i] = w[i].max(c.chars().count());
+            }
+        }
+        let mut out = String::new();
+        let line = |cells: Vec<String>, out: &mut String| {
+            let s: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w[i])).collect();
+            let _ = writeln!(out, "{}", s.join("  ").trim_end());
+        };
+        line(headers.iter().map(|h| h.to_string()).collect(), &mut out);
+        line(w.iter().map(|n| "-".repeat(*n)).collect(), &mut out);
+        for r in rows {
+            line(r.clone(), &mut out);
+        }
+        out
+    }
+
+    fn money(minor: i64) -> String {
+        waybill_domain::Money(minor).to_string()
+    }
+
+    fn age(at_us: i64) -> String {
+        if at_us == 0 {
+            return "-".into();
+        }
+        let secs = (waybill_domain::Timestamp::now().0 - at_us).max(0) / 1_000_000;
+        match secs {
+            s if s < 120 => format!("{s}s"),
+            s if s < 7200 => format!("{}m", s / 60),
+            s if s < 172_800 => format!("{}h", s / 3600),
+            s => format!("{}d", s / 86_400),
+        }
+    }
+
+    fn print_posting(p: &proto::Posting) {
+        println!("posting      {} ({}, {} {})", p.posting_id, p.document, p.business_key, p.state);
+        println!("order        {}  customer {}", p.order_ref, p.customer);
+        println!("amount       {} {}", p.amount, p.currency);
+        println!("version      {}   (approve with --version {})", p.version, p.version);
+        println!(
+            "requested by {}  held {} ago{}",
+            p.requested_by,
+            age(p.held_at_us),
+            if p.escalated { "  ESCALATED" } else { "" }
+        );
+        for r in &p.reasons {
+            println!("reason       {r}");
+        }
+        if !p.decided_by.is_empty() {
+            println!("decided by   {} ({}): {}", p.decided_by, p.decided_role, p.decision_reason);
+        }
+        for r in &p.refusals {
+            println!("refused      {r}");
+        }
+    }
+
+    pub(super) fn approvals(command: ApprovalsCommand) -> anyhow::Result<()> {
+        match command {
+            ApprovalsCommand::List { remote, state, customer, reason, min_age, page_size, page_token } => {
+                let req = proto::ListHeldPostingsRequest {
+                    state,
+                    customer: customer.unwrap_or_default(),
+                    reason_contains: reason.unwrap_or_default(),
+                    min_age_seconds: min_age,
+                    document: String::new(),
+                    page_size,
+                    page_token: page_token.unwrap_or_default(),
+                };
+                let resp = call(&remote, async |mut c| Ok(c.approvals.list_held_postings(req).await?.into_inner()))?;
+                if remote.output == Output::Json {
+                    return json(&resp);
+                }
+                let rows: Vec<Vec<String>> = resp
+                    .postings
+                    .iter()
+                    .map(|p| {
+                        vec![
+                            p.posting_id.clone(),
+                            p.order_ref.clone(),
+                            p.customer.clone(),
+                            format!("{} {}", p.amount, p.currency),
+                            p.version.to_string(),
+                            p.state.clone(),
+                            age(p.held_at_us),
+                            p.reasons.join("; "),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table(&["POSTING", "ORDER", "CUSTOMER", "AMOUNT", "VERSION", "STATE", "AGE", "REASONS"], &rows)
+                );
+                println!("{} postings", rows.len());
+                if !resp.next_page_token.is_empty() {
+                    println!("more: --page-token {}", resp.next_page_token);
+                }
+                Ok(())
+            }
+            ApprovalsCommand::Show { posting_id, remote } => {
+                let req = proto::GetPostingRequest { posting_id };
+                let resp = call(&remote, async |mut c| Ok(c.approvals.get_posting(req).await?.into_inner()))?;
+                if remote.output == Output::Json {
+                    return json(&resp);
+                }
+                if let Some(p) = &resp.posting {
+                    print_posting(p);
+                }
+                println!("\norder lines");
+                let rows: Vec<Vec<String>> = resp
+                    .order_lines
+                    .iter()
+                    .map(|l| {
+                        vec![
+                            l.line_no.to_string(),
+                            l.sku.clone(),
+                            l.ordered.clone(),
+                            l.shipped.clone(),
+                            money(l.unit_price_minor),
+                            l.tax_code.clone(),
+                        ]
+                    })
+                    .collect();
+                print!("{}", table(&["LINE", "SKU", "ORDERED", "SHIPPED", "PRICE", "TAX"], &rows));
+                println!("\ndocument lines (total {})", money(resp.document_total_minor));
+                let rows: Vec<Vec<String>> = resp
+                    .document_lines
+                    .iter()
+                    .map(|l| {
+                        vec![
+                            l.line_no.to_string(),
+                            l.sku.clone(),
+                            l.quantity.clone(),
+                            money(l.unit_price_minor),
+                            l.tax_code.clone(),
+                            money(l.total_minor),
+                        ]
+                    })
+                    .collect();
+                print!("{}", table(&["LINE", "SKU", "QTY", "PRICE", "TAX", "TOTAL"], &rows));
+                Ok(())
+            }
+            ApprovalsCommand::Approve { posting_id, version, reason, remote } => {
+                let req = proto::DecisionRequest { posting_id, expected_version: version, reason };
+                let resp = call(&remote, async |mut c| Ok(c.approvals.approve(req).await?.into_inner()))?;
+                if remote.output == Output::Json {
+                    return json(&resp);
+                }
+                println!("{}", resp.message);
+                Ok(())
+            }
+            ApprovalsCommand::Reject { posting_id, version, reason, remote } => {
+                let req = proto::DecisionRequest { posting_id, expected_version: version, reason };
+                let resp = call(&remote, async |mut c| Ok(c.approvals.reject(req).await?.into_inner()))?;
+                if remote.output == Output::Json {
+                    return json(&resp);
+                }
+                println!("{}", resp.message);
+                Ok(())
+            }
+            ApprovalsCommand::Audit { remote, posting, actor, limit } => {
+                let req = proto::ListAuditRequest {
+                    posting_id: posting.unwrap_or_default(),
+                    actor: actor.unwrap_or_default(),
+                    limit,
+                };
+                let resp = call(&remote, async |mut c| Ok(c.audit.list_audit(req).await?.into_inner()))?;
+                if remote.output == Output::Json {
+                    return json(&resp);
+                }
+                let rows: Vec<Vec<String>> = resp
+                    .entries
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            age(e.at_us),
+                            e.actor.clone(),
+                            e.role.clone(),
+                            e.peer.clone(),
+                            e.action.clone(),
+                            e.posting_id.clone(),
+                            format!("v{}", e.expected_version),
+                            e.outcome.clone(),
+                            e.detail.clone(),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table(
+                        &["AGO", "ACTOR", "ROLE", "PEER", "ACTION", "POSTING", "VERSION", "OUTCOME", "DETAIL"],
+                        &rows
+                    )
+                );
+                Ok(())
+            }
+        }
+    }
+
+    pub(super) fn exceptions(command: ExceptionsCommand) -> anyhow::Result<()> {
+        let ExceptionsCommand::List { remote, category, open, min_age, limit } = command;
+        let req = proto::ListExceptionsRequest {
+            category: category.unwrap_or_default(),
+            open_only: open,
+            min_age_seconds: min_age,
+            limit,
+        };
+        let resp = call(&remote, async |mut c| Ok(c.queries.list_exceptions(req).await?.into_inner()))?;
+        if remote.output == Output::Json {
+            return json(&resp);
+        }
+        let rows: Vec<Vec<String>> = resp
+            .exceptions
+            .iter()
+            .map(|x| {
+                vec![
+                    x.exception_id.clone(),
+                    x.category.clone(),
+                    x.order_ref.clone(),
+                    age(x.raised_at_us),
+                    if x.resolved_at_us == 0 { "open".into() } else { "resolved".into() },
+                    x.message.clone(),
+                ]
+            })
+            .collect();
+        print!("{}", table(&["EXCEPTION", "CATEGORY", "ORDER", "AGE", "STATE", "MESSAGE"], &rows));
+        println!("{} exceptions", rows.len());
+        Ok(())
+    }
+
+    pub(super) fn order(command: OrderCommand) -> anyhow::Result<()> {
+        let OrderCommand::Show { order_ref, remote } = command;
+        let req = proto::GetOrderRequest { order_ref };
+        let resp = call(&remote, async |mut c| Ok(c.queries.get_order(req).await?.into_inner()))?;
+        if remote.output == Output::Json {
+            return json(&resp);
+        }
+        let Some(o) = resp.order else { return Ok(()) };
+        println!("order {}  status {}  customer {}  currency {}", o.order_ref, o.status, o.customer, o.currency);
+        for p in &o.problems {
+            println!("problem: {p}");
+        }
+        let rows: Vec<Vec<String>> = o
+            .lines
+            .iter()
+            .map(|l| {
+                vec![
+                    l.line_no.to_string(),
+                    l.sku.clone(),
+                    l.uom.clone(),
+                    l.ordered.clone(),
+                    l.shipped.clone(),
+                    money(l.unit_price_minor),
+                    l.tax_code.clone(),
+                ]
+            })
+            .collect();
+        print!("\n{}", table(&["LINE", "SKU", "UOM", "ORDERED", "SHIPPED", "PRICE", "TAX"], &rows));
+        if !o.postings.is_empty() {
+            let rows: Vec<Vec<String>> = o
+                .postings
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.posting_id.clone(),
+                        format!("{} {}", p.amount, p.currency),
+                        p.version.to_string(),
+                        p.state.clone(),
+                    ]
+                })
+                .collect();
+            print!("\n{}", table(&["POSTING", "AMOUNT", "VERSION", "STATE"], &rows));
+        }
+        let rows: Vec<Vec<String>> = o
+            .timeline
+            .iter()
+            .map(|t| vec![age(t.at_us), t.saga_id.clone(), t.seq.to_string(), t.event.clone(), t.summary.clone()])
+            .collect();
+        print!("\n{}", table(&["AGO", "SAGA", "SEQ", "EVENT", "SUMMARY"], &rows));
+        Ok(())
+    }
+
+    pub(super) fn trace(source_ref: &str, remote: &Remote) -> anyhow::Result<()> {
+        let req = proto::GetLineageRequest { source_ref: source_ref.to_string() };
+        let resp = call(remote, async |mut c| Ok(c.queries.get_lineage(req).await?.into_inner()))?;
+        if remote.output == Output::Json {
+            return json(&resp);
+        }
+        let rows: Vec<Vec<String>> = resp
+            .entries
+            .iter()
+            .map(|e| {
+                vec![
+                    e.kind.clone(),
+                    e.id.clone(),
+                    e.name.clone(),
+                    format!("{}/{}@{}", e.topic, e.partition, e.offset),
+                    age(e.at_us),
+                ]
+            })
+            .collect();
+        print!("{}", table(&["KIND", "ID", "NAME", "WHERE", "AGO"], &rows));
+        Ok(())
     }
 }

@@ -9,13 +9,14 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use waybill_control::{ControlDeps, ControlServer};
 use waybill_domain::topic;
 use waybill_log::EventLog;
 use waybill_log::embedded::{EmbeddedLog, EmbeddedOptions};
 use waybill_projection::ProjectionStore;
 use waybill_projection::runner::Projector;
-use waybill_saga::coordinator::{Coordinator, CoordinatorConfig as SagaCoordinatorConfig, Stats};
 use waybill_saga::Catalog;
+use waybill_saga::coordinator::{Coordinator, CoordinatorConfig as SagaCoordinatorConfig, Stats};
 use waybill_saga::store::StateStore;
 
 use crate::config::Config;
@@ -30,12 +31,19 @@ pub struct DataPaths {
     pub state: PathBuf,
     /// The projections.
     pub projections: PathBuf,
+    /// The control plane's audit projection.
+    pub audit: PathBuf,
 }
 
 impl DataPaths {
     /// Paths under `dir`.
     pub fn new(dir: &Path) -> Self {
-        DataPaths { log: dir.join("log"), state: dir.join("state"), projections: dir.join("projections") }
+        DataPaths {
+            log: dir.join("log"),
+            state: dir.join("state"),
+            projections: dir.join("projections"),
+            audit: dir.join("audit"),
+        }
     }
 }
 
@@ -43,10 +51,7 @@ impl DataPaths {
 /// configured partition count (co-partitioning is checked here: a mismatch is an error).
 pub fn open_log(cfg: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
     let paths = DataPaths::new(&cfg.data_dir);
-    let options = EmbeddedOptions {
-        fsync: cfg.fsync_policy()?,
-        segment_bytes: cfg.log.segment_mb * 1024 * 1024,
-    };
+    let options = EmbeddedOptions { fsync: cfg.fsync_policy()?, segment_bytes: cfg.log.segment_mb * 1024 * 1024 };
     let log = EmbeddedLog::open(&paths.log, options)
         .with_context(|| format!("opening the embedded log in {}", paths.log.display()))?;
     let log: Arc<dyn EventLog> = Arc::new(log);
@@ -90,6 +95,8 @@ pub struct Node {
     pub stats: Arc<Stats>,
     /// Where ingestion listens, when enabled.
     pub ingest_addr: Option<SocketAddr>,
+    /// The gRPC control plane, when enabled (`control.listen`).
+    pub control: Option<ControlServer>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     http_shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -122,26 +129,25 @@ impl Node {
         let mut threads = Vec::new();
         for p in 0..cfg.partitions as i32 {
             let (c, stop, failure) = (coordinator.clone(), stop.clone(), failure.clone());
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("coordinator-{p}"))
-                    .spawn(move || supervise(&format!("coordinator partition {p}"), &stop, &failure, || c.run_partition(p, &stop).map_err(anyhow::Error::from)))?,
-            );
+            threads.push(std::thread::Builder::new().name(format!("coordinator-{p}")).spawn(move || {
+                supervise(&format!("coordinator partition {p}"), &stop, &failure, || {
+                    c.run_partition(p, &stop).map_err(anyhow::Error::from)
+                })
+            })?);
         }
         {
             let projector = Projector::new(log.clone(), projections.clone());
             let (stop, failure) = (stop.clone(), failure.clone());
-            threads.push(
-                std::thread::Builder::new()
-                    .name("projector".into())
-                    .spawn(move || supervise("projector", &stop, &failure, || projector.run(&stop).map_err(anyhow::Error::from)))?,
-            );
+            threads.push(std::thread::Builder::new().name("projector".into()).spawn(move || {
+                supervise("projector", &stop, &failure, || projector.run(&stop).map_err(anyhow::Error::from))
+            })?);
         }
         let mut node = Node {
             log: log.clone(),
             projections,
             stats: coordinator.stats(),
             ingest_addr: None,
+            control: None,
             stop,
             threads,
             http_shutdown: None,
@@ -150,13 +156,30 @@ impl Node {
         if !cfg.ingest.listen.is_empty() {
             node.start_ingest(&cfg.ingest.listen)?;
         }
+        if !cfg.control.listen.is_empty() {
+            let deps = ControlDeps {
+                log: node.log.clone(),
+                projections: node.projections.clone(),
+                approval_limits: cfg.policy.posting.approval_limits.clone(),
+                audit_dir: paths.audit.clone(),
+                partitions: cfg.partitions,
+            };
+            match ControlServer::start(&cfg.control, deps) {
+                Ok(c) => node.control = Some(c),
+                Err(e) => {
+                    node.shutdown();
+                    return Err(e.into());
+                }
+            }
+        }
         Ok(node)
     }
 
     fn start_ingest(&mut self, listen: &str) -> anyhow::Result<()> {
         let ingest = Arc::new(Ingest::open(self.log.clone())?);
-        let std_listener = std::net::TcpListener::bind(listen)
-            .with_context(|| format!("ingest.listen: cannot listen on {listen}; is another waybill running? pick a free port"))?;
+        let std_listener = std::net::TcpListener::bind(listen).with_context(|| {
+            format!("ingest.listen: cannot listen on {listen}; is another waybill running? pick a free port")
+        })?;
         std_listener.set_nonblocking(true)?;
         self.ingest_addr = Some(std_listener.local_addr()?);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -188,8 +211,16 @@ impl Node {
         self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Where the control plane listens, when enabled.
+    pub fn control_addr(&self) -> Option<SocketAddr> {
+        self.control.as_ref().map(ControlServer::addr)
+    }
+
     /// Stops every worker and waits for them.
     pub fn shutdown(mut self) {
+        if let Some(c) = self.control.take() {
+            c.shutdown();
+        }
         self.stop.store(true, Ordering::Relaxed);
         if let Some(tx) = self.http_shutdown.take() {
             let _ = tx.send(());
@@ -202,7 +233,12 @@ impl Node {
 }
 
 /// Runs `f` until `stop`, restarting it with backoff when it fails.
-fn supervise(what: &str, stop: &AtomicBool, failure: &Mutex<Option<String>>, mut f: impl FnMut() -> anyhow::Result<()>) {
+fn supervise(
+    what: &str,
+    stop: &AtomicBool,
+    failure: &Mutex<Option<String>>,
+    mut f: impl FnMut() -> anyhow::Result<()>,
+) {
     let mut backoff = Duration::from_millis(100);
     while !stop.load(Ordering::Relaxed) {
         match f() {

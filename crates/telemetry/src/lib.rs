@@ -1,18 +1,41 @@
-//! Telemetry set-up: structured logs through `tracing`, and the W3C trace context
-//! (`traceparent`) that travels in record headers so one order can be followed across
-//! every hop.
+//! Telemetry set-up: structured logs through `tracing`, OpenTelemetry trace export over
+//! OTLP/gRPC, and the W3C trace context (`traceparent`, `tracestate`) that travels in record
+//! headers so one order can be followed across every hop.
 //!
-//! This crate configures; it never decides what to log. Components log with `tracing`
-//! macros and dotted field names (`waybill.saga.id`, `waybill.order.ref`).
+//! This crate configures; it never decides what to log or which spans exist. Components
+//! log with `tracing` macros and dotted field names (`waybill.saga.id`, `waybill.order.ref`)
+//! and create their trace spans with `target: waybill_telemetry::SPAN_TARGET`; this crate
+//! sends those spans to OpenTelemetry (when an OTLP endpoint is configured) and keeps them
+//! out of the log lines.
+//!
+//! Export is configured by the standard environment variables only
+//! ([`TraceExport::from_env`]): `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` turn it on, `OTEL_SERVICE_NAME` names the service
+//! (`waybill` by default), `OTEL_TRACES_SAMPLER`/`OTEL_TRACES_SAMPLER_ARG` sample,
+//! `OTEL_BSP_*` tune the batch processor, `OTEL_EXPORTER_OTLP_{HEADERS,TIMEOUT,COMPRESSION}`
+//! reach the exporter. Without an endpoint no OpenTelemetry layer is installed at all: the
+//! trace spans are disabled at their call sites and cost a cached interest check.
 
 pub mod metrics;
+mod otel;
+mod propagation;
 
 use std::fmt;
 
-use tracing_subscriber::EnvFilter;
+pub use otel::{Error, Result, TelemetryGuard, TraceExport, init_with, shutdown};
+pub use propagation::{TraceHeaders, continue_trace, extract, inject, outgoing};
 
 /// Record header carrying the W3C trace context.
 pub const TRACEPARENT: &str = "traceparent";
+
+/// Record header carrying W3C vendor trace state, next to [`TRACEPARENT`].
+pub const TRACESTATE: &str = "tracestate";
+
+/// The `tracing` target of the spans meant for OpenTelemetry (one per processed record,
+/// per ingestion request). They go to the exporter only, never to the log lines, so that
+/// they cost nothing when no exporter is configured:
+/// `tracing::info_span!(target: waybill_telemetry::SPAN_TARGET, "process", ...)`.
+pub const SPAN_TARGET: &str = "waybill::trace";
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -26,7 +49,7 @@ pub enum LogFormat {
 
 impl std::str::FromStr for LogFormat {
     type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
@@ -35,16 +58,33 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
-/// Installs the global subscriber. `filter` uses `RUST_LOG` syntax; the `RUST_LOG`
-/// environment variable wins when set. Logs go to stderr so stdout stays for output.
-/// Calling it twice is harmless (the second call is ignored).
+/// Installs the global subscriber: log lines as before, plus trace export when the
+/// `OTEL_EXPORTER_OTLP_*` environment asks for it. `filter` uses `RUST_LOG` syntax; the
+/// `RUST_LOG` environment variable wins when set. Logs go to stderr so stdout stays for
+/// output. Calling it twice is harmless (the second call is ignored).
+///
+/// Kept for compatibility: an exporter that cannot be built is reported on stderr and
+/// logging goes on without it, and the last spans are only flushed by [`shutdown`].
+/// Prefer [`init_with_guard`], which fails loudly and flushes when the guard drops.
 pub fn init(format: LogFormat, filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.with_target(false).try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
+    match init_with(format, filter, TraceExport::from_env()) {
+        // The provider is also kept globally; `shutdown()` flushes it.
+        Ok(guard) => std::mem::forget(guard),
+        Err(e) => {
+            eprintln!("waybill: trace export is off: {e}");
+            if let Ok(guard) = init_with(format, filter, TraceExport::disabled()) {
+                std::mem::forget(guard);
+            }
+        }
+    }
+}
+
+/// Like [`init`], configured from the environment ([`TraceExport::from_env`]), but returns
+/// the guard that flushes and shuts the exporter down when dropped — keep it in `main`
+/// until the process exits — and fails when export is asked for but cannot be set up (a
+/// malformed endpoint, `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`).
+pub fn init_with_guard(format: LogFormat, filter: &str) -> Result<TelemetryGuard> {
+    init_with(format, filter, TraceExport::from_env())
 }
 
 /// A W3C trace context (`00-<trace id>-<span id>-<flags>`).

@@ -52,6 +52,10 @@ pub struct DemoOptions {
     /// Ingestion listen address while the demo runs (`127.0.0.1:0`: any free port; empty: off).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: String,
+    /// Control-plane gRPC address while the demo runs (anonymous callers on loopback act
+    /// as approvers; empty: off).
+    #[arg(long, default_value = "127.0.0.1:8421")]
+    pub control_listen: String,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -121,6 +125,10 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
     let mut cfg = Config { data_dir: data_dir.clone(), partitions: opts.partitions, ..Config::default() };
     cfg.log.fsync = opts.fsync.clone();
     cfg.ingest.listen = opts.listen.clone();
+    cfg.control.listen = opts.control_listen.clone();
+    // The demo's control plane trusts loopback callers as approvers (refused elsewhere).
+    cfg.control.allow_anonymous = true;
+    cfg.control.anonymous_role = "approver".into();
     cfg.policy.fulfillment.pick_timeout_secs = opts.pick_timeout;
     // Small enough that some of the simulated returns wait for an approver.
     cfg.policy.posting.hold_credit_notes_above = waybill_domain::Money(100_00);

@@ -5,6 +5,10 @@
 //! deterministic event id (in the `waybill.event-id` header), its command positions are
 //! stored with the events it appends, and on start it learns which events it already
 //! published — so a restarted simulator neither loses nor repeats anything.
+//!
+//! It traces like a connector would: handling a command is a `<command topic> process`
+//! span (kind consumer) continuing the command's `traceparent`, and the answer events it
+//! publishes carry that span's context — so the warehouse's pick lands in the order's trace.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -18,9 +22,10 @@ use waybill_domain::{Command, CommandBody, EventMeta, InboundEvent, Qty, SourceR
 use waybill_log::{AppendBatch, EventLog, Position, Record};
 use waybill_saga::Catalog;
 use waybill_saga::catalog::Tracking;
+use waybill_telemetry::{SPAN_TARGET, TraceHeaders};
 
 use super::world::{self, Mix};
-use crate::ingest::{EVENT_ID_HEADER, inbound_topic, record_for};
+use crate::ingest::{EVENT_ID_HEADER, inbound_topic, record_for, with_trace};
 
 /// Consumer group of the simulator's command positions.
 pub const GROUP: &str = "demo-simulator";
@@ -69,6 +74,8 @@ struct Action {
     payload: Payload,
     /// The command this answers, as (topic, partition, offset).
     source: Option<(String, i32, i64)>,
+    /// Trace context of the command's handling, for the answer's headers.
+    trace: Option<TraceHeaders>,
 }
 
 /// The simulator.
@@ -87,6 +94,8 @@ pub struct Simulator {
     positions: BTreeMap<(String, i32), i64>,
     pending: BTreeMap<(String, i32), BTreeMap<i64, u32>>,
     next_order: usize,
+    /// Trace context of the command being answered; every answer scheduled meanwhile carries it.
+    trace: Option<TraceHeaders>,
 }
 
 impl Simulator {
@@ -134,6 +143,7 @@ impl Simulator {
             positions,
             pending: BTreeMap::new(),
             next_order: 0,
+            trace: None,
         })
     }
 
@@ -156,7 +166,8 @@ impl Simulator {
         let n = self.next_action;
         self.next_action += 1;
         self.queue.push(Reverse((self.now_ms() + after_ms, n)));
-        self.actions.insert(n, Action { id, payload, source });
+        let trace = self.trace.clone();
+        self.actions.insert(n, Action { id, payload, source, trace });
     }
 
     /// Runs until `stop` is set.
@@ -241,6 +252,27 @@ impl Simulator {
             for r in records {
                 self.positions.insert((t.clone(), p), r.offset + 1);
                 n += 1;
+                let span = tracing::info_span!(
+                    target: SPAN_TARGET,
+                    "process",
+                    otel.name = format!("{t} process"),
+                    otel.kind = "consumer",
+                    messaging.system = "kafka",
+                    messaging.operation.type = "process",
+                    messaging.operation.name = "process",
+                    messaging.destination.name = t.as_str(),
+                    messaging.destination.partition.id = p.to_string(),
+                    messaging.consumer.group.name = GROUP,
+                    messaging.kafka.message.key = String::from_utf8_lossy(&r.key).as_ref(),
+                    messaging.kafka.offset = r.offset,
+                    waybill.command.type = tracing::field::Empty,
+                    waybill.command.idempotency_key = tracing::field::Empty,
+                    waybill.saga.id = tracing::field::Empty,
+                    waybill.order.ref = tracing::field::Empty,
+                );
+                let headers = || r.headers.iter().map(|h| (h.key.as_str(), h.value.as_slice()));
+                waybill_telemetry::continue_trace(&span, headers());
+                let _entered = span.enter();
                 let cmd = match waybill_schema::decode_command(&r.value) {
                     Ok(c) => c,
                     Err(e) => {
@@ -253,7 +285,15 @@ impl Simulator {
                     continue;
                 }
                 self.stats.commands.fetch_add(1, Ordering::Relaxed);
+                if !span.is_disabled() {
+                    span.record("waybill.command.type", cmd.body.name());
+                    span.record("waybill.command.idempotency_key", cmd.meta.idempotency_key.as_str());
+                    span.record("waybill.saga.id", cmd.meta.saga_id.as_str());
+                    span.record("waybill.order.ref", cmd.meta.correlation_key.as_str());
+                }
+                self.trace = waybill_telemetry::outgoing(&span, headers());
                 self.answer(&cmd, (t.clone(), p, r.offset));
+                self.trace = None;
             }
         }
         Ok(n)
@@ -541,7 +581,7 @@ impl Simulator {
                 let record = match &action.payload {
                     Payload::Event(e) => {
                         let value = waybill_schema::encode_event(e)?;
-                        record_for(&inbound_topic(e), e, value)
+                        with_trace(record_for(&inbound_topic(e), e, value), action.trace.as_ref())
                     }
                     Payload::Bad { topic, key, bytes } => Record::keyed(topic.clone(), key.clone(), bytes.clone())
                         .with_header(EVENT_ID_HEADER, action.id.as_bytes().to_vec()),

@@ -1,0 +1,310 @@
+//! The audit projection: who tried to approve or reject which posting, when, from where,
+//! and how it ended. Derived from the log only, so deleting `data/audit` and restarting
+//! rebuilds it:
+//!
+//! - `waybill.control`: every decision the control plane sent to the saga, with the
+//!   `waybill.actor`, `waybill.role` and `waybill.peer` headers;
+//! - `waybill.audit` ([`AUDIT_TOPIC`]): attempts the control plane answered itself
+//!   (refused: role, four-eyes, limit, stale version, unknown posting; or already
+//!   decided), as JSON [`EdgeRecord`]s — they never reach the saga;
+//! - `waybill.journal`: the saga's verdict on each decision (`PostingApproved`,
+//!   `PostingRejected` or `ControlRefused`, whose `caused_by` is the decision's event id).
+//!
+//! Entries and verdicts are stored under separate keys and joined when read, so the
+//! order in which the three topics are read does not matter; checkpoints are written in
+//! the same sled batch as the changes they cover.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use waybill_domain::{EventBody, JournalBody, topic};
+use waybill_log::{EventLog, StoredRecord};
+
+use crate::error::{Error, Result};
+
+/// Topic of control attempts answered at the edge (never seen by the saga).
+pub const AUDIT_TOPIC: &str = waybill_domain::topic::AUDIT;
+
+/// Record headers the control plane writes.
+pub mod headers {
+    /// Event id (the same header ingestion uses).
+    pub const EVENT_ID: &str = "waybill.event-id";
+    /// Authenticated identity of the caller.
+    pub const ACTOR: &str = "waybill.actor";
+    /// The caller's role.
+    pub const ROLE: &str = "waybill.role";
+    /// The caller's network address.
+    pub const PEER: &str = "waybill.peer";
+}
+
+/// One audited control action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// The control event id, or `edge:<partition>:<offset>` for an attempt answered at
+    /// the edge.
+    pub event_id: String,
+    /// When (microseconds since the epoch).
+    pub at_us: i64,
+    /// Who.
+    pub actor: String,
+    /// In which role.
+    pub role: String,
+    /// From where.
+    pub peer: String,
+    /// `approve` or `reject`.
+    pub action: String,
+    /// Which posting.
+    pub posting_id: String,
+    /// Its order.
+    pub order_ref: String,
+    /// The version the caller named.
+    pub expected_version: i64,
+    /// The caller's reason.
+    pub reason: String,
+    /// `approved`, `rejected`, `refused`, `already-decided` or `pending`.
+    pub outcome: String,
+    /// The refusal reason or the new version.
+    pub detail: String,
+    /// `waybill.control` or `waybill.audit`.
+    pub topic: String,
+}
+
+/// An attempt answered by the control plane itself: the JSON value of a
+/// [`AUDIT_TOPIC`] record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeRecord {
+    /// When.
+    pub at_us: i64,
+    /// Who.
+    pub actor: String,
+    /// Role.
+    pub role: String,
+    /// From where.
+    pub peer: String,
+    /// `approve` or `reject`.
+    pub action: String,
+    /// Posting.
+    pub posting_id: String,
+    /// Order (empty when the posting is unknown).
+    pub order_ref: String,
+    /// Version named.
+    pub expected_version: i64,
+    /// Reason given.
+    pub reason: String,
+    /// `refused` or `already-decided`.
+    pub outcome: String,
+    /// The answer given (`PERMISSION_DENIED: …`).
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Verdict {
+    outcome: String,
+    detail: String,
+}
+
+const ENTRY: &[u8] = b"e\0";
+const VERDICT: &[u8] = b"v\0";
+const CHECKPOINT: &[u8] = b"c\0";
+
+fn key(prefix: &[u8], id: &str) -> Vec<u8> {
+    [prefix, id.as_bytes()].concat()
+}
+
+fn checkpoint_key(topic: &str, partition: i32) -> Vec<u8> {
+    [CHECKPOINT, topic.as_bytes(), b"\0", &partition.to_be_bytes()].concat()
+}
+
+/// The audit store (its own sled database).
+#[derive(Debug)]
+pub struct AuditStore {
+    tree: sled::Tree,
+}
+
+impl AuditStore {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(16 * 1024 * 1024)
+            .open()
+            .map_err(|e| Error::audit(format!("opening {}", path.display()), e))?;
+        let tree = db.open_tree("waybill.audit").map_err(|e| Error::audit("opening the tree", e))?;
+        Ok(AuditStore { tree })
+    }
+
+    fn checkpoint(&self, topic: &str, partition: i32) -> Result<i64> {
+        let v = self.tree.get(checkpoint_key(topic, partition)).map_err(|e| Error::audit("reading a checkpoint", e))?;
+        Ok(v.and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok()).map(i64::from_be_bytes).unwrap_or(0))
+    }
+
+    /// Reads what is new in the three topics and applies it; returns the records read.
+    pub fn catch_up(&self, log: &dyn EventLog) -> Result<usize> {
+        let mut n = 0;
+        for t in [topic::CONTROL, AUDIT_TOPIC, topic::JOURNAL] {
+            for p in 0..log.partitions(t)? as i32 {
+                loop {
+                    let from = self.checkpoint(t, p)?;
+                    let records = log.read(t, p, from, 1024)?;
+                    let Some(last) = records.last() else { break };
+                    let mut batch = sled::Batch::default();
+                    for r in &records {
+                        apply(r, &mut batch);
+                    }
+                    batch.insert(checkpoint_key(t, p), &(last.offset + 1).to_be_bytes());
+                    self.tree.apply_batch(batch).map_err(|e| Error::audit("writing a batch", e))?;
+                    n += records.len();
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Entries, newest first, optionally only for one posting or one actor.
+    pub fn list(&self, posting_id: Option<&str>, actor: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(ENTRY) {
+            let (k, v) = kv.map_err(|e| Error::audit("scanning entries", e))?;
+            let mut e: AuditEntry = serde_json::from_slice(&v).map_err(|e| {
+                Error::Internal(format!(
+                    "audit entry {:?} is unreadable ({e}); delete the audit directory to rebuild it",
+                    String::from_utf8_lossy(&k)
+                ))
+            })?;
+            if posting_id.is_some_and(|p| p != e.posting_id) || actor.is_some_and(|a| a != e.actor) {
+                continue;
+            }
+            if e.outcome == "pending"
+                && let Some(v) =
+                    self.tree.get(key(VERDICT, &e.event_id)).map_err(|e| Error::audit("reading a verdict", e))?
+                && let Ok(v) = serde_json::from_slice::<Verdict>(&v)
+            {
+                e.outcome = v.outcome;
+                e.detail = v.detail;
+            }
+            out.push(e);
+        }
+        out.sort_by(|a, b| (b.at_us, &b.event_id).cmp(&(a.at_us, &a.event_id)));
+        out.truncate(limit);
+        Ok(out)
+    }
+}
+
+fn header(r: &StoredRecord, name: &str) -> String {
+    r.header(name).map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default()
+}
+
+fn apply(r: &StoredRecord, batch: &mut sled::Batch) {
+    if r.topic == topic::CONTROL {
+        let Ok(event) = waybill_schema::decode_event(&r.value) else { return };
+        let (action, d) = match &event.body {
+            EventBody::PostingApproved(d) => ("approve", d),
+            EventBody::PostingRejected(d) => ("reject", d),
+            _ => return,
+        };
+        let peer = header(r, headers::PEER);
+        let entry = AuditEntry {
+            event_id: event.meta.event_id.clone(),
+            at_us: event.meta.occurred_at.0,
+            actor: d.actor.clone(),
+            role: d.role.clone(),
+            peer: if peer.is_empty() { "(not through the control plane)".into() } else { peer },
+            action: action.into(),
+            posting_id: d.posting_id.clone(),
+            order_ref: d.order_ref.clone(),
+            expected_version: d.expected_version,
+            reason: d.reason.clone(),
+            outcome: "pending".into(),
+            detail: String::new(),
+            topic: r.topic.clone(),
+        };
+        batch.insert(key(ENTRY, &entry.event_id), serde_json::to_vec(&entry).unwrap_or_default());
+    } else if r.topic == AUDIT_TOPIC {
+        let Ok(x) = serde_json::from_slice::<EdgeRecord>(&r.value) else { return };
+        let entry = AuditEntry {
+            event_id: format!("edge:{}:{}", r.partition, r.offset),
+            at_us: x.at_us,
+            actor: x.actor,
+            role: x.role,
+            peer: x.peer,
+            action: x.action,
+            posting_id: x.posting_id,
+            order_ref: x.order_ref,
+            expected_version: x.expected_version,
+            reason: x.reason,
+            outcome: x.outcome,
+            detail: x.detail,
+            topic: r.topic.clone(),
+        };
+        batch.insert(key(ENTRY, &entry.event_id), serde_json::to_vec(&entry).unwrap_or_default());
+    } else {
+        // The journal: only the three verdicts matter; the schema name is read without
+        // decoding the rest.
+        let Ok(name) = waybill_schema::schema_name_of(&r.value) else { return };
+        if !(name.ends_with(".PostingApproved")
+            || name.ends_with(".PostingRejected")
+            || name.ends_with(".ControlRefused"))
+        {
+            return;
+        }
+        let Ok(j) = waybill_schema::decode_journal(&r.value) else { return };
+        let verdict = match &j.body {
+            JournalBody::PostingApproved(o) => {
+                Verdict { outcome: "approved".into(), detail: format!("version {}", o.version) }
+            }
+            JournalBody::PostingRejected(o) => {
+                Verdict { outcome: "rejected".into(), detail: format!("version {}", o.version) }
+            }
+            JournalBody::ControlRefused(x) => {
+                Verdict { outcome: "refused".into(), detail: format!("refused by the saga: {}", x.reason) }
+            }
+            _ => return,
+        };
+        batch.insert(key(VERDICT, &j.meta.caused_by), serde_json::to_vec(&verdict).unwrap_or_default());
+    }
+}
+
+/// Keeps `store` up to date with the log until `stop`.
+pub fn run(store: &AuditStore, log: &dyn EventLog, stop: &AtomicBool) {
+    let mut backoff = Duration::from_millis(100);
+    while !stop.load(Ordering::Relaxed) {
+        match store.catch_up(log) {
+            Ok(0) => {
+                backoff = Duration::from_millis(100);
+                if let Err(e) = wait(store, log) {
+                    tracing::warn!(error = %e, "audit projector could not wait for new records");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            Ok(_) => backoff = Duration::from_millis(100),
+            Err(e) => {
+                tracing::error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "audit projector failed; retrying");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+fn wait(store: &AuditStore, log: &dyn EventLog) -> Result<()> {
+    let mut positions = Vec::new();
+    for t in [topic::CONTROL, AUDIT_TOPIC, topic::JOURNAL] {
+        for p in 0..log.partitions(t)? as i32 {
+            positions.push((t, p, store.checkpoint(t, p)?));
+        }
+    }
+    log.wait_any(&positions, Duration::from_millis(200))?;
+    Ok(())
+}
+
+/// Starts [`run`] on its own thread.
+pub fn spawn(
+    store: Arc<AuditStore>,
+    log: Arc<dyn EventLog>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("control-audit".into()).spawn(move || run(&store, log.as_ref(), &stop))
+}

@@ -1,0 +1,613 @@
+//! The gRPC control plane over real gRPC: a node started in-process with the control
+//! plane on 127.0.0.1:0, orders driven by appending events until their invoice is held
+//! (the customer is listed as new in the master data), then approvals as an approver
+//! would make them — and the mistakes they would make: a stale version, approving their
+//! own posting, an amount above their limit, no token, a viewer's token, a rotated token,
+//! a certificate from the wrong CA. Every attempt must show up in the audit and the log.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tonic::Code;
+use waybill_control::client::{self, ClientOptions, Clients};
+use waybill_control::proto;
+use waybill_domain::event::*;
+use waybill_domain::{EventMeta, InboundEvent, Money, Qty, SourceRef, System, Timestamp, topic};
+use waybill_log::AppendBatch;
+use waybill_projection::OrderStatus;
+use waybill_saga::catalog::{Catalog, Tracking};
+use waybill_server::config::Config;
+use waybill_server::ingest::{inbound_topic, record_for};
+use waybill_server::node::{self, Node};
+
+const ALICE: &str = "alice-approver-token-0001";
+const BOB: &str = "bob-approver-token-00002";
+const SAM: &str = "sam-senior-approver-0003";
+const VERA: &str = "vera-viewer-token-000004";
+/// The identity that requested the held postings (the warehouse's goods issue).
+const WMS: &str = "wms-as-approver-token-05";
+
+fn tokens(extra: &str) -> String {
+    format!(
+        r#"
+[[tokens]]
+token = "{ALICE}"
+identity = "alice"
+role = "approver"
+
+[[tokens]]
+token = "{BOB}"
+identity = "bob"
+role = "approver"
+
+[[tokens]]
+token = "{SAM}"
+identity = "sam"
+role = "senior-approver"
+
+[[tokens]]
+token = "{VERA}"
+identity = "vera"
+role = "viewer"
+{extra}"#
+    )
+}
+
+fn catalog() -> Catalog {
+    let mut c =
+        Catalog::default().with_product("PLAIN", "Units", Tracking::None).with_customer("C1").with_tax_code("VAT20");
+    c.new_customers.insert("C1".into());
+    c
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    node: Option<Node>,
+    rt: tokio::runtime::Runtime,
+    /// The CA to trust when the control plane speaks TLS.
+    ca: Option<PathBuf>,
+}
+
+impl Harness {
+    fn start(tokens_toml: &str, tweak: impl FnOnce(&mut Config, &Path)) -> Harness {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        std::fs::write(dir.join("tokens.toml"), tokens_toml).unwrap();
+        let mut cfg = Config { data_dir: dir.join("data"), partitions: 2, ..Config::default() };
+        cfg.log.fsync = "never".into();
+        cfg.ingest.listen = String::new();
+        cfg.control.listen = "127.0.0.1:0".into();
+        cfg.control.tokens_file = Some(dir.join("tokens.toml"));
+        tweak(&mut cfg, &dir);
+        cfg.validate().unwrap();
+        let log = node::open_log(&cfg).unwrap();
+        let node = Node::start(&cfg, log, catalog()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let ca = cfg.control.client_ca.clone();
+        Harness { _dir: tmp, dir, node: Some(node), rt, ca }
+    }
+
+    fn node(&self) -> &Node {
+        self.node.as_ref().unwrap()
+    }
+
+    fn url(&self, scheme: &str) -> String {
+        format!("{scheme}://{}", self.node().control_addr().unwrap())
+    }
+
+    fn clients(&self, token: Option<&str>) -> Clients {
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        let opts = ClientOptions {
+            server: self.url(scheme),
+            token: token.map(str::to_string),
+            ca_cert: self.ca.clone(),
+            ..ClientOptions::default()
+        };
+        self.rt.block_on(client::connect(&opts)).unwrap()
+    }
+
+    fn append(&self, e: InboundEvent) {
+        let value = waybill_schema::encode_event(&e).unwrap();
+        let record = record_for(&inbound_topic(&e), &e, value);
+        self.node().log.append(AppendBatch { records: vec![record], positions: vec![] }).unwrap();
+    }
+
+    fn wait_status(&self, order: &str, status: OrderStatus) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let o = self.node().projections.order(order).unwrap();
+            if o.as_ref().is_some_and(|o| o.status >= status) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "order {order} never reached {status}: {o:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Drives `order` to a held invoice for shipment `SHP-<order>` of `units` × `price`.
+    fn held_posting(&self, order: &str, units: i64, price: i64) -> String {
+        let ev = |id: &str, system: System, body: EventBody| InboundEvent {
+            meta: EventMeta {
+                event_id: format!("{id}:{order}"),
+                source: SourceRef::new(system, order),
+                correlation_key: order.to_string(),
+                occurred_at: Timestamp::now(),
+            },
+            body,
+        };
+        let line = OrderLine {
+            line_no: 1,
+            sku: "PLAIN".into(),
+            uom: "Units".into(),
+            quantity: Qty::units(units),
+            unit_price: Money(price),
+            tax_code: Some("VAT20".into()),
+            requested_date: Timestamp(0),
+            warehouse: "WH1".into(),
+        };
+        self.append(ev(
+            "odoo:release",
+            System::Odoo,
+            EventBody::OrderReleased(OrderReleased {
+                order_ref: order.into(),
+                customer_ref: "C1".into(),
+                ship_to: "C1-SHIP".into(),
+                currency: "EUR".into(),
+                client_order_ref: None,
+                lines: vec![line],
+            }),
+        ));
+        self.wait_status(order, OrderStatus::Reserving);
+        self.append(ev(
+            "wms:reserved",
+            System::Wms,
+            EventBody::StockReserved(StockReserved {
+                order_ref: order.into(),
+                lines: vec![LineReservation { line_no: 1, reserved: Qty::units(units), short: Qty::ZERO }],
+            }),
+        ));
+        self.wait_status(order, OrderStatus::Reserved);
+        self.append(ev(
+            "wms:accepted",
+            System::Wms,
+            EventBody::ReleasedToWarehouse(ReleasedToWarehouse {
+                order_ref: order.into(),
+                wms_order_id: format!("W-{order}"),
+            }),
+        ));
+        self.wait_status(order, OrderStatus::Released);
+        self.append(ev(
+            "wms:pick",
+            System::Wms,
+            EventBody::PickConfirmed(PickConfirmed {
+                order_ref: order.into(),
+                pick_id: format!("P-{order}"),
+                lines: vec![PickedLine {
+                    line_no: 1,
+                    sku: "PLAIN".into(),
+                    quantity: Qty::units(units),
+                    lots: vec![],
+                    serials: vec![],
+                    bin: "A-01".into(),
+                }],
+                complete: true,
+            }),
+        ));
+        self.wait_status(order, OrderStatus::Picked);
+        let shipment = format!("SHP-{order}");
+        self.append(ev(
+            "wms:issued",
+            System::Wms,
+            EventBody::GoodsIssued(GoodsIssued {
+                order_ref: order.into(),
+                shipment_id: shipment.clone(),
+                lines: vec![ShippedLine {
+                    line_no: 1,
+                    sku: "PLAIN".into(),
+                    quantity: Qty::units(units),
+                    lots: vec![],
+                    serials: vec![],
+                }],
+                packages: vec![Package { package_id: format!("PKG-{order}"), weight_grams: 1000 }],
+            }),
+        ));
+        let posting = format!("inv:{shipment}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.node().projections.posting(&posting).unwrap().is_none() {
+            assert!(Instant::now() < deadline, "posting {posting} was never held");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        posting
+    }
+
+    fn approve(
+        &self,
+        token: Option<&str>,
+        posting: &str,
+        version: i64,
+    ) -> Result<proto::DecisionResponse, tonic::Status> {
+        let mut c = self.clients(token);
+        let req = proto::DecisionRequest {
+            posting_id: posting.into(),
+            expected_version: version,
+            reason: "checked the evidence".into(),
+        };
+        self.rt.block_on(c.approvals.approve(req)).map(|r| r.into_inner())
+    }
+
+    fn reject(
+        &self,
+        token: Option<&str>,
+        posting: &str,
+        version: i64,
+        reason: &str,
+    ) -> Result<proto::DecisionResponse, tonic::Status> {
+        let mut c = self.clients(token);
+        let req =
+            proto::DecisionRequest { posting_id: posting.into(), expected_version: version, reason: reason.into() };
+        self.rt.block_on(c.approvals.reject(req)).map(|r| r.into_inner())
+    }
+
+    /// The audit entries of `posting`, once `n` of them have an outcome other than pending.
+    fn audit(&self, posting: &str, n: usize) -> Vec<proto::AuditEntry> {
+        let mut c = self.clients(Some(VERA));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let req = proto::ListAuditRequest { posting_id: posting.into(), actor: String::new(), limit: 0 };
+            let entries = self.rt.block_on(c.audit.list_audit(req)).unwrap().into_inner().entries;
+            if entries.iter().filter(|e| e.outcome != "pending").count() >= n {
+                return entries;
+            }
+            assert!(Instant::now() < deadline, "expected {n} decided audit entries for {posting}: {entries:#?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Records of `topic` whose value or headers mention `needle`.
+    fn log_records(&self, t: &str, needle: &str) -> usize {
+        let log = &self.node().log;
+        let mut n = 0;
+        for p in 0..log.partitions(t).unwrap() as i32 {
+            for r in log.read(t, p, 0, 100_000).unwrap() {
+                let text = String::from_utf8_lossy(&r.value);
+                let in_headers = r.headers.iter().any(|h| String::from_utf8_lossy(&h.value).contains(needle));
+                if text.contains(needle) || in_headers {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(n) = self.node.take() {
+            n.shutdown();
+        }
+    }
+}
+
+fn posting_version(h: &Harness, posting: &str) -> i64 {
+    h.node().projections.posting(posting).unwrap().unwrap().1.version
+}
+
+#[test]
+fn approve_reject_and_double_approve_over_grpc() {
+    let h = Harness::start(&tokens(""), |_, _| {});
+    let a = h.held_posting("SO-A1", 3, 1250);
+    let r = h.held_posting("SO-R1", 2, 1250);
+
+    // The held posting, with its evidence, as an approver sees it.
+    let mut viewer = h.clients(Some(VERA));
+    let list =
+        h.rt.block_on(viewer.approvals.list_held_postings(proto::ListHeldPostingsRequest {
+            reason_contains: "customer c1".into(),
+            ..Default::default()
+        }))
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.postings.iter().map(|p| p.posting_id.as_str()).collect::<Vec<_>>(), [a.as_str(), r.as_str()]);
+    let page =
+        h.rt.block_on(
+            viewer.approvals.list_held_postings(proto::ListHeldPostingsRequest { page_size: 1, ..Default::default() }),
+        )
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.postings.len(), 1);
+    let next =
+        h.rt.block_on(viewer.approvals.list_held_postings(proto::ListHeldPostingsRequest {
+            page_size: 1,
+            page_token: page.next_page_token,
+            ..Default::default()
+        }))
+        .unwrap()
+        .into_inner();
+    assert_eq!(next.postings[0].posting_id, r);
+    assert!(next.next_page_token.is_empty());
+    let shown =
+        h.rt.block_on(viewer.approvals.get_posting(proto::GetPostingRequest { posting_id: a.clone() }))
+            .unwrap()
+            .into_inner();
+    let p = shown.posting.unwrap();
+    assert_eq!((p.version, p.state.as_str(), p.amount_minor, p.customer.as_str()), (1, "held", 3750, "C1"));
+    assert!(p.reasons.iter().any(|x| x.contains("new") && x.contains("C1")), "{:?}", p.reasons);
+    assert_eq!(shown.order_lines[0].unit_price_minor, 1250);
+    assert_eq!(shown.order_lines[0].shipped_milli, 3000);
+    assert_eq!(shown.document_lines[0].total_minor, 3750);
+
+    // Approve: the saga decides, the answer carries the new version.
+    let ok = h.approve(Some(ALICE), &a, 1).unwrap();
+    assert_eq!((ok.state.as_str(), ok.version, ok.already_decided), ("approved", 2, false), "{ok:?}");
+    assert_eq!(ok.decided_by, "alice");
+    assert!(ok.event_id.starts_with("control:inv:SHP-SO-A1:v1:approve:alice"), "{ok:?}");
+    // The invoice goes to finance exactly once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.log_records(&topic::commands(System::Finance), "SHP-SO-A1") == 0 {
+        assert!(Instant::now() < deadline, "no PostInvoice after the approval");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Approve twice = one posting; the second call says who approved it.
+    let again = h.approve(Some(BOB), &a, 1).unwrap();
+    assert!(again.already_decided, "{again:?}");
+    assert!(again.message.contains("already approved by alice"), "{}", again.message);
+    // Rejecting an approved posting is refused.
+    let e = h.reject(Some(BOB), &a, 2, "too late").unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("already approved by alice"), "{}", e.message());
+
+    // Reject: needs a reason; then the posting is rejected and nothing is posted.
+    let e = h.reject(Some(BOB), &r, 1, " ").unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let rej = h.reject(Some(BOB), &r, 1, "wrong price on line 1").unwrap();
+    assert_eq!((rej.state.as_str(), rej.version), ("rejected", 2), "{rej:?}");
+    let e = h.approve(Some(ALICE), &r, 2).unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    let mut q = h.clients(Some(VERA));
+    let xs =
+        h.rt.block_on(q.queries.list_exceptions(proto::ListExceptionsRequest {
+            category: "posting-rejected".into(),
+            open_only: true,
+            ..Default::default()
+        }))
+        .unwrap()
+        .into_inner();
+    assert!(xs.exceptions.iter().any(|x| x.message.contains("wrong price on line 1")), "{xs:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(h.log_records(&topic::commands(System::Finance), "SHP-SO-R1"), 0, "a rejected invoice is never posted");
+    assert_eq!(h.log_records(&topic::commands(System::Finance), "SHP-SO-A1"), 1, "approve twice = one posting");
+
+    // Queries: the order with its timeline, and lineage.
+    let order =
+        h.rt.block_on(q.queries.get_order(proto::GetOrderRequest { order_ref: "SO-A1".into() }))
+            .unwrap()
+            .into_inner()
+            .order
+            .unwrap();
+    assert!(order.timeline.iter().any(|t| t.event == "PostingApproved"), "{:?}", order.timeline);
+    let e = h.rt.block_on(q.queries.get_order(proto::GetOrderRequest { order_ref: "SO-NOPE".into() })).unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let lineage =
+        h.rt.block_on(q.queries.get_lineage(proto::GetLineageRequest { source_ref: "odoo:SO-A1".into() }))
+            .unwrap()
+            .into_inner();
+    assert!(!lineage.entries.is_empty());
+
+    // Every attempt is audited with who, from where and how it ended; and is in the log.
+    let audit = h.audit(&a, 3);
+    let outcomes: Vec<(&str, &str, &str)> =
+        audit.iter().map(|e| (e.actor.as_str(), e.action.as_str(), e.outcome.as_str())).collect();
+    assert!(outcomes.contains(&("alice", "approve", "approved")), "{outcomes:?}");
+    assert!(outcomes.contains(&("bob", "approve", "already-decided")), "{outcomes:?}");
+    assert!(outcomes.contains(&("bob", "reject", "refused")), "{outcomes:?}");
+    assert!(audit.iter().all(|e| e.peer.starts_with("127.0.0.1:")), "{audit:?}");
+    let audit = h.audit(&r, 3);
+    assert!(audit.iter().any(|e| e.actor == "bob" && e.outcome == "rejected"), "{audit:?}");
+    assert_eq!(h.log_records(topic::CONTROL, "control:inv:SHP-SO-A1:v1:approve:alice"), 1);
+    assert_eq!(h.log_records(topic::CONTROL, "control:inv:SHP-SO-R1:v1:reject:bob"), 1);
+    assert_eq!(
+        h.log_records(waybill_control::audit::AUDIT_TOPIC, "SHP-SO-A1"),
+        2,
+        "already-decided and refused attempts"
+    );
+
+    // The audit is a projection of the log: rebuilt from scratch it says the same.
+    let before = h.node().control.as_ref().unwrap().audit().list(None, None, 1000).unwrap();
+    let fresh = waybill_control::audit::AuditStore::open(&h.dir.join("audit-rebuilt")).unwrap();
+    fresh.catch_up(h.node().log.as_ref()).unwrap();
+    assert_eq!(fresh.list(None, None, 1000).unwrap(), before);
+}
+
+#[test]
+fn stale_version_four_eyes_and_approval_limits_are_refused_clearly() {
+    let extra = format!("\n[[tokens]]\ntoken = \"{WMS}\"\nidentity = \"wms:SO-4E\"\nrole = \"approver\"\n");
+    let h = Harness::start(&tokens(&extra), |_, _| {});
+    let small = h.held_posting("SO-4E", 1, 1250);
+    // 12,000.00: above the approver limit (10,000.00) of the default posting policy.
+    let big = h.held_posting("SO-BIG", 1, 12_000_00);
+
+    // Stale version: both versions are named.
+    let e = h.approve(Some(ALICE), &small, 7).unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("version 1") && e.message().contains("version 7"), "{}", e.message());
+
+    // Four-eyes: the identity that requested the posting may not approve it.
+    let requested_by = h.node().projections.posting(&small).unwrap().unwrap().1.requested_by;
+    assert_eq!(requested_by, "wms:SO-4E");
+    let e = h.approve(Some(WMS), &small, 1).unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("four-eyes"), "{}", e.message());
+
+    // Above the approver's limit: says which role can.
+    let e = h.approve(Some(ALICE), &big, 1).unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("up to 10000.00") && e.message().contains("senior-approver"), "{}", e.message());
+    assert_eq!(posting_version(&h, &big), 1, "nothing changed");
+    let ok = h.approve(Some(SAM), &big, 1).unwrap();
+    assert_eq!((ok.state.as_str(), ok.version), ("approved", 2));
+
+    // Unknown posting.
+    let e = h.approve(Some(ALICE), "inv:NOPE", 1).unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+
+    // Refused attempts never reached the saga, and are audited and in the log.
+    assert_eq!(posting_version(&h, &small), 1);
+    let audit = h.audit(&small, 2);
+    assert_eq!(audit.len(), 2, "{audit:#?}");
+    assert!(audit.iter().all(|e| e.outcome == "refused" && e.topic == waybill_control::audit::AUDIT_TOPIC));
+    assert!(audit.iter().any(|e| e.actor == "wms:SO-4E" && e.detail.contains("PermissionDenied")), "{audit:#?}");
+    let audit = h.audit(&big, 2);
+    assert!(audit.iter().any(|e| e.actor == "alice" && e.outcome == "refused"), "{audit:#?}");
+    assert!(
+        audit.iter().any(|e| e.actor == "sam" && e.role == "senior-approver" && e.outcome == "approved"),
+        "{audit:#?}"
+    );
+    assert_eq!(h.log_records(waybill_control::audit::AUDIT_TOPIC, "SHP-SO-4E"), 2);
+}
+
+#[test]
+fn missing_credentials_and_low_roles_are_refused() {
+    let h = Harness::start(&tokens(""), |_, _| {});
+    let p = h.held_posting("SO-AUTH", 1, 1250);
+
+    let e = h.approve(None, &p, 1).unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    assert!(e.message().contains("Bearer"), "{}", e.message());
+    let e = h.approve(Some("not-a-token-anyone-issued"), &p, 1).unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    let mut anon = h.clients(None);
+    let e = h.rt.block_on(anon.queries.list_exceptions(proto::ListExceptionsRequest::default())).unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+
+    // A viewer may look but not approve.
+    let e = h.approve(Some(VERA), &p, 1).unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("approver") && e.message().contains("vera has role viewer"), "{}", e.message());
+    let mut viewer = h.clients(Some(VERA));
+    assert!(h.rt.block_on(viewer.queries.list_exceptions(proto::ListExceptionsRequest::default())).is_ok());
+    assert_eq!(posting_version(&h, &p), 1);
+    let audit = h.audit(&p, 1);
+    assert_eq!(
+        audit.len(),
+        1,
+        "unauthenticated calls have no identity to audit; the viewer's attempt is audited: {audit:#?}"
+    );
+    assert_eq!((audit[0].actor.as_str(), audit[0].outcome.as_str()), ("vera", "refused"));
+
+    // Health and reflection answer like any gRPC server's.
+    let channel = h.rt.block_on(tonic::transport::Endpoint::from_shared(h.url("http")).unwrap().connect()).unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let status =
+        h.rt.block_on(health.check(tonic_health::pb::HealthCheckRequest { service: "waybill.v1.Approvals".into() }))
+            .unwrap()
+            .into_inner();
+    assert_eq!(status.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+}
+
+#[test]
+fn tokens_rotate_without_restart() {
+    let h = Harness::start(&tokens(""), |_, _| {});
+    let p = h.held_posting("SO-ROT", 1, 1250);
+    let mut c = h.clients(Some(ALICE));
+    assert!(h.rt.block_on(c.queries.list_exceptions(proto::ListExceptionsRequest::default())).is_ok());
+
+    // Rotate alice's token: the old one stops working, the new one works, no restart.
+    let rotated = tokens("").replace(ALICE, "alice-rotated-token-0099");
+    std::fs::write(h.dir.join("tokens.toml"), rotated).unwrap();
+    let e = h.approve(Some(ALICE), &p, 1).unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    let ok = h.approve(Some("alice-rotated-token-0099"), &p, 1).unwrap();
+    assert_eq!((ok.state.as_str(), ok.decided_by.as_str()), ("approved", "alice"));
+}
+
+struct Pki {
+    ca_pem: String,
+    server: (String, String),
+    client: (String, String),
+    rogue_client: (String, String),
+}
+
+fn pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let ca = |name: &str| {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+    };
+    let leaf = |sans: Vec<String>, cn: &str, issuer: &CertifiedIssuer<'_, KeyPair>| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(sans).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let cert = params.signed_by(&key, issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let good = ca("waybill test CA");
+    let rogue = ca("rogue CA");
+    Pki {
+        ca_pem: good.pem(),
+        server: leaf(vec!["127.0.0.1".into()], "waybill", &good),
+        client: leaf(vec!["billing.example.com".into()], "billing-service", &good),
+        rogue_client: leaf(vec!["billing.example.com".into()], "billing-service", &rogue),
+    }
+}
+
+#[test]
+fn mutual_tls_identifies_clients_and_refuses_bad_certificates() {
+    let pki = pki();
+    let extra = "\n[[clients]]\nidentity = \"billing-service\"\nrole = \"approver\"\n";
+    let h = Harness::start(&tokens(extra), |cfg, dir| {
+        for (name, text) in [
+            ("ca.pem", &pki.ca_pem),
+            ("server.pem", &pki.server.0),
+            ("server.key", &pki.server.1),
+            ("client.pem", &pki.client.0),
+            ("client.key", &pki.client.1),
+            ("rogue.pem", &pki.rogue_client.0),
+            ("rogue.key", &pki.rogue_client.1),
+        ] {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        cfg.control.tls_cert = Some(dir.join("server.pem"));
+        cfg.control.tls_key = Some(dir.join("server.key"));
+        cfg.control.client_ca = Some(dir.join("ca.pem"));
+    });
+    let p = h.held_posting("SO-TLS", 1, 1250);
+    let opts = |cert: Option<&str>, token: Option<&str>| ClientOptions {
+        server: h.url("https"),
+        token: token.map(str::to_string),
+        ca_cert: Some(h.dir.join("ca.pem")),
+        client_cert: cert.map(|c| h.dir.join(format!("{c}.pem"))),
+        client_key: cert.map(|c| h.dir.join(format!("{c}.key"))),
+    };
+    let decide = |o: ClientOptions| {
+        h.rt.block_on(async {
+            let mut c = client::connect(&o).await?;
+            let req = proto::DecisionRequest { posting_id: p.clone(), expected_version: 1, reason: "ok".into() };
+            c.approvals
+                .approve(req)
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|s| waybill_control::Error::Internal(format!("{:?}: {}", s.code(), s.message())))
+        })
+    };
+
+    // A certificate from another CA never gets through the handshake, even with a
+    // valid token.
+    let e = decide(opts(Some("rogue"), Some(ALICE))).unwrap_err().to_string();
+    eprintln!("rogue certificate: {e}");
+    // (The connection is cut during or right after the handshake: `transport error` or
+    // `Cancelled`, depending on timing; never a handler's answer.)
+    assert!(!e.contains("Unauthenticated") && !e.contains("PermissionDenied"), "refused by TLS, not by a handler: {e}");
+    assert_eq!(posting_version(&h, &p), 1);
+    // Over TLS without a certificate and without a token: unauthenticated.
+    let e = decide(opts(None, None)).unwrap_err().to_string();
+    assert!(e.contains("Unauthenticated"), "{e}");
+    // The trusted certificate's CN is the identity; its role comes from [[clients]].
+    let ok = decide(opts(Some("client"), None)).unwrap();
+    assert_eq!((ok.state.as_str(), ok.decided_by.as_str()), ("approved", "billing-service"));
+    let audit = h.audit(&p, 1);
+    assert!(audit.iter().any(|e| e.actor == "billing-service" && e.outcome == "approved"), "{audit:#?}");
+}
