@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use waybill_domain::{EventBody, SourceRef, System, Timestamp, topic};
 use waybill_schema::samples;
 use waybill_server::config::Config;
@@ -41,7 +41,8 @@ impl TraceService for Collector {
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let mut spans = self.spans.lock().unwrap();
         for rs in request.into_inner().resource_spans {
-            let service = rs.resource.as_ref().and_then(|r| str_attr(&r.attributes, "service.name")).unwrap_or_default();
+            let service =
+                rs.resource.as_ref().and_then(|r| str_attr(&r.attributes, "service.name")).unwrap_or_default();
             for ss in rs.scope_spans {
                 spans.extend(ss.spans.into_iter().map(|s| (service.clone(), s)));
             }
@@ -97,7 +98,8 @@ fn tree(spans: &[&Span]) -> String {
     }
     let ids: Vec<&[u8]> = spans.iter().map(|s| s.span_id.as_slice()).collect();
     let mut out = String::new();
-    let mut roots: Vec<&[u8]> = spans.iter().map(|s| s.parent_span_id.as_slice()).filter(|p| !ids.contains(p)).collect();
+    let mut roots: Vec<&[u8]> =
+        spans.iter().map(|s| s.parent_span_id.as_slice()).filter(|p| !ids.contains(p)).collect();
     roots.sort();
     roots.dedup();
     for r in roots {
@@ -200,7 +202,8 @@ fn one_order_is_one_trace_across_ingestion_coordinator_and_connector() {
     println!("trace {trace_id}:\n{shape}");
 
     // The ingestion span continues the caller's trace.
-    let ingest = spans.iter().find(|s| s.name == "waybill.ingest").unwrap_or_else(|| panic!("no ingest span:\n{shape}"));
+    let ingest =
+        spans.iter().find(|s| s.name == "waybill.ingest").unwrap_or_else(|| panic!("no ingest span:\n{shape}"));
     assert_eq!(ingest.kind, SpanKind::Server as i32);
     assert_eq!(hex(&ingest.parent_span_id), format!("{:016x}", caller.span_id), "ingest span's parent is the caller");
     assert_eq!(int_attr(&ingest.attributes, "http.response.status_code"), Some(202));
@@ -243,7 +246,8 @@ fn one_order_is_one_trace_across_ingestion_coordinator_and_connector() {
 
     // The pick: coordinator span ← simulated warehouse handling the release command ←
     // coordinator span that issued it ← … ← the release ← ingestion. One trace throughout.
-    let pick = spans.iter().find(|s| is_pick(s)).unwrap_or_else(|| panic!("pick span not in the order's trace:\n{shape}"));
+    let pick =
+        spans.iter().find(|s| is_pick(s)).unwrap_or_else(|| panic!("pick span not in the order's trace:\n{shape}"));
     assert_eq!(pick.kind, SpanKind::Consumer as i32);
     assert_eq!(str_attr(&pick.attributes, "messaging.destination.name").as_deref(), Some("waybill.inbound.wms"));
     assert_eq!(str_attr(&pick.attributes, "waybill.order.ref").as_deref(), Some(order_ref.as_str()));
@@ -262,11 +266,11 @@ fn one_order_is_one_trace_across_ingestion_coordinator_and_connector() {
     assert_eq!(
         chain,
         [
-            "waybill.inbound.wms process",   // PickConfirmed
-            "waybill.commands.wms process",  // ReleaseToWarehouse, in the simulated warehouse
-            "waybill.inbound.wms process",   // StockReserved
-            "waybill.commands.wms process",  // ReserveStock, in the simulated warehouse
-            "waybill.inbound.odoo process",  // OrderReleased
+            "waybill.inbound.wms process",  // PickConfirmed
+            "waybill.commands.wms process", // ReleaseToWarehouse, in the simulated warehouse
+            "waybill.inbound.wms process",  // StockReserved
+            "waybill.commands.wms process", // ReserveStock, in the simulated warehouse
+            "waybill.inbound.odoo process", // OrderReleased
             "waybill.ingest",
         ],
         "{shape}"

@@ -604,13 +604,7 @@ impl Outputs {
         }
     }
 
-    fn add(
-        &mut self,
-        key: &str,
-        step: Step,
-        input: Option<&StoredRecord>,
-        trace: Option<&TraceHeaders>,
-    ) -> Result<()> {
+    fn add(&mut self, key: &str, step: Step, input: Option<&StoredRecord>, trace: Option<&TraceHeaders>) -> Result<()> {
         if let (Some(dl), Some(r)) = (&step.dead_letter, input) {
             self.dead_letter(r, dl);
         }
@@ -644,7 +638,13 @@ impl Outputs {
                 Header { key: headers::SAGA_ID.into(), value: c.meta.saga_id.clone().into_bytes() },
             ];
             with_trace(&mut headers, trace);
-            self.records.push(Record { topic: topic::commands(c.meta.target), partition: None, key: key.as_bytes().to_vec(), headers, value });
+            self.records.push(Record {
+                topic: topic::commands(c.meta.target),
+                partition: None,
+                key: key.as_bytes().to_vec(),
+                headers,
+                value,
+            });
             self.commands += 1;
         }
         Ok(())

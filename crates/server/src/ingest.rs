@@ -230,7 +230,7 @@ async fn post_event(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body:
     let response = ingest_request(ingest, &headers, body, &span).await;
     if !span.is_disabled() {
         let status = response.status();
-        span.record("http.response.status_code", status.as_u16());
+        span.record("http.response.status_code", i64::from(status.as_u16()));
         if status.is_server_error() {
             span.record("otel.status_code", "error");
         }

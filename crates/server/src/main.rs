@@ -306,7 +306,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(opts) => {
             waybill_telemetry::init(waybill_telemetry::LogFormat::Text, if opts.verbose { "info" } else { "error" });
             let summary = demo::run(&opts)?;
-            println!("{summary}");
+            if !opts.stay {
+                println!("{summary}"); // with --stay it was printed before waiting
+            }
             Ok(())
         }
         Command::Projections { command: ProjectionsCommand::Rebuild { common } } => {

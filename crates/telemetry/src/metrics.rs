@@ -101,7 +101,11 @@ mod tests {
                 Kind::Gauge => {}
             }
             for l in m.labels {
-                assert!(!["order", "order_ref", "saga_id", "event_id"].contains(l), "{} has an unbounded label {l}", m.name);
+                assert!(
+                    !["order", "order_ref", "saga_id", "event_id"].contains(l),
+                    "{} has an unbounded label {l}",
+                    m.name
+                );
             }
         }
     }

@@ -271,7 +271,7 @@ impl SpanExporter for OnRuntime {
                 // The first failure and then one in a hundred: a collector that is down
                 // must not flood the log.
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed);
-                if failures % 100 == 0 {
+                if failures.is_multiple_of(100) {
                     tracing::warn!(error = %e, spans = n, failures = failures + 1, "trace export failed; spans dropped");
                 }
             }

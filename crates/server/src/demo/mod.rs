@@ -198,18 +198,21 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
     }
     bar.finish_and_clear();
     let elapsed = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    let _ = sim_thread.join();
-
     let summary = summarize(opts, &node, &sim_stats, elapsed, finished, temp.is_none().then_some(data_dir))?;
     if opts.stay {
+        // The simulated systems keep answering, so an approved invoice gets posted.
         println!("{summary}");
-        println!("the orchestrator keeps running; press Ctrl-C to stop");
+        match node.control_addr() {
+            Some(addr) => println!("control plane on {addr}: try `waybill approvals list`; press Ctrl-C to stop"),
+            None => println!("the orchestrator keeps running; press Ctrl-C to stop"),
+        }
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         rt.block_on(async {
             let _ = tokio::signal::ctrl_c().await;
         });
     }
+    stop.store(true, Ordering::Relaxed);
+    let _ = sim_thread.join();
     node.shutdown();
     Ok(summary)
 }
