@@ -50,8 +50,25 @@ fn configuration_errors_name_the_key_and_the_fix() {
 fn dead_letters_can_be_listed_after_a_run() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let (ok, out, err) =
-        waybill(&["run", "--quiet", "--orders", "120", "--rate", "0", "--listen", "", "--control-listen", "", "--data-dir", data], &[]);
+    let (ok, out, err) = waybill(
+        &[
+            "run",
+            "--quiet",
+            "--orders",
+            "120",
+            "--rate",
+            "0",
+            "--listen",
+            "",
+            "--control-listen",
+            "",
+            "--metrics-listen",
+            "",
+            "--data-dir",
+            data,
+        ],
+        &[],
+    );
     assert!(ok, "{out}\n{err}");
     assert!(out.contains("orders by state") && out.contains("saga latency p50"), "{out}");
     let (ok, out, err) = waybill(&["dlq", "list", "--data-dir", data], &[]);

@@ -78,6 +78,7 @@ impl Harness {
         cfg.log.fsync = "never".into();
         cfg.ingest.listen = String::new();
         cfg.control.listen = "127.0.0.1:0".into();
+        cfg.metrics.listen = "127.0.0.1:0".into();
         cfg.control.tokens_file = Some(dir.join("tokens.toml"));
         tweak(&mut cfg, &dir);
         cfg.validate().unwrap();

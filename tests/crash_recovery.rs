@@ -21,12 +21,27 @@ const BIN: &str = env!("CARGO_BIN_EXE_waybill");
 
 fn demo(dir: &Path, orders: usize) -> Command {
     let mut c = Command::new(BIN);
-    c.args(["run", "--quiet", "--listen", "", "--control-listen", "", "--pick-timeout", "1.0", "--rate", "500", "--timeout", "180"])
-        .arg("--orders")
-        .arg(orders.to_string())
-        .arg("--data-dir")
-        .arg(dir)
-        .stdin(Stdio::null());
+    c.args([
+        "run",
+        "--quiet",
+        "--listen",
+        "",
+        "--control-listen",
+        "",
+        "--metrics-listen",
+        "",
+        "--pick-timeout",
+        "1.0",
+        "--rate",
+        "500",
+        "--timeout",
+        "180",
+    ])
+    .arg("--orders")
+    .arg(orders.to_string())
+    .arg("--data-dir")
+    .arg(dir)
+    .stdin(Stdio::null());
     c
 }
 

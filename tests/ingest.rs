@@ -28,6 +28,7 @@ fn ingestion_accepts_once_rejects_clearly_and_feeds_the_saga() {
     let mut cfg = Config { data_dir: dir.path().to_path_buf(), partitions: 2, ..Config::default() };
     cfg.ingest.listen = "127.0.0.1:0".into();
     cfg.control.listen = "127.0.0.1:0".into();
+    cfg.metrics.listen = "127.0.0.1:0".into();
     let log = node::open_log(&cfg).unwrap();
     let node = Node::start(&cfg, log.clone(), world::catalog()).unwrap();
     let url = format!("http://{}/v1/events", node.ingest_addr.unwrap());

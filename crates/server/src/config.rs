@@ -27,6 +27,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// gRPC control plane (approvals, queries, audit).
     pub control: waybill_control::ControlConfig,
+    /// Metrics and health over HTTP.
+    pub metrics: MetricsConfig,
     /// Coordinator.
     pub coordinator: CoordinatorConfig,
     /// Saga policy.
@@ -44,6 +46,7 @@ impl Default for Config {
             log: LogConfig::default(),
             ingest: IngestConfig::default(),
             control: waybill_control::ControlConfig::default(),
+            metrics: MetricsConfig::default(),
             coordinator: CoordinatorConfig::default(),
             policy: Policy::default(),
             telemetry: TelemetryConfig::default(),
@@ -81,6 +84,23 @@ pub struct IngestConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig { listen: "127.0.0.1:8420".into() }
+    }
+}
+
+/// `/metrics` (Prometheus), `/healthz` and `/readyz` on their own port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Listen address; empty disables the endpoint.
+    pub listen: String,
+    /// A partition whose worker has not completed a turn for this many seconds makes
+    /// `/readyz` fail and `waybill_partition_healthy` drop to 0.
+    pub stuck_after_secs: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { listen: "127.0.0.1:9464".into(), stuck_after_secs: 60 }
     }
 }
 
@@ -146,7 +166,8 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        fig = fig.merge(Env::prefixed("WAYBILL_").split("__")).merge(overrides);
+        // WAYBILL_CONFIG names the file (the --config flag), it is not a key.
+        fig = fig.merge(Env::prefixed("WAYBILL_").ignore(&["config", "server", "token"]).split("__")).merge(overrides);
         let cfg: Config = fig.extract().map_err(|e| {
             let mut msg = String::new();
             for err in e {
@@ -187,6 +208,18 @@ impl Config {
                     self.ingest.listen
                 ),
             });
+        }
+        if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid {
+                key: "metrics.listen",
+                problem: format!(
+                    "{:?} is not an address like 127.0.0.1:9464 (leave it empty to disable metrics)",
+                    self.metrics.listen
+                ),
+            });
+        }
+        if self.metrics.stuck_after_secs == 0 {
+            return Err(ConfigError::Invalid { key: "metrics.stuck_after_secs", problem: "must be at least 1".into() });
         }
         if self.coordinator.max_batch == 0 {
             return Err(ConfigError::Invalid { key: "coordinator.max_batch", problem: "must be at least 1".into() });

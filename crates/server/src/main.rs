@@ -296,7 +296,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let s = stop.clone();
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(async move {
-                let _ = tokio::signal::ctrl_c().await;
+                waybill_server::node::shutdown_signal().await;
                 s.store(true, Ordering::Relaxed);
             });
             tracing::info!("shutting down");

@@ -21,6 +21,7 @@ use waybill_saga::store::StateStore;
 
 use crate::config::Config;
 use crate::ingest::{self, Ingest};
+use crate::observe::{self, Health};
 
 /// Paths inside the data directory.
 #[derive(Debug, Clone)]
@@ -95,11 +96,13 @@ pub struct Node {
     pub stats: Arc<Stats>,
     /// Where ingestion listens, when enabled.
     pub ingest_addr: Option<SocketAddr>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served, when enabled.
+    pub metrics_addr: Option<SocketAddr>,
     /// The gRPC control plane, when enabled (`control.listen`).
     pub control: Option<ControlServer>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
-    http_shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    http_shutdown: Vec<tokio::sync::oneshot::Sender<()>>,
     failure: Arc<Mutex<Option<String>>>,
 }
 
@@ -147,14 +150,33 @@ impl Node {
             projections,
             stats: coordinator.stats(),
             ingest_addr: None,
+            metrics_addr: None,
             control: None,
             stop,
             threads,
-            http_shutdown: None,
+            http_shutdown: Vec::new(),
             failure,
         };
         if !cfg.ingest.listen.is_empty() {
-            node.start_ingest(&cfg.ingest.listen)?;
+            let ingest = Arc::new(Ingest::open(node.log.clone())?);
+            node.ingest_addr =
+                Some(node.serve_http("ingest-http", "ingest.listen", &cfg.ingest.listen, ingest::router(ingest))?);
+        }
+        if !cfg.metrics.listen.is_empty() {
+            let health = Arc::new(Health {
+                log: node.log.clone(),
+                stats: node.stats.clone(),
+                projections: node.projections.clone(),
+                data_dir: cfg.data_dir.clone(),
+                partitions: cfg.partitions,
+                stuck_after: Duration::from_secs(cfg.metrics.stuck_after_secs),
+            });
+            node.metrics_addr = Some(node.serve_http(
+                "metrics-http",
+                "metrics.listen",
+                &cfg.metrics.listen,
+                observe::router(health),
+            )?);
         }
         if !cfg.control.listen.is_empty() {
             let deps = ControlDeps {
@@ -175,35 +197,42 @@ impl Node {
         Ok(node)
     }
 
-    fn start_ingest(&mut self, listen: &str) -> anyhow::Result<()> {
-        let ingest = Arc::new(Ingest::open(self.log.clone())?);
+    /// Serves `router` over HTTP on `listen` (config key `key`) on its own thread until
+    /// shutdown; returns the bound address.
+    fn serve_http(
+        &mut self,
+        what: &'static str,
+        key: &str,
+        listen: &str,
+        router: axum::Router,
+    ) -> anyhow::Result<SocketAddr> {
         let std_listener = std::net::TcpListener::bind(listen).with_context(|| {
-            format!("ingest.listen: cannot listen on {listen}; is another waybill running? pick a free port")
+            format!("{key}: cannot listen on {listen}; is another waybill running? pick a free port")
         })?;
         std_listener.set_nonblocking(true)?;
-        self.ingest_addr = Some(std_listener.local_addr()?);
+        let addr = std_listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        self.http_shutdown = Some(tx);
+        self.http_shutdown.push(tx);
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-        self.threads.push(std::thread::Builder::new().name("ingest-http".into()).spawn(move || {
+        self.threads.push(std::thread::Builder::new().name(what.into()).spawn(move || {
             rt.block_on(async move {
                 let listener = match tokio::net::TcpListener::from_std(std_listener) {
                     Ok(l) => l,
                     Err(e) => {
-                        tracing::error!(error = %e, "ingestion listener failed");
+                        tracing::error!(error = %e, server = what, "listener failed");
                         return;
                     }
                 };
-                let serve = axum::serve(listener, ingest::router(ingest)).with_graceful_shutdown(async {
+                let serve = axum::serve(listener, router).with_graceful_shutdown(async {
                     let _ = rx.await;
                 });
                 if let Err(e) = serve.await {
-                    tracing::error!(error = %e, "ingestion server stopped");
+                    tracing::error!(error = %e, server = what, "http server stopped");
                 }
             });
         })?);
-        tracing::info!(addr = %self.ingest_addr.expect("set above"), "ingestion endpoint listening");
-        Ok(())
+        tracing::info!(%addr, server = what, "listening");
+        Ok(addr)
     }
 
     /// The first fatal error any worker hit, if any.
@@ -222,13 +251,29 @@ impl Node {
             c.shutdown();
         }
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(tx) = self.http_shutdown.take() {
+        for tx in self.http_shutdown.drain(..) {
             let _ = tx.send(());
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
         let _ = self.log.flush();
+    }
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM — what Kubernetes sends to stop a pod.
+pub async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; stop with Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 

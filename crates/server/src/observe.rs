@@ -73,10 +73,7 @@ impl Health {
         }
         let stuck = self.stats.stuck(self.stuck_after);
         if !stuck.is_empty() {
-            out.push(format!(
-                "partitions {stuck:?} have not been processed for {} s",
-                self.stuck_after.as_secs()
-            ));
+            out.push(format!("partitions {stuck:?} have not been processed for {} s", self.stuck_after.as_secs()));
         }
         let started = self.stats.heartbeats.lock().unwrap_or_else(|e| e.into_inner()).len();
         if started < self.partitions as usize {

@@ -56,6 +56,9 @@ pub struct DemoOptions {
     /// as approvers; empty: off).
     #[arg(long, default_value = "127.0.0.1:8421")]
     pub control_listen: String,
+    /// `/metrics`, `/healthz`, `/readyz` address while the demo runs (empty: off).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub metrics_listen: String,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -126,6 +129,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
     cfg.log.fsync = opts.fsync.clone();
     cfg.ingest.listen = opts.listen.clone();
     cfg.control.listen = opts.control_listen.clone();
+    cfg.metrics.listen = opts.metrics_listen.clone();
     // The demo's control plane trusts loopback callers as approvers (refused elsewhere).
     cfg.control.allow_anonymous = true;
     cfg.control.anonymous_role = "approver".into();
@@ -208,7 +212,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
         }
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         rt.block_on(async {
-            let _ = tokio::signal::ctrl_c().await;
+            crate::node::shutdown_signal().await;
         });
     }
     stop.store(true, Ordering::Relaxed);
