@@ -67,7 +67,8 @@ fn metrics_after_a_run_parse_as_prometheus_text() {
 
     let (status, text) = get(&format!("{base}/metrics"));
     assert_eq!(status, 200);
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid Prometheus text");
+    let scrape =
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid Prometheus text");
     let mut by_name: BTreeMap<String, Vec<prometheus_parse::Sample>> = BTreeMap::new();
     for s in scrape.samples {
         by_name.entry(s.metric.clone()).or_default().push(s);
@@ -79,7 +80,9 @@ fn metrics_after_a_run_parse_as_prometheus_text() {
             .flatten()
             .filter(|s| label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
             .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
                 _ => 0.0,
             })
             .sum()
@@ -87,8 +90,11 @@ fn metrics_after_a_run_parse_as_prometheus_text() {
     // Technical.
     assert!(total(names::RECORDS_CONSUMED, Some(("topic", "waybill.inbound.odoo"))) >= ORDERS as f64);
     assert!(total(names::RECORDS_PRODUCED, Some(("topic", "waybill.journal"))) > 0.0);
-    assert!(by_name.contains_key(&format!("{}_count", names::PROCESSING_LATENCY))
-        || by_name.contains_key(names::PROCESSING_LATENCY), "processing latency histogram");
+    assert!(
+        by_name.contains_key(&format!("{}_count", names::PROCESSING_LATENCY))
+            || by_name.contains_key(names::PROCESSING_LATENCY),
+        "processing latency histogram"
+    );
     assert!(by_name.contains_key(names::CONSUMER_LAG));
     assert!(total(names::STORE_SIZE, Some(("store", "log"))) > 0.0);
     assert_eq!(total(names::PARTITION_HEALTHY, None), 2.0, "both partitions healthy");

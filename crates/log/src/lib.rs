@@ -49,35 +49,19 @@ pub struct Record {
 
 impl Record {
     /// A record routed by `key`.
-    pub fn keyed(
-        topic: impl Into<String>,
-        key: impl Into<Vec<u8>>,
-        value: impl Into<Vec<u8>>,
-    ) -> Self {
-        Record {
-            topic: topic.into(),
-            partition: None,
-            key: key.into(),
-            headers: Vec::new(),
-            value: value.into(),
-        }
+    pub fn keyed(topic: impl Into<String>, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
+        Record { topic: topic.into(), partition: None, key: key.into(), headers: Vec::new(), value: value.into() }
     }
 
     /// Adds a header.
     pub fn with_header(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
-        self.headers.push(Header {
-            key: key.into(),
-            value: value.into(),
-        });
+        self.headers.push(Header { key: key.into(), value: value.into() });
         self
     }
 
     /// The first header named `key`.
     pub fn header(&self, key: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|h| h.key == key)
-            .map(|h| h.value.as_slice())
+        self.headers.iter().find(|h| h.key == key).map(|h| h.value.as_slice())
     }
 }
 
@@ -103,10 +87,7 @@ pub struct StoredRecord {
 impl StoredRecord {
     /// The first header named `key`.
     pub fn header(&self, key: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|h| h.key == key)
-            .map(|h| h.value.as_slice())
+        self.headers.iter().find(|h| h.key == key).map(|h| h.value.as_slice())
     }
 }
 
@@ -263,13 +244,7 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
 
     /// Reads up to `max` records of one partition starting at `from`. Returns an empty
     /// vector at the end; `from` beyond the end is [`Error::OffsetOutOfRange`].
-    fn read(
-        &self,
-        topic: &str,
-        partition: i32,
-        from: Offset,
-        max: usize,
-    ) -> Result<Vec<StoredRecord>>;
+    fn read(&self, topic: &str, partition: i32, from: Offset, max: usize) -> Result<Vec<StoredRecord>>;
 
     /// The offset the next record appended to the partition will get.
     fn end_offset(&self, topic: &str, partition: i32) -> Result<Offset>;
@@ -279,13 +254,7 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
 
     /// Blocks until the partition's end offset is greater than `offset` or `timeout`
     /// passes; returns the end offset.
-    fn wait_for(
-        &self,
-        topic: &str,
-        partition: i32,
-        offset: Offset,
-        timeout: Duration,
-    ) -> Result<Offset>;
+    fn wait_for(&self, topic: &str, partition: i32, offset: Offset, timeout: Duration) -> Result<Offset>;
 
     /// Blocks until any of `positions` (topic, partition, offset) has a record at or
     /// beyond its offset, or `timeout` passes; returns whether one has. The default polls

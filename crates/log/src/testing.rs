@@ -36,20 +36,14 @@ pub mod conformance {
             ("ordering_per_key", ordering_per_key),
             ("atomic_batch_with_positions", atomic_batch_with_positions),
             ("restart_durability", restart_durability),
-            (
-                "torn_write_never_exposes_half_a_batch",
-                torn_write_never_exposes_half_a_batch,
-            ),
+            ("torn_write_never_exposes_half_a_batch", torn_write_never_exposes_half_a_batch),
             ("offsets_dense_from_zero", offsets_dense_from_zero),
             ("read_past_end_is_error", read_past_end_is_error),
             ("unknown_topic_is_error", unknown_topic_is_error),
             ("partition_mismatch_is_error", partition_mismatch_is_error),
             ("wait_for_wakes_on_append", wait_for_wakes_on_append),
             ("wait_any_wakes_on_any_partition", wait_any_wakes_on_any_partition),
-            (
-                "concurrent_appenders_keep_per_key_order",
-                concurrent_appenders_keep_per_key_order,
-            ),
+            ("concurrent_appenders_keep_per_key_order", concurrent_appenders_keep_per_key_order),
             ("headers_round_trip", headers_round_trip),
         ];
         for (name, check) in checks {
@@ -61,9 +55,7 @@ pub mod conformance {
     /// A topic name no other check (or earlier test run against the same broker) uses.
     fn unique_topic(check: &str) -> String {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         format!("conformance.{check}.{}-{nanos:x}-{n}", std::process::id())
     }
@@ -77,22 +69,13 @@ pub mod conformance {
 
     fn append(log: &dyn EventLog, batch: AppendBatch) -> Vec<crate::Appended> {
         let n = batch.records.len();
-        let out = log
-            .append(batch)
-            .unwrap_or_else(|e| panic!("append failed: {e}"));
-        assert_eq!(
-            out.len(),
-            n,
-            "append must say where each of the {n} records landed"
-        );
+        let out = log.append(batch).unwrap_or_else(|e| panic!("append failed: {e}"));
+        assert_eq!(out.len(), n, "append must say where each of the {n} records landed");
         out
     }
 
     fn batch(records: Vec<Record>) -> AppendBatch {
-        AppendBatch {
-            records,
-            positions: Vec::new(),
-        }
+        AppendBatch { records, positions: Vec::new() }
     }
 
     /// Every record of a partition, read in chunks of `chunk`.
@@ -119,12 +102,7 @@ pub mod conformance {
     }
 
     fn position(group: &str, topic: &str, partition: i32, next_offset: Offset) -> Position {
-        Position {
-            group: group.to_owned(),
-            topic: topic.to_owned(),
-            partition,
-            next_offset,
-        }
+        Position { group: group.to_owned(), topic: topic.to_owned(), partition, next_offset }
     }
 
     /// Records of many keys, interleaved across batches, come back in append order per
@@ -161,17 +139,11 @@ pub mod conformance {
             for r in read_all(&*log, &topic, p) {
                 assert_eq!(r.partition, partition_for(&r.key, partitions));
                 let key = String::from_utf8(r.key).unwrap();
-                got.entry(key)
-                    .or_default()
-                    .push(String::from_utf8(r.value).unwrap());
+                got.entry(key).or_default().push(String::from_utf8(r.value).unwrap());
             }
         }
         for key in &keys {
-            assert_eq!(
-                got.get(key),
-                sent.get(key),
-                "records of key {key:?} came back out of order"
-            );
+            assert_eq!(got.get(key), sent.get(key), "records of key {key:?} came back out of order");
         }
     }
 
@@ -189,57 +161,24 @@ pub mod conformance {
             &*log,
             AppendBatch {
                 records: vec![
-                    Record {
-                        partition: Some(1),
-                        ..Record::keyed(&journal, "saga-1", "event-1")
-                    },
+                    Record { partition: Some(1), ..Record::keyed(&journal, "saga-1", "event-1") },
                     Record::keyed(&commands, "saga-1", "command-1"),
-                    Record {
-                        partition: Some(1),
-                        ..Record::keyed(&journal, "saga-1", "event-2")
-                    },
+                    Record { partition: Some(1), ..Record::keyed(&journal, "saga-1", "event-2") },
                 ],
-                positions: vec![
-                    position(&group, &input, 2, 17),
-                    position(&group, &input, 0, 5),
-                ],
+                positions: vec![position(&group, &input, 2, 17), position(&group, &input, 0, 5)],
             },
         );
-        assert_eq!(
-            out.iter()
-                .map(|a| (a.partition, a.offset))
-                .collect::<Vec<_>>(),
-            [(1, 0), (0, 0), (1, 1)]
-        );
+        assert_eq!(out.iter().map(|a| (a.partition, a.offset)).collect::<Vec<_>>(), [(1, 0), (0, 0), (1, 1)]);
         let events = read_all(&*log, &journal, 1);
-        assert_eq!(
-            events
-                .iter()
-                .map(|r| r.value.as_slice())
-                .collect::<Vec<_>>(),
-            [&b"event-1"[..], b"event-2"]
-        );
+        assert_eq!(events.iter().map(|r| r.value.as_slice()).collect::<Vec<_>>(), [&b"event-1"[..], b"event-2"]);
         assert_eq!(read_all(&*log, &commands, 0)[0].value, b"command-1");
         let committed = |p| log.committed(&group, &input, p).unwrap();
-        assert_eq!(
-            (committed(0), committed(1), committed(2)),
-            (Some(5), None, Some(17))
-        );
+        assert_eq!((committed(0), committed(1), committed(2)), (Some(5), None, Some(17)));
         assert_eq!(log.committed("no-such-group", &input, 2).unwrap(), None);
 
         // A later position replaces the earlier one; a batch may hold only positions.
-        append(
-            &*log,
-            AppendBatch {
-                records: vec![],
-                positions: vec![position(&group, &input, 2, 18)],
-            },
-        );
-        assert_eq!(
-            committed(2),
-            Some(18),
-            "a later position must replace the earlier one"
-        );
+        append(&*log, AppendBatch { records: vec![], positions: vec![position(&group, &input, 2, 18)] });
+        assert_eq!(committed(2), Some(18), "a later position must replace the earlier one");
 
         if !log.capabilities().atomic_batches {
             return;
@@ -249,13 +188,8 @@ pub mod conformance {
         // behind the first.
         let stop = Arc::new(AtomicBool::new(false));
         let reader = {
-            let (log, journal, commands, group, stop) = (
-                log.clone(),
-                journal.clone(),
-                commands.clone(),
-                group.clone(),
-                stop.clone(),
-            );
+            let (log, journal, commands, group, stop) =
+                (log.clone(), journal.clone(), commands.clone(), group.clone(), stop.clone());
             thread::spawn(move || {
                 let mut checks = 0u64;
                 while !stop.load(Ordering::SeqCst) || checks == 0 {
@@ -263,18 +197,9 @@ pub mod conformance {
                     let j = log.end_offset(&journal, 0).unwrap();
                     let c = log.end_offset(&commands, 0).unwrap() - 1;
                     let j2 = log.end_offset(&journal, 0).unwrap();
-                    assert!(
-                        j >= pos,
-                        "saw position {pos} before the records it covers ({j})"
-                    );
-                    assert!(
-                        c >= j,
-                        "saw {j} journal records but only {c} commands of them"
-                    );
-                    assert!(
-                        j2 >= c,
-                        "saw {c} commands but only {j2} journal records of them"
-                    );
+                    assert!(j >= pos, "saw position {pos} before the records it covers ({j})");
+                    assert!(c >= j, "saw {j} journal records but only {c} commands of them");
+                    assert!(j2 >= c, "saw {c} commands but only {j2} journal records of them");
                     checks += 1;
                 }
             })
@@ -284,10 +209,7 @@ pub mod conformance {
                 &*log,
                 AppendBatch {
                     records: vec![
-                        Record {
-                            partition: Some(0),
-                            ..Record::keyed(&journal, "k", "e")
-                        },
+                        Record { partition: Some(0), ..Record::keyed(&journal, "k", "e") },
                         Record::keyed(&commands, "k", "c"),
                     ],
                     positions: vec![position(&group, &journal, 0, i)],
@@ -307,15 +229,11 @@ pub mod conformance {
         let group = unique_topic("group");
         let mut sent: BTreeMap<i32, Vec<Vec<u8>>> = BTreeMap::new();
         for b in 0..10 {
-            let records: Vec<Record> = (0..7)
-                .map(|i| Record::keyed(&topic, format!("k{i}"), format!("v{b}-{i}")))
-                .collect();
+            let records: Vec<Record> =
+                (0..7).map(|i| Record::keyed(&topic, format!("k{i}"), format!("v{b}-{i}"))).collect();
             let out = append(
                 &*log,
-                AppendBatch {
-                    records: records.clone(),
-                    positions: vec![position(&group, &other, 0, b)],
-                },
+                AppendBatch { records: records.clone(), positions: vec![position(&group, &other, 0, b)] },
             );
             for (r, a) in records.into_iter().zip(out) {
                 sent.entry(a.partition).or_default().push(r.value);
@@ -324,42 +242,17 @@ pub mod conformance {
         drop(log);
 
         let log = h.open();
-        assert_eq!(
-            log.partitions(&topic).unwrap(),
-            3,
-            "partition count lost on restart"
-        );
-        log.ensure_topic(&topic, 3)
-            .expect("ensure_topic of an existing topic after restart");
+        assert_eq!(log.partitions(&topic).unwrap(), 3, "partition count lost on restart");
+        log.ensure_topic(&topic, 3).expect("ensure_topic of an existing topic after restart");
         for p in 0..3 {
-            let values: Vec<Vec<u8>> = read_all(&*log, &topic, p)
-                .into_iter()
-                .map(|r| r.value)
-                .collect();
-            assert_eq!(
-                &values,
-                sent.get(&p).unwrap_or(&Vec::new()),
-                "partition {p} changed across restart"
-            );
+            let values: Vec<Vec<u8>> = read_all(&*log, &topic, p).into_iter().map(|r| r.value).collect();
+            assert_eq!(&values, sent.get(&p).unwrap_or(&Vec::new()), "partition {p} changed across restart");
         }
-        assert_eq!(
-            log.committed(&group, &other, 0).unwrap(),
-            Some(9),
-            "position lost on restart"
-        );
+        assert_eq!(log.committed(&group, &other, 0).unwrap(), Some(9), "position lost on restart");
 
         let end = log.end_offset(&topic, 1).unwrap();
-        let out = append(
-            &*log,
-            batch(vec![Record {
-                partition: Some(1),
-                ..Record::keyed(&topic, "k", "after")
-            }]),
-        );
-        assert_eq!(
-            out[0].offset, end,
-            "the first append after a restart must continue at the end"
-        );
+        let out = append(&*log, batch(vec![Record { partition: Some(1), ..Record::keyed(&topic, "k", "after") }]));
+        assert_eq!(out[0].offset, end, "the first append after a restart must continue at the end");
         drop(log);
 
         let log = h.open();
@@ -377,17 +270,10 @@ pub mod conformance {
         let group = unique_topic("group");
         let batches = 6;
         for i in 0..batches {
-            let mut records: Vec<Record> = (0..10)
-                .map(|r| Record::keyed(&a, format!("key-{r}"), format!("batch-{i}-{r}").repeat(20)))
-                .collect();
+            let mut records: Vec<Record> =
+                (0..10).map(|r| Record::keyed(&a, format!("key-{r}"), format!("batch-{i}-{r}").repeat(20))).collect();
             records.push(Record::keyed(&b, "key", format!("batch-{i}")));
-            append(
-                &*log,
-                AppendBatch {
-                    records,
-                    positions: vec![position(&group, &b, 0, i + 1)],
-                },
-            );
+            append(&*log, AppendBatch { records, positions: vec![position(&group, &b, 0, i + 1)] });
         }
         drop(log);
         h.crash_during_write();
@@ -397,25 +283,13 @@ pub mod conformance {
         for p in 0..2 {
             for r in read_all(&*log, &a, p) {
                 let s = String::from_utf8(r.value).unwrap();
-                let i: i64 = s
-                    .trim_start_matches("batch-")
-                    .split('-')
-                    .next()
-                    .unwrap()
-                    .parse()
-                    .unwrap();
+                let i: i64 = s.trim_start_matches("batch-").split('-').next().unwrap().parse().unwrap();
                 *per_batch.entry(i).or_default() += 1;
             }
         }
         let in_b: Vec<i64> = read_all(&*log, &b, 0)
             .into_iter()
-            .map(|r| {
-                String::from_utf8(r.value)
-                    .unwrap()
-                    .trim_start_matches("batch-")
-                    .parse()
-                    .unwrap()
-            })
+            .map(|r| String::from_utf8(r.value).unwrap().trim_start_matches("batch-").parse().unwrap())
             .collect();
         let survivors = in_b.len() as i64;
         assert!(
@@ -426,28 +300,16 @@ pub mod conformance {
         for i in 0..batches {
             let n = per_batch.get(&i).copied().unwrap_or(0);
             let expected = if i < survivors { 10 } else { 0 };
-            assert_eq!(
-                n, expected,
-                "batch {i} is half there: {n} of its 10 records in {a}"
-            );
+            assert_eq!(n, expected, "batch {i} is half there: {n} of its 10 records in {a}");
         }
         assert_eq!(
             log.committed(&group, &b, 0).unwrap(),
             Some(survivors),
             "the position must be from the last batch that survived"
         );
-        let out = append(
-            &*log,
-            batch(vec![Record::keyed(&b, "key", "after the crash")]),
-        );
-        assert_eq!(
-            out[0].offset, survivors,
-            "appends after recovery must continue at the end"
-        );
-        assert_eq!(
-            log.read(&b, 0, survivors, 1).unwrap()[0].value,
-            b"after the crash"
-        );
+        let out = append(&*log, batch(vec![Record::keyed(&b, "key", "after the crash")]));
+        assert_eq!(out[0].offset, survivors, "appends after recovery must continue at the end");
+        assert_eq!(log.read(&b, 0, survivors, 1).unwrap()[0].value, b"after the crash");
     }
 
     /// Offsets in each partition start at 0 with no gaps, and `end_offset` follows them.
@@ -455,26 +317,15 @@ pub mod conformance {
         let log = h.open();
         let topic = create(&*log, "dense", 3);
         for p in 0..3 {
-            assert_eq!(
-                log.end_offset(&topic, p).unwrap(),
-                0,
-                "a new partition must start empty"
-            );
+            assert_eq!(log.end_offset(&topic, p).unwrap(), 0, "a new partition must start empty");
         }
         let mut next = [0 as Offset; 3];
         for b in 0..9 {
             let records: Vec<Record> = (0..(b % 4 + 1))
-                .map(|i| Record {
-                    partition: Some((b + i) % 3),
-                    ..Record::keyed(&topic, "k", "v")
-                })
+                .map(|i| Record { partition: Some((b + i) % 3), ..Record::keyed(&topic, "k", "v") })
                 .collect();
             for a in append(&*log, batch(records)) {
-                assert_eq!(
-                    a.offset, next[a.partition as usize],
-                    "offset gap in partition {}",
-                    a.partition
-                );
+                assert_eq!(a.offset, next[a.partition as usize], "offset gap in partition {}", a.partition);
                 next[a.partition as usize] += 1;
             }
         }
@@ -489,32 +340,15 @@ pub mod conformance {
     pub fn read_past_end_is_error(h: &mut dyn Harness) {
         let log = h.open();
         let topic = create(&*log, "past-end", 1);
-        assert!(
-            log.read(&topic, 0, 0, 10).unwrap().is_empty(),
-            "reading an empty partition at 0"
-        );
-        let records = (0..5)
-            .map(|i| Record::keyed(&topic, "k", format!("v{i}")))
-            .collect();
+        assert!(log.read(&topic, 0, 0, 10).unwrap().is_empty(), "reading an empty partition at 0");
+        let records = (0..5).map(|i| Record::keyed(&topic, "k", format!("v{i}"))).collect();
         append(&*log, batch(records));
         let got = log.read(&topic, 0, 1, 3).unwrap();
-        assert_eq!(
-            got.iter().map(|r| r.offset).collect::<Vec<_>>(),
-            [1, 2, 3],
-            "read must honour from and max"
-        );
-        assert!(
-            log.read(&topic, 0, 2, 0).unwrap().is_empty(),
-            "max 0 must read nothing"
-        );
-        assert!(
-            log.read(&topic, 0, 5, 10).unwrap().is_empty(),
-            "reading at the end must be empty"
-        );
+        assert_eq!(got.iter().map(|r| r.offset).collect::<Vec<_>>(), [1, 2, 3], "read must honour from and max");
+        assert!(log.read(&topic, 0, 2, 0).unwrap().is_empty(), "max 0 must read nothing");
+        assert!(log.read(&topic, 0, 5, 10).unwrap().is_empty(), "reading at the end must be empty");
         match log.read(&topic, 0, 6, 10) {
-            Err(Error::OffsetOutOfRange {
-                offset: 6, end: 5, ..
-            }) => {}
+            Err(Error::OffsetOutOfRange { offset: 6, end: 5, .. }) => {}
             other => {
                 panic!("reading past the end must be OffsetOutOfRange(6, end 5), got {other:?}")
             }
@@ -536,20 +370,10 @@ pub mod conformance {
         unknown(log.end_offset(&missing, 0).map(|_| ()), "end_offset");
 
         let topic = create(&*log, "known", 2);
-        let mixed = batch(vec![
-            Record::keyed(&topic, "k", "v"),
-            Record::keyed(&missing, "k", "v"),
-        ]);
+        let mixed = batch(vec![Record::keyed(&topic, "k", "v"), Record::keyed(&missing, "k", "v")]);
         unknown(log.append(mixed).map(|_| ()), "append");
-        match log.append(batch(vec![Record {
-            partition: Some(2),
-            ..Record::keyed(&topic, "k", "v")
-        }])) {
-            Err(Error::UnknownPartition {
-                partition: 2,
-                partitions: 2,
-                ..
-            }) => {}
+        match log.append(batch(vec![Record { partition: Some(2), ..Record::keyed(&topic, "k", "v") }])) {
+            Err(Error::UnknownPartition { partition: 2, partitions: 2, .. }) => {}
             other => {
                 panic!("appending to partition 2 of 2 must be UnknownPartition, got {other:?}")
             }
@@ -559,11 +383,7 @@ pub mod conformance {
             other => panic!("reading partition 5 of 2 must be UnknownPartition, got {other:?}"),
         }
         for p in 0..2 {
-            assert_eq!(
-                log.end_offset(&topic, p).unwrap(),
-                0,
-                "a failed append must not append anything"
-            );
+            assert_eq!(log.end_offset(&topic, p).unwrap(), 0, "a failed append must not append anything");
         }
     }
 
@@ -571,22 +391,13 @@ pub mod conformance {
     pub fn partition_mismatch_is_error(h: &mut dyn Harness) {
         let log = h.open();
         let topic = create(&*log, "mismatch", 3);
-        log.ensure_topic(&topic, 3)
-            .expect("ensure_topic with the same count must succeed");
+        log.ensure_topic(&topic, 3).expect("ensure_topic with the same count must succeed");
         assert_eq!(log.partitions(&topic).unwrap(), 3);
         match log.ensure_topic(&topic, 4) {
-            Err(Error::PartitionMismatch {
-                wanted: 4,
-                actual: 3,
-                ..
-            }) => {}
+            Err(Error::PartitionMismatch { wanted: 4, actual: 3, .. }) => {}
             other => panic!("ensure_topic with 4 partitions on a 3-partition topic: {other:?}"),
         }
-        assert_eq!(
-            log.partitions(&topic).unwrap(),
-            3,
-            "a refused ensure_topic must not change the topic"
-        );
+        assert_eq!(log.partitions(&topic).unwrap(), 3, "a refused ensure_topic must not change the topic");
     }
 
     /// `wait_for` returns promptly when a record arrives, and after the timeout when
@@ -596,18 +407,10 @@ pub mod conformance {
         let topic = create(&*log, "wait", 1);
 
         let started = Instant::now();
-        let end = log
-            .wait_for(&topic, 0, 0, Duration::from_millis(200))
-            .unwrap();
+        let end = log.wait_for(&topic, 0, 0, Duration::from_millis(200)).unwrap();
         let waited = started.elapsed();
-        assert_eq!(
-            end, 0,
-            "wait_for on an empty partition must time out with end 0"
-        );
-        assert!(
-            waited >= Duration::from_millis(150),
-            "wait_for returned after {waited:?}, before its timeout"
-        );
+        assert_eq!(end, 0, "wait_for on an empty partition must time out with end 0");
+        assert!(waited >= Duration::from_millis(150), "wait_for returned after {waited:?}, before its timeout");
 
         let waiter = {
             let (log, topic) = (log.clone(), topic.clone());
@@ -623,17 +426,11 @@ pub mod conformance {
         let (end, _) = waiter.join().unwrap();
         let latency = appended.elapsed();
         assert_eq!(end, 1, "wait_for must return the new end offset");
-        assert!(
-            latency < Duration::from_secs(5),
-            "wait_for took {latency:?} to notice an append"
-        );
+        assert!(latency < Duration::from_secs(5), "wait_for took {latency:?} to notice an append");
 
         // Already past: returns at once.
         let started = Instant::now();
-        assert_eq!(
-            log.wait_for(&topic, 0, 0, Duration::from_secs(30)).unwrap(),
-            1
-        );
+        assert_eq!(log.wait_for(&topic, 0, 0, Duration::from_secs(30)).unwrap(), 1);
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 
@@ -643,7 +440,8 @@ pub mod conformance {
         let log = h.open();
         let a = create(&*log, "wait-any-a", 2);
         let b = create(&*log, "wait-any-b", 1);
-        let watched = |log: &dyn EventLog, timeout| log.wait_any(&[(&a, 0, 0), (&a, 1, 0), (&b, 0, 0)], timeout).unwrap();
+        let watched =
+            |log: &dyn EventLog, timeout| log.wait_any(&[(&a, 0, 0), (&a, 1, 0), (&b, 0, 0)], timeout).unwrap();
         let started = Instant::now();
         assert!(!watched(&*log, Duration::from_millis(200)), "nothing was appended");
         assert!(started.elapsed() >= Duration::from_millis(150), "wait_any returned before its timeout");
@@ -677,9 +475,8 @@ pub mod conformance {
                 let (log, topic) = (log.clone(), topic.clone());
                 thread::spawn(move || {
                     for b in 0..batches {
-                        let records = (0..keys)
-                            .map(|k| Record::keyed(&topic, format!("t{t}-k{k}"), format!("{b}")))
-                            .collect();
+                        let records =
+                            (0..keys).map(|k| Record::keyed(&topic, format!("t{t}-k{k}"), format!("{b}"))).collect();
                         append(&*log, batch(records));
                     }
                 })
@@ -693,16 +490,10 @@ pub mod conformance {
         for p in 0..partitions as i32 {
             for r in read_all(&*log, &topic, p) {
                 total += 1;
-                seen.entry(r.key)
-                    .or_default()
-                    .push(String::from_utf8(r.value).unwrap().parse().unwrap());
+                seen.entry(r.key).or_default().push(String::from_utf8(r.value).unwrap().parse().unwrap());
             }
         }
-        assert_eq!(
-            total,
-            threads * batches * keys,
-            "records lost or duplicated under concurrent appends"
-        );
+        assert_eq!(total, threads * batches * keys, "records lost or duplicated under concurrent appends");
         for (key, values) in seen {
             assert_eq!(
                 values,
@@ -721,44 +512,21 @@ pub mod conformance {
         let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         let records = [
             Record::keyed(&topic, "order-1", "v1")
-                .with_header(
-                    "traceparent",
-                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-                )
+                .with_header("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
                 .with_header("binary", vec![0u8, 255, 1, 254])
                 .with_header("empty", Vec::new())
                 .with_header("binary", vec![7u8]),
             Record::keyed(&topic, Vec::new(), Vec::new()),
             Record::keyed(&topic, "order-2", big),
         ];
-        let before = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
-        append(
-            &*log,
-            batch(
-                records
-                    .iter()
-                    .map(|r| Record {
-                        partition: Some(0),
-                        ..r.clone()
-                    })
-                    .collect(),
-            ),
-        );
-        let after = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
+        let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+        append(&*log, batch(records.iter().map(|r| Record { partition: Some(0), ..r.clone() }).collect()));
+        let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
         let got = read_all(&*log, &topic, 0);
         assert_eq!(got.len(), records.len());
         for (sent, back) in records.iter().zip(&got) {
             assert_eq!(back.key, sent.key, "key changed");
-            assert_eq!(
-                back.headers, sent.headers,
-                "headers changed (order and repeats must be kept)"
-            );
+            assert_eq!(back.headers, sent.headers, "headers changed (order and repeats must be kept)");
             assert_eq!(back.value, sent.value, "value changed");
             assert!(
                 (before - 1000..=after + 1000).contains(&back.timestamp_ms),
@@ -766,10 +534,6 @@ pub mod conformance {
                 back.timestamp_ms
             );
         }
-        assert_eq!(
-            got[0].header("binary"),
-            Some(&[0u8, 255, 1, 254][..]),
-            "header() must find the first"
-        );
+        assert_eq!(got[0].header("binary"), Some(&[0u8, 255, 1, 254][..]), "header() must find the first");
     }
 }

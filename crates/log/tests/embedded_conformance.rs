@@ -16,10 +16,7 @@ struct Embedded {
 
 impl Embedded {
     fn new() -> Self {
-        Embedded {
-            dir: tempfile::tempdir().unwrap(),
-            options: EmbeddedOptions::default(),
-        }
+        Embedded { dir: tempfile::tempdir().unwrap(), options: EmbeddedOptions::default() }
     }
 
     fn path(&self) -> PathBuf {

@@ -92,17 +92,35 @@ pub(crate) fn summarize(e: &JournalEvent) -> String {
         JournalBody::ExceptionResolved(r) => format!("exception {} resolved: {}", r.exception_id, r.resolution),
         JournalBody::Completed(_) => format!("{} saga completed", e.meta.kind),
         JournalBody::InvoiceDrafted(d) => {
-            format!("invoice for shipment {} drafted: {} {} on {}", d.business_key, d.total, d.currency, plural(d.lines.len(), "line"))
+            format!(
+                "invoice for shipment {} drafted: {} {} on {}",
+                d.business_key,
+                d.total,
+                d.currency,
+                plural(d.lines.len(), "line")
+            )
         }
-        JournalBody::PostingHeld(h) => format!("posting {} ({}) held for approval: {}", h.posting_id, h.amount, h.reasons.join("; ")),
-        JournalBody::PostingApproved(o) => format!("posting {} approved by {} ({}): {}", o.posting_id, o.actor, o.role, o.reason),
-        JournalBody::PostingRejected(o) => format!("posting {} rejected by {} ({}): {}", o.posting_id, o.actor, o.role, o.reason),
-        JournalBody::PostingEscalated(d) => format!("held posting escalated: approval was due by {}", format_ts(d.due_at)),
-        JournalBody::ControlRefused(r) => format!("{} of {} by {} refused: {}", r.action, r.posting_id, r.actor, r.reason),
+        JournalBody::PostingHeld(h) => {
+            format!("posting {} ({}) held for approval: {}", h.posting_id, h.amount, h.reasons.join("; "))
+        }
+        JournalBody::PostingApproved(o) => {
+            format!("posting {} approved by {} ({}): {}", o.posting_id, o.actor, o.role, o.reason)
+        }
+        JournalBody::PostingRejected(o) => {
+            format!("posting {} rejected by {} ({}): {}", o.posting_id, o.actor, o.role, o.reason)
+        }
+        JournalBody::PostingEscalated(d) => {
+            format!("held posting escalated: approval was due by {}", format_ts(d.due_at))
+        }
+        JournalBody::ControlRefused(r) => {
+            format!("{} of {} by {} refused: {}", r.action, r.posting_id, r.actor, r.reason)
+        }
         JournalBody::InvoiceRequested(_) => "invoice sent to finance".to_string(),
         JournalBody::InvoiceRecorded(r) => format!("invoice {} posted: {}", r.document_number, r.amount),
         JournalBody::FinanceRefused(r) => format!("finance refused the document: {}", r.reason),
-        JournalBody::ReturnOpened(r) => format!("return {} authorised: {}, {}", r.rma_id, r.reason, plural(r.lines.len(), "line")),
+        JournalBody::ReturnOpened(r) => {
+            format!("return {} authorised: {}, {}", r.rma_id, r.reason, plural(r.lines.len(), "line"))
+        }
         JournalBody::ReturnReceiptRecorded(r) => {
             let units: Qty = r.lines.iter().map(|l| l.quantity).sum();
             format!("return receipt {} recorded: {units} units", r.receipt_id)

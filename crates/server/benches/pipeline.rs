@@ -18,7 +18,6 @@
 //! Knobs (environment): `WAYBILL_BENCH_ROUNDS` (7), `WAYBILL_BENCH_ORDERS` (2000),
 //! `WAYBILL_BENCH_BATCHES` (batches of 100 per append measurement, 300),
 
-
 use std::fs::File;
 use std::hint::black_box;
 use std::io::Write as _;

@@ -110,7 +110,9 @@ pub fn replay(log: &dyn EventLog, matching: Option<&str>) -> anyhow::Result<usiz
         }
         n += records.len();
         let positions = match matching {
-            None => vec![Position { group: REPLAY_GROUP.into(), topic: topic::DLQ.into(), partition: p, next_offset: at }],
+            None => {
+                vec![Position { group: REPLAY_GROUP.into(), topic: topic::DLQ.into(), partition: p, next_offset: at }]
+            }
             Some(_) => Vec::new(),
         };
         if !records.is_empty() || !positions.is_empty() {

@@ -58,17 +58,11 @@ fn len_u16(what: &str, len: usize) -> Result<u16, EncodeError> {
 }
 
 fn len_u32(what: &str, len: usize) -> Result<u32, EncodeError> {
-    u32::try_from(len)
-        .map_err(|_| format!("{what} is {len} bytes long; at most 4294967295 are allowed"))
+    u32::try_from(len).map_err(|_| format!("{what} is {len} bytes long; at most 4294967295 are allowed"))
 }
 
 /// Encodes a topic-created payload.
-pub(crate) fn encode_topic(
-    buf: &mut Vec<u8>,
-    id: u32,
-    partitions: u32,
-    name: &str,
-) -> Result<(), EncodeError> {
+pub(crate) fn encode_topic(buf: &mut Vec<u8>, id: u32, partitions: u32, name: &str) -> Result<(), EncodeError> {
     buf.put_u8(KIND_TOPIC);
     buf.put_u32(id);
     buf.put_u32(partitions);
@@ -236,8 +230,7 @@ impl<'a> Cursor<'a> {
         let count = self.u32("header count")? as usize;
         // Each header takes at least 6 bytes, so a damaged count cannot make us
         // allocate more than the payload could hold.
-        let mut headers =
-            Vec::with_capacity(count.min(self.buf.len().saturating_sub(self.pos) / 6));
+        let mut headers = Vec::with_capacity(count.min(self.buf.len().saturating_sub(self.pos) / 6));
         for _ in 0..count {
             let key = self.str16("header name")?.to_owned();
             let value = self.bytes32("header value")?.to_vec();
@@ -255,29 +248,15 @@ mod tests {
     #[test]
     fn record_round_trips_and_truncation_is_an_error_not_a_panic() {
         let mut buf = Vec::new();
-        let head = RecordHead {
-            topic: 3,
-            partition: 1,
-            offset: 42,
-            timestamp_ms: 7,
-        };
-        let headers = vec![Header {
-            key: "h".into(),
-            value: vec![0, 1],
-        }];
+        let head = RecordHead { topic: 3, partition: 1, offset: 42, timestamp_ms: 7 };
+        let headers = vec![Header { key: "h".into(), value: vec![0, 1] }];
         encode_record(&mut buf, head, b"k", &headers, b"value").unwrap();
 
         let mut c = Cursor::new(&buf);
         let h = c.record_head().unwrap();
-        assert_eq!(
-            (h.topic, h.partition, h.offset, h.timestamp_ms),
-            (3, 1, 42, 7)
-        );
+        assert_eq!((h.topic, h.partition, h.offset, h.timestamp_ms), (3, 1, 42, 7));
         let (k, hs, v) = c.record_body().unwrap();
-        assert_eq!(
-            (k.as_slice(), hs, v.as_slice()),
-            (&b"k"[..], headers, &b"value"[..])
-        );
+        assert_eq!((k.as_slice(), hs, v.as_slice()), (&b"k"[..], headers, &b"value"[..]));
         assert!(c.at_end());
 
         for cut in 0..buf.len() {

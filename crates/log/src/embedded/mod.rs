@@ -24,16 +24,11 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{
-    Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
-};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::{
-    AppendBatch, Appended, Capabilities, Error, EventLog, Offset, Result, StoredRecord,
-    partition_for,
-};
+use crate::{AppendBatch, Appended, Capabilities, Error, EventLog, Offset, Result, StoredRecord, partition_for};
 use format::{Cursor, FRAME_HEADER, KIND_BATCH, Put, RecordHead};
 
 #[cfg(any(test, feature = "test-util"))]
@@ -83,10 +78,7 @@ pub struct EmbeddedOptions {
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
-        EmbeddedOptions {
-            fsync: FsyncPolicy::EveryBatch,
-            segment_bytes: 64 * 1024 * 1024,
-        }
+        EmbeddedOptions { fsync: FsyncPolicy::EveryBatch, segment_bytes: 64 * 1024 * 1024 }
     }
 }
 
@@ -168,18 +160,13 @@ impl State {
     fn topic(&self, topic: &str) -> Result<(u32, &Topic)> {
         match self.by_name.get(topic) {
             Some(&id) => Ok((id, &self.topics[id as usize])),
-            None => Err(Error::UnknownTopic {
-                topic: topic.to_owned(),
-            }),
+            None => Err(Error::UnknownTopic { topic: topic.to_owned() }),
         }
     }
 
     fn partition(&self, topic: &str, partition: i32) -> Result<(u32, &Topic, &Vec<Entry>)> {
         let (id, t) = self.topic(topic)?;
-        match usize::try_from(partition)
-            .ok()
-            .and_then(|p| t.partitions.get(p))
-        {
+        match usize::try_from(partition).ok().and_then(|p| t.partitions.get(p)) {
             Some(entries) => Ok((id, t, entries)),
             None => Err(Error::UnknownPartition {
                 topic: topic.to_owned(),
@@ -195,10 +182,7 @@ impl State {
                 m.insert((topic, partition), next);
             }
             None => {
-                self.committed.insert(
-                    group.to_owned(),
-                    HashMap::from([((topic, partition), next)]),
-                );
+                self.committed.insert(group.to_owned(), HashMap::from([((topic, partition), next)]));
             }
         }
     }
@@ -241,12 +225,8 @@ impl EmbeddedLog {
         };
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let lock_path = dir.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io(&lock_path))?;
+        let lock =
+            OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io(&lock_path))?;
         // A process that was just killed can hold the lock for a moment while the kernel
         // tears it down (threads finishing an fsync); give it a few seconds.
         let deadline = std::time::Instant::now() + LOCK_WAIT;
@@ -257,9 +237,7 @@ impl EmbeddedLog {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(Error::Locked {
-                        path: dir.to_owned(),
-                    });
+                    return Err(Error::Locked { path: dir.to_owned() });
                 }
                 Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
             }
@@ -271,9 +249,7 @@ impl EmbeddedLog {
         let mut state = recovered.state;
         let active_len = recovered.last_len;
         if state.segments.is_empty() {
-            state
-                .segments
-                .push(Arc::new(create_segment(&segments_dir, 0)?));
+            state.segments.push(Arc::new(create_segment(&segments_dir, 0)?));
         }
         let active_index = (state.segments.len() - 1) as u32;
         let active = state.segments[active_index as usize].clone();
@@ -281,10 +257,7 @@ impl EmbeddedLog {
         let inner = Arc::new(Inner {
             dir: dir.to_owned(),
             segments_dir,
-            options: EmbeddedOptions {
-                segment_bytes: options.segment_bytes.max(1),
-                ..options
-            },
+            options: EmbeddedOptions { segment_bytes: options.segment_bytes.max(1), ..options },
             _lock: lock,
             writer: Mutex::new(Writer {
                 active,
@@ -334,21 +307,13 @@ fn create_segment(segments_dir: &Path, base: u64) -> Result<Segment> {
         .write(true)
         .create_new(true)
         .open(&path)
-        .map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
+        .map_err(|source| Error::Io { path: path.clone(), source })?;
     sync_dir(segments_dir)?;
     Ok(Segment { base, path, file })
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| Error::Io {
-            path: dir.to_owned(),
-            source,
-        })
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|source| Error::Io { path: dir.to_owned(), source })
 }
 
 fn invalid(reason: String) -> Error {
@@ -367,9 +332,7 @@ fn check_topic_name(topic: &str) -> Result<()> {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Inner {
@@ -389,10 +352,7 @@ impl Inner {
     fn sync_active(&self) -> Result<()> {
         let active = self.writer().active.clone();
         self.dirty.store(false, Ordering::SeqCst);
-        active.file.sync_data().map_err(|source| Error::Io {
-            path: active.path.clone(),
-            source,
-        })
+        active.file.sync_data().map_err(|source| Error::Io { path: active.path.clone(), source })
     }
 
     /// Writes the frame whose payload is `w.buf[FRAME_HEADER..]` (the header is filled in
@@ -429,10 +389,7 @@ impl Inner {
                     seg.path.display()
                 ));
             }
-            return Err(Error::Io {
-                path: seg.path.clone(),
-                source,
-            });
+            return Err(Error::Io { path: seg.path.clone(), source });
         }
         match self.options.fsync {
             FsyncPolicy::EveryBatch => {
@@ -444,10 +401,7 @@ impl Inner {
                          can check the file",
                         seg.path.display()
                     ));
-                    return Err(Error::Io {
-                        path: seg.path.clone(),
-                        source,
-                    });
+                    return Err(Error::Io { path: seg.path.clone(), source });
                 }
             }
             FsyncPolicy::Interval(_) => self.dirty.store(true, Ordering::SeqCst),
@@ -460,10 +414,7 @@ impl Inner {
     /// Makes the active segment durable and starts a new one after it.
     fn roll(&self, w: &mut Writer) -> Result<()> {
         let old = &w.active;
-        old.file.sync_data().map_err(|source| Error::Io {
-            path: old.path.clone(),
-            source,
-        })?;
+        old.file.sync_data().map_err(|source| Error::Io { path: old.path.clone(), source })?;
         let seg = Arc::new(create_segment(&self.segments_dir, old.base + w.active_len)?);
         let mut st = self.write_state();
         st.segments.push(seg.clone());
@@ -475,10 +426,7 @@ impl Inner {
     }
 
     fn notify_appended(&self) {
-        let _g = self
-            .append_mutex
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _g = self.append_mutex.lock().unwrap_or_else(PoisonError::into_inner);
         self.appended.notify_all();
     }
 
@@ -487,13 +435,7 @@ impl Inner {
     fn encode_batch(&self, w: &mut Writer, batch: &AppendBatch) -> Result<Vec<Appended>> {
         let st = self.read_state();
         let timestamp_ms = now_ms();
-        let Writer {
-            buf,
-            placed,
-            position_topics,
-            next,
-            ..
-        } = w;
+        let Writer { buf, placed, position_topics, next, .. } = w;
         buf.clear();
         placed.clear();
         position_topics.clear();
@@ -510,38 +452,21 @@ impl Inner {
             let partition = match rec.partition {
                 Some(p) if p >= 0 && (p as u32) < n => p,
                 Some(p) => {
-                    return Err(Error::UnknownPartition {
-                        topic: rec.topic.clone(),
-                        partition: p,
-                        partitions: n,
-                    });
+                    return Err(Error::UnknownPartition { topic: rec.topic.clone(), partition: p, partitions: n });
                 }
                 None => partition_for(&rec.key, n),
             };
-            let offset = next
-                .entry((topic, partition))
-                .or_insert_with(|| t.partitions[partition as usize].len() as i64);
-            let head = RecordHead {
-                topic,
-                partition,
-                offset: *offset,
-                timestamp_ms,
-            };
+            let offset =
+                next.entry((topic, partition)).or_insert_with(|| t.partitions[partition as usize].len() as i64);
+            let head = RecordHead { topic, partition, offset: *offset, timestamp_ms };
             *offset += 1;
             let start = buf.len();
             format::encode_record(buf, head, &rec.key, &rec.headers, &rec.value)
                 .map_err(|e| invalid(format!("a record for topic {:?}: {e}", rec.topic)))?;
-            let len = u32::try_from(buf.len() - start).map_err(|_| {
-                invalid(format!(
-                    "a record for topic {:?} is larger than 4 GiB",
-                    rec.topic
-                ))
-            })?;
+            let len = u32::try_from(buf.len() - start)
+                .map_err(|_| invalid(format!("a record for topic {:?} is larger than 4 GiB", rec.topic)))?;
             placed.push((topic, partition, start, len));
-            out.push(Appended {
-                partition,
-                offset: head.offset,
-            });
+            out.push(Appended { partition, offset: head.offset });
         }
         let count = u32::try_from(batch.positions.len())
             .map_err(|_| invalid("a batch holds at most 4294967295 positions".into()))?;
@@ -570,11 +495,7 @@ impl EventLog for EmbeddedLog {
                 if actual == partitions {
                     Ok(())
                 } else {
-                    Err(Error::PartitionMismatch {
-                        topic: topic.to_owned(),
-                        wanted: partitions,
-                        actual,
-                    })
+                    Err(Error::PartitionMismatch { topic: topic.to_owned(), wanted: partitions, actual })
                 }
             })
         };
@@ -596,10 +517,7 @@ impl EventLog for EmbeddedLog {
         format::encode_topic(&mut w.buf, id, partitions, topic).map_err(invalid)?;
         self.inner.write_frame(w)?;
         let mut st = self.inner.write_state();
-        st.topics.push(Topic {
-            name: topic.to_owned(),
-            partitions: vec![Vec::new(); partitions as usize],
-        });
+        st.topics.push(Topic { name: topic.to_owned(), partitions: vec![Vec::new(); partitions as usize] });
         st.by_name.insert(topic.to_owned(), id);
         Ok(())
     }
@@ -623,11 +541,7 @@ impl EventLog for EmbeddedLog {
         {
             let mut st = self.inner.write_state();
             for &(topic, partition, start, len) in &w.placed {
-                let entry = Entry {
-                    segment,
-                    len,
-                    pos: frame_pos + start as u64,
-                };
+                let entry = Entry { segment, len, pos: frame_pos + start as u64 };
                 st.topics[topic as usize].partitions[partition as usize].push(entry);
             }
             for (p, &topic) in batch.positions.iter().zip(&w.position_topics) {
@@ -642,24 +556,13 @@ impl EventLog for EmbeddedLog {
         Ok(out)
     }
 
-    fn read(
-        &self,
-        topic: &str,
-        partition: i32,
-        from: Offset,
-        max: usize,
-    ) -> Result<Vec<StoredRecord>> {
+    fn read(&self, topic: &str, partition: i32, from: Offset, max: usize) -> Result<Vec<StoredRecord>> {
         let (name, entries, segments) = {
             let st = self.inner.read_state();
             let (_, t, index) = st.partition(topic, partition)?;
             let end = index.len() as i64;
             if from < 0 || from > end {
-                return Err(Error::OffsetOutOfRange {
-                    topic: topic.to_owned(),
-                    partition,
-                    offset: from,
-                    end,
-                });
+                return Err(Error::OffsetOutOfRange { topic: topic.to_owned(), partition, offset: from, end });
             }
             let n = ((end - from) as usize).min(max);
             if n == 0 {
@@ -681,10 +584,7 @@ impl EventLog for EmbeddedLog {
             let mut j = i + 1;
             while let Some(e) = entries.get(j) {
                 let e_end = e.pos + u64::from(e.len);
-                if e.segment != start.segment
-                    || e.pos < end
-                    || e.pos - end > READ_GAP
-                    || e_end - start.pos > READ_SPAN
+                if e.segment != start.segment || e.pos < end || e.pos - end > READ_GAP || e_end - start.pos > READ_SPAN
                 {
                     break;
                 }
@@ -693,33 +593,24 @@ impl EventLog for EmbeddedLog {
             }
             let seg = &segments[(start.segment - first_segment) as usize];
             buf.resize((end - start.pos) as usize, 0);
-            seg.file
-                .read_exact_at(&mut buf, start.pos)
-                .map_err(|source| {
-                    if source.kind() == std::io::ErrorKind::UnexpectedEof {
-                        Error::Corrupt {
-                            path: seg.path.clone(),
-                            offset: start.pos,
-                            reason: "the file is shorter than the index says; was it truncated \
+            seg.file.read_exact_at(&mut buf, start.pos).map_err(|source| {
+                if source.kind() == std::io::ErrorKind::UnexpectedEof {
+                    Error::Corrupt {
+                        path: seg.path.clone(),
+                        offset: start.pos,
+                        reason: "the file is shorter than the index says; was it truncated \
                                  while the log was open?"
-                                .into(),
-                        }
-                    } else {
-                        Error::Io {
-                            path: seg.path.clone(),
-                            source,
-                        }
+                            .into(),
                     }
-                })?;
+                } else {
+                    Error::Io { path: seg.path.clone(), source }
+                }
+            })?;
             for (k, e) in entries[i..j].iter().enumerate() {
                 let at = (e.pos - start.pos) as usize;
                 let offset = from + (i + k) as i64;
                 let record = decode_record(&buf[at..at + e.len as usize], &name, partition, offset)
-                    .map_err(|reason| Error::Corrupt {
-                        path: seg.path.clone(),
-                        offset: e.pos,
-                        reason,
-                    })?;
+                    .map_err(|reason| Error::Corrupt { path: seg.path.clone(), offset: e.pos, reason })?;
                 out.push(record);
             }
             i = j;
@@ -735,26 +626,12 @@ impl EventLog for EmbeddedLog {
     fn committed(&self, group: &str, topic: &str, partition: i32) -> Result<Option<Offset>> {
         let st = self.inner.read_state();
         let (id, _, _) = st.partition(topic, partition)?;
-        Ok(st
-            .committed
-            .get(group)
-            .and_then(|m| m.get(&(id, partition)))
-            .copied())
+        Ok(st.committed.get(group).and_then(|m| m.get(&(id, partition))).copied())
     }
 
-    fn wait_for(
-        &self,
-        topic: &str,
-        partition: i32,
-        offset: Offset,
-        timeout: Duration,
-    ) -> Result<Offset> {
+    fn wait_for(&self, topic: &str, partition: i32, offset: Offset, timeout: Duration) -> Result<Offset> {
         let deadline = Instant::now().checked_add(timeout);
-        let mut guard = self
-            .inner
-            .append_mutex
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.inner.append_mutex.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             // Checked while holding `append_mutex`: an append that publishes after this
             // check notifies only after we are waiting, so no wake-up is lost.
@@ -769,12 +646,7 @@ impl EventLog for EmbeddedLog {
             if remaining.is_zero() {
                 return Ok(end);
             }
-            guard = self
-                .inner
-                .appended
-                .wait_timeout(guard, remaining)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            guard = self.inner.appended.wait_timeout(guard, remaining).unwrap_or_else(PoisonError::into_inner).0;
         }
     }
 
@@ -800,9 +672,7 @@ impl EventLog for EmbeddedLog {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            atomic_batches: true,
-        }
+        Capabilities { atomic_batches: true }
     }
 
     fn flush(&self) -> Result<()> {
@@ -810,10 +680,7 @@ impl EventLog for EmbeddedLog {
         // (rolling fsyncs the old segment itself).
         let w = self.inner.writer();
         self.inner.dirty.store(false, Ordering::SeqCst);
-        w.active.file.sync_data().map_err(|source| Error::Io {
-            path: w.active.path.clone(),
-            source,
-        })
+        w.active.file.sync_data().map_err(|source| Error::Io { path: w.active.path.clone(), source })
     }
 }
 
@@ -835,9 +702,7 @@ fn decode_record(
     }
     let (key, headers, value) = c.record_body()?;
     if !c.at_end() {
-        return Err(format!(
-            "record at {topic}/{partition} offset {offset} has trailing bytes"
-        ));
+        return Err(format!("record at {topic}/{partition} offset {offset} has trailing bytes"));
     }
     Ok(StoredRecord {
         topic: topic.to_owned(),
@@ -867,10 +732,7 @@ impl Flusher {
                 let (lock, cv) = &*stop2;
                 let mut stopped = lock.lock().unwrap_or_else(PoisonError::into_inner);
                 loop {
-                    stopped = cv
-                        .wait_timeout(stopped, every)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
+                    stopped = cv.wait_timeout(stopped, every).unwrap_or_else(PoisonError::into_inner).0;
                     if *stopped {
                         return;
                     }
@@ -878,16 +740,12 @@ impl Flusher {
                         && let Err(e) = inner.sync_active()
                     {
                         tracing::error!(error = %e, "embedded log: background fsync failed");
-                        inner.writer().failed = Some(format!(
-                            "{e}; restart the process so recovery can check the file"
-                        ));
+                        inner.writer().failed =
+                            Some(format!("{e}; restart the process so recovery can check the file"));
                     }
                 }
             })
-            .map_err(|source| Error::Io {
-                path: PathBuf::from("<fsync thread>"),
-                source,
-            })?;
+            .map_err(|source| Error::Io { path: PathBuf::from("<fsync thread>"), source })?;
         Ok(Flusher { stop, handle })
     }
 

@@ -38,11 +38,7 @@ fn list_segments(segments_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
         if path.extension().and_then(|e| e.to_str()) != Some(SEGMENT_EXT) {
             continue;
         }
-        match path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .and_then(|s| s.parse::<u64>().ok())
-        {
+        match path.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<u64>().ok()) {
             Some(base) => out.push((base, path)),
             None => tracing::warn!(
                 path = %path.display(),
@@ -62,11 +58,7 @@ pub(crate) fn recover(segments_dir: &Path) -> Result<Recovered> {
     let mut expected_base = 0u64;
     for (i, (base, path)) in files.iter().enumerate() {
         let is_last = i + 1 == files.len();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(io(path))?;
+        let file = OpenOptions::new().read(true).write(true).open(path).map_err(io(path))?;
         if *base != expected_base {
             return Err(Error::Corrupt {
                 path: path.clone(),
@@ -80,11 +72,7 @@ pub(crate) fn recover(segments_dir: &Path) -> Result<Recovered> {
         let len = scan_segment(&mut state, i as u32, path, &file, is_last)?;
         expected_base = base + len;
         last_len = len;
-        state.segments.push(Arc::new(Segment {
-            base: *base,
-            path: path.clone(),
-            file,
-        }));
+        state.segments.push(Arc::new(Segment { base: *base, path: path.clone(), file }));
     }
     Ok(Recovered { state, last_len })
 }
@@ -113,26 +101,13 @@ impl Window<'_> {
 }
 
 /// Scans one segment into `state`; returns its length once any torn tail is cut away.
-fn scan_segment(
-    state: &mut State,
-    index: u32,
-    path: &Path,
-    file: &File,
-    is_last: bool,
-) -> Result<u64> {
+fn scan_segment(state: &mut State, index: u32, path: &Path, file: &File, is_last: bool) -> Result<u64> {
     let len = file.metadata().map_err(io(path))?.len();
-    let mut window = Window {
-        file,
-        buf: Vec::new(),
-        start: 0,
-    };
+    let mut window = Window { file, buf: Vec::new(), start: 0 };
     let mut pos = 0u64;
     while pos < len {
         let damage = if len - pos < FRAME_HEADER as u64 {
-            Some(format!(
-                "only {} bytes remain, too few for a frame header",
-                len - pos
-            ))
+            Some(format!("only {} bytes remain, too few for a frame header", len - pos))
         } else {
             let header = window.get(pos, FRAME_HEADER).map_err(io(path))?;
             let plen = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
@@ -146,9 +121,7 @@ fn scan_segment(
                     len - pos - FRAME_HEADER as u64
                 ))
             } else {
-                let payload = window
-                    .get(pos + FRAME_HEADER as u64, plen as usize)
-                    .map_err(io(path))?;
+                let payload = window.get(pos + FRAME_HEADER as u64, plen as usize).map_err(io(path))?;
                 if crc32fast::hash(payload) != crc {
                     Some("the frame's crc32 does not match its contents".to_owned())
                 } else {
@@ -212,12 +185,7 @@ fn find_valid_frame(tail: &[u8]) -> Option<usize> {
 }
 
 /// Applies one verified frame at byte `frame_pos` of segment `segment` to `state`.
-fn apply_frame(
-    state: &mut State,
-    segment: u32,
-    frame_pos: u64,
-    payload: &[u8],
-) -> std::result::Result<(), String> {
+fn apply_frame(state: &mut State, segment: u32, frame_pos: u64, payload: &[u8]) -> std::result::Result<(), String> {
     let mut c = Cursor::new(payload);
     match c.u8("frame kind")? {
         KIND_TOPIC => {
@@ -236,10 +204,7 @@ fn apply_frame(
             if partitions == 0 || partitions > MAX_PARTITIONS {
                 return Err(format!("topic {name:?} has {partitions} partitions"));
             }
-            state.topics.push(Topic {
-                name: name.to_owned(),
-                partitions: vec![Vec::new(); partitions as usize],
-            });
+            state.topics.push(Topic { name: name.to_owned(), partitions: vec![Vec::new(); partitions as usize] });
             state.by_name.insert(name.to_owned(), id);
         }
         KIND_BATCH => {
@@ -258,11 +223,7 @@ fn apply_frame(
                         head.topic, head.partition, head.offset
                     ));
                 }
-                index.push(Entry {
-                    segment,
-                    len,
-                    pos: frame_pos + (FRAME_HEADER + start) as u64,
-                });
+                index.push(Entry { segment, len, pos: frame_pos + (FRAME_HEADER + start) as u64 });
             }
             let positions = c.u32("position count")?;
             for _ in 0..positions {
@@ -277,33 +238,18 @@ fn apply_frame(
         kind => return Err(format!("unknown frame kind {kind}")),
     }
     if !c.at_end() {
-        return Err(format!(
-            "{} bytes follow the end of the payload",
-            payload.len() - c.pos()
-        ));
+        return Err(format!("{} bytes follow the end of the payload", payload.len() - c.pos()));
     }
     Ok(())
 }
 
-fn partition_index(
-    state: &mut State,
-    topic: u32,
-    partition: i32,
-) -> std::result::Result<&mut Vec<Entry>, String> {
-    let t = state
-        .topics
-        .get_mut(topic as usize)
-        .ok_or_else(|| format!("topic id {topic} was never created"))?;
+fn partition_index(state: &mut State, topic: u32, partition: i32) -> std::result::Result<&mut Vec<Entry>, String> {
+    let t = state.topics.get_mut(topic as usize).ok_or_else(|| format!("topic id {topic} was never created"))?;
     let n = t.partitions.len();
     usize::try_from(partition)
         .ok()
         .and_then(|p| t.partitions.get_mut(p))
-        .ok_or_else(|| {
-            format!(
-                "topic {:?} has {n} partitions, not partition {partition}",
-                t.name
-            )
-        })
+        .ok_or_else(|| format!("topic {:?} has {n} partitions, not partition {partition}", t.name))
 }
 
 /// Test support: simulates a crash part-way through the last write by cutting the last
@@ -313,8 +259,7 @@ fn partition_index(
 #[cfg(any(test, feature = "test-util"))]
 pub fn tear_last_frame(dir: &Path) -> std::io::Result<()> {
     let no_frame = || std::io::Error::other(format!("no frame to tear in {}", dir.display()));
-    let segments = list_segments(&dir.join(super::SEGMENTS_DIR))
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let segments = list_segments(&dir.join(super::SEGMENTS_DIR)).map_err(|e| std::io::Error::other(e.to_string()))?;
     let (_, path) = segments.last().ok_or_else(no_frame)?;
     let file = OpenOptions::new().write(true).read(true).open(path)?;
     let len = file.metadata()?.len();

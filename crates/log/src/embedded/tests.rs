@@ -9,10 +9,8 @@ fn open(dir: &Path) -> Result<EmbeddedLog> {
 }
 
 fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(SEGMENTS_DIR))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(dir.join(SEGMENTS_DIR)).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     files
 }
@@ -36,11 +34,7 @@ fn patch(path: &Path, at: u64, bytes: &[u8]) {
 }
 
 fn flip(path: &Path, at: u64) {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
+    let f = OpenOptions::new().read(true).write(true).open(path).unwrap();
     let mut b = [0u8];
     f.read_exact_at(&mut b, at).unwrap();
     f.write_all_at(&[b[0] ^ 0x40], at).unwrap();
@@ -50,14 +44,8 @@ fn flip(path: &Path, at: u64) {
 fn fill(log: &EmbeddedLog, n: usize) {
     log.ensure_topic("t", 2).unwrap();
     for b in 0..n {
-        let records = (0..5)
-            .map(|i| Record::keyed("t", format!("k{i}"), format!("b{b}r{i}")))
-            .collect();
-        log.append(AppendBatch {
-            records,
-            positions: vec![],
-        })
-        .unwrap();
+        let records = (0..5).map(|i| Record::keyed("t", format!("k{i}"), format!("b{b}r{i}"))).collect();
+        log.append(AppendBatch { records, positions: vec![] }).unwrap();
     }
 }
 
@@ -74,24 +62,12 @@ fn a_flipped_byte_mid_log_is_corrupt_naming_the_file_and_frame() {
     flip(seg, start + len / 2);
 
     match open(dir.path()) {
-        Err(Error::Corrupt {
-            path,
-            offset,
-            reason,
-        }) => {
+        Err(Error::Corrupt { path, offset, reason }) => {
             assert_eq!(&path, seg);
             assert_eq!(offset, start);
             assert!(reason.contains("crc32"), "{reason}");
-            let msg = Error::Corrupt {
-                path,
-                offset,
-                reason,
-            }
-            .to_string();
-            assert!(
-                msg.contains(&seg.display().to_string()) && msg.contains(&format!("byte {start}")),
-                "{msg}"
-            );
+            let msg = Error::Corrupt { path, offset, reason }.to_string();
+            assert!(msg.contains(&seg.display().to_string()) && msg.contains(&format!("byte {start}")), "{msg}");
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }
@@ -124,21 +100,10 @@ fn a_torn_last_frame_is_cut_away_and_earlier_batches_survive() {
     tear_last_frame(dir.path()).unwrap();
 
     let log = open(dir.path()).unwrap();
-    assert_eq!(
-        total(&log),
-        9 * 5,
-        "all batches but the torn one must survive"
-    );
-    assert_eq!(
-        std::fs::metadata(seg).unwrap().len(),
-        last_start,
-        "the torn frame must be cut off"
-    );
+    assert_eq!(total(&log), 9 * 5, "all batches but the torn one must survive");
+    assert_eq!(std::fs::metadata(seg).unwrap().len(), last_start, "the torn frame must be cut off");
     let r = log.read("t", 0, 0, 1000).unwrap();
-    assert!(
-        r.iter()
-            .all(|r| !String::from_utf8_lossy(&r.value).starts_with("b9"))
-    );
+    assert!(r.iter().all(|r| !String::from_utf8_lossy(&r.value).starts_with("b9")));
     // The log keeps working after recovery, and survives another restart.
     fill(&log, 1);
     drop(log);
@@ -180,20 +145,12 @@ fn a_good_crc_over_an_undecodable_payload_is_corrupt() {
 #[test]
 fn damage_at_the_end_of_a_non_final_segment_is_corrupt() {
     let dir = tempfile::tempdir().unwrap();
-    let small = EmbeddedOptions {
-        segment_bytes: 600,
-        ..EmbeddedOptions::default()
-    };
+    let small = EmbeddedOptions { segment_bytes: 600, ..EmbeddedOptions::default() };
     fill(&EmbeddedLog::open(dir.path(), small.clone()).unwrap(), 20);
     let files = segment_files(dir.path());
     assert!(files.len() > 2, "expected several segments, got {files:?}");
     let (start, len) = *frames(&files[1]).last().unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&files[1])
-        .unwrap()
-        .set_len(start + len - 1)
-        .unwrap();
+    std::fs::OpenOptions::new().write(true).open(&files[1]).unwrap().set_len(start + len - 1).unwrap();
     match EmbeddedLog::open(dir.path(), small) {
         Err(Error::Corrupt { path, offset, .. }) => {
             assert_eq!((path, offset), (files[1].clone(), start))
@@ -205,29 +162,18 @@ fn damage_at_the_end_of_a_non_final_segment_is_corrupt() {
 #[test]
 fn segments_roll_and_reads_span_them_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
-    let small = EmbeddedOptions {
-        segment_bytes: 1000,
-        ..EmbeddedOptions::default()
-    };
+    let small = EmbeddedOptions { segment_bytes: 1000, ..EmbeddedOptions::default() };
     let log = EmbeddedLog::open(dir.path(), small.clone()).unwrap();
     fill(&log, 40);
     let files = segment_files(dir.path());
     assert!(files.len() > 5, "expected the log to roll, got {files:?}");
     for f in &files {
-        assert!(
-            std::fs::metadata(f).unwrap().len() <= 1000,
-            "{} is over segment_bytes",
-            f.display()
-        );
+        assert!(std::fs::metadata(f).unwrap().len() <= 1000, "{} is over segment_bytes", f.display());
     }
-    let before: Vec<_> = (0..2)
-        .map(|p| log.read("t", p, 0, usize::MAX).unwrap())
-        .collect();
+    let before: Vec<_> = (0..2).map(|p| log.read("t", p, 0, usize::MAX).unwrap()).collect();
     drop(log);
     let log = EmbeddedLog::open(dir.path(), small).unwrap();
-    let after: Vec<_> = (0..2)
-        .map(|p| log.read("t", p, 0, usize::MAX).unwrap())
-        .collect();
+    let after: Vec<_> = (0..2).map(|p| log.read("t", p, 0, usize::MAX).unwrap()).collect();
     assert_eq!(before, after);
     assert_eq!(after.iter().map(Vec::len).sum::<usize>(), 200);
 }
@@ -246,25 +192,15 @@ fn a_second_open_of_the_directory_is_locked() {
 
 #[test]
 fn interval_and_never_policies_keep_data_across_restart() {
-    for fsync in [
-        FsyncPolicy::Interval(Duration::from_millis(5)),
-        FsyncPolicy::Never,
-    ] {
+    for fsync in [FsyncPolicy::Interval(Duration::from_millis(5)), FsyncPolicy::Never] {
         let dir = tempfile::tempdir().unwrap();
-        let options = EmbeddedOptions {
-            fsync,
-            ..EmbeddedOptions::default()
-        };
+        let options = EmbeddedOptions { fsync, ..EmbeddedOptions::default() };
         let log = EmbeddedLog::open(dir.path(), options.clone()).unwrap();
         fill(&log, 5);
         std::thread::sleep(Duration::from_millis(20));
         log.flush().unwrap();
         drop(log);
-        assert_eq!(
-            total(&EmbeddedLog::open(dir.path(), options).unwrap()),
-            25,
-            "{fsync:?}"
-        );
+        assert_eq!(total(&EmbeddedLog::open(dir.path(), options).unwrap()), 25, "{fsync:?}");
     }
 }
 
@@ -281,10 +217,7 @@ fn bad_requests_are_refused_with_a_reason() {
     log.ensure_topic("ok", 1).unwrap();
     let long_header = Record::keyed("ok", "k", "v").with_header("h".repeat(70_000), "v");
     assert!(matches!(
-        log.append(AppendBatch {
-            records: vec![long_header],
-            positions: vec![]
-        }),
+        log.append(AppendBatch { records: vec![long_header], positions: vec![] }),
         Err(Error::InvalidRequest { .. })
     ));
     assert_eq!(log.end_offset("ok", 0).unwrap(), 0);
