@@ -42,4 +42,4 @@ pub mod proto {
 pub use auth::{Principal, Role};
 pub use config::ControlConfig;
 pub use error::{Error, Result};
-pub use server::{ControlDeps, ControlServer};
+pub use server::{ControlDeps, ControlServer, Readiness, ReadinessCheck};

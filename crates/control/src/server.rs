@@ -39,6 +39,50 @@ pub struct ControlDeps {
     pub audit_dir: PathBuf,
     /// Partitions of the `waybill.audit` topic (the node's partition count).
     pub partitions: u32,
+    /// Reasons the node cannot serve (log unreachable, a partition stuck); empty when it
+    /// can. Polled every second to drive `grpc.health.v1`. `None`: always serving.
+    pub readiness: Option<Readiness>,
+}
+
+/// A readiness check: the reasons the node is not ready, or none.
+pub trait ReadinessCheck: Send + Sync + std::fmt::Debug {
+    /// Why the node cannot serve; empty when it can.
+    fn problems(&self) -> Vec<String>;
+}
+
+/// A shared readiness check.
+pub type Readiness = Arc<dyn ReadinessCheck>;
+
+/// Keeps `grpc.health.v1` in step with `ready`: the whole server ("") and each Waybill
+/// service turn NOT_SERVING while the check reports problems.
+async fn track_health(reporter: tonic_health::server::HealthReporter, ready: Readiness) {
+    use tonic_health::ServingStatus;
+    let services = [
+        "",
+        <proto::approvals_server::ApprovalsServer<ApprovalsService> as tonic::server::NamedService>::NAME,
+        <proto::queries_server::QueriesServer<QueriesService> as tonic::server::NamedService>::NAME,
+        <proto::audit_server::AuditServer<AuditService> as tonic::server::NamedService>::NAME,
+    ];
+    let mut last = None;
+    loop {
+        let check = ready.clone();
+        let problems =
+            tokio::task::spawn_blocking(move || check.problems()).await.unwrap_or_else(|e| vec![e.to_string()]);
+        let serving = problems.is_empty();
+        if last != Some(serving) {
+            let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+            for name in services {
+                reporter.set_service_status(name, status).await;
+            }
+            if serving {
+                tracing::info!("grpc health: serving");
+            } else {
+                tracing::warn!(problems = %problems.join("; "), "grpc health: not serving");
+            }
+            last = Some(serving);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// A running control plane.
@@ -140,6 +184,7 @@ impl ControlServer {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
+        let readiness = deps.readiness.clone();
         let spawn_err = |e: std::io::Error| Error::Internal(format!("cannot start a control thread: {e}"));
         threads.push(
             std::thread::Builder::new()
@@ -151,6 +196,9 @@ impl ControlServer {
                             .await;
                         health_reporter.set_serving::<proto::queries_server::QueriesServer<QueriesService>>().await;
                         health_reporter.set_serving::<proto::audit_server::AuditServer<AuditService>>().await;
+                        if let Some(ready) = readiness {
+                            tokio::spawn(track_health(health_reporter.clone(), ready));
+                        }
                         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
                         let serve = router.serve_with_incoming_shutdown(incoming, async {
                             let _ = drain_rx.await;

@@ -163,14 +163,7 @@ impl Node {
                 Some(node.serve_http("ingest-http", "ingest.listen", &cfg.ingest.listen, ingest::router(ingest))?);
         }
         if !cfg.metrics.listen.is_empty() {
-            let health = Arc::new(Health {
-                log: node.log.clone(),
-                stats: node.stats.clone(),
-                projections: node.projections.clone(),
-                data_dir: cfg.data_dir.clone(),
-                partitions: cfg.partitions,
-                stuck_after: Duration::from_secs(cfg.metrics.stuck_after_secs),
-            });
+            let health = Arc::new(node.health(cfg));
             node.metrics_addr = Some(node.serve_http(
                 "metrics-http",
                 "metrics.listen",
@@ -185,6 +178,7 @@ impl Node {
                 approval_limits: cfg.policy.posting.approval_limits.clone(),
                 audit_dir: paths.audit.clone(),
                 partitions: cfg.partitions,
+                readiness: Some(Arc::new(node.health(cfg))),
             };
             match ControlServer::start(&cfg.control, deps) {
                 Ok(c) => node.control = Some(c),
@@ -233,6 +227,18 @@ impl Node {
         })?);
         tracing::info!(%addr, server = what, "listening");
         Ok(addr)
+    }
+
+    /// The readiness view of this node (log reachable, no partition stuck).
+    pub fn health(&self, cfg: &Config) -> Health {
+        Health {
+            log: self.log.clone(),
+            stats: self.stats.clone(),
+            projections: self.projections.clone(),
+            data_dir: cfg.data_dir.clone(),
+            partitions: cfg.partitions,
+            stuck_after: Duration::from_secs(cfg.metrics.stuck_after_secs),
+        }
     }
 
     /// The first fatal error any worker hit, if any.

@@ -115,6 +115,12 @@ impl Health {
     }
 }
 
+impl waybill_control::ReadinessCheck for Health {
+    fn problems(&self) -> Vec<String> {
+        Health::problems(self)
+    }
+}
+
 fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     entries
