@@ -284,16 +284,23 @@ impl Projector {
         self.store.flush()
     }
 
-    /// Blocks until the journal's partition 0 grows or `poll_interval` passes.
+    /// Blocks until any partition of the topics it projects grows, or `poll_interval`
+    /// passes — so a decision shows up in the read models as soon as it is written.
     fn wait(&self) -> Result<()> {
-        let t = topic::JOURNAL;
-        match self.log.partitions(t) {
-            Ok(n) if n > 0 => {
-                let from = self.store.checkpoint(t, 0)?.unwrap_or(0);
-                self.log.wait_for(t, 0, from, self.options.poll_interval).map_err(|e| Error::log(t, 0, e))?;
+        let mut positions: Vec<(String, i32, i64)> = Vec::new();
+        for t in Self::topics() {
+            let Ok(n) = self.log.partitions(&t) else { continue };
+            for p in 0..n as i32 {
+                let from = self.store.checkpoint(&t, p)?.unwrap_or(0);
+                positions.push((t.clone(), p, from));
             }
-            _ => std::thread::sleep(self.options.poll_interval),
         }
+        if positions.is_empty() {
+            std::thread::sleep(self.options.poll_interval);
+            return Ok(());
+        }
+        let watched: Vec<(&str, i32, i64)> = positions.iter().map(|(t, p, o)| (t.as_str(), *p, *o)).collect();
+        self.log.wait_any(&watched, self.options.poll_interval).map_err(|e| Error::log(topic::JOURNAL, 0, e))?;
         Ok(())
     }
 
