@@ -31,6 +31,7 @@ test:
 
 bench:
 	$(CARGO) bench -p waybill-server --bench pipeline
+	$(CARGO) bench -p waybill-server --bench approvals
 
 # The Kafka backend against a real Kafka-protocol broker (Tansu, built once into
 # ~/.cache/waybill/tansu and started on 127.0.0.1:19092) and librdkafka's mock cluster.
