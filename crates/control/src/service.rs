@@ -294,9 +294,26 @@ impl Control {
         };
         let value = waybill_schema::encode_event(&event)
             .map_err(|e| Error::Internal(format!("cannot encode the control event: {e}")))?;
+        // The decision joins the trace of the posting: its PostingHeld journal record
+        // carries the trace context of the decision that held it.
+        let held_headers = self.posting_held_headers(&before);
+        let span = tracing::info_span!(
+            target: waybill_telemetry::SPAN_TARGET,
+            "waybill.control.decide",
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = "waybill.v1.Approvals",
+            rpc.method = if approve { "Approve" } else { "Reject" },
+            waybill.posting.id = %before.posting_id,
+            waybill.order.ref = %before.order_ref,
+        );
+        waybill_telemetry::continue_trace(&span, held_headers.iter().map(|h| (h.key.as_str(), h.value.as_slice())));
+        let _entered = span.enter();
+        let trace =
+            waybill_telemetry::outgoing(&span, held_headers.iter().map(|h| (h.key.as_str(), h.value.as_slice())));
         // As ingestion writes inbound records (key = correlation key, event-id header),
         // plus who, in which role and from where.
-        let record = Record {
+        let mut record = Record {
             topic: topic::CONTROL.to_string(),
             partition: None,
             key: before.order_ref.as_bytes().to_vec(),
@@ -308,6 +325,9 @@ impl Control {
             ],
             value,
         };
+        if let Some(t) = &trace {
+            record.headers.extend(t.pairs().map(|(k, v)| Header { key: k.into(), value: v }));
+        }
         self.log.append(AppendBatch { records: vec![record], positions: vec![] })?;
         tracing::info!(waybill.actor = %who.identity, waybill.posting.id = %before.posting_id, waybill.event.id = %event_id, "control decision sent to the saga");
 
@@ -424,6 +444,22 @@ impl Control {
             _ => String::new(),
         };
         Ok(proto::ListHeldPostingsResponse { postings: page, next_page_token })
+    }
+
+    /// The headers of the journal record that held `posting` (its trace context).
+    fn posting_held_headers(&self, posting: &Snapshot) -> Vec<Header> {
+        let Ok(timeline) = self.projections.timeline(&posting.order_ref) else { return Vec::new() };
+        let Some(t) = timeline
+            .iter()
+            .rev()
+            .find(|t| t.event == "PostingHeld" && t.summary.contains(&format!("posting {} ", posting.posting_id)))
+        else {
+            return Vec::new();
+        };
+        match self.log.read(topic::JOURNAL, t.partition, t.offset, 1) {
+            Ok(mut r) if !r.is_empty() => r.swap_remove(0).headers,
+            _ => Vec::new(),
+        }
     }
 
     /// Reads and decodes the journal event a timeline entry points at.

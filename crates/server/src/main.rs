@@ -267,9 +267,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_telemetry(cfg: &Config) {
+/// Logs, and OTLP trace export when `OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT` is set. Keep
+/// the guard alive: dropping it flushes the exporter.
+fn init_telemetry(cfg: &Config) -> anyhow::Result<waybill_telemetry::TelemetryGuard> {
     let format = cfg.telemetry.log_format.parse().unwrap_or_default();
-    waybill_telemetry::init(format, &cfg.telemetry.log_filter);
+    Ok(waybill_telemetry::init_with_guard(format, &cfg.telemetry.log_filter)?)
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -287,7 +289,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 extra = extra.merge(Serialized::default("control.listen", l));
             }
             let cfg = common.load(extra)?;
-            init_telemetry(&cfg);
+            let _telemetry = init_telemetry(&cfg)?;
             let log = node::open_log(&cfg)?;
             let catalog = cfg.load_catalog()?;
             let node = node::Node::start(&cfg, log, catalog)?;
@@ -304,7 +306,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(opts) => {
-            waybill_telemetry::init(waybill_telemetry::LogFormat::Text, if opts.verbose { "info" } else { "error" });
+            let _telemetry = waybill_telemetry::init_with_guard(
+                waybill_telemetry::LogFormat::Text,
+                if opts.verbose { "info" } else { "error" },
+            )?;
             let summary = demo::run(&opts)?;
             if !opts.stay {
                 println!("{summary}"); // with --stay it was printed before waiting
@@ -313,7 +318,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Projections { command: ProjectionsCommand::Rebuild { common } } => {
             let cfg = common.load(Figment::new())?;
-            init_telemetry(&cfg);
+            let _telemetry = init_telemetry(&cfg)?;
             let started = std::time::Instant::now();
             let n = node::rebuild_projections(&cfg)?;
             let secs = started.elapsed().as_secs_f64();
@@ -326,13 +331,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq { command } => match command {
             DlqCommand::List { common } => {
                 let cfg = common.load(Figment::new())?;
-                init_telemetry(&cfg);
+                let _telemetry = init_telemetry(&cfg)?;
                 let log = node::open_log(&cfg)?;
                 dlq::print_list(log.as_ref(), &mut std::io::stdout())
             }
             DlqCommand::Replay { common, matching } => {
                 let cfg = common.load(Figment::new())?;
-                init_telemetry(&cfg);
+                let _telemetry = init_telemetry(&cfg)?;
                 let log = node::open_log(&cfg)?;
                 let n = dlq::replay(log.as_ref(), matching.as_deref())?;
                 println!("replayed {n} dead letters to their original topics");
