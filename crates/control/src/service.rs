@@ -84,6 +84,12 @@ struct Snapshot {
     refusals: Vec<String>,
 }
 
+/// The saga's answer to a decision, read from the journal.
+enum Answer {
+    Decided(waybill_domain::journal::PostingOutcome),
+    Refused(String),
+}
+
 /// One approve/reject call: who, from where, what.
 #[derive(Clone, Copy)]
 struct Attempt<'a> {
@@ -328,12 +334,36 @@ impl Control {
         if let Some(t) = &trace {
             record.headers.extend(t.pairs().map(|(k, v)| Header { key: k.into(), value: v }));
         }
+        // The saga answers in the journal partition of the order (topics are
+        // co-partitioned): watch it from here, so the answer is seen the moment it is
+        // written rather than when the read models catch up.
+        let journal_partition =
+            waybill_log::partition_for(before.order_ref.as_bytes(), self.log.partitions(topic::JOURNAL)?);
+        let mut journal_from = self.log.end_offset(topic::JOURNAL, journal_partition)?;
         self.log.append(AppendBatch { records: vec![record], positions: vec![] })?;
         tracing::info!(waybill.actor = %who.identity, waybill.posting.id = %before.posting_id, waybill.event.id = %event_id, "control decision sent to the saga");
 
         let mine = [format!("approve by {}: ", who.identity), format!("reject by {}: ", who.identity)];
         let deadline = Instant::now() + self.decision_timeout;
         loop {
+            match self.saga_answer(journal_partition, &mut journal_from, &before.posting_id, &who.identity)? {
+                Some(Answer::Decided(o)) => {
+                    let state = if approve { "approved" } else { "rejected" }.to_string();
+                    return Ok(proto::DecisionResponse {
+                        message: format!("posting {} {} by {} (version {})", o.posting_id, state, o.actor, o.version),
+                        posting_id: o.posting_id,
+                        state,
+                        version: o.version,
+                        already_decided: false,
+                        event_id,
+                        decided_by: o.actor,
+                    });
+                }
+                Some(Answer::Refused(reason)) => {
+                    return Err(Error::FailedPrecondition(format!("the saga refused the decision: {reason}")));
+                }
+                None => {}
+            }
             if let Some(now) = self.snapshot(&before.posting_id)? {
                 if now.state != "held" || now.version > before.version {
                     let same = now.state == if approve { "approved" } else { "rejected" };
@@ -387,7 +417,36 @@ impl Control {
                     before.posting_id
                 )));
             }
-            std::thread::sleep(Duration::from_millis(10));
+            // Wakes as soon as the journal partition grows.
+            self.log.wait_for(topic::JOURNAL, journal_partition, journal_from, Duration::from_millis(50))?;
+        }
+    }
+
+    /// Reads the journal partition from `from` for the saga's answer to `actor`'s decision
+    /// on `posting_id`; advances `from` past what it read.
+    fn saga_answer(&self, partition: i32, from: &mut i64, posting_id: &str, actor: &str) -> Result<Option<Answer>> {
+        loop {
+            let records = self.log.read(topic::JOURNAL, partition, *from, 256)?;
+            let Some(last) = records.last() else { return Ok(None) };
+            *from = last.offset + 1;
+            for r in &records {
+                // Only journal events (checkpoints have no saga id) of sagas that hold postings.
+                let Some(saga) = r.header("waybill.saga-id") else { continue };
+                if !(saga.starts_with(b"s2i:") || saga.starts_with(b"ret:")) {
+                    continue;
+                }
+                match waybill_schema::decode_journal(&r.value).map(|j| j.body) {
+                    Ok(JournalBody::PostingApproved(o) | JournalBody::PostingRejected(o))
+                        if o.posting_id == posting_id && o.actor == actor =>
+                    {
+                        return Ok(Some(Answer::Decided(o)));
+                    }
+                    Ok(JournalBody::ControlRefused(x)) if x.posting_id == posting_id && x.actor == actor => {
+                        return Ok(Some(Answer::Refused(x.reason)));
+                    }
+                    _ => {}
+                }
+            }
         }
     }
 
