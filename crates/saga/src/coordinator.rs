@@ -140,9 +140,11 @@ impl Coordinator {
             let did = self.turn(&mut w, Timestamp::now())?;
             self.stats.beat(p);
             if did == 0 {
+                self.save(&mut w)?;
                 self.wait_for_input(&w);
             }
         }
+        self.save(&mut w)?;
         self.store.flush()
     }
 
@@ -154,6 +156,7 @@ impl Coordinator {
         loop {
             let did = self.turn(&mut w, now)?;
             if did == 0 {
+                self.save(&mut w)?;
                 return Ok(total);
             }
             total += did as u64;
@@ -236,7 +239,16 @@ impl Coordinator {
             rate_per_s = if secs > 0.0 { (replayed as f64 / secs) as u64 } else { 0 },
             "partition restored"
         );
-        Ok(Worker { partition: p, flows, positions, timers, journal_next: next })
+        Ok(Worker {
+            partition: p,
+            flows,
+            positions,
+            timers,
+            journal_next: next,
+            dirty: BTreeSet::new(),
+            mark,
+            saved_at: Instant::now(),
+        })
     }
 
     /// One turn: read, decide, append, store. Returns the number of inputs and timers handled.
@@ -283,12 +295,21 @@ impl Coordinator {
         self.commit(w, out, now)?;
         // Everything above is durable: count it.
         let now_ms = now.0 / 1000;
+        let latency = metrics::histogram!(names::PROCESSING_LATENCY);
+        let mut per_topic: BTreeMap<&str, u64> = BTreeMap::new();
         for (t, ts) in &consumed {
-            metrics::counter!(names::RECORDS_CONSUMED, "topic" => t.clone()).increment(1);
-            metrics::histogram!(names::PROCESSING_LATENCY).record((now_ms - ts).max(0) as f64 / 1000.0);
+            *per_topic.entry(t.as_str()).or_default() += 1;
+            latency.record((now_ms - ts).max(0) as f64 / 1000.0);
         }
-        for t in produced {
-            metrics::counter!(names::RECORDS_PRODUCED, "topic" => t).increment(1);
+        for (t, n) in per_topic {
+            metrics::counter!(names::RECORDS_CONSUMED, "topic" => t.to_string()).increment(n);
+        }
+        let mut per_topic: BTreeMap<&str, u64> = BTreeMap::new();
+        for t in &produced {
+            *per_topic.entry(t.as_str()).or_default() += 1;
+        }
+        for (t, n) in per_topic {
+            metrics::counter!(names::RECORDS_PRODUCED, "topic" => t.to_string()).increment(n);
         }
         for o in observations {
             o.emit();
@@ -422,15 +443,34 @@ impl Coordinator {
         self.stats.commands.fetch_add(out.commands, Ordering::Relaxed);
         self.stats.dead_letters.fetch_add(out.dead_letters, Ordering::Relaxed);
 
-        let mark = PartitionMark { journal_next: w.journal_next, positions };
-        self.store.save(p, out.changed.iter().filter_map(|k| w.flows.get(k)), &mark)?;
+        w.mark = PartitionMark { journal_next: w.journal_next, positions };
         for key in &out.changed {
-            if let Some(f) = w.flows.get(key) {
-                if f.is_finished() {
-                    w.flows.remove(key);
-                } else if let Some(due) = f.next_deadline() {
-                    w.timers.insert((due, key.clone()));
-                }
+            if let Some(due) = w.flows.get(key).and_then(OrderFlow::next_deadline) {
+                w.timers.insert((due, key.clone()));
+            }
+        }
+        w.dirty.extend(out.changed);
+        // The state store is a cache of the journal: under load it is written every few
+        // hundred milliseconds rather than every turn (restore folds the journal from the
+        // mark it holds), and always before the worker goes idle.
+        if w.dirty.len() >= SAVE_EVERY_FLOWS || w.saved_at.elapsed() >= SAVE_EVERY {
+            self.save(w)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the changed flows and the partition's mark in one batch, then lets finished
+    /// flows leave memory.
+    fn save(&self, w: &mut Worker) -> Result<()> {
+        w.saved_at = Instant::now();
+        if w.dirty.is_empty() {
+            return Ok(());
+        }
+        let dirty = std::mem::take(&mut w.dirty);
+        self.store.save(w.partition, dirty.iter().filter_map(|k| w.flows.get(k)), &w.mark)?;
+        for key in dirty {
+            if w.flows.get(&key).is_some_and(OrderFlow::is_finished) {
+                w.flows.remove(&key);
             }
         }
         Ok(())
@@ -507,7 +547,17 @@ struct Worker {
     positions: BTreeMap<String, i64>,
     timers: BTreeSet<(Timestamp, String)>,
     journal_next: i64,
+    /// Flows changed since the last save.
+    dirty: BTreeSet<String>,
+    /// What the next save records as covered.
+    mark: PartitionMark,
+    saved_at: Instant,
 }
+
+/// Save the state store at least this often under load...
+const SAVE_EVERY: Duration = Duration::from_millis(250);
+/// ...or once this many flows changed.
+const SAVE_EVERY_FLOWS: usize = 2048;
 
 impl Worker {
     fn flow(&mut self, store: &StateStore, key: &str) -> Result<&mut OrderFlow> {
