@@ -2,10 +2,10 @@
 //! journal offset the stored states cover and the input positions named by the last
 //! checkpoint folded into them.
 //!
-//! The store is a cache of the journal, never the truth: it is written after the
-//! journal append succeeds, without fsync, and a store that is behind — or missing —
-//! catches up by folding the journal from the offset it covers (DESIGN.md, invariants 1
-//! and 2).
+//! The store is a cache of the journal, never the truth: the coordinator writes it some
+//! time after the journal appends it covers (every few hundred milliseconds under load,
+//! and before it idles), without fsync, and a store that is behind — or missing — catches
+//! up by folding the journal from the offset it covers (DESIGN.md, invariants 1 and 2).
 
 use std::path::{Path, PathBuf};
 
