@@ -500,11 +500,20 @@ fn missing_credentials_and_low_roles_are_refused() {
     // Health and reflection answer like any gRPC server's.
     let channel = h.rt.block_on(tonic::transport::Endpoint::from_shared(h.url("http")).unwrap().connect()).unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    let status =
-        h.rt.block_on(health.check(tonic_health::pb::HealthCheckRequest { service: "waybill.v1.Approvals".into() }))
+    // Like a probe: ready once every partition is restored and turning.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = h
+            .rt
+            .block_on(health.check(tonic_health::pb::HealthCheckRequest { service: "waybill.v1.Approvals".into() }))
             .unwrap()
             .into_inner();
-    assert_eq!(status.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+        if status.status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the control plane never reported SERVING: {status:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

@@ -81,7 +81,8 @@ async fn track_health(reporter: tonic_health::server::HealthReporter, ready: Rea
             }
             last = Some(serving);
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Look again soon while not serving (start-up, recovery), every second otherwise.
+        tokio::time::sleep(if serving { Duration::from_secs(1) } else { Duration::from_millis(100) }).await;
     }
 }
 
