@@ -348,6 +348,13 @@ impl Control {
         loop {
             match self.saga_answer(journal_partition, &mut journal_from, &before.posting_id, &who.identity)? {
                 Some(Answer::Decided(o)) => {
+                    // Read your writes: the next call (a second approve, a `show`) is
+                    // answered from the read models, so wait until they have the decision.
+                    while Instant::now() < deadline
+                        && self.snapshot(&before.posting_id)?.is_none_or(|now| now.version < o.version)
+                    {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
                     let state = if approve { "approved" } else { "rejected" }.to_string();
                     return Ok(proto::DecisionResponse {
                         message: format!("posting {} {} by {} (version {})", o.posting_id, state, o.actor, o.version),
