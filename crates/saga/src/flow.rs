@@ -102,13 +102,13 @@ impl OrderFlow {
         }
         let (kind, saga_id, last_seq) = match target {
             Target::Fulfillment => {
-                (SagaKind::OrderToFulfillment, Fulfillment::KIND.saga_id(&self.key), self.fulfillment.seq)
+                (SagaKind::OrderToFulfillment, Fulfillment::KIND.saga_id(&self.key), self.fulfillment.book.seq)
             }
             Target::Invoice(s) => {
-                (SagaKind::ShipToInvoice, Invoicing::saga_id(s), self.invoices.get(s).map_or(0, |i| i.seq))
+                (SagaKind::ShipToInvoice, Invoicing::saga_id(s), self.invoices.get(s).map_or(0, |i| i.book.seq))
             }
             Target::Return(r) => {
-                (SagaKind::ReturnsCredit, ReturnCredit::saga_id(r), self.returns.get(r).map_or(0, |x| x.seq))
+                (SagaKind::ReturnsCredit, ReturnCredit::saga_id(r), self.returns.get(r).map_or(0, |x| x.book.seq))
             }
         };
         let (journal, commands) = materialize(kind, &saga_id, &self.key, last_seq, &decision, cause);

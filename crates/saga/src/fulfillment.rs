@@ -22,6 +22,7 @@ use waybill_domain::journal::{
 };
 use waybill_domain::{ExceptionCategory, JournalBody, JournalEvent, Qty, SagaKind, SourceRef, System, Timestamp};
 
+use crate::book::SagaBook;
 use crate::catalog::{Catalog, Tracking};
 use crate::decision::{DeadLetterKind, Decision};
 use crate::policy::FulfillmentPolicy;
@@ -115,8 +116,9 @@ pub struct Shipment {
 /// State of one order-to-fulfillment saga. Rebuilt by folding its journal events.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fulfillment {
-    /// Sequence number of the last applied journal event.
-    pub seq: i64,
+    /// What every saga keeps: applied seq, causes, open exceptions, completion.
+    #[serde(flatten)]
+    pub book: SagaBook,
     /// Status.
     pub status: Status,
     /// The order as released.
@@ -135,16 +137,8 @@ pub struct Fulfillment {
     pub pick_complete: bool,
     /// Shipments by id.
     pub shipments: BTreeMap<String, Shipment>,
-    /// Open exceptions: id → category.
-    pub open_exceptions: BTreeMap<String, ExceptionCategory>,
-    /// Exceptions raised so far (numbers new exception ids).
-    pub exceptions_raised: u32,
-    /// Inbound event ids that produced journal events.
-    pub seen: BTreeSet<String>,
     /// When the order was accepted.
     pub accepted_at: Option<Timestamp>,
-    /// When the saga finished.
-    pub completed_at: Option<Timestamp>,
 }
 
 /// What a decision may consult besides state and event.
@@ -164,7 +158,7 @@ impl Fulfillment {
 
     /// True once the saga has finished (completed or cancelled).
     pub fn is_finished(&self) -> bool {
-        self.completed_at.is_some()
+        self.book.is_finished()
     }
 
     /// The pending timer, if any: when the pick becomes overdue.
@@ -188,18 +182,12 @@ impl Fulfillment {
         Self::KIND.saga_id(self.order_ref())
     }
 
-    fn open_of(&self, category: ExceptionCategory) -> impl Iterator<Item = &String> {
-        self.open_exceptions.iter().filter(move |(_, c)| **c == category).map(|(id, _)| id)
-    }
-
     /// Folds one journal event into the state. Events at or below the current sequence
     /// number are ignored, so applying a journal twice is harmless.
     pub fn apply(&mut self, event: &JournalEvent) {
-        if event.meta.seq <= self.seq {
+        if !self.book.fold(event) {
             return;
         }
-        self.seq = event.meta.seq;
-        self.seen.insert(event.meta.caused_by.clone());
         match &event.body {
             JournalBody::OrderAccepted(order) => {
                 self.status = Status::Reserving;
@@ -283,14 +271,6 @@ impl Fulfillment {
                 self.status = Status::Cancelled;
                 self.pick_due_at = None;
             }
-            JournalBody::ExceptionRaised(x) => {
-                self.exceptions_raised += 1;
-                self.open_exceptions.insert(x.exception_id.clone(), x.category);
-            }
-            JournalBody::ExceptionResolved(x) => {
-                self.open_exceptions.remove(&x.exception_id);
-            }
-            JournalBody::Completed(_) => self.completed_at = Some(event.meta.at),
             // Events of the invoicing and returns sagas never reach this saga.
             _ => {}
         }
@@ -313,7 +293,7 @@ pub fn decide(s: &Fulfillment, event: &InboundEvent, ctx: &Context<'_>) -> Decis
             ),
         );
     }
-    if s.seen.contains(id) {
+    if s.book.seen.contains(id) {
         return Decision::noop();
     }
     if s.status == Status::Cancelled || s.status == Status::Backordered {
@@ -347,7 +327,7 @@ pub fn on_timer(s: &Fulfillment, now: Timestamp) -> Decision {
         d.record(JournalBody::PickOverdue(Deadline { due_at: due }));
         d.raise(
             &s.saga_id(),
-            s.exceptions_raised,
+            s.book.exceptions_raised,
             ExceptionCategory::PickOverdue,
             SourceRef::new(System::Wms, s.wms_order_id.clone().unwrap_or_else(|| s.order_ref().to_string())),
             format!(
@@ -417,7 +397,7 @@ fn on_order_released(s: &Fulfillment, order: &OrderReleased, ctx: &Context<'_>) 
         d.record(JournalBody::MasterDataFailed(Problems { problems }));
         d.raise(
             &saga_id,
-            s.exceptions_raised,
+            s.book.exceptions_raised,
             ExceptionCategory::MasterData,
             SourceRef::new(System::Odoo, order.order_ref.clone()),
             reason.clone(),
@@ -425,7 +405,7 @@ fn on_order_released(s: &Fulfillment, order: &OrderReleased, ctx: &Context<'_>) 
         d.dead_letter = Some(crate::decision::DeadLetter { kind: DeadLetterKind::Rule, reason });
         return d;
     }
-    for id in s.open_of(ExceptionCategory::MasterData) {
+    for id in s.book.open_of(ExceptionCategory::MasterData) {
         d.record(JournalBody::ExceptionResolved(ExceptionResolved {
             exception_id: id.clone(),
             resolution: "master data fixed; order replayed".to_string(),
@@ -479,7 +459,7 @@ fn on_stock_reserved(s: &Fulfillment, r: &StockReserved, ctx: &Context<'_>) -> D
             backorder.iter().map(|b| format!("line {} {} short {}", b.line_no, b.sku, b.quantity)).collect();
         d.raise(
             &s.saga_id(),
-            s.exceptions_raised,
+            s.book.exceptions_raised,
             ExceptionCategory::StockShortage,
             SourceRef::new(System::Odoo, order.order_ref.clone()),
             format!(
@@ -581,7 +561,7 @@ fn on_pick(s: &Fulfillment, p: &PickConfirmed, ctx: &Context<'_>) -> Decision {
     if !problems.is_empty() {
         d.raise(
             &s.saga_id(),
-            s.exceptions_raised,
+            s.book.exceptions_raised,
             ExceptionCategory::PickMismatch,
             SourceRef::new(System::Wms, p.pick_id.clone()),
             format!(
@@ -593,7 +573,7 @@ fn on_pick(s: &Fulfillment, p: &PickConfirmed, ctx: &Context<'_>) -> Decision {
         return d;
     }
     d.record(JournalBody::PickRecorded(p.clone()));
-    for id in s.open_of(ExceptionCategory::PickOverdue) {
+    for id in s.book.open_of(ExceptionCategory::PickOverdue) {
         d.record(JournalBody::ExceptionResolved(ExceptionResolved {
             exception_id: id.clone(),
             resolution: format!("pick {} confirmed late", p.pick_id),
@@ -652,7 +632,7 @@ fn on_goods_issued(s: &Fulfillment, g: &GoodsIssued) -> Decision {
     if !problems.is_empty() {
         d.raise(
             &s.saga_id(),
-            s.exceptions_raised,
+            s.book.exceptions_raised,
             ExceptionCategory::PickMismatch,
             SourceRef::new(System::Wms, g.shipment_id.clone()),
             format!(
@@ -735,7 +715,7 @@ fn on_delivered(s: &Fulfillment, dl: &Delivered) -> Decision {
     // shipment is delivered.
     let others_delivered = s.shipments.iter().all(|(id, x)| x.delivered || *id == dl.shipment_id);
     let all_shipped = s.lines.values().all(|l| l.shipped >= l.picked);
-    if s.pick_complete && all_shipped && others_delivered && s.completed_at.is_none() {
+    if s.pick_complete && all_shipped && others_delivered && s.book.completed_at.is_none() {
         d.record(JournalBody::Completed(Empty {}));
     }
     d
@@ -745,10 +725,10 @@ fn on_cancelled(s: &Fulfillment, c: &OrderCancelled) -> Decision {
     let mut d = Decision::noop();
     let order_ref = s.order_ref().to_string();
     if !s.status.before_goods_issue() {
-        if s.open_of(ExceptionCategory::LateCancellation).next().is_none() {
+        if s.book.open_of(ExceptionCategory::LateCancellation).next().is_none() {
             d.raise(
                 &s.saga_id(),
-                s.exceptions_raised,
+                s.book.exceptions_raised,
                 ExceptionCategory::LateCancellation,
                 SourceRef::new(System::Odoo, order_ref.clone()),
                 format!(
@@ -779,7 +759,7 @@ fn on_cancelled(s: &Fulfillment, c: &OrderCancelled) -> Decision {
         compensations.push(key);
     }
     d.record(JournalBody::Cancelled(Cancelled { reason: c.reason.clone(), compensations }));
-    for id in s.open_exceptions.keys() {
+    for id in s.book.open_exceptions.keys() {
         d.record(JournalBody::ExceptionResolved(ExceptionResolved {
             exception_id: id.clone(),
             resolution: "order cancelled".to_string(),

@@ -7,8 +7,6 @@
 //!
 //! Pure: [`start`], [`decide`], [`on_timer`] return decisions; [`Invoicing::apply`] folds.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use serde::{Deserialize, Serialize};
 use waybill_domain::command::{CommandBody, InvoiceLine, PostInvoice};
 use waybill_domain::event::{DocumentRejected, EventBody, InboundEvent, InvoicePosted, PostingDecision};
@@ -18,6 +16,7 @@ use waybill_domain::journal::{
 use waybill_domain::{ExceptionCategory, JournalBody, JournalEvent, Money, SagaKind, SourceRef, System, Timestamp};
 
 use crate::approval::{self, Posting};
+use crate::book::SagaBook;
 use crate::decision::Decision;
 use crate::policy::PostingPolicy;
 
@@ -43,8 +42,9 @@ pub enum InvoiceStatus {
 /// State of one ship-to-invoice saga.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invoicing {
-    /// Last applied journal sequence number.
-    pub seq: i64,
+    /// What every saga keeps: applied seq, causes, open exceptions, completion.
+    #[serde(flatten)]
+    pub book: SagaBook,
     /// Status.
     pub status: InvoiceStatus,
     /// The invoice as computed from the shipment and the order.
@@ -53,14 +53,6 @@ pub struct Invoicing {
     pub posting: Option<Posting>,
     /// Finance's document number.
     pub invoice_number: Option<String>,
-    /// Open exceptions: id → category.
-    pub open_exceptions: BTreeMap<String, ExceptionCategory>,
-    /// Exceptions raised so far.
-    pub exceptions_raised: u32,
-    /// Inbound event ids that produced journal events.
-    pub seen: BTreeSet<String>,
-    /// When the saga finished.
-    pub completed_at: Option<Timestamp>,
 }
 
 impl Invoicing {
@@ -79,7 +71,7 @@ impl Invoicing {
 
     /// True once finished.
     pub fn is_finished(&self) -> bool {
-        self.completed_at.is_some()
+        self.book.is_finished()
     }
 
     /// The pending timer (approval SLA), if any.
@@ -96,11 +88,9 @@ impl Invoicing {
 
     /// Folds one journal event (copies already applied are ignored).
     pub fn apply(&mut self, event: &JournalEvent) {
-        if event.meta.seq <= self.seq {
+        if !self.book.fold(event) {
             return;
         }
-        self.seq = event.meta.seq;
-        self.seen.insert(event.meta.caused_by.clone());
         match &event.body {
             JournalBody::InvoiceDrafted(d) => self.draft = Some(d.clone()),
             JournalBody::PostingHeld(h) => {
@@ -134,14 +124,6 @@ impl Invoicing {
                 self.invoice_number = Some(r.document_number.clone());
             }
             JournalBody::FinanceRefused(_) => self.status = InvoiceStatus::Refused,
-            JournalBody::ExceptionRaised(x) => {
-                self.exceptions_raised += 1;
-                self.open_exceptions.insert(x.exception_id.clone(), x.category);
-            }
-            JournalBody::ExceptionResolved(x) => {
-                self.open_exceptions.remove(&x.exception_id);
-            }
-            JournalBody::Completed(_) => self.completed_at = Some(event.meta.at),
             _ => {}
         }
     }
@@ -236,7 +218,7 @@ fn request_invoice(d: &mut Decision, draft: &InvoiceDraft) {
 
 /// Decides an inbound event addressed to this invoice.
 pub fn decide(s: &Invoicing, event: &InboundEvent, policy: &PostingPolicy) -> Decision {
-    if s.seen.contains(&event.meta.event_id) || s.draft.is_none() {
+    if s.book.seen.contains(&event.meta.event_id) || s.draft.is_none() {
         return Decision::noop();
     }
     match &event.body {
@@ -258,9 +240,7 @@ fn on_approved(s: &Invoicing, a: &PostingDecision, policy: &PostingPolicy) -> De
         }
         approval::Verdict::Accept(outcome) => {
             d.record(JournalBody::PostingApproved(outcome));
-            for id in
-                s.open_exceptions.iter().filter(|(_, c)| **c == ExceptionCategory::ApprovalOverdue).map(|(i, _)| i)
-            {
+            for id in s.book.open_of(ExceptionCategory::ApprovalOverdue) {
                 d.record(JournalBody::ExceptionResolved(ExceptionResolved {
                     exception_id: id.clone(),
                     resolution: format!("approved by {}", a.actor),
@@ -284,7 +264,7 @@ fn on_rejected(s: &Invoicing, r: &PostingDecision, policy: &PostingPolicy) -> De
             d.record(JournalBody::PostingRejected(outcome));
             d.raise(
                 &Invoicing::saga_id(s.shipment_id()),
-                s.exceptions_raised,
+                s.book.exceptions_raised,
                 ExceptionCategory::PostingRejected,
                 SourceRef::new(System::Waybill, posting.posting_id.clone()),
                 format!(
@@ -321,7 +301,7 @@ fn on_refused(s: &Invoicing, r: &DocumentRejected) -> Decision {
     d.record(JournalBody::FinanceRefused(Refusal { reason: r.reason.clone() }));
     d.raise(
         &Invoicing::saga_id(s.shipment_id()),
-        s.exceptions_raised,
+        s.book.exceptions_raised,
         ExceptionCategory::PostingRejected,
         SourceRef::new(System::Finance, s.shipment_id().to_string()),
         format!(
@@ -342,7 +322,7 @@ pub fn on_timer(s: &Invoicing, now: Timestamp) -> Decision {
         d.record(JournalBody::PostingEscalated(waybill_domain::journal::Deadline { due_at: due }));
         d.raise(
             &Invoicing::saga_id(s.shipment_id()),
-            s.exceptions_raised,
+            s.book.exceptions_raised,
             ExceptionCategory::ApprovalOverdue,
             SourceRef::new(System::Waybill, p.posting_id.clone()),
             format!(

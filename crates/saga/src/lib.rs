@@ -13,6 +13,7 @@
 //! its own state store.
 
 pub mod approval;
+pub mod book;
 pub mod catalog;
 pub mod coordinator;
 pub mod decision;

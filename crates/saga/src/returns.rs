@@ -23,6 +23,7 @@ use waybill_domain::{
 };
 
 use crate::approval::{self, Posting, Verdict};
+use crate::book::SagaBook;
 use crate::decision::Decision;
 use crate::fulfillment::Fulfillment;
 use crate::invoicing::{InvoiceStatus, Invoicing};
@@ -63,8 +64,9 @@ pub struct Receipt {
 /// State of one returns saga.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReturnCredit {
-    /// Last applied journal sequence number.
-    pub seq: i64,
+    /// What every saga keeps: applied seq, causes, open exceptions, completion.
+    #[serde(flatten)]
+    pub book: SagaBook,
     /// The authorisation.
     pub rma: Option<ReturnAuthorized>,
     /// Receipts by id.
@@ -73,14 +75,6 @@ pub struct ReturnCredit {
     pub returned: BTreeMap<i32, Qty>,
     /// Serials received so far.
     pub returned_serials: BTreeSet<String>,
-    /// Open exceptions.
-    pub open_exceptions: BTreeMap<String, ExceptionCategory>,
-    /// Exceptions raised so far.
-    pub exceptions_raised: u32,
-    /// Inbound event ids that produced journal events.
-    pub seen: BTreeSet<String>,
-    /// When the saga finished.
-    pub completed_at: Option<Timestamp>,
 }
 
 impl ReturnCredit {
@@ -103,7 +97,7 @@ impl ReturnCredit {
 
     /// True once finished.
     pub fn is_finished(&self) -> bool {
-        self.completed_at.is_some()
+        self.book.is_finished()
     }
 
     /// The earliest approval SLA of a held credit note.
@@ -127,11 +121,9 @@ impl ReturnCredit {
 
     /// Folds one journal event.
     pub fn apply(&mut self, event: &JournalEvent) {
-        if event.meta.seq <= self.seq {
+        if !self.book.fold(event) {
             return;
         }
-        self.seq = event.meta.seq;
-        self.seen.insert(event.meta.caused_by.clone());
         match &event.body {
             JournalBody::ReturnOpened(rma) => self.rma = Some(rma.clone()),
             JournalBody::ReturnReceiptRecorded(r) => {
@@ -212,14 +204,6 @@ impl ReturnCredit {
                     r.status = CreditStatus::Refused;
                 }
             }
-            JournalBody::ExceptionRaised(x) => {
-                self.exceptions_raised += 1;
-                self.open_exceptions.insert(x.exception_id.clone(), x.category);
-            }
-            JournalBody::ExceptionResolved(x) => {
-                self.open_exceptions.remove(&x.exception_id);
-            }
-            JournalBody::Completed(_) => self.completed_at = Some(event.meta.at),
             _ => {}
         }
     }
@@ -240,7 +224,7 @@ pub struct Context<'a> {
 
 /// Decides an inbound event addressed to this return.
 pub fn decide(s: &ReturnCredit, event: &InboundEvent, ctx: &Context<'_>) -> Decision {
-    if s.seen.contains(&event.meta.event_id) {
+    if s.book.seen.contains(&event.meta.event_id) {
         return Decision::noop();
     }
     match &event.body {
@@ -258,7 +242,7 @@ fn mismatch(s: &ReturnCredit, subject: SourceRef, message: String) -> Decision {
     let mut d = Decision::noop();
     d.raise(
         &ReturnCredit::saga_id(s.rma_id()),
-        s.exceptions_raised,
+        s.book.exceptions_raised,
         ExceptionCategory::ReturnMismatch,
         subject,
         message,
@@ -434,7 +418,7 @@ fn on_decision(s: &ReturnCredit, dec: &PostingDecision, ctx: &Context<'_>, appro
             d.record(JournalBody::PostingRejected(outcome));
             d.raise(
                 &ReturnCredit::saga_id(s.rma_id()),
-                s.exceptions_raised,
+                s.book.exceptions_raised,
                 ExceptionCategory::PostingRejected,
                 SourceRef::new(System::Waybill, dec.posting_id.clone()),
                 format!(
@@ -501,7 +485,7 @@ fn on_refused(s: &ReturnCredit, r: &DocumentRejected) -> Decision {
     d.record(JournalBody::FinanceRefused(Refusal { reason: r.reason.clone() }));
     d.raise(
         &ReturnCredit::saga_id(s.rma_id()),
-        s.exceptions_raised,
+        s.book.exceptions_raised,
         ExceptionCategory::PostingRejected,
         SourceRef::new(System::Finance, r.business_key.clone()),
         format!(
@@ -521,7 +505,7 @@ pub fn on_timer(s: &ReturnCredit, now: Timestamp) -> Decision {
         d.record(JournalBody::PostingEscalated(Deadline { due_at: due }));
         d.raise(
             &ReturnCredit::saga_id(s.rma_id()),
-            s.exceptions_raised,
+            s.book.exceptions_raised,
             ExceptionCategory::ApprovalOverdue,
             SourceRef::new(System::Waybill, ReturnCredit::saga_id(s.rma_id())),
             format!(

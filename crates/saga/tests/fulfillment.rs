@@ -67,7 +67,7 @@ fn happy_path_completes_with_one_command_per_step() {
     assert!(!h.flow.is_finished(), "the invoice is still with finance");
     h.send(invoice_posted("SO1", "SH1", "INV/1"));
     assert!(h.flow.is_finished());
-    assert!(h.flow.fulfillment.open_exceptions.is_empty());
+    assert!(h.flow.fulfillment.book.open_exceptions.is_empty());
 }
 
 #[test]
@@ -116,7 +116,7 @@ fn unknown_sku_uom_mismatch_and_missing_tax_raise_master_data_exception_and_dead
     assert!(dl.reason.contains("line 3: missing tax code"), "{}", dl.reason);
     assert_eq!(h.status(), Status::OnHold);
     assert_eq!(
-        h.flow.fulfillment.open_exceptions.values().copied().collect::<Vec<_>>(),
+        h.flow.fulfillment.book.open_exceptions.values().copied().collect::<Vec<_>>(),
         [ExceptionCategory::MasterData]
     );
     // The same bad order again changes nothing.
@@ -132,7 +132,7 @@ fn replay_after_master_data_fix_resumes_the_order() {
     h.catalog = h.catalog.clone().with_product("NEW", "Units", waybill_saga::catalog::Tracking::None);
     let s = h.send(order);
     assert_eq!(Harness::command_names(&s), ["ReserveStock"]);
-    assert!(h.flow.fulfillment.open_exceptions.is_empty(), "the master-data exception is resolved");
+    assert!(h.flow.fulfillment.book.open_exceptions.is_empty(), "the master-data exception is resolved");
 }
 
 #[test]
@@ -144,7 +144,7 @@ fn shortage_backorders_the_rest_and_releases_what_was_reserved() {
     let CommandBody::ReleaseToWarehouse(rel) = &s.commands[1].body else { unreachable!() };
     assert_eq!(rel.lines.len(), 1);
     assert_eq!(rel.lines[0].quantity, Qty::units(3));
-    assert!(h.flow.fulfillment.open_exceptions.values().any(|c| *c == ExceptionCategory::StockShortage));
+    assert!(h.flow.fulfillment.book.open_exceptions.values().any(|c| *c == ExceptionCategory::StockShortage));
 }
 
 #[test]
@@ -206,7 +206,7 @@ fn late_pick_raises_overdue_then_resolves_it() {
     );
     assert!(h.flow.next_deadline().is_none(), "the timer fires once");
     h.send(pick("SO6", "P1", vec![picked(1, "PLAIN", 1)], true));
-    assert!(h.flow.fulfillment.open_exceptions.is_empty(), "the late pick resolves the exception");
+    assert!(h.flow.fulfillment.book.open_exceptions.is_empty(), "the late pick resolves the exception");
 }
 
 #[test]
@@ -231,7 +231,7 @@ fn cancellation_after_goods_issue_is_an_exception_not_a_compensation() {
     h.send(issued("SO8", "SH8", &[(1, "PLAIN", 1)]));
     let s = h.send(cancelled("SO8"));
     assert!(s.commands.is_empty());
-    assert!(h.flow.fulfillment.open_exceptions.values().any(|c| *c == ExceptionCategory::LateCancellation));
+    assert!(h.flow.fulfillment.book.open_exceptions.values().any(|c| *c == ExceptionCategory::LateCancellation));
 }
 
 #[test]

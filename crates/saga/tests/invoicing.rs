@@ -122,7 +122,7 @@ fn a_rejected_posting_is_an_exception_and_never_posts() {
     let s = h.send(decision("SO1", "r1", "inv:SH1", 1, "alice", "approver", false));
     assert!(s.commands.is_empty());
     assert_eq!(h.flow.invoices["SH1"].status, InvoiceStatus::Rejected);
-    assert!(h.flow.invoices["SH1"].open_exceptions.values().any(|c| *c == ExceptionCategory::PostingRejected));
+    assert!(h.flow.invoices["SH1"].book.open_exceptions.values().any(|c| *c == ExceptionCategory::PostingRejected));
     assert!(h.send(decision("SO1", "a1", "inv:SH1", 2, "bob", "approver", true)).commands.is_empty());
 }
 
@@ -138,7 +138,7 @@ fn a_posting_past_its_sla_is_escalated_once() {
     ));
     assert!(tick(&mut h.flow, &Cause { id: "t".into(), input: None, at: due }).is_noop());
     h.send(decision("SO1", "a1", "inv:SH1", 1, "alice", "approver", true));
-    assert!(h.flow.invoices["SH1"].open_exceptions.is_empty(), "approval resolves the escalation");
+    assert!(h.flow.invoices["SH1"].book.open_exceptions.is_empty(), "approval resolves the escalation");
 }
 
 #[test]

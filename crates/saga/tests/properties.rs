@@ -206,7 +206,7 @@ proptest! {
         let live: BTreeMap<String, OrderFlow> = w
             .flows
             .iter()
-            .filter(|(_, f)| f.fulfillment.seq > 0 || !f.invoices.is_empty() || !f.returns.is_empty())
+            .filter(|(_, f)| f.fulfillment.book.seq > 0 || !f.invoices.is_empty() || !f.returns.is_empty())
             .map(|(k, f)| (k.clone(), f.clone()))
             .collect();
         prop_assert_eq!(&fold(&w.journal), &live);

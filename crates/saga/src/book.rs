@@ -1,0 +1,56 @@
+//! The bookkeeping every saga keeps the same way: which journal events it has applied,
+//! which inputs caused them, its open exceptions, and whether it finished.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use waybill_domain::{ExceptionCategory, JournalBody, JournalEvent, Timestamp};
+
+/// Common state of a saga.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SagaBook {
+    /// Sequence number of the last applied journal event.
+    pub seq: i64,
+    /// Open exceptions: id → category.
+    pub open_exceptions: BTreeMap<String, ExceptionCategory>,
+    /// Exceptions raised so far (numbers new exception ids).
+    pub exceptions_raised: u32,
+    /// Inbound event ids that produced journal events.
+    pub seen: BTreeSet<String>,
+    /// When the saga finished.
+    pub completed_at: Option<Timestamp>,
+}
+
+impl SagaBook {
+    /// Notes `event` and folds the parts every saga shares (exceptions, completion).
+    /// Returns false for a copy already applied, which the caller must then ignore.
+    pub fn fold(&mut self, event: &JournalEvent) -> bool {
+        if event.meta.seq <= self.seq {
+            return false;
+        }
+        self.seq = event.meta.seq;
+        self.seen.insert(event.meta.caused_by.clone());
+        match &event.body {
+            JournalBody::ExceptionRaised(x) => {
+                self.exceptions_raised += 1;
+                self.open_exceptions.insert(x.exception_id.clone(), x.category);
+            }
+            JournalBody::ExceptionResolved(x) => {
+                self.open_exceptions.remove(&x.exception_id);
+            }
+            JournalBody::Completed(_) => self.completed_at = Some(event.meta.at),
+            _ => {}
+        }
+        true
+    }
+
+    /// True once the saga has finished.
+    pub fn is_finished(&self) -> bool {
+        self.completed_at.is_some()
+    }
+
+    /// Ids of the open exceptions of `category`.
+    pub fn open_of(&self, category: ExceptionCategory) -> impl Iterator<Item = &String> {
+        self.open_exceptions.iter().filter(move |(_, c)| **c == category).map(|(id, _)| id)
+    }
+}
