@@ -27,6 +27,9 @@
 //! This module must not know about Avro or sagas; it moves bytes.
 
 mod client;
+mod group;
+
+pub use group::{GroupMember, PartitionOwner};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -116,6 +119,8 @@ pub struct KafkaLog {
     partitions: Mutex<HashMap<String, (u32, Instant)>>,
     readers: Mutex<Bounded<(String, i32), Mutex<Reader>>>,
     committers: Mutex<Bounded<String, BaseConsumer<Ctx>>>,
+    /// Joined consumer groups: their positions are committed through the member.
+    members: Arc<Mutex<HashMap<String, Arc<group::MemberConsumer>>>>,
 }
 
 impl std::fmt::Debug for KafkaLog {
@@ -143,6 +148,7 @@ impl KafkaLog {
             partitions: Mutex::new(HashMap::new()),
             readers: Mutex::new(Bounded::new(MAX_READERS)),
             committers: Mutex::new(Bounded::new(MAX_COMMITTERS)),
+            members: Arc::new(Mutex::new(HashMap::new())),
         };
         log.probe()?;
         Ok(log)
@@ -151,6 +157,44 @@ impl KafkaLog {
     /// The options this log was opened with.
     pub fn options(&self) -> &KafkaOptions {
         &self.options
+    }
+
+    /// Joins consumer group `group` subscribed to `topic` (cooperative-sticky assignment)
+    /// and tells `owner` which partitions this process gains and loses; see
+    /// [`GroupMember`]. While joined, positions appended for `group` are committed
+    /// through the member, with the group's generation, so a member that was fenced
+    /// out cannot move them. One membership per group per log.
+    pub fn join_group(&self, group: &str, topic: &str, owner: Arc<dyn PartitionOwner>) -> Result<GroupMember> {
+        check_topic_name(topic)?;
+        self.partition_count(topic)?;
+        if lock(&self.members).contains_key(group) {
+            return Err(Error::InvalidRequest {
+                reason: format!("this process already is a member of consumer group {group:?}; leave it first"),
+            });
+        }
+        let mut config = client::config(&self.options, Role::Consumer, Some(group));
+        config.set("partition.assignment.strategy", "cooperative-sticky");
+        let (ctx, owned, rebalances) = group::context(self.ctx(), topic, owner);
+        let consumer: Arc<group::MemberConsumer> =
+            Arc::new(BaseConsumer::from_config_and_context(&config, ctx).map_err(|e| self.config_error(&e))?);
+        consumer
+            .subscribe(&[topic])
+            .map_err(|e| self.unreachable(&format!("joining consumer group {group:?} on {topic}"), &e))?;
+        lock(&self.members).insert(group.to_owned(), consumer.clone());
+        let members = self.members.clone();
+        let name = group.to_owned();
+        let on_leave = Box::new(move || {
+            lock(&members).remove(&name);
+        });
+        group::spawn(group::Join {
+            group: group.to_owned(),
+            topic: topic.to_owned(),
+            consumer,
+            owned,
+            rebalances,
+            on_leave,
+        })
+        .map_err(|e| Error::Unavailable(format!("cannot start the consumer group thread: {e}")))
     }
 
     /// Waits until the brokers answer a metadata request.
@@ -333,14 +377,27 @@ impl KafkaLog {
                 })?;
         }
         for (group, tpl) in by_group {
-            let committer = self.committer(group)?;
+            let member = lock(&self.members).get(group).cloned();
+            let committer = match member {
+                Some(_) => None,
+                None => Some(self.committer(group)?),
+            };
             // A commit is idempotent: retry while the coordinator is unreachable or
-            // moving, up to the request timeout.
+            // moving (or the group is rebalancing), up to the request timeout.
             let deadline = Instant::now() + self.options.request_timeout;
             loop {
-                match committer.commit(&tpl, CommitMode::Sync) {
+                let result = match (&member, &committer) {
+                    (Some(m), _) => m.commit(&tpl, CommitMode::Sync),
+                    (None, Some(c)) => c.commit(&tpl, CommitMode::Sync),
+                    (None, None) => unreachable!("either a member or a committer"),
+                };
+                match result {
                     Ok(()) => break,
-                    Err(e) if client::is_unreachable(e.rdkafka_error_code()) && Instant::now() < deadline => {
+                    Err(e)
+                        if (client::is_unreachable(e.rdkafka_error_code())
+                            || e.rdkafka_error_code() == Some(RDKafkaErrorCode::RebalanceInProgress))
+                            && Instant::now() < deadline =>
+                    {
                         tracing::debug!(error = %e, group, "kafka commit failed; retrying");
                         thread::sleep(Duration::from_millis(100));
                     }
