@@ -171,8 +171,7 @@ pub(super) struct Join {
     pub group: String,
     pub topic: String,
     pub consumer: Arc<MemberConsumer>,
-    pub owned: Arc<Mutex<Vec<i32>>>,
-    pub rebalances: Arc<Mutex<u64>>,
+    pub shared: Shared,
     /// Called when the member has left, to stop routing commits through it.
     pub on_leave: Box<dyn FnOnce() + Send>,
 }
@@ -199,7 +198,7 @@ const LEAVE_TIMEOUT: Duration = Duration::from_secs(30);
 /// callbacks run inside `poll`.
 pub(super) fn spawn(join: Join) -> std::io::Result<GroupMember> {
     let stop = Arc::new(AtomicBool::new(false));
-    let Join { group, topic, consumer, owned, rebalances, on_leave } = join;
+    let Join { group, topic, consumer, shared, on_leave } = join;
     let thread = {
         let (stop, group, topic) = (stop.clone(), group.clone(), topic.clone());
         thread::Builder::new().name(format!("group-{group}")).spawn(move || {
@@ -222,5 +221,5 @@ pub(super) fn spawn(join: Join) -> std::io::Result<GroupMember> {
             tracing::info!(group = %group, topic = %topic, "left the consumer group");
         })?
     };
-    Ok(GroupMember { group, stop, thread: Some(thread), owned, rebalances })
+    Ok(GroupMember { group, stop, thread: Some(thread), owned: shared.owned, rebalances: shared.rebalances })
 }

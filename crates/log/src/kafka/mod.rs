@@ -174,7 +174,7 @@ impl KafkaLog {
         }
         let mut config = client::config(&self.options, Role::Consumer, Some(group));
         config.set("partition.assignment.strategy", "cooperative-sticky");
-        let (ctx, owned, rebalances) = group::context(self.ctx(), topic, owner);
+        let (ctx, shared) = group::context(self.ctx(), topic, owner);
         let consumer: Arc<group::MemberConsumer> =
             Arc::new(BaseConsumer::from_config_and_context(&config, ctx).map_err(|e| self.config_error(&e))?);
         consumer
@@ -186,15 +186,8 @@ impl KafkaLog {
         let on_leave = Box::new(move || {
             lock(&members).remove(&name);
         });
-        group::spawn(group::Join {
-            group: group.to_owned(),
-            topic: topic.to_owned(),
-            consumer,
-            owned,
-            rebalances,
-            on_leave,
-        })
-        .map_err(|e| Error::Unavailable(format!("cannot start the consumer group thread: {e}")))
+        group::spawn(group::Join { group: group.to_owned(), topic: topic.to_owned(), consumer, shared, on_leave })
+            .map_err(|e| Error::Unavailable(format!("cannot start the consumer group thread: {e}")))
     }
 
     /// Waits until the brokers answer a metadata request.
