@@ -176,19 +176,24 @@ pub(super) struct Join {
     pub on_leave: Box<dyn FnOnce() + Send>,
 }
 
+/// What the member's context and its handle both see.
+#[derive(Clone, Default)]
+pub(super) struct Shared {
+    pub owned: Arc<Mutex<Vec<i32>>>,
+    pub rebalances: Arc<Mutex<u64>>,
+}
+
 /// The member context for `topic`.
-pub(super) fn context(
-    inner: Ctx,
-    topic: &str,
-    owner: Arc<dyn PartitionOwner>,
-) -> (MemberCtx, Arc<Mutex<Vec<i32>>>, Arc<Mutex<u64>>) {
-    let owned = Arc::new(Mutex::new(Vec::new()));
-    let rebalances = Arc::new(Mutex::new(0));
-    (
-        MemberCtx { inner, topic: topic.to_owned(), owner, owned: owned.clone(), rebalances: rebalances.clone() },
-        owned,
-        rebalances,
-    )
+pub(super) fn context(inner: Ctx, topic: &str, owner: Arc<dyn PartitionOwner>) -> (MemberCtx, Shared) {
+    let shared = Shared::default();
+    let ctx = MemberCtx {
+        inner,
+        topic: topic.to_owned(),
+        owner,
+        owned: shared.owned.clone(),
+        rebalances: shared.rebalances.clone(),
+    };
+    (ctx, shared)
 }
 
 /// How long leaving waits for the final revocation to be served.
