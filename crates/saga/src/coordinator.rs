@@ -82,9 +82,30 @@ pub struct Stats {
     pub restored: AtomicU64,
     /// When each owned partition's worker last completed a turn (busy or idle).
     pub heartbeats: std::sync::Mutex<BTreeMap<i32, Instant>>,
+    /// The partitions this process owns: every partition on the embedded log, the ones
+    /// the consumer group assigned on Kafka.
+    pub owned: std::sync::Mutex<BTreeSet<i32>>,
 }
 
 impl Stats {
+    /// `p` is now this process's to work on.
+    pub fn own(&self, p: i32) {
+        self.owned.lock().unwrap_or_else(|e| e.into_inner()).insert(p);
+        metrics::gauge!(names::PARTITIONS_OWNED).set(self.owned().len() as f64);
+    }
+
+    /// `p` went to another process: forget its heartbeat.
+    pub fn release(&self, p: i32) {
+        self.owned.lock().unwrap_or_else(|e| e.into_inner()).remove(&p);
+        self.heartbeats.lock().unwrap_or_else(|e| e.into_inner()).remove(&p);
+        metrics::gauge!(names::PARTITIONS_OWNED).set(self.owned().len() as f64);
+    }
+
+    /// The partitions owned now, ascending.
+    pub fn owned(&self) -> Vec<i32> {
+        self.owned.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect()
+    }
+
     fn beat(&self, p: i32) {
         self.heartbeats.lock().unwrap_or_else(|e| e.into_inner()).insert(p, Instant::now());
     }
@@ -230,6 +251,8 @@ impl Coordinator {
         let timers = flows.values().filter_map(|f| f.next_deadline().map(|d| (d, f.key.clone()))).collect();
         self.stats.restored.fetch_add(replayed, Ordering::Relaxed);
         let secs = started.elapsed().as_secs_f64();
+        metrics::counter!(names::RESTORE_RECORDS).increment(replayed);
+        metrics::histogram!(names::RESTORE_DURATION).record(secs);
         tracing::info!(
             waybill.partition = p,
             journal.replayed = replayed,

@@ -1,6 +1,7 @@
 //! Configuration: defaults → TOML file → `WAYBILL_` environment (`__` nests, e.g.
 //! `WAYBILL_LOG__FSYNC=never`) → command-line flags, then [`Config::validate`].
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -21,8 +22,13 @@ pub struct Config {
     /// Master-data file (TOML: `[products.<sku>]`, `customers`, `tax_codes`); empty
     /// means no master data, so every order fails its checks.
     pub catalog: Option<PathBuf>,
-    /// Event log.
+    /// Event log (the embedded backend's settings; ignored when `[kafka]` is given).
     pub log: LogConfig,
+    /// Kafka backend: given (with `bootstrap.servers`), the log lives on Kafka and the
+    /// partitions are shared among the replicas through a consumer group.
+    pub kafka: Option<KafkaConfig>,
+    /// How `waybill topics apply` (and start-up) creates Waybill's Kafka topics.
+    pub topics: TopicsConfig,
     /// Ingestion endpoint.
     pub ingest: IngestConfig,
     /// gRPC control plane (approvals, queries, audit).
@@ -44,6 +50,8 @@ impl Default for Config {
             partitions: 4,
             catalog: None,
             log: LogConfig::default(),
+            kafka: None,
+            topics: TopicsConfig::default(),
             ingest: IngestConfig::default(),
             control: waybill_control::ControlConfig::default(),
             metrics: MetricsConfig::default(),
@@ -70,6 +78,143 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig { fsync: "batch".into(), fsync_interval_ms: 100, segment_mb: 64 }
+    }
+}
+
+/// The `[kafka]` section: librdkafka properties as a tree whose dotted paths are the
+/// property names (`bootstrap.servers = "…"` is `kafka.bootstrap.servers`, and so is the
+/// environment variable `WAYBILL_KAFKA__BOOTSTRAP__SERVERS`), plus Waybill's own keys
+/// [`KafkaConfig::WAYBILL_KEYS`]. A key prefixed `producer.`, `consumer.` or `admin.`
+/// applies to that kind of client only.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KafkaConfig(pub BTreeMap<String, KafkaValue>);
+
+/// A value in `[kafka]`: a property value or a further level of the dotted name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum KafkaValue {
+    /// `true`/`false`.
+    Bool(bool),
+    /// A number.
+    Int(i64),
+    /// A number with a fraction.
+    Float(f64),
+    /// A string.
+    Str(String),
+    /// The next part of a dotted name.
+    Table(BTreeMap<String, KafkaValue>),
+}
+
+/// The Kafka settings Waybill uses, from [`KafkaConfig`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSettings {
+    /// `bootstrap.servers`.
+    pub bootstrap_servers: String,
+    /// `client.id` (default `waybill`).
+    pub client_id: String,
+    /// Consumer group the replicas share the partitions through (`kafka.group`,
+    /// default `waybill-coordinator`).
+    pub group: String,
+    /// `kafka.request_timeout_ms` (default 30 000).
+    pub request_timeout_ms: u64,
+    /// `kafka.transactions` (default false).
+    pub transactions: bool,
+    /// Every other key: passed to librdkafka.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl KafkaConfig {
+    /// Keys of `[kafka]` that are Waybill's, not librdkafka's.
+    pub const WAYBILL_KEYS: [&'static str; 3] = ["group", "request_timeout_ms", "transactions"];
+
+    /// Flattens the tree into dotted keys.
+    pub fn flatten(&self) -> BTreeMap<String, String> {
+        fn walk(prefix: &str, map: &BTreeMap<String, KafkaValue>, out: &mut BTreeMap<String, String>) {
+            for (k, v) in map {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                match v {
+                    KafkaValue::Bool(b) => {
+                        out.insert(key, b.to_string());
+                    }
+                    KafkaValue::Int(i) => {
+                        out.insert(key, i.to_string());
+                    }
+                    KafkaValue::Float(f) => {
+                        out.insert(key, f.to_string());
+                    }
+                    KafkaValue::Str(s) => {
+                        out.insert(key, s.clone());
+                    }
+                    KafkaValue::Table(t) => walk(&key, t, out),
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk("", &self.0, &mut out);
+        out
+    }
+
+    /// The settings; the error names the key and what to do.
+    pub fn settings(&self) -> Result<KafkaSettings, ConfigError> {
+        let mut props = self.flatten();
+        let bootstrap_servers = props.remove("bootstrap.servers").unwrap_or_default();
+        if bootstrap_servers.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "kafka.bootstrap.servers",
+                problem: "is missing; set it to the brokers' host:port list (e.g. \"kafka-0:9092,kafka-1:9092\"), \
+                          or drop the [kafka] section to use the embedded log"
+                    .into(),
+            });
+        }
+        let client_id = props.remove("client.id").unwrap_or_else(|| "waybill".into());
+        let group = props.remove("group").unwrap_or_else(|| "waybill-coordinator".into());
+        let request_timeout_ms = match props.remove("request_timeout_ms") {
+            None => 30_000,
+            Some(v) => v.parse::<u64>().ok().filter(|ms| *ms > 0).ok_or_else(|| ConfigError::Invalid {
+                key: "kafka.request_timeout_ms",
+                problem: format!("{v:?} is not a positive number of milliseconds"),
+            })?,
+        };
+        let transactions = match props.remove("transactions").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    key: "kafka.transactions",
+                    problem: format!("{other:?} is not true or false"),
+                });
+            }
+        };
+        Ok(KafkaSettings { bootstrap_servers, client_id, group, request_timeout_ms, transactions, properties: props })
+    }
+}
+
+/// The `[topics]` section: how Waybill's topics are created on Kafka.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Replication factor of every topic (3 on a production cluster).
+    pub replication_factor: i32,
+    /// `min.insync.replicas` of every topic (0: the broker's default).
+    pub min_insync_replicas: i32,
+    /// Retention of the inbound topics, in hours (-1: forever).
+    pub inbound_retention_hours: i64,
+    /// Retention of the command topics, in hours (-1: forever).
+    pub command_retention_hours: i64,
+    /// Retention of the dead-letter topic, in hours (-1: forever).
+    pub dead_letter_retention_hours: i64,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            replication_factor: 1,
+            min_insync_replicas: 0,
+            inbound_retention_hours: 7 * 24,
+            command_retention_hours: 7 * 24,
+            dead_letter_retention_hours: 30 * 24,
+        }
     }
 }
 
@@ -238,6 +383,27 @@ impl Config {
         if let Some(path) = &self.catalog {
             self.load_catalog_from(path)?;
         }
+        if let Some(k) = &self.kafka {
+            k.settings()?;
+        }
+        if self.topics.replication_factor < 1 {
+            return Err(ConfigError::Invalid {
+                key: "topics.replication_factor",
+                problem: format!("{} must be at least 1 (3 on a production cluster)", self.topics.replication_factor),
+            });
+        }
+        for (key, hours) in [
+            ("topics.inbound_retention_hours", self.topics.inbound_retention_hours),
+            ("topics.command_retention_hours", self.topics.command_retention_hours),
+            ("topics.dead_letter_retention_hours", self.topics.dead_letter_retention_hours),
+        ] {
+            if hours == 0 || hours < -1 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: format!("{hours} must be a positive number of hours, or -1 to keep records forever"),
+                });
+            }
+        }
         self.control.validate().map_err(|i| ConfigError::Invalid { key: i.key, problem: i.problem })?;
         if !self.control.listen.is_empty() && self.control.listen == self.ingest.listen {
             return Err(ConfigError::Invalid {
@@ -309,5 +475,30 @@ mod tests {
 
         let err = Config::load(Some(&dir.path().join("missing.toml")), Figment::new()).unwrap_err().to_string();
         assert!(err.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn kafka_section_is_a_tree_of_librdkafka_properties() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("waybill.toml");
+        std::fs::write(
+            &file,
+            "[kafka]\nbootstrap.servers = \"k0:9092,k1:9092\"\nsecurity.protocol = \"SASL_SSL\"\n\
+             message.timeout.ms = 30000\ngroup = \"wb\"\nconsumer.session.timeout.ms = \"6000\"\n",
+        )
+        .unwrap();
+        let cfg = Config::load(Some(&file), Figment::new()).unwrap();
+        let k = cfg.kafka.as_ref().unwrap().settings().unwrap();
+        assert_eq!(k.bootstrap_servers, "k0:9092,k1:9092");
+        assert_eq!(k.group, "wb");
+        assert!(!k.transactions);
+        assert_eq!(k.properties.get("security.protocol").map(String::as_str), Some("SASL_SSL"));
+        assert_eq!(k.properties.get("message.timeout.ms").map(String::as_str), Some("30000"));
+        assert_eq!(k.properties.get("consumer.session.timeout.ms").map(String::as_str), Some("6000"));
+        assert!(!k.properties.contains_key("group"));
+
+        std::fs::write(&file, "[kafka]\nsecurity.protocol = \"SSL\"\n").unwrap();
+        let err = Config::load(Some(&file), Figment::new()).unwrap_err().to_string();
+        assert!(err.contains("kafka.bootstrap.servers"), "{err}");
     }
 }

@@ -1,6 +1,7 @@
 //! The `waybill` binary's library: configuration, node wiring, HTTP ingestion, the
 //! dead-letter tools and the demo with its simulator. `main.rs` only parses flags.
 
+pub mod backend;
 pub mod config;
 pub mod demo;
 pub mod dlq;

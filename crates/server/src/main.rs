@@ -61,6 +61,11 @@ enum Command {
     },
     /// Run the demo: the orchestrator with a simulated Odoo, warehouse and carrier.
     Run(demo::DemoOptions),
+    /// Waybill's Kafka topics: what exists and what `apply` would create.
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCommand,
+    },
     /// Read models.
     Projections {
         #[command(subcommand)]
@@ -231,6 +236,21 @@ enum OrderCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum TopicsCommand {
+    /// Compare the topics on the brokers with the plan (partitions, replication,
+    /// retention); exits non-zero if a topic has the wrong partition count.
+    Plan {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Create the missing topics as planned (existing ones are left alone).
+    Apply {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum ProjectionsCommand {
     /// Drop every projection and rebuild from the log (the server must be stopped).
     Rebuild {
@@ -274,6 +294,44 @@ fn init_telemetry(cfg: &Config) -> anyhow::Result<waybill_telemetry::TelemetryGu
     Ok(waybill_telemetry::init_with_guard(format, &cfg.telemetry.log_filter)?)
 }
 
+/// `waybill topics plan|apply`.
+#[cfg(feature = "kafka")]
+fn topics(command: TopicsCommand) -> anyhow::Result<()> {
+    use waybill_server::backend::{self, kafka};
+    let (common, apply) = match command {
+        TopicsCommand::Plan { common } => (common, false),
+        TopicsCommand::Apply { common } => (common, true),
+    };
+    let cfg = common.load(Figment::new())?;
+    if cfg.kafka.is_none() {
+        anyhow::bail!(
+            "the config has no [kafka] section: the embedded log creates its topics itself. Add [kafka] with \
+             bootstrap.servers (or WAYBILL_KAFKA__BOOTSTRAP__SERVERS) to plan topics on a broker"
+        );
+    }
+    let log = kafka::connect(&cfg, kafka::Retry::Once)?;
+    let checked = backend::check(&backend::plan(&cfg), |t| Ok(log.topic_partitions(t)?))?;
+    print!("{}", backend::render(&checked));
+    if let Some(e) = backend::mismatch_error(&checked, cfg.partitions) {
+        return Err(e);
+    }
+    let missing = checked.iter().filter(|(_, s)| *s == backend::TopicState::Missing).count();
+    if apply {
+        let created = kafka::create_missing(&log, &checked)?;
+        println!("created {created} topic(s); {} already existed", checked.len() - created);
+    } else if missing > 0 {
+        println!("{missing} topic(s) missing; `waybill topics apply` creates them");
+    } else {
+        println!("every topic exists with {} partitions", cfg.partitions);
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "kafka"))]
+fn topics(_: TopicsCommand) -> anyhow::Result<()> {
+    anyhow::bail!("this waybill was built without Kafka support (cargo feature `kafka`)")
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Approvals { command } => remote::approvals(command),
@@ -290,10 +348,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let cfg = common.load(extra)?;
             let _telemetry = init_telemetry(&cfg)?;
-            let log = node::open_log(&cfg)?;
             let catalog = cfg.load_catalog()?;
-            let node = node::Node::start(&cfg, log, catalog)?;
-            tracing::info!(data_dir = %cfg.data_dir.display(), partitions = cfg.partitions, control = ?node.control_addr(), "waybill serving");
+            let backend = waybill_server::backend::open(&cfg)?;
+            let kafka = backend.is_kafka();
+            let node = node::Node::start_on(&cfg, backend, catalog)?;
+            tracing::info!(data_dir = %cfg.data_dir.display(), partitions = cfg.partitions, kafka, control = ?node.control_addr(), "waybill serving");
             let stop = Arc::new(AtomicBool::new(false));
             let s = stop.clone();
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -316,6 +375,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Topics { command } => topics(command),
         Command::Projections { command: ProjectionsCommand::Rebuild { common } } => {
             let cfg = common.load(Figment::new())?;
             let _telemetry = init_telemetry(&cfg)?;

@@ -1,6 +1,7 @@
 //! A running Waybill node: the event log, one coordinator worker per partition, the
 //! projector, and the ingestion endpoint, wired from a [`Config`].
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,13 +13,14 @@ use anyhow::Context as _;
 use waybill_control::{ControlDeps, ControlServer};
 use waybill_domain::topic;
 use waybill_log::EventLog;
-use waybill_log::embedded::{EmbeddedLog, EmbeddedOptions};
 use waybill_projection::ProjectionStore;
 use waybill_projection::runner::Projector;
 use waybill_saga::Catalog;
 use waybill_saga::coordinator::{Coordinator, CoordinatorConfig as SagaCoordinatorConfig, Stats};
 use waybill_saga::store::StateStore;
+use waybill_telemetry::metrics as names;
 
+use crate::backend::{self, Backend};
 use crate::config::Config;
 use crate::ingest::{self, Ingest};
 use crate::observe::{self, Health};
@@ -48,29 +50,14 @@ impl DataPaths {
     }
 }
 
-/// Opens the embedded log of `cfg` and makes sure Waybill's topics exist with the
-/// configured partition count (co-partitioning is checked here: a mismatch is an error).
+/// Opens the log of `cfg` (embedded, or Kafka with `[kafka]`) and makes sure Waybill's
+/// topics exist with the configured partition count (co-partitioning is checked here: a
+/// mismatch is an error).
 pub fn open_log(cfg: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
-    let paths = DataPaths::new(&cfg.data_dir);
-    let options = EmbeddedOptions { fsync: cfg.fsync_policy()?, segment_bytes: cfg.log.segment_mb * 1024 * 1024 };
-    let log = EmbeddedLog::open(&paths.log, options)
-        .with_context(|| format!("opening the embedded log in {}", paths.log.display()))?;
-    let log: Arc<dyn EventLog> = Arc::new(log);
-    ensure_topics(log.as_ref(), cfg.partitions)?;
-    Ok(log)
+    Ok(backend::open(cfg)?.log)
 }
 
-/// Creates every Waybill topic with `partitions` partitions.
-pub fn ensure_topics(log: &dyn EventLog, partitions: u32) -> anyhow::Result<()> {
-    let mut topics = topic::coordinator_inputs();
-    topics.push(topic::JOURNAL.to_string());
-    topics.push(topic::DLQ.to_string());
-    topics.extend(topic::command_topics());
-    for t in topics {
-        log.ensure_topic(&t, partitions).with_context(|| format!("topic {t}"))?;
-    }
-    Ok(())
-}
+pub use crate::backend::ensure_topics;
 
 /// Drops the projections and rebuilds them from the log; returns the records read.
 pub fn rebuild_projections(cfg: &Config) -> anyhow::Result<u64> {
@@ -100,6 +87,8 @@ pub struct Node {
     pub metrics_addr: Option<SocketAddr>,
     /// The gRPC control plane, when enabled (`control.listen`).
     pub control: Option<ControlServer>,
+    member: Option<Member>,
+    workers: Arc<Workers>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     http_shutdown: Vec<tokio::sync::oneshot::Sender<()>>,
@@ -107,8 +96,15 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts a node on `log`.
+    /// Starts a node on `log`, owning every partition.
     pub fn start(cfg: &Config, log: Arc<dyn EventLog>, catalog: Catalog) -> anyhow::Result<Node> {
+        Node::start_on(cfg, Backend::shared(log), catalog)
+    }
+
+    /// Starts a node on `backend`: on Kafka it joins the consumer group and works on the
+    /// partitions the group gives it; otherwise it owns every partition.
+    pub fn start_on(cfg: &Config, backend: Backend, catalog: Catalog) -> anyhow::Result<Node> {
+        let log = backend.log.clone();
         let paths = DataPaths::new(&cfg.data_dir);
         let catalog = Arc::new(catalog);
         let state = StateStore::open(&paths.state)?;
@@ -130,13 +126,18 @@ impl Node {
         let stop = Arc::new(AtomicBool::new(false));
         let failure = Arc::new(Mutex::new(None));
         let mut threads = Vec::new();
-        for p in 0..cfg.partitions as i32 {
-            let (c, stop, failure) = (coordinator.clone(), stop.clone(), failure.clone());
-            threads.push(std::thread::Builder::new().name(format!("coordinator-{p}")).spawn(move || {
-                supervise(&format!("coordinator partition {p}"), &stop, &failure, || {
-                    c.run_partition(p, &stop).map_err(anyhow::Error::from)
-                })
-            })?);
+        let workers = Arc::new(Workers::new(coordinator.clone(), failure.clone()));
+        #[cfg_attr(not(feature = "kafka"), allow(unused_mut))]
+        let mut member = None;
+        #[cfg(feature = "kafka")]
+        if let Some(kafka) = &backend.kafka {
+            let group = cfg.kafka.as_ref().map(|k| k.settings()).transpose()?.map(|s| s.group).unwrap_or_default();
+            tracing::info!(group = %group, topic = topic::JOURNAL, "joining the consumer group");
+            member = Some(kafka.join_group(&group, topic::JOURNAL, workers.clone())?);
+        }
+        if member.is_none() {
+            let all: Vec<i32> = (0..cfg.partitions as i32).collect();
+            workers.assign(&all);
         }
         {
             let projector = Projector::new(log.clone(), projections.clone());
@@ -152,6 +153,8 @@ impl Node {
             ingest_addr: None,
             metrics_addr: None,
             control: None,
+            member,
+            workers,
             stop,
             threads,
             http_shutdown: Vec::new(),
@@ -256,6 +259,13 @@ impl Node {
         if let Some(c) = self.control.take() {
             c.shutdown();
         }
+        // Leaving the group revokes (and so stops) this node's partitions; the rest of
+        // the group takes them over.
+        #[cfg(feature = "kafka")]
+        if let Some(m) = self.member.take() {
+            m.leave();
+        }
+        self.workers.stop_all();
         self.stop.store(true, Ordering::Relaxed);
         for tx in self.http_shutdown.drain(..) {
             let _ = tx.send(());
@@ -264,6 +274,108 @@ impl Node {
             let _ = t.join();
         }
         let _ = self.log.flush();
+    }
+}
+
+#[cfg(feature = "kafka")]
+type Member = waybill_log::kafka::GroupMember;
+#[cfg(not(feature = "kafka"))]
+type Member = std::convert::Infallible;
+
+/// The coordinator workers of the partitions this node owns: one thread per partition,
+/// started when the partition is assigned (it restores first) and stopped — after its
+/// in-flight batch — when the partition is revoked.
+struct Workers {
+    coordinator: Arc<Coordinator>,
+    failure: Arc<Mutex<Option<String>>>,
+    running: Mutex<BTreeMap<i32, Running>>,
+}
+
+/// A partition's worker: its stop flag and thread.
+type Running = (Arc<AtomicBool>, JoinHandle<()>);
+
+impl std::fmt::Debug for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let running: Vec<i32> = self.lock().keys().copied().collect();
+        f.debug_struct("Workers").field("running", &running).finish()
+    }
+}
+
+impl Workers {
+    fn new(coordinator: Arc<Coordinator>, failure: Arc<Mutex<Option<String>>>) -> Self {
+        Workers { coordinator, failure, running: Mutex::new(BTreeMap::new()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, Running>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a worker for each of `partitions` not running yet.
+    fn assign(&self, partitions: &[i32]) {
+        let stats = self.coordinator.stats();
+        let mut running = self.lock();
+        for &p in partitions {
+            if running.contains_key(&p) {
+                continue;
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            let (c, s, failure) = (self.coordinator.clone(), stop.clone(), self.failure.clone());
+            let spawned = std::thread::Builder::new().name(format!("coordinator-{p}")).spawn(move || {
+                supervise(&format!("coordinator partition {p}"), &s, &failure, || {
+                    c.run_partition(p, &s).map_err(anyhow::Error::from)
+                })
+            });
+            match spawned {
+                Ok(handle) => {
+                    stats.own(p);
+                    running.insert(p, (stop, handle));
+                }
+                Err(e) => {
+                    let msg = format!("cannot start the worker of partition {p}: {e}");
+                    tracing::error!(error = %msg);
+                    self.failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(msg);
+                }
+            }
+        }
+        metrics::counter!(names::REBALANCES, "change" => "assigned").increment(1);
+    }
+
+    /// Stops the workers of `partitions` and waits until their in-flight batches are
+    /// appended; their state stays in the local store for a later assignment.
+    fn revoke(&self, partitions: &[i32], lost: bool) {
+        let stats = self.coordinator.stats();
+        let stopping: Vec<(i32, Arc<AtomicBool>, JoinHandle<()>)> = {
+            let mut running = self.lock();
+            partitions.iter().filter_map(|p| running.remove(p).map(|(s, h)| (*p, s, h))).collect()
+        };
+        for (_, stop, _) in &stopping {
+            stop.store(true, Ordering::Relaxed);
+        }
+        for (p, _, handle) in stopping {
+            let _ = handle.join();
+            stats.release(p);
+            tracing::info!(waybill.partition = p, lost, "partition released");
+        }
+        metrics::counter!(names::REBALANCES, "change" => if lost { "lost" } else { "revoked" }).increment(1);
+    }
+
+    /// Stops every worker.
+    fn stop_all(&self) {
+        let all: Vec<i32> = self.lock().keys().copied().collect();
+        if !all.is_empty() {
+            self.revoke(&all, false);
+        }
+    }
+}
+
+#[cfg(feature = "kafka")]
+impl waybill_log::kafka::PartitionOwner for Workers {
+    fn assigned(&self, partitions: &[i32]) {
+        self.assign(partitions);
+    }
+
+    fn revoked(&self, partitions: &[i32], lost: bool) {
+        self.revoke(partitions, lost);
     }
 }
 

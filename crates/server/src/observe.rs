@@ -75,15 +75,18 @@ impl Health {
         if !stuck.is_empty() {
             out.push(format!("partitions {stuck:?} have not been processed for {} s", self.stuck_after.as_secs()));
         }
-        let started = self.stats.heartbeats.lock().unwrap_or_else(|e| e.into_inner()).len();
-        if started < self.partitions as usize {
-            out.push(format!("{started} of {} partitions restored so far", self.partitions));
+        let owned = self.stats.owned();
+        let beats = self.stats.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
+        let started = owned.iter().filter(|p| beats.contains_key(p)).count();
+        if started < owned.len() {
+            out.push(format!("{started} of the {} partitions this node owns restored so far", owned.len()));
         }
         out
     }
 
     fn refresh_gauges(&self) {
         let stuck = self.stats.stuck(self.stuck_after);
+        // A partition another replica owns is not stuck here.
         for p in 0..self.partitions as i32 {
             let ok = if stuck.contains(&p) { 0.0 } else { 1.0 };
             metrics::gauge!(names::PARTITION_HEALTHY, "partition" => p.to_string()).set(ok);

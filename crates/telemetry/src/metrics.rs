@@ -64,6 +64,14 @@ metrics! {
     STORE_SIZE = "waybill_store_size_bytes", Gauge, ["store"], "Size on disk of each local store (log, state, projections).";
     /// 1 while a partition is processed normally, 0 when stuck or the log is unreachable.
     PARTITION_HEALTHY = "waybill_partition_healthy", Gauge, ["partition"], "1 while a partition is processed, 0 when stuck past the threshold or the log is unreachable.";
+    /// Partitions this process owns.
+    PARTITIONS_OWNED = "waybill_partitions_owned", Gauge, [], "Partitions this process owns (all of them on the embedded log; its consumer-group share on Kafka).";
+    /// Consumer-group rebalances seen by this process, by change.
+    REBALANCES = "waybill_group_rebalances_total", Counter, ["change"], "Consumer-group changes of this process's partitions: assigned, revoked, lost (session expired).";
+    /// Journal records replayed into the state store while restoring partitions.
+    RESTORE_RECORDS = "waybill_partition_restore_records_total", Counter, [], "Journal records replayed into the saga state store while restoring partitions.";
+    /// Time to restore one partition.
+    RESTORE_DURATION = "waybill_partition_restore_duration_seconds", Histogram, [], "Time to restore one partition's sagas (state store plus journal catch-up).";
     // ---- business ----
     /// Sagas started, by kind.
     SAGAS_STARTED = "waybill_sagas_started_total", Counter, ["kind"], "Sagas started, by kind.";

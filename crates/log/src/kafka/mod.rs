@@ -101,6 +101,19 @@ impl Default for KafkaOptions {
     }
 }
 
+/// A topic to create with [`KafkaLog::create_topic`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// Name.
+    pub name: String,
+    /// Partitions.
+    pub partitions: u32,
+    /// Replication factor.
+    pub replication_factor: i32,
+    /// Topic configuration (`retention.ms`, `cleanup.policy`, `min.insync.replicas`, ...).
+    pub config: BTreeMap<String, String>,
+}
+
 /// A consumer assigned to one partition and where it stands.
 struct Reader {
     consumer: BaseConsumer<Ctx>,
@@ -188,6 +201,85 @@ impl KafkaLog {
         });
         group::spawn(group::Join { group: group.to_owned(), topic: topic.to_owned(), consumer, shared, on_leave })
             .map_err(|e| Error::Unavailable(format!("cannot start the consumer group thread: {e}")))
+    }
+
+    /// Creates a topic as `spec` says and waits until it has leaders. An existing topic
+    /// with the same partition count is fine (its settings are left alone); another
+    /// count is [`Error::PartitionMismatch`].
+    pub fn create_topic(&self, spec: &TopicSpec) -> Result<()> {
+        check_topic_name(&spec.name)?;
+        if spec.partitions == 0 || spec.partitions > i32::MAX as u32 {
+            return Err(Error::InvalidRequest {
+                reason: format!("topic {:?} cannot have {} partitions", spec.name, spec.partitions),
+            });
+        }
+        let (topic, partitions) = (spec.name.as_str(), spec.partitions);
+        let mut new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(spec.replication_factor));
+        for (k, v) in &spec.config {
+            new = new.set(k, v);
+        }
+        let opts = AdminOptions::new()
+            .request_timeout(Some(self.options.request_timeout))
+            .operation_timeout(Some(self.options.request_timeout));
+        let admin = self.admin()?;
+        let results = block_on(admin.create_topics([&new], &opts))
+            .map_err(|e| self.unreachable(&format!("creating topic {topic:?}"), &e))?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code))
+                    if matches!(
+                        code,
+                        RDKafkaErrorCode::InvalidTopic
+                            | RDKafkaErrorCode::InvalidPartitions
+                            | RDKafkaErrorCode::InvalidReplicationFactor
+                            | RDKafkaErrorCode::PolicyViolation
+                            | RDKafkaErrorCode::TopicAuthorizationFailed
+                            | RDKafkaErrorCode::ClusterAuthorizationFailed
+                    ) =>
+                {
+                    return Err(Error::InvalidRequest {
+                        reason: format!(
+                            "Kafka refused to create topic {topic:?} with {partitions} partitions, replication factor {} and {:?}: {code}",
+                            spec.replication_factor, spec.config
+                        ),
+                    });
+                }
+                Err((_, code)) => {
+                    return Err(self.unreachable(&format!("creating topic {topic:?}"), &KafkaError::AdminOp(code)));
+                }
+            }
+        }
+        let matches = |actual: u32| {
+            if actual == partitions {
+                Ok(())
+            } else {
+                Err(Error::PartitionMismatch { topic: topic.to_owned(), wanted: partitions, actual })
+            }
+        };
+        // Creation is asynchronous on the brokers: wait until the topic has leaders.
+        let deadline = Instant::now() + self.options.request_timeout;
+        loop {
+            match self.fetch_partition_count(topic) {
+                Ok(Some(actual)) => return matches(actual),
+                Ok(None) | Err(Error::Unavailable(_)) if Instant::now() < deadline => {
+                    thread::sleep(Duration::from_millis(20));
+                }
+                Ok(None) => {
+                    return Err(Error::Unavailable(format!(
+                        "topic {topic:?} was created on Kafka at {} but did not appear in its metadata within {:?}",
+                        self.options.bootstrap_servers, self.options.request_timeout
+                    )));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The partition count of `topic`, `None` if it does not exist.
+    pub fn topic_partitions(&self, topic: &str) -> Result<Option<u32>> {
+        check_topic_name(topic)?;
+        self.fetch_partition_count(topic)
     }
 
     /// Waits until the brokers answer a metadata request.
@@ -494,56 +586,12 @@ impl EventLog for KafkaLog {
         if let Some(actual) = self.fetch_partition_count(topic)? {
             return matches(actual);
         }
-        let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(self.options.replication_factor));
-        let opts = AdminOptions::new()
-            .request_timeout(Some(self.options.request_timeout))
-            .operation_timeout(Some(self.options.request_timeout));
-        let admin = self.admin()?;
-        let results = block_on(admin.create_topics([&new], &opts))
-            .map_err(|e| self.unreachable(&format!("creating topic {topic:?}"), &e))?;
-        for r in results {
-            match r {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code))
-                    if matches!(
-                        code,
-                        RDKafkaErrorCode::InvalidTopic
-                            | RDKafkaErrorCode::InvalidPartitions
-                            | RDKafkaErrorCode::InvalidReplicationFactor
-                            | RDKafkaErrorCode::PolicyViolation
-                            | RDKafkaErrorCode::TopicAuthorizationFailed
-                            | RDKafkaErrorCode::ClusterAuthorizationFailed
-                    ) =>
-                {
-                    return Err(Error::InvalidRequest {
-                        reason: format!(
-                            "Kafka refused to create topic {topic:?} with {partitions} partitions and replication factor {}: {code}",
-                            self.options.replication_factor
-                        ),
-                    });
-                }
-                Err((_, code)) => {
-                    return Err(self.unreachable(&format!("creating topic {topic:?}"), &KafkaError::AdminOp(code)));
-                }
-            }
-        }
-        // Creation is asynchronous on the brokers: wait until the topic has leaders.
-        let deadline = Instant::now() + self.options.request_timeout;
-        loop {
-            match self.fetch_partition_count(topic) {
-                Ok(Some(actual)) => return matches(actual),
-                Ok(None) | Err(Error::Unavailable(_)) if Instant::now() < deadline => {
-                    thread::sleep(Duration::from_millis(20));
-                }
-                Ok(None) => {
-                    return Err(Error::Unavailable(format!(
-                        "topic {topic:?} was created on Kafka at {} but did not appear in its metadata within {:?}",
-                        self.options.bootstrap_servers, self.options.request_timeout
-                    )));
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        self.create_topic(&TopicSpec {
+            name: topic.to_owned(),
+            partitions,
+            replication_factor: self.options.replication_factor,
+            config: BTreeMap::new(),
+        })
     }
 
     fn partitions(&self, topic: &str) -> Result<u32> {

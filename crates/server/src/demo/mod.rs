@@ -18,7 +18,7 @@ use waybill_domain::ExceptionCategory;
 use waybill_projection::{OrderStatus, ProjectionStore};
 
 use crate::config::Config;
-use crate::node::{self, Node};
+use crate::node::Node;
 use sim::{SimConfig, Simulator};
 
 /// Options of `waybill run`.
@@ -59,6 +59,14 @@ pub struct DemoOptions {
     /// `/metrics`, `/healthz`, `/readyz` address while the demo runs (empty: off).
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub metrics_listen: String,
+    /// Run on Kafka at these brokers (`host:port,...`) instead of the embedded log. The
+    /// topics must be new or empty (the demo's orders would meet an earlier run's).
+    #[arg(long)]
+    pub kafka: Option<String>,
+    /// A librdkafka property for `--kafka`, `key=value` (repeatable), e.g.
+    /// `security.protocol=SASL_SSL`.
+    #[arg(long = "kafka-property", value_name = "KEY=VALUE")]
+    pub kafka_properties: Vec<String>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -136,11 +144,30 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
     cfg.policy.fulfillment.pick_timeout_secs = opts.pick_timeout;
     // Small enough that some of the simulated returns wait for an approver.
     cfg.policy.posting.hold_credit_notes_above = waybill_domain::Money(100_00);
+    if let Some(servers) = &opts.kafka {
+        cfg.kafka = Some(kafka_config(servers, &opts.kafka_properties)?);
+    }
     cfg.validate()?;
 
     let started = Instant::now();
-    let log = node::open_log(&cfg)?;
-    let node = Node::start(&cfg, log.clone(), world::catalog())?;
+    let backend = crate::backend::open(&cfg)?;
+    let log = backend.log.clone();
+    if backend.is_kafka() {
+        let used: Vec<String> = (0..cfg.partitions as i32)
+            .filter(|p| log.end_offset(waybill_domain::topic::JOURNAL, *p).is_ok_and(|end| end > 0))
+            .map(|p| p.to_string())
+            .collect();
+        if !used.is_empty() {
+            anyhow::bail!(
+                "{} on Kafka already holds an earlier run's journal (partitions {}); the demo's orders would meet \
+                 that run's. Start it on a fresh broker or cluster (for the test broker: scripts/broker.sh stop && \
+                 scripts/broker.sh start)",
+                waybill_domain::topic::JOURNAL,
+                used.join(", ")
+            );
+        }
+    }
+    let node = Node::start_on(&cfg, backend, world::catalog())?;
     if let Some(addr) = node.ingest_addr {
         tracing::info!(%addr, "ingestion endpoint of the demo");
     }
@@ -219,6 +246,20 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
     let _ = sim_thread.join();
     node.shutdown();
     Ok(summary)
+}
+
+/// The `[kafka]` section for `--kafka` and `--kafka-property`.
+fn kafka_config(servers: &str, properties: &[String]) -> anyhow::Result<crate::config::KafkaConfig> {
+    use crate::config::{KafkaConfig, KafkaValue};
+    let mut map = BTreeMap::new();
+    map.insert("bootstrap.servers".to_owned(), KafkaValue::Str(servers.to_owned()));
+    for p in properties {
+        let (k, v) = p.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!("--kafka-property {p:?} is not key=value (e.g. security.protocol=SASL_SSL)")
+        })?;
+        map.insert(k.trim().to_owned(), KafkaValue::Str(v.trim().to_owned()));
+    }
+    Ok(KafkaConfig(map))
 }
 
 fn summarize(
