@@ -58,6 +58,13 @@ enum Command {
         /// gRPC control plane listen address (overrides `control.listen`; empty: off).
         #[arg(long)]
         control_listen: Option<String>,
+        /// Metrics and health listen address (overrides `metrics.listen`; empty: off).
+        #[arg(long)]
+        metrics_listen: Option<String>,
+        /// Use the demo's master data instead of `catalog` (to add replicas to a
+        /// `waybill run --kafka` demo).
+        #[arg(long)]
+        demo_catalog: bool,
     },
     /// Run the demo: the orchestrator with a simulated Odoo, warehouse and carrier.
     Run(demo::DemoOptions),
@@ -338,7 +345,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Exceptions { command } => remote::exceptions(command),
         Command::Order { command } => remote::order(command),
         Command::Trace { source_ref, remote } => remote::trace(&source_ref, &remote),
-        Command::Serve { common, listen, control_listen } => {
+        Command::Serve { common, listen, control_listen, metrics_listen, demo_catalog } => {
             let mut extra = Figment::new();
             if let Some(l) = listen {
                 extra = extra.merge(Serialized::default("ingest.listen", l));
@@ -346,9 +353,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(l) = control_listen {
                 extra = extra.merge(Serialized::default("control.listen", l));
             }
+            if let Some(l) = metrics_listen {
+                extra = extra.merge(Serialized::default("metrics.listen", l));
+            }
             let cfg = common.load(extra)?;
             let _telemetry = init_telemetry(&cfg)?;
-            let catalog = cfg.load_catalog()?;
+            let catalog = if demo_catalog { demo::world::catalog() } else { cfg.load_catalog()? };
             let backend = waybill_server::backend::open(&cfg)?;
             let kafka = backend.is_kafka();
             let node = node::Node::start_on(&cfg, backend, catalog)?;
