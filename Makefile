@@ -17,15 +17,19 @@ build:
 run: build
 	./target/release/waybill run --orders $(ORDERS)
 
+# The Kafka tests run in the same pass: a Kafka-protocol broker (Tansu, built once into
+# ~/.cache/waybill/tansu) on 127.0.0.1:19092 for the conformance and group tests, and
+# per-test brokers on free ports for the scale-out tests (tests/kafka_scale.rs).
 test:
+	scripts/broker.sh start
 	$(CARGO) build --bin waybill
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
 		$(CARGO) test --workspace --no-fail-fast; \
-	fi
-	$(CARGO) test --workspace --doc
-	$(MAKE) test-kafka
+	fi; rc=$$?; \
+	$(CARGO) test --workspace --doc || rc=1; \
+	scripts/broker.sh stop; exit $$rc
 	scripts/deploy-check.sh
 	scripts/deploy-check.sh --self-test
 
@@ -33,11 +37,13 @@ bench:
 	$(CARGO) bench -p waybill-server --bench pipeline
 	$(CARGO) bench -p waybill-server --bench approvals
 
-# The Kafka backend against a real Kafka-protocol broker (Tansu, built once into
-# ~/.cache/waybill/tansu and started on 127.0.0.1:19092) and librdkafka's mock cluster.
+# Only the Kafka tests: the backend against a real Kafka-protocol broker (Tansu) and
+# librdkafka's mock cluster, consumer groups, and scale-out through the binary.
 test-kafka:
 	scripts/broker.sh start
-	$(CARGO) test -p waybill-log --features kafka --test kafka_conformance --test kafka_mock; \
+	$(CARGO) build --bin waybill
+	$(CARGO) test -p waybill-log --features kafka --test kafka_conformance --test kafka_group --test kafka_mock \
+		&& $(CARGO) test -p waybill-server --test kafka_scale; \
 		rc=$$?; scripts/broker.sh stop; exit $$rc
 
 # Renders the Kubernetes manifests, validates them offline against the Kubernetes
