@@ -77,3 +77,27 @@ fn dead_letters_can_be_listed_after_a_run() {
     assert!(out.contains("schema id 9999 is not in the registry"), "{out}");
     assert!(out.contains("dead letters"), "{out}");
 }
+
+#[test]
+fn an_unreachable_kafka_is_a_clear_error_naming_the_brokers() {
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let servers = format!("127.0.0.1:{port}");
+    let env = [("WAYBILL_KAFKA__BOOTSTRAP__SERVERS", servers.as_str()), ("WAYBILL_KAFKA__REQUEST_TIMEOUT_MS", "1500")];
+    let (ok, _, err) = waybill(&["topics", "plan"], &env);
+    assert!(!ok);
+    assert!(err.contains(&format!("cannot reach Kafka at {servers}")), "{err}");
+    assert!(err.contains("kafka.bootstrap.servers"), "says what to check: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    // Transactions are refused with the reason, before any connection.
+    let env = [("WAYBILL_KAFKA__BOOTSTRAP__SERVERS", servers.as_str()), ("WAYBILL_KAFKA__TRANSACTIONS", "maybe")];
+    let (ok, _, err) = waybill(&["topics", "plan"], &env);
+    assert!(!ok);
+    assert!(err.contains("`kafka.transactions`") && err.contains("\"maybe\""), "{err}");
+
+    // Without [kafka], `topics` says what it is for.
+    let (ok, _, err) = waybill(&["topics", "plan"], &[]);
+    assert!(!ok);
+    assert!(err.contains("no [kafka] section"), "{err}");
+}
