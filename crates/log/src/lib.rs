@@ -214,6 +214,14 @@ pub enum Error {
     /// The backend cannot be reached or refused the request.
     #[error("event log backend unavailable: {0}")]
     Unavailable(String),
+    /// Another process took over the partition this append wrote for (Kafka
+    /// transactions: its producer fenced this one). Stop working on the partition; do
+    /// not retry.
+    #[error("fenced: {reason}; another process owns the partition now, so this one stops working on it")]
+    Fenced {
+        /// What was fenced, and when.
+        reason: String,
+    },
     /// The log was closed.
     #[error("event log is closed")]
     Closed,

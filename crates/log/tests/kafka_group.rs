@@ -109,3 +109,17 @@ fn partitions_move_between_members_and_each_has_one_owner() {
     member_a.leave();
     assert!(a.owned.lock().unwrap().is_empty(), "leaving revokes what the member owned");
 }
+
+/// Tansu has no Kafka transactions (it answers `InitProducerId`, not `EndTxn`): the
+/// start-up check says so and what to do, instead of every append failing later.
+#[test]
+fn transactions_on_a_broker_without_them_fail_the_check_with_what_to_do() {
+    let mut o = options();
+    o.transactions = true;
+    o.request_timeout = Duration::from_secs(10);
+    let log = KafkaLog::connect(o).expect("Tansu answers InitProducerId");
+    let topic = unique("waybill-txn-check");
+    log.ensure_topic(&topic, 1).unwrap();
+    let err = log.verify_transactions(&topic).expect_err("Tansu has no EndTxn").to_string();
+    assert!(err.contains("cannot run Kafka transactions") && err.contains("kafka.transactions = false"), "{err}");
+}

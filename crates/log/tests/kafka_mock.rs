@@ -183,3 +183,68 @@ fn injected_commit_errors_are_retried() {
     assert_eq!(log.committed("mock-commit", topic, 0).unwrap(), Some(2));
     assert_eq!(read_partition(&log, topic, 0).len(), 2);
 }
+
+fn connect_transactional(mock: &Mock) -> KafkaLog {
+    KafkaLog::connect(KafkaOptions {
+        client_id: "waybill-mock-txn".to_owned(),
+        request_timeout: Duration::from_secs(20),
+        transactions: true,
+        ..KafkaOptions::new(mock.bootstrap_servers())
+    })
+    .expect("connect to the mock cluster with transactions")
+}
+
+/// With `transactions`, a batch with positions commits its records and the positions in
+/// one transaction. The mock runs the transaction API but neither hides aborted records
+/// from readers nor stores the offsets of `TxnOffsetCommit`, so nothing here depends on
+/// either.
+#[test]
+fn transactional_appends_commit_records_and_positions_together() {
+    let topic = "mock.txn";
+    let mock = mock_with_topic(topic, 1);
+    let log = connect_transactional(&mock);
+    log.verify_transactions(topic).expect("the mock runs the transaction APIs");
+    for b in 0..5 {
+        let appended = log.append(batch(topic, 3, b, "mock-txn")).expect("transactional append");
+        assert_eq!(appended.len(), 3);
+    }
+    assert_eq!(log.transaction_outcomes(), (5, 0));
+    // Batches without positions (ingestion, tools) use the plain idempotent producer.
+    log.append(AppendBatch { records: vec![Record::keyed(topic, "plain", "9")], positions: vec![] }).unwrap();
+    assert_eq!(log.transaction_outcomes(), (5, 0));
+    let values = values_by_key(&log, topic, 1);
+    assert_eq!(values["key-0"], vec![0, 1, 2, 3, 4]);
+}
+
+/// A commit the broker refuses aborts the transaction and fails the batch as a whole
+/// (the coordinator retries it); the next append goes through.
+#[test]
+fn a_failed_transaction_is_aborted_and_the_next_one_commits() {
+    let topic = "mock.txn-abort";
+    let mock = mock_with_topic(topic, 1);
+    let log = connect_transactional(&mock);
+    log.append(batch(topic, 1, 0, "mock-txn-abort")).unwrap();
+    mock.request_errors(RDKafkaApiKey::EndTxn, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_TXN_STATE; 1]);
+    let err = log.append(batch(topic, 1, 1, "mock-txn-abort")).expect_err("the commit is refused");
+    assert!(err.to_string().contains("committing the transaction"), "{err}");
+    assert_eq!(log.transaction_outcomes(), (1, 1), "the failed transaction is counted as aborted");
+    // The log is usable afterwards (a fresh producer if the old one cannot go on).
+    log.append(batch(topic, 1, 2, "mock-txn-abort")).expect("the next transaction commits");
+    assert!(log.transaction_outcomes().0 >= 2);
+}
+
+/// A producer fenced by a newer one with the same transactional id (another process
+/// took the partition over) gets `Fenced`, not a retryable error, so its worker stops
+/// instead of writing on. The mock does not bump epochs for a second producer of the
+/// same id, so the broker's answer is injected.
+#[test]
+fn a_fenced_producer_reports_fenced_and_is_not_retried() {
+    let topic = "mock.txn-fence";
+    let mock = mock_with_topic(topic, 1);
+    let log = connect_transactional(&mock);
+    log.append(batch(topic, 1, 0, "mock-fence")).unwrap();
+    mock.request_errors(RDKafkaApiKey::EndTxn, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED]);
+    let err = log.append(batch(topic, 1, 1, "mock-fence")).expect_err("the producer is fenced");
+    assert!(matches!(err, waybill_log::Error::Fenced { .. }), "{err}");
+    assert!(err.to_string().contains("another process owns the partition"), "{err}");
+}

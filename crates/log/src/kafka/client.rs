@@ -46,7 +46,7 @@ const MANAGED: &[(&str, &str)] = &[
     ("group.id", "consumer groups are named by the positions Waybill stores"),
     ("enable.partition.eof", "the Kafka backend needs end-of-partition events to stop reads"),
     ("partitioner", "Waybill partitions by Kafka's murmur2 itself and passes explicit partitions"),
-    ("transactional.id", "Kafka transactions are not supported by this backend yet"),
+    ("transactional.id", "set kafka.transactions = true; Waybill names one transactional id per partition"),
 ];
 
 /// Keys that may be set only to the value Waybill relies on.
