@@ -294,19 +294,13 @@ pub mod kafka {
     /// The Kafka client options of `cfg`.
     pub fn options(cfg: &Config) -> anyhow::Result<KafkaOptions> {
         let settings = cfg.kafka.as_ref().context("no [kafka] section in the config")?.settings()?;
-        if settings.transactions {
-            anyhow::bail!(
-                "kafka.transactions = true: Kafka transactions are not available in this release. Waybill's \
-                 exactly-once effect does not need them (outputs carry ids derived from their input and every reader \
-                 drops what it already applied; ARCHITECTURE.md, \"Exactly once on Kafka\"); remove the key"
-            );
-        }
         Ok(KafkaOptions {
             bootstrap_servers: settings.bootstrap_servers,
             client_id: settings.client_id,
             properties: settings.properties,
             request_timeout: Duration::from_millis(settings.request_timeout_ms),
             replication_factor: cfg.topics.replication_factor,
+            transactions: settings.transactions,
         })
     }
 
@@ -319,6 +313,10 @@ pub mod kafka {
             return Err(e);
         }
         create_missing(&log, &checked)?;
+        if log.options().transactions {
+            log.verify_transactions(topic::JOURNAL)?;
+            tracing::info!("Kafka transactions are on: journal, commands and positions commit together");
+        }
         Ok(Backend { log: log.clone(), kafka: Some(log) })
     }
 

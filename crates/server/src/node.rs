@@ -88,6 +88,8 @@ pub struct Node {
     /// The gRPC control plane, when enabled (`control.listen`).
     pub control: Option<ControlServer>,
     member: Option<Member>,
+    #[cfg(feature = "kafka")]
+    kafka: Option<Arc<waybill_log::kafka::KafkaLog>>,
     workers: Arc<Workers>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
@@ -154,6 +156,8 @@ impl Node {
             metrics_addr: None,
             control: None,
             member,
+            #[cfg(feature = "kafka")]
+            kafka: backend.kafka.clone(),
             workers,
             stop,
             threads,
@@ -235,6 +239,8 @@ impl Node {
     /// The readiness view of this node (log reachable, no partition stuck).
     pub fn health(&self, cfg: &Config) -> Health {
         Health {
+            #[cfg(feature = "kafka")]
+            kafka: self.kafka.clone(),
             log: self.log.clone(),
             stats: self.stats.clone(),
             projections: self.projections.clone(),
@@ -321,8 +327,14 @@ impl Workers {
             let stop = Arc::new(AtomicBool::new(false));
             let (c, s, failure) = (self.coordinator.clone(), stop.clone(), self.failure.clone());
             let spawned = std::thread::Builder::new().name(format!("coordinator-{p}")).spawn(move || {
-                supervise(&format!("coordinator partition {p}"), &s, &failure, || {
-                    c.run_partition(p, &s).map_err(anyhow::Error::from)
+                supervise(&format!("coordinator partition {p}"), &s, &failure, || match c.run_partition(p, &s) {
+                    // Another replica owns the partition now (its transactional producer
+                    // fenced ours): stop writing for it; the group's revocation follows.
+                    Err(waybill_saga::Error::Log(e @ waybill_log::Error::Fenced { .. })) => {
+                        tracing::error!(waybill.partition = p, error = %e, "partition fenced; its worker stops");
+                        Ok(())
+                    }
+                    other => other.map_err(anyhow::Error::from),
                 })
             });
             match spawned {

@@ -62,6 +62,9 @@ pub struct Health {
     pub partitions: u32,
     /// A partition whose worker has not completed a turn for this long is stuck.
     pub stuck_after: Duration,
+    /// The Kafka log, when the node runs on Kafka (transaction counts).
+    #[cfg(feature = "kafka")]
+    pub kafka: Option<Arc<waybill_log::kafka::KafkaLog>>,
 }
 
 impl Health {
@@ -85,6 +88,14 @@ impl Health {
     }
 
     fn refresh_gauges(&self) {
+        #[cfg(feature = "kafka")]
+        if let Some(k) = &self.kafka
+            && k.options().transactions
+        {
+            let (commits, aborts) = k.transaction_outcomes();
+            metrics::counter!(names::TRANSACTIONS, "outcome" => "commit").absolute(commits);
+            metrics::counter!(names::TRANSACTIONS, "outcome" => "abort").absolute(aborts);
+        }
         let stuck = self.stats.stuck(self.stuck_after);
         // A partition another replica owns is not stuck here.
         for p in 0..self.partitions as i32 {

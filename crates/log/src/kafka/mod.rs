@@ -379,7 +379,11 @@ impl KafkaLog {
         if let Some(p) = lock(&self.txn_producers).get(&key) {
             return Ok(p.clone());
         }
-        let id = format!("{}.{group}.{partition}", self.options.client_id);
+        let id = if partition < 0 {
+            format!("{}.{group}", self.options.client_id)
+        } else {
+            format!("{}.{group}.{partition}", self.options.client_id)
+        };
         let producer = Arc::new(Mutex::new(self.new_transactional_producer(&id)?));
         lock(&self.txn_producers).insert(key, producer.clone());
         Ok(producer)
@@ -392,14 +396,17 @@ impl KafkaLog {
         targets: &[i32],
         positions: &[crate::Position],
     ) -> Result<Vec<Appended>> {
-        let (group, partition) = (&positions[0].group, positions[0].partition);
-        if positions.iter().any(|p| p.group != *group || p.partition != partition) {
+        let group = &positions[0].group;
+        if positions.iter().any(|p| p.group != *group) {
             return Err(Error::InvalidRequest {
-                reason:
-                    "a transactional append commits the positions of one group in one partition number; split the batch"
-                        .into(),
+                reason: "a transactional append commits the positions of one consumer group; split the batch".into(),
             });
         }
+        // A writer of one partition number (a coordinator worker) gets a producer of its
+        // own, so the next owner of the partition fences it; a reader of many partitions
+        // (a connector) gets one per group (`-1`).
+        let partition =
+            if positions.iter().all(|p| p.partition == positions[0].partition) { positions[0].partition } else { -1 };
         let handle = self.txn_producer(group, partition)?;
         let producer = lock(&handle);
         let member = lock(&self.members).get(group.as_str()).cloned();

@@ -217,12 +217,16 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
             finished = true;
             break;
         }
-        if let Some(f) = node.failure() {
-            bar.abandon();
-            anyhow::bail!("the orchestrator failed: {f}");
-        }
+        // Workers restart themselves after an error (an unreachable broker, say); the
+        // demo only gives up at its deadline, and then says what went wrong.
         if Instant::now() > deadline {
             bar.abandon_with_message("timed out");
+            if let Some(f) = node.failure() {
+                stop.store(true, Ordering::Relaxed);
+                let _ = sim_thread.join();
+                node.shutdown();
+                anyhow::bail!("the demo did not finish within {} s; the orchestrator reported: {f}", opts.timeout);
+            }
             break;
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -172,10 +172,30 @@ impl Simulator {
 
     /// Runs until `stop` is set.
     pub fn run(&mut self, stop: &AtomicBool) -> anyhow::Result<()> {
+        let mut failing_since: Option<std::time::Instant> = None;
         while !stop.load(Ordering::Relaxed) {
             let mut busy = self.release_orders();
-            busy += self.read_commands()?;
-            busy += self.emit_due()?;
+            // The simulated systems ride out an unreachable log as real ones would:
+            // nothing they were about to send is dropped, they retry.
+            let turn = self.read_commands().and_then(|n| Ok(n + self.emit_due()?));
+            match turn {
+                Ok(n) => {
+                    busy += n;
+                    if let Some(since) = failing_since.take() {
+                        tracing::info!(
+                            after_ms = since.elapsed().as_millis() as u64,
+                            "simulator reaches the log again"
+                        );
+                    }
+                }
+                Err(e) => {
+                    if failing_since.is_none() {
+                        tracing::warn!(error = %format!("{e:#}"), "simulator cannot reach the log; retrying");
+                        failing_since = Some(std::time::Instant::now());
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
             self.stats.pending.store(self.actions.len() as u64, Ordering::Relaxed);
             if busy == 0 {
                 std::thread::sleep(Duration::from_millis(2));
@@ -614,7 +634,20 @@ impl Simulator {
             })
             .collect();
         let n = records.len();
-        self.log.append(AppendBatch { records, positions })?;
+        if let Err(e) = self.log.append(AppendBatch { records, positions }) {
+            // Put everything back, due now: the next turn sends it again (a record that
+            // did reach the log is sent twice under the same event id and dropped).
+            for a in done {
+                if let Some((t, p, o)) = &a.source {
+                    *self.pending.entry((t.clone(), *p)).or_default().entry(*o).or_insert(0) += 1;
+                }
+                let k = self.next_action;
+                self.next_action += 1;
+                self.queue.push(Reverse((now, k)));
+                self.actions.insert(k, a);
+            }
+            return Err(e.into());
+        }
         self.stats.events.fetch_add(n as u64, Ordering::Relaxed);
         for a in done {
             self.emitted.insert(a.id);
