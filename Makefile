@@ -9,9 +9,17 @@ CARGO ?= cargo
 ORDERS ?= 1000
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test test-kafka bench lint fmt build clean deploy-check deploy-check-self-test
+.PHONY: run test test-kafka bench lint fmt build clean deploy-check deploy-check-self-test prereqs
 
-build:
+# librdkafka (built from source by rdkafka-sys) links the system's OpenSSL and zlib.
+prereqs:
+	@if ! pkg-config --exists openssl zlib 2>/dev/null; then \
+		echo "installing the C libraries librdkafka links: libssl-dev zlib1g-dev pkg-config"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libssl-dev zlib1g-dev pkg-config; \
+	fi
+
+build: prereqs
 	$(CARGO) build --release --bin waybill
 
 run: build
@@ -20,7 +28,7 @@ run: build
 # The Kafka tests run in the same pass: a Kafka-protocol broker (Tansu, built once into
 # ~/.cache/waybill/tansu) on 127.0.0.1:19092 for the conformance and group tests, and
 # per-test brokers on free ports for the scale-out tests (tests/kafka_scale.rs).
-test:
+test: prereqs
 	scripts/broker.sh start
 	$(CARGO) build --bin waybill
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
@@ -33,13 +41,13 @@ test:
 	scripts/deploy-check.sh
 	scripts/deploy-check.sh --self-test
 
-bench:
+bench: prereqs
 	$(CARGO) bench -p waybill-server --bench pipeline
 	$(CARGO) bench -p waybill-server --bench approvals
 
 # Only the Kafka tests: the backend against a real Kafka-protocol broker (Tansu) and
 # librdkafka's mock cluster, consumer groups, and scale-out through the binary.
-test-kafka:
+test-kafka: prereqs
 	scripts/broker.sh start
 	$(CARGO) build --bin waybill
 	$(CARGO) test -p waybill-log --features kafka --test kafka_conformance --test kafka_group --test kafka_mock \
