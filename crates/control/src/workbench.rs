@@ -402,7 +402,7 @@ impl Control {
         dry_run: bool,
     ) -> Result<proto::ReplayResponse> {
         let action = if dry_run { "replay-dry-run" } else { "replay" };
-        let mut call = Call { who, peer, action, target: &r.saga_id, order_ref: String::new(), note: &r.note };
+        let call = Call { who, peer, action, target: &r.saga_id, order_ref: String::new(), note: &r.note };
         let needed = if dry_run { Role::Viewer } else { Role::Operator };
         let plan = who
             .require(needed, if dry_run { "previewing a replay" } else { "replaying a saga's events" })
@@ -411,7 +411,8 @@ impl Control {
             Ok(p) => p,
             Err(e) => return self.refuse_at_edge(&call, e),
         };
-        call.order_ref.clone_from(&plan.order_ref);
+        // From here on the audit names the saga the target resolved to.
+        let call = Call { target: &plan.saga_id, order_ref: plan.order_ref.clone(), ..call };
         let request_id = request_id();
         let event_id = format!("control:{action}:{}:{request_id}", plan.saga_id);
         let request = ReplayRequest {
@@ -443,7 +444,7 @@ impl Control {
             let step = flow::replay(&mut copy, &event_id, &request, &plan.records, &env, &cause);
             let (applied, refused) = outcome_of(&step.journal, &event_id);
             let detail = format!(
-                "would apply {applied} of {} records: {} journal events, commands [{}]",
+                "would apply {applied} of {} records, write {} journal events and issue commands [{}]",
                 plan.records.len(),
                 step.journal.len(),
                 step.commands.iter().map(|c| c.meta.idempotency_key.as_str()).collect::<Vec<_>>().join(", ")
