@@ -930,3 +930,52 @@ fn workbench_replay_dry_run_writes_nothing_then_replay_recovers_a_dead_letter() 
     let again = h.replay(VERA, order, true).unwrap();
     assert!(again.commands.is_empty() && again.applied == 0, "{again:#?}");
 }
+
+/// The CLI against the same server: `waybill exceptions list|retry|resolve` and `waybill
+/// saga replay`, as tables and as JSON.
+#[test]
+fn workbench_cli_prints_tables_and_json() {
+    let h = Harness::start(&tokens(""), |cfg, _| cfg.policy.fulfillment.pick_timeout_secs = 0.2);
+    h.append(released_order("SO-W3", 1));
+    h.wait_status("SO-W3", OrderStatus::Reserving);
+    h.append(reserved_order("SO-W3", 1));
+    let xs = h.exceptions_of("SO-W3", |xs| xs.iter().any(|x| x.category == "pick-overdue"));
+    let id = xs.iter().find(|x| x.category == "pick-overdue").unwrap().exception_id.clone();
+    let server = h.url("http");
+    let waybill = |token: &str, args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_waybill"))
+            .args(args)
+            .args(["--server", server.as_str(), "--token", token])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (ok, out, err) = waybill(VERA, &["exceptions", "list", "--open", "--category", "pick-overdue"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("EXCEPTION") && out.contains(&id), "{out}");
+
+    let (ok, _, err) = waybill(VERA, &["exceptions", "retry", &id]);
+    assert!(!ok && err.contains("PermissionDenied"), "{err}");
+
+    let (ok, out, err) = waybill(OLGA, &["exceptions", "retry", &id, "--note", "lost wave", "--output", "json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["outcome"].as_str(), v["idempotency_key"].as_str()), (Some("retried"), Some("release:SO-W3")), "{v}");
+
+    let (ok, out, err) = waybill(VERA, &["saga", "replay", "o2f:SO-W3", "--dry-run"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("dry run:") && out.contains("OrderReleased") && out.contains("SagaReplayed"), "{out}");
+
+    let (ok, _, err) = waybill(OLGA, &["exceptions", "resolve", &id]);
+    assert!(!ok && err.contains("--note"), "clap asks for the note: {err}");
+    let (ok, out, err) = waybill(OLGA, &["exceptions", "resolve", &id, "--note", "picked by hand"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("resolved by olga (operator): picked by hand"), "{out}");
+    let (ok, _, err) = waybill(OLGA, &["exceptions", "resolve", &id, "--note", "again"]);
+    assert!(!ok && err.contains("FailedPrecondition") && err.contains("already resolved"), "{err}");
+}
