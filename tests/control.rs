@@ -26,6 +26,7 @@ const SAM: &str = "sam-senior-approver-0003";
 const VERA: &str = "vera-viewer-token-000004";
 /// The identity that requested the held postings (the warehouse's goods issue).
 const WMS: &str = "wms-as-approver-token-05";
+const OLGA: &str = "olga-operator-token-0006";
 
 fn tokens(extra: &str) -> String {
     format!(
@@ -49,6 +50,11 @@ role = "senior-approver"
 token = "{VERA}"
 identity = "vera"
 role = "viewer"
+
+[[tokens]]
+token = "{OLGA}"
+identity = "olga"
+role = "operator"
 {extra}"#
     )
 }
@@ -620,4 +626,356 @@ fn mutual_tls_identifies_clients_and_refuses_bad_certificates() {
     assert_eq!((ok.state.as_str(), ok.decided_by.as_str()), ("approved", "billing-service"));
     let audit = h.audit(&p, 1);
     assert!(audit.iter().any(|e| e.actor == "billing-service" && e.outcome == "approved"), "{audit:#?}");
+}
+
+/// An inbound event of `order` from `system`, with id `<id>:<order>`.
+fn order_event(order: &str, id: &str, system: System, body: EventBody) -> InboundEvent {
+    InboundEvent {
+        meta: EventMeta {
+            event_id: format!("{id}:{order}"),
+            source: SourceRef::new(system, order),
+            correlation_key: order.to_string(),
+            occurred_at: Timestamp::now(),
+        },
+        body,
+    }
+}
+
+fn released_order(order: &str, units: i64) -> InboundEvent {
+    order_event(
+        order,
+        "odoo:release",
+        System::Odoo,
+        EventBody::OrderReleased(OrderReleased {
+            order_ref: order.into(),
+            customer_ref: "C1".into(),
+            ship_to: "C1-SHIP".into(),
+            currency: "EUR".into(),
+            client_order_ref: None,
+            lines: vec![OrderLine {
+                line_no: 1,
+                sku: "PLAIN".into(),
+                uom: "Units".into(),
+                quantity: Qty::units(units),
+                unit_price: Money(1250),
+                tax_code: Some("VAT20".into()),
+                requested_date: Timestamp(0),
+                warehouse: "WH1".into(),
+            }],
+        }),
+    )
+}
+
+fn reserved_order(order: &str, units: i64) -> InboundEvent {
+    order_event(
+        order,
+        "wms:reserved",
+        System::Wms,
+        EventBody::StockReserved(StockReserved {
+            order_ref: order.into(),
+            lines: vec![LineReservation { line_no: 1, reserved: Qty::units(units), short: Qty::ZERO }],
+        }),
+    )
+}
+
+impl Harness {
+    /// The exceptions of `order` (open and resolved), once `ready` holds for them.
+    fn exceptions_of(&self, order: &str, ready: impl Fn(&[proto::Exception]) -> bool) -> Vec<proto::Exception> {
+        let mut c = self.clients(Some(VERA));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let all = self
+                .rt
+                .block_on(c.queries.list_exceptions(proto::ListExceptionsRequest { limit: 1000, ..Default::default() }))
+                .unwrap()
+                .into_inner()
+                .exceptions;
+            let mine: Vec<proto::Exception> = all.into_iter().filter(|x| x.order_ref == order).collect();
+            if ready(&mine) {
+                return mine;
+            }
+            assert!(Instant::now() < deadline, "exceptions of {order} never got ready: {mine:#?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn exception_action(
+        &self,
+        token: &str,
+        exception_id: &str,
+        note: &str,
+        retry: bool,
+    ) -> Result<proto::ExceptionActionResponse, tonic::Status> {
+        let mut c = self.clients(Some(token));
+        let req = proto::ExceptionActionRequest { exception_id: exception_id.into(), note: note.into() };
+        let call = async {
+            if retry { c.workbench.retry_exception(req).await } else { c.workbench.resolve_exception(req).await }
+        };
+        self.rt.block_on(call).map(|r| r.into_inner())
+    }
+
+    fn replay(&self, token: &str, saga: &str, dry_run: bool) -> Result<proto::ReplayResponse, tonic::Status> {
+        let mut c = self.clients(Some(token));
+        let req = proto::ReplayRequest { saga_id: saga.into(), note: "after the carrier outage".into() };
+        let call =
+            async { if dry_run { c.workbench.dry_run_replay(req).await } else { c.workbench.replay(req).await } };
+        self.rt.block_on(call).map(|r| r.into_inner())
+    }
+
+    /// Commands with idempotency key `key` in `waybill.commands.<system>`, decoded.
+    fn commands_with_key(&self, system: System, key: &str) -> Vec<waybill_domain::Command> {
+        let log = &self.node().log;
+        let t = topic::commands(system);
+        let mut out = Vec::new();
+        for p in 0..log.partitions(&t).unwrap() as i32 {
+            for r in log.read(&t, p, 0, 100_000).unwrap() {
+                let c = waybill_schema::decode_command(&r.value).unwrap();
+                if c.meta.idempotency_key == key {
+                    out.push(c);
+                }
+            }
+        }
+        out
+    }
+
+    /// The end offsets of every topic the sagas read or write, except `waybill.audit`.
+    fn saga_topic_ends(&self) -> Vec<(String, i32, i64)> {
+        let log = &self.node().log;
+        let mut topics = topic::coordinator_inputs();
+        topics.push(topic::JOURNAL.into());
+        topics.push(topic::DLQ.into());
+        topics.extend(topic::command_topics());
+        let mut out = Vec::new();
+        for t in topics {
+            for p in 0..log.partitions(&t).unwrap() as i32 {
+                out.push((t.clone(), p, log.end_offset(&t, p).unwrap()));
+            }
+        }
+        out
+    }
+}
+
+#[test]
+fn workbench_retry_and_resolve_over_grpc() {
+    let h = Harness::start(&tokens(""), |cfg, _| cfg.policy.fulfillment.pick_timeout_secs = 0.2);
+    // Released to the warehouse, never picked: the pick becomes overdue.
+    h.append(released_order("SO-W1", 2));
+    h.wait_status("SO-W1", OrderStatus::Reserving);
+    h.append(reserved_order("SO-W1", 2));
+    let xs = h.exceptions_of("SO-W1", |xs| xs.iter().any(|x| x.category == "pick-overdue"));
+    let id = xs.iter().find(|x| x.category == "pick-overdue").unwrap().exception_id.clone();
+    assert_eq!(id, "o2f:SO-W1/pick-overdue/1");
+
+    // A viewer may look but not act.
+    let e = h.exception_action(VERA, &id, "", true).unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+
+    // Retry: the release goes out again with the same idempotency key and the same body.
+    let r = h.exception_action(OLGA, &id, "warehouse lost the wave", true).unwrap();
+    assert_eq!((r.outcome.as_str(), r.idempotency_key.as_str()), ("retried", "release:SO-W1"), "{r:?}");
+    assert!(r.exception.as_ref().is_some_and(|x| x.resolved_at_us == 0), "a retry leaves it open: {r:?}");
+    let sent = h.commands_with_key(System::Wms, "release:SO-W1");
+    assert_eq!(sent.len(), 2, "the original release and its retry");
+    assert_eq!(sent[0].body, sent[1].body, "a retry never sends a different command for the key");
+
+    // Resolve needs a note; with one it closes the exception; twice is refused.
+    let e = h.exception_action(OLGA, &id, " ", false).unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let r = h.exception_action(OLGA, &id, "picked by hand, warehouse confirmed", false).unwrap();
+    assert_eq!(r.outcome, "resolved", "{r:?}");
+    // Read your writes: the list shows it resolved, with the note.
+    let mut viewer = h.clients(Some(VERA));
+    let all =
+        h.rt.block_on(viewer.queries.list_exceptions(proto::ListExceptionsRequest::default()))
+            .unwrap()
+            .into_inner()
+            .exceptions;
+    let x = all.iter().find(|x| x.exception_id == id).unwrap();
+    assert!(x.resolved_at_us > 0 && x.resolution.contains("picked by hand"), "{x:?}");
+    let open =
+        h.rt.block_on(
+            viewer.queries.list_exceptions(proto::ListExceptionsRequest { open_only: true, ..Default::default() }),
+        )
+        .unwrap()
+        .into_inner()
+        .exceptions;
+    assert!(open.iter().all(|x| x.exception_id != id));
+    let e = h.exception_action(OLGA, &id, "again", false).unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("already resolved"), "{}", e.message());
+    let e = h.exception_action(OLGA, &id, "", true).unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    let e = h.exception_action(OLGA, "o2f:SO-W1/pick-overdue/7", "", true).unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+
+    // Every attempt is audited: who, what, from where, how it ended.
+    let audit = h.audit(&id, 6);
+    let outcome = |action: &str, outcome: &str| {
+        audit.iter().filter(|e| e.action == action && e.outcome == outcome && !e.peer.is_empty()).count()
+    };
+    assert_eq!(outcome("retry", "retried"), 1, "{audit:#?}");
+    assert_eq!(outcome("resolve", "resolved"), 1, "{audit:#?}");
+    assert_eq!(outcome("retry", "refused"), 2, "the viewer's and the retry of a resolved one: {audit:#?}");
+    assert_eq!(outcome("resolve", "refused"), 2, "no note, and twice: {audit:#?}");
+    let resolved = audit.iter().find(|e| e.outcome == "resolved").unwrap();
+    assert_eq!((resolved.actor.as_str(), resolved.role.as_str()), ("olga", "operator"));
+    assert_eq!(resolved.topic, topic::CONTROL);
+    // Both actions are events in the log, consumed by the saga.
+    assert_eq!(h.log_records(topic::CONTROL, &id), 2);
+}
+
+#[test]
+fn workbench_replay_dry_run_writes_nothing_then_replay_recovers_a_dead_letter() {
+    let h = Harness::start(&tokens(""), |_, _| {});
+    let order = "SO-W2";
+    h.append(released_order(order, 1));
+    h.wait_status(order, OrderStatus::Reserving);
+    h.append(reserved_order(order, 1));
+    h.wait_status(order, OrderStatus::Reserved);
+    h.append(order_event(
+        order,
+        "wms:pick",
+        System::Wms,
+        EventBody::PickConfirmed(PickConfirmed {
+            order_ref: order.into(),
+            pick_id: "P-W2".into(),
+            lines: vec![PickedLine {
+                line_no: 1,
+                sku: "PLAIN".into(),
+                quantity: Qty::units(1),
+                lots: vec![],
+                serials: vec![],
+                bin: "A-01".into(),
+            }],
+            complete: true,
+        }),
+    ));
+    h.wait_status(order, OrderStatus::Picked);
+    // The carrier's booking overtakes the goods issue: dead-lettered, a bad-input exception.
+    h.append(order_event(
+        order,
+        "carrier:booked",
+        System::Carrier,
+        EventBody::CarrierBooked(CarrierBooked {
+            order_ref: order.into(),
+            shipment_id: "SHP-W2".into(),
+            carrier: "DHL".into(),
+            tracking_ref: "JD01".into(),
+        }),
+    ));
+    let xs = h.exceptions_of(order, |xs| xs.iter().any(|x| x.category == "bad-input"));
+    let dead = xs.iter().find(|x| x.category == "bad-input").unwrap().exception_id.clone();
+    h.append(order_event(
+        order,
+        "wms:issued",
+        System::Wms,
+        EventBody::GoodsIssued(GoodsIssued {
+            order_ref: order.into(),
+            shipment_id: "SHP-W2".into(),
+            lines: vec![ShippedLine {
+                line_no: 1,
+                sku: "PLAIN".into(),
+                quantity: Qty::units(1),
+                lots: vec![],
+                serials: vec![],
+            }],
+            packages: vec![],
+        }),
+    ));
+    h.wait_status(order, OrderStatus::Shipped);
+    // Let the sagas settle (the invoice of the shipment is held for approval).
+    let posting = "inv:SHP-W2";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h.node().projections.posting(posting).unwrap().is_none() {
+        assert!(Instant::now() < deadline, "posting {posting} was never held");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    // Dry run, as a viewer: says what would change, writes nothing the sagas read or write.
+    let before = h.saga_topic_ends();
+    let dry = h.replay(VERA, &format!("o2f:{order}"), true).unwrap();
+    assert!(dry.dry_run);
+    assert!(dry.inputs.iter().any(|i| i.dead_letter == dead && i.event == "CarrierBooked"), "{dry:#?}");
+    let keys: Vec<&str> = dry.commands.iter().map(|c| c.idempotency_key.as_str()).collect();
+    assert_eq!(keys, ["confirm-shipment:SHP-W2"], "{dry:#?}");
+    assert!(dry.journal.iter().any(|j| j.event == "CarrierAssigned"), "{dry:#?}");
+    assert_eq!(dry.applied, 1);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(h.saga_topic_ends(), before, "a dry run writes nothing to the saga's topics");
+    assert_eq!(h.node().projections.order(order).unwrap().unwrap().shipments[0].carrier, None);
+    // ... but it is audited.
+    let audit = h.audit(&format!("o2f:{order}"), 1);
+    assert!(audit.iter().any(|e| e.action == "replay-dry-run" && e.outcome == "dry-run" && e.actor == "vera"));
+
+    // The real replay needs an operator.
+    let e = h.replay(VERA, order, false).unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    let e = h.replay(OLGA, "o2f:SO-NOPE", false).unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    let done = h.replay(OLGA, &format!("o2f:{order}"), false).unwrap();
+    assert!(!done.dry_run && !done.event_id.is_empty());
+    let keys: Vec<&str> = done.commands.iter().map(|c| c.idempotency_key.as_str()).collect();
+    assert_eq!(keys, ["confirm-shipment:SHP-W2"], "{done:#?}");
+    assert_eq!(done.commands[0].command, "ConfirmShipment");
+    assert_eq!(h.commands_with_key(System::Odoo, "confirm-shipment:SHP-W2").len(), 1);
+    // Read your writes: the order has its carrier and the dead letter is closed.
+    let o = h.node().projections.order(order).unwrap().unwrap();
+    assert_eq!(o.shipments[0].carrier.as_deref(), Some("DHL"));
+    let x = h.node().projections.exception(&dead).unwrap().unwrap();
+    assert!(x.resolved_at.is_some(), "{x:?}");
+    let audit = h.audit(&format!("o2f:{order}"), 2);
+    assert!(audit.iter().any(|e| e.action == "replay" && e.outcome == "replayed" && e.actor == "olga"), "{audit:#?}");
+
+    // Replaying again changes nothing.
+    let again = h.replay(VERA, order, true).unwrap();
+    assert!(again.commands.is_empty() && again.applied == 0, "{again:#?}");
+}
+
+/// The CLI against the same server: `waybill exceptions list|retry|resolve` and `waybill
+/// saga replay`, as tables and as JSON.
+#[test]
+fn workbench_cli_prints_tables_and_json() {
+    let h = Harness::start(&tokens(""), |cfg, _| cfg.policy.fulfillment.pick_timeout_secs = 0.2);
+    h.append(released_order("SO-W3", 1));
+    h.wait_status("SO-W3", OrderStatus::Reserving);
+    h.append(reserved_order("SO-W3", 1));
+    let xs = h.exceptions_of("SO-W3", |xs| xs.iter().any(|x| x.category == "pick-overdue"));
+    let id = xs.iter().find(|x| x.category == "pick-overdue").unwrap().exception_id.clone();
+    let server = h.url("http");
+    let waybill = |token: &str, args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_waybill"))
+            .args(args)
+            .args(["--server", server.as_str(), "--token", token])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (ok, out, err) = waybill(VERA, &["exceptions", "list", "--open", "--category", "pick-overdue"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("EXCEPTION") && out.contains(&id), "{out}");
+
+    let (ok, _, err) = waybill(VERA, &["exceptions", "retry", &id]);
+    assert!(!ok && err.contains("PermissionDenied"), "{err}");
+
+    let (ok, out, err) = waybill(OLGA, &["exceptions", "retry", &id, "--note", "lost wave", "--output", "json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["outcome"].as_str(), v["idempotency_key"].as_str()), (Some("retried"), Some("release:SO-W3")), "{v}");
+
+    let (ok, out, err) = waybill(VERA, &["saga", "replay", "o2f:SO-W3", "--dry-run"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("dry run:") && out.contains("OrderReleased") && out.contains("SagaReplayed"), "{out}");
+
+    let (ok, _, err) = waybill(OLGA, &["exceptions", "resolve", &id]);
+    assert!(!ok && err.contains("--note"), "clap asks for the note: {err}");
+    let (ok, out, err) = waybill(OLGA, &["exceptions", "resolve", &id, "--note", "picked by hand"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("resolved by olga (operator): picked by hand"), "{out}");
+    let (ok, _, err) = waybill(OLGA, &["exceptions", "resolve", &id, "--note", "again"]);
+    assert!(!ok && err.contains("FailedPrecondition") && err.contains("already resolved"), "{err}");
 }

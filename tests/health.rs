@@ -35,6 +35,8 @@ fn grpc_health_follows_readiness() {
             log,
             projections,
             approval_limits: Default::default(),
+            catalog: Default::default(),
+            policy: Default::default(),
             audit_dir: dir.path().join("audit"),
             partitions: 1,
             readiness: Some(ready.clone()),

@@ -1,5 +1,5 @@
-//! The audit projection: who tried to approve or reject which posting, when, from where,
-//! and how it ended. Derived from the log only, so deleting `data/audit` and restarting
+//! The audit projection: who tried to approve or reject which posting, or to retry,
+//! resolve or replay on the workbench, when, from where, and how it ended. Derived from the log only, so deleting `data/audit` and restarting
 //! rebuilds it:
 //!
 //! - `waybill.control`: every decision the control plane sent to the saga, with the
@@ -7,8 +7,9 @@
 //! - `waybill.audit` ([`AUDIT_TOPIC`]): attempts the control plane answered itself
 //!   (refused: role, four-eyes, limit, stale version, unknown posting; or already
 //!   decided), as JSON [`EdgeRecord`]s — they never reach the saga;
-//! - `waybill.journal`: the saga's verdict on each decision (`PostingApproved`,
-//!   `PostingRejected` or `ControlRefused`, whose `caused_by` is the decision's event id).
+//! - `waybill.journal`: the saga's verdict on each action (`PostingApproved`,
+//!   `PostingRejected`, `ExceptionRetried`, `ExceptionResolved`, `SagaReplayed` or
+//!   `ControlRefused`, whose `caused_by` is the action's event id).
 //!
 //! Entries and verdicts are stored under separate keys and joined when read, so the
 //! order in which the three topics are read does not matter; checkpoints are written in
@@ -54,9 +55,9 @@ pub struct AuditEntry {
     pub role: String,
     /// From where.
     pub peer: String,
-    /// `approve` or `reject`.
+    /// `approve`, `reject`, `retry`, `resolve`, `replay` or `replay-dry-run`.
     pub action: String,
-    /// Which posting.
+    /// Which posting, exception or saga.
     pub posting_id: String,
     /// Its order.
     pub order_ref: String,
@@ -200,23 +201,42 @@ fn header(r: &StoredRecord, name: &str) -> String {
 fn apply(r: &StoredRecord, batch: &mut sled::Batch) {
     if r.topic == topic::CONTROL {
         let Ok(event) = waybill_schema::decode_event(&r.value) else { return };
-        let (action, d) = match &event.body {
-            EventBody::PostingApproved(d) => ("approve", d),
-            EventBody::PostingRejected(d) => ("reject", d),
+        let peer = header(r, headers::PEER);
+        let peer = if peer.is_empty() { "(not through the control plane)".to_string() } else { peer };
+        // (action, actor, role, subject, order, expected version, reason)
+        let (action, actor, role, subject, order_ref, version, reason) = match &event.body {
+            EventBody::PostingApproved(d) | EventBody::PostingRejected(d) => (
+                if matches!(event.body, EventBody::PostingApproved(_)) { "approve" } else { "reject" },
+                &d.actor,
+                &d.role,
+                &d.posting_id,
+                &d.order_ref,
+                d.expected_version,
+                &d.reason,
+            ),
+            EventBody::ExceptionRetryRequested(a) | EventBody::ExceptionResolveRequested(a) => (
+                if matches!(event.body, EventBody::ExceptionRetryRequested(_)) { "retry" } else { "resolve" },
+                &a.actor,
+                &a.role,
+                &a.exception_id,
+                &a.order_ref,
+                0,
+                &a.note,
+            ),
+            EventBody::SagaReplayRequested(x) => ("replay", &x.actor, &x.role, &x.saga_id, &x.order_ref, 0, &x.note),
             _ => return,
         };
-        let peer = header(r, headers::PEER);
         let entry = AuditEntry {
             event_id: event.meta.event_id.clone(),
             at_us: event.meta.occurred_at.0,
-            actor: d.actor.clone(),
-            role: d.role.clone(),
-            peer: if peer.is_empty() { "(not through the control plane)".into() } else { peer },
+            actor: actor.clone(),
+            role: role.clone(),
+            peer,
             action: action.into(),
-            posting_id: d.posting_id.clone(),
-            order_ref: d.order_ref.clone(),
-            expected_version: d.expected_version,
-            reason: d.reason.clone(),
+            posting_id: subject.clone(),
+            order_ref: order_ref.clone(),
+            expected_version: version,
+            reason: reason.clone(),
             outcome: "pending".into(),
             detail: String::new(),
             topic: r.topic.clone(),
@@ -241,13 +261,18 @@ fn apply(r: &StoredRecord, batch: &mut sled::Batch) {
         };
         batch.insert(key(ENTRY, &entry.event_id), serde_json::to_vec(&entry).unwrap_or_default());
     } else {
-        // The journal: only the three verdicts matter; the schema name is read without
-        // decoding the rest.
+        // The journal: only the verdicts matter; the schema name is read without decoding
+        // the rest.
         let Ok(name) = waybill_schema::schema_name_of(&r.value) else { return };
-        if !(name.ends_with(".PostingApproved")
-            || name.ends_with(".PostingRejected")
-            || name.ends_with(".ControlRefused"))
-        {
+        const VERDICTS: [&str; 6] = [
+            ".PostingApproved",
+            ".PostingRejected",
+            ".ControlRefused",
+            ".ExceptionRetried",
+            ".ExceptionResolved",
+            ".SagaReplayed",
+        ];
+        if !VERDICTS.iter().any(|v| name.ends_with(v)) {
             return;
         }
         let Ok(j) = waybill_schema::decode_journal(&r.value) else { return };
@@ -261,6 +286,24 @@ fn apply(r: &StoredRecord, batch: &mut sled::Batch) {
             JournalBody::ControlRefused(x) => {
                 Verdict { outcome: "refused".into(), detail: format!("refused by the saga: {}", x.reason) }
             }
+            JournalBody::ExceptionRetried(x) => {
+                Verdict { outcome: "retried".into(), detail: format!("command {} re-issued", x.idempotency_key) }
+            }
+            // Only an operator's resolution is a verdict (others are caused by inbound
+            // events, timers, or a replay closing dead letters).
+            JournalBody::ExceptionResolved(x) if j.meta.caused_by.starts_with("control:resolve:") => {
+                Verdict { outcome: "resolved".into(), detail: x.resolution.clone() }
+            }
+            JournalBody::SagaReplayed(x) => Verdict {
+                outcome: "replayed".into(),
+                detail: format!(
+                    "{} of {} records applied; commands [{}]; {} still refused",
+                    x.applied,
+                    x.inputs,
+                    x.commands.join(", "),
+                    x.refused.len()
+                ),
+            },
             _ => return,
         };
         batch.insert(key(VERDICT, &j.meta.caused_by), serde_json::to_vec(&verdict).unwrap_or_default());

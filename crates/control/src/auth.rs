@@ -42,7 +42,7 @@ use crate::error::{Error, Result};
 pub enum Role {
     /// Read orders, postings, exceptions, lineage and the audit.
     Viewer,
-    /// Viewer, plus workbench actions (retry, resolve; not built yet).
+    /// Viewer, plus workbench actions (retry, resolve, replay).
     Operator,
     /// Operator, plus approve and reject held postings up to the role's limit.
     Approver,

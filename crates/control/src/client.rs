@@ -52,6 +52,8 @@ pub struct Clients {
     pub queries: proto::queries_client::QueriesClient<AuthChannel>,
     /// `waybill.v1.Audit`.
     pub audit: proto::audit_client::AuditClient<AuthChannel>,
+    /// `waybill.v1.Workbench`.
+    pub workbench: proto::workbench_client::WorkbenchClient<AuthChannel>,
 }
 
 fn read(what: &str, p: &PathBuf) -> Result<Vec<u8>> {
@@ -97,6 +99,7 @@ pub async fn connect(opts: &ClientOptions) -> Result<Clients> {
     Ok(Clients {
         approvals: proto::approvals_client::ApprovalsClient::with_interceptor(channel.clone(), auth.clone()),
         queries: proto::queries_client::QueriesClient::with_interceptor(channel.clone(), auth.clone()),
-        audit: proto::audit_client::AuditClient::with_interceptor(channel, auth),
+        audit: proto::audit_client::AuditClient::with_interceptor(channel.clone(), auth.clone()),
+        workbench: proto::workbench_client::WorkbenchClient::with_interceptor(channel, auth),
     })
 }

@@ -1,7 +1,7 @@
 //! The network edge of Waybill: the gRPC control plane.
 //!
 //! - [`proto`]: the generated code of `proto/waybill/v1/control.proto` (services
-//!   `Approvals`, `Queries`, `Audit`), plus `grpc.health.v1` and server reflection;
+//!   `Approvals`, `Queries`, `Workbench`, `Audit`), plus `grpc.health.v1` and server reflection;
 //! - [`auth`]: bearer tokens from a file that is re-read on change, client certificates
 //!   (mutual TLS), anonymous callers on loopback for the demo; roles viewer < operator <
 //!   approver < senior-approver < admin;
@@ -10,6 +10,9 @@
 //!   then write a `PostingApproved`/`PostingRejected` event to `waybill.control` and wait
 //!   for the saga's verdict in the projections. The saga's check is the one that counts
 //!   (DESIGN.md invariant 6);
+//! - [`workbench`]: retry and resolve exceptions, replay an order's inbound events (a
+//!   dry run computed here with the saga crate's pure replay; the real one decided by
+//!   the saga), each written to `waybill.control`, answered with the saga's verdict;
 //! - [`audit`]: the audit projection, derived from `waybill.control`, `waybill.audit`
 //!   and the journal, so it is rebuildable;
 //! - [`server`]: start/stop; [`client`]: what the CLI uses; [`config`]: `[control]`;
@@ -29,6 +32,7 @@ pub mod config;
 pub mod error;
 pub mod server;
 pub mod service;
+pub mod workbench;
 
 /// Generated from `proto/waybill/v1/control.proto`.
 #[allow(missing_docs, missing_debug_implementations, clippy::all, clippy::pedantic)]

@@ -22,6 +22,7 @@ use crate::config::ControlConfig;
 use crate::error::{Error, Result};
 use crate::proto;
 use crate::service::{ApprovalsService, AuditService, Control, QueriesService};
+use crate::workbench::WorkbenchService;
 
 /// How long a shutdown waits for calls in flight before closing connections.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -39,6 +40,10 @@ pub struct ControlDeps {
     pub audit_dir: PathBuf,
     /// Partitions of the `waybill.audit` topic (the node's partition count).
     pub partitions: u32,
+    /// Master data, for dry-run replays.
+    pub catalog: Arc<waybill_saga::Catalog>,
+    /// The sagas' policy, for dry-run replays.
+    pub policy: waybill_saga::Policy,
     /// Reasons the node cannot serve (log unreachable, a partition stuck); empty when it
     /// can. Polled every second to drive `grpc.health.v1`. `None`: always serving.
     pub readiness: Option<Readiness>,
@@ -62,6 +67,7 @@ async fn track_health(reporter: tonic_health::server::HealthReporter, ready: Rea
         <proto::approvals_server::ApprovalsServer<ApprovalsService> as tonic::server::NamedService>::NAME,
         <proto::queries_server::QueriesServer<QueriesService> as tonic::server::NamedService>::NAME,
         <proto::audit_server::AuditServer<AuditService> as tonic::server::NamedService>::NAME,
+        <proto::workbench_server::WorkbenchServer<WorkbenchService> as tonic::server::NamedService>::NAME,
     ];
     let mut last = None;
     loop {
@@ -126,6 +132,8 @@ impl ControlServer {
             auth: Authenticator::new(TokenStore::open(cfg.tokens_file.as_deref())?, anonymous),
             limits: deps.approval_limits,
             decision_timeout: cfg.decision_timeout(),
+            catalog: deps.catalog,
+            policy: deps.policy,
         });
 
         let mut builder = Server::builder();
@@ -162,6 +170,7 @@ impl ControlServer {
             .add_service(reflection_v1alpha)
             .add_service(proto::approvals_server::ApprovalsServer::new(ApprovalsService(control.clone())))
             .add_service(proto::queries_server::QueriesServer::new(QueriesService(control.clone())))
+            .add_service(proto::workbench_server::WorkbenchServer::new(WorkbenchService(control.clone())))
             .add_service(proto::audit_server::AuditServer::new(AuditService(control)));
 
         let std_listener = std::net::TcpListener::bind(addr).map_err(|e| Error::Config {
@@ -197,6 +206,9 @@ impl ControlServer {
                             .await;
                         health_reporter.set_serving::<proto::queries_server::QueriesServer<QueriesService>>().await;
                         health_reporter.set_serving::<proto::audit_server::AuditServer<AuditService>>().await;
+                        health_reporter
+                            .set_serving::<proto::workbench_server::WorkbenchServer<WorkbenchService>>()
+                            .await;
                         if let Some(ready) = readiness {
                             tokio::spawn(track_health(health_reporter.clone(), ready));
                         }

@@ -30,6 +30,10 @@ pub struct Control {
     /// Highest amount each role may approve (the posting policy's `approval_limits`).
     pub(crate) limits: BTreeMap<String, Money>,
     pub(crate) decision_timeout: Duration,
+    /// Master data, for dry-run replays (the saga's pure decisions consult it).
+    pub(crate) catalog: Arc<waybill_saga::Catalog>,
+    /// The sagas' policy, for dry-run replays.
+    pub(crate) policy: waybill_saga::Policy,
 }
 
 /// `invoice` / `credit-note`.
@@ -699,17 +703,7 @@ impl Control {
             .into_iter()
             .filter(|x| r.min_age_seconds <= 0 || x.raised_at.is_some_and(|t| age_ok(t.0, r.min_age_seconds, now)))
             .take(limit)
-            .map(|x| proto::Exception {
-                exception_id: x.exception_id,
-                category: x.category.as_str().into(),
-                message: x.message,
-                subject: x.subject.map(|s| s.to_string()).unwrap_or_default(),
-                saga_id: x.saga_id.unwrap_or_default(),
-                order_ref: x.order_ref.unwrap_or_default(),
-                raised_at_us: x.raised_at.map(|t| t.0).unwrap_or_default(),
-                resolved_at_us: x.resolved_at.map(|t| t.0).unwrap_or_default(),
-                resolution: x.resolution.unwrap_or_default(),
-            })
+            .map(crate::workbench::exception_proto)
             .collect();
         Ok(proto::ListExceptionsResponse { exceptions })
     }
@@ -769,7 +763,7 @@ fn order_lines(o: &OrderView, released: Option<&waybill_domain::event::OrderRele
 }
 
 /// Runs `f` on the blocking pool; errors become statuses in [`Error`]'s one mapping.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<tonic::Response<T>, tonic::Status> {
     let out = tokio::task::spawn_blocking(f)
@@ -779,11 +773,19 @@ async fn blocking<T: Send + 'static>(
     out.map(tonic::Response::new).map_err(tonic::Status::from)
 }
 
-fn peer_of<T>(r: &tonic::Request<T>) -> String {
+pub(crate) fn peer_of<T>(r: &tonic::Request<T>) -> String {
     r.remote_addr().map(|a| a.to_string()).unwrap_or_else(|| "unknown".into())
 }
 
 impl Control {
+    /// Authenticates the caller without a role check (the role check of an audited
+    /// action is part of the action).
+    pub(crate) fn authenticate_only<T>(&self, r: &tonic::Request<T>) -> Result<Principal, tonic::Status> {
+        Ok(self.auth.authenticate(r).inspect_err(|e| {
+            tracing::warn!(peer = %peer_of(r), error = %e, "control call not authenticated");
+        })?)
+    }
+
     fn authenticate<T>(&self, r: &tonic::Request<T>, needed: Role, what: &str) -> Result<Principal, tonic::Status> {
         let who = self.auth.authenticate(r).inspect_err(|e| {
             tracing::warn!(peer = %peer_of(r), error = %e, "control call not authenticated");

@@ -66,6 +66,15 @@ pub enum EventBody {
     CreditNoteIssued(CreditNoteIssued),
     /// Finance refused a credit note.
     CreditNoteRejected(DocumentRejected),
+    // ---- workbench (through the control plane) ----
+    /// An operator asked to re-issue the command of the step an exception is about, with
+    /// the same idempotency key.
+    ExceptionRetryRequested(ExceptionAction),
+    /// An operator resolved an exception by hand, with a note.
+    ExceptionResolveRequested(ExceptionAction),
+    /// An operator asked to feed an order's inbound events through its sagas again
+    /// (boxed: it is the largest event and rare).
+    SagaReplayRequested(Box<ReplayRequest>),
 }
 
 impl EventBody {
@@ -88,6 +97,9 @@ impl EventBody {
             EventBody::ReturnReceived(_) => "ReturnReceived",
             EventBody::CreditNoteIssued(_) => "CreditNoteIssued",
             EventBody::CreditNoteRejected(_) => "CreditNoteRejected",
+            EventBody::ExceptionRetryRequested(_) => "ExceptionRetryRequested",
+            EventBody::ExceptionResolveRequested(_) => "ExceptionResolveRequested",
+            EventBody::SagaReplayRequested(_) => "SagaReplayRequested",
         }
     }
 }
@@ -387,4 +399,59 @@ pub struct CreditNoteIssued {
     pub credit_note_number: String,
     /// Amount credited, minor units.
     pub amount: Money,
+}
+
+/// An operator's action on one exception (retry or resolve), as the control plane
+/// authenticated it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionAction {
+    /// Sale order name (the partition key).
+    pub order_ref: String,
+    /// The exception (`o2f:SO0042/pick-overdue/1`).
+    pub exception_id: String,
+    /// Identity of the operator.
+    pub actor: String,
+    /// The operator's role.
+    pub role: String,
+    /// Network address the call came from.
+    pub peer: String,
+    /// Id of the control-plane request (one per call).
+    pub request_id: String,
+    /// The operator's note (required to resolve, optional to retry).
+    pub note: String,
+}
+
+/// An inbound record to replay, where it was read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayInput {
+    /// Inbound topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset of the record.
+    pub offset: i64,
+    /// The dead-letter exception (`dlq:<topic>:<partition>:<offset>`) to close once the
+    /// record is applied, when the record was dead-lettered.
+    pub dead_letter: Option<String>,
+}
+
+/// An operator's request to replay an order's inbound events through its sagas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayRequest {
+    /// Sale order name (the partition key).
+    pub order_ref: String,
+    /// The saga named by the operator (any saga of the order; all of them are replayed).
+    pub saga_id: String,
+    /// Identity of the operator.
+    pub actor: String,
+    /// The operator's role.
+    pub role: String,
+    /// Network address the call came from.
+    pub peer: String,
+    /// Id of the control-plane request (one per call).
+    pub request_id: String,
+    /// The operator's note.
+    pub note: String,
+    /// The records to replay, in the order they were first consumed.
+    pub inputs: Vec<ReplayInput>,
 }

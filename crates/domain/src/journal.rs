@@ -231,6 +231,11 @@ pub enum JournalBody {
     CreditNoteRecorded(CreditNoteRecorded),
     /// The warehouse was asked to adjust stock for a receipt.
     StockAdjustmentRequested(BusinessKey),
+    // ---- workbench ----
+    /// An operator's retry re-issued the command of the failed step (same idempotency key).
+    ExceptionRetried(ExceptionRetried),
+    /// An operator's replay of the order's inbound events finished.
+    SagaReplayed(SagaReplayed),
 }
 
 impl JournalBody {
@@ -268,6 +273,8 @@ impl JournalBody {
             JournalBody::CreditNoteRequested(_) => "CreditNoteRequested",
             JournalBody::CreditNoteRecorded(_) => "CreditNoteRecorded",
             JournalBody::StockAdjustmentRequested(_) => "StockAdjustmentRequested",
+            JournalBody::ExceptionRetried(_) => "ExceptionRetried",
+            JournalBody::SagaReplayed(_) => "SagaReplayed",
         }
     }
 }
@@ -435,9 +442,10 @@ pub struct PostingOutcome {
 /// A control action the saga refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ControlRefusal {
-    /// Posting it concerned.
+    /// What it concerned: the posting (`approve`, `reject`), the exception (`retry`,
+    /// `resolve`) or the saga (`replay`).
     pub posting_id: String,
-    /// `approve` or `reject`.
+    /// `approve`, `reject`, `retry`, `resolve` or `replay`.
     pub action: String,
     /// Who asked.
     pub actor: String,
@@ -494,6 +502,40 @@ pub struct CreditNoteRecorded {
     pub document_number: String,
     /// Amount credited.
     pub amount: Money,
+}
+
+/// An operator's retry: the failed step's command was sent again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionRetried {
+    /// The exception retried (it stays open until the saga's progress closes it).
+    pub exception_id: String,
+    /// Idempotency key of the re-issued command (the original's).
+    pub idempotency_key: String,
+    /// Who asked.
+    pub actor: String,
+    /// In which role.
+    pub role: String,
+    /// Their note.
+    pub note: String,
+}
+
+/// An operator's replay of an order's inbound events, as the saga carried it out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SagaReplayed {
+    /// The saga the operator named.
+    pub saga_id: String,
+    /// Who asked.
+    pub actor: String,
+    /// In which role.
+    pub role: String,
+    /// Records replayed.
+    pub inputs: i32,
+    /// Records that changed something (the others had been applied already).
+    pub applied: i32,
+    /// Idempotency keys of the commands the replay issued.
+    pub commands: Vec<String>,
+    /// Records still refused, each with the reason.
+    pub refused: Vec<String>,
 }
 
 /// The coordinator's record of input positions covered by everything before it in this

@@ -718,7 +718,9 @@ pub(crate) fn fold_order(order: &mut OrderView, e: &JournalEvent, stock: &mut Ve
         | JournalBody::ReturnReceiptRecorded(_)
         | JournalBody::CreditNoteDrafted(_)
         | JournalBody::CreditNoteRequested(_)
-        | JournalBody::StockAdjustmentRequested(_) => {}
+        | JournalBody::StockAdjustmentRequested(_)
+        | JournalBody::ExceptionRetried(_)
+        | JournalBody::SagaReplayed(_) => {}
         JournalBody::Completed(_) => {
             if let Ok(i) = order.sagas.binary_search_by(|s| s.saga_id.as_str().cmp(&m.saga_id)) {
                 order.sagas[i].completed_at = Some(m.at);

@@ -38,6 +38,7 @@ mod view;
 pub use error::{Error, Result};
 pub use input::{ApplyStats, DeadLetter, Input, Positioned, dlq_header};
 pub use store::ProjectionStore;
+pub use summary::summarize;
 pub use view::{
     DocumentView, ExceptionView, LineageEntry, LinkKind, OrderLineView, OrderStatus, OrderView, PostingView,
     SagaProgress, ShipmentView, StockPosition, TimelineEntry,

@@ -26,7 +26,7 @@ fn plural(n: usize, one: &str) -> String {
 }
 
 /// The timeline summary of `e`.
-pub(crate) fn summarize(e: &JournalEvent) -> String {
+pub fn summarize(e: &JournalEvent) -> String {
     match &e.body {
         JournalBody::OrderAccepted(o) => {
             let units: Qty = o.lines.iter().map(|l| l.quantity).sum();
@@ -132,6 +132,22 @@ pub(crate) fn summarize(e: &JournalEvent) -> String {
         JournalBody::CreditNoteRequested(k) => format!("credit note for receipt {} sent to finance", k.key),
         JournalBody::CreditNoteRecorded(c) => format!("credit note {} issued: {}", c.document_number, c.amount),
         JournalBody::StockAdjustmentRequested(k) => format!("stock adjustment requested for receipt {}", k.key),
+        JournalBody::ExceptionRetried(r) => {
+            let note = if r.note.is_empty() { String::new() } else { format!(": {}", r.note) };
+            format!(
+                "exception {} retried by {} ({}): command {} re-issued{note}",
+                r.exception_id, r.actor, r.role, r.idempotency_key
+            )
+        }
+        JournalBody::SagaReplayed(r) => format!(
+            "replay by {} ({}): {} replayed, {} applied, {} issued, {} still refused",
+            r.actor,
+            r.role,
+            plural(r.inputs as usize, "record"),
+            r.applied,
+            plural(r.commands.len(), "command"),
+            r.refused.len()
+        ),
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use waybill_domain::{ExceptionCategory, JournalBody, JournalEvent, Timestamp};
+use waybill_domain::{ExceptionCategory, JournalBody, JournalEvent, SourceRef, Timestamp};
 
 /// Common state of a saga.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,6 +13,10 @@ pub struct SagaBook {
     pub seq: i64,
     /// Open exceptions: id → category.
     pub open_exceptions: BTreeMap<String, ExceptionCategory>,
+    /// What each open exception is about (the record a retry re-issues the command for).
+    /// Absent in states stored before it was kept; the journal fills it on a rebuild.
+    #[serde(default)]
+    pub subjects: BTreeMap<String, SourceRef>,
     /// Exceptions raised so far (numbers new exception ids).
     pub exceptions_raised: u32,
     /// Inbound event ids that produced journal events.
@@ -34,9 +38,11 @@ impl SagaBook {
             JournalBody::ExceptionRaised(x) => {
                 self.exceptions_raised += 1;
                 self.open_exceptions.insert(x.exception_id.clone(), x.category);
+                self.subjects.insert(x.exception_id.clone(), x.subject.clone());
             }
             JournalBody::ExceptionResolved(x) => {
                 self.open_exceptions.remove(&x.exception_id);
+                self.subjects.remove(&x.exception_id);
             }
             JournalBody::Completed(_) => self.completed_at = Some(event.meta.at),
             _ => {}
@@ -53,4 +59,24 @@ impl SagaBook {
     pub fn open_of(&self, category: ExceptionCategory) -> impl Iterator<Item = &String> {
         self.open_exceptions.iter().filter(move |(_, c)| **c == category).map(|(id, _)| id)
     }
+}
+
+/// Why an operator's action on an exception cannot be carried out: the exception is not
+/// open in this saga.
+pub fn not_open(book: &SagaBook, exception_id: &str) -> String {
+    // Ids are `<saga id>/<category>/<n>`, numbered from 1 in the order they were raised.
+    let n = exception_id.rsplit('/').next().and_then(|n| n.parse::<u32>().ok());
+    match n {
+        Some(n) if n >= 1 && n <= book.exceptions_raised => {
+            format!("exception {exception_id} is already resolved; nothing to do (see `waybill exceptions list --all`)")
+        }
+        _ => format!("exception {exception_id} was never raised; check the id with `waybill exceptions list`"),
+    }
+}
+
+/// The saga id an exception id belongs to: `o2f:SO0042/pick-overdue/1` → `o2f:SO0042`.
+pub fn saga_of_exception(exception_id: &str) -> Option<&str> {
+    let mut parts = exception_id.rsplitn(3, '/');
+    let (_n, _category, saga) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(saga).filter(|s| s.contains(':'))
 }

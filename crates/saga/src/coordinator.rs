@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use waybill_domain::event::ReplayRequest;
 use waybill_domain::journal::{Checkpoint, InputPosition};
-use waybill_domain::{ExceptionCategory, InboundEvent, JournalBody, SagaKind, Timestamp, topic};
+use waybill_domain::{EventBody, ExceptionCategory, InboundEvent, JournalBody, SagaKind, Timestamp, topic};
 use waybill_log::{AppendBatch, EventLog, Header, Position, Record, StoredRecord};
 use waybill_schema::JournalRecord;
 use waybill_telemetry::metrics as names;
@@ -25,7 +26,7 @@ use waybill_telemetry::{SPAN_TARGET, TraceHeaders};
 
 use crate::catalog::Catalog;
 use crate::decision::{Cause, DeadLetter, DeadLetterKind};
-use crate::flow::{self, Env, OrderFlow, Step};
+use crate::flow::{self, Env, OrderFlow, ReplayRecord, Step};
 use crate::policy::Policy;
 use crate::store::{PartitionMark, StateStore};
 use crate::{Error, Result};
@@ -421,18 +422,56 @@ impl Coordinator {
             out.dead_letter(r, &DeadLetter { kind: DeadLetterKind::Rule, reason });
             return Ok(());
         }
+        let replayed = match &event.body {
+            EventBody::SagaReplayRequested(req) => Some(self.load_replay(w, req)?),
+            _ => None,
+        };
         let flow = w.flow(&self.store, &key)?;
         let cause = Cause {
             id: event.meta.event_id.clone(),
             input: Some(InputPosition { topic: r.topic.clone(), partition: r.partition, offset: r.offset }),
             at: now,
         };
-        let step = flow::step(flow, &event, env, &cause);
+        let step = match (&event.body, replayed) {
+            (EventBody::SagaReplayRequested(req), Some(records)) => {
+                flow::replay(flow, &event.meta.event_id, req, &records, env, &cause)
+            }
+            _ => flow::step(flow, &event, env, &cause),
+        };
         if !span.is_disabled() {
             record_saga(&span, &event, &step);
         }
         out.observe(flow, &step, now, event.meta.occurred_at);
         out.add(&key, step, Some(r), trace.as_ref())
+    }
+
+    /// Reads the records a replay names. Only records of this partition's inbound topics
+    /// that the worker has consumed already are replayed (anything later is still ahead
+    /// of it and will be processed in order); the log is immutable, so a replay decided
+    /// again after a crash reads the same records.
+    fn load_replay(&self, w: &Worker, req: &ReplayRequest) -> Result<Vec<ReplayRecord>> {
+        let inbound: Vec<String> = topic::INBOUND_SYSTEMS.iter().map(|s| topic::inbound(*s)).collect();
+        let mut out = Vec::with_capacity(req.inputs.len());
+        for i in &req.inputs {
+            let consumed = w.positions.get(&i.topic).copied().unwrap_or(0);
+            let event = if !inbound.contains(&i.topic) {
+                Err(format!("{} is not an inbound topic; only inbound events are replayed", i.topic))
+            } else if i.partition != w.partition {
+                Err(format!(
+                    "the record is on partition {}, but order {} is on partition {}",
+                    i.partition, req.order_ref, w.partition
+                ))
+            } else if i.offset >= consumed {
+                Err("not consumed yet; it will be processed in order".to_string())
+            } else {
+                match self.log.read(&i.topic, i.partition, i.offset, 1)?.into_iter().find(|r| r.offset == i.offset) {
+                    None => Err("no record at this offset (removed by retention?)".to_string()),
+                    Some(r) => waybill_schema::decode_event(&r.value).map_err(|e| e.to_string()),
+                }
+            };
+            out.push(ReplayRecord { input: i.clone(), event });
+        }
+        Ok(out)
     }
 
     fn commit(&self, w: &mut Worker, out: Outputs, now: Timestamp) -> Result<()> {

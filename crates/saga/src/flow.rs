@@ -9,11 +9,13 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use waybill_domain::event::EventBody;
+use waybill_domain::event::{EventBody, ExceptionAction, ReplayInput, ReplayRequest};
+use waybill_domain::journal::{ControlRefusal, ExceptionResolved, ExceptionRetried, InputPosition, SagaReplayed};
 use waybill_domain::{Command, InboundEvent, JournalBody, JournalEvent, SagaKind, Timestamp};
 
+use crate::book::{self, SagaBook};
 use crate::catalog::Catalog;
-use crate::decision::{Cause, DeadLetter, DeadLetterKind, Decision, materialize};
+use crate::decision::{Cause, DeadLetter, DeadLetterKind, Decision, Outbound, materialize};
 use crate::fulfillment::{self, Fulfillment, Status};
 use crate::invoicing::{self, Invoicing};
 use crate::policy::{InvoiceTrigger, Policy};
@@ -120,6 +122,25 @@ impl OrderFlow {
         if out.dead_letter.is_none() {
             out.dead_letter = decision.dead_letter;
         }
+    }
+
+    fn book(&self, target: &Target) -> Option<&SagaBook> {
+        match target {
+            Target::Fulfillment => Some(&self.fulfillment.book),
+            Target::Invoice(s) => self.invoices.get(s).map(|i| &i.book),
+            Target::Return(r) => self.returns.get(r).map(|x| &x.book),
+        }
+    }
+
+    /// The saga instance of a saga id of this order.
+    fn target_of(&self, saga_id: &str) -> Option<Target> {
+        if saga_id == Fulfillment::KIND.saga_id(&self.key) {
+            return Some(Target::Fulfillment);
+        }
+        if let Some(s) = saga_id.strip_prefix("s2i:").filter(|s| self.invoices.contains_key(*s)) {
+            return Some(Target::Invoice(s.to_string()));
+        }
+        saga_id.strip_prefix("ret:").filter(|r| self.returns.contains_key(*r)).map(|r| Target::Return(r.to_string()))
     }
 
     fn return_of_receipt(&self, receipt_id: &str) -> Option<String> {
@@ -243,7 +264,200 @@ pub fn step(flow: &mut OrderFlow, event: &InboundEvent, env: &Env<'_>, cause: &C
         }
         EventBody::CreditNoteIssued(c) => route_receipt(flow, &c.receipt_id.clone(), event, env, cause, &mut out),
         EventBody::CreditNoteRejected(r) => route_receipt(flow, &r.business_key.clone(), event, env, cause, &mut out),
+        EventBody::ExceptionRetryRequested(a) => workbench(flow, &event.meta.event_id, a, true, cause, &mut out),
+        EventBody::ExceptionResolveRequested(a) => workbench(flow, &event.meta.event_id, a, false, cause, &mut out),
+        EventBody::SagaReplayRequested(r) => {
+            // The records a replay names are read by the coordinator ([`replay`]); a
+            // request stepped on its own carries none of them.
+            let records: Vec<ReplayRecord> = r
+                .inputs
+                .iter()
+                .map(|i| ReplayRecord {
+                    input: i.clone(),
+                    event: Err("the record was not loaded for the replay".to_string()),
+                })
+                .collect();
+            return replay(flow, &event.meta.event_id, r, &records, env, cause);
+        }
     }
+    out
+}
+
+/// An operator's retry (`retry = true`) or resolution of an exception of this order. The
+/// saga that raised it decides: a retry re-issues the failed step's command with its
+/// original idempotency key (never a second, different command for the business key); a
+/// resolution closes the exception with the operator's note. Either is refused — journaled
+/// as `ControlRefused`, so the audit has it — when the exception is not open or, for a
+/// retry, has no command to re-issue.
+fn workbench(flow: &mut OrderFlow, event_id: &str, a: &ExceptionAction, retry: bool, cause: &Cause, out: &mut Step) {
+    let action = if retry { "retry" } else { "resolve" };
+    let target = book::saga_of_exception(&a.exception_id).and_then(|saga| flow.target_of(saga));
+    let refuse = |reason: String| {
+        let mut d = Decision::noop();
+        d.record(JournalBody::ControlRefused(ControlRefusal {
+            posting_id: a.exception_id.clone(),
+            action: action.to_string(),
+            actor: a.actor.clone(),
+            reason,
+        }));
+        d
+    };
+    let Some(target) = target else {
+        let d = refuse(format!(
+            "exception {} does not belong to a saga of order {}; check the id with `waybill exceptions list`",
+            a.exception_id, flow.key
+        ));
+        flow.commit(&Target::Fulfillment, d, cause, out);
+        return;
+    };
+    let book = flow.book(&target).expect("target_of found the saga");
+    if book.seen.contains(event_id) {
+        return; // a redelivered control record: done the first time
+    }
+    let d = if !book.open_exceptions.contains_key(&a.exception_id) {
+        refuse(book::not_open(book, &a.exception_id))
+    } else if retry {
+        let command: Result<Outbound, String> = match &target {
+            Target::Fulfillment => fulfillment::retry(&flow.fulfillment, &a.exception_id),
+            Target::Invoice(s) => invoicing::retry(&flow.invoices[s], &a.exception_id),
+            Target::Return(r) => returns::retry(&flow.returns[r], &a.exception_id),
+        };
+        match command {
+            Ok(o) => {
+                let mut d = Decision::noop();
+                d.record(JournalBody::ExceptionRetried(ExceptionRetried {
+                    exception_id: a.exception_id.clone(),
+                    idempotency_key: o.idempotency_key.clone(),
+                    actor: a.actor.clone(),
+                    role: a.role.clone(),
+                    note: a.note.clone(),
+                }));
+                d.send(o.target, o.idempotency_key, o.body);
+                d
+            }
+            Err(reason) => refuse(reason),
+        }
+    } else if a.note.trim().is_empty() {
+        refuse(format!("resolving exception {} needs a note saying what was done", a.exception_id))
+    } else {
+        let mut d = Decision::noop();
+        d.record(JournalBody::ExceptionResolved(ExceptionResolved {
+            exception_id: a.exception_id.clone(),
+            resolution: format!("resolved by {} ({}): {}", a.actor, a.role, a.note.trim()),
+        }));
+        d
+    };
+    flow.commit(&target, d, cause, out);
+}
+
+/// A record named by a replay, as the coordinator read it from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayRecord {
+    /// Where it was read, as the request names it.
+    pub input: ReplayInput,
+    /// The decoded event, or why it could not be read or decoded.
+    pub event: Result<InboundEvent, String>,
+}
+
+/// Is `body` an operator's action (never replayed: an approval or workbench action is
+/// decided once, when it arrives)?
+fn is_control(body: &EventBody) -> bool {
+    matches!(
+        body,
+        EventBody::PostingApproved(_)
+            | EventBody::PostingRejected(_)
+            | EventBody::ExceptionRetryRequested(_)
+            | EventBody::ExceptionResolveRequested(_)
+            | EventBody::SagaReplayRequested(_)
+    )
+}
+
+/// An operator's replay: feeds `records` (the order's inbound events, in the order they
+/// were first consumed) through [`step`] again, on the current state.
+///
+/// Semantics: each record is stepped with its own event id as the cause (so the sagas'
+/// dedup by event id and by business key applies: a record that was applied changes
+/// nothing, and a later redelivery of a record the replay applied is dropped). Nothing is
+/// dead-lettered again — a record still refused is listed in the outcome instead (it is in
+/// the dead-letter topic already); a dead-lettered record that now applies closes its
+/// `BAD_INPUT` exception. Approvals and workbench actions are never replayed. The replay
+/// ends with a `SagaReplayed` journal event (caused by the request) that says what it did.
+/// Replaying the same records twice issues nothing the second time.
+pub fn replay(
+    flow: &mut OrderFlow,
+    request_id: &str,
+    r: &ReplayRequest,
+    records: &[ReplayRecord],
+    env: &Env<'_>,
+    cause: &Cause,
+) -> Step {
+    let mut out = Step::default();
+    if flow.fulfillment.book.seen.contains(request_id) {
+        return out; // a redelivered request: replayed the first time
+    }
+    if flow.fulfillment.status == Status::New {
+        let d =
+            reject(format!("replay of order {:?}, which Waybill has not seen released; nothing to replay", flow.key));
+        flow.commit(&Target::Fulfillment, d, cause, &mut out);
+        return out;
+    }
+    let mut applied = 0;
+    let mut refused = Vec::new();
+    let mut closed = Vec::new();
+    for rec in records {
+        let at = format!("{}/{}@{}", rec.input.topic, rec.input.partition, rec.input.offset);
+        let event = match &rec.event {
+            Ok(e) if e.meta.correlation_key != flow.key => {
+                refused.push(format!("{at}: belongs to order {:?}, not {}", e.meta.correlation_key, flow.key));
+                continue;
+            }
+            Ok(e) if is_control(&e.body) => {
+                refused.push(format!("{at}: {} is an operator's action and is not replayed", e.body.name()));
+                continue;
+            }
+            Ok(e) => e,
+            Err(why) => {
+                refused.push(format!("{at}: {why}"));
+                continue;
+            }
+        };
+        let input =
+            InputPosition { topic: rec.input.topic.clone(), partition: rec.input.partition, offset: rec.input.offset };
+        let sub = Cause { id: event.meta.event_id.clone(), input: Some(input), at: cause.at };
+        let mut s = step(flow, event, env, &sub);
+        let changed = !s.journal.is_empty() || !s.commands.is_empty();
+        match s.dead_letter.take() {
+            Some(dl) => refused.push(format!("{at}: {}", dl.reason)),
+            None if changed => {
+                if let Some(x) = &rec.input.dead_letter {
+                    closed.push(x.clone());
+                }
+            }
+            None => {}
+        }
+        if changed {
+            applied += 1;
+        }
+        out.journal.extend(s.journal);
+        out.commands.extend(s.commands);
+    }
+    let mut d = Decision::noop();
+    for x in closed {
+        d.record(JournalBody::ExceptionResolved(ExceptionResolved {
+            exception_id: x,
+            resolution: format!("dead-lettered record applied by a replay of {} ({})", r.actor, r.role),
+        }));
+    }
+    d.record(JournalBody::SagaReplayed(SagaReplayed {
+        saga_id: r.saga_id.clone(),
+        actor: r.actor.clone(),
+        role: r.role.clone(),
+        inputs: records.len() as i32,
+        applied,
+        commands: out.commands.iter().map(|c| c.meta.idempotency_key.clone()).collect(),
+        refused,
+    }));
+    flow.commit(&Target::Fulfillment, d, cause, &mut out);
     out
 }
 

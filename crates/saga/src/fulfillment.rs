@@ -22,9 +22,9 @@ use waybill_domain::journal::{
 };
 use waybill_domain::{ExceptionCategory, JournalBody, JournalEvent, Qty, SagaKind, SourceRef, System, Timestamp};
 
-use crate::book::SagaBook;
+use crate::book::{self, SagaBook};
 use crate::catalog::{Catalog, Tracking};
-use crate::decision::{DeadLetterKind, Decision};
+use crate::decision::{DeadLetterKind, Decision, Outbound};
 use crate::policy::FulfillmentPolicy;
 
 /// Where an order is in its fulfilment.
@@ -767,4 +767,58 @@ fn on_cancelled(s: &Fulfillment, c: &OrderCancelled) -> Decision {
     }
     d.record(JournalBody::Completed(Empty {}));
     d
+}
+
+/// What an operator's retry of an exception re-issues: the failed step's command, exactly
+/// as it was first sent (same idempotency key, same body), so the warehouse drops it if it
+/// had the first one. Only a pick that is overdue has such a step (the release to the
+/// warehouse); every other category is refused with what to do instead.
+pub fn retry(s: &Fulfillment, exception_id: &str) -> Result<Outbound, String> {
+    let Some(category) = s.book.open_exceptions.get(exception_id) else {
+        return Err(book::not_open(&s.book, exception_id));
+    };
+    let order_ref = s.order_ref();
+    match category {
+        ExceptionCategory::PickOverdue => {
+            if !matches!(s.status, Status::Released | Status::Picking) || s.pick_complete {
+                return Err(format!(
+                    "order {order_ref} is {}: the release to the warehouse is no longer the pending step, so there is nothing to re-issue; resolve the exception with a note",
+                    s.status.as_str()
+                ));
+            }
+            let order = s.order.as_ref().expect("released implies an accepted order");
+            let lines: Vec<OrderLine> = order
+                .lines
+                .iter()
+                .filter_map(|l| {
+                    let reserved = s.lines.get(&l.line_no).map(|p| p.reserved).unwrap_or(Qty::ZERO);
+                    (!reserved.is_zero()).then(|| OrderLine { quantity: reserved, ..l.clone() })
+                })
+                .collect();
+            Ok(Outbound {
+                target: System::Wms,
+                idempotency_key: format!("release:{order_ref}"),
+                body: CommandBody::ReleaseToWarehouse(StockRequest {
+                    order_ref: order_ref.to_string(),
+                    warehouse: warehouse_of(order),
+                    lines,
+                }),
+            })
+        }
+        ExceptionCategory::MasterData => Err(format!(
+            "exception {exception_id} has no command to re-issue: fix the master data in Odoo, then replay the order (`waybill saga replay o2f:{order_ref}`)"
+        )),
+        ExceptionCategory::StockShortage => Err(format!(
+            "exception {exception_id} has no command to re-issue: the shortfall was backordered in Odoo; resolve it with a note once the replenishment is checked"
+        )),
+        ExceptionCategory::PickMismatch => Err(format!(
+            "exception {exception_id} has no command to re-issue: the warehouse sent a pick or goods issue that does not match; correct it in the warehouse system and resend it, then resolve this exception"
+        )),
+        ExceptionCategory::LateCancellation => Err(format!(
+            "exception {exception_id} has no command to re-issue: the goods left before the cancellation; arrange a return or reinstate the order, then resolve it"
+        )),
+        other => Err(format!(
+            "exception {exception_id} ({other}) has no command to re-issue; fix the cause and resolve it with a note"
+        )),
+    }
 }

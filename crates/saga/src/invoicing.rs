@@ -16,8 +16,8 @@ use waybill_domain::journal::{
 use waybill_domain::{ExceptionCategory, JournalBody, JournalEvent, Money, SagaKind, SourceRef, System, Timestamp};
 
 use crate::approval::{self, Posting};
-use crate::book::SagaBook;
-use crate::decision::Decision;
+use crate::book::{self, SagaBook};
+use crate::decision::{Decision, Outbound};
 use crate::policy::PostingPolicy;
 
 /// Where an invoice stands.
@@ -114,9 +114,14 @@ impl Invoicing {
                 }
             }
             JournalBody::ControlRefused(r) => {
-                if let Some(p) = &mut self.posting {
+                // Only refused decisions on the posting touch it (not workbench actions).
+                if let Some(p) = self.posting.as_mut().filter(|p| p.posting_id == r.posting_id) {
                     p.touched_by.insert(r.actor.clone());
                 }
+            }
+            // A retry sends the refused invoice again.
+            JournalBody::ExceptionRetried(_) if self.status == InvoiceStatus::Refused => {
+                self.status = InvoiceStatus::Requested;
             }
             JournalBody::InvoiceRequested(_) => self.status = InvoiceStatus::Requested,
             JournalBody::InvoiceRecorded(r) => {
@@ -202,10 +207,16 @@ fn hold_reasons(draft: &InvoiceDraft, ctx: &StartContext<'_>) -> Vec<String> {
 
 fn request_invoice(d: &mut Decision, draft: &InvoiceDraft) {
     d.record(JournalBody::InvoiceRequested(Empty {}));
-    d.send(
-        System::Finance,
-        format!("invoice:{}", draft.business_key),
-        CommandBody::PostInvoice(PostInvoice {
+    let o = post_invoice(draft);
+    d.send(o.target, o.idempotency_key, o.body);
+}
+
+/// The one `PostInvoice` of a shipment: its key is the shipment id, its body the draft.
+fn post_invoice(draft: &InvoiceDraft) -> Outbound {
+    Outbound {
+        target: System::Finance,
+        idempotency_key: format!("invoice:{}", draft.business_key),
+        body: CommandBody::PostInvoice(PostInvoice {
             order_ref: draft.order_ref.clone(),
             shipment_id: draft.business_key.clone(),
             customer_ref: draft.customer_ref.clone(),
@@ -213,7 +224,33 @@ fn request_invoice(d: &mut Decision, draft: &InvoiceDraft) {
             lines: draft.lines.clone(),
             total: draft.total,
         }),
-    );
+    }
+}
+
+/// What an operator's retry of an exception re-issues: the invoice finance refused, as
+/// the same `PostInvoice` (same key, same body) — never a second invoice. An invoice an
+/// approver rejected is not retried: that would post it without approval.
+pub fn retry(s: &Invoicing, exception_id: &str) -> Result<Outbound, String> {
+    let Some(category) = s.book.open_exceptions.get(exception_id) else {
+        return Err(book::not_open(&s.book, exception_id));
+    };
+    let shipment = s.shipment_id();
+    match (category, s.status, &s.draft) {
+        (ExceptionCategory::PostingRejected, InvoiceStatus::Refused | InvoiceStatus::Requested, Some(draft)) => {
+            Ok(post_invoice(draft))
+        }
+        (ExceptionCategory::PostingRejected, InvoiceStatus::Rejected, _) => Err(format!(
+            "the invoice for shipment {shipment} was rejected by an approver; a retry would post it without approval — correct the order in Odoo and re-invoice, then resolve this exception"
+        )),
+        (ExceptionCategory::ApprovalOverdue, _, _) => Err(format!(
+            "exception {exception_id} waits for an approver, not for a system: decide posting {} (`waybill approvals show {}`)",
+            Invoicing::posting_id(shipment),
+            Invoicing::posting_id(shipment)
+        )),
+        _ => Err(format!(
+            "exception {exception_id} ({category}) has no command to re-issue in the invoice's current state; resolve it with a note"
+        )),
+    }
 }
 
 /// Decides an inbound event addressed to this invoice.
@@ -289,6 +326,13 @@ fn on_posted(s: &Invoicing, p: &InvoicePosted) -> Decision {
         document_number: p.invoice_number.clone(),
         amount: p.amount,
     }));
+    // Requested with a posting exception open: finance refused it and an operator retried.
+    for id in s.book.open_of(ExceptionCategory::PostingRejected) {
+        d.record(JournalBody::ExceptionResolved(ExceptionResolved {
+            exception_id: id.clone(),
+            resolution: format!("invoice {} posted after a retry", p.invoice_number),
+        }));
+    }
     d.record(JournalBody::Completed(Empty {}));
     d
 }

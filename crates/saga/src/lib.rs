@@ -3,7 +3,9 @@
 //! - [`fulfillment`], [`invoicing`], [`returns`]: order-to-fulfillment, ship-to-invoice and
 //!   returns-and-credit as pure state machines (one file each, the business rules, no
 //!   Kafka or sled in sight); [`approval`]: the rules every approval passes;
-//! - [`flow`]: all sagas of one order, and [`flow::step`] — decide, assign ids, fold;
+//! - [`flow`]: all sagas of one order, and [`flow::step`] — decide, assign ids, fold —
+//!   including operators' retries and resolutions; [`flow::replay`] re-steps an order's
+//!   inbound records for an operator's replay;
 //! - [`decision`]: the outputs of a decision, and how they get their deterministic ids;
 //! - [`catalog`], [`policy`]: master data and settings decisions consult;
 //! - [`coordinator`]: the I/O shell — consume inbound topics, step, write journal +

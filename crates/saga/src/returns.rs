@@ -16,15 +16,16 @@ use waybill_domain::event::{
     ReturnReceived,
 };
 use waybill_domain::journal::{
-    BusinessKey, CreditNoteDraft, CreditNoteRecorded, Deadline, DocumentKind, Empty, PostingHeld, Refusal,
+    BusinessKey, CreditNoteDraft, CreditNoteRecorded, Deadline, DocumentKind, Empty, ExceptionResolved, PostingHeld,
+    Refusal,
 };
 use waybill_domain::{
     ExceptionCategory, JournalBody, JournalEvent, Money, Qty, SagaKind, SourceRef, System, Timestamp,
 };
 
 use crate::approval::{self, Posting, Verdict};
-use crate::book::SagaBook;
-use crate::decision::Decision;
+use crate::book::{self, SagaBook};
+use crate::decision::{Decision, Outbound};
 use crate::fulfillment::Fulfillment;
 use crate::invoicing::{InvoiceStatus, Invoicing};
 use crate::policy::PostingPolicy;
@@ -202,6 +203,12 @@ impl ReturnCredit {
             JournalBody::FinanceRefused(_) => {
                 if let Some(r) = self.receipts.values_mut().find(|r| r.status == CreditStatus::Requested) {
                     r.status = CreditStatus::Refused;
+                }
+            }
+            JournalBody::ExceptionRetried(x) => {
+                let receipt = x.idempotency_key.strip_prefix("credit:").unwrap_or_default().to_string();
+                if let Some(r) = self.receipt_mut(&receipt).filter(|r| r.status == CreditStatus::Refused) {
+                    r.status = CreditStatus::Requested;
                 }
             }
             _ => {}
@@ -387,10 +394,16 @@ fn on_received(s: &ReturnCredit, r: &ReturnReceived, ctx: &Context<'_>, requeste
 
 fn request_credit(d: &mut Decision, draft: &CreditNoteDraft) {
     d.record(JournalBody::CreditNoteRequested(BusinessKey { key: draft.receipt_id.clone() }));
-    d.send(
-        System::Finance,
-        format!("credit:{}", draft.receipt_id),
-        CommandBody::IssueCreditNote(IssueCreditNote {
+    let o = issue_credit_note(draft);
+    d.send(o.target, o.idempotency_key, o.body);
+}
+
+/// The one `IssueCreditNote` of a receipt: its key is the receipt id, its body the draft.
+fn issue_credit_note(draft: &CreditNoteDraft) -> Outbound {
+    Outbound {
+        target: System::Finance,
+        idempotency_key: format!("credit:{}", draft.receipt_id),
+        body: CommandBody::IssueCreditNote(IssueCreditNote {
             order_ref: draft.order_ref.clone(),
             receipt_id: draft.receipt_id.clone(),
             invoice_number: draft.invoice_number.clone(),
@@ -398,7 +411,34 @@ fn request_credit(d: &mut Decision, draft: &CreditNoteDraft) {
             restocking_fee: draft.restocking_fee,
             total: draft.total,
         }),
-    );
+    }
+}
+
+/// What an operator's retry of an exception re-issues: the credit note finance refused,
+/// as the same `IssueCreditNote` (same key, same body). A credit note an approver
+/// rejected, or a return that does not match the shipment, has nothing to re-issue.
+pub fn retry(s: &ReturnCredit, exception_id: &str) -> Result<Outbound, String> {
+    let Some(category) = s.book.open_exceptions.get(exception_id) else {
+        return Err(book::not_open(&s.book, exception_id));
+    };
+    let subject = s.book.subjects.get(exception_id);
+    let receipt = subject.filter(|x| x.system == System::Finance).and_then(|x| s.receipts.get(&x.id));
+    match (category, receipt) {
+        (ExceptionCategory::PostingRejected, Some(r))
+            if matches!(r.status, CreditStatus::Refused | CreditStatus::Requested) && r.draft.is_some() =>
+        {
+            Ok(issue_credit_note(r.draft.as_ref().expect("checked")))
+        }
+        (ExceptionCategory::PostingRejected, _) => Err(format!(
+            "exception {exception_id} is not a credit note finance refused (an approver rejected it, or the receipt is unknown to this state); a retry would issue credit without approval — resolve it with a note"
+        )),
+        (ExceptionCategory::ReturnMismatch, _) => Err(format!(
+            "exception {exception_id} has no command to re-issue: the return does not match what was shipped; correct the receipt in the warehouse system and resend it, then resolve this exception"
+        )),
+        _ => Err(format!(
+            "exception {exception_id} ({category}) has no command to re-issue; fix the cause and resolve it with a note"
+        )),
+    }
 }
 
 fn on_decision(s: &ReturnCredit, dec: &PostingDecision, ctx: &Context<'_>, approve: bool) -> Decision {
@@ -442,6 +482,16 @@ fn on_issued(s: &ReturnCredit, c: &CreditNoteIssued) -> Decision {
         document_number: c.credit_note_number.clone(),
         amount: c.amount,
     }));
+    // Finance refused this credit note before and an operator retried it.
+    let refused = SourceRef::new(System::Finance, c.receipt_id.clone());
+    for id in s.book.open_of(ExceptionCategory::PostingRejected) {
+        if s.book.subjects.get(id) == Some(&refused) {
+            d.record(JournalBody::ExceptionResolved(ExceptionResolved {
+                exception_id: id.clone(),
+                resolution: format!("credit note {} issued after a retry", c.credit_note_number),
+            }));
+        }
+    }
     let warehouse = String::from("WH-MAIN");
     d.record(JournalBody::StockAdjustmentRequested(BusinessKey { key: c.receipt_id.clone() }));
     d.send(

@@ -250,3 +250,59 @@ pub fn credit_issued(order: &str, receipt: &str) -> InboundEvent {
         }),
     )
 }
+
+pub fn invoice_refused(order: &str, shipment: &str, reason: &str) -> InboundEvent {
+    ev(
+        &format!("finance:reject:{shipment}:{reason}"),
+        System::Finance,
+        order,
+        EventBody::InvoiceRejected(DocumentRejected {
+            order_ref: order.into(),
+            business_key: shipment.into(),
+            reason: reason.into(),
+        }),
+    )
+}
+
+fn exception_action(order: &str, exception_id: &str, actor: &str, note: &str) -> ExceptionAction {
+    ExceptionAction {
+        order_ref: order.into(),
+        exception_id: exception_id.into(),
+        actor: actor.into(),
+        role: "operator".into(),
+        peer: "127.0.0.1:50000".into(),
+        request_id: "req".into(),
+        note: note.into(),
+    }
+}
+
+pub fn retry(order: &str, id: &str, exception_id: &str) -> InboundEvent {
+    ev(
+        id,
+        System::Operator,
+        order,
+        EventBody::ExceptionRetryRequested(exception_action(order, exception_id, "olga", "")),
+    )
+}
+
+pub fn resolve(order: &str, id: &str, exception_id: &str, note: &str) -> InboundEvent {
+    ev(
+        id,
+        System::Operator,
+        order,
+        EventBody::ExceptionResolveRequested(exception_action(order, exception_id, "olga", note)),
+    )
+}
+
+pub fn replay_request(order: &str, id: &str) -> ReplayRequest {
+    ReplayRequest {
+        order_ref: order.into(),
+        saga_id: format!("o2f:{order}"),
+        actor: "olga".into(),
+        role: "operator".into(),
+        peer: "127.0.0.1:50000".into(),
+        request_id: id.into(),
+        note: String::new(),
+        inputs: Vec::new(),
+    }
+}

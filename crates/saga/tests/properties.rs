@@ -3,7 +3,9 @@
 //! - no event sequence — with duplicates, redeliveries, double approvals and
 //!   interleaving across orders — produces two release-to-warehouse commands for one
 //!   order, two invoices for one shipment, two credit notes for one return receipt, or
-//!   any idempotency key twice.
+//!   any idempotency key twice;
+//! - operators' retries, resolutions and replays on top of any such sequence never issue
+//!   two distinct commands for one idempotency key (a retry re-sends the same command).
 
 mod fixtures;
 
@@ -11,9 +13,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use fixtures::*;
 use proptest::prelude::*;
+use waybill_domain::event::ReplayInput;
 use waybill_domain::{CommandBody, InboundEvent, JournalEvent, Timestamp};
 use waybill_saga::decision::Cause;
-use waybill_saga::flow::{Env, OrderFlow, step, tick};
+use waybill_saga::flow::{Env, OrderFlow, ReplayRecord, replay, step, tick};
 use waybill_saga::{Catalog, Policy};
 
 /// A causal script of one order's events, as systems would send them.
@@ -258,5 +261,116 @@ proptest! {
             let want: Vec<i64> = (1..=s.len() as i64).collect();
             prop_assert_eq!(s, want, "saga {}", saga);
         }
+    }
+}
+
+impl World {
+    /// Every open exception of every order, as (order, exception id), sorted.
+    fn open_exceptions(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = Vec::new();
+        for (key, f) in &self.flows {
+            let books = std::iter::once(&f.fulfillment.book)
+                .chain(f.invoices.values().map(|i| &i.book))
+                .chain(f.returns.values().map(|r| &r.book));
+            for b in books {
+                v.extend(b.open_exceptions.keys().map(|id| (key.clone(), id.clone())));
+            }
+        }
+        v.sort();
+        v
+    }
+
+    /// Replays `events` (those of order `key`) as an operator would.
+    fn replay(&mut self, key: &str, request: &str, events: &[InboundEvent]) {
+        let Some(flow) = self.flows.get_mut(key) else { return };
+        let records: Vec<ReplayRecord> = events
+            .iter()
+            .zip(0..)
+            .map(|(e, offset)| ReplayRecord {
+                input: ReplayInput { topic: "waybill.inbound.odoo".into(), partition: 0, offset, dead_letter: None },
+                event: Ok(e.clone()),
+            })
+            .collect();
+        let cause = Cause { id: request.to_string(), input: None, at: self.now };
+        let env = Env { catalog: &self.catalog, policy: &self.policy };
+        let s = replay(flow, request, &fixtures::replay_request(key, request), &records, &env, &cause);
+        self.journal.extend(s.journal);
+        self.commands.extend(s.commands);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn retries_and_replays_never_issue_two_distinct_commands_for_one_key(
+        (held, ops) in arb_world(),
+        actions in proptest::collection::vec((any::<u16>(), 0u8..5), 0..24),
+    ) {
+        let mut w = World::new(held);
+        w.run(&ops);
+        let events: Vec<InboundEvent> =
+            ops.iter().filter_map(|o| if let Op::Event(e) = o { Some(e.clone()) } else { None }).collect();
+        for (i, (pick, kind)) in actions.iter().enumerate() {
+            let open = w.open_exceptions();
+            match kind {
+                0 | 1 if !open.is_empty() => {
+                    let (order, id) = &open[*pick as usize % open.len()];
+                    let e = if *kind == 0 {
+                        fixtures::retry(order, &format!("control:retry:{i}"), id)
+                    } else {
+                        fixtures::resolve(order, &format!("control:resolve:{i}"), id, "handled")
+                    };
+                    w.run(&[Op::Event(e)]);
+                }
+                // Finance refuses an invoice it was sent (a retryable exception).
+                4 => {
+                    let mut sent: Vec<(String, String)> = w
+                        .flows
+                        .iter()
+                        .flat_map(|(k, f)| f.invoices.keys().map(move |s| (k.clone(), s.clone())))
+                        .collect();
+                    sent.sort();
+                    if let Some((order, shipment)) = sent.get(*pick as usize % sent.len().max(1)) {
+                        w.run(&[Op::Event(fixtures::invoice_refused(order, shipment, &format!("closed {i}")))]);
+                    }
+                }
+                // A retry of whatever was open before: may be resolved by now.
+                2 if !open.is_empty() => {
+                    let (order, id) = &open[(*pick as usize / 7) % open.len()];
+                    w.run(&[Op::Event(fixtures::retry(order, &format!("control:retry:{i}"), id))]);
+                }
+                _ => {
+                    let mut keys: Vec<String> = w.flows.keys().cloned().collect();
+                    keys.sort();
+                    if keys.is_empty() {
+                        continue;
+                    }
+                    let key = keys[*pick as usize % keys.len()].clone();
+                    let mine: Vec<InboundEvent> =
+                        events.iter().filter(|e| e.meta.correlation_key == key).cloned().collect();
+                    let before = w.commands.len();
+                    w.replay(&key, &format!("control:replay:{i}"), &mine);
+                    // Every event of the order was stepped already: a replay issues nothing.
+                    prop_assert_eq!(w.commands.len(), before, "replay of {} issued commands", key);
+                }
+            }
+        }
+        let mut by_key: BTreeMap<String, &waybill_domain::Command> = BTreeMap::new();
+        for c in &w.commands {
+            if let Some(first) = by_key.get(&c.meta.idempotency_key) {
+                prop_assert_eq!(&first.body, &c.body, "two distinct commands for {}", c.meta.idempotency_key);
+            } else {
+                by_key.insert(c.meta.idempotency_key.clone(), c);
+            }
+        }
+        // The journal, with the operators' actions, still folds to the live state.
+        let live: BTreeMap<String, OrderFlow> = w
+            .flows
+            .iter()
+            .filter(|(_, f)| f.fulfillment.book.seq > 0 || !f.invoices.is_empty() || !f.returns.is_empty())
+            .map(|(k, f)| (k.clone(), f.clone()))
+            .collect();
+        prop_assert_eq!(&fold(&w.journal), &live);
     }
 }

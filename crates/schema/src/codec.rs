@@ -159,6 +159,9 @@ family!(
         ReturnReceived,
         CreditNoteIssued,
         CreditNoteRejected,
+        ExceptionRetryRequested,
+        ExceptionResolveRequested,
+        SagaReplayRequested,
     ]
 );
 
@@ -216,6 +219,8 @@ family!(
         CreditNoteRequested,
         CreditNoteRecorded,
         StockAdjustmentRequested,
+        ExceptionRetried,
+        SagaReplayed,
     ]
 );
 

@@ -7,16 +7,16 @@ use waybill_domain::command::{
     InvoiceLine, IssueCreditNote, OrderOnly, PostInvoice, StockRequest,
 };
 use waybill_domain::event::{
-    CarrierBooked, CreditNoteIssued, Delivered, DocumentRejected, EventBody, GoodsIssued, InvoicePosted, ItemCondition,
-    LineReservation, LotQty, OrderCancelled, OrderLine, OrderReleased, Package, PickConfirmed, PickedLine,
-    PostingDecision, ReleasedToWarehouse, ReturnAuthorized, ReturnReceived, ReturnedLine, RmaLine, ShippedLine,
-    StockReserved,
+    CarrierBooked, CreditNoteIssued, Delivered, DocumentRejected, EventBody, ExceptionAction, GoodsIssued,
+    InvoicePosted, ItemCondition, LineReservation, LotQty, OrderCancelled, OrderLine, OrderReleased, Package,
+    PickConfirmed, PickedLine, PostingDecision, ReleasedToWarehouse, ReplayInput, ReplayRequest, ReturnAuthorized,
+    ReturnReceived, ReturnedLine, RmaLine, ShippedLine, StockReserved,
 };
 use waybill_domain::journal::{
     Allocation, Backorder, BusinessKey, Cancelled, CarrierAssigned, Checkpoint, ControlRefusal, CreditNoteDraft,
     CreditNoteRecorded, Deadline, DeliveryConfirmed, DocumentKind, Empty, ExceptionCategory, ExceptionRaised,
-    ExceptionResolved, InputPosition, InvoiceDraft, InvoiceRecorded, JournalBody, JournalMeta, PostingHeld,
-    PostingOutcome, Problems, Refusal, ReleaseRequested, SagaKind, WarehouseAccepted,
+    ExceptionResolved, ExceptionRetried, InputPosition, InvoiceDraft, InvoiceRecorded, JournalBody, JournalMeta,
+    PostingHeld, PostingOutcome, Problems, Refusal, ReleaseRequested, SagaKind, SagaReplayed, WarehouseAccepted,
 };
 use waybill_domain::{
     Command, CommandMeta, EventMeta, InboundEvent, JournalEvent, Money, Qty, SourceRef, System, Timestamp,
@@ -135,6 +135,18 @@ fn posting_decision() -> PostingDecision {
     }
 }
 
+fn exception_action(note: &str) -> ExceptionAction {
+    ExceptionAction {
+        order_ref: s("SO0042"),
+        exception_id: s("o2f:SO0042/pick-overdue/1"),
+        actor: s("olga@example.com"),
+        role: s("operator"),
+        peer: s("10.0.0.7:51234"),
+        request_id: s("req-1"),
+        note: s(note),
+    }
+}
+
 fn rejected() -> DocumentRejected {
     DocumentRejected { order_ref: s("SO0042"), business_key: s("SHP-1"), reason: s("customer on credit hold") }
 }
@@ -209,6 +221,26 @@ pub fn event_bodies() -> Vec<EventBody> {
             amount: Money(3998),
         }),
         EventBody::CreditNoteRejected(rejected()),
+        EventBody::ExceptionRetryRequested(exception_action("")),
+        EventBody::ExceptionResolveRequested(exception_action("stock counted; the warehouse confirmed by phone")),
+        EventBody::SagaReplayRequested(Box::new(ReplayRequest {
+            order_ref: s("SO0042"),
+            saga_id: s("o2f:SO0042"),
+            actor: s("olga@example.com"),
+            role: s("operator"),
+            peer: s("10.0.0.7:51234"),
+            request_id: s("req-2"),
+            note: s("carrier booking arrived before the goods issue"),
+            inputs: vec![
+                ReplayInput { topic: s("waybill.inbound.odoo"), partition: 3, offset: 17, dead_letter: None },
+                ReplayInput {
+                    topic: s("waybill.inbound.carrier"),
+                    partition: 3,
+                    offset: 4,
+                    dead_letter: Some(s("dlq:waybill.inbound.carrier:3:4")),
+                },
+            ],
+        })),
     ];
     // Exhaustive on purpose: a new variant fails to compile here until it has a sample.
     for body in &bodies {
@@ -228,7 +260,10 @@ pub fn event_bodies() -> Vec<EventBody> {
             | EventBody::ReturnAuthorized(_)
             | EventBody::ReturnReceived(_)
             | EventBody::CreditNoteIssued(_)
-            | EventBody::CreditNoteRejected(_) => {}
+            | EventBody::CreditNoteRejected(_)
+            | EventBody::ExceptionRetryRequested(_)
+            | EventBody::ExceptionResolveRequested(_)
+            | EventBody::SagaReplayRequested(_) => {}
         }
     }
     bodies
@@ -414,6 +449,22 @@ pub fn journal_events() -> Vec<JournalEvent> {
             amount: Money(1799),
         }),
         JournalBody::StockAdjustmentRequested(BusinessKey { key: s("RCPT-1") }),
+        JournalBody::ExceptionRetried(ExceptionRetried {
+            exception_id: s("o2f:SO0042/pick-overdue/1"),
+            idempotency_key: s("release:SO0042"),
+            actor: s("olga@example.com"),
+            role: s("operator"),
+            note: s("warehouse lost the wave"),
+        }),
+        JournalBody::SagaReplayed(SagaReplayed {
+            saga_id: s("o2f:SO0042"),
+            actor: s("olga@example.com"),
+            role: s("operator"),
+            inputs: 5,
+            applied: 1,
+            commands: vec![s("confirm-shipment:SHP-1")],
+            refused: vec![s("waybill.inbound.carrier/3@9: carrier booking for an unknown shipment")],
+        }),
     ];
     for body in &bodies {
         match body {
@@ -447,7 +498,9 @@ pub fn journal_events() -> Vec<JournalEvent> {
             | JournalBody::CreditNoteDrafted(_)
             | JournalBody::CreditNoteRequested(_)
             | JournalBody::CreditNoteRecorded(_)
-            | JournalBody::StockAdjustmentRequested(_) => {}
+            | JournalBody::StockAdjustmentRequested(_)
+            | JournalBody::ExceptionRetried(_)
+            | JournalBody::SagaReplayed(_) => {}
         }
     }
     bodies

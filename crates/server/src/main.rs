@@ -4,8 +4,9 @@
 //! - `waybill run`: the demo — orchestrator plus a simulated Odoo, warehouse and carrier.
 //! - `waybill projections rebuild`: drop the read models and rebuild them from the log.
 //! - `waybill dlq list|replay`: inspect and replay the dead-letter topic.
-//! - `waybill approvals list|show|approve|reject|audit`, `waybill exceptions list`,
-//!   `waybill order show`, `waybill trace`: talk to a running server's gRPC control plane
+//! - `waybill approvals list|show|approve|reject|audit`, `waybill exceptions
+//!   list|retry|resolve`, `waybill saga replay [--dry-run]`, `waybill order show`,
+//!   `waybill trace`: talk to a running server's gRPC control plane
 //!   (`--server`, `--token` or `WAYBILL_TOKEN`; tables, or `--output json`).
 
 use std::path::PathBuf;
@@ -88,10 +89,15 @@ enum Command {
         #[command(subcommand)]
         command: ApprovalsCommand,
     },
-    /// Exceptions on a running server.
+    /// Exceptions on a running server: list, retry, resolve.
     Exceptions {
         #[command(subcommand)]
         command: ExceptionsCommand,
+    },
+    /// Sagas on a running server: replay an order's inbound events.
+    Saga {
+        #[command(subcommand)]
+        command: SagaCommand,
     },
     /// Orders on a running server.
     Order {
@@ -198,7 +204,7 @@ enum ApprovalsCommand {
     Audit {
         #[command(flatten)]
         remote: Remote,
-        /// Only this posting.
+        /// Only actions on this posting, exception or saga.
         #[arg(long)]
         posting: Option<String>,
         /// Only this identity.
@@ -228,6 +234,45 @@ enum ExceptionsCommand {
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+    },
+    /// Re-issue the command of the step an exception is about, with its original
+    /// idempotency key (operator).
+    Retry {
+        /// Exception id (`o2f:SO0042/pick-overdue/1`).
+        exception_id: String,
+        /// Why (recorded in the audit).
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Close an open exception by hand, saying what was done (operator).
+    Resolve {
+        /// Exception id.
+        exception_id: String,
+        /// What was done (required).
+        #[arg(long)]
+        note: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SagaCommand {
+    /// Feed an order's inbound events through its sagas again: records already applied
+    /// change nothing; dead-lettered or mishandled ones are decided again (operator).
+    Replay {
+        /// Any saga of the order (`o2f:SO0042`, `s2i:SHP-1`, `ret:RMA-1`) or the order name.
+        saga_id: String,
+        /// Only show what would change; writes nothing to the saga (viewer).
+        #[arg(long)]
+        dry_run: bool,
+        /// Why (recorded in the audit).
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        remote: Remote,
     },
 }
 
@@ -343,6 +388,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Approvals { command } => remote::approvals(command),
         Command::Exceptions { command } => remote::exceptions(command),
+        Command::Saga { command } => remote::saga(command),
         Command::Order { command } => remote::order(command),
         Command::Trace { source_ref, remote } => remote::trace(&source_ref, &remote),
         Command::Serve { common, listen, control_listen, metrics_listen, demo_catalog } => {
@@ -424,7 +470,7 @@ mod remote {
     use waybill_control::client::{self, ClientOptions, Clients};
     use waybill_control::proto;
 
-    use super::{ApprovalsCommand, ExceptionsCommand, OrderCommand, Output, Remote};
+    use super::{ApprovalsCommand, ExceptionsCommand, OrderCommand, Output, Remote, SagaCommand};
 
     fn call<T>(remote: &Remote, f: impl AsyncFnOnce(Clients) -> Result<T, tonic::Status>) -> anyhow::Result<T> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -630,7 +676,7 @@ mod remote {
                             e.peer.clone(),
                             e.action.clone(),
                             e.posting_id.clone(),
-                            format!("v{}", e.expected_version),
+                            if e.expected_version > 0 { format!("v{}", e.expected_version) } else { "-".into() },
                             e.outcome.clone(),
                             e.detail.clone(),
                         ]
@@ -639,7 +685,7 @@ mod remote {
                 print!(
                     "{}",
                     table(
-                        &["AGO", "ACTOR", "ROLE", "PEER", "ACTION", "POSTING", "VERSION", "OUTCOME", "DETAIL"],
+                        &["AGO", "ACTOR", "ROLE", "PEER", "ACTION", "SUBJECT", "VERSION", "OUTCOME", "DETAIL"],
                         &rows
                     )
                 );
@@ -649,7 +695,21 @@ mod remote {
     }
 
     pub(super) fn exceptions(command: ExceptionsCommand) -> anyhow::Result<()> {
-        let ExceptionsCommand::List { remote, category, open, min_age, limit } = command;
+        let (remote, category, open, min_age, limit) = match command {
+            ExceptionsCommand::List { remote, category, open, min_age, limit } => {
+                (remote, category, open, min_age, limit)
+            }
+            ExceptionsCommand::Retry { exception_id, note, remote } => {
+                let req = proto::ExceptionActionRequest { exception_id, note };
+                let resp = call(&remote, async |mut c| Ok(c.workbench.retry_exception(req).await?.into_inner()))?;
+                return print_exception_action(&remote, &resp);
+            }
+            ExceptionsCommand::Resolve { exception_id, note, remote } => {
+                let req = proto::ExceptionActionRequest { exception_id, note };
+                let resp = call(&remote, async |mut c| Ok(c.workbench.resolve_exception(req).await?.into_inner()))?;
+                return print_exception_action(&remote, &resp);
+            }
+        };
         let req = proto::ListExceptionsRequest {
             category: category.unwrap_or_default(),
             open_only: open,
@@ -676,6 +736,65 @@ mod remote {
             .collect();
         print!("{}", table(&["EXCEPTION", "CATEGORY", "ORDER", "AGE", "STATE", "MESSAGE"], &rows));
         println!("{} exceptions", rows.len());
+        Ok(())
+    }
+
+    fn print_exception_action(remote: &Remote, resp: &proto::ExceptionActionResponse) -> anyhow::Result<()> {
+        if remote.output == Output::Json {
+            return json(resp);
+        }
+        println!("{}", resp.message);
+        if let Some(x) = &resp.exception {
+            let state = if x.resolved_at_us == 0 { "open".to_string() } else { format!("resolved: {}", x.resolution) };
+            println!("exception  {} ({}, order {})", x.exception_id, x.category, x.order_ref);
+            println!("state      {state}");
+        }
+        println!("event      {}", resp.event_id);
+        Ok(())
+    }
+
+    pub(super) fn saga(command: SagaCommand) -> anyhow::Result<()> {
+        let SagaCommand::Replay { saga_id, dry_run, note, remote } = command;
+        let req = proto::ReplayRequest { saga_id, note };
+        let resp = if dry_run {
+            call(&remote, async |mut c| Ok(c.workbench.dry_run_replay(req).await?.into_inner()))?
+        } else {
+            call(&remote, async |mut c| Ok(c.workbench.replay(req).await?.into_inner()))?
+        };
+        if remote.output == Output::Json {
+            return json(&resp);
+        }
+        println!("{}", resp.message);
+        let rows: Vec<Vec<String>> = resp
+            .inputs
+            .iter()
+            .map(|i| {
+                vec![
+                    format!("{}/{}@{}", i.topic, i.partition, i.offset),
+                    i.event.clone(),
+                    i.event_id.clone(),
+                    if i.dead_letter.is_empty() { "-".into() } else { i.dead_letter.clone() },
+                ]
+            })
+            .collect();
+        print!("\nrecords replayed\n{}", table(&["WHERE", "EVENT", "EVENT ID", "DEAD LETTER"], &rows));
+        let title = if resp.dry_run { "journal events it would write" } else { "journal events written" };
+        let rows: Vec<Vec<String>> = resp
+            .journal
+            .iter()
+            .map(|t| vec![t.saga_id.clone(), t.seq.to_string(), t.event.clone(), t.summary.clone()])
+            .collect();
+        print!("\n{title}\n{}", table(&["SAGA", "SEQ", "EVENT", "SUMMARY"], &rows));
+        let title = if resp.dry_run { "commands it would issue" } else { "commands issued" };
+        let rows: Vec<Vec<String>> = resp
+            .commands
+            .iter()
+            .map(|c| vec![c.idempotency_key.clone(), c.command.clone(), c.target.clone(), c.saga_id.clone()])
+            .collect();
+        print!("\n{title}\n{}", table(&["IDEMPOTENCY KEY", "COMMAND", "TARGET", "SAGA"], &rows));
+        for r in &resp.refused {
+            println!("still refused: {r}");
+        }
         Ok(())
     }
 

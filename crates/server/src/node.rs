@@ -113,7 +113,7 @@ impl Node {
         let coordinator = Arc::new(Coordinator::new(
             log.clone(),
             state,
-            catalog,
+            catalog.clone(),
             cfg.policy.clone(),
             SagaCoordinatorConfig {
                 max_batch: cfg.coordinator.max_batch,
@@ -183,6 +183,8 @@ impl Node {
                 log: node.log.clone(),
                 projections: node.projections.clone(),
                 approval_limits: cfg.policy.posting.approval_limits.clone(),
+                catalog: catalog.clone(),
+                policy: cfg.policy.clone(),
                 audit_dir: paths.audit.clone(),
                 partitions: cfg.partitions,
                 readiness: Some(Arc::new(node.health(cfg))),

@@ -1,0 +1,669 @@
+//! The exception workbench: retry an exception's failed step, resolve an exception with a
+//! note, replay an order's inbound events (with a dry run first).
+//!
+//! Like approvals, every action is checked here for a quick, clear answer (role, unknown
+//! or resolved exception, missing note), then written to `waybill.control` keyed by the
+//! order, decided by the saga that owns it — the authority — and the call waits for the
+//! saga's verdict in the journal and for the read models to have it (read your writes).
+//! Attempts answered here go to `waybill.audit`.
+//!
+//! A dry-run replay is computed here, read-only: the order's sagas are rebuilt from their
+//! journal events (the timeline points at them), the records to replay are gathered
+//! (every inbound record a journal event cites, and every dead letter of the order), and
+//! the saga crate's pure [`waybill_saga::flow::replay`] runs on that copy. Nothing is
+//! written but the dry run's audit record.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use waybill_domain::event::{ExceptionAction, ReplayInput, ReplayRequest};
+use waybill_domain::{
+    EventBody, EventMeta, InboundEvent, JournalBody, JournalEvent, SourceRef, System, Timestamp, topic,
+};
+use waybill_log::{AppendBatch, Header, Record};
+use waybill_projection::{ExceptionView, LinkKind};
+use waybill_saga::decision::Cause;
+use waybill_saga::flow::{self, Env, OrderFlow, ReplayRecord};
+
+use crate::audit::{AUDIT_TOPIC, EdgeRecord, headers};
+use crate::auth::{Principal, Role};
+use crate::error::{Error, Result};
+use crate::proto;
+use crate::service::Control;
+
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+/// A request id unique to this call (time, process, counter).
+fn request_id() -> String {
+    format!("{:x}-{:x}-{}", Timestamp::now().0, std::process::id(), REQUESTS.fetch_add(1, Ordering::Relaxed))
+}
+
+/// One workbench call: who, from where, what, on what.
+struct Call<'a> {
+    who: &'a Principal,
+    peer: &'a str,
+    action: &'static str,
+    target: &'a str,
+    order_ref: String,
+    note: &'a str,
+}
+
+/// The order's sagas as their journal describes them, and the records to replay.
+struct Plan {
+    order_ref: String,
+    saga_id: String,
+    flow: OrderFlow,
+    records: Vec<ReplayRecord>,
+}
+
+pub(crate) fn exception_proto(x: ExceptionView) -> proto::Exception {
+    proto::Exception {
+        exception_id: x.exception_id,
+        category: x.category.as_str().into(),
+        message: x.message,
+        subject: x.subject.map(|s| s.to_string()).unwrap_or_default(),
+        saga_id: x.saga_id.unwrap_or_default(),
+        order_ref: x.order_ref.unwrap_or_default(),
+        raised_at_us: x.raised_at.map(|t| t.0).unwrap_or_default(),
+        resolved_at_us: x.resolved_at.map(|t| t.0).unwrap_or_default(),
+        resolution: x.resolution.unwrap_or_default(),
+    }
+}
+
+fn timeline_entry(e: &JournalEvent) -> proto::TimelineEntry {
+    proto::TimelineEntry {
+        at_us: e.meta.at.0,
+        saga_id: e.meta.saga_id.clone(),
+        seq: e.meta.seq,
+        event: e.body.name().into(),
+        summary: waybill_projection::summarize(e),
+    }
+}
+
+fn command_preview(c: &waybill_domain::Command) -> proto::PreviewCommand {
+    proto::PreviewCommand {
+        idempotency_key: c.meta.idempotency_key.clone(),
+        command: c.body.name().into(),
+        target: c.meta.target.to_string(),
+        saga_id: c.meta.saga_id.clone(),
+    }
+}
+
+impl Control {
+    /// Writes a workbench attempt the control plane answered itself to `waybill.audit`.
+    fn record_workbench_edge(&self, c: &Call<'_>, outcome: &str, detail: &str) -> Result<()> {
+        let x = EdgeRecord {
+            at_us: Timestamp::now().0,
+            actor: c.who.identity.clone(),
+            role: c.who.role.to_string(),
+            peer: c.peer.to_string(),
+            action: c.action.into(),
+            posting_id: c.target.to_string(),
+            order_ref: c.order_ref.clone(),
+            expected_version: 0,
+            reason: c.note.to_string(),
+            outcome: outcome.into(),
+            detail: detail.into(),
+        };
+        let key = if c.order_ref.is_empty() { c.target.to_string() } else { c.order_ref.clone() };
+        let value =
+            serde_json::to_vec(&x).map_err(|e| Error::Internal(format!("cannot encode an audit record: {e}")))?;
+        let record = Record::keyed(AUDIT_TOPIC, key.into_bytes(), value)
+            .with_header(headers::ACTOR, c.who.identity.as_bytes().to_vec())
+            .with_header(headers::ROLE, c.who.role.as_str().as_bytes().to_vec())
+            .with_header(headers::PEER, c.peer.as_bytes().to_vec());
+        self.log.append(AppendBatch { records: vec![record], positions: vec![] })?;
+        Ok(())
+    }
+
+    /// Audits an edge refusal and returns the error.
+    fn refuse_at_edge<T>(&self, c: &Call<'_>, e: Error) -> Result<T> {
+        let detail = format!("{:?}: {e}", e.code());
+        self.record_workbench_edge(c, "refused", &detail)?;
+        tracing::info!(waybill.actor = %c.who.identity, action = c.action, target = %c.target, error = %e, "workbench action refused");
+        Err(e)
+    }
+
+    /// Appends a control event for the order's partition; returns the journal partition
+    /// and the offset to watch the saga's answer from.
+    fn send_control(&self, event: &InboundEvent, who: &Principal, peer: &str) -> Result<(i32, i64)> {
+        let order_ref = &event.meta.correlation_key;
+        let value = waybill_schema::encode_event(event)
+            .map_err(|e| Error::Internal(format!("cannot encode the control event: {e}")))?;
+        let record = Record {
+            topic: topic::CONTROL.to_string(),
+            partition: None,
+            key: order_ref.as_bytes().to_vec(),
+            headers: vec![
+                Header { key: headers::EVENT_ID.into(), value: event.meta.event_id.as_bytes().to_vec() },
+                Header { key: headers::ACTOR.into(), value: who.identity.as_bytes().to_vec() },
+                Header { key: headers::ROLE.into(), value: who.role.as_str().as_bytes().to_vec() },
+                Header { key: headers::PEER.into(), value: peer.as_bytes().to_vec() },
+            ],
+            value,
+        };
+        let partition = waybill_log::partition_for(order_ref.as_bytes(), self.log.partitions(topic::JOURNAL)?);
+        let from = self.log.end_offset(topic::JOURNAL, partition)?;
+        self.log.append(AppendBatch { records: vec![record], positions: vec![] })?;
+        tracing::info!(waybill.actor = %who.identity, waybill.event.id = %event.meta.event_id, waybill.order.ref = %order_ref, "workbench action sent to the saga");
+        Ok((partition, from))
+    }
+
+    /// Reads the journal partition from `from` until `found` picks the saga's answer, the
+    /// journal offset it was read at; `None` once `deadline` passes.
+    fn watch_journal<T>(
+        &self,
+        partition: i32,
+        mut from: i64,
+        deadline: Instant,
+        mut found: impl FnMut(&JournalEvent) -> Option<T>,
+    ) -> Result<Option<(T, i64)>> {
+        loop {
+            let records = self.log.read(topic::JOURNAL, partition, from, 256)?;
+            if let Some(last) = records.last() {
+                from = last.offset + 1;
+                for r in &records {
+                    // Checkpoints carry no saga id.
+                    if r.header("waybill.saga-id").is_none() {
+                        continue;
+                    }
+                    if let Ok(e) = waybill_schema::decode_journal(&r.value)
+                        && let Some(t) = found(&e)
+                    {
+                        return Ok(Some((t, r.offset)));
+                    }
+                }
+                continue;
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            self.log.wait_for(topic::JOURNAL, partition, from, Duration::from_millis(50))?;
+        }
+    }
+
+    /// Read your writes: waits (until `deadline`) for the read models to have applied the
+    /// journal up to `offset`.
+    fn await_projection(&self, partition: i32, offset: i64, deadline: Instant) -> Result<()> {
+        while Instant::now() < deadline
+            && self.projections.checkpoint(topic::JOURNAL, partition)?.is_none_or(|next| next <= offset)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
+    /// Retry (`retry = true`) or resolve an exception, as `who` calling from `peer`.
+    pub(crate) fn exception_action(
+        &self,
+        who: &Principal,
+        peer: &str,
+        r: &proto::ExceptionActionRequest,
+        retry: bool,
+    ) -> Result<proto::ExceptionActionResponse> {
+        let action = if retry { "retry" } else { "resolve" };
+        let view = if r.exception_id.is_empty() { None } else { self.projections.exception(&r.exception_id)? };
+        let call = Call {
+            who,
+            peer,
+            action,
+            target: &r.exception_id,
+            order_ref: view.as_ref().and_then(|v| v.order_ref.clone()).unwrap_or_default(),
+            note: &r.note,
+        };
+        let checked = who
+            .require(Role::Operator, if retry { "retrying an exception" } else { "resolving an exception" })
+            .and_then(|()| check_exception(r, retry, view));
+        match checked {
+            Err(e) => self.refuse_at_edge(&call, e),
+            Ok((order_ref, _)) => self.forward_exception(&call, &order_ref, r, retry),
+        }
+    }
+
+    fn forward_exception(
+        &self,
+        call: &Call<'_>,
+        order_ref: &str,
+        r: &proto::ExceptionActionRequest,
+        retry: bool,
+    ) -> Result<proto::ExceptionActionResponse> {
+        let who = call.who;
+        let request_id = request_id();
+        let event_id = format!("control:{}:{}:{request_id}", call.action, r.exception_id);
+        let a = ExceptionAction {
+            order_ref: order_ref.to_string(),
+            exception_id: r.exception_id.clone(),
+            actor: who.identity.clone(),
+            role: who.role.to_string(),
+            peer: call.peer.to_string(),
+            request_id,
+            note: r.note.trim().to_string(),
+        };
+        let event = InboundEvent {
+            meta: EventMeta {
+                event_id: event_id.clone(),
+                source: SourceRef::new(System::Operator, who.identity.clone()),
+                correlation_key: order_ref.to_string(),
+                occurred_at: Timestamp::now(),
+            },
+            body: if retry { EventBody::ExceptionRetryRequested(a) } else { EventBody::ExceptionResolveRequested(a) },
+        };
+        let deadline = Instant::now() + self.decision_timeout;
+        let (partition, from) = self.send_control(&event, who, call.peer)?;
+        enum Answer {
+            Retried(String),
+            Resolved(String),
+            Refused(String),
+        }
+        let answer = self.watch_journal(partition, from, deadline, |e| {
+            if e.meta.caused_by != event_id {
+                return None;
+            }
+            match &e.body {
+                JournalBody::ExceptionRetried(x) => Some(Answer::Retried(x.idempotency_key.clone())),
+                JournalBody::ExceptionResolved(x) => Some(Answer::Resolved(x.resolution.clone())),
+                JournalBody::ControlRefused(x) => Some(Answer::Refused(x.reason.clone())),
+                _ => None,
+            }
+        })?;
+        let Some((answer, offset)) = answer else {
+            return Err(Error::Pending(format!(
+                "{} {event_id} is in the log but the saga has not answered within {} s; check `waybill exceptions list --all` before trying again",
+                call.action,
+                self.decision_timeout.as_secs_f64()
+            )));
+        };
+        let (outcome, message, idempotency_key) = match answer {
+            Answer::Refused(reason) => {
+                return Err(Error::FailedPrecondition(format!("the saga refused the {}: {reason}", call.action)));
+            }
+            Answer::Retried(key) => (
+                "retried",
+                format!("exception {}: command {key} re-issued with its original idempotency key", r.exception_id),
+                key,
+            ),
+            Answer::Resolved(resolution) => {
+                ("resolved", format!("exception {} {resolution}", r.exception_id), String::new())
+            }
+        };
+        self.await_projection(partition, offset, deadline)?;
+        Ok(proto::ExceptionActionResponse {
+            exception_id: r.exception_id.clone(),
+            action: call.action.into(),
+            outcome: outcome.into(),
+            message,
+            event_id,
+            idempotency_key,
+            exception: self.projections.exception(&r.exception_id)?.map(exception_proto),
+        })
+    }
+
+    /// The order a saga id (or an order name) belongs to.
+    fn order_of(&self, saga_or_order: &str) -> Result<Option<String>> {
+        if let Some(order) = saga_or_order.strip_prefix("o2f:") {
+            return Ok(self.projections.order(order)?.map(|o| o.order_ref));
+        }
+        if saga_or_order.starts_with("s2i:") || saga_or_order.starts_with("ret:") {
+            return Ok(self
+                .projections
+                .orders(None, usize::MAX)?
+                .into_iter()
+                .find(|o| o.saga(saga_or_order).is_some())
+                .map(|o| o.order_ref));
+        }
+        Ok(self.projections.order(saga_or_order)?.map(|o| o.order_ref))
+    }
+
+    /// Rebuilds the order's sagas from their journal events and gathers the records to
+    /// replay: every inbound record a journal event of the order cites, and every dead
+    /// letter of the order, in the order they were appended.
+    fn plan_replay(&self, saga_or_order: &str) -> Result<Plan> {
+        if saga_or_order.trim().is_empty() {
+            return Err(Error::InvalidArgument(
+                "saga_id is empty; name a saga (o2f:SO0042, s2i:SHP-1, ret:RMA-1) or an order (SO0042)".into(),
+            ));
+        }
+        let Some(order_ref) = self.order_of(saga_or_order)? else {
+            return Err(Error::NotFound(format!(
+                "{saga_or_order} is not a saga or order Waybill knows; find it with `waybill order show <order>`"
+            )));
+        };
+        let saga_id =
+            if saga_or_order.contains(':') { saga_or_order.to_string() } else { format!("o2f:{saga_or_order}") };
+        let inbound: BTreeSet<String> = topic::INBOUND_SYSTEMS.iter().map(|s| topic::inbound(*s)).collect();
+        let mut flow = OrderFlow::new(order_ref.clone());
+        // position → the dead-letter exception it would close
+        let mut positions: BTreeMap<(String, i32, i64), Option<String>> = BTreeMap::new();
+        for t in self.projections.timeline(&order_ref)? {
+            let r = self.log.read(topic::JOURNAL, t.partition, t.offset, 1)?;
+            let Some(r) = r.into_iter().find(|r| r.offset == t.offset) else { continue };
+            let e = waybill_schema::decode_journal(&r.value).map_err(|e| {
+                Error::Internal(format!(
+                    "journal record {}@{} of order {order_ref} cannot be decoded: {e}",
+                    t.partition, t.offset
+                ))
+            })?;
+            if let Some(i) = e.meta.input.as_ref().filter(|i| inbound.contains(&i.topic)) {
+                positions.entry((i.topic.clone(), i.partition, i.offset)).or_default();
+            }
+            flow.apply(&e);
+        }
+        for l in self.projections.lineage(&format!("odoo:{order_ref}"))? {
+            if l.kind != LinkKind::DeadLetter {
+                continue;
+            }
+            // `dlq:<topic>:<partition>:<offset>` of the original record.
+            let mut parts = l.id.rsplitn(3, ':');
+            let (Some(offset), Some(partition), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            let (Some(topic), Ok(partition), Ok(offset)) =
+                (rest.strip_prefix("dlq:"), partition.parse::<i32>(), offset.parse::<i64>())
+            else {
+                continue;
+            };
+            if !inbound.contains(topic) {
+                continue;
+            }
+            let open = self.projections.exception(&l.id)?.is_some_and(|x| x.is_open());
+            let slot = positions.entry((topic.to_string(), partition, offset)).or_default();
+            if open {
+                *slot = Some(l.id.clone());
+            }
+        }
+        let order: Vec<String> = topic::coordinator_inputs();
+        let mut records = Vec::new();
+        for ((t, p, o), dead_letter) in positions {
+            let stored = self.log.read(&t, p, o, 1)?.into_iter().find(|r| r.offset == o);
+            let (at, event) = match stored {
+                None => (i64::MAX, Err("no record at this offset (removed by retention?)".to_string())),
+                Some(r) => (r.timestamp_ms, waybill_schema::decode_event(&r.value).map_err(|e| e.to_string())),
+            };
+            let rank = order.iter().position(|x| *x == t).unwrap_or(usize::MAX);
+            records.push((
+                at,
+                rank,
+                ReplayRecord { input: ReplayInput { topic: t, partition: p, offset: o, dead_letter }, event },
+            ));
+        }
+        // As the coordinator merges its inputs: append time, then topic order.
+        records.sort_by_key(|r| (r.0, r.1, r.2.input.offset));
+        Ok(Plan { order_ref, saga_id, flow, records: records.into_iter().map(|(_, _, r)| r).collect() })
+    }
+
+    /// Replays (or, with `dry_run`, previews replaying) the inbound events of the order
+    /// `r.saga_id` names.
+    pub(crate) fn replay(
+        &self,
+        who: &Principal,
+        peer: &str,
+        r: &proto::ReplayRequest,
+        dry_run: bool,
+    ) -> Result<proto::ReplayResponse> {
+        let action = if dry_run { "replay-dry-run" } else { "replay" };
+        let call = Call { who, peer, action, target: &r.saga_id, order_ref: String::new(), note: &r.note };
+        let needed = if dry_run { Role::Viewer } else { Role::Operator };
+        let plan = who
+            .require(needed, if dry_run { "previewing a replay" } else { "replaying a saga's events" })
+            .and_then(|()| self.plan_replay(&r.saga_id));
+        let plan = match plan {
+            Ok(p) => p,
+            Err(e) => return self.refuse_at_edge(&call, e),
+        };
+        // From here on the audit names the saga the target resolved to.
+        let call = Call { target: &plan.saga_id, order_ref: plan.order_ref.clone(), ..call };
+        let request_id = request_id();
+        let event_id = format!("control:{action}:{}:{request_id}", plan.saga_id);
+        let request = ReplayRequest {
+            order_ref: plan.order_ref.clone(),
+            saga_id: plan.saga_id.clone(),
+            actor: who.identity.clone(),
+            role: who.role.to_string(),
+            peer: peer.to_string(),
+            request_id,
+            note: r.note.trim().to_string(),
+            inputs: plan.records.iter().map(|x| x.input.clone()).collect(),
+        };
+        let inputs: Vec<proto::ReplayedInput> = plan
+            .records
+            .iter()
+            .map(|x| proto::ReplayedInput {
+                topic: x.input.topic.clone(),
+                partition: x.input.partition,
+                offset: x.input.offset,
+                event_id: x.event.as_ref().map(|e| e.meta.event_id.clone()).unwrap_or_default(),
+                event: x.event.as_ref().map(|e| e.body.name().to_string()).unwrap_or_default(),
+                dead_letter: x.input.dead_letter.clone().unwrap_or_default(),
+            })
+            .collect();
+        if dry_run {
+            let mut copy = plan.flow.clone();
+            let env = Env { catalog: &self.catalog, policy: &self.policy };
+            let cause = Cause { id: event_id.clone(), input: None, at: Timestamp::now() };
+            let step = flow::replay(&mut copy, &event_id, &request, &plan.records, &env, &cause);
+            let (applied, refused) = outcome_of(&step.journal, &event_id);
+            let detail = format!(
+                "would apply {applied} of {} records, write {} journal events and issue commands [{}]",
+                plan.records.len(),
+                step.journal.len(),
+                step.commands.iter().map(|c| c.meta.idempotency_key.as_str()).collect::<Vec<_>>().join(", ")
+            );
+            self.record_workbench_edge(&call, "dry-run", &detail)?;
+            return Ok(proto::ReplayResponse {
+                order_ref: plan.order_ref,
+                saga_id: plan.saga_id,
+                dry_run: true,
+                inputs,
+                journal: step.journal.iter().map(timeline_entry).collect(),
+                commands: step.commands.iter().map(command_preview).collect(),
+                refused,
+                applied,
+                event_id: String::new(),
+                message: format!("dry run: {detail}; nothing was written to the saga"),
+            });
+        }
+        // The commands as the saga will issue them (the same pure replay, on a copy), to
+        // name the commands its answer lists by key.
+        let preview: BTreeMap<String, proto::PreviewCommand> = {
+            let mut copy = plan.flow.clone();
+            let env = Env { catalog: &self.catalog, policy: &self.policy };
+            let cause = Cause { id: event_id.clone(), input: None, at: Timestamp::now() };
+            let step = flow::replay(&mut copy, &event_id, &request, &plan.records, &env, &cause);
+            step.commands.iter().map(|c| (c.meta.idempotency_key.clone(), command_preview(c))).collect()
+        };
+        let replayed: BTreeSet<String> =
+            plan.records.iter().filter_map(|x| x.event.as_ref().ok().map(|e| e.meta.event_id.clone())).collect();
+        let event = InboundEvent {
+            meta: EventMeta {
+                event_id: event_id.clone(),
+                source: SourceRef::new(System::Operator, who.identity.clone()),
+                correlation_key: plan.order_ref.clone(),
+                occurred_at: Timestamp::now(),
+            },
+            body: EventBody::SagaReplayRequested(Box::new(request)),
+        };
+        let deadline = Instant::now() + self.decision_timeout;
+        let (partition, from) = self.send_control(&event, who, peer)?;
+        let mut written = Vec::new();
+        let done = self.watch_journal(partition, from, deadline, |e| {
+            if e.meta.correlation_key != plan.order_ref {
+                return None;
+            }
+            if e.meta.caused_by == event_id {
+                written.push(e.clone());
+                return matches!(e.body, JournalBody::SagaReplayed(_)).then_some(());
+            }
+            if replayed.contains(&e.meta.caused_by) {
+                written.push(e.clone());
+            }
+            None
+        })?;
+        let Some(((), offset)) = done else {
+            return Err(Error::Pending(format!(
+                "replay {event_id} is in the log but the saga has not answered within {} s; check `waybill order show {}` before trying again",
+                self.decision_timeout.as_secs_f64(),
+                plan.order_ref
+            )));
+        };
+        self.await_projection(partition, offset, deadline)?;
+        let (applied, refused) = outcome_of(&written, &event_id);
+        // The commands the saga issued, as its SagaReplayed event lists them.
+        let keys: Vec<String> = written
+            .iter()
+            .find_map(|e| match &e.body {
+                JournalBody::SagaReplayed(x) if e.meta.caused_by == event_id => Some(x.commands.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let commands = keys
+            .iter()
+            .map(|k| {
+                preview.get(k).cloned().unwrap_or_else(|| proto::PreviewCommand {
+                    idempotency_key: k.clone(),
+                    ..proto::PreviewCommand::default()
+                })
+            })
+            .collect();
+        Ok(proto::ReplayResponse {
+            order_ref: plan.order_ref.clone(),
+            saga_id: plan.saga_id,
+            dry_run: false,
+            inputs,
+            journal: written.iter().map(timeline_entry).collect(),
+            commands,
+            message: format!(
+                "replayed {} records of order {}: {applied} applied, {} commands issued, {} still refused",
+                plan.records.len(),
+                plan.order_ref,
+                keys.len(),
+                refused.len()
+            ),
+            refused,
+            applied,
+            event_id,
+        })
+    }
+}
+
+/// Applied count and refusals from the `SagaReplayed` event caused by `request`.
+fn outcome_of(journal: &[JournalEvent], request: &str) -> (u32, Vec<String>) {
+    journal
+        .iter()
+        .find_map(|e| match &e.body {
+            JournalBody::SagaReplayed(x) if e.meta.caused_by == request => {
+                Some((x.applied.max(0) as u32, x.refused.clone()))
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// The checks the saga will make on a retry or resolution, made early for a clear answer.
+/// Returns the exception's order.
+fn check_exception(
+    r: &proto::ExceptionActionRequest,
+    retry: bool,
+    view: Option<ExceptionView>,
+) -> Result<(String, ExceptionView)> {
+    if r.exception_id.trim().is_empty() {
+        return Err(Error::InvalidArgument(
+            "exception_id is empty; name an exception such as o2f:SO0042/pick-overdue/1 (see `waybill exceptions list`)"
+                .into(),
+        ));
+    }
+    if !retry && r.note.trim().is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "resolving exception {} needs a note saying what was done (--note \"...\")",
+            r.exception_id
+        )));
+    }
+    let Some(x) = view.filter(|x| x.raised_at.is_some()) else {
+        return Err(Error::NotFound(format!(
+            "exception {} does not exist; list exceptions with `waybill exceptions list`",
+            r.exception_id
+        )));
+    };
+    if x.resolved_at.is_some() {
+        return Err(Error::FailedPrecondition(format!(
+            "exception {} is already resolved ({}); nothing to do",
+            x.exception_id,
+            x.resolution.clone().unwrap_or_default()
+        )));
+    }
+    let Some(order_ref) = x.order_ref.clone() else {
+        return Err(Error::FailedPrecondition(format!(
+            "exception {} names no order, so no saga can act on it; fix the record at its source and use `waybill dlq replay`",
+            x.exception_id
+        )));
+    };
+    if x.saga_id.is_none() {
+        return Err(Error::FailedPrecondition(format!(
+            "exception {} is a dead letter, not a saga's exception; it closes when a replay applies the record: `waybill saga replay {order_ref} --dry-run`, then without --dry-run",
+            x.exception_id
+        )));
+    }
+    Ok((order_ref, x))
+}
+
+/// The `waybill.v1.Workbench` service.
+#[derive(Debug, Clone)]
+pub struct WorkbenchService(pub(crate) std::sync::Arc<Control>);
+
+impl WorkbenchService {
+    async fn exception_action(
+        &self,
+        request: tonic::Request<proto::ExceptionActionRequest>,
+        retry: bool,
+    ) -> Result<tonic::Response<proto::ExceptionActionResponse>, tonic::Status> {
+        // Authentication only: the role check is part of the audited action.
+        let who = self.0.authenticate_only(&request)?;
+        let peer = crate::service::peer_of(&request);
+        let r = request.into_inner();
+        let c = self.0.clone();
+        crate::service::blocking(move || c.exception_action(&who, &peer, &r, retry)).await
+    }
+
+    async fn replay(
+        &self,
+        request: tonic::Request<proto::ReplayRequest>,
+        dry_run: bool,
+    ) -> Result<tonic::Response<proto::ReplayResponse>, tonic::Status> {
+        let who = self.0.authenticate_only(&request)?;
+        let peer = crate::service::peer_of(&request);
+        let r = request.into_inner();
+        let c = self.0.clone();
+        crate::service::blocking(move || c.replay(&who, &peer, &r, dry_run)).await
+    }
+}
+
+#[tonic::async_trait]
+impl proto::workbench_server::Workbench for WorkbenchService {
+    async fn retry_exception(
+        &self,
+        request: tonic::Request<proto::ExceptionActionRequest>,
+    ) -> Result<tonic::Response<proto::ExceptionActionResponse>, tonic::Status> {
+        self.exception_action(request, true).await
+    }
+
+    async fn resolve_exception(
+        &self,
+        request: tonic::Request<proto::ExceptionActionRequest>,
+    ) -> Result<tonic::Response<proto::ExceptionActionResponse>, tonic::Status> {
+        self.exception_action(request, false).await
+    }
+
+    async fn dry_run_replay(
+        &self,
+        request: tonic::Request<proto::ReplayRequest>,
+    ) -> Result<tonic::Response<proto::ReplayResponse>, tonic::Status> {
+        self.replay(request, true).await
+    }
+
+    async fn replay(
+        &self,
+        request: tonic::Request<proto::ReplayRequest>,
+    ) -> Result<tonic::Response<proto::ReplayResponse>, tonic::Status> {
+        WorkbenchService::replay(self, request, false).await
+    }
+}
