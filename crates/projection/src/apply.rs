@@ -275,6 +275,9 @@ impl<'a> Overlay<'a> {
             .modify()
             .get_or_insert_with(|| OrderRecord { view: OrderView::new(order_ref, m.at), timeline: Vec::new() });
         fold_order(&mut record.view, e, &mut stock);
+        if let JournalBody::PostingHeld(h) = &e.body {
+            self.batch.insert(keys::posting(&h.posting_id), order_ref.as_bytes());
+        }
         let after = record.view.status;
         let entry = TimelineEntry {
             at: m.at,

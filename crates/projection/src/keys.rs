@@ -12,6 +12,7 @@
 //! | `x/` | exception id | [`ExceptionView`](crate::ExceptionView) |
 //! | `xo/` | category, exception id | empty: index of open exceptions |
 //! | `l/` | source ref | [`LineageEntry`](crate::LineageEntry)s sorted by (topic, partition, offset); a command entry under `waybill:<key>` marks the key as applied (command dedup) |
+//! | `p/` | posting id | the order ref holding the posting: index for [`posting`](crate::ProjectionStore::posting) |
 //! | `s/` | warehouse, sku | [`StockPosition`](crate::StockPosition) |
 //! | `c/` | topic, partition | next offset to apply (i64) |
 //! | `ns/` | order status | number of orders in it (i64) |
@@ -20,13 +21,14 @@
 //! | `m/clearing` | | present while [`clear`](crate::ProjectionStore::clear) runs |
 
 /// Version of the key layout and value encoding; a store with another one must be rebuilt.
-pub(crate) const LAYOUT_VERSION: &[u8] = b"2";
+pub(crate) const LAYOUT_VERSION: &[u8] = b"3";
 
 pub(crate) const ORDER: &[u8] = b"o/";
 pub(crate) const EXCEPTION: &[u8] = b"x/";
 pub(crate) const OPEN_EXCEPTION: &[u8] = b"xo/";
 pub(crate) const LINEAGE: &[u8] = b"l/";
 pub(crate) const STOCK: &[u8] = b"s/";
+pub(crate) const POSTING: &[u8] = b"p/";
 pub(crate) const CHECKPOINT: &[u8] = b"c/";
 pub(crate) const COUNT_STATUS: &[u8] = b"ns/";
 pub(crate) const COUNT_OPEN: &[u8] = b"nx/";
@@ -98,6 +100,10 @@ pub(crate) fn checkpoint_into(k: &mut Vec<u8>, topic: &str, partition: i32) {
 
 pub(crate) fn order(order_ref: &str) -> Vec<u8> {
     join(ORDER, &[order_ref.as_bytes()])
+}
+
+pub(crate) fn posting(posting_id: &str) -> Vec<u8> {
+    join(POSTING, &[posting_id.as_bytes()])
 }
 
 pub(crate) fn exception(id: &str) -> Vec<u8> {
