@@ -59,6 +59,23 @@ pub fn open_log(cfg: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
 
 pub use crate::backend::ensure_topics;
 
+/// Opens the read models. A store written by a build with another key layout is
+/// derived data: it is dropped, and the projector rebuilds it from the log as it starts.
+fn open_projections(dir: &Path) -> anyhow::Result<ProjectionStore> {
+    match ProjectionStore::open(dir) {
+        Err(waybill_projection::Error::Layout { found, expected }) => {
+            tracing::warn!(
+                dir = %dir.display(), found = %found, expected = %expected,
+                "the projections were written with another layout; rebuilding them from the log"
+            );
+            std::fs::remove_dir_all(dir)
+                .with_context(|| format!("removing the old projections in {}", dir.display()))?;
+            ProjectionStore::open(dir).with_context(|| format!("opening projections in {}", dir.display()))
+        }
+        other => other.with_context(|| format!("opening projections in {}", dir.display())),
+    }
+}
+
 /// Drops the projections and rebuilds them from the log; returns the records read.
 pub fn rebuild_projections(cfg: &Config) -> anyhow::Result<u64> {
     let log = open_log(cfg)?;
@@ -121,10 +138,7 @@ impl Node {
                 ..SagaCoordinatorConfig::default()
             },
         ));
-        let projections = Arc::new(
-            ProjectionStore::open(&paths.projections)
-                .with_context(|| format!("opening projections in {}", paths.projections.display()))?,
-        );
+        let projections = Arc::new(open_projections(&paths.projections)?);
         let stop = Arc::new(AtomicBool::new(false));
         let failure = Arc::new(Mutex::new(None));
         let mut threads = Vec::new();
@@ -428,5 +442,26 @@ fn supervise(
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn projections_of_another_layout_are_dropped_for_a_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("projections");
+        {
+            let db = sled::open(&path).unwrap();
+            let tree = db.open_tree(ProjectionStore::TREE).unwrap();
+            tree.insert(b"m/layout", b"1".as_slice()).unwrap();
+            tree.insert(b"o/SO1", b"an old encoding".as_slice()).unwrap();
+            db.flush().unwrap();
+        }
+        assert!(matches!(ProjectionStore::open(&path), Err(waybill_projection::Error::Layout { .. })));
+        let store = open_projections(&path).expect("an old layout is rebuilt, not an error");
+        assert!(store.order("SO1").unwrap().is_none(), "the old records are gone");
     }
 }
