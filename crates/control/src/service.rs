@@ -354,10 +354,14 @@ impl Control {
                 Some(Answer::Decided(o)) => {
                     // Read your writes: the next call (a second approve, a `show`) is
                     // answered from the read models, so wait until they have the decision.
-                    while Instant::now() < deadline
-                        && self.snapshot(&before.posting_id)?.is_none_or(|now| now.version < o.version)
-                    {
-                        std::thread::sleep(Duration::from_millis(1));
+                    loop {
+                        let seen = self.projections.applied();
+                        if Instant::now() >= deadline
+                            || self.snapshot(&before.posting_id)?.is_some_and(|now| now.version >= o.version)
+                        {
+                            break;
+                        }
+                        self.projections.wait_for_apply(seen, Duration::from_millis(20));
                     }
                     let state = if approve { "approved" } else { "rejected" }.to_string();
                     return Ok(proto::DecisionResponse {

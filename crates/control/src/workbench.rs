@@ -186,12 +186,15 @@ impl Control {
     /// Read your writes: waits (until `deadline`) for the read models to have applied the
     /// journal up to `offset`.
     fn await_projection(&self, partition: i32, offset: i64, deadline: Instant) -> Result<()> {
-        while Instant::now() < deadline
-            && self.projections.checkpoint(topic::JOURNAL, partition)?.is_none_or(|next| next <= offset)
-        {
-            std::thread::sleep(Duration::from_millis(1));
+        loop {
+            let seen = self.projections.applied();
+            if Instant::now() >= deadline
+                || self.projections.checkpoint(topic::JOURNAL, partition)?.is_some_and(|next| next > offset)
+            {
+                return Ok(());
+            }
+            self.projections.wait_for_apply(seen, Duration::from_millis(20));
         }
-        Ok(())
     }
 
     /// Retry (`retry = true`) or resolve an exception, as `who` calling from `peer`.

@@ -26,9 +26,25 @@ pub struct ProjectionStore {
     /// projection data (just cleared or created, nothing applied since), so the next
     /// batch need not look up any key: every one of them would miss.
     write: Mutex<bool>,
+    /// Batches applied so far, and a signal on each: readers waiting for their own write
+    /// to show (read-your-writes) wake the moment it does.
+    applied: (Mutex<u64>, std::sync::Condvar),
 }
 
 impl ProjectionStore {
+    /// The number of batches applied so far; pass it to [`Self::wait_for_apply`].
+    pub fn applied(&self) -> u64 {
+        *self.applied.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until a batch after `seen` is applied, or `timeout`; returns the new count.
+    pub fn wait_for_apply(&self, seen: u64, timeout: std::time::Duration) -> u64 {
+        let guard = self.applied.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (guard, _) =
+            self.applied.1.wait_timeout_while(guard, timeout, |n| *n <= seen).unwrap_or_else(|p| p.into_inner());
+        *guard
+    }
+
     /// Name of the tree inside the sled database.
     pub const TREE: &'static str = "waybill.projection";
 
@@ -47,7 +63,8 @@ impl ProjectionStore {
     /// interrupted [`Self::clear`] first.
     pub fn open_tree(db: &sled::Db) -> Result<Self> {
         let tree = db.open_tree(Self::TREE).map_err(|e| Error::storage("opening the projection tree", e))?;
-        let store = ProjectionStore { tree, write: Mutex::new(false) };
+        let store =
+            ProjectionStore { tree, write: Mutex::new(false), applied: (Mutex::new(0), std::sync::Condvar::new()) };
         if store.get_raw(keys::META_CLEARING)?.is_some() {
             tracing::warn!("finishing an interrupted clear of the projection store");
             store.clear()?;
@@ -113,6 +130,8 @@ impl ProjectionStore {
         self.tree
             .apply_batch(batch)
             .map_err(|e| Error::storage(format!("writing a batch of {} inputs", inputs.len()), e))?;
+        *self.applied.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.applied.1.notify_all();
         Ok(stats)
     }
 
