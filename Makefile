@@ -9,7 +9,7 @@ CARGO ?= cargo
 ORDERS ?= 1000
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test test-kafka bench lint fmt build clean deploy-check deploy-check-self-test
+.PHONY: run test test-kafka bench bench-kafka lint fmt build clean deploy-check deploy-check-self-test
 
 build:
 	$(CARGO) build --release --bin waybill
@@ -32,6 +32,16 @@ test:
 bench:
 	$(CARGO) bench -p waybill-server --bench pipeline
 	$(CARGO) bench -p waybill-server --bench approvals
+	$(CARGO) bench -p waybill-server --bench tracing
+	$(MAKE) bench-kafka
+
+# Waybill through the Kafka backend against a raw rdkafka pipe, on a fresh Tansu broker
+# (started and stopped here; BENCH_BROKER_PORT if 19092 is taken, e.g. by make test-kafka).
+BENCH_BROKER_PORT ?= 19092
+bench-kafka:
+	WAYBILL_BROKER_PORT=$(BENCH_BROKER_PORT) scripts/broker.sh start
+	WAYBILL_BENCH_KAFKA=127.0.0.1:$(BENCH_BROKER_PORT) $(CARGO) bench -p waybill-server --features kafka --bench kafka; \
+		rc=$$?; WAYBILL_BROKER_PORT=$(BENCH_BROKER_PORT) scripts/broker.sh stop; exit $$rc
 
 # The Kafka backend against a real Kafka-protocol broker (Tansu, built once into
 # ~/.cache/waybill/tansu and started on 127.0.0.1:19092) and librdkafka's mock cluster.
