@@ -21,7 +21,7 @@
 //! Targets: Waybill ≥ 40% of the raw pipe's events/s. Ratio = median of per-round ratios.
 //!
 //! Knobs: `WAYBILL_BENCH_KAFKA` (bootstrap, default `127.0.0.1:19092`),
-//! `WAYBILL_BENCH_ROUNDS` (5), `WAYBILL_BENCH_KAFKA_ORDERS` (orders per round, 1500). The
+//! `WAYBILL_BENCH_ROUNDS` (5), `WAYBILL_BENCH_KAFKA_ORDERS` (orders per round, 3000). The
 //! topics must be empty at the start: run it on a fresh broker (`make bench-kafka` starts
 //! and stops one).
 
@@ -265,7 +265,7 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let bootstrap = std::env::var("WAYBILL_BENCH_KAFKA").unwrap_or_else(|_| "127.0.0.1:19092".into());
     let rounds = env_usize("WAYBILL_BENCH_ROUNDS", 5);
-    let orders = env_usize("WAYBILL_BENCH_KAFKA_ORDERS", 1500);
+    let orders = env_usize("WAYBILL_BENCH_KAFKA_ORDERS", 3000);
     let max_batch = CoordinatorConfig::default().max_batch;
     let tmp = tempfile::Builder::new().prefix("waybill-bench-kafka-").tempdir_in("/tmp")?;
 
