@@ -35,13 +35,16 @@ bench:
 	$(CARGO) bench -p waybill-server --bench tracing
 	$(MAKE) bench-kafka
 
-# Waybill through the Kafka backend against a raw rdkafka pipe, on a fresh Tansu broker
-# (started and stopped here; BENCH_BROKER_PORT if 19092 is taken, e.g. by make test-kafka).
+# Waybill through the Kafka backend against a raw rdkafka pipe, on a fresh Tansu broker of
+# its own (restarted here, pid and log in target/broker-bench; BENCH_BROKER_PORT if 19092
+# is taken, e.g. by make test-kafka).
 BENCH_BROKER_PORT ?= 19092
+BENCH_BROKER = WAYBILL_BROKER_PORT=$(BENCH_BROKER_PORT) WAYBILL_BROKER_DIR=$(CURDIR)/target/broker-bench scripts/broker.sh
 bench-kafka:
-	WAYBILL_BROKER_PORT=$(BENCH_BROKER_PORT) scripts/broker.sh start
+	$(BENCH_BROKER) stop
+	$(BENCH_BROKER) start
 	WAYBILL_BENCH_KAFKA=127.0.0.1:$(BENCH_BROKER_PORT) $(CARGO) bench -p waybill-server --features kafka --bench kafka; \
-		rc=$$?; WAYBILL_BROKER_PORT=$(BENCH_BROKER_PORT) scripts/broker.sh stop; exit $$rc
+		rc=$$?; $(BENCH_BROKER) stop; exit $$rc
 
 # The Kafka backend against a real Kafka-protocol broker (Tansu, built once into
 # ~/.cache/waybill/tansu and started on 127.0.0.1:19092) and librdkafka's mock cluster.
