@@ -9,7 +9,7 @@ CARGO ?= cargo
 ORDERS ?= 1000
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test test-kafka bench lint fmt build clean deploy-check deploy-check-self-test prereqs
+.PHONY: run test test-kafka bench bench-kafka lint fmt build clean deploy-check deploy-check-self-test prereqs
 
 # librdkafka (built from source by rdkafka-sys) links the system's OpenSSL and zlib.
 prereqs:
@@ -44,6 +44,19 @@ test: prereqs
 bench: prereqs
 	$(CARGO) bench -p waybill-server --bench pipeline
 	$(CARGO) bench -p waybill-server --bench approvals
+	$(CARGO) bench -p waybill-server --bench tracing
+	$(MAKE) bench-kafka
+
+# Waybill through the Kafka backend against a raw rdkafka pipe, on a fresh Tansu broker of
+# its own (restarted here, pid and log in target/broker-bench; BENCH_BROKER_PORT if 19092
+# is taken, e.g. by make test-kafka).
+BENCH_BROKER_PORT ?= 19092
+BENCH_BROKER = WAYBILL_BROKER_PORT=$(BENCH_BROKER_PORT) WAYBILL_BROKER_DIR=$(CURDIR)/target/broker-bench scripts/broker.sh
+bench-kafka: prereqs
+	$(BENCH_BROKER) stop
+	$(BENCH_BROKER) start
+	WAYBILL_BENCH_KAFKA=127.0.0.1:$(BENCH_BROKER_PORT) $(CARGO) bench -p waybill-server --features kafka --bench kafka; \
+		rc=$$?; $(BENCH_BROKER) stop; exit $$rc
 
 # Only the Kafka tests: the backend against a real Kafka-protocol broker (Tansu) and
 # librdkafka's mock cluster, consumer groups, and scale-out through the binary.

@@ -272,6 +272,7 @@ impl Coordinator {
             dirty: BTreeSet::new(),
             mark,
             saved_at: Instant::now(),
+            lag_asked_at: None,
         })
     }
 
@@ -338,11 +339,23 @@ impl Coordinator {
         for o in observations {
             o.emit();
         }
-        for t in &self.inputs {
+        // Consumer lag. An input whose batch was not full was read up to the end the log
+        // knew of, so its lag needs no question to the log; a full one (a backlog) asks
+        // for the end offset, at most once per LAG_REFRESH.
+        let ask = batches.iter().any(|b| b.full) && w.lag_asked_at.is_none_or(|at| at.elapsed() >= LAG_REFRESH);
+        if ask {
+            w.lag_asked_at = Some(Instant::now());
+        }
+        for (t, b) in self.inputs.iter().zip(&batches) {
             let pos = w.positions.get(t).copied().unwrap_or(0);
-            let end = self.log.end_offset(t, p)?;
+            let end = match b.records.last() {
+                _ if b.full && !ask => continue,
+                _ if b.full => self.log.end_offset(t, p)?,
+                Some(last) => last.offset + 1,
+                None => pos,
+            };
             metrics::gauge!(names::CONSUMER_LAG, "topic" => t.clone(), "partition" => p.to_string())
-                .set((end - pos) as f64);
+                .set((end - pos).max(0) as f64);
         }
         metrics::histogram!(names::BATCH_DURATION).record(started.elapsed().as_secs_f64());
         Ok(handled)
@@ -372,20 +385,22 @@ impl Coordinator {
     fn handle(&self, w: &mut Worker, r: &StoredRecord, now: Timestamp, env: &Env<'_>, out: &mut Outputs) -> Result<()> {
         self.stats.inputs.fetch_add(1, Ordering::Relaxed);
         // One span per inbound record, continuing the trace of whoever wrote it. Without an
-        // exporter the span is disabled at its call site: no field below is evaluated.
+        // exporter the span is disabled at its call site: no field below is evaluated. With
+        // one, the attributes are recorded only once the span is known to be sampled, so a
+        // record left out by the sampler costs no attribute formatting or copying.
         let span = tracing::info_span!(
             target: SPAN_TARGET,
             "process",
-            otel.name = format!("{} process", r.topic),
+            otel.name = span_name(&r.topic).as_ref(),
             otel.kind = "consumer",
-            messaging.system = "kafka",
-            messaging.operation.type = "process",
-            messaging.operation.name = "process",
-            messaging.destination.name = r.topic.as_str(),
-            messaging.destination.partition.id = r.partition.to_string(),
-            messaging.consumer.group.name = self.config.group.as_str(),
-            messaging.kafka.message.key = String::from_utf8_lossy(&r.key).as_ref(),
-            messaging.kafka.offset = r.offset,
+            messaging.system = tracing::field::Empty,
+            messaging.operation.type = tracing::field::Empty,
+            messaging.operation.name = tracing::field::Empty,
+            messaging.destination.name = tracing::field::Empty,
+            messaging.destination.partition.id = tracing::field::Empty,
+            messaging.consumer.group.name = tracing::field::Empty,
+            messaging.kafka.message.key = tracing::field::Empty,
+            messaging.kafka.offset = tracing::field::Empty,
             messaging.message.id = tracing::field::Empty,
             waybill.event.type = tracing::field::Empty,
             waybill.order.ref = tracing::field::Empty,
@@ -398,6 +413,17 @@ impl Coordinator {
         // Every record written for this input carries this span's context (or, when
         // nothing is exported, the input's own, passed through).
         let trace = waybill_telemetry::outgoing(&span, headers());
+        let sampled = !span.is_disabled() && trace.as_ref().is_some_and(TraceHeaders::sampled);
+        if sampled {
+            span.record("messaging.system", "kafka");
+            span.record("messaging.operation.type", "process");
+            span.record("messaging.operation.name", "process");
+            span.record("messaging.destination.name", r.topic.as_str());
+            span.record("messaging.destination.partition.id", r.partition.to_string());
+            span.record("messaging.consumer.group.name", self.config.group.as_str());
+            span.record("messaging.kafka.message.key", String::from_utf8_lossy(&r.key).as_ref());
+            span.record("messaging.kafka.offset", r.offset);
+        }
         let event: InboundEvent = match waybill_schema::decode_event(&r.value) {
             Ok(e) => e,
             Err(e) => {
@@ -438,7 +464,7 @@ impl Coordinator {
             }
             _ => flow::step(flow, &event, env, &cause),
         };
-        if !span.is_disabled() {
+        if sampled {
             record_saga(&span, &event, &step);
         }
         out.observe(flow, &step, now, event.meta.occurred_at);
@@ -539,6 +565,23 @@ impl Coordinator {
     }
 }
 
+/// The span name of processing a record of `topic` (`<topic> process`, as the messaging
+/// conventions say), without formatting it for the topics Waybill reads.
+fn span_name(topic: &str) -> std::borrow::Cow<'static, str> {
+    const KNOWN: [(&str, &str); 6] = [
+        (topic::CONTROL, "waybill.control process"),
+        ("waybill.inbound.odoo", "waybill.inbound.odoo process"),
+        ("waybill.inbound.wms", "waybill.inbound.wms process"),
+        ("waybill.inbound.carrier", "waybill.inbound.carrier process"),
+        ("waybill.inbound.finance", "waybill.inbound.finance process"),
+        ("waybill.inbound.bank", "waybill.inbound.bank process"),
+    ];
+    match KNOWN.iter().find(|(t, _)| *t == topic) {
+        Some((_, name)) => std::borrow::Cow::Borrowed(name),
+        None => std::borrow::Cow::Owned(format!("{topic} process")),
+    }
+}
+
 /// Fills the Waybill attributes of an inbound record's span once its saga is known: the
 /// saga the step wrote to (the first one, when an event touches several), else the saga
 /// a command was issued for.
@@ -614,7 +657,13 @@ struct Worker {
     /// What the next save records as covered.
     mark: PartitionMark,
     saved_at: Instant,
+    /// When the consumer lag of a backlogged input was last asked of the log.
+    lag_asked_at: Option<Instant>,
 }
+
+/// Ask the log for the end offsets of backlogged inputs (for the lag gauge) at most this
+/// often: on Kafka each is a round trip to the broker.
+const LAG_REFRESH: Duration = Duration::from_secs(1);
 
 /// Save the state store at least this often under load...
 const SAVE_EVERY: Duration = Duration::from_millis(250);
@@ -812,6 +861,16 @@ mod tests {
             headers: vec![],
             value: vec![],
         }
+    }
+
+    #[test]
+    fn span_names_of_the_inputs_need_no_formatting() {
+        for t in topic::coordinator_inputs() {
+            let name = span_name(&t);
+            assert!(matches!(name, std::borrow::Cow::Borrowed(_)), "{t}");
+            assert_eq!(name, format!("{t} process"));
+        }
+        assert_eq!(span_name("other"), "other process");
     }
 
     #[test]

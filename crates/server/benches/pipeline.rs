@@ -27,195 +27,26 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use waybill_domain::event::{
-    CarrierBooked, Delivered, EventBody, GoodsIssued, LineReservation, LotQty, Package, PickConfirmed, PickedLine,
-    ReleasedToWarehouse, ShippedLine, StockReserved,
-};
-use waybill_domain::{EventMeta, InboundEvent, JournalBody, Qty, SourceRef, System, Timestamp, topic};
+use waybill_domain::event::EventBody;
+use waybill_domain::{JournalBody, System, Timestamp, topic};
 use waybill_log::embedded::{EmbeddedLog, EmbeddedOptions, FsyncPolicy};
 use waybill_log::{AppendBatch, EventLog, Record};
 use waybill_projection::ProjectionStore;
 use waybill_projection::runner::Projector;
-use waybill_saga::catalog::Tracking;
+use waybill_saga::Policy;
 use waybill_saga::coordinator::{Coordinator, CoordinatorConfig};
 use waybill_saga::store::StateStore;
-use waybill_saga::{Catalog, Policy};
 use waybill_schema::JournalRecord;
-use waybill_server::demo::world::{self, Mix};
-use waybill_server::ingest::{inbound_topic, record_for};
+use waybill_server::demo::world;
 use waybill_server::node::ensure_topics;
 
-const SEED: u64 = 0x5EED_0042;
-const PARTITIONS: u32 = 4;
+mod common;
+use common::{
+    PARTITIONS, SEED, clean_mix, command_output, cpu_secs_since, env_usize, event, fmt_num, loadavg, median,
+    order_events, spread, thread_cpu_ns, to_record,
+};
+
 const RECORDS_PER_BATCH: usize = 100;
-
-/// Nanoseconds this thread has run on a CPU (Linux `/proc/thread-self/schedstat`), so a
-/// figure can also be given as if the thread had had a core to itself.
-fn thread_cpu_ns() -> Option<u64> {
-    std::fs::read_to_string("/proc/thread-self/schedstat").ok()?.split_whitespace().next()?.parse().ok()
-}
-
-fn cpu_secs_since(start: Option<u64>) -> f64 {
-    match (start, thread_cpu_ns()) {
-        (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e9,
-        _ => f64::NAN,
-    }
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|v| *v > 0).unwrap_or(default)
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let n = s.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
-fn spread(v: &[f64]) -> (f64, f64) {
-    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    (lo, hi)
-}
-
-fn fmt_num(x: f64) -> String {
-    if !x.is_finite() {
-        return "n/a".into();
-    }
-    let n = x.round() as i64;
-    let s = n.abs().to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 { format!("-{out}") } else { out }
-}
-
-/// Orders with clean master data (every order must complete).
-fn clean_mix() -> Mix {
-    Mix { bad_master_data: 0.0, ..Mix::default() }
-}
-
-fn event(id: String, system: System, key: &str, at: Timestamp, body: EventBody) -> InboundEvent {
-    InboundEvent {
-        meta: EventMeta {
-            source: SourceRef::new(system, id.rsplit(':').next().unwrap_or(key).to_string()),
-            event_id: id,
-            correlation_key: key.to_string(),
-            occurred_at: at,
-        },
-        body,
-    }
-}
-
-/// The inbound events of one order, fully reserved and picked, one shipment, delivered:
-/// `OrderReleased`, `StockReserved`, `ReleasedToWarehouse`, `PickConfirmed` (complete),
-/// `GoodsIssued`, `CarrierBooked`, `Delivered`, in causal order.
-fn order_events(i: usize, catalog: &Catalog, now: Timestamp) -> Vec<InboundEvent> {
-    let order = world::order(SEED, i, &clean_mix(), now);
-    let key = order.order_ref.clone();
-    let n = &key[2..];
-    let mut out = Vec::with_capacity(7);
-    let reserved = StockReserved {
-        order_ref: key.clone(),
-        lines: order
-            .lines
-            .iter()
-            .map(|l| LineReservation { line_no: l.line_no, reserved: l.quantity, short: Qty::ZERO })
-            .collect(),
-    };
-    let mut picked = Vec::new();
-    let mut shipped = Vec::new();
-    for (k, l) in order.lines.iter().enumerate() {
-        let (lots, serials) = match catalog.tracking(&l.sku) {
-            Tracking::Lot => (vec![LotQty { lot: format!("LOT-{}-{}", l.sku, k % 3), quantity: l.quantity }], vec![]),
-            Tracking::Serial => {
-                (vec![], (0..l.quantity.0 / 1000).map(|s| format!("SN-{key}-{}-{s}", l.line_no)).collect())
-            }
-            Tracking::None => (vec![], vec![]),
-        };
-        picked.push(PickedLine {
-            line_no: l.line_no,
-            sku: l.sku.clone(),
-            quantity: l.quantity,
-            lots: lots.clone(),
-            serials: serials.clone(),
-            bin: format!("B{:02}-01", k + 1),
-        });
-        shipped.push(ShippedLine { line_no: l.line_no, sku: l.sku.clone(), quantity: l.quantity, lots, serials });
-    }
-    let weight: i64 = shipped.iter().map(|l| l.quantity.0).sum::<i64>() / 2 + 300;
-    let pick_id = format!("PK-{n}-1");
-    let shipment_id = format!("SHP-{n}-1");
-    out.push(event(format!("odoo:release:{key}"), System::Odoo, &key, now, EventBody::OrderReleased(order.clone())));
-    out.push(event(format!("wms:reserved:{key}"), System::Wms, &key, now, EventBody::StockReserved(reserved)));
-    out.push(event(
-        format!("wms:accepted:{key}"),
-        System::Wms,
-        &key,
-        now,
-        EventBody::ReleasedToWarehouse(ReleasedToWarehouse { order_ref: key.clone(), wms_order_id: format!("W{n}") }),
-    ));
-    out.push(event(
-        format!("wms:pick:{pick_id}"),
-        System::Wms,
-        &key,
-        now,
-        EventBody::PickConfirmed(PickConfirmed { order_ref: key.clone(), pick_id, lines: picked, complete: true }),
-    ));
-    out.push(event(
-        format!("wms:issued:{shipment_id}"),
-        System::Wms,
-        &key,
-        now,
-        EventBody::GoodsIssued(GoodsIssued {
-            order_ref: key.clone(),
-            shipment_id: shipment_id.clone(),
-            lines: shipped,
-            packages: vec![Package { package_id: format!("PKG-{shipment_id}"), weight_grams: weight }],
-        }),
-    ));
-    out.push(event(
-        format!("carrier:booked:{shipment_id}"),
-        System::Carrier,
-        &key,
-        now,
-        EventBody::CarrierBooked(CarrierBooked {
-            order_ref: key.clone(),
-            shipment_id: shipment_id.clone(),
-            carrier: ["DHL", "UPS", "DPD"][i % 3].into(),
-            tracking_ref: format!("1Z{:010}", i * 7919),
-        }),
-    ));
-    out.push(event(
-        format!("carrier:pod:{shipment_id}"),
-        System::Carrier,
-        &key,
-        now,
-        EventBody::Delivered(Delivered { order_ref: key.clone(), shipment_id, signed_by: Some("reception".into()) }),
-    ));
-    out
-}
-
-fn to_record(e: &InboundEvent) -> anyhow::Result<Record> {
-    Ok(record_for(&inbound_topic(e), e, waybill_schema::encode_event(e)?))
-}
 
 fn open_log(dir: &Path, fsync: FsyncPolicy) -> anyhow::Result<Arc<dyn EventLog>> {
     let log = EmbeddedLog::open(dir, EmbeddedOptions { fsync, ..EmbeddedOptions::default() })?;
@@ -474,11 +305,6 @@ fn calibrate<T>(target: Duration, mut f: impl FnMut() -> T) -> usize {
 }
 
 // ---------------------------------------------------------------------------------------
-
-fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new(cmd).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
 
 struct Row {
     name: String,

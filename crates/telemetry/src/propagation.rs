@@ -41,6 +41,12 @@ impl TraceHeaders {
     pub fn parent(&self) -> Option<TraceParent> {
         TraceParent::parse(self.traceparent.as_bytes())
     }
+
+    /// Whether the context is sampled (the `traceparent` flags' sampled bit).
+    pub fn sampled(&self) -> bool {
+        let flags = self.traceparent.rsplit('-').next().unwrap_or_default();
+        u8::from_str_radix(flags, 16).is_ok_and(|f| f & 1 == 1)
+    }
 }
 
 /// The trace context headers among `headers` (names compared case-insensitively, as HTTP
@@ -169,6 +175,9 @@ mod tests {
         let h = TraceHeaders::from_headers(headers).unwrap();
         assert_eq!(h.traceparent, TP);
         assert_eq!(h.tracestate.as_deref(), Some("a=1"));
+        assert!(h.sampled());
+        let unsampled = TraceHeaders { traceparent: TP.replace("-01", "-00"), tracestate: None };
+        assert!(!unsampled.sampled());
         let pairs: Vec<_> = h.pairs().collect();
         assert_eq!(pairs, [(TRACEPARENT, TP.as_bytes().to_vec()), (TRACESTATE, b"a=1".to_vec())]);
         assert!(TraceHeaders::from_headers([(TRACEPARENT, &b"00-garbage"[..])]).is_none());

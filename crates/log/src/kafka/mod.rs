@@ -31,7 +31,11 @@ mod group;
 
 pub use group::{GroupMember, PartitionOwner};
 
-use std::collections::{BTreeMap, HashMap};
+/// The rdkafka crate this backend is built on, for tools and benches that need a plain
+/// Kafka client of the same version (and the same librdkafka build).
+pub use rdkafka;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread;
@@ -56,6 +60,9 @@ const PARTITIONS_TTL: Duration = Duration::from_secs(10);
 const MAX_READERS: usize = 64;
 /// Most consumer-group committers kept open.
 const MAX_COMMITTERS: usize = 32;
+/// Records each partition reader keeps for re-reads (the coordinator re-reads the part of
+/// a batch it left for its next turn).
+const RECENT_RECORDS: usize = 2048;
 /// Longest pause between two looks at the end offsets in `wait_for`/`wait_any`.
 const MAX_WAIT_STEP: Duration = Duration::from_millis(50);
 
@@ -132,6 +139,9 @@ struct Reader {
     next: Option<Offset>,
     /// The last end offset seen; reads below it need no round trip to check the range.
     end: Offset,
+    /// The last records delivered (at most [`RECENT_RECORDS`], contiguous up to `next`),
+    /// so that a re-read of them needs no repositioning.
+    recent: VecDeque<StoredRecord>,
 }
 
 /// An [`EventLog`] on a Kafka-protocol broker. See the [module docs](self).
@@ -149,6 +159,9 @@ pub struct KafkaLog {
     txn_producers: Mutex<HashMap<(String, i32), TxnProducer>>,
     /// Transactions committed and aborted.
     txn_outcomes: [AtomicU64; 2],
+    /// Per partition, one past the highest offset this client's appends were acknowledged
+    /// at: a floor for the end offset the brokers report (see [`KafkaLog::high_watermark`]).
+    acknowledged: Mutex<HashMap<(String, i32), Offset>>,
 }
 
 impl std::fmt::Debug for KafkaLog {
@@ -179,6 +192,7 @@ impl KafkaLog {
             members: Arc::new(Mutex::new(HashMap::new())),
             txn_producers: Mutex::new(HashMap::new()),
             txn_outcomes: [AtomicU64::new(0), AtomicU64::new(0)],
+            acknowledged: Mutex::new(HashMap::new()),
         };
         log.probe()?;
         Ok(log)
@@ -579,7 +593,7 @@ impl KafkaLog {
             let config = client::config(&self.options, Role::Consumer, Some(&group));
             let consumer =
                 BaseConsumer::from_config_and_context(&config, self.ctx()).map_err(|e| self.config_error(&e))?;
-            Ok(Mutex::new(Reader { consumer, next: None, end: 0 }))
+            Ok(Mutex::new(Reader { consumer, next: None, end: 0, recent: VecDeque::new() }))
         })
     }
 
@@ -655,9 +669,19 @@ impl KafkaLog {
     }
 
     /// The high watermark (end offset) of a partition known to exist.
+    ///
+    /// Never below one past the last offset this client's own appends were acknowledged
+    /// at: with `acks=all` an acknowledged record is below the high watermark, so this only
+    /// matters for a broker that answers `ListOffsets(latest)` wrongly — Tansu 0.6.0's
+    /// in-memory storage returns the base offset of the partition's newest record batch
+    /// plus one, which hides all but the first record of a multi-record batch until the
+    /// next batch arrives.
     fn high_watermark(&self, topic: &str, partition: i32) -> Result<Offset> {
         match self.producer().client().fetch_watermarks(topic, partition, self.options.request_timeout) {
-            Ok((_, high)) => Ok(high),
+            Ok((_, high)) => {
+                let acknowledged = lock(&self.acknowledged).get(&(topic.to_owned(), partition)).copied();
+                Ok(acknowledged.map_or(high, |a| high.max(a)))
+            }
             Err(e)
                 if matches!(
                     e.rdkafka_error_code(),
@@ -669,6 +693,7 @@ impl KafkaLog {
                 ) =>
             {
                 lock(&self.partitions).remove(topic);
+                lock(&self.acknowledged).retain(|(t, _), _| t != topic);
                 Err(Error::UnknownTopic { topic: topic.to_owned() })
             }
             Err(e) => Err(self.unreachable(&format!("fetching the end offset of {topic}/{partition}"), &e)),
@@ -914,6 +939,14 @@ impl EventLog for KafkaLog {
                 let (partition, offset) = o.expect("errors were returned above");
                 appended.push(Appended { partition, offset });
             }
+            let mut acknowledged = lock(&self.acknowledged);
+            for (r, a) in records.iter().zip(&appended) {
+                if a.offset >= 0 {
+                    let end = acknowledged.entry((r.topic.clone(), a.partition)).or_insert(0);
+                    *end = (*end).max(a.offset + 1);
+                }
+            }
+            drop(acknowledged);
             if let Some(i) = appended.iter().position(|a| a.offset < 0) {
                 // librdkafka reports no offset when the broker answers a retry with
                 // DUPLICATE_SEQUENCE_NUMBER: stored by an earlier, unacknowledged send.
@@ -950,59 +983,86 @@ impl EventLog for KafkaLog {
             return Ok(Vec::new());
         }
         let target = r.end.min(from.saturating_add(max as i64));
-        if r.next != Some(from) {
-            // Assigning with an offset repositions the consumer and drops whatever it had
-            // fetched from the old position.
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(topic, partition, KafkaOffset::Offset(from))
-                .and_then(|()| r.consumer.assign(&tpl))
-                .map_err(|e| self.unreachable(&format!("positioning {topic}/{partition}"), &e))?;
-            r.next = Some(from);
-        }
-        let deadline = Instant::now() + self.options.request_timeout;
         let mut out = Vec::with_capacity((target - from) as usize);
-        let mut last_error = None;
         let mut next = from;
-        while out.len() < max && next < target {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
+        // A re-read of records this reader delivered recently (the coordinator leaves the
+        // tail of a batch for its next turn) is served from memory: repositioning would
+        // drop what the consumer has prefetched, cost a fetch round trip, and on a broker
+        // that fetches from the next batch boundary (Tansu 0.6.0) skip the rest of a batch.
+        if let Some(n) = r.next
+            && from < n
+            && r.recent.front().is_some_and(|first| first.offset <= from)
+        {
+            out.extend(r.recent.iter().filter(|x| x.offset >= from).take(max).cloned());
+            if out.len() == max {
+                return Ok(out);
             }
-            match r.consumer.poll((deadline - now).min(Duration::from_millis(100))) {
-                None => {}
-                Some(Ok(m)) => {
-                    if m.offset() < next {
-                        continue; // fetched before a reposition
-                    }
-                    next = m.offset() + 1;
-                    out.push(stored(&m));
-                }
-                Some(Err(KafkaError::PartitionEOF(_))) => {
-                    // The end of what read_committed may see: stop if it is at or past the
-                    // target (records beyond may be transaction markers, never delivered).
-                    let position = r
-                        .consumer
-                        .position()
-                        .ok()
-                        .and_then(|tpl| tpl.find_partition(topic, partition).and_then(|e| e.offset().to_raw()));
-                    if position.is_some_and(|p| p >= target) {
-                        next = position.unwrap_or(next);
-                        break;
-                    }
-                }
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, topic, partition, "kafka fetch error; retrying");
-                    last_error = Some(e);
-                }
-            }
+            next = n;
         }
-        r.next = Some(next);
-        if out.is_empty() && next < target {
-            // Nothing arrived though the partition has records there: forget the position
-            // so the next read starts afresh.
-            r.next = None;
-            let e = last_error.unwrap_or(KafkaError::MessageConsumption(RDKafkaErrorCode::OperationTimedOut));
-            return Err(self.unreachable(&format!("reading {topic}/{partition} from offset {from} (end {target})"), &e));
+        let streamed_from = out.len();
+        if out.len() < max && next < target {
+            if r.next != Some(next) {
+                // Assigning with an offset repositions the consumer and drops whatever it
+                // had fetched from the old position.
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(topic, partition, KafkaOffset::Offset(next))
+                    .and_then(|()| r.consumer.assign(&tpl))
+                    .map_err(|e| self.unreachable(&format!("positioning {topic}/{partition}"), &e))?;
+                r.next = Some(next);
+                r.recent.clear();
+            }
+            let deadline = Instant::now() + self.options.request_timeout;
+            let mut last_error = None;
+            while out.len() < max && next < target {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                match r.consumer.poll((deadline - now).min(Duration::from_millis(100))) {
+                    None => {}
+                    Some(Ok(m)) => {
+                        if m.offset() < next {
+                            continue; // fetched before a reposition
+                        }
+                        next = m.offset() + 1;
+                        out.push(stored(&m));
+                    }
+                    Some(Err(KafkaError::PartitionEOF(_))) => {
+                        // The end of what read_committed may see: stop if it is at or past
+                        // the target (records beyond may be transaction markers, never
+                        // delivered).
+                        let position = r
+                            .consumer
+                            .position()
+                            .ok()
+                            .and_then(|tpl| tpl.find_partition(topic, partition).and_then(|e| e.offset().to_raw()));
+                        if position.is_some_and(|p| p >= target) {
+                            next = position.unwrap_or(next);
+                            break;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, topic, partition, "kafka fetch error; retrying");
+                        last_error = Some(e);
+                    }
+                }
+            }
+            r.next = Some(next);
+            if out.is_empty() && next < target {
+                // Nothing arrived though the partition has records there: forget the
+                // position so the next read starts afresh.
+                r.next = None;
+                r.recent.clear();
+                let e = last_error.unwrap_or(KafkaError::MessageConsumption(RDKafkaErrorCode::OperationTimedOut));
+                return Err(
+                    self.unreachable(&format!("reading {topic}/{partition} from offset {from} (end {target})"), &e)
+                );
+            }
+            let streamed = &out[streamed_from..];
+            r.recent.extend(streamed[streamed.len().saturating_sub(RECENT_RECORDS)..].iter().cloned());
+            while r.recent.len() > RECENT_RECORDS {
+                r.recent.pop_front();
+            }
         }
         Ok(out)
     }
