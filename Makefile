@@ -45,6 +45,7 @@ bench: prereqs
 	$(CARGO) bench -p waybill-server --bench pipeline
 	$(CARGO) bench -p waybill-server --bench approvals
 	$(CARGO) bench -p waybill-server --bench tracing
+	WAYBILL_BENCH_TRACING_UPSTREAM=1 $(CARGO) bench -p waybill-server --bench tracing
 	$(MAKE) bench-kafka
 
 # Waybill through the Kafka backend against a raw rdkafka pipe, on a fresh Tansu broker of

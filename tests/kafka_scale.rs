@@ -234,6 +234,15 @@ fn replicas_share_partitions_survive_a_sigkill_and_a_fresh_replica_restores_from
         l.contains("consumer group assigns partitions")
     });
 
+    // Let A write some of every partition's journal first, so that what B restores is
+    // real history.
+    let log = broker.log();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(0..4).all(|p| log.end_offset(topic::JOURNAL, p).is_ok_and(|end| end >= 20)) {
+        assert!(Instant::now() < deadline, "A wrote no journal; its output:\n{}", a.output());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // B joins: the group moves some of A's partitions to it, and B restores them from the
     // journal A wrote (its own store is empty).
     let b = replica(&broker, &tmp.path().join("b"));
@@ -295,7 +304,6 @@ fn replicas_share_partitions_survive_a_sigkill_and_a_fresh_replica_restores_from
 
     // Commands: a key may be written again after a crash (the same command), never two
     // different commands under one key, and never two invoices for one shipment.
-    let log = broker.log();
     let mut by_key: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut invoice_keys_per_shipment: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for t in topic::command_topics() {

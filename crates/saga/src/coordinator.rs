@@ -388,25 +388,33 @@ impl Coordinator {
         // exporter the span is disabled at its call site: no field below is evaluated. With
         // one, the attributes are recorded only once the span is known to be sampled, so a
         // record left out by the sampler costs no attribute formatting or copying.
-        let span = tracing::info_span!(
-            target: SPAN_TARGET,
-            "process",
-            otel.name = span_name(&r.topic).as_ref(),
-            otel.kind = "consumer",
-            messaging.system = tracing::field::Empty,
-            messaging.operation.type = tracing::field::Empty,
-            messaging.operation.name = tracing::field::Empty,
-            messaging.destination.name = tracing::field::Empty,
-            messaging.destination.partition.id = tracing::field::Empty,
-            messaging.consumer.group.name = tracing::field::Empty,
-            messaging.kafka.message.key = tracing::field::Empty,
-            messaging.kafka.offset = tracing::field::Empty,
-            messaging.message.id = tracing::field::Empty,
-            waybill.event.type = tracing::field::Empty,
-            waybill.order.ref = tracing::field::Empty,
-            waybill.saga.id = tracing::field::Empty,
-            waybill.saga.kind = tracing::field::Empty,
-        );
+        // A record whose trace was left out upstream gets no span at all (the sampler
+        // follows the parent, so it would be dropped anyway): the cheapest span is none.
+        let span = if !tracing::enabled!(target: SPAN_TARGET, tracing::Level::INFO)
+            || waybill_telemetry::unsampled_upstream(r.headers.iter().map(|h| (h.key.as_str(), h.value.as_slice())))
+        {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
+                target: SPAN_TARGET,
+                "process",
+                otel.name = span_name(&r.topic).as_ref(),
+                otel.kind = "consumer",
+                messaging.system = tracing::field::Empty,
+                messaging.operation.type = tracing::field::Empty,
+                messaging.operation.name = tracing::field::Empty,
+                messaging.destination.name = tracing::field::Empty,
+                messaging.destination.partition.id = tracing::field::Empty,
+                messaging.consumer.group.name = tracing::field::Empty,
+                messaging.kafka.message.key = tracing::field::Empty,
+                messaging.kafka.offset = tracing::field::Empty,
+                messaging.message.id = tracing::field::Empty,
+                waybill.event.type = tracing::field::Empty,
+                waybill.order.ref = tracing::field::Empty,
+                waybill.saga.id = tracing::field::Empty,
+                waybill.saga.kind = tracing::field::Empty,
+            )
+        };
         let headers = || r.headers.iter().map(|h| (h.key.as_str(), h.value.as_slice()));
         waybill_telemetry::continue_trace(&span, headers());
         let _entered = span.enter();

@@ -21,7 +21,10 @@
 //! Target: overhead ≤ 10% of throughput, i.e. ratio ≥ 0.90.
 //!
 //! Knobs: `WAYBILL_BENCH_ROUNDS` (7), `WAYBILL_BENCH_TRACING_ORDERS` (6000 orders, 7
-//! inbound events each).
+//! inbound events each), `WAYBILL_BENCH_TRACING_UPSTREAM=1`: every order's records arrive
+//! with the trace context of an upstream system that traces (a connector, a caller of the
+//! ingestion endpoint) and sampled there as the mode's sampler would (all with `full`,
+//! one trace in ten with `ratio`); without it every record starts a trace of its own.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -109,7 +112,20 @@ fn child() -> anyhow::Result<()> {
     let guard = waybill_telemetry::init_with_guard(LogFormat::Text, "warn")?;
     let orders = env_usize("WAYBILL_BENCH_TRACING_ORDERS", 6000);
     let now = Timestamp::now();
-    let backlog = saga_backlog(0, orders, now)?;
+    let mut backlog = saga_backlog(0, orders, now)?;
+    if upstream() {
+        // One upstream trace per order, sampled with the sampler's ratio.
+        let ratio: f64 = std::env::var("OTEL_TRACES_SAMPLER_ARG").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0);
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut traces: std::collections::HashMap<Vec<u8>, String> = std::collections::HashMap::new();
+        for r in &mut backlog {
+            let tp = traces.entry(r.key.clone()).or_insert_with(|| {
+                let flags = if rng.f64() < ratio { "01" } else { "00" };
+                format!("00-{:032x}-{:016x}-{flags}", rng.u128(1..), rng.u64(1..))
+            });
+            r.headers.push(waybill_log::Header { key: "traceparent".into(), value: tp.as_bytes().to_vec() });
+        }
+    }
     let dir = tempfile::Builder::new().prefix("waybill-bench-tracing-").tempdir_in("/tmp")?;
     let log = EmbeddedLog::open(
         &dir.path().join("log"),
@@ -149,6 +165,11 @@ fn child() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether the records carry an upstream trace context (`WAYBILL_BENCH_TRACING_UPSTREAM`).
+fn upstream() -> bool {
+    std::env::var("WAYBILL_BENCH_TRACING_UPSTREAM").is_ok_and(|v| !v.is_empty())
+}
+
 fn run_child(mode: Mode, endpoint: &str, orders: usize) -> anyhow::Result<Measured> {
     let mut cmd = Command::new(std::env::current_exe()?);
     for (k, _) in std::env::vars() {
@@ -158,6 +179,7 @@ fn run_child(mode: Mode, endpoint: &str, orders: usize) -> anyhow::Result<Measur
     }
     cmd.env(CHILD, "1")
         .env("WAYBILL_BENCH_TRACING_ORDERS", orders.to_string())
+        .env("WAYBILL_BENCH_TRACING_UPSTREAM", if upstream() { "1" } else { "" })
         .env("OTEL_SERVICE_NAME", "waybill-bench");
     match mode {
         Mode::Off => {}
@@ -284,6 +306,14 @@ fn main() -> anyhow::Result<()> {
     println!(
         "Workload: {orders} orders, {} inbound events, 4 partitions drained one after another, embedded log with fsync per batch; timed: drain + flush of the queued spans to an in-process OTLP/gRPC receiver on loopback.",
         fmt_num(inputs)
+    );
+    println!(
+        "Trace context: {}.",
+        if upstream() {
+            "every order's records carry an upstream traceparent, sampled upstream like the mode's sampler (WAYBILL_BENCH_TRACING_UPSTREAM=1)"
+        } else {
+            "none; every record starts a trace of its own (the coordinator is the root)"
+        }
     );
     println!("Environment: {}; load average {load_start} at start, {} at end.", environment(), loadavg());
     println!();

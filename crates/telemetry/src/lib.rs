@@ -23,7 +23,9 @@ mod propagation;
 use std::fmt;
 
 pub use otel::{Error, Result, TelemetryGuard, TraceExport, init_with, shutdown};
-pub use propagation::{TraceHeaders, continue_trace, extract, inject, outgoing};
+pub use propagation::{
+    TraceHeaders, continue_trace, extract, inject, outgoing, parent_decides_sampling, unsampled_upstream,
+};
 
 /// Record header carrying the W3C trace context.
 pub const TRACEPARENT: &str = "traceparent";

@@ -139,6 +139,29 @@ pub fn extract<'a>(headers: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Co
     TraceContextPropagator::new().extract(&found)
 }
 
+/// Whether a span whose remote parent is not sampled will not be sampled either: true
+/// with the SDK's default sampler and every `parentbased_*` one (`OTEL_TRACES_SAMPLER`),
+/// false with `always_on`, `always_off`, `traceidratio`, which decide for themselves.
+/// Read once per process.
+pub fn parent_decides_sampling() -> bool {
+    static DECIDES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DECIDES.get_or_init(|| match std::env::var("OTEL_TRACES_SAMPLER") {
+        Err(_) => true,
+        Ok(s) => s.trim().is_empty() || s.trim().to_ascii_lowercase().starts_with("parentbased_"),
+    })
+}
+
+/// Whether handling a record with these headers can skip its span altogether: the
+/// record's trace was left out upstream (its `traceparent` is not sampled) and the sampler
+/// follows the parent, so the span would be created, never sampled and dropped. Records
+/// written meanwhile carry the inbound context unchanged ([`outgoing`] with a disabled
+/// span), so the trace stays connected and unsampled downstream too.
+pub fn unsampled_upstream<'a>(headers: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> bool {
+    let found = Found::scan(headers);
+    found.traceparent.and_then(|v| TraceParent::parse(v.as_bytes())).is_some_and(|tp| !tp.sampled)
+        && parent_decides_sampling()
+}
+
 /// Makes `span` continue the trace whose context `headers` carry: its parent becomes the
 /// span that wrote them. Call it before entering the span. Does nothing (and reads no
 /// header) when the span is disabled; returns whether a parent was set.
@@ -168,6 +191,20 @@ mod tests {
     use super::*;
 
     const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn only_an_unsampled_upstream_context_skips_the_span() {
+        // The default sampler (no OTEL_TRACES_SAMPLER in the test environment) is
+        // parent-based.
+        if std::env::var_os("OTEL_TRACES_SAMPLER").is_none() {
+            assert!(parent_decides_sampling());
+            let unsampled = TP.replace("-01", "-00");
+            assert!(unsampled_upstream([(TRACEPARENT, unsampled.as_bytes())]));
+        }
+        assert!(!unsampled_upstream([(TRACEPARENT, TP.as_bytes())]), "a sampled parent keeps its span");
+        assert!(!unsampled_upstream([]), "a record without context starts a trace");
+        assert!(!unsampled_upstream([(TRACEPARENT, &b"00-garbage-00"[..])]), "a malformed context is ignored");
+    }
 
     #[test]
     fn headers_are_found_case_insensitively_and_passed_through() {
