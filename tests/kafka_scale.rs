@@ -228,7 +228,7 @@ fn restored_with_replay(output: &str) -> usize {
 fn replicas_share_partitions_survive_a_sigkill_and_a_fresh_replica_restores_from_the_journal() {
     let broker = Broker::start();
     let tmp = tempfile::tempdir().unwrap();
-    let orders = 400;
+    let orders = 250;
     let a = demo(&broker, &tmp.path().join("a"), orders);
     a.wait_for_line("the first replica to own partitions", Duration::from_secs(60), |l| {
         l.contains("consumer group assigns partitions")

@@ -209,6 +209,11 @@ impl Coordinator {
         let mut next = mark.journal_next;
         let end = self.log.end_offset(topic::JOURNAL, p)?;
         let mut replayed = 0u64;
+        // Journal events count only once a checkpoint follows them: after a crash on a
+        // backend without atomic batches, the events of the last batch may be in the log
+        // while some of its commands are not. Those inputs are processed again (from the
+        // last checkpoint's positions), which writes the same records under the same ids.
+        let mut uncommitted: Vec<waybill_domain::JournalEvent> = Vec::new();
         while next < end {
             let records = self.log.read(topic::JOURNAL, p, next, 4096)?;
             if records.is_empty() {
@@ -218,19 +223,20 @@ impl Coordinator {
                 next = r.offset + 1;
                 replayed += 1;
                 match waybill_schema::decode_journal_record(&r.value) {
-                    Ok(JournalRecord::Event(e)) => {
-                        let key = e.meta.correlation_key.clone();
-                        let flow = match flows.get_mut(&key) {
-                            Some(f) => f,
-                            None => {
-                                let f = self.store.load(p, &key)?.unwrap_or_else(|| OrderFlow::new(key.clone()));
-                                flows.entry(key.clone()).or_insert(f)
-                            }
-                        };
-                        flow.apply(&e);
-                        dirty.insert(key);
-                    }
+                    Ok(JournalRecord::Event(e)) => uncommitted.push(e),
                     Ok(JournalRecord::Checkpoint(c)) => {
+                        for e in uncommitted.drain(..) {
+                            let key = e.meta.correlation_key.clone();
+                            let flow = match flows.get_mut(&key) {
+                                Some(f) => f,
+                                None => {
+                                    let f = self.store.load(p, &key)?.unwrap_or_else(|| OrderFlow::new(key.clone()));
+                                    flows.entry(key.clone()).or_insert(f)
+                                }
+                            };
+                            flow.apply(&e);
+                            dirty.insert(key);
+                        }
                         for pos in c.positions {
                             positions.insert(pos.topic, pos.offset);
                         }
@@ -245,6 +251,13 @@ impl Coordinator {
                     }
                 }
             }
+        }
+        if !uncommitted.is_empty() {
+            tracing::warn!(
+                waybill.partition = p,
+                events = uncommitted.len(),
+                "journal events after the last checkpoint (a batch cut short by a crash); their inputs are processed again"
+            );
         }
         let mark = PartitionMark { journal_next: next, positions: to_positions(p, &positions) };
         self.store.save(p, dirty.iter().filter_map(|k| flows.get(k)), &mark)?;
@@ -515,13 +528,18 @@ impl Coordinator {
         let checkpoint = Checkpoint { partition: p, positions: positions.clone(), at: now };
         let value = waybill_schema::encode_checkpoint(&checkpoint)
             .map_err(|e| Error::Encode { what: "checkpoint".into(), reason: e.to_string() })?;
-        records.push(Record {
-            topic: topic::JOURNAL.into(),
-            partition: Some(p),
-            key: Vec::new(),
-            headers: Vec::new(),
-            value,
-        });
+        let checkpoint =
+            Record { topic: topic::JOURNAL.into(), partition: Some(p), key: Vec::new(), headers: Vec::new(), value };
+        // The checkpoint says "every output of these inputs is in the log". A backend
+        // whose batches are not atomic (Kafka without transactions) may store a batch's
+        // records in any order and only some of them before a crash, so the outputs go
+        // first and the checkpoint only once every one of them is acknowledged; restore
+        // ignores journal events after the last checkpoint and processes their inputs
+        // again, writing the same records under the same ids.
+        if !self.log.capabilities().atomic_batches && !records.is_empty() {
+            self.log.append(AppendBatch { records: std::mem::take(&mut records), positions: Vec::new() })?;
+        }
+        records.push(checkpoint);
         let commits = positions
             .iter()
             .map(|x| Position {

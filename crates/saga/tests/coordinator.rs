@@ -74,18 +74,20 @@ fn count(log: &dyn EventLog, t: &str) -> i64 {
     (0..PARTITIONS as i32).map(|p| log.end_offset(t, p).unwrap()).sum()
 }
 
+/// Sagas with a `Completed` event in the journal (a copy written again after a crash
+/// counts once, as every reader of the journal drops it).
 fn completed_sagas(log: &dyn EventLog) -> usize {
-    let mut n = 0;
+    let mut done = std::collections::BTreeSet::new();
     for p in 0..PARTITIONS as i32 {
         for r in log.read(topic::JOURNAL, p, 0, 1_000_000).unwrap() {
             if let Ok(waybill_schema::JournalRecord::Event(e)) = waybill_schema::decode_journal_record(&r.value)
                 && matches!(e.body, JournalBody::Completed(_))
             {
-                n += 1;
+                done.insert(e.meta.saga_id.clone());
             }
         }
     }
-    n
+    done.len()
 }
 
 #[test]
@@ -141,4 +143,115 @@ fn a_deleted_state_store_is_rebuilt_from_the_journal() {
     assert_eq!(count(log.as_ref(), &topic::commands(System::Wms)), commands_before, "no warehouse command repeated");
     assert_eq!(completed_sagas(log.as_ref()), 20);
     assert_eq!(count(log.as_ref(), topic::DLQ), 0);
+}
+
+/// A backend without atomic batches (Kafka without transactions) that "crashes" in the
+/// middle of one append: the journal records of that batch reach the log, its commands
+/// and checkpoint do not.
+struct CutShort {
+    inner: Arc<dyn EventLog>,
+    cut_next_output_batch: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for CutShort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CutShort")
+    }
+}
+
+impl EventLog for CutShort {
+    fn ensure_topic(&self, topic: &str, partitions: u32) -> waybill_log::Result<()> {
+        self.inner.ensure_topic(topic, partitions)
+    }
+    fn partitions(&self, topic: &str) -> waybill_log::Result<u32> {
+        self.inner.partitions(topic)
+    }
+    fn append(&self, batch: AppendBatch) -> waybill_log::Result<Vec<waybill_log::Appended>> {
+        let has_commands = batch.records.iter().any(|r| r.topic.starts_with("waybill.commands."));
+        if has_commands && self.cut_next_output_batch.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            let journal: Vec<Record> = batch.records.into_iter().filter(|r| r.topic == topic::JOURNAL).collect();
+            self.inner.append(AppendBatch { records: journal, positions: vec![] })?;
+            return Err(waybill_log::Error::Unavailable("the process died in the middle of an append".into()));
+        }
+        self.inner.append(batch)
+    }
+    fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        from: i64,
+        max: usize,
+    ) -> waybill_log::Result<Vec<waybill_log::StoredRecord>> {
+        self.inner.read(topic, partition, from, max)
+    }
+    fn end_offset(&self, topic: &str, partition: i32) -> waybill_log::Result<i64> {
+        self.inner.end_offset(topic, partition)
+    }
+    fn committed(&self, group: &str, topic: &str, partition: i32) -> waybill_log::Result<Option<i64>> {
+        self.inner.committed(group, topic, partition)
+    }
+    fn wait_for(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        timeout: std::time::Duration,
+    ) -> waybill_log::Result<i64> {
+        self.inner.wait_for(topic, partition, offset, timeout)
+    }
+    fn wait_any(&self, positions: &[(&str, i32, i64)], timeout: std::time::Duration) -> waybill_log::Result<bool> {
+        self.inner.wait_any(positions, timeout)
+    }
+    fn capabilities(&self) -> waybill_log::Capabilities {
+        waybill_log::Capabilities { atomic_batches: false }
+    }
+    fn flush(&self) -> waybill_log::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Invariant 2 on a backend without atomic batches: a crash that leaves a batch's
+/// journal events in the log without its commands loses no command. The next owner
+/// (here with an empty state store) ignores journal events no checkpoint covers and
+/// processes their inputs again, writing the missing commands under the same keys.
+#[test]
+fn journal_events_without_their_commands_are_not_taken_as_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = open(dir.path());
+    let cut = Arc::new(CutShort { inner: inner.clone(), cut_next_output_batch: true.into() });
+    let log: Arc<dyn EventLog> = cut.clone();
+    for order in ["SO1", "SO2", "SO3"] {
+        for e in order_events(order) {
+            append(inner.as_ref(), &e);
+        }
+    }
+    let first = coordinator(&log, &dir.path().join("state-a"), 512);
+    let now = Timestamp::now();
+    for p in 0..PARTITIONS as i32 {
+        let _ = first.drain_partition(p, now); // one partition's first batch is cut short
+    }
+    assert!(!cut.cut_next_output_batch.load(std::sync::atomic::Ordering::SeqCst), "a batch was cut short");
+
+    let second = coordinator(&log, &dir.path().join("state-b"), 512);
+    for p in 0..PARTITIONS as i32 {
+        second.drain_partition(p, now).unwrap();
+    }
+    assert_eq!(completed_sagas(inner.as_ref()), 3, "every saga completes");
+    let mut keys: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
+    for t in topic::command_topics() {
+        for p in 0..PARTITIONS as i32 {
+            for r in inner.read(&t, p, 0, 1_000_000).unwrap() {
+                let c = waybill_schema::decode_command(&r.value).unwrap();
+                keys.entry(c.meta.idempotency_key.clone()).or_default().insert(format!("{:?}", c.body));
+            }
+        }
+    }
+    for order in ["SO1", "SO2", "SO3"] {
+        assert!(
+            keys.keys().any(|k| k.contains(order) && k.starts_with("release")),
+            "the release command of {order} was written: {:?}",
+            keys.keys().collect::<Vec<_>>()
+        );
+    }
+    assert!(keys.values().all(|bodies| bodies.len() == 1), "one command per key");
 }
