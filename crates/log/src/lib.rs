@@ -126,7 +126,8 @@ pub struct Appended {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
     /// Records and positions of one batch become visible together or not at all,
-    /// across topics (the embedded log; Kafka only with transactions).
+    /// across topics (the embedded log; Kafka only with transactions, for batches that
+    /// carry positions).
     pub atomic_batches: bool,
 }
 

@@ -9,7 +9,9 @@
 //!   positions for each consumer group. A batch is **not atomic** (see
 //!   [`Capabilities::atomic_batches`]): after a failed append some of its records may be
 //!   stored and its positions are not. Waybill copes by design (invariant 2: outputs carry
-//!   ids derived from their input and readers drop what they already applied).
+//!   ids derived from their input and readers drop what they already applied). With
+//!   [`KafkaOptions::transactions`] a batch that carries positions is one Kafka
+//!   transaction instead, and atomic.
 //! - `read` uses one assigned (never subscribed) consumer per partition, kept with the
 //!   offset it will deliver next, so sequential reads stream without seeking.
 //!   `isolation.level=read_committed`; nothing is ever auto-committed.
@@ -1095,7 +1097,9 @@ impl EventLog for KafkaLog {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { atomic_batches: false }
+        // With transactions a batch that carries positions is one transaction: its
+        // records and positions commit together or not at all (`read_committed` readers).
+        Capabilities { atomic_batches: self.options.transactions }
     }
 
     fn flush(&self) -> Result<()> {
