@@ -463,32 +463,9 @@ impl KafkaLog {
         };
         producer.begin_transaction().map_err(|e| txn(e, "beginning a transaction"))?;
         let result = (|| {
-            let pending = Pending::new(records.len());
-            for (i, (r, &p)) in records.iter().zip(targets).enumerate() {
-                let ticket = Box::new(Ticket { batch: pending.clone(), index: i });
-                let mut rec = BaseRecord::with_opaque_to(&r.topic, ticket).partition(p).key(&r.key).payload(&r.value);
-                if !r.headers.is_empty() {
-                    let mut hs = OwnedHeaders::new_with_capacity(r.headers.len());
-                    for h in &r.headers {
-                        hs = hs.insert(KafkaHeader { key: &h.key, value: Some(&h.value) });
-                    }
-                    rec = rec.headers(hs);
-                }
-                loop {
-                    match producer.send(rec) {
-                        Ok(()) => break,
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                            rec = back;
-                            thread::sleep(Duration::from_millis(5));
-                        }
-                        Err((e, _)) => {
-                            for j in i..records.len() {
-                                pending.settle(j, Err(e.clone()));
-                            }
-                            return Err(txn(e, "producing in a transaction"));
-                        }
-                    }
-                }
+            let (pending, refused) = send_batch(&producer, records, targets);
+            if let Some(e) = refused {
+                return Err(txn(e, "producing in a transaction"));
             }
             producer
                 .send_offsets_to_transaction(&offsets, &metadata, timeout)
@@ -778,6 +755,47 @@ impl KafkaLog {
     }
 }
 
+/// Hands every record to `producer` in order (waiting while its local queue is full),
+/// each with a ticket for its delivery report. A record librdkafka refuses settles it and
+/// every later one with that error and sends nothing more; what was sent is reported by
+/// the producer's deliveries.
+/// Returns the tickets and the refusal, if any.
+fn send_batch(
+    producer: &ThreadedProducer<Ctx>,
+    records: &[crate::Record],
+    targets: &[i32],
+) -> (Arc<Pending>, Option<KafkaError>) {
+    let pending = Pending::new(records.len());
+    for (i, (r, &p)) in records.iter().zip(targets).enumerate() {
+        let ticket = Box::new(Ticket { batch: pending.clone(), index: i });
+        let mut rec = BaseRecord::with_opaque_to(&r.topic, ticket).partition(p).key(&r.key).payload(&r.value);
+        if !r.headers.is_empty() {
+            let mut hs = OwnedHeaders::new_with_capacity(r.headers.len());
+            for h in &r.headers {
+                hs = hs.insert(KafkaHeader { key: &h.key, value: Some(&h.value) });
+            }
+            rec = rec.headers(hs);
+        }
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // The local queue is full: let deliveries drain it.
+                    rec = back;
+                    thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => {
+                    for j in i..records.len() {
+                        pending.settle(j, Err(e.clone()));
+                    }
+                    return (pending, Some(e));
+                }
+            }
+        }
+    }
+    (pending, None)
+}
+
 fn new_producer(options: &KafkaOptions, last_error: &Arc<Mutex<Option<LastError>>>) -> Result<ThreadedProducer<Ctx>> {
     let config = client::config(options, Role::Producer, None);
     ThreadedProducer::from_config_and_context(&config, Ctx { last_error: last_error.clone() }).map_err(|e| {
@@ -885,36 +903,8 @@ impl EventLog for KafkaLog {
         let mut appended = Vec::with_capacity(records.len());
         if !records.is_empty() {
             let producer = self.producer();
-            let pending = Pending::new(records.len());
-            for (i, (r, &p)) in records.iter().zip(&targets).enumerate() {
-                let ticket = Box::new(Ticket { batch: pending.clone(), index: i });
-                let mut rec = BaseRecord::with_opaque_to(&r.topic, ticket).partition(p).key(&r.key).payload(&r.value);
-                if !r.headers.is_empty() {
-                    let mut hs = OwnedHeaders::new_with_capacity(r.headers.len());
-                    for h in &r.headers {
-                        hs = hs.insert(KafkaHeader { key: &h.key, value: Some(&h.value) });
-                    }
-                    rec = rec.headers(hs);
-                }
-                let failed = loop {
-                    match producer.send(rec) {
-                        Ok(()) => break None,
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                            // The local queue is full: let deliveries drain it.
-                            rec = back;
-                            thread::sleep(Duration::from_millis(5));
-                        }
-                        Err((e, _)) => break Some(e),
-                    }
-                };
-                if let Some(e) = failed {
-                    // Nothing after this record is sent; what was sent is waited for.
-                    for j in i..records.len() {
-                        pending.settle(j, Err(e.clone()));
-                    }
-                    break;
-                }
-            }
+            // After a refusal nothing more is sent; what was sent is waited for.
+            let (pending, _) = send_batch(&producer, &records, &targets);
             let outcomes = pending.wait();
             if let Some((i, e)) =
                 outcomes.iter().enumerate().find_map(|(i, o)| o.as_ref().err().map(|e| (i, e.clone())))
