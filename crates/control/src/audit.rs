@@ -85,9 +85,9 @@ pub struct EdgeRecord {
     pub role: String,
     /// From where.
     pub peer: String,
-    /// `approve` or `reject`.
+    /// The action, as in [`AuditEntry::action`].
     pub action: String,
-    /// Posting.
+    /// Posting, exception or saga.
     pub posting_id: String,
     /// Order (empty when the posting is unknown).
     pub order_ref: String,
