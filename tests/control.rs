@@ -140,6 +140,7 @@ impl Harness {
                 source: SourceRef::new(system, order),
                 correlation_key: order.to_string(),
                 occurred_at: Timestamp::now(),
+                actor: None,
             },
             body,
         };
@@ -636,6 +637,7 @@ fn order_event(order: &str, id: &str, system: System, body: EventBody) -> Inboun
             source: SourceRef::new(system, order),
             correlation_key: order.to_string(),
             occurred_at: Timestamp::now(),
+            actor: None,
         },
         body,
     }

@@ -34,7 +34,6 @@ fn grpc_health_follows_readiness() {
         ControlDeps {
             log,
             projections,
-            approval_limits: Default::default(),
             catalog: Default::default(),
             policy: Default::default(),
             audit_dir: dir.path().join("audit"),

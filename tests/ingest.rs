@@ -27,6 +27,7 @@ fn ingestion_accepts_once_rejects_clearly_and_feeds_the_saga() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config { data_dir: dir.path().to_path_buf(), partitions: 2, ..Config::default() };
     cfg.ingest.listen = "127.0.0.1:0".into();
+    cfg.ingest.allow_anonymous = true;
     cfg.control.listen = "127.0.0.1:0".into();
     cfg.metrics.listen = "127.0.0.1:0".into();
     let log = node::open_log(&cfg).unwrap();

@@ -135,6 +135,7 @@ fn one_order_is_one_trace_across_ingestion_coordinator_and_connector() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config { data_dir: dir.path().to_path_buf(), partitions: 2, ..Config::default() };
     cfg.ingest.listen = "127.0.0.1:0".into();
+    cfg.ingest.allow_anonymous = true;
     cfg.control.listen = String::new();
     cfg.metrics.listen = String::new();
     let log = node::open_log(&cfg).unwrap();

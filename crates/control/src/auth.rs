@@ -9,14 +9,23 @@
 //!    (loopback only), in which case the caller is `anonymous` with
 //!    `control.anonymous_role`.
 //!
-//! The tokens file is TOML:
+//! People and producing systems share one namespace of identities, in one tokens file:
+//! a `role` lets an identity use the control plane (people, and services that approve),
+//! a `system` lets it post events to ingestion as that system (the WMS, a carrier
+//! gateway). An identity may have both — a warehouse lead who also approves — and
+//! four-eyes then keeps them from approving what they caused. The tokens file is TOML:
 //! ```toml
 //! [[tokens]]
 //! token = "…"            # the secret the client sends
 //! identity = "alice"
 //! role = "approver"
 //!
-//! [[clients]]            # client certificates (CN or DNS SAN) and their roles
+//! [[tokens]]
+//! token = "…"
+//! identity = "wms-prod"
+//! system = "wms"         # may post warehouse events to ingestion; no control-plane role
+//!
+//! [[clients]]            # client certificates (CN or DNS SAN) and their roles / systems
 //! identity = "billing.example.com"
 //! role = "senior-approver"
 //! ```
@@ -33,6 +42,8 @@ use std::time::SystemTime;
 
 use rustls_pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
+
+use waybill_domain::{System, topic};
 
 use crate::error::{Error, Result};
 
@@ -136,21 +147,87 @@ struct TokensFile {
 struct TokenEntry {
     token: String,
     identity: String,
-    role: Role,
+    #[serde(default)]
+    role: Option<Role>,
+    #[serde(default)]
+    system: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ClientEntry {
     identity: String,
-    role: Role,
+    #[serde(default)]
+    role: Option<Role>,
+    #[serde(default)]
+    system: Option<String>,
+}
+
+/// What one identity may do.
+#[derive(Debug, Clone)]
+struct Grant {
+    identity: String,
+    /// Control-plane role, if any.
+    role: Option<Role>,
+    /// The system it posts events as, if any.
+    system: Option<System>,
+}
+
+impl Grant {
+    fn parse(path: &Path, identity: String, role: Option<Role>, system: Option<String>) -> Result<Grant, String> {
+        if identity.is_empty() {
+            return Err(format!("{}: an entry has an empty identity", path.display()));
+        }
+        let system = match system {
+            None => None,
+            Some(s) => {
+                let sys = s.parse::<System>().ok().filter(|x| topic::INBOUND_SYSTEMS.contains(x));
+                let names: Vec<&str> = topic::INBOUND_SYSTEMS.iter().map(|x| x.as_str()).collect();
+                Some(sys.ok_or_else(|| {
+                    format!(
+                        "{}: identity {identity} has system = {s:?}, which does not send events; use one of {}",
+                        path.display(),
+                        names.join(", ")
+                    )
+                })?)
+            }
+        };
+        if role.is_none() && system.is_none() {
+            return Err(format!(
+                "{}: identity {identity} has neither a role (control plane) nor a system (ingestion); give it one",
+                path.display()
+            ));
+        }
+        Ok(Grant { identity, role, system })
+    }
+
+    fn principal(&self, method: Method) -> Result<Principal> {
+        match self.role {
+            Some(role) => Ok(Principal { identity: self.identity.clone(), role, method }),
+            None => Err(Error::PermissionDenied(format!(
+                "{} is a producer identity (system {}) without a control-plane role; give it a role in the tokens file if it must call the control plane",
+                self.identity,
+                self.system.map_or("none", System::as_str)
+            ))),
+        }
+    }
+
+    fn producer(&self, method: Method) -> Result<Producer> {
+        match self.system {
+            Some(system) => Ok(Producer { identity: self.identity.clone(), system, method }),
+            None => Err(Error::PermissionDenied(format!(
+                "{} may not post events: it has no system in the tokens file; add system = \"wms\" (or the system it speaks for) to its entry",
+                self.identity
+            ))),
+        }
+    }
 }
 
 /// The credentials of one version of the tokens file.
 #[derive(Debug, Default)]
 struct Credentials {
-    tokens: HashMap<String, (String, Role)>,
-    clients: HashMap<String, Role>,
+    tokens: HashMap<String, Grant>,
+    clients: HashMap<String, Grant>,
 }
 
 impl Credentials {
@@ -169,15 +246,15 @@ impl Credentials {
                     t.identity
                 ));
             }
-            if t.identity.is_empty() {
-                return Err(format!("{}: a [[tokens]] entry has an empty identity", path.display()));
-            }
-            if c.tokens.insert(t.token, (t.identity.clone(), t.role)).is_some() {
-                return Err(format!("{}: the token of {} is listed twice", path.display(), t.identity));
+            let grant = Grant::parse(path, t.identity, t.role, t.system)?;
+            let identity = grant.identity.clone();
+            if c.tokens.insert(t.token, grant).is_some() {
+                return Err(format!("{}: the token of {identity} is listed twice", path.display()));
             }
         }
         for cl in file.clients {
-            c.clients.insert(cl.identity, cl.role);
+            let grant = Grant::parse(path, cl.identity, cl.role, cl.system)?;
+            c.clients.insert(grant.identity.clone(), grant);
         }
         Ok(c)
     }
@@ -266,25 +343,34 @@ impl Authenticator {
         };
         let bearer = match request.metadata().get("authorization") {
             None => None,
-            Some(v) => {
-                let v = v.to_str().map_err(|_| {
-                    Error::Unauthenticated("the authorization header is not ASCII; send `Bearer <token>`".into())
-                })?;
-                let token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).ok_or_else(|| {
-                    Error::Unauthenticated("the authorization header must be `Bearer <token>`".into())
-                })?;
-                Some(token.trim().to_string())
-            }
+            Some(v) => Some(bearer_token(v.as_bytes())?),
         };
         self.resolve(bearer.as_deref(), cert_identity.as_deref())
     }
 
     /// Resolves credentials: a bearer token wins over a certificate.
     pub fn resolve(&self, bearer: Option<&str>, cert_identity: Option<&str>) -> Result<Principal> {
+        match self.grant(bearer, cert_identity)? {
+            Some((grant, method)) => grant.principal(method),
+            None => match self.anonymous {
+                Some(role) => Ok(Principal { identity: "anonymous".into(), role, method: Method::Anonymous }),
+                None => Err(no_credentials()),
+            },
+        }
+    }
+
+    /// Resolves the credentials of a producer posting events: the identity and the one
+    /// system it speaks for. `None` when the caller presented no credentials (the caller
+    /// decides whether anonymous posting is allowed).
+    pub fn resolve_producer(&self, bearer: Option<&str>, cert_identity: Option<&str>) -> Result<Option<Producer>> {
+        self.grant(bearer, cert_identity)?.map(|(grant, method)| grant.producer(method)).transpose()
+    }
+
+    fn grant(&self, bearer: Option<&str>, cert_identity: Option<&str>) -> Result<Option<(Grant, Method)>> {
         let creds = self.tokens.credentials();
         if let Some(token) = bearer {
             return match creds.tokens.get(token) {
-                Some((identity, role)) => Ok(Principal { identity: identity.clone(), role: *role, method: Method::Token }),
+                Some(g) => Ok(Some((g.clone(), Method::Token))),
                 None => Err(Error::Unauthenticated(
                     "the bearer token is not in the server's tokens file (expired or rotated?); ask an admin for a current token"
                         .into(),
@@ -293,22 +379,43 @@ impl Authenticator {
         }
         if let Some(identity) = cert_identity {
             return match creds.clients.get(identity) {
-                Some(role) => {
-                    Ok(Principal { identity: identity.to_string(), role: *role, method: Method::Certificate })
-                }
+                Some(g) => Ok(Some((g.clone(), Method::Certificate))),
                 None => Err(Error::PermissionDenied(format!(
-                    "client certificate {identity:?} is trusted but has no role; add a [[clients]] entry with identity = {identity:?} to the tokens file"
+                    "client certificate {identity:?} is trusted but has no role or system; add a [[clients]] entry with identity = {identity:?} to the tokens file"
                 ))),
             };
         }
-        match self.anonymous {
-            Some(role) => Ok(Principal { identity: "anonymous".into(), role, method: Method::Anonymous }),
-            None => Err(Error::Unauthenticated(
-                "no credentials: send `authorization: Bearer <token>` (waybill --token or WAYBILL_TOKEN) or connect with a client certificate"
-                    .into(),
-            )),
-        }
+        Ok(None)
     }
+}
+
+fn no_credentials() -> Error {
+    Error::Unauthenticated(
+        "no credentials: send `authorization: Bearer <token>` (waybill --token or WAYBILL_TOKEN) or connect with a client certificate"
+            .into(),
+    )
+}
+
+/// Parses an `authorization` header value: `Bearer <token>`.
+pub fn bearer_token(value: &[u8]) -> Result<String> {
+    let v = std::str::from_utf8(value)
+        .map_err(|_| Error::Unauthenticated("the authorization header is not ASCII; send `Bearer <token>`".into()))?;
+    let token = v
+        .strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+        .ok_or_else(|| Error::Unauthenticated("the authorization header must be `Bearer <token>`".into()))?;
+    Ok(token.trim().to_string())
+}
+
+/// An authenticated producer: who, speaking for which system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Producer {
+    /// Identity (token identity, or certificate CN / SAN).
+    pub identity: String,
+    /// The one system it may post events as.
+    pub system: System,
+    /// How it authenticated.
+    pub method: Method,
 }
 
 /// The identity in a client certificate: the subject's common name, or else its first
@@ -371,5 +478,56 @@ mod tests {
         std::fs::write(&file, "[[tokens]]\ntoken = 3\n").unwrap();
         assert_eq!(auth.resolve(Some("bbbbbbbbbbbbbbbbbbbb"), None).unwrap().role, Role::Viewer);
         assert!(matches!(auth.resolve(None, None), Err(Error::Unauthenticated(m)) if m.contains("Bearer")));
+    }
+
+    #[test]
+    fn people_and_producers_share_one_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokens.toml");
+        std::fs::write(
+            &file,
+            r#"
+[[tokens]]
+token = "wwwwwwwwwwwwwwwwwwww"
+identity = "wms-prod"
+system = "wms"
+
+[[tokens]]
+token = "llllllllllllllllllll"
+identity = "lena"
+role = "approver"
+system = "wms"
+
+[[tokens]]
+token = "aaaaaaaaaaaaaaaaaaaa"
+identity = "alice"
+role = "approver"
+"#,
+        )
+        .unwrap();
+        let auth = Authenticator::new(TokenStore::open(Some(&file)).unwrap(), None);
+        let wms = auth.resolve_producer(Some("wwwwwwwwwwwwwwwwwwww"), None).unwrap().unwrap();
+        assert_eq!((wms.identity.as_str(), wms.system), ("wms-prod", System::Wms));
+        // A producer without a role cannot use the control plane, a person without a
+        // system cannot post events; one identity may do both.
+        assert!(
+            matches!(auth.resolve(Some("wwwwwwwwwwwwwwwwwwww"), None), Err(Error::PermissionDenied(m)) if m.contains("without a control-plane role"))
+        );
+        assert!(
+            matches!(auth.resolve_producer(Some("aaaaaaaaaaaaaaaaaaaa"), None), Err(Error::PermissionDenied(m)) if m.contains("no system"))
+        );
+        assert_eq!(auth.resolve(Some("llllllllllllllllllll"), None).unwrap().role, Role::Approver);
+        assert_eq!(auth.resolve_producer(Some("llllllllllllllllllll"), None).unwrap().unwrap().system, System::Wms);
+        assert_eq!(auth.resolve_producer(None, None).unwrap(), None);
+        assert!(matches!(auth.resolve_producer(Some("nope-nope-nope-nope"), None), Err(Error::Unauthenticated(_))));
+        // An entry with neither, or a system that sends nothing, is refused at start-up.
+        std::fs::write(&file, "[[tokens]]\ntoken = \"xxxxxxxxxxxxxxxxxxxx\"\nidentity = \"x\"\n").unwrap();
+        assert!(TokenStore::check_file(&file).unwrap_err().contains("neither a role"));
+        std::fs::write(
+            &file,
+            "[[tokens]]\ntoken = \"xxxxxxxxxxxxxxxxxxxx\"\nidentity = \"x\"\nsystem = \"operator\"\n",
+        )
+        .unwrap();
+        assert!(TokenStore::check_file(&file).unwrap_err().contains("does not send events"));
     }
 }

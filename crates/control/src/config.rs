@@ -103,40 +103,12 @@ impl ControlConfig {
                 ),
             ));
         }
-        match (&self.tls_cert, &self.tls_key) {
-            (Some(_), None) => {
-                return Err(invalid(
-                    "control.tls_key",
-                    "tls_cert is set, so tls_key must name the server's private key (PEM)",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(invalid(
-                    "control.tls_cert",
-                    "tls_key is set, so tls_cert must name the server's certificate (PEM)",
-                ));
-            }
-            _ => {}
-        }
-        if self.client_ca.is_some() && self.tls_cert.is_none() {
-            return Err(invalid(
-                "control.client_ca",
-                "mutual TLS needs the server to speak TLS: set tls_cert and tls_key too",
-            ));
-        }
-        for (key, path) in [
-            ("control.tls_cert", &self.tls_cert),
-            ("control.tls_key", &self.tls_key),
-            ("control.client_ca", &self.client_ca),
-        ] {
-            if let Some(p) = path {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| invalid(key, format!("cannot read {}: {e}", p.display())))?;
-                if !text.contains("-----BEGIN ") {
-                    return Err(invalid(key, format!("{} is not a PEM file", p.display())));
-                }
-            }
-        }
+        validate_tls(
+            ["control.tls_cert", "control.tls_key", "control.client_ca"],
+            &self.tls_cert,
+            &self.tls_key,
+            &self.client_ca,
+        )?;
         if let Some(p) = &self.tokens_file {
             TokenStore::check_file(p).map_err(|problem| invalid("control.tokens_file", problem))?;
         }
@@ -145,6 +117,42 @@ impl ControlConfig {
         }
         Ok(())
     }
+}
+
+/// Checks a listener's TLS files (`keys` name the certificate, key and client CA
+/// settings): certificate and key come in pairs, mutual TLS needs TLS, each file is PEM.
+pub fn validate_tls(
+    keys: [&'static str; 3],
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+    client_ca: &Option<PathBuf>,
+) -> Result<(), Invalid> {
+    let [cert_key, key_key, ca_key] = keys;
+    match (cert, key) {
+        (Some(_), None) => {
+            return Err(invalid(key_key, format!("{cert_key} is set, so {key_key} must name the private key (PEM)")));
+        }
+        (None, Some(_)) => {
+            return Err(invalid(cert_key, format!("{key_key} is set, so {cert_key} must name the certificate (PEM)")));
+        }
+        _ => {}
+    }
+    if client_ca.is_some() && cert.is_none() {
+        return Err(invalid(
+            ca_key,
+            format!("mutual TLS needs the server to speak TLS: set {cert_key} and {key_key} too"),
+        ));
+    }
+    for (k, path) in [(cert_key, cert), (key_key, key), (ca_key, client_ca)] {
+        if let Some(p) = path {
+            let text =
+                std::fs::read_to_string(p).map_err(|e| invalid(k, format!("cannot read {}: {e}", p.display())))?;
+            if !text.contains("-----BEGIN ") {
+                return Err(invalid(k, format!("{} is not a PEM file", p.display())));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! and server reflection, over plain TCP or TLS (optionally with client certificates),
 //! plus the audit projector thread.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,7 +11,6 @@ use std::time::Duration;
 
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
-use waybill_domain::Money;
 use waybill_log::EventLog;
 use waybill_projection::ProjectionStore;
 
@@ -34,15 +32,14 @@ pub struct ControlDeps {
     pub log: Arc<dyn EventLog>,
     /// The projections (answers and the saga's verdicts).
     pub projections: Arc<ProjectionStore>,
-    /// The posting policy's `approval_limits`: the highest amount each role may approve.
-    pub approval_limits: BTreeMap<String, Money>,
     /// Directory of the audit store (e.g. `data/audit`).
     pub audit_dir: PathBuf,
     /// Partitions of the `waybill.audit` topic (the node's partition count).
     pub partitions: u32,
     /// Master data, for dry-run replays.
     pub catalog: Arc<waybill_saga::Catalog>,
-    /// The sagas' policy, for dry-run replays.
+    /// The sagas' policy: approval limits and four-eyes for the edge's check of a
+    /// decision (the saga's own rule), and dry-run replays.
     pub policy: waybill_saga::Policy,
     /// Reasons the node cannot serve (log unreachable, a partition stuck); empty when it
     /// can. Polled every second to drive `grpc.health.v1`. `None`: always serving.
@@ -130,7 +127,6 @@ impl ControlServer {
             projections: deps.projections,
             audit: audit.clone(),
             auth: Authenticator::new(TokenStore::open(cfg.tokens_file.as_deref())?, anonymous),
-            limits: deps.approval_limits,
             decision_timeout: cfg.decision_timeout(),
             catalog: deps.catalog,
             policy: deps.policy,

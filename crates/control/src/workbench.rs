@@ -249,6 +249,7 @@ impl Control {
                 source: SourceRef::new(System::Operator, who.identity.clone()),
                 correlation_key: order_ref.to_string(),
                 occurred_at: Timestamp::now(),
+                actor: Some(who.identity.clone()),
             },
             body: if retry { EventBody::ExceptionRetryRequested(a) } else { EventBody::ExceptionResolveRequested(a) },
         };
@@ -483,6 +484,7 @@ impl Control {
                 source: SourceRef::new(System::Operator, who.identity.clone()),
                 correlation_key: plan.order_ref.clone(),
                 occurred_at: Timestamp::now(),
+                actor: Some(who.identity.clone()),
             },
             body: EventBody::SagaReplayRequested(Box::new(request)),
         };

@@ -17,6 +17,13 @@ pub struct EventMeta {
     pub correlation_key: String,
     /// When it happened at the source.
     pub occurred_at: Timestamp,
+    /// Who acted at the source: the person or service identity that caused this event.
+    /// Through HTTP ingestion it is the identity Waybill authenticated (a body naming
+    /// anyone else is refused); on a Kafka inbound topic it is the producer's claim,
+    /// which can only restrict (a held posting's requester may not approve it), never
+    /// grant. `None` when the producer named nobody.
+    #[serde(default)]
+    pub actor: Option<String>,
 }
 
 /// An inbound event: common fields plus the event itself.
@@ -78,6 +85,30 @@ pub enum EventBody {
 }
 
 impl EventBody {
+    /// Record names of the control events: decisions on held postings and workbench
+    /// actions. They carry who acted and in which role, so they are decided only when
+    /// read from `waybill.control`, which only the control plane writes (DESIGN.md
+    /// invariant 6); anywhere else they are dead letters.
+    pub const CONTROL_NAMES: [&'static str; 5] = [
+        "PostingApproved",
+        "PostingRejected",
+        "ExceptionRetryRequested",
+        "ExceptionResolveRequested",
+        "SagaReplayRequested",
+    ];
+
+    /// Whether this is a control event (see [`EventBody::CONTROL_NAMES`]).
+    pub const fn is_control(&self) -> bool {
+        matches!(
+            self,
+            EventBody::PostingApproved(_)
+                | EventBody::PostingRejected(_)
+                | EventBody::ExceptionRetryRequested(_)
+                | EventBody::ExceptionResolveRequested(_)
+                | EventBody::SagaReplayRequested(_)
+        )
+    }
+
     /// The Avro record name (without namespace) of this event.
     pub const fn name(&self) -> &'static str {
         match self {

@@ -676,6 +676,7 @@ pub(crate) fn fold_order(order: &mut OrderView, e: &JournalEvent, stock: &mut Ve
             decision_reason: None,
             decided_at: None,
             refusals: Vec::new(),
+            touched_by: vec![h.requested_by.clone()],
         }),
         JournalBody::PostingApproved(o) | JournalBody::PostingRejected(o) => {
             let approved = matches!(e.body, JournalBody::PostingApproved(_));
@@ -698,6 +699,9 @@ pub(crate) fn fold_order(order: &mut OrderView, e: &JournalEvent, stock: &mut Ve
         JournalBody::ControlRefused(r) => {
             if let Some(p) = order.postings.iter_mut().find(|p| p.posting_id == r.posting_id) {
                 p.refusals.push(format!("{} by {}: {}", r.action, r.actor, r.reason));
+                if !p.touched_by.contains(&r.actor) {
+                    p.touched_by.push(r.actor.clone());
+                }
             }
         }
         JournalBody::InvoiceRecorded(r) => order.documents.push(DocumentView {

@@ -21,7 +21,7 @@
 //! | `m/clearing` | | present while [`clear`](crate::ProjectionStore::clear) runs |
 
 /// Version of the key layout and value encoding; a store with another one must be rebuilt.
-pub(crate) const LAYOUT_VERSION: &[u8] = b"3";
+pub(crate) const LAYOUT_VERSION: &[u8] = b"4";
 
 pub(crate) const ORDER: &[u8] = b"o/";
 pub(crate) const EXCEPTION: &[u8] = b"x/";

@@ -162,6 +162,10 @@ pub struct PostingView {
     pub decided_at: Option<Timestamp>,
     /// Control actions the saga refused (stale version, four-eyes, limit), oldest first.
     pub refusals: Vec<String>,
+    /// Everyone who requested the posting or had a decision on it refused: none of them
+    /// may approve it (four-eyes), as the saga keeps it.
+    #[serde(default)]
+    pub touched_by: Vec<String>,
 }
 
 /// A document finance posted.

@@ -27,6 +27,12 @@ pub enum DeadLetterKind {
     UnknownSchema,
     /// The event decoded but breaks a business rule.
     Rule,
+    /// A control event (approval, rejection, workbench action) anywhere but
+    /// `waybill.control`, a business event on `waybill.control`, or a body whose claimed
+    /// source is not the authenticated caller's system.
+    Forbidden,
+    /// A system sent an event type it is not the system of record for.
+    Ownership,
 }
 
 impl DeadLetterKind {
@@ -36,6 +42,8 @@ impl DeadLetterKind {
             DeadLetterKind::Decode => "decode",
             DeadLetterKind::UnknownSchema => "unknown-schema",
             DeadLetterKind::Rule => "rule",
+            DeadLetterKind::Forbidden => "forbidden",
+            DeadLetterKind::Ownership => "ownership",
         }
     }
 }

@@ -191,7 +191,7 @@ fn reject(reason: String) -> Decision {
 pub fn step(flow: &mut OrderFlow, event: &InboundEvent, env: &Env<'_>, cause: &Cause) -> Step {
     let mut out = Step::default();
     let known = flow.fulfillment.status != Status::New;
-    let requested_by = event.meta.source.to_string();
+    let requested_by = crate::approval::requester(&event.meta);
     match &event.body {
         EventBody::OrderReleased(_)
         | EventBody::StockReserved(_)

@@ -272,7 +272,7 @@ fn on_approved(s: &Invoicing, a: &PostingDecision, policy: &PostingPolicy) -> De
     let Some(posting) = &s.posting else { return d };
     match approval::check(posting, a, policy, true) {
         approval::Verdict::AlreadyDecided => {}
-        approval::Verdict::Refuse(r) => {
+        approval::Verdict::Refuse(_, r) => {
             d.record(JournalBody::ControlRefused(r));
         }
         approval::Verdict::Accept(outcome) => {
@@ -294,7 +294,7 @@ fn on_rejected(s: &Invoicing, r: &PostingDecision, policy: &PostingPolicy) -> De
     let Some(posting) = &s.posting else { return d };
     match approval::check(posting, r, policy, false) {
         approval::Verdict::AlreadyDecided => {}
-        approval::Verdict::Refuse(x) => {
+        approval::Verdict::Refuse(_, x) => {
             d.record(JournalBody::ControlRefused(x));
         }
         approval::Verdict::Accept(outcome) => {

@@ -3,6 +3,8 @@
 //! - [`fulfillment`], [`invoicing`], [`returns`]: order-to-fulfillment, ship-to-invoice and
 //!   returns-and-credit as pure state machines (one file each, the business rules, no
 //!   Kafka or sled in sight); [`approval`]: the rules every approval passes;
+//! - [`admission`]: who may send which event (control events only from the control
+//!   plane; each business event only from its system of record);
 //! - [`flow`]: all sagas of one order, and [`flow::step`] — decide, assign ids, fold —
 //!   including operators' retries and resolutions; [`flow::replay`] re-steps an order's
 //!   inbound records for an operator's replay;
@@ -14,6 +16,7 @@
 //! This crate must not reach out to Odoo, the warehouse or anything but the event log and
 //! its own state store.
 
+pub mod admission;
 pub mod approval;
 pub mod book;
 pub mod catalog;

@@ -85,4 +85,7 @@ pub struct Policy {
     pub fulfillment: FulfillmentPolicy,
     /// Ship-to-invoice and returns: held postings and approvals.
     pub posting: PostingPolicy,
+    /// The system of record of each event type (`GoodsIssued = "wms"`); entries override
+    /// the defaults of [`Ownership::DEFAULTS`](crate::admission::Ownership::DEFAULTS).
+    pub ownership: crate::admission::Ownership,
 }

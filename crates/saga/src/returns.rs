@@ -236,7 +236,9 @@ pub fn decide(s: &ReturnCredit, event: &InboundEvent, ctx: &Context<'_>) -> Deci
     }
     match &event.body {
         EventBody::ReturnAuthorized(rma) => on_authorized(s, rma, ctx),
-        EventBody::ReturnReceived(r) if s.rma.is_some() => on_received(s, r, ctx, &event.meta.source.to_string()),
+        EventBody::ReturnReceived(r) if s.rma.is_some() => {
+            on_received(s, r, ctx, &crate::approval::requester(&event.meta))
+        }
         EventBody::PostingApproved(d) => on_decision(s, d, ctx, true),
         EventBody::PostingRejected(d) => on_decision(s, d, ctx, false),
         EventBody::CreditNoteIssued(c) => on_issued(s, c),
@@ -447,7 +449,7 @@ fn on_decision(s: &ReturnCredit, dec: &PostingDecision, ctx: &Context<'_>, appro
     let posting = receipt.posting.as_ref().expect("found by posting");
     match approval::check(posting, dec, ctx.policy, approve) {
         Verdict::AlreadyDecided => {}
-        Verdict::Refuse(r) => {
+        Verdict::Refuse(_, r) => {
             d.record(JournalBody::ControlRefused(r));
         }
         Verdict::Accept(outcome) if approve => {

@@ -21,6 +21,7 @@ pub fn ev(id: &str, system: System, order: &str, body: EventBody) -> InboundEven
             source: SourceRef::new(system, order),
             correlation_key: order.to_string(),
             occurred_at: Timestamp(1_700_000_000_000_000),
+            actor: None,
         },
         body,
     }

@@ -110,7 +110,7 @@ fn a_large_invoice_needs_a_senior_approver() {
     h.ship(100); // 100 × 12.50 = 1,250.00
     let s = h.send(decision("SO1", "x1", "inv:SH1", 1, "alice", "approver", true));
     assert!(s.commands.is_empty());
-    assert!(matches!(&s.journal[0].body, JournalBody::ControlRefused(r) if r.reason.contains("senior approver")));
+    assert!(matches!(&s.journal[0].body, JournalBody::ControlRefused(r) if r.reason.contains("ask a senior-approver")));
     let s = h.send(decision("SO1", "x2", "inv:SH1", 1, "erin", "senior-approver", true));
     assert_eq!(H::names(&s), ["PostInvoice"]);
 }

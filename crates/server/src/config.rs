@@ -219,16 +219,140 @@ impl Default for TopicsConfig {
 }
 
 /// The HTTP ingestion endpoint for systems that cannot publish to Kafka.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Every caller authenticates like a control-plane caller — a bearer token from the
+/// tokens file (`control.tokens_file`, re-read when it changes) or a client certificate
+/// under mutual TLS — and its identity's `system` is the one system it may post as.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
     /// Listen address; empty disables the endpoint.
     pub listen: String,
+    /// Server certificate chain (PEM). With `tls_key`, ingestion speaks TLS (HTTPS).
+    pub tls_cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) that signs client certificates; set it to accept mutual TLS (the
+    /// certificate's CN or DNS name is looked up in `[[clients]]` of the tokens file).
+    pub client_ca: Option<PathBuf>,
+    /// Accept posts without credentials, each as the system its body claims (only on a
+    /// loopback `listen` address: for the local demo). Control events, ownership and
+    /// limits are enforced all the same.
+    pub allow_anonymous: bool,
+    /// Largest body accepted from a system, in bytes (`413` above it).
+    pub max_body_bytes: usize,
+    /// Sustained posts per second accepted from one system (`429` with `Retry-After`
+    /// beyond it); 0 means unlimited.
+    pub rate_per_sec: f64,
+    /// Posts a system may send at once above its sustained rate.
+    pub burst: u32,
+    /// Per-system overrides of `max_body_bytes`, `rate_per_sec` and `burst`
+    /// (`[ingest.systems.wms] rate_per_sec = 50`).
+    pub systems: BTreeMap<String, IngestLimits>,
+}
+
+/// Limits for one system's posts; unset values come from `[ingest]`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestLimits {
+    /// Largest body, in bytes.
+    pub max_body_bytes: Option<usize>,
+    /// Sustained posts per second; 0 means unlimited.
+    pub rate_per_sec: Option<f64>,
+    /// Burst above the sustained rate.
+    pub burst: Option<u32>,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { listen: "127.0.0.1:8420".into() }
+        IngestConfig {
+            listen: "127.0.0.1:8420".into(),
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
+            allow_anonymous: false,
+            max_body_bytes: 1 << 20,
+            rate_per_sec: 1000.0,
+            burst: 2000,
+            systems: BTreeMap::new(),
+        }
+    }
+}
+
+impl IngestConfig {
+    /// The limits of `system`: its overrides over the defaults.
+    pub fn limits(&self, system: &str) -> crate::ingest::Limits {
+        let o = self.systems.get(system).cloned().unwrap_or_default();
+        crate::ingest::Limits {
+            max_body_bytes: o.max_body_bytes.unwrap_or(self.max_body_bytes),
+            rate_per_sec: o.rate_per_sec.unwrap_or(self.rate_per_sec),
+            burst: o.burst.unwrap_or(self.burst),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.listen.is_empty() {
+            return Ok(());
+        }
+        let addr = self.listen.parse::<SocketAddr>().map_err(|_| ConfigError::Invalid {
+            key: "ingest.listen",
+            problem: format!(
+                "{:?} is not an address like 127.0.0.1:8420 (leave it empty to disable ingestion)",
+                self.listen
+            ),
+        })?;
+        if self.allow_anonymous && !addr.ip().is_loopback() {
+            return Err(ConfigError::Invalid {
+                key: "ingest.allow_anonymous",
+                problem: format!(
+                    "anonymous posts are only allowed on a loopback address, but ingest.listen is {addr}; listen on 127.0.0.1 or turn allow_anonymous off and give each system a token (system = \"wms\") in the tokens file"
+                ),
+            });
+        }
+        waybill_control::config::validate_tls(
+            ["ingest.tls_cert", "ingest.tls_key", "ingest.client_ca"],
+            &self.tls_cert,
+            &self.tls_key,
+            &self.client_ca,
+        )
+        .map_err(|i| ConfigError::Invalid { key: i.key, problem: i.problem })?;
+        for (system, _) in &self.systems {
+            let known = system
+                .parse::<waybill_domain::System>()
+                .ok()
+                .filter(|s| waybill_domain::topic::INBOUND_SYSTEMS.contains(s));
+            if known.is_none() {
+                return Err(ConfigError::Invalid {
+                    key: "ingest.systems",
+                    problem: format!(
+                        "{system:?} is not a system that sends events; use odoo, wms, carrier, finance or bank"
+                    ),
+                });
+            }
+        }
+        for (system, l) in std::iter::once(("(default)", self.limits("")))
+            .chain(self.systems.keys().map(|s| (s.as_str(), self.limits(s))))
+        {
+            if l.max_body_bytes == 0 {
+                return Err(ConfigError::Invalid {
+                    key: "ingest.max_body_bytes",
+                    problem: format!("{system}: must be at least 1"),
+                });
+            }
+            if l.rate_per_sec.is_nan() || l.rate_per_sec < 0.0 {
+                return Err(ConfigError::Invalid {
+                    key: "ingest.rate_per_sec",
+                    problem: format!("{system}: {} must be 0 (unlimited) or more", l.rate_per_sec),
+                });
+            }
+            if l.rate_per_sec > 0.0 && l.burst == 0 {
+                return Err(ConfigError::Invalid {
+                    key: "ingest.burst",
+                    problem: format!("{system}: must be at least 1 when rate_per_sec is set"),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -345,15 +469,7 @@ impl Config {
                 problem: format!("{} is outside 1..=4096", self.log.segment_mb),
             });
         }
-        if !self.ingest.listen.is_empty() && self.ingest.listen.parse::<SocketAddr>().is_err() {
-            return Err(ConfigError::Invalid {
-                key: "ingest.listen",
-                problem: format!(
-                    "{:?} is not an address like 127.0.0.1:8420 (leave it empty to disable ingestion)",
-                    self.ingest.listen
-                ),
-            });
-        }
+        self.ingest.validate()?;
         if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<SocketAddr>().is_err() {
             return Err(ConfigError::Invalid {
                 key: "metrics.listen",
@@ -405,6 +521,10 @@ impl Config {
             }
         }
         self.control.validate().map_err(|i| ConfigError::Invalid { key: i.key, problem: i.problem })?;
+        self.policy
+            .ownership
+            .validate()
+            .map_err(|problem| ConfigError::Invalid { key: "policy.ownership", problem })?;
         if !self.control.listen.is_empty() && self.control.listen == self.ingest.listen {
             return Err(ConfigError::Invalid {
                 key: "control.listen",

@@ -179,9 +179,26 @@ impl Node {
             failure,
         };
         if !cfg.ingest.listen.is_empty() {
-            let ingest = Arc::new(Ingest::open(node.log.clone())?);
-            node.ingest_addr =
-                Some(node.serve_http("ingest-http", "ingest.listen", &cfg.ingest.listen, ingest::router(ingest))?);
+            let ingest = Arc::new(Ingest::open(node.log.clone(), cfg.policy.ownership.clone())?);
+            // Producers and people are one namespace: the control plane's tokens file.
+            let tokens = waybill_control::auth::TokenStore::open(cfg.control.tokens_file.as_deref())?;
+            let http = ingest::IngestHttp::new(
+                ingest,
+                waybill_control::auth::Authenticator::new(tokens, None),
+                cfg.ingest.allow_anonymous,
+                |system| cfg.ingest.limits(system),
+            );
+            let tls = match (&cfg.ingest.tls_cert, &cfg.ingest.tls_key) {
+                (Some(cert), Some(key)) => Some(ingest::tls_config(cert, key, cfg.ingest.client_ca.as_deref())?),
+                _ => None,
+            };
+            node.ingest_addr = Some(node.serve_http(
+                "ingest-http",
+                "ingest.listen",
+                &cfg.ingest.listen,
+                ingest::router(Arc::new(http)),
+                tls,
+            )?);
         }
         if !cfg.metrics.listen.is_empty() {
             let health = Arc::new(node.health(cfg));
@@ -190,13 +207,13 @@ impl Node {
                 "metrics.listen",
                 &cfg.metrics.listen,
                 observe::router(health),
+                None,
             )?);
         }
         if !cfg.control.listen.is_empty() {
             let deps = ControlDeps {
                 log: node.log.clone(),
                 projections: node.projections.clone(),
-                approval_limits: cfg.policy.posting.approval_limits.clone(),
                 catalog: catalog.clone(),
                 policy: cfg.policy.clone(),
                 audit_dir: paths.audit.clone(),
@@ -222,12 +239,14 @@ impl Node {
         key: &str,
         listen: &str,
         router: axum::Router,
+        tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     ) -> anyhow::Result<SocketAddr> {
         let std_listener = std::net::TcpListener::bind(listen).with_context(|| {
             format!("{key}: cannot listen on {listen}; is another waybill running? pick a free port")
         })?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
+        let tls_on = tls.is_some();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         self.http_shutdown.push(tx);
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
@@ -240,6 +259,9 @@ impl Node {
                         return;
                     }
                 };
+                if let Some(tls) = tls {
+                    return ingest::serve_tls(listener, router, tls, rx).await;
+                }
                 let serve = axum::serve(listener, router).with_graceful_shutdown(async {
                     let _ = rx.await;
                 });
@@ -248,7 +270,7 @@ impl Node {
                 }
             });
         })?);
-        tracing::info!(%addr, server = what, "listening");
+        tracing::info!(%addr, server = what, tls = tls_on, "listening");
         Ok(addr)
     }
 

@@ -53,7 +53,11 @@ metrics! {
     /// Kafka transactions, by outcome.
     TRANSACTIONS = "waybill_kafka_transactions_total", Counter, ["outcome"], "Kafka transactions by outcome (commit, abort).";
     /// Records sent to the dead-letter topic, by reason kind.
-    DEAD_LETTERS = "waybill_dead_letters_total", Counter, ["kind"], "Records sent to the dead-letter topic, by kind (decode, unknown-schema, rule).";
+    DEAD_LETTERS = "waybill_dead_letters_total", Counter, ["kind"], "Records sent to the dead-letter topic, by kind (decode, unknown-schema, rule, forbidden, ownership), whether the coordinator or ingestion refused them.";
+    /// Events a system sent that it is not the system of record for.
+    OWNERSHIP_VIOLATIONS = "waybill_ownership_violations_total", Counter, ["system", "event"], "Events refused because the sending system does not own the event type (policy.ownership), by sending system and event type.";
+    /// Ingestion requests, by system and HTTP status.
+    INGEST_REQUESTS = "waybill_ingest_requests_total", Counter, ["system", "status"], "HTTP ingestion requests by the caller's system (or anonymous/unauthenticated) and response status (202, 200, 400, 401, 403, 413, 429, 503).";
     /// gRPC requests, by method and status code.
     GRPC_REQUESTS = "waybill_grpc_requests_total", Counter, ["method", "code"], "Control-plane gRPC requests by method and status code.";
     /// Connector call latency, by target system.

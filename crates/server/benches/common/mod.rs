@@ -90,6 +90,7 @@ pub fn event(id: String, system: System, key: &str, at: Timestamp, body: EventBo
             event_id: id,
             correlation_key: key.to_string(),
             occurred_at: at,
+            actor: None,
         },
         body,
     }

@@ -141,6 +141,9 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
     // The demo's control plane trusts loopback callers as approvers (refused elsewhere).
     cfg.control.allow_anonymous = true;
     cfg.control.anonymous_role = "approver".into();
+    // Ingestion too, on loopback: anyone on this machine may post as any system, within
+    // the same rules (no control events, each event from its owner, limits).
+    cfg.ingest.allow_anonymous = opts.listen.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback());
     cfg.policy.fulfillment.pick_timeout_secs = opts.pick_timeout;
     // Small enough that some of the simulated returns wait for an approver.
     cfg.policy.posting.hold_credit_notes_above = waybill_domain::Money(100_00);

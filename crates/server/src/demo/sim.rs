@@ -678,6 +678,7 @@ fn event(id: String, system: System, key: &str, body: EventBody) -> InboundEvent
             source: SourceRef::new(system, id.rsplit(':').next().unwrap_or(key).to_string()),
             correlation_key: key.to_string(),
             occurred_at: Timestamp::now(),
+            actor: None,
         },
         body,
     }

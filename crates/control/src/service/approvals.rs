@@ -1,91 +1,59 @@
-//! The gRPC services: approvals, queries, audit. Every handler authenticates, checks the
-//! role, then answers from the projections (queries) or writes a control event and waits
-//! for the saga's verdict (decisions). Blocking work (sled, the log) runs on tokio's
-//! blocking pool.
+//! Held postings: list, show with evidence, approve, reject. A decision is checked at the
+//! edge with the saga's own rule ([`waybill_saga::approval::check`]) on the posting as the
+//! read models show it, for a quick, clear answer; then it is written to
+//! `waybill.control` and the call waits for the saga's verdict, which is the one that
+//! counts.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use waybill_domain::event::PostingDecision;
-use waybill_domain::journal::DocumentKind;
-use waybill_domain::{
-    EventBody, EventMeta, ExceptionCategory, InboundEvent, JournalBody, Money, SourceRef, System, Timestamp, topic,
-};
-use waybill_log::{AppendBatch, EventLog, Header, Record};
-use waybill_projection::{OrderView, ProjectionStore};
+use waybill_domain::{EventBody, EventMeta, InboundEvent, JournalBody, SourceRef, System, Timestamp, topic};
+use waybill_log::{AppendBatch, Header, Record};
+use waybill_projection::PostingView;
+use waybill_saga::approval::{self, RefusalKind};
 
-use crate::audit::{AUDIT_TOPIC, AuditStore, EdgeRecord, headers};
-use crate::auth::{Authenticator, Principal, Role};
+use super::convert::{age_ok, document_name, order_lines, posting_proto};
+use super::{Control, blocking, peer_of};
+use crate::audit::{AUDIT_TOPIC, EdgeRecord, headers};
+use crate::auth::{Principal, Role};
 use crate::error::{Error, Result};
 use crate::proto;
 
-/// Everything the services need.
-#[derive(Debug)]
-pub struct Control {
-    pub(crate) log: Arc<dyn EventLog>,
-    pub(crate) projections: Arc<ProjectionStore>,
-    pub(crate) audit: Arc<AuditStore>,
-    pub(crate) auth: Authenticator,
-    /// Highest amount each role may approve (the posting policy's `approval_limits`).
-    pub(crate) limits: BTreeMap<String, Money>,
-    pub(crate) decision_timeout: Duration,
-    /// Master data, for dry-run replays (the saga's pure decisions consult it).
-    pub(crate) catalog: Arc<waybill_saga::Catalog>,
-    /// The sagas' policy, for dry-run replays.
-    pub(crate) policy: waybill_saga::Policy,
-}
-
-/// `invoice` / `credit-note`.
-fn document_name(d: DocumentKind) -> &'static str {
-    match d {
-        DocumentKind::Invoice => "invoice",
-        DocumentKind::CreditNote => "credit-note",
-    }
-}
-
-/// A posting view of the projections as a proto message (a macro because the
-/// projection crate does not export the posting view's type name).
-macro_rules! posting_proto {
-    ($order:expr, $p:expr) => {{
-        let (o, p): (&OrderView, _) = ($order, $p);
-        proto::Posting {
-            posting_id: p.posting_id.clone(),
-            order_ref: o.order_ref.clone(),
-            saga_id: p.saga_id.clone(),
-            document: document_name(p.document).to_string(),
-            business_key: p.business_key.clone(),
-            reasons: p.reasons.clone(),
-            amount_minor: p.amount.0,
-            amount: p.amount.to_string(),
-            currency: o.currency.clone().unwrap_or_default(),
-            customer: o.customer_ref.clone().unwrap_or_default(),
-            version: p.version,
-            state: p.state.clone(),
-            requested_by: p.requested_by.clone(),
-            held_at_us: p.held_at.0,
-            sla_due_at_us: p.sla_due_at.0,
-            escalated: p.escalated,
-            decided_by: p.decided_by.clone().unwrap_or_default(),
-            decided_role: p.decided_role.clone().unwrap_or_default(),
-            decision_reason: p.decision_reason.clone().unwrap_or_default(),
-            decided_at_us: p.decided_at.map(|t| t.0).unwrap_or_default(),
-            refusals: p.refusals.clone(),
-        }
-    }};
-}
-
-/// What a decision is checked against.
+/// What a decision is checked against: the posting as the read models show it.
 #[derive(Debug, Clone)]
 struct Snapshot {
     order_ref: String,
     posting_id: String,
     state: String,
     version: i64,
-    amount: Money,
-    requested_by: String,
     decided_by: String,
     refusals: Vec<String>,
+    view: PostingView,
+}
+
+impl Snapshot {
+    /// The posting in the saga's terms, for the saga's own check.
+    fn posting(&self) -> approval::Posting {
+        let v = &self.view;
+        approval::Posting {
+            posting_id: v.posting_id.clone(),
+            document: v.document,
+            amount: v.amount,
+            version: v.version,
+            reasons: v.reasons.clone(),
+            requested_by: v.requested_by.clone(),
+            touched_by: v.touched_by.iter().cloned().chain([v.requested_by.clone()]).collect(),
+            sla_due_at: v.sla_due_at,
+            escalated: v.escalated,
+            approved: match v.state.as_str() {
+                "approved" => Some(true),
+                "rejected" => Some(false),
+                _ => None,
+            },
+            decided_by: v.decided_by.clone(),
+        }
+    }
 }
 
 /// The saga's answer to a decision, read from the journal.
@@ -110,10 +78,6 @@ enum Verdict {
     Forward(Snapshot),
 }
 
-fn age_ok(at: i64, min_age_seconds: i64, now: Timestamp) -> bool {
-    min_age_seconds <= 0 || now.micros_since(Timestamp(at)) >= min_age_seconds * Timestamp::MICROS_PER_SEC
-}
-
 impl Control {
     fn snapshot(&self, posting_id: &str) -> Result<Option<Snapshot>> {
         Ok(self.projections.posting(posting_id)?.map(|(order_ref, p)| Snapshot {
@@ -121,14 +85,14 @@ impl Control {
             posting_id: p.posting_id.clone(),
             state: p.state.clone(),
             version: p.version,
-            amount: p.amount,
-            requested_by: p.requested_by.clone(),
             decided_by: p.decided_by.clone().unwrap_or_default(),
             refusals: p.refusals.clone(),
+            view: p,
         }))
     }
 
-    /// The checks the saga will make, made early for a clear answer.
+    /// The request is well formed and the posting exists; then the saga's own rule
+    /// ([`approval::check`]) on the posting as the read models have it.
     fn check(
         &self,
         who: &Principal,
@@ -159,60 +123,33 @@ impl Control {
                 r.posting_id
             )));
         };
-        let wanted = if approve { "approved" } else { "rejected" };
-        match p.state.as_str() {
-            "held" => {}
-            s if s == wanted => {
-                let msg = format!("posting {} was already {s} by {}", p.posting_id, p.decided_by);
-                return Ok(Verdict::Already(msg, p));
-            }
-            s => {
-                return Err(Error::FailedPrecondition(format!(
-                    "posting {} was already {s} by {} and cannot be {wanted} now",
-                    p.posting_id, p.decided_by
-                )));
-            }
-        }
-        if r.expected_version != p.version {
-            return Err(Error::FailedPrecondition(format!(
-                "posting {} is at version {}, the request names version {}; reload it (`waybill approvals show {}`) and decide again",
-                p.posting_id, p.version, r.expected_version, p.posting_id
-            )));
-        }
-        let Some(limit) = self.limits.get(who.role.as_str()) else {
-            return Err(Error::PermissionDenied(format!(
-                "role {} may not decide held postings under the posting policy (approval_limits lists {}); ask an approver",
-                who.role,
-                self.limits.keys().cloned().collect::<Vec<_>>().join(", ")
-            )));
+        let decision = PostingDecision {
+            order_ref: p.order_ref.clone(),
+            posting_id: p.posting_id.clone(),
+            expected_version: r.expected_version,
+            actor: who.identity.clone(),
+            reason: r.reason.clone(),
+            role: who.role.to_string(),
         };
-        if approve {
-            let touched = p.requested_by == who.identity
-                || p.refusals.iter().any(|x| {
-                    x.starts_with(&format!("approve by {}: ", who.identity))
-                        || x.starts_with(&format!("reject by {}: ", who.identity))
-                });
-            if touched {
-                return Err(Error::PermissionDenied(format!(
-                    "{} requested or changed posting {} and so cannot approve it (four-eyes); ask another approver",
-                    who.identity, p.posting_id
-                )));
+        let wanted = if approve { "approved" } else { "rejected" };
+        match approval::check(&p.posting(), &decision, &self.policy.posting, approve) {
+            approval::Verdict::Accept(_) => Ok(Verdict::Forward(p)),
+            approval::Verdict::AlreadyDecided if p.state == wanted => {
+                let msg = format!("posting {} was already {} by {}", p.posting_id, p.state, p.decided_by);
+                Ok(Verdict::Already(msg, p))
             }
-            if p.amount.0 > limit.0 {
-                let who_can = self
-                    .limits
-                    .iter()
-                    .filter(|(_, l)| l.0 >= p.amount.0)
-                    .min_by_key(|(r, l)| (l.0, r.parse::<Role>().map(|r| r as u8).unwrap_or(u8::MAX)))
-                    .map(|(r, _)| r.clone())
-                    .unwrap_or_else(|| "no role".into());
-                return Err(Error::PermissionDenied(format!(
-                    "posting {} is {} but role {} may approve up to {}; ask a {who_can}",
-                    p.posting_id, p.amount, who.role, limit
-                )));
+            approval::Verdict::AlreadyDecided => Err(Error::FailedPrecondition(format!(
+                "posting {} was already {} by {} and cannot be {wanted} now",
+                p.posting_id, p.state, p.decided_by
+            ))),
+            approval::Verdict::Refuse(RefusalKind::StaleVersion, x) => {
+                Err(Error::FailedPrecondition(format!("{} (`waybill approvals show {}`)", x.reason, p.posting_id)))
             }
+            approval::Verdict::Refuse(
+                RefusalKind::RoleNotAllowed | RefusalKind::FourEyes | RefusalKind::AboveLimit,
+                x,
+            ) => Err(Error::PermissionDenied(x.reason)),
         }
-        Ok(Verdict::Forward(p))
     }
 
     /// Writes an attempt the control plane answered itself to `waybill.audit`.
@@ -299,6 +236,7 @@ impl Control {
                 source: SourceRef::new(System::Operator, who.identity.clone()),
                 correlation_key: before.order_ref.clone(),
                 occurred_at: Timestamp::now(),
+                actor: Some(who.identity.clone()),
             },
             body: if approve { EventBody::PostingApproved(decision) } else { EventBody::PostingRejected(decision) },
         };
@@ -536,12 +474,6 @@ impl Control {
         }
     }
 
-    /// Reads and decodes the journal event a timeline entry points at.
-    fn journal_at(&self, partition: i32, offset: i64) -> Option<JournalBody> {
-        let r = self.log.read(topic::JOURNAL, partition, offset, 1).ok()?.into_iter().next()?;
-        waybill_schema::decode_journal(&r.value).ok().map(|j| j.body)
-    }
-
     fn get_posting(&self, posting_id: &str) -> Result<proto::GetPostingResponse> {
         let not_found = || {
             Error::NotFound(format!(
@@ -589,226 +521,11 @@ impl Control {
         let order_lines = order_lines(&order, released.as_ref());
         Ok(proto::GetPostingResponse { posting: Some(posting), order_lines, document_lines, document_total_minor })
     }
-
-    fn get_order(&self, order_ref: &str) -> Result<proto::GetOrderResponse> {
-        let o = self.projections.order(order_ref)?.ok_or_else(|| {
-            Error::NotFound(format!("order {order_ref} is not known; use the Odoo sale order name (SO0042)"))
-        })?;
-        let timeline = self.projections.timeline(order_ref)?;
-        let released = timeline.iter().filter(|t| t.event == "OrderAccepted").find_map(|t| {
-            match self.journal_at(t.partition, t.offset) {
-                Some(JournalBody::OrderAccepted(o)) => Some(o),
-                _ => None,
-            }
-        });
-        let order = proto::Order {
-            order_ref: o.order_ref.clone(),
-            status: o.status.to_string(),
-            customer: o.customer_ref.clone().unwrap_or_default(),
-            ship_to: o.ship_to.clone().unwrap_or_default(),
-            currency: o.currency.clone().unwrap_or_default(),
-            client_order_ref: o.client_order_ref.clone().unwrap_or_default(),
-            lines: order_lines(&o, released.as_ref()),
-            shipments: o
-                .shipments
-                .iter()
-                .map(|s| proto::Shipment {
-                    shipment_id: s.shipment_id.clone(),
-                    shipped_at_us: s.shipped_at.map(|t| t.0).unwrap_or_default(),
-                    quantity_milli: s.quantity.0,
-                    packages: s.packages,
-                    carrier: s.carrier.clone().unwrap_or_default(),
-                    tracking_ref: s.tracking_ref.clone().unwrap_or_default(),
-                    delivered: s.delivered,
-                })
-                .collect(),
-            problems: o.problems.clone(),
-            open_exceptions: o.open_exceptions,
-            postings: o.postings.iter().map(|p| posting_proto!(&o, p)).collect(),
-            documents: o
-                .documents
-                .iter()
-                .map(|d| proto::Document {
-                    kind: document_name(d.kind).into(),
-                    business_key: d.business_key.clone(),
-                    number: d.number.clone(),
-                    amount_minor: d.amount.0,
-                    at_us: d.at.0,
-                })
-                .collect(),
-            timeline: timeline
-                .iter()
-                .map(|t| proto::TimelineEntry {
-                    at_us: t.at.0,
-                    saga_id: t.saga_id.clone(),
-                    seq: t.seq,
-                    event: t.event.clone(),
-                    summary: t.summary.clone(),
-                })
-                .collect(),
-            first_event_at_us: o.first_event_at.0,
-            last_event_at_us: o.last_event_at.0,
-            cancel_reason: o.cancel_reason.clone().unwrap_or_default(),
-        };
-        Ok(proto::GetOrderResponse { order: Some(order) })
-    }
-
-    fn lineage(&self, source_ref: &str) -> Result<proto::GetLineageResponse> {
-        if source_ref.parse::<SourceRef>().is_err() {
-            return Err(Error::InvalidArgument(format!(
-                "{source_ref:?} is not a source reference; write system:id, e.g. odoo:SO0042, wms:SHP-1, waybill:release:SO0042"
-            )));
-        }
-        let entries = self.projections.lineage(source_ref)?;
-        if entries.is_empty() {
-            return Err(Error::NotFound(format!(
-                "nothing in Waybill is related to {source_ref}; check the system prefix and the id"
-            )));
-        }
-        Ok(proto::GetLineageResponse {
-            entries: entries
-                .into_iter()
-                .map(|e| proto::LineageEntry {
-                    kind: match e.kind {
-                        waybill_projection::LinkKind::Journal => "journal",
-                        waybill_projection::LinkKind::Command => "command",
-                        waybill_projection::LinkKind::DeadLetter => "dead-letter",
-                    }
-                    .into(),
-                    id: e.id,
-                    name: e.name,
-                    topic: e.topic,
-                    partition: e.partition,
-                    offset: e.offset,
-                    at_us: e.at.0,
-                })
-                .collect(),
-        })
-    }
-
-    fn exceptions(&self, r: &proto::ListExceptionsRequest) -> Result<proto::ListExceptionsResponse> {
-        let category = match r.category.as_str() {
-            "" => None,
-            c => Some(ExceptionCategory::ALL.into_iter().find(|x| x.as_str() == c).ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "category {c:?} is unknown; use one of {}",
-                    ExceptionCategory::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
-                ))
-            })?),
-        };
-        let limit = match r.limit {
-            0 => 100,
-            n => n.min(1000) as usize,
-        };
-        let now = Timestamp::now();
-        let exceptions = self
-            .projections
-            .exceptions(r.open_only, category)?
-            .into_iter()
-            .filter(|x| r.min_age_seconds <= 0 || x.raised_at.is_some_and(|t| age_ok(t.0, r.min_age_seconds, now)))
-            .take(limit)
-            .map(crate::workbench::exception_proto)
-            .collect();
-        Ok(proto::ListExceptionsResponse { exceptions })
-    }
-
-    fn list_audit(&self, r: &proto::ListAuditRequest) -> Result<proto::ListAuditResponse> {
-        let limit = if r.limit == 0 { 100 } else { r.limit as usize };
-        let entries = self
-            .audit
-            .list(
-                (!r.posting_id.is_empty()).then_some(r.posting_id.as_str()),
-                (!r.actor.is_empty()).then_some(r.actor.as_str()),
-                limit,
-            )?
-            .into_iter()
-            .map(|e| proto::AuditEntry {
-                event_id: e.event_id,
-                at_us: e.at_us,
-                actor: e.actor,
-                role: e.role,
-                peer: e.peer,
-                action: e.action,
-                posting_id: e.posting_id,
-                order_ref: e.order_ref,
-                expected_version: e.expected_version,
-                reason: e.reason,
-                outcome: e.outcome,
-                detail: e.detail,
-                topic: e.topic,
-            })
-            .collect();
-        Ok(proto::ListAuditResponse { entries })
-    }
-}
-
-fn order_lines(o: &OrderView, released: Option<&waybill_domain::event::OrderReleased>) -> Vec<proto::OrderLine> {
-    o.lines
-        .iter()
-        .map(|l| {
-            let ol = released.and_then(|r| r.lines.iter().find(|x| x.line_no == l.line_no));
-            proto::OrderLine {
-                line_no: l.line_no,
-                sku: l.sku.clone(),
-                uom: l.uom.clone(),
-                warehouse: l.warehouse.clone(),
-                ordered_milli: l.ordered.0,
-                shipped_milli: l.shipped.0,
-                ordered: l.ordered.to_string(),
-                shipped: l.shipped.to_string(),
-                reserved_milli: l.reserved.0,
-                short_milli: l.short.0,
-                picked_milli: l.picked.0,
-                unit_price_minor: ol.map(|x| x.unit_price.0).unwrap_or_default(),
-                tax_code: ol.and_then(|x| x.tax_code.clone()).unwrap_or_default(),
-            }
-        })
-        .collect()
-}
-
-/// Runs `f` on the blocking pool; errors become statuses in [`Error`]'s one mapping.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<tonic::Response<T>, tonic::Status> {
-    let out = tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Internal(format!("control task failed: {e}")))
-        .and_then(|r| r);
-    out.map(tonic::Response::new).map_err(tonic::Status::from)
-}
-
-pub(crate) fn peer_of<T>(r: &tonic::Request<T>) -> String {
-    r.remote_addr().map(|a| a.to_string()).unwrap_or_else(|| "unknown".into())
-}
-
-impl Control {
-    /// Authenticates the caller without a role check (the role check of an audited
-    /// action is part of the action).
-    pub(crate) fn authenticate_only<T>(&self, r: &tonic::Request<T>) -> Result<Principal, tonic::Status> {
-        Ok(self.auth.authenticate(r).inspect_err(|e| {
-            tracing::warn!(peer = %peer_of(r), error = %e, "control call not authenticated");
-        })?)
-    }
-
-    fn authenticate<T>(&self, r: &tonic::Request<T>, needed: Role, what: &str) -> Result<Principal, tonic::Status> {
-        let who = self.auth.authenticate(r).inspect_err(|e| {
-            tracing::warn!(peer = %peer_of(r), error = %e, "control call not authenticated");
-        })?;
-        who.require(needed, what)?;
-        Ok(who)
-    }
 }
 
 /// The `waybill.v1.Approvals` service.
 #[derive(Debug, Clone)]
 pub struct ApprovalsService(pub(crate) Arc<Control>);
-/// The `waybill.v1.Queries` service.
-#[derive(Debug, Clone)]
-pub struct QueriesService(pub(crate) Arc<Control>);
-/// The `waybill.v1.Audit` service.
-#[derive(Debug, Clone)]
-pub struct AuditService(pub(crate) Arc<Control>);
-
 impl ApprovalsService {
     async fn decision(
         &self,
@@ -860,51 +577,5 @@ impl proto::approvals_server::Approvals for ApprovalsService {
         request: tonic::Request<proto::DecisionRequest>,
     ) -> Result<tonic::Response<proto::DecisionResponse>, tonic::Status> {
         self.decision(request, false).await
-    }
-}
-
-#[tonic::async_trait]
-impl proto::queries_server::Queries for QueriesService {
-    async fn get_order(
-        &self,
-        request: tonic::Request<proto::GetOrderRequest>,
-    ) -> Result<tonic::Response<proto::GetOrderResponse>, tonic::Status> {
-        self.0.authenticate(&request, Role::Viewer, "reading an order")?;
-        let c = self.0.clone();
-        let id = request.into_inner().order_ref;
-        blocking(move || c.get_order(&id)).await
-    }
-
-    async fn get_lineage(
-        &self,
-        request: tonic::Request<proto::GetLineageRequest>,
-    ) -> Result<tonic::Response<proto::GetLineageResponse>, tonic::Status> {
-        self.0.authenticate(&request, Role::Viewer, "reading lineage")?;
-        let c = self.0.clone();
-        let id = request.into_inner().source_ref;
-        blocking(move || c.lineage(&id)).await
-    }
-
-    async fn list_exceptions(
-        &self,
-        request: tonic::Request<proto::ListExceptionsRequest>,
-    ) -> Result<tonic::Response<proto::ListExceptionsResponse>, tonic::Status> {
-        self.0.authenticate(&request, Role::Viewer, "listing exceptions")?;
-        let c = self.0.clone();
-        let r = request.into_inner();
-        blocking(move || c.exceptions(&r)).await
-    }
-}
-
-#[tonic::async_trait]
-impl proto::audit_server::Audit for AuditService {
-    async fn list_audit(
-        &self,
-        request: tonic::Request<proto::ListAuditRequest>,
-    ) -> Result<tonic::Response<proto::ListAuditResponse>, tonic::Status> {
-        self.0.authenticate(&request, Role::Viewer, "reading the audit")?;
-        let c = self.0.clone();
-        let r = request.into_inner();
-        blocking(move || c.list_audit(&r)).await
     }
 }

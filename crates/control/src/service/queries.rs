@@ -1,0 +1,223 @@
+//! Queries: orders with their timeline, lineage, exceptions, and the audit.
+
+use std::sync::Arc;
+
+use waybill_domain::{ExceptionCategory, JournalBody, SourceRef, Timestamp, topic};
+
+use super::convert::{age_ok, document_name, order_lines, posting_proto};
+use super::{Control, blocking};
+use crate::auth::Role;
+use crate::error::{Error, Result};
+use crate::proto;
+
+impl Control {
+    /// Reads and decodes the journal event a timeline entry points at.
+    pub(crate) fn journal_at(&self, partition: i32, offset: i64) -> Option<JournalBody> {
+        let r = self.log.read(topic::JOURNAL, partition, offset, 1).ok()?.into_iter().next()?;
+        waybill_schema::decode_journal(&r.value).ok().map(|j| j.body)
+    }
+
+    fn get_order(&self, order_ref: &str) -> Result<proto::GetOrderResponse> {
+        let o = self.projections.order(order_ref)?.ok_or_else(|| {
+            Error::NotFound(format!("order {order_ref} is not known; use the Odoo sale order name (SO0042)"))
+        })?;
+        let timeline = self.projections.timeline(order_ref)?;
+        let released = timeline.iter().filter(|t| t.event == "OrderAccepted").find_map(|t| {
+            match self.journal_at(t.partition, t.offset) {
+                Some(JournalBody::OrderAccepted(o)) => Some(o),
+                _ => None,
+            }
+        });
+        let order = proto::Order {
+            order_ref: o.order_ref.clone(),
+            status: o.status.to_string(),
+            customer: o.customer_ref.clone().unwrap_or_default(),
+            ship_to: o.ship_to.clone().unwrap_or_default(),
+            currency: o.currency.clone().unwrap_or_default(),
+            client_order_ref: o.client_order_ref.clone().unwrap_or_default(),
+            lines: order_lines(&o, released.as_ref()),
+            shipments: o
+                .shipments
+                .iter()
+                .map(|s| proto::Shipment {
+                    shipment_id: s.shipment_id.clone(),
+                    shipped_at_us: s.shipped_at.map(|t| t.0).unwrap_or_default(),
+                    quantity_milli: s.quantity.0,
+                    packages: s.packages,
+                    carrier: s.carrier.clone().unwrap_or_default(),
+                    tracking_ref: s.tracking_ref.clone().unwrap_or_default(),
+                    delivered: s.delivered,
+                })
+                .collect(),
+            problems: o.problems.clone(),
+            open_exceptions: o.open_exceptions,
+            postings: o.postings.iter().map(|p| posting_proto!(&o, p)).collect(),
+            documents: o
+                .documents
+                .iter()
+                .map(|d| proto::Document {
+                    kind: document_name(d.kind).into(),
+                    business_key: d.business_key.clone(),
+                    number: d.number.clone(),
+                    amount_minor: d.amount.0,
+                    at_us: d.at.0,
+                })
+                .collect(),
+            timeline: timeline
+                .iter()
+                .map(|t| proto::TimelineEntry {
+                    at_us: t.at.0,
+                    saga_id: t.saga_id.clone(),
+                    seq: t.seq,
+                    event: t.event.clone(),
+                    summary: t.summary.clone(),
+                })
+                .collect(),
+            first_event_at_us: o.first_event_at.0,
+            last_event_at_us: o.last_event_at.0,
+            cancel_reason: o.cancel_reason.clone().unwrap_or_default(),
+        };
+        Ok(proto::GetOrderResponse { order: Some(order) })
+    }
+
+    fn lineage(&self, source_ref: &str) -> Result<proto::GetLineageResponse> {
+        if source_ref.parse::<SourceRef>().is_err() {
+            return Err(Error::InvalidArgument(format!(
+                "{source_ref:?} is not a source reference; write system:id, e.g. odoo:SO0042, wms:SHP-1, waybill:release:SO0042"
+            )));
+        }
+        let entries = self.projections.lineage(source_ref)?;
+        if entries.is_empty() {
+            return Err(Error::NotFound(format!(
+                "nothing in Waybill is related to {source_ref}; check the system prefix and the id"
+            )));
+        }
+        Ok(proto::GetLineageResponse {
+            entries: entries
+                .into_iter()
+                .map(|e| proto::LineageEntry {
+                    kind: match e.kind {
+                        waybill_projection::LinkKind::Journal => "journal",
+                        waybill_projection::LinkKind::Command => "command",
+                        waybill_projection::LinkKind::DeadLetter => "dead-letter",
+                    }
+                    .into(),
+                    id: e.id,
+                    name: e.name,
+                    topic: e.topic,
+                    partition: e.partition,
+                    offset: e.offset,
+                    at_us: e.at.0,
+                })
+                .collect(),
+        })
+    }
+
+    fn exceptions(&self, r: &proto::ListExceptionsRequest) -> Result<proto::ListExceptionsResponse> {
+        let category = match r.category.as_str() {
+            "" => None,
+            c => Some(ExceptionCategory::ALL.into_iter().find(|x| x.as_str() == c).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "category {c:?} is unknown; use one of {}",
+                    ExceptionCategory::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+                ))
+            })?),
+        };
+        let limit = match r.limit {
+            0 => 100,
+            n => n.min(1000) as usize,
+        };
+        let now = Timestamp::now();
+        let exceptions = self
+            .projections
+            .exceptions(r.open_only, category)?
+            .into_iter()
+            .filter(|x| r.min_age_seconds <= 0 || x.raised_at.is_some_and(|t| age_ok(t.0, r.min_age_seconds, now)))
+            .take(limit)
+            .map(crate::workbench::exception_proto)
+            .collect();
+        Ok(proto::ListExceptionsResponse { exceptions })
+    }
+
+    fn list_audit(&self, r: &proto::ListAuditRequest) -> Result<proto::ListAuditResponse> {
+        let limit = if r.limit == 0 { 100 } else { r.limit as usize };
+        let entries = self
+            .audit
+            .list(
+                (!r.posting_id.is_empty()).then_some(r.posting_id.as_str()),
+                (!r.actor.is_empty()).then_some(r.actor.as_str()),
+                limit,
+            )?
+            .into_iter()
+            .map(|e| proto::AuditEntry {
+                event_id: e.event_id,
+                at_us: e.at_us,
+                actor: e.actor,
+                role: e.role,
+                peer: e.peer,
+                action: e.action,
+                posting_id: e.posting_id,
+                order_ref: e.order_ref,
+                expected_version: e.expected_version,
+                reason: e.reason,
+                outcome: e.outcome,
+                detail: e.detail,
+                topic: e.topic,
+            })
+            .collect();
+        Ok(proto::ListAuditResponse { entries })
+    }
+}
+
+/// The `waybill.v1.Queries` service.
+#[derive(Debug, Clone)]
+pub struct QueriesService(pub(crate) Arc<Control>);
+/// The `waybill.v1.Audit` service.
+#[derive(Debug, Clone)]
+pub struct AuditService(pub(crate) Arc<Control>);
+
+#[tonic::async_trait]
+impl proto::queries_server::Queries for QueriesService {
+    async fn get_order(
+        &self,
+        request: tonic::Request<proto::GetOrderRequest>,
+    ) -> Result<tonic::Response<proto::GetOrderResponse>, tonic::Status> {
+        self.0.authenticate(&request, Role::Viewer, "reading an order")?;
+        let c = self.0.clone();
+        let id = request.into_inner().order_ref;
+        blocking(move || c.get_order(&id)).await
+    }
+
+    async fn get_lineage(
+        &self,
+        request: tonic::Request<proto::GetLineageRequest>,
+    ) -> Result<tonic::Response<proto::GetLineageResponse>, tonic::Status> {
+        self.0.authenticate(&request, Role::Viewer, "reading lineage")?;
+        let c = self.0.clone();
+        let id = request.into_inner().source_ref;
+        blocking(move || c.lineage(&id)).await
+    }
+
+    async fn list_exceptions(
+        &self,
+        request: tonic::Request<proto::ListExceptionsRequest>,
+    ) -> Result<tonic::Response<proto::ListExceptionsResponse>, tonic::Status> {
+        self.0.authenticate(&request, Role::Viewer, "listing exceptions")?;
+        let c = self.0.clone();
+        let r = request.into_inner();
+        blocking(move || c.exceptions(&r)).await
+    }
+}
+
+#[tonic::async_trait]
+impl proto::audit_server::Audit for AuditService {
+    async fn list_audit(
+        &self,
+        request: tonic::Request<proto::ListAuditRequest>,
+    ) -> Result<tonic::Response<proto::ListAuditResponse>, tonic::Status> {
+        self.0.authenticate(&request, Role::Viewer, "reading the audit")?;
+        let c = self.0.clone();
+        let r = request.into_inner();
+        blocking(move || c.list_audit(&r)).await
+    }
+}
