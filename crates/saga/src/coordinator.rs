@@ -457,6 +457,17 @@ impl Coordinator {
                 return Ok(());
             }
         };
+        // Who may send what (control events only from waybill.control, each business
+        // event only from its system of record): the same rule ingestion applies.
+        if let Some(channel) = crate::admission::Channel::of_topic(&r.topic)
+            && let Err(refusal) = crate::admission::admit(&event, channel, &self.policy.ownership)
+        {
+            if let Some((system, name)) = refusal.ownership {
+                out.observations.push(Observation::OwnershipViolation(system, name));
+            }
+            out.dead_letter(r, &refusal.dead_letter);
+            return Ok(());
+        }
         let key = event.meta.correlation_key.clone();
         let home = waybill_log::partition_for(key.as_bytes(), self.log.partitions(&r.topic)?);
         if home != w.partition {
@@ -728,6 +739,7 @@ enum Observation {
     Stage(&'static str, f64),
     Mismatch,
     DeadLetter(&'static str),
+    OwnershipViolation(waybill_domain::System, &'static str),
     SyncDelay(f64),
 }
 
@@ -743,6 +755,10 @@ impl Observation {
             }
             Observation::Mismatch => metrics::counter!(names::STOCK_MISMATCHES).increment(1),
             Observation::DeadLetter(k) => metrics::counter!(names::DEAD_LETTERS, "kind" => k).increment(1),
+            Observation::OwnershipViolation(system, event) => {
+                metrics::counter!(names::OWNERSHIP_VIOLATIONS, "system" => system.as_str(), "event" => event)
+                    .increment(1)
+            }
             Observation::SyncDelay(secs) => metrics::histogram!(names::ORDER_SYNC_DELAY).record(secs),
         }
     }
