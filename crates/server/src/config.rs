@@ -525,7 +525,11 @@ impl Config {
             .ownership
             .validate()
             .map_err(|problem| ConfigError::Invalid { key: "policy.ownership", problem })?;
-        if !self.control.listen.is_empty() && self.control.listen == self.ingest.listen {
+        // Port 0 asks the OS for a free port each time, so two of them never collide.
+        if !self.control.listen.is_empty()
+            && self.control.listen == self.ingest.listen
+            && !self.ingest.listen.ends_with(":0")
+        {
             return Err(ConfigError::Invalid {
                 key: "control.listen",
                 problem: format!("{} is also ingest.listen; give the control plane its own port", self.control.listen),
