@@ -523,3 +523,132 @@ impl Harness {
         assert_eq!(a.status, 202, "{}", a.body);
     }
 }
+
+/// Posts `body` as JSON over HTTPS to `addr`, trusting `ca`, with an optional client
+/// certificate (PEM files) and bearer token. `Err` when the TLS handshake fails.
+fn https_post(
+    rt: &tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+    token: Option<&str>,
+    body: &[u8],
+) -> Result<(u16, String), String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(cert).unwrap().map(Result::unwrap).collect(),
+                PrivateKeyDer::from_pem_file(key).unwrap(),
+            )
+            .unwrap(),
+    };
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{auth}Connection: close\r\n\r\n",
+        body.len()
+    );
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let mut tls = connector.connect(name, tcp).await.map_err(|e| format!("handshake: {e}"))?;
+        tls.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
+        tls.write_all(body).await.map_err(|e| e.to_string())?;
+        let mut answer = Vec::new();
+        // A server that refuses the client certificate ends the connection here.
+        tls.read_to_end(&mut answer).await.map_err(|e| format!("read: {e}"))?;
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let status =
+            text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or(format!("no status in {text:?}"))?;
+        Ok((status, text))
+    })
+}
+
+#[test]
+fn ingestion_speaks_tls_and_identifies_producers_by_client_certificate() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let ca = |name: &str| {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+    };
+    let leaf = |sans: Vec<String>, cn: &str, issuer: &CertifiedIssuer<'_, KeyPair>| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(sans).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        (params.signed_by(&key, issuer).unwrap().pem(), key.serialize_pem())
+    };
+    let (good, rogue) = (ca("waybill test CA"), ca("rogue CA"));
+    let server = leaf(vec!["127.0.0.1".into()], "waybill", &good);
+    let client = leaf(vec!["wms-gw.example.com".into()], "wms-gw", &good);
+    let bad = leaf(vec!["wms-gw.example.com".into()], "wms-gw", &rogue);
+    let h = Harness::start(|cfg, dir| {
+        for (name, text) in [
+            ("ca.pem", good.pem()),
+            ("server.pem", server.0.clone()),
+            ("server.key", server.1.clone()),
+            ("client.pem", client.0.clone()),
+            ("client.key", client.1.clone()),
+            ("rogue.pem", bad.0.clone()),
+            ("rogue.key", bad.1.clone()),
+        ] {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let mut tokens = std::fs::read_to_string(dir.join("tokens.toml")).unwrap();
+        tokens.push_str("\n[[clients]]\nidentity = \"wms-gw\"\nsystem = \"wms\"\n");
+        std::fs::write(dir.join("tokens.toml"), tokens).unwrap();
+        cfg.ingest.tls_cert = Some(dir.join("server.pem"));
+        cfg.ingest.tls_key = Some(dir.join("server.key"));
+        cfg.ingest.client_ca = Some(dir.join("ca.pem"));
+    });
+    let (addr, dir) = (h.node().ingest_addr.unwrap(), h.dir.clone());
+    let body = waybill_schema::encode_event_json(&reserved("SO-TLS"));
+    let post = |client: Option<&str>, token: Option<&str>| {
+        let files = client.map(|c| (dir.join(format!("{c}.pem")), dir.join(format!("{c}.key"))));
+        https_post(
+            &h.rt,
+            addr,
+            &dir.join("ca.pem"),
+            files.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+            token,
+            &body,
+        )
+    };
+    // A certificate from another CA never gets a request through.
+    let rogue = post(Some("rogue"), None);
+    assert!(rogue.is_err(), "{rogue:?}");
+    // TLS without a certificate or token: 401; with a token: the token's identity.
+    assert_eq!(post(None, None).unwrap().0, 401);
+    let (status, text) = post(Some("client"), None).unwrap();
+    assert_eq!(status, 202, "{text}");
+    assert!(text.contains("waybill.inbound.wms"), "{text}");
+    // The certificate's CN is the actor written with the event.
+    let log = &h.node().log;
+    let stamped = (0..2)
+        .flat_map(|p| log.read(&topic::inbound(System::Wms), p, 0, 100).unwrap())
+        .map(|r| waybill_schema::decode_event(&r.value).unwrap())
+        .any(|e| e.meta.actor.as_deref() == Some("wms-gw"));
+    assert!(stamped, "the event names the certificate's identity as its actor");
+    // Plain HTTP on the TLS port gets no answer.
+    let plain = agent()
+        .post(&format!("http://{addr}/v1/events"))
+        .header("Content-Type", "application/json")
+        .header("Authorization", &format!("Bearer {WMS}"))
+        .send(&body[..]);
+    assert!(plain.is_err() || plain.is_ok_and(|r| r.status().as_u16() >= 400));
+}
