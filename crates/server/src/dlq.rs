@@ -17,12 +17,14 @@ pub struct DeadLetter {
     pub partition: i32,
     /// Offset in the dead-letter topic.
     pub offset: i64,
-    /// `decode`, `unknown-schema` or `rule`.
+    /// `decode`, `unknown-schema`, `rule`, `forbidden` or `ownership`.
     pub kind: String,
     /// Why it was rejected.
     pub reason: String,
-    /// Topic it was read from.
+    /// Topic it was read from (`http:/v1/events` when ingestion refused it).
     pub source_topic: String,
+    /// The identity that posted it, when ingestion refused it.
+    pub caller: Option<String>,
     /// The original record.
     pub record: StoredRecord,
 }
@@ -47,6 +49,7 @@ pub fn list(log: &dyn EventLog) -> anyhow::Result<Vec<DeadLetter>> {
                     kind: header_text(&r, headers::DLQ_KIND),
                     reason: header_text(&r, headers::DLQ_REASON),
                     source_topic: header_text(&r, headers::DLQ_TOPIC),
+                    caller: r.header(crate::ingest::DLQ_CALLER_HEADER).map(|v| String::from_utf8_lossy(v).into_owned()),
                     record: r,
                 });
             }
@@ -60,14 +63,11 @@ pub fn print_list(log: &dyn EventLog, out: &mut dyn Write) -> anyhow::Result<()>
     let items = list(log)?;
     writeln!(out, "{:<10} {:<15} {:<26} reason", "position", "kind", "from")?;
     for d in &items {
-        writeln!(
-            out,
-            "{:<10} {:<15} {:<26} {}",
-            format!("{}@{}", d.partition, d.offset),
-            d.kind,
-            d.source_topic,
-            d.reason
-        )?;
+        let from = match &d.caller {
+            Some(c) => format!("{} ({c})", d.source_topic),
+            None => d.source_topic.clone(),
+        };
+        writeln!(out, "{:<10} {:<15} {:<26} {}", format!("{}@{}", d.partition, d.offset), d.kind, from, d.reason)?;
     }
     writeln!(out, "{} dead letters", items.len())?;
     Ok(())
