@@ -157,7 +157,7 @@ fn event_meta(n: u32) -> EventMeta {
         source: SourceRef::new(System::ALL[n as usize % System::ALL.len()], format!("REC-{n}")),
         correlation_key: s("SO0042"),
         occurred_at: Timestamp(T0.0 + i64::from(n)),
-        actor: (n % 2 == 0).then(|| format!("user-{n}")),
+        actor: n.is_multiple_of(2).then(|| format!("user-{n}")),
     }
 }
 

@@ -316,7 +316,7 @@ impl IngestConfig {
             &self.client_ca,
         )
         .map_err(|i| ConfigError::Invalid { key: i.key, problem: i.problem })?;
-        for (system, _) in &self.systems {
+        for system in self.systems.keys() {
             let known = system
                 .parse::<waybill_domain::System>()
                 .ok()

@@ -63,6 +63,8 @@ pub struct SimStats {
 }
 
 #[derive(Debug)]
+// Nearly every payload is an event; boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 enum Payload {
     Event(InboundEvent),
     Bad { topic: String, key: String, bytes: Vec<u8> },

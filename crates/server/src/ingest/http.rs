@@ -66,19 +66,19 @@ impl IngestHttp {
         self.limits.values().map(|l| l.max_body_bytes).chain([self.default_limits.max_body_bytes]).max().unwrap_or(0)
     }
 
-    /// Who is calling: `Err` is the response to send.
-    fn caller(&self, headers: &HeaderMap, peer: Option<&str>) -> Result<Caller, Response> {
+    /// Who is calling.
+    fn caller(&self, headers: &HeaderMap, peer: Option<&str>) -> Result<Caller, waybill_control::Error> {
         let bearer = match headers.get(header::AUTHORIZATION) {
             None => None,
-            Some(v) => Some(bearer_token(v.as_bytes()).map_err(refuse_auth)?),
+            Some(v) => Some(bearer_token(v.as_bytes())?),
         };
-        match self.auth.resolve_producer(bearer.as_deref(), peer).map_err(refuse_auth)? {
+        match self.auth.resolve_producer(bearer.as_deref(), peer)? {
             Some(p) => Ok(Caller { identity: p.identity, system: Some(p.system) }),
             None if self.allow_anonymous => Ok(Caller::anonymous()),
-            None => Err(refuse_auth(waybill_control::Error::Unauthenticated(
+            None => Err(waybill_control::Error::Unauthenticated(
                 "no credentials: send `Authorization: Bearer <token>` with a token whose identity has a system in the tokens file, or connect with a client certificate"
                     .into(),
-            ))),
+            )),
         }
     }
 }
@@ -166,7 +166,7 @@ async fn ingest_request(
 ) -> (&'static str, Response) {
     let caller = match state.caller(headers, peer) {
         Ok(c) => c,
-        Err(r) => return ("unauthenticated", r),
+        Err(e) => return ("unauthenticated", refuse_auth(e)),
     };
     if !span.is_disabled() {
         span.record("enduser.id", caller.identity.as_str());
