@@ -28,7 +28,6 @@ struct Snapshot {
     state: String,
     version: i64,
     decided_by: String,
-    refusals: Vec<String>,
     view: PostingView,
 }
 
@@ -86,7 +85,6 @@ impl Control {
             state: p.state.clone(),
             version: p.version,
             decided_by: p.decided_by.clone().unwrap_or_default(),
-            refusals: p.refusals.clone(),
             view: p,
         }))
     }
@@ -285,7 +283,6 @@ impl Control {
         self.log.append(AppendBatch { records: vec![record], positions: vec![] })?;
         tracing::info!(waybill.actor = %who.identity, waybill.posting.id = %before.posting_id, waybill.event.id = %event_id, "control decision sent to the saga");
 
-        let mine = [format!("approve by {}: ", who.identity), format!("reject by {}: ", who.identity)];
         let deadline = Instant::now() + self.decision_timeout;
         loop {
             match self.saga_answer(journal_partition, &mut journal_from, &before.posting_id, &who.identity)? {
@@ -352,15 +349,6 @@ impl Control {
                         "posting {} was {} by {} in the meantime (version {})",
                         now.posting_id, now.state, now.decided_by, now.version
                     )));
-                }
-                if let Some(x) = now
-                    .refusals
-                    .get(before.refusals.len()..)
-                    .unwrap_or_default()
-                    .iter()
-                    .find(|x| mine.iter().any(|m| x.starts_with(m.as_str())))
-                {
-                    return Err(Error::FailedPrecondition(format!("the saga refused the decision: {x}")));
                 }
             }
             if Instant::now() >= deadline {
