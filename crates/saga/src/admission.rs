@@ -24,9 +24,11 @@ use crate::decision::{DeadLetter, DeadLetterKind};
 pub enum Channel {
     /// `waybill.control`: written only by the control plane.
     Control,
-    /// `waybill.inbound.<system>` on the log, or HTTP ingestion by a caller
-    /// authenticated as that system.
+    /// `waybill.inbound.<system>` on the log.
     Inbound(System),
+    /// HTTP ingestion, by a caller authenticated as that system (or, where anonymous
+    /// posts are allowed, claiming it).
+    Ingestion(System),
 }
 
 impl Channel {
@@ -40,8 +42,9 @@ impl Channel {
 
     fn describe(self) -> String {
         match self {
-            Channel::Control => topic::CONTROL.to_string(),
-            Channel::Inbound(s) => topic::inbound(s),
+            Channel::Control => format!("on {}", topic::CONTROL),
+            Channel::Inbound(s) => format!("on {}", topic::inbound(s)),
+            Channel::Ingestion(s) => format!("through ingestion as system {s}"),
         }
     }
 }
@@ -139,19 +142,19 @@ pub fn admit(event: &InboundEvent, channel: Channel, ownership: &Ownership) -> R
             event.meta.event_id,
             topic::CONTROL
         ))),
-        Channel::Inbound(_) if event.body.is_control() => Err(forbidden(format!(
-            "{name} (event {}, claimed source {claimed}) arrived on {}: approvals, rejections and workbench actions are decided only when read from {}, which only the control plane writes; decide through the control plane (gRPC or `waybill approvals`) as an authenticated person",
+        Channel::Inbound(_) | Channel::Ingestion(_) if event.body.is_control() => Err(forbidden(format!(
+            "{name} (event {}, claimed source {claimed}) arrived {}: approvals, rejections and workbench actions are decided only when read from {}, which only the control plane writes; decide through the control plane (gRPC or `waybill approvals`) as an authenticated person",
             event.meta.event_id,
             channel.describe(),
             topic::CONTROL
         ))),
-        Channel::Inbound(system) => match ownership.owner(name) {
+        Channel::Inbound(system) | Channel::Ingestion(system) => match ownership.owner(name) {
             Some(owner) if owner == system => Ok(()),
             owner => Err(Refusal {
                 dead_letter: DeadLetter {
                     kind: DeadLetterKind::Ownership,
                     reason: format!(
-                        "system {system} does not own {name} (owner: {}); event {} (claimed source {claimed}) arrived on {}. Send it from the system of record, or change the owner in policy.ownership",
+                        "system {system} does not own {name} (owner: {}); event {} (claimed source {claimed}) arrived {}. Send it from the system of record, or change the owner in policy.ownership",
                         owner.map_or("none", System::as_str),
                         event.meta.event_id,
                         channel.describe()
@@ -205,11 +208,13 @@ mod tests {
             let e = event(claimed, approval());
             let r = admit(&e, Channel::Inbound(System::Odoo), &own).unwrap_err();
             assert_eq!(r.dead_letter.kind, DeadLetterKind::Forbidden);
-            assert!(r.dead_letter.reason.contains("waybill.inbound.odoo"), "{}", r.dead_letter.reason);
+            assert!(r.dead_letter.reason.contains("arrived on waybill.inbound.odoo"), "{}", r.dead_letter.reason);
             assert!(r.dead_letter.reason.contains(&format!("{claimed}:x")), "{}", r.dead_letter.reason);
             assert_eq!(r.ownership, None);
         }
         assert!(admit(&event(System::Operator, approval()), Channel::Control, &own).is_ok());
+        let r = admit(&event(System::Odoo, approval()), Channel::Ingestion(System::Odoo), &own).unwrap_err();
+        assert!(r.dead_letter.reason.contains("arrived through ingestion as system odoo"), "{}", r.dead_letter.reason);
         let r = admit(&event(System::Wms, released()), Channel::Control, &own).unwrap_err();
         assert_eq!(r.dead_letter.kind, DeadLetterKind::Forbidden);
     }

@@ -233,7 +233,7 @@ impl Ingest {
         };
         let system = caller.system.unwrap_or(claimed);
         // Control events first: refused by type, whatever source they claim.
-        let channel = Channel::Inbound(if topic::INBOUND_SYSTEMS.contains(&system) { system } else { System::Odoo });
+        let channel = Channel::Ingestion(system);
         if event.body.is_control() {
             admission::admit(event, channel, &self.ownership)?;
         }
@@ -261,7 +261,7 @@ impl Ingest {
                 caller.identity
             )));
         }
-        admission::admit(event, Channel::Inbound(system), &self.ownership)?;
+        admission::admit(event, Channel::Ingestion(system), &self.ownership)?;
         Ok(system)
     }
 
