@@ -544,7 +544,7 @@ pub fn tick(flow: &mut OrderFlow, cause: &Cause) -> Step {
     flow.commit(&Target::Fulfillment, decision, cause, &mut out);
     let mut d = Decision::noop();
     let f = &flow.fulfillment;
-    watch::fire(&mut d, &Fulfillment::KIND.saga_id(&flow.key), &f.book, watch::fulfillment(f), now);
+    watch::fire_fulfillment(&mut d, &Fulfillment::KIND.saga_id(&flow.key), f, now);
     flow.commit(&Target::Fulfillment, d, cause, &mut out);
     let shipments: Vec<String> = flow.invoices.keys().cloned().collect();
     for s in shipments {
@@ -552,7 +552,7 @@ pub fn tick(flow: &mut OrderFlow, cause: &Cause) -> Step {
         flow.commit(&Target::Invoice(s.clone()), decision, cause, &mut out);
         let mut d = Decision::noop();
         let i = &flow.invoices[&s];
-        watch::fire(&mut d, &Invoicing::saga_id(&s), &i.book, watch::invoice(i), now);
+        watch::fire_invoice(&mut d, &Invoicing::saga_id(&s), i, now);
         flow.commit(&Target::Invoice(s), d, cause, &mut out);
     }
     let rmas: Vec<String> = flow.returns.keys().cloned().collect();
@@ -561,7 +561,7 @@ pub fn tick(flow: &mut OrderFlow, cause: &Cause) -> Step {
         flow.commit(&Target::Return(r.clone()), decision, cause, &mut out);
         let mut d = Decision::noop();
         let x = &flow.returns[&r];
-        watch::fire(&mut d, &ReturnCredit::saga_id(&r), &x.book, watch::credit(x), now);
+        watch::fire_credit(&mut d, &ReturnCredit::saga_id(&r), x, now);
         flow.commit(&Target::Return(r), d, cause, &mut out);
     }
     out

@@ -1,7 +1,9 @@
 //! Order-to-fulfillment: order released → master-data checks → stock reservation →
 //! release to the warehouse → pick confirmed (partial picks, lots, serials) → goods
-//! issued → carrier booked → proof of delivery. Shortages become backorders, a late
-//! pick raises an exception, a cancellation before goods issue compensates.
+//! issued → carrier booked → proof of delivery. Shortages become backorders (an order
+//! with nothing reserved, or whose picking finished with nothing picked, ends entirely
+//! backordered), a late pick raises an exception, a cancellation before goods issue
+//! compensates. Waits with no timer here are watched by [`crate::watch`].
 //!
 //! Everything here is pure: [`decide`] maps (state, event, context) to a [`Decision`];
 //! [`Fulfillment::apply`] folds journal events into state. No I/O.

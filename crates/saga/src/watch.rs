@@ -37,17 +37,41 @@ pub const FINANCE_WAIT_SECS: f64 = 24.0 * 3600.0;
 /// How long an authorised return may wait for its goods: thirty days.
 pub const RETURN_WAIT_SECS: f64 = 30.0 * 24.0 * 3600.0;
 
-/// What an unwatched saga waits for, and until when.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The step an unwatched saga waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A master-data fix and a replay of the order (its exception was resolved).
+    MasterDataFix,
+    /// The warehouse's answer to the stock reservation.
+    Reservation,
+    /// The pick confirmation (its overdue exception was resolved).
+    Pick,
+    /// The warehouse to finish picking.
+    RestOfPicking,
+    /// The goods issue of what was picked.
+    GoodsIssue,
+    /// Proof of delivery of the shipments on the road.
+    Delivery,
+    /// An approver's decision on a held posting.
+    Approval,
+    /// Finance's answer to a document it was sent.
+    FinanceAnswer,
+    /// A retry of a document finance refused.
+    FinanceRetry,
+    /// The next step of an invoice in no other waiting state.
+    InvoiceNext,
+    /// The goods of an authorised return.
+    ReturnedGoods,
+}
+
+/// What an unwatched saga waits for, and until when. Cheap to compute: the coordinator
+/// asks for it after every step; the exception's text is built only when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Wait {
     /// When the watchdog raises `STEP_OVERDUE`.
     pub due_at: Timestamp,
-    /// The step, in business terms ("goods issue of 3 picked units").
-    pub waiting_for: String,
-    /// Who has to act.
-    pub chase: &'static str,
-    /// The record the exception is about.
-    pub subject: SourceRef,
+    /// The step.
+    pub step: Step,
 }
 
 /// The saga's last change, when nothing else watches it: not finished, no open exception,
@@ -61,162 +85,195 @@ fn unwatched(book: &SagaBook, own_deadline: Option<Timestamp>) -> Option<Timesta
     Some(book.last_at.unwrap_or(Timestamp(0)))
 }
 
-fn wait(since: Timestamp, secs: f64, waiting_for: String, chase: &'static str, subject: SourceRef) -> Wait {
-    Wait { due_at: since.plus_secs(secs), waiting_for, chase, subject }
+fn wait(since: Timestamp, step: Step) -> Wait {
+    let secs = match step {
+        Step::Reservation | Step::Pick | Step::RestOfPicking | Step::GoodsIssue => WAREHOUSE_WAIT_SECS,
+        Step::Delivery => DELIVERY_WAIT_SECS,
+        Step::ReturnedGoods => RETURN_WAIT_SECS,
+        Step::MasterDataFix | Step::Approval | Step::FinanceAnswer | Step::FinanceRetry | Step::InvoiceNext => {
+            FINANCE_WAIT_SECS
+        }
+    };
+    Wait { due_at: since.plus_secs(secs), step }
 }
 
 /// The watchdog of an order-to-fulfillment saga.
 pub fn fulfillment(s: &Fulfillment) -> Option<Wait> {
     let since = unwatched(&s.book, s.next_deadline())?;
-    let order_ref = s.order.as_ref().map(|o| o.order_ref.clone()).unwrap_or_default();
-    let odoo = SourceRef::new(System::Odoo, order_ref.clone());
-    let wms = SourceRef::new(System::Wms, s.wms_order_id.clone().unwrap_or_else(|| order_ref.clone()));
-    let w = match s.status {
+    let step = match s.status {
         Status::New | Status::Backordered | Status::Cancelled => return None,
-        Status::OnHold => wait(
-            since,
-            FINANCE_WAIT_SECS,
-            "a master-data fix and a replay of the order".into(),
-            "fix the master data in Odoo and replay the order",
-            odoo,
-        ),
-        Status::Reserving => wait(
-            since,
-            WAREHOUSE_WAIT_SECS,
-            "the warehouse's answer to the stock reservation".into(),
-            "chase the warehouse",
-            wms,
-        ),
-        Status::Released | Status::Picking => {
-            wait(since, WAREHOUSE_WAIT_SECS, "the warehouse's pick confirmation".into(), "chase the warehouse", wms)
-        }
+        Status::OnHold => Step::MasterDataFix,
+        Status::Reserving => Step::Reservation,
+        Status::Released | Status::Picking => Step::Pick,
         Status::Picked | Status::Shipped | Status::Delivered => {
-            let unshipped: Qty = s.lines.values().map(|l| l.picked.saturating_sub(l.shipped)).sum();
-            let undelivered: Vec<&str> =
-                s.shipments.iter().filter(|(_, x)| !x.delivered).map(|(id, _)| id.as_str()).collect();
             if !s.pick_complete {
-                wait(since, WAREHOUSE_WAIT_SECS, "the warehouse to finish picking".into(), "chase the warehouse", wms)
-            } else if !unshipped.is_zero() {
-                wait(
-                    since,
-                    WAREHOUSE_WAIT_SECS,
-                    format!("the goods issue of {unshipped} picked unit(s)"),
-                    "chase the warehouse",
-                    wms,
-                )
+                Step::RestOfPicking
+            } else if s.lines.values().any(|l| l.shipped < l.picked) {
+                Step::GoodsIssue
             } else {
-                let first = undelivered.first().map(|x| x.to_string()).unwrap_or_else(|| order_ref.clone());
-                wait(
-                    since,
-                    DELIVERY_WAIT_SECS,
-                    format!("proof of delivery of shipment(s) {}", undelivered.join(", ")),
-                    "chase the carrier",
-                    SourceRef::new(System::Carrier, first),
-                )
+                Step::Delivery
             }
         }
     };
-    Some(w)
+    Some(wait(since, step))
 }
 
 /// The watchdog of a ship-to-invoice saga.
 pub fn invoice(s: &Invoicing) -> Option<Wait> {
     let since = unwatched(&s.book, s.next_deadline())?;
-    let shipment = s.draft.as_ref().map(|d| d.business_key.clone()).unwrap_or_default();
-    let posting = SourceRef::new(System::Waybill, Invoicing::posting_id(&shipment));
-    let w = match s.status {
-        InvoiceStatus::Held => wait(
-            since,
-            FINANCE_WAIT_SECS,
-            format!("an approver's decision on held posting {}", Invoicing::posting_id(&shipment)),
-            "ask an approver to decide it",
-            posting,
-        ),
-        InvoiceStatus::Requested => wait(
-            since,
-            FINANCE_WAIT_SECS,
-            format!("finance's answer to the invoice of shipment {shipment}"),
-            "chase finance",
-            SourceRef::new(System::Finance, shipment.clone()),
-        ),
-        InvoiceStatus::Refused => wait(
-            since,
-            FINANCE_WAIT_SECS,
-            format!("a retry of the invoice of shipment {shipment} that finance refused"),
-            "fix it in finance and retry the posting",
-            SourceRef::new(System::Finance, shipment.clone()),
-        ),
-        InvoiceStatus::New | InvoiceStatus::Posted | InvoiceStatus::Rejected => wait(
-            since,
-            FINANCE_WAIT_SECS,
-            format!("the next step of the invoice of shipment {shipment}"),
-            "check the invoice with `waybill order show`",
-            posting,
-        ),
+    let step = match s.status {
+        InvoiceStatus::Held => Step::Approval,
+        InvoiceStatus::Requested => Step::FinanceAnswer,
+        InvoiceStatus::Refused => Step::FinanceRetry,
+        InvoiceStatus::New | InvoiceStatus::Posted | InvoiceStatus::Rejected => Step::InvoiceNext,
     };
-    Some(w)
+    Some(wait(since, step))
 }
 
 /// The watchdog of a returns-and-credit saga.
 pub fn credit(s: &ReturnCredit) -> Option<Wait> {
     let since = unwatched(&s.book, s.next_deadline())?;
+    let any = |status: CreditStatus| s.receipts.values().any(|r| r.status == status);
+    let step = if any(CreditStatus::Requested) {
+        Step::FinanceAnswer
+    } else if any(CreditStatus::Refused) {
+        Step::FinanceRetry
+    } else if any(CreditStatus::Held) {
+        Step::Approval
+    } else {
+        Step::ReturnedGoods
+    };
+    Some(wait(since, step))
+}
+
+/// The step in business terms, whom to chase, and the record it is about.
+struct Described {
+    waiting_for: String,
+    chase: &'static str,
+    subject: SourceRef,
+}
+
+fn describe_fulfillment(s: &Fulfillment, step: Step) -> Described {
+    let order_ref = s.order.as_ref().map(|o| o.order_ref.clone()).unwrap_or_default();
+    let wms = SourceRef::new(System::Wms, s.wms_order_id.clone().unwrap_or_else(|| order_ref.clone()));
+    let (waiting_for, chase, subject) = match step {
+        Step::MasterDataFix => (
+            "a master-data fix and a replay of the order".to_string(),
+            "fix the master data in Odoo and replay the order",
+            SourceRef::new(System::Odoo, order_ref.clone()),
+        ),
+        Step::Reservation => ("the warehouse's answer to the stock reservation".into(), "chase the warehouse", wms),
+        Step::RestOfPicking => ("the warehouse to finish picking".into(), "chase the warehouse", wms),
+        Step::GoodsIssue => {
+            let unshipped: Qty = s.lines.values().map(|l| l.picked.saturating_sub(l.shipped)).sum();
+            (format!("the goods issue of {unshipped} picked unit(s)"), "chase the warehouse", wms)
+        }
+        Step::Delivery => {
+            let on_the_road: Vec<&str> =
+                s.shipments.iter().filter(|(_, x)| !x.delivered).map(|(id, _)| id.as_str()).collect();
+            let first = on_the_road.first().map_or_else(|| order_ref.clone(), |x| x.to_string());
+            (
+                format!("proof of delivery of shipment(s) {}", on_the_road.join(", ")),
+                "chase the carrier",
+                SourceRef::new(System::Carrier, first),
+            )
+        }
+        _ => ("the warehouse's pick confirmation".into(), "chase the warehouse", wms),
+    };
+    Described { waiting_for, chase, subject }
+}
+
+fn describe_invoice(s: &Invoicing, step: Step) -> Described {
+    let shipment = s.draft.as_ref().map(|d| d.business_key.clone()).unwrap_or_default();
+    let posting = Invoicing::posting_id(&shipment);
+    let finance = SourceRef::new(System::Finance, shipment.clone());
+    let (waiting_for, chase, subject) = match step {
+        Step::Approval => (
+            format!("an approver's decision on held posting {posting}"),
+            "ask an approver to decide it",
+            SourceRef::new(System::Waybill, posting),
+        ),
+        Step::FinanceAnswer => {
+            (format!("finance's answer to the invoice of shipment {shipment}"), "chase finance", finance)
+        }
+        Step::FinanceRetry => (
+            format!("a retry of the invoice of shipment {shipment} that finance refused"),
+            "fix it in finance and retry the posting",
+            finance,
+        ),
+        _ => (
+            format!("the next step of the invoice of shipment {shipment}"),
+            "check the invoice with `waybill order show`",
+            SourceRef::new(System::Waybill, posting),
+        ),
+    };
+    Described { waiting_for, chase, subject }
+}
+
+fn describe_credit(s: &ReturnCredit, step: Step) -> Described {
     let rma = s.rma.as_ref().map(|r| r.rma_id.clone()).unwrap_or_default();
-    let pending = |status: CreditStatus| -> Vec<&str> {
+    let receipts = |status: CreditStatus| -> Vec<&str> {
         s.receipts.iter().filter(|(_, r)| r.status == status).map(|(id, _)| id.as_str()).collect()
     };
-    let (requested, refused, held) =
-        (pending(CreditStatus::Requested), pending(CreditStatus::Refused), pending(CreditStatus::Held));
-    let w = if let Some(r) = requested.first() {
-        wait(
-            since,
-            FINANCE_WAIT_SECS,
-            format!("finance's answer to the credit note of receipt(s) {}", requested.join(", ")),
-            "chase finance",
-            SourceRef::new(System::Finance, r.to_string()),
-        )
-    } else if let Some(r) = refused.first() {
-        wait(
-            since,
-            FINANCE_WAIT_SECS,
-            format!("a retry of the credit note of receipt(s) {} that finance refused", refused.join(", ")),
-            "fix it in finance and retry",
-            SourceRef::new(System::Finance, r.to_string()),
-        )
-    } else if let Some(r) = held.first() {
-        wait(
-            since,
-            FINANCE_WAIT_SECS,
-            format!("an approver's decision on the credit note of receipt(s) {}", held.join(", ")),
-            "ask an approver to decide it",
-            SourceRef::new(System::Waybill, ReturnCredit::posting_id(r)),
-        )
-    } else {
-        wait(
-            since,
-            RETURN_WAIT_SECS,
+    let (waiting_for, chase, subject) = match step {
+        Step::FinanceAnswer | Step::FinanceRetry | Step::Approval => {
+            let (status, what, chase) = match step {
+                Step::FinanceAnswer => (CreditStatus::Requested, "finance's answer to", "chase finance"),
+                Step::FinanceRetry => (CreditStatus::Refused, "a retry of", "fix it in finance and retry"),
+                _ => (CreditStatus::Held, "an approver's decision on", "ask an approver to decide it"),
+            };
+            let ids = receipts(status);
+            let first = ids.first().map_or_else(|| rma.clone(), |x| x.to_string());
+            let subject = if step == Step::Approval {
+                SourceRef::new(System::Waybill, ReturnCredit::posting_id(&first))
+            } else {
+                SourceRef::new(System::Finance, first)
+            };
+            (format!("{what} the credit note of receipt(s) {}", ids.join(", ")), chase, subject)
+        }
+        _ => (
             format!("the goods of return {rma}"),
             "chase the customer or close the return in Odoo",
             SourceRef::new(System::Odoo, rma.clone()),
-        )
+        ),
     };
-    Some(w)
+    Described { waiting_for, chase, subject }
 }
 
-/// Raises `STEP_OVERDUE` for `w` into `d` when it is due at `now`.
-pub fn fire(d: &mut Decision, saga_id: &str, book: &SagaBook, w: Option<Wait>, now: Timestamp) {
-    let Some(w) = w.filter(|w| now >= w.due_at) else { return };
+fn raise(d: &mut Decision, saga_id: &str, book: &SagaBook, x: Described, now: Timestamp) {
     let since = book.last_at.unwrap_or(Timestamp(0));
     let hours = now.micros_since(since) as f64 / 3_600_000_000.0;
     d.raise(
         saga_id,
         book.exceptions_raised,
         ExceptionCategory::StepOverdue,
-        w.subject,
+        x.subject,
         format!(
             "{saga_id} has not moved for {hours:.1} h: it waits for {}; {} — this exception closes when the saga moves again",
-            w.waiting_for, w.chase
+            x.waiting_for, x.chase
         ),
     );
+}
+
+/// Raises `STEP_OVERDUE` into `d` when the fulfilment saga's watchdog is due at `now`.
+pub fn fire_fulfillment(d: &mut Decision, saga_id: &str, s: &Fulfillment, now: Timestamp) {
+    if let Some(w) = fulfillment(s).filter(|w| now >= w.due_at) {
+        raise(d, saga_id, &s.book, describe_fulfillment(s, w.step), now);
+    }
+}
+
+/// Raises `STEP_OVERDUE` into `d` when the invoice saga's watchdog is due at `now`.
+pub fn fire_invoice(d: &mut Decision, saga_id: &str, s: &Invoicing, now: Timestamp) {
+    if let Some(w) = invoice(s).filter(|w| now >= w.due_at) {
+        raise(d, saga_id, &s.book, describe_invoice(s, w.step), now);
+    }
+}
+
+/// Raises `STEP_OVERDUE` into `d` when the returns saga's watchdog is due at `now`.
+pub fn fire_credit(d: &mut Decision, saga_id: &str, s: &ReturnCredit, now: Timestamp) {
+    if let Some(w) = credit(s).filter(|w| now >= w.due_at) {
+        raise(d, saga_id, &s.book, describe_credit(s, w.step), now);
+    }
 }
 
 /// Journal events that are not progress: they are the watchdog's, an operator's, or a
