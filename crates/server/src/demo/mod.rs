@@ -387,8 +387,8 @@ impl fmt::Display for Summary {
             };
             writeln!(f, "  {:<34} {:>10}", label, n)?;
         }
-        writeln!(f, "  {:<34} {:>10}", "  in flight, with an open exception", self.waiting_with_exception)?;
-        writeln!(f, "  {:<34} {:>10}", "  in flight, stalled silently", self.stalled.len())?;
+        writeln!(f, "  {:<34} {:>10}", "in flight, an exception open", self.waiting_with_exception)?;
+        writeln!(f, "  {:<34} {:>10}", "in flight, stalled silently", self.stalled.len())?;
         for x in self.stalled.iter().take(5) {
             writeln!(f, "    stalled: {x}")?;
         }
