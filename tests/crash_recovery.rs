@@ -137,7 +137,7 @@ fn sigkill_under_load_loses_nothing_and_repeats_nothing() {
     drop(log);
     let store = ProjectionStore::open(dir.path().join("projections")).unwrap();
     let counts: BTreeMap<OrderStatus, u64> = store.order_counts_by_status().unwrap().into_iter().collect();
-    let ended: u64 = [OrderStatus::Completed, OrderStatus::Cancelled, OrderStatus::OnHold]
+    let ended: u64 = [OrderStatus::Completed, OrderStatus::Backordered, OrderStatus::Cancelled, OrderStatus::OnHold]
         .iter()
         .map(|s| counts.get(s).copied().unwrap_or(0))
         .sum();

@@ -50,7 +50,7 @@ fn metrics_after_a_run_parse_as_prometheus_text() {
             .order_counts_by_status()
             .unwrap()
             .into_iter()
-            .filter(|(s, _)| matches!(s, OrderStatus::Completed | OrderStatus::Cancelled | OrderStatus::OnHold))
+            .filter(|(s, _)| s.is_final() || *s == OrderStatus::OnHold)
             .map(|(_, n)| n)
             .sum();
         if ended >= ORDERS as u64 {

@@ -10,6 +10,7 @@
 //!   then write a `PostingApproved`/`PostingRejected` event to `waybill.control` and wait
 //!   for the saga's verdict in the projections. The saga's check is the one that counts
 //!   (DESIGN.md invariant 6);
+//! - `orders`: `ListOrders`, orders by status and age from the projections' index;
 //! - [`workbench`]: retry and resolve exceptions, replay an order's inbound events (a
 //!   dry run computed here with the saga crate's pure replay; the real one decided by
 //!   the saga), each written to `waybill.control`, answered with the saga's verdict;
@@ -30,6 +31,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod error;
+mod orders;
 pub mod server;
 pub mod service;
 pub mod workbench;

@@ -77,11 +77,15 @@ pub enum ExceptionCategory {
     Other,
     /// A held posting waited past its approval SLA.
     ApprovalOverdue,
+    /// A saga waited too long for its next step (a reservation answer, a goods issue,
+    /// a proof of delivery, finance's answer, returned goods) with nothing else open
+    /// that says so.
+    StepOverdue,
 }
 
 impl ExceptionCategory {
     /// Every category, for reports.
-    pub const ALL: [ExceptionCategory; 10] = [
+    pub const ALL: [ExceptionCategory; 11] = [
         ExceptionCategory::MasterData,
         ExceptionCategory::StockShortage,
         ExceptionCategory::PickOverdue,
@@ -92,6 +96,7 @@ impl ExceptionCategory {
         ExceptionCategory::ReturnMismatch,
         ExceptionCategory::Other,
         ExceptionCategory::ApprovalOverdue,
+        ExceptionCategory::StepOverdue,
     ];
 
     /// Lowercase name, for tables and metric labels.
@@ -107,6 +112,7 @@ impl ExceptionCategory {
             ExceptionCategory::ReturnMismatch => "return-mismatch",
             ExceptionCategory::Other => "other",
             ExceptionCategory::ApprovalOverdue => "approval-overdue",
+            ExceptionCategory::StepOverdue => "step-overdue",
         }
     }
 }

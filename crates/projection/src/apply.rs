@@ -183,7 +183,8 @@ pub(crate) struct Overlay<'a> {
     fresh: bool,
     /// Scratch buffer for keys.
     key: Vec<u8>,
-    /// Blind writes: the open-exception index. Never read back by apply.
+    /// Blind writes: the open-exception and order-age indexes, posting ids. Never read
+    /// back by apply.
     batch: sled::Batch,
     orders: Cache<OrderRecord>,
     lineage: Cache<Vec<LineageEntry>>,
@@ -271,6 +272,8 @@ impl<'a> Overlay<'a> {
         }
         let mut stock = Vec::new();
         let before = slot.get().map(|o| o.view.status);
+        let aged_before =
+            slot.get().map(|o| keys::order_age(o.view.status.as_str(), o.view.last_event_at.0, order_ref));
         let record = slot
             .modify()
             .get_or_insert_with(|| OrderRecord { view: OrderView::new(order_ref, m.at), timeline: Vec::new() });
@@ -279,6 +282,15 @@ impl<'a> Overlay<'a> {
             self.batch.insert(keys::posting(&h.posting_id), order_ref.as_bytes());
         }
         let after = record.view.status;
+        // The status-and-age index: blind writes (a later event of the same batch removes
+        // what an earlier one inserted; the batch keeps the last operation per key).
+        let aged_after = keys::order_age(after.as_str(), record.view.last_event_at.0, order_ref);
+        if aged_before.as_ref() != Some(&aged_after) {
+            if let Some(k) = aged_before {
+                self.batch.remove(k);
+            }
+            self.batch.insert(aged_after, &[][..]);
+        }
         let entry = TimelineEntry {
             at: m.at,
             saga_id: m.saga_id.clone(),
@@ -733,10 +745,13 @@ pub(crate) fn fold_order(order: &mut OrderView, e: &JournalEvent, stock: &mut Ve
                 order.sagas[i].completed_at = Some(m.at);
             }
             if m.kind == SagaKind::OrderToFulfillment {
-                // A cancelled order stays cancelled: completion only ends its saga.
-                if order.status != OrderStatus::Cancelled {
-                    order.status = OrderStatus::Completed;
-                }
+                // A cancelled order stays cancelled: completion only ends its saga. One
+                // that ends before any goods left is entirely backordered.
+                order.status = match order.status {
+                    OrderStatus::Cancelled => OrderStatus::Cancelled,
+                    OrderStatus::Shipped | OrderStatus::Delivered | OrderStatus::Completed => OrderStatus::Completed,
+                    _ => OrderStatus::Backordered,
+                };
                 order.completed_at = Some(m.at);
             }
         }

@@ -15,15 +15,17 @@
 //! | `p/` | posting id | the order ref holding the posting: index for [`posting`](crate::ProjectionStore::posting) |
 //! | `s/` | warehouse, sku | [`StockPosition`](crate::StockPosition) |
 //! | `c/` | topic, partition | next offset to apply (i64) |
+//! | `oa/` | order status, latest change (i64), order ref | empty: index of orders by status and age, for [`orders_by_age`](crate::ProjectionStore::orders_by_age) |
 //! | `ns/` | order status | number of orders in it (i64) |
 //! | `nx/` | category | number of open exceptions in it (i64) |
 //! | `m/layout` | | layout version of this table |
 //! | `m/clearing` | | present while [`clear`](crate::ProjectionStore::clear) runs |
 
 /// Version of the key layout and value encoding; a store with another one must be rebuilt.
-pub(crate) const LAYOUT_VERSION: &[u8] = b"4";
+pub(crate) const LAYOUT_VERSION: &[u8] = b"5";
 
 pub(crate) const ORDER: &[u8] = b"o/";
+pub(crate) const ORDER_AGE: &[u8] = b"oa/";
 pub(crate) const EXCEPTION: &[u8] = b"x/";
 pub(crate) const OPEN_EXCEPTION: &[u8] = b"xo/";
 pub(crate) const LINEAGE: &[u8] = b"l/";
@@ -38,8 +40,7 @@ pub(crate) const META_CLEARING: &[u8] = b"m/clearing";
 const SEP: u8 = 0;
 
 /// `i64` as 8 bytes whose byte order is numeric order.
-#[cfg(test)]
-fn ord_i64(v: i64) -> [u8; 8] {
+pub(crate) fn ord_i64(v: i64) -> [u8; 8] {
     ((v as u64) ^ (1 << 63)).to_be_bytes()
 }
 
@@ -142,6 +143,26 @@ pub(crate) fn parse_checkpoint(key: &[u8]) -> Option<(String, i32)> {
     Some((topic, partition))
 }
 
+/// The index entry of an order in `status` whose latest change was at `at_us`.
+pub(crate) fn order_age(status: &str, at_us: i64, order_ref: &str) -> Vec<u8> {
+    join(ORDER_AGE, &[status.as_bytes(), &ord_i64(at_us), order_ref.as_bytes()])
+}
+
+/// The first index key of `status` with a latest change at `at_us` (or later).
+pub(crate) fn order_age_from(status: &str, at_us: i64) -> Vec<u8> {
+    join(ORDER_AGE, &[status.as_bytes(), &ord_i64(at_us)])
+}
+
+/// Splits an order-age key of `status` into (latest change, order ref).
+pub(crate) fn parse_order_age(status: &str, key: &[u8]) -> Option<(i64, String)> {
+    let rest = key.strip_prefix(ORDER_AGE)?.strip_prefix(status.as_bytes())?.strip_prefix(&[SEP])?;
+    if rest.len() < 9 || rest[8] != SEP {
+        return None;
+    }
+    let at = (u64::from_be_bytes(rest[..8].try_into().ok()?) ^ (1 << 63)) as i64;
+    Some((at, String::from_utf8(rest[9..].to_vec()).ok()?))
+}
+
 pub(crate) fn count_status(status: &str) -> Vec<u8> {
     join(COUNT_STATUS, &[status.as_bytes()])
 }
@@ -167,6 +188,16 @@ mod tests {
         k.sort();
         assert_eq!(k, v.iter().map(|x| ord_i64(*x)).collect::<Vec<_>>());
         assert!(ord_i32(-1) < ord_i32(0) && ord_i32(2) < ord_i32(10));
+    }
+
+    #[test]
+    fn order_age_keys_round_trip_and_sort_by_time() {
+        let k = order_age("picked", 0, "SO1");
+        assert_eq!(parse_order_age("picked", &k), Some((0, "SO1".to_string())));
+        assert_eq!(parse_order_age("picking", &k), None);
+        assert!(order_age("picked", 5, "SO9") < order_age("picked", 6, "SO1"));
+        assert!(order_age_from("picked", 6) > order_age("picked", 5, "SO9"));
+        assert!(order_age_from("picked", 6) <= order_age("picked", 6, "SO1"));
     }
 
     #[test]

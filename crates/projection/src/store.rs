@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use waybill_domain::ExceptionCategory;
 use waybill_domain::journal::InputPosition;
+use waybill_domain::{ExceptionCategory, Timestamp};
 
 use crate::apply::{Codec, OrderRecord, build_batch};
 use crate::error::{Error, Result};
@@ -214,6 +214,51 @@ impl ProjectionStore {
             let (k, v) = kv.map_err(|e| Error::storage("scanning orders", e))?;
             let o = OrderRecord::decode(&k, &v)?.view;
             if status.is_none_or(|s| s == o.status) {
+                out.push(o);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Orders in `status` (every status when `None`) whose latest change is at or before
+    /// `changed_by`, the longest unchanged first (ties by order ref), starting after the
+    /// order `after` = (latest change, order ref) of a previous page; at most `limit`.
+    /// Served from the `oa/` index: it reads only the orders it returns.
+    pub fn orders_by_age(
+        &self,
+        status: Option<OrderStatus>,
+        changed_by: Option<Timestamp>,
+        after: Option<(Timestamp, &str)>,
+        limit: usize,
+    ) -> Result<Vec<OrderView>> {
+        use std::ops::Bound;
+        let statuses: Vec<OrderStatus> = match status {
+            Some(s) => vec![s],
+            None => OrderStatus::ALL.to_vec(),
+        };
+        let mut hits: Vec<(i64, String)> = Vec::new();
+        for s in statuses {
+            let name = s.as_str();
+            let from = match after {
+                Some((at, order_ref)) => Bound::Excluded(keys::order_age(name, at.0, order_ref)),
+                None => Bound::Included(keys::order_age_from(name, i64::MIN)),
+            };
+            let to = match changed_by {
+                Some(t) if t.0 < i64::MAX => Bound::Excluded(keys::order_age_from(name, t.0 + 1)),
+                _ => Bound::Excluded(keys::order_age_from(name, i64::MAX)),
+            };
+            for kv in self.tree.range::<Vec<u8>, _>((from, to)).take(limit) {
+                let (k, _) = kv.map_err(|e| Error::storage("scanning the order-age index", e))?;
+                if let Some(hit) = keys::parse_order_age(name, &k) {
+                    hits.push(hit);
+                }
+            }
+        }
+        hits.sort();
+        hits.truncate(limit);
+        let mut out = Vec::with_capacity(hits.len());
+        for (_, order_ref) in hits {
+            if let Some(o) = self.order(&order_ref)? {
                 out.push(o);
             }
         }

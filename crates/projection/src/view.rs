@@ -33,15 +33,18 @@ pub enum OrderStatus {
     Shipped,
     /// Every shipment was delivered.
     Delivered,
-    /// The order-to-fulfillment saga finished.
+    /// The order-to-fulfillment saga finished with goods delivered.
     Completed,
+    /// The order ended before any goods left: nothing could be reserved, or the
+    /// warehouse picked none of what it reserved. Odoo's backorder carries the demand.
+    Backordered,
     /// The order was cancelled.
     Cancelled,
 }
 
 impl OrderStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [OrderStatus; 12] = [
+    pub const ALL: [OrderStatus; 13] = [
         OrderStatus::Unknown,
         OrderStatus::Accepted,
         OrderStatus::OnHold,
@@ -53,6 +56,7 @@ impl OrderStatus {
         OrderStatus::Shipped,
         OrderStatus::Delivered,
         OrderStatus::Completed,
+        OrderStatus::Backordered,
         OrderStatus::Cancelled,
     ];
 
@@ -70,8 +74,21 @@ impl OrderStatus {
             OrderStatus::Shipped => "shipped",
             OrderStatus::Delivered => "delivered",
             OrderStatus::Completed => "completed",
+            OrderStatus::Backordered => "backordered",
             OrderStatus::Cancelled => "cancelled",
         }
+    }
+}
+
+impl OrderStatus {
+    /// The status named `s` (as [`as_str`](Self::as_str) writes it).
+    pub fn parse(s: &str) -> Option<OrderStatus> {
+        OrderStatus::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// The order's fulfilment has ended: completed, backordered or cancelled.
+    pub const fn is_final(self) -> bool {
+        matches!(self, OrderStatus::Completed | OrderStatus::Backordered | OrderStatus::Cancelled)
     }
 }
 

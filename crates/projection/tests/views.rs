@@ -331,3 +331,44 @@ fn orders_can_be_listed_by_status() {
     assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), 21);
     assert_eq!(count(&counts, OrderStatus::Cancelled), 3);
 }
+
+#[test]
+fn orders_by_age_lists_a_status_longest_unchanged_first_pages_and_follows_changes() {
+    let (_dir, store) = temp_store();
+    // Orders 1, 2 and 4 stop after their reservation request (last change at minutes
+    // 7, 8 and 10); order 6 runs to completion; the rest of order 1 comes last.
+    let (o1, o2, o4, o6) = (fulfillment(1), fulfillment(2), fulfillment(4), fulfillment(6));
+    let mut events: Vec<_> = o1[..2].to_vec();
+    events.extend(o2[..2].iter().cloned());
+    events.extend(o4[..2].iter().cloned());
+    events.extend(o6.iter().cloned());
+    let first = events.len();
+    events.extend(o1[2..].iter().cloned());
+    let inputs = journal_inputs(events);
+    store.apply(&inputs[..first]).unwrap();
+
+    let refs = |v: Vec<waybill_projection::OrderView>| v.into_iter().map(|o| o.order_ref).collect::<Vec<_>>();
+    let ids = |xs: &[&String]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (r1, r2, r4, r6) = (order_ref(1), order_ref(2), order_ref(4), order_ref(6));
+    let reserving = Some(OrderStatus::Reserving);
+    assert_eq!(refs(store.orders_by_age(reserving, None, None, 10).unwrap()), ids(&[&r1, &r2, &r4]));
+    // Unchanged since minute 8 or earlier.
+    assert_eq!(refs(store.orders_by_age(reserving, Some(ts(8)), None, 10).unwrap()), ids(&[&r1, &r2]));
+    // Pages: two, then what follows the last of them.
+    let page = store.orders_by_age(reserving, None, None, 2).unwrap();
+    let last = page.last().unwrap().clone();
+    assert_eq!(refs(page), ids(&[&r1, &r2]));
+    let next = store.orders_by_age(reserving, None, Some((last.last_event_at, &last.order_ref)), 2).unwrap();
+    assert_eq!(refs(next), ids(&[&r4]));
+    // Every status: the completed order's latest change is the most recent.
+    assert_eq!(refs(store.orders_by_age(None, None, None, 10).unwrap()), ids(&[&r1, &r2, &r4, &r6]));
+
+    // Order 1 moves on: it leaves the reserving list and the index holds one entry per order.
+    store.apply(&inputs[first..]).unwrap();
+    assert_eq!(refs(store.orders_by_age(reserving, None, None, 10).unwrap()), ids(&[&r2, &r4]));
+    assert_eq!(store.order(&r1).unwrap().unwrap().status, OrderStatus::Completed);
+    let completed = Some(OrderStatus::Completed);
+    assert_eq!(refs(store.orders_by_age(completed, None, None, 10).unwrap()), ids(&[&r1, &r6]));
+    let entries = store.dump().unwrap().into_iter().filter(|(k, _)| k.starts_with(b"oa/")).count();
+    assert_eq!(entries, 4);
+}

@@ -23,6 +23,10 @@ pub struct SagaBook {
     pub seen: BTreeSet<String>,
     /// When the saga finished.
     pub completed_at: Option<Timestamp>,
+    /// When the saga last changed (decision time of its latest journal event): the
+    /// watchdog counts a stall from here (see [`crate::watch`]).
+    #[serde(default)]
+    pub last_at: Option<Timestamp>,
 }
 
 impl SagaBook {
@@ -33,6 +37,7 @@ impl SagaBook {
             return false;
         }
         self.seq = event.meta.seq;
+        self.last_at = Some(event.meta.at);
         self.seen.insert(event.meta.caused_by.clone());
         match &event.body {
             JournalBody::ExceptionRaised(x) => {

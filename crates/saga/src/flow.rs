@@ -20,6 +20,7 @@ use crate::fulfillment::{self, Fulfillment, Status};
 use crate::invoicing::{self, Invoicing};
 use crate::policy::{InvoiceTrigger, Policy};
 use crate::returns::{self, ReturnCredit};
+use crate::watch;
 
 /// State of every saga of one order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,11 +85,27 @@ impl OrderFlow {
         }
     }
 
-    /// The earliest pending timer of any saga of this order.
+    /// The earliest pending timer of any saga of this order: the sagas' own (pick due,
+    /// approval SLA) and the watchdog's ([`watch`]) for a saga nothing else watches.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        let invoices = self.invoices.values().filter_map(Invoicing::next_deadline);
-        let returns = self.returns.values().filter_map(ReturnCredit::next_deadline);
-        self.fulfillment.next_deadline().into_iter().chain(invoices).chain(returns).min()
+        let own = self
+            .fulfillment
+            .next_deadline()
+            .into_iter()
+            .chain(self.invoices.values().filter_map(Invoicing::next_deadline))
+            .chain(self.returns.values().filter_map(ReturnCredit::next_deadline));
+        let watchdog = watch::fulfillment(&self.fulfillment)
+            .into_iter()
+            .chain(self.invoices.values().filter_map(watch::invoice))
+            .chain(self.returns.values().filter_map(watch::credit))
+            .map(|w| w.due_at);
+        own.chain(watchdog).min()
+    }
+
+    /// The sagas of this order that have stalled silently: not finished, with no pending
+    /// timer and no open exception (DESIGN.md invariant 10; empty when it holds).
+    pub fn stalls(&self) -> Vec<watch::Stall> {
+        watch::stalls(self)
     }
 
     /// True when every saga of the order has finished.
@@ -98,9 +115,12 @@ impl OrderFlow {
             && self.returns.values().all(ReturnCredit::is_finished)
     }
 
-    fn commit(&mut self, target: &Target, decision: Decision, cause: &Cause, out: &mut Step) {
+    fn commit(&mut self, target: &Target, mut decision: Decision, cause: &Cause, out: &mut Step) {
         if decision.is_noop() {
             return;
+        }
+        if let Some(book) = self.book(target) {
+            watch::close_on_progress(&mut decision, book);
         }
         let (kind, saga_id, last_seq) = match target {
             Target::Fulfillment => {
@@ -515,20 +535,34 @@ fn route_receipt(
     }
 }
 
-/// Fires the timers of `flow` that are due at `cause.at`.
+/// Fires the timers of `flow` that are due at `cause.at`: each saga's own first, then the
+/// watchdog of a saga that still has neither a timer nor an open exception.
 pub fn tick(flow: &mut OrderFlow, cause: &Cause) -> Step {
     let mut out = Step::default();
-    let decision = fulfillment::on_timer(&flow.fulfillment, cause.at);
+    let now = cause.at;
+    let decision = fulfillment::on_timer(&flow.fulfillment, now);
     flow.commit(&Target::Fulfillment, decision, cause, &mut out);
+    let mut d = Decision::noop();
+    let f = &flow.fulfillment;
+    watch::fire_fulfillment(&mut d, &Fulfillment::KIND.saga_id(&flow.key), f, now);
+    flow.commit(&Target::Fulfillment, d, cause, &mut out);
     let shipments: Vec<String> = flow.invoices.keys().cloned().collect();
     for s in shipments {
-        let decision = invoicing::on_timer(&flow.invoices[&s], cause.at);
-        flow.commit(&Target::Invoice(s), decision, cause, &mut out);
+        let decision = invoicing::on_timer(&flow.invoices[&s], now);
+        flow.commit(&Target::Invoice(s.clone()), decision, cause, &mut out);
+        let mut d = Decision::noop();
+        let i = &flow.invoices[&s];
+        watch::fire_invoice(&mut d, &Invoicing::saga_id(&s), i, now);
+        flow.commit(&Target::Invoice(s), d, cause, &mut out);
     }
     let rmas: Vec<String> = flow.returns.keys().cloned().collect();
     for r in rmas {
-        let decision = returns::on_timer(&flow.returns[&r], cause.at);
-        flow.commit(&Target::Return(r), decision, cause, &mut out);
+        let decision = returns::on_timer(&flow.returns[&r], now);
+        flow.commit(&Target::Return(r.clone()), decision, cause, &mut out);
+        let mut d = Decision::noop();
+        let x = &flow.returns[&r];
+        watch::fire_credit(&mut d, &ReturnCredit::saga_id(&r), x, now);
+        flow.commit(&Target::Return(r), d, cause, &mut out);
     }
     out
 }

@@ -1,7 +1,9 @@
 //! Order-to-fulfillment: order released → master-data checks → stock reservation →
 //! release to the warehouse → pick confirmed (partial picks, lots, serials) → goods
-//! issued → carrier booked → proof of delivery. Shortages become backorders, a late
-//! pick raises an exception, a cancellation before goods issue compensates.
+//! issued → carrier booked → proof of delivery. Shortages become backorders (an order
+//! with nothing reserved, or whose picking finished with nothing picked, ends entirely
+//! backordered), a late pick raises an exception, a cancellation before goods issue
+//! compensates. Waits with no timer here are watched by [`crate::watch`].
 //!
 //! Everything here is pure: [`decide`] maps (state, event, context) to a [`Decision`];
 //! [`Fulfillment::apply`] folds journal events into state. No I/O.
@@ -48,7 +50,8 @@ pub enum Status {
     Shipped,
     /// Every shipment delivered.
     Delivered,
-    /// Nothing could be reserved: entirely backordered.
+    /// Entirely backordered: nothing could be reserved, or the warehouse picked none
+    /// of what it reserved. The order ends; Odoo's backorder carries the demand.
     Backordered,
     /// Cancelled before goods issue.
     Cancelled,
@@ -269,6 +272,12 @@ impl Fulfillment {
             }
             JournalBody::Cancelled(_) => {
                 self.status = Status::Cancelled;
+                self.pick_due_at = None;
+            }
+            // Finished before any goods left (and not cancelled): nothing could be
+            // reserved, or the warehouse picked nothing of what it reserved.
+            JournalBody::Completed(_) if self.status < Status::Shipped => {
+                self.status = Status::Backordered;
                 self.pick_due_at = None;
             }
             // Events of the invoicing and returns sagas never reach this saga.
@@ -599,6 +608,23 @@ fn on_pick(s: &Fulfillment, p: &PickConfirmed, ctx: &Context<'_>) -> Decision {
                 format!("backorder:{order_ref}:pick"),
                 CommandBody::CreateBackorder(BackorderRequest { order_ref: order_ref.clone(), lines: backorder }),
             );
+        }
+        // Picking is finished: if that leaves nothing to ship, the order ends here. Picked
+        // empty, it is entirely backordered (Odoo carries the backorder); everything picked
+        // already shipped and delivered, it is complete. Otherwise no goods issue or proof
+        // of delivery would ever come to end it.
+        let picked_now = |line_no: i32| -> Qty {
+            let before = s.lines.get(&line_no).map(|l| l.picked).unwrap_or(Qty::ZERO);
+            before + p.lines.iter().filter(|x| x.line_no == line_no).map(|x| x.quantity).sum::<Qty>()
+        };
+        let nothing_picked = order.lines.iter().all(|l| picked_now(l.line_no).is_zero());
+        let all_shipped = order
+            .lines
+            .iter()
+            .all(|l| s.lines.get(&l.line_no).map(|x| x.shipped).unwrap_or(Qty::ZERO) >= picked_now(l.line_no));
+        let all_delivered = !s.shipments.is_empty() && s.shipments.values().all(|x| x.delivered);
+        if nothing_picked || (all_shipped && all_delivered) {
+            d.record(JournalBody::Completed(Empty {}));
         }
     }
     d

@@ -9,6 +9,8 @@
 //!   including operators' retries and resolutions; [`flow::replay`] re-steps an order's
 //!   inbound records for an operator's replay;
 //! - [`decision`]: the outputs of a decision, and how they get their deterministic ids;
+//! - [`watch`]: the watchdog that keeps every unfinished saga watched by a timer or an
+//!   open exception (no silent stall), and the pure check of that invariant;
 //! - [`catalog`], [`policy`]: master data and settings decisions consult;
 //! - [`coordinator`]: the I/O shell — consume inbound topics, step, write journal +
 //!   commands + dead letters + checkpoint in one append, keep state in [`store`].
@@ -28,6 +30,7 @@ pub mod invoicing;
 pub mod policy;
 pub mod returns;
 pub mod store;
+pub mod watch;
 
 pub use catalog::Catalog;
 pub use flow::{Env, OrderFlow, Step};

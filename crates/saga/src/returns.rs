@@ -468,9 +468,28 @@ fn on_decision(s: &ReturnCredit, dec: &PostingDecision, ctx: &Context<'_>, appro
                     receipt.received.receipt_id, dec.actor, dec.reason
                 ),
             );
+            // A rejection settles the receipt as an issued credit note does: when it was
+            // the last one and every authorised unit is back, the return ends here
+            // (nothing else would end it).
+            if all_back(s) && settled_except(s, &receipt.received.receipt_id) {
+                d.record(JournalBody::Completed(Empty {}));
+            }
         }
     }
     d
+}
+
+/// Every authorised unit has come back.
+fn all_back(s: &ReturnCredit) -> bool {
+    let Some(rma) = s.rma.as_ref() else { return false };
+    rma.lines.iter().all(|l| s.returned.get(&l.line_no).copied().unwrap_or_default() >= l.quantity)
+}
+
+/// Every receipt but `receipt_id` has its credit note issued or rejected.
+fn settled_except(s: &ReturnCredit, receipt_id: &str) -> bool {
+    s.receipts
+        .iter()
+        .all(|(id, r)| id == receipt_id || matches!(r.status, CreditStatus::Issued | CreditStatus::Rejected))
 }
 
 fn on_issued(s: &ReturnCredit, c: &CreditNoteIssued) -> Decision {
@@ -517,13 +536,7 @@ fn on_issued(s: &ReturnCredit, c: &CreditNoteIssued) -> Decision {
         }),
     );
     // Finished when everything authorised came back and every receipt is settled.
-    let rma = s.rma.as_ref().expect("receipts imply an rma");
-    let all_back = rma.lines.iter().all(|l| s.returned.get(&l.line_no).copied().unwrap_or_default() >= l.quantity);
-    let settled = s
-        .receipts
-        .iter()
-        .all(|(id, r)| *id == c.receipt_id || matches!(r.status, CreditStatus::Issued | CreditStatus::Rejected));
-    if all_back && settled {
+    if all_back(s) && settled_except(s, &c.receipt_id) {
         d.record(JournalBody::Completed(Empty {}));
     }
     d

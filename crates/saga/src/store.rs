@@ -38,10 +38,18 @@ fn mark_key(partition: i32) -> Vec<u8> {
     format!("m/{partition:05}").into_bytes()
 }
 
+/// Version of the stored state's shape. A partition stored with another one is dropped
+/// and rebuilt from the journal (it is a cache), so a state never lacks what the journal
+/// would have given it (2: each saga's `last_at`, from which the watchdog counts).
+const STATE_LAYOUT: u32 = 2;
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct MarkRecord {
     journal_next: i64,
     positions: Vec<InputPosition>,
+    /// [`STATE_LAYOUT`] when written; absent (0) before it was kept.
+    #[serde(default)]
+    layout: u32,
 }
 
 impl StateStore {
@@ -65,13 +73,25 @@ impl StateStore {
         Error::Store { path: self.path.clone(), source }
     }
 
-    /// The partition's mark (zero when the store has never seen it).
+    /// The partition's mark (zero when the store has never seen it). A partition stored
+    /// with another state layout is dropped first, so the caller rebuilds it from the
+    /// journal.
     pub fn mark(&self, partition: i32) -> Result<PartitionMark> {
         match self.tree.get(mark_key(partition)).map_err(|e| self.err(e))? {
             None => Ok(PartitionMark::default()),
             Some(v) => {
                 let m: MarkRecord = serde_json::from_slice(&v)
                     .map_err(|e| Error::State { key: format!("partition {partition} mark"), reason: e.to_string() })?;
+                if m.layout != STATE_LAYOUT {
+                    tracing::info!(
+                        partition,
+                        stored = m.layout,
+                        current = STATE_LAYOUT,
+                        "saga state stored with another layout; rebuilding it from the journal"
+                    );
+                    self.drop_partition(partition)?;
+                    return Ok(PartitionMark::default());
+                }
                 Ok(PartitionMark { journal_next: m.journal_next, positions: m.positions })
             }
         }
@@ -115,7 +135,7 @@ impl StateStore {
                 .map_err(|e| Error::Encode { what: format!("state of {}", f.key), reason: e.to_string() })?;
             batch.insert(flow_key(partition, &f.key), v);
         }
-        let m = MarkRecord { journal_next: mark.journal_next, positions: mark.positions.clone() };
+        let m = MarkRecord { journal_next: mark.journal_next, positions: mark.positions.clone(), layout: STATE_LAYOUT };
         let v = serde_json::to_vec(&m)
             .map_err(|e| Error::Encode { what: "partition mark".into(), reason: e.to_string() })?;
         batch.insert(mark_key(partition), v);

@@ -242,3 +242,105 @@ fn events_for_an_unknown_order_go_to_the_dead_letter_topic() {
     assert!(dl.reason.contains("has not seen released"), "{}", dl.reason);
     assert!(s.journal.is_empty());
 }
+
+fn tick_at(h: &mut Harness, at: Timestamp) -> Step {
+    h.now = at;
+    tick(&mut h.flow, &Cause { id: format!("timer:SO1@{}", at.0), input: None, at })
+}
+
+fn raised(s: &Step, category: ExceptionCategory) -> Vec<String> {
+    s.journal
+        .iter()
+        .filter_map(|j| match &j.body {
+            JournalBody::ExceptionRaised(x) if x.category == category => Some(x.message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_order_the_warehouse_picked_empty_ends_entirely_backordered() {
+    // The demo's SO002570: one unit reserved, the pick confirmed complete with 0 units.
+    let mut h = Harness::new("SO1");
+    h.send(released("SO1", vec![line(1, "PLAIN", "Units", 1)]));
+    h.send(reserved("SO1", &[(1, 1, 0)]));
+    h.send(accepted("SO1"));
+    let s = h.send(pick("SO1", "P1", vec![picked(1, "PLAIN", 0)], true));
+    assert_eq!(Harness::command_names(&s), ["CreateBackorder"]);
+    assert!(s.journal.iter().any(|j| matches!(j.body, JournalBody::Completed(_))));
+    assert_eq!(h.status(), Status::Backordered);
+    assert!(h.flow.is_finished());
+    assert_eq!(h.flow.next_deadline(), None, "a finished order has no timer");
+    // A goods issue that still arrives changes nothing.
+    assert!(h.send(issued("SO1", "SH1", &[(1, "PLAIN", 1)])).is_noop());
+}
+
+#[test]
+fn a_pick_with_no_lines_that_completes_the_picking_ends_the_order_too() {
+    let mut h = Harness::new("SO1");
+    h.send(released("SO1", vec![line(1, "PLAIN", "Units", 2)]));
+    h.send(reserved("SO1", &[(1, 2, 0)]));
+    h.send(pick("SO1", "P1", vec![], true));
+    assert_eq!(h.status(), Status::Backordered);
+    assert!(h.flow.is_finished());
+}
+
+#[test]
+fn picking_finished_after_every_shipment_was_delivered_completes_the_order() {
+    let mut h = Harness::new("SO1");
+    h.send(released("SO1", vec![line(1, "PLAIN", "Units", 3)]));
+    h.send(reserved("SO1", &[(1, 3, 0)]));
+    h.send(pick("SO1", "P1", vec![picked(1, "PLAIN", 2)], false));
+    h.send(issued("SO1", "SH1", &[(1, "PLAIN", 2)]));
+    h.send(booked("SO1", "SH1"));
+    h.send(delivered("SO1", "SH1"));
+    assert!(!h.flow.fulfillment.is_finished(), "picking is not finished yet");
+    let s = h.send(pick("SO1", "P2", vec![], true));
+    assert!(s.journal.iter().any(|j| matches!(j.body, JournalBody::Completed(_))));
+    assert_eq!(h.status(), Status::Delivered);
+}
+
+#[test]
+fn a_picked_order_whose_goods_issue_never_comes_raises_step_overdue_and_closes_it_when_it_comes() {
+    let mut h = Harness::new("SO1");
+    h.send(released("SO1", vec![line(1, "PLAIN", "Units", 2)]));
+    h.send(reserved("SO1", &[(1, 2, 0)]));
+    h.send(accepted("SO1"));
+    h.send(pick("SO1", "P1", vec![picked(1, "PLAIN", 2)], true));
+    assert_eq!(h.status(), Status::Picked);
+    let due = h.flow.next_deadline().expect("a picked order waiting for its goods issue has a timer");
+    assert_eq!(due, h.now.plus_secs(waybill_saga::watch::WAREHOUSE_WAIT_SECS));
+    assert!(tick_at(&mut h, Timestamp(due.0 - 1)).is_noop(), "not due yet");
+    let s = tick_at(&mut h, due);
+    let msgs = raised(&s, ExceptionCategory::StepOverdue);
+    assert_eq!(msgs.len(), 1, "{:?}", s.journal);
+    assert!(msgs[0].contains("goods issue of 2 picked unit(s)"), "{}", msgs[0]);
+    assert!(msgs[0].contains("chase the warehouse"), "{}", msgs[0]);
+    assert_eq!(h.flow.next_deadline(), None, "the open exception tells someone; no second alarm");
+    assert!(h.flow.stalls().is_empty());
+    // The goods issue arrives: the exception closes itself.
+    let s = h.send(issued("SO1", "SH1", &[(1, "PLAIN", 2)]));
+    assert!(
+        s.journal
+            .iter()
+            .any(|j| matches!(&j.body, JournalBody::ExceptionResolved(x) if x.exception_id.contains("step-overdue")))
+    );
+    assert!(h.flow.fulfillment.book.open_exceptions.is_empty());
+    // Now it waits for the proof of delivery, on a longer clock.
+    let due = waybill_saga::watch::fulfillment(&h.flow.fulfillment).map(|w| w.due_at);
+    assert_eq!(due, Some(h.now.plus_secs(waybill_saga::watch::DELIVERY_WAIT_SECS)));
+}
+
+#[test]
+fn resolving_step_overdue_without_the_step_arriving_starts_the_clock_again() {
+    let mut h = Harness::new("SO1");
+    h.send(released("SO1", vec![line(1, "PLAIN", "Units", 1)]));
+    let due = h.flow.next_deadline().expect("waiting for the reservation answer has a timer");
+    let s = tick_at(&mut h, due);
+    let msgs = raised(&s, ExceptionCategory::StepOverdue);
+    assert!(msgs[0].contains("the warehouse's answer to the stock reservation"), "{}", msgs[0]);
+    let id = h.flow.fulfillment.book.open_exceptions.keys().next().unwrap().clone();
+    h.now = Timestamp(due.0 + 5_000_000);
+    h.send(resolve("SO1", "control:resolve:1", &id, "called the warehouse"));
+    assert_eq!(h.flow.next_deadline(), Some(h.now.plus_secs(waybill_saga::watch::WAREHOUSE_WAIT_SECS)));
+}

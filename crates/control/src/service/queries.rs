@@ -207,6 +207,16 @@ impl proto::queries_server::Queries for QueriesService {
         let r = request.into_inner();
         blocking(move || c.exceptions(&r)).await
     }
+
+    async fn list_orders(
+        &self,
+        request: tonic::Request<proto::ListOrdersRequest>,
+    ) -> Result<tonic::Response<proto::ListOrdersResponse>, tonic::Status> {
+        self.0.authenticate(&request, Role::Viewer, "listing orders")?;
+        let c = self.0.clone();
+        let r = request.into_inner();
+        blocking(move || c.list_orders(&r, Timestamp::now())).await
+    }
 }
 
 #[tonic::async_trait]

@@ -86,8 +86,13 @@ pub struct Summary {
     pub orders: usize,
     /// Partitions.
     pub partitions: u32,
-    /// Orders per end state.
+    /// Orders per state.
     pub by_status: BTreeMap<OrderStatus, u64>,
+    /// Orders not in an end state that have an open exception (waiting for someone).
+    pub waiting_with_exception: u64,
+    /// Orders neither in an end state nor with an open exception: stalled silently
+    /// (should be none), as `order (status)`.
+    pub stalled: Vec<String>,
     /// Exceptions raised, by category: (raised, still open).
     pub exceptions: BTreeMap<ExceptionCategory, (u64, u64)>,
     /// Records in the dead-letter topic.
@@ -104,7 +109,7 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Where the data is, when kept.
     pub data_dir: Option<PathBuf>,
-    /// Did every order reach an end state?
+    /// Did every order reach an end state or get an open exception?
     pub finished: bool,
     /// Invoices posted by finance.
     pub invoices_posted: u64,
@@ -116,14 +121,32 @@ pub struct Summary {
     pub held_examples: Vec<String>,
 }
 
-/// End states of the order-to-fulfillment saga in the demo: completed, cancelled, or on
-/// hold for a master-data fix.
+/// End states of the order-to-fulfillment saga in the demo: completed, backordered,
+/// cancelled, or on hold for a master-data fix.
 fn is_end_state(s: OrderStatus) -> bool {
-    matches!(s, OrderStatus::Completed | OrderStatus::Cancelled | OrderStatus::OnHold)
+    s.is_final() || s == OrderStatus::OnHold
 }
 
+/// Orders in an end state (cheap: the projections' counters).
 fn ended(p: &ProjectionStore) -> anyhow::Result<u64> {
     Ok(p.order_counts_by_status()?.iter().filter(|(s, _)| is_end_state(*s)).map(|(_, n)| *n).sum())
+}
+
+/// Orders not in an end state, split into those with an open exception (someone has been
+/// told) and those without (stalled silently; DESIGN.md invariant 10 says there are none).
+fn waiting(p: &ProjectionStore) -> anyhow::Result<(u64, Vec<String>)> {
+    let mut flagged = 0;
+    let mut silent = Vec::new();
+    for s in OrderStatus::ALL.into_iter().filter(|s| !is_end_state(*s)) {
+        for o in p.orders_by_age(Some(s), None, None, usize::MAX)? {
+            if o.open_exceptions > 0 {
+                flagged += 1;
+            } else {
+                silent.push(format!("{} ({})", o.order_ref, o.status));
+            }
+        }
+    }
+    Ok((flagged, silent))
 }
 
 /// Runs the demo.
@@ -214,9 +237,11 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
         // Done when every order reached an end state and the invoices and returns that
         // follow have settled: the simulator has nothing left to say and no new input
         // arrived for a moment.
+        // An order still in flight counts as done when it has an open exception: the
+        // workbench has it, and nothing more happens to it without someone acting.
         let quiet = events == last_events && sim_stats.pending.load(Ordering::Relaxed) == 0;
         last_events = events;
-        if done >= opts.orders as u64 && quiet {
+        if quiet && done + waiting(&node.projections)?.0 >= opts.orders as u64 {
             finished = true;
             break;
         }
@@ -279,6 +304,7 @@ fn summarize(
 ) -> anyhow::Result<Summary> {
     let p = &node.projections;
     let by_status: BTreeMap<OrderStatus, u64> = p.order_counts_by_status()?.into_iter().collect();
+    let (waiting_with_exception, stalled) = waiting(p)?;
     let mut exceptions: BTreeMap<ExceptionCategory, (u64, u64)> = BTreeMap::new();
     let mut dead_letters = 0;
     for x in p.exceptions(false, None)? {
@@ -326,6 +352,8 @@ fn summarize(
         orders: opts.orders,
         partitions: opts.partitions,
         by_status,
+        waiting_with_exception,
+        stalled,
         exceptions,
         dead_letters,
         injected_bad_records: sim.bad_records.load(Ordering::Relaxed),
@@ -347,19 +375,25 @@ impl fmt::Display for Summary {
         let secs = self.elapsed.as_secs_f64();
         writeln!(f, "Waybill demo: {} orders on {} partitions, {:.1} s", self.orders, self.partitions, secs)?;
         if !self.finished {
-            writeln!(f, "WARNING: not every order reached an end state before the timeout")?;
+            writeln!(f, "WARNING: not every order reached an end state or an open exception before the timeout")?;
         }
         writeln!(f)?;
         writeln!(f, "  {:<34} {:>10}", "orders by state", "count")?;
         writeln!(f, "  {:-<34} {:->10}", "", "")?;
         for (s, n) in self.by_status.iter().filter(|(_, n)| **n > 0) {
             let label = match s {
-                OrderStatus::Completed => "completed (delivered or backordered)",
+                OrderStatus::Completed => "completed (delivered)",
+                OrderStatus::Backordered => "ended entirely backordered",
                 OrderStatus::Cancelled => "cancelled, compensated",
                 OrderStatus::OnHold => "on hold: master data to fix",
                 other => other.as_str(),
             };
             writeln!(f, "  {:<34} {:>10}", label, n)?;
+        }
+        writeln!(f, "  {:<34} {:>10}", "in flight, an exception open", self.waiting_with_exception)?;
+        writeln!(f, "  {:<34} {:>10}", "in flight, stalled silently", self.stalled.len())?;
+        for x in self.stalled.iter().take(5) {
+            writeln!(f, "    stalled: {x}")?;
         }
         writeln!(f)?;
         writeln!(f, "  {:<34} {:>10} {:>10}", "exceptions by category", "raised", "open")?;
