@@ -54,8 +54,10 @@ metrics! {
     TRANSACTIONS = "waybill_kafka_transactions_total", Counter, ["outcome"], "Kafka transactions by outcome (commit, abort).";
     /// Records sent to the dead-letter topic, by reason kind.
     DEAD_LETTERS = "waybill_dead_letters_total", Counter, ["kind"], "Records sent to the dead-letter topic, by kind (decode, unknown-schema, rule).";
-    /// gRPC requests, by method and status code.
-    GRPC_REQUESTS = "waybill_grpc_requests_total", Counter, ["method", "code"], "Control-plane gRPC requests by method and status code.";
+    /// gRPC calls answered by the control plane, by service, method and status code. The
+    /// labels carry a `grpc_` prefix because Prometheus's Kubernetes discovery already sets
+    /// `service` on every scraped series.
+    GRPC_REQUESTS = "waybill_grpc_requests_total", Counter, ["grpc_service", "grpc_method", "grpc_code"], "Control-plane gRPC calls by service, method and status code (OK, NOT_FOUND, ...).";
     /// Connector call latency, by target system.
     CONNECTOR_LATENCY = "waybill_connector_call_duration_seconds", Histogram, ["target"], "Latency of calls to target systems, by target.";
     /// Connector call errors, by target system.
