@@ -7,18 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use waybill_domain::command::{BookCarrier, ConfirmShipment, InvoiceLine, OrderOnly, PostInvoice, StockRequest};
-use waybill_domain::event::{
-    GoodsIssued, LineReservation, OrderLine, OrderReleased, Package, PickConfirmed, PickedLine, ShippedLine,
-};
-use waybill_domain::journal::{
-    Allocation, Backorder, Cancelled, CarrierAssigned, DeliveryConfirmed, Empty, ExceptionRaised, ExceptionResolved,
-    InputPosition, JournalMeta, ReleaseRequested, WarehouseAccepted,
-};
-use waybill_domain::{
-    Command, CommandBody, CommandMeta, ExceptionCategory, JournalBody, JournalEvent, Money, Qty, SagaKind, SourceRef,
-    System, Timestamp, topic,
-};
+use waybill_domain::journal::{ExceptionResolved, InputPosition};
+use waybill_domain::{Command, JournalBody, JournalEvent, SagaKind, System, topic};
 use waybill_log::{AppendBatch, Appended, Capabilities, EventLog, Offset, StoredRecord};
 use waybill_projection::{DeadLetter, Input, Positioned, ProjectionStore};
 
