@@ -2,7 +2,9 @@
 //! Names follow Prometheus conventions, `waybill_<subsystem>_<name>_<unit>`; labels have
 //! bounded cardinality only (a topic, a partition, a saga kind, a category — never an
 //! order id). The Grafana dashboard and the runbook (`docs/operations.md`) use these
-//! names; a test keeps them in step.
+//! names; a test keeps them in step. A metric declared here gets a panel or an alert only
+//! once something in `crates/` emits it (`make deploy-check` fails otherwise): the
+//! connector metrics wait for the connectors.
 
 /// What kind of metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
