@@ -69,7 +69,8 @@ test-kafka: prereqs
 		rc=$$?; scripts/broker.sh stop; exit $$rc
 
 # Renders the Kubernetes manifests, validates them offline against the Kubernetes
-# schemas, lints YAML/Dockerfile/shell, and checks dashboard/alerts/runbook use real metrics.
+# schemas, lints YAML/Dockerfile/shell, and checks dashboard/alerts/runbook use real metrics
+# (declared in crates/telemetry/src/metrics.rs and emitted somewhere in crates/).
 deploy-check:
 	scripts/deploy-check.sh
 

@@ -16,7 +16,8 @@
 #     (kubernetes-validate); ServiceMonitor/PrometheusRule against deploy/schemas/
 #   - security/resources policy, selectors, ports, volumes, Secrets, waybill.toml keys
 #   - PromQL of the dashboard and the alerts: parses, and names only metrics (and their
-#     labels) of crates/telemetry/src/metrics.rs; alerts <-> runbook sections
+#     labels) of crates/telemetry/src/metrics.rs that a counter!/gauge!/histogram! call
+#     in crates/*/src emits; every emitted metric has a panel; alerts <-> runbook sections
 #
 # Tools come from PyPI into a cached venv, installed once and reused:
 #   WAYBILL_DEPLOY_VENV       venv (default: $HOME/.cache/waybill/deploy-venv)
@@ -104,10 +105,14 @@ copy_tree() {
 	local dest="$1" f
 	mkdir -p "$dest"
 	cp -r "$ROOT/deploy" "$dest/deploy"
-	for f in docs/operations.md scripts/deploy-check.sh crates/telemetry/src/metrics.rs \
-		crates/server/src/config.rs crates/control/src/config.rs crates/saga/src/catalog.rs; do
+	for f in docs/operations.md scripts/deploy-check.sh; do
 		mkdir -p "$dest/$(dirname "$f")"
 		cp "$ROOT/$f" "$dest/$f"
+	done
+	# The crates' sources: metrics.rs, the config structs, and where metrics are emitted.
+	for f in "$ROOT"/crates/*/src; do
+		mkdir -p "$dest/crates/$(basename "$(dirname "$f")")"
+		cp -r "$f" "$dest/crates/$(basename "$(dirname "$f")")/src"
 	done
 }
 
@@ -171,6 +176,8 @@ self_test() {
 		"config key serve would refuse|deploy/base/configmap.yaml|    partitions = 12|    partitons = 12|unknown key \`partitons\`"
 		"listen port that is not the container port|deploy/overlays/dev/configmap-patch.yaml|listen = \"0.0.0.0:8420\"|listen = \"0.0.0.0:8480\"|ingest.listen"
 		"alert on a metric that does not exist|deploy/alerts.yaml|increase(waybill_dead_letters_total|increase(waybill_dead_letter_total|waybill_dead_letter_total is not in"
+		"alert on a declared metric nothing emits|deploy/alerts.yaml|sum by (namespace, kind) (increase(waybill_dead_letters_total{job=\"waybill\"}[15m]))|sum by (namespace) (increase(waybill_connector_errors_total{job=\"waybill\"}[15m]))|waybill_connector_errors_total is declared in metrics.rs but nothing in crates/ emits it"
+		"alert or panel on a metric whose only emitter is gone|crates/server/src/observe.rs|metrics::gauge!(names::POSTINGS_OLDEST_AGE).set(oldest);|let _ = oldest;|waybill_postings_held_oldest_age_seconds is declared in metrics.rs but nothing in crates/ emits it"
 		"dashboard grouping by a label the metric lacks|deploy/grafana/waybill.json|sum by (kind) (rate(waybill_sagas_started_total|sum by (reason) (rate(waybill_sagas_started_total|no label 'reason'"
 		"dashboard PromQL that does not parse|deploy/grafana/waybill.json|sum(waybill_consumer_lag_records{namespace|sum(waybill_consumer_lag_records{{namespace|does not parse"
 		"alert without its runbook section|docs/operations.md|### WaybillStockMismatches|### Stock mismatches|WaybillStockMismatches"

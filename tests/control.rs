@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 use tonic::Code;
 use waybill_control::client::{self, ClientOptions, Clients};
 use waybill_control::proto;
-use waybill_domain::event::*;
-use waybill_domain::{EventMeta, InboundEvent, Money, Qty, SourceRef, System, Timestamp, topic};
+use waybill_domain::{InboundEvent, Money, System, topic};
 use waybill_log::AppendBatch;
 use waybill_projection::OrderStatus;
 use waybill_saga::catalog::{Catalog, Tracking};
 use waybill_server::config::Config;
 use waybill_server::ingest::{inbound_topic, record_for};
 use waybill_server::node::{self, Node};
+use waybill_test_util::inbound::*;
 
 const ALICE: &str = "alice-approver-token-0001";
 const BOB: &str = "bob-approver-token-00002";
@@ -114,7 +114,10 @@ impl Harness {
         self.rt.block_on(client::connect(&opts)).unwrap()
     }
 
+    /// Appends `e` to its inbound topic, stamped with the current time as a source system
+    /// would send it (the node's timers run on the wall clock).
     fn append(&self, e: InboundEvent) {
+        let e = at_now(e);
         let value = waybill_schema::encode_event(&e).unwrap();
         let record = record_for(&inbound_topic(&e), &e, value);
         self.node().log.append(AppendBatch { records: vec![record], positions: vec![] }).unwrap();
@@ -134,92 +137,16 @@ impl Harness {
 
     /// Drives `order` to a held invoice for shipment `SHP-<order>` of `units` × `price`.
     fn held_posting(&self, order: &str, units: i64, price: i64) -> String {
-        let ev = |id: &str, system: System, body: EventBody| InboundEvent {
-            meta: EventMeta {
-                event_id: format!("{id}:{order}"),
-                source: SourceRef::new(system, order),
-                correlation_key: order.to_string(),
-                occurred_at: Timestamp::now(),
-                actor: None,
-            },
-            body,
-        };
-        let line = OrderLine {
-            line_no: 1,
-            sku: "PLAIN".into(),
-            uom: "Units".into(),
-            quantity: Qty::units(units),
-            unit_price: Money(price),
-            tax_code: Some("VAT20".into()),
-            requested_date: Timestamp(0),
-            warehouse: "WH1".into(),
-        };
-        self.append(ev(
-            "odoo:release",
-            System::Odoo,
-            EventBody::OrderReleased(OrderReleased {
-                order_ref: order.into(),
-                customer_ref: "C1".into(),
-                ship_to: "C1-SHIP".into(),
-                currency: "EUR".into(),
-                client_order_ref: None,
-                lines: vec![line],
-            }),
-        ));
+        self.append(released(order, vec![priced_line(1, "PLAIN", "Units", units, Money(price))]));
         self.wait_status(order, OrderStatus::Reserving);
-        self.append(ev(
-            "wms:reserved",
-            System::Wms,
-            EventBody::StockReserved(StockReserved {
-                order_ref: order.into(),
-                lines: vec![LineReservation { line_no: 1, reserved: Qty::units(units), short: Qty::ZERO }],
-            }),
-        ));
+        self.append(reserved(order, &[(1, units, 0)]));
         self.wait_status(order, OrderStatus::Reserved);
-        self.append(ev(
-            "wms:accepted",
-            System::Wms,
-            EventBody::ReleasedToWarehouse(ReleasedToWarehouse {
-                order_ref: order.into(),
-                wms_order_id: format!("W-{order}"),
-            }),
-        ));
+        self.append(accepted(order));
         self.wait_status(order, OrderStatus::Released);
-        self.append(ev(
-            "wms:pick",
-            System::Wms,
-            EventBody::PickConfirmed(PickConfirmed {
-                order_ref: order.into(),
-                pick_id: format!("P-{order}"),
-                lines: vec![PickedLine {
-                    line_no: 1,
-                    sku: "PLAIN".into(),
-                    quantity: Qty::units(units),
-                    lots: vec![],
-                    serials: vec![],
-                    bin: "A-01".into(),
-                }],
-                complete: true,
-            }),
-        ));
+        self.append(pick(order, &format!("P-{order}"), vec![picked(1, "PLAIN", units)], true));
         self.wait_status(order, OrderStatus::Picked);
         let shipment = format!("SHP-{order}");
-        self.append(ev(
-            "wms:issued",
-            System::Wms,
-            EventBody::GoodsIssued(GoodsIssued {
-                order_ref: order.into(),
-                shipment_id: shipment.clone(),
-                lines: vec![ShippedLine {
-                    line_no: 1,
-                    sku: "PLAIN".into(),
-                    quantity: Qty::units(units),
-                    lots: vec![],
-                    serials: vec![],
-                }],
-                packages: vec![Package { package_id: format!("PKG-{order}"), weight_grams: 1000 }],
-            }),
-        ));
+        self.append(issued(order, &shipment, &[(1, "PLAIN", units)]));
         let posting = format!("inv:{shipment}");
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.node().projections.posting(&posting).unwrap().is_none() {
@@ -629,57 +556,6 @@ fn mutual_tls_identifies_clients_and_refuses_bad_certificates() {
     assert!(audit.iter().any(|e| e.actor == "billing-service" && e.outcome == "approved"), "{audit:#?}");
 }
 
-/// An inbound event of `order` from `system`, with id `<id>:<order>`.
-fn order_event(order: &str, id: &str, system: System, body: EventBody) -> InboundEvent {
-    InboundEvent {
-        meta: EventMeta {
-            event_id: format!("{id}:{order}"),
-            source: SourceRef::new(system, order),
-            correlation_key: order.to_string(),
-            occurred_at: Timestamp::now(),
-            actor: None,
-        },
-        body,
-    }
-}
-
-fn released_order(order: &str, units: i64) -> InboundEvent {
-    order_event(
-        order,
-        "odoo:release",
-        System::Odoo,
-        EventBody::OrderReleased(OrderReleased {
-            order_ref: order.into(),
-            customer_ref: "C1".into(),
-            ship_to: "C1-SHIP".into(),
-            currency: "EUR".into(),
-            client_order_ref: None,
-            lines: vec![OrderLine {
-                line_no: 1,
-                sku: "PLAIN".into(),
-                uom: "Units".into(),
-                quantity: Qty::units(units),
-                unit_price: Money(1250),
-                tax_code: Some("VAT20".into()),
-                requested_date: Timestamp(0),
-                warehouse: "WH1".into(),
-            }],
-        }),
-    )
-}
-
-fn reserved_order(order: &str, units: i64) -> InboundEvent {
-    order_event(
-        order,
-        "wms:reserved",
-        System::Wms,
-        EventBody::StockReserved(StockReserved {
-            order_ref: order.into(),
-            lines: vec![LineReservation { line_no: 1, reserved: Qty::units(units), short: Qty::ZERO }],
-        }),
-    )
-}
-
 impl Harness {
     /// The exceptions of `order` (open and resolved), once `ready` holds for them.
     fn exceptions_of(&self, order: &str, ready: impl Fn(&[proto::Exception]) -> bool) -> Vec<proto::Exception> {
@@ -761,9 +637,9 @@ impl Harness {
 fn workbench_retry_and_resolve_over_grpc() {
     let h = Harness::start(&tokens(""), |cfg, _| cfg.policy.fulfillment.pick_timeout_secs = 0.2);
     // Released to the warehouse, never picked: the pick becomes overdue.
-    h.append(released_order("SO-W1", 2));
+    h.append(released("SO-W1", vec![line(1, "PLAIN", "Units", 2)]));
     h.wait_status("SO-W1", OrderStatus::Reserving);
-    h.append(reserved_order("SO-W1", 2));
+    h.append(reserved("SO-W1", &[(1, 2, 0)]));
     let xs = h.exceptions_of("SO-W1", |xs| xs.iter().any(|x| x.category == "pick-overdue"));
     let id = xs.iter().find(|x| x.category == "pick-overdue").unwrap().exception_id.clone();
     assert_eq!(id, "o2f:SO-W1/pick-overdue/1");
@@ -830,60 +706,17 @@ fn workbench_retry_and_resolve_over_grpc() {
 fn workbench_replay_dry_run_writes_nothing_then_replay_recovers_a_dead_letter() {
     let h = Harness::start(&tokens(""), |_, _| {});
     let order = "SO-W2";
-    h.append(released_order(order, 1));
+    h.append(released(order, vec![line(1, "PLAIN", "Units", 1)]));
     h.wait_status(order, OrderStatus::Reserving);
-    h.append(reserved_order(order, 1));
+    h.append(reserved(order, &[(1, 1, 0)]));
     h.wait_status(order, OrderStatus::Reserved);
-    h.append(order_event(
-        order,
-        "wms:pick",
-        System::Wms,
-        EventBody::PickConfirmed(PickConfirmed {
-            order_ref: order.into(),
-            pick_id: "P-W2".into(),
-            lines: vec![PickedLine {
-                line_no: 1,
-                sku: "PLAIN".into(),
-                quantity: Qty::units(1),
-                lots: vec![],
-                serials: vec![],
-                bin: "A-01".into(),
-            }],
-            complete: true,
-        }),
-    ));
+    h.append(pick(order, "P-W2", vec![picked(1, "PLAIN", 1)], true));
     h.wait_status(order, OrderStatus::Picked);
     // The carrier's booking overtakes the goods issue: dead-lettered, a bad-input exception.
-    h.append(order_event(
-        order,
-        "carrier:booked",
-        System::Carrier,
-        EventBody::CarrierBooked(CarrierBooked {
-            order_ref: order.into(),
-            shipment_id: "SHP-W2".into(),
-            carrier: "DHL".into(),
-            tracking_ref: "JD01".into(),
-        }),
-    ));
+    h.append(booked(order, "SHP-W2"));
     let xs = h.exceptions_of(order, |xs| xs.iter().any(|x| x.category == "bad-input"));
     let dead = xs.iter().find(|x| x.category == "bad-input").unwrap().exception_id.clone();
-    h.append(order_event(
-        order,
-        "wms:issued",
-        System::Wms,
-        EventBody::GoodsIssued(GoodsIssued {
-            order_ref: order.into(),
-            shipment_id: "SHP-W2".into(),
-            lines: vec![ShippedLine {
-                line_no: 1,
-                sku: "PLAIN".into(),
-                quantity: Qty::units(1),
-                lots: vec![],
-                serials: vec![],
-            }],
-            packages: vec![],
-        }),
-    ));
+    h.append(issued(order, "SHP-W2", &[(1, "PLAIN", 1)]));
     h.wait_status(order, OrderStatus::Shipped);
     // Let the sagas settle (the invoice of the shipment is held for approval).
     let posting = "inv:SHP-W2";
@@ -938,9 +771,9 @@ fn workbench_replay_dry_run_writes_nothing_then_replay_recovers_a_dead_letter() 
 #[test]
 fn workbench_cli_prints_tables_and_json() {
     let h = Harness::start(&tokens(""), |cfg, _| cfg.policy.fulfillment.pick_timeout_secs = 0.2);
-    h.append(released_order("SO-W3", 1));
+    h.append(released("SO-W3", vec![line(1, "PLAIN", "Units", 1)]));
     h.wait_status("SO-W3", OrderStatus::Reserving);
-    h.append(reserved_order("SO-W3", 1));
+    h.append(reserved("SO-W3", &[(1, 1, 0)]));
     let xs = h.exceptions_of("SO-W3", |xs| xs.iter().any(|x| x.category == "pick-overdue"));
     let id = xs.iter().find(|x| x.category == "pick-overdue").unwrap().exception_id.clone();
     let server = h.url("http");

@@ -13,14 +13,14 @@ use std::time::{Duration, Instant};
 use tonic::Code;
 use waybill_control::client::{self, ClientOptions, Clients};
 use waybill_control::proto;
-use waybill_domain::event::*;
-use waybill_domain::{EventMeta, InboundEvent, Money, Qty, SourceRef, System, Timestamp, topic};
+use waybill_domain::{InboundEvent, SourceRef, System, topic};
 use waybill_log::AppendBatch;
 use waybill_saga::catalog::{Catalog, Tracking};
 use waybill_saga::coordinator::headers;
 use waybill_server::config::{Config, IngestLimits};
 use waybill_server::ingest::record_for;
 use waybill_server::node::{self, Node};
+use waybill_test_util::inbound as b;
 
 const ODOO: &str = "odoo-prod-token-00000001";
 const WMS: &str = "wms-prod-token-000000002";
@@ -234,112 +234,32 @@ impl Drop for Harness {
     }
 }
 
-fn event(order: &str, id: &str, system: System, body: EventBody) -> InboundEvent {
-    InboundEvent {
-        meta: EventMeta {
-            event_id: format!("{id}:{order}"),
-            source: SourceRef::new(system, order),
-            correlation_key: order.to_string(),
-            occurred_at: Timestamp::now(),
-            actor: None,
-        },
-        body,
-    }
-}
-
 fn released(order: &str) -> InboundEvent {
-    let line = OrderLine {
-        line_no: 1,
-        sku: "PLAIN".into(),
-        uom: "Units".into(),
-        quantity: Qty::units(3),
-        unit_price: Money(1250),
-        tax_code: Some("VAT20".into()),
-        requested_date: Timestamp(0),
-        warehouse: "WH1".into(),
-    };
-    let body = EventBody::OrderReleased(OrderReleased {
-        order_ref: order.into(),
-        customer_ref: "C1".into(),
-        ship_to: "C1-SHIP".into(),
-        currency: "EUR".into(),
-        client_order_ref: None,
-        lines: vec![line],
-    });
-    event(order, "odoo:release", System::Odoo, body)
+    b::at_now(b::released(order, vec![b::line(1, "PLAIN", "Units", 3)]))
 }
 
 fn reserved(order: &str) -> InboundEvent {
-    let lines = vec![LineReservation { line_no: 1, reserved: Qty::units(3), short: Qty::ZERO }];
-    event(
-        order,
-        "wms:reserved",
-        System::Wms,
-        EventBody::StockReserved(StockReserved { order_ref: order.into(), lines }),
-    )
+    b::at_now(b::reserved(order, &[(1, 3, 0)]))
 }
 
 fn accepted(order: &str) -> InboundEvent {
-    let body = EventBody::ReleasedToWarehouse(ReleasedToWarehouse {
-        order_ref: order.into(),
-        wms_order_id: format!("W-{order}"),
-    });
-    event(order, "wms:accepted", System::Wms, body)
+    b::at_now(b::accepted(order))
 }
 
 fn picked(order: &str) -> InboundEvent {
-    let body = EventBody::PickConfirmed(PickConfirmed {
-        order_ref: order.into(),
-        pick_id: format!("P-{order}"),
-        lines: vec![PickedLine {
-            line_no: 1,
-            sku: "PLAIN".into(),
-            quantity: Qty::units(3),
-            lots: vec![],
-            serials: vec![],
-            bin: "A-01".into(),
-        }],
-        complete: true,
-    });
-    event(order, "wms:pick", System::Wms, body)
+    b::at_now(b::pick(order, &format!("P-{order}"), vec![b::picked(1, "PLAIN", 3)], true))
 }
 
 fn issued(order: &str) -> InboundEvent {
-    let body = EventBody::GoodsIssued(GoodsIssued {
-        order_ref: order.into(),
-        shipment_id: format!("SHP-{order}"),
-        lines: vec![ShippedLine {
-            line_no: 1,
-            sku: "PLAIN".into(),
-            quantity: Qty::units(3),
-            lots: vec![],
-            serials: vec![],
-        }],
-        packages: vec![Package { package_id: format!("PKG-{order}"), weight_grams: 1000 }],
-    });
-    event(order, "wms:issued", System::Wms, body)
+    b::at_now(b::issued(order, &format!("SHP-{order}"), &[(1, "PLAIN", 3)]))
 }
 
-/// The forged approval of the security report: a `PostingApproved` that names an admin.
+/// The forged approval of the security report: a `PostingApproved` that names an admin,
+/// claiming to come from `source`.
 fn forged(order: &str, posting: &str, id: &str, source: System) -> InboundEvent {
-    let body = EventBody::PostingApproved(PostingDecision {
-        order_ref: order.into(),
-        posting_id: posting.into(),
-        expected_version: 1,
-        actor: "mallory".into(),
-        reason: "forged".into(),
-        role: "admin".into(),
-    });
-    InboundEvent {
-        meta: EventMeta {
-            event_id: id.into(),
-            source: SourceRef::new(source, "x"),
-            correlation_key: order.into(),
-            occurred_at: Timestamp::now(),
-            actor: None,
-        },
-        body,
-    }
+    let mut e = b::at_now(b::decision(order, id, posting, 1, "mallory", "admin", true));
+    e.meta.source = SourceRef::new(source, "x");
+    e
 }
 
 #[test]

@@ -12,28 +12,15 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use waybill_domain::event::*;
-use waybill_domain::{EventMeta, InboundEvent, Money, Qty, SourceRef, System, Timestamp, topic};
+use waybill_domain::{InboundEvent, SourceRef, System, topic};
 use waybill_saga::catalog::{Catalog, Tracking};
 use waybill_saga::coordinator::headers;
 use waybill_server::config::Config;
 use waybill_server::node::{self, Node};
+use waybill_test_util::inbound as b;
 
 const ODOO: &str = "odoo-prod-token-00000001";
 const WMS: &str = "wms-prod-token-000000002";
-
-fn event(order: &str, id: &str, system: System, body: EventBody) -> InboundEvent {
-    InboundEvent {
-        meta: EventMeta {
-            event_id: format!("{id}:{order}"),
-            source: SourceRef::new(system, order),
-            correlation_key: order.to_string(),
-            occurred_at: Timestamp::now(),
-            actor: None,
-        },
-        body,
-    }
-}
 
 fn post(addr: std::net::SocketAddr, token: &str, e: &InboundEvent) {
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
@@ -80,90 +67,21 @@ fn a_forged_approval_produced_to_the_inbound_topic_is_dead_lettered_on_kafka() {
     let status =
         |s: waybill_projection::OrderStatus| node.projections.order(order).unwrap().is_some_and(|o| o.status >= s);
     use waybill_projection::OrderStatus;
-    let line = OrderLine {
-        line_no: 1,
-        sku: "PLAIN".into(),
-        uom: "Units".into(),
-        quantity: Qty::units(2),
-        unit_price: Money(1250),
-        tax_code: Some("VAT20".into()),
-        requested_date: Timestamp(0),
-        warehouse: "WH1".into(),
-    };
-    let released = EventBody::OrderReleased(OrderReleased {
-        order_ref: order.into(),
-        customer_ref: "C1".into(),
-        ship_to: "C1-SHIP".into(),
-        currency: "EUR".into(),
-        client_order_ref: None,
-        lines: vec![line],
-    });
-    post(addr, ODOO, &event(order, "odoo:release", System::Odoo, released));
+    post(addr, ODOO, &b::at_now(b::released(order, vec![b::line(1, "PLAIN", "Units", 2)])));
     wait("released", &|| status(OrderStatus::Reserving));
-    let lines = vec![LineReservation { line_no: 1, reserved: Qty::units(2), short: Qty::ZERO }];
-    post(
-        addr,
-        WMS,
-        &event(
-            order,
-            "wms:reserved",
-            System::Wms,
-            EventBody::StockReserved(StockReserved { order_ref: order.into(), lines }),
-        ),
-    );
+    post(addr, WMS, &b::at_now(b::reserved(order, &[(1, 2, 0)])));
     wait("reserved", &|| status(OrderStatus::Reserved));
-    let accepted = ReleasedToWarehouse { order_ref: order.into(), wms_order_id: "W1".into() };
-    post(addr, WMS, &event(order, "wms:accepted", System::Wms, EventBody::ReleasedToWarehouse(accepted)));
+    post(addr, WMS, &b::at_now(b::accepted(order)));
     wait("accepted", &|| status(OrderStatus::Released));
-    let pick = PickConfirmed {
-        order_ref: order.into(),
-        pick_id: "P1".into(),
-        lines: vec![PickedLine {
-            line_no: 1,
-            sku: "PLAIN".into(),
-            quantity: Qty::units(2),
-            lots: vec![],
-            serials: vec![],
-            bin: "A".into(),
-        }],
-        complete: true,
-    };
-    post(addr, WMS, &event(order, "wms:pick", System::Wms, EventBody::PickConfirmed(pick)));
+    post(addr, WMS, &b::at_now(b::pick(order, "P1", vec![b::picked(1, "PLAIN", 2)], true)));
     wait("picked", &|| status(OrderStatus::Picked));
-    let issued = GoodsIssued {
-        order_ref: order.into(),
-        shipment_id: "SHP-K1".into(),
-        lines: vec![ShippedLine {
-            line_no: 1,
-            sku: "PLAIN".into(),
-            quantity: Qty::units(2),
-            lots: vec![],
-            serials: vec![],
-        }],
-        packages: vec![Package { package_id: "PKG-K1".into(), weight_grams: 500 }],
-    };
-    post(addr, WMS, &event(order, "wms:issued", System::Wms, EventBody::GoodsIssued(issued)));
+    post(addr, WMS, &b::at_now(b::issued(order, "SHP-K1", &[(1, "PLAIN", 2)])));
     let posting = "inv:SHP-K1";
     wait("the invoice is held", &|| node.projections.posting(posting).unwrap().is_some());
 
     // A plain Kafka producer writes the forged approval to Odoo's inbound topic.
-    let forged = InboundEvent {
-        meta: EventMeta {
-            event_id: "forged-kafka-1".into(),
-            source: SourceRef::new(System::Odoo, "x"),
-            correlation_key: order.into(),
-            occurred_at: Timestamp::now(),
-            actor: None,
-        },
-        body: EventBody::PostingApproved(PostingDecision {
-            order_ref: order.into(),
-            posting_id: posting.into(),
-            expected_version: 1,
-            actor: "mallory".into(),
-            reason: "forged".into(),
-            role: "admin".into(),
-        }),
-    };
+    let mut forged = b::at_now(b::decision(order, "forged-kafka-1", posting, 1, "mallory", "admin", true));
+    forged.meta.source = SourceRef::new(System::Odoo, "x");
     let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &broker.addr).create().unwrap();
     let value = waybill_schema::encode_event(&forged).unwrap();
     let t = topic::inbound(System::Odoo);

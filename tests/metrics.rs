@@ -1,6 +1,7 @@
 //! The metrics port as Prometheus and Kubernetes see it: after the simulated distributor
 //! has run orders through, `/metrics` parses as Prometheus text and carries the
 //! technical and business figures a dashboard needs; `/healthz` and `/readyz` answer.
+//! gRPC calls to the control plane are counted by service, method and status code.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,6 +14,19 @@ use waybill_server::demo::sim::{SimConfig, Simulator};
 use waybill_server::demo::world::{self, Mix};
 use waybill_server::node::{self, Node};
 use waybill_telemetry::metrics as names;
+
+/// Samples of `/metrics` at `base`, by metric name.
+fn scrape(base: &str) -> BTreeMap<String, Vec<prometheus_parse::Sample>> {
+    let (status, text) = get(&format!("{base}/metrics"));
+    assert_eq!(status, 200);
+    let scrape =
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid Prometheus text");
+    let mut by_name: BTreeMap<String, Vec<prometheus_parse::Sample>> = BTreeMap::new();
+    for s in scrape.samples {
+        by_name.entry(s.metric.clone()).or_default().push(s);
+    }
+    by_name
+}
 
 fn get(url: &str) -> (u16, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
@@ -115,5 +129,92 @@ fn metrics_after_a_run_parse_as_prometheus_text() {
 
     stop.store(true, Ordering::Relaxed);
     sim_thread.join().unwrap();
+    node.shutdown();
+}
+
+/// `waybill_grpc_requests_total{grpc_service, grpc_method, grpc_code}` in `scrape`.
+fn grpc_calls(
+    scrape: &BTreeMap<String, Vec<prometheus_parse::Sample>>,
+    service: &str,
+    method: &str,
+    code: &str,
+) -> f64 {
+    scrape
+        .get(names::GRPC_REQUESTS)
+        .into_iter()
+        .flatten()
+        .filter(|s| {
+            s.labels.get("grpc_service") == Some(service)
+                && s.labels.get("grpc_method") == Some(method)
+                && s.labels.get("grpc_code") == Some(code)
+        })
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+#[test]
+fn grpc_calls_are_counted_by_service_method_and_code() {
+    use waybill_control::client::{self, ClientOptions};
+    use waybill_control::grpc_metrics::code_name;
+    use waybill_control::proto;
+
+    const VIEWER: &str = "vera-viewer-token-000004";
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(&tokens, format!("[[tokens]]\ntoken = \"{VIEWER}\"\nidentity = \"vera\"\nrole = \"viewer\"\n"))
+        .unwrap();
+    let mut cfg = Config { data_dir: dir.path().join("data"), partitions: 2, ..Config::default() };
+    cfg.log.fsync = "never".into();
+    cfg.ingest.listen = String::new();
+    cfg.control.listen = "127.0.0.1:0".into();
+    cfg.control.tokens_file = Some(tokens);
+    cfg.metrics.listen = "127.0.0.1:0".into();
+    cfg.validate().unwrap();
+    let log = node::open_log(&cfg).unwrap();
+    let node = Node::start(&cfg, log, world::catalog()).unwrap();
+    let base = format!("http://{}", node.metrics_addr.expect("metrics port enabled"));
+    let server = format!("http://{}", node.control_addr().expect("control plane enabled"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let connect = |token: Option<&str>| {
+        let opts =
+            ClientOptions { server: server.clone(), token: token.map(str::to_string), ..ClientOptions::default() };
+        rt.block_on(client::connect(&opts)).unwrap()
+    };
+
+    // The process-wide recorder may hold calls of other tests: compare before and after.
+    let before = scrape(&base);
+    let mut viewer = connect(Some(VIEWER));
+    for _ in 0..3 {
+        let req = proto::ListExceptionsRequest { limit: 10, ..Default::default() };
+        rt.block_on(viewer.queries.list_exceptions(req)).expect("a viewer may list exceptions");
+    }
+    let approve =
+        proto::DecisionRequest { posting_id: "inv:SHP-NONE".into(), expected_version: 1, reason: "checked".into() };
+    // Refused for the role or the unknown posting, whichever the server checks first.
+    let refused = rt.block_on(viewer.approvals.approve(approve.clone())).expect_err("a viewer may not approve");
+    let viewer_code = code_name(refused.code());
+    assert!(["PERMISSION_DENIED", "NOT_FOUND"].contains(&viewer_code), "{refused:?}");
+    let mut nobody = connect(None);
+    let refused = rt.block_on(nobody.approvals.approve(approve)).expect_err("no credentials");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    let channel = rt.block_on(tonic::transport::Endpoint::from_shared(server.clone()).unwrap().connect()).unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let req = tonic_health::pb::HealthCheckRequest { service: String::new() };
+    rt.block_on(health.check(req)).expect("health answers");
+
+    let after = scrape(&base);
+    let delta = |service: &str, method: &str, code: &str| {
+        grpc_calls(&after, service, method, code) - grpc_calls(&before, service, method, code)
+    };
+    assert_eq!(delta("waybill.v1.Queries", "ListExceptions", "OK"), 3.0);
+    assert_eq!(delta("waybill.v1.Approvals", "Approve", viewer_code), 1.0);
+    assert_eq!(delta("waybill.v1.Approvals", "Approve", "UNAUTHENTICATED"), 1.0);
+    assert_eq!(delta("grpc.health.v1.Health", "Check", "OK"), 1.0);
+    let text = get(&format!("{base}/metrics")).1;
+    assert!(text.contains(&format!("# HELP {} ", names::GRPC_REQUESTS)), "the gRPC counter is described on /metrics");
+
     node.shutdown();
 }

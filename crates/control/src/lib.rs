@@ -16,6 +16,8 @@
 //!   the saga), each written to `waybill.control`, answered with the saga's verdict;
 //! - [`audit`]: the audit projection, derived from `waybill.control`, `waybill.audit`
 //!   and the journal, so it is rebuildable;
+//! - [`grpc_metrics`]: the tower layer that counts every call by service, method and
+//!   status code (`waybill_grpc_requests_total`);
 //! - [`server`]: start/stop; [`client`]: what the CLI uses; [`config`]: `[control]`;
 //! - [`error`]: the one mapping from errors to gRPC status codes.
 //!
@@ -31,6 +33,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod grpc_metrics;
 mod orders;
 pub mod server;
 pub mod service;

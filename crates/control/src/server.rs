@@ -18,6 +18,7 @@ use crate::audit::{self, AUDIT_TOPIC, AuditStore};
 use crate::auth::{Authenticator, TokenStore};
 use crate::config::ControlConfig;
 use crate::error::{Error, Result};
+use crate::grpc_metrics::GrpcMetricsLayer;
 use crate::proto;
 use crate::service::{ApprovalsService, AuditService, Control, QueriesService};
 use crate::workbench::WorkbenchService;
@@ -87,6 +88,21 @@ async fn track_health(reporter: tonic_health::server::HealthReporter, ready: Rea
         // Look again soon while not serving (start-up, recovery), every second otherwise.
         tokio::time::sleep(if serving { Duration::from_secs(1) } else { Duration::from_millis(100) }).await;
     }
+}
+
+/// Every gRPC service the server answers, by full name: the labels the metrics layer
+/// may use for `service`.
+fn served_services() -> [&'static str; 7] {
+    use tonic::server::NamedService;
+    [
+        <proto::approvals_server::ApprovalsServer<ApprovalsService> as NamedService>::NAME,
+        <proto::queries_server::QueriesServer<QueriesService> as NamedService>::NAME,
+        <proto::workbench_server::WorkbenchServer<WorkbenchService> as NamedService>::NAME,
+        <proto::audit_server::AuditServer<AuditService> as NamedService>::NAME,
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ]
 }
 
 /// A running control plane.
@@ -161,6 +177,7 @@ impl ControlServer {
             .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
         let (health_reporter, health) = tonic_health::server::health_reporter();
         let router = builder
+            .layer(GrpcMetricsLayer::new(served_services()))
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

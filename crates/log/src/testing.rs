@@ -16,27 +16,39 @@ pub mod conformance {
 
     use crate::{AppendBatch, Error, EventLog, Offset, Position, Record, partition_for};
 
-    /// How the suite opens, restarts and crashes the backend under test.
+    /// How the suite opens and restarts the backend under test.
     pub trait Harness {
         /// Opens (or reopens after a restart) the log under test.
         fn open(&mut self) -> Arc<dyn EventLog>;
-        /// Simulates a crash of the process while a batch was being written: the
-        /// backend-specific way to leave a torn write behind, if the backend can have one
-        /// (embedded: truncate the tail of the last segment part-way through the last
-        /// frame). Called with no log open.
+    }
+
+    /// A harness that can crash the backend part-way through writing a batch, for a
+    /// backend that writes its own storage and promises that a batch survives a crash
+    /// whole or not at all (the embedded log: one frame per batch, cut off on recovery).
+    ///
+    /// The Kafka backend has no such harness on purpose. Its storage is the broker's: a
+    /// client crash cannot tear a record the broker has accepted, and without
+    /// transactions a batch spread over partitions *can* be cut short (some partitions
+    /// written, others not) — `Capabilities::atomic_batches` is `false` there, and the
+    /// coordinator copes through the journal range each `Checkpoint` names (see
+    /// ARCHITECTURE.md, invariant 2). The torn-write check would either test nothing or
+    /// assert a promise Kafka does not make.
+    pub trait CrashHarness: Harness {
+        /// Simulates a crash of the process while a batch was being written, leaving a
+        /// torn write behind (embedded: truncate the tail of the last segment part-way
+        /// through the last frame). Called with no log open.
         fn crash_during_write(&mut self);
     }
 
     /// A check of the suite.
     type Check = fn(&mut dyn Harness);
 
-    /// Runs every check, in order, on one harness.
+    /// Runs every check every backend must pass, in order, on one harness.
     pub fn run_all(h: &mut dyn Harness) {
-        let checks: [(&str, Check); 12] = [
+        let checks: [(&str, Check); 11] = [
             ("ordering_per_key", ordering_per_key),
             ("atomic_batch_with_positions", atomic_batch_with_positions),
             ("restart_durability", restart_durability),
-            ("torn_write_never_exposes_half_a_batch", torn_write_never_exposes_half_a_batch),
             ("offsets_dense_from_zero", offsets_dense_from_zero),
             ("read_past_end_is_error", read_past_end_is_error),
             ("unknown_topic_is_error", unknown_topic_is_error),
@@ -50,6 +62,13 @@ pub mod conformance {
             eprintln!("conformance: {name}");
             check(h);
         }
+    }
+
+    /// [`run_all`], then the checks that crash the backend mid-write.
+    pub fn run_all_with_crashes(h: &mut dyn CrashHarness) {
+        run_all(h);
+        eprintln!("conformance: torn_write_never_exposes_half_a_batch");
+        torn_write_never_exposes_half_a_batch(h);
     }
 
     /// A topic name no other check (or earlier test run against the same broker) uses.
@@ -263,7 +282,7 @@ pub mod conformance {
 
     /// After a crash during a write, each batch is either fully present or fully absent,
     /// every batch before the last is present, and the log takes appends again.
-    pub fn torn_write_never_exposes_half_a_batch(h: &mut dyn Harness) {
+    pub fn torn_write_never_exposes_half_a_batch(h: &mut dyn CrashHarness) {
         let log = h.open();
         let a = create(&*log, "torn-a", 2);
         let b = create(&*log, "torn-b", 1);

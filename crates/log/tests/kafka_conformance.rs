@@ -1,6 +1,16 @@
 //! The conformance suite against [`KafkaLog`] on a real Kafka-protocol broker, one test
 //! per check.
 //!
+//! Not run here: `torn_write_never_exposes_half_a_batch`. It needs a harness that can
+//! crash the backend part-way through writing its own storage
+//! (`conformance::CrashHarness`), and asserts that a batch survives whole or not at all.
+//! Kafka's storage is the broker's, so a client crash leaves nothing for the client to
+//! tear; and without transactions a batch spread over partitions can be cut short, which
+//! is why `Capabilities::atomic_batches` is `false` here and why every journal
+//! `Checkpoint` names the journal range it covers (ARCHITECTURE.md, invariant 2). What a
+//! cut-short batch does to the sagas is tested with a log that cuts a batch after its
+//! journal events (`crates/saga/tests/coordinator.rs`), not by this suite.
+//!
 //! The broker is at `WAYBILL_TEST_KAFKA` (default `127.0.0.1:19092`, where
 //! `scripts/broker.sh start` runs Tansu). These tests fail, never skip, when it is not
 //! there: a green run must mean the Kafka backend was exercised.
@@ -50,7 +60,7 @@ fn require_broker() {
 }
 
 /// Each `open` is a new client (a process restart, as far as Kafka can tell); the broker
-/// owns durability, so a crash during a write leaves nothing for the client to tear.
+/// owns durability.
 struct Kafka;
 
 impl Harness for Kafka {
@@ -62,8 +72,6 @@ impl Harness for Kafka {
             }),
         )
     }
-
-    fn crash_during_write(&mut self) {}
 }
 
 macro_rules! checks {
@@ -81,7 +89,6 @@ checks!(
     ordering_per_key,
     atomic_batch_with_positions,
     restart_durability,
-    torn_write_never_exposes_half_a_batch,
     offsets_dense_from_zero,
     read_past_end_is_error,
     unknown_topic_is_error,
@@ -92,7 +99,7 @@ checks!(
     headers_round_trip,
 );
 
-/// All checks in a row on one broker, as `run_all` does for every backend.
+/// Every check every backend must pass, in a row on one broker.
 #[test]
 fn run_all_on_one_broker() {
     conformance::run_all(&mut Kafka);

@@ -2,7 +2,9 @@
 //! Names follow Prometheus conventions, `waybill_<subsystem>_<name>_<unit>`; labels have
 //! bounded cardinality only (a topic, a partition, a saga kind, a category — never an
 //! order id). The Grafana dashboard and the runbook (`docs/operations.md`) use these
-//! names; a test keeps them in step.
+//! names; a test keeps them in step. A metric declared here gets a panel or an alert only
+//! once something in `crates/` emits it (`make deploy-check` fails otherwise): the
+//! connector metrics wait for the connectors.
 
 /// What kind of metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +60,10 @@ metrics! {
     OWNERSHIP_VIOLATIONS = "waybill_ownership_violations_total", Counter, ["system", "event"], "Events refused because the sending system does not own the event type (policy.ownership), by sending system and event type.";
     /// Ingestion requests, by system and HTTP status.
     INGEST_REQUESTS = "waybill_ingest_requests_total", Counter, ["system", "status"], "HTTP ingestion requests by the caller's system (or anonymous/unauthenticated) and response status (202, 200, 400, 401, 403, 413, 429, 503).";
-    /// gRPC requests, by method and status code.
-    GRPC_REQUESTS = "waybill_grpc_requests_total", Counter, ["method", "code"], "Control-plane gRPC requests by method and status code.";
+    /// gRPC calls answered by the control plane, by service, method and status code. The
+    /// labels carry a `grpc_` prefix because Prometheus's Kubernetes discovery already sets
+    /// `service` on every scraped series.
+    GRPC_REQUESTS = "waybill_grpc_requests_total", Counter, ["grpc_service", "grpc_method", "grpc_code"], "Control-plane gRPC calls by service, method and status code (OK, NOT_FOUND, ...).";
     /// Connector call latency, by target system.
     CONNECTOR_LATENCY = "waybill_connector_call_duration_seconds", Histogram, ["target"], "Latency of calls to target systems, by target.";
     /// Connector call errors, by target system.
