@@ -24,6 +24,8 @@ fn record_of(p: &Positioned) -> Record {
             partition: pos.partition,
             positions: Vec::new(),
             at: Timestamp(0),
+            journal_from: None,
+            journal_until: None,
         })
         .unwrap(),
         Input::DeadLetter(d) => {
