@@ -119,7 +119,9 @@ struct Held {
     records: Vec<Positioned>,
 }
 
-/// What reading one journal record means for the records held before it.
+/// A checkpoint was read: returns the held records it lets through, in offset order (the
+/// journal events it covers, and undecodable records, which only move the position), and
+/// the number of journal events it discards.
 fn release(held: &mut Vec<Positioned>, checkpoint: &Checkpoint) -> (Vec<Positioned>, u64) {
     let mut uncovered = 0;
     let mut out = Vec::with_capacity(held.len());

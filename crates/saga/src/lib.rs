@@ -8,8 +8,10 @@
 //!   inbound records for an operator's replay;
 //! - [`decision`]: the outputs of a decision, and how they get their deterministic ids;
 //! - [`catalog`], [`policy`]: master data and settings decisions consult;
-//! - [`coordinator`]: the I/O shell — consume inbound topics, step, write journal +
-//!   commands + dead letters + checkpoint in one append, keep state in [`store`].
+//! - [`coordinator`]: the I/O shell — consume inbound topics and `waybill.control`, step,
+//!   fire timers when a logged timer tick is read, write journal + commands + dead
+//!   letters + checkpoint (one append, or the outputs first and the checkpoint after on a
+//!   backend without atomic batches), keep state in [`store`].
 //!
 //! This crate must not reach out to Odoo, the warehouse or anything but the event log and
 //! its own state store.
