@@ -148,9 +148,15 @@ fn commands(log: &dyn EventLog) -> BTreeMap<String, BTreeSet<String>> {
     let mut keys: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for t in topic::command_topics() {
         for p in 0..PARTITIONS as i32 {
-            for r in log.read(&t, p, 0, 100_000).unwrap() {
-                let c = waybill_schema::decode_command(&r.value).unwrap();
-                keys.entry(c.meta.idempotency_key.clone()).or_default().insert(format!("{c:?}"));
+            let (mut next, end) = (0, log.end_offset(&t, p).unwrap());
+            while next < end {
+                let records = log.read(&t, p, next, 1000).unwrap();
+                let Some(last) = records.last() else { break };
+                next = last.offset + 1;
+                for r in records {
+                    let c = waybill_schema::decode_command(&r.value).unwrap();
+                    keys.entry(c.meta.idempotency_key.clone()).or_default().insert(format!("{c:?}"));
+                }
             }
         }
     }
