@@ -27,7 +27,8 @@ run: build
 
 # The Kafka tests run in the same pass: a Kafka-protocol broker (Tansu, built once into
 # ~/.cache/waybill/tansu) on 127.0.0.1:19092 for the conformance and group tests, and
-# per-test brokers on free ports for the scale-out tests (tests/kafka_scale.rs).
+# per-test brokers on free ports for the scale-out and cut-batch tests (tests/kafka_scale.rs,
+# tests/cut_batch.rs).
 test: prereqs
 	scripts/broker.sh start
 	$(CARGO) build --bin waybill
@@ -60,12 +61,13 @@ bench-kafka: prereqs
 		rc=$$?; $(BENCH_BROKER) stop; exit $$rc
 
 # Only the Kafka tests: the backend against a real Kafka-protocol broker (Tansu) and
-# librdkafka's mock cluster, consumer groups, and scale-out through the binary.
+# librdkafka's mock cluster, consumer groups, scale-out through the binary, and a batch
+# cut short (exactly-once effect without transactions).
 test-kafka: prereqs
 	scripts/broker.sh start
 	$(CARGO) build --bin waybill
 	$(CARGO) test -p waybill-log --features kafka --test kafka_conformance --test kafka_group --test kafka_mock \
-		&& $(CARGO) test -p waybill-server --test kafka_scale; \
+		&& $(CARGO) test -p waybill-server --test kafka_scale --test cut_batch; \
 		rc=$$?; scripts/broker.sh stop; exit $$rc
 
 # Renders the Kubernetes manifests, validates them offline against the Kubernetes

@@ -82,19 +82,24 @@ pub enum EventBody {
     /// An operator asked to feed an order's inbound events through its sagas again
     /// (boxed: it is the largest event and rare).
     SagaReplayRequested(Box<ReplayRequest>),
+    // ---- the coordinator's own ----
+    /// The coordinator logged the time against which its partition's saga timers fire
+    /// (written to `waybill.control`; not about one order).
+    TimerTick(TimerTick),
 }
 
 impl EventBody {
     /// Record names of the control events: decisions on held postings and workbench
-    /// actions. They carry who acted and in which role, so they are decided only when
-    /// read from `waybill.control`, which only the control plane writes (DESIGN.md
-    /// invariant 6); anywhere else they are dead letters.
-    pub const CONTROL_NAMES: [&'static str; 5] = [
+    /// actions, which carry who acted and in which role, and the coordinators' own timer
+    /// ticks. They are decided only when read from `waybill.control`, which only Waybill
+    /// writes (DESIGN.md invariant 6); anywhere else they are dead letters.
+    pub const CONTROL_NAMES: [&'static str; 6] = [
         "PostingApproved",
         "PostingRejected",
         "ExceptionRetryRequested",
         "ExceptionResolveRequested",
         "SagaReplayRequested",
+        "TimerTick",
     ];
 
     /// Whether this is a control event (see [`EventBody::CONTROL_NAMES`]).
@@ -106,6 +111,7 @@ impl EventBody {
                 | EventBody::ExceptionRetryRequested(_)
                 | EventBody::ExceptionResolveRequested(_)
                 | EventBody::SagaReplayRequested(_)
+                | EventBody::TimerTick(_)
         )
     }
 
@@ -131,6 +137,7 @@ impl EventBody {
             EventBody::ExceptionRetryRequested(_) => "ExceptionRetryRequested",
             EventBody::ExceptionResolveRequested(_) => "ExceptionResolveRequested",
             EventBody::SagaReplayRequested(_) => "SagaReplayRequested",
+            EventBody::TimerTick(_) => "TimerTick",
         }
     }
 }
@@ -485,4 +492,32 @@ pub struct ReplayRequest {
     pub note: String,
     /// The records to replay, in the order they were first consumed.
     pub inputs: Vec<ReplayInput>,
+}
+
+/// A logged time for a partition's saga timers. Timer firings are inputs like any other:
+/// when the coordinator of a partition sees its earliest timer due by the clock, it
+/// appends a tick to its partition of `waybill.control`; when it consumes the tick, at
+/// the tick's place among the partition's inputs, every timer due at or before `at`
+/// fires with `at` as the time of the decision. A restore or a re-run after a crash
+/// therefore fires the same timers at the same point with the same time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerTick {
+    /// The partition whose timers fire.
+    pub partition: i32,
+    /// Timers due at or before this time fire; it is the time of their decisions.
+    pub at: Timestamp,
+}
+
+impl TimerTick {
+    /// The correlation key of a tick: not an order (no order name contains `/`), so a
+    /// tick never reaches a saga by its key.
+    pub fn correlation_key(partition: i32) -> String {
+        format!("waybill/timers/{partition}")
+    }
+
+    /// The event id of the tick of `partition` at `at`; a tick written again after a
+    /// crash at the same time has the same id.
+    pub fn event_id(partition: i32, at: Timestamp) -> String {
+        format!("tick:{partition}@{}", at.0)
+    }
 }

@@ -544,8 +544,16 @@ pub struct SagaReplayed {
     pub refused: Vec<String>,
 }
 
-/// The coordinator's record of input positions covered by everything before it in this
-/// journal partition. Written once per processed batch.
+/// The coordinator's record that one batch is complete: its journal events (the range
+/// `journal_from..journal_until` of this journal partition) and every command and dead
+/// letter of its inputs are in the log, and the input positions it names are covered.
+/// Written once per processed batch, after the batch's other records.
+///
+/// A journal event that no checkpoint's range covers belongs to a batch cut short (a
+/// crash on a backend without atomic batches); every reader of the journal discards it,
+/// and the batch's inputs are decided again. A checkpoint without a range (written
+/// before ranges existed, or by a backend whose batches are atomic) covers every
+/// journal event since the previous checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// Journal partition (equal to the input partition: topics are co-partitioned).
@@ -554,4 +562,24 @@ pub struct Checkpoint {
     pub positions: Vec<InputPosition>,
     /// When the batch was written.
     pub at: Timestamp,
+    /// Offset of the batch's first journal event (with `journal_until`: the range the
+    /// checkpoint covers; both `None` when it names no range).
+    #[serde(default)]
+    pub journal_from: Option<i64>,
+    /// One past the offset of the batch's last journal event (`journal_from` when the
+    /// batch wrote no journal event).
+    #[serde(default)]
+    pub journal_until: Option<i64>,
+}
+
+impl Checkpoint {
+    /// Whether the journal event at `offset`, read after the previous checkpoint of its
+    /// partition and before this one, belongs to this checkpoint's batch. Events that do
+    /// not are the remains of a batch cut short: discard them.
+    pub fn covers(&self, offset: i64) -> bool {
+        match (self.journal_from, self.journal_until) {
+            (Some(from), Some(until)) => (from..until).contains(&offset),
+            _ => true,
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! Test support for [`EventLog`](crate::EventLog) backends (feature `test-util`).
+//! Test support for [`EventLog`](crate::EventLog) backends and the layers above them
+//! (feature `test-util`): the conformance suite, and fault injection ([`faults`]).
 
 /// The conformance suite every [`EventLog`] backend must pass.
 ///
@@ -554,5 +555,128 @@ pub mod conformance {
             );
         }
         assert_eq!(got[0].header("binary"), Some(&[0u8, 255, 1, 254][..]), "header() must find the first");
+    }
+}
+
+/// Fault injection for the layers above the log: a wrapper that makes any backend behave
+/// like one without atomic batches that crashes in the middle of an append.
+pub mod faults {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use crate::{AppendBatch, Appended, Capabilities, Error, EventLog, Offset, Record, Result, StoredRecord};
+
+    /// Which append to cut short, and which of its records reach the log before the
+    /// "crash".
+    pub struct Cut {
+        /// The append to cut: the first one this returns `true` for.
+        pub when: Box<dyn Fn(&AppendBatch) -> bool + Send + Sync>,
+        /// The records of that append that are stored (in order); the others, and its
+        /// positions, are lost.
+        pub keep: Box<dyn Fn(&Record) -> bool + Send + Sync>,
+    }
+
+    impl std::fmt::Debug for Cut {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Cut")
+        }
+    }
+
+    /// Wraps a log: it reports no atomic batches, cuts the armed append short (stores
+    /// only the records [`Cut::keep`] selects, then fails with
+    /// [`Error::Unavailable`] as a crashed producer would), and can give records the
+    /// append time a header names, so that two logs written by a test hold the same
+    /// times.
+    pub struct CutShort {
+        inner: std::sync::Arc<dyn EventLog>,
+        armed: Mutex<Option<Cut>>,
+        cuts: AtomicU64,
+        time_header: Option<String>,
+    }
+
+    impl std::fmt::Debug for CutShort {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("CutShort").field("cuts", &self.cuts.load(Ordering::SeqCst)).finish_non_exhaustive()
+        }
+    }
+
+    impl CutShort {
+        /// `inner`, with nothing armed yet.
+        pub fn new(inner: std::sync::Arc<dyn EventLog>) -> Self {
+            CutShort { inner, armed: Mutex::new(None), cuts: AtomicU64::new(0), time_header: None }
+        }
+
+        /// Records carrying header `name` (decimal milliseconds since the epoch) read
+        /// back with that append time instead of the backend's.
+        pub fn with_time_header(mut self, name: impl Into<String>) -> Self {
+            self.time_header = Some(name.into());
+            self
+        }
+
+        /// Cuts the next append `cut.when` selects.
+        pub fn arm(&self, cut: Cut) {
+            *self.armed.lock().unwrap_or_else(|e| e.into_inner()) = Some(cut);
+        }
+
+        /// How many appends were cut short so far.
+        pub fn cuts(&self) -> u64 {
+            self.cuts.load(Ordering::SeqCst)
+        }
+
+        fn stamp(&self, mut r: StoredRecord) -> StoredRecord {
+            let ms = self.time_header.as_deref().and_then(|h| r.header(h)).and_then(|v| std::str::from_utf8(v).ok());
+            if let Some(ms) = ms.and_then(|v| v.trim().parse().ok()) {
+                r.timestamp_ms = ms;
+            }
+            r
+        }
+    }
+
+    impl EventLog for CutShort {
+        fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<()> {
+            self.inner.ensure_topic(topic, partitions)
+        }
+        fn partitions(&self, topic: &str) -> Result<u32> {
+            self.inner.partitions(topic)
+        }
+        fn append(&self, batch: AppendBatch) -> Result<Vec<Appended>> {
+            let cut = {
+                let mut armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
+                match armed.as_ref() {
+                    Some(c) if (c.when)(&batch) => armed.take(),
+                    _ => None,
+                }
+            };
+            let Some(cut) = cut else { return self.inner.append(batch) };
+            let kept: Vec<Record> = batch.records.into_iter().filter(|r| (cut.keep)(r)).collect();
+            if !kept.is_empty() {
+                self.inner.append(AppendBatch { records: kept, positions: Vec::new() })?;
+            }
+            self.cuts.fetch_add(1, Ordering::SeqCst);
+            Err(Error::Unavailable("the process died in the middle of an append (injected by CutShort)".into()))
+        }
+        fn read(&self, topic: &str, partition: i32, from: Offset, max: usize) -> Result<Vec<StoredRecord>> {
+            let records = self.inner.read(topic, partition, from, max)?;
+            Ok(if self.time_header.is_some() { records.into_iter().map(|r| self.stamp(r)).collect() } else { records })
+        }
+        fn end_offset(&self, topic: &str, partition: i32) -> Result<Offset> {
+            self.inner.end_offset(topic, partition)
+        }
+        fn committed(&self, group: &str, topic: &str, partition: i32) -> Result<Option<Offset>> {
+            self.inner.committed(group, topic, partition)
+        }
+        fn wait_for(&self, topic: &str, partition: i32, offset: Offset, timeout: Duration) -> Result<Offset> {
+            self.inner.wait_for(topic, partition, offset, timeout)
+        }
+        fn wait_any(&self, positions: &[(&str, i32, Offset)], timeout: Duration) -> Result<bool> {
+            self.inner.wait_any(positions, timeout)
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities { atomic_batches: false }
+        }
+        fn flush(&self) -> Result<()> {
+            self.inner.flush()
+        }
     }
 }

@@ -6,13 +6,23 @@
 //! with its topic, partition and offset, and passed over (its offset is still
 //! checkpointed). The record stays in the log, so a rebuild with a fixed decoder picks it
 //! up.
+//!
+//! Journal events are held until the coordinator's checkpoint that covers them is read
+//! (DESIGN.md invariant 2): a batch cut short by a crash on a backend without atomic
+//! batches leaves journal events that no checkpoint covers, and the batch decided again
+//! may differ from them. Held events are applied with their checkpoint, uncovered ones
+//! are discarded, and the projector's own position in a journal partition never passes
+//! an event it still holds, so a restart or a rebuild reads it again.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use waybill_domain::{Command, JournalEvent, topic};
+use waybill_domain::journal::Checkpoint;
+use waybill_domain::{Command, topic};
 use waybill_log::{EventLog, StoredRecord};
+pub use waybill_schema::JournalRecord;
 
 use crate::error::{Error, Result};
 use crate::input::{DeadLetter, Input, Positioned};
@@ -23,9 +33,9 @@ pub type DecodeError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Turns record bytes of the internal topics into domain values.
 pub trait Decoder: Send + Sync + std::fmt::Debug {
-    /// Decodes a record of `waybill.journal`: `Some` for a saga journal event, `None` for
-    /// a coordinator checkpoint (nothing to project).
-    fn decode_journal(&self, value: &[u8]) -> Result<Option<JournalEvent>, DecodeError>;
+    /// Decodes a record of `waybill.journal`: a saga journal event, or a coordinator
+    /// checkpoint (nothing to project, but it says which held events count).
+    fn decode_journal(&self, value: &[u8]) -> Result<JournalRecord, DecodeError>;
 
     /// Decodes a record of a command topic.
     fn decode_command(&self, value: &[u8]) -> Result<Command, DecodeError>;
@@ -37,11 +47,8 @@ pub trait Decoder: Send + Sync + std::fmt::Debug {
 pub struct SchemaDecoder;
 
 impl Decoder for SchemaDecoder {
-    fn decode_journal(&self, value: &[u8]) -> Result<Option<JournalEvent>, DecodeError> {
-        Ok(match waybill_schema::decode_journal_record(value)? {
-            waybill_schema::JournalRecord::Event(e) => Some(e),
-            waybill_schema::JournalRecord::Checkpoint(_) => None,
-        })
+    fn decode_journal(&self, value: &[u8]) -> Result<JournalRecord, DecodeError> {
+        Ok(waybill_schema::decode_journal_record(value)?)
     }
 
     fn decode_command(&self, value: &[u8]) -> Result<Command, DecodeError> {
@@ -95,6 +102,36 @@ pub struct ProjectorStats {
     pub duplicates: AtomicU64,
     /// Records that could not be decoded and were passed over.
     pub undecodable: AtomicU64,
+    /// Journal events no checkpoint covers (the remains of a batch cut short), discarded.
+    pub uncovered: AtomicU64,
+}
+
+/// The journal records of one partition read since its last checkpoint, held until the
+/// checkpoint that covers them.
+#[derive(Debug, Default)]
+struct Held {
+    /// The store's checkpoint of the partition when holding began: the held records are
+    /// exactly those from here to `next`.
+    start: i64,
+    /// The next offset to read.
+    next: i64,
+    /// Decoded records, in offset order.
+    records: Vec<Positioned>,
+}
+
+/// A checkpoint was read: returns the held records it lets through, in offset order (the
+/// journal events it covers, and undecodable records, which only move the position), and
+/// the number of journal events it discards.
+fn release(held: &mut Vec<Positioned>, checkpoint: &Checkpoint) -> (Vec<Positioned>, u64) {
+    let mut uncovered = 0;
+    let mut out = Vec::with_capacity(held.len());
+    for r in held.drain(..) {
+        match r.input {
+            Input::Journal(_) if !checkpoint.covers(r.position.offset) => uncovered += 1,
+            _ => out.push(r),
+        }
+    }
+    (out, uncovered)
 }
 
 /// Keeps a [`ProjectionStore`] up to date with the log.
@@ -105,6 +142,8 @@ pub struct Projector {
     decoder: Arc<dyn Decoder>,
     options: ProjectorOptions,
     stats: ProjectorStats,
+    /// Per journal partition: records read but not yet covered by a checkpoint.
+    held: Mutex<HashMap<i32, Held>>,
 }
 
 impl Projector {
@@ -115,7 +154,14 @@ impl Projector {
 
     /// A projector with another decoder.
     pub fn with_decoder(log: Arc<dyn EventLog>, store: Arc<ProjectionStore>, decoder: Arc<dyn Decoder>) -> Self {
-        Projector { log, store, decoder, options: ProjectorOptions::default(), stats: ProjectorStats::default() }
+        Projector {
+            log,
+            store,
+            decoder,
+            options: ProjectorOptions::default(),
+            stats: ProjectorStats::default(),
+            held: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Replaces the options.
@@ -171,11 +217,16 @@ impl Projector {
         Ok(out)
     }
 
-    fn decode(&self, kind: TopicKind, r: &StoredRecord) -> Positioned {
+    /// Decodes a record; for the journal, also the checkpoint it is.
+    fn decode(&self, kind: TopicKind, r: &StoredRecord) -> (Positioned, Option<Checkpoint>) {
+        let mut checkpoint = None;
         let input = match kind {
             TopicKind::Journal => match self.decoder.decode_journal(&r.value) {
-                Ok(Some(e)) => Input::Journal(e),
-                Ok(None) => Input::Skip,
+                Ok(JournalRecord::Event(e)) => Input::Journal(e),
+                Ok(JournalRecord::Checkpoint(c)) => {
+                    checkpoint = Some(c);
+                    Input::Skip
+                }
                 Err(e) => self.undecodable(r, &e),
             },
             TopicKind::Command => match self.decoder.decode_command(&r.value) {
@@ -184,7 +235,7 @@ impl Projector {
             },
             TopicKind::DeadLetter => Input::DeadLetter(DeadLetter::from_record(r)),
         };
-        Positioned::new(r.topic.clone(), r.partition, r.offset, input)
+        (Positioned::new(r.topic.clone(), r.partition, r.offset, input), checkpoint)
     }
 
     fn undecodable(&self, r: &StoredRecord, e: &DecodeError) -> Input {
@@ -198,7 +249,9 @@ impl Projector {
 
     /// Reads every partition from its checkpoint to the end it had when the call began,
     /// `batch_size` records at a time from each partition in turn, and applies them in
-    /// sled batches of about `commit_records`. Returns the number of records read.
+    /// sled batches of about `commit_records`. Journal records are held until the
+    /// checkpoint that covers them (and kept for the next call when it is not written
+    /// yet). Returns the number of records read that no earlier call had read.
     pub fn catch_up(&self) -> Result<usize> {
         struct Cursor {
             topic: String,
@@ -207,12 +260,21 @@ impl Projector {
             next: i64,
             end: i64,
         }
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let mut cursors = Vec::new();
         for (t, p) in self.partitions()? {
             let end = self.log.end_offset(&t, p).map_err(|e| Error::log(&t, p, e))?;
-            let next = self.store.checkpoint(&t, p)?.unwrap_or(0);
+            let mut next = self.store.checkpoint(&t, p)?.unwrap_or(0);
             if next > end {
                 return Err(Error::CheckpointBeyondEnd { topic: t, partition: p, checkpoint: next, end });
+            }
+            if t == topic::JOURNAL {
+                // Records held by an earlier call are read on from where it stopped.
+                let h = held.entry(p).or_default();
+                if h.start != next || h.next < next {
+                    *h = Held { start: next, next, records: Vec::new() };
+                }
+                next = h.next;
             }
             if next < end {
                 cursors.push(Cursor { kind: Self::kind_of(&t), topic: t, partition: p, next, end });
@@ -232,7 +294,29 @@ impl Projector {
                     Some(last) => c.next = last.offset + 1,
                 }
                 total += records.len();
-                pending.extend(records.iter().filter(|r| r.offset < c.end).map(|r| self.decode(c.kind, r)));
+                for r in records.iter().filter(|r| r.offset < c.end) {
+                    let (positioned, checkpoint) = self.decode(c.kind, r);
+                    if c.kind != TopicKind::Journal {
+                        pending.push(positioned);
+                        continue;
+                    }
+                    let h = held.get_mut(&c.partition).expect("every journal partition has an entry");
+                    h.next = r.offset + 1;
+                    h.records.push(positioned);
+                    if let Some(checkpoint) = checkpoint {
+                        let (covered, uncovered) = release(&mut h.records, &checkpoint);
+                        if uncovered > 0 {
+                            tracing::warn!(
+                                partition = c.partition,
+                                events = uncovered,
+                                "journal events no checkpoint covers (a batch cut short by a crash); not projected"
+                            );
+                            self.stats.uncovered.fetch_add(uncovered, Ordering::Relaxed);
+                        }
+                        pending.extend(covered);
+                        h.start = r.offset + 1;
+                    }
+                }
                 if pending.len() >= self.options.commit_records {
                     self.commit(&mut pending)?;
                 }
@@ -291,7 +375,14 @@ impl Projector {
         for t in Self::topics() {
             let Ok(n) = self.log.partitions(&t) else { continue };
             for p in 0..n as i32 {
-                let from = self.store.checkpoint(&t, p)?.unwrap_or(0);
+                let mut from = self.store.checkpoint(&t, p)?.unwrap_or(0);
+                if t == topic::JOURNAL {
+                    // Held records were read already: wait for what follows them.
+                    let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(h) = held.get(&p).filter(|h| h.start == from) {
+                        from = h.next;
+                    }
+                }
                 positions.push((t.clone(), p, from));
             }
         }
@@ -309,6 +400,7 @@ impl Projector {
     pub fn rebuild(&self) -> Result<usize> {
         let started = Instant::now();
         self.store.clear()?;
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let n = self.catch_up()?;
         self.store.flush()?;
         tracing::info!(

@@ -24,6 +24,8 @@ fn record_of(p: &Positioned) -> Record {
             partition: pos.partition,
             positions: Vec::new(),
             at: Timestamp(0),
+            journal_from: None,
+            journal_until: None,
         })
         .unwrap(),
         Input::DeadLetter(d) => {
@@ -95,6 +97,7 @@ fn undecodable_records_are_counted_and_passed_over() {
         s.journal(e);
     }
     let p0 = s.partitions.keys().next().unwrap().1;
+    s.push(topic::JOURNAL, p0, Input::Skip); // the coordinator's checkpoint of the batch
     write(log.as_ref(), &s.sequential());
     let garbage = |t: &str, p: i32| {
         let mut r = Record::keyed(t, Vec::new(), b"garbage".to_vec());
@@ -102,8 +105,13 @@ fn undecodable_records_are_counted_and_passed_over() {
         r
     };
     let wms = topic::commands(waybill_domain::System::Wms);
-    log.append(AppendBatch { records: vec![garbage(topic::JOURNAL, p0), garbage(&wms, 1)], positions: Vec::new() })
-        .unwrap();
+    // An undecodable journal record waits, like any, for the checkpoint after it.
+    let checkpoint = record_of(&Positioned::new(topic::JOURNAL, p0, 0, Input::Skip));
+    log.append(AppendBatch {
+        records: vec![garbage(topic::JOURNAL, p0), checkpoint, garbage(&wms, 1)],
+        positions: Vec::new(),
+    })
+    .unwrap();
     // A good record after the bad one is still applied.
     let more = fulfillment(2);
     let mut s2 = Scenario::default();
@@ -111,6 +119,7 @@ fn undecodable_records_are_counted_and_passed_over() {
         s2.journal(e);
     }
     let p2 = s2.partitions.keys().next().unwrap().1;
+    s2.push(topic::JOURNAL, p2, Input::Skip);
     let end = log.end_offset(topic::JOURNAL, p2).unwrap();
     let shifted: Vec<Positioned> = s2
         .sequential()
@@ -188,4 +197,80 @@ fn rebuilds_from_the_embedded_log() {
     q.rebuild().unwrap();
     assert_eq!(q.store().dump().unwrap(), first);
     assert_eq!(q.store().order_counts_by_status().unwrap().iter().map(|(_, n)| n).sum::<u64>(), 40);
+}
+
+/// Invariant 2 for the projector: journal events wait for the checkpoint that covers
+/// them; the remains of a batch cut short (no checkpoint names them) are never projected,
+/// and the projector's own position stays before events it still holds.
+#[test]
+fn journal_events_wait_for_their_checkpoint_and_a_cut_batch_is_never_projected() {
+    let log: Arc<dyn EventLog> = Arc::new(MemLog::default());
+    create_topics(log.as_ref());
+    let part = waybill_log::partition_for(order_ref(1).as_bytes(), JOURNAL_PARTITIONS);
+    let same: Vec<usize> =
+        (2..200).filter(|n| waybill_log::partition_for(order_ref(*n).as_bytes(), JOURNAL_PARTITIONS) == part).collect();
+    let (cut_order, rerun_order) = (same[0], same[1]);
+    let journal = |events: Vec<waybill_domain::JournalEvent>| -> Vec<Record> {
+        events
+            .iter()
+            .map(|e| {
+                let mut r = Record::keyed(topic::JOURNAL, Vec::new(), waybill_schema::encode_journal(e).unwrap());
+                r.partition = Some(part);
+                r
+            })
+            .collect()
+    };
+    let checkpoint = |range: Option<(i64, i64)>| {
+        let c = Checkpoint {
+            partition: part,
+            positions: Vec::new(),
+            at: Timestamp(0),
+            journal_from: range.map(|r| r.0),
+            journal_until: range.map(|r| r.1),
+        };
+        let mut r = Record::keyed(topic::JOURNAL, Vec::new(), waybill_schema::encode_checkpoint(&c).unwrap());
+        r.partition = Some(part);
+        r
+    };
+    let append = |records: Vec<Record>| {
+        log.append(AppendBatch { records, positions: Vec::new() }).unwrap();
+    };
+    // A complete batch, then one cut short after its journal events.
+    let first = journal(fulfillment(1));
+    let n1 = first.len() as i64;
+    append(first);
+    append(vec![checkpoint(Some((0, n1)))]);
+    let cut = journal(fulfillment(cut_order));
+    let n_cut = cut.len() as i64;
+    append(cut);
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = projector(log.clone(), &dir, "a", 3);
+    p.catch_up().unwrap();
+    assert!(p.store().order(&order_ref(1)).unwrap().is_some(), "a checkpointed batch is projected");
+    assert!(p.store().order(&order_ref(cut_order)).unwrap().is_none(), "events without a checkpoint wait");
+    assert_eq!(
+        p.store().checkpoint(topic::JOURNAL, part).unwrap(),
+        Some(n1 + 1),
+        "the projector's position stays before the events it holds"
+    );
+    assert_eq!(p.catch_up().unwrap(), 0, "held events are not read again");
+
+    // The batch is decided again (here: differently) and checkpointed with its range.
+    let rerun = journal(fulfillment(rerun_order));
+    let from = n1 + 1 + n_cut;
+    let until = from + rerun.len() as i64;
+    append(rerun);
+    append(vec![checkpoint(Some((from, until)))]);
+    p.catch_up().unwrap();
+    assert!(p.store().order(&order_ref(rerun_order)).unwrap().is_some());
+    assert!(p.store().order(&order_ref(cut_order)).unwrap().is_none(), "the cut batch is discarded");
+    assert_eq!(p.stats().uncovered.load(Ordering::Relaxed), n_cut as u64);
+    assert_eq!(p.store().checkpoint(topic::JOURNAL, part).unwrap(), Some(until + 1));
+
+    // A rebuild from offset 0 discards them too.
+    let caught_up = p.store().dump().unwrap();
+    p.rebuild().unwrap();
+    assert_eq!(p.store().dump().unwrap(), caught_up, "rebuild gives the same bytes");
+    assert!(p.store().order(&order_ref(cut_order)).unwrap().is_none());
 }

@@ -213,6 +213,9 @@ pub fn step(flow: &mut OrderFlow, event: &InboundEvent, env: &Env<'_>, cause: &C
     let known = flow.fulfillment.status != Status::New;
     let requested_by = crate::approval::requester(&event.meta);
     match &event.body {
+        // A tick belongs to no order: the coordinator fires the partition's due timers
+        // when it consumes one ([`tick`]).
+        EventBody::TimerTick(_) => {}
         EventBody::OrderReleased(_)
         | EventBody::StockReserved(_)
         | EventBody::ReleasedToWarehouse(_)
@@ -379,8 +382,8 @@ pub struct ReplayRecord {
     pub event: Result<InboundEvent, String>,
 }
 
-/// Is `body` an operator's action (never replayed: an approval or workbench action is
-/// decided once, when it arrives)?
+/// Is `body` an operator's action or a timer tick (never replayed: it is decided once,
+/// when it arrives)?
 fn is_control(body: &EventBody) -> bool {
     matches!(
         body,
@@ -389,6 +392,7 @@ fn is_control(body: &EventBody) -> bool {
             | EventBody::ExceptionRetryRequested(_)
             | EventBody::ExceptionResolveRequested(_)
             | EventBody::SagaReplayRequested(_)
+            | EventBody::TimerTick(_)
     )
 }
 

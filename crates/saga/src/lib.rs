@@ -12,8 +12,10 @@
 //! - [`watch`]: the watchdog that keeps every unfinished saga watched by a timer or an
 //!   open exception (no silent stall), and the pure check of that invariant;
 //! - [`catalog`], [`policy`]: master data and settings decisions consult;
-//! - [`coordinator`]: the I/O shell — consume inbound topics, step, write journal +
-//!   commands + dead letters + checkpoint in one append, keep state in [`store`].
+//! - [`coordinator`]: the I/O shell — consume inbound topics and `waybill.control`, step,
+//!   fire timers when a logged timer tick is read, write journal + commands + dead
+//!   letters + checkpoint (one append, or the outputs first and the checkpoint after on a
+//!   backend without atomic batches), keep state in [`store`].
 //!
 //! This crate must not reach out to Odoo, the warehouse or anything but the event log and
 //! its own state store.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use fixtures::*;
 use waybill_domain::{InboundEvent, JournalBody, System, Timestamp, topic};
 use waybill_log::embedded::{EmbeddedLog, EmbeddedOptions, FsyncPolicy};
+use waybill_log::testing::faults::{Cut, CutShort};
 use waybill_log::{AppendBatch, EventLog, Header, Record};
 use waybill_saga::Policy;
 use waybill_saga::coordinator::{Coordinator, CoordinatorConfig};
@@ -146,68 +147,15 @@ fn a_deleted_state_store_is_rebuilt_from_the_journal() {
 }
 
 /// A backend without atomic batches (Kafka without transactions) that "crashes" in the
-/// middle of one append: the journal records of that batch reach the log, its commands
-/// and checkpoint do not.
-struct CutShort {
-    inner: Arc<dyn EventLog>,
-    cut_next_output_batch: std::sync::atomic::AtomicBool,
-}
-
-impl std::fmt::Debug for CutShort {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CutShort")
-    }
-}
-
-impl EventLog for CutShort {
-    fn ensure_topic(&self, topic: &str, partitions: u32) -> waybill_log::Result<()> {
-        self.inner.ensure_topic(topic, partitions)
-    }
-    fn partitions(&self, topic: &str) -> waybill_log::Result<u32> {
-        self.inner.partitions(topic)
-    }
-    fn append(&self, batch: AppendBatch) -> waybill_log::Result<Vec<waybill_log::Appended>> {
-        let has_commands = batch.records.iter().any(|r| r.topic.starts_with("waybill.commands."));
-        if has_commands && self.cut_next_output_batch.swap(false, std::sync::atomic::Ordering::SeqCst) {
-            let journal: Vec<Record> = batch.records.into_iter().filter(|r| r.topic == topic::JOURNAL).collect();
-            self.inner.append(AppendBatch { records: journal, positions: vec![] })?;
-            return Err(waybill_log::Error::Unavailable("the process died in the middle of an append".into()));
-        }
-        self.inner.append(batch)
-    }
-    fn read(
-        &self,
-        topic: &str,
-        partition: i32,
-        from: i64,
-        max: usize,
-    ) -> waybill_log::Result<Vec<waybill_log::StoredRecord>> {
-        self.inner.read(topic, partition, from, max)
-    }
-    fn end_offset(&self, topic: &str, partition: i32) -> waybill_log::Result<i64> {
-        self.inner.end_offset(topic, partition)
-    }
-    fn committed(&self, group: &str, topic: &str, partition: i32) -> waybill_log::Result<Option<i64>> {
-        self.inner.committed(group, topic, partition)
-    }
-    fn wait_for(
-        &self,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        timeout: std::time::Duration,
-    ) -> waybill_log::Result<i64> {
-        self.inner.wait_for(topic, partition, offset, timeout)
-    }
-    fn wait_any(&self, positions: &[(&str, i32, i64)], timeout: std::time::Duration) -> waybill_log::Result<bool> {
-        self.inner.wait_any(positions, timeout)
-    }
-    fn capabilities(&self) -> waybill_log::Capabilities {
-        waybill_log::Capabilities { atomic_batches: false }
-    }
-    fn flush(&self) -> waybill_log::Result<()> {
-        self.inner.flush()
-    }
+/// middle of the next append carrying commands: the journal records of that batch reach
+/// the log, its commands and checkpoint do not.
+fn cut_short(inner: &Arc<dyn EventLog>) -> Arc<CutShort> {
+    let cut = Arc::new(CutShort::new(inner.clone()));
+    cut.arm(Cut {
+        when: Box::new(|b| b.records.iter().any(|r| r.topic.starts_with("waybill.commands."))),
+        keep: Box::new(|r| r.topic == topic::JOURNAL),
+    });
+    cut
 }
 
 /// Invariant 2 on a backend without atomic batches: a crash that leaves a batch's
@@ -218,7 +166,7 @@ impl EventLog for CutShort {
 fn journal_events_without_their_commands_are_not_taken_as_done() {
     let dir = tempfile::tempdir().unwrap();
     let inner = open(dir.path());
-    let cut = Arc::new(CutShort { inner: inner.clone(), cut_next_output_batch: true.into() });
+    let cut = cut_short(&inner);
     let log: Arc<dyn EventLog> = cut.clone();
     for order in ["SO1", "SO2", "SO3"] {
         for e in order_events(order) {
@@ -230,7 +178,7 @@ fn journal_events_without_their_commands_are_not_taken_as_done() {
     for p in 0..PARTITIONS as i32 {
         let _ = first.drain_partition(p, now); // one partition's first batch is cut short
     }
-    assert!(!cut.cut_next_output_batch.load(std::sync::atomic::Ordering::SeqCst), "a batch was cut short");
+    assert_eq!(cut.cuts(), 1, "a batch was cut short");
 
     let second = coordinator(&log, &dir.path().join("state-b"), 512);
     for p in 0..PARTITIONS as i32 {

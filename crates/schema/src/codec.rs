@@ -162,6 +162,7 @@ family!(
         ExceptionRetryRequested,
         ExceptionResolveRequested,
         SagaReplayRequested,
+        TimerTick,
     ]
 );
 

@@ -10,7 +10,7 @@ use waybill_domain::event::{
     CarrierBooked, CreditNoteIssued, Delivered, DocumentRejected, EventBody, ExceptionAction, GoodsIssued,
     InvoicePosted, ItemCondition, LineReservation, LotQty, OrderCancelled, OrderLine, OrderReleased, Package,
     PickConfirmed, PickedLine, PostingDecision, ReleasedToWarehouse, ReplayInput, ReplayRequest, ReturnAuthorized,
-    ReturnReceived, ReturnedLine, RmaLine, ShippedLine, StockReserved,
+    ReturnReceived, ReturnedLine, RmaLine, ShippedLine, StockReserved, TimerTick,
 };
 use waybill_domain::journal::{
     Allocation, Backorder, BusinessKey, Cancelled, CarrierAssigned, Checkpoint, ControlRefusal, CreditNoteDraft,
@@ -242,6 +242,7 @@ pub fn event_bodies() -> Vec<EventBody> {
                 },
             ],
         })),
+        EventBody::TimerTick(TimerTick { partition: 3, at: T0 }),
     ];
     // Exhaustive on purpose: a new variant fails to compile here until it has a sample.
     for body in &bodies {
@@ -264,7 +265,8 @@ pub fn event_bodies() -> Vec<EventBody> {
             | EventBody::CreditNoteRejected(_)
             | EventBody::ExceptionRetryRequested(_)
             | EventBody::ExceptionResolveRequested(_)
-            | EventBody::SagaReplayRequested(_) => {}
+            | EventBody::SagaReplayRequested(_)
+            | EventBody::TimerTick(_) => {}
         }
     }
     bodies
@@ -532,5 +534,7 @@ pub fn checkpoint() -> Checkpoint {
             InputPosition { topic: s("waybill.control"), partition: 3, offset: 0 },
         ],
         at: T0,
+        journal_from: Some(2040),
+        journal_until: Some(2046),
     }
 }

@@ -114,6 +114,11 @@ pub fn scenario(orders: usize) -> Scenario {
         }
     }
     s.push(topic::DLQ, 0, Input::DeadLetter(dead_letter(None, 999_999, "unknown schema id 77", 0)));
+    // The coordinator ends every batch with a checkpoint; readers hold journal events
+    // until one covers them.
+    for p in 0..JOURNAL_PARTITIONS as i32 {
+        s.push(topic::JOURNAL, p, Input::Skip);
+    }
     s
 }
 

@@ -1,0 +1,108 @@
+//! Making a turn durable: its outputs and the journal checkpoint that completes them,
+//! then (every few hundred milliseconds, and before the worker goes idle) the state store.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use waybill_domain::journal::Checkpoint;
+use waybill_domain::{Timestamp, topic};
+use waybill_log::{AppendBatch, Position, Record};
+
+use super::outputs::Outputs;
+use super::{Coordinator, SAVE_EVERY, SAVE_EVERY_FLOWS, Worker, to_positions};
+use crate::flow::OrderFlow;
+use crate::store::PartitionMark;
+use crate::{Error, Result};
+
+impl Coordinator {
+    /// Appends a turn's outputs and the journal checkpoint that completes them, moves
+    /// the consumer positions, and notes what the state store must save.
+    pub(super) fn commit(&self, w: &mut Worker, out: Outputs) -> Result<()> {
+        let p = w.partition;
+        let mut records = out.records;
+        let positions = to_positions(p, &w.positions);
+        // The checkpoint says "every output of these inputs is in the log, and these are
+        // the batch's journal events". A backend whose batches are not atomic (Kafka
+        // without transactions) may store a batch's records in any order and only some
+        // of them before a crash, so the outputs go first and the checkpoint only once
+        // every one of them is acknowledged, naming the journal offsets they got. Every
+        // reader discards journal events no checkpoint covers; the inputs of a batch cut
+        // short are decided again, writing the same records under the same ids. On an
+        // atomic backend the checkpoint travels in the same batch as its events, so it
+        // names no range: "since the previous checkpoint" is exactly its batch.
+        let mut range = (None, None);
+        if !self.log.capabilities().atomic_batches {
+            let (mut from, mut until) = (w.journal_next, w.journal_next);
+            if !records.is_empty() {
+                let journal: Vec<bool> = records.iter().map(|r| r.topic == topic::JOURNAL).collect();
+                let appended =
+                    self.log.append(AppendBatch { records: std::mem::take(&mut records), positions: Vec::new() })?;
+                let offsets: Vec<i64> =
+                    appended.iter().zip(&journal).filter(|(_, j)| **j).map(|(a, _)| a.offset).collect();
+                if let (Some(first), Some(last)) = (offsets.first(), offsets.last()) {
+                    (from, until) = (*first, last + 1);
+                }
+            }
+            range = (Some(from), Some(until));
+        }
+        let checkpoint = Checkpoint {
+            partition: p,
+            positions: positions.clone(),
+            at: Timestamp::now(),
+            journal_from: range.0,
+            journal_until: range.1,
+        };
+        let value = waybill_schema::encode_checkpoint(&checkpoint)
+            .map_err(|e| Error::Encode { what: "checkpoint".into(), reason: e.to_string() })?;
+        records.push(Record {
+            topic: topic::JOURNAL.into(),
+            partition: Some(p),
+            key: Vec::new(),
+            headers: Vec::new(),
+            value,
+        });
+        let commits = positions
+            .iter()
+            .map(|x| Position {
+                group: self.config.group.clone(),
+                topic: x.topic.clone(),
+                partition: p,
+                next_offset: x.offset,
+            })
+            .collect();
+        let appended = self.log.append(AppendBatch { records, positions: commits })?;
+        let last_journal = appended.last().map(|a| a.offset).unwrap_or(w.journal_next - 1);
+        w.journal_next = last_journal + 1;
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats.journal_events.fetch_add(out.journal_events, Ordering::Relaxed);
+        self.stats.commands.fetch_add(out.commands, Ordering::Relaxed);
+        self.stats.dead_letters.fetch_add(out.dead_letters, Ordering::Relaxed);
+
+        w.mark = PartitionMark { journal_next: w.journal_next, positions };
+        w.dirty.extend(out.changed);
+        // The state store is a cache of the journal: under load it is written every few
+        // hundred milliseconds rather than every turn (restore folds the journal from the
+        // mark it holds), and always before the worker goes idle.
+        if w.dirty.len() >= SAVE_EVERY_FLOWS || w.saved_at.elapsed() >= SAVE_EVERY {
+            self.save(w)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the changed flows and the partition's mark in one batch, then lets finished
+    /// flows leave memory.
+    pub(super) fn save(&self, w: &mut Worker) -> Result<()> {
+        w.saved_at = Instant::now();
+        if w.dirty.is_empty() {
+            return Ok(());
+        }
+        let dirty = std::mem::take(&mut w.dirty);
+        self.store.save(w.partition, dirty.iter().filter_map(|k| w.flows.get(k)), &w.mark)?;
+        for key in dirty {
+            if w.flows.get(&key).is_some_and(OrderFlow::is_finished) {
+                w.flows.remove(&key);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,218 @@
+//! Restoring a partition: states from the store, then the journal from the offset the
+//! store covers. The journal is the changelog of saga state and its last checkpoint is
+//! the resume point, so a store that is behind or empty (a fresh machine) converges on
+//! exactly the state the journal describes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use waybill_domain::JournalEvent;
+use waybill_domain::journal::Checkpoint;
+use waybill_domain::topic;
+use waybill_schema::JournalRecord;
+use waybill_telemetry::metrics as names;
+
+use super::{Coordinator, Worker, to_positions};
+use crate::flow::OrderFlow;
+use crate::store::PartitionMark;
+use crate::{Error, Result};
+
+/// Journal events read since the last checkpoint of a partition, held until the
+/// checkpoint that covers them. Pure: the restore loop feeds it records in offset order.
+///
+/// A journal event counts only once a checkpoint names it: on a backend without atomic
+/// batches a crash can leave a batch's journal events in the log without its commands or
+/// its checkpoint. Those inputs are decided again after the restore (from the last
+/// checkpoint's positions), and the re-run batch's checkpoint names its own journal
+/// range, so the remains of the cut batch are discarded however far back a later
+/// restore starts.
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    events: Vec<(i64, JournalEvent)>,
+}
+
+impl Held {
+    /// Holds the journal event read at `offset`.
+    pub(crate) fn event(&mut self, offset: i64, event: JournalEvent) {
+        self.events.push((offset, event));
+    }
+
+    /// A checkpoint was read: returns the held events it covers, in offset order, and
+    /// the number it discards (the remains of a batch cut short).
+    pub(crate) fn checkpoint(&mut self, c: &Checkpoint) -> (Vec<JournalEvent>, usize) {
+        let held = std::mem::take(&mut self.events);
+        let total = held.len();
+        let covered: Vec<JournalEvent> = held.into_iter().filter(|(o, _)| c.covers(*o)).map(|(_, e)| e).collect();
+        let discarded = total - covered.len();
+        (covered, discarded)
+    }
+
+    /// Events still waiting for a checkpoint.
+    pub(crate) fn len(&self) -> usize {
+        self.events.len()
+    }
+}
+
+impl Coordinator {
+    /// Rebuilds the worker of partition `p` from the store and the journal.
+    pub(super) fn restore(&self, p: i32) -> Result<Worker> {
+        let started = Instant::now();
+        let mark = self.store.mark(p)?;
+        let mut flows: HashMap<String, OrderFlow> =
+            self.store.unfinished(p)?.into_iter().map(|f| (f.key.clone(), f)).collect();
+        let mut positions: BTreeMap<String, i64> = mark.positions.iter().map(|x| (x.topic.clone(), x.offset)).collect();
+        let mut dirty: BTreeSet<String> = BTreeSet::new();
+        let mut next = mark.journal_next;
+        let end = self.log.end_offset(topic::JOURNAL, p)?;
+        let mut replayed = 0u64;
+        let mut discarded = 0usize;
+        let mut held = Held::default();
+        while next < end {
+            let records = self.log.read(topic::JOURNAL, p, next, 4096)?;
+            if records.is_empty() {
+                break;
+            }
+            for r in &records {
+                next = r.offset + 1;
+                replayed += 1;
+                match waybill_schema::decode_journal_record(&r.value) {
+                    Ok(JournalRecord::Event(e)) => held.event(r.offset, e),
+                    Ok(JournalRecord::Checkpoint(c)) => {
+                        let (covered, cut) = held.checkpoint(&c);
+                        discarded += cut;
+                        for e in covered {
+                            let key = e.meta.correlation_key.clone();
+                            let flow = match flows.get_mut(&key) {
+                                Some(f) => f,
+                                None => {
+                                    let f = self.store.load(p, &key)?.unwrap_or_else(|| OrderFlow::new(key.clone()));
+                                    flows.entry(key.clone()).or_insert(f)
+                                }
+                            };
+                            flow.apply(&e);
+                            dirty.insert(key);
+                        }
+                        for pos in c.positions {
+                            positions.insert(pos.topic, pos.offset);
+                        }
+                    }
+                    Err(e) => {
+                        return Err(Error::Journal {
+                            topic: r.topic.clone(),
+                            partition: p,
+                            offset: r.offset,
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        if discarded > 0 {
+            tracing::warn!(
+                waybill.partition = p,
+                events = discarded,
+                "journal events no checkpoint covers (a batch cut short by a crash) were discarded; their inputs were decided again"
+            );
+        }
+        if held.len() > 0 {
+            tracing::warn!(
+                waybill.partition = p,
+                events = held.len(),
+                "journal events after the last checkpoint (a batch cut short by a crash); their inputs are processed again"
+            );
+        }
+        let mark = PartitionMark { journal_next: next, positions: to_positions(p, &positions) };
+        self.store.save(p, dirty.iter().filter_map(|k| flows.get(k)), &mark)?;
+        flows.retain(|_, f| !f.is_finished());
+        let timers = flows.values().filter_map(|f| f.next_deadline().map(|d| (d, f.key.clone()))).collect();
+        self.stats.restored.fetch_add(replayed, Ordering::Relaxed);
+        let secs = started.elapsed().as_secs_f64();
+        metrics::counter!(names::RESTORE_RECORDS).increment(replayed);
+        metrics::histogram!(names::RESTORE_DURATION).record(secs);
+        tracing::info!(
+            waybill.partition = p,
+            journal.replayed = replayed,
+            journal.next = next,
+            sagas.active = flows.len(),
+            elapsed_ms = (secs * 1000.0) as u64,
+            rate_per_s = if secs > 0.0 { (replayed as f64 / secs) as u64 } else { 0 },
+            "partition restored"
+        );
+        Ok(Worker {
+            partition: p,
+            flows,
+            positions,
+            timers,
+            tick_pending: false,
+            journal_next: next,
+            dirty: BTreeSet::new(),
+            mark,
+            saved_at: Instant::now(),
+            lag_asked_at: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use waybill_domain::journal::{Empty, JournalMeta};
+    use waybill_domain::{JournalBody, SagaKind, Timestamp};
+
+    use super::*;
+
+    fn event(seq: i64) -> JournalEvent {
+        JournalEvent {
+            meta: JournalMeta {
+                saga_id: "o2f:SO1".into(),
+                kind: SagaKind::OrderToFulfillment,
+                seq,
+                correlation_key: "SO1".into(),
+                caused_by: format!("e{seq}"),
+                input: None,
+                at: Timestamp(seq),
+            },
+            body: JournalBody::Completed(Empty {}),
+        }
+    }
+
+    fn checkpoint(range: Option<(i64, i64)>) -> Checkpoint {
+        Checkpoint {
+            partition: 0,
+            positions: Vec::new(),
+            at: Timestamp(0),
+            journal_from: range.map(|r| r.0),
+            journal_until: range.map(|r| r.1),
+        }
+    }
+
+    #[test]
+    fn events_of_a_batch_cut_short_are_discarded_at_the_next_checkpoint() {
+        let mut held = Held::default();
+        // offsets 10..12: a batch cut short; 13..14: the batch decided again.
+        for (offset, seq) in [(10, 6), (11, 7), (13, 6), (14, 7)] {
+            held.event(offset, event(seq));
+        }
+        let (covered, discarded) = held.checkpoint(&checkpoint(Some((13, 15))));
+        assert_eq!(covered.iter().map(|e| e.meta.seq).collect::<Vec<_>>(), [6, 7]);
+        assert_eq!(discarded, 2);
+        assert_eq!(held.len(), 0);
+    }
+
+    #[test]
+    fn a_checkpoint_without_a_range_covers_everything_since_the_previous_one() {
+        let mut held = Held::default();
+        held.event(3, event(1));
+        held.event(4, event(2));
+        let (covered, discarded) = held.checkpoint(&checkpoint(None));
+        assert_eq!((covered.len(), discarded), (2, 0));
+    }
+
+    #[test]
+    fn an_empty_range_covers_nothing() {
+        let mut held = Held::default();
+        held.event(3, event(1));
+        let (covered, discarded) = held.checkpoint(&checkpoint(Some((5, 5))));
+        assert_eq!((covered.len(), discarded), (0, 1));
+    }
+}
