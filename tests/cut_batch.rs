@@ -263,54 +263,17 @@ fn a_batch_cut_short_on_the_embedded_double_has_exactly_once_effect() {
 }
 
 #[cfg(feature = "kafka")]
-mod kafka {
-    use std::path::PathBuf;
-    use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
+#[path = "support/tansu.rs"]
+mod tansu;
 
+#[cfg(feature = "kafka")]
+mod kafka {
     use waybill_log::kafka::{KafkaLog, KafkaOptions};
 
+    use super::tansu::Broker;
     use super::*;
 
-    /// A Tansu broker for one run, stopped on drop (`WAYBILL_TANSU_BIN`, default
-    /// `~/.cache/waybill/tansu/bin/tansu`, which `scripts/broker.sh install` builds).
-    struct Broker {
-        child: Child,
-        addr: String,
-    }
-
     impl Broker {
-        fn start() -> Broker {
-            let bin = std::env::var_os("WAYBILL_TANSU_BIN").map(PathBuf::from).unwrap_or_else(|| {
-                PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/waybill/tansu/bin/tansu")
-            });
-            assert!(
-                bin.exists(),
-                "the cut-batch test on Kafka needs the Tansu broker at {} (WAYBILL_TANSU_BIN); build it with scripts/broker.sh install",
-                bin.display()
-            );
-            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let addr = format!("127.0.0.1:{port}");
-            let child = Command::new(&bin)
-                .args(["broker", "--listener-url"])
-                .arg(format!("tcp://{addr}"))
-                .arg("--advertised-listener-url")
-                .arg(format!("tcp://{addr}"))
-                .args(["--storage-engine", "memory://tansu/"])
-                .env("RUST_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("tansu starts");
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while std::net::TcpStream::connect(&addr).is_err() {
-                assert!(Instant::now() < deadline, "tansu did not listen on {addr} within 30 s");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Broker { child, addr }
-        }
-
         fn log(&self) -> Arc<dyn EventLog> {
             let mut o = KafkaOptions::new(self.addr.clone());
             o.client_id = "waybill-cut-batch-test".into();
@@ -318,13 +281,6 @@ mod kafka {
             // (crates/log/tests/kafka_conformance.rs says why).
             o.properties.insert("producer.batch.num.messages".into(), "1".into());
             Arc::new(KafkaLog::connect(o).expect("connect to the test broker"))
-        }
-    }
-
-    impl Drop for Broker {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 
