@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 
 use waybill_domain::event::PostingDecision;
 use waybill_domain::journal::DocumentKind;
-use waybill_domain::{
-    EventBody, EventMeta, ExceptionCategory, InboundEvent, JournalBody, Money, SourceRef, System, Timestamp, topic,
-};
+use waybill_domain::{EventBody, EventMeta, InboundEvent, JournalBody, Money, SourceRef, System, Timestamp, topic};
 use waybill_log::{AppendBatch, EventLog, Header, Record};
 use waybill_projection::{OrderView, ProjectionStore};
 
@@ -19,6 +17,7 @@ use crate::audit::{AUDIT_TOPIC, AuditStore, EdgeRecord, headers};
 use crate::auth::{Authenticator, Principal, Role};
 use crate::error::{Error, Result};
 use crate::proto;
+use crate::validate::{PageToken, old_enough};
 
 /// Everything the services need.
 #[derive(Debug)]
@@ -110,10 +109,6 @@ enum Verdict {
     Forward(Snapshot),
 }
 
-fn age_ok(at: i64, min_age_seconds: i64, now: Timestamp) -> bool {
-    min_age_seconds <= 0 || now.micros_since(Timestamp(at)) >= min_age_seconds * Timestamp::MICROS_PER_SEC
-}
-
 impl Control {
     fn snapshot(&self, posting_id: &str) -> Result<Option<Snapshot>> {
         Ok(self.projections.posting(posting_id)?.map(|(order_ref, p)| Snapshot {
@@ -137,22 +132,7 @@ impl Control {
         snap: Option<Snapshot>,
     ) -> Result<Verdict> {
         who.require(Role::Approver, if approve { "approving a held posting" } else { "rejecting a held posting" })?;
-        if r.posting_id.is_empty() {
-            return Err(Error::InvalidArgument(
-                "posting_id is empty; name a posting such as inv:SHP-1 (see `waybill approvals list`)".into(),
-            ));
-        }
-        if r.expected_version <= 0 {
-            return Err(Error::InvalidArgument(format!(
-                "expected_version is missing; pass the version you reviewed (`waybill approvals show {}` prints it)",
-                r.posting_id
-            )));
-        }
-        if !approve && r.reason.trim().is_empty() {
-            return Err(Error::InvalidArgument(
-                "a rejection needs a reason: it goes to whoever corrects the order".into(),
-            ));
-        }
+        crate::validate::decision(r, approve)?;
         let Some(p) = snap else {
             return Err(Error::NotFound(format!(
                 "posting {} does not exist; list held postings with `waybill approvals list`",
@@ -466,21 +446,7 @@ impl Control {
     }
 
     fn list_postings(&self, r: &proto::ListHeldPostingsRequest) -> Result<proto::ListHeldPostingsResponse> {
-        let state = match r.state.as_str() {
-            "" => Some("held"),
-            "all" => None,
-            s @ ("held" | "approved" | "rejected") => Some(s),
-            s => {
-                return Err(Error::InvalidArgument(format!("state {s:?} is not one of held, approved, rejected, all")));
-            }
-        };
-        if !matches!(r.document.as_str(), "" | "invoice" | "credit-note") {
-            return Err(Error::InvalidArgument(format!("document {:?} is not invoice or credit-note", r.document)));
-        }
-        let page_size = match r.page_size {
-            0 => 50,
-            n => n.min(500) as usize,
-        };
+        let q = crate::validate::held_postings(r)?;
         let needle = r.reason_contains.to_lowercase();
         let now = Timestamp::now();
         let mut all = Vec::new();
@@ -489,10 +455,10 @@ impl Control {
                 continue;
             }
             for p in &o.postings {
-                if state.is_some_and(|s| s != p.state)
-                    || (!r.document.is_empty() && document_name(p.document) != r.document)
+                if q.state.is_some_and(|s| s != p.state)
+                    || q.document.is_some_and(|d| d != document_name(p.document))
                     || (!needle.is_empty() && !p.reasons.iter().any(|x| x.to_lowercase().contains(&needle)))
-                    || !age_ok(p.held_at.0, r.min_age_seconds, now)
+                    || !old_enough(p.held_at.0, q.min_age_us, now)
                 {
                     continue;
                 }
@@ -500,21 +466,13 @@ impl Control {
             }
         }
         all.sort_by(|a, b| (a.held_at_us, &a.posting_id).cmp(&(b.held_at_us, &b.posting_id)));
-        let start = match r.page_token.split_once('/') {
-            None if r.page_token.is_empty() => 0,
-            Some((at, id)) if at.parse::<i64>().is_ok() => {
-                let at: i64 = at.parse().unwrap_or_default();
-                all.partition_point(|p| (p.held_at_us, p.posting_id.as_str()) <= (at, id))
-            }
-            _ => {
-                return Err(Error::InvalidArgument(
-                    "page_token is not one this server issued; start again without it".into(),
-                ));
-            }
+        let start = match &q.after {
+            None => 0,
+            Some(t) => all.partition_point(|p| (p.held_at_us, p.posting_id.as_str()) <= (t.at_us, t.id.as_str())),
         };
-        let page: Vec<proto::Posting> = all.iter().skip(start).take(page_size).cloned().collect();
+        let page: Vec<proto::Posting> = all.iter().skip(start).take(q.page_size).cloned().collect();
         let next_page_token = match page.last() {
-            Some(last) if start + page.len() < all.len() => format!("{}/{}", last.held_at_us, last.posting_id),
+            Some(last) if start + page.len() < all.len() => PageToken::new(last.held_at_us, &last.posting_id).encode(),
             _ => String::new(),
         };
         Ok(proto::ListHeldPostingsResponse { postings: page, next_page_token })
@@ -654,11 +612,7 @@ impl Control {
     }
 
     fn lineage(&self, source_ref: &str) -> Result<proto::GetLineageResponse> {
-        if source_ref.parse::<SourceRef>().is_err() {
-            return Err(Error::InvalidArgument(format!(
-                "{source_ref:?} is not a source reference; write system:id, e.g. odoo:SO0042, wms:SHP-1, waybill:release:SO0042"
-            )));
-        }
+        crate::validate::source_ref(source_ref)?;
         let entries = self.projections.lineage(source_ref)?;
         if entries.is_empty() {
             return Err(Error::NotFound(format!(
@@ -687,33 +641,21 @@ impl Control {
     }
 
     fn exceptions(&self, r: &proto::ListExceptionsRequest) -> Result<proto::ListExceptionsResponse> {
-        let category = match r.category.as_str() {
-            "" => None,
-            c => Some(ExceptionCategory::ALL.into_iter().find(|x| x.as_str() == c).ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "category {c:?} is unknown; use one of {}",
-                    ExceptionCategory::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
-                ))
-            })?),
-        };
-        let limit = match r.limit {
-            0 => 100,
-            n => n.min(1000) as usize,
-        };
+        let q = crate::validate::exceptions(r)?;
         let now = Timestamp::now();
         let exceptions = self
             .projections
-            .exceptions(r.open_only, category)?
+            .exceptions(q.open_only, q.category)?
             .into_iter()
-            .filter(|x| r.min_age_seconds <= 0 || x.raised_at.is_some_and(|t| age_ok(t.0, r.min_age_seconds, now)))
-            .take(limit)
+            .filter(|x| q.min_age_us.is_none() || x.raised_at.is_some_and(|t| old_enough(t.0, q.min_age_us, now)))
+            .take(q.limit)
             .map(crate::workbench::exception_proto)
             .collect();
         Ok(proto::ListExceptionsResponse { exceptions })
     }
 
     fn list_audit(&self, r: &proto::ListAuditRequest) -> Result<proto::ListAuditResponse> {
-        let limit = if r.limit == 0 { 100 } else { r.limit as usize };
+        let limit = crate::validate::audit_limit(r.limit);
         let entries = self
             .audit
             .list(
