@@ -8,10 +8,12 @@
 use libfuzzer_sys::fuzz_target;
 use waybill_schema::samples;
 
+fn seeds() -> Vec<Vec<u8>> {
+    samples::commands().iter().map(|c| waybill_schema::encode_command(c).expect("encode a sample")).collect()
+}
+
 fuzz_target!(
-    init: {
-        waybill_fuzz::write_seeds(samples::commands().iter().map(|c| waybill_schema::encode_command(c).expect("encode a sample")));
-    },
+    init: waybill_fuzz::write_seeds(seeds()),
     |data: &[u8]| {
         if let Ok(command) = waybill_schema::decode_command(data) {
             let again = waybill_schema::encode_command(&command)

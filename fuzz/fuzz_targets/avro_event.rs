@@ -8,10 +8,12 @@
 use libfuzzer_sys::fuzz_target;
 use waybill_schema::samples;
 
+fn seeds() -> Vec<Vec<u8>> {
+    samples::events().iter().map(|e| waybill_schema::encode_event(e).expect("encode a sample")).collect()
+}
+
 fuzz_target!(
-    init: {
-        waybill_fuzz::write_seeds(samples::events().iter().map(|e| waybill_schema::encode_event(e).expect("encode a sample")));
-    },
+    init: waybill_fuzz::write_seeds(seeds()),
     |data: &[u8]| {
         let _ = waybill_schema::schema_name_of(data);
         if let Ok(event) = waybill_schema::decode_event(data) {

@@ -9,13 +9,15 @@
 use libfuzzer_sys::fuzz_target;
 use waybill_schema::{JournalRecord, samples};
 
+fn seeds() -> Vec<Vec<u8>> {
+    let mut seeds: Vec<Vec<u8>> =
+        samples::journal_events().iter().map(|e| waybill_schema::encode_journal(e).expect("encode a sample")).collect();
+    seeds.push(waybill_schema::encode_checkpoint(&samples::checkpoint()).expect("encode the sample checkpoint"));
+    seeds
+}
+
 fuzz_target!(
-    init: {
-        let mut seeds: Vec<Vec<u8>> =
-            samples::journal_events().iter().map(|e| waybill_schema::encode_journal(e).expect("encode a sample")).collect();
-        seeds.push(waybill_schema::encode_checkpoint(&samples::checkpoint()).expect("encode the sample checkpoint"));
-        waybill_fuzz::write_seeds(seeds);
-    },
+    init: waybill_fuzz::write_seeds(seeds()),
     |data: &[u8]| {
         let Ok(record) = waybill_schema::decode_journal_record(data) else { return };
         let again = match &record {

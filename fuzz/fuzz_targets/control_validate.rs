@@ -41,15 +41,28 @@ fn ages_are_monotonic(at: i64, min_age_seconds: i64) {
     }
 }
 
-fuzz_target!(
-    init: {
-        waybill_fuzz::write_seeds([
-            framed(0, &proto::DecisionRequest { posting_id: "inv:SHP-000029-1".into(), expected_version: 1, reason: "ok".into() }),
-            framed(1, &proto::DecisionRequest { posting_id: "cn:RCV-7".into(), expected_version: 3, reason: "price".into() }),
-            framed(2, &proto::ExceptionActionRequest { exception_id: "o2f:SO0042/pick-overdue/1".into(), note: String::new() }),
-            framed(3, &proto::ExceptionActionRequest { exception_id: "s2i:SHP-1/posting-refused/1".into(), note: "fixed".into() }),
-            framed(4, &proto::ReplayRequest { saga_id: "o2f:SO0042".into(), note: "after the fix".into() }),
-            framed(5, &proto::ListHeldPostingsRequest {
+fn seeds() -> Vec<Vec<u8>> {
+    vec![
+        framed(
+            0,
+            &proto::DecisionRequest { posting_id: "inv:SHP-000029-1".into(), expected_version: 1, reason: "ok".into() },
+        ),
+        framed(
+            1,
+            &proto::DecisionRequest { posting_id: "cn:RCV-7".into(), expected_version: 3, reason: "price".into() },
+        ),
+        framed(
+            2,
+            &proto::ExceptionActionRequest { exception_id: "o2f:SO0042/pick-overdue/1".into(), note: String::new() },
+        ),
+        framed(
+            3,
+            &proto::ExceptionActionRequest { exception_id: "s2i:SHP-1/posting-refused/1".into(), note: "fixed".into() },
+        ),
+        framed(4, &proto::ReplayRequest { saga_id: "o2f:SO0042".into(), note: "after the fix".into() }),
+        framed(
+            5,
+            &proto::ListHeldPostingsRequest {
                 state: "all".into(),
                 customer: "CUST-7".into(),
                 reason_contains: "variance".into(),
@@ -57,12 +70,24 @@ fuzz_target!(
                 document: "invoice".into(),
                 page_size: 20,
                 page_token: "1767225600000000/inv:SHP-1".into(),
-            }),
-            framed(6, &proto::ListExceptionsRequest { category: "PICK_OVERDUE".into(), open_only: true, min_age_seconds: 60, limit: 10 }),
-            framed(7, &proto::ListAuditRequest { posting_id: "inv:SHP-1".into(), actor: "alice".into(), limit: 5 }),
-            framed(8, &proto::GetLineageRequest { source_ref: "odoo:SO0042".into() }),
-        ]);
-    },
+            },
+        ),
+        framed(
+            6,
+            &proto::ListExceptionsRequest {
+                category: "PICK_OVERDUE".into(),
+                open_only: true,
+                min_age_seconds: 60,
+                limit: 10,
+            },
+        ),
+        framed(7, &proto::ListAuditRequest { posting_id: "inv:SHP-1".into(), actor: "alice".into(), limit: 5 }),
+        framed(8, &proto::GetLineageRequest { source_ref: "odoo:SO0042".into() }),
+    ];
+}
+
+fuzz_target!(
+    init: waybill_fuzz::write_seeds(seeds()),
     |data: &[u8]| {
         let Some((&kind, body)) = data.split_first() else { return };
         match kind % 9 {

@@ -12,23 +12,25 @@ use waybill_fuzz::{Reading, assert_log_holds, first_segment, log_options, read_s
 use waybill_log::embedded::EmbeddedLog;
 use waybill_log::{AppendBatch, Error, EventLog, Record};
 
-fuzz_target!(
-    init: {
-        let dir = scratch_dir("log-segment-seeds");
-        let mut seeds = vec![vec![0u8], vec![1u8]];
-        for batches in [0, 1, 3] {
-            let segment = real_segment(&dir, batches);
-            for flags in [0u8, 1] {
-                let mut seed = vec![flags];
-                seed.extend_from_slice(&segment);
-                seeds.push(seed.clone());
-                // The same log torn in its last frame.
-                seed.truncate(seed.len() - 3);
-                seeds.push(seed);
-            }
+fn seeds() -> Vec<Vec<u8>> {
+    let dir = scratch_dir("log-segment-seeds");
+    let mut seeds = vec![vec![0u8], vec![1u8]];
+    for batches in [0, 1, 3] {
+        let segment = real_segment(&dir, batches);
+        for flags in [0u8, 1] {
+            let mut seed = vec![flags];
+            seed.extend_from_slice(&segment);
+            seeds.push(seed.clone());
+            // The same log torn in its last frame.
+            seed.truncate(seed.len() - 3);
+            seeds.push(seed);
         }
-        waybill_fuzz::write_seeds(seeds);
-    },
+    }
+    seeds
+}
+
+fuzz_target!(
+    init: waybill_fuzz::write_seeds(seeds()),
     |data: &[u8]| {
         let Some((&flags, segment)) = data.split_first() else { return };
         let mut segment = segment.to_vec();

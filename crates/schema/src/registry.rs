@@ -212,7 +212,7 @@ impl Registry {
     pub fn from_sources<'a>(sources: impl IntoIterator<Item = SchemaSource<'a>>) -> Result<Registry> {
         // apache-avro's bound is process-wide and set once, before anything decodes; every
         // decode goes through a registry, so building one is early enough.
-        apache_avro::max_allocation_bytes(MAX_DECODE_LEN);
+        apache_avro::util::max_allocation_bytes(MAX_DECODE_LEN);
         let mut by_id = HashMap::new();
         let mut versions: BTreeMap<String, BTreeMap<u32, u32>> = BTreeMap::new();
         for src in sources {
