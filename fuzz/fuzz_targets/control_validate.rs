@@ -83,7 +83,7 @@ fn seeds() -> Vec<Vec<u8>> {
         ),
         framed(7, &proto::ListAuditRequest { posting_id: "inv:SHP-1".into(), actor: "alice".into(), limit: 5 }),
         framed(8, &proto::GetLineageRequest { source_ref: "odoo:SO0042".into() }),
-    ];
+    ]
 }
 
 fuzz_target!(
