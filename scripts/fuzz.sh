@@ -76,5 +76,8 @@ for t in "${TARGETS[@]}"; do
 	echo "| \`$t\` | ${execs:-?} | ${rate:-?} | $secs | $size | $crashes |" >>"$SUMMARY"
 done
 
+# The log targets' scratch logs (one directory per target process).
+rm -rf /dev/shm/waybill-fuzz-* "${TMPDIR:-/tmp}"/waybill-fuzz-*
+
 cat "$SUMMARY"
 exit "$failed"
