@@ -3,13 +3,14 @@
 #   make test   every test (unit, property, conformance, end-to-end)
 #   make bench  the benchmark table (docs/benchmarks.md)
 #   make lint   rustfmt + clippy, warnings are errors
+#   make fuzz   coverage-guided fuzzing of the edge, FUZZ_SECS per target (nightly; not in `make test`)
 #   make deploy-check   validate the Kubernetes manifests, dashboard and alerts offline
 SHELL := /bin/bash
 CARGO ?= cargo
 ORDERS ?= 1000
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test test-kafka bench bench-kafka lint fmt build clean deploy-check deploy-check-self-test prereqs
+.PHONY: run test test-kafka bench bench-kafka fuzz lint fmt build clean deploy-check deploy-check-self-test prereqs
 
 # librdkafka (built from source by rdkafka-sys) links the system's OpenSSL and zlib.
 prereqs:
@@ -79,6 +80,13 @@ deploy-check:
 # Proves deploy-check fails on deliberately broken manifests.
 deploy-check-self-test:
 	scripts/deploy-check.sh --self-test
+
+# Fuzzes the Avro and JSON decoders, the embedded log's recovery and the control plane's
+# request checks for FUZZ_SECS each (cargo-fuzz on the nightly toolchain, installed here
+# if missing); figures and how to read them: docs/benchmarks.md, "Fuzzing".
+FUZZ_SECS ?= 60
+fuzz:
+	FUZZ_SECS=$(FUZZ_SECS) scripts/fuzz.sh $(FUZZ_TARGETS)
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -14,6 +14,9 @@
 //! - [`workbench`]: retry and resolve exceptions, replay an order's inbound events (a
 //!   dry run computed here with the saga crate's pure replay; the real one decided by
 //!   the saga), each written to `waybill.control`, answered with the saga's verdict;
+//! - [`validate`]: the checks of a request that need no state (required ids, versions
+//!   and notes, list filters, page sizes, page tokens), pure functions the handlers call
+//!   first and `make fuzz` feeds arbitrary requests;
 //! - [`audit`]: the audit projection, derived from `waybill.control`, `waybill.audit`
 //!   and the journal, so it is rebuildable;
 //! - [`grpc_metrics`]: the tower layer that counts every call by service, method and
@@ -37,6 +40,7 @@ pub mod grpc_metrics;
 mod orders;
 pub mod server;
 pub mod service;
+pub mod validate;
 pub mod workbench;
 
 /// Generated from `proto/waybill/v1/control.proto`.

@@ -323,11 +323,7 @@ impl Control {
     /// replay: every inbound record a journal event of the order cites, and every dead
     /// letter of the order, in the order they were appended.
     fn plan_replay(&self, saga_or_order: &str) -> Result<Plan> {
-        if saga_or_order.trim().is_empty() {
-            return Err(Error::InvalidArgument(
-                "saga_id is empty; name a saga (o2f:SO0042, s2i:SHP-1, ret:RMA-1) or an order (SO0042)".into(),
-            ));
-        }
+        crate::validate::replay_target(saga_or_order)?;
         let Some(order_ref) = self.order_of(saga_or_order)? else {
             return Err(Error::NotFound(format!(
                 "{saga_or_order} is not a saga or order Waybill knows; find it with `waybill order show <order>`"
@@ -571,18 +567,7 @@ fn check_exception(
     retry: bool,
     view: Option<ExceptionView>,
 ) -> Result<(String, ExceptionView)> {
-    if r.exception_id.trim().is_empty() {
-        return Err(Error::InvalidArgument(
-            "exception_id is empty; name an exception such as o2f:SO0042/pick-overdue/1 (see `waybill exceptions list`)"
-                .into(),
-        ));
-    }
-    if !retry && r.note.trim().is_empty() {
-        return Err(Error::InvalidArgument(format!(
-            "resolving exception {} needs a note saying what was done (--note \"...\")",
-            r.exception_id
-        )));
-    }
+    crate::validate::exception_action(r, retry)?;
     let Some(x) = view.filter(|x| x.raised_at.is_some()) else {
         return Err(Error::NotFound(format!(
             "exception {} does not exist; list exceptions with `waybill exceptions list`",

@@ -38,6 +38,11 @@
 //! (checked against [`samples`] when the registry is built; the tests require it for
 //! every schema in `schemas/`), and falls back to an Avro `Value` plus resolution
 //! otherwise, because that serializer writes fields in serde order without checking them.
+//!
+//! ## Limits
+//! A decoder accepts at most [`registry::MAX_DECODE_LEN`] bytes in one string or `bytes`
+//! field and as many items in one array or map; a record claiming more is a decode error
+//! (a dead letter), never a huge allocation.
 
 pub mod codec;
 pub mod compat;

@@ -179,6 +179,13 @@ pub struct Registry {
     latest_by_name: [HashMap<String, u32>; 3],
 }
 
+/// Most bytes of one string or `bytes` field, and most items of one array or map, that
+/// a decoder accepts. apache-avro reserves an array's claimed length before reading its
+/// items, so without a bound a few bytes claiming half a billion items make it ask for
+/// 30 GB and abort the process. Nothing Waybill writes comes near this (a Kafka record is
+/// 1 MB by default, an ingestion body at most 2 MB); a record beyond it is a decode error.
+pub const MAX_DECODE_LEN: usize = 4 * 1024 * 1024;
+
 static EMBEDDED: LazyLock<Registry> = LazyLock::new(|| {
     Registry::from_sources(CATALOG.iter().copied())
         .unwrap_or_else(|e| panic!("the schemas/ folder compiled into waybill-schema is invalid: {e}"))
@@ -203,6 +210,9 @@ impl Registry {
     /// the full name it is listed under, lives in a namespace Waybill maps, and that ids
     /// and `(name, version)` pairs are unique and versions run 1, 2, 3… without gaps.
     pub fn from_sources<'a>(sources: impl IntoIterator<Item = SchemaSource<'a>>) -> Result<Registry> {
+        // apache-avro's bound is process-wide and set once, before anything decodes; every
+        // decode goes through a registry, so building one is early enough.
+        apache_avro::util::max_allocation_bytes(MAX_DECODE_LEN);
         let mut by_id = HashMap::new();
         let mut versions: BTreeMap<String, BTreeMap<u32, u32>> = BTreeMap::new();
         for src in sources {

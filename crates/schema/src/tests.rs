@@ -581,3 +581,18 @@ fn the_direct_reader_refuses_cut_padded_and_corrupt_datums() {
     assert_eq!(registry.decode_family_direct::<InboundEvent>(&bad), None);
     assert!(decode_event(&bad).is_err());
 }
+
+/// Found by `make fuzz` (target `avro_event`): an 84-byte inbound record whose array claims
+/// hundreds of millions of items made apache-avro reserve 30 GB up front and abort the
+/// process, so one poison record would have crashed the coordinator on every restart.
+#[test]
+fn an_array_claiming_millions_of_items_is_a_decode_error_not_an_abort() {
+    let hex = "00000000010a6576742d30000a524543240000000000000000ffffff\
+               ff0300000000000000ffffffffff00000000000000000000000000e5\
+               e5e5e5e5e5e5e5e5e50000feffff8830000000000000000000000000";
+    let bytes: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+    assert_eq!(bytes.len(), 84);
+    let err = decode_event(&bytes).unwrap_err();
+    assert!(matches!(err, Error::Decode { .. }), "{err}");
+    assert!(err.to_string().contains(&format!("maximum allowed: {}", registry::MAX_DECODE_LEN)), "{err}");
+}

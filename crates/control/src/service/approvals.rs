@@ -13,12 +13,13 @@ use waybill_log::{AppendBatch, Header, Record};
 use waybill_projection::PostingView;
 use waybill_saga::approval::{self, RefusalKind};
 
-use super::convert::{age_ok, document_name, order_lines, posting_proto};
+use super::convert::{document_name, order_lines, posting_proto};
 use super::{Control, blocking, peer_of};
 use crate::audit::{AUDIT_TOPIC, EdgeRecord, headers};
 use crate::auth::{Principal, Role};
 use crate::error::{Error, Result};
 use crate::proto;
+use crate::validate::{PageToken, old_enough};
 
 /// What a decision is checked against: the posting as the read models show it.
 #[derive(Debug, Clone)]
@@ -99,22 +100,7 @@ impl Control {
         snap: Option<Snapshot>,
     ) -> Result<Verdict> {
         who.require(Role::Approver, if approve { "approving a held posting" } else { "rejecting a held posting" })?;
-        if r.posting_id.is_empty() {
-            return Err(Error::InvalidArgument(
-                "posting_id is empty; name a posting such as inv:SHP-1 (see `waybill approvals list`)".into(),
-            ));
-        }
-        if r.expected_version <= 0 {
-            return Err(Error::InvalidArgument(format!(
-                "expected_version is missing; pass the version you reviewed (`waybill approvals show {}` prints it)",
-                r.posting_id
-            )));
-        }
-        if !approve && r.reason.trim().is_empty() {
-            return Err(Error::InvalidArgument(
-                "a rejection needs a reason: it goes to whoever corrects the order".into(),
-            ));
-        }
+        crate::validate::decision(r, approve)?;
         let Some(p) = snap else {
             return Err(Error::NotFound(format!(
                 "posting {} does not exist; list held postings with `waybill approvals list`",
@@ -392,21 +378,7 @@ impl Control {
     }
 
     fn list_postings(&self, r: &proto::ListHeldPostingsRequest) -> Result<proto::ListHeldPostingsResponse> {
-        let state = match r.state.as_str() {
-            "" => Some("held"),
-            "all" => None,
-            s @ ("held" | "approved" | "rejected") => Some(s),
-            s => {
-                return Err(Error::InvalidArgument(format!("state {s:?} is not one of held, approved, rejected, all")));
-            }
-        };
-        if !matches!(r.document.as_str(), "" | "invoice" | "credit-note") {
-            return Err(Error::InvalidArgument(format!("document {:?} is not invoice or credit-note", r.document)));
-        }
-        let page_size = match r.page_size {
-            0 => 50,
-            n => n.min(500) as usize,
-        };
+        let q = crate::validate::held_postings(r)?;
         let needle = r.reason_contains.to_lowercase();
         let now = Timestamp::now();
         let mut all = Vec::new();
@@ -415,10 +387,10 @@ impl Control {
                 continue;
             }
             for p in &o.postings {
-                if state.is_some_and(|s| s != p.state)
-                    || (!r.document.is_empty() && document_name(p.document) != r.document)
+                if q.state.is_some_and(|s| s != p.state)
+                    || q.document.is_some_and(|d| d != document_name(p.document))
                     || (!needle.is_empty() && !p.reasons.iter().any(|x| x.to_lowercase().contains(&needle)))
-                    || !age_ok(p.held_at.0, r.min_age_seconds, now)
+                    || !old_enough(p.held_at.0, q.min_age_us, now)
                 {
                     continue;
                 }
@@ -426,21 +398,13 @@ impl Control {
             }
         }
         all.sort_by(|a, b| (a.held_at_us, &a.posting_id).cmp(&(b.held_at_us, &b.posting_id)));
-        let start = match r.page_token.split_once('/') {
-            None if r.page_token.is_empty() => 0,
-            Some((at, id)) if at.parse::<i64>().is_ok() => {
-                let at: i64 = at.parse().unwrap_or_default();
-                all.partition_point(|p| (p.held_at_us, p.posting_id.as_str()) <= (at, id))
-            }
-            _ => {
-                return Err(Error::InvalidArgument(
-                    "page_token is not one this server issued; start again without it".into(),
-                ));
-            }
+        let start = match &q.after {
+            None => 0,
+            Some(t) => all.partition_point(|p| (p.held_at_us, p.posting_id.as_str()) <= (t.at_us, t.id.as_str())),
         };
-        let page: Vec<proto::Posting> = all.iter().skip(start).take(page_size).cloned().collect();
+        let page: Vec<proto::Posting> = all.iter().skip(start).take(q.page_size).cloned().collect();
         let next_page_token = match page.last() {
-            Some(last) if start + page.len() < all.len() => format!("{}/{}", last.held_at_us, last.posting_id),
+            Some(last) if start + page.len() < all.len() => PageToken::new(last.held_at_us, &last.posting_id).encode(),
             _ => String::new(),
         };
         Ok(proto::ListHeldPostingsResponse { postings: page, next_page_token })

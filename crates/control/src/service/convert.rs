@@ -1,6 +1,5 @@
 //! Read models as proto messages.
 
-use waybill_domain::Timestamp;
 use waybill_domain::journal::DocumentKind;
 use waybill_projection::OrderView;
 
@@ -45,11 +44,6 @@ macro_rules! posting_proto {
 }
 
 pub(crate) use posting_proto;
-
-/// Whether something that happened at `at` is at least `min_age_seconds` old at `now`.
-pub(crate) fn age_ok(at: i64, min_age_seconds: i64, now: Timestamp) -> bool {
-    min_age_seconds <= 0 || now.micros_since(Timestamp(at)) >= min_age_seconds * Timestamp::MICROS_PER_SEC
-}
 
 pub(crate) fn order_lines(
     o: &OrderView,

@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use waybill_domain::{ExceptionCategory, JournalBody, SourceRef, Timestamp, topic};
+use waybill_domain::{JournalBody, Timestamp, topic};
 
-use super::convert::{age_ok, document_name, order_lines, posting_proto};
+use super::convert::{document_name, order_lines, posting_proto};
 use super::{Control, blocking};
 use crate::auth::Role;
 use crate::error::{Error, Result};
 use crate::proto;
+use crate::validate::old_enough;
 
 impl Control {
     /// Reads and decodes the journal event a timeline entry points at.
@@ -81,11 +82,7 @@ impl Control {
     }
 
     fn lineage(&self, source_ref: &str) -> Result<proto::GetLineageResponse> {
-        if source_ref.parse::<SourceRef>().is_err() {
-            return Err(Error::InvalidArgument(format!(
-                "{source_ref:?} is not a source reference; write system:id, e.g. odoo:SO0042, wms:SHP-1, waybill:release:SO0042"
-            )));
-        }
+        crate::validate::source_ref(source_ref)?;
         let entries = self.projections.lineage(source_ref)?;
         if entries.is_empty() {
             return Err(Error::NotFound(format!(
@@ -114,33 +111,21 @@ impl Control {
     }
 
     fn exceptions(&self, r: &proto::ListExceptionsRequest) -> Result<proto::ListExceptionsResponse> {
-        let category = match r.category.as_str() {
-            "" => None,
-            c => Some(ExceptionCategory::ALL.into_iter().find(|x| x.as_str() == c).ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "category {c:?} is unknown; use one of {}",
-                    ExceptionCategory::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
-                ))
-            })?),
-        };
-        let limit = match r.limit {
-            0 => 100,
-            n => n.min(1000) as usize,
-        };
+        let q = crate::validate::exceptions(r)?;
         let now = Timestamp::now();
         let exceptions = self
             .projections
-            .exceptions(r.open_only, category)?
+            .exceptions(q.open_only, q.category)?
             .into_iter()
-            .filter(|x| r.min_age_seconds <= 0 || x.raised_at.is_some_and(|t| age_ok(t.0, r.min_age_seconds, now)))
-            .take(limit)
+            .filter(|x| q.min_age_us.is_none() || x.raised_at.is_some_and(|t| old_enough(t.0, q.min_age_us, now)))
+            .take(q.limit)
             .map(crate::workbench::exception_proto)
             .collect();
         Ok(proto::ListExceptionsResponse { exceptions })
     }
 
     fn list_audit(&self, r: &proto::ListAuditRequest) -> Result<proto::ListAuditResponse> {
-        let limit = if r.limit == 0 { 100 } else { r.limit as usize };
+        let limit = crate::validate::audit_limit(r.limit);
         let entries = self
             .audit
             .list(

@@ -1,0 +1,335 @@
+//! The checks of incoming control-plane requests that need no state: required ids,
+//! versions and notes, list filters, page sizes and page tokens.
+//!
+//! Each is a pure function of the request's fields, so the handlers in
+//! [`service`](crate::service) and [`workbench`](crate::workbench) call them before they
+//! read any store, and `make fuzz` (target `control_validate`) feeds them arbitrary
+//! requests. A refusal is always [`Error::InvalidArgument`] saying what to send instead.
+//! Numbers a caller sends are clamped or refused here, never used in arithmetic that
+//! could overflow.
+
+use waybill_domain::{ExceptionCategory, SourceRef, Timestamp};
+
+use crate::error::{Error, Result};
+use crate::proto;
+
+/// Postings per page when a `ListHeldPostings` request does not say.
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+/// Most postings per page, whatever the request asks for.
+pub const MAX_PAGE_SIZE: usize = 500;
+/// Exceptions listed when a `ListExceptions` request does not say.
+pub const DEFAULT_EXCEPTIONS: usize = 100;
+/// Most exceptions listed, whatever the request asks for.
+pub const MAX_EXCEPTIONS: usize = 1000;
+/// Audit entries listed when a `ListAudit` request does not say.
+pub const DEFAULT_AUDIT_ENTRIES: usize = 100;
+
+/// The fields of an approve or reject request that must be there before the posting is
+/// looked up: a posting id, the version the caller reviewed, and (to reject) a reason.
+pub fn decision(r: &proto::DecisionRequest, approve: bool) -> Result<()> {
+    if r.posting_id.is_empty() {
+        return Err(Error::InvalidArgument(
+            "posting_id is empty; name a posting such as inv:SHP-1 (see `waybill approvals list`)".into(),
+        ));
+    }
+    if r.expected_version <= 0 {
+        return Err(Error::InvalidArgument(format!(
+            "expected_version is missing; pass the version you reviewed (`waybill approvals show {}` prints it)",
+            r.posting_id
+        )));
+    }
+    if !approve && r.reason.trim().is_empty() {
+        return Err(Error::InvalidArgument("a rejection needs a reason: it goes to whoever corrects the order".into()));
+    }
+    Ok(())
+}
+
+/// The fields of a retry or resolve request that must be there before the exception is
+/// looked up: an exception id and (to resolve) a note.
+pub fn exception_action(r: &proto::ExceptionActionRequest, retry: bool) -> Result<()> {
+    if r.exception_id.trim().is_empty() {
+        return Err(Error::InvalidArgument(
+            "exception_id is empty; name an exception such as o2f:SO0042/pick-overdue/1 (see `waybill exceptions list`)"
+                .into(),
+        ));
+    }
+    if !retry && r.note.trim().is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "resolving exception {} needs a note saying what was done (--note \"...\")",
+            r.exception_id
+        )));
+    }
+    Ok(())
+}
+
+/// The target of a replay (a saga id or an order name) must not be blank.
+pub fn replay_target(saga_or_order: &str) -> Result<()> {
+    if saga_or_order.trim().is_empty() {
+        return Err(Error::InvalidArgument(
+            "saga_id is empty; name a saga (o2f:SO0042, s2i:SHP-1, ret:RMA-1) or an order (SO0042)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A lineage query names a source reference, `system:id`.
+pub fn source_ref(text: &str) -> Result<SourceRef> {
+    text.parse::<SourceRef>().map_err(|_| {
+        Error::InvalidArgument(format!(
+            "{text:?} is not a source reference; write system:id, e.g. odoo:SO0042, wms:SHP-1, waybill:release:SO0042"
+        ))
+    })
+}
+
+/// A minimum age in seconds as microseconds; `None` (no filter) when it is zero or
+/// negative. Ages beyond what a timestamp can hold saturate instead of overflowing.
+pub fn min_age_micros(min_age_seconds: i64) -> Option<i64> {
+    (min_age_seconds > 0).then(|| min_age_seconds.saturating_mul(Timestamp::MICROS_PER_SEC))
+}
+
+/// Whether something that happened at `at_us` is at least `min_age_us` old at `now`
+/// (always, without a minimum age).
+pub fn old_enough(at_us: i64, min_age_us: Option<i64>, now: Timestamp) -> bool {
+    min_age_us.is_none_or(|min| now.0.saturating_sub(at_us) >= min)
+}
+
+/// Where a page of a list sorted by (time, id) starts: after the entry with this time
+/// and id. The token a server hands out is `<time>/<id>`; a caller passes it back
+/// unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageToken {
+    /// The time of the last entry of the previous page, microseconds since the epoch.
+    pub at_us: i64,
+    /// The id of the last entry of the previous page.
+    pub id: String,
+}
+
+impl PageToken {
+    /// The token for a page that ends with the entry (`at_us`, `id`).
+    pub fn new(at_us: i64, id: impl Into<String>) -> PageToken {
+        PageToken { at_us, id: id.into() }
+    }
+
+    /// The text handed to the caller as `next_page_token`.
+    pub fn encode(&self) -> String {
+        format!("{}/{}", self.at_us, self.id)
+    }
+
+    /// Reads a `page_token` from a request: `None` for the first page (an empty token),
+    /// the position for a token this server issued, [`Error::InvalidArgument`] otherwise.
+    pub fn parse(token: &str) -> Result<Option<PageToken>> {
+        if token.is_empty() {
+            return Ok(None);
+        }
+        match token.split_once('/').map(|(at, id)| (at.parse::<i64>(), id)) {
+            Some((Ok(at_us), id)) => Ok(Some(PageToken::new(at_us, id))),
+            _ => Err(Error::InvalidArgument("page_token is not one this server issued; start again without it".into())),
+        }
+    }
+}
+
+/// A checked `ListHeldPostings` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldPostingsQuery {
+    /// Only postings in this state (`held`, `approved`, `rejected`); `None` for every state.
+    pub state: Option<&'static str>,
+    /// Only this document (`invoice`, `credit-note`); `None` for both.
+    pub document: Option<&'static str>,
+    /// Only postings held at least this long, in microseconds; `None` for any age.
+    pub min_age_us: Option<i64>,
+    /// Postings per page, 1 to [`MAX_PAGE_SIZE`].
+    pub page_size: usize,
+    /// The page starts after this posting; `None` for the first page.
+    pub after: Option<PageToken>,
+}
+
+/// Checks a `ListHeldPostings` request: the state and document filters must be ones
+/// the server knows, the page token one it issued; the page size is clamped.
+pub fn held_postings(r: &proto::ListHeldPostingsRequest) -> Result<HeldPostingsQuery> {
+    let state = match r.state.as_str() {
+        "" | "held" => Some("held"),
+        "approved" => Some("approved"),
+        "rejected" => Some("rejected"),
+        "all" => None,
+        s => {
+            return Err(Error::InvalidArgument(format!("state {s:?} is not one of held, approved, rejected, all")));
+        }
+    };
+    let document = match r.document.as_str() {
+        "" => None,
+        "invoice" => Some("invoice"),
+        "credit-note" => Some("credit-note"),
+        d => return Err(Error::InvalidArgument(format!("document {d:?} is not invoice or credit-note"))),
+    };
+    let page_size = match r.page_size {
+        0 => DEFAULT_PAGE_SIZE,
+        n => usize::try_from(n).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE),
+    };
+    Ok(HeldPostingsQuery {
+        state,
+        document,
+        min_age_us: min_age_micros(r.min_age_seconds),
+        page_size,
+        after: PageToken::parse(&r.page_token)?,
+    })
+}
+
+/// A checked `ListExceptions` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExceptionsQuery {
+    /// Only this category; `None` for every category.
+    pub category: Option<ExceptionCategory>,
+    /// Only exceptions that are still open.
+    pub open_only: bool,
+    /// Only exceptions raised at least this long ago, in microseconds; `None` for any age.
+    pub min_age_us: Option<i64>,
+    /// Most exceptions listed, 1 to [`MAX_EXCEPTIONS`].
+    pub limit: usize,
+}
+
+/// Checks a `ListExceptions` request: the category must be one Waybill raises; the
+/// limit is clamped.
+pub fn exceptions(r: &proto::ListExceptionsRequest) -> Result<ExceptionsQuery> {
+    let category = match r.category.as_str() {
+        "" => None,
+        c => Some(ExceptionCategory::ALL.into_iter().find(|x| x.as_str() == c).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "category {c:?} is unknown; use one of {}",
+                ExceptionCategory::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+        })?),
+    };
+    let limit = match r.limit {
+        0 => DEFAULT_EXCEPTIONS,
+        n => usize::try_from(n).unwrap_or(MAX_EXCEPTIONS).min(MAX_EXCEPTIONS),
+    };
+    Ok(ExceptionsQuery { category, open_only: r.open_only, min_age_us: min_age_micros(r.min_age_seconds), limit })
+}
+
+/// Most audit entries a `ListAudit` request lists.
+pub fn audit_limit(limit: u32) -> usize {
+    match limit {
+        0 => DEFAULT_AUDIT_ENTRIES,
+        n => usize::try_from(n).unwrap_or(usize::MAX),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision_request(posting_id: &str, expected_version: i64, reason: &str) -> proto::DecisionRequest {
+        proto::DecisionRequest { posting_id: posting_id.into(), expected_version, reason: reason.into() }
+    }
+
+    #[test]
+    fn decisions_need_a_posting_a_version_and_a_reason_to_reject() {
+        assert!(decision(&decision_request("inv:SHP-1", 3, ""), true).is_ok());
+        assert!(decision(&decision_request("inv:SHP-1", 3, "price is wrong"), false).is_ok());
+
+        let e = decision(&decision_request("", 3, ""), true).unwrap_err();
+        assert!(e.to_string().starts_with("posting_id is empty"), "{e}");
+        let e = decision(&decision_request("inv:SHP-1", 0, ""), true).unwrap_err();
+        assert!(e.to_string().contains("waybill approvals show inv:SHP-1"), "{e}");
+        let e = decision(&decision_request("inv:SHP-1", -7, "x"), false).unwrap_err();
+        assert!(e.to_string().starts_with("expected_version is missing"), "{e}");
+        let e = decision(&decision_request("inv:SHP-1", 3, " \t\n"), false).unwrap_err();
+        assert!(e.to_string().starts_with("a rejection needs a reason"), "{e}");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    }
+
+    #[test]
+    fn resolving_needs_a_note_but_retrying_does_not() {
+        let r = |id: &str, note: &str| proto::ExceptionActionRequest { exception_id: id.into(), note: note.into() };
+        assert!(exception_action(&r("o2f:SO1/pick-overdue/1", ""), true).is_ok());
+        assert!(exception_action(&r("o2f:SO1/pick-overdue/1", "called the warehouse"), false).is_ok());
+        let e = exception_action(&r("o2f:SO1/pick-overdue/1", "  "), false).unwrap_err();
+        assert!(e.to_string().contains("needs a note"), "{e}");
+        let e = exception_action(&r(" ", "note"), true).unwrap_err();
+        assert!(e.to_string().starts_with("exception_id is empty"), "{e}");
+        assert!(replay_target(" \n").is_err());
+        assert!(replay_target("SO0042").is_ok());
+    }
+
+    #[test]
+    fn page_tokens_round_trip_and_foreign_ones_are_refused() {
+        for (at, id) in [(0, "inv:SHP-1"), (-5, ""), (i64::MAX, "a/b/c"), (i64::MIN, "cn:R/1")] {
+            let t = PageToken::new(at, id);
+            assert_eq!(PageToken::parse(&t.encode()).unwrap(), Some(t));
+        }
+        assert_eq!(PageToken::parse("").unwrap(), None);
+        for bad in ["abc", "/inv:SHP-1", "12", "x/y", "99999999999999999999/id", " 5/id"] {
+            let e = PageToken::parse(bad).unwrap_err();
+            assert_eq!(e.to_string(), "page_token is not one this server issued; start again without it", "{bad}");
+        }
+    }
+
+    #[test]
+    fn held_posting_filters_are_checked_and_the_page_size_clamped() {
+        let q = held_postings(&proto::ListHeldPostingsRequest::default()).unwrap();
+        assert_eq!((q.state, q.document, q.min_age_us, q.page_size, q.after), (Some("held"), None, None, 50, None));
+        let q = held_postings(&proto::ListHeldPostingsRequest {
+            state: "all".into(),
+            document: "credit-note".into(),
+            min_age_seconds: 60,
+            page_size: u32::MAX,
+            page_token: "17/inv:SHP-2".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(q.state, None);
+        assert_eq!(q.document, Some("credit-note"));
+        assert_eq!(q.min_age_us, Some(60_000_000));
+        assert_eq!(q.page_size, MAX_PAGE_SIZE);
+        assert_eq!(q.after, Some(PageToken::new(17, "inv:SHP-2")));
+
+        let bad_state = proto::ListHeldPostingsRequest { state: "Held".into(), ..Default::default() };
+        assert!(held_postings(&bad_state).unwrap_err().to_string().contains("not one of held, approved"));
+        let bad_doc = proto::ListHeldPostingsRequest { document: "bill".into(), ..Default::default() };
+        assert!(held_postings(&bad_doc).unwrap_err().to_string().contains("not invoice or credit-note"));
+    }
+
+    #[test]
+    fn a_huge_minimum_age_filters_everything_instead_of_overflowing() {
+        let now = Timestamp(1_767_225_600_000_000);
+        let min = min_age_micros(i64::MAX);
+        assert_eq!(min, Some(i64::MAX));
+        assert!(!old_enough(0, min, now));
+        assert!(!old_enough(now.0, min_age_micros(1), now));
+        assert!(old_enough(now.0 - 1_000_000, min_age_micros(1), now));
+        assert!(old_enough(i64::MAX, None, now));
+        assert_eq!(min_age_micros(0), None);
+        assert_eq!(min_age_micros(i64::MIN), None);
+        // A timestamp far in the past (a producer's clock, or a bad record) is old.
+        assert!(old_enough(i64::MIN, min_age_micros(i64::MAX / 1_000_000), now));
+    }
+
+    #[test]
+    fn exception_lists_know_their_categories_and_clamp_the_limit() {
+        let q = exceptions(&proto::ListExceptionsRequest::default()).unwrap();
+        assert_eq!((q.category, q.limit, q.min_age_us), (None, DEFAULT_EXCEPTIONS, None));
+        let first = ExceptionCategory::ALL[0];
+        let q = exceptions(&proto::ListExceptionsRequest {
+            category: first.as_str().into(),
+            limit: 5000,
+            open_only: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((q.category, q.limit, q.open_only), (Some(first), MAX_EXCEPTIONS, true));
+        let e =
+            exceptions(&proto::ListExceptionsRequest { category: "nope".into(), ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains(first.as_str()), "{e}");
+        assert_eq!(audit_limit(0), DEFAULT_AUDIT_ENTRIES);
+        assert_eq!(audit_limit(7), 7);
+    }
+
+    #[test]
+    fn source_refs_name_a_system_and_an_id() {
+        assert_eq!(source_ref("odoo:SO0042").unwrap().to_string(), "odoo:SO0042");
+        for bad in ["SO0042", "odoo:", "nosuch:1", ""] {
+            let e = source_ref(bad).unwrap_err();
+            assert!(e.to_string().contains("is not a source reference"), "{bad}: {e}");
+        }
+    }
+}

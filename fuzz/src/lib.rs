@@ -1,0 +1,285 @@
+//! What Waybill's fuzz targets share: seed corpora written from real records, a scratch
+//! directory for the embedded log, and an independent reading of the log's segment
+//! format that the log targets compare the real recovery with.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use waybill_log::embedded::{EmbeddedLog, EmbeddedOptions, FsyncPolicy};
+use waybill_log::{EventLog, Header};
+
+/// Writes `seeds` into the directory named by `WAYBILL_FUZZ_SEEDS` (the target's corpus,
+/// set by `scripts/fuzz.sh`), one file per seed named by its hash, so running it again
+/// adds nothing. Without the variable it does nothing.
+pub fn write_seeds(seeds: impl IntoIterator<Item = Vec<u8>>) {
+    let Some(dir) = std::env::var_os("WAYBILL_FUZZ_SEEDS") else { return };
+    let dir = PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create the corpus {}: {e}", dir.display()));
+    for seed in seeds {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        seed.hash(&mut h);
+        let path = dir.join(format!("seed-{:016x}", h.finish()));
+        if !path.exists() {
+            std::fs::write(&path, &seed).unwrap_or_else(|e| panic!("cannot write the seed {}: {e}", path.display()));
+        }
+    }
+}
+
+/// A directory of this process for embedded logs, on tmpfs when there is one.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let base = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
+    base.join(format!("waybill-fuzz-{name}-{}", std::process::id()))
+}
+
+/// Options for logs under fuzzing: no fsync (the files are thrown away).
+pub fn log_options() -> EmbeddedOptions {
+    EmbeddedOptions { fsync: FsyncPolicy::Never, ..EmbeddedOptions::default() }
+}
+
+/// Path of the first (and, here, only) segment file of a log in `dir`.
+pub fn first_segment(dir: &Path) -> PathBuf {
+    dir.join("segments").join(format!("{:020}.wal", 0))
+}
+
+/// A real segment: the bytes the embedded log writes for a few topics, batches and
+/// positions (seeds for the log targets).
+pub fn real_segment(dir: &Path, batches: usize) -> Vec<u8> {
+    let _ = std::fs::remove_dir_all(dir);
+    {
+        let log = EmbeddedLog::open(dir, log_options()).expect("open a fresh log");
+        log.ensure_topic("waybill.inbound.odoo", 2).expect("create a topic");
+        log.ensure_topic("waybill.journal", 1).expect("create a topic");
+        for i in 0..batches {
+            let records = vec![
+                waybill_log::Record::keyed("waybill.inbound.odoo", format!("SO{i:04}"), format!("event {i}"))
+                    .with_header("waybill.event-id", format!("e-{i}")),
+                waybill_log::Record {
+                    topic: "waybill.journal".into(),
+                    partition: Some(0),
+                    key: b"SO0001".to_vec(),
+                    headers: Vec::new(),
+                    value: vec![0, 0, 0, 0, 1, i as u8],
+                },
+            ];
+            let positions = vec![waybill_log::Position {
+                group: "waybill-coordinator".into(),
+                topic: "waybill.inbound.odoo".into(),
+                partition: 0,
+                next_offset: i as i64 + 1,
+            }];
+            log.append(waybill_log::AppendBatch { records, positions }).expect("append a batch");
+        }
+    }
+    let bytes = std::fs::read(first_segment(dir)).expect("read the segment back");
+    let _ = std::fs::remove_dir_all(dir);
+    bytes
+}
+
+/// One record as the segment format stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordBytes {
+    /// Append time.
+    pub timestamp_ms: i64,
+    /// Key.
+    pub key: Vec<u8>,
+    /// Headers.
+    pub headers: Vec<Header>,
+    /// Value.
+    pub value: Vec<u8>,
+}
+
+/// What a log holds: topics in creation order, records per partition, positions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Contents {
+    /// (name, partitions) in creation order; the index is the topic id.
+    pub topics: Vec<(String, u32)>,
+    /// Records of each (topic id, partition), in offset order.
+    pub records: BTreeMap<(u32, i32), Vec<RecordBytes>>,
+    /// The last position stored for each (group, topic id, partition).
+    pub positions: BTreeMap<(String, u32, i32), i64>,
+}
+
+/// How the reference reading of a segment ended.
+#[derive(Debug)]
+pub enum Reading {
+    /// Every byte belongs to a whole, valid frame.
+    Clean(Contents),
+    /// A frame at byte `at` is torn or damaged (length or crc); `Contents` holds every
+    /// frame before it. Recovery may cut it off (a torn final write) or call it corrupt.
+    Damaged {
+        /// What the frames before the damage hold.
+        before: Contents,
+        /// Where the damaged frame starts.
+        at: usize,
+    },
+    /// A frame at byte `at` passes its crc but its payload breaks the format's rules;
+    /// recovery must call the log corrupt.
+    Undecodable {
+        /// Where the frame starts.
+        at: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+const FRAME_HEADER: usize = 8;
+const MAX_PARTITIONS: u32 = 1 << 16;
+
+/// Rewrites the crc of every whole frame in `bytes` to match its payload, so mutated
+/// payloads reach the decoder instead of all failing the checksum.
+pub fn repair_crcs(bytes: &mut [u8]) {
+    let mut pos = 0usize;
+    while bytes.len() - pos >= FRAME_HEADER {
+        let plen = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+        let Some(end) = (pos + FRAME_HEADER).checked_add(plen).filter(|&e| e <= bytes.len()) else { break };
+        let crc = crc32fast::hash(&bytes[pos + FRAME_HEADER..end]);
+        bytes[pos + 4..pos + 8].copy_from_slice(&crc.to_le_bytes());
+        pos = end;
+    }
+}
+
+/// Reads a segment independently of the log crate, by the format documented in
+/// `crates/log/src/embedded/format.rs`.
+pub fn read_segment(bytes: &[u8]) -> Reading {
+    let mut contents = Contents::default();
+    let mut pos = 0usize;
+    while pos < bytes.len() {
+        let rest = &bytes[pos..];
+        let whole = rest.len() >= FRAME_HEADER && {
+            let plen = u32::from_le_bytes(rest[0..4].try_into().unwrap()) as usize;
+            let crc = u32::from_le_bytes(rest[4..8].try_into().unwrap());
+            plen > 0 && plen <= rest.len() - FRAME_HEADER && crc32fast::hash(&rest[8..8 + plen]) == crc
+        };
+        if !whole {
+            return Reading::Damaged { before: contents, at: pos };
+        }
+        let plen = u32::from_le_bytes(rest[0..4].try_into().unwrap()) as usize;
+        if let Err(reason) = apply(&mut contents, &rest[8..8 + plen]) {
+            return Reading::Undecodable { at: pos, reason };
+        }
+        pos += FRAME_HEADER + plen;
+    }
+    Reading::Clean(contents)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.0.len() < n {
+            return Err(format!("{n} bytes wanted, {} left", self.0.len()));
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, String> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().unwrap()))
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+    }
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+    }
+    fn str16(&mut self) -> Result<String, String> {
+        let n = self.u16()? as usize;
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| "not UTF-8".to_string())
+    }
+    fn bytes32(&mut self) -> Result<Vec<u8>, String> {
+        let n = self.u32()? as usize;
+        Ok(self.take(n)?.to_vec())
+    }
+}
+
+fn partition_exists(c: &Contents, topic: u32, partition: i32) -> Result<(), String> {
+    match c.topics.get(topic as usize) {
+        Some((_, n)) if partition >= 0 && (partition as u32) < *n => Ok(()),
+        _ => Err(format!("no partition {partition} of topic id {topic}")),
+    }
+}
+
+fn apply(c: &mut Contents, payload: &[u8]) -> Result<(), String> {
+    let mut r = Reader(payload);
+    match r.u8()? {
+        1 => {
+            let id = r.u32()?;
+            let partitions = r.u32()?;
+            let name = r.str16()?;
+            if id as usize != c.topics.len() || c.topics.iter().any(|(n, _)| *n == name) {
+                return Err(format!("topic {name:?} with id {id} out of order or repeated"));
+            }
+            if partitions == 0 || partitions > MAX_PARTITIONS {
+                return Err(format!("{partitions} partitions"));
+            }
+            c.topics.push((name, partitions));
+        }
+        2 => {
+            for _ in 0..r.u32()? {
+                let topic = r.u32()?;
+                let partition = i32::from_le_bytes(r.take(4)?.try_into().unwrap());
+                let offset = r.i64()?;
+                let timestamp_ms = r.i64()?;
+                let key = r.bytes32()?;
+                let mut headers = Vec::new();
+                for _ in 0..r.u32()? {
+                    let key = r.str16()?;
+                    let value = r.bytes32()?;
+                    headers.push(Header { key, value });
+                }
+                let value = r.bytes32()?;
+                partition_exists(c, topic, partition)?;
+                let list = c.records.entry((topic, partition)).or_default();
+                if offset != list.len() as i64 {
+                    return Err(format!("offset {offset} where {} comes next", list.len()));
+                }
+                list.push(RecordBytes { timestamp_ms, key, headers, value });
+            }
+            for _ in 0..r.u32()? {
+                let group = r.str16()?;
+                let topic = r.u32()?;
+                let partition = i32::from_le_bytes(r.take(4)?.try_into().unwrap());
+                let next = r.i64()?;
+                partition_exists(c, topic, partition)?;
+                c.positions.insert((group, topic, partition), next);
+            }
+        }
+        kind => return Err(format!("unknown frame kind {kind}")),
+    }
+    if !r.0.is_empty() {
+        return Err(format!("{} bytes after the payload", r.0.len()));
+    }
+    Ok(())
+}
+
+/// Asserts that `log` holds exactly `expected`: the same topics with the same partition
+/// counts, every record whole and in place, the same positions.
+pub fn assert_log_holds(log: &EmbeddedLog, expected: &Contents) {
+    for (id, (name, partitions)) in expected.topics.iter().enumerate() {
+        assert_eq!(log.partitions(name).expect("a recovered topic exists"), *partitions, "partitions of {name}");
+        for p in 0..*partitions as i32 {
+            let want = expected.records.get(&(id as u32, p)).map(Vec::as_slice).unwrap_or_default();
+            assert_eq!(log.end_offset(name, p).expect("end offset"), want.len() as i64, "end of {name}/{p}");
+            if want.is_empty() {
+                continue;
+            }
+            let got = log.read(name, p, 0, want.len() + 1).expect("recovered records read back");
+            assert_eq!(got.len(), want.len(), "records of {name}/{p}");
+            for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                assert_eq!(
+                    (g.offset, g.partition, g.topic.as_str(), g.timestamp_ms, &g.key, &g.headers, &g.value),
+                    (i as i64, p, name.as_str(), w.timestamp_ms, &w.key, &w.headers, &w.value),
+                    "record {i} of {name}/{p}"
+                );
+            }
+        }
+    }
+    for ((group, topic, p), next) in &expected.positions {
+        let name = &expected.topics[*topic as usize].0;
+        assert_eq!(log.committed(group, name, *p).expect("position"), Some(*next), "position of {group} in {name}/{p}");
+    }
+}
