@@ -300,42 +300,39 @@ impl Control {
                 }
                 None => {}
             }
-            if let Some(now) = self.snapshot(&before.posting_id)? {
-                if now.state != "held" || now.version > before.version {
-                    let same = now.state == if approve { "approved" } else { "rejected" };
-                    if same && now.decided_by == who.identity {
-                        return Ok(proto::DecisionResponse {
-                            message: format!(
-                                "posting {} {} by {} (version {})",
-                                now.posting_id, now.state, now.decided_by, now.version
-                            ),
-                            posting_id: now.posting_id,
-                            state: now.state,
-                            version: now.version,
-                            already_decided: false,
-                            event_id,
-                            decided_by: now.decided_by,
-                        });
-                    }
-                    if same {
-                        return Ok(proto::DecisionResponse {
-                            message: format!(
-                                "posting {} was already {} by {}",
-                                now.posting_id, now.state, now.decided_by
-                            ),
-                            posting_id: now.posting_id,
-                            state: now.state,
-                            version: now.version,
-                            already_decided: true,
-                            event_id,
-                            decided_by: now.decided_by,
-                        });
-                    }
-                    return Err(Error::FailedPrecondition(format!(
-                        "posting {} was {} by {} in the meantime (version {})",
-                        now.posting_id, now.state, now.decided_by, now.version
-                    )));
+            if let Some(now) = self.snapshot(&before.posting_id)?
+                && (now.state != "held" || now.version > before.version)
+            {
+                let same = now.state == if approve { "approved" } else { "rejected" };
+                if same && now.decided_by == who.identity {
+                    return Ok(proto::DecisionResponse {
+                        message: format!(
+                            "posting {} {} by {} (version {})",
+                            now.posting_id, now.state, now.decided_by, now.version
+                        ),
+                        posting_id: now.posting_id,
+                        state: now.state,
+                        version: now.version,
+                        already_decided: false,
+                        event_id,
+                        decided_by: now.decided_by,
+                    });
                 }
+                if same {
+                    return Ok(proto::DecisionResponse {
+                        message: format!("posting {} was already {} by {}", now.posting_id, now.state, now.decided_by),
+                        posting_id: now.posting_id,
+                        state: now.state,
+                        version: now.version,
+                        already_decided: true,
+                        event_id,
+                        decided_by: now.decided_by,
+                    });
+                }
+                return Err(Error::FailedPrecondition(format!(
+                    "posting {} was {} by {} in the meantime (version {})",
+                    now.posting_id, now.state, now.decided_by, now.version
+                )));
             }
             if Instant::now() >= deadline {
                 return Err(Error::Pending(format!(
