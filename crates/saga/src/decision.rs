@@ -36,6 +36,16 @@ pub enum DeadLetterKind {
 }
 
 impl DeadLetterKind {
+    /// The kind of a record that did not decode: `unknown-schema` when its schema id is
+    /// not in the registry, else `decode`.
+    pub fn of_decode_error(e: &waybill_schema::Error) -> Self {
+        if matches!(e, waybill_schema::Error::UnknownSchemaId { .. }) {
+            DeadLetterKind::UnknownSchema
+        } else {
+            DeadLetterKind::Decode
+        }
+    }
+
     /// Header value.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -382,20 +382,6 @@ pub struct ReplayRecord {
     pub event: Result<InboundEvent, String>,
 }
 
-/// Is `body` an operator's action or a timer tick (never replayed: it is decided once,
-/// when it arrives)?
-fn is_control(body: &EventBody) -> bool {
-    matches!(
-        body,
-        EventBody::PostingApproved(_)
-            | EventBody::PostingRejected(_)
-            | EventBody::ExceptionRetryRequested(_)
-            | EventBody::ExceptionResolveRequested(_)
-            | EventBody::SagaReplayRequested(_)
-            | EventBody::TimerTick(_)
-    )
-}
-
 /// An operator's replay: feeds `records` (the order's inbound events, in the order they
 /// were first consumed) through [`step`] again, on the current state.
 ///
@@ -435,7 +421,7 @@ pub fn replay(
                 refused.push(format!("{at}: belongs to order {:?}, not {}", e.meta.correlation_key, flow.key));
                 continue;
             }
-            Ok(e) if is_control(&e.body) => {
+            Ok(e) if e.body.is_control() => {
                 refused.push(format!("{at}: {} is an operator's action and is not replayed", e.body.name()));
                 continue;
             }

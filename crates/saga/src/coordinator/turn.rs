@@ -169,11 +169,7 @@ impl Coordinator {
         let event: InboundEvent = match waybill_schema::decode_event(&r.value) {
             Ok(e) => e,
             Err(e) => {
-                let kind = if matches!(e, waybill_schema::Error::UnknownSchemaId { .. }) {
-                    DeadLetterKind::UnknownSchema
-                } else {
-                    DeadLetterKind::Decode
-                };
+                let kind = DeadLetterKind::of_decode_error(&e);
                 out.dead_letter(r, &DeadLetter { kind, reason: e.to_string() });
                 return Ok(());
             }

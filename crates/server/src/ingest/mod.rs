@@ -164,11 +164,7 @@ impl Ingest {
         let mut event = match decoded {
             Ok(e) => e,
             Err(e) => {
-                let kind = if matches!(e, waybill_schema::Error::UnknownSchemaId { .. }) {
-                    DeadLetterKind::UnknownSchema
-                } else {
-                    DeadLetterKind::Decode
-                };
+                let kind = DeadLetterKind::of_decode_error(&e);
                 let reason = format!("ingestion refused the body: {e}");
                 self.dead_letter(caller, body, kind, &reason)?;
                 return Err(IngestError::BadInput(reason));
