@@ -145,7 +145,7 @@ impl AuditStore {
     /// Reads what is new in the three topics and applies it; returns the records read.
     pub fn catch_up(&self, log: &dyn EventLog) -> Result<usize> {
         let mut n = 0;
-        for t in [topic::CONTROL, AUDIT_TOPIC, topic::JOURNAL] {
+        for t in [topic::CONTROL, AUDIT_TOPIC] {
             for p in 0..log.partitions(t)? as i32 {
                 loop {
                     let from = self.checkpoint(t, p)?;
@@ -158,6 +158,44 @@ impl AuditStore {
                     batch.insert(checkpoint_key(t, p), &(last.offset + 1).to_be_bytes());
                     self.tree.apply_batch(batch).map_err(|e| Error::audit("writing a batch", e))?;
                     n += records.len();
+                }
+            }
+        }
+        for p in 0..log.partitions(topic::JOURNAL)? as i32 {
+            n += self.catch_up_journal(log, p)?;
+        }
+        Ok(n)
+    }
+
+    /// The journal's verdicts count only once a checkpoint covers them (DESIGN.md
+    /// invariant 2): events are held until the checkpoint that ends their batch, those it
+    /// does not cover (the remains of a batch cut short) are dropped, and the audit's own
+    /// position never passes an event it still holds.
+    fn catch_up_journal(&self, log: &dyn EventLog, p: i32) -> Result<usize> {
+        let t = topic::JOURNAL;
+        let mut n = 0;
+        let from = self.checkpoint(t, p)?;
+        let end = log.end_offset(t, p)?;
+        let (mut at, mut held) = (from, Vec::new());
+        let mut batch = sled::Batch::default();
+        while at < end {
+            let records = log.read(t, p, at, 1024)?;
+            let Some(last) = records.last() else { break };
+            at = last.offset + 1;
+            n += records.len();
+            for r in records {
+                match waybill_schema::decode_journal_record(&r.value) {
+                    Ok(waybill_schema::JournalRecord::Checkpoint(c)) => {
+                        for e in held.drain(..).filter(|e: &StoredRecord| c.covers(e.offset)) {
+                            apply(&e, &mut batch);
+                        }
+                        batch.insert(checkpoint_key(t, p), &(r.offset + 1).to_be_bytes());
+                        self.tree
+                            .apply_batch(std::mem::take(&mut batch))
+                            .map_err(|e| Error::audit("writing a batch", e))?;
+                    }
+                    // Undecodable records are passed over like any other non-verdict.
+                    _ => held.push(r),
                 }
             }
         }
@@ -350,4 +388,84 @@ pub fn spawn(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("control-audit".into()).spawn(move || run(&store, log.as_ref(), &stop))
+}
+
+#[cfg(test)]
+mod tests {
+    use waybill_domain::journal::{Checkpoint, PostingOutcome};
+    use waybill_domain::{JournalBody, SagaKind, Timestamp};
+    use waybill_log::embedded::{EmbeddedLog, EmbeddedOptions};
+    use waybill_log::{AppendBatch, Record};
+    use waybill_test_util::journal::ev;
+
+    use super::*;
+
+    fn approved(order: &str, seq: i64, posting: &str, actor: &str) -> Record {
+        let o = PostingOutcome {
+            posting_id: posting.into(),
+            version: 2,
+            actor: actor.into(),
+            role: "approver".into(),
+            reason: "ok".into(),
+        };
+        let e = ev(order, SagaKind::ShipToInvoice, seq, 1, JournalBody::PostingApproved(o));
+        let mut e = e;
+        e.meta.caused_by = format!("control:{posting}:v1:approve:{actor}");
+        Record {
+            topic: topic::JOURNAL.into(),
+            partition: Some(0),
+            key: order.as_bytes().to_vec(),
+            headers: vec![],
+            value: waybill_schema::encode_journal(&e).unwrap(),
+        }
+    }
+
+    fn checkpoint(from: i64, until: i64) -> Record {
+        let c = Checkpoint {
+            partition: 0,
+            positions: vec![],
+            at: Timestamp(0),
+            journal_from: Some(from),
+            journal_until: Some(until),
+        };
+        Record {
+            topic: topic::JOURNAL.into(),
+            partition: Some(0),
+            key: vec![],
+            headers: vec![],
+            value: waybill_schema::encode_checkpoint(&c).unwrap(),
+        }
+    }
+
+    fn control(posting: &str, actor: &str) -> Record {
+        let id = format!("control:{posting}:v1:approve:{actor}");
+        let e = waybill_test_util::inbound::decision("SO1", &id, posting, 1, actor, "approver", true);
+        Record::keyed(topic::CONTROL, b"SO1".to_vec(), waybill_schema::encode_event(&e).unwrap())
+    }
+
+    #[test]
+    fn a_verdict_no_checkpoint_covers_is_not_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(&dir.path().join("log"), EmbeddedOptions::default()).unwrap();
+        for t in [topic::CONTROL, AUDIT_TOPIC, topic::JOURNAL] {
+            log.ensure_topic(t, 1).unwrap();
+        }
+        let store = AuditStore::open(&dir.path().join("audit")).unwrap();
+        let append = |r: Record| log.append(AppendBatch { records: vec![r], positions: vec![] }).unwrap();
+        append(control("inv:A", "bob"));
+        append(control("inv:A", "alice"));
+        // A batch cut short after bob's verdict (journal offset 0); the re-run's batch
+        // decides alice's (offset 1) and its checkpoint covers only that.
+        append(approved("SO1", 7, "inv:A", "bob"));
+        store.catch_up(&log).unwrap();
+        let outcome = |actor: &str| {
+            store.list(Some("inv:A"), Some(actor), 10).unwrap().first().map(|e| e.outcome.clone()).unwrap_or_default()
+        };
+        assert_eq!(outcome("bob"), "pending", "a verdict waits for its checkpoint");
+        append(approved("SO1", 7, "inv:A", "alice"));
+        append(checkpoint(1, 2));
+        store.catch_up(&log).unwrap();
+        assert_eq!(outcome("alice"), "approved");
+        assert_eq!(outcome("bob"), "pending", "the cut batch's verdict is dropped");
+    }
 }
