@@ -184,8 +184,13 @@ impl AuditStore {
             at = last.offset + 1;
             n += records.len();
             for r in records {
-                match waybill_schema::decode_journal_record(&r.value) {
-                    Ok(waybill_schema::JournalRecord::Checkpoint(c)) => {
+                // Only checkpoints are decoded here; `apply` reads a verdict's schema name
+                // before it decodes anything else.
+                let checkpoint = waybill_schema::schema_name_of(&r.value)
+                    .is_ok_and(|n| n.ends_with(".Checkpoint"))
+                    .then(|| waybill_schema::decode_journal_record(&r.value));
+                match checkpoint {
+                    Some(Ok(waybill_schema::JournalRecord::Checkpoint(c))) => {
                         for e in held.drain(..).filter(|e: &StoredRecord| c.covers(e.offset)) {
                             apply(&e, &mut batch);
                         }

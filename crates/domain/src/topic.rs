@@ -23,6 +23,13 @@ pub fn inbound(system: System) -> String {
     format!("waybill.inbound.{system}")
 }
 
+/// The system whose inbound topic `name` is (`waybill.inbound.wms` → WMS), without
+/// allocating: the coordinator asks it of every record it reads.
+pub fn inbound_system(name: &str) -> Option<System> {
+    let system = name.strip_prefix("waybill.inbound.")?;
+    INBOUND_SYSTEMS.into_iter().find(|s| s.as_str() == system)
+}
+
 /// `waybill.commands.<system>`.
 pub fn commands(system: System) -> String {
     format!("waybill.commands.{system}")

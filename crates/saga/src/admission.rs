@@ -37,7 +37,7 @@ impl Channel {
         if name == topic::CONTROL {
             return Some(Channel::Control);
         }
-        topic::INBOUND_SYSTEMS.into_iter().find(|s| topic::inbound(*s) == name).map(Channel::Inbound)
+        topic::inbound_system(name).map(Channel::Inbound)
     }
 
     fn describe(self) -> String {

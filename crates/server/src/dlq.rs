@@ -49,7 +49,7 @@ pub fn list(log: &dyn EventLog) -> anyhow::Result<Vec<DeadLetter>> {
                     kind: header_text(&r, headers::DLQ_KIND),
                     reason: header_text(&r, headers::DLQ_REASON),
                     source_topic: header_text(&r, headers::DLQ_TOPIC),
-                    caller: r.header(crate::ingest::DLQ_CALLER_HEADER).map(|v| String::from_utf8_lossy(v).into_owned()),
+                    caller: r.header(headers::DLQ_CALLER).map(|v| String::from_utf8_lossy(v).into_owned()),
                     record: r,
                 });
             }

@@ -43,7 +43,7 @@ impl Snapshot {
             version: v.version,
             reasons: v.reasons.clone(),
             requested_by: v.requested_by.clone(),
-            touched_by: v.touched_by.iter().cloned().chain([v.requested_by.clone()]).collect(),
+            touched_by: v.touched_by.iter().cloned().collect(),
             sla_due_at: v.sla_due_at,
             escalated: v.escalated,
             approved: match v.state.as_str() {

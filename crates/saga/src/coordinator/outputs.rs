@@ -20,12 +20,15 @@ pub mod headers {
     pub const SAGA_ID: &str = "waybill.saga-id";
     /// Why a record is in the dead-letter topic.
     pub const DLQ_REASON: &str = "waybill.dlq.reason";
-    /// `decode`, `unknown-schema` or `rule`.
+    /// `decode`, `unknown-schema`, `rule`, `forbidden` or `ownership`.
     pub const DLQ_KIND: &str = "waybill.dlq.kind";
     /// Topic the dead letter was read from.
     pub const DLQ_TOPIC: &str = "waybill.dlq.topic";
     /// Partition the dead letter was read from.
     pub const DLQ_PARTITION: &str = "waybill.dlq.partition";
+    /// The identity that posted a body ingestion refused (`anonymous` where anonymous
+    /// posts are allowed).
+    pub const DLQ_CALLER: &str = "waybill.dlq.caller";
     /// Offset the dead letter was read from.
     pub const DLQ_OFFSET: &str = "waybill.dlq.offset";
 }

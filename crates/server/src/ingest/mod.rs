@@ -63,10 +63,6 @@ pub use tls::{serve_tls, tls_config};
 /// decoding.
 pub const EVENT_ID_HEADER: &str = "waybill.event-id";
 
-/// Header of a dead letter refused by ingestion: the identity that posted it
-/// (`anonymous` when the endpoint accepts anonymous posts).
-pub const DLQ_CALLER_HEADER: &str = "waybill.dlq.caller";
-
 /// Where an accepted event is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Accepted {
@@ -273,7 +269,7 @@ impl Ingest {
             .with_header(headers::DLQ_REASON, reason.as_bytes().to_vec())
             .with_header(headers::DLQ_KIND, kind.as_str().as_bytes().to_vec())
             .with_header(headers::DLQ_TOPIC, b"http:/v1/events".to_vec())
-            .with_header(DLQ_CALLER_HEADER, caller.identity.as_bytes().to_vec());
+            .with_header(headers::DLQ_CALLER, caller.identity.as_bytes().to_vec());
         self.log.append(AppendBatch { records: vec![record], positions: vec![] })?;
         metrics::counter!(names::DEAD_LETTERS, "kind" => kind.as_str()).increment(1);
         Ok(())
