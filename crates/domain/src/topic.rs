@@ -12,6 +12,10 @@ pub const CONTROL: &str = "waybill.control";
 /// audit trail.
 pub const AUDIT: &str = "waybill.audit";
 
+/// Connector state: each poller's cursor (key `<connector>/<model>`), appended with the
+/// events it covers. Small; compacted on Kafka.
+pub const CONNECT_STATE: &str = "waybill.connect.state";
+
 /// The systems that send inbound events on their own topic.
 pub const INBOUND_SYSTEMS: [System; 5] = [System::Odoo, System::Wms, System::Carrier, System::Finance, System::Bank];
 
@@ -46,4 +50,27 @@ pub fn coordinator_inputs() -> Vec<String> {
 /// Every command topic.
 pub fn command_topics() -> Vec<String> {
     COMMAND_TARGETS.iter().map(|s| commands(*s)).collect()
+}
+
+/// Record header names every writer uses: the coordinator, ingestion and the connectors.
+pub mod headers {
+    /// Event id of an inbound record, so duplicates are found without decoding.
+    pub const EVENT_ID: &str = "waybill.event-id";
+    /// Idempotency key of a command.
+    pub const IDEMPOTENCY_KEY: &str = "waybill.idempotency-key";
+    /// Saga id of a journal event or command.
+    pub const SAGA_ID: &str = "waybill.saga-id";
+    /// Why a record is in the dead-letter topic.
+    pub const DLQ_REASON: &str = "waybill.dlq.reason";
+    /// `decode`, `unknown-schema`, `rule`, `forbidden` or `ownership`.
+    pub const DLQ_KIND: &str = "waybill.dlq.kind";
+    /// Topic the dead letter was read from.
+    pub const DLQ_TOPIC: &str = "waybill.dlq.topic";
+    /// Partition the dead letter was read from.
+    pub const DLQ_PARTITION: &str = "waybill.dlq.partition";
+    /// The identity that posted a body ingestion refused (`anonymous` where anonymous
+    /// posts are allowed).
+    pub const DLQ_CALLER: &str = "waybill.dlq.caller";
+    /// Offset the dead letter was read from.
+    pub const DLQ_OFFSET: &str = "waybill.dlq.offset";
 }

@@ -516,6 +516,13 @@ pub(crate) fn event_to_json(event: &InboundEvent) -> Vec<u8> {
     out
 }
 
+/// The JSON envelope of a command, `{"type", "meta", "data"}`.
+pub(crate) fn command_to_json(command: &Command) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    command.write_json(&mut out).expect("commands serialize to JSON: plain structs, string keys, no floats");
+    out
+}
+
 /// Builds an event from a `{meta, data}` value made from JSON against `reader`.
 pub(crate) fn event_from_value(reader: &RegisteredSchema, value: Value) -> Result<InboundEvent> {
     family_from_value(reader, reader, value)

@@ -138,3 +138,9 @@ pub fn decode_event_json(bytes: &[u8]) -> Result<InboundEvent> {
 pub fn encode_event_json(event: &InboundEvent) -> Vec<u8> {
     Registry::embedded().encode_event_json(event)
 }
+
+/// Encodes a command as the JSON envelope `{"type", "meta", "data"}` with the Avro
+/// records' field names, as the connectors' HTTP adapter sends it.
+pub fn encode_command_json(command: &Command) -> Vec<u8> {
+    codec::command_to_json(command)
+}

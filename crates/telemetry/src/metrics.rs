@@ -3,8 +3,7 @@
 //! bounded cardinality only (a topic, a partition, a saga kind, a category — never an
 //! order id). The Grafana dashboard and the runbook (`docs/operations.md`) use these
 //! names; a test keeps them in step. A metric declared here gets a panel or an alert only
-//! once something in `crates/` emits it (`make deploy-check` fails otherwise): the
-//! connector metrics wait for the connectors.
+//! once something in `crates/` emits it (`make deploy-check` fails otherwise).
 
 /// What kind of metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,10 +63,24 @@ metrics! {
     /// labels carry a `grpc_` prefix because Prometheus's Kubernetes discovery already sets
     /// `service` on every scraped series.
     GRPC_REQUESTS = "waybill_grpc_requests_total", Counter, ["grpc_service", "grpc_method", "grpc_code"], "Control-plane gRPC calls by service, method and status code (OK, NOT_FOUND, ...).";
-    /// Connector call latency, by target system.
-    CONNECTOR_LATENCY = "waybill_connector_call_duration_seconds", Histogram, ["target"], "Latency of calls to target systems, by target.";
-    /// Connector call errors, by target system.
-    CONNECTOR_ERRORS = "waybill_connector_errors_total", Counter, ["target"], "Failed calls to target systems, by target.";
+    /// Connector calls, by target (the connector's name) and outcome.
+    CONNECTOR_REQUESTS = "waybill_connector_requests_total", Counter, ["target", "outcome"], "Calls to target systems by connector and outcome (ok, refused, transient, unavailable, throttled, unknown, unauthorized).";
+    /// Connector call latency, by target.
+    CONNECTOR_LATENCY = "waybill_connector_call_duration_seconds", Histogram, ["target"], "Latency of calls to target systems, by connector, whatever the outcome.";
+    /// Retries scheduled, by target.
+    CONNECTOR_RETRIES = "waybill_connector_retries_total", Counter, ["target"], "Command deliveries scheduled for another attempt after a failed call, by connector.";
+    /// Times a connector held calls back, by target and cause.
+    CONNECTOR_THROTTLED = "waybill_connector_throttled_total", Counter, ["target", "cause"], "Times a connector held calls back: its own token bucket (cause=bucket) or the target's 429/Retry-After (cause=target).";
+    /// Breaker state per target: 0 closed, 1 open, 2 half-open.
+    CONNECTOR_BREAKER_STATE = "waybill_connector_breaker_state", Gauge, ["target"], "Circuit breaker state per connector: 0 closed, 1 open (commands wait in their topic), 2 half-open (probing).";
+    /// Times a breaker opened, by target.
+    CONNECTOR_BREAKER_OPENS = "waybill_connector_breaker_opens_total", Counter, ["target"], "Times a connector's circuit breaker opened after consecutive failures.";
+    /// Commands read and not yet delivered, by target.
+    CONNECTOR_UNDELIVERED = "waybill_connector_undelivered_commands", Gauge, ["target"], "Commands a connector has read from its topic whose outcome is not yet durable, plus those not yet read.";
+    /// Age of the oldest undelivered command, by target.
+    CONNECTOR_OLDEST_AGE = "waybill_connector_oldest_undelivered_age_seconds", Gauge, ["target"], "Age of the oldest command a connector has not delivered yet (0 when none).";
+    /// Records a poller read from a system of record, by target and model.
+    CONNECTOR_POLLED = "waybill_connector_polled_records_total", Counter, ["target", "model"], "Changed records a connector's poller read from its system (e.g. Odoo sale.order), by connector and model.";
     /// Size on disk of each local store.
     STORE_SIZE = "waybill_store_size_bytes", Gauge, ["store"], "Size on disk of each local store (log, state, projections).";
     /// 1 while a partition is processed normally, 0 when stuck or the log is unreachable.

@@ -12,26 +12,9 @@ use crate::decision::DeadLetter;
 use crate::flow::{OrderFlow, Step};
 use crate::{Error, Result};
 
-/// Header names written by the coordinator.
-pub mod headers {
-    /// Idempotency key of a command.
-    pub const IDEMPOTENCY_KEY: &str = "waybill.idempotency-key";
-    /// Saga id of a journal event or command.
-    pub const SAGA_ID: &str = "waybill.saga-id";
-    /// Why a record is in the dead-letter topic.
-    pub const DLQ_REASON: &str = "waybill.dlq.reason";
-    /// `decode`, `unknown-schema`, `rule`, `forbidden` or `ownership`.
-    pub const DLQ_KIND: &str = "waybill.dlq.kind";
-    /// Topic the dead letter was read from.
-    pub const DLQ_TOPIC: &str = "waybill.dlq.topic";
-    /// Partition the dead letter was read from.
-    pub const DLQ_PARTITION: &str = "waybill.dlq.partition";
-    /// The identity that posted a body ingestion refused (`anonymous` where anonymous
-    /// posts are allowed).
-    pub const DLQ_CALLER: &str = "waybill.dlq.caller";
-    /// Offset the dead letter was read from.
-    pub const DLQ_OFFSET: &str = "waybill.dlq.offset";
-}
+/// Header names written by the coordinator (they live with the topic names, so every
+/// writer — ingestion, connectors — uses the same ones).
+pub use waybill_domain::topic::headers;
 
 /// Records accumulated during a turn.
 #[derive(Debug, Default)]

@@ -61,7 +61,7 @@ pub use tls::{serve_tls, tls_config};
 
 /// Header carrying the event id on inbound records, so duplicates can be found without
 /// decoding.
-pub const EVENT_ID_HEADER: &str = "waybill.event-id";
+pub const EVENT_ID_HEADER: &str = topic::headers::EVENT_ID;
 
 /// Where an accepted event is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -1,0 +1,399 @@
+//! The Odoo poller: what changed in Odoo since its cursor, as canonical events.
+//!
+//! Every `interval` it reads confirmed and cancelled sale orders changed since the cursor
+//! (`search_read` with an explicit field list, ordered by `write_date, id`, a page at a
+//! time, counted against the connector's throttle in the bulk lane of the same target) and
+//! writes `OrderReleased` / `OrderCancelled` to `waybill.inbound.odoo`, keeping Odoo's
+//! names and ids as source references. Event ids are deterministic per business
+//! transition (`odoo:release:<order>`, `odoo:cancel:<order>`), so reading a record again
+//! can only repeat an id the sagas already have.
+//!
+//! The cursor — the last `(write_date, id)` and the records seen within the overlap
+//! window — is a record on `waybill.connect.state` (key `<connector>/sale.order`),
+//! appended in the same batch as the events it covers: a restart resumes exactly there,
+//! repeating nothing and skipping nothing. Odoo stamps `write_date` when a transaction
+//! starts, not when it commits, so a long transaction can commit a record dated before
+//! the cursor; each poll therefore also re-reads the last `overlap` before the cursor and
+//! takes what it has not seen.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use waybill_domain::event::{OrderCancelled, OrderLine, OrderReleased};
+use waybill_domain::topic::{self, headers};
+use waybill_domain::{EventBody, EventMeta, InboundEvent, SourceRef, System, Timestamp};
+use waybill_log::{AppendBatch, EventLog, Record};
+use waybill_telemetry::metrics as names;
+
+use super::{Odoo, OrmCall, id_of, m2o, m2o_name, money_of, qty_of, str_field};
+use crate::Failure;
+use crate::target::Target;
+
+/// Poller settings.
+#[derive(Debug, Clone)]
+pub struct PollerConfig {
+    /// The connector's name (the cursor's key, the metrics' `target`).
+    pub connector: String,
+    /// Time between polls.
+    pub interval: Duration,
+    /// Records per page.
+    pub page: usize,
+    /// How far before the cursor each poll looks again for late commits.
+    pub overlap: Duration,
+    /// Warehouse code for orders whose warehouse Odoo does not say.
+    pub warehouse: String,
+}
+
+/// Where the poller is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// `write_date` of the last record read (`YYYY-MM-DD HH:MM:SS`, UTC).
+    pub write_date: String,
+    /// Its id.
+    pub id: i64,
+    /// Records read within the overlap window before the cursor: (id, write_date).
+    pub seen: BTreeSet<(i64, String)>,
+}
+
+const MODEL: &str = "sale.order";
+const ORDER_FIELDS: &[&str] = &[
+    "id", "name", "state", "partner_id", "partner_shipping_id", "client_order_ref", "currency_id", "write_date",
+    "date_order", "commitment_date", "warehouse_id",
+];
+
+/// The poller.
+#[derive(Debug)]
+pub struct Poller {
+    cfg: PollerConfig,
+    odoo: Arc<Odoo>,
+    target: Arc<Target>,
+    log: Arc<dyn EventLog>,
+    cursor: Cursor,
+}
+
+impl Poller {
+    /// A poller of `odoo`, resuming from the cursor stored in `log`.
+    pub fn new(cfg: PollerConfig, odoo: Arc<Odoo>, target: Arc<Target>, log: Arc<dyn EventLog>) -> waybill_log::Result<Self> {
+        let cursor = load_cursor(log.as_ref(), &cursor_key(&cfg.connector))?.unwrap_or_default();
+        Ok(Poller { cfg, odoo, target, log, cursor })
+    }
+
+    /// The cursor.
+    pub fn cursor(&self) -> &Cursor {
+        &self.cursor
+    }
+
+    /// Polls every `interval` until `stop`.
+    pub fn run(&mut self, stop: &AtomicBool) {
+        let mut failing = false;
+        while !stop.load(Ordering::Relaxed) {
+            match self.poll() {
+                Ok(n) => {
+                    if failing {
+                        tracing::info!(waybill.connector = %self.cfg.connector, "odoo poller works again");
+                        failing = false;
+                    }
+                    if n > 0 {
+                        continue; // more may be waiting: the next page at once
+                    }
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(waybill.connector = %self.cfg.connector, error = %e, "odoo poll failed; trying again next interval");
+                        failing = true;
+                    }
+                }
+            }
+            let until = Instant::now() + self.cfg.interval;
+            while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50).min(self.cfg.interval));
+            }
+        }
+    }
+
+    /// One poll: one page of changes, written with the cursor. Returns how many records
+    /// were new.
+    pub fn poll(&mut self) -> Result<usize, String> {
+        let mut rows = Vec::new();
+        if !self.cursor.write_date.is_empty() {
+            // Late commits dated inside the overlap window.
+            let from = shift(&self.cursor.write_date, -(self.cfg.overlap.as_secs() as i64));
+            let domain = json!([["state", "in", ["sale", "cancel"]], ["write_date", ">=", from],
+                                ["write_date", "<=", self.cursor.write_date]]);
+            for r in self.read(domain)? {
+                let key = (id_of(&r), str_field(&r, "write_date").unwrap_or_default());
+                if !self.cursor.seen.contains(&key) && (key.1.as_str(), key.0) <= (self.cursor.write_date.as_str(), self.cursor.id) {
+                    rows.push(r);
+                }
+            }
+        }
+        let domain = if self.cursor.write_date.is_empty() {
+            json!([["state", "in", ["sale", "cancel"]]])
+        } else {
+            let (d, id) = (&self.cursor.write_date, self.cursor.id);
+            json!([["state", "in", ["sale", "cancel"]], "|", ["write_date", ">", d], "&", ["write_date", "=", d], ["id", ">", id]])
+        };
+        rows.extend(self.read(domain)?);
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        metrics::counter!(names::CONNECTOR_POLLED, "target" => self.cfg.connector.clone(), "model" => MODEL).increment(rows.len() as u64);
+        let events = self.events(&rows)?;
+        let mut next = self.cursor.clone();
+        for r in &rows {
+            let key = (str_field(r, "write_date").unwrap_or_default(), id_of(r));
+            if (key.0.as_str(), key.1) > (next.write_date.as_str(), next.id) {
+                next.write_date = key.0.clone();
+                next.id = key.1;
+            }
+            next.seen.insert((key.1, key.0));
+        }
+        let horizon = shift(&next.write_date, -(self.cfg.overlap.as_secs() as i64));
+        next.seen.retain(|(_, d)| *d >= horizon);
+        let mut records = Vec::with_capacity(events.len() + 1);
+        for e in &events {
+            let value = waybill_schema::encode_event(e).map_err(|x| x.to_string())?;
+            records.push(
+                Record::keyed(topic::inbound(System::Odoo), e.meta.correlation_key.as_bytes().to_vec(), value)
+                    .with_header(headers::EVENT_ID, e.meta.event_id.as_bytes().to_vec()),
+            );
+        }
+        let value = serde_json::to_vec(&next).expect("a cursor serializes");
+        records.push(Record::keyed(topic::CONNECT_STATE, cursor_key(&self.cfg.connector).into_bytes(), value));
+        self.log.append(AppendBatch { records, positions: Vec::new() }).map_err(|e| e.to_string())?;
+        metrics::counter!(names::RECORDS_PRODUCED, "topic" => topic::inbound(System::Odoo)).increment(events.len() as u64);
+        self.cursor = next;
+        Ok(rows.len())
+    }
+
+    fn call(&self, c: OrmCall) -> Result<Value, String> {
+        // Polls share the target's throttle and breaker with the commands.
+        let started = loop {
+            match self.target.admit(Instant::now()) {
+                Ok(_) => break Instant::now(),
+                Err((wait, _)) => std::thread::sleep(wait.min(Duration::from_millis(200))),
+            }
+        };
+        let result = self.odoo.call(&c, None);
+        let now = Instant::now();
+        self.target.record(now, now - started, result.as_ref().map(|_| ()));
+        result.map_err(|f: Failure| format!("{}.{}: {f}", c.model, c.method))
+    }
+
+    fn search_read(&self, model: &str, domain: Value, fields: &[&str], order: &str, limit: usize) -> Result<Vec<Value>, String> {
+        let v = self.call(
+            OrmCall::new(model, "search_read")
+                .param("domain", domain)
+                .param("fields", json!(fields))
+                .param("order", json!(order))
+                .param("limit", json!(limit)),
+        )?;
+        v.as_array().cloned().ok_or_else(|| format!("{model}.search_read answered {v}"))
+    }
+
+    fn read(&self, domain: Value) -> Result<Vec<Value>, String> {
+        self.search_read(MODEL, domain, ORDER_FIELDS, "write_date asc, id asc", self.cfg.page)
+    }
+
+    fn events(&self, orders: &[Value]) -> Result<Vec<InboundEvent>, String> {
+        let confirmed: Vec<i64> =
+            orders.iter().filter(|o| str_field(o, "state").as_deref() == Some("sale")).map(id_of).collect();
+        let lines = if confirmed.is_empty() {
+            Vec::new()
+        } else {
+            self.search_read(
+                "sale.order.line",
+                json!([["order_id", "in", confirmed]]),
+                &["id", "order_id", "sequence", "product_id", "product_uom_qty", "price_unit", "product_uom", "tax_id"],
+                "order_id asc, sequence asc, id asc",
+                10_000,
+            )?
+        };
+        let ids = |rows: &[Value], field: &str| -> Vec<i64> {
+            let set: BTreeSet<i64> = rows.iter().flat_map(|r| many(&r[field])).collect();
+            set.into_iter().collect()
+        };
+        let products = self.names("product.product", &ids(&lines, "product_id"), "default_code")?;
+        let taxes = self.names("account.tax", &ids(&lines, "tax_id"), "name")?;
+        let mut partner_ids = ids(orders, "partner_id");
+        partner_ids.extend(ids(orders, "partner_shipping_id"));
+        let partners = self.names("res.partner", &partner_ids, "ref")?;
+        let mut out = Vec::with_capacity(orders.len());
+        for o in orders {
+            let name = str_field(o, "name").unwrap_or_default();
+            let id = id_of(o);
+            let occurred_at = str_field(o, "write_date").and_then(|d| parse(&d)).unwrap_or_else(Timestamp::now);
+            let (kind, body) = match str_field(o, "state").as_deref() {
+                Some("cancel") => (
+                    "cancel",
+                    EventBody::OrderCancelled(OrderCancelled { order_ref: name.clone(), reason: "cancelled in Odoo".into() }),
+                ),
+                _ => {
+                    let requested = str_field(o, "commitment_date")
+                        .or_else(|| str_field(o, "date_order"))
+                        .and_then(|d| parse(&d))
+                        .unwrap_or(occurred_at);
+                    let warehouse = m2o_name(&o["warehouse_id"]).unwrap_or_else(|| self.cfg.warehouse.clone());
+                    let lines: Vec<OrderLine> = lines
+                        .iter()
+                        .filter(|l| m2o(&l["order_id"]) == Some(id))
+                        .enumerate()
+                        .map(|(k, l)| {
+                            let product = m2o(&l["product_id"]).unwrap_or_default();
+                            OrderLine {
+                                line_no: (k as i32 + 1) * 10,
+                                sku: products.get(&product).cloned().unwrap_or_else(|| format!("odoo-product-{product}")),
+                                uom: m2o_name(&l["product_uom"]).unwrap_or_else(|| "Units".into()),
+                                quantity: qty_of(&l["product_uom_qty"]),
+                                unit_price: money_of(&l["price_unit"]),
+                                tax_code: many(&l["tax_id"]).first().and_then(|t| taxes.get(t).cloned()),
+                                requested_date: requested,
+                                warehouse: warehouse.clone(),
+                            }
+                        })
+                        .collect();
+                    let partner = |field: &str| {
+                        m2o(&o[field]).map(|p| partners.get(&p).cloned().unwrap_or_else(|| format!("odoo-partner-{p}")))
+                    };
+                    (
+                        "release",
+                        EventBody::OrderReleased(OrderReleased {
+                            order_ref: name.clone(),
+                            customer_ref: partner("partner_id").unwrap_or_default(),
+                            ship_to: partner("partner_shipping_id").or_else(|| partner("partner_id")).unwrap_or_default(),
+                            currency: m2o_name(&o["currency_id"]).unwrap_or_else(|| "EUR".into()),
+                            client_order_ref: str_field(o, "client_order_ref"),
+                            lines,
+                        }),
+                    )
+                }
+            };
+            out.push(InboundEvent {
+                meta: EventMeta {
+                    event_id: format!("odoo:{kind}:{name}"),
+                    source: SourceRef::new(System::Odoo, format!("sale.order/{id}")),
+                    correlation_key: name,
+                    occurred_at,
+                    actor: None,
+                },
+                body,
+            });
+        }
+        Ok(out)
+    }
+
+    /// `field` of the records `ids` of `model`, by id (records without it are left out).
+    fn names(&self, model: &str, ids: &[i64], field: &str) -> Result<HashMap<i64, String>, String> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = self.search_read(model, json!([["id", "in", ids]]), &["id", field], "id asc", ids.len())?;
+        Ok(rows.iter().filter_map(|r| Some((id_of(r), str_field(r, field)?))).collect())
+    }
+}
+
+/// The ids in a many2one (`[id, name]`) or many2many (`[id, …]`) value.
+fn many(v: &Value) -> Vec<i64> {
+    match v {
+        Value::Array(a) if a.len() == 2 && a[1].is_string() => a[0].as_i64().into_iter().collect(),
+        Value::Array(a) => a.iter().filter_map(Value::as_i64).collect(),
+        Value::Number(n) => n.as_i64().into_iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn cursor_key(connector: &str) -> String {
+    format!("{connector}/{MODEL}")
+}
+
+/// The last cursor stored under `key`.
+pub fn load_cursor(log: &dyn EventLog, key: &str) -> waybill_log::Result<Option<Cursor>> {
+    let mut last = None;
+    for p in 0..log.partitions(topic::CONNECT_STATE)? as i32 {
+        let mut from = 0;
+        loop {
+            let batch = log.read(topic::CONNECT_STATE, p, from, 1024)?;
+            let Some(end) = batch.last() else { break };
+            from = end.offset + 1;
+            for r in batch.iter().filter(|r| r.key == key.as_bytes()) {
+                if let Ok(c) = serde_json::from_slice::<Cursor>(&r.value) {
+                    last = Some(c);
+                }
+            }
+        }
+    }
+    Ok(last)
+}
+
+/// Parses Odoo's `YYYY-MM-DD HH:MM:SS` (UTC).
+pub fn parse(s: &str) -> Option<Timestamp> {
+    let b = s.as_bytes();
+    if b.len() < 19 {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i64>().ok());
+    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (hh, mm, ss) = (n(11..13)?, n(14..16)?, n(17..19)?);
+    let days = days_from_civil(y, m, d);
+    Some(Timestamp((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000))
+}
+
+/// Formats a time as Odoo's `YYYY-MM-DD HH:MM:SS`.
+pub fn format(t: Timestamp) -> String {
+    let secs = t.0.div_euclid(1_000_000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn shift(s: &str, secs: i64) -> String {
+    parse(s).map(|t| format(Timestamp(t.0 + secs * 1_000_000))).unwrap_or_else(|| s.to_string())
+}
+
+// Howard Hinnant's civil-date algorithms.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odoo_datetimes_round_trip() {
+        for s in ["1970-01-01 00:00:00", "2026-12-01 09:44:38", "2024-02-29 23:59:59", "2000-03-01 00:00:00"] {
+            assert_eq!(format(parse(s).unwrap()), s);
+        }
+        assert_eq!(shift("2026-01-01 00:00:01", -2), "2025-12-31 23:59:59");
+        assert_eq!(parse("2026-12-01 09:44:38").unwrap().0 / 1_000_000, 1_796_118_278);
+    }
+
+    #[test]
+    fn many2x_values_give_their_ids() {
+        assert_eq!(many(&json!([7, "Azure Interior"])), vec![7]);
+        assert_eq!(many(&json!([1, 2, 3])), vec![1, 2, 3]);
+        assert_eq!(many(&json!(false)), Vec::<i64>::new());
+    }
+}
