@@ -242,6 +242,7 @@ fn reject(reason: String) -> Decision {
 pub fn step(flow: &mut OrderFlow, event: &InboundEvent, env: &Env<'_>, cause: &Cause) -> Step {
     let mut out = Step::default();
     let known = flow.fulfillment.status != Status::New;
+    let target_key = TargetOutage::target_of_key(&flow.key);
     let requested_by = crate::approval::requester(&event.meta);
     match &event.body {
         // A tick belongs to no order: the coordinator fires the partition's due timers
@@ -325,6 +326,22 @@ pub fn step(flow: &mut OrderFlow, event: &InboundEvent, env: &Env<'_>, cause: &C
                 flow.start_invoice(&shipment, env, &requested_by, cause, &mut out);
             }
         }
+        // A target's key holds its health saga only: operators act on its exceptions,
+        // nothing else belongs there.
+        EventBody::ExceptionRetryRequested(a) if target_key.is_some() => {
+            workbench(flow, &event.meta.event_id, a, true, cause, &mut out)
+        }
+        EventBody::ExceptionResolveRequested(a) if target_key.is_some() => {
+            workbench(flow, &event.meta.event_id, a, false, cause, &mut out)
+        }
+        _ if target_key.is_some() => {
+            let d = reject(format!(
+                "{} keyed {:?}, which is a target's outage key, not an order; key it by the order name",
+                event.body.name(),
+                flow.key
+            ));
+            flow.commit(&Target::Fulfillment, d, cause, &mut out);
+        }
         _ if !known => {
             let d = reject(format!(
                 "{} for order {:?}, which Waybill has not seen released; release the order in Odoo first, then replay this record from the dead-letter topic",
@@ -407,7 +424,9 @@ fn workbench(flow: &mut OrderFlow, event_id: &str, a: &ExceptionAction, retry: b
             "exception {} does not belong to a saga of order {}; check the id with `waybill exceptions list`",
             a.exception_id, flow.key
         ));
-        flow.commit(&Target::Fulfillment, d, cause, out);
+        // Journaled by the saga the key holds: a target's health, or the order's fulfilment.
+        let home = TargetOutage::target_of_key(&flow.key).map_or(Target::Fulfillment, Target::Health);
+        flow.commit(&home, d, cause, out);
         return;
     };
     let book = flow.book(&target).expect("target_of found the saga");

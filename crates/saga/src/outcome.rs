@@ -34,6 +34,14 @@ pub fn system_name(s: System) -> &'static str {
     }
 }
 
+/// Where a refusal by `s` is fixed: `in Odoo`, `with the carrier`.
+pub fn fix_where(s: System) -> String {
+    match s {
+        System::Carrier | System::Bank | System::Channel => format!("with {}", system_name(s)),
+        _ => format!("in {}", system_name(s)),
+    }
+}
+
 /// [`system_name`] at the start of a sentence.
 pub fn system_title(s: System) -> String {
     let name = system_name(s);
@@ -135,12 +143,12 @@ pub fn decide_failure(
     let system = system_title(f.target);
     let attempts = if f.attempts > 1 { format!(" after {} attempts", f.attempts) } else { String::new() };
     let (what, todo) = match rebuilt {
-        Ok(o) => (what(&o.body), format!("fix it in {}, then retry the exception", system_name(f.target))),
+        Ok(o) => (what(&o.body), format!("fix it {}, then retry the exception", fix_where(f.target))),
         Err(why) => (
             format!("key {}", f.idempotency_key),
             format!(
-                "fix it in {} and resolve the exception with a note: a retry cannot send it again ({why})",
-                system_name(f.target)
+                "fix it {} and resolve the exception with a note: a retry cannot send it again ({why})",
+                fix_where(f.target)
             ),
         ),
     };
