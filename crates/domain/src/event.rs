@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::value::{Money, Qty, SourceRef, Timestamp};
+use crate::value::{Money, Qty, SourceRef, System, Timestamp};
 
 /// Fields every inbound event carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +82,14 @@ pub enum EventBody {
     /// An operator asked to feed an order's inbound events through its sagas again
     /// (boxed: it is the largest event and rare).
     SagaReplayRequested(Box<ReplayRequest>),
+    // ---- delivery outcomes (written by the connectors) ----
+    /// A target system refused a command for a business reason, or the connector gave up
+    /// after its retries; reported by the connector of the target system.
+    CommandFailed(CommandFailed),
+    /// A target system has not answered for longer than the connector's configured time.
+    TargetUnavailable(TargetOutage),
+    /// A target system that was unavailable answers again.
+    TargetRecovered(TargetOutage),
     // ---- the coordinator's own ----
     /// The coordinator logged the time against which its partition's saga timers fire
     /// (written to `waybill.control`; not about one order).
@@ -138,6 +146,24 @@ impl EventBody {
             EventBody::ExceptionResolveRequested(_) => "ExceptionResolveRequested",
             EventBody::SagaReplayRequested(_) => "SagaReplayRequested",
             EventBody::TimerTick(_) => "TimerTick",
+            EventBody::CommandFailed(_) => "CommandFailed",
+            EventBody::TargetUnavailable(_) => "TargetUnavailable",
+            EventBody::TargetRecovered(_) => "TargetRecovered",
+        }
+    }
+
+    /// Record names of the events a system reports about itself as a command target
+    /// (delivery outcomes): each is owned by the system it names in `target`, so only
+    /// that system's connector may send it.
+    pub const TARGET_REPORT_NAMES: [&'static str; 3] = ["CommandFailed", "TargetUnavailable", "TargetRecovered"];
+
+    /// For a delivery outcome, the target system it reports about (its owner); `None`
+    /// for every other event.
+    pub const fn reported_target(&self) -> Option<System> {
+        match self {
+            EventBody::CommandFailed(f) => Some(f.target),
+            EventBody::TargetUnavailable(o) | EventBody::TargetRecovered(o) => Some(o.target),
+            _ => None,
         }
     }
 }
@@ -521,3 +547,56 @@ impl TimerTick {
         format!("tick:{partition}@{}", at.0)
     }
 }
+
+/// A target system refused a command, or the connector exhausted its retries delivering
+/// it. `meta.correlation_key` is the command's correlation key (the order); the saga that
+/// issued the command (`saga_id`) raises a `DELIVERY_FAILED` exception, which an
+/// operator retries (the same command, same idempotency key) once the cause is fixed in
+/// the target system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandFailed {
+    /// The saga that issued the command (the command's `meta.saga_id`).
+    pub saga_id: String,
+    /// The command's idempotency key.
+    pub idempotency_key: String,
+    /// The command's record name, e.g. `ConfirmShipment`.
+    pub command: String,
+    /// The system that refused it (the command's `meta.target`); only this system's
+    /// connector may report it.
+    pub target: System,
+    /// The target's own message (Odoo's `ValidationError` text, the HTTP body's error),
+    /// or why the connector gave up.
+    pub reason: String,
+    /// Delivery attempts made, the last one included.
+    pub attempts: i32,
+}
+
+/// A target system is down (`TargetUnavailable`) or answers again (`TargetRecovered`),
+/// reported by its connector. Keyed by [`TargetOutage::correlation_key`], not by an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetOutage {
+    /// The system that does not answer (or answers again); only its connector may report it.
+    pub target: System,
+    /// When the outage began: the first failed attempt after the last answer.
+    pub since: Timestamp,
+    /// What the connector saw (`connection refused`, `HTTP 503`), or for a recovery what
+    /// answered.
+    pub reason: String,
+}
+
+impl TargetOutage {
+    /// The correlation key of a target's outage events: `target:<system>` (`target:odoo`).
+    /// No order name contains `:`, so it never reaches an order's sagas.
+    pub fn correlation_key(target: System) -> String {
+        format!("{TARGET_KEY_PREFIX}{target}")
+    }
+
+    /// The target a correlation key is the outage key of (`target:odoo` → Odoo).
+    pub fn target_of_key(key: &str) -> Option<System> {
+        let name = key.strip_prefix(TARGET_KEY_PREFIX)?;
+        System::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+/// The prefix of a target's correlation key (see [`TargetOutage::correlation_key`]).
+pub const TARGET_KEY_PREFIX: &str = "target:";

@@ -25,6 +25,9 @@ pub enum SagaKind {
     ShipToInvoice,
     /// Return authorised → received → credit note → stock adjustment.
     ReturnsCredit,
+    /// One per command target: is the system answering? Keyed by `target:<system>`, not
+    /// by an order.
+    TargetHealth,
 }
 
 impl SagaKind {
@@ -34,6 +37,7 @@ impl SagaKind {
             SagaKind::OrderToFulfillment => "o2f",
             SagaKind::ShipToInvoice => "s2i",
             SagaKind::ReturnsCredit => "ret",
+            SagaKind::TargetHealth => "tgt",
         }
     }
 
@@ -49,6 +53,7 @@ impl fmt::Display for SagaKind {
             SagaKind::OrderToFulfillment => "order-to-fulfillment",
             SagaKind::ShipToInvoice => "ship-to-invoice",
             SagaKind::ReturnsCredit => "returns-credit",
+            SagaKind::TargetHealth => "target-health",
         })
     }
 }
@@ -81,11 +86,17 @@ pub enum ExceptionCategory {
     /// a proof of delivery, finance's answer, returned goods) with nothing else open
     /// that says so.
     StepOverdue,
+    /// A target system refused a command (or its connector gave up delivering it); fix
+    /// the cause in that system, then retry the exception to send the same command again.
+    DeliveryFailed,
+    /// A target system has not answered for longer than its connector allows; commands
+    /// wait in its topic and the exception closes when it answers again.
+    TargetUnavailable,
 }
 
 impl ExceptionCategory {
     /// Every category, for reports.
-    pub const ALL: [ExceptionCategory; 11] = [
+    pub const ALL: [ExceptionCategory; 13] = [
         ExceptionCategory::MasterData,
         ExceptionCategory::StockShortage,
         ExceptionCategory::PickOverdue,
@@ -97,6 +108,8 @@ impl ExceptionCategory {
         ExceptionCategory::Other,
         ExceptionCategory::ApprovalOverdue,
         ExceptionCategory::StepOverdue,
+        ExceptionCategory::DeliveryFailed,
+        ExceptionCategory::TargetUnavailable,
     ];
 
     /// Lowercase name, for tables and metric labels.
@@ -113,6 +126,8 @@ impl ExceptionCategory {
             ExceptionCategory::Other => "other",
             ExceptionCategory::ApprovalOverdue => "approval-overdue",
             ExceptionCategory::StepOverdue => "step-overdue",
+            ExceptionCategory::DeliveryFailed => "delivery-failed",
+            ExceptionCategory::TargetUnavailable => "target-unavailable",
         }
     }
 }

@@ -21,6 +21,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use waybill_domain::event::TargetOutage;
 use waybill_domain::journal::{DocumentKind, InputPosition};
 use waybill_domain::{
     Command, CommandBody, ExceptionCategory, JournalBody, JournalEvent, Qty, SagaKind, SourceRef, System,
@@ -282,10 +283,14 @@ impl<'a> Overlay<'a> {
             self.batch.insert(keys::posting(&h.posting_id), order_ref.as_bytes());
         }
         let after = record.view.status;
+        // A target's health saga (`target:odoo`) keeps a record of its own — its timeline,
+        // which `order show` finds — but is no order: it stays out of the order lists and
+        // the counts by status. Its exceptions are listed like every other.
+        let listed = TargetOutage::target_of_key(order_ref).is_none();
         // The status-and-age index: blind writes (a later event of the same batch removes
         // what an earlier one inserted; the batch keeps the last operation per key).
         let aged_after = keys::order_age(after.as_str(), record.view.last_event_at.0, order_ref);
-        if aged_before.as_ref() != Some(&aged_after) {
+        if listed && aged_before.as_ref() != Some(&aged_after) {
             if let Some(k) = aged_before {
                 self.batch.remove(k);
             }
@@ -306,7 +311,7 @@ impl<'a> Overlay<'a> {
             Ok(i) => timeline[i] = entry,
             Err(i) => timeline.insert(i, entry),
         }
-        if before != Some(after) {
+        if listed && before != Some(after) {
             if let Some(b) = before {
                 self.count(keys::count_status(b.as_str()), -1)?;
             }

@@ -64,6 +64,11 @@ pub struct Refusal {
 /// defaults ([`Ownership::DEFAULTS`]): Odoo owns orders, cancellations and return
 /// authorisations; the warehouse reservations, releases, picks, goods issue and return
 /// receipts; the carrier bookings and delivery; finance invoice and credit-note postings.
+///
+/// Delivery outcomes (`CommandFailed`, `TargetUnavailable`, `TargetRecovered`,
+/// [`EventBody::TARGET_REPORT_NAMES`]) are owned by the system they report about — the
+/// command's target — so each system's connector may report only its own refusals and
+/// outages. That rule is not configurable.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Ownership(pub BTreeMap<String, String>);
@@ -101,10 +106,21 @@ impl Ownership {
         Self::DEFAULTS.iter().map(|(n, d)| (*n, self.owner(n).unwrap_or(*d))).collect()
     }
 
+    /// The owner of `event`: for a delivery outcome the target it names, else
+    /// [`Ownership::owner`] of its type.
+    pub fn owner_of(&self, event: &EventBody) -> Option<System> {
+        event.reported_target().or_else(|| self.owner(event.name()))
+    }
+
     /// Checks the configured entries: known business event types, owned by a system that
     /// has an inbound topic.
     pub fn validate(&self) -> Result<(), String> {
         for (name, system) in &self.0 {
+            if EventBody::TARGET_REPORT_NAMES.contains(&name.as_str()) {
+                return Err(format!(
+                    "{name} is owned by the system it names as target (a connector reports only its own system's refusals and outages); remove it from policy.ownership"
+                ));
+            }
             if EventBody::CONTROL_NAMES.contains(&name.as_str()) {
                 return Err(format!(
                     "{name} is a control event: only the control plane sends it, so it has no owning system; remove it from policy.ownership"
@@ -148,20 +164,31 @@ pub fn admit(event: &InboundEvent, channel: Channel, ownership: &Ownership) -> R
             channel.describe(),
             topic::CONTROL
         ))),
-        Channel::Inbound(system) | Channel::Ingestion(system) => match ownership.owner(name) {
+        Channel::Inbound(system) | Channel::Ingestion(system) => match ownership.owner_of(&event.body) {
             Some(owner) if owner == system => Ok(()),
-            owner => Err(Refusal {
-                dead_letter: DeadLetter {
-                    kind: DeadLetterKind::Ownership,
-                    reason: format!(
-                        "system {system} does not own {name} (owner: {}); event {} (claimed source {claimed}) arrived {}. Send it from the system of record, or change the owner in policy.ownership",
+            owner => {
+                let what = if event.body.reported_target().is_some() {
+                    format!(
+                        "{name} names target {}; a system reports only the refusals and outages of commands addressed to it, so send it from the connector of {}",
                         owner.map_or("none", System::as_str),
-                        event.meta.event_id,
-                        channel.describe()
-                    ),
-                },
-                ownership: Some((system, name)),
-            }),
+                        owner.map_or("none", System::as_str)
+                    )
+                } else {
+                    "Send it from the system of record, or change the owner in policy.ownership".to_string()
+                };
+                Err(Refusal {
+                    dead_letter: DeadLetter {
+                        kind: DeadLetterKind::Ownership,
+                        reason: format!(
+                            "system {system} does not own {name} (owner: {}); event {} (claimed source {claimed}) arrived {}. {what}",
+                            owner.map_or("none", System::as_str),
+                            event.meta.event_id,
+                            channel.describe()
+                        ),
+                    },
+                    ownership: Some((system, name)),
+                })
+            }
         },
     }
 }
@@ -240,11 +267,59 @@ mod tests {
         assert!(bad("PostingApproved", "odoo").contains("control event"));
         assert!(bad("Shipped", "wms").contains("not an event type"));
         assert!(bad("GoodsIssued", "operator").contains("not a system that sends events"));
-        // Every business event has a default owner; control events have none.
-        for name in waybill_schema::EVENT_NAMES {
-            let owner = Ownership::default().owner(name);
-            assert_eq!(owner.is_none(), EventBody::CONTROL_NAMES.contains(name), "{name}");
+        assert!(bad("CommandFailed", "odoo").contains("owned by the system it names as target"));
+        // Every business event has an owner: by type, or (delivery outcomes) the target it
+        // names; control events have none.
+        for event in waybill_schema::samples::events() {
+            let name = event.body.name();
+            let owner = Ownership::default().owner_of(&event.body);
+            assert_eq!(owner.is_none(), EventBody::CONTROL_NAMES.contains(&name), "{name}");
+            let by_type = Ownership::default().owner(name).is_some();
+            assert_eq!(
+                by_type,
+                !EventBody::CONTROL_NAMES.contains(&name) && !EventBody::TARGET_REPORT_NAMES.contains(&name),
+                "{name}"
+            );
         }
+    }
+
+    #[test]
+    fn a_system_reports_only_its_own_refusals_and_outages() {
+        let own = Ownership::default();
+        let failed = |target: System| {
+            EventBody::CommandFailed(waybill_domain::event::CommandFailed {
+                saga_id: "o2f:SO1".into(),
+                idempotency_key: "confirm-shipment:SH1".into(),
+                command: "ConfirmShipment".into(),
+                target,
+                reason: "ValidationError".into(),
+                attempts: 1,
+            })
+        };
+        assert!(admit(&event(System::Odoo, failed(System::Odoo)), Channel::Inbound(System::Odoo), &own).is_ok());
+        assert!(admit(&event(System::Wms, failed(System::Wms)), Channel::Ingestion(System::Wms), &own).is_ok());
+        let r = admit(&event(System::Wms, failed(System::Odoo)), Channel::Inbound(System::Wms), &own).unwrap_err();
+        assert_eq!(r.dead_letter.kind, DeadLetterKind::Ownership);
+        assert_eq!(r.ownership, Some((System::Wms, "CommandFailed")));
+        assert!(
+            r.dead_letter.reason.starts_with("system wms does not own CommandFailed (owner: odoo)"),
+            "{}",
+            r.dead_letter.reason
+        );
+        assert!(r.dead_letter.reason.contains("send it from the connector of odoo"), "{}", r.dead_letter.reason);
+        let down = |target: System| {
+            EventBody::TargetUnavailable(waybill_domain::event::TargetOutage {
+                target,
+                since: Timestamp(0),
+                reason: "connection refused".into(),
+            })
+        };
+        assert!(admit(&event(System::Finance, down(System::Finance)), Channel::Inbound(System::Finance), &own).is_ok());
+        assert!(
+            admit(&event(System::Carrier, down(System::Finance)), Channel::Inbound(System::Carrier), &own).is_err()
+        );
+        // Not a control event: refused on the control topic like any business event.
+        assert!(admit(&event(System::Odoo, down(System::Odoo)), Channel::Control, &own).is_err());
     }
 
     #[test]

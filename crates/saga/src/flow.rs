@@ -9,15 +9,19 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use waybill_domain::event::{EventBody, ExceptionAction, ReplayInput, ReplayRequest};
+use waybill_domain::event::{EventBody, ExceptionAction, ReplayInput, ReplayRequest, TargetOutage};
 use waybill_domain::journal::{ControlRefusal, ExceptionResolved, ExceptionRetried, InputPosition, SagaReplayed};
-use waybill_domain::{Command, InboundEvent, JournalBody, JournalEvent, SagaKind, Timestamp};
+use waybill_domain::{
+    Command, ExceptionCategory, InboundEvent, JournalBody, JournalEvent, SagaKind, System, Timestamp,
+};
 
 use crate::book::{self, SagaBook};
 use crate::catalog::Catalog;
 use crate::decision::{Cause, DeadLetter, DeadLetterKind, Decision, Outbound, materialize};
 use crate::fulfillment::{self, Fulfillment, Status};
+use crate::health::{self, TargetHealth};
 use crate::invoicing::{self, Invoicing};
+use crate::outcome;
 use crate::policy::{InvoiceTrigger, Policy};
 use crate::returns::{self, ReturnCredit};
 use crate::watch;
@@ -35,6 +39,9 @@ pub struct OrderFlow {
     /// Returns and credit, one per RMA id.
     #[serde(default)]
     pub returns: BTreeMap<String, ReturnCredit>,
+    /// In the flow of a target's key (`target:odoo`) only: whether the target answers.
+    #[serde(default)]
+    pub health: TargetHealth,
 }
 
 /// The outputs of one step.
@@ -61,6 +68,7 @@ enum Target {
     Fulfillment,
     Invoice(String),
     Return(String),
+    Health(System),
 }
 
 impl OrderFlow {
@@ -82,6 +90,7 @@ impl OrderFlow {
                 let rma = id.strip_prefix("ret:").unwrap_or(id).to_string();
                 self.returns.entry(rma).or_default().apply(event);
             }
+            SagaKind::TargetHealth => self.health.apply(event),
         }
     }
 
@@ -121,6 +130,10 @@ impl OrderFlow {
         }
         if let Some(book) = self.book(target) {
             watch::close_on_progress(&mut decision, book);
+            if *target == Target::Fulfillment {
+                let order_ref = self.fulfillment.order.as_ref().map_or(self.key.as_str(), |o| o.order_ref.as_str());
+                outcome::close_answered(&mut decision, book, |j| fulfillment::answers(order_ref, j));
+            }
         }
         let (kind, saga_id, last_seq) = match target {
             Target::Fulfillment => {
@@ -132,6 +145,7 @@ impl OrderFlow {
             Target::Return(r) => {
                 (SagaKind::ReturnsCredit, ReturnCredit::saga_id(r), self.returns.get(r).map_or(0, |x| x.book.seq))
             }
+            Target::Health(t) => (SagaKind::TargetHealth, TargetHealth::saga_id(*t), self.health.book.seq),
         };
         let (journal, commands) = materialize(kind, &saga_id, &self.key, last_seq, &decision, cause);
         for e in &journal {
@@ -149,11 +163,15 @@ impl OrderFlow {
             Target::Fulfillment => Some(&self.fulfillment.book),
             Target::Invoice(s) => self.invoices.get(s).map(|i| &i.book),
             Target::Return(r) => self.returns.get(r).map(|x| &x.book),
+            Target::Health(_) => Some(&self.health.book),
         }
     }
 
     /// The saga instance of a saga id of this order.
     fn target_of(&self, saga_id: &str) -> Option<Target> {
+        if let Some(t) = TargetOutage::target_of_key(&self.key) {
+            return (saga_id == TargetHealth::saga_id(t)).then_some(Target::Health(t));
+        }
         if saga_id == Fulfillment::KIND.saga_id(&self.key) {
             return Some(Target::Fulfillment);
         }
@@ -161,6 +179,19 @@ impl OrderFlow {
             return Some(Target::Invoice(s.to_string()));
         }
         saga_id.strip_prefix("ret:").filter(|r| self.returns.contains_key(*r)).map(|r| Target::Return(r.to_string()))
+    }
+
+    /// Rebuilds the command the saga `saga_id` of this order issued under `key`, exactly as
+    /// it was first sent (what a retry of its `DELIVERY_FAILED` exception sends again):
+    /// `None` when that saga does not exist or never issued `key`, `Err` with the reason
+    /// when it did but cannot rebuild it exactly.
+    pub fn reissue(&self, saga_id: &str, key: &str) -> Option<Result<Outbound, String>> {
+        match self.target_of(saga_id)? {
+            Target::Fulfillment => fulfillment::reissue(&self.fulfillment, key),
+            Target::Invoice(s) => invoicing::reissue(&self.invoices[&s], key),
+            Target::Return(r) => returns::reissue(&self.returns[&r], key),
+            Target::Health(_) => None,
+        }
     }
 
     fn return_of_receipt(&self, receipt_id: &str) -> Option<String> {
@@ -211,11 +242,58 @@ fn reject(reason: String) -> Decision {
 pub fn step(flow: &mut OrderFlow, event: &InboundEvent, env: &Env<'_>, cause: &Cause) -> Step {
     let mut out = Step::default();
     let known = flow.fulfillment.status != Status::New;
+    let target_key = TargetOutage::target_of_key(&flow.key);
     let requested_by = crate::approval::requester(&event.meta);
     match &event.body {
         // A tick belongs to no order: the coordinator fires the partition's due timers
         // when it consumes one ([`tick`]).
         EventBody::TimerTick(_) => {}
+        // A target's outage is keyed by the target, not by an order.
+        EventBody::TargetUnavailable(o) | EventBody::TargetRecovered(o) => {
+            let decision = match health::check_report(event, o) {
+                Ok(()) => health::decide(&flow.health, event),
+                Err(why) => reject(why),
+            };
+            let target = match TargetOutage::target_of_key(&flow.key) {
+                Some(t) if t == o.target => Target::Health(t),
+                _ => Target::Fulfillment,
+            };
+            flow.commit(&target, decision, cause, &mut out);
+        }
+        // A refused command goes to the saga that issued it.
+        EventBody::CommandFailed(f) => {
+            let target = flow.target_of(&f.saga_id).filter(|_| known);
+            let decision = match &target {
+                None if !known => reject(format!(
+                    "CommandFailed reports that {} refused {} {:?} for order {:?}, which Waybill has not seen released; the connector must key the report by the command's correlation key (the order)",
+                    f.target, f.command, f.idempotency_key, event.meta.correlation_key
+                )),
+                None => reject(format!(
+                    "CommandFailed names saga {:?}, which order {} does not have; the connector must copy the command's meta.saga_id",
+                    f.saga_id, flow.key
+                )),
+                Some(Target::Fulfillment) => {
+                    let ctx =
+                        fulfillment::Context { catalog: env.catalog, policy: &env.policy.fulfillment, now: cause.at };
+                    fulfillment::decide(&flow.fulfillment, event, &ctx)
+                }
+                Some(Target::Invoice(s)) => invoicing::decide(&flow.invoices[s], event, &env.policy.posting),
+                Some(Target::Return(r)) => {
+                    let ctx = returns::Context {
+                        policy: &env.policy.posting,
+                        fulfillment: &flow.fulfillment,
+                        invoices: &flow.invoices,
+                        now: cause.at,
+                    };
+                    returns::decide(&flow.returns[r], event, &ctx)
+                }
+                Some(Target::Health(_)) => reject(format!(
+                    "CommandFailed names saga {:?}, which issues no commands; the connector must copy the command's meta.saga_id",
+                    f.saga_id
+                )),
+            };
+            flow.commit(&target.unwrap_or(Target::Fulfillment), decision, cause, &mut out);
+        }
         EventBody::OrderReleased(_)
         | EventBody::StockReserved(_)
         | EventBody::ReleasedToWarehouse(_)
@@ -247,6 +325,22 @@ pub fn step(flow: &mut OrderFlow, event: &InboundEvent, env: &Env<'_>, cause: &C
             {
                 flow.start_invoice(&shipment, env, &requested_by, cause, &mut out);
             }
+        }
+        // A target's key holds its health saga only: operators act on its exceptions,
+        // nothing else belongs there.
+        EventBody::ExceptionRetryRequested(a) if target_key.is_some() => {
+            workbench(flow, &event.meta.event_id, a, true, cause, &mut out)
+        }
+        EventBody::ExceptionResolveRequested(a) if target_key.is_some() => {
+            workbench(flow, &event.meta.event_id, a, false, cause, &mut out)
+        }
+        _ if target_key.is_some() => {
+            let d = reject(format!(
+                "{} keyed {:?}, which is a target's outage key, not an order; key it by the order name",
+                event.body.name(),
+                flow.key
+            ));
+            flow.commit(&Target::Fulfillment, d, cause, &mut out);
         }
         _ if !known => {
             let d = reject(format!(
@@ -330,7 +424,9 @@ fn workbench(flow: &mut OrderFlow, event_id: &str, a: &ExceptionAction, retry: b
             "exception {} does not belong to a saga of order {}; check the id with `waybill exceptions list`",
             a.exception_id, flow.key
         ));
-        flow.commit(&Target::Fulfillment, d, cause, out);
+        // Journaled by the saga the key holds: a target's health, or the order's fulfilment.
+        let home = TargetOutage::target_of_key(&flow.key).map_or(Target::Fulfillment, Target::Health);
+        flow.commit(&home, d, cause, out);
         return;
     };
     let book = flow.book(&target).expect("target_of found the saga");
@@ -344,6 +440,7 @@ fn workbench(flow: &mut OrderFlow, event_id: &str, a: &ExceptionAction, retry: b
             Target::Fulfillment => fulfillment::retry(&flow.fulfillment, &a.exception_id),
             Target::Invoice(s) => invoicing::retry(&flow.invoices[s], &a.exception_id),
             Target::Return(r) => returns::retry(&flow.returns[r], &a.exception_id),
+            Target::Health(_) => health::retry(&flow.health, &a.exception_id),
         };
         match command {
             Ok(o) => {
@@ -355,6 +452,22 @@ fn workbench(flow: &mut OrderFlow, event_id: &str, a: &ExceptionAction, retry: b
                     role: a.role.clone(),
                     note: a.note.clone(),
                 }));
+                // No business event answers this command, so nothing else would close its
+                // exception: the retry does (a new refusal opens a new one).
+                let refused = book.open_exceptions.get(&a.exception_id) == Some(&ExceptionCategory::DeliveryFailed);
+                if refused && !outcome::is_answered(&o.body) {
+                    d.record(JournalBody::ExceptionResolved(ExceptionResolved {
+                        exception_id: a.exception_id.clone(),
+                        resolution: format!(
+                            "{} sent again by {} ({}); {} confirms nothing for {}, so the retry closes this exception — a new refusal opens a new one",
+                            o.body.name(),
+                            a.actor,
+                            a.role,
+                            outcome::system_title(o.target),
+                            o.body.name()
+                        ),
+                    }));
+                }
                 d.send(o.target, o.idempotency_key, o.body);
                 d
             }

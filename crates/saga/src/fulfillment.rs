@@ -15,8 +15,8 @@ use waybill_domain::command::{
     BackorderLine, BackorderRequest, BookCarrier, CommandBody, ConfirmShipment, OrderOnly, StockRequest,
 };
 use waybill_domain::event::{
-    CarrierBooked, Delivered, EventBody, GoodsIssued, InboundEvent, OrderCancelled, OrderLine, OrderReleased,
-    PickConfirmed, ReleasedToWarehouse, StockReserved,
+    CarrierBooked, CommandFailed, Delivered, EventBody, GoodsIssued, InboundEvent, OrderCancelled, OrderLine,
+    OrderReleased, PickConfirmed, ReleasedToWarehouse, StockReserved,
 };
 use waybill_domain::journal::{
     Allocation, Backorder, Cancelled, CarrierAssigned, Deadline, DeliveryConfirmed, Empty, ExceptionResolved, Problems,
@@ -27,6 +27,7 @@ use waybill_domain::{ExceptionCategory, JournalBody, JournalEvent, Qty, SagaKind
 use crate::book::{self, SagaBook};
 use crate::catalog::{Catalog, Tracking};
 use crate::decision::{DeadLetterKind, Decision, Outbound};
+use crate::outcome;
 use crate::policy::FulfillmentPolicy;
 
 /// Where an order is in its fulfilment.
@@ -142,6 +143,15 @@ pub struct Fulfillment {
     pub shipments: BTreeMap<String, Shipment>,
     /// When the order was accepted.
     pub accepted_at: Option<Timestamp>,
+    /// Idempotency keys of every command the saga issued (what [`reissue`] can rebuild).
+    #[serde(default)]
+    pub issued: BTreeSet<String>,
+    /// The lines of each `CreateBackorder` issued, by idempotency key.
+    #[serde(default)]
+    pub backorders: BTreeMap<String, Vec<BackorderLine>>,
+    /// Odoo's reason for the cancellation (the compensations carry it).
+    #[serde(default)]
+    pub cancel_reason: Option<String>,
 }
 
 /// What a decision may consult besides state and event.
@@ -205,6 +215,7 @@ impl Fulfillment {
             JournalBody::ReservationRequested(_) => {
                 self.status = Status::Reserving;
                 self.hold_problems.clear();
+                self.issued.insert(keys::reserve(self.order_ref()));
             }
             JournalBody::StockAllocated(a) => {
                 for r in &a.lines {
@@ -214,6 +225,15 @@ impl Fulfillment {
                 }
             }
             JournalBody::Backordered(b) => {
+                // The reservation's shortfall is backordered while reserving; whatever
+                // picking leaves behind, later.
+                let key = if self.status == Status::Reserving {
+                    keys::backorder_of_reservation(self.order_ref())
+                } else {
+                    keys::backorder_of_pick(self.order_ref())
+                };
+                self.issued.insert(key.clone());
+                self.backorders.insert(key, b.lines.clone());
                 for r in &b.lines {
                     self.lines.entry(r.line_no).or_default().backordered += r.quantity;
                 }
@@ -222,6 +242,7 @@ impl Fulfillment {
                 }
             }
             JournalBody::ReleaseRequested(r) => {
+                self.issued.insert(keys::release(self.order_ref()));
                 self.status = Status::Released;
                 self.pick_due_at = Some(r.due_at);
             }
@@ -257,12 +278,14 @@ impl Fulfillment {
                 }
                 self.shipments
                     .insert(g.shipment_id.clone(), Shipment { issued: Some(g.clone()), ..Shipment::default() });
+                self.issued.insert(keys::carrier(&g.shipment_id));
                 self.status = Status::Shipped;
             }
             JournalBody::CarrierAssigned(c) => {
                 let s = self.shipments.entry(c.shipment_id.clone()).or_default();
                 s.carrier = Some(c.carrier.clone());
                 s.tracking_ref = Some(c.tracking_ref.clone());
+                self.issued.insert(keys::confirm_shipment(&c.shipment_id));
             }
             JournalBody::DeliveryConfirmed(d) => {
                 self.shipments.entry(d.shipment_id.clone()).or_default().delivered = true;
@@ -270,7 +293,9 @@ impl Fulfillment {
                     self.status = Status::Delivered;
                 }
             }
-            JournalBody::Cancelled(_) => {
+            JournalBody::Cancelled(c) => {
+                self.issued.extend(c.compensations.iter().cloned());
+                self.cancel_reason = Some(c.reason.clone());
                 self.status = Status::Cancelled;
                 self.pick_due_at = None;
             }
@@ -304,6 +329,9 @@ pub fn decide(s: &Fulfillment, event: &InboundEvent, ctx: &Context<'_>) -> Decis
     }
     if s.book.seen.contains(id) {
         return Decision::noop();
+    }
+    if let EventBody::CommandFailed(f) = &event.body {
+        return on_command_failed(s, f);
     }
     if s.status == Status::Cancelled || s.status == Status::Backordered {
         // Late answers to work that was withdrawn: nothing more to do.
@@ -423,7 +451,7 @@ fn on_order_released(s: &Fulfillment, order: &OrderReleased, ctx: &Context<'_>) 
     d.record(JournalBody::ReservationRequested(Empty {}));
     d.send(
         System::Wms,
-        format!("reserve:{}", order.order_ref),
+        keys::reserve(&order.order_ref),
         CommandBody::ReserveStock(StockRequest {
             order_ref: order.order_ref.clone(),
             warehouse: warehouse_of(order),
@@ -480,7 +508,7 @@ fn on_stock_reserved(s: &Fulfillment, r: &StockReserved, ctx: &Context<'_>) -> D
         d.record(JournalBody::Backordered(Backorder { lines: backorder.clone() }));
         d.send(
             System::Odoo,
-            format!("backorder:{}:reservation", order.order_ref),
+            keys::backorder_of_reservation(&order.order_ref),
             CommandBody::CreateBackorder(BackorderRequest { order_ref: order.order_ref.clone(), lines: backorder }),
         );
     }
@@ -493,7 +521,7 @@ fn on_stock_reserved(s: &Fulfillment, r: &StockReserved, ctx: &Context<'_>) -> D
     }));
     d.send(
         System::Wms,
-        format!("release:{}", order.order_ref),
+        keys::release(&order.order_ref),
         CommandBody::ReleaseToWarehouse(StockRequest {
             order_ref: order.order_ref.clone(),
             warehouse: warehouse_of(order),
@@ -605,7 +633,7 @@ fn on_pick(s: &Fulfillment, p: &PickConfirmed, ctx: &Context<'_>) -> Decision {
             d.record(JournalBody::Backordered(Backorder { lines: backorder.clone() }));
             d.send(
                 System::Odoo,
-                format!("backorder:{order_ref}:pick"),
+                keys::backorder_of_pick(&order_ref),
                 CommandBody::CreateBackorder(BackorderRequest { order_ref: order_ref.clone(), lines: backorder }),
             );
         }
@@ -673,7 +701,7 @@ fn on_goods_issued(s: &Fulfillment, g: &GoodsIssued) -> Decision {
     let ship_to = s.order.as_ref().map(|o| o.ship_to.clone()).unwrap_or_default();
     d.send(
         System::Carrier,
-        format!("carrier:{}", g.shipment_id),
+        keys::carrier(&g.shipment_id),
         CommandBody::BookCarrier(BookCarrier {
             order_ref,
             shipment_id: g.shipment_id.clone(),
@@ -695,7 +723,7 @@ fn on_carrier_booked(s: &Fulfillment, c: &CarrierBooked) -> Decision {
             }));
             d.send(
                 System::Odoo,
-                format!("confirm-shipment:{}", c.shipment_id),
+                keys::confirm_shipment(&c.shipment_id),
                 CommandBody::ConfirmShipment(ConfirmShipment {
                     order_ref: s.order_ref().to_string(),
                     shipment_id: c.shipment_id.clone(),
@@ -767,7 +795,7 @@ fn on_cancelled(s: &Fulfillment, c: &OrderCancelled) -> Decision {
     }
     let mut compensations = Vec::new();
     if s.status >= Status::Reserving && s.status != Status::OnHold {
-        let key = format!("cancel-reservation:{order_ref}");
+        let key = keys::cancel_reservation(&order_ref);
         d.send(
             System::Wms,
             key.clone(),
@@ -776,7 +804,7 @@ fn on_cancelled(s: &Fulfillment, c: &OrderCancelled) -> Decision {
         compensations.push(key);
     }
     if s.status >= Status::Released {
-        let key = format!("cancel-release:{order_ref}");
+        let key = keys::cancel_release(&order_ref);
         d.send(
             System::Wms,
             key.clone(),
@@ -795,16 +823,172 @@ fn on_cancelled(s: &Fulfillment, c: &OrderCancelled) -> Decision {
     d
 }
 
+/// The idempotency keys of the commands this saga issues, one function per command.
+pub mod keys {
+    /// `ReserveStock`.
+    pub fn reserve(order_ref: &str) -> String {
+        format!("reserve:{order_ref}")
+    }
+    /// `ReleaseToWarehouse`.
+    pub fn release(order_ref: &str) -> String {
+        format!("release:{order_ref}")
+    }
+    /// `CancelReservation` (compensation).
+    pub fn cancel_reservation(order_ref: &str) -> String {
+        format!("cancel-reservation:{order_ref}")
+    }
+    /// `CancelWarehouseRelease` (compensation).
+    pub fn cancel_release(order_ref: &str) -> String {
+        format!("cancel-release:{order_ref}")
+    }
+    /// `CreateBackorder` of the reservation's shortfall.
+    pub fn backorder_of_reservation(order_ref: &str) -> String {
+        format!("backorder:{order_ref}:reservation")
+    }
+    /// `CreateBackorder` of what picking left behind.
+    pub fn backorder_of_pick(order_ref: &str) -> String {
+        format!("backorder:{order_ref}:pick")
+    }
+    /// `BookCarrier` of a shipment.
+    pub fn carrier(shipment_id: &str) -> String {
+        format!("carrier:{shipment_id}")
+    }
+    /// `ConfirmShipment` of a shipment.
+    pub fn confirm_shipment(shipment_id: &str) -> String {
+        format!("confirm-shipment:{shipment_id}")
+    }
+}
+
+/// Rebuilds, from the state, the command this saga issued under `key`, exactly as it was
+/// first sent (same target, key and body): what an operator's retry sends again. `None`
+/// when the saga never issued `key`; `Err` (with the reason) when it did but the state
+/// cannot reproduce the body exactly.
+pub fn reissue(s: &Fulfillment, key: &str) -> Option<Result<Outbound, String>> {
+    if !s.issued.contains(key) {
+        return None;
+    }
+    let order = s.order.as_ref()?;
+    let order_ref = order.order_ref.as_str();
+    let out = |target: System, body: CommandBody| Ok(Outbound { target, idempotency_key: key.to_string(), body });
+    let stock = |lines: Vec<OrderLine>| StockRequest {
+        order_ref: order_ref.to_string(),
+        warehouse: warehouse_of(order),
+        lines,
+    };
+    let cancel = || OrderOnly { order_ref: order_ref.to_string(), reason: s.cancel_reason.clone().unwrap_or_default() };
+    let shipment = |prefix: &str| key.strip_prefix(prefix).and_then(|id| s.shipments.get(id).map(|x| (id, x)));
+    Some(if key == keys::reserve(order_ref) {
+        out(System::Wms, CommandBody::ReserveStock(stock(order.lines.clone())))
+    } else if key == keys::release(order_ref) {
+        // The release carries each line at its reserved quantity; the state keeps one
+        // reservation per line number, so an order that repeats a line number cannot be
+        // rebuilt line for line.
+        let numbers: BTreeSet<i32> = order.lines.iter().map(|l| l.line_no).collect();
+        if numbers.len() != order.lines.len() {
+            return Some(Err(format!(
+                "order {order_ref} repeats a line number, so the release to the warehouse cannot be rebuilt line for line; release the rest in the warehouse system"
+            )));
+        }
+        let lines = order
+            .lines
+            .iter()
+            .filter_map(|l| {
+                let reserved = s.lines.get(&l.line_no).map(|p| p.reserved).unwrap_or(Qty::ZERO);
+                (!reserved.is_zero()).then(|| OrderLine { quantity: reserved, ..l.clone() })
+            })
+            .collect();
+        out(System::Wms, CommandBody::ReleaseToWarehouse(stock(lines)))
+    } else if key == keys::cancel_reservation(order_ref) {
+        out(System::Wms, CommandBody::CancelReservation(cancel()))
+    } else if key == keys::cancel_release(order_ref) {
+        out(System::Wms, CommandBody::CancelWarehouseRelease(cancel()))
+    } else if let Some(lines) = s.backorders.get(key) {
+        out(
+            System::Odoo,
+            CommandBody::CreateBackorder(BackorderRequest { order_ref: order_ref.to_string(), lines: lines.clone() }),
+        )
+    } else if let Some((id, x)) = shipment("carrier:")
+        && let Some(g) = &x.issued
+    {
+        out(
+            System::Carrier,
+            CommandBody::BookCarrier(BookCarrier {
+                order_ref: order_ref.to_string(),
+                shipment_id: id.to_string(),
+                ship_to: order.ship_to.clone(),
+                packages: g.packages.clone(),
+            }),
+        )
+    } else if let Some((id, x)) = shipment("confirm-shipment:")
+        && let Some(tracking_ref) = &x.tracking_ref
+    {
+        out(
+            System::Odoo,
+            CommandBody::ConfirmShipment(ConfirmShipment {
+                order_ref: order_ref.to_string(),
+                shipment_id: id.to_string(),
+                tracking_ref: tracking_ref.clone(),
+            }),
+        )
+    } else {
+        Err(format!("the saga issued {key} but its state does not say how; resolve the exception with a note"))
+    })
+}
+
+/// The command a journal event of this saga answers (closes its `DELIVERY_FAILED`
+/// exception): the reservation answer, the warehouse's acceptance or first pick, the
+/// carrier booking.
+pub(crate) fn answers(order_ref: &str, body: &JournalBody) -> Option<String> {
+    match body {
+        JournalBody::StockAllocated(_) => Some(keys::reserve(order_ref)),
+        JournalBody::WarehouseAccepted(_) | JournalBody::PickRecorded(_) => Some(keys::release(order_ref)),
+        JournalBody::CarrierAssigned(c) => Some(keys::carrier(&c.shipment_id)),
+        _ => None,
+    }
+}
+
+/// Whether the answer to the command `key` has arrived already (or the order moved past
+/// needing it): a late report of its failure changes nothing.
+fn answered(s: &Fulfillment, key: &str) -> bool {
+    let order_ref = s.order_ref();
+    if key == keys::reserve(order_ref) {
+        s.status != Status::Reserving
+    } else if key == keys::release(order_ref) {
+        s.status != Status::Released
+    } else if let Some(id) = key.strip_prefix("carrier:") {
+        s.shipments.get(id).is_some_and(|x| x.carrier.is_some())
+    } else {
+        false
+    }
+}
+
+fn on_command_failed(s: &Fulfillment, f: &CommandFailed) -> Decision {
+    let order_ref = s.order_ref();
+    match reissue(s, &f.idempotency_key) {
+        None => outcome::never_issued(f, order_ref),
+        Some(rebuilt) => {
+            outcome::decide_failure(&s.book, &s.saga_id(), order_ref, f, &rebuilt, answered(s, &f.idempotency_key))
+        }
+    }
+}
+
 /// What an operator's retry of an exception re-issues: the failed step's command, exactly
-/// as it was first sent (same idempotency key, same body), so the warehouse drops it if it
-/// had the first one. Only a pick that is overdue has such a step (the release to the
-/// warehouse); every other category is refused with what to do instead.
+/// as it was first sent (same idempotency key, same body — [`reissue`]), so the target
+/// drops it if it had the first one. A refused command (`DELIVERY_FAILED`) is sent again;
+/// a pick that is overdue re-sends the release to the warehouse; every other category is
+/// refused with what to do instead.
 pub fn retry(s: &Fulfillment, exception_id: &str) -> Result<Outbound, String> {
     let Some(category) = s.book.open_exceptions.get(exception_id) else {
         return Err(book::not_open(&s.book, exception_id));
     };
     let order_ref = s.order_ref();
     match category {
+        ExceptionCategory::DeliveryFailed => {
+            let key = s.book.subjects.get(exception_id).map(|x| x.id.as_str()).unwrap_or_default();
+            reissue(s, key).unwrap_or_else(|| {
+                Err(format!("exception {exception_id} names command {key:?}, which this saga never issued; resolve it with a note"))
+            })
+        }
         ExceptionCategory::PickOverdue => {
             if !matches!(s.status, Status::Released | Status::Picking) || s.pick_complete {
                 return Err(format!(
@@ -812,23 +996,8 @@ pub fn retry(s: &Fulfillment, exception_id: &str) -> Result<Outbound, String> {
                     s.status.as_str()
                 ));
             }
-            let order = s.order.as_ref().expect("released implies an accepted order");
-            let lines: Vec<OrderLine> = order
-                .lines
-                .iter()
-                .filter_map(|l| {
-                    let reserved = s.lines.get(&l.line_no).map(|p| p.reserved).unwrap_or(Qty::ZERO);
-                    (!reserved.is_zero()).then(|| OrderLine { quantity: reserved, ..l.clone() })
-                })
-                .collect();
-            Ok(Outbound {
-                target: System::Wms,
-                idempotency_key: format!("release:{order_ref}"),
-                body: CommandBody::ReleaseToWarehouse(StockRequest {
-                    order_ref: order_ref.to_string(),
-                    warehouse: warehouse_of(order),
-                    lines,
-                }),
+            reissue(s, &keys::release(order_ref)).unwrap_or_else(|| {
+                Err(format!("order {order_ref} was never released to the warehouse; resolve the exception with a note"))
             })
         }
         ExceptionCategory::MasterData => Err(format!(

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 use waybill_domain::command::{CommandBody, InvoiceLine, PostInvoice};
-use waybill_domain::event::{DocumentRejected, EventBody, InboundEvent, InvoicePosted, PostingDecision};
+use waybill_domain::event::{CommandFailed, DocumentRejected, EventBody, InboundEvent, InvoicePosted, PostingDecision};
 use waybill_domain::journal::{
     DocumentKind, Empty, ExceptionResolved, InvoiceDraft, InvoiceRecorded, PostingHeld, Refusal,
 };
@@ -17,7 +17,8 @@ use waybill_domain::{ExceptionCategory, JournalBody, JournalEvent, Money, SagaKi
 
 use crate::approval::{self, Posting};
 use crate::book::{self, SagaBook};
-use crate::decision::{Decision, Outbound};
+use crate::decision::{DeadLetterKind, Decision, Outbound};
+use crate::outcome;
 use crate::policy::PostingPolicy;
 
 /// Where an invoice stands.
@@ -215,7 +216,7 @@ fn request_invoice(d: &mut Decision, draft: &InvoiceDraft) {
 fn post_invoice(draft: &InvoiceDraft) -> Outbound {
     Outbound {
         target: System::Finance,
-        idempotency_key: format!("invoice:{}", draft.business_key),
+        idempotency_key: invoice_key(&draft.business_key),
         body: CommandBody::PostInvoice(PostInvoice {
             order_ref: draft.order_ref.clone(),
             shipment_id: draft.business_key.clone(),
@@ -263,8 +264,43 @@ pub fn decide(s: &Invoicing, event: &InboundEvent, policy: &PostingPolicy) -> De
         EventBody::PostingRejected(r) => on_rejected(s, r, policy),
         EventBody::InvoicePosted(p) => on_posted(s, p),
         EventBody::InvoiceRejected(r) => on_refused(s, r),
+        EventBody::CommandFailed(f) => on_command_failed(s, f),
         _ => Decision::noop(),
     }
+}
+
+/// The key of the one `PostInvoice` of a shipment.
+pub fn invoice_key(shipment_id: &str) -> String {
+    format!("invoice:{shipment_id}")
+}
+
+/// Rebuilds the `PostInvoice` this saga issued under `key`, exactly as first sent (the
+/// draft is the body). `None` when it never issued `key`: the invoice was not sent yet
+/// (held, or rejected by an approver) or the key is another shipment's.
+pub fn reissue(s: &Invoicing, key: &str) -> Option<Result<Outbound, String>> {
+    let draft = s.draft.as_ref()?;
+    let sent = matches!(s.status, InvoiceStatus::Requested | InvoiceStatus::Posted | InvoiceStatus::Refused);
+    (sent && key == invoice_key(&draft.business_key)).then(|| Ok(post_invoice(draft)))
+}
+
+/// Finance refused `PostInvoice` through the connector: exactly a refusal of the invoice
+/// (`InvoiceRejected`), so the same exception and the same retry apply.
+fn on_command_failed(s: &Invoicing, f: &CommandFailed) -> Decision {
+    let order_ref = s.draft.as_ref().map(|d| d.order_ref.as_str()).unwrap_or_default();
+    let Some(Ok(issued)) = reissue(s, &f.idempotency_key) else {
+        return outcome::never_issued(f, order_ref);
+    };
+    if let Err(why) = outcome::check_report(f, &issued) {
+        return Decision::reject(DeadLetterKind::Rule, why);
+    }
+    on_refused(
+        s,
+        &DocumentRejected {
+            order_ref: order_ref.to_string(),
+            business_key: s.shipment_id().to_string(),
+            reason: f.reason.trim().to_string(),
+        },
+    )
 }
 
 fn on_approved(s: &Invoicing, a: &PostingDecision, policy: &PostingPolicy) -> Decision {

@@ -3,6 +3,9 @@
 //! - [`fulfillment`], [`invoicing`], [`returns`]: order-to-fulfillment, ship-to-invoice and
 //!   returns-and-credit as pure state machines (one file each, the business rules, no
 //!   Kafka or sled in sight); [`approval`]: the rules every approval passes;
+//! - [`outcome`]: a command a target refused (`CommandFailed`), as every saga decides it —
+//!   a `DELIVERY_FAILED` exception whose retry sends the same command again; [`health`]:
+//!   one saga per command target that raises `TARGET_UNAVAILABLE` while it is down;
 //! - [`admission`]: who may send which event (control events only from the control
 //!   plane; each business event only from its system of record);
 //! - [`flow`]: all sagas of one order, and [`flow::step`] — decide, assign ids, fold —
@@ -28,7 +31,9 @@ pub mod coordinator;
 pub mod decision;
 pub mod flow;
 pub mod fulfillment;
+pub mod health;
 pub mod invoicing;
+pub mod outcome;
 pub mod policy;
 pub mod returns;
 pub mod store;

@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use waybill_domain::command::{AdjustStock, AdjustmentLine, CommandBody, InvoiceLine, IssueCreditNote};
 use waybill_domain::event::{
-    CreditNoteIssued, DocumentRejected, EventBody, InboundEvent, ItemCondition, PostingDecision, ReturnAuthorized,
-    ReturnReceived,
+    CommandFailed, CreditNoteIssued, DocumentRejected, EventBody, InboundEvent, ItemCondition, PostingDecision,
+    ReturnAuthorized, ReturnReceived,
 };
 use waybill_domain::journal::{
     BusinessKey, CreditNoteDraft, CreditNoteRecorded, Deadline, DocumentKind, Empty, ExceptionResolved, PostingHeld,
@@ -25,9 +25,10 @@ use waybill_domain::{
 
 use crate::approval::{self, Posting, Verdict};
 use crate::book::{self, SagaBook};
-use crate::decision::{Decision, Outbound};
+use crate::decision::{DeadLetterKind, Decision, Outbound};
 use crate::fulfillment::Fulfillment;
 use crate::invoicing::{InvoiceStatus, Invoicing};
+use crate::outcome;
 use crate::policy::PostingPolicy;
 
 /// Where a receipt's credit note stands.
@@ -243,8 +244,83 @@ pub fn decide(s: &ReturnCredit, event: &InboundEvent, ctx: &Context<'_>) -> Deci
         EventBody::PostingRejected(d) => on_decision(s, d, ctx, false),
         EventBody::CreditNoteIssued(c) => on_issued(s, c),
         EventBody::CreditNoteRejected(r) => on_refused(s, r),
+        EventBody::CommandFailed(f) => on_command_failed(s, f),
         _ => Decision::noop(),
     }
+}
+
+/// The key of the one `IssueCreditNote` of a return receipt.
+pub fn credit_key(receipt_id: &str) -> String {
+    format!("credit:{receipt_id}")
+}
+
+/// The key of the `AdjustStock` of a return receipt.
+pub fn adjust_key(receipt_id: &str) -> String {
+    format!("adjust:{receipt_id}")
+}
+
+/// Rebuilds the command this saga issued under `key`, exactly as first sent: a receipt's
+/// `IssueCreditNote` (its draft) or, once the credit note is issued, its `AdjustStock`
+/// (what was received). `None` when it never issued `key`.
+pub fn reissue(s: &ReturnCredit, key: &str) -> Option<Result<Outbound, String>> {
+    if let Some(receipt) = key.strip_prefix("credit:").and_then(|id| s.receipts.get(id)) {
+        let sent = matches!(receipt.status, CreditStatus::Requested | CreditStatus::Issued | CreditStatus::Refused);
+        return receipt.draft.as_ref().filter(|_| sent).map(|d| Ok(issue_credit_note(d)));
+    }
+    let receipt = key.strip_prefix("adjust:").and_then(|id| s.receipts.get(id))?;
+    (receipt.status == CreditStatus::Issued).then(|| Ok(adjust_stock(s, receipt)))
+}
+
+/// The stock adjustment of a receipt whose credit note was issued: what was received, in
+/// the return's order and the returns warehouse.
+fn adjust_stock(s: &ReturnCredit, receipt: &Receipt) -> Outbound {
+    let r = &receipt.received;
+    Outbound {
+        target: System::Wms,
+        idempotency_key: adjust_key(&r.receipt_id),
+        body: CommandBody::AdjustStock(AdjustStock {
+            order_ref: s.rma.as_ref().map_or_else(|| r.order_ref.clone(), |x| x.order_ref.clone()),
+            receipt_id: r.receipt_id.clone(),
+            warehouse: RETURNS_WAREHOUSE.to_string(),
+            lines: r
+                .lines
+                .iter()
+                .map(|l| AdjustmentLine {
+                    sku: l.sku.clone(),
+                    quantity: l.quantity,
+                    condition: l.condition,
+                    lots: l.lots.clone(),
+                })
+                .collect(),
+        }),
+    }
+}
+
+/// The warehouse returned goods are received into.
+const RETURNS_WAREHOUSE: &str = "WH-MAIN";
+
+/// A target refused a command of this return. A refused `IssueCreditNote` is exactly
+/// finance refusing the credit note (`CreditNoteRejected`: the same exception and retry);
+/// a refused `AdjustStock` raises `DELIVERY_FAILED`.
+fn on_command_failed(s: &ReturnCredit, f: &CommandFailed) -> Decision {
+    let order_ref = s.rma.as_ref().map(|r| r.order_ref.as_str()).unwrap_or_default();
+    let Some(rebuilt) = reissue(s, &f.idempotency_key) else {
+        return outcome::never_issued(f, order_ref);
+    };
+    if let Ok(o) = &rebuilt
+        && let CommandBody::IssueCreditNote(c) = &o.body
+    {
+        if let Err(why) = outcome::check_report(f, o) {
+            return Decision::reject(DeadLetterKind::Rule, why);
+        }
+        let refusal = DocumentRejected {
+            order_ref: order_ref.to_string(),
+            business_key: c.receipt_id.clone(),
+            reason: f.reason.trim().to_string(),
+        };
+        return on_refused(s, &refusal);
+    }
+    outcome::decide_failure(&s.book, &ReturnCredit::saga_id(s.rma_id()), order_ref, f, &rebuilt, false)
 }
 
 fn mismatch(s: &ReturnCredit, subject: SourceRef, message: String) -> Decision {
@@ -404,7 +480,7 @@ fn request_credit(d: &mut Decision, draft: &CreditNoteDraft) {
 fn issue_credit_note(draft: &CreditNoteDraft) -> Outbound {
     Outbound {
         target: System::Finance,
-        idempotency_key: format!("credit:{}", draft.receipt_id),
+        idempotency_key: credit_key(&draft.receipt_id),
         body: CommandBody::IssueCreditNote(IssueCreditNote {
             order_ref: draft.order_ref.clone(),
             receipt_id: draft.receipt_id.clone(),
@@ -434,6 +510,12 @@ pub fn retry(s: &ReturnCredit, exception_id: &str) -> Result<Outbound, String> {
         (ExceptionCategory::PostingRejected, _) => Err(format!(
             "exception {exception_id} is not a credit note finance refused (an approver rejected it, or the receipt is unknown to this state); a retry would issue credit without approval — resolve it with a note"
         )),
+        (ExceptionCategory::DeliveryFailed, _) => {
+            let key = subject.map(|x| x.id.as_str()).unwrap_or_default();
+            reissue(s, key).unwrap_or_else(|| {
+                Err(format!("exception {exception_id} names command {key:?}, which this return never issued; resolve it with a note"))
+            })
+        }
         (ExceptionCategory::ReturnMismatch, _) => Err(format!(
             "exception {exception_id} has no command to re-issue: the return does not match what was shipped; correct the receipt in the warehouse system and resend it, then resolve this exception"
         )),
@@ -513,28 +595,9 @@ fn on_issued(s: &ReturnCredit, c: &CreditNoteIssued) -> Decision {
             }));
         }
     }
-    let warehouse = String::from("WH-MAIN");
     d.record(JournalBody::StockAdjustmentRequested(BusinessKey { key: c.receipt_id.clone() }));
-    d.send(
-        System::Wms,
-        format!("adjust:{}", c.receipt_id),
-        CommandBody::AdjustStock(AdjustStock {
-            order_ref: c.order_ref.clone(),
-            receipt_id: c.receipt_id.clone(),
-            warehouse,
-            lines: receipt
-                .received
-                .lines
-                .iter()
-                .map(|l| AdjustmentLine {
-                    sku: l.sku.clone(),
-                    quantity: l.quantity,
-                    condition: l.condition,
-                    lots: l.lots.clone(),
-                })
-                .collect(),
-        }),
-    );
+    let o = adjust_stock(s, receipt);
+    d.send(o.target, o.idempotency_key, o.body);
     // Finished when everything authorised came back and every receipt is settled.
     if all_back(s) && settled_except(s, &c.receipt_id) {
         d.record(JournalBody::Completed(Empty {}));

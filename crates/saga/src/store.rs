@@ -40,8 +40,10 @@ fn mark_key(partition: i32) -> Vec<u8> {
 
 /// Version of the stored state's shape. A partition stored with another one is dropped
 /// and rebuilt from the journal (it is a cache), so a state never lacks what the journal
-/// would have given it (2: each saga's `last_at`, from which the watchdog counts).
-const STATE_LAYOUT: u32 = 2;
+/// would have given it (2: each saga's `last_at`, from which the watchdog counts; 3: the
+/// commands each saga issued, which a retry of a refused command rebuilds, and the
+/// target health saga).
+const STATE_LAYOUT: u32 = 3;
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct MarkRecord {

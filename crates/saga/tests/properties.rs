@@ -566,3 +566,96 @@ proptest! {
         prop_assert_eq!(fold(&w.journal), live(&w));
     }
 }
+
+impl World {
+    /// Checks that every command any saga issued so far is rebuilt, from the saga's state
+    /// now, exactly as it was sent (target, key and body): what a retry of its refusal
+    /// would send again.
+    fn check_reissue(&self) -> Result<(), TestCaseError> {
+        for c in &self.commands {
+            let flow = &self.flows[&c.meta.correlation_key];
+            match flow.reissue(&c.meta.saga_id, &c.meta.idempotency_key) {
+                Some(Ok(o)) => {
+                    prop_assert_eq!(o.target, c.meta.target, "target of {}", c.meta.idempotency_key);
+                    prop_assert_eq!(&o.idempotency_key, &c.meta.idempotency_key);
+                    prop_assert_eq!(&o.body, &c.body, "body of {}", c.meta.idempotency_key);
+                }
+                Some(Err(why)) => {
+                    return Err(TestCaseError::fail(format!("{} cannot be rebuilt: {why}", c.meta.idempotency_key)));
+                }
+                None => {
+                    return Err(TestCaseError::fail(format!(
+                        "saga {} forgot it issued {}",
+                        c.meta.saga_id, c.meta.idempotency_key
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The connector of the command's target reports that it refused command `n` (of
+    /// those issued so far); `copy` tells two reports of one refusal apart.
+    fn refuse(&mut self, n: usize, copy: u16) {
+        let Some(c) = self.commands.get(n % self.commands.len().max(1)).cloned() else { return };
+        let e = command_failed(
+            &c.meta.correlation_key,
+            &c.meta.saga_id,
+            &c.meta.idempotency_key,
+            c.body.name(),
+            c.meta.target,
+            "refused by the target",
+            u32::from(copy % 3),
+        );
+        self.run(&[Op::Event(e)]);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_command_a_saga_issued_is_rebuilt_identically_at_any_later_point(
+        (held, ops) in arb_world(),
+        outcomes in proptest::collection::vec((any::<u16>(), any::<u16>(), 0u8..6), 0..40),
+    ) {
+        let mut w = World::new(held);
+        let mut outcomes = outcomes.into_iter();
+        for (i, op) in ops.iter().enumerate() {
+            w.run(std::slice::from_ref(op));
+            w.check_reissue()?;
+            // Between the systems' events: targets refuse commands (some twice), operators
+            // retry and resolve what is open.
+            let Some((a, b, kind)) = outcomes.next() else { continue };
+            let open = w.open_exceptions();
+            match kind {
+                0..=2 => w.refuse(a as usize, b),
+                3 if !open.is_empty() => {
+                    let (order, id) = &open[a as usize % open.len()];
+                    w.run(&[Op::Event(fixtures::retry(order, &format!("control:retry:{i}"), id))]);
+                }
+                4 if !open.is_empty() => {
+                    let (order, id) = &open[a as usize % open.len()];
+                    w.run(&[Op::Event(fixtures::resolve(order, &format!("control:resolve:{i}"), id, "handled"))]);
+                }
+                _ => {}
+            }
+            w.check_reissue()?;
+            for f in w.flows.values() {
+                prop_assert!(f.stalls().is_empty(), "{} stalled silently: {:?}", f.key, f.stalls());
+            }
+        }
+        // A retry never sent a second, different command under a key.
+        let mut by_key: BTreeMap<String, &waybill_domain::Command> = BTreeMap::new();
+        for c in &w.commands {
+            if let Some(first) = by_key.get(&c.meta.idempotency_key) {
+                prop_assert_eq!(&first.body, &c.body, "two distinct commands for {}", c.meta.idempotency_key);
+                prop_assert_eq!(first.meta.target, c.meta.target);
+            } else {
+                by_key.insert(c.meta.idempotency_key.clone(), c);
+            }
+        }
+        // The journal, with the refusals and the operators' actions, folds to the live state.
+        prop_assert_eq!(&fold(&w.journal), &live(&w));
+    }
+}

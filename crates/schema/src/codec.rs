@@ -163,6 +163,9 @@ family!(
         ExceptionResolveRequested,
         SagaReplayRequested,
         TimerTick,
+        CommandFailed,
+        TargetUnavailable,
+        TargetRecovered,
     ]
 );
 

@@ -7,10 +7,10 @@ use waybill_domain::command::{
     InvoiceLine, IssueCreditNote, OrderOnly, PostInvoice, StockRequest,
 };
 use waybill_domain::event::{
-    CarrierBooked, CreditNoteIssued, Delivered, DocumentRejected, EventBody, ExceptionAction, GoodsIssued,
-    InvoicePosted, ItemCondition, LineReservation, LotQty, OrderCancelled, OrderLine, OrderReleased, Package,
-    PickConfirmed, PickedLine, PostingDecision, ReleasedToWarehouse, ReplayInput, ReplayRequest, ReturnAuthorized,
-    ReturnReceived, ReturnedLine, RmaLine, ShippedLine, StockReserved, TimerTick,
+    CarrierBooked, CommandFailed, CreditNoteIssued, Delivered, DocumentRejected, EventBody, ExceptionAction,
+    GoodsIssued, InvoicePosted, ItemCondition, LineReservation, LotQty, OrderCancelled, OrderLine, OrderReleased,
+    Package, PickConfirmed, PickedLine, PostingDecision, ReleasedToWarehouse, ReplayInput, ReplayRequest,
+    ReturnAuthorized, ReturnReceived, ReturnedLine, RmaLine, ShippedLine, StockReserved, TargetOutage, TimerTick,
 };
 use waybill_domain::journal::{
     Allocation, Backorder, BusinessKey, Cancelled, CarrierAssigned, Checkpoint, ControlRefusal, CreditNoteDraft,
@@ -243,6 +243,20 @@ pub fn event_bodies() -> Vec<EventBody> {
             ],
         })),
         EventBody::TimerTick(TimerTick { partition: 3, at: T0 }),
+        EventBody::CommandFailed(CommandFailed {
+            saga_id: s("o2f:SO0042"),
+            idempotency_key: s("confirm-shipment:SHP-1"),
+            command: s("ConfirmShipment"),
+            target: System::Odoo,
+            reason: s("ValidationError: the picking WH/OUT/00042 is already done"),
+            attempts: 1,
+        }),
+        EventBody::TargetUnavailable(TargetOutage { target: System::Odoo, since: T0, reason: s("connection refused") }),
+        EventBody::TargetRecovered(TargetOutage {
+            target: System::Odoo,
+            since: T0,
+            reason: s("answered after 3 min 12 s"),
+        }),
     ];
     // Exhaustive on purpose: a new variant fails to compile here until it has a sample.
     for body in &bodies {
@@ -266,7 +280,10 @@ pub fn event_bodies() -> Vec<EventBody> {
             | EventBody::ExceptionRetryRequested(_)
             | EventBody::ExceptionResolveRequested(_)
             | EventBody::SagaReplayRequested(_)
-            | EventBody::TimerTick(_) => {}
+            | EventBody::TimerTick(_)
+            | EventBody::CommandFailed(_)
+            | EventBody::TargetUnavailable(_)
+            | EventBody::TargetRecovered(_) => {}
         }
     }
     bodies
@@ -512,8 +529,12 @@ pub fn journal_events() -> Vec<JournalEvent> {
         .map(|(body, seq)| JournalEvent {
             meta: JournalMeta {
                 saga_id: SagaKind::OrderToFulfillment.saga_id("SO0042"),
-                kind: [SagaKind::OrderToFulfillment, SagaKind::ShipToInvoice, SagaKind::ReturnsCredit]
-                    [seq as usize % 3],
+                kind: [
+                    SagaKind::OrderToFulfillment,
+                    SagaKind::ShipToInvoice,
+                    SagaKind::ReturnsCredit,
+                    SagaKind::TargetHealth,
+                ][seq as usize % 4],
                 seq,
                 correlation_key: s("SO0042"),
                 caused_by: format!("evt-{seq}"),

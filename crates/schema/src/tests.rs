@@ -164,7 +164,12 @@ fn enum_symbols_are_serde_names_in_declaration_order() {
         (
             "waybill.journal.Completed",
             "waybill.journal.SagaKind",
-            symbols(&[SagaKind::OrderToFulfillment, SagaKind::ShipToInvoice, SagaKind::ReturnsCredit]),
+            symbols(&[
+                SagaKind::OrderToFulfillment,
+                SagaKind::ShipToInvoice,
+                SagaKind::ReturnsCredit,
+                SagaKind::TargetHealth,
+            ]),
             None,
         ),
         (

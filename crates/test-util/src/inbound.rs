@@ -344,3 +344,42 @@ pub fn replay_request(order: &str, id: &str) -> ReplayRequest {
         inputs: Vec::new(),
     }
 }
+
+/// The connector of `target` reports that it refused the command `key` (`command`, e.g.
+/// `ConfirmShipment`) of saga `saga_id` for `reason`; `n` tells reports apart (a
+/// connector may report one refusal twice under two event ids).
+pub fn command_failed(
+    order: &str,
+    saga_id: &str,
+    key: &str,
+    command: &str,
+    target: System,
+    reason: &str,
+    n: u32,
+) -> InboundEvent {
+    ev(
+        &format!("{target}:failed:{key}:{n}"),
+        target,
+        order,
+        EventBody::CommandFailed(CommandFailed {
+            saga_id: saga_id.into(),
+            idempotency_key: key.into(),
+            command: command.into(),
+            target,
+            reason: reason.into(),
+            attempts: 1,
+        }),
+    )
+}
+
+/// The connector of `target` reports it down since `since` (`down = true`) or back
+/// (`down = false`, occurred at [`OCCURRED_AT`]); `n` tells reports apart.
+pub fn outage(target: System, down: bool, since: Timestamp, reason: &str, n: u32) -> InboundEvent {
+    let o = TargetOutage { target, since, reason: reason.into() };
+    let key = TargetOutage::correlation_key(target);
+    if down {
+        ev(&format!("{target}:down:{n}"), target, &key, EventBody::TargetUnavailable(o))
+    } else {
+        ev(&format!("{target}:up:{n}"), target, &key, EventBody::TargetRecovered(o))
+    }
+}
