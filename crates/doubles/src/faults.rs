@@ -87,7 +87,13 @@ impl Match {
         };
         let action_ok = match (&self.action, action) {
             (None, _) => true,
-            (Some(want), Some(got)) => if prefix { got.starts_with(want.as_str()) } else { want == got },
+            (Some(want), Some(got)) => {
+                if prefix {
+                    got.starts_with(want.as_str())
+                } else {
+                    want == got
+                }
+            }
             (Some(_), None) => false,
         };
         target_ok && action_ok

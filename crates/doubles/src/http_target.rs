@@ -96,7 +96,9 @@ impl Answer {
     }
 }
 
-/// Decides the answer to each new command.
+/// Decides the answer to each new command. It runs while the target holds its command
+/// table (so two racing requests with one key still reach it once): it must not call back
+/// into the target.
 pub type Behaviour = Arc<dyn Fn(&Received) -> Answer + Send + Sync>;
 
 /// How to start an [`HttpTarget`].
@@ -142,13 +144,23 @@ struct Stored {
     body: Option<Value>,
 }
 
+/// What the target has seen, by idempotency key.
+#[derive(Default)]
+struct Seen {
+    /// Key → digest and first answer.
+    first: HashMap<String, Stored>,
+    /// Every distinct command in arrival order.
+    commands: Vec<Received>,
+    /// Key → how many repeats arrived.
+    repeats: HashMap<String, u64>,
+}
+
 struct Shared {
     config: HttpTargetConfig,
     faults: FaultPlan,
     log: RequestLog,
     availability: Mutex<Availability>,
-    /// key → first answer; and every distinct command in arrival order.
-    seen: Mutex<(HashMap<String, Stored>, Vec<Received>, HashMap<String, u64>)>,
+    seen: Mutex<Seen>,
 }
 
 /// A running HTTP target on `127.0.0.1`; stops when dropped.
@@ -177,7 +189,7 @@ impl HttpTarget {
             faults: FaultPlan::default(),
             log: RequestLog::default(),
             availability: Mutex::new(Availability::Up),
-            seen: Mutex::new((HashMap::new(), Vec::new(), HashMap::new())),
+            seen: Mutex::new(Seen::default()),
         });
         let router = Router::new().fallback(handle).with_state(shared.clone());
         let server = Server::start(&name, router)?;
@@ -201,7 +213,7 @@ impl HttpTarget {
 
     /// Every distinct command, in arrival order (one per idempotency key).
     pub fn received(&self) -> Vec<Received> {
-        self.shared.seen.lock().unwrap().1.clone()
+        self.shared.seen.lock().unwrap().commands.clone()
     }
 
     /// The distinct command with this key.
@@ -211,12 +223,12 @@ impl HttpTarget {
 
     /// How many repeats of already-seen commands (same key, same body) arrived in total.
     pub fn duplicates(&self) -> u64 {
-        self.shared.seen.lock().unwrap().2.values().sum()
+        self.shared.seen.lock().unwrap().repeats.values().sum()
     }
 
     /// How many repeats arrived for `key`.
     pub fn duplicates_of(&self, key: &str) -> u64 {
-        self.shared.seen.lock().unwrap().2.get(key).copied().unwrap_or(0)
+        self.shared.seen.lock().unwrap().repeats.get(key).copied().unwrap_or(0)
     }
 
     /// Arm `fault` for requests `matcher` selects (path, idempotency-key prefix).
@@ -327,7 +339,15 @@ async fn handle(
     response
 }
 
-fn accept(shared: &Shared, method: &Method, path: &str, headers: &HeaderMap, key: Option<String>, traceparent: Option<String>, body: &[u8]) -> Response {
+fn accept(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    key: Option<String>,
+    traceparent: Option<String>,
+    body: &[u8],
+) -> Response {
     if path != shared.config.path {
         return refuse(404, &format!("no such path {path:?}; commands go to {:?}", shared.config.path));
     }
@@ -344,19 +364,25 @@ fn accept(shared: &Shared, method: &Method, path: &str, headers: &HeaderMap, key
         .and_then(unhex)
         .is_some_and(|tag| hmac::verify(&hmac::Key::new(hmac::HMAC_SHA256, &shared.config.secret), body, &tag).is_ok());
     if !valid {
-        return refuse(401, "X-Waybill-Signature does not match the body; is the shared secret the same on both sides, and is the signature taken over the exact bytes sent?");
+        return refuse(
+            401,
+            "X-Waybill-Signature does not match the body; is the shared secret the same on both sides, and is the signature taken over the exact bytes sent?",
+        );
     }
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if media != "application/json" && media != AVRO_CONTENT_TYPE {
-        return refuse(415, &format!("content type {content_type:?} is not accepted; send application/json or {AVRO_CONTENT_TYPE}"));
+        return refuse(
+            415,
+            &format!("content type {content_type:?} is not accepted; send application/json or {AVRO_CONTENT_TYPE}"),
+        );
     }
     let Some(key) = key.filter(|k| !k.is_empty()) else {
         return refuse(400, "missing Idempotency-Key header");
     };
     let digest = sha256_hex(body);
     let mut seen = shared.seen.lock().unwrap();
-    if let Some(first) = seen.0.get(&key) {
+    if let Some(first) = seen.first.get(&key) {
         if first.digest != digest {
             return reply(
                 409,
@@ -368,7 +394,7 @@ fn accept(shared: &Shared, method: &Method, path: &str, headers: &HeaderMap, key
             );
         }
         let response = reply(first.status, first.body.as_ref());
-        *seen.2.entry(key).or_insert(0) += 1;
+        *seen.repeats.entry(key).or_insert(0) += 1;
         return response;
     }
     let json = if media == "application/json" { serde_json::from_slice(body).ok() } else { None };
@@ -390,8 +416,8 @@ fn accept(shared: &Shared, method: &Method, path: &str, headers: &HeaderMap, key
         Answer::Sync { status, body } => (status, Some(body)),
         Answer::Accepted => (202, None),
     };
-    seen.0.insert(key, Stored { digest, status, body: body.clone() });
-    seen.1.push(received);
+    seen.first.insert(key, Stored { digest, status, body: body.clone() });
+    seen.commands.push(received);
     reply(status, body.as_ref())
 }
 

@@ -53,10 +53,7 @@ impl Server {
         let addr = std_listener.local_addr().map_err(Error::Bind)?;
         let (availability, avail_rx) = watch::channel(Availability::Up);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(Error::Runtime)?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(Error::Runtime)?;
         let thread = std::thread::Builder::new()
             .name(format!("double-{name}"))
             .spawn(move || runtime.block_on(accept_loop(std_listener, addr, router, avail_rx, shutdown_rx)))

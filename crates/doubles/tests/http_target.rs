@@ -51,10 +51,16 @@ fn a_bad_or_missing_signature_is_401_and_reaches_nothing() {
     let t = target();
     let body = br#"{"order":"SO1"}"#;
     let wrong = sign(b"other secret", body);
-    let reply = post(&t.command_url(), &[("content-type", "application/json"), ("idempotency-key", "k"), ("x-waybill-signature", &wrong)], body).unwrap();
+    let reply = post(
+        &t.command_url(),
+        &[("content-type", "application/json"), ("idempotency-key", "k"), ("x-waybill-signature", &wrong)],
+        body,
+    )
+    .unwrap();
     assert_eq!(reply.status, 401);
     assert!(reply.json()["error"].as_str().unwrap().contains("does not match"));
-    let reply = post(&t.command_url(), &[("content-type", "application/json"), ("idempotency-key", "k")], body).unwrap();
+    let reply =
+        post(&t.command_url(), &[("content-type", "application/json"), ("idempotency-key", "k")], body).unwrap();
     assert_eq!(reply.status, 401);
     assert!(reply.json()["error"].as_str().unwrap().contains("missing X-Waybill-Signature"));
     assert!(t.received().is_empty());
@@ -88,16 +94,30 @@ fn accepted_answers_202_and_avro_bodies_are_taken_raw() {
     let signature = sign(SECRET, &body);
     let reply = post(
         &t.command_url(),
-        &[("content-type", AVRO_CONTENT_TYPE), ("idempotency-key", "finance:INV-1"), ("x-waybill-signature", &signature)],
+        &[
+            ("content-type", AVRO_CONTENT_TYPE),
+            ("idempotency-key", "finance:INV-1"),
+            ("x-waybill-signature", &signature),
+        ],
         &body,
     )
     .unwrap();
     assert_eq!(reply.status, 202);
     let got = t.command("finance:INV-1").unwrap();
     assert_eq!((got.body, got.json), (body.to_vec(), None));
-    let reply = post(&t.command_url(), &[("content-type", "text/plain"), ("idempotency-key", "x"), ("x-waybill-signature", &sign(SECRET, b"hi"))], b"hi").unwrap();
+    let reply = post(
+        &t.command_url(),
+        &[("content-type", "text/plain"), ("idempotency-key", "x"), ("x-waybill-signature", &sign(SECRET, b"hi"))],
+        b"hi",
+    )
+    .unwrap();
     assert_eq!(reply.status, 415);
-    let reply = post(&t.command_url(), &[("content-type", "application/json"), ("x-waybill-signature", &sign(SECRET, b"{}"))], b"{}").unwrap();
+    let reply = post(
+        &t.command_url(),
+        &[("content-type", "application/json"), ("x-waybill-signature", &sign(SECRET, b"{}"))],
+        b"{}",
+    )
+    .unwrap();
     assert_eq!(reply.status, 400);
 }
 

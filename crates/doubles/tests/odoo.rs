@@ -31,9 +31,15 @@ pub const DRILL: i64 = 3;
 
 /// A confirmed order for `lines` (product, qty); returns (order id, picking id).
 pub fn confirmed_order(rpc: &Rpc, reference: &str, lines: &[(i64, f64)]) -> (i64, i64) {
-    let order_line: Vec<_> = lines.iter().map(|(p, q)| json!([0, 0, {"product_id": p, "product_uom_qty": q, "price_unit": 5.0}])).collect();
+    let order_line: Vec<_> =
+        lines.iter().map(|(p, q)| json!([0, 0, {"product_id": p, "product_uom_qty": q, "price_unit": 5.0}])).collect();
     let order = rpc
-        .ok("sale.order", "create", json!([{"partner_id": ACME, "client_order_ref": reference, "order_line": order_line}]), json!({}))
+        .ok(
+            "sale.order",
+            "create",
+            json!([{"partner_id": ACME, "client_order_ref": reference, "order_line": order_line}]),
+            json!({}),
+        )
         .as_i64()
         .unwrap();
     assert_eq!(rpc.ok("sale.order", "action_confirm", json!([[order]]), json!({})), json!(true));

@@ -106,7 +106,9 @@ pub(crate) fn action_post(store: &mut Store, ids: &[i64]) -> OResult<Value> {
                 "in_invoice" => ("Vendor", "Vendor Bill"),
                 _ => ("Vendor", "Vendor Credit Note"),
             };
-            return Err(OdooError::user(format!("The field '{who}' is required, please complete it to validate the {what}.")));
+            return Err(OdooError::user(format!(
+                "The field '{who}' is required, please complete it to validate the {what}."
+            )));
         }
     }
     for &id in ids {
@@ -142,10 +144,18 @@ pub(crate) fn action_post(store: &mut Store, ids: &[i64]) -> OResult<Value> {
             let settled = residual.min(total);
             let left = residual - settled;
             let state = if left < EPS { "reversed" } else { "partial" };
-            store.set("account.move", original, &[("amount_residual", json!(left.max(0.0))), ("payment_state", json!(state))]);
+            store.set(
+                "account.move",
+                original,
+                &[("amount_residual", json!(left.max(0.0))), ("payment_state", json!(state))],
+            );
             let refund_left = total - settled;
             let refund_state = if refund_left < EPS { "paid" } else { "partial" };
-            store.set("account.move", id, &[("amount_residual", json!(refund_left)), ("payment_state", json!(refund_state))]);
+            store.set(
+                "account.move",
+                id,
+                &[("amount_residual", json!(refund_left)), ("payment_state", json!(refund_state))],
+            );
         }
     }
     Ok(json!(false))
@@ -154,7 +164,9 @@ pub(crate) fn action_post(store: &mut Store, ids: &[i64]) -> OResult<Value> {
 pub(crate) fn button_draft(store: &mut Store, ids: &[i64]) -> OResult<Value> {
     for &id in ids {
         if store.get("account.move", id, "payment_state") != json!("not_paid") {
-            return Err(OdooError::user("You cannot reset to draft an entry that has payments or credit notes reconciled with it."));
+            return Err(OdooError::user(
+                "You cannot reset to draft an entry that has payments or credit notes reconciled with it.",
+            ));
         }
         store.set("account.move", id, &[("state", json!("draft"))]);
     }
@@ -250,7 +262,8 @@ pub(crate) fn create_payments(store: &mut Store, ids: &[i64]) -> OResult<Value> 
     let date = store.get("account.payment.register", wizard, "payment_date");
     let memo = store.get("account.payment.register", wizard, "communication");
     let first = moves.first().copied().unwrap_or(0);
-    let inbound = matches!(store.get("account.move", first, "move_type").as_str(), Some("out_invoice") | Some("in_refund"));
+    let inbound =
+        matches!(store.get("account.move", first, "move_type").as_str(), Some("out_invoice") | Some("in_refund"));
     let vals = json!({
         "amount": amount,
         "partner_id": store.get("account.move", first, "partner_id"),
@@ -270,7 +283,13 @@ pub(crate) fn create_payments(store: &mut Store, ids: &[i64]) -> OResult<Value> 
         let applied = residual.min(left);
         left -= applied;
         let rest = residual - applied;
-        let state = if rest < EPS { "paid" } else if applied > 0.0 { "partial" } else { "not_paid" };
+        let state = if rest < EPS {
+            "paid"
+        } else if applied > 0.0 {
+            "partial"
+        } else {
+            "not_paid"
+        };
         store.set("account.move", m, &[("amount_residual", json!(rest.max(0.0))), ("payment_state", json!(state))]);
     }
     Ok(window_action("Payments", "account.payment", Some(payment), "current", json!({"create": false})))

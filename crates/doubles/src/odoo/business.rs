@@ -70,9 +70,11 @@ pub(crate) fn before_create(store: &mut Store, model: &str, rec: &mut Rec, ctx: 
             set_default(rec, "scheduled_date", json!(now));
         }
         "stock.move" | "stock.move.line" | "stock.return.picking" => stock::before_create(store, model, rec, ctx)?,
-        "account.move" | "account.move.line" | "account.move.reversal" | "account.payment.register" | "account.payment" => {
-            account::before_create(store, model, rec, ctx, &today)?
-        }
+        "account.move"
+        | "account.move.line"
+        | "account.move.reversal"
+        | "account.payment.register"
+        | "account.payment" => account::before_create(store, model, rec, ctx, &today)?,
         _ => {}
     }
     Ok(())
@@ -100,9 +102,11 @@ pub(crate) fn before_write(store: &Store, model: &str, id: i64, rec: &Rec) -> OR
 
 pub(crate) fn before_unlink(store: &Store, model: &str, id: i64) -> OResult<()> {
     match model {
-        "sale.order" if !matches!(store.get(model, id, "state").as_str(), Some("draft") | Some("cancel")) => Err(
-            OdooError::user("You can not delete a sent quotation or a confirmed sales order. You must first cancel it."),
-        ),
+        "sale.order" if !matches!(store.get(model, id, "state").as_str(), Some("draft") | Some("cancel")) => {
+            Err(OdooError::user(
+                "You can not delete a sent quotation or a confirmed sales order. You must first cancel it.",
+            ))
+        }
         "account.move" => {
             let name = store.get(model, id, "name");
             if store.get(model, id, "state") == json!("posted") || name.as_str().is_some_and(|n| n != "/") {

@@ -63,7 +63,10 @@ pub(crate) fn is_api_model(model: &str, method: &str) -> bool {
 
 fn ids_of(v: &Value) -> OResult<Vec<i64>> {
     match v {
-        Value::Array(a) => a.iter().map(|i| as_id(i).ok_or_else(|| OdooError::type_error(format!("ids must be integers, got {i}")))).collect(),
+        Value::Array(a) => a
+            .iter()
+            .map(|i| as_id(i).ok_or_else(|| OdooError::type_error(format!("ids must be integers, got {i}"))))
+            .collect(),
         Value::Number(_) => Ok(vec![as_id(v).unwrap_or(0)]),
         Value::Null | Value::Bool(false) => Ok(Vec::new()),
         other => Err(OdooError::type_error(format!("ids must be a list of integers, got {other}"))),
@@ -166,19 +169,28 @@ fn run(store: &mut Store, call: &Call) -> OResult<Value> {
                 }
                 Ok(json!(ids))
             }
-            other => Err(OdooError::type_error(format!("create() expects a dictionary or a list of dictionaries, got {other}"))),
+            other => Err(OdooError::type_error(format!(
+                "create() expects a dictionary or a list of dictionaries, got {other}"
+            ))),
         },
         "write" => {
             orm::write(store, model, &call.ids, arg(call, "vals"), &call.ctx)?;
             Ok(json!(true))
         }
         "unlink" => {
-            orm::unlink(store, model, &call.ids, &call.ctx)?;
+            orm::unlink(store, model, &call.ids)?;
             Ok(json!(true))
         }
         "read" => Ok(json!(orm::read(store, model, &call.ids, arg(call, "fields"))?)),
         "search" => {
-            let ids = orm::search(store, model, arg(call, "domain"), arg(call, "offset"), arg(call, "limit"), arg(call, "order"))?;
+            let ids = orm::search(
+                store,
+                model,
+                arg(call, "domain"),
+                arg(call, "offset"),
+                arg(call, "limit"),
+                arg(call, "order"),
+            )?;
             Ok(json!(ids))
         }
         "search_count" => {
@@ -188,10 +200,24 @@ fn run(store: &mut Store, call: &Call) -> OResult<Value> {
         "search_read" => {
             // Check the field list before searching, as Odoo does.
             orm::read_fields(model, arg(call, "fields"))?;
-            let ids = orm::search(store, model, arg(call, "domain"), arg(call, "offset"), arg(call, "limit"), arg(call, "order"))?;
+            let ids = orm::search(
+                store,
+                model,
+                arg(call, "domain"),
+                arg(call, "offset"),
+                arg(call, "limit"),
+                arg(call, "order"),
+            )?;
             Ok(json!(orm::read(store, model, &ids, arg(call, "fields"))?))
         }
-        "name_search" => orm::name_search(store, model, arg(call, "name"), arg(call, "domain"), arg(call, "operator"), arg(call, "limit")),
+        "name_search" => orm::name_search(
+            store,
+            model,
+            arg(call, "name"),
+            arg(call, "domain"),
+            arg(call, "operator"),
+            arg(call, "limit"),
+        ),
         "fields_get" => Ok(orm::fields_get(model)),
         method => business::call(store, model, method, &call.ids, &call.ctx),
     }

@@ -19,8 +19,25 @@ pub(crate) enum Domain {
 }
 
 const OPERATORS: &[&str] = &[
-    "=", "!=", "<>", "in", "not in", ">", ">=", "<", "<=", "like", "ilike", "not like", "not ilike", "=like", "=ilike",
-    "child_of", "parent_of", "any", "not any",
+    "=",
+    "!=",
+    "<>",
+    "in",
+    "not in",
+    ">",
+    ">=",
+    "<",
+    "<=",
+    "like",
+    "ilike",
+    "not like",
+    "not ilike",
+    "=like",
+    "=ilike",
+    "child_of",
+    "parent_of",
+    "any",
+    "not any",
 ];
 
 /// Parse a domain list (`[]`, `[["a","=",1], "|", …]`) for `model`, checking fields.
@@ -60,10 +77,10 @@ fn parse_one(model: &str, items: &[Value], pos: &mut usize) -> OResult<Domain> {
         }
         Value::String(op) if op == "!" => Ok(Domain::Not(Box::new(parse_one(model, items, pos)?))),
         Value::Array(leaf) if leaf.len() == 3 => {
-            if leaf[0] == Value::from(1) && leaf[2] == Value::from(1) {
+            if leaf[0] == 1 && leaf[2] == 1 {
                 return Ok(Domain::True);
             }
-            if leaf[0] == Value::from(0) && leaf[2] == Value::from(1) {
+            if leaf[0] == 0 && leaf[2] == 1 {
                 return Ok(Domain::Not(Box::new(Domain::True)));
             }
             let field = leaf[0]
@@ -149,11 +166,7 @@ fn leaf(store: &Store, model: &str, id: i64, field: &str, op: &str, want: &Value
             } else {
                 (text.to_string(), pattern.to_string())
             };
-            let hit = if op.starts_with('=') {
-                like(&text, &pattern)
-            } else {
-                text.contains(&pattern)
-            };
+            let hit = if op.starts_with('=') { like(&text, &pattern) } else { text.contains(&pattern) };
             if op.starts_with("not") { !hit } else { hit }
         }
         _ => false,

@@ -78,10 +78,7 @@ impl OdooError {
         let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
         Self::new(
             Exc::MissingError,
-            format!(
-                "Record does not exist or has been deleted.\n(Record: {model}({},), User: 2)",
-                list.join(", ")
-            ),
+            format!("Record does not exist or has been deleted.\n(Record: {model}({},), User: 2)", list.join(", ")),
         )
     }
 

@@ -58,7 +58,9 @@ pub(crate) async fn not_found(State(shared): State<Arc<Shared>>, method: Method)
     if !shared.version.json2() {
         return plain(404, "404: Not Found");
     }
-    if method == Method::POST || matches!(method, Method::GET | Method::PUT | Method::DELETE | Method::PATCH | Method::HEAD) {
+    if method == Method::POST
+        || matches!(method, Method::GET | Method::PUT | Method::DELETE | Method::PATCH | Method::HEAD)
+    {
         http_error(404, "NotFound", "Did you mean POST /json/2/<model>/<method>?")
     } else {
         method_refused(&method)
@@ -129,7 +131,9 @@ fn call(shared: &Shared, headers: &HeaderMap, key: Option<&str>, model: &str, me
             _ => raise(&e),
         };
     }
-    if dispatch::is_api_model(model, method) && body.get("ids").is_some_and(|ids| ids.as_array().is_some_and(|a| !a.is_empty())) {
+    if dispatch::is_api_model(model, method)
+        && body.get("ids").is_some_and(|ids| ids.as_array().is_some_and(|a| !a.is_empty()))
+    {
         return http_error(422, "UnprocessableEntity", &format!("cannot call {model}.{method} with ids"));
     }
     let call = match dispatch::bind_named(model, method, body) {

@@ -27,7 +27,11 @@ fn error(shared: &Shared, id: &Value, err: &OdooError) -> Response {
     )
 }
 
-pub(crate) async fn handle(State(shared): State<Arc<Shared>>, Extension(kill): Extension<ConnKill>, body: Bytes) -> Response {
+pub(crate) async fn handle(
+    State(shared): State<Arc<Shared>>,
+    Extension(kill): Extension<ConnKill>,
+    body: Bytes,
+) -> Response {
     let request: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {

@@ -116,7 +116,12 @@ impl Default for OdooConfig {
         Self {
             version: OdooVersion::V17,
             db: "waybill".into(),
-            users: vec![OdooUser { uid: 2, login: "admin".into(), password: "admin".into(), api_key: "waybill-odoo-key".into() }],
+            users: vec![OdooUser {
+                uid: 2,
+                login: "admin".into(),
+                password: "admin".into(),
+                api_key: "waybill-odoo-key".into(),
+            }],
         }
     }
 }
@@ -144,7 +149,11 @@ impl OdooDouble {
     /// Start serving.
     pub fn try_start(config: OdooConfig) -> crate::Result<Self> {
         let mut store = Store::new();
-        for (id, name, usage) in [(stock::VENDORS, "Partners/Vendors", "supplier"), (stock::CUSTOMERS, "Partners/Customers", "customer"), (stock::WH_STOCK, "WH/Stock", "internal")] {
+        for (id, name, usage) in [
+            (stock::VENDORS, "Partners/Vendors", "supplier"),
+            (stock::CUSTOMERS, "Partners/Customers", "customer"),
+            (stock::WH_STOCK, "WH/Stock", "internal"),
+        ] {
             let mut rec = Map::new();
             rec.insert("name".into(), json!(name));
             rec.insert("usage".into(), json!(usage));
@@ -153,7 +162,12 @@ impl OdooDouble {
         let users = config
             .users
             .iter()
-            .map(|u| User { uid: u.uid, login: u.login.clone(), password: u.password.clone(), keys: vec![u.api_key.clone()] })
+            .map(|u| User {
+                uid: u.uid,
+                login: u.login.clone(),
+                password: u.password.clone(),
+                keys: vec![u.api_key.clone()],
+            })
             .collect();
         let shared = Arc::new(Shared {
             version: config.version,
@@ -236,10 +250,7 @@ impl OdooDouble {
     /// Records of `model` whose fields equal the given natural keys (a many2one matches
     /// its id or display name; a number its decimal text).
     pub fn count(&self, model: &str, keys: &[(&str, &str)]) -> usize {
-        self.records(model)
-            .iter()
-            .filter(|r| keys.iter().all(|(f, want)| value_matches(&r[*f], want)))
-            .count()
+        self.records(model).iter().filter(|r| keys.iter().all(|(f, want)| value_matches(&r[*f], want))).count()
     }
 
     /// Records of `model` matching an Odoo domain, e.g. `json!([["state", "=", "done"]])`.
@@ -334,7 +345,9 @@ fn value_matches(v: &Value, want: &str) -> bool {
     match v {
         Value::String(s) => s == want,
         Value::Number(n) => n.to_string() == want || n.as_f64().map(|f| f.to_string()) == Some(want.to_string()),
-        Value::Array(a) if a.len() == 2 => a[0].to_string() == want || a[1].as_str() == Some(want),
+        Value::Array(a) if a.len() == 2 => {
+            a[0].as_i64().map(|i| i.to_string()).as_deref() == Some(want) || a[1].as_str() == Some(want)
+        }
         Value::Bool(b) => b.to_string() == want,
         _ => false,
     }

@@ -74,7 +74,13 @@ fn m2m_ids(store: &Store, comodel: &str, current: &[i64], v: &Value) -> OResult<
                     ids.retain(|i| Some(*i) != gone);
                 }
                 Some(5) => ids.clear(),
-                Some(6) => ids = c.get(2).and_then(Value::as_array).map(|a| a.iter().filter_map(as_id).collect()).unwrap_or_default(),
+                Some(6) => {
+                    ids = c
+                        .get(2)
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().filter_map(as_id).collect())
+                        .unwrap_or_default()
+                }
                 _ => return Err(OdooError::value(format!("Unsupported many2many command {cmd} for {comodel}"))),
             },
             _ => return Err(OdooError::value(format!("Wrong value for a many2many of {comodel}: {cmd}"))),
@@ -105,7 +111,13 @@ fn prepare(store: &Store, model: &str, vals: &Value, current: Option<i64>) -> OR
             _ if matches!(field.as_str(), "id" | "create_date" | "write_date") => {}
             Kind::M2m(comodel) => {
                 let cur: Vec<i64> = current
-                    .map(|id| store.get(model, id, field).as_array().map(|a| a.iter().filter_map(as_id).collect()).unwrap_or_default())
+                    .map(|id| {
+                        store
+                            .get(model, id, field)
+                            .as_array()
+                            .map(|a| a.iter().filter_map(as_id).collect())
+                            .unwrap_or_default()
+                    })
                     .unwrap_or_default();
                 rec.insert(field.clone(), json!(m2m_ids(store, comodel, &cur, v)?));
             }
@@ -137,7 +149,7 @@ fn apply_o2m(store: &mut Store, model: &str, id: i64, field: &str, cmds: &Value,
                 create(store, comodel, &vals, ctx)?;
             }
             Some(1) => write(store, comodel, &[target.unwrap_or(0)], c.get(2).unwrap_or(&json!({})), ctx)?,
-            Some(2) | Some(3) => unlink(store, comodel, &[target.unwrap_or(0)], ctx)?,
+            Some(2) | Some(3) => unlink(store, comodel, &[target.unwrap_or(0)])?,
             Some(4) => write(store, comodel, &[target.unwrap_or(0)], &json!({ inverse: id }), ctx)?,
             Some(5) | Some(6) => {
                 let keep: Vec<i64> = if code == Some(6) {
@@ -145,8 +157,9 @@ fn apply_o2m(store: &mut Store, model: &str, id: i64, field: &str, cmds: &Value,
                 } else {
                     Vec::new()
                 };
-                let gone: Vec<i64> = store.children(comodel, inverse, id).into_iter().filter(|i| !keep.contains(i)).collect();
-                unlink(store, comodel, &gone, ctx)?;
+                let gone: Vec<i64> =
+                    store.children(comodel, inverse, id).into_iter().filter(|i| !keep.contains(i)).collect();
+                unlink(store, comodel, &gone)?;
                 for k in keep {
                     write(store, comodel, &[k], &json!({ inverse: id }), ctx)?;
                 }
@@ -203,15 +216,14 @@ pub(crate) fn write(store: &mut Store, model: &str, ids: &[i64], vals: &Value, c
     Ok(())
 }
 
-pub(crate) fn unlink(store: &mut Store, model: &str, ids: &[i64], ctx: &Ctx) -> OResult<()> {
+pub(crate) fn unlink(store: &mut Store, model: &str, ids: &[i64]) -> OResult<()> {
     check_ids(store, model, ids)?;
     for &id in ids {
         business::before_unlink(store, model, id)?;
-        for (field, kind) in def(model).fields {
+        for (_, kind) in def(model).fields {
             if let Kind::O2m(comodel, inverse) = kind {
                 let children = store.children(comodel, inverse, id);
-                let _ = field;
-                unlink(store, comodel, &children, ctx)?;
+                unlink(store, comodel, &children)?;
             }
         }
         store.remove(model, id);
@@ -255,7 +267,14 @@ pub(crate) fn read(store: &Store, model: &str, ids: &[i64], fields: &Value) -> O
         .collect())
 }
 
-pub(crate) fn search(store: &Store, model: &str, dom: &Value, offset: &Value, limit: &Value, order: &Value) -> OResult<Vec<i64>> {
+pub(crate) fn search(
+    store: &Store,
+    model: &str,
+    dom: &Value,
+    offset: &Value,
+    limit: &Value,
+    order: &Value,
+) -> OResult<Vec<i64>> {
     let parsed = domain::parse(model, dom)?;
     let order_text = match order {
         Value::String(s) if !s.trim().is_empty() => s.clone(),
@@ -263,7 +282,8 @@ pub(crate) fn search(store: &Store, model: &str, dom: &Value, offset: &Value, li
         other => return Err(OdooError::type_error(format!("order must be a string, got {other}"))),
     };
     let order = domain::parse_order(model, &order_text)?;
-    let mut ids: Vec<i64> = store.ids(model).into_iter().filter(|id| domain::eval(store, model, *id, &parsed)).collect();
+    let mut ids: Vec<i64> =
+        store.ids(model).into_iter().filter(|id| domain::eval(store, model, *id, &parsed)).collect();
     domain::sort(store, model, &mut ids, &order);
     let offset = offset.as_u64().unwrap_or(0) as usize;
     let ids: Vec<i64> = ids.into_iter().skip(offset).collect();
@@ -274,7 +294,14 @@ pub(crate) fn search(store: &Store, model: &str, dom: &Value, offset: &Value, li
 }
 
 /// `name_search(name, domain, operator, limit)` → `[[id, display_name], …]`.
-pub(crate) fn name_search(store: &Store, model: &str, name: &Value, dom: &Value, operator: &Value, limit: &Value) -> OResult<Value> {
+pub(crate) fn name_search(
+    store: &Store,
+    model: &str,
+    name: &Value,
+    dom: &Value,
+    operator: &Value,
+    limit: &Value,
+) -> OResult<Value> {
     let op = operator.as_str().unwrap_or("ilike").to_string();
     let name = name.as_str().unwrap_or("").to_string();
     let ids = search(store, model, dom, &json!(0), &Value::Null, &Value::Null)?;
@@ -326,10 +353,13 @@ pub(crate) fn fields_get(model: &str) -> Value {
     Value::Object(out)
 }
 
-/// A `UserError` unless every id exists; used by business methods on their records.
+/// The one id of a wizard call; a `ValueError` ("Expected singleton") otherwise, as Odoo's `ensure_one`.
 pub(crate) fn ensure_one(model: &str, ids: &[i64]) -> OResult<i64> {
     match ids {
         [id] => Ok(*id),
-        _ => Err(OdooError::new(Exc::ValueError, format!("Expected singleton: {model}({})", ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")))),
+        _ => Err(OdooError::new(
+            Exc::ValueError,
+            format!("Expected singleton: {model}({})", ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")),
+        )),
     }
 }

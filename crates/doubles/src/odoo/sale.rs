@@ -43,7 +43,9 @@ pub(crate) fn before_create(store: &mut Store, model: &str, rec: &mut Rec, now: 
         }
         _ => {
             if rec.get("order_id").is_none_or(super::store::falsy) {
-                return Err(OdooError::validation("The field 'Sale Order' (order_id) is required on sale.order.cancel."));
+                return Err(OdooError::validation(
+                    "The field 'Sale Order' (order_id) is required on sale.order.cancel.",
+                ));
             }
         }
     }

@@ -75,7 +75,11 @@ pub(crate) static MODELS: &[ModelDef] = &[
         order: "module asc, name asc, id asc",
     },
     ModelDef { name: "stock.location", fields: &[("name", Char), ("usage", Char)], order: "id asc" },
-    ModelDef { name: "stock.lot", fields: &[("name", Char), ("product_id", M2o("product.product"))], order: "name asc, id asc" },
+    ModelDef {
+        name: "stock.lot",
+        fields: &[("name", Char), ("product_id", M2o("product.product"))],
+        order: "name asc, id asc",
+    },
     ModelDef {
         name: "sale.order",
         fields: &[

@@ -86,7 +86,14 @@ pub(crate) enum Step {
 }
 
 impl Shared {
-    pub(crate) fn log(&self, transport: Transport, path: &str, model: Option<&str>, method: Option<&str>, key: Option<&str>) {
+    pub(crate) fn log(
+        &self,
+        transport: Transport,
+        path: &str,
+        model: Option<&str>,
+        method: Option<&str>,
+        key: Option<&str>,
+    ) {
         self.log.push(RequestRecord {
             at: Instant::now(),
             transport,
@@ -99,7 +106,12 @@ impl Shared {
     }
 
     /// Consult availability and the fault plan for a call of `method` on `model`.
-    pub(crate) async fn step(&self, kill: &ConnKill, model: Option<&str>, method: Option<&str>) -> Result<Step, Response> {
+    pub(crate) async fn step(
+        &self,
+        kill: &ConnKill,
+        model: Option<&str>,
+        method: Option<&str>,
+    ) -> Result<Step, Response> {
         if *self.availability.lock().unwrap() == Availability::Down(DownMode::Unavailable) {
             return Ok(Step::Answer(plain(503, "503 Service Unavailable")));
         }
@@ -119,9 +131,10 @@ impl Shared {
             }
             Fault::Drop => return Err(kill.drop_connection().await),
             Fault::CommitThenDrop => Step::Go { drop_after: true },
-            Fault::SerializationFailure => {
-                Step::Raise(OdooError::new(Exc::SerializationFailure, "could not serialize access due to concurrent update"))
-            }
+            Fault::SerializationFailure => Step::Raise(OdooError::new(
+                Exc::SerializationFailure,
+                "could not serialize access due to concurrent update",
+            )),
             Fault::LockTimeout => Step::Raise(OdooError::new(
                 Exc::LockNotAvailable,
                 "could not obtain lock on row in relation \"sale_order\"",

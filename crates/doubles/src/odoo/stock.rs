@@ -30,7 +30,8 @@ pub(crate) struct NewPicking {
 
 /// Create a picking in state `assigned` with its moves and reserved move lines.
 pub(crate) fn new_picking(store: &mut Store, p: NewPicking) -> i64 {
-    let (prefix, from, to) = if p.code == "incoming" { ("WH/IN", CUSTOMERS, WH_STOCK) } else { ("WH/OUT", WH_STOCK, CUSTOMERS) };
+    let (prefix, from, to) =
+        if p.code == "incoming" { ("WH/IN", CUSTOMERS, WH_STOCK) } else { ("WH/OUT", WH_STOCK, CUSTOMERS) };
     let n = store.next_seq(prefix);
     let now = store.now_string();
     let mut rec = Rec::new();
@@ -176,7 +177,11 @@ pub(crate) fn create_returns(store: &mut Store, ids: &[i64]) -> OResult<Value> {
     if moves.is_empty() {
         return Err(OdooError::user("Please specify at least one non-zero quantity."));
     }
-    let code = if store.get("stock.picking", picking, "picking_type_code") == json!("incoming") { "outgoing" } else { "incoming" };
+    let code = if store.get("stock.picking", picking, "picking_type_code") == json!("incoming") {
+        "outgoing"
+    } else {
+        "incoming"
+    };
     let origin = format!("Return of {}", store.display_name("stock.picking", picking));
     let new_id = new_picking(
         store,
@@ -211,7 +216,9 @@ fn tracking(store: &Store, product: i64) -> String {
 fn plan(store: &Store, picking: i64) -> OResult<Plan> {
     let name = store.display_name("stock.picking", picking);
     if matches!(store.get("stock.picking", picking, "state").as_str(), Some("done") | Some("cancel")) {
-        return Err(OdooError::user(format!("The transfer {name} is already done or cancelled; it cannot be validated again.")));
+        return Err(OdooError::user(format!(
+            "The transfer {name} is already done or cancelled; it cannot be validated again."
+        )));
     }
     let lines = store.children("stock.move.line", "picking_id", picking);
     let moves = store.children("stock.move", "picking_id", picking);
@@ -261,7 +268,10 @@ fn plan(store: &Store, picking: i64) -> OResult<Plan> {
         }
     }
     if !missing_lot.is_empty() {
-        return Err(OdooError::user(format!("You need to supply a Lot/Serial number for products {}.", missing_lot.join(", "))));
+        return Err(OdooError::user(format!(
+            "You need to supply a Lot/Serial number for products {}.",
+            missing_lot.join(", ")
+        )));
     }
     let moves = moves
         .into_iter()
@@ -282,7 +292,11 @@ fn plan(store: &Store, picking: i64) -> OResult<Plan> {
 /// `stock.picking.button_validate`.
 pub(crate) fn button_validate(store: &mut Store, ids: &[i64], ctx: &Ctx) -> OResult<Value> {
     let plans: Vec<Plan> = ids.iter().map(|p| plan(store, *p)).collect::<OResult<_>>()?;
-    let short: Vec<i64> = plans.iter().filter(|p| p.moves.iter().any(|(_, demand, done)| done + EPS < *demand)).map(|p| p.picking).collect();
+    let short: Vec<i64> = plans
+        .iter()
+        .filter(|p| p.moves.iter().any(|(_, demand, done)| done + EPS < *demand))
+        .map(|p| p.picking)
+        .collect();
     if !short.is_empty() && !flag(ctx, "skip_backorder") {
         let pick_cmds: Vec<Value> = short.iter().map(|p| json!([4, p])).collect();
         return Ok(window_action(
@@ -311,13 +325,15 @@ fn apply(store: &mut Store, plan: Plan, not_to_backorder: &[i64]) -> OResult<()>
             let product = as_id(&store.get("stock.move.line", l, "product_id")).unwrap_or(0);
             let name = store.get("stock.move.line", l, "lot_name");
             if tracking(store, product) != "none" {
-                let existing = store
-                    .ids("stock.lot")
-                    .into_iter()
-                    .find(|lot| store.get("stock.lot", *lot, "name") == name && as_id(&store.get("stock.lot", *lot, "product_id")) == Some(product));
+                let existing = store.ids("stock.lot").into_iter().find(|lot| {
+                    store.get("stock.lot", *lot, "name") == name
+                        && as_id(&store.get("stock.lot", *lot, "product_id")) == Some(product)
+                });
                 let lot = match existing {
                     Some(lot) => lot,
-                    None => orm::create(store, "stock.lot", &json!({"name": name, "product_id": product}), &Ctx::new())?,
+                    None => {
+                        orm::create(store, "stock.lot", &json!({"name": name, "product_id": product}), &Ctx::new())?
+                    }
                 };
                 vals.push(("lot_id", json!(lot)));
             }
@@ -335,7 +351,12 @@ fn apply(store: &mut Store, plan: Plan, not_to_backorder: &[i64]) -> OResult<()>
         store.set(
             "stock.move",
             m,
-            &[("quantity", json!(done)), ("product_uom_qty", json!(done.max(0.0))), ("picked", json!(done > EPS)), ("state", json!(state))],
+            &[
+                ("quantity", json!(done)),
+                ("product_uom_qty", json!(done.max(0.0))),
+                ("picked", json!(done > EPS)),
+                ("state", json!(state)),
+            ],
         );
         if let Some(line) = as_id(&store.get("stock.move", m, "sale_line_id")) {
             let delivered = as_f64(&store.get("sale.order.line", line, "qty_delivered"));

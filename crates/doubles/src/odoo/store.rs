@@ -246,10 +246,7 @@ impl Store {
 
     fn computed(&self, model: &str, id: i64, field: &str) -> Value {
         let lines_total = |comodel: &str, inverse: &str| -> f64 {
-            self.children(comodel, inverse, id)
-                .iter()
-                .map(|l| self.line_subtotal(comodel, *l))
-                .sum()
+            self.children(comodel, inverse, id).iter().map(|l| self.line_subtotal(comodel, *l)).sum()
         };
         match (model, field) {
             (_, "display_name") => json!(self.display_name(model, id)),

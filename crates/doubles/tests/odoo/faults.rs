@@ -56,7 +56,8 @@ fn http_errors_and_retry_after() {
     let (odoo, rpc) = start(OdooVersion::V17);
     odoo.inject(Match::action("search"), Fault::Status(502), Times::Next(2));
     for _ in 0..2 {
-        let reply = rpc.raw("object", "execute_kw", json!([odoo.db(), 2, rpc.key, "res.partner", "search", [[]]])).unwrap();
+        let reply =
+            rpc.raw("object", "execute_kw", json!([odoo.db(), 2, rpc.key, "res.partner", "search", [[]]])).unwrap();
         assert_eq!(reply.status, 502);
     }
     odoo.fail_next(Match::any(), Fault::RetryAfter { status: 429, secs: 7 });
@@ -69,11 +70,17 @@ fn http_errors_and_retry_after() {
 fn a_dropped_connection_does_nothing_and_commit_then_drop_does_it() {
     let (odoo, rpc) = start(OdooVersion::V17);
     odoo.fail_next(Match::call("res.partner", "create"), Fault::Drop);
-    assert!(rpc.raw("object", "execute_kw", json!([odoo.db(), 2, rpc.key, "res.partner", "create", partner("D1")])).is_err());
+    assert!(
+        rpc.raw("object", "execute_kw", json!([odoo.db(), 2, rpc.key, "res.partner", "create", partner("D1")]))
+            .is_err()
+    );
     assert_eq!(odoo.count("res.partner", &[("ref", "D1")]), 0);
 
     odoo.fail_next(Match::call("res.partner", "create"), Fault::CommitThenDrop);
-    assert!(rpc.raw("object", "execute_kw", json!([odoo.db(), 2, rpc.key, "res.partner", "create", partner("D2")])).is_err());
+    assert!(
+        rpc.raw("object", "execute_kw", json!([odoo.db(), 2, rpc.key, "res.partner", "create", partner("D2")]))
+            .is_err()
+    );
     assert_eq!(odoo.count("res.partner", &[("ref", "D2")]), 1, "the work was committed before the drop");
     assert_eq!(odoo.requests().iter().filter(|r| r.method.as_deref() == Some("create")).count(), 2);
 }

@@ -6,9 +6,14 @@ use waybill_doubles::odoo::OdooVersion;
 use super::{ACME, DRILL, PAINT, WIDGET, confirmed_order, start};
 
 fn line_of(rpc: &super::support::Rpc, picking: i64, product: i64) -> i64 {
-    rpc.ok("stock.move.line", "search", json!([[["picking_id", "=", picking], ["product_id", "=", product]]]), json!({}))[0]
-        .as_i64()
-        .unwrap()
+    rpc.ok(
+        "stock.move.line",
+        "search",
+        json!([[["picking_id", "=", picking], ["product_id", "=", product]]]),
+        json!({}),
+    )[0]
+    .as_i64()
+    .unwrap()
 }
 
 fn state(rpc: &super::support::Rpc, model: &str, id: i64) -> Value {
@@ -19,7 +24,12 @@ fn state(rpc: &super::support::Rpc, model: &str, id: i64) -> Value {
 fn confirming_creates_the_outgoing_picking_and_a_second_confirm_is_refused() {
     let (odoo, rpc) = start(OdooVersion::V17);
     let (order, picking) = confirmed_order(&rpc, "SO0042", &[(WIDGET, 3.0)]);
-    let p = &rpc.ok("stock.picking", "read", json!([[picking], ["name", "origin", "state", "picking_type_code"]]), json!({}))[0];
+    let p = &rpc.ok(
+        "stock.picking",
+        "read",
+        json!([[picking], ["name", "origin", "state", "picking_type_code"]]),
+        json!({}),
+    )[0];
     assert_eq!((p["name"].clone(), p["origin"].clone()), (json!("WH/OUT/00001"), json!("S00001")));
     assert_eq!((p["state"].clone(), p["picking_type_code"].clone()), (json!("assigned"), json!("outgoing")));
     let err = rpc.err("sale.order", "action_confirm", json!([[order]]), json!({}));
@@ -32,7 +42,12 @@ fn confirming_creates_the_outgoing_picking_and_a_second_confirm_is_refused() {
 #[test]
 fn a_line_without_product_is_refused() {
     let (odoo, rpc) = start(OdooVersion::V17);
-    let err = rpc.err("sale.order", "create", json!([{"partner_id": ACME, "order_line": [[0, 0, {"name": "free text", "product_uom_qty": 1}]]}]), json!({}));
+    let err = rpc.err(
+        "sale.order",
+        "create",
+        json!([{"partner_id": ACME, "order_line": [[0, 0, {"name": "free text", "product_uom_qty": 1}]]}]),
+        json!({}),
+    );
     assert_eq!(err["data"]["name"], "odoo.exceptions.ValidationError");
     assert_eq!(odoo.records("sale.order").len(), 0, "the failed call left nothing behind");
 }
@@ -60,7 +75,8 @@ fn a_done_delivery_blocks_cancelling_the_order() {
     let (_odoo, rpc) = start(OdooVersion::V17);
     let (order, picking) = confirmed_order(&rpc, "SO1", &[(WIDGET, 1.0)]);
     assert_eq!(rpc.ok("stock.picking", "button_validate", json!([[picking]]), json!({})), json!(true));
-    let err = rpc.err("sale.order", "action_cancel", json!([[order]]), json!({"context": {"disable_cancel_warning": true}}));
+    let err =
+        rpc.err("sale.order", "action_cancel", json!([[order]]), json!({"context": {"disable_cancel_warning": true}}));
     assert_eq!(err["data"]["name"], "odoo.exceptions.UserError");
     assert_eq!(state(&rpc, "sale.order", order), "sale");
 }
@@ -91,7 +107,12 @@ fn validating_needs_quantities_and_lots_and_serials_have_quantity_one() {
 
     rpc.ok("stock.move.line", "write", json!([[drill], {"quantity": 1}]), json!({}));
     let move_id = rpc.ok("stock.move.line", "read", json!([[drill], ["move_id"]]), json!({}))[0]["move_id"][0].clone();
-    rpc.ok("stock.move.line", "create", json!([{"move_id": move_id, "quantity": 1, "lot_name": "SN-2", "picked": true}]), json!({}));
+    rpc.ok(
+        "stock.move.line",
+        "create",
+        json!([{"move_id": move_id, "quantity": 1, "lot_name": "SN-2", "picked": true}]),
+        json!({}),
+    );
     assert_eq!(rpc.ok("stock.picking", "button_validate", json!([[picking]]), json!({})), json!(true));
     let p = &rpc.ok("stock.picking", "read", json!([[picking], ["state", "date_done"]]), json!({}))[0];
     assert_eq!(p["state"], "done");
@@ -122,7 +143,12 @@ fn less_than_ordered_returns_the_backorder_wizard_which_needs_its_context() {
     let wizard = rpc.ok("stock.backorder.confirmation", "create", json!([{}]), ctx.clone());
     rpc.ok("stock.backorder.confirmation", "process", json!([[wizard]]), ctx);
     assert_eq!(state(&rpc, "stock.picking", picking), "done");
-    let back = rpc.ok("stock.picking", "search_read", json!([[["backorder_id", "=", picking]], ["name", "origin", "state", "move_ids"]]), json!({}));
+    let back = rpc.ok(
+        "stock.picking",
+        "search_read",
+        json!([[["backorder_id", "=", picking]], ["name", "origin", "state", "move_ids"]]),
+        json!({}),
+    );
     assert_eq!(back.as_array().unwrap().len(), 1);
     assert_eq!((back[0]["name"].clone(), back[0]["origin"].clone()), (json!("WH/OUT/00002"), json!("S00001")));
     let mv = rpc.ok("stock.move", "read", json!([back[0]["move_ids"], ["product_uom_qty"]]), json!({}));
@@ -148,7 +174,12 @@ fn skip_backorder_creates_the_backorder_and_not_to_backorder_cancels_the_rest() 
     );
     assert_eq!(state(&rpc, "stock.picking", p2), "done");
     assert_eq!(odoo.count("stock.picking", &[("backorder_id", &p2.to_string())]), 0);
-    let qty = rpc.ok("sale.order.line", "search_read", json!([[["order_id.client_order_ref", "=", "SO2"]], ["qty_delivered"]]), json!({}));
+    let qty = rpc.ok(
+        "sale.order.line",
+        "search_read",
+        json!([[["order_id.client_order_ref", "=", "SO2"]], ["qty_delivered"]]),
+        json!({}),
+    );
     assert_eq!(qty[0]["qty_delivered"], json!(4.0));
 }
 
@@ -171,7 +202,12 @@ fn returns_only_from_done_pickings_with_a_quantity() {
     for method in ["create_returns", "action_create_returns"] {
         let action = rpc.ok("stock.return.picking", method, json!([[wizard]]), json!({}));
         let ret = action["res_id"].as_i64().unwrap();
-        let p = &rpc.ok("stock.picking", "read", json!([[ret], ["origin", "picking_type_code", "state", "return_id"]]), json!({}))[0];
+        let p = &rpc.ok(
+            "stock.picking",
+            "read",
+            json!([[ret], ["origin", "picking_type_code", "state", "return_id"]]),
+            json!({}),
+        )[0];
         assert_eq!(p["origin"], "Return of WH/OUT/00001");
         assert_eq!((p["picking_type_code"].clone(), p["state"].clone()), (json!("incoming"), json!("assigned")));
         assert_eq!(p["return_id"][0], json!(picking));
@@ -179,7 +215,8 @@ fn returns_only_from_done_pickings_with_a_quantity() {
 }
 
 fn invoice(rpc: &super::support::Rpc, partner: Value, lines: bool) -> i64 {
-    let line_cmds = if lines { json!([[0, 0, {"product_id": WIDGET, "quantity": 2, "price_unit": 50.0}]]) } else { json!([]) };
+    let line_cmds =
+        if lines { json!([[0, 0, {"product_id": WIDGET, "quantity": 2, "price_unit": 50.0}]]) } else { json!([]) };
     rpc.ok(
         "account.move",
         "create",
@@ -197,7 +234,12 @@ fn posting_numbers_once_and_refuses_twice_no_lines_and_no_customer() {
     let inv = invoice(&rpc, json!(ACME), true);
     assert_eq!(rpc.ok("account.move", "read", json!([[inv], ["name"]]), json!({}))[0]["name"], "/");
     rpc.ok("account.move", "action_post", json!([[inv]]), json!({}));
-    let row = &rpc.ok("account.move", "read", json!([[inv], ["name", "state", "amount_total", "amount_residual", "payment_state"]]), json!({}))[0];
+    let row = &rpc.ok(
+        "account.move",
+        "read",
+        json!([[inv], ["name", "state", "amount_total", "amount_residual", "payment_state"]]),
+        json!({}),
+    )[0];
     assert_eq!(row["name"], "INV/2030/00001");
     assert_eq!((row["state"].clone(), row["amount_total"].clone()), (json!("posted"), json!(100.0)));
     assert_eq!((row["amount_residual"].clone(), row["payment_state"].clone()), (json!(100.0), json!("not_paid")));
@@ -229,12 +271,20 @@ fn a_credit_note_through_the_reversal_wizard_carries_reversed_entry_id() {
     let wizard = rpc.ok("account.move.reversal", "create", json!([{"reason": "damaged"}]), ctx);
     let action = rpc.ok("account.move.reversal", "refund_moves", json!([[wizard]]), json!({}));
     let refund = action["res_id"].as_i64().unwrap();
-    let r = &rpc.ok("account.move", "read", json!([[refund], ["move_type", "state", "reversed_entry_id", "amount_total"]]), json!({}))[0];
+    let r = &rpc.ok(
+        "account.move",
+        "read",
+        json!([[refund], ["move_type", "state", "reversed_entry_id", "amount_total"]]),
+        json!({}),
+    )[0];
     assert_eq!((r["move_type"].clone(), r["state"].clone()), (json!("out_refund"), json!("draft")));
     assert_eq!(r["reversed_entry_id"][0], json!(inv));
     rpc.ok("account.move", "action_post", json!([[refund]]), json!({}));
     assert_eq!(rpc.ok("account.move", "read", json!([[refund], ["name"]]), json!({}))[0]["name"], "RINV/2030/00001");
-    assert_eq!(rpc.ok("account.move", "read", json!([[inv], ["payment_state"]]), json!({}))[0]["payment_state"], "reversed");
+    assert_eq!(
+        rpc.ok("account.move", "read", json!([[inv], ["payment_state"]]), json!({}))[0]["payment_state"],
+        "reversed"
+    );
 }
 
 #[test]
@@ -243,14 +293,18 @@ fn registering_payments_settles_the_invoice_partly_then_fully() {
     let inv = invoice(&rpc, json!(ACME), true);
     rpc.ok("account.move", "action_post", json!([[inv]]), json!({}));
     let ctx = json!({"context": {"active_model": "account.move", "active_ids": [inv]}});
-    let w = rpc.ok("account.payment.register", "create", json!([{"amount": 40.0, "communication": "BANK-1"}]), ctx.clone());
+    let w =
+        rpc.ok("account.payment.register", "create", json!([{"amount": 40.0, "communication": "BANK-1"}]), ctx.clone());
     let action = rpc.ok("account.payment.register", "action_create_payments", json!([[w]]), json!({}));
     assert_eq!(action["res_model"], "account.payment");
     let row = &rpc.ok("account.move", "read", json!([[inv], ["amount_residual", "payment_state"]]), json!({}))[0];
     assert_eq!((row["amount_residual"].clone(), row["payment_state"].clone()), (json!(60.0), json!("partial")));
     let w = rpc.ok("account.payment.register", "create", json!([{}]), ctx.clone());
     rpc.ok("account.payment.register", "action_create_payments", json!([[w]]), json!({}));
-    assert_eq!(rpc.ok("account.move", "read", json!([[inv], ["payment_state"]]), json!({}))[0]["payment_state"], "paid");
+    assert_eq!(
+        rpc.ok("account.move", "read", json!([[inv], ["payment_state"]]), json!({}))[0]["payment_state"],
+        "paid"
+    );
     assert_eq!(odoo.count("account.payment", &[("state", "posted"), ("ref", "BANK-1")]), 1);
     let err = rpc.err("account.payment.register", "create", json!([{}]), ctx);
     assert_eq!(err["data"]["name"], "odoo.exceptions.UserError");

@@ -30,7 +30,9 @@ fn execute_kw_with_a_bad_key_is_access_denied() {
 
 #[test]
 fn jsonrpc_error_code_is_200_up_to_18_and_0_from_saas_18_1() {
-    for (version, code) in [(OdooVersion::V17, 200), (OdooVersion::V18, 200), (OdooVersion::Saas18_1, 0), (OdooVersion::V19, 0)] {
+    for (version, code) in
+        [(OdooVersion::V17, 200), (OdooVersion::V18, 200), (OdooVersion::Saas18_1, 0), (OdooVersion::V19, 0)]
+    {
         let (_odoo, rpc) = start(version);
         let err = rpc.err("sale.order", "create", json!([{"client_order_ref": "X"}]), json!({}));
         assert_eq!(err["code"], json!(code), "{version:?}");
@@ -71,7 +73,12 @@ fn search_read_honours_domain_order_fields_limit_offset() {
     // All match ("a" is in every name but "Zeta" matches by ref); by name desc: alpha co, Zeta, Gamma, Beta, Acme.
     assert_eq!(names, ["Zeta", "Gamma", "Beta"]);
     assert_eq!(rows[0].as_object().unwrap().keys().collect::<Vec<_>>(), ["id", "name"]);
-    let not = rpc.ok("res.partner", "search", json!([["!", ["name", "in", ["Beta", "Gamma"]], ["id", ">", 1]]]), json!({"order": "id asc"}));
+    let not = rpc.ok(
+        "res.partner",
+        "search",
+        json!([["!", ["name", "in", ["Beta", "Gamma"]], ["id", ">", 1]]]),
+        json!({"order": "id asc"}),
+    );
     assert_eq!(not, json!([2, 4]));
     let err = rpc.err("res.partner", "search_read", json!([[]]), json!({"fields": ["name", "no_such_field"]}));
     assert_eq!(err["data"]["name"], "builtins.ValueError");
@@ -85,7 +92,12 @@ fn search_read_honours_domain_order_fields_limit_offset() {
 #[test]
 fn many2one_reads_as_id_and_display_name() {
     let (_odoo, rpc) = start(OdooVersion::V17);
-    let order = rpc.ok("sale.order", "create", json!([{"partner_id": ACME, "order_line": [[0, 0, {"product_id": WIDGET}]]}]), json!({}));
+    let order = rpc.ok(
+        "sale.order",
+        "create",
+        json!([{"partner_id": ACME, "order_line": [[0, 0, {"product_id": WIDGET}]]}]),
+        json!({}),
+    );
     let rows = rpc.ok("sale.order", "read", json!([[order], ["partner_id", "name", "amount_total"]]), json!({}));
     assert_eq!(rows[0]["partner_id"], json!([ACME, "Acme"]));
     assert_eq!(rows[0]["name"], "S00001");
@@ -120,7 +132,13 @@ fn json2_statuses_and_named_arguments() {
     let url = odoo.url();
     let ok = json2(&url, &rpc.key, "res.partner", "create", json!({"vals_list": [{"name": "Named"}]}));
     assert_eq!((ok.status, ok.json()), (200, json!([2])));
-    let rows = json2(&url, &rpc.key, "res.partner", "search_read", json!({"domain": [["name", "=", "Named"]], "fields": ["name"], "limit": 5}));
+    let rows = json2(
+        &url,
+        &rpc.key,
+        "res.partner",
+        "search_read",
+        json!({"domain": [["name", "=", "Named"]], "fields": ["name"], "limit": 5}),
+    );
     assert_eq!(rows.json(), json!([{"id": 2, "name": "Named"}]));
     let written = json2(&url, &rpc.key, "res.partner", "write", json!({"ids": [2], "vals": {"ref": "N1"}}));
     assert_eq!(written.json(), json!(true));
@@ -140,7 +158,15 @@ fn json2_statuses_and_named_arguments() {
     assert_eq!(with_ids.status, 422);
     let user_error = json2(&url, &rpc.key, "account.move", "action_post", json!({"ids": []}));
     assert_eq!(user_error.status, 200, "posting nothing is a no-op");
-    let move_id = json2(&url, &rpc.key, "account.move", "create", json!({"vals_list": [{"move_type": "out_invoice", "partner_id": ACME}]})).json()[0].clone();
+    let move_id = json2(
+        &url,
+        &rpc.key,
+        "account.move",
+        "create",
+        json!({"vals_list": [{"move_type": "out_invoice", "partner_id": ACME}]}),
+    )
+    .json()[0]
+        .clone();
     let refused = json2(&url, &rpc.key, "account.move", "action_post", json!({"ids": [move_id]}));
     assert_eq!(refused.status, 422);
     let body = refused.json();
@@ -157,7 +183,11 @@ fn json2_statuses_and_named_arguments() {
     assert!(got.body.contains("Did you mean POST"));
     let wrong_db = post(
         &format!("{url}/json/2/res.partner/search"),
-        &[("authorization", &format!("bearer {}", rpc.key)), ("x-odoo-database", "other"), ("content-type", "application/json")],
+        &[
+            ("authorization", &format!("bearer {}", rpc.key)),
+            ("x-odoo-database", "other"),
+            ("content-type", "application/json"),
+        ],
         b"{\"domain\": []}",
     )
     .unwrap();
@@ -193,10 +223,8 @@ fn write_date_comes_from_the_logical_clock_and_orders_pollers() {
         json!([[["write_date", ">=", "2030-03-01 09:00:00"]], ["write_date"]]),
         json!({"order": "write_date asc, id asc"}),
     );
-    let seen: Vec<(Value, Value)> = rows.as_array().unwrap().iter().map(|r| (r["id"].clone(), r["write_date"].clone())).collect();
-    assert_eq!(
-        seen,
-        vec![(b.clone(), json!("2030-03-01 09:00:00")), (a.clone(), json!("2030-03-01 09:00:01"))]
-    );
+    let seen: Vec<(Value, Value)> =
+        rows.as_array().unwrap().iter().map(|r| (r["id"].clone(), r["write_date"].clone())).collect();
+    assert_eq!(seen, vec![(b.clone(), json!("2030-03-01 09:00:00")), (a.clone(), json!("2030-03-01 09:00:01"))]);
     assert_eq!(odoo.now(), "2030-03-01 09:00:01");
 }
