@@ -21,6 +21,7 @@
 
 pub mod backoff;
 pub mod breaker;
+pub mod client;
 mod error;
 pub mod http;
 pub mod odoo;

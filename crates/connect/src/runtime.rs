@@ -192,6 +192,11 @@ impl Running {
         self.shared.owned.lock().unwrap_or_else(|p| p.into_inner()).extend(partitions.iter().copied());
     }
 
+    /// Whether this node owns `partition` of the command topic.
+    pub fn owns(&self, partition: i32) -> bool {
+        self.shared.owned.lock().unwrap_or_else(|p| p.into_inner()).contains(&partition)
+    }
+
     /// This node no longer owns `partitions`: their queued commands are dropped (the new
     /// owner delivers them from the stored position).
     pub fn revoke(&self, partitions: &[i32]) {

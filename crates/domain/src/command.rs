@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{ItemCondition, LotQty, OrderLine, Package};
+use crate::event::{ItemCondition, LotQty, OrderLine, Package, ShippedLine};
 use crate::value::{Money, Qty, System, Timestamp};
 
 /// Fields every command carries.
@@ -140,6 +140,10 @@ pub struct ConfirmShipment {
     pub shipment_id: String,
     /// Carrier tracking reference.
     pub tracking_ref: String,
+    /// What the shipment carried, with lots and serials, for Odoo's move lines (empty in
+    /// commands written before v2: the whole open delivery is meant).
+    #[serde(default)]
+    pub lines: Vec<ShippedLine>,
 }
 
 /// One invoice line.

@@ -728,6 +728,7 @@ fn on_carrier_booked(s: &Fulfillment, c: &CarrierBooked) -> Decision {
                     order_ref: s.order_ref().to_string(),
                     shipment_id: c.shipment_id.clone(),
                     tracking_ref: c.tracking_ref.clone(),
+                    lines: sh.issued.as_ref().map(|g| g.lines.clone()).unwrap_or_default(),
                 }),
             );
         }
@@ -928,6 +929,7 @@ pub fn reissue(s: &Fulfillment, key: &str) -> Option<Result<Outbound, String>> {
                 order_ref: order_ref.to_string(),
                 shipment_id: id.to_string(),
                 tracking_ref: tracking_ref.clone(),
+                lines: x.issued.as_ref().map(|g| g.lines.clone()).unwrap_or_default(),
             }),
         )
     } else {

@@ -78,12 +78,15 @@ pub enum TopicRole {
     DeadLetter,
     /// The control plane's audit trail. Kept forever.
     Audit,
+    /// The connectors' own state (pollers' cursors): one partition, compacted.
+    ConnectorState,
 }
 
 impl TopicRole {
     fn as_str(self) -> &'static str {
         match self {
             TopicRole::Inbound => "inbound",
+            TopicRole::ConnectorState => "connector-state",
             TopicRole::Control => "control",
             TopicRole::Journal => "journal",
             TopicRole::Command => "command",
@@ -148,6 +151,13 @@ pub fn plan(cfg: &Config) -> Vec<PlannedTopic> {
     }
     add(topic::DLQ.to_owned(), TopicRole::DeadLetter, t.dead_letter_retention_hours);
     add(topic::AUDIT.to_owned(), TopicRole::Audit, -1);
+    out.push(PlannedTopic {
+        name: topic::CONNECT_STATE.to_owned(),
+        role: TopicRole::ConnectorState,
+        partitions: 1,
+        replication_factor: t.replication_factor,
+        config: BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())]),
+    });
     out
 }
 
@@ -266,6 +276,7 @@ pub fn ensure_topics(log: &dyn EventLog, partitions: u32) -> anyhow::Result<()> 
     for t in topics {
         log.ensure_topic(&t, partitions).with_context(|| format!("topic {t}"))?;
     }
+    log.ensure_topic(topic::CONNECT_STATE, 1).with_context(|| format!("topic {}", topic::CONNECT_STATE))?;
     Ok(())
 }
 
@@ -383,7 +394,7 @@ mod tests {
         assert_eq!(journal.config.get("retention.ms").map(String::as_str), Some("-1"));
         let inbound = planned.iter().find(|t| t.name == "waybill.inbound.odoo").unwrap();
         assert_eq!(inbound.config.get("retention.ms").map(String::as_str), Some("604800000"));
-        assert!(planned.iter().all(|t| t.partitions == 6));
+        assert!(planned.iter().filter(|t| t.role.co_partitioned()).all(|t| t.partitions == 6));
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub struct Config {
     pub policy: Policy,
     /// Logging.
     pub telemetry: TelemetryConfig,
+    /// Connectors to the target systems, by name (`[connectors.odoo]`, `[connectors.wms]`;
+    /// every key is documented on [`crate::connectors::ConnectorSettings`]). None: the
+    /// commands wait in their topics for a system that reads them itself.
+    pub connectors: BTreeMap<String, crate::connectors::ConnectorSettings>,
 }
 
 impl Default for Config {
@@ -58,6 +62,7 @@ impl Default for Config {
             coordinator: CoordinatorConfig::default(),
             policy: Policy::default(),
             telemetry: TelemetryConfig::default(),
+            connectors: BTreeMap::new(),
         }
     }
 }
@@ -411,6 +416,9 @@ pub enum ConfigError {
     /// The layers could not be merged or a value has the wrong type.
     #[error("configuration: {0}")]
     Load(String),
+    /// A connector's value is out of range or inconsistent.
+    #[error(transparent)]
+    Connector(#[from] crate::connectors::Invalid),
     /// A value is out of range or inconsistent.
     #[error("configuration key `{key}`: {problem}")]
     Invalid {
@@ -521,6 +529,7 @@ impl Config {
             }
         }
         self.control.validate().map_err(|i| ConfigError::Invalid { key: i.key, problem: i.problem })?;
+        crate::connectors::validate(&self.connectors)?;
         self.policy
             .ownership
             .validate()

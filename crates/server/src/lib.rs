@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod connectors;
 pub mod demo;
 pub mod dlq;
 pub mod ingest;

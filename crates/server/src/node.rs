@@ -22,6 +22,7 @@ use waybill_telemetry::metrics as names;
 
 use crate::backend::{self, Backend};
 use crate::config::Config;
+use crate::connectors::Connectors;
 use crate::ingest::{self, Ingest};
 use crate::observe::{self, Health};
 
@@ -104,6 +105,8 @@ pub struct Node {
     pub metrics_addr: Option<SocketAddr>,
     /// The gRPC control plane, when enabled (`control.listen`).
     pub control: Option<ControlServer>,
+    /// The connectors to the target systems (`[connectors.*]`).
+    pub connectors: Arc<Mutex<Connectors>>,
     member: Option<Member>,
     #[cfg(feature = "kafka")]
     kafka: Option<Arc<waybill_log::kafka::KafkaLog>>,
@@ -142,7 +145,10 @@ impl Node {
         let stop = Arc::new(AtomicBool::new(false));
         let failure = Arc::new(Mutex::new(None));
         let mut threads = Vec::new();
-        let workers = Arc::new(Workers::new(coordinator.clone(), failure.clone()));
+        // Connectors deliver the commands of the partitions this node owns; they follow
+        // the coordinator workers' assignment.
+        let connectors = Arc::new(Mutex::new(Connectors::start(&cfg.connectors, &log)?));
+        let workers = Arc::new(Workers::new(coordinator.clone(), failure.clone(), connectors.clone()));
         #[cfg_attr(not(feature = "kafka"), allow(unused_mut))]
         let mut member = None;
         #[cfg(feature = "kafka")]
@@ -169,6 +175,7 @@ impl Node {
             ingest_addr: None,
             metrics_addr: None,
             control: None,
+            connectors,
             member,
             #[cfg(feature = "kafka")]
             kafka: backend.kafka.clone(),
@@ -310,6 +317,7 @@ impl Node {
             m.leave();
         }
         self.workers.stop_all();
+        self.connectors.lock().unwrap_or_else(|p| p.into_inner()).stop();
         self.stop.store(true, Ordering::Relaxed);
         for tx in self.http_shutdown.drain(..) {
             let _ = tx.send(());
@@ -333,6 +341,7 @@ struct Workers {
     coordinator: Arc<Coordinator>,
     failure: Arc<Mutex<Option<String>>>,
     running: Mutex<BTreeMap<i32, Running>>,
+    connectors: Arc<Mutex<Connectors>>,
 }
 
 /// A partition's worker: its stop flag and thread.
@@ -346,8 +355,12 @@ impl std::fmt::Debug for Workers {
 }
 
 impl Workers {
-    fn new(coordinator: Arc<Coordinator>, failure: Arc<Mutex<Option<String>>>) -> Self {
-        Workers { coordinator, failure, running: Mutex::new(BTreeMap::new()) }
+    fn new(coordinator: Arc<Coordinator>, failure: Arc<Mutex<Option<String>>>, connectors: Arc<Mutex<Connectors>>) -> Self {
+        Workers { coordinator, failure, running: Mutex::new(BTreeMap::new()), connectors }
+    }
+
+    fn connectors(&self) -> std::sync::MutexGuard<'_, Connectors> {
+        self.connectors.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, Running>> {
@@ -387,12 +400,15 @@ impl Workers {
                 }
             }
         }
+        drop(running);
+        self.connectors().assign(partitions);
         metrics::counter!(names::REBALANCES, "change" => "assigned").increment(1);
     }
 
     /// Stops the workers of `partitions` and waits until their in-flight batches are
     /// appended; their state stays in the local store for a later assignment.
     fn revoke(&self, partitions: &[i32], lost: bool) {
+        self.connectors().revoke(partitions);
         let stats = self.coordinator.stats();
         let stopping: Vec<(i32, Arc<AtomicBool>, JoinHandle<()>)> = {
             let mut running = self.lock();

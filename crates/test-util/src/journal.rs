@@ -273,6 +273,7 @@ pub fn commands(n: usize) -> Vec<Command> {
             order_ref: o.to_string(),
             shipment_id: ship.clone(),
             tracking_ref: format!("TRK{n:06}"),
+            lines: Vec::new(),
         }),
     ));
     out.push(command(
