@@ -19,7 +19,7 @@ use waybill_connect::http::{Format, HttpAdapter};
 use waybill_connect::secret::SecretFile;
 use waybill_connect::target::Limits;
 use waybill_connect::{Connector, ConnectorConfig};
-use waybill_domain::command::{StockRequest};
+use waybill_domain::command::StockRequest;
 use waybill_domain::event::OrderLine;
 use waybill_domain::{Command, CommandBody, CommandMeta, Money, Qty, System, Timestamp, topic};
 use waybill_log::embedded::{EmbeddedLog, EmbeddedOptions, FsyncPolicy};
@@ -108,7 +108,9 @@ fn baseline(url: &str, bodies: &[Vec<u8>]) -> f64 {
             s.spawn(move || {
                 for (i, b) in bodies.iter().enumerate().filter(|(i, _)| i % CONCURRENCY == w) {
                     let key = format!("k{i}");
-                    let a = client.post(url, "/v1/commands", &[("Idempotency-Key", key)], "application/json", b, None).unwrap();
+                    let a = client
+                        .post(url, "/v1/commands", &[("Idempotency-Key", key)], "application/json", b, None)
+                        .unwrap();
                     assert_eq!(a.status, 202);
                 }
             });
@@ -120,7 +122,11 @@ fn baseline(url: &str, bodies: &[Vec<u8>]) -> f64 {
 /// The connector runtime from a pre-loaded command topic until every position is stored.
 fn connector(url: &str, commands: &[Command]) -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let log = EmbeddedLog::open(&dir.path().join("log"), EmbeddedOptions { fsync: FsyncPolicy::EveryBatch, ..EmbeddedOptions::default() }).unwrap();
+    let log = EmbeddedLog::open(
+        &dir.path().join("log"),
+        EmbeddedOptions { fsync: FsyncPolicy::EveryBatch, ..EmbeddedOptions::default() },
+    )
+    .unwrap();
     let log: Arc<dyn EventLog> = Arc::new(log);
     let t = topic::commands(System::Wms);
     log.ensure_topic(&t, 4).unwrap();
@@ -129,7 +135,13 @@ fn connector(url: &str, commands: &[Command]) -> f64 {
     for chunk in commands.chunks(500) {
         let records = chunk
             .iter()
-            .map(|c| Record::keyed(t.clone(), c.meta.correlation_key.as_bytes().to_vec(), waybill_schema::encode_command(c).unwrap()))
+            .map(|c| {
+                Record::keyed(
+                    t.clone(),
+                    c.meta.correlation_key.as_bytes().to_vec(),
+                    waybill_schema::encode_command(c).unwrap(),
+                )
+            })
             .collect();
         log.append(AppendBatch { records, positions: Vec::new() }).unwrap();
     }
