@@ -46,6 +46,10 @@ pub struct Call<'a> {
     pub trace: Option<&'a TraceHeaders>,
     /// 1 for the first attempt.
     pub attempt: u32,
+    /// The target's throttle, for adapters that make more than one HTTP request per
+    /// command (Odoo): the runtime took the token of the first request when it admitted
+    /// the delivery; every further request takes one with [`target::Target::wait_token`].
+    pub throttle: Option<&'a target::Target>,
 }
 
 /// Carries commands out at one target system.

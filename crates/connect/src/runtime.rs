@@ -598,9 +598,15 @@ impl Worker {
         let _entered = span.enter();
         let trace = waybill_telemetry::inject(&span).or_else(|| job.item.trace.clone());
         let started = Instant::now();
-        let result = self
-            .adapter
-            .deliver(cmd, Call { encoded: &job.item.encoded, trace: trace.as_ref(), attempt: job.attempts });
+        let result = self.adapter.deliver(
+            cmd,
+            Call {
+                encoded: &job.item.encoded,
+                trace: trace.as_ref(),
+                attempt: job.attempts,
+                throttle: Some(&self.target),
+            },
+        );
         let now = Instant::now();
         self.target.record(now, now - started, result.as_ref().map(|_| ()));
         let events = match result {

@@ -169,6 +169,24 @@ impl Target {
         }
     }
 
+    /// Waits for a token of the bucket (not the breaker): a further HTTP request of a
+    /// delivery already admitted, so a command made of several calls (Odoo's search, write,
+    /// validate) is throttled call by call.
+    pub fn wait_token(&self) {
+        let mut counted = false;
+        loop {
+            let wait = match self.lock().bucket.try_take(Instant::now()) {
+                Ok(()) => return,
+                Err(wait) => wait,
+            };
+            if !counted {
+                counted = true;
+                self.held_back();
+            }
+            std::thread::sleep(wait.min(Duration::from_millis(50)));
+        }
+    }
+
     /// Counts a hold-back by the bucket (once per wait, by the caller).
     pub fn held_back(&self) {
         self.stats.throttled.fetch_add(1, Ordering::Relaxed);

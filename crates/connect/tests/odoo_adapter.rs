@@ -99,7 +99,7 @@ fn command(key: &str, target: System, body: CommandBody) -> Command {
 }
 
 fn deliver(w: &World, c: &Command) -> Result<Vec<waybill_domain::InboundEvent>, Failure> {
-    w.adapter.deliver(c, Call { encoded: &[], trace: None, attempt: 1 })
+    w.adapter.deliver(c, Call { encoded: &[], trace: None, attempt: 1, throttle: None })
 }
 
 fn shipment(lines: Vec<ShippedLine>, tracking: &str, id: &str) -> Command {

@@ -45,7 +45,7 @@ impl OdooAdapter {
 
 impl Adapter for OdooAdapter {
     fn deliver(&self, command: &Command, call: Call<'_>) -> Result<Vec<InboundEvent>, Failure> {
-        let orm = Orm { odoo: &self.odoo, trace: call.trace };
+        let orm = Orm { odoo: &self.odoo, trace: call.trace, throttle: call.throttle, calls: std::cell::Cell::new(0) };
         match &command.body {
             CommandBody::ConfirmShipment(c) => stock::confirm_shipment(&orm, c).map(|()| Vec::new()),
             CommandBody::CreateBackorder(b) => {
@@ -82,10 +82,20 @@ fn invoice_ref(body: &EventBody) -> String {
 struct Orm<'a> {
     odoo: &'a Odoo,
     trace: Option<&'a TraceHeaders>,
+    /// The target's throttle: every request after the first takes a token.
+    throttle: Option<&'a crate::target::Target>,
+    calls: std::cell::Cell<u32>,
 }
 
 impl Orm<'_> {
     fn call(&self, c: OrmCall) -> Result<Value, Failure> {
+        let n = self.calls.get();
+        self.calls.set(n + 1);
+        if n > 0
+            && let Some(t) = self.throttle
+        {
+            t.wait_token();
+        }
         self.odoo.call(&c, self.trace)
     }
 
