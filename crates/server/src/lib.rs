@@ -8,3 +8,4 @@ pub mod dlq;
 pub mod ingest;
 pub mod node;
 pub mod observe;
+pub mod registry;

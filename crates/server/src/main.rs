@@ -65,6 +65,9 @@ enum Command {
         /// Metrics and health listen address (overrides `metrics.listen`; empty: off).
         #[arg(long)]
         metrics_listen: Option<String>,
+        /// Schema registry API listen address (overrides `registry.listen`; empty: off).
+        #[arg(long)]
+        registry_listen: Option<String>,
         /// Use the demo's master data instead of `catalog` (to add replicas to a
         /// `waybill run --kafka` demo).
         #[arg(long)]
@@ -430,7 +433,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Saga { command } => remote::saga(command),
         Command::Order { command } => remote::order(command),
         Command::Trace { source_ref, remote } => remote::trace(&source_ref, &remote),
-        Command::Serve { common, listen, control_listen, metrics_listen, demo_catalog } => {
+        Command::Serve { common, listen, control_listen, metrics_listen, registry_listen, demo_catalog } => {
             let mut extra = Figment::new();
             if let Some(l) = listen {
                 extra = extra.merge(Serialized::default("ingest.listen", l));
@@ -441,6 +444,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(l) = metrics_listen {
                 extra = extra.merge(Serialized::default("metrics.listen", l));
             }
+            if let Some(l) = registry_listen {
+                extra = extra.merge(Serialized::default("registry.listen", l));
+            }
             let cfg = common.load(extra)?;
             let _telemetry = init_telemetry(&cfg)?;
             let catalog = if demo_catalog { demo::world::catalog() } else { cfg.load_catalog()? };
@@ -448,6 +454,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let kafka = backend.is_kafka();
             let node = node::Node::start_on(&cfg, backend, catalog)?;
             tracing::info!(data_dir = %cfg.data_dir.display(), partitions = cfg.partitions, kafka, control = ?node.control_addr(), "waybill serving");
+            println!("waybill serving; listening on:\n{}", node.listeners().join("\n"));
             let stop = Arc::new(AtomicBool::new(false));
             let s = stop.clone();
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -100,8 +100,11 @@ pub struct Node {
     pub stats: Arc<Stats>,
     /// Where ingestion listens, when enabled.
     pub ingest_addr: Option<SocketAddr>,
+    ingest_tls: bool,
     /// Where `/metrics`, `/healthz` and `/readyz` are served, when enabled.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where the Confluent Schema Registry API is served, when enabled.
+    pub registry_addr: Option<SocketAddr>,
     /// The gRPC control plane, when enabled (`control.listen`).
     pub control: Option<ControlServer>,
     member: Option<Member>,
@@ -167,7 +170,9 @@ impl Node {
             projections,
             stats: coordinator.stats(),
             ingest_addr: None,
+            ingest_tls: false,
             metrics_addr: None,
+            registry_addr: None,
             control: None,
             member,
             #[cfg(feature = "kafka")]
@@ -192,6 +197,7 @@ impl Node {
                 (Some(cert), Some(key)) => Some(ingest::tls_config(cert, key, cfg.ingest.client_ca.as_deref())?),
                 _ => None,
             };
+            node.ingest_tls = tls.is_some();
             node.ingest_addr = Some(node.serve_http(
                 "ingest-http",
                 "ingest.listen",
@@ -207,6 +213,15 @@ impl Node {
                 "metrics.listen",
                 &cfg.metrics.listen,
                 observe::router(health),
+                None,
+            )?);
+        }
+        if !cfg.registry.listen.is_empty() {
+            node.registry_addr = Some(node.serve_http(
+                "registry-http",
+                "registry.listen",
+                &cfg.registry.listen,
+                crate::registry::router(),
                 None,
             )?);
         }
@@ -296,6 +311,26 @@ impl Node {
     /// Where the control plane listens, when enabled.
     pub fn control_addr(&self) -> Option<SocketAddr> {
         self.control.as_ref().map(ControlServer::addr)
+    }
+
+    /// Every listener of this node, one line each (`ingestion  http://127.0.0.1:8420/v1/events`),
+    /// for the start-up banner: a port chosen by the OS (`:0`) is only known here.
+    pub fn listeners(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut add = |what: &str, url: String| out.push(format!("  {what:<16} {url}"));
+        if let Some(a) = self.ingest_addr {
+            add("ingestion", format!("{}://{a}/v1/events", if self.ingest_tls { "https" } else { "http" }));
+        }
+        if let Some(a) = self.control_addr() {
+            add("control plane", format!("{a} (gRPC; the CLI's --server http://{a})"));
+        }
+        if let Some(a) = self.registry_addr {
+            add("schema registry", format!("http://{a} (Confluent API; schema.registry.url)"));
+        }
+        if let Some(a) = self.metrics_addr {
+            add("metrics", format!("http://{a}/metrics, /healthz, /readyz"));
+        }
+        out
     }
 
     /// Stops every worker and waits for them.
