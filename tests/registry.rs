@@ -122,6 +122,63 @@ fn serve_prints_every_listener_and_answers_like_a_confluent_registry() {
     );
     assert_eq!(call("GET", &format!("{url}/config/waybill.command.PostInvoice"), None).2["compatibilityLevel"], "FULL");
     assert_eq!(call("GET", &format!("{url}/mode"), None).2, serde_json::json!({"mode": "READONLY"}));
+
+    // A release manager's check against a running deployment: nothing changes.
+    let out = Command::new(BIN).args(["schemas", "check", "--against", &url]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("0 new schema version(s), 0 incompatible change(s)"), "{text}");
+}
+
+/// A copy of `schemas/` as the last release had it, changed by `edit`.
+fn released_schemas(edit: impl FnOnce(&std::path::Path)) -> tempfile::TempDir {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
+    let dir = tempfile::tempdir().unwrap();
+    for entry in walk(&src) {
+        let to = dir.path().join(entry.strip_prefix(&src).unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &to).unwrap();
+    }
+    edit(dir.path());
+    dir
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
+
+#[test]
+fn schemas_check_lists_new_versions_and_fails_on_an_edited_release() {
+    // The release did not have Checkpoint v2 yet: this build adds it, compatibly.
+    let older = released_schemas(|d| {
+        let ids = std::fs::read_to_string(d.join("ids.txt")).unwrap();
+        std::fs::write(d.join("ids.txt"), ids.replace("91 waybill.journal.Checkpoint v2\n", "")).unwrap();
+    });
+    let out = Command::new(BIN).args(["schemas", "check", "--against"]).arg(older.path()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("new version    waybill.journal.Checkpoint v2 (id 91): ok"), "{text}");
+    assert!(text.contains("safe to deploy"), "{text}");
+
+    // The release's PostInvoice v1 differs from this build's: someone edited a released file.
+    let edited = released_schemas(|d| {
+        let p = d.join("waybill.command/PostInvoice/v1.avsc");
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        v["fields"][1]["type"]["fields"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"name": "legacy", "type": "string", "doc": "x"}));
+        std::fs::write(&p, v.to_string()).unwrap();
+    });
+    let out = Command::new(BIN).args(["schemas", "check", "--against"]).arg(edited.path()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("EDITED         waybill.command.PostInvoice v1 (id 24): INCOMPATIBLE"), "{text}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("incompatible schema changes"));
 }
 
 fn python() -> PathBuf {

@@ -47,6 +47,7 @@
 //! field and as many items in one array or map; a record claiming more is a decode error
 //! (a dead letter), never a huge allocation.
 
+pub mod changelog;
 pub mod codec;
 pub mod compat;
 pub mod confluent;
@@ -55,6 +56,7 @@ mod error;
 pub mod json;
 pub mod levels;
 pub mod registry;
+pub mod release;
 pub mod samples;
 pub mod wire;
 

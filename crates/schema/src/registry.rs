@@ -130,6 +130,11 @@ impl RegisteredSchema {
         &self.full_name
     }
 
+    /// Where the file lives under `schemas/`.
+    pub fn path(&self) -> String {
+        SchemaSource { id: self.id, full_name: &self.full_name, version: self.version, json: "" }.path()
+    }
+
     /// Name without namespace, e.g. `OrderReleased`.
     pub fn name(&self) -> &str {
         &self.full_name[self.name_at..]

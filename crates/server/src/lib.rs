@@ -9,3 +9,4 @@ pub mod ingest;
 pub mod node;
 pub mod observe;
 pub mod registry;
+pub mod schemas;

@@ -110,6 +110,11 @@ enum Command {
         #[command(subcommand)]
         command: OrderCommand,
     },
+    /// The schema catalog against a deployment: what would change, and is it safe.
+    Schemas {
+        #[command(subcommand)]
+        command: SchemasCommand,
+    },
     /// Everything related to a source reference (odoo:SO0042, wms:SHP-1, ...).
     Trace {
         /// `system:id`.
@@ -330,6 +335,24 @@ fn parse_age(s: &str) -> Result<i64, String> {
 }
 
 #[derive(Debug, Subcommand)]
+enum SchemasCommand {
+    /// What deploying this build changes in the schemas a deployment knows: new
+    /// subjects, new versions, and incompatible edits at each subject's level (exits
+    /// non-zero on any incompatible change).
+    Check {
+        /// The deployment: a Confluent-compatible registry URL (`http://registry:8081`,
+        /// or a running Waybill's `registry.listen`), or the `schemas/` folder of the
+        /// release it runs.
+        #[arg(long)]
+        against: String,
+        /// Registry credentials: a file whose first line is `user:password` (basic
+        /// auth) or `Bearer <token>`.
+        #[arg(long)]
+        credentials: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum TopicsCommand {
     /// Compare the topics on the brokers with the plan (partitions, replication,
     /// retention); exits non-zero if a topic has the wrong partition count.
@@ -478,6 +501,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Topics { command } => topics(command),
+        Command::Schemas { command: SchemasCommand::Check { against, credentials } } => {
+            let report = waybill_server::schemas::check(&against, credentials.as_deref())?;
+            print!("{report}");
+            if report.breaks() {
+                anyhow::bail!("incompatible schema changes against {against}; see the lines marked INCOMPATIBLE");
+            }
+            Ok(())
+        }
         Command::Projections { command: ProjectionsCommand::Rebuild { common } } => {
             let cfg = common.load(Figment::new())?;
             let _telemetry = init_telemetry(&cfg)?;
