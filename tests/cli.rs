@@ -64,6 +64,8 @@ fn dead_letters_can_be_listed_after_a_run() {
             "",
             "--metrics-listen",
             "",
+            "--registry-listen",
+            "",
             "--data-dir",
             data,
         ],

@@ -383,19 +383,15 @@ impl Default for MetricsConfig {
 /// not producing systems, so it is not on the ingestion port, whose every call is
 /// authenticated as a system; it needs no credentials because it only publishes the
 /// topics' schemas and changes nothing. Subjects are record full names (RecordNameStrategy).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegistryConfig {
-    /// Listen address; empty disables the API. Confluent's registry defaults to port
-    /// 8081; Waybill's sits beside its other ports (ingestion 8420, control plane 8421).
+    /// Listen address, e.g. `0.0.0.0:8422`; empty (the default) disables the API. The
+    /// shipped configurations (`deploy/`) and `waybill run` serve it on 8422, beside
+    /// ingestion (8420) and the control plane (8421); Confluent's own registry uses 8081.
     pub listen: String,
 }
 
-impl Default for RegistryConfig {
-    fn default() -> Self {
-        RegistryConfig { listen: "127.0.0.1:8422".into() }
-    }
-}
 
 /// Coordinator settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
