@@ -392,7 +392,6 @@ pub struct RegistryConfig {
     pub listen: String,
 }
 
-
 /// Coordinator settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -382,6 +382,9 @@ enum DlqCommand {
     List {
         #[command(flatten)]
         common: Common,
+        /// `table` or `json` (every header, the key, and the bytes in base64).
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
     },
     /// Append dead letters back to the topic they came from (after a fix).
     Replay {
@@ -522,11 +525,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dlq { command } => match command {
-            DlqCommand::List { common } => {
+            DlqCommand::List { common, output } => {
                 let cfg = common.load(Figment::new())?;
                 let _telemetry = init_telemetry(&cfg)?;
                 let log = node::open_log(&cfg)?;
-                dlq::print_list(log.as_ref(), &mut std::io::stdout())
+                match output {
+                    Output::Table => dlq::print_list(log.as_ref(), &mut std::io::stdout()),
+                    Output::Json => dlq::print_list_json(log.as_ref(), &mut std::io::stdout()),
+                }
             }
             DlqCommand::Replay { common, matching } => {
                 let cfg = common.load(Figment::new())?;

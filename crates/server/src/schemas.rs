@@ -168,8 +168,8 @@ pub fn check(against: &str, credentials: Option<&Path>) -> anyhow::Result<Report
     Ok(waybill_schema::release::compare(Registry::embedded(), Levels::embedded(), &changelog::embedded(), &deployed))
 }
 
-/// Standard base64 (for the basic-auth header).
-fn base64(bytes: &[u8]) -> String {
+/// Standard base64 (the basic-auth header, bytes in JSON output).
+pub fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
