@@ -153,6 +153,34 @@ struct Remote {
     output: Output,
 }
 
+/// A running server's control plane for `dlq` (without `--server`, `dlq` reads the log).
+#[derive(Debug, Clone, Args)]
+struct DlqRemote {
+    /// Control plane URL of a running server, e.g. `http://127.0.0.1:8421`.
+    #[arg(long)]
+    server: Option<String>,
+    /// Bearer token (an operator's).
+    #[arg(long, env = "WAYBILL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// CA certificate (PEM) that signed the server's certificate, for https.
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
+}
+
+impl DlqRemote {
+    /// The control-plane options, when `--server` was given.
+    fn remote(&self, output: Output) -> Option<Remote> {
+        Some(Remote {
+            server: self.server.clone()?,
+            token: self.token.clone(),
+            ca_cert: self.ca_cert.clone(),
+            client_cert: None,
+            client_key: None,
+            output,
+        })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum ApprovalsCommand {
     /// Held postings, oldest first.
@@ -378,21 +406,35 @@ enum ProjectionsCommand {
 
 #[derive(Debug, Subcommand)]
 enum DlqCommand {
-    /// List dead letters with their reasons.
+    /// List dead letters with their reasons: from a running server's control plane with
+    /// `--server` (operator, audited), else from the log in the data directory (the
+    /// server stopped).
     List {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        remote: DlqRemote,
+        /// Only records whose reason contains this text.
+        #[arg(long)]
+        matching: Option<String>,
         /// `table` or `json` (every header, the key, and the bytes in base64).
         #[arg(long, value_enum, default_value = "table")]
         output: Output,
     },
-    /// Append dead letters back to the topic they came from (after a fix).
+    /// Append dead letters back to the topic they came from (after a fix): through a
+    /// running server's control plane with `--server` (operator, audited), else
+    /// directly to the log in the data directory (the server stopped).
     Replay {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        remote: DlqRemote,
         /// Only records whose reason contains this text.
         #[arg(long)]
         matching: Option<String>,
+        /// Why (recorded in the audit; with `--server`).
+        #[arg(long, default_value = "")]
+        note: String,
     },
 }
 
@@ -525,7 +567,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dlq { command } => match command {
-            DlqCommand::List { common, output } => {
+            DlqCommand::List { remote: DlqRemote { server: Some(_), .. }, .. }
+            | DlqCommand::Replay { remote: DlqRemote { server: Some(_), .. }, .. } => remote::dlq(command),
+            DlqCommand::List { common, output, matching, .. } => {
+                if matching.is_some() {
+                    anyhow::bail!(
+                        "--matching filters the listing of a running server (--server); without it, filter the output (grep, jq)"
+                    );
+                }
                 let cfg = common.load(Figment::new())?;
                 let _telemetry = init_telemetry(&cfg)?;
                 let log = node::open_log(&cfg)?;
@@ -534,7 +583,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Output::Json => dlq::print_list_json(log.as_ref(), &mut std::io::stdout()),
                 }
             }
-            DlqCommand::Replay { common, matching } => {
+            DlqCommand::Replay { common, matching, .. } => {
                 let cfg = common.load(Figment::new())?;
                 let _telemetry = init_telemetry(&cfg)?;
                 let log = node::open_log(&cfg)?;

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use waybill_control::client::{self, ClientOptions, Clients};
 use waybill_control::proto;
 
-use super::{ApprovalsCommand, ExceptionsCommand, OrderCommand, Output, Remote, SagaCommand};
+use super::{ApprovalsCommand, DlqCommand, ExceptionsCommand, OrderCommand, Output, Remote, SagaCommand};
 
 fn call<T>(remote: &Remote, f: impl AsyncFnOnce(Clients) -> Result<T, tonic::Status>) -> anyhow::Result<T> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -445,4 +445,67 @@ pub(super) fn trace(source_ref: &str, remote: &Remote) -> anyhow::Result<()> {
         .collect();
     print!("{}", table(&["KIND", "ID", "NAME", "WHERE", "AGO"], &rows));
     Ok(())
+}
+
+/// `waybill dlq list|replay --server`: through the control plane (operator, audited).
+pub(super) fn dlq(command: DlqCommand) -> anyhow::Result<()> {
+    match command {
+        DlqCommand::List { remote, matching, output, .. } => {
+            let remote = remote.remote(output).expect("called with --server");
+            let req = proto::ListDeadLettersRequest { matching: matching.unwrap_or_default(), limit: 0 };
+            let r = call(&remote, async move |mut c| Ok(c.workbench.list_dead_letters(req).await?.into_inner()))?;
+            if remote.output == Output::Json {
+                let items: Vec<serde_json::Value> = r
+                    .dead_letters
+                    .iter()
+                    .map(|d| {
+                        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                        serde_json::json!({
+                            "partition": d.partition,
+                            "offset": d.offset,
+                            "kind": d.kind,
+                            "reason": d.reason,
+                            "source_topic": d.source_topic,
+                            "caller": (!d.caller.is_empty()).then_some(&d.caller),
+                            "key": text(&d.key),
+                            "headers": d.headers.iter().map(|h| (h.key.clone(), serde_json::Value::String(text(&h.value)))).collect::<serde_json::Map<_, _>>(),
+                            "value_base64": waybill_server::schemas::base64(&d.value),
+                            "timestamp_ms": d.timestamp_ms,
+                        })
+                    })
+                    .collect();
+                return json(&items);
+            }
+            let rows: Vec<Vec<String>> = r
+                .dead_letters
+                .iter()
+                .map(|d| {
+                    let from = if d.caller.is_empty() {
+                        d.source_topic.clone()
+                    } else {
+                        format!("{} ({})", d.source_topic, d.caller)
+                    };
+                    vec![format!("{}@{}", d.partition, d.offset), d.kind.clone(), from, d.reason.clone()]
+                })
+                .collect();
+            print!("{}", table(&["position", "kind", "from", "reason"], &rows));
+            println!(
+                "{} dead letters{}",
+                r.total,
+                if (r.total as usize) > r.dead_letters.len() {
+                    format!(" ({} shown)", r.dead_letters.len())
+                } else {
+                    String::new()
+                }
+            );
+            Ok(())
+        }
+        DlqCommand::Replay { remote, matching, note, .. } => {
+            let remote = remote.remote(Output::Table).expect("called with --server");
+            let req = proto::ReplayDeadLettersRequest { matching: matching.unwrap_or_default(), note };
+            let r = call(&remote, async move |mut c| Ok(c.workbench.replay_dead_letters(req).await?.into_inner()))?;
+            println!("replayed {} dead letters to their original topics", r.replayed);
+            Ok(())
+        }
+    }
 }
