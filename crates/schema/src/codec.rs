@@ -331,7 +331,7 @@ impl Registry {
     fn encode_family<T: Family>(&self, value: &T) -> Result<Vec<u8>> {
         let schema = self.latest_of(T::KIND, value.name())?;
         let mut out = Vec::with_capacity(256);
-        wire::write_header(schema.id(), &mut out);
+        wire::write_header(self.wire_id(schema.id()), &mut out);
         if schema.direct_write {
             value.write_datum(schema.expanded(), &mut out).map_err(encode_error(schema))?;
         } else {
@@ -349,7 +349,7 @@ impl Registry {
     /// be read without an intermediate `Value` (see [`datum`]).
     fn direct<'b>(&self, bytes: &'b [u8], accept: &[Kind]) -> Option<(&RegisteredSchema, &'b [u8])> {
         let (id, datum) = wire::unframe(bytes).ok()?;
-        let writer = self.get(id)?;
+        let writer = self.by_wire_id(id)?;
         (writer.direct_read && accept.contains(&writer.kind())).then_some((writer, datum))
     }
 
@@ -411,7 +411,7 @@ impl Registry {
     pub fn encode_checkpoint(&self, checkpoint: &Checkpoint) -> Result<Vec<u8>> {
         let schema = self.latest_of(Kind::Checkpoint, "Checkpoint")?;
         let mut out = Vec::with_capacity(64);
-        wire::write_header(schema.id(), &mut out);
+        wire::write_header(self.wire_id(schema.id()), &mut out);
         if schema.direct_write {
             apache_avro::write_avro_datum_ref(schema.expanded(), checkpoint, &mut out).map_err(encode_error(schema))?;
         } else {
@@ -473,14 +473,14 @@ impl Registry {
             .and_then(|v| v.resolve(&schema))
             .and_then(|v| apache_avro::to_avro_datum(&schema, v))
             .map_err(encode_error(entry))?;
-        Ok(wire::frame(entry.id(), &datum))
+        Ok(wire::frame(self.wire_id(entry.id()), &datum))
     }
 
     /// **Benchmark baseline only.** Like [`Registry::decode_event`] but parses the writer
     /// and reader schema JSON on every call and always runs schema resolution.
     pub fn decode_event_naive(&self, bytes: &[u8]) -> Result<InboundEvent> {
         let (id, mut datum) = wire::unframe(bytes)?;
-        let writer = self.get(id).ok_or(Error::UnknownSchemaId { id })?;
+        let writer = self.by_wire_id(id).ok_or(Error::UnknownSchemaId { id })?;
         if writer.kind() != Kind::Event {
             return Err(Error::WrongKind {
                 id,

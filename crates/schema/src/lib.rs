@@ -53,6 +53,7 @@ pub mod compat;
 pub mod confluent;
 mod datum;
 mod error;
+pub mod external;
 pub mod json;
 pub mod levels;
 pub mod registry;

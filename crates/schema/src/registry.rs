@@ -331,7 +331,7 @@ impl Registry {
     /// The schema a framed record names in its header.
     pub fn schema_of(&self, bytes: &[u8]) -> Result<&RegisteredSchema> {
         let (id, _) = wire::unframe(bytes)?;
-        self.get(id).ok_or(Error::UnknownSchemaId { id })
+        self.by_wire_id(id).ok_or(Error::UnknownSchemaId { id })
     }
 
     /// The latest schema of `kind` with short name `name`; used by the encoders.
@@ -352,7 +352,7 @@ impl Registry {
         accept: &[Kind],
     ) -> Result<(&RegisteredSchema, &RegisteredSchema, Value)> {
         let (id, mut datum) = wire::unframe(bytes)?;
-        let writer = self.get(id).ok_or(Error::UnknownSchemaId { id })?;
+        let writer = self.by_wire_id(id).ok_or(Error::UnknownSchemaId { id })?;
         if !accept.contains(&writer.kind) {
             return Err(Error::WrongKind {
                 id,

@@ -177,7 +177,25 @@ pub fn compare(registry: &Registry, levels: &Levels, entries: &[Entry], deployed
                         )],
                     )
                 } else {
-                    (ChangeKind::OnlyDeployed, Vec::new())
+                    // Another producer's version: this build's reader must read it.
+                    let latest = ours.last().expect("a subject has a version");
+                    let problems = crate::compat::check_candidate(
+                        subject,
+                        crate::Level::Backward,
+                        &[&d.schema],
+                        latest.schema(),
+                    )
+                    .into_iter()
+                    .map(|p| {
+                        format!(
+                            "the registry holds {subject} version {} (id {}), which this build's v{} cannot read: {p}",
+                            d.version,
+                            d.id,
+                            latest.version()
+                        )
+                    })
+                    .collect();
+                    (ChangeKind::OnlyDeployed, problems)
                 };
                 report.changes.push(Change {
                     subject: subject.to_string(),
@@ -237,7 +255,7 @@ impl fmt::Display for Report {
             let verdict = if c.breaks() {
                 "INCOMPATIBLE"
             } else if matches!(c.kind, ChangeKind::OnlyDeployed) {
-                "not in this build"
+                "not in this build; readable"
             } else {
                 "ok"
             };

@@ -390,6 +390,17 @@ pub struct RegistryConfig {
     /// shipped configurations (`deploy/`) and `waybill run` serve it on 8422, beside
     /// ingestion (8420) and the control plane (8421); Confluent's own registry uses 8081.
     pub listen: String,
+    /// The company's schema registry (Confluent, Karapace, Apicurio's Confluent API),
+    /// e.g. `https://registry.example.com`: Waybill then writes and reads records with
+    /// the ids that registry assigned to the catalog (`waybill schemas push` registers
+    /// it). At start-up it looks every catalog schema up there, caches the ids in
+    /// `<data_dir>/registry-ids.json` (used when the registry is unreachable at a later
+    /// start), and refuses to start, naming the subject, when a schema is missing or the
+    /// registry holds a version this build cannot read. Unset: the catalog's own ids.
+    pub url: Option<String>,
+    /// File whose first line is `user:password` (basic auth) or `Bearer <token>`, for
+    /// `url`.
+    pub credentials_file: Option<PathBuf>,
 }
 
 /// Coordinator settings.
@@ -506,6 +517,22 @@ impl Config {
                     self.registry.listen
                 ),
             });
+        }
+        if let Some(url) = &self.registry.url {
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                return Err(ConfigError::Invalid {
+                    key: "registry.url",
+                    problem: format!("{url:?} is not an http:// or https:// URL of a schema registry"),
+                });
+            }
+            if !self.registry.listen.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "registry.listen",
+                    problem: format!(
+                        "records carry the ids of the registry at {url} (registry.url), so serving the catalog's own ids would mislead tools; point them at {url} and leave registry.listen empty"
+                    ),
+                });
+            }
         }
         if self.metrics.stuck_after_secs == 0 {
             return Err(ConfigError::Invalid { key: "metrics.stuck_after_secs", problem: "must be at least 1".into() });

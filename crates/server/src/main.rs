@@ -378,6 +378,19 @@ enum SchemasCommand {
         #[arg(long)]
         credentials: Option<PathBuf>,
     },
+    /// Register the catalog in a Confluent-compatible registry (Confluent, Karapace,
+    /// Apicurio's Confluent API): each subject's compatibility level, then every version
+    /// in order; prints the ids it assigned. Refuses, naming the subject, when the
+    /// registry holds something incompatible. Then start Waybill with `[registry] url`.
+    Push {
+        /// The registry URL.
+        #[arg(long)]
+        registry: String,
+        /// Registry credentials: a file whose first line is `user:password` (basic
+        /// auth) or `Bearer <token>`.
+        #[arg(long)]
+        credentials: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -546,6 +559,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Topics { command } => topics(command),
+        Command::Schemas { command: SchemasCommand::Push { registry, credentials } } => {
+            let pushed = waybill_server::schemas::push(&registry, credentials.as_deref())?;
+            print!("{pushed}");
+            Ok(())
+        }
         Command::Schemas { command: SchemasCommand::Check { against, credentials } } => {
             let report = waybill_server::schemas::check(&against, credentials.as_deref())?;
             print!("{report}");

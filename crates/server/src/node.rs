@@ -78,6 +78,7 @@ fn open_projections(dir: &Path) -> anyhow::Result<ProjectionStore> {
 
 /// Drops the projections and rebuilds them from the log; returns the records read.
 pub fn rebuild_projections(cfg: &Config) -> anyhow::Result<u64> {
+    crate::schemas::use_external_registry(cfg)?;
     let log = open_log(cfg)?;
     let paths = DataPaths::new(&cfg.data_dir);
     let store = Arc::new(
@@ -126,6 +127,8 @@ impl Node {
     /// Starts a node on `backend`: on Kafka it joins the consumer group and works on the
     /// partitions the group gives it; otherwise it owns every partition.
     pub fn start_on(cfg: &Config, backend: Backend, catalog: Catalog) -> anyhow::Result<Node> {
+        // With `[registry] url`, records carry the company registry's ids from here on.
+        crate::schemas::use_external_registry(cfg)?;
         let log = backend.log.clone();
         let paths = DataPaths::new(&cfg.data_dir);
         let catalog = Arc::new(catalog);

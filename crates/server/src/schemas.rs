@@ -67,6 +67,16 @@ impl RegistryClient {
         self.answer("GET", path, req.call())
     }
 
+    /// `PUT path` with a JSON body: status and JSON body.
+    pub fn put(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        let mut req =
+            self.agent.put(format!("{}{path}", self.base)).header("Content-Type", MEDIA).header("Accept", MEDIA);
+        if let Some(a) = &self.authorization {
+            req = req.header("Authorization", a);
+        }
+        self.answer("PUT", path, req.send(body.to_string().as_bytes()))
+    }
+
     /// `POST path` with a JSON body: status and JSON body.
     pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
         let mut req =
@@ -166,6 +176,153 @@ pub fn check(against: &str, credentials: Option<&Path>) -> anyhow::Result<Report
         deployed_from_dir(Path::new(against))?
     };
     Ok(waybill_schema::release::compare(Registry::embedded(), Levels::embedded(), &changelog::embedded(), &deployed))
+}
+
+/// What `waybill schemas push` did: every catalog schema with the id the registry gave it.
+#[derive(Debug, Clone, Default)]
+pub struct Pushed {
+    /// `(subject, version, catalog id, registry id)`, in catalog order.
+    pub ids: Vec<(String, u32, u32, u32)>,
+    /// Subjects whose compatibility level was set.
+    pub levels_set: usize,
+}
+
+impl std::fmt::Display for Pushed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{:<48} {:>7} {:>10} {:>11}", "subject", "version", "catalog id", "registry id")?;
+        for (s, v, c, r) in &self.ids {
+            writeln!(f, "{s:<48} {v:>7} {c:>10} {r:>11}")?;
+        }
+        writeln!(
+            f,
+            "{} schema versions registered, {} subject levels set; start Waybill with [registry] url to use these ids",
+            self.ids.len(),
+            self.levels_set
+        )
+    }
+}
+
+/// `waybill schemas push --registry URL`: checks the catalog against what the registry
+/// holds (refusing, naming the subject, when it is incompatible), sets each subject's
+/// compatibility level and registers every version in order. Registering a schema a
+/// registry already has answers its existing id, so pushing twice changes nothing.
+pub fn push(url: &str, credentials: Option<&Path>) -> anyhow::Result<Pushed> {
+    let client = RegistryClient::new(url, credentials)?;
+    let registry = Registry::embedded();
+    let levels = Levels::embedded();
+    let report = waybill_schema::release::compare(registry, levels, &changelog::embedded(), &client.deployed()?);
+    if report.breaks() {
+        bail!(
+            "the registry at {url} holds schemas this catalog is incompatible with; nothing was registered:\n{report}"
+        );
+    }
+    let mut pushed = Pushed::default();
+    for subject in registry.full_names() {
+        let level = levels.of(subject);
+        let (status, body) = client.put(&format!("/config/{subject}"), &json!({ "compatibility": level.as_str() }))?;
+        if status == 200 {
+            pushed.levels_set += 1;
+        } else {
+            tracing::warn!(subject, level = level.as_str(), status, body = %body, "the registry did not take the subject's compatibility level");
+        }
+        for s in registry.versions(subject) {
+            let (status, body) = client.post(&format!("/subjects/{subject}/versions"), &schema_body(s.json()))?;
+            let Some(id) = body["id"].as_u64().filter(|_| status == 200) else {
+                bail!(
+                    "registering {subject} v{} (catalog id {}) at {url} answered {status} {body}; {}",
+                    s.version(),
+                    s.id(),
+                    if status == 409 {
+                        "the registry finds it incompatible with what it holds; run `waybill schemas check --against` for the details"
+                    } else {
+                        "fix the cause and push again (what is registered stays)"
+                    }
+                );
+            };
+            pushed.ids.push((subject.to_string(), s.version(), s.id(), id as u32));
+        }
+    }
+    Ok(pushed)
+}
+
+/// The cache of the registry's ids in the data directory.
+fn ids_cache(data_dir: &Path) -> PathBuf {
+    data_dir.join("registry-ids.json")
+}
+
+/// With `[registry] url`, maps every catalog schema to the id the company registry gave
+/// it and installs the map for this process (records are then written and read with
+/// those ids). Refuses, naming the subject, when a schema is not registered or the
+/// registry holds a version this build cannot read. When the registry cannot be reached,
+/// the ids cached by the last start are used. Does nothing without `url`, or when the
+/// map is installed already.
+pub fn use_external_registry(cfg: &crate::config::Config) -> anyhow::Result<()> {
+    let Some(url) = &cfg.registry.url else { return Ok(()) };
+    if waybill_schema::external::installed().is_some() {
+        return Ok(());
+    }
+    let client = RegistryClient::new(url, cfg.registry.credentials_file.as_deref())?;
+    let cache = ids_cache(&cfg.data_dir);
+    let map = match lookup_all(&client, url) {
+        Ok(map) => {
+            std::fs::create_dir_all(&cfg.data_dir)?;
+            let pairs: Vec<(u32, u32)> = map.iter().map(|(c, r)| (*c, *r)).collect();
+            std::fs::write(&cache, serde_json::to_vec(&pairs)?)
+                .with_context(|| format!("writing the registry id cache {}", cache.display()))?;
+            map
+        }
+        Err(LookupError::Unreachable(e)) if cache.is_file() => {
+            tracing::warn!(url = %url, error = %format!("{e:#}"), cache = %cache.display(), "the schema registry is unreachable; using the ids cached at the last start");
+            let pairs: Vec<(u32, u32)> = serde_json::from_slice(&std::fs::read(&cache)?)
+                .with_context(|| format!("{} is not a registry id cache; delete it", cache.display()))?;
+            pairs.into_iter().collect()
+        }
+        Err(LookupError::Unreachable(e) | LookupError::Refused(e)) => return Err(e),
+    };
+    let resolver_client = RegistryClient::new(url, cfg.registry.credentials_file.as_deref())?;
+    let resolver: waybill_schema::external::Resolver = Box::new(move |id| {
+        let (status, body) = resolver_client.get(&format!("/schemas/ids/{id}")).ok()?;
+        (status == 200).then(|| body["schema"].as_str().map(str::to_string)).flatten()
+    });
+    tracing::info!(url = %url, schemas = map.len(), "using the schema registry's ids");
+    waybill_schema::external::install(map, Some(resolver)).map_err(anyhow::Error::msg)
+}
+
+/// Why the registry's ids could not be looked up: it could not be reached (a cached map
+/// may stand in), or it answered and the answer forbids starting.
+enum LookupError {
+    Unreachable(anyhow::Error),
+    Refused(anyhow::Error),
+}
+
+fn lookup_all(client: &RegistryClient, url: &str) -> Result<std::collections::HashMap<u32, u32>, LookupError> {
+    let deployed = client.deployed().map_err(LookupError::Unreachable)?;
+    let report =
+        waybill_schema::release::compare(Registry::embedded(), Levels::embedded(), &changelog::embedded(), &deployed);
+    if report.breaks() {
+        return Err(LookupError::Refused(anyhow::anyhow!(
+            "the schema registry at {url} holds versions this build cannot read; refusing to start:\n{report}"
+        )));
+    }
+    let mut map = std::collections::HashMap::new();
+    for s in Registry::embedded().iter() {
+        let subject = s.full_name();
+        let (status, body) =
+            client.post(&format!("/subjects/{subject}"), &schema_body(s.json())).map_err(LookupError::Unreachable)?;
+        match body["id"].as_u64() {
+            Some(id) if status == 200 => {
+                map.insert(s.id(), id as u32);
+            }
+            _ => {
+                return Err(LookupError::Refused(anyhow::anyhow!(
+                    "subject {subject} version {} (catalog id {}) is not in the schema registry at {url} ({status} {body}); register the catalog with `waybill schemas push --registry {url}` before starting",
+                    s.version(),
+                    s.id()
+                )));
+            }
+        }
+    }
+    Ok(map)
 }
 
 /// Standard base64 (the basic-auth header, bytes in JSON output).
