@@ -86,6 +86,18 @@ fn ingestion_accepts_once_rejects_clearly_and_feeds_the_saga() {
     let reason =
         String::from_utf8_lossy(dead[0].header(waybill_saga::coordinator::headers::DLQ_REASON).unwrap()).into_owned();
     assert!(reason.contains("reused with a different body") && reason.contains(second), "{reason}");
+    // The same headers as a dead letter from a topic: the record's own, then the dlq ones.
+    assert_eq!(dead[0].key, b"SO-HTTP-1");
+    assert_eq!(dead[0].header("waybill.event-id"), Some(&b"odoo:release:SO-HTTP-1"[..]));
+    for (h, want) in [
+        ("waybill.dlq.kind", &b"rule"[..]),
+        ("waybill.dlq.topic", b"http:/v1/events"),
+        ("waybill.dlq.partition", b"-1"),
+        ("waybill.dlq.offset", b"-1"),
+        ("waybill.dlq.caller", b"anonymous"),
+    ] {
+        assert_eq!(dead[0].header(h), Some(want), "{h}");
+    }
 
     // A different event as Avro is accepted.
     let mut other = event.clone();

@@ -199,9 +199,11 @@ fn confluent_kafka_python_decodes_every_record_of_every_topic_after_a_demo_on_ka
     let broker = Broker::start();
     let tmp = tempfile::tempdir().unwrap();
     let registry_port = free_port();
+    let control_port = free_port();
     let orders = 120;
     let mut c = Command::new(BIN);
-    c.args(["run", "--quiet", "--stay", "--listen", "", "--control-listen", "", "--metrics-listen", ""])
+    c.args(["run", "--quiet", "--stay", "--listen", "", "--metrics-listen", ""])
+        .args(["--control-listen", &format!("127.0.0.1:{control_port}")])
         .args(["--registry-listen", &format!("127.0.0.1:{registry_port}")])
         .args(["--rate", "60", "--pick-timeout", "4", "--timeout", "240", "--orders", &orders.to_string()])
         .arg("--data-dir")
@@ -216,6 +218,12 @@ fn confluent_kafka_python_decodes_every_record_of_every_topic_after_a_demo_on_ka
         .and_then(|l| l.split_whitespace().last()?.parse().ok())
         .unwrap_or_else(|| panic!("the summary names the injected garbage:\n{summary}"));
     assert!(injected > 0, "the demo injected garbage:\n{summary}");
+    // An operator's look at the dead letters is audited on waybill.audit.
+    let out = Command::new(BIN)
+        .args(["dlq", "list", "--server", &format!("http://127.0.0.1:{control_port}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/registry-check.py");
     let out = Command::new(&python)
@@ -230,7 +238,14 @@ fn confluent_kafka_python_decodes_every_record_of_every_topic_after_a_demo_on_ka
 
     let count = |topic: &str, what: &str| report[topic][what].as_u64().unwrap_or(0);
     let topics: Vec<&String> = report.as_object().unwrap().keys().collect();
-    for t in ["waybill.journal", "waybill.control", "waybill.dlq", "waybill.inbound.odoo", "waybill.commands.wms"] {
+    for t in [
+        "waybill.journal",
+        "waybill.control",
+        "waybill.dlq",
+        "waybill.audit",
+        "waybill.inbound.odoo",
+        "waybill.commands.wms",
+    ] {
         assert!(count(t, "records") > 0, "{t} has records: {report:#}");
     }
     let mut decoded = 0;

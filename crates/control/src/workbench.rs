@@ -107,8 +107,7 @@ impl Control {
             detail: detail.into(),
         };
         let key = if c.order_ref.is_empty() { c.target.to_string() } else { c.order_ref.clone() };
-        let value =
-            serde_json::to_vec(&x).map_err(|e| Error::Internal(format!("cannot encode an audit record: {e}")))?;
+        let value = crate::audit::encode_edge(&x)?;
         let record = Record::keyed(AUDIT_TOPIC, key.into_bytes(), value)
             .with_header(headers::ACTOR, c.who.identity.as_bytes().to_vec())
             .with_header(headers::ROLE, c.who.role.as_str().as_bytes().to_vec())

@@ -424,6 +424,28 @@ impl Registry {
         Ok(out)
     }
 
+    /// Encodes a record of a kind without a domain type (`waybill.audit.*`) from its serde
+    /// form, with the latest version of the schema `full_name`: through an Avro `Value`
+    /// and schema resolution, so fields are matched by name.
+    pub fn encode_record<T: serde::Serialize>(&self, full_name: &str, value: &T) -> Result<Vec<u8>> {
+        let schema = self
+            .latest(full_name)
+            .filter(|s| s.kind() == Kind::Audit)
+            .ok_or_else(|| Error::UnknownSchema { full_name: full_name.to_string(), version: None })?;
+        let datum = apache_avro::to_value(value)
+            .and_then(|v| v.resolve(schema.expanded()))
+            .and_then(|v| apache_avro::to_avro_datum(schema.expanded(), v))
+            .map_err(encode_error(schema))?;
+        Ok(wire::frame(self.wire_id(schema.id()), &datum))
+    }
+
+    /// Decodes a Confluent-framed record of a kind without a domain type
+    /// (`waybill.audit.*`) into its serde form, resolving older writer versions.
+    pub fn decode_record<T: serde::de::DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+        let (writer, reader, value) = self.decode_value(bytes, &[Kind::Audit])?;
+        apache_avro::from_value(&value).map_err(|e| to_domain_error(writer, reader, e))
+    }
+
     /// Decodes a Confluent-framed journal checkpoint.
     pub fn decode_checkpoint(&self, bytes: &[u8]) -> Result<Checkpoint> {
         if let Some(checkpoint) = self.decode_checkpoint_direct(bytes) {

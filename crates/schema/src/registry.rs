@@ -49,6 +49,10 @@ pub enum Kind {
     Journal,
     /// `waybill.journal.Checkpoint`: a [`Checkpoint`](waybill_domain::journal::Checkpoint).
     Checkpoint,
+    /// `waybill.audit.*`: the control plane's own audit records (no domain type; written
+    /// and read through serde with [`Registry::encode_record`] and
+    /// [`Registry::decode_record`]).
+    Audit,
 }
 
 impl Kind {
@@ -58,6 +62,7 @@ impl Kind {
             Kind::Event => "waybill.event",
             Kind::Command => "waybill.command",
             Kind::Journal | Kind::Checkpoint => "waybill.journal",
+            Kind::Audit => "waybill.audit",
         }
     }
 
@@ -68,6 +73,7 @@ impl Kind {
             ("waybill.command", _) => Some(Kind::Command),
             ("waybill.journal", "Checkpoint") => Some(Kind::Checkpoint),
             ("waybill.journal", _) => Some(Kind::Journal),
+            ("waybill.audit", _) => Some(Kind::Audit),
             _ => None,
         }
     }
@@ -79,6 +85,7 @@ impl Kind {
             Kind::Command => "a command (waybill.command.*)",
             Kind::Journal => "a journal event (waybill.journal.*)",
             Kind::Checkpoint => "a journal checkpoint (waybill.journal.Checkpoint)",
+            Kind::Audit => "a control-plane audit record (waybill.audit.*)",
         }
     }
 
@@ -87,6 +94,7 @@ impl Kind {
             Kind::Event => 0,
             Kind::Command => 1,
             Kind::Journal | Kind::Checkpoint => 2,
+            Kind::Audit => 3,
         }
     }
 }
@@ -181,7 +189,7 @@ pub struct Registry {
     families: BTreeMap<String, Vec<u32>>,
     /// Latest id by short name, per namespace slot (see [`Kind::slot`]), so that encoding
     /// finds its schema without building a full name.
-    latest_by_name: [HashMap<String, u32>; 3],
+    latest_by_name: [HashMap<String, u32>; 4],
 }
 
 /// Most bytes of one string or `bytes` field, and most items of one array or map, that
@@ -233,7 +241,7 @@ impl Registry {
             }
             let kind = Kind::of(src.full_name).ok_or_else(|| {
                 Error::Catalog(format!(
-                    "{path} (id {}): namespace of {} is not waybill.event, waybill.command or waybill.journal",
+                    "{path} (id {}): namespace of {} is not waybill.event, waybill.command, waybill.journal or waybill.audit",
                     src.id, src.full_name
                 ))
             })?;
@@ -267,7 +275,7 @@ impl Registry {
         }
 
         let mut families = BTreeMap::new();
-        let mut latest_by_name: [HashMap<String, u32>; 3] = Default::default();
+        let mut latest_by_name: [HashMap<String, u32>; 4] = Default::default();
         for (full_name, by_version) in versions {
             let numbers: Vec<u32> = by_version.keys().copied().collect();
             if numbers.iter().zip(1..).any(|(&v, want)| v != want) {

@@ -62,6 +62,10 @@ pub use http::{IngestHttp, router};
 pub use limits::Limits;
 pub use tls::{serve_tls, tls_config};
 
+/// `waybill.dlq.topic` of a body ingestion refused: it never reached a topic, so `waybill
+/// dlq replay` leaves it (the producer posts it again once fixed).
+pub const HTTP_SOURCE: &str = "http:/v1/events";
+
 /// Header carrying the event id on inbound records, so duplicates can be found without
 /// decoding.
 pub const EVENT_ID_HEADER: &str = "waybill.event-id";
@@ -185,14 +189,21 @@ impl Ingest {
             Err(e) => {
                 let kind = DeadLetterKind::of_decode_error(&e);
                 let reason = format!("ingestion refused the body: {e}");
-                self.dead_letter(caller, body, kind, &reason)?;
+                self.dead_letter(caller, body, None, trace.as_ref(), kind, &reason)?;
                 return Err(IngestError::BadInput(reason));
             }
         };
         let system = match self.admit(caller, &event) {
             Ok(system) => system,
             Err(refusal) => {
-                self.dead_letter(caller, body, refusal.dead_letter.kind, &refusal.dead_letter.reason)?;
+                self.dead_letter(
+                    caller,
+                    body,
+                    Some(&event),
+                    trace.as_ref(),
+                    refusal.dead_letter.kind,
+                    &refusal.dead_letter.reason,
+                )?;
                 if let Some((system, event)) = refusal.ownership {
                     metrics::counter!(names::OWNERSHIP_VIOLATIONS, "system" => system.as_str(), "event" => event)
                         .increment(1);
@@ -202,7 +213,7 @@ impl Ingest {
         };
         if event.meta.correlation_key.is_empty() {
             let reason = "meta.correlation_key is empty; set it to the Odoo sale order name".to_string();
-            self.dead_letter(caller, body, DeadLetterKind::Rule, &reason)?;
+            self.dead_letter(caller, body, Some(&event), trace.as_ref(), DeadLetterKind::Rule, &reason)?;
             return Err(IngestError::BadInput(reason));
         }
         let span = tracing::Span::current();
@@ -241,7 +252,7 @@ impl Ingest {
                     "event id {} reused with a different body: accepted at {t}/{p}/{o} (sha256 {accepted_digest}), this one sha256 {digest}",
                     event.meta.event_id
                 );
-                self.dead_letter(caller, body, DeadLetterKind::Rule, &reason)?;
+                self.dead_letter(caller, body, Some(&event), trace.as_ref(), DeadLetterKind::Rule, &reason)?;
                 return Err(IngestError::Conflict { message, event_id: event.meta.event_id, accepted_digest, digest });
             }
             return Ok(Accepted {
@@ -302,18 +313,32 @@ impl Ingest {
         Ok(system)
     }
 
+    /// Keeps a refused body in the dead-letter topic with the headers a dead letter from
+    /// a topic has: the record's own (event id, trace context — here the ingestion's)
+    /// and key (the correlation key) when the body decoded, then `waybill.dlq.reason`,
+    /// `.kind`, `.topic` (`http:/v1/events`), `.partition` and `.offset` (`-1`: it was
+    /// never on a topic), plus `.caller`, the identity that posted it.
     fn dead_letter(
         &self,
         caller: &Caller,
         body: &[u8],
+        event: Option<&InboundEvent>,
+        trace: Option<&TraceHeaders>,
         kind: DeadLetterKind,
         reason: &str,
     ) -> Result<(), waybill_log::Error> {
         tracing::warn!(caller = %caller.identity, kind = kind.as_str(), reason, "ingested body sent to the dead-letter topic");
-        let record = Record::keyed(topic::DLQ, Vec::new(), body.to_vec())
+        let mut record = match event {
+            Some(e) => record_for(topic::DLQ, e, body.to_vec()),
+            None => Record::keyed(topic::DLQ, Vec::new(), body.to_vec()),
+        };
+        record = with_trace(record, trace);
+        let record = record
             .with_header(headers::DLQ_REASON, reason.as_bytes().to_vec())
             .with_header(headers::DLQ_KIND, kind.as_str().as_bytes().to_vec())
-            .with_header(headers::DLQ_TOPIC, b"http:/v1/events".to_vec())
+            .with_header(headers::DLQ_TOPIC, HTTP_SOURCE.as_bytes().to_vec())
+            .with_header(headers::DLQ_PARTITION, b"-1".to_vec())
+            .with_header(headers::DLQ_OFFSET, b"-1".to_vec())
             .with_header(headers::DLQ_CALLER, caller.identity.as_bytes().to_vec());
         self.log.append(AppendBatch { records: vec![record], positions: vec![] })?;
         metrics::counter!(names::DEAD_LETTERS, "kind" => kind.as_str()).increment(1);
