@@ -163,6 +163,16 @@ fn schemas_check_lists_new_versions_and_fails_on_an_edited_release() {
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("new version    waybill.journal.Checkpoint v2 (id 91): ok"), "{text}");
     assert!(text.contains("safe to deploy"), "{text}");
+    let out = Command::new(BIN)
+        .args(["schemas", "check", "--output", "json", "--against"])
+        .arg(older.path())
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["safe"], true, "{report}");
+    assert_eq!(report["changes"][0]["kind"], "new-version", "{report}");
+    assert_eq!(report["changes"][0]["subject"], "waybill.journal.Checkpoint", "{report}");
+    assert!(report["changes"][0]["entry"]["approved_by"].is_string(), "{report}");
 
     // The release's PostInvoice v1 differs from this build's: someone edited a released file.
     let edited = released_schemas(|d| {

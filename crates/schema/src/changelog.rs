@@ -12,7 +12,7 @@ use crate::registry::Registry;
 pub const EMBEDDED_TEXT: &str = include_str!("../../../schemas/CHANGELOG.md");
 
 /// One row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Entry {
     /// Subject: the record's full name.
     pub subject: String,

@@ -36,7 +36,8 @@ pub struct Deployed {
 }
 
 /// What happens to one schema version.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ChangeKind {
     /// A subject the deployed side does not have.
     NewSubject,
@@ -55,7 +56,7 @@ pub enum ChangeKind {
 }
 
 /// One line of the report.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Change {
     /// Subject.
     pub subject: String,
@@ -79,7 +80,7 @@ impl Change {
 }
 
 /// The report: every change, sorted by subject and version.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Report {
     /// Changes.
     pub changes: Vec<Change>,

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
+use super::render::{Output, json};
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum SchemasCommand {
     /// What deploying this build changes in the schemas a deployment knows: new
@@ -20,6 +22,9 @@ pub(crate) enum SchemasCommand {
         /// auth) or `Bearer <token>`.
         #[arg(long)]
         credentials: Option<PathBuf>,
+        /// `table` (the report as text) or `json` (`changes`, `unchanged`, `safe`).
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
     },
     /// Register the catalog in a Confluent-compatible registry (Confluent, Karapace,
     /// Apicurio's Confluent API): each subject's compatibility level, then every version
@@ -43,9 +48,16 @@ pub(crate) fn run(command: SchemasCommand) -> anyhow::Result<()> {
             print!("{pushed}");
             Ok(())
         }
-        SchemasCommand::Check { against, credentials } => {
+        SchemasCommand::Check { against, credentials, output } => {
             let report = waybill_server::schemas::check(&against, credentials.as_deref())?;
-            print!("{report}");
+            match output {
+                Output::Table => print!("{report}"),
+                Output::Json => json(&serde_json::json!({
+                    "changes": report.changes,
+                    "unchanged": report.unchanged,
+                    "safe": !report.breaks(),
+                }))?,
+            }
             if report.breaks() {
                 anyhow::bail!("incompatible schema changes against {against}; see the lines marked INCOMPATIBLE");
             }
