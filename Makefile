@@ -26,12 +26,16 @@ build: prereqs
 run: build
 	./target/release/waybill run --orders $(ORDERS)
 
+# The schema registry test (tests/registry.rs) reads the topics with confluent-kafka's
+# Python client, from a venv scripts/registry-venv.sh installs once into
+# ~/.cache/waybill/registry-venv.
 # The Kafka tests run in the same pass: a Kafka-protocol broker (Tansu, built once into
 # ~/.cache/waybill/tansu) on 127.0.0.1:19092 for the conformance and group tests, and
 # per-test brokers on free ports for the scale-out and cut-batch tests (tests/kafka_scale.rs,
 # tests/cut_batch.rs).
 test: prereqs
 	scripts/broker.sh start
+	scripts/registry-venv.sh
 	$(CARGO) build --bin waybill
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
@@ -67,9 +71,10 @@ bench-kafka: prereqs
 # cut short (exactly-once effect without transactions).
 test-kafka: prereqs
 	scripts/broker.sh start
+	scripts/registry-venv.sh
 	$(CARGO) build --bin waybill
 	$(CARGO) test -p waybill-log --features kafka --test kafka_conformance --test kafka_group --test kafka_mock \
-		&& $(CARGO) test -p waybill-server --test kafka_scale --test cut_batch; \
+		&& $(CARGO) test -p waybill-server --test kafka_scale --test cut_batch --test registry; \
 		rc=$$?; scripts/broker.sh stop; exit $$rc
 
 # Renders the Kubernetes manifests, validates them offline against the Kubernetes

@@ -64,6 +64,8 @@ fn dead_letters_can_be_listed_after_a_run() {
             "",
             "--metrics-listen",
             "",
+            "--registry-listen",
+            "",
             "--data-dir",
             data,
         ],
@@ -76,6 +78,19 @@ fn dead_letters_can_be_listed_after_a_run() {
     assert!(out.contains("fails master-data checks"), "{out}");
     assert!(out.contains("schema id 9999 is not in the registry"), "{out}");
     assert!(out.contains("dead letters"), "{out}");
+    let (ok, out, err) = waybill(&["dlq", "list", "--data-dir", data, "--output", "json"], &[]);
+    assert!(ok, "{err}");
+    let items: serde_json::Value = serde_json::from_str(&out).expect("dlq list --output json prints JSON");
+    let items = items.as_array().unwrap();
+    assert!(
+        items.iter().any(|d| d["kind"] == "unknown-schema" && d["source_topic"] == "waybill.inbound.carrier"),
+        "{out}"
+    );
+    assert!(
+        items.iter().all(|d| d["reason"].as_str().is_some_and(|r| !r.is_empty()) && d["value_base64"].is_string()),
+        "{out}"
+    );
+    assert!(items.iter().any(|d| d["headers"]["waybill.dlq.kind"] == "decode"), "{out}");
 }
 
 #[test]

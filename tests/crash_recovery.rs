@@ -30,6 +30,8 @@ fn demo(dir: &Path, orders: usize) -> Command {
         "",
         "--metrics-listen",
         "",
+        "--registry-listen",
+        "",
         "--pick-timeout",
         "1.0",
         "--rate",

@@ -1,7 +1,8 @@
 //! The ingestion endpoint over real HTTP: JSON and Confluent-Avro bodies are accepted
-//! once durable, a redelivery is answered with the original position, bad bodies get a
-//! 400 that says what is wrong and land in the dead-letter topic, and an accepted order
-//! flows on into its saga.
+//! once durable, a redelivery is answered with the original position, the same event id
+//! with another body gets a 409 with both digests, bad bodies get a 400 that says what is
+//! wrong and land in the dead-letter topic, an unsupported Content-Type a 415, and an
+//! accepted order flows on into its saga.
 
 use std::time::{Duration, Instant};
 
@@ -64,6 +65,40 @@ fn ingestion_accepts_once_rejects_clearly_and_feeds_the_saga() {
     let (status, body) = post(&url, "application/vnd.confluent.avro", &avro);
     assert_eq!((status, body["status"].as_str()), (200, Some("duplicate")));
 
+    // The same event id with another body is not a duplicate: 409 with both digests, and
+    // the second body is kept in the dead-letter topic.
+    let mut changed = event.clone();
+    changed.meta.correlation_key = "SO-HTTP-1".into();
+    if let waybill_domain::EventBody::OrderReleased(o) = &mut changed.body {
+        o.currency = "CHF".into();
+    }
+    let (status, body) = post(&url, "application/json", &waybill_schema::encode_event_json(&changed));
+    assert_eq!(status, 409, "{body}");
+    let (accepted, second) = (body["accepted_digest"].as_str().unwrap(), body["digest"].as_str().unwrap());
+    assert_eq!((accepted.len(), second.len()), (64, 64), "sha256 in hex: {body}");
+    assert_ne!(accepted, second);
+    assert_eq!(body["event_id"], "odoo:release:SO-HTTP-1");
+    let msg = body["error"].as_str().unwrap();
+    assert!(msg.contains(accepted) && msg.contains(second) && msg.contains("new event id"), "{msg}");
+    let dead: Vec<_> = (0..2).flat_map(|p| log.read(topic::DLQ, p, 0, 100).unwrap()).collect();
+    assert_eq!(dead.len(), 1, "the conflicting body is dead-lettered");
+    assert_eq!(waybill_schema::decode_event_json(&dead[0].value).unwrap(), changed);
+    let reason =
+        String::from_utf8_lossy(dead[0].header(waybill_saga::coordinator::headers::DLQ_REASON).unwrap()).into_owned();
+    assert!(reason.contains("reused with a different body") && reason.contains(second), "{reason}");
+    // The same headers as a dead letter from a topic: the record's own, then the dlq ones.
+    assert_eq!(dead[0].key, b"SO-HTTP-1");
+    assert_eq!(dead[0].header("waybill.event-id"), Some(&b"odoo:release:SO-HTTP-1"[..]));
+    for (h, want) in [
+        ("waybill.dlq.kind", &b"rule"[..]),
+        ("waybill.dlq.topic", b"http:/v1/events"),
+        ("waybill.dlq.partition", b"-1"),
+        ("waybill.dlq.offset", b"-1"),
+        ("waybill.dlq.caller", b"anonymous"),
+    ] {
+        assert_eq!(dead[0].header(h), Some(want), "{h}");
+    }
+
     // A different event as Avro is accepted.
     let mut other = event.clone();
     other.meta.event_id = "odoo:cancel:SO-HTTP-2".into();
@@ -80,10 +115,10 @@ fn ingestion_accepts_once_rejects_clearly_and_feeds_the_saga() {
     assert_eq!(status, 400);
     assert!(body["error"].as_str().unwrap().contains("schema id 99 is not in the registry"), "{body}");
     let (status, body) = post(&url, "text/plain", b"hello");
-    assert_eq!(status, 400);
+    assert_eq!(status, 415, "an unsupported media type: {body}");
     assert!(body["error"].as_str().unwrap().contains("application/json"), "{body}");
     let dlq: usize = (0..2).map(|p| log.end_offset(topic::DLQ, p).unwrap() as usize).sum();
-    assert_eq!(dlq, 2, "both undecodable bodies are kept");
+    assert_eq!(dlq, 3, "the conflicting and both undecodable bodies are kept");
 
     // The accepted order reaches its saga: the warehouse is asked to reserve stock.
     let deadline = Instant::now() + Duration::from_secs(20);

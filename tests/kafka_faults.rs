@@ -33,10 +33,11 @@ struct Args {
 }
 
 fn options(mock: &Mock, orders: usize, properties: &[&str]) -> DemoOptions {
-    let mut argv: Vec<String> = ["demo", "--quiet", "--listen", "", "--control-listen", "", "--metrics-listen", ""]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut argv: Vec<String> =
+        ["demo", "--quiet", "--listen", "", "--control-listen", "", "--metrics-listen", "", "--registry-listen", ""]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     argv.extend([
         "--orders".into(),
         orders.to_string(),

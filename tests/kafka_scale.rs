@@ -131,6 +131,7 @@ fn kafka_args(broker: &Broker) -> Vec<String> {
 fn demo(broker: &Broker, dir: &Path, orders: usize) -> Proc {
     let mut c = Command::new(BIN);
     c.args(["run", "--quiet", "--verbose", "--listen", "", "--control-listen", "", "--metrics-listen", ""])
+        .args(["--registry-listen", ""])
         .args(["--rate", "40", "--pick-timeout", "4", "--timeout", "240"])
         .arg("--orders")
         .arg(orders.to_string())

@@ -6,7 +6,8 @@
 //!   `waybill.actor`, `waybill.role` and `waybill.peer` headers;
 //! - `waybill.audit` ([`AUDIT_TOPIC`]): attempts the control plane answered itself
 //!   (refused: role, four-eyes, limit, stale version, unknown posting; or already
-//!   decided), as JSON [`EdgeRecord`]s — they never reach the saga;
+//!   decided; dead-letter listings and replays), as Confluent-framed Avro [`EdgeRecord`]s
+//!   (`waybill.audit.EdgeRecord`; JSON before, still read) — they never reach the saga;
 //! - `waybill.journal`: the saga's verdict on each action (`PostingApproved`,
 //!   `PostingRejected`, `ExceptionRetried`, `ExceptionResolved`, `SagaReplayed` or
 //!   `ControlRefused`, whose `caused_by` is the action's event id).
@@ -99,6 +100,26 @@ pub struct EdgeRecord {
     pub outcome: String,
     /// The answer given (`PERMISSION_DENIED: …`).
     pub detail: String,
+}
+
+/// The Avro schema of [`EdgeRecord`]s (`schemas/waybill.audit/EdgeRecord`).
+pub const EDGE_RECORD_SCHEMA: &str = "waybill.audit.EdgeRecord";
+
+/// An [`EdgeRecord`] as the value of a `waybill.audit` record: Confluent-framed Avro, so
+/// standard Kafka tooling reads the topic like every other.
+pub fn encode_edge(x: &EdgeRecord) -> Result<Vec<u8>> {
+    waybill_schema::Registry::embedded()
+        .encode_record(EDGE_RECORD_SCHEMA, x)
+        .map_err(|e| Error::Internal(format!("cannot encode an audit record: {e}")))
+}
+
+/// The [`EdgeRecord`] of a `waybill.audit` value: Avro, or the JSON that releases before
+/// the topic became Avro wrote.
+pub fn decode_edge(value: &[u8]) -> Option<EdgeRecord> {
+    match value.first() {
+        Some(&waybill_schema::wire::MAGIC) => waybill_schema::Registry::embedded().decode_record(value).ok(),
+        _ => serde_json::from_slice(value).ok(),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -286,7 +307,7 @@ fn apply(r: &StoredRecord, batch: &mut sled::Batch) {
         };
         batch.insert(key(ENTRY, &entry.event_id), serde_json::to_vec(&entry).unwrap_or_default());
     } else if r.topic == AUDIT_TOPIC {
-        let Ok(x) = serde_json::from_slice::<EdgeRecord>(&r.value) else { return };
+        let Some(x) = decode_edge(&r.value) else { return };
         let entry = AuditEntry {
             event_id: format!("edge:{}:{}", r.partition, r.offset),
             at_us: x.at_us,
@@ -472,5 +493,32 @@ mod tests {
         store.catch_up(&log).unwrap();
         assert_eq!(outcome("alice"), "approved");
         assert_eq!(outcome("bob"), "pending", "the cut batch's verdict is dropped");
+    }
+}
+
+#[cfg(test)]
+mod edge_tests {
+    use super::*;
+
+    #[test]
+    fn edge_records_are_avro_and_old_json_ones_still_read() {
+        let x = EdgeRecord {
+            at_us: 1_700_000_000_000_000,
+            actor: "vera".into(),
+            role: "viewer".into(),
+            peer: "127.0.0.1:5000".into(),
+            action: "approve".into(),
+            posting_id: "inv:SHP-1".into(),
+            order_ref: "SO1".into(),
+            expected_version: 3,
+            reason: "ok".into(),
+            outcome: "refused".into(),
+            detail: "PERMISSION_DENIED: approve needs role approver".into(),
+        };
+        let bytes = encode_edge(&x).unwrap();
+        let schema = waybill_schema::Registry::embedded().schema_of(&bytes).unwrap();
+        assert_eq!(schema.full_name(), EDGE_RECORD_SCHEMA);
+        assert_eq!(decode_edge(&bytes), Some(x.clone()));
+        assert_eq!(decode_edge(&serde_json::to_vec(&x).unwrap()), Some(x));
     }
 }

@@ -35,6 +35,7 @@ pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod dead_letters;
 pub mod error;
 pub mod grpc_metrics;
 mod orders;

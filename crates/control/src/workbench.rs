@@ -107,8 +107,7 @@ impl Control {
             detail: detail.into(),
         };
         let key = if c.order_ref.is_empty() { c.target.to_string() } else { c.order_ref.clone() };
-        let value =
-            serde_json::to_vec(&x).map_err(|e| Error::Internal(format!("cannot encode an audit record: {e}")))?;
+        let value = crate::audit::encode_edge(&x)?;
         let record = Record::keyed(AUDIT_TOPIC, key.into_bytes(), value)
             .with_header(headers::ACTOR, c.who.identity.as_bytes().to_vec())
             .with_header(headers::ROLE, c.who.role.as_str().as_bytes().to_vec())
@@ -655,5 +654,101 @@ impl proto::workbench_server::Workbench for WorkbenchService {
         request: tonic::Request<proto::ReplayRequest>,
     ) -> Result<tonic::Response<proto::ReplayResponse>, tonic::Status> {
         WorkbenchService::replay(self, request, false).await
+    }
+
+    async fn list_dead_letters(
+        &self,
+        request: tonic::Request<proto::ListDeadLettersRequest>,
+    ) -> Result<tonic::Response<proto::ListDeadLettersResponse>, tonic::Status> {
+        let who = self.0.authenticate_only(&request)?;
+        let peer = crate::service::peer_of(&request);
+        let r = request.into_inner();
+        let c = self.0.clone();
+        crate::service::blocking(move || c.list_dead_letters(&who, &peer, &r)).await
+    }
+
+    async fn replay_dead_letters(
+        &self,
+        request: tonic::Request<proto::ReplayDeadLettersRequest>,
+    ) -> Result<tonic::Response<proto::ReplayDeadLettersResponse>, tonic::Status> {
+        let who = self.0.authenticate_only(&request)?;
+        let peer = crate::service::peer_of(&request);
+        let r = request.into_inner();
+        let c = self.0.clone();
+        crate::service::blocking(move || c.replay_dead_letters(&who, &peer, &r)).await
+    }
+}
+
+/// Most dead letters one `ListDeadLetters` answer carries.
+const MAX_DEAD_LETTERS: usize = 1000;
+
+impl Control {
+    /// `ListDeadLetters`: operator; the listing is audited (dead letters hold business
+    /// data).
+    fn list_dead_letters(
+        &self,
+        who: &Principal,
+        peer: &str,
+        r: &proto::ListDeadLettersRequest,
+    ) -> Result<proto::ListDeadLettersResponse> {
+        let c = Call { who, peer, action: "dlq-list", target: topic::DLQ, order_ref: String::new(), note: &r.matching };
+        if let Err(e) = who.require(Role::Operator, "list dead letters") {
+            return self.refuse_at_edge(&c, e);
+        }
+        let limit = match r.limit as usize {
+            0 => MAX_DEAD_LETTERS,
+            n => n.min(MAX_DEAD_LETTERS),
+        };
+        let all: Vec<_> = crate::dead_letters::list(self.log.as_ref())?
+            .into_iter()
+            .filter(|d| r.matching.is_empty() || d.reason.contains(&r.matching))
+            .collect();
+        let total = all.len() as u64;
+        let dead_letters = all
+            .into_iter()
+            .take(limit)
+            .map(|d| proto::DeadLetter {
+                partition: d.partition,
+                offset: d.offset,
+                kind: d.kind,
+                reason: d.reason,
+                source_topic: d.source_topic,
+                caller: d.caller.unwrap_or_default(),
+                key: d.record.key.clone(),
+                value: d.record.value.clone(),
+                headers: d
+                    .record
+                    .headers
+                    .iter()
+                    .map(|h| proto::RecordHeader { key: h.key.clone(), value: h.value.clone() })
+                    .collect(),
+                timestamp_ms: d.record.timestamp_ms,
+            })
+            .collect();
+        self.record_workbench_edge(&c, "listed", &format!("{total} dead letters"))?;
+        Ok(proto::ListDeadLettersResponse { dead_letters, total })
+    }
+
+    /// `ReplayDeadLetters`: operator, audited with the count.
+    fn replay_dead_letters(
+        &self,
+        who: &Principal,
+        peer: &str,
+        r: &proto::ReplayDeadLettersRequest,
+    ) -> Result<proto::ReplayDeadLettersResponse> {
+        let note = if r.note.is_empty() { r.matching.as_str() } else { r.note.as_str() };
+        let c = Call { who, peer, action: "dlq-replay", target: topic::DLQ, order_ref: String::new(), note };
+        if let Err(e) = who.require(Role::Operator, "replay dead letters") {
+            return self.refuse_at_edge(&c, e);
+        }
+        let matching = (!r.matching.is_empty()).then_some(r.matching.as_str());
+        let n = crate::dead_letters::replay(self.log.as_ref(), matching)?;
+        let detail = match matching {
+            Some(m) => format!("{n} dead letters replayed (reason containing {m:?})"),
+            None => format!("{n} dead letters replayed"),
+        };
+        self.record_workbench_edge(&c, "replayed", &detail)?;
+        tracing::info!(waybill.actor = %who.identity, replayed = n, "dead letters replayed through the control plane");
+        Ok(proto::ReplayDeadLettersResponse { replayed: n as u64 })
     }
 }

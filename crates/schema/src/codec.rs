@@ -334,7 +334,7 @@ impl Registry {
     fn encode_family<T: Family>(&self, value: &T) -> Result<Vec<u8>> {
         let schema = self.latest_of(T::KIND, value.name())?;
         let mut out = Vec::with_capacity(256);
-        wire::write_header(schema.id(), &mut out);
+        wire::write_header(self.wire_id(schema.id()), &mut out);
         if schema.direct_write {
             value.write_datum(schema.expanded(), &mut out).map_err(encode_error(schema))?;
         } else {
@@ -352,7 +352,7 @@ impl Registry {
     /// be read without an intermediate `Value` (see [`datum`]).
     fn direct<'b>(&self, bytes: &'b [u8], accept: &[Kind]) -> Option<(&RegisteredSchema, &'b [u8])> {
         let (id, datum) = wire::unframe(bytes).ok()?;
-        let writer = self.get(id)?;
+        let writer = self.by_wire_id(id)?;
         (writer.direct_read && accept.contains(&writer.kind())).then_some((writer, datum))
     }
 
@@ -414,7 +414,7 @@ impl Registry {
     pub fn encode_checkpoint(&self, checkpoint: &Checkpoint) -> Result<Vec<u8>> {
         let schema = self.latest_of(Kind::Checkpoint, "Checkpoint")?;
         let mut out = Vec::with_capacity(64);
-        wire::write_header(schema.id(), &mut out);
+        wire::write_header(self.wire_id(schema.id()), &mut out);
         if schema.direct_write {
             apache_avro::write_avro_datum_ref(schema.expanded(), checkpoint, &mut out).map_err(encode_error(schema))?;
         } else {
@@ -425,6 +425,28 @@ impl Registry {
             out.extend_from_slice(&datum);
         }
         Ok(out)
+    }
+
+    /// Encodes a record of a kind without a domain type (`waybill.audit.*`) from its serde
+    /// form, with the latest version of the schema `full_name`: through an Avro `Value`
+    /// and schema resolution, so fields are matched by name.
+    pub fn encode_record<T: serde::Serialize>(&self, full_name: &str, value: &T) -> Result<Vec<u8>> {
+        let schema = self
+            .latest(full_name)
+            .filter(|s| s.kind() == Kind::Audit)
+            .ok_or_else(|| Error::UnknownSchema { full_name: full_name.to_string(), version: None })?;
+        let datum = apache_avro::to_value(value)
+            .and_then(|v| v.resolve(schema.expanded()))
+            .and_then(|v| apache_avro::to_avro_datum(schema.expanded(), v))
+            .map_err(encode_error(schema))?;
+        Ok(wire::frame(self.wire_id(schema.id()), &datum))
+    }
+
+    /// Decodes a Confluent-framed record of a kind without a domain type
+    /// (`waybill.audit.*`) into its serde form, resolving older writer versions.
+    pub fn decode_record<T: serde::de::DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+        let (writer, reader, value) = self.decode_value(bytes, &[Kind::Audit])?;
+        apache_avro::from_value(&value).map_err(|e| to_domain_error(writer, reader, e))
     }
 
     /// Decodes a Confluent-framed journal checkpoint.
@@ -476,14 +498,14 @@ impl Registry {
             .and_then(|v| v.resolve(&schema))
             .and_then(|v| apache_avro::to_avro_datum(&schema, v))
             .map_err(encode_error(entry))?;
-        Ok(wire::frame(entry.id(), &datum))
+        Ok(wire::frame(self.wire_id(entry.id()), &datum))
     }
 
     /// **Benchmark baseline only.** Like [`Registry::decode_event`] but parses the writer
     /// and reader schema JSON on every call and always runs schema resolution.
     pub fn decode_event_naive(&self, bytes: &[u8]) -> Result<InboundEvent> {
         let (id, mut datum) = wire::unframe(bytes)?;
-        let writer = self.get(id).ok_or(Error::UnknownSchemaId { id })?;
+        let writer = self.by_wire_id(id).ok_or(Error::UnknownSchemaId { id })?;
         if writer.kind() != Kind::Event {
             return Err(Error::WrongKind {
                 id,

@@ -11,11 +11,14 @@
 //!   framed Avro and back, where readers resolve records written with older versions of a
 //!   schema to the latest one ([`encode_event`], [`decode_event`], …);
 //! - JSON events for webhooks that cannot speak Avro ([`decode_event_json`]);
-//! - the compatibility rule that every schema version reads everything earlier versions
-//!   wrote ([`check_backward_transitive`]).
+//! - the compatibility levels of `schemas/compatibility.txt` ([`Levels`]: backward
+//!   transitive by default, full for commands and control events) and their check
+//!   ([`check_registry`], [`check_level`]);
+//! - the answers of the Confluent Schema Registry REST API over the catalog
+//!   ([`confluent::Api`], a pure request → response that the server puts on HTTP).
 //!
-//! It must not do I/O: no network (it is not a schema-registry client), no files at run
-//! time; the only schemas it reads are the ones compiled in. It decides nothing about
+//! It must not do I/O: no network (it neither listens nor calls a registry), no files at
+//! run time; the only schemas it reads are the ones compiled in. It decides nothing about
 //! what the records mean; that is the domain and saga crates' business.
 //!
 //! ## Mapping
@@ -44,12 +47,17 @@
 //! field and as many items in one array or map; a record claiming more is a decode error
 //! (a dead letter), never a huge allocation.
 
+pub mod changelog;
 pub mod codec;
 pub mod compat;
+pub mod confluent;
 mod datum;
 mod error;
+pub mod external;
 pub mod json;
+pub mod levels;
 pub mod registry;
+pub mod release;
 pub mod samples;
 pub mod wire;
 
@@ -57,8 +65,9 @@ pub mod wire;
 mod tests;
 
 pub use codec::{COMMAND_NAMES, EVENT_NAMES, JOURNAL_NAMES, JournalRecord};
-pub use compat::{check_backward_transitive, check_registry};
+pub use compat::{check_backward_transitive, check_candidate, check_level, check_registry, check_registry_levels};
 pub use error::{Error, Result};
+pub use levels::{Level, Levels};
 pub use registry::{Kind, RegisteredSchema, Registry, SchemaSource};
 
 use waybill_domain::journal::Checkpoint;

@@ -49,6 +49,10 @@ pub enum Kind {
     Journal,
     /// `waybill.journal.Checkpoint`: a [`Checkpoint`](waybill_domain::journal::Checkpoint).
     Checkpoint,
+    /// `waybill.audit.*`: the control plane's own audit records (no domain type; written
+    /// and read through serde with [`Registry::encode_record`] and
+    /// [`Registry::decode_record`]).
+    Audit,
 }
 
 impl Kind {
@@ -58,6 +62,7 @@ impl Kind {
             Kind::Event => "waybill.event",
             Kind::Command => "waybill.command",
             Kind::Journal | Kind::Checkpoint => "waybill.journal",
+            Kind::Audit => "waybill.audit",
         }
     }
 
@@ -68,6 +73,7 @@ impl Kind {
             ("waybill.command", _) => Some(Kind::Command),
             ("waybill.journal", "Checkpoint") => Some(Kind::Checkpoint),
             ("waybill.journal", _) => Some(Kind::Journal),
+            ("waybill.audit", _) => Some(Kind::Audit),
             _ => None,
         }
     }
@@ -79,6 +85,7 @@ impl Kind {
             Kind::Command => "a command (waybill.command.*)",
             Kind::Journal => "a journal event (waybill.journal.*)",
             Kind::Checkpoint => "a journal checkpoint (waybill.journal.Checkpoint)",
+            Kind::Audit => "a control-plane audit record (waybill.audit.*)",
         }
     }
 
@@ -87,6 +94,7 @@ impl Kind {
             Kind::Event => 0,
             Kind::Command => 1,
             Kind::Journal | Kind::Checkpoint => 2,
+            Kind::Audit => 3,
         }
     }
 }
@@ -128,6 +136,11 @@ impl RegisteredSchema {
     /// Full name, e.g. `waybill.event.OrderReleased`.
     pub fn full_name(&self) -> &str {
         &self.full_name
+    }
+
+    /// Where the file lives under `schemas/`.
+    pub fn path(&self) -> String {
+        SchemaSource { id: self.id, full_name: &self.full_name, version: self.version, json: "" }.path()
     }
 
     /// Name without namespace, e.g. `OrderReleased`.
@@ -176,7 +189,7 @@ pub struct Registry {
     families: BTreeMap<String, Vec<u32>>,
     /// Latest id by short name, per namespace slot (see [`Kind::slot`]), so that encoding
     /// finds its schema without building a full name.
-    latest_by_name: [HashMap<String, u32>; 3],
+    latest_by_name: [HashMap<String, u32>; 4],
 }
 
 /// Most bytes of one string or `bytes` field, and most items of one array or map, that
@@ -228,7 +241,7 @@ impl Registry {
             }
             let kind = Kind::of(src.full_name).ok_or_else(|| {
                 Error::Catalog(format!(
-                    "{path} (id {}): namespace of {} is not waybill.event, waybill.command or waybill.journal",
+                    "{path} (id {}): namespace of {} is not waybill.event, waybill.command, waybill.journal or waybill.audit",
                     src.id, src.full_name
                 ))
             })?;
@@ -262,7 +275,7 @@ impl Registry {
         }
 
         let mut families = BTreeMap::new();
-        let mut latest_by_name: [HashMap<String, u32>; 3] = Default::default();
+        let mut latest_by_name: [HashMap<String, u32>; 4] = Default::default();
         for (full_name, by_version) in versions {
             let numbers: Vec<u32> = by_version.keys().copied().collect();
             if numbers.iter().zip(1..).any(|(&v, want)| v != want) {
@@ -326,7 +339,7 @@ impl Registry {
     /// The schema a framed record names in its header.
     pub fn schema_of(&self, bytes: &[u8]) -> Result<&RegisteredSchema> {
         let (id, _) = wire::unframe(bytes)?;
-        self.get(id).ok_or(Error::UnknownSchemaId { id })
+        self.by_wire_id(id).ok_or(Error::UnknownSchemaId { id })
     }
 
     /// The latest schema of `kind` with short name `name`; used by the encoders.
@@ -347,7 +360,7 @@ impl Registry {
         accept: &[Kind],
     ) -> Result<(&RegisteredSchema, &RegisteredSchema, Value)> {
         let (id, mut datum) = wire::unframe(bytes)?;
-        let writer = self.get(id).ok_or(Error::UnknownSchemaId { id })?;
+        let writer = self.by_wire_id(id).ok_or(Error::UnknownSchemaId { id })?;
         if !accept.contains(&writer.kind) {
             return Err(Error::WrongKind {
                 id,

@@ -106,6 +106,7 @@ fn every_variant_has_a_schema_and_every_schema_a_variant() {
         }
     }
     expected.insert("waybill.journal.Checkpoint".to_string());
+    expected.insert("waybill.audit.EdgeRecord".to_string());
     let expected: BTreeSet<&str> = expected.iter().map(String::as_str).collect();
     assert_eq!(families, expected);
 
@@ -203,6 +204,9 @@ fn latest_schemas_have_the_domain_shape_and_take_the_direct_serializer() {
     let reg = Registry::embedded();
     for name in reg.full_names() {
         let latest = reg.latest(name).unwrap();
+        if latest.kind() == Kind::Audit {
+            continue; // no domain type: always through a Value (`encode_record`)
+        }
         let visited = crate::codec::direct_write_check(latest.kind(), latest.name(), latest.expanded())
             .unwrap_or_else(|e| panic!("{name} v{}: the domain type does not match the schema: {e}", latest.version()));
         assert!(latest.direct_write(), "{name}");
@@ -312,7 +316,7 @@ fn old_writer_records_resolve_to_the_new_reader() {
 }
 
 #[test]
-fn every_schema_family_in_schemas_is_backward_transitive() {
+fn every_subject_in_schemas_keeps_its_compatibility_level() {
     if let Err(problems) = check_registry(Registry::embedded()) {
         panic!("incompatible schema changes:\n{}", problems.join("\n"));
     }

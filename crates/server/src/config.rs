@@ -35,6 +35,8 @@ pub struct Config {
     pub control: waybill_control::ControlConfig,
     /// Metrics and health over HTTP.
     pub metrics: MetricsConfig,
+    /// The Confluent Schema Registry API over the schema catalog (read-only).
+    pub registry: RegistryConfig,
     /// Coordinator.
     pub coordinator: CoordinatorConfig,
     /// Saga policy.
@@ -59,6 +61,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             control: waybill_control::ControlConfig::default(),
             metrics: MetricsConfig::default(),
+            registry: RegistryConfig::default(),
             coordinator: CoordinatorConfig::default(),
             policy: Policy::default(),
             telemetry: TelemetryConfig::default(),
@@ -378,6 +381,33 @@ impl Default for MetricsConfig {
     }
 }
 
+/// `[registry]`: the Confluent Schema Registry REST API (`GET /schemas/ids/<id>`,
+/// `/subjects`, `/config`, …), served read-only from the schema catalog compiled into the
+/// binary on its own listener, so standard Kafka tooling decodes every Waybill topic
+/// (`schema.registry.url = http://<listen>`). Its callers are readers (tools, consumers),
+/// not producing systems, so it is not on the ingestion port, whose every call is
+/// authenticated as a system; it needs no credentials because it only publishes the
+/// topics' schemas and changes nothing. Subjects are record full names (RecordNameStrategy).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Listen address, e.g. `0.0.0.0:8422`; empty (the default) disables the API. The
+    /// shipped configurations (`deploy/`) and `waybill run` serve it on 8422, beside
+    /// ingestion (8420) and the control plane (8421); Confluent's own registry uses 8081.
+    pub listen: String,
+    /// The company's schema registry (Confluent, Karapace, Apicurio's Confluent API),
+    /// e.g. `https://registry.example.com`: Waybill then writes and reads records with
+    /// the ids that registry assigned to the catalog (`waybill schemas push` registers
+    /// it). At start-up it looks every catalog schema up there, caches the ids in
+    /// `<data_dir>/registry-ids.json` (used when the registry is unreachable at a later
+    /// start), and refuses to start, naming the subject, when a schema is missing or the
+    /// registry holds a version this build cannot read. Unset: the catalog's own ids.
+    pub url: Option<String>,
+    /// File whose first line is `user:password` (basic auth) or `Bearer <token>`, for
+    /// `url`.
+    pub credentials_file: Option<PathBuf>,
+}
+
 /// Coordinator settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -487,6 +517,31 @@ impl Config {
                 ),
             });
         }
+        if !self.registry.listen.is_empty() && self.registry.listen.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid {
+                key: "registry.listen",
+                problem: format!(
+                    "{:?} is not an address like 127.0.0.1:8422 (leave it empty to turn the schema registry API off)",
+                    self.registry.listen
+                ),
+            });
+        }
+        if let Some(url) = &self.registry.url {
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                return Err(ConfigError::Invalid {
+                    key: "registry.url",
+                    problem: format!("{url:?} is not an http:// or https:// URL of a schema registry"),
+                });
+            }
+            if !self.registry.listen.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "registry.listen",
+                    problem: format!(
+                        "records carry the ids of the registry at {url} (registry.url), so serving the catalog's own ids would mislead tools; point them at {url} and leave registry.listen empty"
+                    ),
+                });
+            }
+        }
         if self.metrics.stuck_after_secs == 0 {
             return Err(ConfigError::Invalid { key: "metrics.stuck_after_secs", problem: "must be at least 1".into() });
         }
@@ -535,14 +590,22 @@ impl Config {
             .validate()
             .map_err(|problem| ConfigError::Invalid { key: "policy.ownership", problem })?;
         // Port 0 asks the OS for a free port each time, so two of them never collide.
-        if !self.control.listen.is_empty()
-            && self.control.listen == self.ingest.listen
-            && !self.ingest.listen.ends_with(":0")
-        {
-            return Err(ConfigError::Invalid {
-                key: "control.listen",
-                problem: format!("{} is also ingest.listen; give the control plane its own port", self.control.listen),
-            });
+        let listeners = [
+            ("ingest.listen", &self.ingest.listen),
+            ("control.listen", &self.control.listen),
+            ("registry.listen", &self.registry.listen),
+            ("metrics.listen", &self.metrics.listen),
+        ];
+        for (i, (key, addr)) in listeners.iter().enumerate() {
+            if addr.is_empty() || addr.ends_with(":0") {
+                continue;
+            }
+            if let Some((other, _)) = listeners[..i].iter().find(|(_, a)| a == addr) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: format!("{addr} is also {other}; give each listener its own port"),
+                });
+            }
         }
         Ok(())
     }

@@ -79,6 +79,7 @@ fn open_projections(dir: &Path) -> anyhow::Result<ProjectionStore> {
 
 /// Drops the projections and rebuilds them from the log; returns the records read.
 pub fn rebuild_projections(cfg: &Config) -> anyhow::Result<u64> {
+    crate::schemas::use_external_registry(cfg)?;
     let log = open_log(cfg)?;
     let paths = DataPaths::new(&cfg.data_dir);
     let store = Arc::new(
@@ -101,8 +102,11 @@ pub struct Node {
     pub stats: Arc<Stats>,
     /// Where ingestion listens, when enabled.
     pub ingest_addr: Option<SocketAddr>,
+    ingest_tls: bool,
     /// Where `/metrics`, `/healthz` and `/readyz` are served, when enabled.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where the Confluent Schema Registry API is served, when enabled.
+    pub registry_addr: Option<SocketAddr>,
     /// The gRPC control plane, when enabled (`control.listen`).
     pub control: Option<ControlServer>,
     /// The connectors to the target systems (`[connectors.*]`).
@@ -126,6 +130,8 @@ impl Node {
     /// Starts a node on `backend`: on Kafka it joins the consumer group and works on the
     /// partitions the group gives it; otherwise it owns every partition.
     pub fn start_on(cfg: &Config, backend: Backend, catalog: Catalog) -> anyhow::Result<Node> {
+        // With `[registry] url`, records carry the company registry's ids from here on.
+        crate::schemas::use_external_registry(cfg)?;
         let log = backend.log.clone();
         let paths = DataPaths::new(&cfg.data_dir);
         let catalog = Arc::new(catalog);
@@ -173,7 +179,9 @@ impl Node {
             projections,
             stats: coordinator.stats(),
             ingest_addr: None,
+            ingest_tls: false,
             metrics_addr: None,
+            registry_addr: None,
             control: None,
             connectors,
             member,
@@ -199,6 +207,7 @@ impl Node {
                 (Some(cert), Some(key)) => Some(ingest::tls_config(cert, key, cfg.ingest.client_ca.as_deref())?),
                 _ => None,
             };
+            node.ingest_tls = tls.is_some();
             node.ingest_addr = Some(node.serve_http(
                 "ingest-http",
                 "ingest.listen",
@@ -214,6 +223,15 @@ impl Node {
                 "metrics.listen",
                 &cfg.metrics.listen,
                 observe::router(health),
+                None,
+            )?);
+        }
+        if !cfg.registry.listen.is_empty() {
+            node.registry_addr = Some(node.serve_http(
+                "registry-http",
+                "registry.listen",
+                &cfg.registry.listen,
+                crate::registry::router(),
                 None,
             )?);
         }
@@ -303,6 +321,26 @@ impl Node {
     /// Where the control plane listens, when enabled.
     pub fn control_addr(&self) -> Option<SocketAddr> {
         self.control.as_ref().map(ControlServer::addr)
+    }
+
+    /// Every listener of this node, one line each (`ingestion  http://127.0.0.1:8420/v1/events`),
+    /// for the start-up banner: a port chosen by the OS (`:0`) is only known here.
+    pub fn listeners(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut add = |what: &str, url: String| out.push(format!("  {what:<16} {url}"));
+        if let Some(a) = self.ingest_addr {
+            add("ingestion", format!("{}://{a}/v1/events", if self.ingest_tls { "https" } else { "http" }));
+        }
+        if let Some(a) = self.control_addr() {
+            add("control plane", format!("{a} (gRPC; the CLI's --server http://{a})"));
+        }
+        if let Some(a) = self.registry_addr {
+            add("schema registry", format!("http://{a} (Confluent API; schema.registry.url)"));
+        }
+        if let Some(a) = self.metrics_addr {
+            add("metrics", format!("http://{a}/metrics, /healthz, /readyz"));
+        }
+        out
     }
 
     /// Stops every worker and waits for them.

@@ -153,8 +153,7 @@ impl Control {
             detail: detail.into(),
         };
         let key = if order_ref.is_empty() { r.posting_id.clone() } else { order_ref.to_string() };
-        let value =
-            serde_json::to_vec(&x).map_err(|e| Error::Internal(format!("cannot encode an audit record: {e}")))?;
+        let value = crate::audit::encode_edge(&x)?;
         let record = Record::keyed(AUDIT_TOPIC, key.into_bytes(), value)
             .with_header(headers::ACTOR, who.identity.as_bytes().to_vec())
             .with_header(headers::ROLE, who.role.as_str().as_bytes().to_vec())

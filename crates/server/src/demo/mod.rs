@@ -56,6 +56,10 @@ pub struct DemoOptions {
     /// as approvers; empty: off).
     #[arg(long, default_value = "127.0.0.1:8421")]
     pub control_listen: String,
+    /// Confluent Schema Registry API (read-only, the schema catalog) while the demo runs
+    /// (empty: off).
+    #[arg(long, default_value = "127.0.0.1:8422")]
+    pub registry_listen: String,
     /// `/metrics`, `/healthz`, `/readyz` address while the demo runs (empty: off).
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub metrics_listen: String,
@@ -161,6 +165,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
     cfg.ingest.listen = opts.listen.clone();
     cfg.control.listen = opts.control_listen.clone();
     cfg.metrics.listen = opts.metrics_listen.clone();
+    cfg.registry.listen = opts.registry_listen.clone();
     // The demo's control plane trusts loopback callers as approvers (refused elsewhere).
     cfg.control.allow_anonymous = true;
     cfg.control.anonymous_role = "approver".into();
@@ -196,6 +201,10 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
     let node = Node::start_on(&cfg, backend, world::catalog())?;
     if let Some(addr) = node.ingest_addr {
         tracing::info!(%addr, "ingestion endpoint of the demo");
+    }
+    let listeners = node.listeners();
+    if !listeners.is_empty() {
+        println!("listening on:\n{}", listeners.join("\n"));
     }
     let stop = Arc::new(AtomicBool::new(false));
     let mut simulator = Simulator::new(

@@ -103,12 +103,25 @@ fn refuse_auth(e: waybill_control::Error) -> Response {
     }
 }
 
+/// The body of a `409`: the event id and both digests.
+#[derive(Serialize)]
+struct ConflictBody {
+    error: String,
+    event_id: String,
+    accepted_digest: String,
+    digest: String,
+}
+
 impl IntoResponse for IngestError {
     fn into_response(self) -> Response {
         let status = match self {
             IngestError::BadInput(_) => StatusCode::BAD_REQUEST,
             IngestError::Forbidden(_) => StatusCode::FORBIDDEN,
             IngestError::Log(_) => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Conflict { message, event_id, accepted_digest, digest } => {
+                let body = ConflictBody { error: message, event_id, accepted_digest, digest };
+                return (StatusCode::CONFLICT, axum::Json(body)).into_response();
+            }
         };
         error(status, self.to_string())
     }
@@ -205,9 +218,10 @@ async fn ingest_request(
         && !ctype.starts_with("application/octet-stream")
         && !ctype.starts_with("avro/binary")
     {
-        let message =
-            format!("Content-Type {ctype:?} is not supported; send application/json or application/vnd.confluent.avro");
-        return (system, IngestError::BadInput(message).into_response());
+        let message = format!(
+            "Content-Type {ctype:?} is not supported; send application/json (the JSON envelope) or application/vnd.confluent.avro (one Confluent-framed record)"
+        );
+        return (system, error(StatusCode::UNSUPPORTED_MEDIA_TYPE, message));
     }
     // The record carries the ingestion span's context, or the caller's when nothing is exported.
     let trace = waybill_telemetry::outgoing(span, headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));

@@ -20,7 +20,10 @@
 //!   `meta.actor`, when set, the caller's identity `[403]` (ingestion sets it otherwise,
 //!   so a posting the event causes names who caused it, for four-eyes);
 //! - the caller's system must own the event type (`policy.ownership`) `[403]`;
-//! - a body that does not decode, or has no correlation key `[400]`.
+//! - a body that does not decode, or has no correlation key `[400]`; a `Content-Type`
+//!   other than JSON or Confluent Avro `[415]`;
+//! - an event id accepted before with a different body `[409]`, answered with the SHA-256
+//!   digests of both events' canonical Avro encoding ([`event_digest`]).
 //!
 //! Every refused body that got past authentication and the limits is kept in the
 //! dead-letter topic with the reason, its kind (`decode`, `unknown-schema`, `rule`,
@@ -32,8 +35,8 @@
 //!
 //! An accepted event goes to `waybill.inbound.<system>`, keyed by its correlation key.
 //! The answer comes only after the record is durably in the log: `202` with its
-//! position, or `200` with the original position when the same event id was accepted
-//! before (the same event delivered twice is accepted once).
+//! position, or `200` with the original position when the same event (same id, same
+//! content) was accepted before (the same event delivered twice is accepted once).
 //!
 //! Each request is a `waybill.ingest` span (kind server) that continues the caller's W3C
 //! `traceparent` when it sends one; the record written carries the span's context in its
@@ -58,6 +61,10 @@ use waybill_telemetry::metrics as names;
 pub use http::{IngestHttp, router};
 pub use limits::Limits;
 pub use tls::{serve_tls, tls_config};
+
+/// `waybill.dlq.topic` of a body ingestion refused: it never reached a topic, so `waybill
+/// dlq replay` leaves it (the producer posts it again once fixed).
+pub const HTTP_SOURCE: &str = "http:/v1/events";
 
 /// Header carrying the event id on inbound records, so duplicates can be found without
 /// decoding.
@@ -113,9 +120,29 @@ pub enum IngestError {
     /// an event its system does not own).
     #[error("{0}")]
     Forbidden(String),
+    /// The event id was accepted before with a different body.
+    #[error("{message}")]
+    Conflict {
+        /// What happened and what to do.
+        message: String,
+        /// The event id.
+        event_id: String,
+        /// SHA-256 of the accepted event (hex).
+        accepted_digest: String,
+        /// SHA-256 of this body's event (hex).
+        digest: String,
+    },
     /// The log failed.
     #[error("event log: {0}")]
     Log(#[from] waybill_log::Error),
+}
+
+/// SHA-256 (hex) of an event's canonical form: its Avro encoding with the latest schema,
+/// so the same event posted as JSON or as Avro written with an older schema digests the
+/// same.
+pub fn event_digest(event: &InboundEvent) -> String {
+    let bytes = waybill_schema::encode_event(event).unwrap_or_default();
+    ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Ingest {
@@ -162,14 +189,21 @@ impl Ingest {
             Err(e) => {
                 let kind = DeadLetterKind::of_decode_error(&e);
                 let reason = format!("ingestion refused the body: {e}");
-                self.dead_letter(caller, body, kind, &reason)?;
+                self.dead_letter(caller, body, None, trace.as_ref(), kind, &reason)?;
                 return Err(IngestError::BadInput(reason));
             }
         };
         let system = match self.admit(caller, &event) {
             Ok(system) => system,
             Err(refusal) => {
-                self.dead_letter(caller, body, refusal.dead_letter.kind, &refusal.dead_letter.reason)?;
+                self.dead_letter(
+                    caller,
+                    body,
+                    Some(&event),
+                    trace.as_ref(),
+                    refusal.dead_letter.kind,
+                    &refusal.dead_letter.reason,
+                )?;
                 if let Some((system, event)) = refusal.ownership {
                     metrics::counter!(names::OWNERSHIP_VIOLATIONS, "system" => system.as_str(), "event" => event)
                         .increment(1);
@@ -179,7 +213,7 @@ impl Ingest {
         };
         if event.meta.correlation_key.is_empty() {
             let reason = "meta.correlation_key is empty; set it to the Odoo sale order name".to_string();
-            self.dead_letter(caller, body, DeadLetterKind::Rule, &reason)?;
+            self.dead_letter(caller, body, Some(&event), trace.as_ref(), DeadLetterKind::Rule, &reason)?;
             return Err(IngestError::BadInput(reason));
         }
         let span = tracing::Span::current();
@@ -199,6 +233,28 @@ impl Ingest {
         };
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((t, p, o)) = seen.get(&event.meta.event_id) {
+            // The same id is a redelivery only with the same content; another body under
+            // it is a producer bug that would otherwise be lost silently.
+            let original = self.log.read(t, *p, *o, 1)?.into_iter().next().filter(|r| r.offset == *o);
+            let accepted_digest = original
+                .and_then(|r| waybill_schema::decode_event(&r.value).ok())
+                .map(|e| event_digest(&e))
+                .unwrap_or_default();
+            let digest = event_digest(&event);
+            if !accepted_digest.is_empty() && accepted_digest != digest {
+                let message = format!(
+                    "event id {} was accepted before ({t}/{p}/{o}) with a different body (sha256 {accepted_digest}); this body is sha256 {digest}. A redelivery must repeat the event unchanged, and a new event needs a new event id; this body is kept in the dead-letter topic",
+                    event.meta.event_id
+                );
+                let (t, p, o) = (t.clone(), *p, *o);
+                drop(seen);
+                let reason = format!(
+                    "event id {} reused with a different body: accepted at {t}/{p}/{o} (sha256 {accepted_digest}), this one sha256 {digest}",
+                    event.meta.event_id
+                );
+                self.dead_letter(caller, body, Some(&event), trace.as_ref(), DeadLetterKind::Rule, &reason)?;
+                return Err(IngestError::Conflict { message, event_id: event.meta.event_id, accepted_digest, digest });
+            }
             return Ok(Accepted {
                 status: "duplicate",
                 event_id: event.meta.event_id,
@@ -257,18 +313,32 @@ impl Ingest {
         Ok(system)
     }
 
+    /// Keeps a refused body in the dead-letter topic with the headers a dead letter from
+    /// a topic has: the record's own (event id, trace context — here the ingestion's)
+    /// and key (the correlation key) when the body decoded, then `waybill.dlq.reason`,
+    /// `.kind`, `.topic` (`http:/v1/events`), `.partition` and `.offset` (`-1`: it was
+    /// never on a topic), plus `.caller`, the identity that posted it.
     fn dead_letter(
         &self,
         caller: &Caller,
         body: &[u8],
+        event: Option<&InboundEvent>,
+        trace: Option<&TraceHeaders>,
         kind: DeadLetterKind,
         reason: &str,
     ) -> Result<(), waybill_log::Error> {
         tracing::warn!(caller = %caller.identity, kind = kind.as_str(), reason, "ingested body sent to the dead-letter topic");
-        let record = Record::keyed(topic::DLQ, Vec::new(), body.to_vec())
+        let mut record = match event {
+            Some(e) => record_for(topic::DLQ, e, body.to_vec()),
+            None => Record::keyed(topic::DLQ, Vec::new(), body.to_vec()),
+        };
+        record = with_trace(record, trace);
+        let record = record
             .with_header(headers::DLQ_REASON, reason.as_bytes().to_vec())
             .with_header(headers::DLQ_KIND, kind.as_str().as_bytes().to_vec())
-            .with_header(headers::DLQ_TOPIC, b"http:/v1/events".to_vec())
+            .with_header(headers::DLQ_TOPIC, HTTP_SOURCE.as_bytes().to_vec())
+            .with_header(headers::DLQ_PARTITION, b"-1".to_vec())
+            .with_header(headers::DLQ_OFFSET, b"-1".to_vec())
             .with_header(headers::DLQ_CALLER, caller.identity.as_bytes().to_vec());
         self.log.append(AppendBatch { records: vec![record], positions: vec![] })?;
         metrics::counter!(names::DEAD_LETTERS, "kind" => kind.as_str()).increment(1);
