@@ -111,9 +111,9 @@ fn ingestion_accepts_once_rejects_clearly_and_feeds_the_saga() {
     assert_eq!(status, 400);
     let msg = body["error"].as_str().unwrap().to_string();
     assert!(msg.contains("meta") || msg.contains("data"), "the error names what is missing: {msg}");
-    let (status, body) = post(&url, "application/vnd.confluent.avro", &[0, 0, 0, 0, 99, 1, 2]);
+    let (status, body) = post(&url, "application/vnd.confluent.avro", &[0, 0, 0, 0x27, 0x0f, 1, 2]);
     assert_eq!(status, 400);
-    assert!(body["error"].as_str().unwrap().contains("schema id 99 is not in the registry"), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("schema id 9999 is not in the registry"), "{body}");
     let (status, body) = post(&url, "text/plain", b"hello");
     assert_eq!(status, 415, "an unsupported media type: {body}");
     assert!(body["error"].as_str().unwrap().contains("application/json"), "{body}");
