@@ -288,3 +288,14 @@ fn a_rotated_json2_key_is_read_again_without_a_restart() {
     std::fs::write(&w.key_file, "second-key\n").unwrap();
     deliver(&w, &c).expect("the new key from the file");
 }
+
+#[test]
+fn an_expired_session_logs_in_again() {
+    let w = world(OdooVersion::V17);
+    deliver(&w, &invoice("SHP-1")).expect("logged in once");
+    w.double.inject(Match::any(), Fault::SessionExpired, Times::Next(1));
+    let c = invoice("SHP-2");
+    assert!(matches!(deliver(&w, &c), Err(Failure::Unauthorized { .. })), "Odoo's code 100 is a login problem");
+    deliver(&w, &c).expect("the retry logs in again and goes through");
+    assert_eq!(w.double.count("account.move", &[("ref", "SHP-2")]), 1);
+}

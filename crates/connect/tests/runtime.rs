@@ -276,3 +276,26 @@ fn a_refusal_and_exhausted_retries_become_command_failed_with_the_target_s_words
     assert!(exhausted.reason.contains("gave up after 3 attempts"), "{}", exhausted.reason);
     assert!(rig.target.command("cancel-reservation:SO0003").is_some(), "the other orders went on");
 }
+
+#[test]
+fn an_avro_target_gets_the_command_as_logged_signed_with_its_key() {
+    let rig = rig(|_| Answer::Accepted);
+    let hmac = Arc::new(SecretFile::open(rig.dir.path().join("hmac")).unwrap());
+    let adapter = HttpAdapter::new(
+        System::Wms,
+        &rig.target.command_url(),
+        Format::Avro,
+        Timeouts { connect: Duration::from_secs(1), call: Duration::from_secs(2) },
+        Some(hmac),
+        None,
+    );
+    let running = Connector::new(config(0.0, 1, 1), rig.log.clone(), Arc::new(adapter)).start().unwrap();
+    running.assign(&[0, 1]);
+    let sent = reserve("SO0001");
+    rig.send(std::slice::from_ref(&sent));
+    rig.wait_for("the command", Duration::from_secs(10), |r| !r.target.received().is_empty());
+    running.stop();
+    let got = rig.target.command("reserve:SO0001").unwrap();
+    assert_eq!(got.content_type, "application/vnd.confluent.avro");
+    assert_eq!(waybill_schema::decode_command(&got.body).unwrap(), sent, "the Confluent record as logged");
+}
