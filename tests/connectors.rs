@@ -250,6 +250,7 @@ struct Rig {
     dir: tempfile::TempDir,
     config: PathBuf,
     ingest: String,
+    control: String,
     stop: Arc<AtomicBool>,
     poster: Option<std::thread::JoinHandle<()>>,
 }
@@ -290,10 +291,11 @@ impl Rig {
         let carrier = HttpTarget::start(HttpTargetConfig::new(HMAC.as_bytes().to_vec(), carrier(later.clone())));
         let dir = tempfile::tempdir().unwrap();
         let ingest = format!("127.0.0.1:{}", free_port());
-        let config = write_config(dir.path(), &odoo, &wms, &carrier, &ingest);
+        let control = format!("127.0.0.1:{}", free_port());
+        let config = write_config(dir.path(), &odoo, &wms, &carrier, &ingest, &control);
         let stop = Arc::new(AtomicBool::new(false));
         let poster = Some(poster(later.clone(), format!("http://{ingest}/v1/events"), stop.clone()));
-        Rig { odoo, wms, carrier, later, dir, config, ingest, stop, poster }
+        Rig { odoo, wms, carrier, later, dir, config, ingest, control, stop, poster }
     }
 
     /// Confirms order `name` in Odoo: 3 units, 1.5 kg (lot), 2 serials; small enough that
@@ -335,6 +337,17 @@ impl Rig {
         p
     }
 
+    /// The CLI against the running server's control plane, as the operator.
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(BIN)
+            .args(args)
+            .args(["--server", &format!("http://{}", self.control), "--token", "operator-token-0123456789abcdef"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "waybill {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     fn count(&self, model: &str, keys: &[(&str, &str)]) -> usize {
         self.odoo.count(model, keys)
     }
@@ -349,7 +362,14 @@ impl Drop for Rig {
     }
 }
 
-fn write_config(dir: &Path, odoo: &OdooDouble, wms: &HttpTarget, carrier: &HttpTarget, ingest: &str) -> PathBuf {
+fn write_config(
+    dir: &Path,
+    odoo: &OdooDouble,
+    wms: &HttpTarget,
+    carrier: &HttpTarget,
+    ingest: &str,
+    control: &str,
+) -> PathBuf {
     std::fs::write(dir.join("odoo.key"), "admin\n").unwrap();
     std::fs::write(dir.join("hmac"), HMAC).unwrap();
     std::fs::write(
@@ -369,6 +389,11 @@ system = "carrier"
 token = "odoo-token-0123456789abcdef"
 identity = "odoo-webhooks"
 system = "odoo"
+
+[[tokens]]
+token = "operator-token-0123456789abcdef"
+identity = "ops-anna"
+role = "operator"
 "#,
     )
     .unwrap();
@@ -388,7 +413,7 @@ system = "odoo"
         )
     };
     let toml = format!(
-        "data_dir = {:?}\npartitions = 2\n[ingest]\nlisten = {ingest:?}\n[control]\nlisten = \"\"\ntokens_file = {:?}\n[metrics]\nlisten = \"\"\n[policy.fulfillment]\npick_timeout_secs = 120.0\n[connectors.odoo]\n{}[connectors.finance]\n{}[connectors.wms]\n{}[connectors.carrier]\n{}",
+        "data_dir = {:?}\npartitions = 2\n[ingest]\nlisten = {ingest:?}\n[control]\nlisten = {control:?}\ntokens_file = {:?}\n[metrics]\nlisten = \"\"\n[policy.fulfillment]\npick_timeout_secs = 120.0\n[connectors.odoo]\n{}[connectors.finance]\n{}[connectors.wms]\n{}[connectors.carrier]\n{}",
         dir.join("data"),
         dir.join("tokens.toml"),
         odoo_connector("odoo"),
@@ -603,4 +628,56 @@ fn sigkilled_at_random_moments_waybill_creates_nothing_twice_in_odoo_or_at_the_w
     }
     assert!(rig.later.refused.lock().unwrap().is_empty(), "ingestion refused: {:?}", rig.later.refused.lock().unwrap());
     let _ = &rig.dir;
+}
+
+#[test]
+fn an_odoo_refusal_is_an_exception_in_odoo_s_words_and_the_retry_with_the_same_key_posts_once() {
+    let rig = Rig::new();
+    rig.odoo.fail_validation("account.move", "action_post", "The fiscal period 2026-12 is locked for posting.");
+    rig.confirm_order("SO000001");
+    let _proc = rig.spawn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exception = loop {
+        let list: Value =
+            serde_json::from_str(&rig.cli(&["exceptions", "list", "--open", "--output", "json"])).unwrap();
+        let found = list["exceptions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|x| x["category"] == json!("posting-rejected"))
+            .cloned();
+        if let Some(x) = found {
+            break x;
+        }
+        assert!(Instant::now() < deadline, "no exception for Odoo's refusal: {list}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let message = exception["message"].as_str().unwrap();
+    assert!(message.contains("The fiscal period 2026-12 is locked for posting."), "in Odoo's words: {message}");
+    assert_eq!(rig.count("account.move", &[("ref", "SHP-SO000001"), ("state", "posted")]), 0);
+
+    // Finance unlocks the period; the operator retries.
+    rig.odoo.clear_faults();
+    let id = exception["exception_id"].as_str().unwrap();
+    rig.cli(&["exceptions", "retry", id, "--note", "period unlocked by finance"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rig.count("account.move", &[("ref", "SHP-SO000001"), ("state", "posted")]) == 0 {
+        assert!(Instant::now() < deadline, "the retried invoice was not posted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        rig.count("account.move", &[("ref", "SHP-SO000001"), ("move_type", "out_invoice")]),
+        1,
+        "the draft of the refused attempt was posted, not a second invoice"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list: Value =
+            serde_json::from_str(&rig.cli(&["exceptions", "list", "--open", "--output", "json"])).unwrap();
+        if list["exceptions"].as_array().into_iter().flatten().all(|x| x["exception_id"] != json!(id)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the exception stayed open after the invoice was posted: {list}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
