@@ -2,6 +2,7 @@
 //! (Odoo, warehouse, carrier) that produces realistic traffic and answers commands, and
 //! shows progress until every order has reached an end state; then prints a summary.
 
+pub mod answers;
 pub mod sim;
 pub mod world;
 
