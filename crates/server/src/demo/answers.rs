@@ -75,7 +75,9 @@ impl World {
             }
             CommandBody::ReleaseToWarehouse(req) => self.warehouse_work(req, &fate, &mut r, &mut out),
             CommandBody::BookCarrier(b) => {
-                let tracking = format!("1Z{:010}", r.u64(..10_000_000_000));
+                // One tracking number per parcel: the shipment's number is its last digits.
+                let n: u64 = b.shipment_id.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(1);
+                let tracking = format!("1Z{:08}{:02}", r.u64(..100_000_000), n % 100);
                 let body = EventBody::CarrierBooked(CarrierBooked {
                     order_ref: key.clone(),
                     shipment_id: b.shipment_id.clone(),

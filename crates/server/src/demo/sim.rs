@@ -245,23 +245,10 @@ impl Simulator {
     }
 
     fn schedule_bad_records(&mut self, i: usize, key: &str) {
-        // Half-written JSON sent to the Avro topic, and Avro with a schema id nobody knows.
-        let garbage = format!("{{\"order\": \"{key}\", \"qty\": ").into_bytes();
-        let mut unknown = vec![0u8, 0, 0, 0x27, 0x0f];
-        unknown.extend_from_slice(b"\x02\x04ab");
-        self.schedule(
-            5,
-            format!("bad:json:{i}"),
-            Payload::Bad { topic: topic::inbound(System::Wms), key: key.to_string(), bytes: garbage },
-            None,
-        );
-        self.schedule(
-            5,
-            format!("bad:schema:{i}"),
-            Payload::Bad { topic: topic::inbound(System::Carrier), key: key.to_string(), bytes: unknown },
-            None,
-        );
-        self.stats.bad_records.fetch_add(2, Ordering::Relaxed);
+        for (id, topic, bytes) in bad_records(i, key) {
+            self.schedule(5, id, Payload::Bad { topic, key: key.to_string(), bytes }, None);
+            self.stats.bad_records.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn read_commands(&mut self) -> anyhow::Result<usize> {
@@ -396,7 +383,19 @@ impl Simulator {
     }
 }
 
+/// The two undecodable records injected with order `i` (key `key`), as (event id, topic,
+/// bytes): half-written JSON sent to the warehouse's Avro topic, and Avro with a schema id
+/// nobody knows (9999) on the carrier's.
+pub fn bad_records(i: usize, key: &str) -> [(String, String, Vec<u8>); 2] {
+    let garbage = format!("{{\"order\": \"{key}\", \"qty\": ").into_bytes();
+    let mut unknown = vec![0u8, 0, 0, 0x27, 0x0f];
+    unknown.extend_from_slice(b"\x02\x04ab");
+    [
+        (format!("bad:json:{i}"), topic::inbound(System::Wms), garbage),
+        (format!("bad:schema:{i}"), topic::inbound(System::Carrier), unknown),
+    ]
+}
+
 fn release_id(i: usize) -> String {
     format!("odoo:release:{}", world::order_ref(i))
 }
-
