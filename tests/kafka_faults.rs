@@ -1,7 +1,8 @@
-//! The whole orchestrator (the demo: coordinator, projections, simulated systems) on
-//! librdkafka's mock cluster, which listens on real loopback ports: the broker goes away
-//! for 20 seconds in the middle of the run, and with `kafka.transactions` on every
-//! coordinator batch is a Kafka transaction. Either way every order must reach its end.
+//! The whole orchestrator (the demo with `--in-process`: coordinator, projections,
+//! simulated systems) on librdkafka's mock cluster, which listens on real loopback ports:
+//! the broker goes away for 20 seconds in the middle of the run, and with
+//! `kafka.transactions` on every coordinator batch is a Kafka transaction. Either way
+//! every order must reach its end.
 //!
 //! The mock has no CreateTopics, so the planned topics are made on it first.
 
@@ -33,10 +34,12 @@ struct Args {
 }
 
 fn options(mock: &Mock, orders: usize, properties: &[&str]) -> DemoOptions {
-    let mut argv: Vec<String> = ["demo", "--quiet", "--listen", "", "--control-listen", "", "--metrics-listen", ""]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    // The systems in process: this tests the orchestrator on a failing broker.
+    let mut argv: Vec<String> =
+        ["demo", "--in-process", "--quiet", "--listen", "", "--control-listen", "", "--metrics-listen", ""]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     argv.extend([
         "--orders".into(),
         orders.to_string(),

@@ -170,6 +170,12 @@ impl Distributor {
 
 /// Runs the demo.
 pub fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
+    run_keeping_doubles(opts).map(|(summary, _)| summary)
+}
+
+/// Runs the demo and hands back its doubles (none with `--in-process`), stopped calling
+/// but still answering, so a test can count what each system saw.
+pub fn run_keeping_doubles(opts: &DemoOptions) -> anyhow::Result<(Summary, Option<Box<Stage>>)> {
     let temp = match &opts.data_dir {
         Some(_) => None,
         None => Some(tempfile::Builder::new().prefix("waybill-demo-").tempdir()?),
@@ -344,8 +350,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
     }
     let stage = distributor.stop(&stop);
     node.shutdown();
-    drop(stage);
-    Ok(summary)
+    Ok((summary, stage))
 }
 
 /// Prints where everything listens: the node's endpoints and the doubles.

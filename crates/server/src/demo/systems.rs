@@ -129,7 +129,7 @@ impl Systems {
 
 /// Lanes of the scheduler: events of one order always take the same lane, so they are
 /// posted in the order they are due.
-const LANES: usize = 4;
+const LANES: usize = 16;
 
 struct Post {
     event: InboundEvent,
