@@ -48,6 +48,7 @@ bench: prereqs
 	$(CARGO) bench -p waybill-server --bench approvals
 	$(CARGO) bench -p waybill-server --bench tracing
 	WAYBILL_BENCH_TRACING_UPSTREAM=1 $(CARGO) bench -p waybill-server --bench tracing
+	$(CARGO) bench -p waybill-connect --bench delivery
 	$(MAKE) bench-kafka
 
 # Waybill through the Kafka backend against a raw rdkafka pipe, on a fresh Tansu broker of

@@ -218,3 +218,112 @@ fn grpc_calls_are_counted_by_service_method_and_code() {
 
     node.shutdown();
 }
+
+/// Every connector metric on the dashboard and in the alerts, scraped from a node whose
+/// connectors talk to the doubles: an Odoo connector with its poller, and a warehouse
+/// that answers, throttles once, fails once and then is down for a moment.
+#[test]
+fn connector_metrics_are_emitted_for_real() {
+    use waybill_domain::command::OrderOnly;
+    use waybill_domain::{Command, CommandBody, CommandMeta, System, Timestamp, topic};
+    use waybill_doubles::http_target::{Answer, HttpTarget, HttpTargetConfig};
+    use waybill_doubles::odoo::{OdooConfig, OdooDouble};
+    use waybill_doubles::{Fault, Match, Times};
+    use waybill_log::{AppendBatch, Record};
+    use waybill_server::connectors::ConnectorSettings;
+
+    let dir = tempfile::tempdir().unwrap();
+    let odoo = OdooDouble::start(OdooConfig::default());
+    let partner = odoo.create("res.partner", serde_json::json!({"name": "Azure", "ref": "C0001"}));
+    odoo.create("sale.order", serde_json::json!({"name": "SO000001", "partner_id": partner, "state": "sale"}));
+    let wms = HttpTarget::start(HttpTargetConfig::new(b"s3cret".to_vec(), |_| Answer::Accepted));
+    wms.inject(Match::action("cancel-reservation:SO0001"), Fault::RetryAfter { status: 429, secs: 1 }, Times::Next(1));
+    wms.inject(Match::action("cancel-reservation:SO0002"), Fault::Status(500), Times::Next(1));
+    std::fs::write(dir.path().join("odoo.key"), "admin").unwrap();
+    std::fs::write(dir.path().join("wms.hmac"), "s3cret").unwrap();
+
+    let mut cfg = Config { data_dir: dir.path().join("data"), partitions: 2, ..Config::default() };
+    cfg.ingest.listen = String::new();
+    cfg.control.listen = String::new();
+    cfg.metrics.listen = "127.0.0.1:0".into();
+    cfg.connectors.insert(
+        "odoo".into(),
+        ConnectorSettings {
+            kind: "odoo".into(),
+            url: odoo.url(),
+            database: odoo.db().into(),
+            login: "admin".into(),
+            credentials_file: Some(dir.path().join("odoo.key")),
+            poll_interval_ms: 100,
+            ..ConnectorSettings::default()
+        },
+    );
+    cfg.connectors.insert(
+        "wms".into(),
+        ConnectorSettings {
+            kind: "http".into(),
+            url: wms.command_url(),
+            hmac_secret_file: Some(dir.path().join("wms.hmac")),
+            breaker_threshold: 1,
+            breaker_cool_down_ms: 200,
+            backoff_base_ms: 20,
+            ..ConnectorSettings::default()
+        },
+    );
+    let log = node::open_log(&cfg).unwrap();
+    let node = Node::start(&cfg, log.clone(), world::catalog()).unwrap();
+    let base = format!("http://{}", node.metrics_addr.expect("metrics port enabled"));
+    let records = (0..6)
+        .map(|i| {
+            let order = format!("SO{i:04}");
+            let c = Command {
+                meta: CommandMeta {
+                    idempotency_key: format!("cancel-reservation:{order}"),
+                    saga_id: format!("o2f:{order}"),
+                    correlation_key: order.clone(),
+                    target: System::Wms,
+                    caused_by: "test".into(),
+                    issued_at: Timestamp(0),
+                },
+                body: CommandBody::CancelReservation(OrderOnly { order_ref: order.clone(), reason: "test".into() }),
+            };
+            Record::keyed(topic::commands(System::Wms), order.into_bytes(), waybill_schema::encode_command(&c).unwrap())
+        })
+        .collect();
+    log.append(AppendBatch { records, positions: Vec::new() }).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while wms.received().len() < 6 {
+        assert!(Instant::now() < deadline, "the warehouse did not get every command");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let wanted: &[(&str, Option<(&str, &str)>)] = &[
+        (names::CONNECTOR_REQUESTS, Some(("outcome", "ok"))),
+        (names::CONNECTOR_REQUESTS, Some(("outcome", "throttled"))),
+        (names::CONNECTOR_RETRIES, Some(("target", "wms"))),
+        (names::CONNECTOR_THROTTLED, Some(("cause", "target"))),
+        (names::CONNECTOR_BREAKER_STATE, Some(("target", "wms"))),
+        (names::CONNECTOR_BREAKER_OPENS, Some(("target", "wms"))),
+        (names::CONNECTOR_UNDELIVERED, Some(("target", "wms"))),
+        (names::CONNECTOR_OLDEST_AGE, Some(("target", "wms"))),
+        (names::CONNECTOR_POLLED, Some(("model", "sale.order"))),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let by_name = scrape(&base);
+        let missing: Vec<String> = wanted
+            .iter()
+            .filter(|(name, label)| {
+                !by_name.get(*name).into_iter().flatten().any(|s| label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            })
+            .map(|(n, l)| format!("{n}{l:?}"))
+            .collect();
+        let latency = by_name.contains_key(&format!("{}_count", names::CONNECTOR_LATENCY))
+            || by_name.contains_key(names::CONNECTOR_LATENCY);
+        if missing.is_empty() && latency {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not on /metrics: {missing:?} (latency histogram: {latency})");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    node.shutdown();
+}

@@ -104,9 +104,12 @@ impl Client {
                 let status = response.status().as_u16();
                 let retry_after =
                     parse_retry_after(response.headers().get("retry-after").and_then(|v| v.to_str().ok()));
-                let body = response.body_mut().with_config().limit(16 << 20).read_to_vec().map_err(|e| {
-                    Failure::Unknown { reason: format!("{url}: the answer broke off: {e}") }
-                })?;
+                let body = response
+                    .body_mut()
+                    .with_config()
+                    .limit(16 << 20)
+                    .read_to_vec()
+                    .map_err(|e| Failure::Unknown { reason: format!("{url}: the answer broke off: {e}") })?;
                 Answer { status, retry_after, body }
             }
             Err(e) => {
@@ -143,12 +146,10 @@ fn classify_transport(url: &str, e: ureq::Error) -> Failure {
     use std::io::ErrorKind;
     let reason = format!("{url}: {e}");
     match &e {
-        ureq::Error::Timeout(t) => match t {
-            ureq::Timeout::Resolve | ureq::Timeout::Connect => {
-                Failure::Unavailable { reason, retry_after: None, throttled: false }
-            }
-            _ => Failure::Unknown { reason },
-        },
+        ureq::Error::Timeout(ureq::Timeout::Resolve | ureq::Timeout::Connect) => {
+            Failure::Unavailable { reason, retry_after: None, throttled: false }
+        }
+        ureq::Error::Timeout(_) => Failure::Unknown { reason },
         ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => {
             Failure::Unavailable { reason, retry_after: None, throttled: false }
         }
@@ -183,7 +184,10 @@ pub fn error_message(body: &[u8]) -> String {
     }
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
-    if text.len() > 300 { format!("{}…", &text[..text.floor_char_boundary(300)]) } else { text.to_string() }
+    match text.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -109,7 +109,10 @@ impl Failure {
 
     /// Whether the target itself is in trouble (counts toward opening the breaker).
     pub fn counts_against_target(&self) -> bool {
-        matches!(self, Failure::Unavailable { throttled: false, .. } | Failure::Unknown { .. } | Failure::Transient { .. })
+        matches!(
+            self,
+            Failure::Unavailable { throttled: false, .. } | Failure::Unknown { .. } | Failure::Transient { .. }
+        )
     }
 
     /// Whether an attempt failing this way uses up one of the command's attempts.
@@ -126,7 +129,8 @@ impl std::fmt::Display for Failure {
 
 /// Classifies an HTTP status a target answered with (`body` is its message).
 pub fn classify_status(status: u16, body: &str, retry_after: Option<Duration>) -> Failure {
-    let reason = if body.trim().is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {}", body.trim()) };
+    let reason =
+        if body.trim().is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {}", body.trim()) };
     match status {
         401 => Failure::Unauthorized { reason },
         429 => Failure::Unavailable { reason, retry_after, throttled: true },

@@ -20,8 +20,8 @@
 use std::sync::Arc;
 
 use ring::hmac;
-use waybill_domain::{Command, CommandBody, EventBody, InboundEvent, System};
 use waybill_domain::event::DocumentRejected;
+use waybill_domain::{Command, CommandBody, EventBody, InboundEvent, System};
 
 use crate::client::{Client, Timeouts, error_message};
 use crate::secret::SecretFile;
@@ -111,7 +111,11 @@ impl Adapter for HttpAdapter {
             return Err(f);
         }
         parse_answer(self.system, &answer.body).map_err(|problem| Failure::Refused {
-            reason: format!("{} answered {} with a body Waybill cannot use: {problem}", self.system, command.body.name()),
+            reason: format!(
+                "{} answered {} with a body Waybill cannot use: {problem}",
+                self.system,
+                command.body.name()
+            ),
         })
     }
 
@@ -142,7 +146,8 @@ fn parse_answer(system: System, body: &[u8]) -> Result<Vec<InboundEvent>, String
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
-    let root: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("not JSON ({e}): {}", error_message(body)))?;
+    let root: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("not JSON ({e}): {}", error_message(body)))?;
     let Some(events) = root.get("events") else { return Ok(Vec::new()) };
     let Some(events) = events.as_array() else { return Err("`events` is not an array".into()) };
     let mut out = Vec::with_capacity(events.len());

@@ -151,7 +151,9 @@ impl Connector {
                 rng: fastrand::Rng::with_seed(w as u64 + 1),
             };
             threads.push(
-                std::thread::Builder::new().name(format!("connector-{}-{w}", self.cfg.name)).spawn(move || worker.run())?,
+                std::thread::Builder::new()
+                    .name(format!("connector-{}-{w}", self.cfg.name))
+                    .spawn(move || worker.run())?,
             );
         }
         drop(tx);
@@ -168,9 +170,7 @@ impl Connector {
             outages: Vec::new(),
         };
         threads.push(
-            std::thread::Builder::new()
-                .name(format!("connector-{}", self.cfg.name))
-                .spawn(move || dispatcher.run())?,
+            std::thread::Builder::new().name(format!("connector-{}", self.cfg.name)).spawn(move || dispatcher.run())?,
         );
         Ok(Running { name: self.cfg.name, shared, target: self.target, threads })
     }
@@ -336,9 +336,13 @@ impl Dispatcher {
                 part.read = r.offset + 1;
                 match waybill_schema::decode_command(&r.value) {
                     Ok(command) => {
-                        let lane =
-                            if self.cfg.bulk.iter().any(|b| b == command.body.name()) { Lane::Bulk } else { Lane::Critical };
-                        let trace = TraceHeaders::from_headers(r.headers.iter().map(|h| (h.key.as_str(), h.value.as_slice())));
+                        let lane = if self.cfg.bulk.iter().any(|b| b == command.body.name()) {
+                            Lane::Bulk
+                        } else {
+                            Lane::Critical
+                        };
+                        let trace =
+                            TraceHeaders::from_headers(r.headers.iter().map(|h| (h.key.as_str(), h.value.as_slice())));
                         part.pending.insert(r.offset, r.timestamp_ms);
                         queue.push(p, r.offset, r.key.clone(), lane, Item { command, encoded: r.value, trace });
                     }
@@ -470,7 +474,10 @@ fn event_record(e: &InboundEvent, trace: Option<&TraceHeaders>) -> waybill_log::
 fn dead_letter(r: &StoredRecord, reason: &str) -> Record {
     let mut d = Record::keyed(topic::DLQ, r.key.clone(), r.value.clone());
     d.headers = vec![
-        Header { key: headers::DLQ_REASON.into(), value: format!("connector cannot decode the command: {reason}").into_bytes() },
+        Header {
+            key: headers::DLQ_REASON.into(),
+            value: format!("connector cannot decode the command: {reason}").into_bytes(),
+        },
         Header { key: headers::DLQ_KIND.into(), value: b"decode".to_vec() },
         Header { key: headers::DLQ_TOPIC.into(), value: r.topic.as_bytes().to_vec() },
         Header { key: headers::DLQ_PARTITION.into(), value: r.partition.to_string().into_bytes() },
@@ -585,18 +592,22 @@ impl Worker {
             waybill.attempt = job.attempts,
         );
         if let Some(t) = &job.item.trace {
-            waybill_telemetry::continue_trace(&span, t.pairs().map(|(k, v)| (k, v)).collect::<Vec<_>>().iter().map(|(k, v)| (*k, v.as_slice())));
+            let pairs: Vec<(&'static str, Vec<u8>)> = t.pairs().collect();
+            waybill_telemetry::continue_trace(&span, pairs.iter().map(|(k, v)| (*k, v.as_slice())));
         }
         let _entered = span.enter();
         let trace = waybill_telemetry::inject(&span).or_else(|| job.item.trace.clone());
         let started = Instant::now();
-        let result = self.adapter.deliver(cmd, Call { encoded: &job.item.encoded, trace: trace.as_ref(), attempt: job.attempts });
+        let result = self
+            .adapter
+            .deliver(cmd, Call { encoded: &job.item.encoded, trace: trace.as_ref(), attempt: job.attempts });
         let now = Instant::now();
         self.target.record(now, now - started, result.as_ref().map(|_| ()));
         let events = match result {
             Ok(events) => events,
             Err(f) => {
-                let give_up = matches!(f, Failure::Refused { .. }) || (f.uses_attempt() && job.attempts >= self.cfg.max_attempts);
+                let give_up =
+                    matches!(f, Failure::Refused { .. }) || (f.uses_attempt() && job.attempts >= self.cfg.max_attempts);
                 if !give_up {
                     let mut delay = self.cfg.backoff.delay(job.attempts, &mut self.rng);
                     if let Failure::Unavailable { retry_after: Some(d), .. } = &f {

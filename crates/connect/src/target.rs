@@ -198,7 +198,8 @@ impl Target {
             Err(Failure::Unavailable { retry_after, throttled: true, .. }) => {
                 inner.breaker.release_probe();
                 self.stats.throttled.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(names::CONNECTOR_THROTTLED, "target" => self.name.clone(), "cause" => "target").increment(1);
+                metrics::counter!(names::CONNECTOR_THROTTLED, "target" => self.name.clone(), "cause" => "target")
+                    .increment(1);
                 inner.bucket.pause_until(now + retry_after.unwrap_or(Duration::from_secs(1)));
             }
             _ => {

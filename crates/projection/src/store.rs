@@ -204,7 +204,8 @@ impl ProjectionStore {
         Ok(self.get::<OrderRecord>(&keys::order(order_ref))?.map(|r| r.view))
     }
 
-    /// Orders by reference, optionally only those in `status`, at most `limit`.
+    /// Orders by reference, optionally only those in `status`, at most `limit` (a target's
+    /// health record, keyed `target:<system>`, is not listed).
     pub fn orders(&self, status: Option<OrderStatus>, limit: usize) -> Result<Vec<OrderView>> {
         let mut out = Vec::new();
         for kv in self.tree.scan_prefix(keys::ORDER) {
@@ -213,7 +214,9 @@ impl ProjectionStore {
             }
             let (k, v) = kv.map_err(|e| Error::storage("scanning orders", e))?;
             let o = OrderRecord::decode(&k, &v)?.view;
-            if status.is_none_or(|s| s == o.status) {
+            // A target's health record (`target:odoo`) is no order.
+            let order = waybill_domain::event::TargetOutage::target_of_key(&o.order_ref).is_none();
+            if order && status.is_none_or(|s| s == o.status) {
                 out.push(o);
             }
         }

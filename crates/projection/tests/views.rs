@@ -372,3 +372,53 @@ fn orders_by_age_lists_a_status_longest_unchanged_first_pages_and_follows_change
     let entries = store.dump().unwrap().into_iter().filter(|(k, _)| k.starts_with(b"oa/")).count();
     assert_eq!(entries, 4);
 }
+
+#[test]
+fn refused_commands_and_targets_that_are_down_are_listed_with_the_other_exceptions() {
+    let (_dir, store) = temp_store();
+    store.apply(&journal_inputs(fulfillment(1))).unwrap();
+    let refused = ExceptionRaised {
+        exception_id: "o2f:SO00001/delivery-failed/1".into(),
+        category: ExceptionCategory::DeliveryFailed,
+        message: "Odoo refused ConfirmShipment for SO00001 (shipment SHP-SO00001): ValidationError; fix it in Odoo, then retry the exception".into(),
+        subject: SourceRef::new(System::Waybill, "confirm-shipment:SHP-SO00001"),
+    };
+    let down = ExceptionRaised {
+        exception_id: "tgt:odoo/target-unavailable/1".into(),
+        category: ExceptionCategory::TargetUnavailable,
+        message: "Odoo has not answered since 2026-01-01 10:42 UTC (connection refused)".into(),
+        subject: SourceRef::new(System::Waybill, "waybill.commands.odoo"),
+    };
+    let n = fulfillment(1).len() as i64;
+    let mut events =
+        vec![ev("SO00001", SagaKind::OrderToFulfillment, n + 1, 90, JournalBody::ExceptionRaised(refused))];
+    events.push(ev("odoo", SagaKind::TargetHealth, 1, 91, JournalBody::ExceptionRaised(down)));
+    events[1].meta.correlation_key = "target:odoo".into();
+    let inputs: Vec<Positioned> = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| Positioned::new(topic::JOURNAL, 0, 1000 + i as i64, Input::Journal(e)))
+        .collect();
+    let before = store.order_counts_by_status().unwrap();
+    store.apply(&inputs).unwrap();
+
+    let open = store.exceptions(true, None).unwrap();
+    let x = open.iter().find(|x| x.category == ExceptionCategory::DeliveryFailed).expect("delivery failure listed");
+    assert_eq!(x.saga_id.as_deref(), Some("o2f:SO00001"));
+    assert_eq!(x.order_ref.as_deref(), Some("SO00001"));
+    assert!(x.message.starts_with("Odoo refused ConfirmShipment for SO00001"));
+    assert_eq!(store.lineage("waybill:confirm-shipment:SHP-SO00001").unwrap().len(), 1, "the command's lineage has it");
+    let t = store.exceptions(true, Some(ExceptionCategory::TargetUnavailable)).unwrap();
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].saga_id.as_deref(), Some("tgt:odoo"));
+    // The control plane keys a workbench action by this: the target's key.
+    assert_eq!(t[0].order_ref.as_deref(), Some("target:odoo"));
+    let counts = store.exception_counts_by_category().unwrap();
+    assert_eq!(counts.iter().find(|(c, _)| *c == ExceptionCategory::TargetUnavailable).unwrap().1, 1);
+    assert_eq!(store.order("SO00001").unwrap().unwrap().open_exceptions, 1);
+    // The target is no order: not listed, not counted by status; its timeline is kept.
+    assert!(store.orders(None, 100).unwrap().iter().all(|o| o.order_ref != "target:odoo"));
+    assert!(store.orders_by_age(None, None, None, 100).unwrap().iter().all(|o| o.order_ref != "target:odoo"));
+    assert_eq!(store.order_counts_by_status().unwrap(), before);
+    assert_eq!(store.timeline("target:odoo").unwrap().len(), 1);
+}

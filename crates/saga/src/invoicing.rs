@@ -293,6 +293,11 @@ fn on_command_failed(s: &Invoicing, f: &CommandFailed) -> Decision {
     if let Err(why) = outcome::check_report(f, &issued) {
         return Decision::reject(DeadLetterKind::Rule, why);
     }
+    // A report while finance's refusal is open (the same refusal reported twice, or the
+    // retried invoice refused again) changes nothing.
+    if s.book.open_of(ExceptionCategory::PostingRejected).next().is_some() {
+        return Decision::noop();
+    }
     on_refused(
         s,
         &DocumentRejected {

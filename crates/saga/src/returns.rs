@@ -313,6 +313,12 @@ fn on_command_failed(s: &ReturnCredit, f: &CommandFailed) -> Decision {
         if let Err(why) = outcome::check_report(f, o) {
             return Decision::reject(DeadLetterKind::Rule, why);
         }
+        // A report while finance's refusal of this credit note is open (the same refusal
+        // reported twice, or the retried one refused again) changes nothing.
+        let refused = SourceRef::new(System::Finance, c.receipt_id.clone());
+        if s.book.open_of(ExceptionCategory::PostingRejected).any(|id| s.book.subjects.get(id) == Some(&refused)) {
+            return Decision::noop();
+        }
         let refusal = DocumentRejected {
             order_ref: order_ref.to_string(),
             business_key: c.receipt_id.clone(),

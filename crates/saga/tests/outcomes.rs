@@ -165,6 +165,9 @@ fn a_refused_invoice_is_a_finance_refusal_and_its_retry_posts_the_same_invoice()
     assert!(s.is_noop());
     let s = h.send(retry("SO1", "control:retry:1", "s2i:SH1/posting-rejected/1"));
     assert_eq!((&s.commands[0].meta.idempotency_key, &s.commands[0].body), (&first.meta.idempotency_key, &first.body));
+    // The retried invoice refused again while the refusal is open: still one exception.
+    let s = h.send(command_failed("SO1", "s2i:SH1", "invoice:SH1", "PostInvoice", System::Finance, "still closed", 3));
+    assert!(s.is_noop(), "{s:?}");
     let s = h.send(invoice_posted("SO1", "SH1", "INV-1"));
     assert!(resolution(&s, "s2i:SH1/posting-rejected/1").unwrap().contains("posted after a retry"));
 }

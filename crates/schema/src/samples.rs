@@ -326,7 +326,8 @@ pub fn commands() -> Vec<Command> {
         CommandBody::ConfirmShipment(ConfirmShipment {
             order_ref: s("SO0042"),
             shipment_id: s("SHP-1"),
-            tracking_ref: s("JD0142"),    lines: goods_issued().lines,
+            tracking_ref: s("JD0142"),
+            lines: goods_issued().lines,
         }),
         CommandBody::PostInvoice(PostInvoice {
             order_ref: s("SO0042"),

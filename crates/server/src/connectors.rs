@@ -164,7 +164,14 @@ impl ConnectorSettings {
         match major {
             Some(17 | 18) => {
                 if self.login.is_empty() {
-                    return Err(Invalid { name: name.into(), key: "login", problem: format!("Odoo {} speaks JSON-RPC, which logs in: set the integration user's login", self.version) });
+                    return Err(Invalid {
+                        name: name.into(),
+                        key: "login",
+                        problem: format!(
+                            "Odoo {} speaks JSON-RPC, which logs in: set the integration user's login",
+                            self.version
+                        ),
+                    });
                 }
                 Ok(Protocol::JsonRpc { login: self.login.clone() })
             }
@@ -172,7 +179,10 @@ impl ConnectorSettings {
             _ => Err(Invalid {
                 name: name.into(),
                 key: "version",
-                problem: format!("{:?} is not an Odoo version Waybill speaks; use 17.0, 18.0 (JSON-RPC) or 19.0 and later (JSON-2)", self.version),
+                problem: format!(
+                    "{:?} is not an Odoo version Waybill speaks; use 17.0, 18.0 (JSON-RPC) or 19.0 and later (JSON-2)",
+                    self.version
+                ),
             }),
         }
     }
@@ -191,7 +201,10 @@ impl ConnectorSettings {
                     return bad("database", "is empty; name the Odoo database".into());
                 }
                 if self.credentials_file.is_none() {
-                    return bad("credentials_file", "is missing; point it at a file holding the API key (mode 0600)".into());
+                    return bad(
+                        "credentials_file",
+                        "is missing; point it at a file holding the API key (mode 0600)".into(),
+                    );
                 }
             }
             "http" => {
@@ -202,7 +215,10 @@ impl ConnectorSettings {
             other => return bad("kind", format!("{other:?} is not odoo or http")),
         }
         if !(self.rate.is_finite() && self.rate >= 0.0) {
-            return bad("rate", format!("{} must be 0 (unlimited) or a positive number of calls per second", self.rate));
+            return bad(
+                "rate",
+                format!("{} must be 0 (unlimited) or a positive number of calls per second", self.rate),
+            );
         }
         for (key, v) in [
             ("burst", self.burst as u64),
@@ -222,7 +238,10 @@ impl ConnectorSettings {
             }
         }
         if self.backoff_max_ms < self.backoff_base_ms {
-            return bad("backoff_max_ms", format!("{} is below backoff_base_ms ({})", self.backoff_max_ms, self.backoff_base_ms));
+            return bad(
+                "backoff_max_ms",
+                format!("{} is below backoff_base_ms ({})", self.backoff_max_ms, self.backoff_base_ms),
+            );
         }
         let known = waybill_schema::COMMAND_NAMES;
         if let Some(b) = self.bulk.iter().find(|b| !known.contains(&b.as_str())) {
@@ -254,7 +273,10 @@ impl ConnectorSettings {
     }
 
     fn timeouts(&self) -> Timeouts {
-        Timeouts { connect: Duration::from_millis(self.connect_timeout_ms), call: Duration::from_millis(self.timeout_ms) }
+        Timeouts {
+            connect: Duration::from_millis(self.connect_timeout_ms),
+            call: Duration::from_millis(self.timeout_ms),
+        }
     }
 }
 
@@ -293,7 +315,9 @@ impl Connectors {
             let system = c.system(name)?;
             let secret = |path: &Option<PathBuf>| -> anyhow::Result<Option<Arc<SecretFile>>> {
                 Ok(match path {
-                    Some(p) => Some(Arc::new(SecretFile::open(p).map_err(|e| anyhow::anyhow!("connectors.{name}: {e}"))?)),
+                    Some(p) => {
+                        Some(Arc::new(SecretFile::open(p).map_err(|e| anyhow::anyhow!("connectors.{name}: {e}"))?))
+                    }
                     None => None,
                 })
             };
@@ -330,9 +354,11 @@ impl Connectors {
                     warehouse: c.warehouse.clone(),
                 };
                 let (log, stop, owner) = (log.clone(), out.stop.clone(), running.clone());
-                out.pollers.push(std::thread::Builder::new().name(format!("poller-{name}")).spawn(move || {
-                    poll_while_leader(cfg, odoo, target, log, &owner, &stop)
-                })?);
+                out.pollers.push(
+                    std::thread::Builder::new()
+                        .name(format!("poller-{name}"))
+                        .spawn(move || poll_while_leader(cfg, odoo, target, log, &owner, &stop))?,
+                );
             }
             out.running.push(running);
         }

@@ -355,7 +355,11 @@ impl std::fmt::Debug for Workers {
 }
 
 impl Workers {
-    fn new(coordinator: Arc<Coordinator>, failure: Arc<Mutex<Option<String>>>, connectors: Arc<Mutex<Connectors>>) -> Self {
+    fn new(
+        coordinator: Arc<Coordinator>,
+        failure: Arc<Mutex<Option<String>>>,
+        connectors: Arc<Mutex<Connectors>>,
+    ) -> Self {
         Workers { coordinator, failure, running: Mutex::new(BTreeMap::new()), connectors }
     }
 

@@ -64,15 +64,21 @@ pub(super) fn issue_credit_note(orm: &Orm<'_>, c: &IssueCreditNote) -> Result<Ev
     )?;
     let Some(invoice) = invoice.first() else {
         return Err(Failure::Refused {
-            reason: format!("invoice {} is not in Odoo, so return {} cannot be credited against it", c.invoice_number, c.receipt_id),
+            reason: format!(
+                "invoice {} is not in Odoo, so return {} cannot be credited against it",
+                c.invoice_number, c.receipt_id
+            ),
         });
     };
     let invoice_id = id_of(invoice);
     if found.is_empty() {
         found = orm.search_read(
             "account.move",
-            json!([["move_type", "=", "out_refund"], ["reversed_entry_id", "=", invoice_id],
-                   ["ref", "ilike", c.receipt_id]]),
+            json!([
+                ["move_type", "=", "out_refund"],
+                ["reversed_entry_id", "=", invoice_id],
+                ["ref", "ilike", c.receipt_id]
+            ]),
             MOVE_FIELDS,
             Some("id asc"),
         )?;
@@ -86,7 +92,10 @@ pub(super) fn issue_credit_note(orm: &Orm<'_>, c: &IssueCreditNote) -> Result<Ev
         None => {
             if str_field(invoice, "state").as_deref() != Some("posted") {
                 return Err(Failure::Refused {
-                    reason: format!("invoice {} is not posted in Odoo; only a posted invoice can be reversed", c.invoice_number),
+                    reason: format!(
+                        "invoice {} is not posted in Odoo; only a posted invoice can be reversed",
+                        c.invoice_number
+                    ),
                 });
             }
             let wizard = orm.create(
@@ -121,7 +130,9 @@ pub(super) fn issue_credit_note(orm: &Orm<'_>, c: &IssueCreditNote) -> Result<Ev
 fn shape_refund(orm: &Orm<'_>, refund: i64, c: &IssueCreditNote) -> Result<(), Failure> {
     let mut lines = invoice_lines(orm, &c.lines)?;
     if c.restocking_fee.0 != 0 {
-        lines.push(json!([0, 0, {"name": "Restocking fee", "quantity": 1.0, "price_unit": -money_float(c.restocking_fee)}]));
+        lines.push(
+            json!([0, 0, {"name": "Restocking fee", "quantity": 1.0, "price_unit": -money_float(c.restocking_fee)}]),
+        );
     }
     let mut commands = vec![json!([5, 0, 0])];
     commands.extend(lines);
@@ -140,7 +151,9 @@ fn post(orm: &Orm<'_>, id: i64, what: &str) -> Result<String, Failure> {
     match str_field(&m, "state").as_deref() {
         Some("posted") => {}
         Some("cancel") => {
-            return Err(Failure::Refused { reason: format!("{what} is cancelled in Odoo; a cancelled entry is not posted again") });
+            return Err(Failure::Refused {
+                reason: format!("{what} is cancelled in Odoo; a cancelled entry is not posted again"),
+            });
         }
         _ => {
             orm.call(OrmCall::new("account.move", "action_post").ids(&[id]))?;
@@ -158,7 +171,9 @@ fn post(orm: &Orm<'_>, id: i64, what: &str) -> Result<String, Failure> {
 fn partner(orm: &Orm<'_>, customer_ref: &str) -> Result<i64, Failure> {
     let rows = orm.search_read("res.partner", json!([["ref", "=", customer_ref]]), &["id"], Some("id asc"))?;
     rows.first().map(id_of).ok_or_else(|| Failure::Refused {
-        reason: format!("customer {customer_ref:?} is not in Odoo (no contact with that reference); create it, then retry"),
+        reason: format!(
+            "customer {customer_ref:?} is not in Odoo (no contact with that reference); create it, then retry"
+        ),
     })
 }
 

@@ -51,12 +51,10 @@ impl Adapter for OdooAdapter {
             CommandBody::CreateBackorder(b) => {
                 stock::note_backorder(&orm, b, &command.meta.idempotency_key).map(|()| Vec::new())
             }
-            CommandBody::PostInvoice(p) => account::post_invoice(&orm, p).map(|body| {
-                vec![crate::answer(self.system, command, invoice_ref(&body), body)]
-            }),
-            CommandBody::IssueCreditNote(c) => account::issue_credit_note(&orm, c).map(|body| {
-                vec![crate::answer(self.system, command, invoice_ref(&body), body)]
-            }),
+            CommandBody::PostInvoice(p) => account::post_invoice(&orm, p)
+                .map(|body| vec![crate::answer(self.system, command, invoice_ref(&body), body)]),
+            CommandBody::IssueCreditNote(c) => account::issue_credit_note(&orm, c)
+                .map(|body| vec![crate::answer(self.system, command, invoice_ref(&body), body)]),
             other => Err(Failure::Refused {
                 reason: format!(
                     "the Odoo connector does not carry out {}; route the {} system's commands to the connector of the system that does",
@@ -91,7 +89,13 @@ impl Orm<'_> {
         self.odoo.call(&c, self.trace)
     }
 
-    fn search_read(&self, model: &str, domain: Value, fields: &[&str], order: Option<&str>) -> Result<Vec<Value>, Failure> {
+    fn search_read(
+        &self,
+        model: &str,
+        domain: Value,
+        fields: &[&str],
+        order: Option<&str>,
+    ) -> Result<Vec<Value>, Failure> {
         let mut c = OrmCall::new(model, "search_read").param("domain", domain).param("fields", json!(fields));
         if let Some(o) = order {
             c = c.param("order", json!(o));
@@ -158,7 +162,12 @@ fn money_of(v: &Value) -> Money {
 
 /// Products by `default_code`: code → (id, tracking).
 fn products(orm: &Orm<'_>, codes: &[&str]) -> Result<std::collections::HashMap<String, (i64, String)>, Failure> {
-    let rows = orm.search_read("product.product", json!([["default_code", "in", codes]]), &["id", "default_code", "tracking"], None)?;
+    let rows = orm.search_read(
+        "product.product",
+        json!([["default_code", "in", codes]]),
+        &["id", "default_code", "tracking"],
+        None,
+    )?;
     let found: std::collections::HashMap<String, (i64, String)> = rows
         .iter()
         .filter_map(|r| {
@@ -167,7 +176,9 @@ fn products(orm: &Orm<'_>, codes: &[&str]) -> Result<std::collections::HashMap<S
         .collect();
     if let Some(missing) = codes.iter().find(|c| !found.contains_key(**c)) {
         return Err(Failure::Refused {
-            reason: format!("product {missing:?} is not in Odoo (no product.product with that internal reference); create it in Odoo, then retry"),
+            reason: format!(
+                "product {missing:?} is not in Odoo (no product.product with that internal reference); create it in Odoo, then retry"
+            ),
         });
     }
     Ok(found)

@@ -64,8 +64,17 @@ pub struct Cursor {
 
 const MODEL: &str = "sale.order";
 const ORDER_FIELDS: &[&str] = &[
-    "id", "name", "state", "partner_id", "partner_shipping_id", "client_order_ref", "currency_id", "write_date",
-    "date_order", "commitment_date", "warehouse_id",
+    "id",
+    "name",
+    "state",
+    "partner_id",
+    "partner_shipping_id",
+    "client_order_ref",
+    "currency_id",
+    "write_date",
+    "date_order",
+    "commitment_date",
+    "warehouse_id",
 ];
 
 /// The poller.
@@ -80,7 +89,12 @@ pub struct Poller {
 
 impl Poller {
     /// A poller of `odoo`, resuming from the cursor stored in `log`.
-    pub fn new(cfg: PollerConfig, odoo: Arc<Odoo>, target: Arc<Target>, log: Arc<dyn EventLog>) -> waybill_log::Result<Self> {
+    pub fn new(
+        cfg: PollerConfig,
+        odoo: Arc<Odoo>,
+        target: Arc<Target>,
+        log: Arc<dyn EventLog>,
+    ) -> waybill_log::Result<Self> {
         let cursor = load_cursor(log.as_ref(), &cursor_key(&cfg.connector))?.unwrap_or_default();
         Ok(Poller { cfg, odoo, target, log, cursor })
     }
@@ -125,8 +139,11 @@ impl Poller {
         if !self.cursor.write_date.is_empty() {
             // Late commits dated inside the overlap window.
             let from = shift(&self.cursor.write_date, -(self.cfg.overlap.as_secs() as i64));
-            let domain = json!([["state", "in", ["sale", "cancel"]], ["write_date", ">=", from],
-                                ["write_date", "<=", self.cursor.write_date]]);
+            let domain = json!([
+                ["state", "in", ["sale", "cancel"]],
+                ["write_date", ">=", from],
+                ["write_date", "<=", self.cursor.write_date]
+            ]);
             // The whole window, a page at a time: a change near the cursor must not hide
             // behind a page of records already seen.
             let mut offset = 0;
@@ -135,7 +152,9 @@ impl Poller {
                 let n = page.len();
                 for r in page {
                     let date = str_field(&r, "write_date").unwrap_or_default();
-                    if !self.cursor.seen.contains(&seen_key(&r)) && (date.as_str(), id_of(&r)) <= (self.cursor.write_date.as_str(), self.cursor.id) {
+                    if !self.cursor.seen.contains(&seen_key(&r))
+                        && (date.as_str(), id_of(&r)) <= (self.cursor.write_date.as_str(), self.cursor.id)
+                    {
                         rows.push(r);
                     }
                 }
@@ -149,13 +168,21 @@ impl Poller {
             json!([["state", "in", ["sale", "cancel"]]])
         } else {
             let (d, id) = (&self.cursor.write_date, self.cursor.id);
-            json!([["state", "in", ["sale", "cancel"]], "|", ["write_date", ">", d], "&", ["write_date", "=", d], ["id", ">", id]])
+            json!([
+                ["state", "in", ["sale", "cancel"]],
+                "|",
+                ["write_date", ">", d],
+                "&",
+                ["write_date", "=", d],
+                ["id", ">", id]
+            ])
         };
         rows.extend(self.read(domain)?);
         if rows.is_empty() {
             return Ok(0);
         }
-        metrics::counter!(names::CONNECTOR_POLLED, "target" => self.cfg.connector.clone(), "model" => MODEL).increment(rows.len() as u64);
+        metrics::counter!(names::CONNECTOR_POLLED, "target" => self.cfg.connector.clone(), "model" => MODEL)
+            .increment(rows.len() as u64);
         let events = self.events(&rows)?;
         let mut next = self.cursor.clone();
         for r in &rows {
@@ -179,7 +206,8 @@ impl Poller {
         let value = serde_json::to_vec(&next).expect("a cursor serializes");
         records.push(Record::keyed(topic::CONNECT_STATE, cursor_key(&self.cfg.connector).into_bytes(), value));
         self.log.append(AppendBatch { records, positions: Vec::new() }).map_err(|e| e.to_string())?;
-        metrics::counter!(names::RECORDS_PRODUCED, "topic" => topic::inbound(System::Odoo)).increment(events.len() as u64);
+        metrics::counter!(names::RECORDS_PRODUCED, "topic" => topic::inbound(System::Odoo))
+            .increment(events.len() as u64);
         self.cursor = next;
         Ok(rows.len())
     }
@@ -198,7 +226,14 @@ impl Poller {
         result.map_err(|f: Failure| format!("{}.{}: {f}", c.model, c.method))
     }
 
-    fn search_read(&self, model: &str, domain: Value, fields: &[&str], order: &str, limit: usize) -> Result<Vec<Value>, String> {
+    fn search_read(
+        &self,
+        model: &str,
+        domain: Value,
+        fields: &[&str],
+        order: &str,
+        limit: usize,
+    ) -> Result<Vec<Value>, String> {
         let v = self.call(
             OrmCall::new(model, "search_read")
                 .param("domain", domain)
@@ -256,7 +291,10 @@ impl Poller {
             let (kind, body) = match str_field(o, "state").as_deref() {
                 Some("cancel") => (
                     "cancel",
-                    EventBody::OrderCancelled(OrderCancelled { order_ref: name.clone(), reason: "cancelled in Odoo".into() }),
+                    EventBody::OrderCancelled(OrderCancelled {
+                        order_ref: name.clone(),
+                        reason: "cancelled in Odoo".into(),
+                    }),
                 ),
                 _ => {
                     let requested = str_field(o, "commitment_date")
@@ -272,7 +310,10 @@ impl Poller {
                             let product = m2o(&l["product_id"]).unwrap_or_default();
                             OrderLine {
                                 line_no: (k as i32 + 1) * 10,
-                                sku: products.get(&product).cloned().unwrap_or_else(|| format!("odoo-product-{product}")),
+                                sku: products
+                                    .get(&product)
+                                    .cloned()
+                                    .unwrap_or_else(|| format!("odoo-product-{product}")),
                                 uom: m2o_name(&l["product_uom"]).unwrap_or_else(|| "Units".into()),
                                 quantity: qty_of(&l["product_uom_qty"]),
                                 unit_price: money_of(&l["price_unit"]),
@@ -290,7 +331,9 @@ impl Poller {
                         EventBody::OrderReleased(OrderReleased {
                             order_ref: name.clone(),
                             customer_ref: partner("partner_id").unwrap_or_default(),
-                            ship_to: partner("partner_shipping_id").or_else(|| partner("partner_id")).unwrap_or_default(),
+                            ship_to: partner("partner_shipping_id")
+                                .or_else(|| partner("partner_id"))
+                                .unwrap_or_default(),
                             currency: m2o_name(&o["currency_id"]).unwrap_or_else(|| "EUR".into()),
                             client_order_ref: str_field(o, "client_order_ref"),
                             lines,

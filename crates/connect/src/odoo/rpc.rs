@@ -149,7 +149,14 @@ impl Odoo {
         self.key.get().map_err(|e| Failure::Unauthorized { reason: e.to_string() })
     }
 
-    fn rpc(&self, service: &str, method: &str, args: Vec<Value>, route: &str, trace: Option<&TraceHeaders>) -> Result<Value, Failure> {
+    fn rpc(
+        &self,
+        service: &str,
+        method: &str,
+        args: Vec<Value>,
+        route: &str,
+        trace: Option<&TraceHeaders>,
+    ) -> Result<Value, Failure> {
         let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let body = json!({"jsonrpc": "2.0", "method": "call", "id": id,
             "params": {"service": service, "method": method, "args": args}});
@@ -158,8 +165,9 @@ impl Odoo {
         if let Some(f) = answer.failure() {
             return Err(f);
         }
-        let v: Value = serde_json::from_slice(&answer.body)
-            .map_err(|e| Failure::Transient { reason: format!("Odoo answered JSON-RPC with something that is not JSON: {e}") })?;
+        let v: Value = serde_json::from_slice(&answer.body).map_err(|e| Failure::Transient {
+            reason: format!("Odoo answered JSON-RPC with something that is not JSON: {e}"),
+        })?;
         if let Some(err) = v.get("error") {
             return Err(classify_error(err.get("data").unwrap_or(err), err.get("code").and_then(Value::as_i64)));
         }
@@ -171,8 +179,13 @@ impl Odoo {
             return Ok(uid);
         }
         let key = self.secret()?;
-        let result =
-            self.rpc("common", "authenticate", vec![json!(self.database), json!(login), json!(key), json!({})], "/jsonrpc common.authenticate", trace)?;
+        let result = self.rpc(
+            "common",
+            "authenticate",
+            vec![json!(self.database), json!(login), json!(key), json!({})],
+            "/jsonrpc common.authenticate",
+            trace,
+        )?;
         match result.as_i64() {
             Some(uid) => {
                 *self.uid.lock().unwrap_or_else(|p| p.into_inner()) = Some(uid);
@@ -199,7 +212,15 @@ impl Odoo {
         let result = self.rpc(
             "object",
             "execute_kw",
-            vec![json!(self.database), json!(uid), json!(key), json!(call.model), json!(call.method), json!(args), Value::Object(kwargs)],
+            vec![
+                json!(self.database),
+                json!(uid),
+                json!(key),
+                json!(call.model),
+                json!(call.method),
+                json!(args),
+                Value::Object(kwargs),
+            ],
             &route,
             trace,
         );
@@ -222,8 +243,9 @@ impl Odoo {
         let body = Value::Object(call.named()).to_string();
         let answer = self.client.post(&url, &route, &headers, "application/json", body.as_bytes(), trace)?;
         if (200..300).contains(&answer.status) {
-            return serde_json::from_slice(&answer.body)
-                .map_err(|e| Failure::Transient { reason: format!("Odoo answered {route} with something that is not JSON: {e}") });
+            return serde_json::from_slice(&answer.body).map_err(|e| Failure::Transient {
+                reason: format!("Odoo answered {route} with something that is not JSON: {e}"),
+            });
         }
         let err: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
         let f = match answer.status {
@@ -292,8 +314,14 @@ mod tests {
         assert!(matches!(classify_error(&e("odoo.exceptions.ValidationError"), Some(200)), Failure::Refused { .. }));
         assert!(matches!(classify_error(&e("odoo.exceptions.UserError"), Some(0)), Failure::Refused { .. }));
         assert!(matches!(classify_error(&e("odoo.exceptions.AccessDenied"), Some(200)), Failure::Unauthorized { .. }));
-        assert!(matches!(classify_error(&e("odoo.http.SessionExpiredException"), Some(100)), Failure::Unauthorized { .. }));
-        assert!(matches!(classify_error(&e("psycopg2.errors.SerializationFailure"), Some(200)), Failure::Transient { .. }));
+        assert!(matches!(
+            classify_error(&e("odoo.http.SessionExpiredException"), Some(100)),
+            Failure::Unauthorized { .. }
+        ));
+        assert!(matches!(
+            classify_error(&e("psycopg2.errors.SerializationFailure"), Some(200)),
+            Failure::Transient { .. }
+        ));
         assert!(matches!(classify_error(&e("psycopg2.errors.LockNotAvailable"), Some(0)), Failure::Transient { .. }));
         assert_eq!(classify_error(&e("odoo.exceptions.UserError"), None).reason(), "UserError: m");
     }

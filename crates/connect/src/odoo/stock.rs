@@ -20,8 +20,12 @@ use crate::Failure;
 pub(super) fn confirm_shipment(orm: &Orm<'_>, c: &ConfirmShipment) -> Result<(), Failure> {
     let done = orm.search_read(
         "stock.picking",
-        json!([["origin", "=", c.order_ref], ["picking_type_code", "=", "outgoing"],
-               ["carrier_tracking_ref", "=", c.tracking_ref], ["state", "=", "done"]]),
+        json!([
+            ["origin", "=", c.order_ref],
+            ["picking_type_code", "=", "outgoing"],
+            ["carrier_tracking_ref", "=", c.tracking_ref],
+            ["state", "=", "done"]
+        ]),
         &["id"],
         None,
     )?;
@@ -30,8 +34,11 @@ pub(super) fn confirm_shipment(orm: &Orm<'_>, c: &ConfirmShipment) -> Result<(),
     }
     let open = orm.search_read(
         "stock.picking",
-        json!([["origin", "=", c.order_ref], ["picking_type_code", "=", "outgoing"],
-               ["state", "in", ["confirmed", "waiting", "assigned"]]]),
+        json!([
+            ["origin", "=", c.order_ref],
+            ["picking_type_code", "=", "outgoing"],
+            ["state", "in", ["confirmed", "waiting", "assigned"]]
+        ]),
         &["id", "name", "state"],
         Some("id asc"),
     )?;
@@ -101,7 +108,9 @@ pub(super) fn confirm_shipment(orm: &Orm<'_>, c: &ConfirmShipment) -> Result<(),
         }
     }
     orm.write("stock.picking", &[picking_id], json!({"carrier_tracking_ref": c.tracking_ref}))?;
-    let answer = orm.call(OrmCall::new("stock.picking", "button_validate").ids(&[picking_id]).context("skip_backorder", json!(true)))?;
+    let answer = orm.call(
+        OrmCall::new("stock.picking", "button_validate").ids(&[picking_id]).context("skip_backorder", json!(true)),
+    )?;
     if answer.get("res_model").and_then(Value::as_str) == Some("stock.backorder.confirmation") {
         let wizard = orm.create(
             "stock.backorder.confirmation",
@@ -148,7 +157,8 @@ pub(super) fn note_backorder(orm: &Orm<'_>, b: &BackorderRequest, key: &str) -> 
     if !noted.is_empty() {
         return Ok(());
     }
-    let lines: Vec<String> = b.lines.iter().map(|l| format!("{} × {} (line {})", l.quantity, l.sku, l.line_no)).collect();
+    let lines: Vec<String> =
+        b.lines.iter().map(|l| format!("{} × {} (line {})", l.quantity, l.sku, l.line_no)).collect();
     let body = format!("Backordered by Waybill: {}. {marker}", lines.join(", "));
     orm.call(
         OrmCall::new("sale.order", "message_post")
