@@ -22,7 +22,7 @@ const PARTITIONS: u32 = 4;
 fn mock() -> Mock {
     let mock = MockCluster::new(1).expect("mock cluster");
     for t in backend::plan(&Config { partitions: PARTITIONS, ..Config::default() }) {
-        mock.create_topic(&t.name, PARTITIONS as i32, 1).expect("mock topic");
+        mock.create_topic(&t.name, t.partitions as i32, 1).expect("mock topic");
     }
     mock
 }

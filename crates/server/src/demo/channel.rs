@@ -301,7 +301,7 @@ impl Channel {
             if c.seen_at.is_none() && (self.seen)(&c.order_ref) {
                 c.seen_at = Some(now);
             }
-            if !c.seen_at.is_some_and(|at| now >= at + c.after) {
+            if c.seen_at.is_none_or(|at| now < at + c.after) {
                 keep.push(c);
                 continue;
             }
