@@ -2,8 +2,8 @@
 //! the warehouse, carrier and finance, talking to them only through its connectors and
 //! its authenticated ingestion endpoint, over real HTTP on loopback. Every order must
 //! reach an end state, and — counted in the doubles — every order exists once in Odoo,
-//! every shipment's delivery was validated once, and finance carried out every posting
-//! once.
+//! every shipment's delivery was validated once with what it carried, and finance carried
+//! out every posting once.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -94,6 +94,12 @@ fn through_the_connectors_every_order_ends_and_each_system_did_each_thing_once()
     assert!(confirmed > ORDERS / 2, "shipments confirmed in Odoo: {confirmed}");
     let all_done = json!([["state", "=", "done"], ["picking_type_code", "=", "outgoing"]]);
     assert_eq!(stage.odoo.count_where("stock.picking", all_done), confirmed);
+    // …with what was shipped: no sale line delivered above what was ordered, also when an
+    // order has a product on two lines.
+    for l in stage.odoo.records("sale.order.line") {
+        let (ordered, delivered) = (l["product_uom_qty"].as_f64().unwrap(), l["qty_delivered"].as_f64().unwrap());
+        assert!(delivered <= ordered + 1e-9, "delivered {delivered} of {ordered}: {l}");
+    }
     let validations = stage.odoo.requests().iter().filter(|r| r.method.as_deref() == Some("button_validate")).count();
     assert_eq!(validations, confirmed, "one button_validate per delivery");
 
