@@ -58,8 +58,6 @@ fn dead_letters_can_be_listed_after_a_run() {
             "120",
             "--rate",
             "0",
-            "--listen",
-            "",
             "--control-listen",
             "",
             "--metrics-listen",

@@ -1,5 +1,6 @@
 //! End to end, through the `waybill` binary: SIGKILL the orchestrator at random moments
-//! under demo load, restart it on the same data directory, and check what a user would
+//! under demo load (the systems in process, so the run can resume), restart it on the
+//! same data directory, and check what a user would
 //! check afterwards: every saga reached its end, no command was emitted twice, and the
 //! dead-letter topic holds only the bad input the simulator injected. Then delete the
 //! projections, rebuild them, and compare byte for byte.
@@ -19,13 +20,17 @@ use waybill_server::demo::world::{self, Mix};
 
 const BIN: &str = env!("CARGO_BIN_EXE_waybill");
 
-fn demo(dir: &Path, orders: usize) -> Command {
+/// `waybill run` on `dir`: through the connectors and the doubles, or with the systems
+/// in process (`--in-process`), which is what a resumed run needs — the doubles keep their
+/// data in memory and die with the process.
+fn demo(dir: &Path, orders: usize, in_process: bool) -> Command {
     let mut c = Command::new(BIN);
+    c.arg("run");
+    if in_process {
+        c.args(["--in-process", "--listen", ""]);
+    }
     c.args([
-        "run",
         "--quiet",
-        "--listen",
-        "",
         "--control-listen",
         "",
         "--metrics-listen",
@@ -72,7 +77,7 @@ fn sigkill_under_load_loses_nothing_and_repeats_nothing() {
     let mut rng = fastrand::Rng::with_seed(7);
     let mut kills = 0;
     for round in 0..8 {
-        let mut child = demo(dir.path(), ORDERS).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = demo(dir.path(), ORDERS, true).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         let wait = Duration::from_millis(rng.u64(150..1200));
         let started = Instant::now();
         while started.elapsed() < wait {
@@ -90,7 +95,7 @@ fn sigkill_under_load_loses_nothing_and_repeats_nothing() {
     }
     assert!(kills >= 4, "the test must actually kill the orchestrator mid-run ({kills} kills)");
 
-    let out = demo(dir.path(), ORDERS).output().unwrap();
+    let out = demo(dir.path(), ORDERS, true).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "final run failed: {}\n{}", stdout, String::from_utf8_lossy(&out.stderr));
     assert!(!stdout.contains("WARNING"), "every order must reach an end state:\n{stdout}");
@@ -153,7 +158,7 @@ fn sigkill_under_load_loses_nothing_and_repeats_nothing() {
 #[test]
 fn rebuilt_projections_are_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
-    let out = demo(dir.path(), 150).output().unwrap();
+    let out = demo(dir.path(), 150, false).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let before = ProjectionStore::open(dir.path().join("projections")).unwrap().dump().unwrap();
     assert!(before.len() > 1000, "the projections hold the run ({} keys)", before.len());
@@ -172,7 +177,7 @@ fn rebuilt_projections_are_byte_identical() {
 #[test]
 fn a_corrupt_log_is_reported_with_its_path_and_offset() {
     let dir = tempfile::tempdir().unwrap();
-    let out = demo(dir.path(), 30).output().unwrap();
+    let out = demo(dir.path(), 30, false).output().unwrap();
     assert!(out.status.success());
     let segments = dir.path().join("log").join("segments");
     let seg = std::fs::read_dir(&segments).unwrap().next().unwrap().unwrap().path();
@@ -180,7 +185,7 @@ fn a_corrupt_log_is_reported_with_its_path_and_offset() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::write(&seg, bytes).unwrap();
-    let out = demo(dir.path(), 30).output().unwrap();
+    let out = demo(dir.path(), 30, false).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains(&seg.display().to_string()) && stderr.contains("corrupt at byte"), "{stderr}");

@@ -1,7 +1,8 @@
-//! The whole orchestrator (the demo: coordinator, projections, simulated systems) on
-//! librdkafka's mock cluster, which listens on real loopback ports: the broker goes away
-//! for 20 seconds in the middle of the run, and with `kafka.transactions` on every
-//! coordinator batch is a Kafka transaction. Either way every order must reach its end.
+//! The whole orchestrator (the demo with `--in-process`: coordinator, projections,
+//! simulated systems) on librdkafka's mock cluster, which listens on real loopback ports:
+//! the broker goes away for 20 seconds in the middle of the run, and with
+//! `kafka.transactions` on every coordinator batch is a Kafka transaction. Either way
+//! every order must reach its end.
 //!
 //! The mock has no CreateTopics, so the planned topics are made on it first.
 
@@ -21,7 +22,7 @@ const PARTITIONS: u32 = 4;
 fn mock() -> Mock {
     let mock = MockCluster::new(1).expect("mock cluster");
     for t in backend::plan(&Config { partitions: PARTITIONS, ..Config::default() }) {
-        mock.create_topic(&t.name, PARTITIONS as i32, 1).expect("mock topic");
+        mock.create_topic(&t.name, t.partitions as i32, 1).expect("mock topic");
     }
     mock
 }
@@ -33,8 +34,11 @@ struct Args {
 }
 
 fn options(mock: &Mock, orders: usize, properties: &[&str]) -> DemoOptions {
-    let mut argv: Vec<String> =
-        ["demo", "--quiet", "--listen", "", "--control-listen", "", "--metrics-listen", "", "--registry-listen", ""]
+    // The systems in process: this tests the orchestrator on a failing broker.
+    let mut argv: Vec<String> = [
+        "demo", "--in-process", "--quiet", "--listen", "", "--control-listen", "", "--metrics-listen", "",
+        "--registry-listen", "",
+    ]
             .iter()
             .map(|s| s.to_string())
             .collect();

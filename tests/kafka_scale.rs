@@ -127,11 +127,14 @@ fn kafka_args(broker: &Broker) -> Vec<String> {
     v
 }
 
-/// `waybill run --kafka`: the simulator plus the first replica.
+/// `waybill run --kafka --in-process`: the simulator plus the first replica. The systems
+/// run in process: the replicas started with `waybill serve` have no connectors, so
+/// commands on their partitions would otherwise wait for the demo's.
 fn demo(broker: &Broker, dir: &Path, orders: usize) -> Proc {
     let mut c = Command::new(BIN);
     c.args(["run", "--quiet", "--verbose", "--listen", "", "--control-listen", "", "--metrics-listen", ""])
         .args(["--registry-listen", ""])
+        .arg("--in-process")
         .args(["--rate", "40", "--pick-timeout", "4", "--timeout", "240"])
         .arg("--orders")
         .arg(orders.to_string())

@@ -55,7 +55,10 @@ pub struct Cursor {
     pub write_date: String,
     /// Its id.
     pub id: i64,
-    /// Records read within the overlap window before the cursor: (id, write_date).
+    /// Records read within the overlap window before the cursor: (id, `write_date state`).
+    /// The state is part of it because Odoo's `write_date` has whole seconds: an order
+    /// confirmed and cancelled within one second keeps its `write_date`, and only its
+    /// state tells the second read from the first.
     pub seen: BTreeSet<(i64, String)>,
 }
 
@@ -141,13 +144,24 @@ impl Poller {
                 ["write_date", ">=", from],
                 ["write_date", "<=", self.cursor.write_date]
             ]);
-            for r in self.read(domain)? {
-                let key = (id_of(&r), str_field(&r, "write_date").unwrap_or_default());
-                if !self.cursor.seen.contains(&key)
-                    && (key.1.as_str(), key.0) <= (self.cursor.write_date.as_str(), self.cursor.id)
-                {
-                    rows.push(r);
+            // The whole window, a page at a time: a change near the cursor must not hide
+            // behind a page of records already seen.
+            let mut offset = 0;
+            loop {
+                let page = self.read_at(domain.clone(), offset)?;
+                let n = page.len();
+                for r in page {
+                    let date = str_field(&r, "write_date").unwrap_or_default();
+                    if !self.cursor.seen.contains(&seen_key(&r))
+                        && (date.as_str(), id_of(&r)) <= (self.cursor.write_date.as_str(), self.cursor.id)
+                    {
+                        rows.push(r);
+                    }
                 }
+                if n < self.cfg.page {
+                    break;
+                }
+                offset += n;
             }
         }
         let domain = if self.cursor.write_date.is_empty() {
@@ -177,7 +191,7 @@ impl Poller {
                 next.write_date = key.0.clone();
                 next.id = key.1;
             }
-            next.seen.insert((key.1, key.0));
+            next.seen.insert(seen_key(r));
         }
         let horizon = shift(&next.write_date, -(self.cfg.overlap.as_secs() as i64));
         next.seen.retain(|(_, d)| *d >= horizon);
@@ -232,6 +246,18 @@ impl Poller {
 
     fn read(&self, domain: Value) -> Result<Vec<Value>, String> {
         self.search_read(MODEL, domain, ORDER_FIELDS, "write_date asc, id asc", self.cfg.page)
+    }
+
+    fn read_at(&self, domain: Value, offset: usize) -> Result<Vec<Value>, String> {
+        let v = self.call(
+            OrmCall::new(MODEL, "search_read")
+                .param("domain", domain)
+                .param("fields", json!(ORDER_FIELDS))
+                .param("order", json!("write_date asc, id asc"))
+                .param("offset", json!(offset))
+                .param("limit", json!(self.cfg.page)),
+        )?;
+        v.as_array().cloned().ok_or_else(|| format!("{MODEL}.search_read answered {v}"))
     }
 
     fn events(&self, orders: &[Value]) -> Result<Vec<InboundEvent>, String> {
@@ -347,6 +373,13 @@ fn many(v: &Value) -> Vec<i64> {
         Value::Number(n) => n.as_i64().into_iter().collect(),
         _ => Vec::new(),
     }
+}
+
+/// What the cursor remembers of a record read within the overlap window: its id, and
+/// its `write_date` followed by its state (so the window is pruned by date).
+fn seen_key(r: &Value) -> (i64, String) {
+    let date = str_field(r, "write_date").unwrap_or_default();
+    (id_of(r), format!("{date} {}", str_field(r, "state").unwrap_or_default()))
 }
 
 fn cursor_key(connector: &str) -> String {

@@ -60,11 +60,34 @@ pub(super) fn confirm_shipment(orm: &Orm<'_>, c: &ConfirmShipment) -> Result<(),
     let moves = orm.search_read(
         "stock.move",
         json!([["picking_id", "=", picking_id]]),
-        &["id", "product_id", "product_uom_qty", "location_id", "location_dest_id"],
+        &["id", "product_id", "product_uom_qty", "location_id", "location_dest_id", "sale_line_id"],
         Some("id asc"),
     )?;
     let codes: Vec<&str> = c.lines.iter().map(|l| l.sku.as_str()).collect();
     let catalog = if codes.is_empty() { Default::default() } else { products(orm, &codes)? };
+    // Waybill numbers an order's lines 10, 20, … in Odoo's order (`sequence, id`), as the
+    // poller released them: a move belongs to the shipped line of its sale line (when that
+    // sale line is of the same product), so a product ordered on two lines is not shipped
+    // twice.
+    let sale_lines: Vec<(i64, i64)> =
+        match orm.search_read("sale.order", json!([["name", "=", c.order_ref]]), &["id"], None)?.first() {
+            Some(order) => orm
+                .search_read(
+                    "sale.order.line",
+                    json!([["order_id", "=", id_of(order)]]),
+                    &["id", "product_id"],
+                    Some("sequence asc, id asc"),
+                )?
+                .iter()
+                .map(|l| (id_of(l), m2o(&l["product_id"]).unwrap_or_default()))
+                .collect(),
+            None => Vec::new(),
+        };
+    let sale_line_of = |l: &waybill_domain::event::ShippedLine| {
+        let product = catalog.get(&l.sku).map(|p| p.0)?;
+        let k = usize::try_from(l.line_no / 10 - 1).ok()?;
+        sale_lines.get(k).filter(|(_, p)| *p == product).map(|(id, _)| *id)
+    };
     // What each move line should carry: (quantity, lot name) per product, in order.
     for mv in &moves {
         let product = m2o(&mv["product_id"]).unwrap_or_default();
@@ -72,7 +95,10 @@ pub(super) fn confirm_shipment(orm: &Orm<'_>, c: &ConfirmShipment) -> Result<(),
             // A command without lines (written before they were carried): the whole demand.
             vec![(qty_of(&mv["product_uom_qty"]).0 as f64 / 1000.0, None)]
         } else {
-            let shipped = c.lines.iter().filter(|l| catalog.get(&l.sku).map(|p| p.0) == Some(product));
+            let shipped = c.lines.iter().filter(|l| match (m2o(&mv["sale_line_id"]), sale_line_of(l)) {
+                (Some(move_line), Some(line)) => move_line == line,
+                _ => catalog.get(&l.sku).map(|p| p.0) == Some(product),
+            });
             let mut w = Vec::new();
             for l in shipped {
                 if !l.serials.is_empty() {

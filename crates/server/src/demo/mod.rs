@@ -1,25 +1,47 @@
-//! `waybill run`: the demo. Starts a node on an embedded log, a simulated distributor
-//! (Odoo, warehouse, carrier) that produces realistic traffic and answers commands, and
-//! shows progress until every order has reached an end state; then prints a summary.
+//! `waybill run`: the demo. Starts a node on an embedded log (or Kafka) and a simulated
+//! distributor that produces realistic traffic and answers Waybill's commands, shows
+//! progress until every order has reached an end state, then prints a summary.
+//!
+//! By default the distributor's systems are real HTTP servers on loopback and Waybill
+//! talks to them only the way it talks to real ones:
+//! - Odoo is the Odoo double (JSON-RPC, 17.0), seeded with the world's master data; a
+//!   sales channel creates and confirms the orders in it, and cancels some
+//!   ([`channel`]). Waybill's Odoo connector polls the confirmed and cancelled orders and
+//!   carries out `ConfirmShipment` and `CreateBackorder` in it;
+//! - the warehouse, the carrier and finance are HTTP doubles that Waybill's HTTP
+//!   connectors post commands to, signed; they answer what they know at once and post
+//!   the rest (picks, goods issues, proofs of delivery, returns) to Waybill's ingestion
+//!   endpoint with their own tokens ([`systems`]);
+//! - a misbehaving producer writes undecodable records straight to the inbound topics.
+//!
+//! With `--in-process` the [`sim::Simulator`] plays every system inside the process
+//! instead, reading the command topics and appending answers to the log itself: no HTTP,
+//! no connectors. The benchmarks and the Kafka scale and fault tests use it, and it can
+//! resume a run on the same data directory, which the doubles (in memory) cannot.
 
+pub mod answers;
+pub mod channel;
 pub mod sim;
+mod stage;
+mod summary;
+pub mod systems;
 pub mod world;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use waybill_domain::ExceptionCategory;
-use waybill_projection::{OrderStatus, ProjectionStore};
 
 use crate::config::Config;
 use crate::node::Node;
 use sim::{SimConfig, Simulator};
+pub use stage::Stage;
+pub use summary::{ConnectorLine, Summary};
 
 /// Options of `waybill run`.
 #[derive(Debug, Clone, Args)]
@@ -40,7 +62,9 @@ pub struct DemoOptions {
     #[arg(long, default_value_t = 1.5)]
     pub pick_timeout: f64,
     /// Data directory; kept afterwards. Without it a temporary one is used and removed.
-    /// Running again on the same directory resumes where the last run stopped.
+    /// With `--in-process`, running again on the same directory resumes where the last
+    /// run stopped (the doubles of the default mode keep their data in memory, so a
+    /// directory of an earlier run is refused there).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// `batch`, `interval` or `never`: when the embedded log fsyncs.
@@ -49,7 +73,8 @@ pub struct DemoOptions {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
-    /// Ingestion listen address while the demo runs (`127.0.0.1:0`: any free port; empty: off).
+    /// Ingestion listen address while the demo runs (`127.0.0.1:0`: any free port; empty:
+    /// off, only with `--in-process`: the systems post their later answers to it).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: String,
     /// Control-plane gRPC address while the demo runs (anonymous callers on loopback act
@@ -81,80 +106,80 @@ pub struct DemoOptions {
     /// postings can be approved and the projections queried while it runs.
     #[arg(long)]
     pub stay: bool,
+    /// Play Odoo, the warehouse, the carrier and finance inside the process: the
+    /// simulator appends their events to the log and reads the command topics itself,
+    /// instead of the doubles on loopback talking to Waybill through its connectors and
+    /// ingestion. For the benchmarks and the Kafka scale and fault tests, which measure
+    /// the orchestrator alone, and to resume a killed run on the same `--data-dir`.
+    #[arg(long)]
+    pub in_process: bool,
 }
 
-/// The outcome of a demo run.
-#[derive(Debug, Clone)]
-pub struct Summary {
-    /// Orders in the run.
-    pub orders: usize,
-    /// Partitions.
-    pub partitions: u32,
-    /// Orders per state.
-    pub by_status: BTreeMap<OrderStatus, u64>,
-    /// Orders not in an end state that have an open exception (waiting for someone).
-    pub waiting_with_exception: u64,
-    /// Orders neither in an end state nor with an open exception: stalled silently
-    /// (should be none), as `order (status)`.
-    pub stalled: Vec<String>,
-    /// Exceptions raised, by category: (raised, still open).
-    pub exceptions: BTreeMap<ExceptionCategory, (u64, u64)>,
-    /// Records in the dead-letter topic.
-    pub dead_letters: u64,
-    /// Undecodable records the simulator injected.
-    pub injected_bad_records: u64,
-    /// Saga latency (accepted → completed), milliseconds: p50, p99.
-    pub latency_ms: (f64, f64),
-    /// Inbound events processed by the coordinator.
-    pub events: u64,
-    /// Commands issued.
-    pub commands: u64,
-    /// Wall time.
-    pub elapsed: Duration,
-    /// Where the data is, when kept.
-    pub data_dir: Option<PathBuf>,
-    /// Did every order reach an end state or get an open exception?
-    pub finished: bool,
-    /// Invoices posted by finance.
-    pub invoices_posted: u64,
-    /// Credit notes issued by finance.
-    pub credit_notes_issued: u64,
-    /// Held postings still waiting for an approver: (invoices, credit notes).
-    pub held: (u64, u64),
-    /// A few held posting ids, to try the approval commands on.
-    pub held_examples: Vec<String>,
+/// The systems around the node while the demo runs.
+enum Distributor {
+    /// The simulator inside the process.
+    InProcess { stats: Arc<sim::SimStats>, thread: JoinHandle<()> },
+    /// The doubles, the sales channel and the posters of later answers.
+    Connected { stage: Box<Stage>, channel: Arc<channel::ChannelStats>, threads: Vec<JoinHandle<()>> },
 }
 
-/// End states of the order-to-fulfillment saga in the demo: completed, backordered,
-/// cancelled, or on hold for a master-data fix.
-fn is_end_state(s: OrderStatus) -> bool {
-    s.is_final() || s == OrderStatus::OnHold
-}
+impl Distributor {
+    /// Orders released to Waybill (in-process) or created in Odoo.
+    fn released(&self) -> u64 {
+        match self {
+            Distributor::InProcess { stats, .. } => stats.released.load(Ordering::Relaxed),
+            Distributor::Connected { channel, .. } => channel.created.load(Ordering::Relaxed),
+        }
+    }
 
-/// Orders in an end state (cheap: the projections' counters).
-fn ended(p: &ProjectionStore) -> anyhow::Result<u64> {
-    Ok(p.order_counts_by_status()?.iter().filter(|(s, _)| is_end_state(*s)).map(|(_, n)| *n).sum())
-}
-
-/// Orders not in an end state, split into those with an open exception (someone has been
-/// told) and those without (stalled silently; DESIGN.md invariant 10 says there are none).
-fn waiting(p: &ProjectionStore) -> anyhow::Result<(u64, Vec<String>)> {
-    let mut flagged = 0;
-    let mut silent = Vec::new();
-    for s in OrderStatus::ALL.into_iter().filter(|s| !is_end_state(*s)) {
-        for o in p.orders_by_age(Some(s), None, None, usize::MAX)? {
-            if o.open_exceptions > 0 {
-                flagged += 1;
-            } else {
-                silent.push(format!("{} ({})", o.order_ref, o.status));
+    /// Work the systems still have to do: answers not yet out, orders not yet placed,
+    /// commands not yet delivered.
+    fn pending(&self, node: &Node) -> u64 {
+        match self {
+            Distributor::InProcess { stats, .. } => stats.pending.load(Ordering::Relaxed),
+            Distributor::Connected { stage, channel, .. } => {
+                channel.pending.load(Ordering::Relaxed)
+                    + stage.later().pending.load(Ordering::Relaxed)
+                    + stage::undelivered(node.log.as_ref())
             }
         }
     }
-    Ok((flagged, silent))
+
+    fn bad_records(&self) -> u64 {
+        match self {
+            Distributor::InProcess { stats, .. } => stats.bad_records.load(Ordering::Relaxed),
+            Distributor::Connected { channel, .. } => channel.bad_records.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops the threads; the doubles (and their secrets) live on in what it returns,
+    /// until the node has stopped calling them.
+    fn stop(self, stop: &AtomicBool) -> Option<Box<Stage>> {
+        stop.store(true, Ordering::Relaxed);
+        match self {
+            Distributor::InProcess { thread, .. } => {
+                let _ = thread.join();
+                None
+            }
+            Distributor::Connected { stage, threads, .. } => {
+                stage.later().stop();
+                for t in threads {
+                    let _ = t.join();
+                }
+                Some(stage)
+            }
+        }
+    }
 }
 
 /// Runs the demo.
 pub fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
+    run_keeping_doubles(opts).map(|(summary, _)| summary)
+}
+
+/// Runs the demo and hands back its doubles (none with `--in-process`), stopped calling
+/// but still answering, so a test can count what each system saw.
+pub fn run_keeping_doubles(opts: &DemoOptions) -> anyhow::Result<(Summary, Option<Box<Stage>>)> {
     let temp = match &opts.data_dir {
         Some(_) => None,
         None => Some(tempfile::Builder::new().prefix("waybill-demo-").tempdir()?),
@@ -169,15 +194,30 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
     // The demo's control plane trusts loopback callers as approvers (refused elsewhere).
     cfg.control.allow_anonymous = true;
     cfg.control.anonymous_role = "approver".into();
-    // Ingestion too, on loopback: anyone on this machine may post as any system, within
-    // the same rules (no control events, each event from its owner, limits).
-    cfg.ingest.allow_anonymous = opts.listen.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback());
     cfg.policy.fulfillment.pick_timeout_secs = opts.pick_timeout;
     // Small enough that some of the simulated returns wait for an approver.
     cfg.policy.posting.hold_credit_notes_above = waybill_domain::Money(100_00);
     if let Some(servers) = &opts.kafka {
         cfg.kafka = Some(kafka_config(servers, &opts.kafka_properties)?);
     }
+    let world =
+        Arc::new(answers::World::new(opts.seed, world::Mix::default(), Duration::from_secs_f64(opts.pick_timeout)));
+    let stage = if opts.in_process {
+        // Ingestion, on loopback: anyone on this machine may post as any system, within
+        // the same rules (no control events, each event from its owner, limits).
+        cfg.ingest.allow_anonymous = opts.listen.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback());
+        None
+    } else {
+        if opts.listen.is_empty() {
+            anyhow::bail!(
+                "--listen is empty, but the warehouse, the carrier and Odoo post their later answers to Waybill's ingestion \
+                 endpoint; give it an address (127.0.0.1:0 picks a free port), or run the systems in process with --in-process"
+            );
+        }
+        let stage = Stage::start(world.clone(), opts.orders)?;
+        stage.configure(&mut cfg);
+        Some(stage)
+    };
     cfg.validate()?;
 
     let started = Instant::now();
@@ -197,34 +237,57 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
                 used.join(", ")
             );
         }
+    } else if stage.is_some()
+        && (0..cfg.partitions as i32)
+            .any(|p| log.end_offset(waybill_domain::topic::JOURNAL, p).is_ok_and(|end| end > 0))
+    {
+        anyhow::bail!(
+            "{} holds an earlier run; the doubles of Odoo, the warehouse, the carrier and finance keep their data in \
+             memory, so that run cannot go on through them. Resume it with --in-process, or give a new --data-dir",
+            data_dir.display()
+        );
     }
     let node = Node::start_on(&cfg, backend, world::catalog())?;
-    if let Some(addr) = node.ingest_addr {
-        tracing::info!(%addr, "ingestion endpoint of the demo");
-    }
-    let listeners = node.listeners();
-    if !listeners.is_empty() {
-        println!("listening on:\n{}", listeners.join("\n"));
-    }
     let stop = Arc::new(AtomicBool::new(false));
-    let mut simulator = Simulator::new(
-        log.clone(),
-        SimConfig {
-            orders: opts.orders,
-            seed: opts.seed,
-            rate: opts.rate,
-            mix: world::Mix::default(),
-            pick_timeout: Duration::from_secs_f64(opts.pick_timeout),
-        },
-    )?;
-    let sim_stats = simulator.stats();
-    let sim_thread = {
-        let stop = stop.clone();
-        std::thread::Builder::new().name("simulator".into()).spawn(move || {
-            if let Err(e) = simulator.run(&stop) {
-                tracing::error!(error = %format!("{e:#}"), "simulator failed");
-            }
-        })?
+    print_listeners(&node, stage.as_ref());
+    let distributor = match stage {
+        None => {
+            let mut simulator = Simulator::new(
+                log.clone(),
+                SimConfig {
+                    orders: opts.orders,
+                    seed: opts.seed,
+                    rate: opts.rate,
+                    mix: world.mix.clone(),
+                    pick_timeout: world.pick_timeout,
+                },
+            )?;
+            let stats = simulator.stats();
+            let stop = stop.clone();
+            let thread = std::thread::Builder::new().name("simulator".into()).spawn(move || {
+                if let Err(e) = simulator.run(&stop) {
+                    tracing::error!(error = %format!("{e:#}"), "simulator failed");
+                }
+            })?;
+            Distributor::InProcess { stats, thread }
+        }
+        Some(stage) => {
+            let addr = node.ingest_addr.expect("the connector demo listens for ingestion");
+            let mut threads = stage.start_posting(addr)?;
+            let projections = node.projections.clone();
+            let seen: channel::Seen = Arc::new(move |order: &str| projections.order(order).is_ok_and(|o| o.is_some()));
+            let cfg = channel::ChannelConfig {
+                orders: opts.orders,
+                seed: opts.seed,
+                rate: opts.rate,
+                mix: world.mix.clone(),
+            };
+            let mut channel = stage.channel(cfg, log.clone(), seen)?;
+            let stats = channel.stats();
+            let s = stop.clone();
+            threads.push(std::thread::Builder::new().name("sales-channel".into()).spawn(move || channel.run(&s))?);
+            Distributor::Connected { stage: Box::new(stage), channel: stats, threads }
+        }
     };
 
     let bar = ProgressBar::new(opts.orders as u64);
@@ -238,19 +301,19 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
     let mut finished = false;
     let mut last_events = u64::MAX;
     loop {
-        let done = ended(&node.projections)?;
-        let released = sim_stats.released.load(Ordering::Relaxed);
+        let done = summary::ended(&node.projections)?;
+        let released = distributor.released();
         let events = node.stats.inputs.load(Ordering::Relaxed);
         bar.set_position(done.min(opts.orders as u64));
         bar.set_message(format!("{released} released, {events} events in"));
         // Done when every order reached an end state and the invoices and returns that
-        // follow have settled: the simulator has nothing left to say and no new input
-        // arrived for a moment.
+        // follow have settled: the systems have nothing left to say, every command is
+        // delivered, and no new input arrived for a moment.
         // An order still in flight counts as done when it has an open exception: the
         // workbench has it, and nothing more happens to it without someone acting.
-        let quiet = events == last_events && sim_stats.pending.load(Ordering::Relaxed) == 0;
+        let quiet = events == last_events && distributor.pending(&node) == 0;
         last_events = events;
-        if quiet && done + waiting(&node.projections)?.0 >= opts.orders as u64 {
+        if quiet && done + summary::waiting(&node.projections)?.0 >= opts.orders as u64 {
             finished = true;
             break;
         }
@@ -259,9 +322,9 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
         if Instant::now() > deadline {
             bar.abandon_with_message("timed out");
             if let Some(f) = node.failure() {
-                stop.store(true, Ordering::Relaxed);
-                let _ = sim_thread.join();
+                let stage = distributor.stop(&stop);
                 node.shutdown();
+                drop(stage);
                 anyhow::bail!("the demo did not finish within {} s; the orchestrator reported: {f}", opts.timeout);
             }
             break;
@@ -270,7 +333,14 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
     }
     bar.finish_and_clear();
     let elapsed = started.elapsed();
-    let summary = summarize(opts, &node, &sim_stats, elapsed, finished, temp.is_none().then_some(data_dir))?;
+    let summary = summary::summarize(
+        opts,
+        &node,
+        distributor.bad_records(),
+        elapsed,
+        finished,
+        temp.is_none().then_some(data_dir),
+    )?;
     if opts.stay {
         // The simulated systems keep answering, so an approved invoice gets posted.
         println!("{summary}");
@@ -283,10 +353,27 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<Summary> {
             crate::node::shutdown_signal().await;
         });
     }
-    stop.store(true, Ordering::Relaxed);
-    let _ = sim_thread.join();
+    let stage = distributor.stop(&stop);
     node.shutdown();
-    Ok(summary)
+    Ok((summary, stage))
+}
+
+/// Prints where everything listens: the node's endpoints and the doubles.
+fn print_listeners(node: &Node, stage: Option<&Stage>) {
+    println!("Waybill demo, listening on:");
+    for line in node.listeners() {
+        println!("{line}");
+    }
+    match stage {
+        Some(stage) => {
+            println!("The distributor's systems (doubles on loopback, reached through Waybill's connectors):");
+            for line in stage.describe() {
+                println!("  {line}");
+            }
+        }
+        None => println!("The distributor's systems run in process (--in-process): no connectors, no doubles."),
+    }
+    println!();
 }
 
 /// The `[kafka]` section for `--kafka` and `--kafka-property`.
@@ -301,135 +388,4 @@ fn kafka_config(servers: &str, properties: &[String]) -> anyhow::Result<crate::c
         map.insert(k.trim().to_owned(), KafkaValue::Str(v.trim().to_owned()));
     }
     Ok(KafkaConfig(map))
-}
-
-fn summarize(
-    opts: &DemoOptions,
-    node: &Node,
-    sim: &sim::SimStats,
-    elapsed: Duration,
-    finished: bool,
-    data_dir: Option<PathBuf>,
-) -> anyhow::Result<Summary> {
-    let p = &node.projections;
-    let by_status: BTreeMap<OrderStatus, u64> = p.order_counts_by_status()?.into_iter().collect();
-    let (waiting_with_exception, stalled) = waiting(p)?;
-    let mut exceptions: BTreeMap<ExceptionCategory, (u64, u64)> = BTreeMap::new();
-    let mut dead_letters = 0;
-    for x in p.exceptions(false, None)? {
-        let e = exceptions.entry(x.category).or_default();
-        e.0 += 1;
-        if x.is_open() {
-            e.1 += 1;
-        }
-        if x.dead_letter_kind.is_some() {
-            dead_letters += 1;
-        }
-    }
-    let mut invoices_posted = 0;
-    let mut credit_notes_issued = 0;
-    for o in p.orders(None, usize::MAX)? {
-        for d in &o.documents {
-            match d.kind {
-                waybill_domain::journal::DocumentKind::Invoice => invoices_posted += 1,
-                waybill_domain::journal::DocumentKind::CreditNote => credit_notes_issued += 1,
-            }
-        }
-    }
-    let held_postings = p.postings(Some("held"))?;
-    let held = (
-        held_postings.iter().filter(|(_, x)| x.document == waybill_domain::journal::DocumentKind::Invoice).count()
-            as u64,
-        held_postings.iter().filter(|(_, x)| x.document == waybill_domain::journal::DocumentKind::CreditNote).count()
-            as u64,
-    );
-    let held_examples = held_postings
-        .iter()
-        .take(3)
-        .map(|(_, x)| format!("{} ({}, {})", x.posting_id, x.amount, x.reasons.join("; ")))
-        .collect();
-    let mut latencies: Vec<f64> = p
-        .orders(Some(OrderStatus::Completed), usize::MAX)?
-        .into_iter()
-        .filter_map(|o| o.completed_at.map(|c| c.micros_since(o.first_event_at) as f64 / 1000.0))
-        .collect();
-    latencies.sort_by(f64::total_cmp);
-    let pct = |q: f64| -> f64 {
-        if latencies.is_empty() { 0.0 } else { latencies[((latencies.len() as f64 - 1.0) * q).round() as usize] }
-    };
-    Ok(Summary {
-        orders: opts.orders,
-        partitions: opts.partitions,
-        by_status,
-        waiting_with_exception,
-        stalled,
-        exceptions,
-        dead_letters,
-        injected_bad_records: sim.bad_records.load(Ordering::Relaxed),
-        latency_ms: (pct(0.5), pct(0.99)),
-        events: node.stats.inputs.load(Ordering::Relaxed),
-        commands: node.stats.commands.load(Ordering::Relaxed),
-        elapsed,
-        data_dir,
-        finished,
-        invoices_posted,
-        credit_notes_issued,
-        held,
-        held_examples,
-    })
-}
-
-impl fmt::Display for Summary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.elapsed.as_secs_f64();
-        writeln!(f, "Waybill demo: {} orders on {} partitions, {:.1} s", self.orders, self.partitions, secs)?;
-        if !self.finished {
-            writeln!(f, "WARNING: not every order reached an end state or an open exception before the timeout")?;
-        }
-        writeln!(f)?;
-        writeln!(f, "  {:<34} {:>10}", "orders by state", "count")?;
-        writeln!(f, "  {:-<34} {:->10}", "", "")?;
-        for (s, n) in self.by_status.iter().filter(|(_, n)| **n > 0) {
-            let label = match s {
-                OrderStatus::Completed => "completed (delivered)",
-                OrderStatus::Backordered => "ended entirely backordered",
-                OrderStatus::Cancelled => "cancelled, compensated",
-                OrderStatus::OnHold => "on hold: master data to fix",
-                other => other.as_str(),
-            };
-            writeln!(f, "  {:<34} {:>10}", label, n)?;
-        }
-        writeln!(f, "  {:<34} {:>10}", "in flight, an exception open", self.waiting_with_exception)?;
-        writeln!(f, "  {:<34} {:>10}", "in flight, stalled silently", self.stalled.len())?;
-        for x in self.stalled.iter().take(5) {
-            writeln!(f, "    stalled: {x}")?;
-        }
-        writeln!(f)?;
-        writeln!(f, "  {:<34} {:>10} {:>10}", "exceptions by category", "raised", "open")?;
-        writeln!(f, "  {:-<34} {:->10} {:->10}", "", "", "")?;
-        for (c, (raised, open)) in &self.exceptions {
-            writeln!(f, "  {:<34} {:>10} {:>10}", c.as_str(), raised, open)?;
-        }
-        writeln!(f)?;
-        writeln!(f, "  {:<34} {:>10}", "invoices posted", self.invoices_posted)?;
-        writeln!(f, "  {:<34} {:>10}", "invoices held for approval", self.held.0)?;
-        writeln!(f, "  {:<34} {:>10}", "credit notes issued", self.credit_notes_issued)?;
-        writeln!(f, "  {:<34} {:>10}", "credit notes held for approval", self.held.1)?;
-        for x in &self.held_examples {
-            writeln!(f, "    held: {x}")?;
-        }
-        writeln!(f)?;
-        writeln!(f, "  {:<34} {:>10}", "dead-letter records", self.dead_letters)?;
-        writeln!(f, "  {:<34} {:>10}", "  of which injected garbage", self.injected_bad_records)?;
-        writeln!(f, "  {:<34} {:>10}", "commands issued", self.commands)?;
-        writeln!(f, "  {:<34} {:>10}", "inbound events processed", self.events)?;
-        writeln!(f, "  {:<34} {:>10.0}", "events/s", self.events as f64 / secs.max(1e-9))?;
-        writeln!(f, "  {:<34} {:>10.0}", "saga latency p50 (ms)", self.latency_ms.0)?;
-        writeln!(f, "  {:<34} {:>10.0}", "saga latency p99 (ms)", self.latency_ms.1)?;
-        if let Some(d) = &self.data_dir {
-            writeln!(f)?;
-            writeln!(f, "  data kept in {}", d.display())?;
-        }
-        Ok(())
-    }
 }

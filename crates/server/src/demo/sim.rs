@@ -16,14 +16,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use waybill_domain::command::StockRequest;
-use waybill_domain::event::*;
-use waybill_domain::{Command, CommandBody, EventMeta, InboundEvent, Qty, SourceRef, System, Timestamp, topic};
+use waybill_domain::event::OrderCancelled;
+use waybill_domain::{Command, EventBody, InboundEvent, System, Timestamp, topic};
 use waybill_log::{AppendBatch, EventLog, Position, Record};
-use waybill_saga::Catalog;
-use waybill_saga::catalog::Tracking;
 use waybill_telemetry::{SPAN_TARGET, TraceHeaders};
 
+use super::answers::{World, event};
 use super::world::{self, Mix};
 use crate::ingest::{EVENT_ID_HEADER, inbound_topic, record_for, with_trace};
 
@@ -85,7 +83,7 @@ struct Action {
 pub struct Simulator {
     log: Arc<dyn EventLog>,
     cfg: SimConfig,
-    catalog: Catalog,
+    world: World,
     stats: Arc<SimStats>,
     start: Instant,
     emitted: HashSet<String>,
@@ -131,10 +129,11 @@ impl Simulator {
         let stats = Arc::new(SimStats::default());
         let released = (0..cfg.orders).filter(|i| emitted.contains(&release_id(*i))).count();
         stats.released.store(released as u64, Ordering::Relaxed);
+        let world = World::new(cfg.seed, cfg.mix.clone(), cfg.pick_timeout);
         Ok(Simulator {
             log,
             cfg,
-            catalog: world::catalog(),
+            world,
             stats,
             start: Instant::now(),
             emitted,
@@ -246,23 +245,10 @@ impl Simulator {
     }
 
     fn schedule_bad_records(&mut self, i: usize, key: &str) {
-        // Half-written JSON sent to the Avro topic, and Avro with a schema id nobody knows.
-        let garbage = format!("{{\"order\": \"{key}\", \"qty\": ").into_bytes();
-        let mut unknown = vec![0u8, 0, 0, 0x27, 0x0f];
-        unknown.extend_from_slice(b"\x02\x04ab");
-        self.schedule(
-            5,
-            format!("bad:json:{i}"),
-            Payload::Bad { topic: topic::inbound(System::Wms), key: key.to_string(), bytes: garbage },
-            None,
-        );
-        self.schedule(
-            5,
-            format!("bad:schema:{i}"),
-            Payload::Bad { topic: topic::inbound(System::Carrier), key: key.to_string(), bytes: unknown },
-            None,
-        );
-        self.stats.bad_records.fetch_add(2, Ordering::Relaxed);
+        for (id, topic, bytes) in bad_records(i, key) {
+            self.schedule(5, id, Payload::Bad { topic, key: key.to_string(), bytes }, None);
+            self.stats.bad_records.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn read_commands(&mut self) -> anyhow::Result<usize> {
@@ -322,270 +308,9 @@ impl Simulator {
     }
 
     fn answer(&mut self, cmd: &Command, src: (String, i32, i64)) {
-        let key = cmd.meta.correlation_key.clone();
-        let i = world::order_index(&key).unwrap_or(0);
-        let fate = world::fate(self.cfg.seed, i, &self.cfg.mix);
-        let mut r = world::rng(self.cfg.seed, i, 3);
-        match &cmd.body {
-            CommandBody::ReserveStock(req) => {
-                let short_line = fate.shortage.then(|| r.usize(0..req.lines.len().max(1)));
-                let lines = req
-                    .lines
-                    .iter()
-                    .enumerate()
-                    .map(|(k, l)| {
-                        let short = if short_line == Some(k) {
-                            let unit = unit_of(&self.catalog, &l.sku);
-                            Qty((l.quantity.0 / 2 / unit * unit).max(unit.min(l.quantity.0)))
-                        } else {
-                            Qty::ZERO
-                        };
-                        LineReservation { line_no: l.line_no, reserved: l.quantity.saturating_sub(short), short }
-                    })
-                    .collect();
-                let id = format!("wms:reserved:{key}");
-                let body = EventBody::StockReserved(StockReserved { order_ref: key.clone(), lines });
-                self.schedule(r.u64(2..15), id.clone(), Payload::Event(event(id, System::Wms, &key, body)), Some(src));
-            }
-            CommandBody::ReleaseToWarehouse(req) => self.warehouse_work(req, &fate, &mut r, src),
-            CommandBody::BookCarrier(b) => {
-                let tracking = format!("1Z{:010}", r.u64(..10_000_000_000));
-                let id = format!("carrier:booked:{}", b.shipment_id);
-                let body = EventBody::CarrierBooked(CarrierBooked {
-                    order_ref: key.clone(),
-                    shipment_id: b.shipment_id.clone(),
-                    carrier: ["DHL", "UPS", "DPD"][r.usize(0..3)].into(),
-                    tracking_ref: tracking,
-                });
-                let booked_at = r.u64(5..40);
-                self.schedule(
-                    booked_at,
-                    id.clone(),
-                    Payload::Event(event(id, System::Carrier, &key, body)),
-                    Some(src.clone()),
-                );
-                let id = format!("carrier:pod:{}", b.shipment_id);
-                let body = EventBody::Delivered(Delivered {
-                    order_ref: key.clone(),
-                    shipment_id: b.shipment_id.clone(),
-                    signed_by: Some("reception".into()),
-                });
-                self.schedule(
-                    booked_at + r.u64(40..250),
-                    id.clone(),
-                    Payload::Event(event(id, System::Carrier, &key, body)),
-                    Some(src),
-                );
-            }
-            CommandBody::PostInvoice(p) => {
-                let at = r.u64(5..60);
-                if fate.finance_refusal {
-                    let id = format!("finance:refused:{}", p.shipment_id);
-                    let body = EventBody::InvoiceRejected(DocumentRejected {
-                        order_ref: key.clone(),
-                        business_key: p.shipment_id.clone(),
-                        reason: "fiscal period is closed for posting".into(),
-                    });
-                    self.schedule(at, id.clone(), Payload::Event(event(id, System::Finance, &key, body)), Some(src));
-                    return;
-                }
-                let number = format!("INV/2026/{}", &p.shipment_id[4..]);
-                let id = format!("finance:posted:{}", p.shipment_id);
-                let body = EventBody::InvoicePosted(InvoicePosted {
-                    order_ref: key.clone(),
-                    shipment_id: p.shipment_id.clone(),
-                    invoice_number: number,
-                    amount: p.total,
-                });
-                self.schedule(
-                    at,
-                    id.clone(),
-                    Payload::Event(event(id, System::Finance, &key, body)),
-                    Some(src.clone()),
-                );
-                // Some customers send a unit back once they have the invoice.
-                let returnable = p.lines.iter().find(|l| self.catalog.tracking(&l.sku) == Tracking::None);
-                if let (true, true, Some(l)) = (fate.returned, p.shipment_id.ends_with("-1"), returnable) {
-                    let rma_id = format!("RMA-{}", &key[2..]);
-                    let id = format!("odoo:rma:{rma_id}");
-                    let body = EventBody::ReturnAuthorized(ReturnAuthorized {
-                        order_ref: key.clone(),
-                        rma_id: rma_id.clone(),
-                        reason: "wrong size ordered".into(),
-                        lines: vec![RmaLine { line_no: l.line_no, sku: l.sku.clone(), quantity: Qty::units(1) }],
-                    });
-                    let rma_at = at + r.u64(20..80);
-                    self.schedule(
-                        rma_at,
-                        id.clone(),
-                        Payload::Event(event(id, System::Odoo, &key, body)),
-                        Some(src.clone()),
-                    );
-                    let receipt_id = format!("RCV-{}", &key[2..]);
-                    let id = format!("wms:receipt:{receipt_id}");
-                    let condition = if r.bool() { ItemCondition::Restock } else { ItemCondition::Scrap };
-                    let body = EventBody::ReturnReceived(ReturnReceived {
-                        order_ref: key.clone(),
-                        rma_id,
-                        receipt_id,
-                        lines: vec![ReturnedLine {
-                            line_no: l.line_no,
-                            sku: l.sku.clone(),
-                            quantity: Qty::units(1),
-                            condition,
-                            lots: vec![],
-                            serials: vec![],
-                        }],
-                    });
-                    self.schedule(
-                        rma_at + r.u64(50..250),
-                        id.clone(),
-                        Payload::Event(event(id, System::Wms, &key, body)),
-                        Some(src),
-                    );
-                }
-            }
-            CommandBody::IssueCreditNote(c) => {
-                let id = format!("finance:credit:{}", c.receipt_id);
-                let body = EventBody::CreditNoteIssued(CreditNoteIssued {
-                    order_ref: key.clone(),
-                    receipt_id: c.receipt_id.clone(),
-                    credit_note_number: format!("RINV/2026/{}", &c.receipt_id[4..]),
-                    amount: c.total,
-                });
-                self.schedule(
-                    r.u64(5..60),
-                    id.clone(),
-                    Payload::Event(event(id, System::Finance, &key, body)),
-                    Some(src),
-                );
-            }
-            // Carried out without an answer event.
-            CommandBody::CancelReservation(_)
-            | CommandBody::CancelWarehouseRelease(_)
-            | CommandBody::CreateBackorder(_)
-            | CommandBody::ConfirmShipment(_)
-            | CommandBody::AdjustStock(_) => {}
-        }
-    }
-
-    fn warehouse_work(
-        &mut self,
-        req: &StockRequest,
-        fate: &world::Fate,
-        r: &mut fastrand::Rng,
-        src: (String, i32, i64),
-    ) {
-        let key = req.order_ref.clone();
-        let id = format!("wms:accepted:{key}");
-        let body = EventBody::ReleasedToWarehouse(ReleasedToWarehouse {
-            order_ref: key.clone(),
-            wms_order_id: format!("W{}", &key[2..]),
-        });
-        self.schedule(r.u64(2..10), id.clone(), Payload::Event(event(id, System::Wms, &key, body)), Some(src.clone()));
-
-        let mut pick_at = if fate.late_pick {
-            (self.cfg.pick_timeout.as_millis() as u64) * 3 / 2 + r.u64(0..200)
-        } else {
-            r.u64(20..150)
-        };
-        // Quantities per line: optionally one unit short on the final pick.
-        let mut quantities: Vec<Qty> = req.lines.iter().map(|l| l.quantity).collect();
-        if fate.short_pick {
-            let k = r.usize(0..quantities.len());
-            quantities[k] = Qty((quantities[k].0 - unit_of(&self.catalog, &req.lines[k].sku)).max(0));
-        }
-        let picks: Vec<Vec<(usize, Qty)>> = if fate.partial_pick {
-            let first: Vec<(usize, Qty)> =
-                quantities.iter().enumerate().map(|(k, q)| (k, half(*q, &self.catalog, &req.lines[k].sku))).collect();
-            let second = first.iter().map(|(k, q)| (*k, quantities[*k] - *q)).collect();
-            vec![first, second]
-        } else {
-            vec![quantities.iter().copied().enumerate().collect()]
-        };
-        let mut shipped: Vec<ShippedLine> = req
-            .lines
-            .iter()
-            .map(|l| ShippedLine {
-                line_no: l.line_no,
-                sku: l.sku.clone(),
-                quantity: Qty::ZERO,
-                lots: vec![],
-                serials: vec![],
-            })
-            .collect();
-        let n_picks = picks.len();
-        for (n, pick) in picks.into_iter().enumerate() {
-            let pick_id = format!("PK-{}-{}", &key[2..], n + 1);
-            let mut lines = Vec::new();
-            for (k, q) in pick {
-                if q.is_zero() {
-                    continue;
-                }
-                let l = &req.lines[k];
-                let (lots, serials) = match self.catalog.tracking(&l.sku) {
-                    Tracking::Lot => {
-                        (vec![LotQty { lot: format!("LOT-{}-{}", l.sku, (n + k) % 3), quantity: q }], vec![])
-                    }
-                    Tracking::Serial => {
-                        let base = shipped[k].serials.len();
-                        (
-                            vec![],
-                            (0..q.0 / 1000).map(|s| format!("SN-{key}-{}-{}", l.line_no, base as i64 + s)).collect(),
-                        )
-                    }
-                    Tracking::None => (vec![], vec![]),
-                };
-                let sl = &mut shipped[k];
-                sl.quantity += q;
-                for lot in &lots {
-                    match sl.lots.iter_mut().find(|x| x.lot == lot.lot) {
-                        Some(x) => x.quantity += lot.quantity,
-                        None => sl.lots.push(lot.clone()),
-                    }
-                }
-                sl.serials.extend(serials.iter().cloned());
-                lines.push(PickedLine {
-                    line_no: l.line_no,
-                    sku: l.sku.clone(),
-                    quantity: q,
-                    lots,
-                    serials,
-                    bin: format!("B{:02}-{:02}", k + 1, n + 1),
-                });
-            }
-            let id = format!("wms:pick:{pick_id}");
-            let body = EventBody::PickConfirmed(PickConfirmed {
-                order_ref: key.clone(),
-                pick_id,
-                lines,
-                complete: n + 1 == n_picks,
-            });
-            self.schedule(pick_at, id.clone(), Payload::Event(event(id, System::Wms, &key, body)), Some(src.clone()));
-            pick_at += r.u64(10..80);
-        }
-        shipped.retain(|s| !s.quantity.is_zero());
-        let shipments: Vec<Vec<ShippedLine>> = if fate.split_shipment && shipped.len() > 1 {
-            let second = shipped.split_off(shipped.len() / 2);
-            vec![shipped, second]
-        } else {
-            vec![shipped]
-        };
-        for (n, lines) in shipments.into_iter().enumerate() {
-            if lines.is_empty() {
-                continue;
-            }
-            let shipment_id = format!("SHP-{}-{}", &key[2..], n + 1);
-            let weight: i64 = lines.iter().map(|l| l.quantity.0).sum::<i64>() / 2 + 300;
-            let id = format!("wms:issued:{shipment_id}");
-            let body = EventBody::GoodsIssued(GoodsIssued {
-                order_ref: key.clone(),
-                shipment_id: shipment_id.clone(),
-                lines,
-                packages: vec![Package { package_id: format!("PKG-{shipment_id}"), weight_grams: weight }],
-            });
-            pick_at += r.u64(10..60);
-            self.schedule(pick_at, id.clone(), Payload::Event(event(id, System::Wms, &key, body)), Some(src.clone()));
+        for p in self.world.answer(cmd) {
+            let id = p.event.meta.event_id.clone();
+            self.schedule(p.after_ms, id, Payload::Event(p.event), Some(src.clone()));
         }
     }
 
@@ -658,30 +383,19 @@ impl Simulator {
     }
 }
 
-/// The smallest quantity the warehouse handles of `sku`: 0.25 kg for lot-tracked
-/// goods sold by weight, one unit otherwise.
-fn unit_of(catalog: &Catalog, sku: &str) -> i64 {
-    if catalog.tracking(sku) == Tracking::Lot { 250 } else { 1000 }
-}
-
-fn half(q: Qty, catalog: &Catalog, sku: &str) -> Qty {
-    let unit = unit_of(catalog, sku);
-    Qty((q.0 / 2 / unit) * unit)
+/// The two undecodable records injected with order `i` (key `key`), as (event id, topic,
+/// bytes): half-written JSON sent to the warehouse's Avro topic, and Avro with a schema id
+/// nobody knows (9999) on the carrier's.
+pub fn bad_records(i: usize, key: &str) -> [(String, String, Vec<u8>); 2] {
+    let garbage = format!("{{\"order\": \"{key}\", \"qty\": ").into_bytes();
+    let mut unknown = vec![0u8, 0, 0, 0x27, 0x0f];
+    unknown.extend_from_slice(b"\x02\x04ab");
+    [
+        (format!("bad:json:{i}"), topic::inbound(System::Wms), garbage),
+        (format!("bad:schema:{i}"), topic::inbound(System::Carrier), unknown),
+    ]
 }
 
 fn release_id(i: usize) -> String {
     format!("odoo:release:{}", world::order_ref(i))
-}
-
-fn event(id: String, system: System, key: &str, body: EventBody) -> InboundEvent {
-    InboundEvent {
-        meta: EventMeta {
-            event_id: id.clone(),
-            source: SourceRef::new(system, id.rsplit(':').next().unwrap_or(key).to_string()),
-            correlation_key: key.to_string(),
-            occurred_at: Timestamp::now(),
-            actor: None,
-        },
-        body,
-    }
 }

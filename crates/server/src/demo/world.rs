@@ -50,10 +50,10 @@ impl Default for Mix {
     }
 }
 
-/// Number of products, customers.
-const PRODUCTS: usize = 48;
-const CUSTOMERS: usize = 200;
-const TAX_CODES: [&str; 3] = ["VAT20", "VAT10", "VAT0"];
+/// Number of products, customers; the tax codes.
+pub const PRODUCTS: usize = 48;
+pub const CUSTOMERS: usize = 200;
+pub const TAX_CODES: [&str; 3] = ["VAT20", "VAT10", "VAT0"];
 
 /// The products: `SKU-0000`…; every 6th is lot-tracked in kg, every 8th serial-tracked.
 pub fn product(i: usize) -> (String, &'static str, Tracking) {

@@ -1,0 +1,192 @@
+//! The connector demo's stage: the doubles of Odoo, the warehouse, the carrier and
+//! finance on loopback, their secrets in files, and the node configuration that points
+//! Waybill's connectors at them and lets each system post to ingestion with its own
+//! token.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use waybill_connect::client::Timeouts;
+use waybill_connect::odoo::{Odoo, Protocol};
+use waybill_connect::secret::SecretFile;
+use waybill_domain::{System, topic};
+use waybill_doubles::odoo::OdooDouble;
+use waybill_log::EventLog;
+
+use super::answers::World;
+use super::channel::{self, Channel, ChannelConfig, MasterData, Seen};
+use super::systems::{Scheduler, Systems};
+use crate::config::Config;
+use crate::connectors::ConnectorSettings;
+
+/// Identities in the demo's tokens file, one per system that posts to ingestion.
+const IDENTITIES: [(System, &str); 4] =
+    [(System::Odoo, "odoo-webhook"), (System::Wms, "wms"), (System::Carrier, "carrier"), (System::Finance, "finance")];
+
+/// The doubles and their secrets.
+pub struct Stage {
+    /// Odoo (JSON-RPC 17.0).
+    pub odoo: OdooDouble,
+    /// The warehouse, carrier and finance.
+    pub systems: Systems,
+    master: MasterData,
+    secrets: tempfile::TempDir,
+    tokens: HashMap<System, String>,
+}
+
+impl std::fmt::Debug for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stage").field("odoo", &self.odoo.url()).finish_non_exhaustive()
+    }
+}
+
+/// A random secret of 32 letters and digits.
+fn secret(rng: &mut fastrand::Rng) -> String {
+    (0..32).map(|_| rng.alphanumeric()).collect()
+}
+
+/// Writes `text` to `path`, readable by its owner only.
+fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f =
+        options.open(path).map_err(|e| anyhow::anyhow!("cannot write the demo's secret {}: {e}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+impl Stage {
+    /// Starts the doubles for `orders` orders of `world`.
+    pub fn start(world: Arc<World>, orders: usize) -> anyhow::Result<Stage> {
+        let secrets = tempfile::Builder::new().prefix("waybill-demo-secrets-").tempdir()?;
+        let mut rng = fastrand::Rng::new();
+        let mut tokens = HashMap::new();
+        let mut hmac = HashMap::new();
+        let mut file = String::from("# The demo's producers: each system posts to ingestion as itself.\n");
+        for (system, identity) in IDENTITIES {
+            let token = secret(&mut rng);
+            file.push_str(&format!(
+                "[[tokens]]\ntoken = {token:?}\nidentity = {identity:?}\nsystem = {:?}\n\n",
+                system.as_str()
+            ));
+            tokens.insert(system, token);
+            if system != System::Odoo {
+                let key = secret(&mut rng);
+                write_secret(&secrets.path().join(format!("{system}-hmac")), &key)?;
+                hmac.insert(system, key);
+            }
+        }
+        write_secret(&secrets.path().join("tokens.toml"), &file)?;
+        let (odoo, master) = channel::start_odoo(orders, world.seed, &world.mix)?;
+        let key = odoo.api_key("admin").expect("the double has its admin");
+        write_secret(&secrets.path().join("odoo-key"), &key)?;
+        let systems = Systems::start(world, &hmac)?;
+        Ok(Stage { odoo, systems, master, secrets, tokens })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.secrets.path().join(name)
+    }
+
+    /// Points `cfg` at the doubles: `[connectors.odoo|wms|carrier|finance]`, the tokens
+    /// file, and ingestion for authenticated callers only.
+    pub fn configure(&self, cfg: &mut Config) {
+        cfg.connectors.insert(
+            "odoo".into(),
+            ConnectorSettings {
+                kind: "odoo".into(),
+                url: self.odoo.url(),
+                version: "17.0".into(),
+                database: self.odoo.db().to_string(),
+                login: "admin".into(),
+                credentials_file: Some(self.path("odoo-key")),
+                // Odoo is the system to protect: a steady rate, a few calls at once.
+                rate: 200.0,
+                burst: 50,
+                concurrency: 4,
+                timeout_ms: 10_000,
+                poll_interval_ms: 200,
+                ..ConnectorSettings::default()
+            },
+        );
+        for (system, target) in [
+            (System::Wms, &self.systems.wms),
+            (System::Carrier, &self.systems.carrier),
+            (System::Finance, &self.systems.finance),
+        ] {
+            cfg.connectors.insert(
+                system.as_str().into(),
+                ConnectorSettings {
+                    kind: "http".into(),
+                    url: target.command_url(),
+                    hmac_secret_file: Some(self.path(&format!("{system}-hmac"))),
+                    rate: 1000.0,
+                    burst: 200,
+                    concurrency: 8,
+                    timeout_ms: 10_000,
+                    ..ConnectorSettings::default()
+                },
+            );
+        }
+        cfg.control.tokens_file = Some(self.path("tokens.toml"));
+        cfg.ingest.allow_anonymous = false;
+        cfg.ingest.rate_per_sec = 5_000.0;
+        cfg.ingest.burst = 5_000;
+    }
+
+    /// The sales channel, creating orders in Odoo over JSON-RPC.
+    pub fn channel(&self, cfg: ChannelConfig, log: Arc<dyn EventLog>, seen: Seen) -> anyhow::Result<Channel> {
+        let key = Arc::new(SecretFile::open(self.path("odoo-key"))?);
+        let client = Odoo::new(
+            &self.odoo.url(),
+            self.odoo.db(),
+            Protocol::JsonRpc { login: "admin".into() },
+            key,
+            Timeouts { connect: Duration::from_secs(2), call: Duration::from_secs(30) },
+        );
+        Ok(Channel::new(client, self.master.clone(), cfg, log, seen))
+    }
+
+    /// Starts posting the systems' later answers to ingestion at `addr`.
+    pub fn start_posting(&self, addr: std::net::SocketAddr) -> anyhow::Result<Vec<JoinHandle<()>>> {
+        self.systems.later.start(format!("http://{addr}/v1/events"), self.tokens.clone())
+    }
+
+    /// The scheduler of later answers.
+    pub fn later(&self) -> &Arc<Scheduler> {
+        &self.systems.later
+    }
+
+    /// The doubles' addresses, one line each.
+    pub fn describe(&self) -> Vec<String> {
+        vec![
+            format!("odoo (JSON-RPC 17.0, db {:?})  {}", self.odoo.db(), self.odoo.url()),
+            format!("warehouse (HTTP, signed)        {}", self.systems.wms.command_url()),
+            format!("carrier (HTTP, signed)          {}", self.systems.carrier.command_url()),
+            format!("finance (HTTP, signed)          {}", self.systems.finance.command_url()),
+        ]
+    }
+}
+
+/// Commands not yet delivered by the demo's connectors: the command topics' ends minus
+/// each connector's stored position (its group is `connector-<name>`,
+/// `waybill_connect::ConnectorConfig::group`).
+pub fn undelivered(log: &dyn EventLog) -> u64 {
+    let mut n = 0;
+    for system in topic::COMMAND_TARGETS {
+        let t = topic::commands(system);
+        let group = format!("connector-{system}");
+        for p in 0..log.partitions(&t).unwrap_or(0) as i32 {
+            let end = log.end_offset(&t, p).unwrap_or(0);
+            let at = log.committed(&group, &t, p).ok().flatten().unwrap_or(0);
+            n += (end - at).max(0) as u64;
+        }
+    }
+    n
+}

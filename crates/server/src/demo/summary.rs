@@ -1,0 +1,281 @@
+//! The demo's summary: orders by state, exceptions, postings, dead letters, throughput,
+//! and what each connector did.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use waybill_domain::ExceptionCategory;
+use waybill_projection::{OrderStatus, ProjectionStore};
+
+use super::DemoOptions;
+use crate::node::Node;
+
+/// The outcome of a demo run.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// Orders in the run.
+    pub orders: usize,
+    /// Partitions.
+    pub partitions: u32,
+    /// Orders per state.
+    pub by_status: BTreeMap<OrderStatus, u64>,
+    /// Orders not in an end state that have an open exception (waiting for someone).
+    pub waiting_with_exception: u64,
+    /// Orders neither in an end state nor with an open exception: stalled silently
+    /// (should be none), as `order (status)`.
+    pub stalled: Vec<String>,
+    /// Exceptions raised, by category: (raised, still open).
+    pub exceptions: BTreeMap<ExceptionCategory, (u64, u64)>,
+    /// Records in the dead-letter topic.
+    pub dead_letters: u64,
+    /// Undecodable records the demo injected.
+    pub injected_bad_records: u64,
+    /// Saga latency (accepted → completed), milliseconds: p50, p99.
+    pub latency_ms: (f64, f64),
+    /// Inbound events processed by the coordinator.
+    pub events: u64,
+    /// Commands issued.
+    pub commands: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Where the data is, when kept.
+    pub data_dir: Option<PathBuf>,
+    /// Did every order reach an end state or get an open exception?
+    pub finished: bool,
+    /// Invoices posted by finance.
+    pub invoices_posted: u64,
+    /// Credit notes issued by finance.
+    pub credit_notes_issued: u64,
+    /// Held postings still waiting for an approver: (invoices, credit notes).
+    pub held: (u64, u64),
+    /// A few held posting ids, to try the approval commands on.
+    pub held_examples: Vec<String>,
+    /// One line per connector (none with `--in-process`).
+    pub connectors: Vec<ConnectorLine>,
+}
+
+/// What one connector did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectorLine {
+    /// Its name (the target system).
+    pub name: String,
+    /// Calls made to the target.
+    pub requests: u64,
+    /// Retries after transient failures.
+    pub retries: u64,
+    /// Times a call was held back by the throttle or a `429`.
+    pub throttled: u64,
+    /// Times the circuit breaker opened.
+    pub breaker_opens: u64,
+    /// Commands whose outcome is durable.
+    pub delivered: u64,
+    /// Commands reported failed to their saga.
+    pub failed: u64,
+    /// p99 call latency, milliseconds.
+    pub p99_ms: f64,
+}
+
+impl ConnectorLine {
+    /// The figures of a running connector.
+    pub fn of(r: &waybill_connect::Running) -> Self {
+        let s = r.target().stats();
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        ConnectorLine {
+            name: r.name().to_string(),
+            requests: n(&s.requests),
+            retries: n(&s.retries),
+            throttled: n(&s.throttled),
+            breaker_opens: n(&s.breaker_opens),
+            delivered: n(&s.delivered),
+            failed: n(&s.failed),
+            p99_ms: s.latency_quantile(0.99).map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        }
+    }
+}
+
+/// End states of the order-to-fulfillment saga in the demo: completed, backordered,
+/// cancelled, or on hold for a master-data fix.
+pub(super) fn is_end_state(s: OrderStatus) -> bool {
+    s.is_final() || s == OrderStatus::OnHold
+}
+
+/// Orders in an end state (cheap: the projections' counters).
+pub(super) fn ended(p: &ProjectionStore) -> anyhow::Result<u64> {
+    Ok(p.order_counts_by_status()?.iter().filter(|(s, _)| is_end_state(*s)).map(|(_, n)| *n).sum())
+}
+
+/// Orders not in an end state, split into those with an open exception (someone has been
+/// told) and those without (stalled silently; DESIGN.md invariant 10 says there are none).
+pub(super) fn waiting(p: &ProjectionStore) -> anyhow::Result<(u64, Vec<String>)> {
+    let mut flagged = 0;
+    let mut silent = Vec::new();
+    for s in OrderStatus::ALL.into_iter().filter(|s| !is_end_state(*s)) {
+        for o in p.orders_by_age(Some(s), None, None, usize::MAX)? {
+            if o.open_exceptions > 0 {
+                flagged += 1;
+            } else {
+                silent.push(format!("{} ({})", o.order_ref, o.status));
+            }
+        }
+    }
+    Ok((flagged, silent))
+}
+
+/// The summary of a run of `opts` on `node`.
+pub(super) fn summarize(
+    opts: &DemoOptions,
+    node: &Node,
+    injected_bad_records: u64,
+    elapsed: Duration,
+    finished: bool,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<Summary> {
+    let p = &node.projections;
+    let by_status: BTreeMap<OrderStatus, u64> = p.order_counts_by_status()?.into_iter().collect();
+    let (waiting_with_exception, stalled) = waiting(p)?;
+    let mut exceptions: BTreeMap<ExceptionCategory, (u64, u64)> = BTreeMap::new();
+    let mut dead_letters = 0;
+    for x in p.exceptions(false, None)? {
+        let e = exceptions.entry(x.category).or_default();
+        e.0 += 1;
+        if x.is_open() {
+            e.1 += 1;
+        }
+        if x.dead_letter_kind.is_some() {
+            dead_letters += 1;
+        }
+    }
+    let mut invoices_posted = 0;
+    let mut credit_notes_issued = 0;
+    for o in p.orders(None, usize::MAX)? {
+        for d in &o.documents {
+            match d.kind {
+                waybill_domain::journal::DocumentKind::Invoice => invoices_posted += 1,
+                waybill_domain::journal::DocumentKind::CreditNote => credit_notes_issued += 1,
+            }
+        }
+    }
+    let held_postings = p.postings(Some("held"))?;
+    let held = (
+        held_postings.iter().filter(|(_, x)| x.document == waybill_domain::journal::DocumentKind::Invoice).count()
+            as u64,
+        held_postings.iter().filter(|(_, x)| x.document == waybill_domain::journal::DocumentKind::CreditNote).count()
+            as u64,
+    );
+    let held_examples = held_postings
+        .iter()
+        .take(3)
+        .map(|(_, x)| format!("{} ({}, {})", x.posting_id, x.amount, x.reasons.join("; ")))
+        .collect();
+    let mut latencies: Vec<f64> = p
+        .orders(Some(OrderStatus::Completed), usize::MAX)?
+        .into_iter()
+        .filter_map(|o| o.completed_at.map(|c| c.micros_since(o.first_event_at) as f64 / 1000.0))
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |q: f64| -> f64 {
+        if latencies.is_empty() { 0.0 } else { latencies[((latencies.len() as f64 - 1.0) * q).round() as usize] }
+    };
+    Ok(Summary {
+        orders: opts.orders,
+        partitions: opts.partitions,
+        by_status,
+        waiting_with_exception,
+        stalled,
+        exceptions,
+        dead_letters,
+        injected_bad_records,
+        latency_ms: (pct(0.5), pct(0.99)),
+        events: node.stats.inputs.load(Ordering::Relaxed),
+        commands: node.stats.commands.load(Ordering::Relaxed),
+        elapsed,
+        data_dir,
+        finished,
+        invoices_posted,
+        credit_notes_issued,
+        held,
+        held_examples,
+        connectors: node
+            .connectors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .running()
+            .iter()
+            .map(|r| ConnectorLine::of(r))
+            .collect(),
+    })
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.elapsed.as_secs_f64();
+        writeln!(f, "Waybill demo: {} orders on {} partitions, {:.1} s", self.orders, self.partitions, secs)?;
+        if !self.finished {
+            writeln!(f, "WARNING: not every order reached an end state or an open exception before the timeout")?;
+        }
+        writeln!(f)?;
+        writeln!(f, "  {:<34} {:>10}", "orders by state", "count")?;
+        writeln!(f, "  {:-<34} {:->10}", "", "")?;
+        for (s, n) in self.by_status.iter().filter(|(_, n)| **n > 0) {
+            let label = match s {
+                OrderStatus::Completed => "completed (delivered)",
+                OrderStatus::Backordered => "ended entirely backordered",
+                OrderStatus::Cancelled => "cancelled, compensated",
+                OrderStatus::OnHold => "on hold: master data to fix",
+                other => other.as_str(),
+            };
+            writeln!(f, "  {:<34} {:>10}", label, n)?;
+        }
+        writeln!(f, "  {:<34} {:>10}", "in flight, an exception open", self.waiting_with_exception)?;
+        writeln!(f, "  {:<34} {:>10}", "in flight, stalled silently", self.stalled.len())?;
+        for x in self.stalled.iter().take(5) {
+            writeln!(f, "    stalled: {x}")?;
+        }
+        writeln!(f)?;
+        writeln!(f, "  {:<34} {:>10} {:>10}", "exceptions by category", "raised", "open")?;
+        writeln!(f, "  {:-<34} {:->10} {:->10}", "", "", "")?;
+        for (c, (raised, open)) in &self.exceptions {
+            writeln!(f, "  {:<34} {:>10} {:>10}", c.as_str(), raised, open)?;
+        }
+        writeln!(f)?;
+        writeln!(f, "  {:<34} {:>10}", "invoices posted", self.invoices_posted)?;
+        writeln!(f, "  {:<34} {:>10}", "invoices held for approval", self.held.0)?;
+        writeln!(f, "  {:<34} {:>10}", "credit notes issued", self.credit_notes_issued)?;
+        writeln!(f, "  {:<34} {:>10}", "credit notes held for approval", self.held.1)?;
+        for x in &self.held_examples {
+            writeln!(f, "    held: {x}")?;
+        }
+        writeln!(f)?;
+        writeln!(f, "  {:<34} {:>10}", "dead-letter records", self.dead_letters)?;
+        writeln!(f, "  {:<34} {:>10}", "  of which injected garbage", self.injected_bad_records)?;
+        writeln!(f, "  {:<34} {:>10}", "commands issued", self.commands)?;
+        writeln!(f, "  {:<34} {:>10}", "inbound events processed", self.events)?;
+        writeln!(f, "  {:<34} {:>10.0}", "events/s", self.events as f64 / secs.max(1e-9))?;
+        writeln!(f, "  {:<34} {:>10.0}", "saga latency p50 (ms)", self.latency_ms.0)?;
+        writeln!(f, "  {:<34} {:>10.0}", "saga latency p99 (ms)", self.latency_ms.1)?;
+        if !self.connectors.is_empty() {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "  {:<10} {:>9} {:>9} {:>8} {:>9} {:>9} {:>7} {:>8}",
+                "connector", "requests", "delivered", "retries", "throttled", "breaker", "failed", "p99 ms"
+            )?;
+            writeln!(f, "  {:-<10} {:->9} {:->9} {:->8} {:->9} {:->9} {:->7} {:->8}", "", "", "", "", "", "", "", "")?;
+            for c in &self.connectors {
+                writeln!(
+                    f,
+                    "  {:<10} {:>9} {:>9} {:>8} {:>9} {:>9} {:>7} {:>8.1}",
+                    c.name, c.requests, c.delivered, c.retries, c.throttled, c.breaker_opens, c.failed, c.p99_ms
+                )?;
+            }
+        }
+        if let Some(d) = &self.data_dir {
+            writeln!(f)?;
+            writeln!(f, "  data kept in {}", d.display())?;
+        }
+        Ok(())
+    }
+}
