@@ -36,12 +36,21 @@ struct Args {
 fn options(mock: &Mock, orders: usize, properties: &[&str]) -> DemoOptions {
     // The systems in process: this tests the orchestrator on a failing broker.
     let mut argv: Vec<String> = [
-        "demo", "--in-process", "--quiet", "--listen", "", "--control-listen", "", "--metrics-listen", "",
-        "--registry-listen", "",
+        "demo",
+        "--in-process",
+        "--quiet",
+        "--listen",
+        "",
+        "--control-listen",
+        "",
+        "--metrics-listen",
+        "",
+        "--registry-listen",
+        "",
     ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     argv.extend([
         "--orders".into(),
         orders.to_string(),
