@@ -299,3 +299,21 @@ fn an_expired_session_logs_in_again() {
     deliver(&w, &c).expect("the retry logs in again and goes through");
     assert_eq!(w.double.count("account.move", &[("ref", "SHP-2")]), 1);
 }
+
+#[test]
+fn a_product_on_two_lines_is_delivered_line_by_line_not_twice() {
+    let w = world(OdooVersion::V17);
+    let partner = w.double.records("res.partner")[0]["id"].as_i64().unwrap();
+    let bolt = product(&w.double, "BOLT-M8");
+    let line = |qty: f64| json!([0, 0, {"product_id": bolt, "product_uom_qty": qty, "price_unit": 1.0}]);
+    let id = w
+        .double
+        .create("sale.order", json!({"name": "SO000001", "partner_id": partner, "order_line": [line(3.0), line(2.0)]}));
+    call_jsonrpc(&w.double, "sale.order", "action_confirm", json!([[id]]));
+    let mut second = shipped("BOLT-M8", 2000, &[], &[]);
+    second.line_no = 20;
+    deliver(&w, &shipment(vec![shipped("BOLT-M8", 3000, &[], &[]), second], "1Z0009", "SHP-1")).expect("validated");
+    let mut moved: Vec<f64> = w.double.records("stock.move").iter().map(|m| m["quantity"].as_f64().unwrap()).collect();
+    moved.sort_by(f64::total_cmp);
+    assert_eq!(moved, [2.0, 3.0], "each move carries its own line's quantity");
+}

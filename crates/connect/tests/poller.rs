@@ -142,3 +142,33 @@ fn orders_come_in_once_across_restarts_and_a_late_commit_inside_the_overlap_is_n
     }
     assert_eq!(all.len(), 10);
 }
+
+#[test]
+fn a_cancellation_in_the_same_second_as_the_confirmation_is_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(
+        EmbeddedLog::open(
+            &dir.path().join("log"),
+            EmbeddedOptions { fsync: FsyncPolicy::Never, ..EmbeddedOptions::default() },
+        )
+        .unwrap(),
+    );
+    log.ensure_topic(&topic::inbound(System::Odoo), 2).unwrap();
+    log.ensure_topic(topic::CONNECT_STATE, 1).unwrap();
+    let double = OdooDouble::start(OdooConfig::default());
+    // Odoo's write_date has whole seconds; the clock stands still.
+    double.freeze_clock("2026-12-01 10:00:00");
+    let partner = double.create("res.partner", json!({"name": "Azure", "ref": "C0001"}));
+    let product = double.create("product.product", json!({"default_code": "BOLT-M8", "name": "Bolt", "type": "consu"}));
+    let id = order(&double, "SO000001", product, partner);
+    rpc(&double, "sale.order", "action_confirm", &[id], json!({}));
+    let mut p = poller(&double, &log, dir.path());
+    drain(&mut p);
+    rpc(&double, "sale.order", "action_cancel", &[id], json!({"context": {"disable_cancel_warning": true}}));
+    drain(&mut p);
+    drop(p);
+    let mut p = poller(&double, &log, dir.path());
+    drain(&mut p);
+    let ids: Vec<String> = events(&log).into_iter().map(|e| e.meta.event_id).collect();
+    assert_eq!(ids, ["odoo:release:SO000001", "odoo:cancel:SO000001"], "both, once each, in order");
+}
