@@ -6,9 +6,11 @@
 //! twice: one validated delivery per shipment, one invoice per shipment, one credit note
 //! per return receipt.
 
-use std::io::{BufRead, BufReader};
+#[path = "support/proc.rs"]
+mod proc;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,6 +18,22 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use waybill_domain::event::*;
 use waybill_domain::{EventBody, EventMeta, InboundEvent, Qty, SourceRef, System, Timestamp};
+
+use proc::{Proc, free_port};
+
+/// Warnings and errors the process logged, then its last lines.
+fn trouble(p: &Proc) -> String {
+    let all = p.output();
+    let lines: Vec<&str> = all.lines().collect();
+    let warn: Vec<&str> = lines.iter().copied().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+    format!("{}\n...\n{}", warn.join("\n"), lines[lines.len().saturating_sub(20)..].join("\n"))
+}
+
+/// SIGKILLs the process and waits for it.
+fn kill(mut p: Proc) {
+    let _ = p.child.kill();
+    let _ = p.child.wait();
+}
 use waybill_doubles::http_target::{Answer, HttpTarget, HttpTargetConfig, Received};
 use waybill_doubles::odoo::{OdooConfig, OdooDouble};
 use waybill_doubles::{Fault, Match, Times};
@@ -255,10 +273,6 @@ struct Rig {
     poster: Option<std::thread::JoinHandle<()>>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn rpc(odoo: &OdooDouble, model: &str, method: &str, args: Value, kwargs: Value) -> Value {
     let body = json!({"jsonrpc": "2.0", "method": "call", "id": 1, "params": {"service": "object", "method": "execute_kw",
         "args": [odoo.db(), 2, "admin", model, method, args, kwargs]}});
@@ -331,7 +345,7 @@ impl Rig {
         // Ready once ingestion answers.
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(&self.ingest).is_err() {
-            assert!(Instant::now() < deadline, "waybill serve did not start:\n{}", p.output());
+            assert!(Instant::now() < deadline, "waybill serve did not start:\n{}", trouble(&p));
             std::thread::sleep(Duration::from_millis(20));
         }
         p
@@ -426,50 +440,6 @@ role = "operator"
     path
 }
 
-struct Proc {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
-        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    lines.lock().unwrap().push(line);
-                }
-            });
-        }
-        Proc { child, lines }
-    }
-
-    /// Warnings and errors, then the last lines.
-    fn output(&self) -> String {
-        let lines = self.lines.lock().unwrap();
-        let trouble: Vec<&String> = lines.iter().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
-        let tail = &lines[lines.len().saturating_sub(20)..];
-        format!("{}\n...\n{}", trouble.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"), tail.join("\n"))
-    }
-
-    fn kill(mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Everything the orders should have led to, counted in the doubles.
 fn settled(rig: &Rig, orders: &[String], returned: &[String]) -> Result<(), String> {
     for o in orders {
@@ -562,7 +532,7 @@ fn sigkilled_at_random_moments_waybill_creates_nothing_twice_in_odoo_or_at_the_w
             if settled(&rig, &orders, &returned).is_err() {
                 kills_mid_run += 1;
             }
-            proc.kill();
+            kill(proc);
             kills += 1;
             proc = rig.spawn();
             last_kill = Instant::now();
@@ -583,7 +553,7 @@ fn sigkilled_at_random_moments_waybill_creates_nothing_twice_in_odoo_or_at_the_w
                 "not settled after {kills} kills: {:?}\nrefunds: {refunds:?}\nrefused by ingestion: {:?}\n{}",
                 settled(&rig, &orders, &returned),
                 rig.later.refused.lock().unwrap(),
-                proc.output()
+                trouble(&proc)
             );
         }
         std::thread::sleep(Duration::from_millis(50));
