@@ -7,6 +7,7 @@
 //! per return receipt.
 
 #[path = "support/proc.rs"]
+#[allow(dead_code)] // shared with other test binaries; not every helper is used here
 mod proc;
 
 use std::path::{Path, PathBuf};
