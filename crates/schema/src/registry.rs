@@ -53,6 +53,9 @@ pub enum Kind {
     /// and read through serde with [`Registry::encode_record`] and
     /// [`Registry::decode_record`]).
     Audit,
+    /// `waybill.connect.*`: the connectors' own state records (a poller's cursor), no
+    /// domain type; through serde like [`Kind::Audit`].
+    Connect,
 }
 
 impl Kind {
@@ -63,6 +66,7 @@ impl Kind {
             Kind::Command => "waybill.command",
             Kind::Journal | Kind::Checkpoint => "waybill.journal",
             Kind::Audit => "waybill.audit",
+            Kind::Connect => "waybill.connect",
         }
     }
 
@@ -74,6 +78,7 @@ impl Kind {
             ("waybill.journal", "Checkpoint") => Some(Kind::Checkpoint),
             ("waybill.journal", _) => Some(Kind::Journal),
             ("waybill.audit", _) => Some(Kind::Audit),
+            ("waybill.connect", _) => Some(Kind::Connect),
             _ => None,
         }
     }
@@ -86,6 +91,7 @@ impl Kind {
             Kind::Journal => "a journal event (waybill.journal.*)",
             Kind::Checkpoint => "a journal checkpoint (waybill.journal.Checkpoint)",
             Kind::Audit => "a control-plane audit record (waybill.audit.*)",
+            Kind::Connect => "a connector's state record (waybill.connect.*)",
         }
     }
 
@@ -95,6 +101,7 @@ impl Kind {
             Kind::Command => 1,
             Kind::Journal | Kind::Checkpoint => 2,
             Kind::Audit => 3,
+            Kind::Connect => 4,
         }
     }
 }
@@ -189,7 +196,7 @@ pub struct Registry {
     families: BTreeMap<String, Vec<u32>>,
     /// Latest id by short name, per namespace slot (see [`Kind::slot`]), so that encoding
     /// finds its schema without building a full name.
-    latest_by_name: [HashMap<String, u32>; 4],
+    latest_by_name: [HashMap<String, u32>; 5],
 }
 
 /// Most bytes of one string or `bytes` field, and most items of one array or map, that
@@ -241,7 +248,7 @@ impl Registry {
             }
             let kind = Kind::of(src.full_name).ok_or_else(|| {
                 Error::Catalog(format!(
-                    "{path} (id {}): namespace of {} is not waybill.event, waybill.command, waybill.journal or waybill.audit",
+                    "{path} (id {}): namespace of {} is not waybill.event, waybill.command, waybill.journal, waybill.audit or waybill.connect",
                     src.id, src.full_name
                 ))
             })?;
@@ -275,7 +282,7 @@ impl Registry {
         }
 
         let mut families = BTreeMap::new();
-        let mut latest_by_name: [HashMap<String, u32>; 4] = Default::default();
+        let mut latest_by_name: [HashMap<String, u32>; 5] = Default::default();
         for (full_name, by_version) in versions {
             let numbers: Vec<u32> = by_version.keys().copied().collect();
             if numbers.iter().zip(1..).any(|(&v, want)| v != want) {

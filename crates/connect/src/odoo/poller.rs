@@ -62,6 +62,41 @@ pub struct Cursor {
     pub seen: BTreeSet<(i64, String)>,
 }
 
+/// The cursor's schema (`schemas/waybill.connect/PollerCursor`).
+const CURSOR_SCHEMA: &str = "waybill.connect.PollerCursor";
+
+/// The cursor as its Avro record has it.
+#[derive(Serialize, Deserialize)]
+struct CursorRecord {
+    write_date: String,
+    id: i64,
+    seen: Vec<SeenRecord>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SeenRecord {
+    id: i64,
+    mark: String,
+}
+
+impl Cursor {
+    /// The Confluent Avro record of `waybill.connect.PollerCursor`.
+    pub fn encode(&self) -> waybill_schema::Result<Vec<u8>> {
+        let record = CursorRecord {
+            write_date: self.write_date.clone(),
+            id: self.id,
+            seen: self.seen.iter().map(|(id, mark)| SeenRecord { id: *id, mark: mark.clone() }).collect(),
+        };
+        waybill_schema::Registry::embedded().encode_record(CURSOR_SCHEMA, &record)
+    }
+
+    /// Reads a cursor record.
+    pub fn decode(bytes: &[u8]) -> waybill_schema::Result<Cursor> {
+        let r: CursorRecord = waybill_schema::Registry::embedded().decode_record(bytes)?;
+        Ok(Cursor { write_date: r.write_date, id: r.id, seen: r.seen.into_iter().map(|s| (s.id, s.mark)).collect() })
+    }
+}
+
 const MODEL: &str = "sale.order";
 const ORDER_FIELDS: &[&str] = &[
     "id",
@@ -203,7 +238,7 @@ impl Poller {
                     .with_header(headers::EVENT_ID, e.meta.event_id.as_bytes().to_vec()),
             );
         }
-        let value = serde_json::to_vec(&next).expect("a cursor serializes");
+        let value = next.encode().map_err(|e| e.to_string())?;
         records.push(Record::keyed(topic::CONNECT_STATE, cursor_key(&self.cfg.connector).into_bytes(), value));
         self.log.append(AppendBatch { records, positions: Vec::new() }).map_err(|e| e.to_string())?;
         metrics::counter!(names::RECORDS_PRODUCED, "topic" => topic::inbound(System::Odoo))
@@ -396,8 +431,11 @@ pub fn load_cursor(log: &dyn EventLog, key: &str) -> waybill_log::Result<Option<
             let Some(end) = batch.last() else { break };
             from = end.offset + 1;
             for r in batch.iter().filter(|r| r.key == key.as_bytes()) {
-                if let Ok(c) = serde_json::from_slice::<Cursor>(&r.value) {
-                    last = Some(c);
+                match Cursor::decode(&r.value) {
+                    Ok(c) => last = Some(c),
+                    Err(e) => {
+                        tracing::warn!(key, offset = r.offset, error = %e, "a poller cursor record does not decode; the one before it stands")
+                    }
                 }
             }
         }
@@ -464,6 +502,18 @@ mod tests {
         }
         assert_eq!(shift("2026-01-01 00:00:01", -2), "2025-12-31 23:59:59");
         assert_eq!(parse("2026-12-01 09:44:38").unwrap().0 / 1_000_000, 1_796_118_278);
+    }
+
+    #[test]
+    fn a_cursor_round_trips_through_its_avro_record() {
+        let c = Cursor {
+            write_date: "2026-12-01 10:00:05".into(),
+            id: 42,
+            seen: [(41, "2026-12-01 10:00:04 sale".to_string()), (42, "2026-12-01 10:00:05 cancel".to_string())].into(),
+        };
+        let bytes = c.encode().unwrap();
+        assert_eq!(bytes[0], 0, "Confluent framing");
+        assert_eq!(Cursor::decode(&bytes).unwrap(), c);
     }
 
     #[test]
