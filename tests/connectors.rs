@@ -652,3 +652,92 @@ fn an_odoo_refusal_is_an_exception_in_odoo_s_words_and_the_retry_with_the_same_k
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The warehouse is down for 20 s while an order waits on it: the connector's breaker
+/// opens, one `TARGET_UNAVAILABLE` exception is raised for the warehouse (not one per
+/// command), and when it is back the reservation is delivered once and the exception
+/// closes.
+#[test]
+fn a_warehouse_down_for_twenty_seconds_is_one_exception_closed_on_recovery() {
+    use waybill_domain::journal::ExceptionCategory;
+    use waybill_server::config::Config;
+    use waybill_server::connectors::ConnectorSettings;
+    use waybill_server::node::{self, Node};
+
+    let later = Arc::new(Later::default());
+    let wms = HttpTarget::start(HttpTargetConfig::new(HMAC.as_bytes().to_vec(), warehouse(later)));
+    wms.down(waybill_doubles::DownMode::Refuse);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hmac"), HMAC).unwrap();
+    let mut cfg = Config { data_dir: dir.path().join("data"), partitions: 2, ..Config::default() };
+    cfg.ingest.listen = "127.0.0.1:0".into();
+    cfg.ingest.allow_anonymous = true;
+    cfg.control.listen = String::new();
+    cfg.metrics.listen = String::new();
+    cfg.connectors.insert(
+        "wms".into(),
+        ConnectorSettings {
+            kind: "http".into(),
+            url: wms.command_url(),
+            hmac_secret_file: Some(dir.path().join("hmac")),
+            breaker_threshold: 3,
+            breaker_cool_down_ms: 1000,
+            unavailable_after_secs: 5,
+            ..ConnectorSettings::default()
+        },
+    );
+    let log = node::open_log(&cfg).unwrap();
+    let node = Node::start(&cfg, log, waybill_server::demo::world::catalog()).unwrap();
+    let down_at = Instant::now();
+    let release = OrderReleased {
+        order_ref: "SO000001".into(),
+        customer_ref: "C0001".into(),
+        ship_to: "C0001-SHIP".into(),
+        currency: "EUR".into(),
+        client_order_ref: None,
+        lines: vec![OrderLine {
+            line_no: 10,
+            sku: "SKU-0000".into(),
+            uom: "Units".into(),
+            quantity: Qty::units(2),
+            unit_price: waybill_domain::Money(400),
+            tax_code: Some("VAT20".into()),
+            requested_date: Timestamp::now(),
+            warehouse: "WH-MAIN".into(),
+        }],
+    };
+    let e = event("odoo:release:SO000001".into(), System::Odoo, "SO000001", EventBody::OrderReleased(release));
+    let resp = ureq::post(format!("http://{}/v1/events", node.ingest_addr.unwrap()))
+        .header("Content-Type", "application/json")
+        .send(&waybill_schema::encode_event_json(&e)[..])
+        .unwrap();
+    assert!(resp.status().is_success());
+    let outages = || node.projections.exceptions(false, Some(ExceptionCategory::TargetUnavailable)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while outages().is_empty() {
+        assert!(Instant::now() < deadline, "no TARGET_UNAVAILABLE exception");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(20).saturating_sub(down_at.elapsed()));
+    let open = outages();
+    assert_eq!(open.len(), 1, "one exception for the warehouse, not one per command: {open:?}");
+    assert!(open[0].resolved_at.is_none());
+    assert!(open[0].message.contains("waybill.commands.wms"), "{}", open[0].message);
+    assert!(wms.received().is_empty());
+
+    wms.up();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while outages()[0].resolved_at.is_none() {
+        assert!(Instant::now() < deadline, "the exception stayed open after the warehouse came back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while wms.command("release:SO000001").is_none() {
+        assert!(Instant::now() < deadline, "the order did not go on once the warehouse was back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(outages().len(), 1);
+    assert_eq!(wms.duplicates(), 0, "the waiting reservation was delivered once");
+    assert_eq!(wms.received().iter().filter(|r| r.key == "reserve:SO000001").count(), 1);
+    node.shutdown();
+}
