@@ -488,6 +488,10 @@ pub struct InvoiceRecorded {
 pub struct Refusal {
     /// Why.
     pub reason: String,
+    /// The document refused: the shipment of an invoice, the receipt of a credit note.
+    /// `None` in records written before `FinanceRefused` v3.
+    #[serde(default)]
+    pub business_key: Option<String>,
 }
 
 /// A business key (receipt id, shipment id).

@@ -383,7 +383,10 @@ fn on_refused(s: &Invoicing, r: &DocumentRejected) -> Decision {
     if s.status != InvoiceStatus::Requested {
         return d;
     }
-    d.record(JournalBody::FinanceRefused(Refusal { reason: r.reason.clone() }));
+    d.record(JournalBody::FinanceRefused(Refusal {
+        reason: r.reason.clone(),
+        business_key: Some(r.business_key.clone()),
+    }));
     d.raise(
         &Invoicing::saga_id(s.shipment_id()),
         s.book.exceptions_raised,

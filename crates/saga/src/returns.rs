@@ -201,8 +201,14 @@ impl ReturnCredit {
                     r.document_number = Some(c.document_number.clone());
                 }
             }
-            JournalBody::FinanceRefused(_) => {
-                if let Some(r) = self.receipts.values_mut().find(|r| r.status == CreditStatus::Requested) {
+            JournalBody::FinanceRefused(x) => {
+                // The receipt finance refused; records before v3 do not name it, and
+                // then the first one waiting is meant.
+                let refused = match &x.business_key {
+                    Some(key) => self.receipt_mut(key).filter(|r| r.status == CreditStatus::Requested),
+                    None => self.receipts.values_mut().find(|r| r.status == CreditStatus::Requested),
+                };
+                if let Some(r) = refused {
                     r.status = CreditStatus::Refused;
                 }
             }
@@ -616,7 +622,10 @@ fn on_refused(s: &ReturnCredit, r: &DocumentRejected) -> Decision {
     if s.receipts.get(&r.business_key).is_none_or(|x| x.status != CreditStatus::Requested) {
         return d;
     }
-    d.record(JournalBody::FinanceRefused(Refusal { reason: r.reason.clone() }));
+    d.record(JournalBody::FinanceRefused(Refusal {
+        reason: r.reason.clone(),
+        business_key: Some(r.business_key.clone()),
+    }));
     d.raise(
         &ReturnCredit::saga_id(s.rma_id()),
         s.book.exceptions_raised,

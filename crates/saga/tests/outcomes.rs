@@ -261,3 +261,31 @@ fn a_target_that_is_down_has_one_open_exception_until_it_answers_again() {
     let dl = h.send(wrong).dead_letter.unwrap();
     assert!(dl.reason.contains("the connector must key it \"target:wms\""), "{}", dl.reason);
 }
+
+#[test]
+fn finance_refusing_the_second_of_two_waiting_credit_notes_marks_that_receipt_not_the_first() {
+    use waybill_domain::event::{DocumentRejected, ItemCondition};
+    use waybill_domain::{CommandBody, EventBody};
+    use waybill_saga::returns::CreditStatus;
+
+    let mut h = H::new("SO1");
+    h.booked();
+    h.send(invoice_posted("SO1", "SH1", "INV-1"));
+    h.send(rma("SO1", "RMA1", &[(1, "PLAIN", 2)]));
+    h.send(received("SO1", "RMA1", "RCV1", vec![returned(1, "PLAIN", 1, ItemCondition::Restock, &[])]));
+    h.send(received("SO1", "RMA1", "RCV2", vec![returned(1, "PLAIN", 1, ItemCondition::Restock, &[])]));
+    assert!(h.sent("credit:RCV1").len() == 1 && h.sent("credit:RCV2").len() == 1, "both credit notes requested");
+    let refused =
+        DocumentRejected { order_ref: "SO1".into(), business_key: "RCV2".into(), reason: "duplicate reference".into() };
+    let s = h.send(ev("finance:credit-refused:RCV2", System::Finance, "SO1", EventBody::CreditNoteRejected(refused)));
+    assert!(raised(&s).unwrap().message.contains("RCV2"));
+    let receipts = &h.flow.returns["RMA1"].receipts;
+    assert_eq!(receipts["RCV2"].status, CreditStatus::Refused, "the receipt finance refused");
+    assert_eq!(receipts["RCV1"].status, CreditStatus::Requested, "the other one still waits for its answer");
+    // RCV1's answer still lands on RCV1, and a retry re-sends RCV2's credit note.
+    h.send(credit_issued("SO1", "RCV1"));
+    assert_eq!(h.flow.returns["RMA1"].receipts["RCV1"].status, CreditStatus::Issued);
+    let id = raised(&s).unwrap().exception_id.clone();
+    let s = h.send(retry("SO1", "control:retry:1", &id));
+    assert!(matches!(&s.commands[0].body, CommandBody::IssueCreditNote(c) if c.receipt_id == "RCV2"), "{s:?}");
+}

@@ -446,7 +446,7 @@ pub fn journal_events() -> Vec<JournalEvent> {
         }),
         JournalBody::InvoiceRequested(Empty {}),
         JournalBody::InvoiceRecorded(InvoiceRecorded { document_number: s("INV/2026/0042"), amount: Money(600_000) }),
-        JournalBody::FinanceRefused(Refusal { reason: s("period closed") }),
+        JournalBody::FinanceRefused(Refusal { reason: s("period closed"), business_key: Some(s("SHP-1")) }),
         JournalBody::ReturnOpened(match &event_bodies()[12] {
             EventBody::ReturnAuthorized(r) => r.clone(),
             _ => unreachable!("event_bodies() is in declaration order"),
