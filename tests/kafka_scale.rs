@@ -8,15 +8,18 @@
 //! `WAYBILL_TANSU_BIN` (default `~/.cache/waybill/tansu/bin/tansu`, which
 //! `scripts/broker.sh install` builds). The test fails, never skips, without it.
 
+#[path = "support/proc.rs"]
+#[allow(dead_code)] // shared with other test binaries; not every helper is used here
+mod proc;
 #[path = "support/tansu.rs"]
 mod tansu;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use proc::Proc;
 
 use tansu::Broker;
 use waybill_domain::command::CommandBody;
@@ -51,71 +54,6 @@ impl Broker {
         }
         KafkaLog::connect(o).expect("connect to the test broker")
     }
-}
-
-/// A child process whose stderr lines are collected.
-struct Proc {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
-        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    lines.lock().unwrap().push(strip_ansi(&line));
-                }
-            });
-        }
-        Proc { child, lines }
-    }
-
-    fn output(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-
-    fn wait_for_line(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.lines.lock().unwrap().iter().any(|l| pred(l)) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; output so far:\n{}", self.output());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The line without terminal colour codes.
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn kafka_args(broker: &Broker) -> Vec<String> {

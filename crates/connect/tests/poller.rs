@@ -73,19 +73,19 @@ fn rpc(double: &OdooDouble, model: &str, method: &str, ids: &[i64], kwargs: serd
     assert!(v.get("error").is_none(), "{v}");
 }
 
-#[test]
-fn orders_come_in_once_across_restarts_and_a_late_commit_inside_the_overlap_is_not_skipped() {
+/// A log with the poller's topics, and an Odoo double.
+fn setup() -> (tempfile::TempDir, Arc<dyn EventLog>, OdooDouble) {
     let dir = tempfile::tempdir().unwrap();
-    let log: Arc<dyn EventLog> = Arc::new(
-        EmbeddedLog::open(
-            &dir.path().join("log"),
-            EmbeddedOptions { fsync: FsyncPolicy::Never, ..EmbeddedOptions::default() },
-        )
-        .unwrap(),
-    );
+    let options = EmbeddedOptions { fsync: FsyncPolicy::Never, ..EmbeddedOptions::default() };
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(&dir.path().join("log"), options).unwrap());
     log.ensure_topic(&topic::inbound(System::Odoo), 2).unwrap();
     log.ensure_topic(topic::CONNECT_STATE, 1).unwrap();
-    let double = OdooDouble::start(OdooConfig::default());
+    (dir, log, OdooDouble::start(OdooConfig::default()))
+}
+
+#[test]
+fn orders_come_in_once_across_restarts_and_a_late_commit_inside_the_overlap_is_not_skipped() {
+    let (dir, log, double) = setup();
     double.freeze_clock("2026-12-01 10:00:00");
     let partner = double.create("res.partner", json!({"name": "Azure", "ref": "C0001"}));
     let product = double.create("product.product", json!({"default_code": "BOLT-M8", "name": "Bolt", "type": "consu"}));
@@ -145,17 +145,7 @@ fn orders_come_in_once_across_restarts_and_a_late_commit_inside_the_overlap_is_n
 
 #[test]
 fn a_cancellation_in_the_same_second_as_the_confirmation_is_not_lost() {
-    let dir = tempfile::tempdir().unwrap();
-    let log: Arc<dyn EventLog> = Arc::new(
-        EmbeddedLog::open(
-            &dir.path().join("log"),
-            EmbeddedOptions { fsync: FsyncPolicy::Never, ..EmbeddedOptions::default() },
-        )
-        .unwrap(),
-    );
-    log.ensure_topic(&topic::inbound(System::Odoo), 2).unwrap();
-    log.ensure_topic(topic::CONNECT_STATE, 1).unwrap();
-    let double = OdooDouble::start(OdooConfig::default());
+    let (dir, log, double) = setup();
     // Odoo's write_date has whole seconds; the clock stands still.
     double.freeze_clock("2026-12-01 10:00:00");
     let partner = double.create("res.partner", json!({"name": "Azure", "ref": "C0001"}));
