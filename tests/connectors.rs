@@ -30,11 +30,6 @@ fn trouble(p: &Proc) -> String {
     format!("{}\n...\n{}", warn.join("\n"), lines[lines.len().saturating_sub(20)..].join("\n"))
 }
 
-/// SIGKILLs the process and waits for it.
-fn kill(mut p: Proc) {
-    let _ = p.child.kill();
-    let _ = p.child.wait();
-}
 use waybill_doubles::http_target::{Answer, HttpTarget, HttpTargetConfig, Received};
 use waybill_doubles::odoo::{OdooConfig, OdooDouble};
 use waybill_doubles::{Fault, Match, Times};
@@ -533,7 +528,7 @@ fn sigkilled_at_random_moments_waybill_creates_nothing_twice_in_odoo_or_at_the_w
             if settled(&rig, &orders, &returned).is_err() {
                 kills_mid_run += 1;
             }
-            kill(proc);
+            proc.kill();
             kills += 1;
             proc = rig.spawn();
             last_kill = Instant::now();

@@ -11,6 +11,7 @@
 //! broker, it fails the test when missing, never skips it.
 
 #[path = "support/proc.rs"]
+#[allow(dead_code)] // shared with other test binaries; not every helper is used here
 mod proc;
 #[path = "support/tansu.rs"]
 mod tansu;

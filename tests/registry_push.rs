@@ -5,6 +5,7 @@
 //! subject, when the registry holds a version it cannot read.
 
 #[path = "support/proc.rs"]
+#[allow(dead_code)] // shared with other test binaries; not every helper is used here
 mod proc;
 #[path = "support/registry_double.rs"]
 mod registry_double;

@@ -30,6 +30,13 @@ impl Proc {
         Proc { child, lines }
     }
 
+    /// SIGKILLs the process, waits for it, and returns everything it said.
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.output()
+    }
+
     pub fn output(&self) -> String {
         self.lines.lock().unwrap().join("\n")
     }
