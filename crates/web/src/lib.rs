@@ -125,8 +125,19 @@ impl Web {
         )
     }
 
-    /// The person behind this request, or a redirect to the sign-in page.
+    /// The person behind a page request (their flash message taken to show), or a
+    /// redirect to the sign-in page.
     fn me(&self, headers: &HeaderMap, peer: &Peer) -> Result<Me, Response> {
+        self.signed_in(headers, peer, true)
+    }
+
+    /// The person behind a request that shows no page (a form POST, the live stream):
+    /// the flash message stays for the next page.
+    fn me_quiet(&self, headers: &HeaderMap, peer: &Peer) -> Result<Me, Response> {
+        self.signed_in(headers, peer, false)
+    }
+
+    fn signed_in(&self, headers: &HeaderMap, peer: &Peer, take_flash: bool) -> Result<Me, Response> {
         let to_signin = || Redirect::to("/signin").into_response();
         let id = self.session_id(headers).ok_or_else(to_signin)?;
         let s = self.sessions.get(&id, Instant::now()).ok_or_else(to_signin)?;
@@ -135,13 +146,13 @@ impl Web {
             self.sessions.remove(&id);
             return Err(to_signin());
         };
-        let flash = self.sessions.take_flash(&id);
+        let flash = if take_flash { self.sessions.take_flash(&id) } else { None };
         Ok(Me { principal, session: id, csrf: s.csrf, peer: peer.0.clone(), flash })
     }
 
     /// The person behind a form POST: signed in, and the form's CSRF token is theirs.
     fn me_posting(&self, headers: &HeaderMap, peer: &Peer, form: &HashMap<String, String>) -> Result<Me, Response> {
-        let me = self.me(headers, peer)?;
+        let me = self.me_quiet(headers, peer)?;
         let sent = form.get("csrf").map(String::as_str).unwrap_or("");
         if !session::same_token(sent, &me.csrf) {
             tracing::warn!(identity = %me.principal.identity, peer = %peer.0, "workbench form without a valid CSRF token refused");

@@ -28,7 +28,7 @@ fn counts(web: &Web) -> (usize, u64) {
 
 /// `GET /live`: `event: counts`, `data: {"held":N,"exceptions":M}` whenever they change.
 pub(crate) async fn stream(State(web): State<Arc<Web>>, headers: HeaderMap, peer: Peer) -> Response {
-    if let Err(r) = web.me(&headers, &peer) {
+    if let Err(r) = web.me_quiet(&headers, &peer) {
         return r;
     }
     let events = stream::unfold((web, None::<(usize, u64)>), |(web, last)| async move {

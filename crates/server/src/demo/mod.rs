@@ -262,7 +262,7 @@ pub fn run_keeping_doubles(opts: &DemoOptions) -> anyhow::Result<(Summary, Optio
     }
     let node = Node::start_on(&cfg, backend, world::catalog())?;
     let stop = Arc::new(AtomicBool::new(false));
-    print_listeners(&node, stage.as_ref(), node.web_addr.map(|_| &people));
+    print_listeners(&node, stage.as_ref(), node.web_addr.map(|_| &people), opts.stay);
     let distributor = match stage {
         None => {
             let mut simulator = Simulator::new(
@@ -372,7 +372,7 @@ pub fn run_keeping_doubles(opts: &DemoOptions) -> anyhow::Result<(Summary, Optio
 }
 
 /// Prints where everything listens: the node's endpoints and the doubles.
-fn print_listeners(node: &Node, stage: Option<&Stage>, people: Option<&people::People>) {
+fn print_listeners(node: &Node, stage: Option<&Stage>, people: Option<&people::People>, stay: bool) {
     println!("Waybill demo, listening on:");
     for line in node.listeners() {
         println!("{line}");
@@ -382,7 +382,9 @@ fn print_listeners(node: &Node, stage: Option<&Stage>, people: Option<&people::P
         for line in people.describe() {
             println!("  {line}");
         }
-        println!("  (the workbench closes with the demo; add --stay to keep it open)");
+        if !stay {
+            println!("  (the workbench closes with the demo; add --stay to keep it open)");
+        }
     }
     match stage {
         Some(stage) => {

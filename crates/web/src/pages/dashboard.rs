@@ -24,6 +24,8 @@ const COLOURS: [&str; 6] = ["#1f5fa8", "#c2410c", "#15803d", "#7e22ce", "#a16207
 type Series = (String, Vec<(i64, f64)>);
 
 fn fmt_value(v: f64) -> String {
+    // A sum of nothing is -0.0; people read 0.
+    let v = v + 0.0;
     if v.abs() >= 100.0 || v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.2}") }
 }
 
@@ -128,7 +130,15 @@ fn sync_delay(samples: &[Sample]) -> Series {
         out.push((s.at, if dc > 0.0 { ds / dc } else { 0.0 }));
         prev = Some(s);
     }
-    ("average".into(), out)
+    ("last interval".into(), out)
+}
+
+/// Average order sync delay since the node started: sum / count of the histogram.
+fn sync_delay_overall(samples: &[Sample]) -> Series {
+    series(samples, "since start", |s| {
+        let count = s.sum("waybill_order_sync_delay_seconds_count", &[]);
+        if count > 0.0 { s.sum("waybill_order_sync_delay_seconds_sum", &[]) / count } else { 0.0 }
+    })
 }
 
 /// `GET /dashboard`.
@@ -162,7 +172,12 @@ pub(crate) async fn show(State(web): State<Arc<Web>>, headers: HeaderMap, peer: 
         samples.len(),
         web.cfg.sample_every_secs
     );
-    b.push_str(&line_chart("chart-sync-delay", "Order sync delay", " s", &[sync_delay(&samples)]));
+    b.push_str(&line_chart(
+        "chart-sync-delay",
+        "Order sync delay (average)",
+        " s",
+        &[sync_delay_overall(&samples), sync_delay(&samples)],
+    ));
     b.push_str(&line_chart(
         "chart-completed",
         "Sagas completed (since start)",
