@@ -673,4 +673,49 @@ role = "approver"
         .unwrap();
         assert!(TokenStore::check_file(&file).unwrap_err().contains("does not send events"));
     }
+
+    #[test]
+    fn people_sign_in_with_argon2id_hashes_and_one_role() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokens.toml");
+        let hash = hash_password("correct horse battery");
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(!hash.contains("correct horse"), "the password itself is never stored");
+        std::fs::write(
+            &file,
+            format!(
+                "[[tokens]]\ntoken = \"aaaaaaaaaaaaaaaaaaaa\"\nidentity = \"ada\"\nrole = \"approver\"\n\n\
+                 [[people]]\nidentity = \"ada\"\nrole = \"approver\"\npassword_hash = {hash:?}\n"
+            ),
+        )
+        .unwrap();
+        let store = TokenStore::open(Some(&file)).unwrap();
+        let ada = store.verify_password("ada", "correct horse battery").expect("the right password");
+        assert_eq!((ada.identity.as_str(), ada.role, ada.method), ("ada", Role::Approver, Method::Password));
+        assert_eq!(store.verify_password("ada", "correct horse"), None);
+        assert_eq!(store.verify_password("nobody", "correct horse battery"), None);
+        assert_eq!(store.person("ada").map(|p| p.role), Some(Role::Approver));
+        assert_eq!(store.person("nobody"), None);
+
+        // A signed-in person, attached in process, is the caller whatever else is sent.
+        let auth = Authenticator::new(store, None);
+        let mut r = tonic::Request::new(());
+        r.metadata_mut().insert("authorization", "Bearer not-a-token-at-all".parse().unwrap());
+        r.extensions_mut().insert(SignedIn { principal: ada.clone(), peer: "127.0.0.1:1".into() });
+        assert_eq!(auth.authenticate(&r).unwrap(), ada);
+
+        // One identity, one role; hashes must be argon2id PHC strings.
+        std::fs::write(
+            &file,
+            format!(
+                "[[tokens]]\ntoken = \"aaaaaaaaaaaaaaaaaaaa\"\nidentity = \"ada\"\nrole = \"viewer\"\n\n\
+                 [[people]]\nidentity = \"ada\"\nrole = \"approver\"\npassword_hash = {hash:?}\n"
+            ),
+        )
+        .unwrap();
+        assert!(TokenStore::check_file(&file).unwrap_err().contains("one identity has one role"));
+        std::fs::write(&file, "[[people]]\nidentity = \"ada\"\nrole = \"approver\"\npassword_hash = \"hunter2\"\n")
+            .unwrap();
+        assert!(TokenStore::check_file(&file).unwrap_err().contains("waybill web hash-password"));
+    }
 }

@@ -42,6 +42,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use waybill_control::auth::SignedIn;
 use waybill_control::{Principal, Role, Services};
+use waybill_telemetry::metrics as names;
 
 pub use config::WebConfig;
 use samples::{Samples, Scrape};
@@ -265,6 +266,24 @@ async fn secure_headers(req: axum::extract::Request, next: axum::middleware::Nex
     r
 }
 
+/// Counts every answer by route template and status class (`waybill_web_requests_total`).
+async fn count_requests(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let r = next.run(req).await;
+    let status = match r.status().as_u16() {
+        100..300 => "2xx",
+        300..400 => "3xx",
+        400..500 => "4xx",
+        _ => "5xx",
+    };
+    metrics::counter!(names::WEB_REQUESTS, "route" => route, "status" => status).increment(1);
+    r
+}
+
 /// The workbench's routes. Serve them with `into_make_service_with_connect_info::<SocketAddr>()`
 /// so the audit names the browser's address.
 pub fn router(web: Arc<Web>) -> Router {
@@ -290,5 +309,6 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/static/app.css", get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }))
         .route("/static/app.js", get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }))
         .layer(axum::middleware::from_fn(secure_headers))
+        .route_layer(axum::middleware::from_fn(count_requests))
         .with_state(web)
 }

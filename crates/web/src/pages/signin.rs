@@ -9,6 +9,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
+use waybill_telemetry::metrics as names;
+
 use super::field;
 use crate::html::{self, esc};
 use crate::{Peer, Web};
@@ -55,6 +57,7 @@ pub(crate) async fn submit(
     let wait = web.throttle.wait(&by_identity, now).max(web.throttle.wait(&by_address, now));
     if !wait.is_zero() {
         tracing::warn!(%identity, peer = %peer.0, wait_s = wait.as_secs(), "workbench sign-in throttled");
+        metrics::counter!(names::WEB_SIGNINS, "outcome" => "throttled").increment(1);
         let text = format!(
             "Too many failed sign-ins. Wait {} seconds, then try again; if you forgot your password, ask your Waybill administrator.",
             wait.as_secs().max(1)
@@ -69,12 +72,14 @@ pub(crate) async fn submit(
         web.throttle.fail(&by_identity, now);
         web.throttle.fail(&by_address, now);
         tracing::warn!(%identity, peer = %peer.0, "workbench sign-in failed");
+        metrics::counter!(names::WEB_SIGNINS, "outcome" => "refused").increment(1);
         return render(
             StatusCode::UNAUTHORIZED,
             &identity,
             Some("The identity or the password is wrong. Check both and try again."),
         );
     };
+    metrics::counter!(names::WEB_SIGNINS, "outcome" => "ok").increment(1);
     web.throttle.succeed(&by_identity);
     web.throttle.succeed(&by_address);
     let session = web.sessions.create(&principal.identity, now);
