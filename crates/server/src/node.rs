@@ -260,11 +260,11 @@ impl Node {
                 }
             }
         }
-        if let (false, Some(control)) = (cfg.web.listen.is_empty(), node.control.as_ref()) {
-            if let Err(e) = node.start_web(cfg, control.services()) {
-                node.shutdown();
-                return Err(e);
-            }
+        if let (false, Some(control)) = (cfg.web.listen.is_empty(), node.control.as_ref())
+            && let Err(e) = node.start_web(cfg, control.services())
+        {
+            node.shutdown();
+            return Err(e);
         }
         Ok(node)
     }
