@@ -176,7 +176,7 @@ fn an_assignment_names_the_owner_and_the_exception_knows_its_customer() {
     store.apply(&inputs).unwrap();
     let x = store.exception("o2f:SO00005/stock-shortage/1").unwrap().unwrap();
     assert_eq!((x.owner.as_deref(), x.assigned_at), (Some("olga"), Some(ts(450))));
-    assert_eq!(x.customer.as_deref(), Some("C1"), "the order's customer, from the order view");
+    assert_eq!(x.customer.as_deref(), Some("C5"), "the order's customer, from the order view");
     assert!(x.is_open(), "an assignment does not close the exception");
     let tl = store.timeline("SO00005").unwrap();
     assert_eq!(
