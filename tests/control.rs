@@ -764,7 +764,7 @@ fn workbench_assign_lists_by_owner_and_customer_and_survives_a_rebuild() {
         let req = proto::ListExceptionsRequest { owner: owner.into(), open_only: true, ..Default::default() };
         h.list_exceptions(req).exceptions.into_iter().map(|x| x.exception_id).collect::<Vec<_>>()
     };
-    assert_eq!(owned("olga"), [a1.clone()]);
+    assert_eq!(owned("olga"), std::slice::from_ref(&a1));
     assert!(owned("wh-leads").is_empty());
     assert!(owned("-").contains(&a2) && !owned("-").contains(&a1));
     let of_customer = |customer: &str| {
