@@ -507,16 +507,18 @@ fn on_stock_reserved(s: &Fulfillment, r: &StockReserved, ctx: &Context<'_>) -> D
     }
     d.record(JournalBody::StockAllocated(Allocation { lines: allocation }));
     if !backorder.is_empty() {
-        let at = |line_no: i32| {
-            order
-                .lines
-                .iter()
-                .find(|l| l.line_no == line_no)
-                .map_or_else(String::new, |l| format!(" at warehouse {}", l.warehouse))
-        };
+        // "2 Units of WIDGET-10 (line 1) short at warehouse W1"
         let summary: Vec<String> = backorder
             .iter()
-            .map(|b| format!("line {} {} short {}{}", b.line_no, b.sku, b.quantity, at(b.line_no)))
+            .map(|b| match order.lines.iter().find(|l| l.line_no == b.line_no) {
+                Some(l) => {
+                    format!(
+                        "{} {} of {} (line {}) short at warehouse {}",
+                        b.quantity, l.uom, b.sku, b.line_no, l.warehouse
+                    )
+                }
+                None => format!("{} of {} (line {}) short", b.quantity, b.sku, b.line_no),
+            })
             .collect();
         d.raise(
             &s.saga_id(),

@@ -172,6 +172,21 @@ fn an_overdue_pick_reads_in_business_terms() {
     let expected = format!("Pick for SO1 is 3 h 0 min overdue at warehouse {}", o.lines[0].warehouse);
     assert!(message.starts_with(&expected), "{message}");
     assert!(!message.contains("µs"), "{message}");
+
+    // A shortage says how much of what is missing, and where.
+    let mut h = H::new();
+    h.send(released("SO1", vec![line(1, "PLAIN", "Units", 4)]));
+    let s = h.send(reserved("SO1", &[(1, 3, 1)]));
+    let message = s
+        .journal
+        .iter()
+        .find_map(|j| match &j.body {
+            JournalBody::ExceptionRaised(x) => Some(x.message.clone()),
+            _ => None,
+        })
+        .expect("a stock-shortage exception");
+    let expected = format!("order SO1: 1 Units of PLAIN (line 1) short at warehouse {}", o.lines[0].warehouse);
+    assert!(message.starts_with(&expected), "{message}");
 }
 
 #[test]
