@@ -2,6 +2,7 @@
 #   make run    the demo: orchestrator + simulated Odoo, warehouse and carrier (1,000 orders)
 #   make test   every test (unit, property, conformance, end-to-end)
 #   make bench  the benchmark table (docs/benchmarks.md)
+#   make load   the load test: orders end to end through ingestion, connectors and doubles (not in `make test`)
 #   make lint   rustfmt + clippy, warnings are errors
 #   make fuzz   coverage-guided fuzzing of the edge, FUZZ_SECS per target (nightly; not in `make test`)
 #   make deploy-check   validate the Kubernetes manifests, dashboard and alerts offline
@@ -10,7 +11,7 @@ CARGO ?= cargo
 ORDERS ?= 1000
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test test-kafka bench bench-kafka fuzz lint fmt build clean deploy-check deploy-check-self-test prereqs
+.PHONY: run test test-kafka bench bench-kafka load fuzz lint fmt build clean deploy-check deploy-check-self-test prereqs
 
 # librdkafka (built from source by rdkafka-sys) links the system's OpenSSL and zlib.
 prereqs:
@@ -54,6 +55,15 @@ bench: prereqs
 	WAYBILL_BENCH_TRACING_UPSTREAM=1 $(CARGO) bench -p waybill-server --bench tracing
 	$(CARGO) bench -p waybill-connect --bench delivery
 	$(MAKE) bench-kafka
+
+# `waybill load`: `waybill serve` as a child process on the embedded log, the warehouse,
+# carrier, finance and Odoo as HTTP doubles, closed-loop clients posting orders through
+# authenticated ingestion and following them over gRPC `WatchOrder`; prints completions/s,
+# latency and CPU per order (docs/benchmarks.md, "Load test"). E.g.
+# `make load LOAD_ARGS="--rate 100 --scenario cutoff --orders 4800"`.
+LOAD_ARGS ?= --concurrency 16 --orders 2000
+load: build
+	./target/release/waybill load $(LOAD_ARGS)
 
 # Waybill through the Kafka backend against a raw rdkafka pipe, on a fresh Tansu broker of
 # its own (restarted here, pid and log in target/broker-bench; BENCH_BROKER_PORT if 19092

@@ -965,3 +965,58 @@ fn workbench_cli_prints_tables_and_json() {
     let (ok, _, err) = waybill(OLGA, &["exceptions", "resolve", &id, "--note", "again"]);
     assert!(!ok && err.contains("FailedPrecondition") && err.contains("already resolved"), "{err}");
 }
+
+#[test]
+fn watch_order_streams_each_change_and_ends_at_the_end_state() {
+    let h = Harness::start(&tokens(""), |_, _| {});
+    let mut viewer = h.clients(Some(VERA));
+    // Watched before the order exists: the stream waits for it.
+    let req = proto::WatchOrderRequest { order_ref: "SO-WATCH".into(), timeout_ms: 20_000 };
+    let mut stream = h.rt.block_on(viewer.queries.watch_order(req)).unwrap().into_inner();
+    h.append(released("SO-WATCH", vec![line(1, "PLAIN", "Units", 2)]));
+    h.wait_status("SO-WATCH", OrderStatus::Reserving);
+    h.append(reserved("SO-WATCH", &[(1, 2, 0)]));
+    h.wait_status("SO-WATCH", OrderStatus::Released);
+    h.append(pick("SO-WATCH", "P-WATCH", vec![picked(1, "PLAIN", 2)], true));
+    h.wait_status("SO-WATCH", OrderStatus::Picked);
+    h.append(issued("SO-WATCH", "SHP-WATCH", &[(1, "PLAIN", 2)]));
+    h.wait_status("SO-WATCH", OrderStatus::Shipped);
+    h.append(delivered("SO-WATCH", "SHP-WATCH"));
+
+    let mut seen = Vec::new();
+    while let Some(u) = h.rt.block_on(stream.message()).unwrap() {
+        assert_eq!(u.order_ref, "SO-WATCH");
+        seen.push((u.status.clone(), u.end));
+    }
+    assert_eq!(seen.last(), Some(&("completed".to_string(), true)), "the stream ends with the end state: {seen:?}");
+    assert!(seen[..seen.len() - 1].iter().all(|(_, end)| !end), "{seen:?}");
+    assert!(seen.iter().any(|(s, _)| s == "released"), "each change is sent: {seen:?}");
+
+    // An ended order: one update, then the end of the stream.
+    let req = proto::WatchOrderRequest { order_ref: "SO-WATCH".into(), timeout_ms: 0 };
+    let mut again = h.rt.block_on(viewer.queries.watch_order(req)).unwrap().into_inner();
+    let first = h.rt.block_on(again.message()).unwrap().unwrap();
+    assert_eq!((first.status.as_str(), first.end), ("completed", true));
+    assert!(h.rt.block_on(again.message()).unwrap().is_none());
+
+    // An order that never ends within the deadline: DEADLINE_EXCEEDED, saying where it stands.
+    h.append(released("SO-STUCK", vec![line(1, "PLAIN", "Units", 1)]));
+    let req = proto::WatchOrderRequest { order_ref: "SO-STUCK".into(), timeout_ms: 300 };
+    let mut stuck = h.rt.block_on(viewer.queries.watch_order(req)).unwrap().into_inner();
+    let e = loop {
+        match h.rt.block_on(stuck.message()) {
+            Ok(Some(u)) => assert!(!u.end, "{u:?}"),
+            Ok(None) => panic!("the stream ended without an end state or an error"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
+    assert!(e.message().contains("SO-STUCK") && e.message().contains("timeout_ms"), "{}", e.message());
+
+    // Viewer at least, and a name.
+    let mut anon = h.clients(None);
+    let req = proto::WatchOrderRequest { order_ref: "SO-WATCH".into(), timeout_ms: 0 };
+    assert_eq!(h.rt.block_on(anon.queries.watch_order(req)).unwrap_err().code(), Code::Unauthenticated);
+    let req = proto::WatchOrderRequest { order_ref: " ".into(), timeout_ms: 0 };
+    assert_eq!(h.rt.block_on(viewer.queries.watch_order(req)).unwrap_err().code(), Code::InvalidArgument);
+}

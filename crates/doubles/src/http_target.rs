@@ -112,6 +112,15 @@ pub struct HttpTargetConfig {
     pub secret: Vec<u8>,
     /// The answer to each new command; default `202 Accepted`.
     pub behaviour: Behaviour,
+    /// How long each answer takes (a slow system); default none.
+    pub latency: std::time::Duration,
+    /// The fraction of requests answered `503 Service Unavailable` before anything else is
+    /// looked at (an overloaded system; the caller retries the same command); default 0.
+    pub unavailable_rate: f64,
+    /// Keep every request and command for [`HttpTarget::requests`] and
+    /// [`HttpTarget::received`] (tests look at them); off, only the idempotency table is
+    /// kept, so a long load run does not grow by every body it was sent. Default on.
+    pub history: bool,
 }
 
 impl std::fmt::Debug for HttpTargetConfig {
@@ -127,6 +136,9 @@ impl Default for HttpTargetConfig {
             path: "/v1/commands".into(),
             secret: b"waybill-test-secret".to_vec(),
             behaviour: Arc::new(|_| Answer::Accepted),
+            latency: std::time::Duration::ZERO,
+            unavailable_rate: 0.0,
+            history: true,
         }
     }
 }
@@ -301,17 +313,25 @@ async fn handle(
     let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let path = uri.path().to_string();
     let key = header_text(IDEMPOTENCY_HEADER);
-    shared.log.push(RequestRecord {
-        at: Instant::now(),
-        transport: if path == shared.config.path { Transport::Http } else { Transport::Other },
-        path: path.clone(),
-        model: None,
-        method: None,
-        key: None,
-        idempotency_key: key.clone(),
-    });
+    if shared.config.history {
+        shared.log.push(RequestRecord {
+            at: Instant::now(),
+            transport: if path == shared.config.path { Transport::Http } else { Transport::Other },
+            path: path.clone(),
+            model: None,
+            method: None,
+            key: None,
+            idempotency_key: key.clone(),
+        });
+    }
     if *shared.availability.lock().unwrap() == Availability::Down(DownMode::Unavailable) {
         return refuse(503, "the system is down (injected)");
+    }
+    if !shared.config.latency.is_zero() {
+        tokio::time::sleep(shared.config.latency).await;
+    }
+    if shared.config.unavailable_rate > 0.0 && fastrand::f64() < shared.config.unavailable_rate {
+        return refuse(503, "the system is overloaded (configured unavailable_rate); retry later");
     }
     let mut drop_after = false;
     if let Some(fault) = shared.faults.take(Some(&path), key.as_deref(), true) {
@@ -417,7 +437,9 @@ fn accept(
         Answer::Accepted => (202, None),
     };
     seen.first.insert(key, Stored { digest, status, body: body.clone() });
-    seen.commands.push(received);
+    if shared.config.history {
+        seen.commands.push(received);
+    }
     reply(status, body.as_ref())
 }
 

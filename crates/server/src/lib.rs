@@ -1,5 +1,5 @@
 //! The `waybill` binary's library: configuration, node wiring, HTTP ingestion, the
-//! dead-letter tools and the demo with its simulator. The binary's `cli` modules only parse
+//! dead-letter tools, the demo with its simulator, and the load test (`waybill load`). The binary's `cli` modules only parse
 //! flags, call these and render the answers.
 
 pub mod backend;
@@ -8,6 +8,7 @@ pub mod connectors;
 pub mod demo;
 pub mod dlq;
 pub mod ingest;
+pub mod load;
 pub mod node;
 pub mod observe;
 pub mod registry;

@@ -15,7 +15,7 @@ use waybill_log::EventLog;
 use waybill_projection::ProjectionStore;
 
 pub use approvals::ApprovalsService;
-pub use queries::{AuditService, QueriesService};
+pub use queries::{AuditService, QueriesService, is_end_state};
 
 use crate::audit::AuditStore;
 use crate::auth::{Authenticator, Principal, Role};

@@ -64,6 +64,11 @@ pub(crate) enum Command {
     Serve(serve::ServeArgs),
     /// Run the demo: the orchestrator with a simulated Odoo, warehouse and carrier.
     Run(waybill_server::demo::DemoOptions),
+    /// Load test: `waybill serve` as a child process, orders posted through ingestion by
+    /// closed-loop clients (or at an open-loop rate), followed to their end over gRPC, the
+    /// warehouse, carrier, finance and Odoo as HTTP doubles; prints throughput, latency,
+    /// errors and CPU per order.
+    Load(waybill_server::load::LoadOptions),
     /// Waybill's Kafka topics: what exists and what `apply` would create.
     Topics {
         #[command(subcommand)]
@@ -168,6 +173,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::serve(args),
         Command::Run(opts) => serve::run(opts),
+        Command::Load(opts) => serve::load(opts),
         Command::Topics { command } => topics::run(command),
         Command::Projections { command } => projections::run(command),
         Command::Schemas { command } => schemas::run(command),

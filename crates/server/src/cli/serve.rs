@@ -1,4 +1,5 @@
-//! `waybill serve` (the orchestrator until interrupted) and `waybill run` (the demo).
+//! `waybill serve` (the orchestrator until interrupted), `waybill run` (the demo) and
+//! `waybill load` (the load test).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,6 +79,23 @@ pub(crate) fn run(opts: demo::DemoOptions) -> anyhow::Result<()> {
     let summary = demo::run(&opts)?;
     if !opts.stay {
         println!("{summary}"); // with --stay it was printed before waiting
+    }
+    Ok(())
+}
+
+pub(crate) fn load(opts: waybill_server::load::LoadOptions) -> anyhow::Result<()> {
+    let _telemetry = waybill_telemetry::init_with_guard(waybill_telemetry::LogFormat::Text, "error")?;
+    let report = waybill_server::load::run(&opts)?;
+    match opts.output {
+        waybill_server::load::LoadOutput::Table => print!("{}", report.table()),
+        waybill_server::load::LoadOutput::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    if !report.all_completed() {
+        anyhow::bail!(
+            "{} of {} orders completed; the errors above say how the others ended",
+            report.completed,
+            report.orders_planned
+        );
     }
     Ok(())
 }

@@ -41,7 +41,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::config::Config;
 use crate::node::Node;
 use sim::{SimConfig, Simulator};
-pub use stage::Stage;
+pub use stage::{Secrets, Stage};
 pub use summary::{ConnectorLine, Summary};
 
 /// Options of `waybill run`.
@@ -399,7 +399,7 @@ fn print_listeners(node: &Node, stage: Option<&Stage>, people: Option<&people::P
 }
 
 /// The `[kafka]` section for `--kafka` and `--kafka-property`.
-fn kafka_config(servers: &str, properties: &[String]) -> anyhow::Result<crate::config::KafkaConfig> {
+pub(crate) fn kafka_config(servers: &str, properties: &[String]) -> anyhow::Result<crate::config::KafkaConfig> {
     use crate::config::{KafkaConfig, KafkaValue};
     let mut map = BTreeMap::new();
     map.insert("bootstrap.servers".to_owned(), KafkaValue::Str(servers.to_owned()));

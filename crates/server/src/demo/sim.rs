@@ -396,6 +396,6 @@ pub fn bad_records(i: usize, key: &str) -> [(String, String, Vec<u8>); 2] {
     ]
 }
 
-fn release_id(i: usize) -> String {
+pub(crate) fn release_id(i: usize) -> String {
     format!("odoo:release:{}", world::order_ref(i))
 }

@@ -18,13 +18,110 @@ use waybill_log::EventLog;
 
 use super::answers::World;
 use super::channel::{self, Channel, ChannelConfig, MasterData, Seen};
-use super::systems::{Scheduler, Systems};
+use super::systems::{Pace, Scheduler, Systems};
 use crate::config::Config;
 use crate::connectors::ConnectorSettings;
 
 /// Identities in the demo's tokens file, one per system that posts to ingestion.
 const IDENTITIES: [(System, &str); 4] =
     [(System::Odoo, "odoo-webhook"), (System::Wms, "wms"), (System::Carrier, "carrier"), (System::Finance, "finance")];
+
+/// The secrets of the doubles: a private directory holding the producers' tokens file
+/// (one identity per system that posts to ingestion, and optionally a viewer for the
+/// control plane) and each signed HTTP system's HMAC secret. Removed when dropped.
+pub struct Secrets {
+    dir: tempfile::TempDir,
+    tokens: HashMap<System, String>,
+    hmac: HashMap<System, String>,
+    viewer: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets").field("dir", &self.dir.path()).finish_non_exhaustive()
+    }
+}
+
+impl Secrets {
+    /// New random tokens for [`IDENTITIES`], HMAC secrets for the `signed` systems, and a
+    /// viewer's token for the control plane under `viewer`, written to a new directory.
+    pub fn generate(signed: &[System], viewer: Option<&str>) -> anyhow::Result<Secrets> {
+        let dir = tempfile::Builder::new().prefix("waybill-demo-secrets-").tempdir()?;
+        let mut rng = fastrand::Rng::new();
+        let mut tokens = HashMap::new();
+        let mut hmac = HashMap::new();
+        let mut file = String::from("# The demo's producers: each system posts to ingestion as itself.\n");
+        for (system, identity) in IDENTITIES {
+            let token = secret(&mut rng);
+            file.push_str(&format!(
+                "[[tokens]]\ntoken = {token:?}\nidentity = {identity:?}\nsystem = {:?}\n\n",
+                system.as_str()
+            ));
+            tokens.insert(system, token);
+        }
+        let viewer = viewer.map(|identity| {
+            let token = secret(&mut rng);
+            file.push_str(&format!("[[tokens]]\ntoken = {token:?}\nidentity = {identity:?}\nrole = \"viewer\"\n\n"));
+            token
+        });
+        for system in signed {
+            let key = secret(&mut rng);
+            write_secret(&dir.path().join(format!("{system}-hmac")), &key)?;
+            hmac.insert(*system, key);
+        }
+        write_secret(&dir.path().join("tokens.toml"), &file)?;
+        Ok(Secrets { dir, tokens, hmac, viewer })
+    }
+
+    /// A file in the directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The bearer token `system` posts to ingestion with.
+    pub fn token(&self, system: System) -> &str {
+        &self.tokens[&system]
+    }
+
+    /// Every system's ingestion token.
+    pub fn tokens(&self) -> &HashMap<System, String> {
+        &self.tokens
+    }
+
+    /// The HMAC secrets of the signed systems.
+    pub fn hmac(&self) -> &HashMap<System, String> {
+        &self.hmac
+    }
+
+    /// The viewer's control-plane token, if one was made.
+    pub fn viewer(&self) -> Option<&str> {
+        self.viewer.as_deref()
+    }
+
+    /// `[connectors.<system>]` for the signed HTTP double of `system` at `url`.
+    pub fn http_connector(&self, system: System, url: String) -> ConnectorSettings {
+        ConnectorSettings {
+            kind: "http".into(),
+            system: system.as_str().into(),
+            url,
+            hmac_secret_file: Some(self.path(&format!("{system}-hmac"))),
+            rate: 1000.0,
+            burst: 200,
+            concurrency: 8,
+            timeout_ms: 10_000,
+            ..ConnectorSettings::default()
+        }
+    }
+
+    /// The tokens file for the control plane and ingestion, and ingestion for
+    /// authenticated callers only, with room for a busy run.
+    pub fn configure_ingestion(&self, cfg: &mut Config) {
+        cfg.control.tokens_file = Some(self.path("tokens.toml"));
+        cfg.ingest.allow_anonymous = false;
+        cfg.ingest.rate_per_sec = 5_000.0;
+        cfg.ingest.burst = 5_000;
+    }
+}
 
 /// The doubles and their secrets.
 pub struct Stage {
@@ -33,8 +130,7 @@ pub struct Stage {
     /// The warehouse, carrier and finance.
     pub systems: Systems,
     master: MasterData,
-    secrets: tempfile::TempDir,
-    tokens: HashMap<System, String>,
+    secrets: Secrets,
 }
 
 impl std::fmt::Debug for Stage {
@@ -64,34 +160,16 @@ pub(super) fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
 impl Stage {
     /// Starts the doubles for `orders` orders of `world`.
     pub fn start(world: Arc<World>, orders: usize) -> anyhow::Result<Stage> {
-        let secrets = tempfile::Builder::new().prefix("waybill-demo-secrets-").tempdir()?;
-        let mut rng = fastrand::Rng::new();
-        let mut tokens = HashMap::new();
-        let mut hmac = HashMap::new();
-        let mut file = String::from("# The demo's producers: each system posts to ingestion as itself.\n");
-        for (system, identity) in IDENTITIES {
-            let token = secret(&mut rng);
-            file.push_str(&format!(
-                "[[tokens]]\ntoken = {token:?}\nidentity = {identity:?}\nsystem = {:?}\n\n",
-                system.as_str()
-            ));
-            tokens.insert(system, token);
-            if system != System::Odoo {
-                let key = secret(&mut rng);
-                write_secret(&secrets.path().join(format!("{system}-hmac")), &key)?;
-                hmac.insert(system, key);
-            }
-        }
-        write_secret(&secrets.path().join("tokens.toml"), &file)?;
+        let secrets = Secrets::generate(&[System::Wms, System::Carrier, System::Finance], None)?;
         let (odoo, master) = channel::start_odoo(orders, world.seed, &world.mix)?;
         let key = odoo.api_key("admin").expect("the double has its admin");
-        write_secret(&secrets.path().join("odoo-key"), &key)?;
-        let systems = Systems::start(world, &hmac)?;
-        Ok(Stage { odoo, systems, master, secrets, tokens })
+        write_secret(&secrets.path("odoo-key"), &key)?;
+        let systems = Systems::start(world, secrets.hmac(), Pace::WORLD)?;
+        Ok(Stage { odoo, systems, master, secrets })
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.secrets.path().join(name)
+        self.secrets.path(name)
     }
 
     /// Points `cfg` at the doubles: `[connectors.odoo|wms|carrier|finance]`, the tokens
@@ -117,29 +195,10 @@ impl Stage {
                 ..ConnectorSettings::default()
             },
         );
-        for (system, target) in [
-            (System::Wms, &self.systems.wms),
-            (System::Carrier, &self.systems.carrier),
-            (System::Finance, &self.systems.finance),
-        ] {
-            cfg.connectors.insert(
-                system.as_str().into(),
-                ConnectorSettings {
-                    kind: "http".into(),
-                    url: target.command_url(),
-                    hmac_secret_file: Some(self.path(&format!("{system}-hmac"))),
-                    rate: 1000.0,
-                    burst: 200,
-                    concurrency: 8,
-                    timeout_ms: 10_000,
-                    ..ConnectorSettings::default()
-                },
-            );
+        for (system, target) in self.systems.targets() {
+            cfg.connectors.insert(system.as_str().into(), self.secrets.http_connector(system, target.command_url()));
         }
-        cfg.control.tokens_file = Some(self.path("tokens.toml"));
-        cfg.ingest.allow_anonymous = false;
-        cfg.ingest.rate_per_sec = 5_000.0;
-        cfg.ingest.burst = 5_000;
+        self.secrets.configure_ingestion(cfg);
     }
 
     /// The sales channel, creating orders in Odoo over JSON-RPC.
@@ -157,7 +216,7 @@ impl Stage {
 
     /// Starts posting the systems' later answers to ingestion at `addr`.
     pub fn start_posting(&self, addr: std::net::SocketAddr) -> anyhow::Result<Vec<JoinHandle<()>>> {
-        self.systems.later.start(format!("http://{addr}/v1/events"), self.tokens.clone())
+        self.systems.later.start(format!("http://{addr}/v1/events"), self.secrets.tokens().clone())
     }
 
     /// The scheduler of later answers.

@@ -99,7 +99,7 @@ impl ConnectorLine {
 /// End states of the order-to-fulfillment saga in the demo: completed, backordered,
 /// cancelled, or on hold for a master-data fix.
 pub(super) fn is_end_state(s: OrderStatus) -> bool {
-    s.is_final() || s == OrderStatus::OnHold
+    waybill_control::service::is_end_state(s)
 }
 
 /// Orders in an end state (cheap: the projections' counters).

@@ -55,8 +55,41 @@ pub fn command_from_json(v: &Value) -> Result<Command, String> {
     Ok(Command { meta, body })
 }
 
+/// How fast the doubles answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pace {
+    /// `None`: each later answer comes at the world's delay after the command (a pick
+    /// 20–150 ms after the release, ...), as in the demo. `Some(d)`: every answer takes
+    /// `d`, the synchronous ones and the later ones alike (the load test's `--delay-ms`).
+    pub fixed: Option<Duration>,
+    /// The fraction of requests the doubles answer `503` (the connectors retry them).
+    pub unavailable_rate: f64,
+    /// Keep every command each double received, for counting afterwards; a long load
+    /// run turns this off.
+    pub history: bool,
+}
+
+impl Pace {
+    /// The demo's: the world's delays, no refusals, every command kept.
+    pub const WORLD: Pace = Pace { fixed: None, unavailable_rate: 0.0, history: true };
+
+    /// When an answer the world plans `after_ms` after the command is posted.
+    fn later(&self, after_ms: u64) -> Duration {
+        match self.fixed {
+            None => Duration::from_millis(after_ms + WAY_BACK_MS),
+            Some(d) => d,
+        }
+    }
+}
+
 /// One of the systems' HTTP doubles.
-fn target(system: System, secret: &str, world: Arc<World>, later: Arc<Scheduler>) -> anyhow::Result<HttpTarget> {
+fn target(
+    system: System,
+    secret: &str,
+    world: Arc<World>,
+    later: Arc<Scheduler>,
+    pace: Pace,
+) -> anyhow::Result<HttpTarget> {
     let behaviour = move |r: &Received| -> Answer {
         let command =
             match r.json.as_ref().ok_or_else(|| "the body is not JSON".to_string()).and_then(command_from_json) {
@@ -83,13 +116,16 @@ fn target(system: System, secret: &str, world: Arc<World>, later: Arc<Scheduler>
                 let e = waybill_schema::encode_event_json(&p.event);
                 now.push(serde_json::from_slice::<Value>(&e).expect("an encoded event is JSON"));
             } else {
-                later.push(Duration::from_millis(p.after_ms + WAY_BACK_MS), p.event, trace.clone());
+                later.push(pace.later(p.after_ms), p.event, trace.clone());
             }
         }
         Answer::ok(json!({ "events": now }))
     };
     let config = HttpTargetConfig {
         name: system.as_str().to_string(),
+        latency: pace.fixed.unwrap_or_default(),
+        unavailable_rate: pace.unavailable_rate,
+        history: pace.history,
         ..HttpTargetConfig::new(secret.as_bytes().to_vec(), behaviour)
     };
     HttpTarget::try_start(config).map_err(|e| anyhow::anyhow!("the demo's {system} double did not start: {e}"))
@@ -103,6 +139,9 @@ pub struct Systems {
     pub carrier: HttpTarget,
     /// Finance.
     pub finance: HttpTarget,
+    /// Odoo's command endpoint as a plain HTTP double (`ConfirmShipment`,
+    /// `CreateBackorder`), when Odoo is not the Odoo double (the load test).
+    pub odoo: Option<HttpTarget>,
     /// Their later answers (and Odoo's return authorisations).
     pub later: Arc<Scheduler>,
 }
@@ -114,16 +153,27 @@ impl std::fmt::Debug for Systems {
 }
 
 impl Systems {
-    /// Starts the three doubles, each checking signatures with its secret from `hmac`.
-    pub fn start(world: Arc<World>, hmac: &HashMap<System, String>) -> anyhow::Result<Systems> {
+    /// Starts the doubles at `pace`, each checking signatures with its secret from `hmac`:
+    /// the warehouse, carrier and finance, and Odoo's command endpoint when `hmac` has a
+    /// secret for Odoo.
+    pub fn start(world: Arc<World>, hmac: &HashMap<System, String>, pace: Pace) -> anyhow::Result<Systems> {
         let later = Arc::new(Scheduler::new(LANES));
-        let start = |s: System| target(s, &hmac[&s], world.clone(), later.clone());
+        let start = |s: System| target(s, &hmac[&s], world.clone(), later.clone(), pace);
         Ok(Systems {
             wms: start(System::Wms)?,
             carrier: start(System::Carrier)?,
             finance: start(System::Finance)?,
+            odoo: hmac.contains_key(&System::Odoo).then(|| start(System::Odoo)).transpose()?,
             later,
         })
+    }
+
+    /// Each double with the system it plays.
+    pub fn targets(&self) -> Vec<(System, &HttpTarget)> {
+        let mut out =
+            vec![(System::Wms, &self.wms), (System::Carrier, &self.carrier), (System::Finance, &self.finance)];
+        out.extend(self.odoo.iter().map(|o| (System::Odoo, o)));
+        out
     }
 }
 
