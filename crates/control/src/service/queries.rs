@@ -103,17 +103,17 @@ impl Control {
             // Count the applied batches before reading, so a batch applied in between
             // wakes the wait below at once.
             let seen = self.projections.applied();
-            if let Some(o) = self.projections.order(order_ref)? {
-                if let Some(update) = order_update(last.as_ref(), &o) {
-                    let end = update.end;
-                    if tx.blocking_send(Ok(update.clone())).is_err() {
-                        return Ok(()); // the caller hung up
-                    }
-                    if end {
-                        return Ok(());
-                    }
-                    last = Some(update);
+            if let Some(o) = self.projections.order(order_ref)?
+                && let Some(update) = order_update(last.as_ref(), &o)
+            {
+                let end = update.end;
+                if tx.blocking_send(Ok(update.clone())).is_err() {
+                    return Ok(()); // the caller hung up
                 }
+                if end {
+                    return Ok(());
+                }
+                last = Some(update);
             }
             let now = Instant::now();
             if now >= deadline {

@@ -156,6 +156,7 @@ impl LoadOptions {
     fn mode(&self) -> String {
         match self.rate {
             Some(r) => format!("open loop, {r} orders/s, {}", scenario_name(self.scenario)),
+            None if self.concurrency == 1 => "closed loop, 1 client".into(),
             None => format!("closed loop, {} clients", self.concurrency),
         }
     }
@@ -336,6 +337,16 @@ impl Waybill {
     }
 }
 
+impl Drop for Waybill {
+    /// A run that failed half-way does not leave its `waybill serve` behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// The last lines `waybill serve` wrote to its log.
 fn tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -415,13 +426,16 @@ impl Orders {
             Ok(s) => s.into_inner(),
             Err(_) => return Err("watch-refused"),
         };
+        // The server ends the stream at the deadline; this one holds if it does not.
+        let give_up = tokio::time::Instant::now() + left + Duration::from_secs(5);
         loop {
-            match stream.message().await {
-                Ok(Some(u)) if u.end => return Ok((u.status, due.elapsed())),
-                Ok(Some(_)) => {}
-                Ok(None) => return Err("watch-ended-early"),
-                Err(s) if s.code() == tonic::Code::DeadlineExceeded => return Err("timeout"),
-                Err(_) => return Err("watch-failed"),
+            match tokio::time::timeout_at(give_up, stream.message()).await {
+                Ok(Ok(Some(u))) if u.end => return Ok((u.status, due.elapsed())),
+                Ok(Ok(Some(_))) => {}
+                Ok(Ok(None)) => return Err("watch-ended-early"),
+                Ok(Err(s)) if s.code() == tonic::Code::DeadlineExceeded => return Err("timeout"),
+                Ok(Err(_)) => return Err("watch-failed"),
+                Err(_) => return Err("timeout"),
             }
         }
     }
@@ -570,7 +584,7 @@ fn progress(orders: Arc<Orders>, total: usize, started: Instant) -> Arc<AtomicU6
             std::thread::sleep(Duration::from_millis(200));
             let secs = started.elapsed().as_secs();
             if secs > 0
-                && secs % 5 == 0
+                && secs.is_multiple_of(5)
                 && s.swap(secs, Ordering::Relaxed) != secs
                 && s.load(Ordering::Relaxed) != u64::MAX
             {
