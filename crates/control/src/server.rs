@@ -175,6 +175,7 @@ impl ControlServer {
             decision_timeout: cfg.decision_timeout(),
             catalog: deps.catalog,
             policy: deps.policy,
+            watchers: Default::default(),
         });
 
         let mut builder = Server::builder();

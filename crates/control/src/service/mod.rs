@@ -1,5 +1,6 @@
 //! The gRPC services, one idea a file: [`approvals`] (held postings: list, show, approve,
-//! reject), [`queries`] (orders, lineage, exceptions, the audit) and [`convert`] (read
+//! reject), [`queries`] (orders, lineage, exceptions, the audit), [`watch`] (`WatchOrder`'s
+//! shared waiter) and [`convert`] (read
 //! models as proto messages). Every handler authenticates, checks the role, then answers
 //! from the projections (queries) or writes a control event and waits for the saga's
 //! verdict (decisions). Blocking work (sled, the log) runs on tokio's blocking pool.
@@ -7,6 +8,7 @@
 mod approvals;
 mod convert;
 mod queries;
+mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +17,8 @@ use waybill_log::EventLog;
 use waybill_projection::ProjectionStore;
 
 pub use approvals::ApprovalsService;
-pub use queries::{AuditService, QueriesService, is_end_state};
+pub use queries::{AuditService, QueriesService};
+pub use watch::is_end_state;
 
 use crate::audit::AuditStore;
 use crate::auth::{Authenticator, Principal, Role};
@@ -34,6 +37,8 @@ pub struct Control {
     /// The sagas' policy: approval limits for the edge's check of a decision (the saga's
     /// own [`waybill_saga::approval::check`]), and dry-run replays.
     pub(crate) policy: waybill_saga::Policy,
+    /// Open `WatchOrder` streams and the thread that serves them.
+    pub(crate) watchers: watch::Watchers,
 }
 
 /// Runs `f` on the blocking pool; errors become statuses in [`Error`]'s one mapping.

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use waybill_domain::{JournalBody, Timestamp, topic};
-use waybill_projection::{ExceptionView, OrderStatus, OrderView};
+use waybill_projection::ExceptionView;
 
 use super::convert::{document_name, order_lines, posting_proto};
 use super::{Control, blocking};
@@ -84,52 +84,6 @@ impl Control {
             cancel_reason: o.cancel_reason.clone().unwrap_or_default(),
         };
         Ok(proto::GetOrderResponse { order: Some(order) })
-    }
-
-    /// Follows `order_ref` until it ends or `deadline`: sends its status at once (when the
-    /// order is known), then each change, waking on every batch the projections apply
-    /// ([`waybill_projection::ProjectionStore::wait_for_apply`]), not by polling. Returns
-    /// when the order reached an end state or the caller went away;
-    /// [`Error::Pending`] (`DEADLINE_EXCEEDED`) when the deadline passed first.
-    pub(crate) fn watch_order(
-        &self,
-        order_ref: &str,
-        timeout: Duration,
-        tx: &mpsc::Sender<Result<proto::OrderUpdate, tonic::Status>>,
-    ) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        let mut last: Option<proto::OrderUpdate> = None;
-        loop {
-            // Count the applied batches before reading, so a batch applied in between
-            // wakes the wait below at once.
-            let seen = self.projections.applied();
-            if let Some(o) = self.projections.order(order_ref)?
-                && let Some(update) = order_update(last.as_ref(), &o)
-            {
-                let end = update.end;
-                if tx.blocking_send(Ok(update.clone())).is_err() {
-                    return Ok(()); // the caller hung up
-                }
-                if end {
-                    return Ok(());
-                }
-                last = Some(update);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                let status = last.as_ref().map_or("not known yet", |u| u.status.as_str());
-                return Err(Error::Pending(format!(
-                    "order {order_ref} is {status} after {} ms and has not reached an end state; watch again with a \
-                     longer timeout_ms, or look for its open exceptions (ListExceptions)",
-                    timeout.as_millis()
-                )));
-            }
-            if tx.is_closed() {
-                return Ok(());
-            }
-            // Wake at least once a second to notice a caller that went away.
-            self.projections.wait_for_apply(seen, (deadline - now).min(Duration::from_secs(1)));
-        }
     }
 
     fn lineage(&self, source_ref: &str) -> Result<proto::GetLineageResponse> {
@@ -234,28 +188,6 @@ impl Control {
     }
 }
 
-/// An order's status is an end state for watchers: fulfilment ended (completed,
-/// backordered, cancelled), or on hold until someone fixes its master data.
-pub fn is_end_state(status: OrderStatus) -> bool {
-    status.is_final() || status == OrderStatus::OnHold
-}
-
-/// The update to send for `o`, given the last one sent: `None` when neither its status nor
-/// its open exceptions changed.
-fn order_update(last: Option<&proto::OrderUpdate>, o: &OrderView) -> Option<proto::OrderUpdate> {
-    let status = o.status.as_str();
-    if last.is_some_and(|u| u.status == status && u.open_exceptions == o.open_exceptions) {
-        return None;
-    }
-    Some(proto::OrderUpdate {
-        order_ref: o.order_ref.clone(),
-        status: status.to_string(),
-        end: is_end_state(o.status),
-        last_event_at_us: o.last_event_at.0,
-        open_exceptions: o.open_exceptions,
-    })
-}
-
 /// `WatchOrder`'s order reference and timeout (0: 60 s; at most an hour).
 fn watch_request(r: &proto::WatchOrderRequest) -> Result<(String, Duration)> {
     let order_ref = r.order_ref.trim();
@@ -326,10 +258,9 @@ impl proto::queries_server::Queries for QueriesService {
     /// One stream per order rather than one `WatchOrders` stream of every completion: a
     /// caller waits for the order it placed (an integration, each client of `waybill
     /// load`), so nothing is sent that it would throw away, and the viewer role and the
-    /// deadline apply per order. A watch costs one blocking thread that wakes once per
-    /// applied projection batch and reads one order, cheap for the hundreds of orders in
-    /// flight a load test keeps; tens of thousands of watchers at once would want one
-    /// shared waiter fanning out instead.
+    /// deadline apply per order. The streams share one waiter ([`super::watch`]), so a
+    /// projection batch costs one wake-up and a read per watched order, however many are
+    /// open.
     type WatchOrderStream = tonic::codegen::BoxStream<proto::OrderUpdate>;
 
     async fn watch_order(
@@ -338,13 +269,9 @@ impl proto::queries_server::Queries for QueriesService {
     ) -> Result<tonic::Response<Self::WatchOrderStream>, tonic::Status> {
         self.0.authenticate(&request, Role::Viewer, "watching an order")?;
         let (order_ref, timeout) = watch_request(request.get_ref())?;
-        let (tx, rx) = mpsc::channel(8);
+        let (tx, rx) = mpsc::channel(16);
         let c = self.0.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = c.watch_order(&order_ref, timeout, &tx) {
-                let _ = tx.blocking_send(Err(e.into()));
-            }
-        });
+        blocking(move || c.watchers.watch(&c.projections, order_ref, timeout, tx)).await?;
         Ok(tonic::Response::new(Box::pin(tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 }
