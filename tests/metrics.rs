@@ -219,6 +219,74 @@ fn grpc_calls_are_counted_by_service_method_and_code() {
     node.shutdown();
 }
 
+/// The sum of counter `name` in `scrape` over the series whose labels include `with`.
+fn counter(scrape: &BTreeMap<String, Vec<prometheus_parse::Sample>>, name: &str, with: &[(&str, &str)]) -> f64 {
+    scrape
+        .get(name)
+        .into_iter()
+        .flatten()
+        .filter(|s| with.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// The workbench's figures on the dashboard: sign-ins by outcome and pages by route and
+/// status class, after a wrong password, a sign-in and two pages.
+#[test]
+fn workbench_sign_ins_and_pages_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.toml");
+    let hash = waybill_control::auth::hash_password("correct horse battery");
+    std::fs::write(&tokens, format!("[[people]]\nidentity = \"ada\"\nrole = \"approver\"\npassword_hash = {hash:?}\n"))
+        .unwrap();
+    let mut cfg = Config { data_dir: dir.path().join("data"), partitions: 2, ..Config::default() };
+    cfg.log.fsync = "never".into();
+    cfg.ingest.listen = String::new();
+    cfg.control.listen = "127.0.0.1:0".into();
+    cfg.control.tokens_file = Some(tokens);
+    cfg.metrics.listen = "127.0.0.1:0".into();
+    cfg.web.listen = "127.0.0.1:0".into();
+    cfg.validate().unwrap();
+    let log = node::open_log(&cfg).unwrap();
+    let node = Node::start(&cfg, log, world::catalog()).unwrap();
+    let base = format!("http://{}", node.metrics_addr.expect("metrics port enabled"));
+    let web = format!("http://{}", node.web_addr.expect("workbench enabled"));
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+    let sign_in = |password: &str| {
+        let r = agent.post(&format!("{web}/signin")).send_form([("identity", "ada"), ("password", password)]).unwrap();
+        let cookie = r.headers().get("set-cookie").and_then(|v| v.to_str().ok()).map(|c| {
+            assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict"), "{c}");
+            c.split(';').next().unwrap().to_string()
+        });
+        (r.status().as_u16(), cookie)
+    };
+
+    let before = scrape(&base);
+    assert_eq!(sign_in("wrong").0, 401);
+    let (status, cookie) = sign_in("correct horse battery");
+    assert_eq!(status, 303);
+    let cookie = cookie.expect("a session cookie");
+    for path in ["/inbox", "/exceptions"] {
+        let r = agent.get(&format!("{web}{path}")).header("cookie", &cookie).call().unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+    }
+    let r = agent.get(&format!("{web}/inbox")).call().unwrap();
+    assert_eq!(r.status().as_u16(), 303, "no session: to the sign-in page");
+
+    let after = scrape(&base);
+    let delta = |name: &str, with: &[(&str, &str)]| counter(&after, name, with) - counter(&before, name, with);
+    assert_eq!(delta(names::WEB_SIGNINS, &[("outcome", "refused")]), 1.0);
+    assert_eq!(delta(names::WEB_SIGNINS, &[("outcome", "ok")]), 1.0);
+    assert_eq!(delta(names::WEB_REQUESTS, &[("route", "/inbox"), ("status", "2xx")]), 1.0);
+    assert_eq!(delta(names::WEB_REQUESTS, &[("route", "/inbox"), ("status", "3xx")]), 1.0);
+    assert_eq!(delta(names::WEB_REQUESTS, &[("route", "/exceptions"), ("status", "2xx")]), 1.0);
+    assert_eq!(delta(names::WEB_REQUESTS, &[("route", "/signin"), ("status", "4xx")]), 1.0);
+    node.shutdown();
+}
+
 /// Every connector metric on the dashboard and in the alerts, scraped from a node whose
 /// connectors talk to the doubles: an Odoo connector with its poller, and a warehouse
 /// that answers, throttles once, fails once and then is down for a moment.

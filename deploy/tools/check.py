@@ -718,8 +718,8 @@ def main() -> int:
     last_stage = dtext[dtext.rfind("\nFROM "):]
     probs = []
     exposed = {int(x) for line in re.findall(r"^EXPOSE\s+(.+)$", last_stage, re.M) for x in re.findall(r"(\d+)", line)}
-    if exposed != {8420, 8421, 8422, 9464}:
-        probs.append(f"EXPOSE {sorted(exposed)}, want 8420 8421 8422 9464")
+    if exposed != {8420, 8421, 8422, 8423, 9464}:
+        probs.append(f"EXPOSE {sorted(exposed)}, want 8420 8421 8422 8423 9464")
     if not re.search(r"^USER\s+10001(:10001)?\s*$", last_stage, re.M):
         probs.append("final stage must run as USER 10001")
     if not re.search(r'^ENTRYPOINT\s+\["/usr/local/bin/waybill",\s*"serve",\s*"--config",\s*"/etc/waybill/waybill.toml"\]', last_stage, re.M):

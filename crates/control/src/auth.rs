@@ -9,6 +9,12 @@
 //!    (loopback only), in which case the caller is `anonymous` with
 //!    `control.anonymous_role`.
 //!
+//! People who work in the web workbench sign in there with a password (`[[people]]`,
+//! argon2id hashes, never the password itself); the workbench then calls these same
+//! services in process, the request carrying a [`SignedIn`] extension that only
+//! in-process code can attach (a network client cannot set request extensions). One set
+//! of rules, roles and audit serves gRPC, the CLI and the web.
+//!
 //! People and producing systems share one namespace of identities, in one tokens file:
 //! a `role` lets an identity use the control plane (people, and services that approve),
 //! a `system` lets it post events to ingestion as that system (the WMS, a carrier
@@ -28,7 +34,13 @@
 //! [[clients]]            # client certificates (CN or DNS SAN) and their roles / systems
 //! identity = "billing.example.com"
 //! role = "senior-approver"
+//!
+//! [[people]]             # sign-in to the web workbench; `waybill web hash-password` makes the hash
+//! identity = "ada"
+//! role = "approver"
+//! password_hash = "$argon2id$v=19$m=19456,t=2,p=1$…"
 //! ```
+//! An identity listed both as a person and with a token must have the same role in both.
 //! It is re-read when its modification time or size changes (checked with one `stat` per
 //! request), so tokens rotate without a restart. A file that becomes unreadable or
 //! invalid keeps the previous credentials in force and logs an error.
@@ -103,6 +115,19 @@ pub enum Method {
     Certificate,
     /// Nothing (allowed by configuration on loopback).
     Anonymous,
+    /// A password, at the web workbench's sign-in.
+    Password,
+}
+
+/// A request extension: the caller signed in to the web workbench as this principal.
+/// Only code in this process can attach it (request extensions are not on the wire), and
+/// [`Authenticator::authenticate`] honours it before any credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedIn {
+    /// Who signed in, with the role the identities file gives them now.
+    pub principal: Principal,
+    /// Where the browser connected from (audited as the peer).
+    pub peer: String,
 }
 
 /// An authenticated caller.
@@ -140,6 +165,16 @@ struct TokensFile {
     tokens: Vec<TokenEntry>,
     #[serde(default)]
     clients: Vec<ClientEntry>,
+    #[serde(default)]
+    people: Vec<PersonEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PersonEntry {
+    identity: String,
+    role: Role,
+    password_hash: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,11 +258,20 @@ impl Grant {
     }
 }
 
+/// A person who may sign in to the web workbench.
+#[derive(Debug, Clone)]
+struct Person {
+    role: Role,
+    /// argon2id PHC string.
+    password_hash: String,
+}
+
 /// The credentials of one version of the tokens file.
 #[derive(Debug, Default)]
 struct Credentials {
     tokens: HashMap<String, Grant>,
     clients: HashMap<String, Grant>,
+    people: HashMap<String, Person>,
 }
 
 impl Credentials {
@@ -255,6 +299,24 @@ impl Credentials {
         for cl in file.clients {
             let grant = Grant::parse(path, cl.identity, cl.role, cl.system)?;
             c.clients.insert(grant.identity.clone(), grant);
+        }
+        for p in file.people {
+            let where_ = format!("{}: person {}", path.display(), p.identity);
+            if p.identity.is_empty() {
+                return Err(format!("{}: a [[people]] entry has an empty identity", path.display()));
+            }
+            password::check_hash(&p.password_hash).map_err(|e| format!("{where_}: {e}"))?;
+            let token_role = c.tokens.values().chain(c.clients.values()).find(|g| g.identity == p.identity);
+            if let Some(other) = token_role.and_then(|g| g.role).filter(|r| *r != p.role) {
+                return Err(format!(
+                    "{where_} has role {} but its token or certificate has role {other}; one identity has one role",
+                    p.role
+                ));
+            }
+            let person = Person { role: p.role, password_hash: p.password_hash };
+            if c.people.insert(p.identity.clone(), person).is_some() {
+                return Err(format!("{where_} is listed twice"));
+            }
         }
         Ok(c)
     }
@@ -285,6 +347,33 @@ impl TokenStore {
         };
         let st = path.and_then(stamp);
         Ok(TokenStore { path: path.map(Path::to_path_buf), current: RwLock::new((st, Arc::new(creds))) })
+    }
+
+    /// The person `identity` as the file has them now, if they may sign in.
+    pub fn person(&self, identity: &str) -> Option<Principal> {
+        let creds = self.credentials();
+        creds.people.get(identity).map(|p| Principal {
+            identity: identity.to_string(),
+            role: p.role,
+            method: Method::Password,
+        })
+    }
+
+    /// Checks `password` for `identity`. `None` for an unknown identity or a wrong
+    /// password (the caller cannot tell which: both take one hash verification).
+    pub fn verify_password(&self, identity: &str, password: &str) -> Option<Principal> {
+        let creds = self.credentials();
+        match creds.people.get(identity) {
+            Some(p) if password::verify(&p.password_hash, password) => {
+                Some(Principal { identity: identity.to_string(), role: p.role, method: Method::Password })
+            }
+            Some(_) => None,
+            None => {
+                // Same work as a real check, so timing does not reveal who exists.
+                password::verify(password::decoy(), password);
+                None
+            }
+        }
     }
 
     /// Checks that `path` is a valid tokens file (for configuration validation).
@@ -334,8 +423,17 @@ impl Authenticator {
         Authenticator { tokens, anonymous }
     }
 
-    /// The caller of `request`.
+    /// The tokens file (people who sign in to the workbench are in it too).
+    pub fn store(&self) -> &TokenStore {
+        &self.tokens
+    }
+
+    /// The caller of `request`: a person signed in to the workbench (in process), else
+    /// the request's credentials.
     pub fn authenticate<T>(&self, request: &tonic::Request<T>) -> Result<Principal> {
+        if let Some(s) = request.extensions().get::<SignedIn>() {
+            return Ok(s.principal.clone());
+        }
         let certs = request.peer_certs();
         let cert_identity = match certs.as_deref().and_then(|c| c.first()) {
             Some(der) => Some(certificate_identity(der)?),
@@ -394,6 +492,51 @@ fn no_credentials() -> Error {
         "no credentials: send `authorization: Bearer <token>` (waybill --token or WAYBILL_TOKEN) or connect with a client certificate"
             .into(),
     )
+}
+
+pub use password::hash as hash_password;
+
+/// argon2id password hashes in PHC string form.
+mod password {
+    use std::sync::OnceLock;
+
+    use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+    use argon2::{Algorithm, Argon2};
+    use ring::rand::{SecureRandom, SystemRandom};
+
+    /// The PHC string of `password` with argon2id, the crate's default (OWASP) parameters
+    /// and a random salt.
+    pub fn hash(password: &str) -> String {
+        let mut bytes = [0u8; 16];
+        SystemRandom::new().fill(&mut bytes).expect("the operating system's random source");
+        let salt = SaltString::encode_b64(&bytes).expect("16 bytes make a valid salt");
+        Argon2::default().hash_password(password.as_bytes(), &salt).expect("argon2 with default parameters").to_string()
+    }
+
+    /// Whether `password` matches `phc`.
+    pub fn verify(phc: &str, password: &str) -> bool {
+        PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    }
+
+    /// `Ok` when `phc` is an argon2id PHC string.
+    pub fn check_hash(phc: &str) -> Result<(), String> {
+        let h = PasswordHash::new(phc).map_err(|e| {
+            format!("password_hash is not a PHC string ({e}); make one with `waybill web hash-password`")
+        })?;
+        if h.algorithm != Algorithm::Argon2id.ident() {
+            return Err(format!(
+                "password_hash uses {}, not argon2id; make one with `waybill web hash-password`",
+                h.algorithm
+            ));
+        }
+        Ok(())
+    }
+
+    /// A hash of nothing anyone knows, checked for unknown identities.
+    pub fn decoy() -> &'static str {
+        static DECOY: OnceLock<String> = OnceLock::new();
+        DECOY.get_or_init(|| hash("waybill decoy password"))
+    }
 }
 
 /// Parses an `authorization` header value: `Bearer <token>`.
@@ -529,5 +672,50 @@ role = "approver"
         )
         .unwrap();
         assert!(TokenStore::check_file(&file).unwrap_err().contains("does not send events"));
+    }
+
+    #[test]
+    fn people_sign_in_with_argon2id_hashes_and_one_role() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokens.toml");
+        let hash = hash_password("correct horse battery");
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(!hash.contains("correct horse"), "the password itself is never stored");
+        std::fs::write(
+            &file,
+            format!(
+                "[[tokens]]\ntoken = \"aaaaaaaaaaaaaaaaaaaa\"\nidentity = \"ada\"\nrole = \"approver\"\n\n\
+                 [[people]]\nidentity = \"ada\"\nrole = \"approver\"\npassword_hash = {hash:?}\n"
+            ),
+        )
+        .unwrap();
+        let store = TokenStore::open(Some(&file)).unwrap();
+        let ada = store.verify_password("ada", "correct horse battery").expect("the right password");
+        assert_eq!((ada.identity.as_str(), ada.role, ada.method), ("ada", Role::Approver, Method::Password));
+        assert_eq!(store.verify_password("ada", "correct horse"), None);
+        assert_eq!(store.verify_password("nobody", "correct horse battery"), None);
+        assert_eq!(store.person("ada").map(|p| p.role), Some(Role::Approver));
+        assert_eq!(store.person("nobody"), None);
+
+        // A signed-in person, attached in process, is the caller whatever else is sent.
+        let auth = Authenticator::new(store, None);
+        let mut r = tonic::Request::new(());
+        r.metadata_mut().insert("authorization", "Bearer not-a-token-at-all".parse().unwrap());
+        r.extensions_mut().insert(SignedIn { principal: ada.clone(), peer: "127.0.0.1:1".into() });
+        assert_eq!(auth.authenticate(&r).unwrap(), ada);
+
+        // One identity, one role; hashes must be argon2id PHC strings.
+        std::fs::write(
+            &file,
+            format!(
+                "[[tokens]]\ntoken = \"aaaaaaaaaaaaaaaaaaaa\"\nidentity = \"ada\"\nrole = \"viewer\"\n\n\
+                 [[people]]\nidentity = \"ada\"\nrole = \"approver\"\npassword_hash = {hash:?}\n"
+            ),
+        )
+        .unwrap();
+        assert!(TokenStore::check_file(&file).unwrap_err().contains("one identity has one role"));
+        std::fs::write(&file, "[[people]]\nidentity = \"ada\"\nrole = \"approver\"\npassword_hash = \"hunter2\"\n")
+            .unwrap();
+        assert!(TokenStore::check_file(&file).unwrap_err().contains("waybill web hash-password"));
     }
 }

@@ -56,4 +56,4 @@ pub mod proto {
 pub use auth::{Principal, Role};
 pub use config::ControlConfig;
 pub use error::{Error, Result};
-pub use server::{ControlDeps, ControlServer, Readiness, ReadinessCheck};
+pub use server::{ControlDeps, ControlServer, Readiness, ReadinessCheck, Services};

@@ -105,10 +105,39 @@ fn served_services() -> [&'static str; 7] {
     ]
 }
 
+/// The control plane's services, for callers in this process (the web workbench): the
+/// same handlers, rules, roles and audit as over gRPC. A call made on behalf of a person
+/// carries [`crate::auth::SignedIn`] in its extensions.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// Held postings.
+    pub approvals: ApprovalsService,
+    /// Orders, lineage, exceptions.
+    pub queries: QueriesService,
+    /// Retry, resolve, replay.
+    pub workbench: WorkbenchService,
+    /// The audit.
+    pub audit: AuditService,
+    control: Arc<Control>,
+}
+
+impl Services {
+    /// The identities file (people who sign in are in it).
+    pub fn identities(&self) -> &TokenStore {
+        self.control.auth.store()
+    }
+
+    /// The projections the services answer from.
+    pub fn projections(&self) -> &Arc<ProjectionStore> {
+        &self.control.projections
+    }
+}
+
 /// A running control plane.
 #[derive(Debug)]
 pub struct ControlServer {
     addr: SocketAddr,
+    services: Services,
     audit: Arc<AuditStore>,
     stop: Arc<AtomicBool>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -176,15 +205,22 @@ impl ControlServer {
             .build_v1alpha()
             .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
         let (health_reporter, health) = tonic_health::server::health_reporter();
+        let services = Services {
+            approvals: ApprovalsService(control.clone()),
+            queries: QueriesService(control.clone()),
+            workbench: WorkbenchService(control.clone()),
+            audit: AuditService(control.clone()),
+            control,
+        };
         let router = builder
             .layer(GrpcMetricsLayer::new(served_services()))
             .add_service(health)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(proto::approvals_server::ApprovalsServer::new(ApprovalsService(control.clone())))
-            .add_service(proto::queries_server::QueriesServer::new(QueriesService(control.clone())))
-            .add_service(proto::workbench_server::WorkbenchServer::new(WorkbenchService(control.clone())))
-            .add_service(proto::audit_server::AuditServer::new(AuditService(control)));
+            .add_service(proto::approvals_server::ApprovalsServer::new(services.approvals.clone()))
+            .add_service(proto::queries_server::QueriesServer::new(services.queries.clone()))
+            .add_service(proto::workbench_server::WorkbenchServer::new(services.workbench.clone()))
+            .add_service(proto::audit_server::AuditServer::new(services.audit.clone()));
 
         let std_listener = std::net::TcpListener::bind(addr).map_err(|e| Error::Config {
             key: "control.listen",
@@ -249,12 +285,17 @@ impl ControlServer {
         );
         threads.push(audit::spawn(audit.clone(), deps.log, stop.clone()).map_err(spawn_err)?);
         tracing::info!(%addr, tls, mutual_tls = cfg.client_ca.is_some(), anonymous = anonymous.map(|r| r.as_str()), "control plane listening");
-        Ok(ControlServer { addr, audit, stop, shutdown: Some(tx), threads })
+        Ok(ControlServer { addr, services, audit, stop, shutdown: Some(tx), threads })
     }
 
     /// The address the server listens on (with the real port when `listen` named port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The services, for callers in this process (the web workbench).
+    pub fn services(&self) -> Services {
+        self.services.clone()
     }
 
     /// The audit store.

@@ -165,6 +165,15 @@ pub fn held_postings(r: &proto::ListHeldPostingsRequest) -> Result<HeldPostingsQ
         0 => DEFAULT_PAGE_SIZE,
         n => usize::try_from(n).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE),
     };
+    if r.min_amount_minor < 0 || r.max_amount_minor < 0 {
+        return Err(Error::InvalidArgument("amount bounds must not be negative; use 0 for no bound".into()));
+    }
+    if r.max_amount_minor > 0 && r.min_amount_minor > r.max_amount_minor {
+        return Err(Error::InvalidArgument(format!(
+            "min_amount_minor {} is above max_amount_minor {}; swap them",
+            r.min_amount_minor, r.max_amount_minor
+        )));
+    }
     Ok(HeldPostingsQuery {
         state,
         document,

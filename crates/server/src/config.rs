@@ -33,6 +33,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// gRPC control plane (approvals, queries, audit).
     pub control: waybill_control::ControlConfig,
+    /// The web workbench for people (approval inbox, exception queue, orders, dashboard).
+    pub web: waybill_web::WebConfig,
     /// Metrics and health over HTTP.
     pub metrics: MetricsConfig,
     /// The Confluent Schema Registry API over the schema catalog (read-only).
@@ -60,6 +62,7 @@ impl Default for Config {
             topics: TopicsConfig::default(),
             ingest: IngestConfig::default(),
             control: waybill_control::ControlConfig::default(),
+            web: waybill_web::WebConfig::default(),
             metrics: MetricsConfig::default(),
             registry: RegistryConfig::default(),
             coordinator: CoordinatorConfig::default(),
@@ -584,6 +587,9 @@ impl Config {
             }
         }
         self.control.validate().map_err(|i| ConfigError::Invalid { key: i.key, problem: i.problem })?;
+        self.web
+            .validate(!self.control.listen.is_empty())
+            .map_err(|i| ConfigError::Invalid { key: i.key, problem: i.problem })?;
         crate::connectors::validate(&self.connectors)?;
         self.policy
             .ownership
@@ -595,6 +601,7 @@ impl Config {
             ("control.listen", &self.control.listen),
             ("registry.listen", &self.registry.listen),
             ("metrics.listen", &self.metrics.listen),
+            ("web.listen", &self.web.listen),
         ];
         for (i, (key, addr)) in listeners.iter().enumerate() {
             if addr.is_empty() || addr.ends_with(":0") {

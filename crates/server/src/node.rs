@@ -109,6 +109,10 @@ pub struct Node {
     pub registry_addr: Option<SocketAddr>,
     /// The gRPC control plane, when enabled (`control.listen`).
     pub control: Option<ControlServer>,
+    /// Where the web workbench is served, when enabled (`web.listen`).
+    pub web_addr: Option<SocketAddr>,
+    web_tls: bool,
+    web: Option<Arc<waybill_web::Web>>,
     /// The connectors to the target systems (`[connectors.*]`).
     pub connectors: Arc<Mutex<Connectors>>,
     member: Option<Member>,
@@ -182,6 +186,9 @@ impl Node {
             ingest_tls: false,
             metrics_addr: None,
             registry_addr: None,
+            web_addr: None,
+            web_tls: false,
+            web: None,
             control: None,
             connectors,
             member,
@@ -253,7 +260,30 @@ impl Node {
                 }
             }
         }
+        if let (false, Some(control)) = (cfg.web.listen.is_empty(), node.control.as_ref())
+            && let Err(e) = node.start_web(cfg, control.services())
+        {
+            node.shutdown();
+            return Err(e);
+        }
         Ok(node)
+    }
+
+    /// The web workbench on `web.listen`, over the control plane's `services`, its
+    /// dashboard sampling this node's metrics.
+    fn start_web(&mut self, cfg: &Config, services: waybill_control::Services) -> anyhow::Result<()> {
+        let health = Arc::new(self.health(cfg));
+        let scrape: waybill_web::samples::Scrape = Arc::new(move || health.scrape());
+        let web = waybill_web::Web::start(cfg.web.clone(), services, Some(scrape))?;
+        let tls = match (&cfg.web.tls_cert, &cfg.web.tls_key) {
+            (Some(cert), Some(key)) => Some(ingest::tls_config(cert, key, None)?),
+            _ => None,
+        };
+        self.web_tls = tls.is_some();
+        self.web = Some(web.clone());
+        self.web_addr =
+            Some(self.serve_http("web-http", "web.listen", &cfg.web.listen, waybill_web::router(web), tls)?);
+        Ok(())
     }
 
     /// Serves `router` over HTTP on `listen` (config key `key`) on its own thread until
@@ -287,9 +317,10 @@ impl Node {
                 if let Some(tls) = tls {
                     return ingest::serve_tls(listener, router, tls, rx).await;
                 }
-                let serve = axum::serve(listener, router).with_graceful_shutdown(async {
-                    let _ = rx.await;
-                });
+                let serve = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                    .with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    });
                 if let Err(e) = serve.await {
                     tracing::error!(error = %e, server = what, "http server stopped");
                 }
@@ -340,11 +371,21 @@ impl Node {
         if let Some(a) = self.metrics_addr {
             add("metrics", format!("http://{a}/metrics, /healthz, /readyz"));
         }
+        if let Some(a) = self.web_addr {
+            add(
+                "workbench",
+                format!("{}://{a}/ (sign in with a [[people]] identity)", if self.web_tls { "https" } else { "http" }),
+            );
+        }
         out
     }
 
     /// Stops every worker and waits for them.
     pub fn shutdown(mut self) {
+        // Live streams end first, so the workbench's listener can drain.
+        if let Some(w) = self.web.take() {
+            w.stop();
+        }
         if let Some(c) = self.control.take() {
             c.shutdown();
         }

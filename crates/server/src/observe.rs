@@ -87,6 +87,12 @@ impl Health {
         out
     }
 
+    /// The metrics as Prometheus text, gauges refreshed first (what `/metrics` serves).
+    pub fn scrape(&self) -> String {
+        self.refresh_gauges();
+        recorder().render()
+    }
+
     fn refresh_gauges(&self) {
         #[cfg(feature = "kafka")]
         if let Some(k) = &self.kafka

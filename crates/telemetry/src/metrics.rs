@@ -63,6 +63,10 @@ metrics! {
     /// labels carry a `grpc_` prefix because Prometheus's Kubernetes discovery already sets
     /// `service` on every scraped series.
     GRPC_REQUESTS = "waybill_grpc_requests_total", Counter, ["grpc_service", "grpc_method", "grpc_code"], "Control-plane gRPC calls by service, method and status code (OK, NOT_FOUND, ...).";
+    /// Web workbench requests, by route and status class.
+    WEB_REQUESTS = "waybill_web_requests_total", Counter, ["route", "status"], "Web workbench requests answered, by route (/postings/{id}, ...) and HTTP status class (2xx, 3xx, 4xx, 5xx).";
+    /// Sign-ins to the web workbench, by outcome.
+    WEB_SIGNINS = "waybill_web_signins_total", Counter, ["outcome"], "Sign-ins to the web workbench: ok, refused (wrong identity or password), throttled (too many failures).";
     /// Connector calls, by target (the connector's name) and outcome.
     CONNECTOR_REQUESTS = "waybill_connector_requests_total", Counter, ["target", "outcome"], "Calls to target systems by connector and outcome (ok, refused, transient, unavailable, throttled, unknown, unauthorized).";
     /// Connector call latency, by target.

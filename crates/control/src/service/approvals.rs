@@ -390,6 +390,11 @@ impl Control {
                 {
                     continue;
                 }
+                if (r.min_amount_minor > 0 && p.amount.0 < r.min_amount_minor)
+                    || (r.max_amount_minor > 0 && p.amount.0 > r.max_amount_minor)
+                {
+                    continue;
+                }
                 all.push(posting_proto!(&o, p));
             }
         }

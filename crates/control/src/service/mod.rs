@@ -47,7 +47,12 @@ pub(crate) async fn blocking<T: Send + 'static>(
     out.map(tonic::Response::new).map_err(tonic::Status::from)
 }
 
+/// Where the call came from: the browser's address for a person signed in to the
+/// workbench, else the connection's.
 pub(crate) fn peer_of<T>(r: &tonic::Request<T>) -> String {
+    if let Some(s) = r.extensions().get::<crate::auth::SignedIn>() {
+        return format!("web {}", s.peer);
+    }
     r.remote_addr().map(|a| a.to_string()).unwrap_or_else(|| "unknown".into())
 }
 

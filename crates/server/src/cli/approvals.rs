@@ -24,6 +24,12 @@ pub(crate) enum ApprovalsCommand {
         /// Only postings held at least this many seconds.
         #[arg(long, default_value_t = 0)]
         min_age: i64,
+        /// Only postings of at least this amount, in minor units (`1250000` is 12,500.00).
+        #[arg(long, default_value_t = 0)]
+        min_amount: i64,
+        /// Only postings of at most this amount, in minor units.
+        #[arg(long, default_value_t = 0)]
+        max_amount: i64,
         /// Page size.
         #[arg(long, default_value_t = 50)]
         page_size: u32,
@@ -104,13 +110,25 @@ pub(crate) fn print_posting(p: &proto::Posting) {
 
 pub(crate) fn run(command: ApprovalsCommand) -> anyhow::Result<()> {
     match command {
-        ApprovalsCommand::List { remote, state, customer, reason, min_age, page_size, page_token } => {
+        ApprovalsCommand::List {
+            remote,
+            state,
+            customer,
+            reason,
+            min_age,
+            min_amount,
+            max_amount,
+            page_size,
+            page_token,
+        } => {
             let req = proto::ListHeldPostingsRequest {
                 state,
                 customer: customer.unwrap_or_default(),
                 reason_contains: reason.unwrap_or_default(),
                 min_age_seconds: min_age,
                 document: String::new(),
+                min_amount_minor: min_amount,
+                max_amount_minor: max_amount,
                 page_size,
                 page_token: page_token.unwrap_or_default(),
             };

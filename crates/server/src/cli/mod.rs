@@ -19,6 +19,7 @@ mod schemas;
 mod serve;
 mod topics;
 mod trace;
+mod web;
 
 use std::path::PathBuf;
 
@@ -98,6 +99,11 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: order::OrderCommand,
     },
+    /// The web workbench: hash a person's password for the identities file.
+    Web {
+        #[command(subcommand)]
+        command: web::WebCommand,
+    },
     /// The schema catalog against a deployment: what would change, and is it safe.
     Schemas {
         #[command(subcommand)]
@@ -165,6 +171,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topics { command } => topics::run(command),
         Command::Projections { command } => projections::run(command),
         Command::Schemas { command } => schemas::run(command),
+        Command::Web { command } => web::run(command),
         Command::Dlq { command } => dlq::run(command),
         Command::Approvals { command } => approvals::run(command),
         Command::Exceptions { command } => exceptions::run(command),

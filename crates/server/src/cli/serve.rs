@@ -27,6 +27,9 @@ pub(crate) struct ServeArgs {
     /// Schema registry API listen address (overrides `registry.listen`; empty: off).
     #[arg(long)]
     registry_listen: Option<String>,
+    /// Web workbench listen address (overrides `web.listen`; empty: off).
+    #[arg(long)]
+    web_listen: Option<String>,
     /// Use the demo's master data instead of `catalog` (to add replicas to a
     /// `waybill run --kafka` demo).
     #[arg(long)]
@@ -34,13 +37,14 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let ServeArgs { common, listen, control_listen, metrics_listen, registry_listen, demo_catalog } = args;
+    let ServeArgs { common, listen, control_listen, metrics_listen, registry_listen, web_listen, demo_catalog } = args;
     let mut extra = Figment::new();
     for (key, value) in [
         ("ingest.listen", listen),
         ("control.listen", control_listen),
         ("metrics.listen", metrics_listen),
         ("registry.listen", registry_listen),
+        ("web.listen", web_listen),
     ] {
         if let Some(l) = value {
             extra = extra.merge(Serialized::default(key, l));

@@ -21,6 +21,7 @@
 
 pub mod answers;
 pub mod channel;
+mod people;
 pub mod sim;
 mod stage;
 mod summary;
@@ -88,6 +89,10 @@ pub struct DemoOptions {
     /// `/metrics`, `/healthz`, `/readyz` address while the demo runs (empty: off).
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub metrics_listen: String,
+    /// The web workbench while the demo runs; the demo prints a sign-in for each role
+    /// (empty, or no control plane: off).
+    #[arg(long, default_value = "127.0.0.1:8423")]
+    pub web_listen: String,
     /// Run on Kafka at these brokers (`host:port,...`) instead of the embedded log. The
     /// topics must be new or empty (the demo's orders would meet an earlier run's).
     #[arg(long)]
@@ -218,6 +223,14 @@ pub fn run_keeping_doubles(opts: &DemoOptions) -> anyhow::Result<(Summary, Optio
         stage.configure(&mut cfg);
         Some(stage)
     };
+    // One sign-in per role for the workbench, in the identities file the control plane
+    // reads (beside the producers' tokens of the connected demo).
+    let people = people::People::generate();
+    let people_dir = tempfile::Builder::new().prefix("waybill-demo-people-").tempdir()?;
+    if !opts.control_listen.is_empty() && !opts.web_listen.is_empty() {
+        cfg.control.tokens_file = Some(people.write(cfg.control.tokens_file.as_deref(), people_dir.path())?);
+        cfg.web.listen = opts.web_listen.clone();
+    }
     cfg.validate()?;
 
     let started = Instant::now();
@@ -249,7 +262,7 @@ pub fn run_keeping_doubles(opts: &DemoOptions) -> anyhow::Result<(Summary, Optio
     }
     let node = Node::start_on(&cfg, backend, world::catalog())?;
     let stop = Arc::new(AtomicBool::new(false));
-    print_listeners(&node, stage.as_ref());
+    print_listeners(&node, stage.as_ref(), node.web_addr.map(|_| &people), opts.stay);
     let distributor = match stage {
         None => {
             let mut simulator = Simulator::new(
@@ -359,10 +372,19 @@ pub fn run_keeping_doubles(opts: &DemoOptions) -> anyhow::Result<(Summary, Optio
 }
 
 /// Prints where everything listens: the node's endpoints and the doubles.
-fn print_listeners(node: &Node, stage: Option<&Stage>) {
+fn print_listeners(node: &Node, stage: Option<&Stage>, people: Option<&people::People>, stay: bool) {
     println!("Waybill demo, listening on:");
     for line in node.listeners() {
         println!("{line}");
+    }
+    if let (Some(addr), Some(people)) = (node.web_addr, people) {
+        println!("Sign in to the workbench at http://{addr}/ as (passwords for this run only):");
+        for line in people.describe() {
+            println!("  {line}");
+        }
+        if !stay {
+            println!("  (the workbench closes with the demo; add --stay to keep it open)");
+        }
     }
     match stage {
         Some(stage) => {

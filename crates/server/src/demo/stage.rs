@@ -49,7 +49,7 @@ fn secret(rng: &mut fastrand::Rng) -> String {
 }
 
 /// Writes `text` to `path`, readable by its owner only.
-fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
+pub(super) fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

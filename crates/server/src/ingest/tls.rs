@@ -87,7 +87,11 @@ pub async fn serve_tls(
                     .inspect_err(|e| tracing::warn!(peer = %addr, error = %e, "ingestion: unusable client certificate"))
                     .ok()
             });
-            let service = TowerToHyperService::new(router.layer(axum::Extension(PeerIdentity(identity))));
+            let service = TowerToHyperService::new(
+                router
+                    .layer(axum::Extension(PeerIdentity(identity)))
+                    .layer(axum::Extension(axum::extract::ConnectInfo(addr))),
+            );
             let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service);
             if let Err(e) = conn.await {
                 tracing::debug!(peer = %addr, error = %e, "ingestion: connection ended with an error");
