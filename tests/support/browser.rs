@@ -51,7 +51,10 @@ impl Browser {
     /// (`http://127.0.0.1:1234`).
     pub fn start(base: &str) -> Browser {
         for exe in [CHROMIUM, CHROMEDRIVER] {
-            assert!(Path::new(exe).exists(), "{exe} is missing: run `make browser` (Debian's chromium and chromium-driver)");
+            assert!(
+                Path::new(exe).exists(),
+                "{exe} is missing: run `make browser` (Debian's chromium and chromium-driver)"
+            );
         }
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let profile = tempfile::tempdir().unwrap();
@@ -120,7 +123,8 @@ impl Browser {
 
     /// Whether an element matches `css` now.
     pub fn exists(&self, css: &str) -> bool {
-        !self.rt.block_on(self.client().find_all(Locator::Css(css))).unwrap().is_empty()
+        // A page being replaced answers with an error: nothing there yet.
+        self.rt.block_on(self.client().find_all(Locator::Css(css))).is_ok_and(|found| !found.is_empty())
     }
 
     /// Waits until an element matches `css`.
@@ -130,21 +134,18 @@ impl Browser {
 
     /// The text of the first element matching `css`, once there is one.
     pub fn text(&self, css: &str) -> String {
-        self.wait_for(css);
-        self.rt.block_on(async { self.client().find(Locator::Css(css)).await?.text().await }).unwrap()
+        self.dom(&format!("the text of {css}"), || async { self.client().find(Locator::Css(css)).await?.text().await })
     }
 
     /// The texts of every element matching `css` now.
     pub fn texts(&self, css: &str) -> Vec<String> {
-        self.rt
-            .block_on(async {
-                let mut out = Vec::new();
-                for e in self.client().find_all(Locator::Css(css)).await? {
-                    out.push(e.text().await?);
-                }
-                Ok::<_, fantoccini::error::CmdError>(out)
-            })
-            .unwrap()
+        self.dom(&format!("the texts of {css}"), || async {
+            let mut out = Vec::new();
+            for e in self.client().find_all(Locator::Css(css)).await? {
+                out.push(e.text().await?);
+            }
+            Ok(out)
+        })
     }
 
     /// Waits until the first element matching `css` has a text containing `needle`, and
@@ -160,21 +161,20 @@ impl Browser {
 
     /// The attribute `name` of the first element matching `css`, once there is one.
     pub fn attr(&self, css: &str, name: &str) -> Option<String> {
-        self.wait_for(css);
-        self.rt.block_on(async { self.client().find(Locator::Css(css)).await?.attr(name).await }).unwrap()
+        self.dom(&format!("attribute {name} of {css}"), || async {
+            self.client().find(Locator::Css(css)).await?.attr(name).await
+        })
     }
 
     /// The attribute `name` of every element matching `css` now.
     pub fn attrs(&self, css: &str, name: &str) -> Vec<Option<String>> {
-        self.rt
-            .block_on(async {
-                let mut out = Vec::new();
-                for e in self.client().find_all(Locator::Css(css)).await? {
-                    out.push(e.attr(name).await?);
-                }
-                Ok::<_, fantoccini::error::CmdError>(out)
-            })
-            .unwrap()
+        self.dom(&format!("attribute {name} of every {css}"), || async {
+            let mut out = Vec::new();
+            for e in self.client().find_all(Locator::Css(css)).await? {
+                out.push(e.attr(name).await?);
+            }
+            Ok(out)
+        })
     }
 
     /// Types `value` into the field called `name` (the first on the page), replacing what
@@ -189,14 +189,11 @@ impl Browser {
     }
 
     fn fill_css(&self, css: &str, value: &str) {
-        self.wait_for(css);
-        self.rt
-            .block_on(async {
-                let e = self.client().find(Locator::Css(css)).await?;
-                e.clear().await?;
-                e.send_keys(value).await
-            })
-            .unwrap_or_else(|e| panic!("typing into {css}: {e}"));
+        self.dom(&format!("typing into {css}"), || async {
+            let e = self.client().find(Locator::Css(css)).await?;
+            e.clear().await?;
+            e.send_keys(value).await
+        })
     }
 
     /// Sets the value of the field matching `css` behind the page's back (a hidden input,
@@ -212,12 +209,14 @@ impl Browser {
     /// Clicks the element matching `css` — a link or a form's button — and waits for the
     /// page it leads to.
     pub fn click(&self, css: &str) {
-        self.wait_for(css);
-        // Mark the document; the next one does not carry the mark.
-        self.js("document.documentElement.setAttribute('data-left-behind', '1'); return true;");
-        self.rt
-            .block_on(async { self.client().find(Locator::Css(css)).await?.click().await })
-            .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+        // Mark the document; the next one does not carry the mark. (Should the page reload
+        // by itself meanwhile, the element is found again on the new one.)
+        self.dom(&format!("clicking {css}"), || async {
+            let e = self.client().find(Locator::Css(css)).await?;
+            let mark = "document.documentElement.setAttribute('data-left-behind', '1'); return true;";
+            self.client().execute(mark, vec![]).await?;
+            e.click().await
+        });
         self.wait_until(&format!("the page after clicking {css}"), || {
             let script = "return document.readyState === 'complete' \
                           && !document.documentElement.hasAttribute('data-left-behind');";
@@ -226,22 +225,44 @@ impl Browser {
         });
     }
 
+    /// Runs a WebDriver exchange with the page until it succeeds: an element that is not
+    /// there yet, or went stale because the page reloaded, is looked up again.
+    fn dom<T, F, Fut>(&self, what: &str, f: F) -> T
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+    {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match self.rt.block_on(f()) {
+                Ok(v) => return v,
+                Err(e) if Instant::now() > deadline => self.fail(what, &e.to_string()),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
     /// Polls `ready` until it holds, failing after [`PATIENCE`] with `what` and the page.
     pub fn wait_until(&self, what: &str, mut ready: impl FnMut() -> bool) {
         let deadline = Instant::now() + PATIENCE;
-        loop {
-            if ready() {
-                return;
-            }
+        while !ready() {
             if Instant::now() > deadline {
-                let name: String =
-                    what.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).take(60).collect();
-                self.screenshot(&format!("failed-{name}"));
-                let (path, body) = (self.path(), self.body());
-                panic!("waited {PATIENCE:?} for {what}; the browser is on {path}, which says:\n{body}");
+                self.fail(what, "");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Fails the test: what it waited for, where the browser is, what the page says; and
+    /// a screenshot `failed-<what>.png`.
+    fn fail(&self, what: &str, error: &str) -> ! {
+        let name: String = what.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).take(60).collect();
+        let shot = self.screenshot(&format!("failed-{name}"));
+        let (path, body) = (self.path(), self.body());
+        panic!(
+            "waited {PATIENCE:?} for {what} {error}\nthe browser is on {path} (screenshot {}), which says:\n{body}",
+            shot.display()
+        );
     }
 
     /// Everything the page says, as text.
