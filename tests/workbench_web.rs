@@ -277,7 +277,7 @@ fn an_approver_approves_a_held_invoice_from_the_inbox() {
     b.fill_in("form#approve", "reason", "checked with sales");
     b.click("button#approve-submit");
     assert_eq!(b.path(), "/inbox");
-    b.wait_for("div#flash.ok");
+    b.wait_text("div#flash.ok", &format!("{first} approved by ada"));
     let rows = b.attrs("table#inbox tr[data-posting-id]", "data-posting-id");
     assert_eq!(rows, [Some(second.clone())], "the approved posting left the inbox: {}", b.body());
 
@@ -396,7 +396,7 @@ fn an_operator_retries_resolves_and_dry_runs_a_replay() {
     b.screenshot("exception");
     b.click("button#retry-submit");
     assert_eq!(b.path(), page, "back on the exception's page");
-    b.wait_for("div#flash.ok");
+    b.wait_text("div#flash.ok", "release:SO-W1 re-issued");
     site.eventually("the retried release", || site.commands_with_key(System::Wms, "release:SO-W1") == 2);
 
     // A stock shortage has nothing to re-issue: said in words. Resolving it takes a note.
@@ -410,7 +410,7 @@ fn an_operator_retries_resolves_and_dry_runs_a_replay() {
     b.fill_in("form#resolve", "note", "replenishment checked with purchasing");
     b.click("button#resolve-submit");
     assert_eq!(b.path(), page);
-    b.wait_for("div#flash.ok");
+    b.wait_text("div#flash.ok", "resolved by otto (operator): replenishment checked");
     let x = site.node().projections.exception(&shortage).unwrap().unwrap();
     assert!(x.resolved_at.is_some(), "read your writes: {x:?}");
     assert!(x.resolution.as_deref().unwrap_or_default().contains("replenishment checked"), "{x:?}");

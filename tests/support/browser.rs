@@ -159,13 +159,6 @@ impl Browser {
         last
     }
 
-    /// The attribute `name` of the first element matching `css`, once there is one.
-    pub fn attr(&self, css: &str, name: &str) -> Option<String> {
-        self.dom(&format!("attribute {name} of {css}"), || async {
-            self.client().find(Locator::Css(css)).await?.attr(name).await
-        })
-    }
-
     /// The attribute `name` of every element matching `css` now.
     pub fn attrs(&self, css: &str, name: &str) -> Vec<Option<String>> {
         self.dom(&format!("attribute {name} of every {css}"), || async {
