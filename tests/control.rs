@@ -577,6 +577,26 @@ impl Harness {
         }
     }
 
+    fn assign(
+        &self,
+        token: &str,
+        exception_id: &str,
+        owner: &str,
+    ) -> Result<proto::ExceptionActionResponse, tonic::Status> {
+        let mut c = self.clients(Some(token));
+        let req = proto::AssignExceptionRequest {
+            exception_id: exception_id.into(),
+            owner: owner.into(),
+            note: "yours until the warehouse answers".into(),
+        };
+        self.rt.block_on(c.workbench.assign_exception(req)).map(|r| r.into_inner())
+    }
+
+    fn list_exceptions(&self, req: proto::ListExceptionsRequest) -> proto::ListExceptionsResponse {
+        let mut c = self.clients(Some(VERA));
+        self.rt.block_on(c.queries.list_exceptions(req)).unwrap().into_inner()
+    }
+
     fn exception_action(
         &self,
         token: &str,
@@ -703,6 +723,111 @@ fn workbench_retry_and_resolve_over_grpc() {
 }
 
 #[test]
+fn workbench_assign_lists_by_owner_and_customer_and_survives_a_rebuild() {
+    let mut h = Harness::start(&tokens(""), |cfg, _| cfg.policy.fulfillment.pick_timeout_secs = 0.2);
+    for order in ["SO-A1", "SO-A2"] {
+        h.append(released(order, vec![line(1, "PLAIN", "Units", 2)]));
+        h.wait_status(order, OrderStatus::Reserving);
+        h.append(reserved(order, &[(1, 2, 0)]));
+    }
+    let id = |order: &str| {
+        let xs = h.exceptions_of(order, |xs| xs.iter().any(|x| x.category == "pick-overdue"));
+        xs.into_iter().find(|x| x.category == "pick-overdue").unwrap()
+    };
+    let (a1, a2) = (id("SO-A1"), id("SO-A2"));
+    // In business terms: which order's pick, how late, at which warehouse.
+    assert!(a1.message.starts_with("Pick for SO-A1 is ") && a1.message.contains(" overdue at warehouse "), "{a1:?}");
+    assert_eq!((a1.customer.as_str(), a1.owner.as_str(), a1.assigned_at_us), ("C1", "", 0), "{a1:?}");
+    let (a1, a2) = (a1.exception_id, a2.exception_id);
+
+    // A viewer may not assign; an operator may; a blank owner is refused at the edge.
+    let e = h.assign(VERA, &a1, "wh-leads").unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    let e = h.assign(OLGA, &a1, "  ").unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let r = h.assign(OLGA, &a1, "wh-leads").unwrap();
+    assert_eq!((r.action.as_str(), r.outcome.as_str()), ("assign", "assigned"), "{r:?}");
+    assert_eq!(r.message, format!("exception {a1} assigned to wh-leads"));
+    let x = r.exception.as_ref().unwrap();
+    assert!(x.owner == "wh-leads" && x.assigned_at_us > 0 && x.resolved_at_us == 0, "read your writes: {x:?}");
+    // Again to the same owner: nothing changes, nothing is sent to the saga.
+    let again = h.assign(OLGA, &a1, "wh-leads").unwrap();
+    assert_eq!(again.outcome, "unchanged", "{again:?}");
+    assert!(again.event_id.is_empty());
+    assert_eq!(again.exception.as_ref().unwrap().assigned_at_us, x.assigned_at_us);
+    // Reassignment to someone else.
+    let r = h.assign(OLGA, &a1, "olga").unwrap();
+    assert_eq!(r.message, format!("exception {a1} reassigned from wh-leads to olga"));
+
+    // The list filters by owner (`-`: unassigned) and by customer, and pages.
+    let owned = |owner: &str| {
+        let req = proto::ListExceptionsRequest { owner: owner.into(), open_only: true, ..Default::default() };
+        h.list_exceptions(req).exceptions.into_iter().map(|x| x.exception_id).collect::<Vec<_>>()
+    };
+    assert_eq!(owned("olga"), std::slice::from_ref(&a1));
+    assert!(owned("wh-leads").is_empty());
+    assert!(owned("-").contains(&a2) && !owned("-").contains(&a1));
+    let of_customer = |customer: &str| {
+        let req = proto::ListExceptionsRequest { customer: customer.into(), ..Default::default() };
+        h.list_exceptions(req).exceptions.into_iter().map(|x| x.exception_id).collect::<Vec<_>>()
+    };
+    let c1 = of_customer("C1");
+    assert!(c1.contains(&a1) && c1.contains(&a2), "{c1:?}");
+    assert!(of_customer("C9").is_empty());
+    let page = |token: &str| {
+        let req = proto::ListExceptionsRequest {
+            customer: "C1".into(),
+            page_size: 1,
+            page_token: token.into(),
+            ..Default::default()
+        };
+        h.list_exceptions(req)
+    };
+    let (mut seen, mut token) = (Vec::new(), String::new());
+    loop {
+        let p = page(&token);
+        assert!(p.exceptions.len() <= 1);
+        seen.extend(p.exceptions.into_iter().map(|x| x.exception_id));
+        if p.next_page_token.is_empty() {
+            break;
+        }
+        token = p.next_page_token;
+    }
+    assert_eq!(seen, c1, "pages of one cover the list once, in order");
+
+    // A resolved exception cannot be assigned.
+    h.exception_action(OLGA, &a2, "picked by hand", false).unwrap();
+    let e = h.assign(OLGA, &a2, "wh-leads").unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("already resolved"), "{}", e.message());
+
+    // The audit has every attempt, with actor and role.
+    let audit = h.audit(&a1, 5);
+    let outcome =
+        |action: &str, outcome: &str| audit.iter().filter(|e| e.action == action && e.outcome == outcome).count();
+    assert_eq!(outcome("assign", "assigned"), 2, "{audit:#?}");
+    assert_eq!(outcome("assign", "unchanged"), 1, "{audit:#?}");
+    assert_eq!(outcome("assign", "refused"), 2, "the viewer's and the blank owner: {audit:#?}");
+    let assigned = audit.iter().find(|e| e.outcome == "assigned" && e.detail.contains("(was wh-leads)")).unwrap();
+    assert_eq!((assigned.actor.as_str(), assigned.role.as_str()), ("olga", "operator"), "{assigned:?}");
+    assert_eq!(assigned.topic, topic::CONTROL);
+    assert!(assigned.reason.starts_with("to olga"), "{assigned:?}");
+    assert_eq!(h.log_records(topic::CONTROL, &a1), 2, "two assignments reached the saga");
+
+    // Rebuilt from the log, the read models know the owner.
+    let before = h.node().projections.exception(&a1).unwrap().unwrap();
+    assert_eq!(before.owner.as_deref(), Some("olga"));
+    h.node.take().unwrap().shutdown();
+    let data = h.dir.join("data");
+    std::fs::remove_dir_all(data.join("projections")).unwrap();
+    let mut cfg = Config { data_dir: data.clone(), partitions: 2, ..Config::default() };
+    cfg.log.fsync = "never".into();
+    node::rebuild_projections(&cfg).unwrap();
+    let store = waybill_projection::ProjectionStore::open(data.join("projections")).unwrap();
+    assert_eq!(store.exception(&a1).unwrap().unwrap(), before);
+}
+
+#[test]
 fn workbench_replay_dry_run_writes_nothing_then_replay_recovers_a_dead_letter() {
     let h = Harness::start(&tokens(""), |_, _| {});
     let order = "SO-W2";
@@ -766,8 +891,8 @@ fn workbench_replay_dry_run_writes_nothing_then_replay_recovers_a_dead_letter() 
     assert!(again.commands.is_empty() && again.applied == 0, "{again:#?}");
 }
 
-/// The CLI against the same server: `waybill exceptions list|retry|resolve` and `waybill
-/// saga replay`, as tables and as JSON.
+/// The CLI against the same server: `waybill exceptions list|retry|resolve|assign` and
+/// `waybill saga replay`, as tables and as JSON.
 #[test]
 fn workbench_cli_prints_tables_and_json() {
     let h = Harness::start(&tokens(""), |cfg, _| cfg.policy.fulfillment.pick_timeout_secs = 0.2);
@@ -801,6 +926,32 @@ fn workbench_cli_prints_tables_and_json() {
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!((v["outcome"].as_str(), v["idempotency_key"].as_str()), (Some("retried"), Some("release:SO-W3")), "{v}");
+
+    // Assign, then list by owner and by customer.
+    let (ok, _, err) = waybill(OLGA, &["exceptions", "assign", &id]);
+    assert!(!ok && err.contains("--owner"), "clap asks for the owner: {err}");
+    let (ok, _, err) = waybill(VERA, &["exceptions", "assign", &id, "--owner", "wh-leads"]);
+    assert!(!ok && err.contains("PermissionDenied"), "{err}");
+    let (ok, out, err) = waybill(OLGA, &["exceptions", "assign", &id, "--owner", "wh-leads", "--note", "chase W1"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("exception {id} assigned to wh-leads")) && out.contains("owner      wh-leads"),
+        "{out}"
+    );
+    let (ok, out, err) = waybill(VERA, &["exceptions", "list", "--open", "--owner", "wh-leads"]);
+    assert!(ok, "{err}");
+    let header = out.lines().next().unwrap_or_default();
+    assert!(header.contains("CUSTOMER") && header.contains("OWNER"), "{out}");
+    let row = out.lines().find(|l| l.starts_with(id.as_str())).unwrap_or_else(|| panic!("{id} listed: {out}"));
+    assert!(row.contains("wh-leads") && row.contains(" C1 "), "{row}");
+    let (ok, out, _) = waybill(VERA, &["exceptions", "list", "--owner", "nobody"]);
+    assert!(ok && !out.contains(&id) && out.contains("0 exceptions"), "{out}");
+    let (ok, out, err) = waybill(VERA, &["exceptions", "list", "--customer", "C1", "--output", "json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let listed = v["exceptions"].as_array().unwrap();
+    assert!(listed.iter().any(|x| x["exception_id"] == id.as_str() && x["owner"] == "wh-leads"), "{v}");
+    assert!(listed.iter().all(|x| x["customer"] == "C1"), "{v}");
 
     let (ok, out, err) = waybill(VERA, &["saga", "replay", "o2f:SO-W3", "--dry-run"]);
     assert!(ok, "{err}");

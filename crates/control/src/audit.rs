@@ -1,5 +1,5 @@
 //! The audit projection: who tried to approve or reject which posting, or to retry,
-//! resolve or replay on the workbench, when, from where, and how it ended. Derived from the log only, so deleting `data/audit` and restarting
+//! resolve, assign or replay on the workbench, when, from where, and how it ended. Derived from the log only, so deleting `data/audit` and restarting
 //! rebuilds it:
 //!
 //! - `waybill.control`: every decision the control plane sent to the saga, with the
@@ -9,8 +9,8 @@
 //!   decided; dead-letter listings and replays), as Confluent-framed Avro [`EdgeRecord`]s
 //!   (`waybill.audit.EdgeRecord`; JSON before, still read) — they never reach the saga;
 //! - `waybill.journal`: the saga's verdict on each action (`PostingApproved`,
-//!   `PostingRejected`, `ExceptionRetried`, `ExceptionResolved`, `SagaReplayed` or
-//!   `ControlRefused`, whose `caused_by` is the action's event id).
+//!   `PostingRejected`, `ExceptionRetried`, `ExceptionResolved`, `ExceptionAssigned`,
+//!   `SagaReplayed` or `ControlRefused`, whose `caused_by` is the action's event id).
 //!
 //! Entries and verdicts are stored under separate keys and joined when read, so the
 //! order in which the three topics are read does not matter; checkpoints are written in
@@ -56,7 +56,7 @@ pub struct AuditEntry {
     pub role: String,
     /// From where.
     pub peer: String,
-    /// `approve`, `reject`, `retry`, `resolve`, `replay` or `replay-dry-run`.
+    /// `approve`, `reject`, `retry`, `resolve`, `assign`, `replay` or `replay-dry-run`.
     pub action: String,
     /// Which posting, exception or saga.
     pub posting_id: String,
@@ -276,7 +276,7 @@ fn apply(r: &StoredRecord, batch: &mut sled::Batch) {
                 &d.posting_id,
                 &d.order_ref,
                 d.expected_version,
-                &d.reason,
+                d.reason.clone(),
             ),
             EventBody::ExceptionRetryRequested(a) | EventBody::ExceptionResolveRequested(a) => (
                 if matches!(event.body, EventBody::ExceptionRetryRequested(_)) { "retry" } else { "resolve" },
@@ -285,9 +285,17 @@ fn apply(r: &StoredRecord, batch: &mut sled::Batch) {
                 &a.exception_id,
                 &a.order_ref,
                 0,
-                &a.note,
+                a.note.clone(),
             ),
-            EventBody::SagaReplayRequested(x) => ("replay", &x.actor, &x.role, &x.saga_id, &x.order_ref, 0, &x.note),
+            EventBody::ExceptionAssignRequested(a) => {
+                // The owner is part of what was asked: the reason names it.
+                let reason =
+                    if a.note.is_empty() { format!("to {}", a.owner) } else { format!("to {}: {}", a.owner, a.note) };
+                ("assign", &a.actor, &a.role, &a.exception_id, &a.order_ref, 0, reason)
+            }
+            EventBody::SagaReplayRequested(x) => {
+                ("replay", &x.actor, &x.role, &x.saga_id, &x.order_ref, 0, x.note.clone())
+            }
             _ => return,
         };
         let entry = AuditEntry {
@@ -300,7 +308,7 @@ fn apply(r: &StoredRecord, batch: &mut sled::Batch) {
             posting_id: subject.clone(),
             order_ref: order_ref.clone(),
             expected_version: version,
-            reason: reason.clone(),
+            reason,
             outcome: "pending".into(),
             detail: String::new(),
             topic: r.topic.clone(),
@@ -328,12 +336,13 @@ fn apply(r: &StoredRecord, batch: &mut sled::Batch) {
         // The journal: only the verdicts matter; the schema name is read without decoding
         // the rest.
         let Ok(name) = waybill_schema::schema_name_of(&r.value) else { return };
-        const VERDICTS: [&str; 6] = [
+        const VERDICTS: [&str; 7] = [
             ".PostingApproved",
             ".PostingRejected",
             ".ControlRefused",
             ".ExceptionRetried",
             ".ExceptionResolved",
+            ".ExceptionAssigned",
             ".SagaReplayed",
         ];
         if !VERDICTS.iter().any(|v| name.ends_with(v)) {
@@ -358,6 +367,13 @@ fn apply(r: &StoredRecord, batch: &mut sled::Batch) {
             JournalBody::ExceptionResolved(x) if j.meta.caused_by.starts_with("control:resolve:") => {
                 Verdict { outcome: "resolved".into(), detail: x.resolution.clone() }
             }
+            JournalBody::ExceptionAssigned(x) => Verdict {
+                outcome: "assigned".into(),
+                detail: match &x.previous_owner {
+                    Some(p) => format!("assigned to {} (was {p})", x.owner),
+                    None => format!("assigned to {}", x.owner),
+                },
+            },
             JournalBody::SagaReplayed(x) => Verdict {
                 outcome: "replayed".into(),
                 detail: format!(

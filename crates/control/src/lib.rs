@@ -11,7 +11,7 @@
 //!   for the saga's verdict in the projections. The saga's check is the one that counts
 //!   (DESIGN.md invariant 6);
 //! - `orders`: `ListOrders`, orders by status and age from the projections' index;
-//! - [`workbench`]: retry and resolve exceptions, replay an order's inbound events (a
+//! - [`workbench`]: retry, resolve and assign exceptions, replay an order's inbound events (a
 //!   dry run computed here with the saga crate's pure replay; the real one decided by
 //!   the saga), each written to `waybill.control`, answered with the saga's verdict;
 //! - [`validate`]: the checks of a request that need no state (required ids, versions

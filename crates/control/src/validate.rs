@@ -62,6 +62,40 @@ pub fn exception_action(r: &proto::ExceptionActionRequest, retry: bool) -> Resul
     Ok(())
 }
 
+/// Longest owner identity an assignment may name.
+pub const MAX_OWNER_LEN: usize = 128;
+
+/// The fields of an assign request that must be there before the exception is looked
+/// up: an exception id and an owner — a person or team identity, not blank, at most
+/// [`MAX_OWNER_LEN`] characters, on one line, and not `-` (which the exception list's
+/// owner filter reads as "unassigned").
+pub fn exception_assignment(r: &proto::AssignExceptionRequest) -> Result<()> {
+    if r.exception_id.trim().is_empty() {
+        return Err(Error::InvalidArgument(
+            "exception_id is empty; name an exception such as o2f:SO0042/pick-overdue/1 (see `waybill exceptions list`)"
+                .into(),
+        ));
+    }
+    let owner = r.owner.trim();
+    if owner.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "assigning exception {} needs an owner: the person or team who is to work it (--owner NAME)",
+            r.exception_id
+        )));
+    }
+    if owner == "-" {
+        return Err(Error::InvalidArgument(
+            "owner \"-\" means \"unassigned\" in the exception list's filter; name a person or team".into(),
+        ));
+    }
+    if owner.chars().count() > MAX_OWNER_LEN || owner.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(format!(
+            "owner {owner:?} is not an identity: use at most {MAX_OWNER_LEN} characters on one line, such as olga@example.com or finance-ar"
+        )));
+    }
+    Ok(())
+}
+
 /// The target of a replay (a saga id or an order name) must not be blank.
 pub fn replay_target(saga_or_order: &str) -> Result<()> {
     if saga_or_order.trim().is_empty() {
@@ -192,12 +226,62 @@ pub struct ExceptionsQuery {
     pub open_only: bool,
     /// Only exceptions raised at least this long ago, in microseconds; `None` for any age.
     pub min_age_us: Option<i64>,
-    /// Most exceptions listed, 1 to [`MAX_EXCEPTIONS`].
+    /// Most exceptions listed, 1 to [`MAX_EXCEPTIONS`]: the page size.
     pub limit: usize,
+    /// Only exceptions assigned to this owner; `Some(None)` for unassigned ones (`-`).
+    pub owner: Option<Option<String>>,
+    /// Only exceptions of orders of this customer.
+    pub customer: Option<String>,
+    /// The page starts after this exception; `None` for the first page.
+    pub after: Option<ExceptionCursor>,
 }
 
-/// Checks a `ListExceptions` request: the category must be one Waybill raises; the
-/// limit is clamped.
+/// Where a page of exceptions starts: after the exception with this sort key. Open
+/// exceptions are listed by (category, id), all exceptions by id (the category is then
+/// empty). The token handed out is `<category>/<id>` (categories contain no `/`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ExceptionCursor {
+    /// Category name of the last exception of the previous page (empty for lists of all
+    /// exceptions).
+    pub category: String,
+    /// Its id.
+    pub id: String,
+}
+
+impl ExceptionCursor {
+    /// The cursor of an exception in a list (`open_only` as the list's).
+    pub fn of(open_only: bool, category: ExceptionCategory, id: &str) -> Self {
+        ExceptionCursor { category: if open_only { category.as_str().into() } else { String::new() }, id: id.into() }
+    }
+
+    /// The text handed to the caller as `next_page_token`.
+    pub fn encode(&self) -> String {
+        format!("{}/{}", self.category, self.id)
+    }
+
+    /// Reads a `page_token`: `None` for the first page, the cursor for a token this
+    /// server issued (for a list of the same kind), [`Error::InvalidArgument`] otherwise.
+    pub fn parse(token: &str, open_only: bool) -> Result<Option<Self>> {
+        if token.is_empty() {
+            return Ok(None);
+        }
+        let bad = || {
+            Error::InvalidArgument(
+                "page_token is not one this server issued for this list (same filters, same open_only); start again without it"
+                    .into(),
+            )
+        };
+        let (category, id) = token.split_once('/').ok_or_else(bad)?;
+        let known = ExceptionCategory::ALL.iter().any(|c| c.as_str() == category);
+        if id.is_empty() || (open_only && !known) || (!open_only && !category.is_empty()) {
+            return Err(bad());
+        }
+        Ok(Some(ExceptionCursor { category: category.into(), id: id.into() }))
+    }
+}
+
+/// Checks a `ListExceptions` request: the category must be one Waybill raises, the page
+/// token one this server issued; the page size (`page_size`, else `limit`) is clamped.
 pub fn exceptions(r: &proto::ListExceptionsRequest) -> Result<ExceptionsQuery> {
     let category = match r.category.as_str() {
         "" => None,
@@ -208,11 +292,25 @@ pub fn exceptions(r: &proto::ListExceptionsRequest) -> Result<ExceptionsQuery> {
             ))
         })?),
     };
-    let limit = match r.limit {
-        0 => DEFAULT_EXCEPTIONS,
-        n => usize::try_from(n).unwrap_or(MAX_EXCEPTIONS).min(MAX_EXCEPTIONS),
+    let limit = match (r.page_size, r.limit) {
+        (0, 0) => DEFAULT_EXCEPTIONS,
+        (0, n) | (n, _) => usize::try_from(n).unwrap_or(MAX_EXCEPTIONS).min(MAX_EXCEPTIONS),
     };
-    Ok(ExceptionsQuery { category, open_only: r.open_only, min_age_us: min_age_micros(r.min_age_seconds), limit })
+    let owner = match r.owner.trim() {
+        "" => None,
+        "-" => Some(None),
+        o => Some(Some(o.to_string())),
+    };
+    let customer = Some(r.customer.trim()).filter(|c| !c.is_empty()).map(str::to_string);
+    Ok(ExceptionsQuery {
+        category,
+        open_only: r.open_only,
+        min_age_us: min_age_micros(r.min_age_seconds),
+        limit,
+        owner,
+        customer,
+        after: ExceptionCursor::parse(&r.page_token, r.open_only)?,
+    })
 }
 
 /// Most audit entries a `ListAudit` request lists.
@@ -331,6 +429,59 @@ mod tests {
         assert!(e.to_string().contains(first.as_str()), "{e}");
         assert_eq!(audit_limit(0), DEFAULT_AUDIT_ENTRIES);
         assert_eq!(audit_limit(7), 7);
+    }
+
+    #[test]
+    fn assignments_need_an_exception_and_a_real_owner() {
+        let r = |id: &str, owner: &str| proto::AssignExceptionRequest {
+            exception_id: id.into(),
+            owner: owner.into(),
+            note: String::new(),
+        };
+        assert!(exception_assignment(&r("o2f:SO1/pick-overdue/1", "olga@example.com")).is_ok());
+        assert!(exception_assignment(&r("o2f:SO1/pick-overdue/1", " finance-ar ")).is_ok());
+        let e = exception_assignment(&r("", "olga")).unwrap_err();
+        assert!(e.to_string().starts_with("exception_id is empty"), "{e}");
+        let e = exception_assignment(&r("o2f:SO1/pick-overdue/1", "  ")).unwrap_err();
+        assert!(e.to_string().contains("needs an owner"), "{e}");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        let e = exception_assignment(&r("o2f:SO1/pick-overdue/1", "-")).unwrap_err();
+        assert!(e.to_string().contains("unassigned"), "{e}");
+        let e = exception_assignment(&r("o2f:SO1/pick-overdue/1", "olga\nbob")).unwrap_err();
+        assert!(e.to_string().contains("is not an identity"), "{e}");
+        let e = exception_assignment(&r("o2f:SO1/pick-overdue/1", &"x".repeat(MAX_OWNER_LEN + 1))).unwrap_err();
+        assert!(e.to_string().contains("at most 128"), "{e}");
+    }
+
+    #[test]
+    fn exception_lists_filter_by_owner_and_customer_and_page() {
+        let q = exceptions(&proto::ListExceptionsRequest {
+            owner: " olga ".into(),
+            customer: "CUST-7".into(),
+            page_size: 2,
+            limit: 50,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            (q.owner, q.customer, q.limit, q.after),
+            (Some(Some("olga".into())), Some("CUST-7".into()), 2, None)
+        );
+        let q = exceptions(&proto::ListExceptionsRequest { owner: "-".into(), ..Default::default() }).unwrap();
+        assert_eq!(q.owner, Some(None));
+        // Tokens round-trip for the kind of list they came from, and only for it.
+        let open = ExceptionCursor::of(true, ExceptionCategory::PickOverdue, "o2f:SO1/pick-overdue/1");
+        let token = open.encode();
+        assert_eq!(ExceptionCursor::parse(&token, true).unwrap(), Some(open));
+        assert!(ExceptionCursor::parse(&token, false).is_err());
+        let all = ExceptionCursor::of(false, ExceptionCategory::PickOverdue, "dlq:waybill.inbound.wms:0:7");
+        assert_eq!(ExceptionCursor::parse(&all.encode(), false).unwrap(), Some(all));
+        for bad in ["nonsense", "pick-overdue/", "nope/o2f:SO1/x/1"] {
+            let e = ExceptionCursor::parse(bad, true).unwrap_err();
+            assert!(e.to_string().starts_with("page_token is not one this server issued"), "{bad}: {e}");
+        }
+        let r = proto::ListExceptionsRequest { open_only: true, page_token: "bogus".into(), ..Default::default() };
+        assert!(exceptions(&r).is_err());
     }
 
     #[test]

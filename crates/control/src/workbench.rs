@@ -1,8 +1,9 @@
 //! The exception workbench: retry an exception's failed step, resolve an exception with a
-//! note, replay an order's inbound events (with a dry run first).
+//! note, assign an exception to an owner who works it, replay an order's inbound events
+//! (with a dry run first).
 //!
 //! Like approvals, every action is checked here for a quick, clear answer (role, unknown
-//! or resolved exception, missing note), then written to `waybill.control` keyed by the
+//! or resolved exception, missing note or owner), then written to `waybill.control` keyed by the
 //! order, decided by the saga that owns it — the authority — and the call waits for the
 //! saga's verdict in the journal and for the read models to have it (read your writes).
 //! Attempts answered here go to `waybill.audit`.
@@ -17,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use waybill_domain::event::{ExceptionAction, ReplayInput, ReplayRequest};
+use waybill_domain::event::{ExceptionAction, ExceptionAssignment, ReplayInput, ReplayRequest};
 use waybill_domain::{
     EventBody, EventMeta, InboundEvent, JournalBody, JournalEvent, SourceRef, System, Timestamp, topic,
 };
@@ -49,6 +50,18 @@ struct Call<'a> {
     note: &'a str,
 }
 
+/// A saga's answer to a workbench action on one exception.
+enum Verdict {
+    /// Retried: the idempotency key of the re-issued command.
+    Retried(String),
+    /// Resolved: the resolution.
+    Resolved(String),
+    /// Assigned: the new owner.
+    Assigned(String),
+    /// Refused: why.
+    Refused(String),
+}
+
 /// The order's sagas as their journal describes them, and the records to replay.
 struct Plan {
     order_ref: String,
@@ -68,6 +81,9 @@ pub(crate) fn exception_proto(x: ExceptionView) -> proto::Exception {
         raised_at_us: x.raised_at.map(|t| t.0).unwrap_or_default(),
         resolved_at_us: x.resolved_at.map(|t| t.0).unwrap_or_default(),
         resolution: x.resolution.unwrap_or_default(),
+        owner: x.owner.unwrap_or_default(),
+        customer: x.customer.unwrap_or_default(),
+        assigned_at_us: x.assigned_at.map(|t| t.0).unwrap_or_default(),
     }
 }
 
@@ -252,42 +268,24 @@ impl Control {
             },
             body: if retry { EventBody::ExceptionRetryRequested(a) } else { EventBody::ExceptionResolveRequested(a) },
         };
-        let deadline = Instant::now() + self.decision_timeout;
-        let (partition, from) = self.send_control(&event, who, call.peer)?;
-        enum Answer {
-            Retried(String),
-            Resolved(String),
-            Refused(String),
-        }
-        let answer = self.watch_journal(partition, from, deadline, |e| {
-            if e.meta.caused_by != event_id {
-                return None;
-            }
-            match &e.body {
-                JournalBody::ExceptionRetried(x) => Some(Answer::Retried(x.idempotency_key.clone())),
-                JournalBody::ExceptionResolved(x) => Some(Answer::Resolved(x.resolution.clone())),
-                JournalBody::ControlRefused(x) => Some(Answer::Refused(x.reason.clone())),
-                _ => None,
-            }
-        })?;
-        let Some((answer, offset)) = answer else {
-            return Err(Error::Pending(format!(
-                "{} {event_id} is in the log but the saga has not answered within {} s; check `waybill exceptions list --all` before trying again",
-                call.action,
-                self.decision_timeout.as_secs_f64()
-            )));
-        };
+        let (answer, partition, offset, deadline) = self.await_verdict(call, &event)?;
         let (outcome, message, idempotency_key) = match answer {
-            Answer::Refused(reason) => {
+            Verdict::Refused(reason) => {
                 return Err(Error::FailedPrecondition(format!("the saga refused the {}: {reason}", call.action)));
             }
-            Answer::Retried(key) => (
+            Verdict::Retried(key) => (
                 "retried",
                 format!("exception {}: command {key} re-issued with its original idempotency key", r.exception_id),
                 key,
             ),
-            Answer::Resolved(resolution) => {
+            Verdict::Resolved(resolution) => {
                 ("resolved", format!("exception {} {resolution}", r.exception_id), String::new())
+            }
+            Verdict::Assigned(owner) => {
+                return Err(Error::Internal(format!(
+                    "the saga answered the {} of exception {} with an assignment to {owner}",
+                    call.action, r.exception_id
+                )));
             }
         };
         self.await_projection(partition, offset, deadline)?;
@@ -298,6 +296,129 @@ impl Control {
             message,
             event_id,
             idempotency_key,
+            exception: self.projections.exception(&r.exception_id)?.map(exception_proto),
+        })
+    }
+
+    /// Sends a workbench action on one exception to its saga and waits for the saga's
+    /// verdict in the journal (a journal event caused by the action's event id). Returns
+    /// the verdict, the journal partition and offset it was read at, and the call's
+    /// deadline; `Error::Pending` when the saga has not answered in time.
+    fn await_verdict(&self, call: &Call<'_>, event: &InboundEvent) -> Result<(Verdict, i32, i64, Instant)> {
+        let event_id = &event.meta.event_id;
+        let deadline = Instant::now() + self.decision_timeout;
+        let (partition, from) = self.send_control(event, call.who, call.peer)?;
+        let answer = self.watch_journal(partition, from, deadline, |e| {
+            if &e.meta.caused_by != event_id {
+                return None;
+            }
+            match &e.body {
+                JournalBody::ExceptionRetried(x) => Some(Verdict::Retried(x.idempotency_key.clone())),
+                JournalBody::ExceptionResolved(x) => Some(Verdict::Resolved(x.resolution.clone())),
+                JournalBody::ExceptionAssigned(x) => Some(Verdict::Assigned(x.owner.clone())),
+                JournalBody::ControlRefused(x) => Some(Verdict::Refused(x.reason.clone())),
+                _ => None,
+            }
+        })?;
+        let Some((answer, offset)) = answer else {
+            return Err(Error::Pending(format!(
+                "{} {event_id} is in the log but the saga has not answered within {} s; check `waybill exceptions list --all` before trying again",
+                call.action,
+                self.decision_timeout.as_secs_f64()
+            )));
+        };
+        Ok((answer, partition, offset, deadline))
+    }
+
+    /// Assign an exception to an owner, as `who` calling from `peer`. Assigning it to the
+    /// owner it has already is answered here (`unchanged`, audited) without troubling the
+    /// saga; the saga treats such a repeat as a no-op too.
+    pub(crate) fn assign_exception(
+        &self,
+        who: &Principal,
+        peer: &str,
+        r: &proto::AssignExceptionRequest,
+    ) -> Result<proto::ExceptionActionResponse> {
+        let view = if r.exception_id.is_empty() { None } else { self.projections.exception(&r.exception_id)? };
+        let owner = r.owner.trim();
+        let note = r.note.trim();
+        // The audit's reason names the owner asked for.
+        let reason = if note.is_empty() { format!("to {owner}") } else { format!("to {owner}: {note}") };
+        let call = Call {
+            who,
+            peer,
+            action: "assign",
+            target: &r.exception_id,
+            order_ref: view.as_ref().and_then(|v| v.order_ref.clone()).unwrap_or_default(),
+            note: &reason,
+        };
+        let checked = who
+            .require(Role::Operator, "assigning an exception")
+            .and_then(|()| crate::validate::exception_assignment(r))
+            .and_then(|()| check_open(&r.exception_id, view));
+        let (order_ref, x) = match checked {
+            Err(e) => return self.refuse_at_edge(&call, e),
+            Ok(found) => found,
+        };
+        if x.owner.as_deref() == Some(owner) {
+            let message = format!("exception {} is assigned to {owner} already; nothing changed", r.exception_id);
+            self.record_workbench_edge(&call, "unchanged", &message)?;
+            return Ok(proto::ExceptionActionResponse {
+                exception_id: r.exception_id.clone(),
+                action: call.action.into(),
+                outcome: "unchanged".into(),
+                message,
+                event_id: String::new(),
+                idempotency_key: String::new(),
+                exception: Some(exception_proto(x)),
+            });
+        }
+        let request_id = request_id();
+        let event_id = format!("control:assign:{}:{request_id}", r.exception_id);
+        let a = ExceptionAssignment {
+            order_ref: order_ref.clone(),
+            exception_id: r.exception_id.clone(),
+            owner: owner.to_string(),
+            actor: who.identity.clone(),
+            role: who.role.to_string(),
+            peer: peer.to_string(),
+            request_id,
+            note: note.to_string(),
+        };
+        let event = InboundEvent {
+            meta: EventMeta {
+                event_id: event_id.clone(),
+                source: SourceRef::new(System::Operator, who.identity.clone()),
+                correlation_key: order_ref,
+                occurred_at: Timestamp::now(),
+                actor: Some(who.identity.clone()),
+            },
+            body: EventBody::ExceptionAssignRequested(a),
+        };
+        let (answer, partition, offset, deadline) = self.await_verdict(&call, &event)?;
+        let message = match answer {
+            Verdict::Assigned(owner) => match x.owner.as_deref() {
+                Some(before) => format!("exception {} reassigned from {before} to {owner}", r.exception_id),
+                None => format!("exception {} assigned to {owner}", r.exception_id),
+            },
+            Verdict::Refused(reason) => {
+                return Err(Error::FailedPrecondition(format!("the saga refused the assignment: {reason}")));
+            }
+            Verdict::Retried(_) | Verdict::Resolved(_) => {
+                return Err(Error::Internal(format!(
+                    "the saga answered the assignment of exception {} with another action; check `waybill order show`",
+                    r.exception_id
+                )));
+            }
+        };
+        self.await_projection(partition, offset, deadline)?;
+        Ok(proto::ExceptionActionResponse {
+            exception_id: r.exception_id.clone(),
+            action: call.action.into(),
+            outcome: "assigned".into(),
+            message,
+            event_id,
+            idempotency_key: String::new(),
             exception: self.projections.exception(&r.exception_id)?.map(exception_proto),
         })
     }
@@ -567,10 +688,15 @@ fn check_exception(
     view: Option<ExceptionView>,
 ) -> Result<(String, ExceptionView)> {
     crate::validate::exception_action(r, retry)?;
+    check_open(&r.exception_id, view)
+}
+
+/// The checks on the exception itself that every action on it makes early: it exists,
+/// is open, and belongs to a saga of an order. Returns the exception's order.
+fn check_open(exception_id: &str, view: Option<ExceptionView>) -> Result<(String, ExceptionView)> {
     let Some(x) = view.filter(|x| x.raised_at.is_some()) else {
         return Err(Error::NotFound(format!(
-            "exception {} does not exist; list exceptions with `waybill exceptions list`",
-            r.exception_id
+            "exception {exception_id} does not exist; list exceptions with `waybill exceptions list`"
         )));
     };
     if x.resolved_at.is_some() {
@@ -640,6 +766,18 @@ impl proto::workbench_server::Workbench for WorkbenchService {
         request: tonic::Request<proto::ExceptionActionRequest>,
     ) -> Result<tonic::Response<proto::ExceptionActionResponse>, tonic::Status> {
         self.exception_action(request, false).await
+    }
+
+    async fn assign_exception(
+        &self,
+        request: tonic::Request<proto::AssignExceptionRequest>,
+    ) -> Result<tonic::Response<proto::ExceptionActionResponse>, tonic::Status> {
+        // Authentication only: the role check is part of the audited action.
+        let who = self.0.authenticate_only(&request)?;
+        let peer = crate::service::peer_of(&request);
+        let r = request.into_inner();
+        let c = self.0.clone();
+        crate::service::blocking(move || c.assign_exception(&who, &peer, &r)).await
     }
 
     async fn dry_run_replay(

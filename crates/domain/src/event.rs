@@ -79,6 +79,9 @@ pub enum EventBody {
     ExceptionRetryRequested(ExceptionAction),
     /// An operator resolved an exception by hand, with a note.
     ExceptionResolveRequested(ExceptionAction),
+    /// An operator assigned an open exception to an owner (a person or team), or to a new
+    /// owner.
+    ExceptionAssignRequested(ExceptionAssignment),
     /// An operator asked to feed an order's inbound events through its sagas again
     /// (boxed: it is the largest event and rare).
     SagaReplayRequested(Box<ReplayRequest>),
@@ -101,11 +104,12 @@ impl EventBody {
     /// actions, which carry who acted and in which role, and the coordinators' own timer
     /// ticks. They are decided only when read from `waybill.control`, which only Waybill
     /// writes (DESIGN.md invariant 6); anywhere else they are dead letters.
-    pub const CONTROL_NAMES: [&'static str; 6] = [
+    pub const CONTROL_NAMES: [&'static str; 7] = [
         "PostingApproved",
         "PostingRejected",
         "ExceptionRetryRequested",
         "ExceptionResolveRequested",
+        "ExceptionAssignRequested",
         "SagaReplayRequested",
         "TimerTick",
     ];
@@ -118,6 +122,7 @@ impl EventBody {
                 | EventBody::PostingRejected(_)
                 | EventBody::ExceptionRetryRequested(_)
                 | EventBody::ExceptionResolveRequested(_)
+                | EventBody::ExceptionAssignRequested(_)
                 | EventBody::SagaReplayRequested(_)
                 | EventBody::TimerTick(_)
         )
@@ -144,6 +149,7 @@ impl EventBody {
             EventBody::CreditNoteRejected(_) => "CreditNoteRejected",
             EventBody::ExceptionRetryRequested(_) => "ExceptionRetryRequested",
             EventBody::ExceptionResolveRequested(_) => "ExceptionResolveRequested",
+            EventBody::ExceptionAssignRequested(_) => "ExceptionAssignRequested",
             EventBody::SagaReplayRequested(_) => "SagaReplayRequested",
             EventBody::TimerTick(_) => "TimerTick",
             EventBody::CommandFailed(_) => "CommandFailed",
@@ -482,6 +488,29 @@ pub struct ExceptionAction {
     /// Id of the control-plane request (one per call).
     pub request_id: String,
     /// The operator's note (required to resolve, optional to retry).
+    pub note: String,
+}
+
+/// An operator's assignment of one exception to an owner, as the control plane
+/// authenticated it. Assigning changes who works the exception, nothing else: it stays
+/// open until the saga's progress or a resolution closes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionAssignment {
+    /// Sale order name (the partition key).
+    pub order_ref: String,
+    /// The exception (`o2f:SO0042/pick-overdue/1`).
+    pub exception_id: String,
+    /// Who is to work the exception: a person or team identity (`olga`, `finance-ar`).
+    pub owner: String,
+    /// Identity of the operator who assigned it.
+    pub actor: String,
+    /// The operator's role.
+    pub role: String,
+    /// Network address the call came from.
+    pub peer: String,
+    /// Id of the control-plane request (one per call).
+    pub request_id: String,
+    /// The operator's note (optional): why this owner, what to do.
     pub note: String,
 }
 

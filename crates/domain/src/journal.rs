@@ -257,6 +257,8 @@ pub enum JournalBody {
     ExceptionRetried(ExceptionRetried),
     /// An operator's replay of the order's inbound events finished.
     SagaReplayed(SagaReplayed),
+    /// An operator assigned an open exception to an owner (or to a new owner).
+    ExceptionAssigned(ExceptionAssigned),
 }
 
 impl JournalBody {
@@ -296,6 +298,7 @@ impl JournalBody {
             JournalBody::StockAdjustmentRequested(_) => "StockAdjustmentRequested",
             JournalBody::ExceptionRetried(_) => "ExceptionRetried",
             JournalBody::SagaReplayed(_) => "SagaReplayed",
+            JournalBody::ExceptionAssigned(_) => "ExceptionAssigned",
         }
     }
 }
@@ -464,9 +467,9 @@ pub struct PostingOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ControlRefusal {
     /// What it concerned: the posting (`approve`, `reject`), the exception (`retry`,
-    /// `resolve`) or the saga (`replay`).
+    /// `resolve`, `assign`) or the saga (`replay`).
     pub posting_id: String,
-    /// `approve`, `reject`, `retry`, `resolve` or `replay`.
+    /// `approve`, `reject`, `retry`, `resolve`, `assign` or `replay`.
     pub action: String,
     /// Who asked.
     pub actor: String,
@@ -541,6 +544,24 @@ pub struct ExceptionRetried {
     /// In which role.
     pub role: String,
     /// Their note.
+    pub note: String,
+}
+
+/// An exception's assignment to an owner, as the saga accepted it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionAssigned {
+    /// The exception assigned (it stays open; assigning changes only who works it).
+    pub exception_id: String,
+    /// The new owner: a person or team identity.
+    pub owner: String,
+    /// The owner before, when it was assigned already (a reassignment).
+    #[serde(default)]
+    pub previous_owner: Option<String>,
+    /// Who assigned it.
+    pub actor: String,
+    /// In which role.
+    pub role: String,
+    /// Their note (may be empty).
     pub note: String,
 }
 

@@ -283,6 +283,10 @@ impl<'a> Overlay<'a> {
             self.batch.insert(keys::posting(&h.posting_id), order_ref.as_bytes());
         }
         let after = record.view.status;
+        // The order's customer, for an exception raised now (the order view has folded
+        // this event already).
+        let customer =
+            if matches!(e.body, JournalBody::ExceptionRaised(_)) { record.view.customer_ref.clone() } else { None };
         // A target's health saga (`target:odoo`) keeps a record of its own — its timeline,
         // which `order show` finds — but is no order: it stays out of the order lists and
         // the counts by status. Its exceptions are listed like every other.
@@ -331,6 +335,13 @@ impl<'a> Overlay<'a> {
                     v.saga_id = Some(saga_id);
                     v.order_ref = Some(order_ref.to_string());
                     v.raised_at = Some(m.at);
+                    v.customer = customer;
+                })?;
+            }
+            JournalBody::ExceptionAssigned(a) => {
+                self.exception(&a.exception_id, |v| {
+                    v.owner = Some(a.owner.clone());
+                    v.assigned_at = Some(m.at);
                 })?;
             }
             JournalBody::ExceptionResolved(r) => {
@@ -744,6 +755,7 @@ pub(crate) fn fold_order(order: &mut OrderView, e: &JournalEvent, stock: &mut Ve
         | JournalBody::CreditNoteRequested(_)
         | JournalBody::StockAdjustmentRequested(_)
         | JournalBody::ExceptionRetried(_)
+        | JournalBody::ExceptionAssigned(_)
         | JournalBody::SagaReplayed(_) => {}
         JournalBody::Completed(_) => {
             if let Ok(i) = order.sagas.binary_search_by(|s| s.saga_id.as_str().cmp(&m.saga_id)) {

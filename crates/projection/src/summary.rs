@@ -139,6 +139,11 @@ pub fn summarize(e: &JournalEvent) -> String {
                 r.exception_id, r.actor, r.role, r.idempotency_key
             )
         }
+        JournalBody::ExceptionAssigned(a) => {
+            let note = if a.note.is_empty() { String::new() } else { format!(": {}", a.note) };
+            let from = a.previous_owner.as_ref().map(|p| format!(" (was {p})")).unwrap_or_default();
+            format!("exception {} assigned to {}{from} by {} ({}){note}", a.exception_id, a.owner, a.actor, a.role)
+        }
         JournalBody::SagaReplayed(r) => format!(
             "replay by {} ({}): {} replayed, {} applied, {} issued, {} still refused",
             r.actor,

@@ -380,6 +380,14 @@ pub struct ExceptionView {
     pub resolution: Option<String>,
     /// For dead letters: `decode`, `unknown-schema` or `rule`.
     pub dead_letter_kind: Option<String>,
+    /// The order's customer (Odoo partner ref), as the order view knew it when the
+    /// exception was raised; none for dead letters and orders not accepted yet.
+    pub customer: Option<String>,
+    /// Who works it, once an operator assigned it (the latest assignment; kept after the
+    /// exception is resolved).
+    pub owner: Option<String>,
+    /// When it was (last) assigned.
+    pub assigned_at: Option<Timestamp>,
 }
 
 impl ExceptionView {
@@ -395,6 +403,9 @@ impl ExceptionView {
             resolved_at: None,
             resolution: None,
             dead_letter_kind: None,
+            customer: None,
+            owner: None,
+            assigned_at: None,
         }
     }
 

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use waybill_domain::journal::{ExceptionRaised, ExceptionResolved};
+use waybill_domain::journal::{ExceptionAssigned, ExceptionRaised, ExceptionResolved};
 use waybill_domain::{ExceptionCategory, JournalBody, Qty, SagaKind, SourceRef, System, topic};
 use waybill_projection::{Input, LinkKind, OrderStatus, Positioned, ProjectionStore};
 
@@ -148,6 +148,47 @@ fn short_allocation_raises_an_exception_until_it_is_resolved() {
     assert_eq!(all[0].resolved_at, Some(ts(500)));
     assert_eq!(store.order("SO00005").unwrap().unwrap().open_exceptions, 0);
     assert!(store.exception_counts_by_category().unwrap().iter().all(|(_, n)| *n == 0));
+}
+
+#[test]
+fn an_assignment_names_the_owner_and_the_exception_knows_its_customer() {
+    let (_dir, store) = temp_store();
+    let mut inputs = journal_inputs(fulfillment(5));
+    let assign = |seq: i64, minutes: i64, owner: &str, previous: Option<&str>| {
+        ev(
+            "SO00005",
+            SagaKind::OrderToFulfillment,
+            seq,
+            minutes,
+            JournalBody::ExceptionAssigned(ExceptionAssigned {
+                exception_id: "o2f:SO00005/stock-shortage/1".into(),
+                owner: owner.into(),
+                previous_owner: previous.map(str::to_string),
+                actor: "olga".into(),
+                role: "operator".into(),
+                note: String::new(),
+            }),
+        )
+    };
+    let n = inputs.len() as i64;
+    inputs.push(Positioned::new(topic::JOURNAL, 0, n, Input::Journal(assign(100, 400, "wh-leads", None))));
+    inputs.push(Positioned::new(topic::JOURNAL, 0, n + 1, Input::Journal(assign(101, 450, "olga", Some("wh-leads")))));
+    store.apply(&inputs).unwrap();
+    let x = store.exception("o2f:SO00005/stock-shortage/1").unwrap().unwrap();
+    assert_eq!((x.owner.as_deref(), x.assigned_at), (Some("olga"), Some(ts(450))));
+    assert_eq!(x.customer.as_deref(), Some("C5"), "the order's customer, from the order view");
+    assert!(x.is_open(), "an assignment does not close the exception");
+    let tl = store.timeline("SO00005").unwrap();
+    assert_eq!(
+        tl.last().unwrap().summary,
+        "exception o2f:SO00005/stock-shortage/1 assigned to olga (was wh-leads) by olga (operator)"
+    );
+
+    // The same records applied again, in another store: the same view (rebuildable).
+    let (_dir2, again) = temp_store();
+    again.apply(&inputs).unwrap();
+    assert_eq!(again.exception("o2f:SO00005/stock-shortage/1").unwrap().unwrap(), x);
+    assert_eq!(again.dump().unwrap(), store.dump().unwrap());
 }
 
 #[test]

@@ -17,6 +17,10 @@ pub struct SagaBook {
     /// Absent in states stored before it was kept; the journal fills it on a rebuild.
     #[serde(default)]
     pub subjects: BTreeMap<String, SourceRef>,
+    /// Who works each open exception an operator assigned: id → owner. Absent in states
+    /// stored before assignments existed; the journal fills it on a rebuild.
+    #[serde(default)]
+    pub owners: BTreeMap<String, String>,
     /// Exceptions raised so far (numbers new exception ids).
     pub exceptions_raised: u32,
     /// Inbound event ids that produced journal events.
@@ -48,6 +52,10 @@ impl SagaBook {
             JournalBody::ExceptionResolved(x) => {
                 self.open_exceptions.remove(&x.exception_id);
                 self.subjects.remove(&x.exception_id);
+                self.owners.remove(&x.exception_id);
+            }
+            JournalBody::ExceptionAssigned(x) if self.open_exceptions.contains_key(&x.exception_id) => {
+                self.owners.insert(x.exception_id.clone(), x.owner.clone());
             }
             JournalBody::Completed(_) => self.completed_at = Some(event.meta.at),
             _ => {}

@@ -9,8 +9,12 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use waybill_domain::event::{EventBody, ExceptionAction, ReplayInput, ReplayRequest, TargetOutage};
-use waybill_domain::journal::{ControlRefusal, ExceptionResolved, ExceptionRetried, InputPosition, SagaReplayed};
+use waybill_domain::event::{
+    EventBody, ExceptionAction, ExceptionAssignment, ReplayInput, ReplayRequest, TargetOutage,
+};
+use waybill_domain::journal::{
+    ControlRefusal, ExceptionAssigned, ExceptionResolved, ExceptionRetried, InputPosition, SagaReplayed,
+};
 use waybill_domain::{
     Command, ExceptionCategory, InboundEvent, JournalBody, JournalEvent, SagaKind, System, Timestamp,
 };
@@ -334,6 +338,9 @@ pub fn step(flow: &mut OrderFlow, event: &InboundEvent, env: &Env<'_>, cause: &C
         EventBody::ExceptionResolveRequested(a) if target_key.is_some() => {
             workbench(flow, &event.meta.event_id, a, false, cause, &mut out)
         }
+        EventBody::ExceptionAssignRequested(a) if target_key.is_some() => {
+            assign(flow, &event.meta.event_id, a, cause, &mut out)
+        }
         _ if target_key.is_some() => {
             let d = reject(format!(
                 "{} keyed {:?}, which is a target's outage key, not an order; key it by the order name",
@@ -383,6 +390,7 @@ pub fn step(flow: &mut OrderFlow, event: &InboundEvent, env: &Env<'_>, cause: &C
         EventBody::CreditNoteRejected(r) => route_receipt(flow, &r.business_key.clone(), event, env, cause, &mut out),
         EventBody::ExceptionRetryRequested(a) => workbench(flow, &event.meta.event_id, a, true, cause, &mut out),
         EventBody::ExceptionResolveRequested(a) => workbench(flow, &event.meta.event_id, a, false, cause, &mut out),
+        EventBody::ExceptionAssignRequested(a) => assign(flow, &event.meta.event_id, a, cause, &mut out),
         EventBody::SagaReplayRequested(r) => {
             // The records a replay names are read by the coordinator ([`replay`]); a
             // request stepped on its own carries none of them.
@@ -408,27 +416,8 @@ pub fn step(flow: &mut OrderFlow, event: &InboundEvent, env: &Env<'_>, cause: &C
 /// retry, has no command to re-issue.
 fn workbench(flow: &mut OrderFlow, event_id: &str, a: &ExceptionAction, retry: bool, cause: &Cause, out: &mut Step) {
     let action = if retry { "retry" } else { "resolve" };
-    let target = book::saga_of_exception(&a.exception_id).and_then(|saga| flow.target_of(saga));
-    let refuse = |reason: String| {
-        let mut d = Decision::noop();
-        d.record(JournalBody::ControlRefused(ControlRefusal {
-            posting_id: a.exception_id.clone(),
-            action: action.to_string(),
-            actor: a.actor.clone(),
-            reason,
-        }));
-        d
-    };
-    let Some(target) = target else {
-        let d = refuse(format!(
-            "exception {} does not belong to a saga of order {}; check the id with `waybill exceptions list`",
-            a.exception_id, flow.key
-        ));
-        // Journaled by the saga the key holds: a target's health, or the order's fulfilment.
-        let home = TargetOutage::target_of_key(&flow.key).map_or(Target::Fulfillment, Target::Health);
-        flow.commit(&home, d, cause, out);
-        return;
-    };
+    let refuse = |reason: String| refusal(&a.exception_id, action, &a.actor, reason);
+    let Some(target) = saga_of(flow, &a.exception_id, action, &a.actor, cause, out) else { return };
     let book = flow.book(&target).expect("target_of found the saga");
     if book.seen.contains(event_id) {
         return; // a redelivered control record: done the first time
@@ -480,6 +469,87 @@ fn workbench(flow: &mut OrderFlow, event_id: &str, a: &ExceptionAction, retry: b
         d.record(JournalBody::ExceptionResolved(ExceptionResolved {
             exception_id: a.exception_id.clone(),
             resolution: format!("resolved by {} ({}): {}", a.actor, a.role, a.note.trim()),
+        }));
+        d
+    };
+    flow.commit(&target, d, cause, out);
+}
+
+/// A `ControlRefused` decision: the saga refused an operator's `action` on an exception.
+fn refusal(exception_id: &str, action: &str, actor: &str, reason: String) -> Decision {
+    let mut d = Decision::noop();
+    d.record(JournalBody::ControlRefused(ControlRefusal {
+        posting_id: exception_id.to_string(),
+        action: action.to_string(),
+        actor: actor.to_string(),
+        reason,
+    }));
+    d
+}
+
+/// The saga of this order that raised `exception_id`; when none did, journals the
+/// refusal of the operator's `action` and returns `None`.
+fn saga_of(
+    flow: &mut OrderFlow,
+    exception_id: &str,
+    action: &str,
+    actor: &str,
+    cause: &Cause,
+    out: &mut Step,
+) -> Option<Target> {
+    let target = book::saga_of_exception(exception_id).and_then(|saga| flow.target_of(saga));
+    if target.is_none() {
+        let d = refusal(
+            exception_id,
+            action,
+            actor,
+            format!(
+                "exception {exception_id} does not belong to a saga of order {}; check the id with `waybill exceptions list`",
+                flow.key
+            ),
+        );
+        // Journaled by the saga the key holds: a target's health, or the order's fulfilment.
+        let home = TargetOutage::target_of_key(&flow.key).map_or(Target::Fulfillment, Target::Health);
+        flow.commit(&home, d, cause, out);
+    }
+    target
+}
+
+/// An operator's assignment of an exception of this order to an owner (a person or
+/// team). The saga that raised it decides: an open exception is assigned (or reassigned
+/// to a new owner, naming the previous one); assigning it to the owner it already has
+/// changes nothing (idempotent, nothing is journaled). Refused — journaled as
+/// `ControlRefused`, so the audit has it — when the exception is not open (assigning a
+/// resolved exception makes no one work it) or the owner is blank. Assigning never
+/// closes an exception nor counts as the saga's progress.
+fn assign(flow: &mut OrderFlow, event_id: &str, a: &ExceptionAssignment, cause: &Cause, out: &mut Step) {
+    let Some(target) = saga_of(flow, &a.exception_id, "assign", &a.actor, cause, out) else { return };
+    let book = flow.book(&target).expect("target_of found the saga");
+    if book.seen.contains(event_id) {
+        return; // a redelivered control record: done the first time
+    }
+    let owner = a.owner.trim();
+    let current = book.owners.get(&a.exception_id);
+    let d = if !book.open_exceptions.contains_key(&a.exception_id) {
+        refusal(&a.exception_id, "assign", &a.actor, book::not_open(book, &a.exception_id))
+    } else if owner.is_empty() {
+        refusal(
+            &a.exception_id,
+            "assign",
+            &a.actor,
+            format!("assigning exception {} needs an owner: the person or team who is to work it", a.exception_id),
+        )
+    } else if current.is_some_and(|c| c == owner) {
+        Decision::noop() // already theirs: assigning again changes nothing
+    } else {
+        let mut d = Decision::noop();
+        d.record(JournalBody::ExceptionAssigned(ExceptionAssigned {
+            exception_id: a.exception_id.clone(),
+            owner: owner.to_string(),
+            previous_owner: current.cloned(),
+            actor: a.actor.clone(),
+            role: a.role.clone(),
+            note: a.note.trim().to_string(),
         }));
         d
     };

@@ -368,13 +368,28 @@ pub fn on_timer(s: &Fulfillment, now: Timestamp) -> Decision {
             ExceptionCategory::PickOverdue,
             SourceRef::new(System::Wms, s.wms_order_id.clone().unwrap_or_else(|| s.order_ref().to_string())),
             format!(
-                "order {}: the warehouse has not confirmed the pick that was due at {} µs; chase the warehouse — the saga continues when the pick arrives",
+                "Pick for {} is {} overdue at {}: the warehouse has not confirmed the pick that was due {}; chase the warehouse — the saga continues when the pick arrives",
                 s.order_ref(),
-                due.0
+                crate::health::duration(now.micros_since(due)),
+                warehouses(s.order.as_ref()),
+                crate::health::utc(due)
             ),
         );
     }
     d
+}
+
+/// Where an order ships from, for messages: `warehouse W1`, `warehouses W1, W2`.
+fn warehouses(order: Option<&OrderReleased>) -> String {
+    let mut codes: Vec<&str> =
+        order.map(|o| o.lines.iter().map(|l| l.warehouse.as_str()).collect()).unwrap_or_default();
+    codes.sort_unstable();
+    codes.dedup();
+    match codes.as_slice() {
+        [] => "the warehouse".to_string(),
+        [one] => format!("warehouse {one}"),
+        many => format!("warehouses {}", many.join(", ")),
+    }
 }
 
 fn master_data_problems(order: &OrderReleased, catalog: &Catalog) -> Vec<String> {
@@ -492,8 +507,19 @@ fn on_stock_reserved(s: &Fulfillment, r: &StockReserved, ctx: &Context<'_>) -> D
     }
     d.record(JournalBody::StockAllocated(Allocation { lines: allocation }));
     if !backorder.is_empty() {
-        let summary: Vec<String> =
-            backorder.iter().map(|b| format!("line {} {} short {}", b.line_no, b.sku, b.quantity)).collect();
+        // "2 Units of WIDGET-10 (line 1) short at warehouse W1"
+        let summary: Vec<String> = backorder
+            .iter()
+            .map(|b| match order.lines.iter().find(|l| l.line_no == b.line_no) {
+                Some(l) => {
+                    format!(
+                        "{} {} of {} (line {}) short at warehouse {}",
+                        b.quantity, l.uom, b.sku, b.line_no, l.warehouse
+                    )
+                }
+                None => format!("{} of {} (line {}) short", b.quantity, b.sku, b.line_no),
+            })
+            .collect();
         d.raise(
             &s.saga_id(),
             s.book.exceptions_raised,

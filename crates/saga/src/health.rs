@@ -132,7 +132,7 @@ pub fn retry(s: &TargetHealth, exception_id: &str) -> Result<crate::decision::Ou
 }
 
 /// `2026-01-01 10:42 UTC`.
-fn utc(t: Timestamp) -> String {
+pub(crate) fn utc(t: Timestamp) -> String {
     let secs = t.0.div_euclid(Timestamp::MICROS_PER_SEC);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -149,7 +149,7 @@ fn utc(t: Timestamp) -> String {
 }
 
 /// `3 min 12 s`, `2 h 5 min`, `1 d 3 h`.
-fn duration(micros: i64) -> String {
+pub(crate) fn duration(micros: i64) -> String {
     let s = micros.max(0) / Timestamp::MICROS_PER_SEC;
     match s {
         0..60 => format!("{s} s"),

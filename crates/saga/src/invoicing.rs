@@ -87,6 +87,10 @@ impl Invoicing {
         self.draft.as_ref().map(|d| d.business_key.as_str()).unwrap_or("")
     }
 
+    fn order_ref(&self) -> &str {
+        self.draft.as_ref().map(|d| d.order_ref.as_str()).unwrap_or("")
+    }
+
     /// Folds one journal event (copies already applied are ignored).
     pub fn apply(&mut self, event: &JournalEvent) {
         if !self.book.fold(event) {
@@ -346,7 +350,8 @@ fn on_rejected(s: &Invoicing, r: &PostingDecision, policy: &PostingPolicy) -> De
                 ExceptionCategory::PostingRejected,
                 SourceRef::new(System::Waybill, posting.posting_id.clone()),
                 format!(
-                    "invoice for shipment {} was rejected by {}: {}; nothing was posted — correct the order in Odoo and re-invoice",
+                    "order {}: invoice for shipment {} was rejected by {}: {}; nothing was posted — correct the order in Odoo and re-invoice",
+                    s.order_ref(),
                     s.shipment_id(),
                     r.actor,
                     r.reason
@@ -393,7 +398,8 @@ fn on_refused(s: &Invoicing, r: &DocumentRejected) -> Decision {
         ExceptionCategory::PostingRejected,
         SourceRef::new(System::Finance, s.shipment_id().to_string()),
         format!(
-            "finance refused the invoice for shipment {}: {}; fix it in finance and retry the posting",
+            "order {}: finance refused the invoice for shipment {}: {}; fix it in finance and retry the posting",
+            s.order_ref(),
             s.shipment_id(),
             r.reason
         ),
@@ -414,8 +420,12 @@ pub fn on_timer(s: &Invoicing, now: Timestamp) -> Decision {
             ExceptionCategory::ApprovalOverdue,
             SourceRef::new(System::Waybill, p.posting_id.clone()),
             format!(
-                "held posting {} ({}) has waited past its approval SLA; an approver must decide it",
-                p.posting_id, p.amount
+                "order {}: the invoice of shipment {} ({}, held posting {}) has waited {} past its approval SLA; an approver must decide it",
+                s.order_ref(),
+                s.shipment_id(),
+                p.amount,
+                p.posting_id,
+                crate::health::duration(now.micros_since(due))
             ),
         );
     }

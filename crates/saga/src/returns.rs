@@ -97,6 +97,10 @@ impl ReturnCredit {
         self.rma.as_ref().map(|r| r.rma_id.as_str()).unwrap_or("")
     }
 
+    fn order_ref(&self) -> &str {
+        self.rma.as_ref().map(|r| r.order_ref.as_str()).unwrap_or("")
+    }
+
     /// True once finished.
     pub fn is_finished(&self) -> bool {
         self.book.is_finished()
@@ -416,9 +420,10 @@ fn on_received(s: &ReturnCredit, r: &ReturnReceived, ctx: &Context<'_>, requeste
             s,
             subject,
             format!(
-                "return receipt {} for {}: {}; check the returned goods and correct the receipt in the warehouse system",
+                "return receipt {} for {} of order {}: {}; check the returned goods and correct the receipt in the warehouse system",
                 r.receipt_id,
                 rma.rma_id,
+                rma.order_ref,
                 problems.join("; ")
             ),
         );
@@ -437,8 +442,8 @@ fn on_received(s: &ReturnCredit, r: &ReturnReceived, ctx: &Context<'_>, requeste
                 s,
                 subject,
                 format!(
-                    "return receipt {}: line {} has no posted invoice to credit yet; replay the receipt once the invoice is posted",
-                    r.receipt_id, l.line_no
+                    "return receipt {} of order {}: line {} has no posted invoice to credit yet; replay the receipt once the invoice is posted",
+                    r.receipt_id, rma.order_ref, l.line_no
                 ),
             );
         };
@@ -558,8 +563,8 @@ fn on_decision(s: &ReturnCredit, dec: &PostingDecision, ctx: &Context<'_>, appro
                 ExceptionCategory::PostingRejected,
                 SourceRef::new(System::Waybill, dec.posting_id.clone()),
                 format!(
-                    "credit note for return receipt {} was rejected by {}: {}; no credit was issued",
-                    receipt.received.receipt_id, dec.actor, dec.reason
+                    "order {}: credit note for return receipt {} was rejected by {}: {}; no credit was issued",
+                    receipt.received.order_ref, receipt.received.receipt_id, dec.actor, dec.reason
                 ),
             );
             // A rejection settles the receipt as an issued credit note does: when it was
@@ -632,8 +637,10 @@ fn on_refused(s: &ReturnCredit, r: &DocumentRejected) -> Decision {
         ExceptionCategory::PostingRejected,
         SourceRef::new(System::Finance, r.business_key.clone()),
         format!(
-            "finance refused the credit note for receipt {}: {}; fix it in finance and retry",
-            r.business_key, r.reason
+            "order {}: finance refused the credit note for receipt {}: {}; fix it in finance and retry",
+            s.order_ref(),
+            r.business_key,
+            r.reason
         ),
     );
     d
@@ -652,8 +659,10 @@ pub fn on_timer(s: &ReturnCredit, now: Timestamp) -> Decision {
             ExceptionCategory::ApprovalOverdue,
             SourceRef::new(System::Waybill, ReturnCredit::saga_id(s.rma_id())),
             format!(
-                "a held credit note of return {} has waited past its approval SLA; an approver must decide it",
-                s.rma_id()
+                "order {}: a held credit note of return {} has waited {} past its approval SLA; an approver must decide it",
+                s.order_ref(),
+                s.rma_id(),
+                crate::health::duration(now.micros_since(due))
             ),
         );
     }

@@ -148,6 +148,8 @@ pub fn credit(s: &ReturnCredit) -> Option<Wait> {
 
 /// The step in business terms, whom to chase, and the record it is about.
 struct Described {
+    /// The saga in business terms: `order SO0042`, `the invoice of shipment SHP-1 of order SO0042`.
+    saga: String,
     waiting_for: String,
     chase: &'static str,
     subject: SourceRef,
@@ -180,11 +182,13 @@ fn describe_fulfillment(s: &Fulfillment, step: Step) -> Described {
         }
         _ => ("the warehouse's pick confirmation".into(), "chase the warehouse", wms),
     };
-    Described { waiting_for, chase, subject }
+    Described { saga: format!("order {order_ref}"), waiting_for, chase, subject }
 }
 
 fn describe_invoice(s: &Invoicing, step: Step) -> Described {
     let shipment = s.draft.as_ref().map(|d| d.business_key.clone()).unwrap_or_default();
+    let order_ref = s.draft.as_ref().map(|d| d.order_ref.clone()).unwrap_or_default();
+    let saga = format!("the invoice of shipment {shipment} of order {order_ref}");
     let posting = Invoicing::posting_id(&shipment);
     let finance = SourceRef::new(System::Finance, shipment.clone());
     let (waiting_for, chase, subject) = match step {
@@ -207,11 +211,12 @@ fn describe_invoice(s: &Invoicing, step: Step) -> Described {
             SourceRef::new(System::Waybill, posting),
         ),
     };
-    Described { waiting_for, chase, subject }
+    Described { saga, waiting_for, chase, subject }
 }
 
 fn describe_credit(s: &ReturnCredit, step: Step) -> Described {
     let rma = s.rma.as_ref().map(|r| r.rma_id.clone()).unwrap_or_default();
+    let saga = format!("return {rma} of order {}", s.rma.as_ref().map(|r| r.order_ref.as_str()).unwrap_or_default());
     let receipts = |status: CreditStatus| -> Vec<&str> {
         s.receipts.iter().filter(|(_, r)| r.status == status).map(|(id, _)| id.as_str()).collect()
     };
@@ -237,20 +242,20 @@ fn describe_credit(s: &ReturnCredit, step: Step) -> Described {
             SourceRef::new(System::Odoo, rma.clone()),
         ),
     };
-    Described { waiting_for, chase, subject }
+    Described { saga, waiting_for, chase, subject }
 }
 
 fn raise(d: &mut Decision, saga_id: &str, book: &SagaBook, x: Described, now: Timestamp) {
     let since = book.last_at.unwrap_or(Timestamp(0));
-    let hours = now.micros_since(since) as f64 / 3_600_000_000.0;
+    let idle = crate::health::duration(now.micros_since(since));
     d.raise(
         saga_id,
         book.exceptions_raised,
         ExceptionCategory::StepOverdue,
         x.subject,
         format!(
-            "{saga_id} has not moved for {hours:.1} h: it waits for {}; {} — this exception closes when the saga moves again",
-            x.waiting_for, x.chase
+            "{} has not moved for {idle}: it waits for {}; {} — this exception closes when the saga moves again",
+            x.saga, x.waiting_for, x.chase
         ),
     );
 }
@@ -284,6 +289,7 @@ fn is_progress(j: &JournalBody) -> bool {
         JournalBody::ExceptionRaised(_)
             | JournalBody::ExceptionResolved(_)
             | JournalBody::ExceptionRetried(_)
+            | JournalBody::ExceptionAssigned(_)
             | JournalBody::ControlRefused(_)
             | JournalBody::SagaReplayed(_)
             | JournalBody::PostingEscalated(_)

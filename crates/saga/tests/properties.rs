@@ -625,7 +625,7 @@ proptest! {
             w.run(std::slice::from_ref(op));
             w.check_reissue()?;
             // Between the systems' events: targets refuse commands (some twice), operators
-            // retry and resolve what is open.
+            // retry, resolve and assign what is open.
             let Some((a, b, kind)) = outcomes.next() else { continue };
             let open = w.open_exceptions();
             match kind {
@@ -637,6 +637,13 @@ proptest! {
                 4 if !open.is_empty() => {
                     let (order, id) = &open[a as usize % open.len()];
                     w.run(&[Op::Event(fixtures::resolve(order, &format!("control:resolve:{i}"), id, "handled"))]);
+                }
+                5 if !open.is_empty() => {
+                    // Assignments (repeats and reassignments among two owners) change who
+                    // works an exception, never what the sagas send or whether they stall.
+                    let (order, id) = &open[a as usize % open.len()];
+                    let owner = if b % 2 == 0 { "olga" } else { "wh-leads" };
+                    w.run(&[Op::Event(fixtures::assign(order, &format!("control:assign:{i}"), id, owner))]);
                 }
                 _ => {}
             }

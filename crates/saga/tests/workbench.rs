@@ -1,7 +1,8 @@
 //! The workbench actions, driven through the pure saga core: a retry re-issues the
 //! failed step's command with its original idempotency key and body, a resolution closes
-//! an exception with the operator's note, anything else is refused in the journal; a
-//! replay applies what was dead-lettered and is a no-op the second time.
+//! an exception with the operator's note, an assignment names who works an open
+//! exception, anything else is refused in the journal; a replay applies what was
+//! dead-lettered and is a no-op the second time.
 
 mod fixtures;
 
@@ -104,6 +105,88 @@ fn an_overdue_pick_is_retried_as_the_same_release() {
     let sent = h.command("release:SO1");
     assert_eq!(sent.len(), 2);
     assert_eq!(sent[0].body, sent[1].body);
+}
+
+fn assigned(s: &Step) -> Option<(String, Option<String>)> {
+    s.journal.iter().find_map(|j| match &j.body {
+        JournalBody::ExceptionAssigned(x) => Some((x.owner.clone(), x.previous_owner.clone())),
+        _ => None,
+    })
+}
+
+#[test]
+fn assigning_names_an_owner_reassigning_names_the_previous_one_and_a_repeat_changes_nothing() {
+    let mut h = H::new();
+    h.send(released("SO1", vec![line(1, "PLAIN", "Units", 4)]));
+    let s = h.send(reserved("SO1", &[(1, 3, 1)]));
+    let id = raised(&s);
+    let s = h.send(assign("SO1", "control:assign:1", &id, " wh-leads "));
+    assert!(refusal(&s).is_none(), "{:?}", refusal(&s));
+    assert_eq!(assigned(&s), Some(("wh-leads".into(), None)));
+    assert_eq!(h.flow.fulfillment.book.owners.get(&id).map(String::as_str), Some("wh-leads"));
+    // Assigning is not progress: the exception stays open and nothing is sent.
+    assert!(h.flow.fulfillment.book.open_exceptions.contains_key(&id));
+    assert!(s.commands.is_empty());
+
+    // The same owner again: idempotent, nothing journaled.
+    let s = h.send(assign("SO1", "control:assign:2", &id, "wh-leads"));
+    assert!(s.is_noop(), "{s:?}");
+    // A redelivered control record: done the first time.
+    assert!(h.send(assign("SO1", "control:assign:1", &id, " wh-leads ")).is_noop());
+
+    // Reassignment names who had it.
+    let s = h.send(assign("SO1", "control:assign:3", &id, "olga"));
+    assert_eq!(assigned(&s), Some(("olga".into(), Some("wh-leads".into()))));
+
+    // A blank owner, an unknown exception, a resolved one: refused in words.
+    let s = h.send(assign("SO1", "control:assign:4", &id, "  "));
+    assert!(refusal(&s).unwrap().contains("needs an owner"));
+    let s = h.send(assign("SO1", "control:assign:5", "o2f:SO1/stock-shortage/9", "olga"));
+    assert!(refusal(&s).unwrap().contains("never raised"));
+    let s = h.send(assign("SO1", "control:assign:6", "s2i:NOPE/other/1", "olga"));
+    assert!(refusal(&s).unwrap().contains("does not belong to a saga of order SO1"));
+    h.send(resolve("SO1", "control:resolve:1", &id, "replenishment booked"));
+    assert!(h.flow.fulfillment.book.owners.is_empty(), "a resolution ends the assignment in the saga's state");
+    let s = h.send(assign("SO1", "control:assign:7", &id, "bob"));
+    assert!(refusal(&s).unwrap().contains("already resolved"), "{:?}", refusal(&s));
+}
+
+#[test]
+fn an_overdue_pick_reads_in_business_terms() {
+    let mut h = H::new();
+    h.send(released("SO1", vec![line(1, "PLAIN", "Units", 4)]));
+    h.send(reserved("SO1", &[(1, 4, 0)]));
+    let due = h.flow.fulfillment.next_deadline().expect("the pick is due");
+    h.now = Timestamp(due.0 + 3 * 3_600_000_000);
+    let s = tick(&mut h.flow, &Cause { id: "timer".into(), input: None, at: h.now });
+    let message = s
+        .journal
+        .iter()
+        .find_map(|j| match &j.body {
+            JournalBody::ExceptionRaised(x) => Some(x.message.clone()),
+            _ => None,
+        })
+        .expect("a pick-overdue exception");
+    let warehouse = &released("SO1", vec![line(1, "PLAIN", "Units", 4)]);
+    let waybill_domain::EventBody::OrderReleased(o) = &warehouse.body else { unreachable!() };
+    let expected = format!("Pick for SO1 is 3 h 0 min overdue at warehouse {}", o.lines[0].warehouse);
+    assert!(message.starts_with(&expected), "{message}");
+    assert!(!message.contains("µs"), "{message}");
+
+    // A shortage says how much of what is missing, and where.
+    let mut h = H::new();
+    h.send(released("SO1", vec![line(1, "PLAIN", "Units", 4)]));
+    let s = h.send(reserved("SO1", &[(1, 3, 1)]));
+    let message = s
+        .journal
+        .iter()
+        .find_map(|j| match &j.body {
+            JournalBody::ExceptionRaised(x) => Some(x.message.clone()),
+            _ => None,
+        })
+        .expect("a stock-shortage exception");
+    let expected = format!("order SO1: 1 Units of PLAIN (line 1) short at warehouse {}", o.lines[0].warehouse);
+    assert!(message.starts_with(&expected), "{message}");
 }
 
 #[test]

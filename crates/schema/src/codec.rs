@@ -161,6 +161,7 @@ family!(
         CreditNoteRejected,
         ExceptionRetryRequested,
         ExceptionResolveRequested,
+        ExceptionAssignRequested,
         SagaReplayRequested,
         TimerTick,
         CommandFailed,
@@ -225,6 +226,7 @@ family!(
         StockAdjustmentRequested,
         ExceptionRetried,
         SagaReplayed,
+        ExceptionAssigned,
     ]
 );
 

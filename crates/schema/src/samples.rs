@@ -8,15 +8,17 @@ use waybill_domain::command::{
 };
 use waybill_domain::event::{
     CarrierBooked, CommandFailed, CreditNoteIssued, Delivered, DocumentRejected, EventBody, ExceptionAction,
-    GoodsIssued, InvoicePosted, ItemCondition, LineReservation, LotQty, OrderCancelled, OrderLine, OrderReleased,
-    Package, PickConfirmed, PickedLine, PostingDecision, ReleasedToWarehouse, ReplayInput, ReplayRequest,
-    ReturnAuthorized, ReturnReceived, ReturnedLine, RmaLine, ShippedLine, StockReserved, TargetOutage, TimerTick,
+    ExceptionAssignment, GoodsIssued, InvoicePosted, ItemCondition, LineReservation, LotQty, OrderCancelled, OrderLine,
+    OrderReleased, Package, PickConfirmed, PickedLine, PostingDecision, ReleasedToWarehouse, ReplayInput,
+    ReplayRequest, ReturnAuthorized, ReturnReceived, ReturnedLine, RmaLine, ShippedLine, StockReserved, TargetOutage,
+    TimerTick,
 };
 use waybill_domain::journal::{
     Allocation, Backorder, BusinessKey, Cancelled, CarrierAssigned, Checkpoint, ControlRefusal, CreditNoteDraft,
-    CreditNoteRecorded, Deadline, DeliveryConfirmed, DocumentKind, Empty, ExceptionCategory, ExceptionRaised,
-    ExceptionResolved, ExceptionRetried, InputPosition, InvoiceDraft, InvoiceRecorded, JournalBody, JournalMeta,
-    PostingHeld, PostingOutcome, Problems, Refusal, ReleaseRequested, SagaKind, SagaReplayed, WarehouseAccepted,
+    CreditNoteRecorded, Deadline, DeliveryConfirmed, DocumentKind, Empty, ExceptionAssigned, ExceptionCategory,
+    ExceptionRaised, ExceptionResolved, ExceptionRetried, InputPosition, InvoiceDraft, InvoiceRecorded, JournalBody,
+    JournalMeta, PostingHeld, PostingOutcome, Problems, Refusal, ReleaseRequested, SagaKind, SagaReplayed,
+    WarehouseAccepted,
 };
 use waybill_domain::{
     Command, CommandMeta, EventMeta, InboundEvent, JournalEvent, Money, Qty, SourceRef, System, Timestamp,
@@ -224,6 +226,16 @@ pub fn event_bodies() -> Vec<EventBody> {
         EventBody::CreditNoteRejected(rejected()),
         EventBody::ExceptionRetryRequested(exception_action("")),
         EventBody::ExceptionResolveRequested(exception_action("stock counted; the warehouse confirmed by phone")),
+        EventBody::ExceptionAssignRequested(ExceptionAssignment {
+            order_ref: s("SO0042"),
+            exception_id: s("o2f:SO0042/pick-overdue/1"),
+            owner: s("wh-leads-w1"),
+            actor: s("olga@example.com"),
+            role: s("operator"),
+            peer: s("10.0.0.7:51234"),
+            request_id: s("req-3"),
+            note: s("W1 shift lead chases the pick"),
+        }),
         EventBody::SagaReplayRequested(Box::new(ReplayRequest {
             order_ref: s("SO0042"),
             saga_id: s("o2f:SO0042"),
@@ -279,6 +291,7 @@ pub fn event_bodies() -> Vec<EventBody> {
             | EventBody::CreditNoteRejected(_)
             | EventBody::ExceptionRetryRequested(_)
             | EventBody::ExceptionResolveRequested(_)
+            | EventBody::ExceptionAssignRequested(_)
             | EventBody::SagaReplayRequested(_)
             | EventBody::TimerTick(_)
             | EventBody::CommandFailed(_)
@@ -486,6 +499,14 @@ pub fn journal_events() -> Vec<JournalEvent> {
             commands: vec![s("confirm-shipment:SHP-1")],
             refused: vec![s("waybill.inbound.carrier/3@9: carrier booking for an unknown shipment")],
         }),
+        JournalBody::ExceptionAssigned(ExceptionAssigned {
+            exception_id: s("o2f:SO0042/pick-overdue/1"),
+            owner: s("wh-leads-w1"),
+            previous_owner: Some(s("olga@example.com")),
+            actor: s("olga@example.com"),
+            role: s("operator"),
+            note: s("W1 shift lead chases the pick"),
+        }),
     ];
     for body in &bodies {
         match body {
@@ -521,7 +542,8 @@ pub fn journal_events() -> Vec<JournalEvent> {
             | JournalBody::CreditNoteRecorded(_)
             | JournalBody::StockAdjustmentRequested(_)
             | JournalBody::ExceptionRetried(_)
-            | JournalBody::SagaReplayed(_) => {}
+            | JournalBody::SagaReplayed(_)
+            | JournalBody::ExceptionAssigned(_) => {}
         }
     }
     bodies

@@ -331,6 +331,25 @@ pub fn resolve(order: &str, id: &str, exception_id: &str, note: &str) -> Inbound
     )
 }
 
+/// Operator olga assigns exception `exception_id` to `owner`.
+pub fn assign(order: &str, id: &str, exception_id: &str, owner: &str) -> InboundEvent {
+    ev(
+        id,
+        System::Operator,
+        order,
+        EventBody::ExceptionAssignRequested(ExceptionAssignment {
+            order_ref: order.into(),
+            exception_id: exception_id.into(),
+            owner: owner.into(),
+            actor: "olga".into(),
+            role: "operator".into(),
+            peer: "127.0.0.1:50000".into(),
+            request_id: "req".into(),
+            note: String::new(),
+        }),
+    )
+}
+
 /// Operator olga asks to replay the order-to-fulfillment saga of `order`.
 pub fn replay_request(order: &str, id: &str) -> ReplayRequest {
     ReplayRequest {

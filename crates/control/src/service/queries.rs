@@ -1,15 +1,17 @@
 //! Queries: orders with their timeline, lineage, exceptions, and the audit.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use waybill_domain::{JournalBody, Timestamp, topic};
+use waybill_projection::ExceptionView;
 
 use super::convert::{document_name, order_lines, posting_proto};
 use super::{Control, blocking};
 use crate::auth::Role;
 use crate::error::{Error, Result};
 use crate::proto;
-use crate::validate::old_enough;
+use crate::validate::{ExceptionCursor, old_enough};
 
 impl Control {
     /// Reads and decodes the journal event a timeline entry points at.
@@ -113,15 +115,44 @@ impl Control {
     fn exceptions(&self, r: &proto::ListExceptionsRequest) -> Result<proto::ListExceptionsResponse> {
         let q = crate::validate::exceptions(r)?;
         let now = Timestamp::now();
-        let exceptions = self
-            .projections
-            .exceptions(q.open_only, q.category)?
-            .into_iter()
-            .filter(|x| q.min_age_us.is_none() || x.raised_at.is_some_and(|t| old_enough(t.0, q.min_age_us, now)))
-            .take(q.limit)
-            .map(crate::workbench::exception_proto)
-            .collect();
-        Ok(proto::ListExceptionsResponse { exceptions })
+        let cursor = |x: &ExceptionView| ExceptionCursor::of(q.open_only, x.category, &x.exception_id);
+        // Customers of orders whose exceptions the projection could not tag (dead letters),
+        // looked up once per order.
+        let mut customers: BTreeMap<String, Option<String>> = BTreeMap::new();
+        let mut matching = Vec::new();
+        for mut x in self.projections.exceptions(q.open_only, q.category)? {
+            if q.after.as_ref().is_some_and(|after| cursor(&x) <= *after)
+                || !(q.min_age_us.is_none() || x.raised_at.is_some_and(|t| old_enough(t.0, q.min_age_us, now)))
+                || q.owner.as_ref().is_some_and(|o| x.owner != *o)
+            {
+                continue;
+            }
+            if x.customer.is_none()
+                && let Some(order) = &x.order_ref
+            {
+                x.customer = match customers.get(order) {
+                    Some(c) => c.clone(),
+                    None => {
+                        let c = self.projections.order(order)?.and_then(|o| o.customer_ref);
+                        customers.insert(order.clone(), c.clone());
+                        c
+                    }
+                };
+            }
+            if q.customer.as_ref().is_some_and(|c| x.customer.as_ref() != Some(c)) {
+                continue;
+            }
+            matching.push(x);
+        }
+        matching.sort_by_cached_key(cursor);
+        let next_page_token = if matching.len() > q.limit {
+            matching.truncate(q.limit);
+            matching.last().map(|x| cursor(x).encode()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let exceptions = matching.into_iter().map(crate::workbench::exception_proto).collect();
+        Ok(proto::ListExceptionsResponse { exceptions, next_page_token })
     }
 
     fn list_audit(&self, r: &proto::ListAuditRequest) -> Result<proto::ListAuditResponse> {

@@ -1,4 +1,5 @@
-//! `waybill exceptions list|retry|resolve`: the exception workbench on a running server.
+//! `waybill exceptions list|retry|resolve|assign`: the exception workbench on a running
+//! server.
 
 use clap::Subcommand;
 use waybill_control::proto;
@@ -21,9 +22,18 @@ pub(crate) enum ExceptionsCommand {
         /// Raised at least this many seconds ago.
         #[arg(long, default_value_t = 0)]
         min_age: i64,
-        /// At most this many.
+        /// Only exceptions assigned to this owner (`-` for unassigned ones).
+        #[arg(long)]
+        owner: Option<String>,
+        /// Only exceptions of orders of this customer (Odoo partner ref).
+        #[arg(long)]
+        customer: Option<String>,
+        /// At most this many per page.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Page token printed by the previous page.
+        #[arg(long)]
+        page_token: Option<String>,
     },
     /// Re-issue the command of the step an exception is about, with its original
     /// idempotency key (operator).
@@ -46,11 +56,37 @@ pub(crate) enum ExceptionsCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Assign an open exception to an owner who is to work it, or to a new owner
+    /// (operator).
+    Assign {
+        /// Exception id.
+        exception_id: String,
+        /// Who is to work it: a person or team identity.
+        #[arg(long)]
+        owner: String,
+        /// Why this owner, what to do (recorded in the journal and the audit).
+        #[arg(long, default_value = "")]
+        note: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 pub(crate) fn run(command: ExceptionsCommand) -> anyhow::Result<()> {
-    let (remote, category, open, min_age, limit) = match command {
-        ExceptionsCommand::List { remote, category, open, min_age, limit } => (remote, category, open, min_age, limit),
+    let (remote, req) = match command {
+        ExceptionsCommand::List { remote, category, open, min_age, owner, customer, limit, page_token } => {
+            let req = proto::ListExceptionsRequest {
+                category: category.unwrap_or_default(),
+                open_only: open,
+                min_age_seconds: min_age,
+                limit,
+                owner: owner.unwrap_or_default(),
+                customer: customer.unwrap_or_default(),
+                page_size: limit,
+                page_token: page_token.unwrap_or_default(),
+            };
+            (remote, req)
+        }
         ExceptionsCommand::Retry { exception_id, note, remote } => {
             let req = proto::ExceptionActionRequest { exception_id, note };
             let resp = call(&remote, async |mut c| Ok(c.workbench.retry_exception(req).await?.into_inner()))?;
@@ -61,12 +97,11 @@ pub(crate) fn run(command: ExceptionsCommand) -> anyhow::Result<()> {
             let resp = call(&remote, async |mut c| Ok(c.workbench.resolve_exception(req).await?.into_inner()))?;
             return print_exception_action(&remote, &resp);
         }
-    };
-    let req = proto::ListExceptionsRequest {
-        category: category.unwrap_or_default(),
-        open_only: open,
-        min_age_seconds: min_age,
-        limit,
+        ExceptionsCommand::Assign { exception_id, owner, note, remote } => {
+            let req = proto::AssignExceptionRequest { exception_id, owner, note };
+            let resp = call(&remote, async |mut c| Ok(c.workbench.assign_exception(req).await?.into_inner()))?;
+            return print_exception_action(&remote, &resp);
+        }
     };
     let resp = call(&remote, async |mut c| Ok(c.queries.list_exceptions(req).await?.into_inner()))?;
     if remote.output == Output::Json {
@@ -80,14 +115,19 @@ pub(crate) fn run(command: ExceptionsCommand) -> anyhow::Result<()> {
                 x.exception_id.clone(),
                 x.category.clone(),
                 x.order_ref.clone(),
+                or_dash(&x.customer),
+                or_dash(&x.owner),
                 age(x.raised_at_us),
                 if x.resolved_at_us == 0 { "open".into() } else { "resolved".into() },
                 x.message.clone(),
             ]
         })
         .collect();
-    print!("{}", table(&["EXCEPTION", "CATEGORY", "ORDER", "AGE", "STATE", "MESSAGE"], &rows));
+    print!("{}", table(&["EXCEPTION", "CATEGORY", "ORDER", "CUSTOMER", "OWNER", "AGE", "STATE", "MESSAGE"], &rows));
     println!("{} exceptions", rows.len());
+    if !resp.next_page_token.is_empty() {
+        println!("more: --page-token {}", resp.next_page_token);
+    }
     Ok(())
 }
 
@@ -100,7 +140,16 @@ pub(crate) fn print_exception_action(remote: &Remote, resp: &proto::ExceptionAct
         let state = if x.resolved_at_us == 0 { "open".to_string() } else { format!("resolved: {}", x.resolution) };
         println!("exception  {} ({}, order {})", x.exception_id, x.category, x.order_ref);
         println!("state      {state}");
+        if !x.owner.is_empty() {
+            println!("owner      {} (assigned {} ago)", x.owner, age(x.assigned_at_us));
+        }
     }
-    println!("event      {}", resp.event_id);
+    if !resp.event_id.is_empty() {
+        println!("event      {}", resp.event_id);
+    }
     Ok(())
+}
+
+fn or_dash(s: &str) -> String {
+    if s.is_empty() { "-".into() } else { s.to_string() }
 }

@@ -84,7 +84,7 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: approvals::ApprovalsCommand,
     },
-    /// Exceptions on a running server: list, retry, resolve.
+    /// Exceptions on a running server: list, retry, resolve, assign.
     Exceptions {
         #[command(subcommand)]
         command: exceptions::ExceptionsCommand,
