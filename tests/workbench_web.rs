@@ -399,6 +399,15 @@ fn an_operator_retries_resolves_and_dry_runs_a_replay() {
     b.wait_text("div#flash.ok", "release:SO-W1 re-issued");
     site.eventually("the retried release", || site.commands_with_key(System::Wms, "release:SO-W1") == 2);
 
+    // Hand it to the warehouse team: it stays open, with its owner.
+    b.fill_in("form#assign", "owner", "warehouse-team");
+    b.fill_in("form#assign", "note", "they run the wave");
+    b.click("button#assign-submit");
+    assert_eq!(b.path(), page, "back on the exception's page: {}", b.body());
+    b.wait_text("div#flash.ok", "assigned to warehouse-team");
+    let x = site.node().projections.exception(&overdue).unwrap().unwrap();
+    assert_eq!((x.owner.as_deref(), x.resolved_at), (Some("warehouse-team"), None), "{x:?}");
+
     // A stock shortage has nothing to re-issue: said in words. Resolving it takes a note.
     b.goto("/exceptions?category=stock-shortage");
     b.click(&format!("tr[data-exception-id=\"{shortage}\"] a.exception"));
