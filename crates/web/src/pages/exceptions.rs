@@ -182,6 +182,11 @@ pub(crate) async fn act(
     let answer = match action.as_str() {
         "retry" => web.services.workbench.retry_exception(me.call(req)).await,
         "resolve" => web.services.workbench.resolve_exception(me.call(req)).await,
+        "assign" => {
+            let owner = field(&form, "owner").to_string();
+            let req = proto::AssignExceptionRequest { exception_id: id.clone(), owner, note: req.note };
+            web.services.workbench.assign_exception(me.call(req)).await
+        }
         other => {
             let text = format!(
                 "{other:?} is not something the workbench can do to an exception; use retry, resolve or assign."
