@@ -407,6 +407,10 @@ fn an_operator_retries_resolves_and_dry_runs_a_replay() {
     b.wait_text("div#flash.ok", "assigned to warehouse-team");
     let x = site.node().projections.exception(&overdue).unwrap().unwrap();
     assert_eq!((x.owner.as_deref(), x.resolved_at), (Some("warehouse-team"), None), "{x:?}");
+    // The team finds it in the queue by owner.
+    b.goto("/exceptions?owner=warehouse-team");
+    let rows = b.attrs("table#exceptions tr[data-exception-id]", "data-exception-id");
+    assert_eq!(rows, [Some(overdue.clone())], "only the team's exception: {}", b.body());
 
     // A stock shortage has nothing to re-issue: said in words. Resolving it takes a note.
     b.goto("/exceptions?category=stock-shortage");
