@@ -53,9 +53,12 @@ pub(crate) async fn list(
     };
     let category = field(&q, "category");
     let open_only = field(&q, "open") != "0";
+    let (owner, customer) = (field(&q, "owner"), field(&q, "customer"));
     let filters = format!(
-        r#"<form class="filters" method="get" action="/exceptions" aria-label="Filter exceptions">{}{}<button type="submit">Filter</button> <a href="/exceptions">Clear</a></form>"#,
+        r#"<form class="filters" method="get" action="/exceptions" aria-label="Filter exceptions">{}{}{}{}<button type="submit">Filter</button> <a href="/exceptions">Clear</a></form>"#,
         html::select("category", "Category", &CATEGORIES, category),
+        html::input("owner", "Owner (- for nobody)", owner, "text"),
+        html::input("customer", "Customer", customer, "text"),
         html::select(
             "open",
             "Show",
@@ -63,7 +66,14 @@ pub(crate) async fn list(
             if open_only { "1" } else { "0" }
         ),
     );
-    let req = proto::ListExceptionsRequest { category: category.into(), open_only, limit: 200, ..Default::default() };
+    let req = proto::ListExceptionsRequest {
+        category: category.into(),
+        open_only,
+        owner: owner.into(),
+        customer: customer.into(),
+        limit: 200,
+        ..Default::default()
+    };
     let list = match web.services.queries.list_exceptions(me.call(req)).await {
         Ok(r) => r.into_inner().exceptions,
         Err(s) => {
