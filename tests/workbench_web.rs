@@ -2,11 +2,12 @@
 //! 127.0.0.1:0, orders driven by appending events (held invoices, overdue picks, stock
 //! shortages, a dead-lettered booking), and headless Chromium driven through ChromeDriver
 //! doing what the people using it would do — sign in, approve a held invoice, be refused
-//! (four-eyes, a stale page, a viewer, a forged form), retry and resolve exceptions, dry-run
-//! a replay, find an order by a warehouse reference, read the dashboard, sign out.
+//! (four-eyes, a stale page, a viewer, a forged form), retry, assign and resolve exceptions,
+//! dry-run a replay, find an order by a warehouse reference, read the dashboard, sign out.
 //!
-//! Every page visited is saved as `target/ui-screenshots/<page>.png` (`docs/workbench-inbox.png`
-//! is a copy of the inbox). Needs Chromium and ChromeDriver: `make browser`.
+//! Every page visited is saved as `target/ui-screenshots/<page>.png`; with
+//! `WAYBILL_UPDATE_DOCS=1` the inbox is also copied to `docs/workbench-inbox.png`. Needs
+//! Chromium and ChromeDriver: `make browser`.
 
 #[path = "support/browser.rs"]
 mod browser;
