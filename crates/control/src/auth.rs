@@ -65,7 +65,7 @@ use crate::error::{Error, Result};
 pub enum Role {
     /// Read orders, postings, exceptions, lineage and the audit.
     Viewer,
-    /// Viewer, plus workbench actions (retry, resolve, replay).
+    /// Viewer, plus workbench actions (assign, retry, resolve, replay).
     Operator,
     /// Operator, plus approve and reject held postings up to the role's limit.
     Approver,

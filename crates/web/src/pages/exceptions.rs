@@ -40,7 +40,7 @@ fn label(category: &str) -> &str {
     CATEGORIES.iter().find(|(c, _)| *c == category).map_or(category, |(_, l)| l)
 }
 
-/// `GET /exceptions`.
+/// `GET /exceptions?category=&owner=&customer=&min_age_minutes=&open=&page_token=`.
 pub(crate) async fn list(
     State(web): State<Arc<Web>>,
     headers: HeaderMap,
@@ -51,14 +51,15 @@ pub(crate) async fn list(
         Ok(me) => me,
         Err(r) => return r,
     };
-    let category = field(&q, "category");
+    let (category, owner, customer, min_age) =
+        (field(&q, "category"), field(&q, "owner"), field(&q, "customer"), field(&q, "min_age_minutes"));
     let open_only = field(&q, "open") != "0";
-    let (owner, customer) = (field(&q, "owner"), field(&q, "customer"));
     let filters = format!(
-        r#"<form class="filters" method="get" action="/exceptions" aria-label="Filter exceptions">{}{}{}{}<button type="submit">Filter</button> <a href="/exceptions">Clear</a></form>"#,
+        r#"<form class="filters" method="get" action="/exceptions" aria-label="Filter exceptions">{}{}{}{}{}<button type="submit">Filter</button> <a href="/exceptions">Clear</a></form>"#,
         html::select("category", "Category", &CATEGORIES, category),
         html::input("owner", "Owner (- for nobody)", owner, "text"),
         html::input("customer", "Customer", customer, "text"),
+        html::input("min_age_minutes", "Older than (minutes)", min_age, "number"),
         html::select(
             "open",
             "Show",
@@ -66,62 +67,96 @@ pub(crate) async fn list(
             if open_only { "1" } else { "0" }
         ),
     );
+    let Ok(min_age_minutes) = (if min_age.is_empty() { Ok(0) } else { min_age.parse::<i64>() }) else {
+        let body = format!("<h1>Exceptions</h1>{filters}");
+        return me.refused(
+            StatusCode::BAD_REQUEST,
+            "Exceptions",
+            Section::Exceptions,
+            "“Older than” is a number of minutes, like 90; correct it and filter again.",
+            &body,
+        );
+    };
     let req = proto::ListExceptionsRequest {
         category: category.into(),
         open_only,
+        min_age_seconds: min_age_minutes.saturating_mul(60),
         owner: owner.into(),
         customer: customer.into(),
-        limit: 200,
+        page_size: 100,
+        page_token: field(&q, "page_token").into(),
         ..Default::default()
     };
-    let list = match web.services.queries.list_exceptions(me.call(req)).await {
-        Ok(r) => r.into_inner().exceptions,
+    let page = match web.services.queries.list_exceptions(me.call(req)).await {
+        Ok(r) => r.into_inner(),
         Err(s) => {
             let body = format!("<h1>Exceptions</h1>{filters}");
             return me.refused(http_status(s.code()), "Exceptions", Section::Exceptions, s.message(), &body);
         }
     };
     let now = now_us();
-    let mut body =
-        format!(r#"<h1>Exceptions <small data-live="exceptions">{} shown</small></h1>{filters}"#, list.len());
-    if list.is_empty() {
+    let mut body = format!(
+        r#"<h1>Exceptions <small data-live="exceptions">{} on this page</small></h1>{filters}"#,
+        page.exceptions.len()
+    );
+    if page.exceptions.is_empty() {
         body.push_str(r#"<p id="empty">No exceptions match. Nothing needs a person right now.</p>"#);
     } else {
-        body.push_str(r#"<table id="exceptions"><caption>Exceptions, oldest first</caption><thead><tr><th scope="col">What happened</th><th scope="col">Category</th><th scope="col">Order</th><th scope="col">Age</th><th scope="col">State</th></tr></thead><tbody>"#);
-        let mut list = list;
-        list.sort_by_key(|x| x.raised_at_us);
-        for x in &list {
+        body.push_str(r#"<table id="exceptions"><caption>Exceptions by category</caption><thead><tr><th scope="col">What happened</th><th scope="col">Category</th><th scope="col">Order</th><th scope="col">Customer</th><th scope="col">Owner</th><th scope="col">Age</th><th scope="col">State</th></tr></thead><tbody>"#);
+        for x in &page.exceptions {
             let state = if x.resolved_at_us > 0 { "resolved" } else { "open" };
             let _ = write!(
                 body,
-                r#"<tr data-exception-id="{id}"><td><a class="exception" href="/exceptions/{uid}">{msg}</a></td><td>{cat}</td><td><a href="/orders/{uorder}">{order}</a></td><td>{age}</td><td><span class="state {state}">{state}</span></td></tr>"#,
+                r#"<tr data-exception-id="{id}"><td><a class="exception" href="/exceptions/{uid}">{msg}</a></td><td>{cat}</td><td><a href="/orders/{uorder}">{order}</a></td><td>{customer}</td><td class="owner">{owner}</td><td>{age}</td><td><span class="state {state}">{state}</span></td></tr>"#,
                 id = esc(&x.exception_id),
                 uid = url(&x.exception_id),
                 msg = esc(&x.message),
                 cat = esc(label(&x.category)),
                 uorder = url(&x.order_ref),
                 order = esc(&x.order_ref),
+                customer = esc(&x.customer),
+                owner = if x.owner.is_empty() { "—".to_string() } else { esc(&x.owner) },
                 age = age((now - x.raised_at_us) / 1_000_000),
             );
         }
         body.push_str("</tbody></table>");
     }
+    body.push_str(&html::pager(
+        "/exceptions",
+        &[
+            ("category", category.to_string()),
+            ("owner", owner.to_string()),
+            ("customer", customer.to_string()),
+            ("min_age_minutes", min_age.to_string()),
+            ("open", if open_only { "1" } else { "0" }.to_string()),
+        ],
+        &page.next_page_token,
+    ));
     me.page("Exceptions", Section::Exceptions, &body).into_response()
 }
 
+/// The exception `id`, read through `ListExceptions` page by page (the service has no
+/// lookup by id; the store's exceptions are few next to its orders).
 async fn find(web: &Web, me: &Me, id: &str) -> Result<proto::Exception, (StatusCode, String)> {
-    let req = proto::ListExceptionsRequest { open_only: false, limit: 1000, ..Default::default() };
-    let all = web
-        .services
-        .queries
-        .list_exceptions(me.call(req))
-        .await
-        .map_err(|s| (http_status(s.code()), s.message().to_string()))?
-        .into_inner()
-        .exceptions;
-    all.into_iter()
-        .find(|x| x.exception_id == id)
-        .ok_or((StatusCode::NOT_FOUND, format!("Exception {id} does not exist (or is older than the last 1000).")))
+    let mut token = String::new();
+    loop {
+        let req =
+            proto::ListExceptionsRequest { open_only: false, page_size: 1000, page_token: token, ..Default::default() };
+        let page = web
+            .services
+            .queries
+            .list_exceptions(me.call(req))
+            .await
+            .map_err(|s| (http_status(s.code()), s.message().to_string()))?
+            .into_inner();
+        if let Some(x) = page.exceptions.into_iter().find(|x| x.exception_id == id) {
+            return Ok(x);
+        }
+        if page.next_page_token.is_empty() {
+            return Err((StatusCode::NOT_FOUND, format!("Exception {id} does not exist.")));
+        }
+        token = page.next_page_token;
+    }
 }
 
 fn exception_body(me: &Me, x: &proto::Exception) -> String {
@@ -129,13 +164,19 @@ fn exception_body(me: &Me, x: &proto::Exception) -> String {
     let open = x.resolved_at_us == 0;
     let mut b = format!(
         r#"<h1>{msg}</h1>
-<dl class="facts"><dt>Category</dt><dd>{cat}</dd><dt>Order</dt><dd><a href="/orders/{uorder}">{order}</a></dd><dt>Saga</dt><dd>{saga}</dd><dt>Concerns</dt><dd>{subject}</dd><dt>Raised</dt><dd>{raised} ({age} ago)</dd><dt>State</dt><dd><span class="state {state}">{state}</span>{resolution}</dd></dl>"#,
+<dl class="facts"><dt>Category</dt><dd>{cat}</dd><dt>Order</dt><dd><a href="/orders/{uorder}">{order}</a></dd><dt>Saga</dt><dd>{saga}</dd><dt>Concerns</dt><dd>{subject}</dd><dt>Customer</dt><dd>{customer}</dd><dt>Owner</dt><dd id="owner">{owner}</dd><dt>Raised</dt><dd>{raised} ({age} ago)</dd><dt>State</dt><dd><span class="state {state}">{state}</span>{resolution}</dd></dl>"#,
         msg = esc(&x.message),
         cat = esc(label(&x.category)),
         uorder = url(&x.order_ref),
         order = esc(&x.order_ref),
         saga = esc(&x.saga_id),
         subject = esc(&x.subject),
+        customer = esc(&x.customer),
+        owner = if x.owner.is_empty() {
+            "nobody yet".to_string()
+        } else {
+            format!("{} (since {})", esc(&x.owner), time(x.assigned_at_us))
+        },
         raised = time(x.raised_at_us),
         age = age((now - x.raised_at_us) / 1_000_000),
         state = if open { "open" } else { "resolved" },
@@ -188,13 +229,13 @@ pub(crate) async fn act(
         Err(r) => return r,
     };
     let note = field(&form, "note").to_string();
-    let req = proto::ExceptionActionRequest { exception_id: id.clone(), note };
+    let req = proto::ExceptionActionRequest { exception_id: id.clone(), note: note.clone() };
     let answer = match action.as_str() {
         "retry" => web.services.workbench.retry_exception(me.call(req)).await,
         "resolve" => web.services.workbench.resolve_exception(me.call(req)).await,
         "assign" => {
             let owner = field(&form, "owner").to_string();
-            let req = proto::AssignExceptionRequest { exception_id: id.clone(), owner, note: req.note };
+            let req = proto::AssignExceptionRequest { exception_id: id.clone(), owner, note };
             web.services.workbench.assign_exception(me.call(req)).await
         }
         other => {
