@@ -165,12 +165,16 @@ async fn order_body(web: &Web, me: &Me, order: &str) -> Result<String, (StatusCo
         .order
         .ok_or((StatusCode::NOT_FOUND, format!("Order {order} is not known to Waybill.")))?;
     let mut b = format!(
-        r#"<h1>{o} <span class="state">{st}</span></h1><p class="meta">Customer {c} · ship to {to} · customer reference {cr} · first seen {first} · last change {last}{cancel}</p>"#,
+        r#"<h1>{o} <span class="state">{st}</span></h1><p class="meta">Customer {c} · ship to {to}{cr} · first seen {first} · last change {last}{cancel}</p>"#,
         o = esc(&o.order_ref),
         st = esc(&o.status),
         c = esc(&o.customer),
         to = esc(&o.ship_to),
-        cr = esc(&o.client_order_ref),
+        cr = if o.client_order_ref.is_empty() {
+            String::new()
+        } else {
+            format!(" · customer reference {}", esc(&o.client_order_ref))
+        },
         first = time(o.first_event_at_us),
         last = time(o.last_event_at_us),
         cancel = if o.cancel_reason.is_empty() {
@@ -371,7 +375,14 @@ pub(crate) async fn replay(
     match answer {
         Ok(r) => {
             let r = r.into_inner();
-            let b = format!("{}{}", replay_diff(&order, &r, &me, &note), body);
+            let title = if r.dry_run { "Replay dry run" } else { "Replay" };
+            let b = format!(
+                r#"<h1>{title} of <a href="/orders/{}">{}</a></h1>{}<hr>{}"#,
+                url(&order),
+                esc(&order),
+                replay_diff(&order, &r, &me, &note),
+                body
+            );
             me.page(&format!("Replay {order}"), Section::Orders, &b).into_response()
         }
         Err(s) => me.refused(
