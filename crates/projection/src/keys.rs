@@ -23,7 +23,7 @@
 //! | `m/clearing` | | present while [`clear`](crate::ProjectionStore::clear) runs |
 
 /// Version of the key layout and value encoding; a store with another one must be rebuilt.
-pub(crate) const LAYOUT_VERSION: &[u8] = b"6";
+pub(crate) const LAYOUT_VERSION: &[u8] = b"7";
 
 pub(crate) const ORDER: &[u8] = b"o/";
 pub(crate) const ORDER_AGE: &[u8] = b"oa/";
