@@ -62,6 +62,7 @@ test: prereqs browser
 bench: prereqs
 	$(CARGO) bench -p waybill-server --bench pipeline
 	$(CARGO) bench -p waybill-server --bench approvals
+	$(CARGO) bench -p waybill-server --bench workbench
 	$(CARGO) bench -p waybill-server --bench tracing
 	WAYBILL_BENCH_TRACING_UPSTREAM=1 $(CARGO) bench -p waybill-server --bench tracing
 	$(CARGO) bench -p waybill-connect --bench delivery
