@@ -532,3 +532,32 @@ fn sign_in_refuses_throttles_and_signs_out() {
     );
     eprintln!("throttled after {attempts} wrong passwords: {wait}");
 }
+
+/// Live refresh: an approver who keeps the inbox open sees a newly held posting appear
+/// without touching the page (server-sent events from /live make the script reload the
+/// list), and the inbox is usable on a tablet.
+#[test]
+fn the_inbox_refreshes_itself_and_fits_a_tablet() {
+    let site = Site::start(|_| {});
+    let first = site.held_posting("SO-L1", 1, 1250);
+    let b = site.browser();
+    sign_in(&b, "ada");
+    let rows = b.attrs("table#inbox tr[data-posting-id]", "data-posting-id");
+    assert_eq!(rows, [Some(first.clone())], "{}", b.body());
+    // Mark this page: a reload (and only a reload) forgets the mark.
+    b.js("window.__waybill_mark = 1; return null;");
+
+    let second = site.held_posting("SO-L2", 1, 2500);
+    b.wait_until("the new posting to appear without a click", || {
+        b.attrs("table#inbox tr[data-posting-id]", "data-posting-id").contains(&Some(second.clone()))
+    });
+    assert_eq!(b.js("return window.__waybill_mark === undefined;"), serde_json::Value::Bool(true), "the page reloaded");
+    assert_eq!(b.path(), "/inbox");
+
+    b.resize(768, 1024);
+    b.goto("/inbox");
+    b.wait_for("table#inbox");
+    let overflow = b.js("return document.documentElement.scrollWidth > window.innerWidth + 1;");
+    assert_eq!(overflow, serde_json::Value::Bool(false), "no sideways scrolling on a tablet: {}", b.body());
+    b.screenshot("inbox-tablet");
+}

@@ -90,6 +90,11 @@ impl Browser {
         self.client.as_ref().unwrap()
     }
 
+    /// Resizes the window (a tablet is 768 × 1024).
+    pub fn resize(&self, width: u32, height: u32) {
+        self.rt.block_on(self.client().set_window_size(width, height)).unwrap_or_else(|e| panic!("resizing: {e}"));
+    }
+
     /// The absolute URL of `path` on the site.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
