@@ -231,6 +231,17 @@ impl Me {
     }
 }
 
+/// A page request's person: the handlers of pages take `me: Me`; without a live session
+/// the request is answered with a redirect to the sign-in page.
+impl FromRequestParts<Arc<Web>> for Me {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Self::Rejection> {
+        let peer = Peer::from_request_parts(parts, web).await.unwrap_or_else(|never| match never {});
+        web.me(&parts.headers, &peer)
+    }
+}
+
 /// The address the browser connected from.
 #[derive(Debug, Clone)]
 pub(crate) struct Peer(String);

@@ -8,12 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
 use crate::html::{Section, esc};
 use crate::samples::Sample;
-use crate::{Peer, Web};
+use crate::{Me, Web};
 
 const W: f64 = 360.0;
 const H: f64 = 140.0;
@@ -152,11 +151,7 @@ fn sync_delay_overall(samples: &[Sample]) -> Series {
 }
 
 /// `GET /dashboard`.
-pub(crate) async fn show(State(web): State<Arc<Web>>, headers: HeaderMap, peer: Peer) -> Response {
-    let me = match web.me(&headers, &peer) {
-        Ok(me) => me,
-        Err(r) => return r,
-    };
+pub(crate) async fn show(State(web): State<Arc<Web>>, me: Me) -> Response {
     let w = web.clone();
     let samples = tokio::task::spawn_blocking(move || {
         w.samples.refresh(Duration::from_secs(1));
