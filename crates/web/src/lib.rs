@@ -113,7 +113,7 @@ impl Web {
                 .flat_map(|v| v.split(','))
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .last()
+                .next_back()
         {
             return last.to_string();
         }
