@@ -11,17 +11,17 @@
 
 #[path = "support/browser.rs"]
 mod browser;
+#[path = "support/drive.rs"]
+mod drive;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use browser::{Browser, PATIENCE};
-use waybill_domain::{ExceptionCategory, InboundEvent, Money, System, topic};
-use waybill_log::AppendBatch;
+use waybill_domain::{ExceptionCategory, InboundEvent, System, topic};
 use waybill_projection::OrderStatus;
 use waybill_saga::catalog::{Catalog, Tracking};
 use waybill_server::config::Config;
-use waybill_server::ingest::{inbound_topic, record_for};
 use waybill_server::node::{self, Node};
 use waybill_test_util::inbound::*;
 
@@ -100,22 +100,11 @@ impl Site {
 
     /// Appends `e` to its inbound topic, stamped now, as the source system would send it.
     fn append(&self, e: InboundEvent) {
-        let e = at_now(e);
-        let value = waybill_schema::encode_event(&e).unwrap();
-        let record = record_for(&inbound_topic(&e), &e, value);
-        self.node().log.append(AppendBatch { records: vec![record], positions: vec![] }).unwrap();
+        drive::append(self.node(), e)
     }
 
     fn wait_status(&self, order: &str, status: OrderStatus) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let o = self.node().projections.order(order).unwrap();
-            if o.as_ref().is_some_and(|o| o.status >= status) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "order {order} never reached {status}: {o:?}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        drive::wait_status(self.node(), order, status)
     }
 
     fn wait_posting(&self, posting: &str) {
@@ -129,19 +118,7 @@ impl Site {
     /// Drives `order` to a held invoice for shipment `SHP-<order>` of `units` × `price`
     /// (minor units), requested by `wms:<order>`; returns the posting id.
     fn held_posting(&self, order: &str, units: i64, price: i64) -> String {
-        self.append(released(order, vec![priced_line(1, "PLAIN", "Units", units, Money(price))]));
-        self.wait_status(order, OrderStatus::Reserving);
-        self.append(reserved(order, &[(1, units, 0)]));
-        self.wait_status(order, OrderStatus::Reserved);
-        self.append(accepted(order));
-        self.wait_status(order, OrderStatus::Released);
-        self.append(pick(order, &format!("P-{order}"), vec![picked(1, "PLAIN", units)], true));
-        self.wait_status(order, OrderStatus::Picked);
-        let shipment = format!("SHP-{order}");
-        self.append(issued(order, &shipment, &[(1, "PLAIN", units)]));
-        let posting = format!("inv:{shipment}");
-        self.wait_posting(&posting);
-        posting
+        drive::held_posting(self.node(), order, units, price)
     }
 
     /// The open exception of `category` raised for `order`, once there is one.
@@ -159,31 +136,12 @@ impl Site {
 
     /// Records of `topic` whose value or headers mention `needle`.
     fn log_records(&self, t: &str, needle: &str) -> usize {
-        let log = &self.node().log;
-        let mut n = 0;
-        for p in 0..log.partitions(t).unwrap() as i32 {
-            for r in log.read(t, p, 0, 100_000).unwrap() {
-                let text = String::from_utf8_lossy(&r.value);
-                let in_headers = r.headers.iter().any(|h| String::from_utf8_lossy(&h.value).contains(needle));
-                if text.contains(needle) || in_headers {
-                    n += 1;
-                }
-            }
-        }
-        n
+        drive::log_records(self.node(), t, needle)
     }
 
     /// Commands with idempotency key `key` sent to `system`.
     fn commands_with_key(&self, system: System, key: &str) -> usize {
-        let log = &self.node().log;
-        let t = topic::commands(system);
-        let mut n = 0;
-        for p in 0..log.partitions(&t).unwrap() as i32 {
-            for r in log.read(&t, p, 0, 100_000).unwrap() {
-                n += usize::from(waybill_schema::decode_command(&r.value).unwrap().meta.idempotency_key == key);
-            }
-        }
-        n
+        drive::commands_with_key(self.node(), system, key).len()
     }
 
     /// Polls `ready` (something the node knows) for up to 10 s.
