@@ -6,12 +6,13 @@
 #   make lint   rustfmt + clippy, warnings are errors
 #   make fuzz   coverage-guided fuzzing of the edge, FUZZ_SECS per target (nightly; not in `make test`)
 #   make deploy-check   validate the Kubernetes manifests, dashboard and alerts offline
+#   make browser   install Chromium and ChromeDriver for the workbench's browser tests (part of `make test`)
 SHELL := /bin/bash
 CARGO ?= cargo
 ORDERS ?= 1000
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test test-kafka bench bench-kafka load fuzz lint fmt build clean deploy-check deploy-check-self-test prereqs
+.PHONY: run test test-kafka bench bench-kafka load fuzz lint fmt build clean deploy-check deploy-check-self-test prereqs browser
 
 # librdkafka (built from source by rdkafka-sys) links the system's OpenSSL and zlib.
 prereqs:
@@ -19,6 +20,16 @@ prereqs:
 		echo "installing the C libraries librdkafka links: libssl-dev zlib1g-dev pkg-config"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libssl-dev zlib1g-dev pkg-config; \
+	fi
+
+# The web workbench's tests (tests/workbench_web.rs) drive a real headless Chromium through
+# ChromeDriver: Debian's chromium and chromium-driver (/usr/bin/chromium,
+# /usr/bin/chromedriver), with a font for the screenshots.
+browser:
+	@if [ ! -x /usr/bin/chromedriver ] || [ ! -x /usr/bin/chromium ]; then \
+		echo "installing the browser the workbench tests drive: chromium chromium-driver fonts-liberation"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-liberation; \
 	fi
 
 build: prereqs
@@ -34,7 +45,8 @@ run: build
 # ~/.cache/waybill/tansu) on 127.0.0.1:19092 for the conformance and group tests, and
 # per-test brokers on free ports for the scale-out and cut-batch tests (tests/kafka_scale.rs,
 # tests/cut_batch.rs).
-test: prereqs
+# The workbench's browser tests need Chromium and ChromeDriver (`make browser`).
+test: prereqs browser
 	scripts/broker.sh start
 	scripts/registry-venv.sh
 	$(CARGO) build --bin waybill
@@ -51,6 +63,7 @@ test: prereqs
 bench: prereqs
 	$(CARGO) bench -p waybill-server --bench pipeline
 	$(CARGO) bench -p waybill-server --bench approvals
+	$(CARGO) bench -p waybill-server --bench workbench
 	$(CARGO) bench -p waybill-server --bench tracing
 	WAYBILL_BENCH_TRACING_UPSTREAM=1 $(CARGO) bench -p waybill-server --bench tracing
 	$(CARGO) bench -p waybill-connect --bench delivery

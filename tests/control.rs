@@ -5,18 +5,19 @@
 //! own posting, an amount above their limit, no token, a viewer's token, a rotated token,
 //! a certificate from the wrong CA. Every attempt must show up in the audit and the log.
 
+#[path = "support/drive.rs"]
+mod drive;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tonic::Code;
 use waybill_control::client::{self, ClientOptions, Clients};
 use waybill_control::proto;
-use waybill_domain::{InboundEvent, Money, System, topic};
-use waybill_log::AppendBatch;
+use waybill_domain::{InboundEvent, System, topic};
 use waybill_projection::OrderStatus;
 use waybill_saga::catalog::{Catalog, Tracking};
 use waybill_server::config::Config;
-use waybill_server::ingest::{inbound_topic, record_for};
 use waybill_server::node::{self, Node};
 use waybill_test_util::inbound::*;
 
@@ -117,43 +118,16 @@ impl Harness {
     /// Appends `e` to its inbound topic, stamped with the current time as a source system
     /// would send it (the node's timers run on the wall clock).
     fn append(&self, e: InboundEvent) {
-        let e = at_now(e);
-        let value = waybill_schema::encode_event(&e).unwrap();
-        let record = record_for(&inbound_topic(&e), &e, value);
-        self.node().log.append(AppendBatch { records: vec![record], positions: vec![] }).unwrap();
+        drive::append(self.node(), e)
     }
 
     fn wait_status(&self, order: &str, status: OrderStatus) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let o = self.node().projections.order(order).unwrap();
-            if o.as_ref().is_some_and(|o| o.status >= status) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "order {order} never reached {status}: {o:?}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        drive::wait_status(self.node(), order, status)
     }
 
     /// Drives `order` to a held invoice for shipment `SHP-<order>` of `units` × `price`.
     fn held_posting(&self, order: &str, units: i64, price: i64) -> String {
-        self.append(released(order, vec![priced_line(1, "PLAIN", "Units", units, Money(price))]));
-        self.wait_status(order, OrderStatus::Reserving);
-        self.append(reserved(order, &[(1, units, 0)]));
-        self.wait_status(order, OrderStatus::Reserved);
-        self.append(accepted(order));
-        self.wait_status(order, OrderStatus::Released);
-        self.append(pick(order, &format!("P-{order}"), vec![picked(1, "PLAIN", units)], true));
-        self.wait_status(order, OrderStatus::Picked);
-        let shipment = format!("SHP-{order}");
-        self.append(issued(order, &shipment, &[(1, "PLAIN", units)]));
-        let posting = format!("inv:{shipment}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.node().projections.posting(&posting).unwrap().is_none() {
-            assert!(Instant::now() < deadline, "posting {posting} was never held");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        posting
+        drive::held_posting(self.node(), order, units, price)
     }
 
     fn approve(
@@ -201,18 +175,7 @@ impl Harness {
 
     /// Records of `topic` whose value or headers mention `needle`.
     fn log_records(&self, t: &str, needle: &str) -> usize {
-        let log = &self.node().log;
-        let mut n = 0;
-        for p in 0..log.partitions(t).unwrap() as i32 {
-            for r in log.read(t, p, 0, 100_000).unwrap() {
-                let text = String::from_utf8_lossy(&r.value);
-                let in_headers = r.headers.iter().any(|h| String::from_utf8_lossy(&h.value).contains(needle));
-                if text.contains(needle) || in_headers {
-                    n += 1;
-                }
-            }
-        }
-        n
+        drive::log_records(self.node(), t, needle)
     }
 }
 
@@ -622,18 +585,7 @@ impl Harness {
 
     /// Commands with idempotency key `key` in `waybill.commands.<system>`, decoded.
     fn commands_with_key(&self, system: System, key: &str) -> Vec<waybill_domain::Command> {
-        let log = &self.node().log;
-        let t = topic::commands(system);
-        let mut out = Vec::new();
-        for p in 0..log.partitions(&t).unwrap() as i32 {
-            for r in log.read(&t, p, 0, 100_000).unwrap() {
-                let c = waybill_schema::decode_command(&r.value).unwrap();
-                if c.meta.idempotency_key == key {
-                    out.push(c);
-                }
-            }
-        }
-        out
+        drive::commands_with_key(self.node(), system, key)
     }
 
     /// The end offsets of every topic the sagas read or write, except `waybill.audit`.

@@ -275,12 +275,21 @@ impl<'a> Overlay<'a> {
         let before = slot.get().map(|o| o.view.status);
         let aged_before =
             slot.get().map(|o| keys::order_age(o.view.status.as_str(), o.view.last_event_at.0, order_ref));
+        let postings_before = slot.get().map(|o| posting_ages(&o.view)).unwrap_or_default();
         let record = slot
             .modify()
             .get_or_insert_with(|| OrderRecord { view: OrderView::new(order_ref, m.at), timeline: Vec::new() });
         fold_order(&mut record.view, e, &mut stock);
         if let JournalBody::PostingHeld(h) = &e.body {
             self.batch.insert(keys::posting(&h.posting_id), order_ref.as_bytes());
+        }
+        // The posting state-and-age index: blind writes of what changed, like `oa/`.
+        let postings_after = posting_ages(&record.view);
+        for k in postings_before.iter().filter(|k| !postings_after.contains(k)) {
+            self.batch.remove(k.as_slice());
+        }
+        for k in postings_after.into_iter().filter(|k| !postings_before.contains(k)) {
+            self.batch.insert(k, order_ref.as_bytes());
         }
         let after = record.view.status;
         // The order's customer, for an exception raised now (the order view has folded
@@ -804,6 +813,11 @@ fn command_refs(body: &CommandBody) -> Vec<String> {
 }
 
 /// Applies `inputs` in order and returns the batch to write.
+/// The `ps/` index keys of an order's postings.
+fn posting_ages(o: &OrderView) -> Vec<Vec<u8>> {
+    o.postings.iter().map(|p| keys::posting_age(&p.state, p.held_at.0, &p.posting_id)).collect()
+}
+
 /// `fresh`: the tree is empty (just cleared), so no key needs to be read from it.
 pub(crate) fn build_batch(tree: &sled::Tree, fresh: bool, inputs: &[Positioned]) -> Result<(sled::Batch, ApplyStats)> {
     let mut ov = Overlay::new(tree, fresh);

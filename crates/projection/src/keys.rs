@@ -13,6 +13,7 @@
 //! | `xo/` | category, exception id | empty: index of open exceptions |
 //! | `l/` | source ref | [`LineageEntry`](crate::LineageEntry)s sorted by (topic, partition, offset); a command entry under `waybill:<key>` marks the key as applied (command dedup) |
 //! | `p/` | posting id | the order ref holding the posting: index for [`posting`](crate::ProjectionStore::posting) |
+//! | `ps/` | posting state, held at (i64), posting id | the order ref holding the posting: index of postings by state and age, for [`postings_by_age`](crate::ProjectionStore::postings_by_age) |
 //! | `s/` | warehouse, sku | [`StockPosition`](crate::StockPosition) |
 //! | `c/` | topic, partition | next offset to apply (i64) |
 //! | `oa/` | order status, latest change (i64), order ref | empty: index of orders by status and age, for [`orders_by_age`](crate::ProjectionStore::orders_by_age) |
@@ -22,7 +23,7 @@
 //! | `m/clearing` | | present while [`clear`](crate::ProjectionStore::clear) runs |
 
 /// Version of the key layout and value encoding; a store with another one must be rebuilt.
-pub(crate) const LAYOUT_VERSION: &[u8] = b"6";
+pub(crate) const LAYOUT_VERSION: &[u8] = b"7";
 
 pub(crate) const ORDER: &[u8] = b"o/";
 pub(crate) const ORDER_AGE: &[u8] = b"oa/";
@@ -31,6 +32,7 @@ pub(crate) const OPEN_EXCEPTION: &[u8] = b"xo/";
 pub(crate) const LINEAGE: &[u8] = b"l/";
 pub(crate) const STOCK: &[u8] = b"s/";
 pub(crate) const POSTING: &[u8] = b"p/";
+pub(crate) const POSTING_AGE: &[u8] = b"ps/";
 pub(crate) const CHECKPOINT: &[u8] = b"c/";
 pub(crate) const COUNT_STATUS: &[u8] = b"ns/";
 pub(crate) const COUNT_OPEN: &[u8] = b"nx/";
@@ -163,6 +165,26 @@ pub(crate) fn parse_order_age(status: &str, key: &[u8]) -> Option<(i64, String)>
     Some((at, String::from_utf8(rest[9..].to_vec()).ok()?))
 }
 
+/// The index entry of a posting in `state` held at `held_at_us`.
+pub(crate) fn posting_age(state: &str, held_at_us: i64, posting_id: &str) -> Vec<u8> {
+    join(POSTING_AGE, &[state.as_bytes(), &ord_i64(held_at_us), posting_id.as_bytes()])
+}
+
+/// The first posting-age key of `state` (the prefix of all of them).
+pub(crate) fn posting_age_prefix(state: &str) -> Vec<u8> {
+    join(POSTING_AGE, &[state.as_bytes(), b""])
+}
+
+/// Splits a posting-age key of `state` into (held at, posting id).
+pub(crate) fn parse_posting_age(state: &str, key: &[u8]) -> Option<(i64, String)> {
+    let rest = key.strip_prefix(POSTING_AGE)?.strip_prefix(state.as_bytes())?.strip_prefix(&[SEP])?;
+    if rest.len() < 9 || rest[8] != SEP {
+        return None;
+    }
+    let at = (u64::from_be_bytes(rest[..8].try_into().ok()?) ^ (1 << 63)) as i64;
+    Some((at, String::from_utf8(rest[9..].to_vec()).ok()?))
+}
+
 pub(crate) fn count_status(status: &str) -> Vec<u8> {
     join(COUNT_STATUS, &[status.as_bytes()])
 }
@@ -198,6 +220,16 @@ mod tests {
         assert!(order_age("picked", 5, "SO9") < order_age("picked", 6, "SO1"));
         assert!(order_age_from("picked", 6) > order_age("picked", 5, "SO9"));
         assert!(order_age_from("picked", 6) <= order_age("picked", 6, "SO1"));
+    }
+
+    #[test]
+    fn posting_age_keys_round_trip_and_sort_by_time_then_id() {
+        let k = posting_age("held", -3, "inv:SHP1");
+        assert_eq!(parse_posting_age("held", &k), Some((-3, "inv:SHP1".to_string())));
+        assert_eq!(parse_posting_age("approved", &k), None);
+        assert!(k.starts_with(&posting_age_prefix("held")));
+        assert!(posting_age("held", 5, "inv:Z") < posting_age("held", 6, "inv:A"));
+        assert!(posting_age("held", 5, "inv:A") < posting_age("held", 5, "inv:AB"));
     }
 
     #[test]

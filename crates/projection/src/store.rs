@@ -269,9 +269,19 @@ impl ProjectionStore {
     }
 
     /// Postings (held, approved, rejected) with the order they belong to, optionally only
-    /// those in `state` (`held`, `approved`, `rejected`).
+    /// those in `state` (`held`, `approved`, `rejected`): then from the `ps/` index, oldest
+    /// held first, reading only the orders that hold one.
     pub fn postings(&self, state: Option<&str>) -> Result<Vec<(String, PostingView)>> {
         let mut out = Vec::new();
+        if let Some(state) = state {
+            for hit in self.postings_by_age(state, None) {
+                let (_, posting_id, order_ref) = hit?;
+                let p =
+                    self.order(&order_ref)?.and_then(|o| o.postings.into_iter().find(|p| p.posting_id == posting_id));
+                out.extend(p.map(|p| (order_ref, p)));
+            }
+            return Ok(out);
+        }
         for kv in self.tree.scan_prefix(keys::ORDER) {
             let (k, v) = kv.map_err(|e| Error::storage("scanning orders", e))?;
             let o = OrderRecord::decode(&k, &v)?.view;
@@ -282,6 +292,44 @@ impl ProjectionStore {
             }
         }
         Ok(out)
+    }
+
+    /// Postings in `state`, oldest held first (ties by posting id), starting after the
+    /// posting `after` = (held at, posting id) of a previous page, as (held at, posting id,
+    /// order ref). Served lazily from the `ps/` index: a caller that stops early (a page is
+    /// full) reads no further, and reads an order only for the postings it wants.
+    pub fn postings_by_age<'a>(
+        &'a self,
+        state: &str,
+        after: Option<(i64, &str)>,
+    ) -> impl Iterator<Item = Result<(i64, String, String)>> + 'a {
+        use std::ops::Bound;
+        let prefix = keys::posting_age_prefix(state);
+        let from = match after {
+            Some((at, posting_id)) => Bound::Excluded(keys::posting_age(state, at, posting_id)),
+            None => Bound::Included(prefix.clone()),
+        };
+        // The prefix ends in the separator (0): the next byte value ends the range.
+        let mut to = prefix;
+        to.pop();
+        to.push(1);
+        let state = state.to_string();
+        self.tree.range::<Vec<u8>, _>((from, Bound::Excluded(to))).map(move |kv| {
+            let (k, v) = kv.map_err(|e| Error::storage("scanning the posting-age index", e))?;
+            let (at, posting_id) = keys::parse_posting_age(&state, &k)
+                .ok_or_else(|| Error::Corrupt { key: keys::display(&k), reason: "malformed posting-age key".into() })?;
+            Ok((at, posting_id, String::from_utf8_lossy(&v).into_owned()))
+        })
+    }
+
+    /// The number of postings in `state`, from the `ps/` index (no order is read).
+    pub fn posting_count(&self, state: &str) -> Result<usize> {
+        let mut n = 0;
+        for k in self.tree.scan_prefix(keys::posting_age_prefix(state)).keys() {
+            k.map_err(|e| Error::storage("counting postings", e))?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// One posting and its order: through the posting index, so it costs one order's

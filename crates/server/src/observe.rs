@@ -116,22 +116,24 @@ impl Health {
                 metrics::gauge!(names::EXCEPTIONS_OPEN, "category" => category.as_str()).set(n as f64);
             }
         }
-        if let Ok(held) = self.projections.postings(Some("held")) {
-            let now = Timestamp::now();
-            let mut invoices = 0;
-            let mut credit_notes = 0;
-            let mut oldest = 0.0f64;
-            for (_, p) in &held {
-                match p.document {
-                    waybill_domain::journal::DocumentKind::Invoice => invoices += 1,
-                    waybill_domain::journal::DocumentKind::CreditNote => credit_notes += 1,
-                }
-                oldest = oldest.max(now.micros_since(p.held_at) as f64 / 1e6);
+        // From the posting-age index alone (no order is read): the document is the
+        // posting id's prefix (`inv:`, `cn:`), the oldest is the index's first entry.
+        let now = Timestamp::now();
+        let (mut invoices, mut credit_notes, mut oldest) = (0u64, 0u64, 0.0f64);
+        for hit in self.projections.postings_by_age("held", None) {
+            let Ok((held_at, posting_id, _)) = hit else { break };
+            if oldest == 0.0 {
+                oldest = now.micros_since(Timestamp(held_at)).max(0) as f64 / 1e6;
             }
-            metrics::gauge!(names::POSTINGS_HELD, "document" => "invoice").set(invoices as f64);
-            metrics::gauge!(names::POSTINGS_HELD, "document" => "credit_note").set(credit_notes as f64);
-            metrics::gauge!(names::POSTINGS_OLDEST_AGE).set(oldest);
+            if posting_id.starts_with("cn:") {
+                credit_notes += 1;
+            } else {
+                invoices += 1;
+            }
         }
+        metrics::gauge!(names::POSTINGS_HELD, "document" => "invoice").set(invoices as f64);
+        metrics::gauge!(names::POSTINGS_HELD, "document" => "credit_note").set(credit_notes as f64);
+        metrics::gauge!(names::POSTINGS_OLDEST_AGE).set(oldest);
     }
 }
 

@@ -53,7 +53,10 @@ pub struct Web {
     cfg: WebConfig,
     services: Services,
     sessions: Sessions,
+    /// Failed sign-ins per identity.
     throttle: Throttle,
+    /// Failed sign-ins per address: more allowed, as an office behind one NAT shares it.
+    throttle_address: Throttle,
     samples: Arc<Samples>,
     stop: Arc<AtomicBool>,
     sampler: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -80,6 +83,7 @@ impl Web {
         Ok(Arc::new(Web {
             sessions: Sessions::new(cfg.idle(), cfg.max_age()),
             throttle: Throttle::new(cfg.failed_signins_allowed),
+            throttle_address: Throttle::new(cfg.failed_signins_allowed.saturating_mul(4)),
             cfg,
             services,
             samples,
@@ -95,6 +99,24 @@ impl Web {
         if let Some(t) = self.sampler.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
         }
+    }
+
+    /// The browser's address: behind the TLS proxy (`web.behind_tls_proxy`), the last
+    /// `X-Forwarded-For` entry, which that proxy appended (entries before it are the
+    /// client's word and not trusted); otherwise the connection's.
+    fn client(&self, headers: &HeaderMap, peer: &Peer) -> String {
+        if self.cfg.behind_tls_proxy
+            && let Some(last) = headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .rfind(|s| !s.is_empty())
+        {
+            return last.to_string();
+        }
+        peer.0.clone()
     }
 
     fn cookie_name(&self) -> &'static str {
@@ -148,7 +170,7 @@ impl Web {
             return Err(to_signin());
         };
         let flash = if take_flash { self.sessions.take_flash(&id) } else { None };
-        Ok(Me { principal, session: id, csrf: s.csrf, peer: peer.0.clone(), flash })
+        Ok(Me { principal, session: id, csrf: s.csrf, peer: self.client(headers, peer), flash })
     }
 
     /// The person behind a form POST: signed in, and the form's CSRF token is theirs.
@@ -205,6 +227,17 @@ impl Me {
     fn refused(&self, status: StatusCode, title: &str, section: html::Section, text: &str, body: &str) -> Response {
         let flash = Flash { ok: false, text: text.to_string() };
         (status, Html(html::page(title, section, Some(&self.viewer()), Some(&flash), body))).into_response()
+    }
+}
+
+/// A page request's person: the handlers of pages take `me: Me`; without a live session
+/// the request is answered with a redirect to the sign-in page.
+impl FromRequestParts<Arc<Web>> for Me {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Self::Rejection> {
+        let peer = Peer::from_request_parts(parts, web).await.unwrap_or_else(|never| match never {});
+        web.me(&parts.headers, &peer)
     }
 }
 

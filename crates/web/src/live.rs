@@ -21,7 +21,7 @@ const EVERY: Duration = Duration::from_secs(2);
 
 fn counts(web: &Web) -> (usize, u64) {
     let p = web.services.projections();
-    let held = p.postings(Some("held")).map(|v| v.len()).unwrap_or(0);
+    let held = p.posting_count("held").unwrap_or(0);
     let open = p.exception_counts_by_category().map(|v| v.iter().map(|(_, n)| n).sum()).unwrap_or(0);
     (held, open)
 }

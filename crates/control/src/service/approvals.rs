@@ -78,6 +78,41 @@ enum Verdict {
     Forward(Snapshot),
 }
 
+/// Every state a posting can be in, for a list of all of them.
+const POSTING_STATES: [&str; 3] = ["held", "approved", "rejected"];
+
+/// Which postings a `ListHeldPostings` request asks for: the one place that rule lives.
+struct PostingFilter<'a> {
+    q: &'a crate::validate::HeldPostingsQuery,
+    r: &'a proto::ListHeldPostingsRequest,
+    /// `reason_contains`, lowercased.
+    needle: String,
+    now: Timestamp,
+}
+
+impl<'a> PostingFilter<'a> {
+    fn new(r: &'a proto::ListHeldPostingsRequest, q: &'a crate::validate::HeldPostingsQuery, now: Timestamp) -> Self {
+        PostingFilter { q, r, needle: r.reason_contains.to_lowercase(), now }
+    }
+
+    /// Held at `held_at_us`, the posting is as old as the request asks.
+    fn old_enough(&self, held_at_us: i64) -> bool {
+        old_enough(held_at_us, self.q.min_age_us, self.now)
+    }
+
+    /// `p` of order `o` is one the request asks for.
+    fn matches(&self, o: &waybill_projection::OrderView, p: &PostingView) -> bool {
+        let (q, r) = (self.q, self.r);
+        (r.customer.is_empty() || o.customer_ref.as_deref() == Some(r.customer.as_str()))
+            && q.state.is_none_or(|s| s == p.state)
+            && q.document.is_none_or(|d| d == document_name(p.document))
+            && (self.needle.is_empty() || p.reasons.iter().any(|x| x.to_lowercase().contains(&self.needle)))
+            && self.old_enough(p.held_at.0)
+            && (r.min_amount_minor <= 0 || p.amount.0 >= r.min_amount_minor)
+            && (r.max_amount_minor <= 0 || p.amount.0 <= r.max_amount_minor)
+    }
+}
+
 impl Control {
     fn snapshot(&self, posting_id: &str) -> Result<Option<Snapshot>> {
         Ok(self.projections.posting(posting_id)?.map(|(order_ref, p)| Snapshot {
@@ -373,42 +408,48 @@ impl Control {
         }
     }
 
+    /// A page of postings, oldest held first (ties by posting id). Walks the projection's
+    /// index of postings by state and age from the page token on, reading an order only
+    /// for a posting the index offers, and stops once the page and one more posting (to
+    /// know there is a next page) are found: a page costs its own rows, not the store.
     fn list_postings(&self, r: &proto::ListHeldPostingsRequest) -> Result<proto::ListHeldPostingsResponse> {
         let q = crate::validate::held_postings(r)?;
-        let needle = r.reason_contains.to_lowercase();
-        let now = Timestamp::now();
+        let filter = PostingFilter::new(r, &q, Timestamp::now());
+        let after = q.after.as_ref().map(|t| (t.at_us, t.id.as_str()));
+        let states: &[&str] = match q.state {
+            Some(s) => &[s][..],
+            None => &POSTING_STATES[..],
+        };
+        // The first `page_size + 1` matches of each state after the token; the first
+        // `page_size + 1` of them all are among these.
         let mut all = Vec::new();
-        for o in self.projections.orders(None, usize::MAX)? {
-            if !r.customer.is_empty() && o.customer_ref.as_deref() != Some(r.customer.as_str()) {
-                continue;
-            }
-            for p in &o.postings {
-                if q.state.is_some_and(|s| s != p.state)
-                    || q.document.is_some_and(|d| d != document_name(p.document))
-                    || (!needle.is_empty() && !p.reasons.iter().any(|x| x.to_lowercase().contains(&needle)))
-                    || !old_enough(p.held_at.0, q.min_age_us, now)
-                {
-                    continue;
+        for state in states {
+            let mut found = 0;
+            for hit in self.projections.postings_by_age(state, after) {
+                let (held_at_us, posting_id, order_ref) = hit?;
+                // The index is by age: from here on every posting is younger still.
+                if !filter.old_enough(held_at_us) {
+                    break;
                 }
-                if (r.min_amount_minor > 0 && p.amount.0 < r.min_amount_minor)
-                    || (r.max_amount_minor > 0 && p.amount.0 > r.max_amount_minor)
-                {
-                    continue;
+                let Some(o) = self.projections.order(&order_ref)? else { continue };
+                let Some(p) = o.postings.iter().find(|p| p.posting_id == posting_id) else { continue };
+                if filter.matches(&o, p) {
+                    all.push(posting_proto!(&o, p));
+                    found += 1;
+                    if found > q.page_size {
+                        break;
+                    }
                 }
-                all.push(posting_proto!(&o, p));
             }
         }
         all.sort_by(|a, b| (a.held_at_us, &a.posting_id).cmp(&(b.held_at_us, &b.posting_id)));
-        let start = match &q.after {
-            None => 0,
-            Some(t) => all.partition_point(|p| (p.held_at_us, p.posting_id.as_str()) <= (t.at_us, t.id.as_str())),
-        };
-        let page: Vec<proto::Posting> = all.iter().skip(start).take(q.page_size).cloned().collect();
-        let next_page_token = match page.last() {
-            Some(last) if start + page.len() < all.len() => PageToken::new(last.held_at_us, &last.posting_id).encode(),
+        let more = all.len() > q.page_size;
+        all.truncate(q.page_size);
+        let next_page_token = match all.last() {
+            Some(last) if more => PageToken::new(last.held_at_us, &last.posting_id).encode(),
             _ => String::new(),
         };
-        Ok(proto::ListHeldPostingsResponse { postings: page, next_page_token })
+        Ok(proto::ListHeldPostingsResponse { postings: all, next_page_token })
     }
 
     /// The headers of the journal record that held `posting` (its trace context).

@@ -7,26 +7,16 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use waybill_control::proto;
 use waybill_control::proto::audit_server::Audit;
 
 use super::field;
 use crate::html::{self, Section, esc, time, url};
-use crate::{Peer, Web, http_status};
+use crate::{Me, Web, http_status};
 
 /// `GET /audit?actor=&subject=`.
-pub(crate) async fn list(
-    State(web): State<Arc<Web>>,
-    headers: HeaderMap,
-    peer: Peer,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let me = match web.me(&headers, &peer) {
-        Ok(me) => me,
-        Err(r) => return r,
-    };
+pub(crate) async fn list(State(web): State<Arc<Web>>, me: Me, Query(q): Query<HashMap<String, String>>) -> Response {
     let (actor, subject) = (field(&q, "actor"), field(&q, "subject"));
     let filters = format!(
         r#"<form class="filters" method="get" action="/audit" aria-label="Filter the audit">{}{}<button type="submit">Filter</button> <a href="/audit">Clear</a></form>"#,

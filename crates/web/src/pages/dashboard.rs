@@ -8,12 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
 use crate::html::{Section, esc};
 use crate::samples::Sample;
-use crate::{Peer, Web};
+use crate::{Me, Web};
 
 const W: f64 = 360.0;
 const H: f64 = 140.0;
@@ -26,7 +25,15 @@ type Series = (String, Vec<(i64, f64)>);
 fn fmt_value(v: f64) -> String {
     // A sum of nothing is -0.0; people read 0.
     let v = v + 0.0;
-    if v.abs() >= 100.0 || v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.2}") }
+    if v == 0.0 || v.abs() >= 100.0 || v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        // Small figures (a sync delay of 4 ms) keep two significant digits.
+        let decimals = (1 - v.abs().log10().floor() as i32).clamp(2, 6) as usize;
+        format!("{v:.decimals$}")
+    }
 }
 
 /// A line chart of `series`; `data-total` is the sum of the latest values.
@@ -37,7 +44,9 @@ pub fn line_chart(id: &str, title: &str, unit: &str, series: &[Series]) -> Strin
         .iter()
         .flat_map(|(_, p)| p.iter().map(|x| x.0))
         .fold((i64::MAX, i64::MIN), |(a, b), t| (a.min(t), b.max(t)));
-    let max = series.iter().flat_map(|(_, p)| p.iter().map(|x| x.1)).fold(0.0f64, f64::max).max(1e-9);
+    // All zero: an axis from 0 to 1, so the flat line sits on the bottom.
+    let max = series.iter().flat_map(|(_, p)| p.iter().map(|x| x.1)).fold(0.0f64, f64::max);
+    let max = if max > 0.0 { max } else { 1.0 };
     let span = (t1 - t0).max(1) as f64;
     let x = |t: i64| PAD + (t - t0) as f64 / span * (W - PAD - 8.0);
     let y = |v: f64| H - PAD + 8.0 - v / max * (H - PAD - 8.0);
@@ -142,11 +151,7 @@ fn sync_delay_overall(samples: &[Sample]) -> Series {
 }
 
 /// `GET /dashboard`.
-pub(crate) async fn show(State(web): State<Arc<Web>>, headers: HeaderMap, peer: Peer) -> Response {
-    let me = match web.me(&headers, &peer) {
-        Ok(me) => me,
-        Err(r) => return r,
-    };
+pub(crate) async fn show(State(web): State<Arc<Web>>, me: Me) -> Response {
     let w = web.clone();
     let samples = tokio::task::spawn_blocking(move || {
         w.samples.refresh(Duration::from_secs(1));
@@ -262,6 +267,18 @@ mod tests {
         assert!(one.contains("<circle") && one.contains(r#"data-total="0.25""#));
         let bars = bar_chart("b", "Open", &[("pick-overdue".into(), 2.0), ("master-data".into(), 1.0)]);
         assert!(bars.contains(r#"data-total="3""#) && bars.contains("pick-overdue"));
+    }
+
+    #[test]
+    fn figures_read_with_sensible_precision() {
+        assert_eq!(fmt_value(-0.0), "0");
+        assert_eq!(fmt_value(250.4), "250");
+        assert_eq!(fmt_value(3.0), "3");
+        assert_eq!(fmt_value(2.345), "2.35");
+        assert_eq!(fmt_value(0.25), "0.25");
+        assert_eq!(fmt_value(0.0042), "0.0042");
+        let flat = line_chart("c", "x", "", &[("a".into(), vec![(1, 0.0), (2, 0.0)])]);
+        assert!(flat.contains(r#"data-total="0""#) && flat.contains(">1</text>"), "{flat}");
     }
 
     #[test]

@@ -41,16 +41,7 @@ fn label(category: &str) -> &str {
 }
 
 /// `GET /exceptions?category=&owner=&customer=&min_age_minutes=&open=&page_token=`.
-pub(crate) async fn list(
-    State(web): State<Arc<Web>>,
-    headers: HeaderMap,
-    peer: Peer,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let me = match web.me(&headers, &peer) {
-        Ok(me) => me,
-        Err(r) => return r,
-    };
+pub(crate) async fn list(State(web): State<Arc<Web>>, me: Me, Query(q): Query<HashMap<String, String>>) -> Response {
     let (category, owner, customer, min_age) =
         (field(&q, "category"), field(&q, "owner"), field(&q, "customer"), field(&q, "min_age_minutes"));
     let open_only = field(&q, "open") != "0";
@@ -200,16 +191,7 @@ fn exception_body(me: &Me, x: &proto::Exception) -> String {
 }
 
 /// `GET /exceptions/{id}`.
-pub(crate) async fn show(
-    State(web): State<Arc<Web>>,
-    headers: HeaderMap,
-    peer: Peer,
-    Path(id): Path<String>,
-) -> Response {
-    let me = match web.me(&headers, &peer) {
-        Ok(me) => me,
-        Err(r) => return r,
-    };
+pub(crate) async fn show(State(web): State<Arc<Web>>, me: Me, Path(id): Path<String>) -> Response {
     match find(&web, &me, &id).await {
         Ok(x) => me.page("Exception", Section::Exceptions, &exception_body(&me, &x)).into_response(),
         Err((status, text)) => me.refused(status, "Exception", Section::Exceptions, &text, ""),

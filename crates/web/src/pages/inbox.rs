@@ -45,16 +45,7 @@ fn sla(p: &proto::Posting, now: i64) -> String {
 }
 
 /// `GET /inbox`.
-pub(crate) async fn list(
-    State(web): State<Arc<Web>>,
-    headers: HeaderMap,
-    peer: Peer,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let me = match web.me(&headers, &peer) {
-        Ok(me) => me,
-        Err(r) => return r,
-    };
+pub(crate) async fn list(State(web): State<Arc<Web>>, me: Me, Query(q): Query<HashMap<String, String>>) -> Response {
     let (document, customer) = (field(&q, "document"), field(&q, "customer"));
     let (min, max) = (field(&q, "min_amount"), field(&q, "max_amount"));
     let filters = format!(
@@ -261,16 +252,7 @@ async fn posting_body(web: &Web, me: &Me, id: &str) -> Result<(String, proto::Po
 }
 
 /// `GET /postings/{id}`.
-pub(crate) async fn show(
-    State(web): State<Arc<Web>>,
-    headers: HeaderMap,
-    peer: Peer,
-    Path(id): Path<String>,
-) -> Response {
-    let me = match web.me(&headers, &peer) {
-        Ok(me) => me,
-        Err(r) => return r,
-    };
+pub(crate) async fn show(State(web): State<Arc<Web>>, me: Me, Path(id): Path<String>) -> Response {
     match posting_body(&web, &me, &id).await {
         Ok((b, p)) => me.page(&format!("Posting {}", p.business_key), Section::Inbox, &b).into_response(),
         Err((status, text)) => me.refused(status, "Posting", Section::Inbox, &text, ""),

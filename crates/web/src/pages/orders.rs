@@ -77,16 +77,7 @@ async fn find_orders(web: &Web, me: &Me, q: &str) -> Vec<String> {
 
 /// `GET /orders?q=`: one match opens it; several are listed; none says so. Without `q`,
 /// the orders changed most recently.
-pub(crate) async fn search(
-    State(web): State<Arc<Web>>,
-    headers: HeaderMap,
-    peer: Peer,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let me = match web.me(&headers, &peer) {
-        Ok(me) => me,
-        Err(r) => return r,
-    };
+pub(crate) async fn search(State(web): State<Arc<Web>>, me: Me, Query(q): Query<HashMap<String, String>>) -> Response {
     let needle = field(&q, "q");
     let form = format!(
         r#"<form class="filters" method="get" action="/orders" role="search"><label for="order-q">Any reference: Odoo order, WMS shipment, invoice number, carrier tracking</label><input id="order-q" name="q" value="{}"><button type="submit">Find</button></form>"#,
@@ -165,12 +156,16 @@ async fn order_body(web: &Web, me: &Me, order: &str) -> Result<String, (StatusCo
         .order
         .ok_or((StatusCode::NOT_FOUND, format!("Order {order} is not known to Waybill.")))?;
     let mut b = format!(
-        r#"<h1>{o} <span class="state">{st}</span></h1><p class="meta">Customer {c} · ship to {to} · customer reference {cr} · first seen {first} · last change {last}{cancel}</p>"#,
+        r#"<h1>{o} <span class="state">{st}</span></h1><p class="meta">Customer {c} · ship to {to}{cr} · first seen {first} · last change {last}{cancel}</p>"#,
         o = esc(&o.order_ref),
         st = esc(&o.status),
         c = esc(&o.customer),
         to = esc(&o.ship_to),
-        cr = esc(&o.client_order_ref),
+        cr = if o.client_order_ref.is_empty() {
+            String::new()
+        } else {
+            format!(" · customer reference {}", esc(&o.client_order_ref))
+        },
         first = time(o.first_event_at_us),
         last = time(o.last_event_at_us),
         cancel = if o.cancel_reason.is_empty() {
@@ -268,16 +263,7 @@ async fn order_body(web: &Web, me: &Me, order: &str) -> Result<String, (StatusCo
 }
 
 /// `GET /orders/{order}`.
-pub(crate) async fn show(
-    State(web): State<Arc<Web>>,
-    headers: HeaderMap,
-    peer: Peer,
-    Path(order): Path<String>,
-) -> Response {
-    let me = match web.me(&headers, &peer) {
-        Ok(me) => me,
-        Err(r) => return r,
-    };
+pub(crate) async fn show(State(web): State<Arc<Web>>, me: Me, Path(order): Path<String>) -> Response {
     match order_body(&web, &me, &order).await {
         Ok(b) => me.page(&order, Section::Orders, &b).into_response(),
         Err((status, text)) => me.refused(status, "Order", Section::Orders, &text, ""),
@@ -371,7 +357,14 @@ pub(crate) async fn replay(
     match answer {
         Ok(r) => {
             let r = r.into_inner();
-            let b = format!("{}{}", replay_diff(&order, &r, &me, &note), body);
+            let title = if r.dry_run { "Replay dry run" } else { "Replay" };
+            let b = format!(
+                r#"<h1>{title} of <a href="/orders/{}">{}</a></h1>{}<hr>{}"#,
+                url(&order),
+                esc(&order),
+                replay_diff(&order, &r, &me, &note),
+                body
+            );
             me.page(&format!("Replay {order}"), Section::Orders, &b).into_response()
         }
         Err(s) => me.refused(
@@ -386,16 +379,7 @@ pub(crate) async fn replay(
 
 /// `GET /stuck?older_than_minutes=N`: orders in a state (not finished) unchanged for N
 /// minutes or more, oldest first.
-pub(crate) async fn stuck(
-    State(web): State<Arc<Web>>,
-    headers: HeaderMap,
-    peer: Peer,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let me = match web.me(&headers, &peer) {
-        Ok(me) => me,
-        Err(r) => return r,
-    };
+pub(crate) async fn stuck(State(web): State<Arc<Web>>, me: Me, Query(q): Query<HashMap<String, String>>) -> Response {
     let minutes = field(&q, "older_than_minutes").parse::<u64>().unwrap_or(web.cfg.stuck_after_minutes);
     let form = format!(
         r#"<form class="filters" method="get" action="/stuck"><label>Unchanged for at least <input name="older_than_minutes" type="number" min="0" value="{minutes}"> minutes</label><button type="submit">Show</button></form>"#

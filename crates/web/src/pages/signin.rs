@@ -46,17 +46,23 @@ pub(crate) async fn form(State(web): State<Arc<Web>>, headers: HeaderMap, peer: 
 /// `POST /signin`: checks the password, throttles failures per identity and address.
 pub(crate) async fn submit(
     State(web): State<Arc<Web>>,
+    headers: HeaderMap,
     peer: Peer,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let identity = field(&form, "identity").to_string();
     let password = form.get("password").cloned().unwrap_or_default();
-    let ip = peer.0.rsplit_once(':').map_or(peer.0.as_str(), |(ip, _)| ip).to_string();
-    let (by_identity, by_address) = (format!("identity:{identity}"), format!("address:{ip}"));
+    let client = web.client(&headers, &peer);
+    // The address without its port (`[::1]:5000` → `[::1]`, `10.0.0.7:5000` → `10.0.0.7`).
+    let ip = match client.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !host.is_empty() => host.to_string(),
+        _ => client.clone(),
+    };
+    let (by_identity, by_address) = (identity.clone(), ip);
     let now = Instant::now();
-    let wait = web.throttle.wait(&by_identity, now).max(web.throttle.wait(&by_address, now));
+    let wait = web.throttle.wait(&by_identity, now).max(web.throttle_address.wait(&by_address, now));
     if !wait.is_zero() {
-        tracing::warn!(%identity, peer = %peer.0, wait_s = wait.as_secs(), "workbench sign-in throttled");
+        tracing::warn!(%identity, peer = %client, wait_s = wait.as_secs(), "workbench sign-in throttled");
         metrics::counter!(names::WEB_SIGNINS, "outcome" => "throttled").increment(1);
         let text = format!(
             "Too many failed sign-ins. Wait {} seconds, then try again; if you forgot your password, ask your Waybill administrator.",
@@ -70,8 +76,8 @@ pub(crate) async fn submit(
         tokio::task::spawn_blocking(move || w.services.identities().verify_password(&id2, &pw)).await.ok().flatten();
     let Some(principal) = checked else {
         web.throttle.fail(&by_identity, now);
-        web.throttle.fail(&by_address, now);
-        tracing::warn!(%identity, peer = %peer.0, "workbench sign-in failed");
+        web.throttle_address.fail(&by_address, now);
+        tracing::warn!(%identity, peer = %client, "workbench sign-in failed");
         metrics::counter!(names::WEB_SIGNINS, "outcome" => "refused").increment(1);
         return render(
             StatusCode::UNAUTHORIZED,
@@ -81,9 +87,9 @@ pub(crate) async fn submit(
     };
     metrics::counter!(names::WEB_SIGNINS, "outcome" => "ok").increment(1);
     web.throttle.succeed(&by_identity);
-    web.throttle.succeed(&by_address);
+    web.throttle_address.succeed(&by_address);
     let session = web.sessions.create(&principal.identity, now);
-    tracing::info!(identity = %principal.identity, role = %principal.role, peer = %peer.0, "signed in to the workbench");
+    tracing::info!(identity = %principal.identity, role = %principal.role, peer = %client, "signed in to the workbench");
     let mut r = Redirect::to("/inbox").into_response();
     if let Ok(v) = HeaderValue::from_str(&web.session_cookie(&session)) {
         r.headers_mut().insert(header::SET_COOKIE, v);

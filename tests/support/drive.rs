@@ -1,0 +1,90 @@
+//! Driving a node in process as its source systems would: events appended to their
+//! inbound topics stamped now (the node's timers run on the wall clock), waits on the read
+//! models, and counts of what reached the log. Shared by the control-plane and workbench
+//! tests.
+
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use waybill_domain::{Command, InboundEvent, Money, System, topic};
+use waybill_log::AppendBatch;
+use waybill_projection::OrderStatus;
+use waybill_server::ingest::{inbound_topic, record_for};
+use waybill_server::node::Node;
+use waybill_test_util::inbound::*;
+
+/// Appends `e` to its inbound topic, stamped now.
+pub fn append(node: &Node, e: InboundEvent) {
+    let e = at_now(e);
+    let value = waybill_schema::encode_event(&e).unwrap();
+    let record = record_for(&inbound_topic(&e), &e, value);
+    node.log.append(AppendBatch { records: vec![record], positions: vec![] }).unwrap();
+}
+
+/// Waits (up to 20 s) until `order` has reached `status` or a later one.
+pub fn wait_status(node: &Node, order: &str, status: OrderStatus) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = node.projections.order(order).unwrap();
+        if o.as_ref().is_some_and(|o| o.status >= status) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "order {order} never reached {status}: {o:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Drives `order` to a held invoice for shipment `SHP-<order>` of `units` × `price` of
+/// product `PLAIN` (minor units), requested by `wms:<order>`; returns the posting id.
+pub fn held_posting(node: &Node, order: &str, units: i64, price: i64) -> String {
+    append(node, released(order, vec![priced_line(1, "PLAIN", "Units", units, Money(price))]));
+    wait_status(node, order, OrderStatus::Reserving);
+    append(node, reserved(order, &[(1, units, 0)]));
+    wait_status(node, order, OrderStatus::Reserved);
+    append(node, accepted(order));
+    wait_status(node, order, OrderStatus::Released);
+    append(node, pick(order, &format!("P-{order}"), vec![picked(1, "PLAIN", units)], true));
+    wait_status(node, order, OrderStatus::Picked);
+    let shipment = format!("SHP-{order}");
+    append(node, issued(order, &shipment, &[(1, "PLAIN", units)]));
+    let posting = format!("inv:{shipment}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while node.projections.posting(&posting).unwrap().is_none() {
+        assert!(Instant::now() < deadline, "posting {posting} was never held");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    posting
+}
+
+/// Records of topic `t` whose value or headers mention `needle`.
+pub fn log_records(node: &Node, t: &str, needle: &str) -> usize {
+    let log = &node.log;
+    let mut n = 0;
+    for p in 0..log.partitions(t).unwrap() as i32 {
+        for r in log.read(t, p, 0, 100_000).unwrap() {
+            let text = String::from_utf8_lossy(&r.value);
+            let in_headers = r.headers.iter().any(|h| String::from_utf8_lossy(&h.value).contains(needle));
+            if text.contains(needle) || in_headers {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// The commands sent to `system` under idempotency key `key`.
+pub fn commands_with_key(node: &Node, system: System, key: &str) -> Vec<Command> {
+    let log = &node.log;
+    let t = topic::commands(system);
+    let mut out = Vec::new();
+    for p in 0..log.partitions(&t).unwrap() as i32 {
+        for r in log.read(&t, p, 0, 100_000).unwrap() {
+            let c = waybill_schema::decode_command(&r.value).unwrap();
+            if c.meta.idempotency_key == key {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
