@@ -16,7 +16,7 @@ pub mod value;
 pub use command::{Command, CommandBody, CommandMeta};
 pub use event::{EventBody, EventMeta, InboundEvent};
 pub use journal::{ExceptionCategory, JournalBody, JournalEvent, SagaKind};
-pub use value::{Money, Qty, SourceRef, System, Timestamp};
+pub use value::{Civil, Money, Qty, SourceRef, System, Timestamp};
 
 /// Errors raised while validating domain values.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

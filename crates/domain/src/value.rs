@@ -29,6 +29,54 @@ impl Timestamp {
     pub fn micros_since(self, earlier: Timestamp) -> i64 {
         self.0 - earlier.0
     }
+
+    /// The UTC calendar date and time of this instant (whole seconds).
+    pub fn civil(self) -> Civil {
+        let secs = self.0.div_euclid(Self::MICROS_PER_SEC);
+        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        // Howard Hinnant's civil_from_days.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        Civil { year, month, day, hour: rem / 3600, minute: rem % 3600 / 60, second: rem % 60 }
+    }
+
+    /// The instant of a UTC calendar date and time.
+    pub fn from_civil(c: Civil) -> Timestamp {
+        // Howard Hinnant's days_from_civil.
+        let y = if c.month <= 2 { c.year - 1 } else { c.year };
+        let era = y.div_euclid(400);
+        let yoe = y.rem_euclid(400);
+        let mp = if c.month > 2 { c.month - 3 } else { c.month + 9 };
+        let doy = (153 * mp + 2) / 5 + c.day - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        Timestamp((days * 86_400 + c.hour * 3600 + c.minute * 60 + c.second) * Self::MICROS_PER_SEC)
+    }
+}
+
+/// A UTC calendar date and time, to the second: the one conversion every formatter of
+/// times (timelines, exception messages, Odoo datetimes, the workbench) goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Civil {
+    /// Year (proleptic Gregorian).
+    pub year: i64,
+    /// Month, 1–12.
+    pub month: i64,
+    /// Day of the month, 1–31.
+    pub day: i64,
+    /// Hour, 0–23.
+    pub hour: i64,
+    /// Minute, 0–59.
+    pub minute: i64,
+    /// Second, 0–59.
+    pub second: i64,
 }
 
 /// A quantity in thousandths of the line's unit of measure (3 decimals, as Odoo's
@@ -245,6 +293,20 @@ impl FromStr for SourceRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn civil_times_round_trip_across_leap_days_and_eras() {
+        for (t, c) in [
+            (0, Civil { year: 1970, month: 1, day: 1, hour: 0, minute: 0, second: 0 }),
+            (951_782_400, Civil { year: 2000, month: 2, day: 29, hour: 0, minute: 0, second: 0 }),
+            (1_764_597_780, Civil { year: 2025, month: 12, day: 1, hour: 14, minute: 3, second: 0 }),
+            (-1, Civil { year: 1969, month: 12, day: 31, hour: 23, minute: 59, second: 59 }),
+        ] {
+            let ts = Timestamp(t * Timestamp::MICROS_PER_SEC);
+            assert_eq!(ts.civil(), c);
+            assert_eq!(Timestamp::from_civil(c), ts);
+        }
+    }
 
     #[test]
     fn qty_displays_like_a_person_writes_it() {

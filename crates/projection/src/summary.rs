@@ -3,22 +3,10 @@
 
 use waybill_domain::{JournalBody, JournalEvent, Qty, Timestamp};
 
-/// `2024-05-01T10:00:00Z` (UTC, seconds), without a date-time crate.
+/// `2024-05-01T10:00:00Z` (UTC, seconds).
 pub(crate) fn format_ts(t: Timestamp) -> String {
-    let secs = t.0.div_euclid(Timestamp::MICROS_PER_SEC);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    let c = t.civil();
+    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", c.year, c.month, c.day, c.hour, c.minute, c.second)
 }
 
 fn plural(n: usize, one: &str) -> String {

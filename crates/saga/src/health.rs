@@ -133,19 +133,8 @@ pub fn retry(s: &TargetHealth, exception_id: &str) -> Result<crate::decision::Ou
 
 /// `2026-01-01 10:42 UTC`.
 pub(crate) fn utc(t: Timestamp) -> String {
-    let secs = t.0.div_euclid(Timestamp::MICROS_PER_SEC);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+    let c = t.civil();
+    format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", c.year, c.month, c.day, c.hour, c.minute)
 }
 
 /// `3 min 12 s`, `2 h 5 min`, `1 d 3 h`.

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use waybill_domain::event::{OrderCancelled, OrderLine, OrderReleased};
 use waybill_domain::topic::{self, headers};
-use waybill_domain::{EventBody, EventMeta, InboundEvent, SourceRef, System, Timestamp};
+use waybill_domain::{Civil, EventBody, EventMeta, InboundEvent, SourceRef, System, Timestamp};
 use waybill_log::{AppendBatch, EventLog, Record};
 use waybill_telemetry::metrics as names;
 
@@ -452,43 +452,17 @@ pub fn parse(s: &str) -> Option<Timestamp> {
     let n = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i64>().ok());
     let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
     let (hh, mm, ss) = (n(11..13)?, n(14..16)?, n(17..19)?);
-    let days = days_from_civil(y, m, d);
-    Some(Timestamp((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000))
+    Some(Timestamp::from_civil(Civil { year: y, month: m, day: d, hour: hh, minute: mm, second: ss }))
 }
 
 /// Formats a time as Odoo's `YYYY-MM-DD HH:MM:SS`.
 pub fn format(t: Timestamp) -> String {
-    let secs = t.0.div_euclid(1_000_000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    let c = t.civil();
+    format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02}", c.year, c.month, c.day, c.hour, c.minute, c.second)
 }
 
 fn shift(s: &str, secs: i64) -> String {
     parse(s).map(|t| format(Timestamp(t.0 + secs * 1_000_000))).unwrap_or_else(|| s.to_string())
-}
-
-// Howard Hinnant's civil-date algorithms.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]
