@@ -16,7 +16,6 @@ use waybill_control::client::{self, ClientOptions, Clients};
 use waybill_control::proto;
 use waybill_domain::{InboundEvent, System, topic};
 use waybill_projection::OrderStatus;
-use waybill_saga::catalog::{Catalog, Tracking};
 use waybill_server::config::Config;
 use waybill_server::node::{self, Node};
 use waybill_test_util::inbound::*;
@@ -60,13 +59,6 @@ role = "operator"
     )
 }
 
-fn catalog() -> Catalog {
-    let mut c =
-        Catalog::default().with_product("PLAIN", "Units", Tracking::None).with_customer("C1").with_tax_code("VAT20");
-    c.new_customers.insert("C1".into());
-    c
-}
-
 struct Harness {
     _dir: tempfile::TempDir,
     dir: PathBuf,
@@ -90,7 +82,7 @@ impl Harness {
         tweak(&mut cfg, &dir);
         cfg.validate().unwrap();
         let log = node::open_log(&cfg).unwrap();
-        let node = Node::start(&cfg, log, catalog()).unwrap();
+        let node = Node::start(&cfg, log, drive::catalog()).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let ca = cfg.control.client_ca.clone();
         Harness { _dir: tmp, dir, node: Some(node), rt, ca }

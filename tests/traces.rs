@@ -153,18 +153,7 @@ fn one_order_is_one_trace_across_ingestion_coordinator_and_connector() {
     cfg.metrics.listen = String::new();
     let log = node::open_log(&cfg).unwrap();
     let node = Node::start(&cfg, log.clone(), world::catalog()).unwrap();
-    let calm = world::Mix {
-        bad_master_data: 0.0,
-        cancelled: 0.0,
-        shortage: 0.0,
-        partial_pick: 0.0,
-        short_pick: 0.0,
-        late_pick: 0.0,
-        split_shipment: 0.0,
-        bad_record_every: 0,
-        returned: 0.0,
-        finance_refusal: 0.0,
-    };
+    let calm = world::Mix::happy();
     let stop = Arc::new(AtomicBool::new(false));
     let mut sim = Simulator::new(
         log.clone(),

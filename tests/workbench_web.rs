@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use browser::{Browser, PATIENCE};
 use waybill_domain::{ExceptionCategory, InboundEvent, System, topic};
 use waybill_projection::OrderStatus;
-use waybill_saga::catalog::{Catalog, Tracking};
 use waybill_server::config::Config;
 use waybill_server::node::{self, Node};
 use waybill_test_util::inbound::*;
@@ -54,14 +53,6 @@ fn people_toml() -> &'static str {
     })
 }
 
-fn catalog() -> Catalog {
-    let mut c =
-        Catalog::default().with_product("PLAIN", "Units", Tracking::None).with_customer("C1").with_tax_code("VAT20");
-    // Invoices to a new customer are held for approval.
-    c.new_customers.insert("C1".into());
-    c
-}
-
 /// A node with the web workbench, and a way to drive its orders.
 struct Site {
     _dir: tempfile::TempDir,
@@ -85,7 +76,7 @@ impl Site {
         tweak(&mut cfg);
         cfg.validate().unwrap();
         let log = node::open_log(&cfg).unwrap();
-        let node = Node::start(&cfg, log, catalog()).unwrap();
+        let node = Node::start(&cfg, log, drive::catalog()).unwrap();
         let base = format!("http://{}", node.web_addr.expect("the workbench listens"));
         Site { _dir: tmp, node: Some(node), base }
     }

@@ -10,9 +10,19 @@ use std::time::{Duration, Instant};
 use waybill_domain::{Command, InboundEvent, Money, System, topic};
 use waybill_log::AppendBatch;
 use waybill_projection::OrderStatus;
+use waybill_saga::catalog::{Catalog, Tracking};
 use waybill_server::ingest::{inbound_topic, record_for};
 use waybill_server::node::Node;
 use waybill_test_util::inbound::*;
+
+/// The master data [`held_posting`] relies on: product `PLAIN` in units, customer `C1`
+/// flagged as new (its invoices are held for approval), tax code `VAT20`.
+pub fn catalog() -> Catalog {
+    let mut c =
+        Catalog::default().with_product("PLAIN", "Units", Tracking::None).with_customer("C1").with_tax_code("VAT20");
+    c.new_customers.insert("C1".into());
+    c
+}
 
 /// Appends `e` to its inbound topic, stamped now.
 pub fn append(node: &Node, e: InboundEvent) {

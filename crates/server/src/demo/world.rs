@@ -50,6 +50,26 @@ impl Default for Mix {
     }
 }
 
+impl Mix {
+    /// Every order goes the happy way: no bad master data, cancellation, shortage, partial
+    /// or late pick, split shipment, return or refusal, and no undecodable records. Each
+    /// order ends `completed`.
+    pub fn happy() -> Mix {
+        Mix {
+            bad_master_data: 0.0,
+            cancelled: 0.0,
+            shortage: 0.0,
+            partial_pick: 0.0,
+            short_pick: 0.0,
+            late_pick: 0.0,
+            split_shipment: 0.0,
+            bad_record_every: 0,
+            returned: 0.0,
+            finance_refusal: 0.0,
+        }
+    }
+}
+
 /// Number of products, customers; the tax codes.
 pub const PRODUCTS: usize = 48;
 pub const CUSTOMERS: usize = 200;

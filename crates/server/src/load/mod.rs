@@ -180,29 +180,12 @@ fn is_loopback(hostport: &str) -> bool {
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The mix of a load run: every order goes the happy way (its end state is `completed`),
-/// so latency measures Waybill and not the simulated mishaps.
-fn clean_mix() -> Mix {
-    Mix {
-        bad_master_data: 0.0,
-        cancelled: 0.0,
-        shortage: 0.0,
-        partial_pick: 0.0,
-        short_pick: 0.0,
-        late_pick: 0.0,
-        split_shipment: 0.0,
-        bad_record_every: usize::MAX,
-        returned: 0.0,
-        finance_refusal: 0.0,
-    }
-}
-
 /// Runs the load test and returns its report.
 pub fn run(opts: &LoadOptions) -> anyhow::Result<Report> {
     opts.validate()?;
     let dir = tempfile::Builder::new().prefix("waybill-load-").tempdir()?;
     let secrets = Secrets::generate(&[System::Wms, System::Carrier, System::Finance, System::Odoo], Some("load"))?;
-    let mix = clean_mix();
+    let mix = Mix::happy();
     let world = Arc::new(World::new(opts.seed, mix.clone(), Duration::from_secs(3600)));
     let pace =
         Pace { fixed: Some(Duration::from_millis(opts.delay_ms)), unavailable_rate: opts.failure_rate, history: false };
