@@ -1045,3 +1045,47 @@ pub fn retry(s: &Fulfillment, exception_id: &str) -> Result<Outbound, String> {
         )),
     }
 }
+
+impl crate::saga::Saga for Fulfillment {
+    fn kind(&self) -> SagaKind {
+        Self::KIND
+    }
+    fn book(&self) -> &SagaBook {
+        &self.book
+    }
+    fn apply(&mut self, event: &JournalEvent) {
+        Fulfillment::apply(self, event)
+    }
+    fn is_started(&self) -> bool {
+        self.status != Status::New
+    }
+    fn status(&self) -> String {
+        self.status.as_str().to_string()
+    }
+    fn next_deadline(&self) -> Option<Timestamp> {
+        Fulfillment::next_deadline(self)
+    }
+    fn on_timer(&self, now: Timestamp) -> Decision {
+        on_timer(self, now)
+    }
+    fn watchdog(&self) -> Option<crate::watch::Wait> {
+        crate::watch::fulfillment(self)
+    }
+    fn fire_watchdog(&self, d: &mut Decision, saga_id: &str, now: Timestamp) {
+        crate::watch::fire_fulfillment(d, saga_id, self, now)
+    }
+    fn retry(&self, exception_id: &str) -> Result<Outbound, String> {
+        retry(self, exception_id)
+    }
+    fn reissue(&self, key: &str) -> Option<Result<Outbound, String>> {
+        reissue(self, key)
+    }
+    fn lifecycle(&self, body: &JournalBody) -> Option<crate::saga::Lifecycle> {
+        let starts = matches!(body, JournalBody::OrderAccepted(_));
+        crate::saga::lifecycle(body, starts, matches!(body, JournalBody::Cancelled(_)))
+    }
+    fn settle(&self, key: &str, decision: &mut Decision) {
+        let order_ref = self.order.as_ref().map_or(key, |o| o.order_ref.as_str());
+        outcome::close_answered(decision, &self.book, |j| answers(order_ref, j));
+    }
+}

@@ -148,6 +148,30 @@ pub(crate) fn duration(micros: i64) -> String {
     }
 }
 
+/// A target's health never waits on a step: while the target is down its open
+/// `TARGET_UNAVAILABLE` exception watches it, and while it answers there is nothing to
+/// do (finished, until the next outage report).
+impl crate::saga::Saga for TargetHealth {
+    fn kind(&self) -> SagaKind {
+        Self::KIND
+    }
+    fn book(&self) -> &SagaBook {
+        &self.book
+    }
+    fn apply(&mut self, event: &JournalEvent) {
+        TargetHealth::apply(self, event)
+    }
+    fn is_finished(&self) -> bool {
+        !self.is_down()
+    }
+    fn status(&self) -> String {
+        if self.is_down() { "down" } else { "up" }.to_string()
+    }
+    fn retry(&self, exception_id: &str) -> Result<crate::decision::Outbound, String> {
+        retry(self, exception_id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

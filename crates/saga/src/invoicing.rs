@@ -461,3 +461,40 @@ pub fn draft_for(
         total,
     }
 }
+
+impl crate::saga::Saga for Invoicing {
+    fn kind(&self) -> SagaKind {
+        Self::KIND
+    }
+    fn book(&self) -> &SagaBook {
+        &self.book
+    }
+    fn apply(&mut self, event: &JournalEvent) {
+        Invoicing::apply(self, event)
+    }
+    fn status(&self) -> String {
+        format!("{:?}", self.status).to_lowercase()
+    }
+    fn next_deadline(&self) -> Option<Timestamp> {
+        Invoicing::next_deadline(self)
+    }
+    fn on_timer(&self, now: Timestamp) -> Decision {
+        on_timer(self, now)
+    }
+    fn watchdog(&self) -> Option<crate::watch::Wait> {
+        crate::watch::invoice(self)
+    }
+    fn fire_watchdog(&self, d: &mut Decision, saga_id: &str, now: Timestamp) {
+        crate::watch::fire_invoice(d, saga_id, self, now)
+    }
+    fn retry(&self, exception_id: &str) -> Result<Outbound, String> {
+        retry(self, exception_id)
+    }
+    fn reissue(&self, key: &str) -> Option<Result<Outbound, String>> {
+        reissue(self, key)
+    }
+    fn lifecycle(&self, body: &JournalBody) -> Option<crate::saga::Lifecycle> {
+        let fails = matches!(body, JournalBody::PostingRejected(_) | JournalBody::FinanceRefused(_));
+        crate::saga::lifecycle(body, matches!(body, JournalBody::InvoiceDrafted(_)), fails)
+    }
+}

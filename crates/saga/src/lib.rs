@@ -8,9 +8,11 @@
 //!   one saga per command target that raises `TARGET_UNAVAILABLE` while it is down;
 //! - [`admission`]: who may send which event (control events only from the control
 //!   plane; each business event only from its system of record);
-//! - [`flow`]: all sagas of one order, and [`flow::step`] — decide, assign ids, fold —
-//!   including operators' retries and resolutions; [`flow::replay`] re-steps an order's
-//!   inbound records for an operator's replay;
+//! - [`saga`]: the [`Saga`] trait every saga implements; [`flow`]: the [`Flow`] trait (the
+//!   sagas of one correlation key) and what is the same for every flow — [`flow::step`]
+//!   (operators' retries, resolutions, assignments and replays, then the flow's routing),
+//!   [`flow::tick`], committing decisions; [`flow::OrderFlow`]: the sagas of one order;
+//!   [`registry`]: the registered flows, one line each ([`AnyFlow`]);
 //! - [`decision`]: the outputs of a decision, and how they get their deterministic ids;
 //! - [`watch`]: the watchdog that keeps every unfinished saga watched by a timer or an
 //!   open exception (no silent stall), and the pure check of that invariant;
@@ -35,13 +37,17 @@ pub mod health;
 pub mod invoicing;
 pub mod outcome;
 pub mod policy;
+pub mod registry;
 pub mod returns;
+pub mod saga;
 pub mod store;
 pub mod watch;
 
 pub use catalog::Catalog;
-pub use flow::{Env, OrderFlow, Step};
+pub use flow::{Env, Flow, OrderFlow, Step};
 pub use policy::Policy;
+pub use registry::AnyFlow;
+pub use saga::Saga;
 
 /// Errors of the coordinator.
 #[derive(Debug, thiserror::Error)]

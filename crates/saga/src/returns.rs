@@ -668,3 +668,40 @@ pub fn on_timer(s: &ReturnCredit, now: Timestamp) -> Decision {
     }
     d
 }
+
+impl crate::saga::Saga for ReturnCredit {
+    fn kind(&self) -> SagaKind {
+        Self::KIND
+    }
+    fn book(&self) -> &SagaBook {
+        &self.book
+    }
+    fn apply(&mut self, event: &JournalEvent) {
+        ReturnCredit::apply(self, event)
+    }
+    fn status(&self) -> String {
+        "returning".to_string()
+    }
+    fn next_deadline(&self) -> Option<Timestamp> {
+        ReturnCredit::next_deadline(self)
+    }
+    fn on_timer(&self, now: Timestamp) -> Decision {
+        on_timer(self, now)
+    }
+    fn watchdog(&self) -> Option<crate::watch::Wait> {
+        crate::watch::credit(self)
+    }
+    fn fire_watchdog(&self, d: &mut Decision, saga_id: &str, now: Timestamp) {
+        crate::watch::fire_credit(d, saga_id, self, now)
+    }
+    fn retry(&self, exception_id: &str) -> Result<Outbound, String> {
+        retry(self, exception_id)
+    }
+    fn reissue(&self, key: &str) -> Option<Result<Outbound, String>> {
+        reissue(self, key)
+    }
+    fn lifecycle(&self, body: &JournalBody) -> Option<crate::saga::Lifecycle> {
+        let fails = matches!(body, JournalBody::PostingRejected(_) | JournalBody::FinanceRefused(_));
+        crate::saga::lifecycle(body, matches!(body, JournalBody::ReturnOpened(_)), fails)
+    }
+}

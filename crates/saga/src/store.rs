@@ -1,4 +1,4 @@
-//! The saga state store (sled): every order's [`OrderFlow`] plus, per partition, the
+//! The saga state store (sled): every correlation key's flow ([`AnyFlow`]) plus, per partition, the
 //! journal offset the stored states cover and the input positions named by the last
 //! checkpoint folded into them.
 //!
@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use waybill_domain::journal::InputPosition;
 
-use crate::flow::OrderFlow;
+use crate::flow::Flow;
+use crate::registry::AnyFlow;
 use crate::{Error, Result};
 
 /// What the store knows of one partition.
@@ -99,8 +100,8 @@ impl StateStore {
         }
     }
 
-    /// Loads one order's flow.
-    pub fn load(&self, partition: i32, key: &str) -> Result<Option<OrderFlow>> {
+    /// Loads one key's flow, as the flow `F` (which must be the flow that owns the key).
+    pub fn load<F: Flow>(&self, partition: i32, key: &str) -> Result<Option<F>> {
         match self.tree.get(flow_key(partition, key)).map_err(|e| self.err(e))? {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v)
@@ -109,14 +110,24 @@ impl StateStore {
         }
     }
 
+    /// Loads one key's flow, of whichever registered flow owns the key.
+    pub fn load_any(&self, partition: i32, key: &str) -> Result<Option<AnyFlow>> {
+        match self.tree.get(flow_key(partition, key)).map_err(|e| self.err(e))? {
+            None => Ok(None),
+            Some(v) => AnyFlow::decode(key, &v)
+                .map(Some)
+                .map_err(|e| Error::State { key: key.to_string(), reason: e.to_string() }),
+        }
+    }
+
     /// Every stored flow of a partition that has not finished (the working set).
-    pub fn unfinished(&self, partition: i32) -> Result<Vec<OrderFlow>> {
+    pub fn unfinished(&self, partition: i32) -> Result<Vec<AnyFlow>> {
         let prefix = format!("f/{partition:05}/");
         let mut out = Vec::new();
         for kv in self.tree.scan_prefix(prefix.as_bytes()) {
             let (k, v) = kv.map_err(|e| self.err(e))?;
-            let flow: OrderFlow = serde_json::from_slice(&v)
-                .map_err(|e| Error::State { key: String::from_utf8_lossy(&k).into_owned(), reason: e.to_string() })?;
+            let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            let flow = AnyFlow::decode(&key, &v).map_err(|e| Error::State { key, reason: e.to_string() })?;
             if !flow.is_finished() {
                 out.push(flow);
             }
@@ -128,14 +139,15 @@ impl StateStore {
     pub fn save<'a>(
         &self,
         partition: i32,
-        flows: impl IntoIterator<Item = &'a OrderFlow>,
+        flows: impl IntoIterator<Item = &'a AnyFlow>,
         mark: &PartitionMark,
     ) -> Result<()> {
         let mut batch = sled::Batch::default();
         for f in flows {
-            let v = serde_json::to_vec(f)
-                .map_err(|e| Error::Encode { what: format!("state of {}", f.key), reason: e.to_string() })?;
-            batch.insert(flow_key(partition, &f.key), v);
+            let v = f
+                .encode()
+                .map_err(|e| Error::Encode { what: format!("state of {}", f.key()), reason: e.to_string() })?;
+            batch.insert(flow_key(partition, f.key()), v);
         }
         let m = MarkRecord { journal_next: mark.journal_next, positions: mark.positions.clone(), layout: STATE_LAYOUT };
         let v = serde_json::to_vec(&m)

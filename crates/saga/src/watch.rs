@@ -12,16 +12,15 @@
 //! the step arriving starts the clock again.
 //!
 //! The waits are constants, not policy, because a deadline must be derivable from state
-//! alone (the coordinator arms timers from [`crate::OrderFlow::next_deadline`]).
+//! alone (the coordinator arms timers from [`crate::flow::next_deadline`]).
 //!
-//! [`stalls`] is the invariant as a pure check over one order, for tests and metrics.
+//! [`crate::flow::stalls`] (with [`is_silent`]) is the invariant as a pure check over one flow, for tests and metrics.
 
 use waybill_domain::journal::ExceptionResolved;
 use waybill_domain::{ExceptionCategory, JournalBody, Qty, SourceRef, System, Timestamp};
 
 use crate::book::SagaBook;
 use crate::decision::Decision;
-use crate::flow::OrderFlow;
 use crate::fulfillment::{Fulfillment, Status};
 use crate::invoicing::{InvoiceStatus, Invoicing};
 use crate::returns::{CreditStatus, ReturnCredit};
@@ -318,27 +317,8 @@ pub struct Stall {
     pub status: String,
 }
 
-/// Every saga of `flow` that has stalled silently (empty when invariant 10 holds). A
-/// saga's pending timers are its own ([`Fulfillment::next_deadline`] and the like) and
-/// the watchdog's.
-pub fn stalls(flow: &OrderFlow) -> Vec<Stall> {
-    let mut v = Vec::new();
-    let silent = |book: &SagaBook, timer: Option<Timestamp>| {
-        book.seq > 0 && !book.is_finished() && book.open_exceptions.is_empty() && timer.is_none()
-    };
-    let f = &flow.fulfillment;
-    if f.status != Status::New && silent(&f.book, f.next_deadline().or(fulfillment(f).map(|w| w.due_at))) {
-        v.push(Stall { saga_id: Fulfillment::KIND.saga_id(&flow.key), status: f.status.as_str().to_string() });
-    }
-    for (shipment, i) in &flow.invoices {
-        if silent(&i.book, i.next_deadline().or(invoice(i).map(|w| w.due_at))) {
-            v.push(Stall { saga_id: Invoicing::saga_id(shipment), status: format!("{:?}", i.status).to_lowercase() });
-        }
-    }
-    for (rma, r) in &flow.returns {
-        if silent(&r.book, r.next_deadline().or(credit(r).map(|w| w.due_at))) {
-            v.push(Stall { saga_id: ReturnCredit::saga_id(rma), status: "returning".to_string() });
-        }
-    }
-    v
+/// True when a saga that has begun is silent: not finished, no open exception, no
+/// pending timer (`timer`: its own or the watchdog's). Such a saga breaks invariant 10.
+pub fn is_silent(book: &SagaBook, timer: Option<Timestamp>) -> bool {
+    book.seq > 0 && !book.is_finished() && book.open_exceptions.is_empty() && timer.is_none()
 }

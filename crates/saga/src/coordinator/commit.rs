@@ -10,7 +10,7 @@ use waybill_log::{AppendBatch, Position, Record};
 
 use super::outputs::Outputs;
 use super::{Coordinator, SAVE_EVERY, SAVE_EVERY_FLOWS, Worker, to_positions};
-use crate::flow::OrderFlow;
+use crate::registry::AnyFlow;
 use crate::store::PartitionMark;
 use crate::{Error, Result};
 
@@ -99,7 +99,7 @@ impl Coordinator {
         let dirty = std::mem::take(&mut w.dirty);
         self.store.save(w.partition, dirty.iter().filter_map(|k| w.flows.get(k)), &w.mark)?;
         for key in dirty {
-            if w.flows.get(&key).is_some_and(OrderFlow::is_finished) {
+            if w.flows.get(&key).is_some_and(AnyFlow::is_finished) {
                 w.flows.remove(&key);
             }
         }

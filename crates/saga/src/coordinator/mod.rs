@@ -40,8 +40,8 @@ use waybill_telemetry::metrics as names;
 
 use crate::Result;
 use crate::catalog::Catalog;
-use crate::flow::OrderFlow;
 use crate::policy::Policy;
+use crate::registry::AnyFlow;
 use crate::store::{PartitionMark, StateStore};
 
 /// Coordinator settings.
@@ -206,7 +206,7 @@ fn to_positions(partition: i32, positions: &BTreeMap<String, i64>) -> Vec<InputP
 #[derive(Debug)]
 struct Worker {
     partition: i32,
-    flows: HashMap<String, OrderFlow>,
+    flows: HashMap<String, AnyFlow>,
     positions: BTreeMap<String, i64>,
     /// Pending deadlines by (due, order key), updated right after every step.
     timers: BTreeSet<(Timestamp, String)>,
@@ -232,9 +232,9 @@ const SAVE_EVERY: Duration = Duration::from_millis(250);
 const SAVE_EVERY_FLOWS: usize = 2048;
 
 impl Worker {
-    fn flow(&mut self, store: &StateStore, key: &str) -> Result<&mut OrderFlow> {
+    fn flow(&mut self, store: &StateStore, key: &str) -> Result<&mut AnyFlow> {
         if !self.flows.contains_key(key) {
-            let f = store.load(self.partition, key)?.unwrap_or_else(|| OrderFlow::new(key));
+            let f = store.load_any(self.partition, key)?.unwrap_or_else(|| AnyFlow::new(key));
             self.flows.insert(key.to_string(), f);
         }
         Ok(self.flows.get_mut(key).expect("inserted above"))

@@ -9,7 +9,9 @@ use waybill_telemetry::TraceHeaders;
 use waybill_telemetry::metrics as names;
 
 use crate::decision::DeadLetter;
-use crate::flow::{OrderFlow, Step};
+use crate::flow::Step;
+use crate::registry::AnyFlow;
+use crate::saga::Lifecycle;
 use crate::{Error, Result};
 
 /// Header names written by the coordinator (they live with the topic names, so every
@@ -69,39 +71,25 @@ fn secs_between(later: Timestamp, earlier: Timestamp) -> f64 {
 
 impl Outputs {
     /// Notes the business metrics of a step (emitted after the append).
-    pub(super) fn observe(&mut self, flow: &OrderFlow, step: &Step, now: Timestamp, occurred_at: Timestamp) {
+    pub(super) fn observe(&mut self, flow: &AnyFlow, step: &Step, now: Timestamp, occurred_at: Timestamp) {
         if !step.journal.is_empty() {
             self.observations.push(Observation::SyncDelay(secs_between(now, occurred_at)));
         }
         for e in &step.journal {
             let kind = e.meta.kind;
-            match &e.body {
-                JournalBody::OrderAccepted(_) | JournalBody::InvoiceDrafted(_) | JournalBody::ReturnOpened(_) => {
-                    self.observations.push(Observation::Started(kind));
-                }
-                JournalBody::Completed(_) => self.observations.push(Observation::Completed(kind)),
-                JournalBody::Cancelled(_) | JournalBody::PostingRejected(_) | JournalBody::FinanceRefused(_) => {
-                    self.observations.push(Observation::Failed(kind));
-                }
-                JournalBody::ShipmentRecorded(_) => {
-                    if let Some(accepted) = flow.fulfillment.accepted_at {
-                        self.observations
-                            .push(Observation::Stage("release_to_goods_issue", secs_between(e.meta.at, accepted)));
-                    }
-                }
-                JournalBody::InvoiceRecorded(_) => {
-                    let shipment = e.meta.saga_id.strip_prefix("s2i:").unwrap_or_default();
-                    if let Some(issued) = flow.fulfillment.shipments.get(shipment).and_then(|s| s.recorded_at) {
-                        self.observations
-                            .push(Observation::Stage("goods_issue_to_invoice_posted", secs_between(e.meta.at, issued)));
-                    }
-                }
-                JournalBody::ExceptionRaised(x)
-                    if matches!(x.category, ExceptionCategory::PickMismatch | ExceptionCategory::ReturnMismatch) =>
-                {
-                    self.observations.push(Observation::Mismatch);
-                }
-                _ => {}
+            match flow.lifecycle(e) {
+                Some(Lifecycle::Started) => self.observations.push(Observation::Started(kind)),
+                Some(Lifecycle::Completed) => self.observations.push(Observation::Completed(kind)),
+                Some(Lifecycle::Failed) => self.observations.push(Observation::Failed(kind)),
+                None => {}
+            }
+            if let JournalBody::ExceptionRaised(x) = &e.body
+                && matches!(x.category, ExceptionCategory::PickMismatch | ExceptionCategory::ReturnMismatch)
+            {
+                self.observations.push(Observation::Mismatch);
+            }
+            if let Some((stage, began)) = flow.stage(e) {
+                self.observations.push(Observation::Stage(stage, secs_between(e.meta.at, began)));
             }
         }
     }

@@ -14,7 +14,7 @@ use waybill_schema::JournalRecord;
 use waybill_telemetry::metrics as names;
 
 use super::{Coordinator, Worker, to_positions};
-use crate::flow::OrderFlow;
+use crate::registry::AnyFlow;
 use crate::store::PartitionMark;
 use crate::{Error, Result};
 
@@ -59,8 +59,8 @@ impl Coordinator {
     pub(super) fn restore(&self, p: i32) -> Result<Worker> {
         let started = Instant::now();
         let mark = self.store.mark(p)?;
-        let mut flows: HashMap<String, OrderFlow> =
-            self.store.unfinished(p)?.into_iter().map(|f| (f.key.clone(), f)).collect();
+        let mut flows: HashMap<String, AnyFlow> =
+            self.store.unfinished(p)?.into_iter().map(|f| (f.key().to_string(), f)).collect();
         let mut positions: BTreeMap<String, i64> = mark.positions.iter().map(|x| (x.topic.clone(), x.offset)).collect();
         let mut dirty: BTreeSet<String> = BTreeSet::new();
         let mut next = mark.journal_next;
@@ -86,7 +86,7 @@ impl Coordinator {
                             let flow = match flows.get_mut(&key) {
                                 Some(f) => f,
                                 None => {
-                                    let f = self.store.load(p, &key)?.unwrap_or_else(|| OrderFlow::new(key.clone()));
+                                    let f = self.store.load_any(p, &key)?.unwrap_or_else(|| AnyFlow::new(&key));
                                     flows.entry(key.clone()).or_insert(f)
                                 }
                             };
@@ -125,7 +125,7 @@ impl Coordinator {
         let mark = PartitionMark { journal_next: next, positions: to_positions(p, &positions) };
         self.store.save(p, dirty.iter().filter_map(|k| flows.get(k)), &mark)?;
         flows.retain(|_, f| !f.is_finished());
-        let timers = flows.values().filter_map(|f| f.next_deadline().map(|d| (d, f.key.clone()))).collect();
+        let timers = flows.values().filter_map(|f| f.next_deadline().map(|d| (d, f.key().to_string()))).collect();
         self.stats.restored.fetch_add(replayed, Ordering::Relaxed);
         let secs = started.elapsed().as_secs_f64();
         metrics::counter!(names::RESTORE_RECORDS).increment(replayed);

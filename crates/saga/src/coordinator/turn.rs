@@ -17,7 +17,7 @@ use super::merge::{Batch, merge_by_time};
 use super::outputs::{Observation, Outputs};
 use super::{Coordinator, LAG_REFRESH, Worker};
 use crate::decision::{Cause, DeadLetter, DeadLetterKind};
-use crate::flow::{self, Env, ReplayRecord, Step};
+use crate::flow::{Env, ReplayRecord, Step};
 use crate::{Error, Result};
 
 impl Coordinator {
@@ -214,9 +214,9 @@ impl Coordinator {
         };
         let step = match (&event.body, replayed) {
             (EventBody::SagaReplayRequested(req), Some(records)) => {
-                flow::replay(flow, &event.meta.event_id, req, &records, env, &cause)
+                flow.replay(&event.meta.event_id, req, &records, env, &cause)
             }
-            _ => flow::step(flow, &event, env, &cause),
+            _ => flow.step(&event, env, &cause),
         };
         if sampled {
             record_saga(&span, &event, &step);
@@ -270,7 +270,7 @@ impl Coordinator {
                 continue; // stale timer: the saga moved on
             }
             let cause = Cause { id: format!("timer:{key}@{}", due.0), input: Some(input.clone()), at: tick.at };
-            let step = flow::tick(flow, &cause);
+            let step = flow.tick(&cause);
             let wall = Timestamp::now();
             out.observe(flow, &step, wall, wall);
             let next = flow.next_deadline();

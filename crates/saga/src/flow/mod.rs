@@ -1,0 +1,252 @@
+//! Flows: the sagas of one correlation key, and the pure heart of the coordinator.
+//!
+//! A [`Flow`] is everything the coordinator keeps for one correlation key — an order's
+//! fulfilment, invoices and returns ([`OrderFlow`]) — and decides which of its sagas an
+//! inbound event goes to. Every saga of a key lives on the key's partition, so one
+//! coordinator owns them all and they may read each other's state (an invoice reads what
+//! its shipment carried, a return what was shipped and invoiced).
+//!
+//! What is the same for every flow is written here once, against the [`Flow`] and
+//! [`Saga`] traits: [`step`] (operators' retries, resolutions and assignments, replays,
+//! then the flow's own routing), [`tick`] (each saga's timers, then the watchdog),
+//! committing a decision (ids, folding, closing overdue exceptions), the next deadline,
+//! stalls and re-issuing a refused command. The coordinator, the state store and the
+//! metrics work on [`crate::registry::AnyFlow`], the flows registered in one place.
+
+mod operator;
+mod order;
+mod replay;
+
+pub use order::OrderFlow;
+pub use replay::{ReplayRecord, replay};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use waybill_domain::event::EventBody;
+use waybill_domain::{Command, InboundEvent, JournalEvent, Timestamp};
+
+use crate::catalog::Catalog;
+use crate::decision::{Cause, DeadLetter, DeadLetterKind, Decision, Outbound, materialize};
+use crate::policy::Policy;
+use crate::saga::Saga;
+use crate::watch::{self, Stall};
+
+/// The outputs of one step.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Step {
+    /// Journal events, with sequence numbers.
+    pub journal: Vec<waybill_domain::JournalEvent>,
+    /// Commands, with idempotency keys.
+    pub commands: Vec<Command>,
+    /// Whether the input goes to the dead-letter topic.
+    pub dead_letter: Option<DeadLetter>,
+}
+
+impl Step {
+    /// True when the step changed nothing.
+    pub fn is_noop(&self) -> bool {
+        self.journal.is_empty() && self.commands.is_empty() && self.dead_letter.is_none()
+    }
+}
+
+/// Everything a decision may consult besides state and input.
+#[derive(Debug, Clone, Copy)]
+pub struct Env<'a> {
+    /// Master data.
+    pub catalog: &'a Catalog,
+    /// Policy.
+    pub policy: &'a Policy,
+}
+
+/// The sagas of one correlation key: how they are addressed, and how inbound business
+/// events reach them. Everything else (operators' actions, replay, timers, the
+/// watchdog, committing decisions) is provided on top of this.
+pub trait Flow: Clone + std::fmt::Debug + Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// One saga instance of the flow (`Fulfillment`, `Invoice("SHP-1")`, …).
+    type Target: Clone + std::fmt::Debug + PartialEq;
+
+    /// The flow's name in logs and errors (`order`, `purchase`, `statement`).
+    const FAMILY: &'static str;
+
+    /// Whether a correlation key is one of this flow's (by its prefix: `po:`, `stmt:`);
+    /// the registry asks the flows in order, and the last one takes every other key.
+    fn owns(key: &str) -> bool;
+
+    /// A new, empty flow for `key`.
+    fn create(key: &str) -> Self;
+
+    /// The correlation key.
+    fn key(&self) -> &str;
+
+    /// Every saga instance the flow has, in a fixed order (timers fire in this order).
+    fn targets(&self) -> Vec<Self::Target>;
+
+    /// The saga id of an instance (`o2f:SO1`, `s2i:SHP-1`).
+    fn saga_id(&self, target: &Self::Target) -> String;
+
+    /// The instance, if it exists.
+    fn saga(&self, target: &Self::Target) -> Option<&dyn Saga>;
+
+    /// The instance, created empty if it does not exist yet.
+    fn saga_mut(&mut self, target: &Self::Target) -> &mut dyn Saga;
+
+    /// The instance of a saga id of this flow, if it exists.
+    fn target_of(&self, saga_id: &str) -> Option<Self::Target>;
+
+    /// The instance a journal event of this flow belongs to (by its kind and saga id).
+    fn target_of_event(&self, event: &JournalEvent) -> Self::Target;
+
+    /// The instance that journals what belongs to no other: refusals of operators'
+    /// actions on unknown exceptions, a replay's summary, rule violations.
+    fn home(&self) -> Self::Target;
+
+    /// Whether operators' actions (retry, resolve, assign, replay) are decided here now;
+    /// `false` leaves them to [`Flow::route`] (e.g. an order Waybill has not seen).
+    fn takes_actions(&self) -> bool;
+
+    /// `None` once the flow has begun; before, what it waits for, in words that finish
+    /// "replay of …" (`order "SO1", which Waybill has not seen released`): a replay of a
+    /// flow that has not begun is refused.
+    fn not_begun(&self) -> Option<String>;
+
+    /// Decides an inbound business event: routes it to its saga(s) and commits each
+    /// decision with [`commit`].
+    fn route(&mut self, event: &InboundEvent, env: &Env<'_>, cause: &Cause, out: &mut Step);
+
+    /// A stage of the business process that a journal event ends, with when it began
+    /// (`release_to_goods_issue`): the stage-duration histogram. `None` for most events.
+    fn stage(&self, _event: &JournalEvent) -> Option<(&'static str, Timestamp)> {
+        None
+    }
+}
+
+/// Routes an inbound event to the sagas of its flow, decides, gives the outputs their
+/// ids and folds them into `flow`.
+pub fn step<F: Flow>(flow: &mut F, event: &InboundEvent, env: &Env<'_>, cause: &Cause) -> Step {
+    let mut out = Step::default();
+    let id = &event.meta.event_id;
+    match &event.body {
+        // A tick belongs to no flow: the coordinator fires the partition's due timers
+        // when it consumes one ([`tick`]).
+        EventBody::TimerTick(_) => {}
+        EventBody::ExceptionRetryRequested(a) if flow.takes_actions() => {
+            operator::retry_or_resolve(flow, id, a, true, cause, &mut out)
+        }
+        EventBody::ExceptionResolveRequested(a) if flow.takes_actions() => {
+            operator::retry_or_resolve(flow, id, a, false, cause, &mut out)
+        }
+        EventBody::ExceptionAssignRequested(a) if flow.takes_actions() => {
+            operator::assign(flow, id, a, cause, &mut out)
+        }
+        EventBody::SagaReplayRequested(r) if flow.takes_actions() && flow.not_begun().is_none() => {
+            // The records a replay names are read by the coordinator ([`replay`]); a
+            // request stepped on its own carries none of them.
+            let records: Vec<ReplayRecord> = r
+                .inputs
+                .iter()
+                .map(|i| ReplayRecord {
+                    input: i.clone(),
+                    event: Err("the record was not loaded for the replay".to_string()),
+                })
+                .collect();
+            return replay(flow, id, r, &records, env, cause);
+        }
+        _ => flow.route(event, env, cause, &mut out),
+    }
+    out
+}
+
+/// Fires the timers of `flow` that are due at `cause.at`: for each saga, its own first,
+/// then the watchdog if it still has neither a timer nor an open exception.
+pub fn tick<F: Flow>(flow: &mut F, cause: &Cause) -> Step {
+    let mut out = Step::default();
+    let now = cause.at;
+    for target in flow.targets() {
+        let Some(saga) = flow.saga(&target) else { continue };
+        let decision = saga.on_timer(now);
+        commit(flow, &target, decision, cause, &mut out);
+        let mut d = Decision::noop();
+        let saga_id = flow.saga_id(&target);
+        if let Some(saga) = flow.saga(&target) {
+            saga.fire_watchdog(&mut d, &saga_id, now);
+        }
+        commit(flow, &target, d, cause, &mut out);
+    }
+    out
+}
+
+/// Journals `decision` as the saga `target` of `flow`: closes the saga's overdue
+/// exceptions when it moves on, lets the saga settle it, gives every output its
+/// deterministic id, folds the journal events into the state and adds them to `out`.
+pub fn commit<F: Flow>(flow: &mut F, target: &F::Target, mut decision: Decision, cause: &Cause, out: &mut Step) {
+    if decision.is_noop() {
+        return;
+    }
+    let (kind, last_seq) = {
+        let saga = flow.saga_mut(target);
+        watch::close_on_progress(&mut decision, saga.book());
+        (saga.kind(), saga.book().seq)
+    };
+    if let Some(saga) = flow.saga(target) {
+        saga.settle(flow.key(), &mut decision);
+    }
+    let saga_id = flow.saga_id(target);
+    let (journal, commands) = materialize(kind, &saga_id, flow.key(), last_seq, &decision, cause);
+    for e in &journal {
+        apply(flow, e);
+    }
+    out.journal.extend(journal);
+    out.commands.extend(commands);
+    if out.dead_letter.is_none() {
+        out.dead_letter = decision.dead_letter;
+    }
+}
+
+/// Folds one journal event into the saga it belongs to (copies already applied are
+/// ignored by the saga).
+pub fn apply<F: Flow>(flow: &mut F, event: &JournalEvent) {
+    let target = flow.target_of_event(event);
+    flow.saga_mut(&target).apply(event);
+}
+
+/// The earliest pending timer of any saga of the flow: the sagas' own (pick due,
+/// approval SLA) and the watchdog's for a saga nothing else watches.
+pub fn next_deadline<F: Flow>(flow: &F) -> Option<Timestamp> {
+    flow.targets()
+        .iter()
+        .filter_map(|t| flow.saga(t))
+        .filter_map(|s| s.next_deadline().into_iter().chain(s.watchdog().map(|w| w.due_at)).min())
+        .min()
+}
+
+/// True when every saga of the flow has finished.
+pub fn is_finished<F: Flow>(flow: &F) -> bool {
+    flow.targets().iter().filter_map(|t| flow.saga(t)).all(|s| s.is_finished())
+}
+
+/// The sagas of the flow that have stalled silently: begun, not finished, with no
+/// pending timer and no open exception (DESIGN.md invariant 10; empty when it holds).
+pub fn stalls<F: Flow>(flow: &F) -> Vec<Stall> {
+    let mut v = Vec::new();
+    for t in flow.targets() {
+        let Some(s) = flow.saga(&t) else { continue };
+        let timer = s.next_deadline().or(s.watchdog().map(|w| w.due_at));
+        if s.is_started() && !s.is_finished() && watch::is_silent(s.book(), timer) {
+            v.push(Stall { saga_id: flow.saga_id(&t), status: s.status() });
+        }
+    }
+    v
+}
+
+/// Rebuilds the command the saga `saga_id` of this flow issued under `key`, exactly as it
+/// was first sent (what a retry of its `DELIVERY_FAILED` exception sends again): `None`
+/// when that saga does not exist or never issued `key`, `Err` with the reason when it did
+/// but cannot rebuild it exactly.
+pub fn reissue<F: Flow>(flow: &F, saga_id: &str, key: &str) -> Option<Result<Outbound, String>> {
+    flow.saga(&flow.target_of(saga_id)?)?.reissue(key)
+}
+
+/// A decision that sends the input to the dead-letter topic because it breaks a rule.
+pub(crate) fn reject(reason: String) -> Decision {
+    Decision::reject(DeadLetterKind::Rule, reason)
+}
