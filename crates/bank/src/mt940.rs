@@ -3,8 +3,8 @@
 //! A file may hold several statements, with or without the SWIFT envelope (`{1:…}{2:…}
 //! {4:` … `-}`) and with or without header lines before `:20:`; each `:20:` starts a
 //! statement and a line `-` ends one. Fields may continue over several lines (`:86:`
-//! has up to six); a continuation line is joined directly to a full 65-character line
-//! (the bank wrapped it) and with a space otherwise. Amounts use a decimal comma.
+//! has up to six); a continuation line is joined directly to a full line of 65
+//! characters after the tag (the bank wrapped it) and with a space otherwise. Amounts use a decimal comma.
 //!
 //! `:61:` is read as value date (YYMMDD), optional entry date (MMDD), mark (`C`, `D`, or
 //! `RC`/`RD` for a reversal), optional funds code (the third letter of the currency),
@@ -46,15 +46,17 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Statement>> {
     let mut last_len = 0;
     for (i, raw) in text.lines().enumerate() {
         let n = i + 1;
-        let mut line = raw.trim_end();
-        if line.starts_with('{') {
-            match line.find("{4:") {
-                Some(p) => line = &line[p + 3..],
+        // Trailing spaces are kept in field text: at a wrap they are a word boundary.
+        let mut raw = raw;
+        if raw.starts_with('{') {
+            match raw.find("{4:") {
+                Some(p) => raw = &raw[p + 3..],
                 None => continue,
             }
-            if line.is_empty() {
-                continue;
-            }
+        }
+        let line = raw.trim_end();
+        if line.is_empty() {
+            continue;
         }
         if line == "-" || line.starts_with("-}") {
             if !current.is_empty() {
@@ -63,22 +65,22 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Statement>> {
             open_field = false;
             continue;
         }
-        if let Some((tag, rest)) = field_start(line) {
+        if let Some((tag, rest)) = field_start(raw) {
             if tag == "20" && !current.is_empty() {
                 statements.push(std::mem::take(&mut current));
             }
             current.push(Field { tag: tag.to_string(), value: rest.to_string(), line: n });
             open_field = true;
-            last_len = line.len();
-        } else if open_field && !line.is_empty() {
+            last_len = rest.chars().count();
+        } else if open_field {
             let field = current.last_mut().expect("an open field exists");
-            if field.tag != "61" && last_len < 65 {
-                field.value.push(' ');
-            } else if field.tag == "61" {
+            if field.tag == "61" {
                 field.value.push('\n');
+            } else if last_len < 65 {
+                field.value.push(' ');
             }
-            field.value.push_str(line);
-            last_len = line.len();
+            field.value.push_str(raw);
+            last_len = raw.chars().count();
         }
     }
     if !current.is_empty() {
