@@ -14,7 +14,10 @@ pub mod mt940;
 pub mod settlement;
 mod text;
 
-pub use matching::{LineMatch, MatchRule, Matched, OpenInvoice, Outcome, QueueReason, Queued, Tolerance, match_lines};
+pub use matching::{
+    Allocation, LineMatch, MatchRule, Matched, OpenInvoice, Outcome, QueueReason, Queued, Tolerance, match_lines,
+    open_after,
+};
 pub use model::{
     Account, Balance, Checksum, Date, Direction, Format, LineKind, References, Statement, StatementLine, checksum,
 };

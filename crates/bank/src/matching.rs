@@ -261,6 +261,22 @@ pub fn match_lines(lines: &[StatementLine], invoices: &[OpenInvoice], tolerance:
         .collect())
 }
 
+/// What each invoice still has open after the matches: its open amount less every
+/// allocation to it. The caller records this (or re-reads Odoo after posting).
+pub fn open_after(invoices: &[OpenInvoice], matches: &[LineMatch]) -> BTreeMap<String, Money> {
+    let mut open: BTreeMap<String, Money> = invoices.iter().map(|i| (i.number.clone(), i.open_amount)).collect();
+    for m in matches {
+        if let Outcome::Matched(matched) = &m.outcome {
+            for a in &matched.allocations {
+                if let Some(left) = open.get_mut(&a.invoice) {
+                    *left = Money(left.0 - a.amount.0);
+                }
+            }
+        }
+    }
+    open
+}
+
 fn queued(reason: QueueReason, candidates: Vec<String>) -> Outcome {
     Outcome::Queued(Queued { reason, candidates })
 }

@@ -286,12 +286,19 @@ fn details(text: &str, line: &mut StatementLine) {
     if b.len() > 3 && b[..3].iter().all(u8::is_ascii_digit) && b[3] == b'?' {
         // German structured form: business transaction code, then ?NN subfields.
         let mut purpose = String::new();
+        let mut last_part = 0;
         let mut name = String::new();
         for part in t[3..].split('?').skip(1) {
             let (code, value) = part.split_at(part.len().min(2));
             match code {
                 "20" | "21" | "22" | "23" | "24" | "25" | "26" | "27" | "28" | "29" | "60" | "61" | "62" | "63" => {
-                    purpose.push_str(value)
+                    // Purpose subfields hold 27 characters: a full one was cut mid-text,
+                    // a shorter one ended a word.
+                    if !purpose.is_empty() && last_part < 27 {
+                        purpose.push(' ');
+                    }
+                    purpose.push_str(value);
+                    last_part = value.chars().count();
                 }
                 "32" | "33" => name.push_str(value),
                 _ => {}
