@@ -7,6 +7,8 @@
 //! files and open invoices, calls [`parse_file`] and [`matching::match_lines`], and turns
 //! each [`matching::LineMatch`] into journal entries or an entry in the unmatched queue.
 
+#![warn(missing_docs)]
+
 pub mod camt053;
 pub mod matching;
 pub mod model;
