@@ -9,6 +9,8 @@
 //! One [`StatementLine`] per booked entry (`Sts` `BOOK`), or one per transaction detail
 //! when a batched entry carries several `TxDtls` with amounts that add up to the entry.
 //! Entries with other statuses (pending, information) are not booked and are left out.
+//! Charges deducted from an entry (`Chrgs`) become the line's fee: the entry's own, or
+//! when it has none, its details'; the lines of a split batch carry their details' charges.
 
 use roxmltree::{Document, Node};
 use waybill_domain::Money;
@@ -103,12 +105,6 @@ fn text_at<'a>(node: Node<'a, '_>, path: &[&str]) -> Option<&'a str> {
     at(node, path).and_then(|n| n.text()).map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// A date given as `Dt` or `DtTm` under `node`.
-fn date_of(node: Option<Node>) -> Option<Date> {
-    let n = node?;
-    text_at(n, &["Dt"]).or_else(|| text_at(n, &["DtTm"])).and_then(Date::parse_iso)
-}
-
 struct Reader<'a, 'i> {
     doc: &'a Document<'i>,
     format: Format,
@@ -165,6 +161,15 @@ impl<'a, 'i> Reader<'a, 'i> {
         Ok((money, ccy.to_string()))
     }
 
+    /// A date given as `Dt` or `DtTm` under the child `name` of `node`, if there is one.
+    fn date(&self, node: Node, name: &str, at: At) -> Result<Option<Date>> {
+        let Some(n) = child(node, name) else { return Ok(None) };
+        let Some(text) = text_at(n, &["Dt"]).or_else(|| text_at(n, &["DtTm"])) else { return Ok(None) };
+        Date::parse_iso(text)
+            .map(Some)
+            .ok_or_else(|| self.invalid(n, at.path(name), format!("{text:?} is not a date (YYYY-MM-DD)"), HINT_SCHEMA))
+    }
+
     /// The sign of `CdtDbtInd` under `node`: +1 credit, -1 debit.
     fn sign(&self, node: Node, at: At, what: &str) -> Result<i64> {
         match text_at(node, &["CdtDbtInd"]) {
@@ -209,7 +214,7 @@ impl<'a, 'i> Reader<'a, 'i> {
             let (money, ccy) = self.amount(amt, here, &format!("Bal {code}"))?;
             let sign = self.sign(bal, here, "Bal")?;
             balance_ccy.get_or_insert(ccy);
-            *slot = Some(Balance { amount: Money(sign * money.0), date: date_of(child(bal, "Dt")) });
+            *slot = Some(Balance { amount: Money(sign * money.0), date: self.date(bal, "Dt", here)? });
         }
         let currency = text_at(acct, &["Ccy"])
             .map(str::to_string)
@@ -261,8 +266,8 @@ impl<'a, 'i> Reader<'a, 'i> {
         let amount = Money(self.sign(ntry, here, "Ntry")? * money.0);
         let reversal = text_at(ntry, &["RvslInd"]).is_some_and(|v| v == "true" || v == "1");
         let entry_kind = kind_of(ntry, reversal);
-        let booking_date = date_of(child(ntry, "BookgDt"));
-        let value_date = date_of(child(ntry, "ValDt"));
+        let booking_date = self.date(ntry, "BookgDt", here)?;
+        let value_date = self.date(ntry, "ValDt", here)?;
         let entry_ref = text_at(ntry, &["AcctSvcrRef"]).map(str::to_string);
         let entry_fee = self.charges(ntry, here, currency)?;
         let details: Vec<Node> = children(ntry, "NtryDtls").flat_map(|d| children(d, "TxDtls")).collect();

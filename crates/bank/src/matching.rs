@@ -241,6 +241,12 @@ pub struct LineMatch {
 struct Open<'a> {
     invoice: &'a OpenInvoice,
     left: Money,
+    /// The invoice number as a reference to look for.
+    number: refs::Wanted,
+    /// The customer's reference as a reference to look for.
+    customer_ref: refs::Wanted,
+    /// The customer's name key.
+    name: Vec<String>,
 }
 
 /// Matches every line, in order, against the open invoices. Fails only when an invoice
@@ -248,7 +254,14 @@ struct Open<'a> {
 pub fn match_lines(lines: &[StatementLine], invoices: &[OpenInvoice], tolerance: &Tolerance) -> Result<Vec<LineMatch>> {
     let mut open: BTreeMap<&str, Open> = BTreeMap::new();
     for inv in invoices {
-        if open.insert(&inv.number, Open { invoice: inv, left: inv.open_amount }).is_some() {
+        let entry = Open {
+            invoice: inv,
+            left: inv.open_amount,
+            number: refs::Wanted::new(&inv.number),
+            customer_ref: refs::Wanted::new(&inv.customer_ref),
+            name: refs::name_key(&inv.customer_name),
+        };
+        if open.insert(&inv.number, entry).is_some() {
             return Err(Error::DuplicateInvoice { number: inv.number.clone() });
         }
     }
@@ -282,8 +295,8 @@ fn queued(reason: QueueReason, candidates: Vec<String>) -> Outcome {
 }
 
 fn one(line: &StatementLine, open: &mut BTreeMap<&str, Open>, order: &[&str], tol: &Tolerance) -> Outcome {
-    let named: Vec<&str> =
-        order.iter().copied().filter(|n| line.references.payer_texts().any(|t| refs::names(t, n))).collect();
+    let texts: Vec<Vec<String>> = line.references.payer_texts().map(refs::words).collect();
+    let named: Vec<&str> = order.iter().copied().filter(|n| texts.iter().any(|t| open[n].number.found_in(t))).collect();
     let by_kind = match line.kind {
         LineKind::Fee => return Outcome::Charge { amount: line.amount },
         LineKind::Refund => Some(QueueReason::Refund),
@@ -319,9 +332,8 @@ fn one(line: &StatementLine, open: &mut BTreeMap<&str, Open>, order: &[&str], to
     let mut customers: Vec<&str> = Vec::new();
     for n in order.iter().filter(|n| payable(n)) {
         let inv = open[n].invoice;
-        let by_name = payer.as_ref().is_some_and(|p| refs::same_name(p, &refs::name_key(&inv.customer_name)));
-        let by_ref = !inv.customer_ref.trim().is_empty()
-            && line.references.payer_texts().any(|t| refs::names(t, &inv.customer_ref));
+        let by_name = payer.as_ref().is_some_and(|p| refs::same_name(p, &open[n].name));
+        let by_ref = texts.iter().any(|t| open[n].customer_ref.found_in(t));
         if (by_name || by_ref) && !customers.contains(&inv.customer_ref.as_str()) {
             customers.push(&inv.customer_ref);
         }
@@ -454,20 +466,39 @@ pub mod refs {
     /// (any separators), or joined into one word (`INV20260001`), or as the body of an
     /// ISO 11649 creditor reference (`RF18INV20260001`).
     pub fn names(text: &str, number: &str) -> bool {
-        let want = words(number);
-        if want.is_empty() {
-            return false;
+        Wanted::new(number).found_in(&words(text))
+    }
+
+    /// A reference to look for, split into words once.
+    #[derive(Debug, Clone)]
+    pub struct Wanted {
+        words: Vec<String>,
+        joined: String,
+    }
+
+    impl Wanted {
+        /// The reference `number` (an invoice number, a customer reference).
+        pub fn new(number: &str) -> Wanted {
+            let words = words(number);
+            let joined = words.concat();
+            Wanted { words, joined }
         }
-        let have = words(text);
-        let joined: String = want.concat();
-        have.windows(want.len()).any(|w| w == want.as_slice())
-            || have.iter().any(|w| {
-                *w == joined
-                    || (w.len() > 4
-                        && w.starts_with("RF")
-                        && w.as_bytes()[2..4].iter().all(u8::is_ascii_digit)
-                        && w[4..] == joined)
-            })
+
+        /// Whether the words of a text (from [`words`]) name this reference; an empty
+        /// reference is never found.
+        pub fn found_in(&self, have: &[String]) -> bool {
+            if self.words.is_empty() {
+                return false;
+            }
+            have.windows(self.words.len()).any(|w| w == self.words.as_slice())
+                || have.iter().any(|w| {
+                    *w == self.joined
+                        || (w.len() > 4
+                            && w.starts_with("RF")
+                            && w.as_bytes()[2..4].iter().all(u8::is_ascii_digit)
+                            && w[4..] == self.joined)
+                })
+        }
     }
 
     const LEGAL_FORMS: [&str; 22] = [

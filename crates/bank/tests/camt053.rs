@@ -120,6 +120,12 @@ fn a_missing_indicator_or_account_is_named() {
 }
 
 #[test]
+fn a_date_that_is_not_one_is_named() {
+    let e = broken("<Dt>2026-02-27</Dt>", "<Dt>27.02.2026</Dt>").to_string();
+    assert!(e.contains("Ntry 8, ValDt (line") && e.contains("\"27.02.2026\" is not a date (YYYY-MM-DD)"), "{e}");
+}
+
+#[test]
 fn a_statement_that_does_not_add_up_is_refused_with_both_figures() {
     let e = broken("<Amt Ccy=\"EUR\">14167.50</Amt>", "<Amt Ccy=\"EUR\">14167.40</Amt>");
     assert_eq!(
