@@ -210,7 +210,7 @@ fn entry(
         v.get(..6).and_then(yymmdd).ok_or_else(|| err(format!("{v:?} does not start with a YYMMDD value date")))?;
     let mut rest = &v[6..];
     let mut booking_date = None;
-    if rest.len() >= 4 && rest[..4].bytes().all(|b| b.is_ascii_digit()) {
+    if rest.get(..4).is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit())) {
         let (m, d): (u8, u8) = (rest[..2].parse().unwrap_or(0), rest[2..4].parse().unwrap_or(0));
         let year = match i32::from(m) - i32::from(value_date.month) {
             d if d > 6 => value_date.year - 1,
@@ -289,7 +289,8 @@ fn details(text: &str, line: &mut StatementLine) {
         let mut last_part = 0;
         let mut name = String::new();
         for part in t[3..].split('?').skip(1) {
-            let (code, value) = part.split_at(part.len().min(2));
+            let cut = if part.get(..2).is_some_and(|c| c.bytes().all(|b| b.is_ascii_digit())) { 2 } else { 0 };
+            let (code, value) = part.split_at(cut);
             match code {
                 "20" | "21" | "22" | "23" | "24" | "25" | "26" | "27" | "28" | "29" | "60" | "61" | "62" | "63" => {
                     // Purpose subfields hold 27 characters: a full one was cut mid-text,

@@ -1,13 +1,13 @@
 //! Properties of the matcher over generated statements and invoices: allocations,
 //! write-off and remainder always account for the whole payment; no invoice is paid
 //! beyond what it has open; the same input always gives the same answer, whatever the
-//! order of the open invoices.
+//! order of the open invoices; and damaged files give errors, never a panic.
 
 use proptest::prelude::*;
 use waybill_bank::model::parse_amount;
 use waybill_bank::{
     Date, LineKind, LineMatch, OpenInvoice, Outcome, References, StatementLine, Tolerance, match_lines, mt940,
-    open_after,
+    open_after, parse_file, settlement,
 };
 use waybill_domain::Money;
 
@@ -160,5 +160,19 @@ proptest! {
         let read: Vec<i64> = s.lines.iter().map(|l| l.amount.0).collect();
         prop_assert_eq!(read, amounts);
         prop_assert_eq!(s.closing.map(|b| b.amount), Some(Money(closing)));
+    }
+
+    #[test]
+    fn damaged_files_give_errors_not_panics(
+        cut in 0usize..4000, junk in "[:?/A-Z0-9,é\n-]{0,40}", which in 0usize..4
+    ) {
+        let name = ["camt053_001_02_statement.xml", "camt053_001_08_statement.xml", "mt940_statements.sta", "settlement_payouts.csv"][which];
+        let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+        let mut bytes = std::fs::read(path).expect("test file");
+        let at = cut.min(bytes.len());
+        bytes.splice(at..at, junk.bytes());
+        let _ = parse_file(&bytes);
+        let _ = mt940::parse(&bytes);
+        let _ = settlement::parse(&bytes);
     }
 }
