@@ -82,6 +82,21 @@ fn a_version_08_statement_reads_its_own_shapes() {
 }
 
 #[test]
+fn a_batch_whose_details_carry_no_amounts_stays_one_line_with_every_reference() {
+    let text = String::from_utf8(data("camt053_001_02_statement.xml")).unwrap();
+    let without = text
+        .replace("<AmtDtls>\n              <TxAmt>\n                <Amt Ccy=\"EUR\">1000.00</Amt>\n              </TxAmt>\n            </AmtDtls>", "")
+        .replace("<AmtDtls>\n              <TxAmt>\n                <Amt Ccy=\"EUR\">2000.00</Amt>\n              </TxAmt>\n            </AmtDtls>", "");
+    assert_ne!(without, text);
+    let s = &camt053::parse(without.as_bytes()).unwrap()[0];
+    assert_eq!(s.lines.len(), 8);
+    let batch = &s.lines[1];
+    assert_eq!((batch.line_id.as_str(), batch.amount), ("WBDEMO-BATCH-0302", Money(3000_00)));
+    assert_eq!(batch.counterparty, None, "two payers");
+    assert_eq!(batch.references.remittance, ["INV/2026/0002", "Rechnung INV/2026/0003 vom 02.02.2026"]);
+}
+
+#[test]
 fn versions_02_to_08_read_alike_and_others_are_refused() {
     let text = String::from_utf8(data("camt053_001_02_statement.xml")).unwrap();
     for v in 2..=8 {

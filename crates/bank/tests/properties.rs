@@ -2,6 +2,10 @@
 //! write-off and remainder always account for the whole payment; no invoice is paid
 //! beyond what it has open; the same input always gives the same answer, whatever the
 //! order of the open invoices; and damaged files give errors, never a panic.
+//!
+//! The damaged files start from the statements under `tests/data/`, written after the
+//! ISO 20022 camt.053 business example, SWIFT MT 940 and the gateways' payout reports
+//! (sources in `tests/data/README.md`).
 
 use proptest::prelude::*;
 use waybill_bank::model::parse_amount;
