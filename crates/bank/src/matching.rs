@@ -45,7 +45,8 @@ pub const MAX_COMBINATION_INVOICES: usize = 15;
 pub struct OpenInvoice {
     /// The invoice number (Odoo `account.move` `name`, e.g. `INV/2026/0001`).
     pub number: String,
-    /// The customer's reference (Odoo partner `ref`), as payers may quote it.
+    /// The customer's reference (Odoo partner `ref`), as payers may quote it; it tells
+    /// customers apart (by name when empty).
     pub customer_ref: String,
     /// The customer's name, compared with the payer's name.
     pub customer_name: String,
@@ -247,6 +248,8 @@ struct Open<'a> {
     customer_ref: refs::Wanted,
     /// The customer's name key.
     name: Vec<String>,
+    /// Who the customer is: the customer reference, or the name when there is none.
+    customer: &'a str,
 }
 
 /// Matches every line, in order, against the open invoices. Fails only when an invoice
@@ -260,6 +263,7 @@ pub fn match_lines(lines: &[StatementLine], invoices: &[OpenInvoice], tolerance:
             number: refs::Wanted::new(&inv.number),
             customer_ref: refs::Wanted::new(&inv.customer_ref),
             name: refs::name_key(&inv.customer_name),
+            customer: if inv.customer_ref.trim().is_empty() { &inv.customer_name } else { &inv.customer_ref },
         };
         if open.insert(&inv.number, entry).is_some() {
             return Err(Error::DuplicateInvoice { number: inv.number.clone() });
@@ -331,27 +335,24 @@ fn one(line: &StatementLine, open: &mut BTreeMap<&str, Open>, order: &[&str], to
     let payer = line.counterparty.as_deref().map(refs::name_key).filter(|k| !k.is_empty());
     let mut customers: Vec<&str> = Vec::new();
     for n in order.iter().filter(|n| payable(n)) {
-        let inv = open[n].invoice;
         let by_name = payer.as_ref().is_some_and(|p| refs::same_name(p, &open[n].name));
         let by_ref = texts.iter().any(|t| open[n].customer_ref.found_in(t));
-        if (by_name || by_ref) && !customers.contains(&inv.customer_ref.as_str()) {
-            customers.push(&inv.customer_ref);
+        if (by_name || by_ref) && !customers.contains(&open[n].customer) {
+            customers.push(open[n].customer);
         }
     }
     let customer = match customers.as_slice() {
         [] => return queued(QueueReason::UnknownPayer { payer: line.counterparty.clone() }, Vec::new()),
         [one] => *one,
         _ => {
-            let candidates =
-                order.iter().filter(|n| payable(n) && customers.contains(&open[*n].invoice.customer_ref.as_str()));
+            let candidates = order.iter().filter(|n| payable(n) && customers.contains(&open[*n].customer));
             return queued(
                 QueueReason::AmbiguousPayer { payer: line.counterparty.clone().unwrap_or_default() },
                 candidates.map(|n| n.to_string()).collect(),
             );
         }
     };
-    let theirs: Vec<&str> =
-        order.iter().copied().filter(|n| payable(n) && open[n].invoice.customer_ref == customer).collect();
+    let theirs: Vec<&str> = order.iter().copied().filter(|n| payable(n) && open[n].customer == customer).collect();
     let customer_name = open[theirs[0]].invoice.customer_name.clone();
     let all = || theirs.iter().map(|n| n.to_string()).collect::<Vec<_>>();
 

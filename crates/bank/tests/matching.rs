@@ -275,6 +275,20 @@ fn a_customer_reference_in_the_text_identifies_the_payer() {
 }
 
 #[test]
+fn customers_without_a_reference_are_told_apart_by_name() {
+    let invoices = vec![
+        invoice("J-1", "", "Kranich GmbH", 70_00, (2026, 1, 1)),
+        invoice("J-2", "", "Reiher KG", 30_00, (2026, 1, 1)),
+    ];
+    let m = match_lines(&[payment("p", 30_00, "Kranich GmbH", "")], &invoices, &Tolerance::NONE).unwrap();
+    assert_eq!(
+        m[0].outcome,
+        matched(MatchRule::OnlyOpenInvoice, &[("J-1", 30_00)], 0, 0, 0),
+        "Reiher's invoice is not Kranich's"
+    );
+}
+
+#[test]
 fn an_invoice_listed_twice_is_refused() {
     let invoices = vec![invoice("H-1", "C1", "A", 1, (2026, 1, 1)), invoice("H-1", "C1", "A", 2, (2026, 1, 1))];
     assert_eq!(match_lines(&[], &invoices, &Tolerance::NONE), Err(Error::DuplicateInvoice { number: "H-1".into() }));
