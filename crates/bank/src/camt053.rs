@@ -25,11 +25,19 @@ const NAMESPACE_PREFIX: &str = "urn:iso:std:iso:20022:tech:xsd:camt.053.001.";
 /// opening balance plus its lines against its closing balance.
 pub fn parse(bytes: &[u8]) -> Result<Vec<Statement>> {
     let text = decode(bytes);
-    let doc = Document::parse(&text).map_err(|e| Error::Invalid {
-        format: "camt.053".into(),
-        location: format!("line {}", e.pos().row),
-        problem: format!("the XML is not well-formed ({e})"),
-        hint: "the file is damaged or not XML; ask the bank to send it again",
+    let doc = Document::parse(&text).map_err(|e| match e {
+        roxmltree::Error::DtdDetected => Error::Invalid {
+            format: "camt.053".into(),
+            location: format!("line {}", e.pos().row),
+            problem: "the file declares a DTD, which ISO 20022 messages never have; it is refused (entities could expand without bound)".into(),
+            hint: "check where the file came from; ask the bank for the statement as its plain camt.053 XML",
+        },
+        e => Error::Invalid {
+            format: "camt.053".into(),
+            location: format!("line {}", e.pos().row),
+            problem: format!("the XML is not well-formed ({e})"),
+            hint: "the file is damaged or not XML; ask the bank to send it again",
+        },
     })?;
     let document =
         doc.descendants().find(|n| n.is_element() && n.tag_name().name() == "Document").ok_or_else(|| {

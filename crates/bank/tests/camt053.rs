@@ -174,6 +174,8 @@ fn a_batch_whose_details_do_not_add_up_is_refused() {
 fn damaged_xml_and_foreign_documents_say_so() {
     let e = camt053::parse(b"<Document><BkToCstmrStmt>").unwrap_err().to_string();
     assert!(e.contains("not well-formed") && e.contains("ask the bank to send it again"), "{e}");
+    let e = camt053::parse(b"<!DOCTYPE d [<!ENTITY a \"aaaa\">]><Document>&a;</Document>").unwrap_err().to_string();
+    assert!(e.contains("declares a DTD"), "{e}");
     let e = camt053::parse(b"<html><body/></html>").unwrap_err().to_string();
     assert!(e.contains("no <Document> element (the root is <html>)"), "{e}");
     let e = parse_file(b"%PDF-1.7 statement").unwrap_err().to_string();
