@@ -97,6 +97,18 @@ fn a_batch_whose_details_carry_no_amounts_stays_one_line_with_every_reference() 
 }
 
 #[test]
+fn an_account_without_iban_or_currency_reads_as_in_the_iso_example() {
+    // The ISO example names its account by Othr/Id and gives the currency only on the amounts.
+    let text = String::from_utf8(data("camt053_001_08_statement.xml")).unwrap();
+    let text = text
+        .replace("<IBAN>DE89370400440532013000</IBAN>", "<Othr><Id>50000000054910000003</Id></Othr>")
+        .replace("<Ccy>EUR</Ccy>", "");
+    let s = &camt053::parse(text.as_bytes()).unwrap()[0];
+    assert_eq!(s.account, Account::Other("50000000054910000003".into()));
+    assert_eq!(s.currency, "EUR");
+}
+
+#[test]
 fn versions_02_to_08_read_alike_and_others_are_refused() {
     let text = String::from_utf8(data("camt053_001_02_statement.xml")).unwrap();
     for v in 2..=8 {
