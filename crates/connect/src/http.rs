@@ -124,7 +124,7 @@ impl Adapter for HttpAdapter {
     }
 }
 
-/// Finance refusing an invoice or a credit note is a business event of its own.
+/// Finance refusing an invoice, a credit note or a vendor bill is a business event of its own.
 pub fn refusal_event(command: &Command, reason: &str) -> Option<EventBody> {
     match &command.body {
         CommandBody::PostInvoice(p) => Some(EventBody::InvoiceRejected(DocumentRejected {
@@ -137,6 +137,13 @@ pub fn refusal_event(command: &Command, reason: &str) -> Option<EventBody> {
             business_key: c.receipt_id.clone(),
             reason: reason.to_string(),
         })),
+        CommandBody::PostVendorBill(b) => {
+            Some(EventBody::VendorBillRejected(waybill_domain::purchase::VendorBillRejected {
+                po_ref: b.po_ref.clone(),
+                bill_number: b.bill_number.clone(),
+                reason: reason.to_string(),
+            }))
+        }
         _ => None,
     }
 }

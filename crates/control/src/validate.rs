@@ -193,7 +193,10 @@ pub fn held_postings(r: &proto::ListHeldPostingsRequest) -> Result<HeldPostingsQ
         "" => None,
         "invoice" => Some("invoice"),
         "credit-note" => Some("credit-note"),
-        d => return Err(Error::InvalidArgument(format!("document {d:?} is not invoice or credit-note"))),
+        "vendor-bill" => Some("vendor-bill"),
+        d => {
+            return Err(Error::InvalidArgument(format!("document {d:?} is not invoice, credit-note or vendor-bill")));
+        }
     };
     let page_size = match r.page_size {
         0 => DEFAULT_PAGE_SIZE,
@@ -393,7 +396,7 @@ mod tests {
         let bad_state = proto::ListHeldPostingsRequest { state: "Held".into(), ..Default::default() };
         assert!(held_postings(&bad_state).unwrap_err().to_string().contains("not one of held, approved"));
         let bad_doc = proto::ListHeldPostingsRequest { document: "bill".into(), ..Default::default() };
-        assert!(held_postings(&bad_doc).unwrap_err().to_string().contains("not invoice or credit-note"));
+        assert!(held_postings(&bad_doc).unwrap_err().to_string().contains("not invoice, credit-note or vendor-bill"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::event::{ItemCondition, LotQty, OrderLine, Package, ShippedLine};
+use crate::purchase::{ReceiptPosting, VendorBill, VendorCredit};
 use crate::value::{Money, Qty, System, Timestamp};
 
 /// Fields every command carries.
@@ -58,6 +59,15 @@ pub enum CommandBody {
     IssueCreditNote(IssueCreditNote),
     /// Ask the warehouse to adjust stock after a return.
     AdjustStock(AdjustStock),
+    /// Ask Odoo to validate the incoming picking of a receipt.
+    ValidateReceipt(ReceiptPosting),
+    /// Compensation: ask Odoo to return a cancelled receipt's goods to the supplier (a
+    /// return picking; a validated receipt is never deleted).
+    ReturnToVendor(ReceiptPosting),
+    /// Ask finance to post a vendor bill matched (or approved) against its order and receipts.
+    PostVendorBill(VendorBill),
+    /// Compensation: ask finance to credit a cancelled receipt that was billed.
+    IssueVendorCreditNote(VendorCredit),
 }
 
 impl CommandBody {
@@ -74,6 +84,10 @@ impl CommandBody {
             CommandBody::PostInvoice(_) => "PostInvoice",
             CommandBody::IssueCreditNote(_) => "IssueCreditNote",
             CommandBody::AdjustStock(_) => "AdjustStock",
+            CommandBody::ValidateReceipt(_) => "ValidateReceipt",
+            CommandBody::ReturnToVendor(_) => "ReturnToVendor",
+            CommandBody::PostVendorBill(_) => "PostVendorBill",
+            CommandBody::IssueVendorCreditNote(_) => "IssueVendorCreditNote",
         }
     }
 }

@@ -4,6 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::purchase::{
+    GoodsReceipt, PurchaseOrderClosed, PurchaseOrderConfirmed, ReceiptCancelled, ReceiptValidated, ShipNotice,
+    VendorBill, VendorBillPosted, VendorBillRejected, VendorCreditIssued,
+};
 use crate::value::{Money, Qty, SourceRef, System, Timestamp};
 
 /// Fields every inbound event carries.
@@ -73,6 +77,27 @@ pub enum EventBody {
     CreditNoteIssued(CreditNoteIssued),
     /// Finance refused a credit note.
     CreditNoteRejected(DocumentRejected),
+    // ---- procure to receive (keyed `po:<purchase order>`) ----
+    /// Odoo confirmed a purchase order.
+    PurchaseOrderConfirmed(PurchaseOrderConfirmed),
+    /// Odoo closed a purchase order: nothing more will be received.
+    PurchaseOrderClosed(PurchaseOrderClosed),
+    /// The supplier's advance shipping notice, as the warehouse received it.
+    ShipNoticeReceived(ShipNotice),
+    /// The warehouse received goods against a purchase order.
+    GoodsReceived(GoodsReceipt),
+    /// Odoo validated the incoming picking of a receipt.
+    ReceiptValidated(ReceiptValidated),
+    /// A receipt was cancelled at the warehouse.
+    ReceiptCancelled(ReceiptCancelled),
+    /// Finance received a supplier's invoice (vendor bill).
+    VendorBillReceived(VendorBill),
+    /// Finance posted a vendor bill.
+    VendorBillPosted(VendorBillPosted),
+    /// Finance refused a vendor bill.
+    VendorBillRejected(VendorBillRejected),
+    /// Finance issued a vendor credit note for a cancelled receipt.
+    VendorCreditNoteIssued(VendorCreditIssued),
     // ---- workbench (through the control plane) ----
     /// An operator asked to re-issue the command of the step an exception is about, with
     /// the same idempotency key.
@@ -147,6 +172,16 @@ impl EventBody {
             EventBody::ReturnReceived(_) => "ReturnReceived",
             EventBody::CreditNoteIssued(_) => "CreditNoteIssued",
             EventBody::CreditNoteRejected(_) => "CreditNoteRejected",
+            EventBody::PurchaseOrderConfirmed(_) => "PurchaseOrderConfirmed",
+            EventBody::PurchaseOrderClosed(_) => "PurchaseOrderClosed",
+            EventBody::ShipNoticeReceived(_) => "ShipNoticeReceived",
+            EventBody::GoodsReceived(_) => "GoodsReceived",
+            EventBody::ReceiptValidated(_) => "ReceiptValidated",
+            EventBody::ReceiptCancelled(_) => "ReceiptCancelled",
+            EventBody::VendorBillReceived(_) => "VendorBillReceived",
+            EventBody::VendorBillPosted(_) => "VendorBillPosted",
+            EventBody::VendorBillRejected(_) => "VendorBillRejected",
+            EventBody::VendorCreditNoteIssued(_) => "VendorCreditNoteIssued",
             EventBody::ExceptionRetryRequested(_) => "ExceptionRetryRequested",
             EventBody::ExceptionResolveRequested(_) => "ExceptionResolveRequested",
             EventBody::ExceptionAssignRequested(_) => "ExceptionAssignRequested",
@@ -625,6 +660,13 @@ impl TargetOutage {
         let name = key.strip_prefix(TARGET_KEY_PREFIX)?;
         System::ALL.into_iter().find(|s| s.as_str() == name)
     }
+}
+
+/// Whether a correlation key is an order's (a sale order name): not a command target's
+/// (`target:odoo`) nor a purchase order's (`po:P00042`). Only orders are listed and
+/// counted as orders.
+pub fn is_order_key(key: &str) -> bool {
+    TargetOutage::target_of_key(key).is_none() && !key.starts_with(crate::purchase::KEY_PREFIX)
 }
 
 /// The prefix of a target's correlation key (see [`TargetOutage::correlation_key`]).

@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{BackorderLine, InvoiceLine};
 use crate::event::{GoodsIssued, LineReservation, OrderReleased, PickConfirmed, ReturnAuthorized, ReturnReceived};
+use crate::purchase::{
+    BillMatch, GoodsReceipt, PurchaseOrderClosed, PurchaseOrderConfirmed, ReceiptReversal, ReceiptValidated,
+    ShipNotice, VendorBill, VendorBillPosted, VendorCreditIssued,
+};
 use crate::value::{Money, SourceRef, Timestamp};
 
 /// The kinds of saga.
@@ -28,6 +32,9 @@ pub enum SagaKind {
     /// One per command target: is the system answering? Keyed by `target:<system>`, not
     /// by an order.
     TargetHealth,
+    /// Purchase order confirmed → advance shipping notice → receipts → three-way-matched
+    /// vendor bills. Keyed by `po:<purchase order>`.
+    PurchaseToReceive,
 }
 
 impl SagaKind {
@@ -38,6 +45,7 @@ impl SagaKind {
             SagaKind::ShipToInvoice => "s2i",
             SagaKind::ReturnsCredit => "ret",
             SagaKind::TargetHealth => "tgt",
+            SagaKind::PurchaseToReceive => "p2r",
         }
     }
 
@@ -54,6 +62,7 @@ impl fmt::Display for SagaKind {
             SagaKind::ShipToInvoice => "ship-to-invoice",
             SagaKind::ReturnsCredit => "returns-credit",
             SagaKind::TargetHealth => "target-health",
+            SagaKind::PurchaseToReceive => "purchase-to-receive",
         })
     }
 }
@@ -92,11 +101,14 @@ pub enum ExceptionCategory {
     /// A target system has not answered for longer than its connector allows; commands
     /// wait in its topic and the exception closes when it answers again.
     TargetUnavailable,
+    /// A receipt does not match its purchase order or notice (over- or under-receipt
+    /// beyond the supplier's tolerance, damaged goods, an unknown line or lot).
+    ReceiptMismatch,
 }
 
 impl ExceptionCategory {
     /// Every category, for reports.
-    pub const ALL: [ExceptionCategory; 13] = [
+    pub const ALL: [ExceptionCategory; 14] = [
         ExceptionCategory::MasterData,
         ExceptionCategory::StockShortage,
         ExceptionCategory::PickOverdue,
@@ -110,6 +122,7 @@ impl ExceptionCategory {
         ExceptionCategory::StepOverdue,
         ExceptionCategory::DeliveryFailed,
         ExceptionCategory::TargetUnavailable,
+        ExceptionCategory::ReceiptMismatch,
     ];
 
     /// Lowercase name, for tables and metric labels.
@@ -128,6 +141,7 @@ impl ExceptionCategory {
             ExceptionCategory::StepOverdue => "step-overdue",
             ExceptionCategory::DeliveryFailed => "delivery-failed",
             ExceptionCategory::TargetUnavailable => "target-unavailable",
+            ExceptionCategory::ReceiptMismatch => "receipt-mismatch",
         }
     }
 }
@@ -259,6 +273,29 @@ pub enum JournalBody {
     SagaReplayed(SagaReplayed),
     /// An operator assigned an open exception to an owner (or to a new owner).
     ExceptionAssigned(ExceptionAssigned),
+    // ---- procure to receive ----
+    /// A purchase order was confirmed.
+    PurchaseOpened(PurchaseOrderConfirmed),
+    /// A purchase order was closed: nothing more will be received.
+    PurchaseClosed(PurchaseOrderClosed),
+    /// An advance shipping notice was recorded.
+    ShipNoticeRecorded(ShipNotice),
+    /// A receipt was checked against the order and its notice and recorded; Odoo was
+    /// asked to validate it.
+    ReceiptRecorded(GoodsReceipt),
+    /// Odoo validated a receipt.
+    ReceiptConfirmed(ReceiptValidated),
+    /// A cancelled receipt was reversed (and credited, when it had been billed).
+    ReceiptReversed(ReceiptReversal),
+    /// A vendor bill arrived; it waits for its goods, or is matched at once.
+    BillReceived(VendorBill),
+    /// A vendor bill was matched three ways within tolerance (or approved) and sent to
+    /// finance.
+    BillMatched(BillMatch),
+    /// Finance posted a vendor bill.
+    BillRecorded(VendorBillPosted),
+    /// Finance issued a vendor credit note.
+    VendorCreditRecorded(VendorCreditIssued),
 }
 
 impl JournalBody {
@@ -299,6 +336,16 @@ impl JournalBody {
             JournalBody::ExceptionRetried(_) => "ExceptionRetried",
             JournalBody::SagaReplayed(_) => "SagaReplayed",
             JournalBody::ExceptionAssigned(_) => "ExceptionAssigned",
+            JournalBody::PurchaseOpened(_) => "PurchaseOpened",
+            JournalBody::PurchaseClosed(_) => "PurchaseClosed",
+            JournalBody::ShipNoticeRecorded(_) => "ShipNoticeRecorded",
+            JournalBody::ReceiptRecorded(_) => "ReceiptRecorded",
+            JournalBody::ReceiptConfirmed(_) => "ReceiptConfirmed",
+            JournalBody::ReceiptReversed(_) => "ReceiptReversed",
+            JournalBody::BillReceived(_) => "BillReceived",
+            JournalBody::BillMatched(_) => "BillMatched",
+            JournalBody::BillRecorded(_) => "BillRecorded",
+            JournalBody::VendorCreditRecorded(_) => "VendorCreditRecorded",
         }
     }
 }
@@ -408,6 +455,8 @@ pub enum DocumentKind {
     Invoice,
     /// A credit note.
     CreditNote,
+    /// A supplier's invoice (vendor bill).
+    VendorBill,
 }
 
 /// An invoice as computed for one shipment.

@@ -1,6 +1,7 @@
 //! The canonical model of Waybill: the business events that come in from Odoo, the
 //! warehouse, carriers, finance and operators; the commands Waybill sends out; the saga
-//! journal events that record each decision; and the value types they share.
+//! journal events that record each decision; and the value types they share. Each flow's
+//! own records live in a module of their own ([`purchase`] for procure-to-receive).
 //!
 //! This crate owns vocabulary only. It does no I/O, knows nothing of Avro, Kafka or sled,
 //! and every type here is plain data with `serde` derives so that the `schema` crate can
@@ -10,6 +11,7 @@ pub mod command;
 pub mod event;
 pub mod journal;
 pub mod partition;
+pub mod purchase;
 pub mod topic;
 pub mod value;
 

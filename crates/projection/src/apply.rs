@@ -21,7 +21,6 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use waybill_domain::event::TargetOutage;
 use waybill_domain::journal::{DocumentKind, InputPosition};
 use waybill_domain::{
     Command, CommandBody, ExceptionCategory, JournalBody, JournalEvent, Qty, SagaKind, SourceRef, System,
@@ -296,10 +295,11 @@ impl<'a> Overlay<'a> {
         // this event already).
         let customer =
             if matches!(e.body, JournalBody::ExceptionRaised(_)) { record.view.customer_ref.clone() } else { None };
-        // A target's health saga (`target:odoo`) keeps a record of its own — its timeline,
-        // which `order show` finds — but is no order: it stays out of the order lists and
-        // the counts by status. Its exceptions are listed like every other.
-        let listed = TargetOutage::target_of_key(order_ref).is_none();
+        // A target's health saga (`target:odoo`) and a purchase order (`po:P00042`) keep a
+        // record of their own — a timeline, which `order show` finds, postings, documents —
+        // but are no sale order: they stay out of the order lists and the counts by status.
+        // Their exceptions and held postings are listed like every other.
+        let listed = waybill_domain::event::is_order_key(order_ref);
         // The status-and-age index: blind writes (a later event of the same batch removes
         // what an earlier one inserted; the batch keeps the last operation per key).
         let aged_after = keys::order_age(after.as_str(), record.view.last_event_at.0, order_ref);
@@ -755,6 +755,29 @@ pub(crate) fn fold_order(order: &mut OrderView, e: &JournalEvent, stock: &mut Ve
             amount: r.amount,
             at: m.at,
         }),
+        JournalBody::BillRecorded(b) => order.documents.push(DocumentView {
+            kind: DocumentKind::VendorBill,
+            business_key: b.bill_number.clone(),
+            number: b.document_number.clone(),
+            amount: b.amount,
+            at: m.at,
+        }),
+        JournalBody::VendorCreditRecorded(c) => order.documents.push(DocumentView {
+            kind: DocumentKind::CreditNote,
+            business_key: c.receipt_id.clone(),
+            number: c.credit_number.clone(),
+            amount: c.amount,
+            at: m.at,
+        }),
+        // A purchase order's record carries its currency (held bills show it).
+        JournalBody::PurchaseOpened(o) => order.currency = Some(o.currency.clone()),
+        JournalBody::PurchaseClosed(_)
+        | JournalBody::ShipNoticeRecorded(_)
+        | JournalBody::ReceiptRecorded(_)
+        | JournalBody::ReceiptConfirmed(_)
+        | JournalBody::ReceiptReversed(_)
+        | JournalBody::BillReceived(_)
+        | JournalBody::BillMatched(_) => {}
         JournalBody::InvoiceDrafted(_)
         | JournalBody::InvoiceRequested(_)
         | JournalBody::FinanceRefused(_)

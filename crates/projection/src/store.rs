@@ -205,7 +205,8 @@ impl ProjectionStore {
     }
 
     /// Orders by reference, optionally only those in `status`, at most `limit` (a target's
-    /// health record, keyed `target:<system>`, is not listed).
+    /// health record, keyed `target:<system>`, and a purchase order's, keyed `po:<name>`,
+    /// are not listed).
     pub fn orders(&self, status: Option<OrderStatus>, limit: usize) -> Result<Vec<OrderView>> {
         let mut out = Vec::new();
         for kv in self.tree.scan_prefix(keys::ORDER) {
@@ -214,8 +215,8 @@ impl ProjectionStore {
             }
             let (k, v) = kv.map_err(|e| Error::storage("scanning orders", e))?;
             let o = OrderRecord::decode(&k, &v)?.view;
-            // A target's health record (`target:odoo`) is no order.
-            let order = waybill_domain::event::TargetOutage::target_of_key(&o.order_ref).is_none();
+            // A target's health record (`target:odoo`) or a purchase order's is no order.
+            let order = waybill_domain::event::is_order_key(&o.order_ref);
             if order && status.is_none_or(|s| s == o.status) {
                 out.push(o);
             }

@@ -132,6 +132,45 @@ pub fn summarize(e: &JournalEvent) -> String {
             let from = a.previous_owner.as_ref().map(|p| format!(" (was {p})")).unwrap_or_default();
             format!("exception {} assigned to {}{from} by {} ({}){note}", a.exception_id, a.owner, a.actor, a.role)
         }
+        JournalBody::PurchaseOpened(o) => {
+            let units: Qty = o.lines.iter().map(|l| l.quantity).sum();
+            format!(
+                "purchase order {} confirmed with {} ({}): {}, {units} units, expected {}",
+                o.po_ref,
+                o.supplier_name,
+                o.supplier_ref,
+                plural(o.lines.len(), "line"),
+                format_ts(o.expected_at)
+            )
+        }
+        JournalBody::PurchaseClosed(c) => format!("purchase order {} closed: {}", c.po_ref, c.reason),
+        JournalBody::ShipNoticeRecorded(n) => {
+            let units: Qty = n.lines.iter().map(|l| l.quantity).sum();
+            format!("shipping notice {} recorded: {units} units on {}", n.asn_id, plural(n.lines.len(), "line"))
+        }
+        JournalBody::ReceiptRecorded(r) => {
+            let units: Qty = r.lines.iter().map(|l| l.quantity).sum();
+            let damaged: Qty = r.lines.iter().map(|l| l.damaged).sum();
+            let against = r.asn_id.as_ref().map(|a| format!(" against {a}")).unwrap_or_default();
+            let damaged = if damaged.is_zero() { String::new() } else { format!(", {damaged} damaged") };
+            format!("receipt {}{against}: {units} units accepted{damaged}; sent to Odoo", r.receipt_id)
+        }
+        JournalBody::ReceiptConfirmed(v) => format!("receipt {} validated in Odoo as {}", v.receipt_id, v.picking_ref),
+        JournalBody::ReceiptReversed(x) => match &x.credit {
+            Some(c) => {
+                format!("receipt {} cancelled ({}): goods returned, {} to credit", x.receipt_id, x.reason, c.amount)
+            }
+            None => format!("receipt {} cancelled ({}): goods returned", x.receipt_id, x.reason),
+        },
+        JournalBody::BillReceived(b) => format!("bill {} received: {} {}", b.bill_number, b.amount, b.currency),
+        JournalBody::BillMatched(m) if m.variances.is_empty() => {
+            format!("bill {} matched order and receipts; sent to finance", m.bill_number)
+        }
+        JournalBody::BillMatched(m) => format!("bill {} approved with differences; sent to finance", m.bill_number),
+        JournalBody::BillRecorded(b) => format!("bill {} posted as {}: {}", b.bill_number, b.document_number, b.amount),
+        JournalBody::VendorCreditRecorded(c) => {
+            format!("vendor credit note {} for receipt {}: {}", c.credit_number, c.receipt_id, c.amount)
+        }
         JournalBody::SagaReplayed(r) => format!(
             "replay by {} ({}): {} replayed, {} applied, {} issued, {} still refused",
             r.actor,

@@ -62,8 +62,11 @@ pub struct Refusal {
 /// The system of record for each business event type. Configured as
 /// `[policy.ownership]` with entries `<EventType> = "<system>"` that override the
 /// defaults ([`Ownership::DEFAULTS`]): Odoo owns orders, cancellations and return
-/// authorisations; the warehouse reservations, releases, picks, goods issue and return
-/// receipts; the carrier bookings and delivery; finance invoice and credit-note postings.
+/// authorisations, purchase orders and the validation of receipts; the warehouse
+/// reservations, releases, picks, goods issue, return receipts, the suppliers' shipping
+/// notices (which it receives by EDI or from the supplier portal) and purchase receipts;
+/// the carrier bookings and delivery; finance invoice and credit-note postings and
+/// vendor bills.
 ///
 /// Delivery outcomes (`CommandFailed`, `TargetUnavailable`, `TargetRecovered`,
 /// [`EventBody::TARGET_REPORT_NAMES`]) are owned by the system they report about — the
@@ -75,7 +78,7 @@ pub struct Ownership(pub BTreeMap<String, String>);
 
 impl Ownership {
     /// The built-in owners, by event type.
-    pub const DEFAULTS: [(&'static str, System); 14] = [
+    pub const DEFAULTS: [(&'static str, System); 24] = [
         ("OrderReleased", System::Odoo),
         ("OrderCancelled", System::Odoo),
         ("ReturnAuthorized", System::Odoo),
@@ -90,6 +93,16 @@ impl Ownership {
         ("InvoiceRejected", System::Finance),
         ("CreditNoteIssued", System::Finance),
         ("CreditNoteRejected", System::Finance),
+        ("PurchaseOrderConfirmed", System::Odoo),
+        ("PurchaseOrderClosed", System::Odoo),
+        ("ReceiptValidated", System::Odoo),
+        ("ShipNoticeReceived", System::Wms),
+        ("GoodsReceived", System::Wms),
+        ("ReceiptCancelled", System::Wms),
+        ("VendorBillReceived", System::Finance),
+        ("VendorBillPosted", System::Finance),
+        ("VendorBillRejected", System::Finance),
+        ("VendorCreditNoteIssued", System::Finance),
     ];
 
     /// The owner of event type `name`: the configured one, else the default; `None` for

@@ -37,6 +37,7 @@ pub mod health;
 pub mod invoicing;
 pub mod outcome;
 pub mod policy;
+pub mod procurement;
 pub mod registry;
 pub mod returns;
 pub mod saga;

@@ -72,6 +72,9 @@ pub const fn is_answered(body: &CommandBody) -> bool {
             | CommandBody::BookCarrier(_)
             | CommandBody::PostInvoice(_)
             | CommandBody::IssueCreditNote(_)
+            | CommandBody::ValidateReceipt(_)
+            | CommandBody::PostVendorBill(_)
+            | CommandBody::IssueVendorCreditNote(_)
     )
 }
 
@@ -88,6 +91,10 @@ fn what(body: &CommandBody) -> String {
         CommandBody::PostInvoice(p) => format!("invoice of shipment {}", p.shipment_id),
         CommandBody::IssueCreditNote(c) => format!("credit note of return receipt {}", c.receipt_id),
         CommandBody::AdjustStock(a) => format!("stock adjustment for return receipt {}", a.receipt_id),
+        CommandBody::ValidateReceipt(r) => format!("receipt {} of purchase order {}", r.receipt_id, r.po_ref),
+        CommandBody::ReturnToVendor(r) => format!("return of receipt {} to the supplier", r.receipt_id),
+        CommandBody::PostVendorBill(b) => format!("vendor bill {}", b.bill_number),
+        CommandBody::IssueVendorCreditNote(c) => format!("vendor credit note of receipt {}", c.receipt_id),
     }
 }
 

@@ -77,6 +77,47 @@ impl Default for PostingPolicy {
     }
 }
 
+/// How far a supplier's deliveries and bills may differ from the purchase order before
+/// someone must look: a receipt beyond them raises `RECEIPT_MISMATCH`, a bill beyond them
+/// is held for approval (three-way match).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tolerance {
+    /// Percent a line may be received above the quantity ordered.
+    pub over_receipt_pct: f64,
+    /// Percent a line may stay short of the quantity ordered once the order is closed.
+    pub under_receipt_pct: f64,
+    /// Percent a bill line's quantity may exceed what was received and not yet billed.
+    pub bill_quantity_pct: f64,
+    /// Percent a bill line's unit price may differ from the order's.
+    pub bill_price_pct: f64,
+}
+
+impl Default for Tolerance {
+    fn default() -> Self {
+        Tolerance { over_receipt_pct: 5.0, under_receipt_pct: 5.0, bill_quantity_pct: 0.0, bill_price_pct: 2.0 }
+    }
+}
+
+/// Procure-to-receive settings: tolerances, by default and per supplier. A supplier's
+/// entry replaces the defaults for that supplier (fields it leaves out take the built-in
+/// values). Held vendor bills are approved under the posting policy's limits and SLA.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcurementPolicy {
+    /// Tolerances of every supplier without an entry of its own.
+    pub tolerance: Tolerance,
+    /// Tolerances by supplier reference (`[policy.procurement.suppliers.SUP-3]`).
+    pub suppliers: std::collections::BTreeMap<String, Tolerance>,
+}
+
+impl ProcurementPolicy {
+    /// The tolerances for a supplier.
+    pub fn tolerance_for(&self, supplier_ref: &str) -> &Tolerance {
+        self.suppliers.get(supplier_ref).unwrap_or(&self.tolerance)
+    }
+}
+
 /// All saga settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -85,6 +126,8 @@ pub struct Policy {
     pub fulfillment: FulfillmentPolicy,
     /// Ship-to-invoice and returns: held postings and approvals.
     pub posting: PostingPolicy,
+    /// Procure-to-receive: receipt and three-way-match tolerances.
+    pub procurement: ProcurementPolicy,
     /// The system of record of each event type (`GoodsIssued = "wms"`); entries override
     /// the defaults of [`Ownership::DEFAULTS`](crate::admission::Ownership::DEFAULTS).
     pub ownership: crate::admission::Ownership,

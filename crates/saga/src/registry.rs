@@ -10,17 +10,19 @@ use waybill_domain::{InboundEvent, JournalEvent, Timestamp};
 
 use crate::decision::Cause;
 use crate::flow::{self, Env, Flow, OrderFlow, ReplayRecord, Step};
+use crate::procurement::PurchaseFlow;
 use crate::saga::Lifecycle;
 use crate::watch::Stall;
 
 macro_rules! flows {
     ($($variant:ident($flow:ty)),+ $(,)?) => {
-        /// The state of one correlation key, whichever flow it belongs to.
+        /// The state of one correlation key, whichever flow it belongs to (boxed: flows
+        /// differ in size, and a worker keeps thousands of them).
         #[derive(Debug, Clone, PartialEq, Eq)]
         pub enum AnyFlow {
             $(
                 #[doc = concat!("A [`", stringify!($flow), "`].")]
-                $variant($flow),
+                $variant(Box<$flow>),
             )+
         }
 
@@ -28,7 +30,7 @@ macro_rules! flows {
             /// A new, empty flow for `key`, of the flow that owns the key.
             pub fn new(key: &str) -> Self {
                 $(if <$flow as Flow>::owns(key) {
-                    return AnyFlow::$variant(<$flow as Flow>::create(key));
+                    return AnyFlow::$variant(Box::new(<$flow as Flow>::create(key)));
                 })+
                 unreachable!("the last registered flow owns every key")
             }
@@ -36,14 +38,14 @@ macro_rules! flows {
             /// The stored state of `key` (as [`AnyFlow::encode`] wrote it).
             pub fn decode(key: &str, bytes: &[u8]) -> Result<Self, serde_json::Error> {
                 $(if <$flow as Flow>::owns(key) {
-                    return serde_json::from_slice::<$flow>(bytes).map(AnyFlow::$variant);
+                    return serde_json::from_slice::<$flow>(bytes).map(|f| AnyFlow::$variant(Box::new(f)));
                 })+
                 unreachable!("the last registered flow owns every key")
             }
 
             /// The state to store: the flow's own shape (its key says which flow it is).
             pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
-                match self { $(AnyFlow::$variant(f) => serde_json::to_vec(f),)+ }
+                match self { $(AnyFlow::$variant(f) => serde_json::to_vec(f.as_ref()),)+ }
             }
 
             /// The flow's name (`order`).
@@ -58,12 +60,12 @@ macro_rules! flows {
 
             /// Decides an inbound event ([`flow::step`]).
             pub fn step(&mut self, event: &InboundEvent, env: &Env<'_>, cause: &Cause) -> Step {
-                match self { $(AnyFlow::$variant(f) => flow::step(f, event, env, cause),)+ }
+                match self { $(AnyFlow::$variant(f) => flow::step(f.as_mut(), event, env, cause),)+ }
             }
 
             /// Fires the timers due at `cause.at` ([`flow::tick`]).
             pub fn tick(&mut self, cause: &Cause) -> Step {
-                match self { $(AnyFlow::$variant(f) => flow::tick(f, cause),)+ }
+                match self { $(AnyFlow::$variant(f) => flow::tick(f.as_mut(), cause),)+ }
             }
 
             /// An operator's replay of the records read for it ([`flow::replay`]).
@@ -76,34 +78,34 @@ macro_rules! flows {
                 cause: &Cause,
             ) -> Step {
                 match self {
-                    $(AnyFlow::$variant(f) => flow::replay(f, request_id, request, records, env, cause),)+
+                    $(AnyFlow::$variant(f) => flow::replay(f.as_mut(), request_id, request, records, env, cause),)+
                 }
             }
 
             /// Folds one journal event ([`flow::apply`]).
             pub fn apply(&mut self, event: &JournalEvent) {
-                match self { $(AnyFlow::$variant(f) => flow::apply(f, event),)+ }
+                match self { $(AnyFlow::$variant(f) => flow::apply(f.as_mut(), event),)+ }
             }
 
             /// The earliest pending timer ([`flow::next_deadline`]).
             pub fn next_deadline(&self) -> Option<Timestamp> {
-                match self { $(AnyFlow::$variant(f) => flow::next_deadline(f),)+ }
+                match self { $(AnyFlow::$variant(f) => flow::next_deadline(f.as_ref()),)+ }
             }
 
             /// True when every saga of the flow has finished.
             pub fn is_finished(&self) -> bool {
-                match self { $(AnyFlow::$variant(f) => flow::is_finished(f),)+ }
+                match self { $(AnyFlow::$variant(f) => flow::is_finished(f.as_ref()),)+ }
             }
 
             /// Sagas that stalled silently ([`flow::stalls`]).
             pub fn stalls(&self) -> Vec<Stall> {
-                match self { $(AnyFlow::$variant(f) => flow::stalls(f),)+ }
+                match self { $(AnyFlow::$variant(f) => flow::stalls(f.as_ref()),)+ }
             }
 
             /// Where a journal event of this flow stands in its saga's life ([`crate::Saga::lifecycle`]).
             pub fn lifecycle(&self, event: &JournalEvent) -> Option<Lifecycle> {
                 match self {
-                    $(AnyFlow::$variant(f) => f.saga(&f.target_of_event(event)).and_then(|s| s.lifecycle(&event.body)),)+
+                    $(AnyFlow::$variant(f) => f.target_of_event(event).and_then(|t| f.saga(&t)).and_then(|s| s.lifecycle(&event.body)),)+
                 }
             }
 
@@ -117,5 +119,6 @@ macro_rules! flows {
 
 // Each registered flow, one line; a flow with its own key prefix goes above `Order`.
 flows! {
+    Purchase(PurchaseFlow),
     Order(OrderFlow),
 }

@@ -35,6 +35,9 @@ pub const DELIVERY_WAIT_SECS: f64 = 14.0 * 24.0 * 3600.0;
 pub const FINANCE_WAIT_SECS: f64 = 24.0 * 3600.0;
 /// How long an authorised return may wait for its goods: thirty days.
 pub const RETURN_WAIT_SECS: f64 = 30.0 * 24.0 * 3600.0;
+/// How long a purchase order may wait for the rest of its goods, or received goods for
+/// the supplier's bill, after its last change: fourteen days.
+pub const SUPPLIER_WAIT_SECS: f64 = 14.0 * 24.0 * 3600.0;
 
 /// The step an unwatched saga waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +64,14 @@ pub enum Step {
     InvoiceNext,
     /// The goods of an authorised return.
     ReturnedGoods,
+    /// The rest of a purchase order's goods.
+    SupplierGoods,
+    /// Odoo's validation of a receipt.
+    ReceiptValidation,
+    /// The supplier's bill for goods received.
+    SupplierBill,
+    /// A corrected bill or a decision on one that cannot be matched.
+    BillCorrection,
 }
 
 /// What an unwatched saga waits for, and until when. Cheap to compute: the coordinator
@@ -75,7 +86,7 @@ pub struct Wait {
 
 /// The saga's last change, when nothing else watches it: not finished, no open exception,
 /// no timer of its own. `None` for a saga that has not started.
-fn unwatched(book: &SagaBook, own_deadline: Option<Timestamp>) -> Option<Timestamp> {
+pub(crate) fn unwatched(book: &SagaBook, own_deadline: Option<Timestamp>) -> Option<Timestamp> {
     if book.seq == 0 || book.is_finished() || !book.open_exceptions.is_empty() || own_deadline.is_some() {
         return None;
     }
@@ -84,11 +95,13 @@ fn unwatched(book: &SagaBook, own_deadline: Option<Timestamp>) -> Option<Timesta
     Some(book.last_at.unwrap_or(Timestamp(0)))
 }
 
-fn wait(since: Timestamp, step: Step) -> Wait {
+pub(crate) fn wait(since: Timestamp, step: Step) -> Wait {
     let secs = match step {
         Step::Reservation | Step::Pick | Step::RestOfPicking | Step::GoodsIssue => WAREHOUSE_WAIT_SECS,
         Step::Delivery => DELIVERY_WAIT_SECS,
         Step::ReturnedGoods => RETURN_WAIT_SECS,
+        Step::SupplierGoods | Step::SupplierBill | Step::BillCorrection => SUPPLIER_WAIT_SECS,
+        Step::ReceiptValidation => WAREHOUSE_WAIT_SECS,
         Step::MasterDataFix | Step::Approval | Step::FinanceAnswer | Step::FinanceRetry | Step::InvoiceNext => {
             FINANCE_WAIT_SECS
         }
@@ -146,12 +159,15 @@ pub fn credit(s: &ReturnCredit) -> Option<Wait> {
 }
 
 /// The step in business terms, whom to chase, and the record it is about.
-struct Described {
+pub(crate) struct Described {
     /// The saga in business terms: `order SO0042`, `the invoice of shipment SHP-1 of order SO0042`.
-    saga: String,
-    waiting_for: String,
-    chase: &'static str,
-    subject: SourceRef,
+    pub(crate) saga: String,
+    /// What it waits for.
+    pub(crate) waiting_for: String,
+    /// Whom to chase, and how.
+    pub(crate) chase: &'static str,
+    /// The record it is about.
+    pub(crate) subject: SourceRef,
 }
 
 fn describe_fulfillment(s: &Fulfillment, step: Step) -> Described {
@@ -244,7 +260,7 @@ fn describe_credit(s: &ReturnCredit, step: Step) -> Described {
     Described { saga, waiting_for, chase, subject }
 }
 
-fn raise(d: &mut Decision, saga_id: &str, book: &SagaBook, x: Described, now: Timestamp) {
+pub(crate) fn raise(d: &mut Decision, saga_id: &str, book: &SagaBook, x: Described, now: Timestamp) {
     let since = book.last_at.unwrap_or(Timestamp(0));
     let idle = crate::health::duration(now.micros_since(since));
     d.raise(

@@ -167,6 +167,16 @@ family!(
         CommandFailed,
         TargetUnavailable,
         TargetRecovered,
+        PurchaseOrderConfirmed,
+        PurchaseOrderClosed,
+        ShipNoticeReceived,
+        GoodsReceived,
+        ReceiptValidated,
+        ReceiptCancelled,
+        VendorBillReceived,
+        VendorBillPosted,
+        VendorBillRejected,
+        VendorCreditNoteIssued,
     ]
 );
 
@@ -185,6 +195,10 @@ family!(
         PostInvoice,
         IssueCreditNote,
         AdjustStock,
+        ValidateReceipt,
+        ReturnToVendor,
+        PostVendorBill,
+        IssueVendorCreditNote,
     ]
 );
 
@@ -227,6 +241,16 @@ family!(
         ExceptionRetried,
         SagaReplayed,
         ExceptionAssigned,
+        PurchaseOpened,
+        PurchaseClosed,
+        ShipNoticeRecorded,
+        ReceiptRecorded,
+        ReceiptConfirmed,
+        ReceiptReversed,
+        BillReceived,
+        BillMatched,
+        BillRecorded,
+        VendorCreditRecorded,
     ]
 );
 

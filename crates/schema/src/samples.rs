@@ -20,6 +20,11 @@ use waybill_domain::journal::{
     JournalMeta, PostingHeld, PostingOutcome, Problems, Refusal, ReleaseRequested, SagaKind, SagaReplayed,
     WarehouseAccepted,
 };
+use waybill_domain::purchase::{
+    BillLine, BillMatch, GoodsReceipt, PurchaseLine, PurchaseOrderClosed, PurchaseOrderConfirmed, ReceiptCancelled,
+    ReceiptPosting, ReceiptReversal, ReceiptValidated, ReceivedLine, ShipNotice, ShipNoticeLine, VendorBill,
+    VendorBillPosted, VendorBillRejected, VendorCredit, VendorCreditIssued,
+};
 use waybill_domain::{
     Command, CommandMeta, EventMeta, InboundEvent, JournalEvent, Money, Qty, SourceRef, System, Timestamp,
 };
@@ -28,6 +33,112 @@ const T0: Timestamp = Timestamp(1_767_225_600_000_000); // 2026-01-01T00:00:00Z
 
 fn s(text: &str) -> String {
     text.to_string()
+}
+
+/// A purchase order of two lines.
+pub fn purchase_order() -> PurchaseOrderConfirmed {
+    PurchaseOrderConfirmed {
+        po_ref: s("P00042"),
+        supplier_ref: s("SUP-3"),
+        supplier_name: s("Acme Fasteners GmbH"),
+        currency: s("EUR"),
+        lines: vec![
+            PurchaseLine { line_no: 1, sku: s("WIDGET-10"), quantity: Qty::units(100), unit_price: Money(850) },
+            PurchaseLine { line_no: 2, sku: s("BOLT-M8"), quantity: Qty(25_000), unit_price: Money(310) },
+        ],
+        expected_at: T0.plus_secs(7.0 * 86_400.0),
+    }
+}
+
+/// A notice for both lines, one lot-tracked.
+pub fn ship_notice() -> ShipNotice {
+    ShipNotice {
+        po_ref: s("P00042"),
+        asn_id: s("ASN-7"),
+        supplier_ref: s("SUP-3"),
+        shipped_at: T0.plus_secs(5.0 * 86_400.0),
+        lines: vec![
+            ShipNoticeLine {
+                asn_line_no: 1,
+                po_line_no: 1,
+                sku: s("WIDGET-10"),
+                quantity: Qty::units(100),
+                lots: lots(),
+                serials: vec![],
+            },
+            ShipNoticeLine {
+                asn_line_no: 2,
+                po_line_no: 2,
+                sku: s("BOLT-M8"),
+                quantity: Qty(25_000),
+                lots: vec![],
+                serials: vec![s("SN-9")],
+            },
+        ],
+    }
+}
+
+/// The lines of a receipt: one against the notice with two damaged, one without.
+pub fn received_lines() -> Vec<ReceivedLine> {
+    vec![
+        ReceivedLine {
+            po_line_no: 1,
+            asn_line_no: Some(1),
+            sku: s("WIDGET-10"),
+            quantity: Qty::units(98),
+            damaged: Qty::units(2),
+            lots: lots(),
+            serials: vec![],
+            bin: s("IN-01-A"),
+        },
+        ReceivedLine {
+            po_line_no: 2,
+            asn_line_no: None,
+            sku: s("BOLT-M8"),
+            quantity: Qty(25_000),
+            damaged: Qty(0),
+            lots: vec![],
+            serials: vec![s("SN-9")],
+            bin: s("IN-02-C"),
+        },
+    ]
+}
+
+/// A receipt against the notice.
+pub fn goods_receipt() -> GoodsReceipt {
+    GoodsReceipt { po_ref: s("P00042"), receipt_id: s("RCV-P42-1"), asn_id: Some(s("ASN-7")), lines: received_lines() }
+}
+
+/// A vendor bill for what was received.
+pub fn vendor_bill() -> VendorBill {
+    VendorBill {
+        po_ref: s("P00042"),
+        bill_number: s("AF-2026-118"),
+        supplier_ref: s("SUP-3"),
+        currency: s("EUR"),
+        lines: bill_lines(),
+        amount: Money(91_050),
+    }
+}
+
+fn bill_lines() -> Vec<BillLine> {
+    vec![
+        BillLine { po_line_no: 1, sku: s("WIDGET-10"), quantity: Qty::units(98), unit_price: Money(850) },
+        BillLine { po_line_no: 2, sku: s("BOLT-M8"), quantity: Qty(25_000), unit_price: Money(310) },
+    ]
+}
+
+/// A vendor credit note for a cancelled, billed receipt.
+pub fn vendor_credit() -> VendorCredit {
+    VendorCredit {
+        po_ref: s("P00042"),
+        receipt_id: s("RCV-P42-1"),
+        bill_number: s("AF-2026-118"),
+        supplier_ref: s("SUP-3"),
+        currency: s("EUR"),
+        lines: bill_lines(),
+        amount: Money(91_050),
+    }
 }
 
 /// A released order with two lines, one without a tax code.
@@ -269,6 +380,38 @@ pub fn event_bodies() -> Vec<EventBody> {
             since: T0,
             reason: s("answered after 3 min 12 s"),
         }),
+        EventBody::PurchaseOrderConfirmed(purchase_order()),
+        EventBody::PurchaseOrderClosed(PurchaseOrderClosed { po_ref: s("P00042"), reason: s("rest cancelled") }),
+        EventBody::ShipNoticeReceived(ship_notice()),
+        EventBody::GoodsReceived(goods_receipt()),
+        EventBody::ReceiptValidated(ReceiptValidated {
+            po_ref: s("P00042"),
+            receipt_id: s("RCV-P42-1"),
+            picking_ref: s("WH/IN/00012"),
+        }),
+        EventBody::ReceiptCancelled(ReceiptCancelled {
+            po_ref: s("P00042"),
+            receipt_id: s("RCV-P42-1"),
+            reason: s("wrong goods delivered"),
+        }),
+        EventBody::VendorBillReceived(vendor_bill()),
+        EventBody::VendorBillPosted(VendorBillPosted {
+            po_ref: s("P00042"),
+            bill_number: s("AF-2026-118"),
+            document_number: s("BILL/2026/0042"),
+            amount: Money(91_050),
+        }),
+        EventBody::VendorBillRejected(VendorBillRejected {
+            po_ref: s("P00042"),
+            bill_number: s("AF-2026-118"),
+            reason: s("supplier blocked for payment"),
+        }),
+        EventBody::VendorCreditNoteIssued(VendorCreditIssued {
+            po_ref: s("P00042"),
+            receipt_id: s("RCV-P42-1"),
+            credit_number: s("RBILL/2026/0003"),
+            amount: Money(91_050),
+        }),
     ];
     // Exhaustive on purpose: a new variant fails to compile here until it has a sample.
     for body in &bodies {
@@ -296,7 +439,17 @@ pub fn event_bodies() -> Vec<EventBody> {
             | EventBody::TimerTick(_)
             | EventBody::CommandFailed(_)
             | EventBody::TargetUnavailable(_)
-            | EventBody::TargetRecovered(_) => {}
+            | EventBody::TargetRecovered(_)
+            | EventBody::PurchaseOrderConfirmed(_)
+            | EventBody::PurchaseOrderClosed(_)
+            | EventBody::ShipNoticeReceived(_)
+            | EventBody::GoodsReceived(_)
+            | EventBody::ReceiptValidated(_)
+            | EventBody::ReceiptCancelled(_)
+            | EventBody::VendorBillReceived(_)
+            | EventBody::VendorBillPosted(_)
+            | EventBody::VendorBillRejected(_)
+            | EventBody::VendorCreditNoteIssued(_) => {}
         }
     }
     bodies
@@ -369,6 +522,18 @@ pub fn commands() -> Vec<Command> {
                 lots: lots(),
             }],
         }),
+        CommandBody::ValidateReceipt(ReceiptPosting {
+            po_ref: s("P00042"),
+            receipt_id: s("RCV-P42-1"),
+            lines: received_lines(),
+        }),
+        CommandBody::ReturnToVendor(ReceiptPosting {
+            po_ref: s("P00042"),
+            receipt_id: s("RCV-P42-1"),
+            lines: received_lines(),
+        }),
+        CommandBody::PostVendorBill(vendor_bill()),
+        CommandBody::IssueVendorCreditNote(vendor_credit()),
     ];
     for body in &bodies {
         match body {
@@ -381,7 +546,11 @@ pub fn commands() -> Vec<Command> {
             | CommandBody::ConfirmShipment(_)
             | CommandBody::PostInvoice(_)
             | CommandBody::IssueCreditNote(_)
-            | CommandBody::AdjustStock(_) => {}
+            | CommandBody::AdjustStock(_)
+            | CommandBody::ValidateReceipt(_)
+            | CommandBody::ReturnToVendor(_)
+            | CommandBody::PostVendorBill(_)
+            | CommandBody::IssueVendorCreditNote(_) => {}
         }
     }
     bodies
@@ -507,6 +676,37 @@ pub fn journal_events() -> Vec<JournalEvent> {
             role: s("operator"),
             note: s("W1 shift lead chases the pick"),
         }),
+        JournalBody::PurchaseOpened(purchase_order()),
+        JournalBody::PurchaseClosed(PurchaseOrderClosed { po_ref: s("P00042"), reason: s("rest cancelled") }),
+        JournalBody::ShipNoticeRecorded(ship_notice()),
+        JournalBody::ReceiptRecorded(GoodsReceipt { asn_id: None, ..goods_receipt() }),
+        JournalBody::ReceiptConfirmed(ReceiptValidated {
+            po_ref: s("P00042"),
+            receipt_id: s("RCV-P42-1"),
+            picking_ref: s("WH/IN/00012"),
+        }),
+        JournalBody::ReceiptReversed(ReceiptReversal {
+            receipt_id: s("RCV-P42-1"),
+            reason: s("wrong goods delivered"),
+            credit: Some(vendor_credit()),
+        }),
+        JournalBody::BillReceived(vendor_bill()),
+        JournalBody::BillMatched(BillMatch {
+            bill_number: s("AF-2026-118"),
+            variances: vec![s("line 1: price 8.90 is 4.7 % above the order's 8.50 (tolerance 2 %)")],
+        }),
+        JournalBody::BillRecorded(VendorBillPosted {
+            po_ref: s("P00042"),
+            bill_number: s("AF-2026-118"),
+            document_number: s("BILL/2026/0042"),
+            amount: Money(91_050),
+        }),
+        JournalBody::VendorCreditRecorded(VendorCreditIssued {
+            po_ref: s("P00042"),
+            receipt_id: s("RCV-P42-1"),
+            credit_number: s("RBILL/2026/0003"),
+            amount: Money(91_050),
+        }),
     ];
     for body in &bodies {
         match body {
@@ -543,7 +743,17 @@ pub fn journal_events() -> Vec<JournalEvent> {
             | JournalBody::StockAdjustmentRequested(_)
             | JournalBody::ExceptionRetried(_)
             | JournalBody::SagaReplayed(_)
-            | JournalBody::ExceptionAssigned(_) => {}
+            | JournalBody::ExceptionAssigned(_)
+            | JournalBody::PurchaseOpened(_)
+            | JournalBody::PurchaseClosed(_)
+            | JournalBody::ShipNoticeRecorded(_)
+            | JournalBody::ReceiptRecorded(_)
+            | JournalBody::ReceiptConfirmed(_)
+            | JournalBody::ReceiptReversed(_)
+            | JournalBody::BillReceived(_)
+            | JournalBody::BillMatched(_)
+            | JournalBody::BillRecorded(_)
+            | JournalBody::VendorCreditRecorded(_) => {}
         }
     }
     bodies
@@ -552,12 +762,18 @@ pub fn journal_events() -> Vec<JournalEvent> {
         .map(|(body, seq)| JournalEvent {
             meta: JournalMeta {
                 saga_id: SagaKind::OrderToFulfillment.saga_id("SO0042"),
-                kind: [
-                    SagaKind::OrderToFulfillment,
-                    SagaKind::ShipToInvoice,
-                    SagaKind::ReturnsCredit,
-                    SagaKind::TargetHealth,
-                ][seq as usize % 4],
+                // Records every saga writes take each kind in turn (the procure-to-receive
+                // kind only where the record's latest schema has it); its own records, its own.
+                kind: if seq as usize > PRE_PURCHASE_JOURNAL {
+                    SagaKind::PurchaseToReceive
+                } else {
+                    [
+                        SagaKind::OrderToFulfillment,
+                        SagaKind::ShipToInvoice,
+                        SagaKind::ReturnsCredit,
+                        SagaKind::TargetHealth,
+                    ][seq as usize % 4]
+                },
                 seq,
                 correlation_key: s("SO0042"),
                 caused_by: format!("evt-{seq}"),
@@ -568,6 +784,9 @@ pub fn journal_events() -> Vec<JournalEvent> {
         })
         .collect()
 }
+
+/// The journal variants declared before procure-to-receive's.
+const PRE_PURCHASE_JOURNAL: usize = 34;
 
 /// A checkpoint covering two input topics.
 pub fn checkpoint() -> Checkpoint {

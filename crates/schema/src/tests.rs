@@ -171,6 +171,7 @@ fn enum_symbols_are_serde_names_in_declaration_order() {
                 SagaKind::ShipToInvoice,
                 SagaKind::ReturnsCredit,
                 SagaKind::TargetHealth,
+                SagaKind::PurchaseToReceive,
             ]),
             None,
         ),

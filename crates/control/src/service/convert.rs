@@ -5,11 +5,12 @@ use waybill_projection::OrderView;
 
 use crate::proto;
 
-/// `invoice` / `credit-note`.
+/// `invoice` / `credit-note` / `vendor-bill`.
 pub(crate) fn document_name(d: DocumentKind) -> &'static str {
     match d {
         DocumentKind::Invoice => "invoice",
         DocumentKind::CreditNote => "credit-note",
+        DocumentKind::VendorBill => "vendor-bill",
     }
 }
 

@@ -93,8 +93,9 @@ pub trait Flow: Clone + std::fmt::Debug + Serialize + DeserializeOwned + Send + 
     /// The instance of a saga id of this flow, if it exists.
     fn target_of(&self, saga_id: &str) -> Option<Self::Target>;
 
-    /// The instance a journal event of this flow belongs to (by its kind and saga id).
-    fn target_of_event(&self, event: &JournalEvent) -> Self::Target;
+    /// The instance a journal event of this flow belongs to (by its kind and saga id);
+    /// `None` for a kind this flow does not hold.
+    fn target_of_event(&self, event: &JournalEvent) -> Option<Self::Target>;
 
     /// The instance that journals what belongs to no other: refusals of operators'
     /// actions on unknown exceptions, a replay's summary, rule violations.
@@ -205,8 +206,9 @@ pub fn commit<F: Flow>(flow: &mut F, target: &F::Target, mut decision: Decision,
 /// Folds one journal event into the saga it belongs to (copies already applied are
 /// ignored by the saga).
 pub fn apply<F: Flow>(flow: &mut F, event: &JournalEvent) {
-    let target = flow.target_of_event(event);
-    flow.saga_mut(&target).apply(event);
+    if let Some(target) = flow.target_of_event(event) {
+        flow.saga_mut(&target).apply(event);
+    }
 }
 
 /// The earliest pending timer of any saga of the flow: the sagas' own (pick due,

@@ -190,14 +190,15 @@ impl Flow for OrderFlow {
         saga_id.strip_prefix("ret:").filter(|r| self.returns.contains_key(*r)).map(|r| Target::Return(r.to_string()))
     }
 
-    fn target_of_event(&self, event: &JournalEvent) -> Target {
+    fn target_of_event(&self, event: &JournalEvent) -> Option<Target> {
         let id = &event.meta.saga_id;
-        match event.meta.kind {
+        Some(match event.meta.kind {
             SagaKind::OrderToFulfillment => Target::Fulfillment,
             SagaKind::ShipToInvoice => Target::Invoice(id.strip_prefix("s2i:").unwrap_or(id).to_string()),
             SagaKind::ReturnsCredit => Target::Return(id.strip_prefix("ret:").unwrap_or(id).to_string()),
             SagaKind::TargetHealth => Target::Health(TargetOutage::target_of_key(&self.key).unwrap_or(System::Other)),
-        }
+            SagaKind::PurchaseToReceive => return None,
+        })
     }
 
     fn home(&self) -> Target {
@@ -316,6 +317,24 @@ fn route(flow: &mut OrderFlow, event: &InboundEvent, env: &Env<'_>, cause: &Caus
             {
                 flow.start_invoice(&shipment, env, &requested_by, cause, out);
             }
+        }
+        // A purchase order's events belong to its own flow (`po:<name>`).
+        EventBody::PurchaseOrderConfirmed(_)
+        | EventBody::PurchaseOrderClosed(_)
+        | EventBody::ShipNoticeReceived(_)
+        | EventBody::GoodsReceived(_)
+        | EventBody::ReceiptValidated(_)
+        | EventBody::ReceiptCancelled(_)
+        | EventBody::VendorBillReceived(_)
+        | EventBody::VendorBillPosted(_)
+        | EventBody::VendorBillRejected(_)
+        | EventBody::VendorCreditNoteIssued(_) => {
+            let d = reject(format!(
+                "{} keyed {:?}, which is not a purchase order's key; key procure-to-receive events po:<purchase order>",
+                event.body.name(),
+                flow.key
+            ));
+            commit(flow, &flow.home(), d, cause, out);
         }
         _ if target_key.is_some() => {
             let d = reject(format!(

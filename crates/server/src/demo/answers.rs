@@ -150,12 +150,42 @@ impl World {
                 });
                 plan(r.u64(5..60), format!("finance:credit:{}", c.receipt_id), System::Finance, body);
             }
+            CommandBody::ValidateReceipt(v) => {
+                let body = EventBody::ReceiptValidated(waybill_domain::purchase::ReceiptValidated {
+                    po_ref: v.po_ref.clone(),
+                    receipt_id: v.receipt_id.clone(),
+                    picking_ref: format!("WH/IN/{}", v.receipt_id.rsplit('-').next().unwrap_or(&v.receipt_id)),
+                });
+                plan(r.u64(5..40), format!("odoo:receipt:{}", v.receipt_id), System::Odoo, body);
+            }
+            CommandBody::PostVendorBill(b) => {
+                let body = EventBody::VendorBillPosted(waybill_domain::purchase::VendorBillPosted {
+                    po_ref: b.po_ref.clone(),
+                    bill_number: b.bill_number.clone(),
+                    document_number: format!(
+                        "BILL/2026/{}",
+                        b.bill_number.rsplit('-').next().unwrap_or(&b.bill_number)
+                    ),
+                    amount: b.amount,
+                });
+                plan(r.u64(5..60), format!("finance:bill:{}", b.bill_number), System::Finance, body);
+            }
+            CommandBody::IssueVendorCreditNote(c) => {
+                let body = EventBody::VendorCreditNoteIssued(waybill_domain::purchase::VendorCreditIssued {
+                    po_ref: c.po_ref.clone(),
+                    receipt_id: c.receipt_id.clone(),
+                    credit_number: format!("RBILL/2026/{}", c.receipt_id.rsplit('-').next().unwrap_or(&c.receipt_id)),
+                    amount: c.amount,
+                });
+                plan(r.u64(5..60), format!("finance:vendor-credit:{}", c.receipt_id), System::Finance, body);
+            }
             // Carried out without an answer event.
             CommandBody::CancelReservation(_)
             | CommandBody::CancelWarehouseRelease(_)
             | CommandBody::CreateBackorder(_)
             | CommandBody::ConfirmShipment(_)
-            | CommandBody::AdjustStock(_) => {}
+            | CommandBody::AdjustStock(_)
+            | CommandBody::ReturnToVendor(_) => {}
         }
         out
     }

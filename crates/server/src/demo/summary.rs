@@ -155,6 +155,8 @@ pub(super) fn summarize(
             match d.kind {
                 waybill_domain::journal::DocumentKind::Invoice => invoices_posted += 1,
                 waybill_domain::journal::DocumentKind::CreditNote => credit_notes_issued += 1,
+                // Vendor bills belong to purchase orders, which are not in the order list.
+                waybill_domain::journal::DocumentKind::VendorBill => {}
             }
         }
     }
