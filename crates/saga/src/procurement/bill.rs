@@ -9,7 +9,6 @@ use waybill_domain::{
     CommandBody, ExceptionCategory, JournalBody, JournalEvent, Money, Qty, SourceRef, System, Timestamp,
 };
 
-use super::receive::credited;
 use super::{BillStatus, Procurement, ReceiptStatus, keys, reissue};
 use crate::approval::{self, Verdict};
 use crate::decision::{DeadLetterKind, Decision, Outbound};
@@ -94,7 +93,7 @@ pub(super) fn on_bill(s: &Procurement, b: &VendorBill) -> Decision {
 /// What a bill line may still bill: received, less what other bills (held, sent,
 /// posted) billed, plus what credit notes gave back.
 fn unbilled(s: &Procurement, po_line_no: i32, bill_number: &str) -> Qty {
-    let billed = s.billed(po_line_no, Some(bill_number)).saturating_sub(credited(s, po_line_no));
+    let billed = s.billed(po_line_no, Some(bill_number)).saturating_sub(s.credited(po_line_no));
     s.received(po_line_no).saturating_sub(billed)
 }
 
@@ -228,7 +227,7 @@ fn is_complete(s: &Procurement, tol: &Tolerance) -> bool {
     });
     let bills_done = s.bills.values().all(|b| matches!(b.status, BillStatus::Posted | BillStatus::Rejected));
     let billed = order.lines.iter().all(|l| {
-        let net = s.billed(l.line_no, None).saturating_sub(credited(s, l.line_no));
+        let net = s.net_billed(l.line_no);
         net.0 as f64 >= s.received(l.line_no).0 as f64 * (1.0 - tol.bill_quantity_pct / 100.0)
     });
     goods_done && receipts_done && bills_done && billed

@@ -13,7 +13,7 @@
 //!
 //! The saga completes when every receipt is validated, every reversal credited, and
 //! what was received is billed (within tolerance) — once the order is received in full
-//! or closed.
+//! or closed. A receipt cancelled after that reopens it until it is settled again.
 
 mod bill;
 mod receive;
@@ -192,6 +192,22 @@ impl Procurement {
             .sum()
     }
 
+    /// Quantity of a PO line credited back by the reversals of cancelled, billed receipts.
+    pub fn credited(&self, po_line_no: i32) -> Qty {
+        self.receipts
+            .values()
+            .filter_map(|r| r.reversal.as_ref()?.credit.as_ref())
+            .flat_map(|c| c.lines.iter())
+            .filter(|l| l.po_line_no == po_line_no)
+            .map(|l| l.quantity)
+            .sum()
+    }
+
+    /// Quantity of a PO line billed and not credited back: what the supplier is owed for.
+    pub fn net_billed(&self, po_line_no: i32) -> Qty {
+        self.billed(po_line_no, None).saturating_sub(self.credited(po_line_no))
+    }
+
     /// Folds one journal event (copies already applied are ignored).
     pub fn apply(&mut self, event: &JournalEvent) {
         if !self.book.fold(event) {
@@ -224,6 +240,10 @@ impl Procurement {
                     r.status = ReceiptStatus::Reversed;
                     r.reversal = Some(x.clone());
                 }
+                // A cancellation reopens a completed order: the goods went back, so the
+                // credit (or a replacement delivery, or closing the order) is awaited —
+                // and watched — before it completes again.
+                self.book.completed_at = None;
             }
             JournalBody::VendorCreditRecorded(c) => {
                 if let Some(r) = self.receipts.get_mut(&c.receipt_id) {
@@ -354,7 +374,7 @@ impl Procurement {
         if sent(BillStatus::Waiting) || goods_due {
             return Some(watch::Step::SupplierGoods);
         }
-        let unbilled = order.lines.iter().any(|l| self.billed(l.line_no, None) < self.received(l.line_no));
+        let unbilled = order.lines.iter().any(|l| self.net_billed(l.line_no) < self.received(l.line_no));
         if unbilled {
             return Some(if sent(BillStatus::Rejected) {
                 watch::Step::BillCorrection

@@ -327,7 +327,7 @@ pub(super) fn credit_for(s: &Procurement, r: &GoodsReceipt) -> Option<VendorCred
             continue;
         }
         let this: Qty = r.lines.iter().filter(|x| x.po_line_no == l.po_line_no).map(|x| x.quantity).sum();
-        let billed = s.billed(l.po_line_no, None).saturating_sub(credited(s, l.po_line_no));
+        let billed = s.net_billed(l.po_line_no);
         let rest = s.received(l.po_line_no).saturating_sub(this);
         let qty = billed.saturating_sub(rest).min(this);
         if qty.0 <= 0 {
@@ -364,17 +364,6 @@ pub(super) fn credit_for(s: &Procurement, r: &GoodsReceipt) -> Option<VendorCred
         lines,
         amount,
     })
-}
-
-/// Quantity of a line credited by the reversals of cancelled receipts.
-pub(super) fn credited(s: &Procurement, po_line_no: i32) -> Qty {
-    s.receipts
-        .values()
-        .filter_map(|r| r.reversal.as_ref()?.credit.as_ref())
-        .flat_map(|c| c.lines.iter())
-        .filter(|l| l.po_line_no == po_line_no)
-        .map(|l| l.quantity)
-        .sum()
 }
 
 /// Finance issued the vendor credit note of a cancelled receipt.
