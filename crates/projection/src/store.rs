@@ -224,6 +224,18 @@ impl ProjectionStore {
         Ok(out)
     }
 
+    /// Every purchase order's record (keyed `po:<name>`) with its timeline, by name: the
+    /// postings, documents, exceptions and journal of procure-to-receive.
+    pub fn purchase_orders(&self) -> Result<Vec<(OrderView, Vec<TimelineEntry>)>> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(keys::order(waybill_domain::purchase::KEY_PREFIX)) {
+            let (k, v) = kv.map_err(|e| Error::storage("scanning purchase orders", e))?;
+            let r = OrderRecord::decode(&k, &v)?;
+            out.push((r.view, r.timeline));
+        }
+        Ok(out)
+    }
+
     /// Orders in `status` (every status when `None`) whose latest change is at or before
     /// `changed_by`, the longest unchanged first (ties by order ref), starting after the
     /// order `after` = (latest change, order ref) of a previous page; at most `limit`.

@@ -112,6 +112,7 @@ fn main() -> anyhow::Result<()> {
         bad_record_every: 0,
         returned: 0.0,
         finance_refusal: 0.0,
+        purchase_every: 0,
         ..Mix::default()
     };
     let stop = Arc::new(AtomicBool::new(false));

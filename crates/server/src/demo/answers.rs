@@ -168,7 +168,7 @@ impl World {
                     ),
                     amount: b.amount,
                 });
-                plan(r.u64(5..60), format!("finance:bill:{}", b.bill_number), System::Finance, body);
+                plan(r.u64(5..60), format!("finance:bill-posted:{}", b.bill_number), System::Finance, body);
             }
             CommandBody::IssueVendorCreditNote(c) => {
                 let body = EventBody::VendorCreditNoteIssued(waybill_domain::purchase::VendorCreditIssued {

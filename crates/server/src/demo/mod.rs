@@ -22,6 +22,7 @@
 pub mod answers;
 pub mod channel;
 mod people;
+pub mod purchasing;
 pub mod sim;
 mod stage;
 mod summary;

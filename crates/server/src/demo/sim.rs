@@ -22,6 +22,7 @@ use waybill_log::{AppendBatch, EventLog, Position, Record};
 use waybill_telemetry::{SPAN_TARGET, TraceHeaders};
 
 use super::answers::{World, event};
+use super::purchasing;
 use super::world::{self, Mix};
 use crate::ingest::{EVENT_ID_HEADER, inbound_topic, record_for, with_trace};
 
@@ -58,6 +59,8 @@ pub struct SimStats {
     pub duplicate_commands: AtomicU64,
     /// Answers scheduled but not yet published.
     pub pending: AtomicU64,
+    /// Purchase orders placed.
+    pub purchases: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -235,6 +238,10 @@ impl Simulator {
                 });
                 self.schedule(ms, id.clone(), Payload::Event(event(id, System::Odoo, &key, body)), None);
             }
+            let every = self.cfg.mix.purchase_every;
+            if every > 0 && i % every == 0 {
+                self.schedule_purchase(i / every);
+            }
             if self.cfg.mix.bad_record_every > 0
                 && i % self.cfg.mix.bad_record_every == self.cfg.mix.bad_record_every / 2
             {
@@ -242,6 +249,16 @@ impl Simulator {
             }
         }
         n
+    }
+
+    /// Purchase order `j` and what its supplier, warehouse and finance send.
+    fn schedule_purchase(&mut self, j: usize) {
+        let key = waybill_domain::purchase::correlation_key(&purchasing::po_ref(j));
+        for s in purchasing::plan(self.cfg.seed, j, Timestamp::now()) {
+            let e = event(s.id.clone(), s.system, &key, s.body);
+            self.schedule(s.after_ms, s.id, Payload::Event(e), None);
+        }
+        self.stats.purchases.fetch_add(1, Ordering::Relaxed);
     }
 
     fn schedule_bad_records(&mut self, i: usize, key: &str) {

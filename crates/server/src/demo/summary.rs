@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use waybill_domain::ExceptionCategory;
+use waybill_domain::journal::DocumentKind;
 use waybill_projection::{OrderStatus, ProjectionStore};
 
 use super::DemoOptions;
@@ -55,6 +56,60 @@ pub struct Summary {
     pub held_examples: Vec<String>,
     /// One line per connector (none with `--in-process`).
     pub connectors: Vec<ConnectorLine>,
+    /// Procure-to-receive.
+    pub purchasing: Purchasing,
+}
+
+/// What procure-to-receive did in the run (from the projections' purchase records).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Purchasing {
+    /// Purchase orders confirmed.
+    pub orders: u64,
+    /// Completed: received (or closed), validated in Odoo, billed.
+    pub completed: u64,
+    /// Not completed, with an open exception (a receipt mismatch, a held bill overdue...).
+    pub open_with_exception: u64,
+    /// Not completed, waiting for goods, a bill or an answer (a timer watches each).
+    pub waiting: u64,
+    /// Receipts recorded and sent to Odoo.
+    pub receipts: u64,
+    /// Receipts cancelled, returned to the supplier.
+    pub receipts_returned: u64,
+    /// Vendor bills posted by finance.
+    pub bills_posted: u64,
+    /// Vendor bills held by the three-way match: (all, still waiting for an approver).
+    pub bills_held: (u64, u64),
+    /// Vendor credit notes issued for returned receipts.
+    pub vendor_credits: u64,
+}
+
+impl Purchasing {
+    fn of(p: &ProjectionStore) -> anyhow::Result<Self> {
+        let mut s = Purchasing::default();
+        for (view, timeline) in p.purchase_orders()? {
+            s.orders += 1;
+            let count = |event: &str| timeline.iter().filter(|t| t.event == event).count() as u64;
+            let completed = timeline.last().is_some_and(|t| t.event == "Completed");
+            if completed {
+                s.completed += 1;
+            } else if view.open_exceptions > 0 {
+                s.open_with_exception += 1;
+            } else {
+                s.waiting += 1;
+            }
+            s.receipts += count("ReceiptRecorded");
+            s.receipts_returned += count("ReceiptReversed");
+            s.vendor_credits += count("VendorCreditRecorded");
+            s.bills_posted += view.documents.iter().filter(|d| d.kind == DocumentKind::VendorBill).count() as u64;
+            for b in view.postings.iter().filter(|x| x.document == DocumentKind::VendorBill) {
+                s.bills_held.0 += 1;
+                if b.state == "held" {
+                    s.bills_held.1 += 1;
+                }
+            }
+        }
+        Ok(s)
+    }
 }
 
 /// What one connector did.
@@ -208,6 +263,7 @@ pub(super) fn summarize(
             .iter()
             .map(|r| ConnectorLine::of(r))
             .collect(),
+        purchasing: Purchasing::of(p)?,
     })
 }
 
@@ -249,6 +305,21 @@ impl fmt::Display for Summary {
         writeln!(f, "  {:<34} {:>10}", "credit notes held for approval", self.held.1)?;
         for x in &self.held_examples {
             writeln!(f, "    held: {x}")?;
+        }
+        let b = &self.purchasing;
+        if b.orders > 0 {
+            writeln!(f)?;
+            writeln!(f, "  {:<34} {:>10}", "purchase orders (procure-to-receive)", b.orders)?;
+            writeln!(f, "  {:-<34} {:->10}", "", "")?;
+            writeln!(f, "  {:<34} {:>10}", "completed: received, billed", b.completed)?;
+            writeln!(f, "  {:<34} {:>10}", "open, an exception open", b.open_with_exception)?;
+            writeln!(f, "  {:<34} {:>10}", "open, waiting (watched)", b.waiting)?;
+            writeln!(f, "  {:<34} {:>10}", "receipts recorded, sent to Odoo", b.receipts)?;
+            writeln!(f, "  {:<34} {:>10}", "receipts returned to supplier", b.receipts_returned)?;
+            writeln!(f, "  {:<34} {:>10}", "vendor bills posted", b.bills_posted)?;
+            writeln!(f, "  {:<34} {:>10}", "bills held: three-way match", b.bills_held.0)?;
+            writeln!(f, "  {:<34} {:>10}", "  of which still waiting", b.bills_held.1)?;
+            writeln!(f, "  {:<34} {:>10}", "vendor credit notes", b.vendor_credits)?;
         }
         writeln!(f)?;
         writeln!(f, "  {:<34} {:>10}", "dead-letter records", self.dead_letters)?;

@@ -31,6 +31,9 @@ pub struct Mix {
     pub returned: f64,
     /// Invoices finance refuses (a closed period).
     pub finance_refusal: f64,
+    /// One purchase order per this many sale orders (0: none; see
+    /// [`super::purchasing`]).
+    pub purchase_every: usize,
 }
 
 impl Default for Mix {
@@ -46,14 +49,15 @@ impl Default for Mix {
             bad_record_every: 100,
             returned: 0.06,
             finance_refusal: 0.01,
+            purchase_every: super::purchasing::ORDERS_PER_PURCHASE,
         }
     }
 }
 
 impl Mix {
     /// Every order goes the happy way: no bad master data, cancellation, shortage, partial
-    /// or late pick, split shipment, return or refusal, and no undecodable records. Each
-    /// order ends `completed`.
+    /// or late pick, split shipment, return or refusal, no undecodable records and no
+    /// purchase orders. Each order ends `completed`.
     pub fn happy() -> Mix {
         Mix {
             bad_master_data: 0.0,
@@ -66,6 +70,7 @@ impl Mix {
             bad_record_every: 0,
             returned: 0.0,
             finance_refusal: 0.0,
+            purchase_every: 0,
         }
     }
 }
