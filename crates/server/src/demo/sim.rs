@@ -239,7 +239,7 @@ impl Simulator {
                 self.schedule(ms, id.clone(), Payload::Event(event(id, System::Odoo, &key, body)), None);
             }
             let every = self.cfg.mix.purchase_every;
-            if every > 0 && i % every == 0 {
+            if every > 0 && i.is_multiple_of(every) {
                 self.schedule_purchase(i / every);
             }
             if self.cfg.mix.bad_record_every > 0
