@@ -100,7 +100,7 @@ pub fn exception_assignment(r: &proto::AssignExceptionRequest) -> Result<()> {
 pub fn replay_target(saga_or_order: &str) -> Result<()> {
     if saga_or_order.trim().is_empty() {
         return Err(Error::InvalidArgument(
-            "saga_id is empty; name a saga (o2f:SO0042, s2i:SHP-1, ret:RMA-1) or an order (SO0042)".into(),
+            "saga_id is empty; name a saga (o2f:SO0042, s2i:SHP-1, ret:RMA-1, p2r:P00042) or an order (SO0042, po:P00042)".into(),
         ));
     }
     Ok(())

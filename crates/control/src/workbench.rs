@@ -24,8 +24,9 @@ use waybill_domain::{
 };
 use waybill_log::{AppendBatch, Header, Record};
 use waybill_projection::{ExceptionView, LinkKind};
+use waybill_saga::AnyFlow;
 use waybill_saga::decision::Cause;
-use waybill_saga::flow::{self, Env, OrderFlow, ReplayRecord};
+use waybill_saga::flow::{Env, ReplayRecord};
 
 use crate::audit::{AUDIT_TOPIC, EdgeRecord, headers};
 use crate::auth::{Principal, Role};
@@ -66,7 +67,7 @@ enum Verdict {
 struct Plan {
     order_ref: String,
     saga_id: String,
-    flow: OrderFlow,
+    flow: AnyFlow,
     records: Vec<ReplayRecord>,
 }
 
@@ -428,6 +429,11 @@ impl Control {
         if let Some(order) = saga_or_order.strip_prefix("o2f:") {
             return Ok(self.projections.order(order)?.map(|o| o.order_ref));
         }
+        // A purchase order's saga is keyed by its purchase order.
+        if let Some(po) = saga_or_order.strip_prefix("p2r:") {
+            let key = waybill_domain::purchase::correlation_key(po);
+            return Ok(self.projections.order(&key)?.map(|o| o.order_ref));
+        }
         if saga_or_order.starts_with("s2i:") || saga_or_order.starts_with("ret:") {
             return Ok(self
                 .projections
@@ -449,10 +455,10 @@ impl Control {
                 "{saga_or_order} is not a saga or order Waybill knows; find it with `waybill order show <order>`"
             )));
         };
-        let saga_id =
-            if saga_or_order.contains(':') { saga_or_order.to_string() } else { format!("o2f:{saga_or_order}") };
+        let mut flow = AnyFlow::new(&order_ref);
+        // Named by its key (an order, `po:<name>`): the flow's home saga.
+        let saga_id = if saga_or_order == order_ref { flow.home_saga_id() } else { saga_or_order.to_string() };
         let inbound: BTreeSet<String> = topic::INBOUND_SYSTEMS.iter().map(|s| topic::inbound(*s)).collect();
-        let mut flow = OrderFlow::new(order_ref.clone());
         // position → the dead-letter exception it would close
         let mut positions: BTreeMap<(String, i32, i64), Option<String>> = BTreeMap::new();
         for t in self.projections.timeline(&order_ref)? {
@@ -561,7 +567,7 @@ impl Control {
             let mut copy = plan.flow.clone();
             let env = Env { catalog: &self.catalog, policy: &self.policy };
             let cause = Cause { id: event_id.clone(), input: None, at: Timestamp::now() };
-            let step = flow::replay(&mut copy, &event_id, &request, &plan.records, &env, &cause);
+            let step = copy.replay(&event_id, &request, &plan.records, &env, &cause);
             let (applied, refused) = outcome_of(&step.journal, &event_id);
             let detail = format!(
                 "would apply {applied} of {} records, write {} journal events and issue commands [{}]",
@@ -589,7 +595,7 @@ impl Control {
             let mut copy = plan.flow.clone();
             let env = Env { catalog: &self.catalog, policy: &self.policy };
             let cause = Cause { id: event_id.clone(), input: None, at: Timestamp::now() };
-            let step = flow::replay(&mut copy, &event_id, &request, &plan.records, &env, &cause);
+            let step = copy.replay(&event_id, &request, &plan.records, &env, &cause);
             step.commands.iter().map(|c| (c.meta.idempotency_key.clone(), command_preview(c))).collect()
         };
         let replayed: BTreeSet<String> =

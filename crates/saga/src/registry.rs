@@ -53,6 +53,12 @@ macro_rules! flows {
                 match self { $(AnyFlow::$variant(_) => <$flow as Flow>::FAMILY,)+ }
             }
 
+            /// The saga id of the flow's home saga (`o2f:SO1`, `p2r:P00042`): what an
+            /// operator's action on the whole flow names.
+            pub fn home_saga_id(&self) -> String {
+                match self { $(AnyFlow::$variant(f) => f.saga_id(&f.home()),)+ }
+            }
+
             /// The correlation key.
             pub fn key(&self) -> &str {
                 match self { $(AnyFlow::$variant(f) => f.key(),)+ }

@@ -19,7 +19,7 @@ use crate::html::{self, Section, age, esc, time, url};
 use crate::{Me, Peer, Web, http_status};
 
 /// The categories, as the saga names them, with a label for people.
-const CATEGORIES: [(&str, &str); 14] = [
+const CATEGORIES: [(&str, &str); 15] = [
     ("", "All categories"),
     ("master-data", "Master data"),
     ("stock-shortage", "Stock shortage"),
@@ -33,6 +33,7 @@ const CATEGORIES: [(&str, &str); 14] = [
     ("step-overdue", "Step overdue"),
     ("delivery-failed", "Delivery failed"),
     ("target-unavailable", "System unavailable"),
+    ("receipt-mismatch", "Receipt mismatch"),
     ("other", "Other"),
 ];
 
@@ -243,6 +244,18 @@ pub(crate) async fn act(
                 &format!("{action} refused: {}", s.message()),
                 &body,
             )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_category_the_sagas_raise_has_a_label_and_a_filter() {
+        for c in waybill_domain::ExceptionCategory::ALL {
+            assert!(CATEGORIES.iter().any(|(k, _)| *k == c.as_str()), "{c} has no label in the workbench");
         }
     }
 }

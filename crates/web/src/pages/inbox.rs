@@ -53,7 +53,7 @@ pub(crate) async fn list(State(web): State<Arc<Web>>, me: Me, Query(q): Query<Ha
         html::select(
             "document",
             "Document",
-            &[("", "All"), ("invoice", "Invoices"), ("credit-note", "Credit notes")],
+            &[("", "All"), ("invoice", "Invoices"), ("credit-note", "Credit notes"), ("vendor-bill", "Vendor bills")],
             document
         ),
         html::input("customer", "Customer", customer, "text"),
@@ -99,7 +99,7 @@ pub(crate) async fn list(State(web): State<Arc<Web>>, me: Me, Query(q): Query<Ha
             r#"<table id="inbox"><caption>Held postings, oldest first</caption><thead><tr><th scope="col">Posting</th><th scope="col">Order</th><th scope="col">Customer</th><th scope="col" class="num">Amount</th><th scope="col">Why held</th><th scope="col">Waiting</th><th scope="col">SLA</th></tr></thead><tbody>"#,
         );
         for p in &page.postings {
-            let kind = if p.document == "credit-note" { "Credit note" } else { "Invoice" };
+            let kind = document_label(&p.document);
             let _ = write!(
                 body,
                 r#"<tr data-posting-id="{id}"><td><a class="posting" href="/postings/{uid}">{kind} {key}</a></td><td><a href="/orders/{uorder}">{order}</a></td><td>{customer}</td><td class="num">{amount} {cur}</td><td>{reasons}</td><td>{waiting}</td><td>{sla}</td></tr>"#,
@@ -140,7 +140,7 @@ async fn posting_body(web: &Web, me: &Me, id: &str) -> Result<(String, proto::Po
         .map_err(|s| (http_status(s.code()), s.message().to_string()))?
         .into_inner();
     let p = got.posting.ok_or((StatusCode::NOT_FOUND, format!("Posting {id} does not exist.")))?;
-    let kind = if p.document == "credit-note" { "Credit note" } else { "Invoice" };
+    let kind = document_label(&p.document);
     let now = now_us();
     let mut b = format!(
         r#"<h1>{kind} {key} <span class="state {state}">{state}</span></h1>
@@ -341,5 +341,14 @@ mod tests {
         assert_eq!(amount_minor("0.05"), Some(5));
         assert_eq!(amount_minor("1.234"), None);
         assert_eq!(amount_minor("ten"), None);
+    }
+}
+
+/// A held posting's document in words.
+fn document_label(document: &str) -> &'static str {
+    match document {
+        "credit-note" => "Credit note",
+        "vendor-bill" => "Vendor bill",
+        _ => "Invoice",
     }
 }
