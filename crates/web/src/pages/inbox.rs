@@ -329,6 +329,15 @@ pub(crate) async fn reject(
     decide(web, headers, peer, id, form, false).await
 }
 
+/// A held posting's document in words.
+fn document_label(document: &str) -> &'static str {
+    match document {
+        "credit-note" => "Credit note",
+        "vendor-bill" => "Vendor bill",
+        _ => "Invoice",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::amount_minor;
@@ -341,14 +350,5 @@ mod tests {
         assert_eq!(amount_minor("0.05"), Some(5));
         assert_eq!(amount_minor("1.234"), None);
         assert_eq!(amount_minor("ten"), None);
-    }
-}
-
-/// A held posting's document in words.
-fn document_label(document: &str) -> &'static str {
-    match document {
-        "credit-note" => "Credit note",
-        "vendor-bill" => "Vendor bill",
-        _ => "Invoice",
     }
 }
