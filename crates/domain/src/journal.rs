@@ -459,6 +459,24 @@ pub enum DocumentKind {
     VendorBill,
 }
 
+impl DocumentKind {
+    /// The prefix of the posting ids of this document: `inv:`, `cn:`, `bill:`.
+    pub const fn posting_prefix(self) -> &'static str {
+        match self {
+            DocumentKind::Invoice => "inv:",
+            DocumentKind::CreditNote => "cn:",
+            DocumentKind::VendorBill => "bill:",
+        }
+    }
+
+    /// The document a posting id is of, by its prefix.
+    pub fn of_posting(posting_id: &str) -> Option<DocumentKind> {
+        [DocumentKind::Invoice, DocumentKind::CreditNote, DocumentKind::VendorBill]
+            .into_iter()
+            .find(|d| posting_id.starts_with(d.posting_prefix()))
+    }
+}
+
 /// An invoice as computed for one shipment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvoiceDraft {

@@ -67,7 +67,7 @@ impl Invoicing {
 
     /// Posting id of the invoice for `shipment_id`.
     pub fn posting_id(shipment_id: &str) -> String {
-        format!("inv:{shipment_id}")
+        format!("{}{shipment_id}", DocumentKind::Invoice.posting_prefix())
     }
 
     /// True once finished.

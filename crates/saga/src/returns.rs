@@ -90,7 +90,7 @@ impl ReturnCredit {
 
     /// Posting id of the credit note for a receipt.
     pub fn posting_id(receipt_id: &str) -> String {
-        format!("cn:{receipt_id}")
+        format!("{}{receipt_id}", DocumentKind::CreditNote.posting_prefix())
     }
 
     fn rma_id(&self) -> &str {

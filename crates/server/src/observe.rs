@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use waybill_domain::journal::DocumentKind;
 use waybill_domain::{Timestamp, topic};
 use waybill_log::EventLog;
 use waybill_projection::ProjectionStore;
@@ -117,22 +118,24 @@ impl Health {
             }
         }
         // From the posting-age index alone (no order is read): the document is the
-        // posting id's prefix (`inv:`, `cn:`), the oldest is the index's first entry.
+        // posting id's prefix (`DocumentKind::of_posting`), the oldest is the index's
+        // first entry.
         let now = Timestamp::now();
-        let (mut invoices, mut credit_notes, mut oldest) = (0u64, 0u64, 0.0f64);
+        let (mut invoices, mut credit_notes, mut vendor_bills, mut oldest) = (0u64, 0u64, 0u64, 0.0f64);
         for hit in self.projections.postings_by_age("held", None) {
             let Ok((held_at, posting_id, _)) = hit else { break };
             if oldest == 0.0 {
                 oldest = now.micros_since(Timestamp(held_at)).max(0) as f64 / 1e6;
             }
-            if posting_id.starts_with("cn:") {
-                credit_notes += 1;
-            } else {
-                invoices += 1;
+            match DocumentKind::of_posting(&posting_id) {
+                Some(DocumentKind::CreditNote) => credit_notes += 1,
+                Some(DocumentKind::VendorBill) => vendor_bills += 1,
+                _ => invoices += 1,
             }
         }
         metrics::gauge!(names::POSTINGS_HELD, "document" => "invoice").set(invoices as f64);
         metrics::gauge!(names::POSTINGS_HELD, "document" => "credit_note").set(credit_notes as f64);
+        metrics::gauge!(names::POSTINGS_HELD, "document" => "vendor_bill").set(vendor_bills as f64);
         metrics::gauge!(names::POSTINGS_OLDEST_AGE).set(oldest);
     }
 }

@@ -107,7 +107,7 @@ metrics! {
     /// Stage durations: order release → goods issue, goods issue → invoice posted.
     STAGE_DURATION = "waybill_saga_stage_duration_seconds", Histogram, ["stage"], "Time between business milestones: release_to_goods_issue, goods_issue_to_invoice_posted.";
     /// Held postings waiting for an approver, by document.
-    POSTINGS_HELD = "waybill_postings_held", Gauge, ["document"], "Held postings waiting for an approver, by document (invoice, credit_note).";
+    POSTINGS_HELD = "waybill_postings_held", Gauge, ["document"], "Held postings waiting for an approver, by document (invoice, credit_note, vendor_bill).";
     /// Age of the oldest held posting.
     POSTINGS_OLDEST_AGE = "waybill_postings_held_oldest_age_seconds", Gauge, [], "Age of the oldest posting waiting for an approver.";
     /// Open exceptions, by category.

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use waybill_domain::event::{EventBody, TargetOutage};
+use waybill_domain::journal::DocumentKind;
 use waybill_domain::{InboundEvent, JournalBody, JournalEvent, SagaKind, System, Timestamp};
 
 use super::{Env, Flow, Step, commit, reject};
@@ -355,9 +356,11 @@ fn route(flow: &mut OrderFlow, event: &InboundEvent, env: &Env<'_>, cause: &Caus
         EventBody::InvoicePosted(p) => route_invoice(flow, &p.shipment_id, event, env, cause, out),
         EventBody::InvoiceRejected(r) => route_invoice(flow, &r.business_key, event, env, cause, out),
         EventBody::PostingApproved(d) | EventBody::PostingRejected(d) => {
-            if let Some(shipment) = d.posting_id.strip_prefix("inv:") {
+            let invoice = DocumentKind::Invoice.posting_prefix();
+            let credit_note = DocumentKind::CreditNote.posting_prefix();
+            if let Some(shipment) = d.posting_id.strip_prefix(invoice) {
                 route_invoice(flow, shipment, event, env, cause, out);
-            } else if let Some(rma) = d.posting_id.strip_prefix("cn:").and_then(|r| flow.return_of_receipt(r)) {
+            } else if let Some(rma) = d.posting_id.strip_prefix(credit_note).and_then(|r| flow.return_of_receipt(r)) {
                 route_return(flow, &rma, event, env, cause, out);
             } else {
                 let d = reject(format!(

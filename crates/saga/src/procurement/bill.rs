@@ -235,7 +235,11 @@ fn is_complete(s: &Procurement, tol: &Tolerance) -> bool {
 
 /// An approver's decision on a held bill, checked as every posting decision is.
 pub(super) fn on_decision(s: &Procurement, p: &PostingDecision, policy: &PostingPolicy, approve: bool) -> Decision {
-    let held = p.posting_id.strip_prefix("bill:").and_then(|n| s.bills.get(n)).filter(|b| b.posting.is_some());
+    let held = p
+        .posting_id
+        .strip_prefix(DocumentKind::VendorBill.posting_prefix())
+        .and_then(|n| s.bills.get(n))
+        .filter(|b| b.posting.is_some());
     let Some(b) = held else {
         return reject(format!(
             "{} names posting {:?}, which purchase order {} does not have; check the posting id",

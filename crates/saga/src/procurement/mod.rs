@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use waybill_domain::event::EventBody;
+use waybill_domain::journal::DocumentKind;
 use waybill_domain::purchase::{
     GoodsReceipt, PurchaseOrderConfirmed, ReceiptPosting, ReceiptReversal, ShipNotice, VendorBill,
 };
@@ -155,7 +156,7 @@ impl Procurement {
 
     /// Posting id of a held vendor bill: `bill:AF-2026-118`.
     pub fn posting_id(bill_number: &str) -> String {
-        format!("bill:{bill_number}")
+        format!("{}{bill_number}", DocumentKind::VendorBill.posting_prefix())
     }
 
     fn po_ref(&self) -> &str {
@@ -335,7 +336,7 @@ impl Procurement {
     }
 
     fn bill_of_posting_mut(&mut self, posting_id: &str) -> Option<&mut Bill> {
-        let number = posting_id.strip_prefix("bill:")?;
+        let number = posting_id.strip_prefix(DocumentKind::VendorBill.posting_prefix())?;
         self.bills.get_mut(number)
     }
 

@@ -37,7 +37,7 @@ pub(crate) async fn list(State(web): State<Arc<Web>>, me: Me, Query(q): Query<Ha
     } else {
         b.push_str(r#"<table id="audit"><caption>Control actions, newest first</caption><thead><tr><th scope="col">When</th><th scope="col">Who</th><th scope="col">Role</th><th scope="col">From</th><th scope="col">Action</th><th scope="col">On</th><th scope="col">Outcome</th><th scope="col">Reason and detail</th></tr></thead><tbody>"#);
         for e in &entries {
-            let on = if e.posting_id.starts_with("inv:") || e.posting_id.starts_with("cn:") {
+            let on = if waybill_domain::journal::DocumentKind::of_posting(&e.posting_id).is_some() {
                 format!(r#"<a href="/postings/{}">{}</a>"#, url(&e.posting_id), esc(&e.posting_id))
             } else if !e.order_ref.is_empty() {
                 format!(r#"{} (<a href="/orders/{}">{}</a>)"#, esc(&e.posting_id), url(&e.order_ref), esc(&e.order_ref))
