@@ -157,9 +157,20 @@ fn sigkill_under_load_loses_nothing_and_repeats_nothing() {
 
 #[test]
 fn rebuilt_projections_are_byte_identical() {
+    // Through the connectors (sale orders), and in process (with purchase orders too).
+    for in_process in [false, true] {
+        rebuild_matches(in_process);
+    }
+}
+
+fn rebuild_matches(in_process: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let out = demo(dir.path(), 150, false).output().unwrap();
+    let out = demo(dir.path(), 150, in_process).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    if in_process {
+        let store = ProjectionStore::open(dir.path().join("projections")).unwrap();
+        assert_eq!(store.purchase_orders().unwrap().len(), 15, "the run bought");
+    }
     let before = ProjectionStore::open(dir.path().join("projections")).unwrap().dump().unwrap();
     assert!(before.len() > 1000, "the projections hold the run ({} keys)", before.len());
 

@@ -66,7 +66,16 @@ pub(crate) fn run(command: OrderCommand) -> anyhow::Result<()> {
         return json(&resp);
     }
     let Some(o) = resp.order else { return Ok(()) };
-    println!("order {}  status {}  customer {}  currency {}", o.order_ref, o.status, o.customer, o.currency);
+    // A purchase order's record (`po:<name>`) has no sale order lines: its story is the
+    // timeline, its held bills and its documents.
+    let purchase = o.order_ref.strip_prefix(waybill_domain::purchase::KEY_PREFIX);
+    if let Some(po) = purchase {
+        let done = o.timeline.last().is_some_and(|t| t.event == "Completed");
+        let state = if done { "completed" } else { "open" };
+        println!("purchase order {po}  ({})  {state}  currency {}", o.order_ref, o.currency);
+    } else {
+        println!("order {}  status {}  customer {}  currency {}", o.order_ref, o.status, o.customer, o.currency);
+    }
     for p in &o.problems {
         println!("problem: {p}");
     }
@@ -85,7 +94,9 @@ pub(crate) fn run(command: OrderCommand) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    print!("\n{}", table(&["LINE", "SKU", "UOM", "ORDERED", "SHIPPED", "PRICE", "TAX"], &rows));
+    if purchase.is_none() {
+        print!("\n{}", table(&["LINE", "SKU", "UOM", "ORDERED", "SHIPPED", "PRICE", "TAX"], &rows));
+    }
     if !o.postings.is_empty() {
         let rows: Vec<Vec<String>> = o
             .postings
