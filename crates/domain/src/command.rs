@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cash::StatementEntry;
 use crate::event::{ItemCondition, LotQty, OrderLine, Package, ShippedLine};
 use crate::purchase::{ReceiptPosting, VendorBill, VendorCredit};
 use crate::value::{Money, Qty, System, Timestamp};
@@ -68,6 +69,9 @@ pub enum CommandBody {
     PostVendorBill(VendorBill),
     /// Compensation: ask finance to credit a cancelled receipt that was billed.
     IssueVendorCreditNote(VendorCredit),
+    /// Ask finance to post the journal entry of one statement line (payment applied to
+    /// invoices, or a bank charge).
+    PostStatementLine(StatementEntry),
 }
 
 impl CommandBody {
@@ -88,6 +92,7 @@ impl CommandBody {
             CommandBody::ReturnToVendor(_) => "ReturnToVendor",
             CommandBody::PostVendorBill(_) => "PostVendorBill",
             CommandBody::IssueVendorCreditNote(_) => "IssueVendorCreditNote",
+            CommandBody::PostStatementLine(_) => "PostStatementLine",
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cash::{StatementLinePosted, StatementLineRejected, StatementReceived};
 use crate::purchase::{
     GoodsReceipt, PurchaseOrderClosed, PurchaseOrderConfirmed, ReceiptCancelled, ReceiptValidated, ShipNotice,
     VendorBill, VendorBillPosted, VendorBillRejected, VendorCreditIssued,
@@ -98,6 +99,13 @@ pub enum EventBody {
     VendorBillRejected(VendorBillRejected),
     /// Finance issued a vendor credit note for a cancelled receipt.
     VendorCreditNoteIssued(VendorCreditIssued),
+    // ---- cash application (keyed `stmt:<statement>`) ----
+    /// A bank statement or settlement report was imported, with the receivables open then.
+    StatementReceived(Box<StatementReceived>),
+    /// Finance posted the journal entry of a statement line.
+    StatementLinePosted(StatementLinePosted),
+    /// Finance refused the journal entry of a statement line.
+    StatementLineRejected(StatementLineRejected),
     // ---- workbench (through the control plane) ----
     /// An operator asked to re-issue the command of the step an exception is about, with
     /// the same idempotency key.
@@ -182,6 +190,9 @@ impl EventBody {
             EventBody::VendorBillPosted(_) => "VendorBillPosted",
             EventBody::VendorBillRejected(_) => "VendorBillRejected",
             EventBody::VendorCreditNoteIssued(_) => "VendorCreditNoteIssued",
+            EventBody::StatementReceived(_) => "StatementReceived",
+            EventBody::StatementLinePosted(_) => "StatementLinePosted",
+            EventBody::StatementLineRejected(_) => "StatementLineRejected",
             EventBody::ExceptionRetryRequested(_) => "ExceptionRetryRequested",
             EventBody::ExceptionResolveRequested(_) => "ExceptionResolveRequested",
             EventBody::ExceptionAssignRequested(_) => "ExceptionAssignRequested",
@@ -663,10 +674,12 @@ impl TargetOutage {
 }
 
 /// Whether a correlation key is an order's (a sale order name): not a command target's
-/// (`target:odoo`) nor a purchase order's (`po:P00042`). Only orders are listed and
-/// counted as orders.
+/// (`target:odoo`), a purchase order's (`po:P00042`) nor a bank statement's (`stmt:…`).
+/// Only orders are listed and counted as orders.
 pub fn is_order_key(key: &str) -> bool {
-    TargetOutage::target_of_key(key).is_none() && !key.starts_with(crate::purchase::KEY_PREFIX)
+    TargetOutage::target_of_key(key).is_none()
+        && !key.starts_with(crate::purchase::KEY_PREFIX)
+        && !key.starts_with(crate::cash::KEY_PREFIX)
 }
 
 /// The prefix of a target's correlation key (see [`TargetOutage::correlation_key`]).

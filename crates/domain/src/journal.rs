@@ -11,6 +11,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cash::{StatementEntry, StatementLinePosted, StatementReceived};
 use crate::command::{BackorderLine, InvoiceLine};
 use crate::event::{GoodsIssued, LineReservation, OrderReleased, PickConfirmed, ReturnAuthorized, ReturnReceived};
 use crate::purchase::{
@@ -35,6 +36,9 @@ pub enum SagaKind {
     /// Purchase order confirmed → advance shipping notice → receipts → three-way-matched
     /// vendor bills. Keyed by `po:<purchase order>`.
     PurchaseToReceive,
+    /// A bank statement's lines applied to invoices, one journal entry each. Keyed by
+    /// `stmt:<statement>`.
+    CashApplication,
 }
 
 impl SagaKind {
@@ -46,6 +50,7 @@ impl SagaKind {
             SagaKind::ReturnsCredit => "ret",
             SagaKind::TargetHealth => "tgt",
             SagaKind::PurchaseToReceive => "p2r",
+            SagaKind::CashApplication => "cash",
         }
     }
 
@@ -63,6 +68,7 @@ impl fmt::Display for SagaKind {
             SagaKind::ReturnsCredit => "returns-credit",
             SagaKind::TargetHealth => "target-health",
             SagaKind::PurchaseToReceive => "purchase-to-receive",
+            SagaKind::CashApplication => "cash-application",
         })
     }
 }
@@ -104,11 +110,14 @@ pub enum ExceptionCategory {
     /// A receipt does not match its purchase order or notice (over- or under-receipt
     /// beyond the supplier's tolerance, damaged goods, an unknown line or lot).
     ReceiptMismatch,
+    /// A statement line could not be applied to open invoices (no reference, ambiguous,
+    /// another currency, money out): someone applies it by hand.
+    UnmatchedPayment,
 }
 
 impl ExceptionCategory {
     /// Every category, for reports.
-    pub const ALL: [ExceptionCategory; 14] = [
+    pub const ALL: [ExceptionCategory; 15] = [
         ExceptionCategory::MasterData,
         ExceptionCategory::StockShortage,
         ExceptionCategory::PickOverdue,
@@ -123,6 +132,7 @@ impl ExceptionCategory {
         ExceptionCategory::DeliveryFailed,
         ExceptionCategory::TargetUnavailable,
         ExceptionCategory::ReceiptMismatch,
+        ExceptionCategory::UnmatchedPayment,
     ];
 
     /// Lowercase name, for tables and metric labels.
@@ -142,6 +152,7 @@ impl ExceptionCategory {
             ExceptionCategory::DeliveryFailed => "delivery-failed",
             ExceptionCategory::TargetUnavailable => "target-unavailable",
             ExceptionCategory::ReceiptMismatch => "receipt-mismatch",
+            ExceptionCategory::UnmatchedPayment => "unmatched-payment",
         }
     }
 }
@@ -296,6 +307,13 @@ pub enum JournalBody {
     BillRecorded(VendorBillPosted),
     /// Finance issued a vendor credit note.
     VendorCreditRecorded(VendorCreditIssued),
+    // ---- cash application ----
+    /// A statement was imported, with the receivables open then.
+    StatementOpened(Box<StatementReceived>),
+    /// A statement line was applied (to invoices, or as a charge) and sent to finance.
+    LineApplied(StatementEntry),
+    /// Finance posted a statement line's journal entry.
+    LineRecorded(StatementLinePosted),
 }
 
 impl JournalBody {
@@ -346,6 +364,9 @@ impl JournalBody {
             JournalBody::BillMatched(_) => "BillMatched",
             JournalBody::BillRecorded(_) => "BillRecorded",
             JournalBody::VendorCreditRecorded(_) => "VendorCreditRecorded",
+            JournalBody::StatementOpened(_) => "StatementOpened",
+            JournalBody::LineApplied(_) => "LineApplied",
+            JournalBody::LineRecorded(_) => "LineRecorded",
         }
     }
 }

@@ -1,12 +1,14 @@
 //! The canonical model of Waybill: the business events that come in from Odoo, the
 //! warehouse, carriers, finance and operators; the commands Waybill sends out; the saga
 //! journal events that record each decision; and the value types they share. Each flow's
-//! own records live in a module of their own ([`purchase`] for procure-to-receive).
+//! own records live in a module of their own ([`purchase`] for procure-to-receive,
+//! [`cash`] for cash application).
 //!
 //! This crate owns vocabulary only. It does no I/O, knows nothing of Avro, Kafka or sled,
 //! and every type here is plain data with `serde` derives so that the `schema` crate can
 //! map it to and from Avro.
 
+pub mod cash;
 pub mod command;
 pub mod event;
 pub mod journal;

@@ -769,8 +769,11 @@ pub(crate) fn fold_order(order: &mut OrderView, e: &JournalEvent, stock: &mut Ve
             amount: c.amount,
             at: m.at,
         }),
-        // A purchase order's record carries its currency (held bills show it).
+        // A purchase order's record carries its currency (held bills show it), and so does a
+        // statement's.
         JournalBody::PurchaseOpened(o) => order.currency = Some(o.currency.clone()),
+        JournalBody::StatementOpened(s) => order.currency = Some(s.currency.clone()),
+        JournalBody::LineApplied(_) | JournalBody::LineRecorded(_) => {}
         JournalBody::PurchaseClosed(_)
         | JournalBody::ShipNoticeRecorded(_)
         | JournalBody::ReceiptRecorded(_)

@@ -171,6 +171,30 @@ pub fn summarize(e: &JournalEvent) -> String {
         JournalBody::VendorCreditRecorded(c) => {
             format!("vendor credit note {} for receipt {}: {}", c.credit_number, c.receipt_id, c.amount)
         }
+        JournalBody::StatementOpened(s) => format!(
+            "statement {} of account {} imported ({}): {} against {} open invoice(s)",
+            s.statement_id,
+            s.account,
+            s.format,
+            plural(s.lines.len(), "line"),
+            s.open_items.len()
+        ),
+        JournalBody::LineApplied(e) if e.rule == "charge" => {
+            format!("line {}: bank charge {} {}; sent to finance", e.line_id, e.amount, e.currency)
+        }
+        JournalBody::LineApplied(e) => {
+            let invoices: Vec<String> = e.allocations.iter().map(|a| format!("{} {}", a.invoice, a.amount)).collect();
+            let rest = if e.remainder.0 != 0 { format!(", {} left on account", e.remainder) } else { String::new() };
+            format!(
+                "line {}: {} {} applied by {} to {}{rest}; sent to finance",
+                e.line_id,
+                e.amount,
+                e.currency,
+                e.rule,
+                invoices.join(", ")
+            )
+        }
+        JournalBody::LineRecorded(p) => format!("line {} posted as {}", p.line_id, p.entry_number),
         JournalBody::SagaReplayed(r) => format!(
             "replay by {} ({}): {} replayed, {} applied, {} issued, {} still refused",
             r.actor,

@@ -65,8 +65,8 @@ pub struct Refusal {
 /// authorisations, purchase orders and the validation of receipts; the warehouse
 /// reservations, releases, picks, goods issue, return receipts, the suppliers' shipping
 /// notices (which it receives by EDI or from the supplier portal) and purchase receipts;
-/// the carrier bookings and delivery; finance invoice and credit-note postings and
-/// vendor bills.
+/// the carrier bookings and delivery; finance invoice and credit-note postings, vendor
+/// bills and the journal entries of statement lines; the bank (its importer) statements.
 ///
 /// Delivery outcomes (`CommandFailed`, `TargetUnavailable`, `TargetRecovered`,
 /// [`EventBody::TARGET_REPORT_NAMES`]) are owned by the system they report about — the
@@ -78,7 +78,7 @@ pub struct Ownership(pub BTreeMap<String, String>);
 
 impl Ownership {
     /// The built-in owners, by event type.
-    pub const DEFAULTS: [(&'static str, System); 24] = [
+    pub const DEFAULTS: [(&'static str, System); 27] = [
         ("OrderReleased", System::Odoo),
         ("OrderCancelled", System::Odoo),
         ("ReturnAuthorized", System::Odoo),
@@ -103,6 +103,9 @@ impl Ownership {
         ("VendorBillPosted", System::Finance),
         ("VendorBillRejected", System::Finance),
         ("VendorCreditNoteIssued", System::Finance),
+        ("StatementReceived", System::Bank),
+        ("StatementLinePosted", System::Finance),
+        ("StatementLineRejected", System::Finance),
     ];
 
     /// The owner of event type `name`: the configured one, else the default; `None` for

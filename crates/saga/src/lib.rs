@@ -28,6 +28,7 @@
 pub mod admission;
 pub mod approval;
 pub mod book;
+pub mod cash;
 pub mod catalog;
 pub mod coordinator;
 pub mod decision;

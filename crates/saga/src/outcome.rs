@@ -75,6 +75,7 @@ pub const fn is_answered(body: &CommandBody) -> bool {
             | CommandBody::ValidateReceipt(_)
             | CommandBody::PostVendorBill(_)
             | CommandBody::IssueVendorCreditNote(_)
+            | CommandBody::PostStatementLine(_)
     )
 }
 
@@ -95,6 +96,7 @@ fn what(body: &CommandBody) -> String {
         CommandBody::ReturnToVendor(r) => format!("return of receipt {} to the supplier", r.receipt_id),
         CommandBody::PostVendorBill(b) => format!("vendor bill {}", b.bill_number),
         CommandBody::IssueVendorCreditNote(c) => format!("vendor credit note of receipt {}", c.receipt_id),
+        CommandBody::PostStatementLine(e) => format!("journal entry of statement line {}", e.line_id),
     }
 }
 

@@ -118,6 +118,23 @@ impl ProcurementPolicy {
     }
 }
 
+/// Cash application settings: how far a payment may differ from the invoices it pays
+/// and still be applied, the difference written off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CashPolicy {
+    /// A difference up to this amount (minor units) is written off.
+    pub write_off_up_to: waybill_domain::Money,
+    /// …or up to this many basis points of the amount, when set (the larger applies).
+    pub write_off_basis_points: Option<u32>,
+}
+
+impl Default for CashPolicy {
+    fn default() -> Self {
+        CashPolicy { write_off_up_to: waybill_domain::Money(100), write_off_basis_points: None }
+    }
+}
+
 /// All saga settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -128,6 +145,8 @@ pub struct Policy {
     pub posting: PostingPolicy,
     /// Procure-to-receive: receipt and three-way-match tolerances.
     pub procurement: ProcurementPolicy,
+    /// Cash application: the write-off tolerance.
+    pub cash: CashPolicy,
     /// The system of record of each event type (`GoodsIssued = "wms"`); entries override
     /// the defaults of [`Ownership::DEFAULTS`](crate::admission::Ownership::DEFAULTS).
     pub ownership: crate::admission::Ownership,

@@ -8,6 +8,7 @@
 
 use waybill_domain::{InboundEvent, JournalEvent, Timestamp};
 
+use crate::cash::StatementFlow;
 use crate::decision::Cause;
 use crate::flow::{self, Env, Flow, OrderFlow, ReplayRecord, Step};
 use crate::procurement::PurchaseFlow;
@@ -126,5 +127,6 @@ macro_rules! flows {
 // Each registered flow, one line; a flow with its own key prefix goes above `Order`.
 flows! {
     Purchase(PurchaseFlow),
+    Statement(StatementFlow),
     Order(OrderFlow),
 }

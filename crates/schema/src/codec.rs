@@ -177,6 +177,9 @@ family!(
         VendorBillPosted,
         VendorBillRejected,
         VendorCreditNoteIssued,
+        StatementReceived,
+        StatementLinePosted,
+        StatementLineRejected,
     ]
 );
 
@@ -199,6 +202,7 @@ family!(
         ReturnToVendor,
         PostVendorBill,
         IssueVendorCreditNote,
+        PostStatementLine,
     ]
 );
 
@@ -251,6 +255,9 @@ family!(
         BillMatched,
         BillRecorded,
         VendorCreditRecorded,
+        StatementOpened,
+        LineApplied,
+        LineRecorded,
     ]
 );
 

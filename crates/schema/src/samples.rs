@@ -2,6 +2,10 @@
 //! and codec benchmarks. Optional fields are set in some samples and empty in others so
 //! both union branches are exercised.
 
+use waybill_domain::cash::{
+    BankLine, BankLineKind, InvoiceAllocation, OpenItem, StatementEntry, StatementLinePosted, StatementLineRejected,
+    StatementReceived,
+};
 use waybill_domain::command::{
     AdjustStock, AdjustmentLine, BackorderLine, BackorderRequest, BookCarrier, CommandBody, ConfirmShipment,
     InvoiceLine, IssueCreditNote, OrderOnly, PostInvoice, StockRequest,
@@ -138,6 +142,89 @@ pub fn vendor_credit() -> VendorCredit {
         currency: s("EUR"),
         lines: bill_lines(),
         amount: Money(91_050),
+    }
+}
+
+/// A statement of two lines (a payment with references, a bank charge) and two open items.
+pub fn statement() -> StatementReceived {
+    StatementReceived {
+        statement_key: s("DE89370400440532013000/2026-118"),
+        statement_id: s("2026-118"),
+        format: s("camt.053"),
+        account: s("DE89370400440532013000"),
+        currency: s("EUR"),
+        checksum: s("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
+        lines: vec![
+            BankLine {
+                line_id: s("2026-118/1"),
+                kind: BankLineKind::Payment,
+                booking_date: Some(T0),
+                amount: Money(29_026),
+                currency: s("EUR"),
+                fee: Money(0),
+                counterparty: Some(s("Müller Handels GmbH")),
+                creditor_references: vec![s("RF18INV20260001")],
+                end_to_end_id: Some(s("E2E-77")),
+                remittance: vec![s("INV/2026/0001")],
+                bank_reference: Some(s("BANKREF-1")),
+            },
+            BankLine {
+                line_id: s("2026-118/2"),
+                kind: BankLineKind::Fee,
+                booking_date: None,
+                amount: Money(-250),
+                currency: s("EUR"),
+                fee: Money(0),
+                counterparty: None,
+                creditor_references: vec![],
+                end_to_end_id: None,
+                remittance: vec![],
+                bank_reference: None,
+            },
+        ],
+        open_items: vec![
+            OpenItem {
+                number: s("INV/2026/0001"),
+                customer_ref: s("CUST-7"),
+                customer_name: s("Müller Handels GmbH"),
+                open_amount: Money(29_026),
+                currency: s("EUR"),
+                due_at: Some(T0.plus_secs(30.0 * 86_400.0)),
+            },
+            OpenItem {
+                number: s("INV/2026/0002"),
+                customer_ref: s("CUST-8"),
+                customer_name: s("Nordwind AG"),
+                open_amount: Money(1_000),
+                currency: s("EUR"),
+                due_at: None,
+            },
+        ],
+    }
+}
+
+/// The entry of the statement's first line.
+pub fn statement_entry() -> StatementEntry {
+    StatementEntry {
+        statement_key: s("DE89370400440532013000/2026-118"),
+        line_id: s("2026-118/1"),
+        rule: s("reference"),
+        amount: Money(29_026),
+        currency: s("EUR"),
+        booking_date: Some(T0),
+        counterparty: Some(s("Müller Handels GmbH")),
+        allocations: vec![InvoiceAllocation { invoice: s("INV/2026/0001"), amount: Money(29_026) }],
+        fee: Money(0),
+        write_off: Money(0),
+        remainder: Money(0),
+    }
+}
+
+fn line_posted() -> StatementLinePosted {
+    StatementLinePosted {
+        statement_key: s("DE89370400440532013000/2026-118"),
+        line_id: s("2026-118/1"),
+        entry_number: s("BNK1/2026/0118"),
     }
 }
 
@@ -412,6 +499,13 @@ pub fn event_bodies() -> Vec<EventBody> {
             credit_number: s("RBILL/2026/0003"),
             amount: Money(91_050),
         }),
+        EventBody::StatementReceived(Box::new(statement())),
+        EventBody::StatementLinePosted(line_posted()),
+        EventBody::StatementLineRejected(StatementLineRejected {
+            statement_key: s("DE89370400440532013000/2026-118"),
+            line_id: s("2026-118/1"),
+            reason: s("journal BNK1 is locked"),
+        }),
     ];
     // Exhaustive on purpose: a new variant fails to compile here until it has a sample.
     for body in &bodies {
@@ -449,7 +543,10 @@ pub fn event_bodies() -> Vec<EventBody> {
             | EventBody::VendorBillReceived(_)
             | EventBody::VendorBillPosted(_)
             | EventBody::VendorBillRejected(_)
-            | EventBody::VendorCreditNoteIssued(_) => {}
+            | EventBody::VendorCreditNoteIssued(_)
+            | EventBody::StatementReceived(_)
+            | EventBody::StatementLinePosted(_)
+            | EventBody::StatementLineRejected(_) => {}
         }
     }
     bodies
@@ -534,6 +631,7 @@ pub fn commands() -> Vec<Command> {
         }),
         CommandBody::PostVendorBill(vendor_bill()),
         CommandBody::IssueVendorCreditNote(vendor_credit()),
+        CommandBody::PostStatementLine(statement_entry()),
     ];
     for body in &bodies {
         match body {
@@ -550,7 +648,8 @@ pub fn commands() -> Vec<Command> {
             | CommandBody::ValidateReceipt(_)
             | CommandBody::ReturnToVendor(_)
             | CommandBody::PostVendorBill(_)
-            | CommandBody::IssueVendorCreditNote(_) => {}
+            | CommandBody::IssueVendorCreditNote(_)
+            | CommandBody::PostStatementLine(_) => {}
         }
     }
     bodies
@@ -707,6 +806,9 @@ pub fn journal_events() -> Vec<JournalEvent> {
             credit_number: s("RBILL/2026/0003"),
             amount: Money(91_050),
         }),
+        JournalBody::StatementOpened(Box::new(statement())),
+        JournalBody::LineApplied(StatementEntry { booking_date: None, counterparty: None, ..statement_entry() }),
+        JournalBody::LineRecorded(line_posted()),
     ];
     for body in &bodies {
         match body {
@@ -753,7 +855,10 @@ pub fn journal_events() -> Vec<JournalEvent> {
             | JournalBody::BillReceived(_)
             | JournalBody::BillMatched(_)
             | JournalBody::BillRecorded(_)
-            | JournalBody::VendorCreditRecorded(_) => {}
+            | JournalBody::VendorCreditRecorded(_)
+            | JournalBody::StatementOpened(_)
+            | JournalBody::LineApplied(_)
+            | JournalBody::LineRecorded(_) => {}
         }
     }
     bodies
@@ -764,7 +869,9 @@ pub fn journal_events() -> Vec<JournalEvent> {
                 saga_id: SagaKind::OrderToFulfillment.saga_id("SO0042"),
                 // Records every saga writes take each kind in turn (the procure-to-receive
                 // kind only where the record's latest schema has it); its own records, its own.
-                kind: if seq as usize > PRE_PURCHASE_JOURNAL {
+                kind: if seq as usize > PRE_CASH_JOURNAL {
+                    SagaKind::CashApplication
+                } else if seq as usize > PRE_PURCHASE_JOURNAL {
                     SagaKind::PurchaseToReceive
                 } else {
                     [
@@ -787,6 +894,8 @@ pub fn journal_events() -> Vec<JournalEvent> {
 
 /// The journal variants declared before procure-to-receive's.
 const PRE_PURCHASE_JOURNAL: usize = 34;
+/// The journal variants declared before cash application's.
+const PRE_CASH_JOURNAL: usize = 44;
 
 /// A checkpoint covering two input topics.
 pub fn checkpoint() -> Checkpoint {

@@ -172,6 +172,7 @@ fn enum_symbols_are_serde_names_in_declaration_order() {
                 SagaKind::ReturnsCredit,
                 SagaKind::TargetHealth,
                 SagaKind::PurchaseToReceive,
+                SagaKind::CashApplication,
             ]),
             None,
         ),

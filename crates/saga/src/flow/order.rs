@@ -198,7 +198,7 @@ impl Flow for OrderFlow {
             SagaKind::ShipToInvoice => Target::Invoice(id.strip_prefix("s2i:").unwrap_or(id).to_string()),
             SagaKind::ReturnsCredit => Target::Return(id.strip_prefix("ret:").unwrap_or(id).to_string()),
             SagaKind::TargetHealth => Target::Health(TargetOutage::target_of_key(&self.key).unwrap_or(System::Other)),
-            SagaKind::PurchaseToReceive => return None,
+            SagaKind::PurchaseToReceive | SagaKind::CashApplication => return None,
         })
     }
 
@@ -332,6 +332,15 @@ fn route(flow: &mut OrderFlow, event: &InboundEvent, env: &Env<'_>, cause: &Caus
         | EventBody::VendorCreditNoteIssued(_) => {
             let d = reject(format!(
                 "{} keyed {:?}, which is not a purchase order's key; key procure-to-receive events po:<purchase order>",
+                event.body.name(),
+                flow.key
+            ));
+            commit(flow, &flow.home(), d, cause, out);
+        }
+        // A statement's events belong to its own flow (`stmt:<statement>`).
+        EventBody::StatementReceived(_) | EventBody::StatementLinePosted(_) | EventBody::StatementLineRejected(_) => {
+            let d = reject(format!(
+                "{} keyed {:?}, which is not a bank statement's key; key cash-application events stmt:<statement>",
                 event.body.name(),
                 flow.key
             ));

@@ -179,6 +179,19 @@ impl World {
                 });
                 plan(r.u64(5..60), format!("finance:vendor-credit:{}", c.receipt_id), System::Finance, body);
             }
+            CommandBody::PostStatementLine(e) => {
+                let body = EventBody::StatementLinePosted(waybill_domain::cash::StatementLinePosted {
+                    statement_key: e.statement_key.clone(),
+                    line_id: e.line_id.clone(),
+                    entry_number: format!("BNK1/{}", e.line_id),
+                });
+                plan(
+                    r.u64(5..60),
+                    format!("finance:statement-line:{}#{}", e.statement_key, e.line_id),
+                    System::Finance,
+                    body,
+                );
+            }
             // Carried out without an answer event.
             CommandBody::CancelReservation(_)
             | CommandBody::CancelWarehouseRelease(_)
