@@ -284,7 +284,7 @@ impl Poller {
             .increment(rows.len() as u64);
         let events = match feed {
             Feed::SaleOrders => self.sale_events(&rows)?,
-            Feed::PurchaseOrders => self.purchase_events(&rows)?,
+            Feed::PurchaseOrders => self.purchase_events(&rows, &cursor)?,
         };
         let mut next = cursor;
         for r in &rows {

@@ -15,12 +15,13 @@
 //!   the name of `currency_id` (EUR when the order has none), `expected_at` the order's
 //!   `date_planned` (its `date_order` when empty).
 //!
-//! A locked order is also confirmed: when the poller first sees an order already locked
-//! (confirmed and locked between two polls), it writes `PurchaseOrderConfirmed` before
-//! `PurchaseOrderClosed` — if the confirmation was read before, its id repeats and the
-//! saga drops it. A cancelled order is closed only if it had been confirmed
-//! (`date_approve` is set): a request for quotation cancelled as a draft was never
-//! Waybill's business.
+//! A locked order was confirmed first: when the poller reads an order locked or cancelled
+//! whose confirmation it cannot have read (confirmed after the cursor, or inside the
+//! overlap window without a read in state `purchase`), it writes `PurchaseOrderConfirmed`
+//! before `PurchaseOrderClosed`, so the saga never hears of a closing before its order.
+//! An order whose confirmation was read gets only the closing. A cancelled order is
+//! closed only if it had been confirmed (`date_approve` is set): a request for quotation
+//! cancelled as a draft was never Waybill's business.
 
 use std::collections::BTreeSet;
 
@@ -28,7 +29,7 @@ use serde_json::{Value, json};
 use waybill_domain::purchase::{self as po, PurchaseLine, PurchaseOrderClosed, PurchaseOrderConfirmed};
 use waybill_domain::{EventBody, EventMeta, InboundEvent, SourceRef, System, Timestamp};
 
-use super::{Poller, many, parse};
+use super::{Cursor, Poller, many, parse, shift};
 use crate::odoo::{id_of, m2o, m2o_name, money_of, qty_of, str_field};
 
 pub(super) const ORDER_FIELDS: &[&str] = &[
@@ -47,7 +48,8 @@ pub(super) const ORDER_FIELDS: &[&str] = &[
 const LINE_FIELDS: &[&str] = &["id", "order_id", "sequence", "product_id", "product_qty", "price_unit"];
 
 impl Poller {
-    pub(super) fn purchase_events(&self, orders: &[Value]) -> Result<Vec<InboundEvent>, String> {
+    /// The events of `orders`, read after `cursor`.
+    pub(super) fn purchase_events(&self, orders: &[Value], cursor: &Cursor) -> Result<Vec<InboundEvent>, String> {
         let confirmed: Vec<i64> = orders.iter().filter(|o| was_confirmed(o)).map(id_of).collect();
         let lines = if confirmed.is_empty() {
             Vec::new()
@@ -99,6 +101,13 @@ impl Poller {
                 .or_else(|| str_field(o, "date_order"))
                 .and_then(|d| parse(&d))
                 .unwrap_or(occurred_at);
+            let state = str_field(o, "state");
+            let closing = matches!(state.as_deref(), Some("done") | Some("cancel"));
+            let overlap = self.cfg.overlap.as_secs() as i64;
+            if closing && confirmation_read(cursor, o, overlap) {
+                out.push(closed(meta("po-closed"), &name, state.as_deref()));
+                continue;
+            }
             out.push(InboundEvent {
                 meta: meta("po"),
                 body: EventBody::PurchaseOrderConfirmed(PurchaseOrderConfirmed {
@@ -110,21 +119,38 @@ impl Poller {
                     expected_at,
                 }),
             });
-            let reason = match str_field(o, "state").as_deref() {
-                Some("done") => "locked in Odoo: nothing more is expected on it",
-                Some("cancel") => "cancelled in Odoo",
-                _ => continue,
-            };
-            out.push(InboundEvent {
-                meta: meta("po-closed"),
-                body: EventBody::PurchaseOrderClosed(PurchaseOrderClosed {
-                    po_ref: name.clone(),
-                    reason: reason.into(),
-                }),
-            });
+            if closing {
+                out.push(closed(meta("po-closed"), &name, state.as_deref()));
+            }
         }
         Ok(out)
     }
+}
+
+fn closed(meta: EventMeta, name: &str, state: Option<&str>) -> InboundEvent {
+    let reason = match state {
+        Some("done") => "locked in Odoo: nothing more is expected on it",
+        _ => "cancelled in Odoo",
+    };
+    InboundEvent {
+        meta,
+        body: EventBody::PurchaseOrderClosed(PurchaseOrderClosed { po_ref: name.to_string(), reason: reason.into() }),
+    }
+}
+
+/// Whether an earlier poll read order `o` in state `purchase`: it was confirmed before
+/// the overlap window (every poll since read it), or inside the window and the cursor
+/// saw it confirmed. Confirmed after the cursor, it cannot have been read.
+fn confirmation_read(cursor: &Cursor, o: &Value, overlap_secs: i64) -> bool {
+    let Some(approved) = str_field(o, "date_approve") else { return false };
+    if cursor.write_date.is_empty() || approved > cursor.write_date {
+        return false;
+    }
+    if approved < shift(&cursor.write_date, -overlap_secs) {
+        return true;
+    }
+    let id = id_of(o);
+    cursor.seen.iter().any(|(seen, mark)| *seen == id && mark.ends_with(" purchase"))
 }
 
 /// Whether Odoo confirmed the order at some point: it is confirmed or locked, or it was
