@@ -15,7 +15,7 @@ use waybill_connect::{Adapter, Call, Failure};
 use waybill_domain::event::LotQty;
 use waybill_domain::purchase::{ReceiptPosting, ReceivedLine};
 use waybill_domain::{Command, CommandBody, CommandMeta, EventBody, InboundEvent, Qty, System, Timestamp, topic};
-use waybill_doubles::odoo::{OdooConfig, OdooDouble};
+use waybill_doubles::odoo::{OdooConfig, OdooDouble, OdooVersion};
 use waybill_doubles::{Fault, Match, Times};
 use waybill_log::EventLog;
 use waybill_log::embedded::{EmbeddedLog, EmbeddedOptions, FsyncPolicy};
@@ -28,14 +28,18 @@ struct World {
 }
 
 fn world() -> World {
-    let double = OdooDouble::start(OdooConfig::default());
+    world_of(OdooVersion::V17)
+}
+
+fn world_of(version: OdooVersion) -> World {
+    let double = OdooDouble::start(OdooConfig::version(version));
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("odoo.key");
     std::fs::write(&key, double.api_key("admin").unwrap()).unwrap();
     let odoo = Arc::new(Odoo::new(
         &double.url(),
         double.db(),
-        Protocol::JsonRpc { login: "admin".into() },
+        if version == OdooVersion::V19 { Protocol::Json2 } else { Protocol::JsonRpc { login: "admin".into() } },
         Arc::new(SecretFile::open(&key).unwrap()),
         Timeouts { connect: Duration::from_secs(2), call: Duration::from_secs(5) },
     ));
@@ -396,5 +400,25 @@ fn a_return_interrupted_after_the_wizard_is_completed_not_created_twice() {
     deliver(&w, &back).expect("the open return is validated");
     let returns = w.double.count_where("stock.picking", json!([["return_id", "!=", false]]));
     assert_eq!(returns, 1);
+    assert_eq!(qty_received(&w, po), [0.0, 0.0, 0.0]);
+}
+
+#[test]
+fn over_json2_a_receipt_and_its_return_go_through_the_same_way() {
+    let w = world_of(OdooVersion::V19);
+    let (po, name) = confirmed_po(&w, "Acme Fasteners GmbH");
+    let lines = vec![
+        received(10, "BOLT-M8", 10_000, &[], &[]),
+        received(20, "PAINT-5L", 4000, &[("L-9", 4000)], &[]),
+        received(30, "DRILL-X", 2000, &[], &["SN-8", "SN-9"]),
+    ];
+    let receipt = command("receipt:R-1", CommandBody::ValidateReceipt(posting(&name, "R-1", lines.clone())));
+    let answer = deliver(&w, &receipt).expect("validated over JSON-2");
+    let EventBody::ReceiptValidated(v) = &answer[0].body else { panic!("{answer:?}") };
+    assert_eq!(v.picking_ref, "WH/IN/00001");
+    assert_eq!(qty_received(&w, po), [10.0, 4.0, 2.0]);
+    let incoming = w.double.count("stock.picking", &[("origin", name.as_str()), ("picking_type_code", "incoming")]);
+    assert_eq!(incoming, 1, "everything arrived: no backorder");
+    deliver(&w, &command("rtv:R-1", CommandBody::ReturnToVendor(posting(&name, "R-1", lines)))).expect("returned");
     assert_eq!(qty_received(&w, po), [0.0, 0.0, 0.0]);
 }
