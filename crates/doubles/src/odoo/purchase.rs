@@ -21,7 +21,6 @@ pub(crate) fn before_create(store: &mut Store, model: &str, rec: &mut Rec, now: 
             rec.insert("name".into(), json!(format!("P{n:05}")));
         }
         rec.entry("state").or_insert(json!("draft"));
-        rec.entry("locked").or_insert(json!(false));
         rec.entry("priority").or_insert(json!("0"));
         rec.entry("date_order").or_insert(json!(now));
         rec.entry("date_planned").or_insert(json!(now));
@@ -36,12 +35,6 @@ pub(crate) fn before_create(store: &mut Store, model: &str, rec: &mut Rec, now: 
     let Some(product) = rec.get("product_id").and_then(as_id) else {
         return Err(OdooError::validation("Missing required fields on accountable purchase order line."));
     };
-    if matches!(store.get("purchase.order", order, "state").as_str(), Some("done") | Some("cancel")) {
-        return Err(OdooError::user(format!(
-            "You cannot add a line to purchase order {}: it is locked or cancelled.",
-            store.display_name("purchase.order", order)
-        )));
-    }
     rec.entry("sequence").or_insert(json!(10));
     rec.entry("product_qty").or_insert(json!(1.0));
     if !rec.contains_key("price_unit") {
@@ -147,11 +140,12 @@ pub(crate) fn button_cancel(store: &mut Store, ids: &[i64]) -> OResult<Value> {
     Ok(json!(true))
 }
 
-/// `purchase.order.button_done`: lock the order (state `done`, "Locked" in the form);
-/// nothing more is expected on it.
+/// `purchase.order.button_done` (17.0): lock the order — state `done`, "Locked" in the
+/// form; nothing more is expected on it. (From 18.0 Odoo locks with `button_lock`, a
+/// `locked` flag beside state `purchase`; the double imitates 17.0 here.)
 pub(crate) fn button_done(store: &mut Store, ids: &[i64]) -> OResult<Value> {
     for &id in ids {
-        store.set("purchase.order", id, &[("state", json!("done")), ("locked", json!(true)), ("priority", json!("0"))]);
+        store.set("purchase.order", id, &[("state", json!("done")), ("priority", json!("0"))]);
     }
     Ok(json!(true))
 }
@@ -160,7 +154,7 @@ pub(crate) fn button_done(store: &mut Store, ids: &[i64]) -> OResult<Value> {
 pub(crate) fn button_unlock(store: &mut Store, ids: &[i64]) -> OResult<Value> {
     for &id in ids {
         if store.get("purchase.order", id, "state") == json!("done") {
-            store.set("purchase.order", id, &[("state", json!("purchase")), ("locked", json!(false))]);
+            store.set("purchase.order", id, &[("state", json!("purchase"))]);
         }
     }
     Ok(json!(true))

@@ -132,7 +132,6 @@ pub(crate) static MODELS: &[ModelDef] = &[
             ("partner_ref", Char),
             ("origin", Char),
             ("state", Sel(&["draft", "sent", "to approve", "purchase", "done", "cancel"])),
-            ("locked", Bool),
             ("priority", Sel(&["0", "1"])),
             ("date_order", Datetime),
             ("date_approve", Datetime),

@@ -22,6 +22,13 @@
 //! An order whose confirmation was read gets only the closing. A cancelled order is
 //! closed only if it had been confirmed (`date_approve` is set): a request for quotation
 //! cancelled as a draft was never Waybill's business.
+//!
+//! Locked means state `done`, as Odoo 17 has it (`button_done`). Two limits follow:
+//! a company with "Lock Confirmed Orders" (`po_lock = 'lock'`) has Odoo lock every order
+//! as it confirms it, so there every confirmed order would be closed at once; and from
+//! 18.0 Odoo locks with a `locked` flag (`button_lock`) and keeps state `purchase`, which
+//! this poller does not read (the field does not exist on 17, so it cannot be asked for
+//! unconditionally).
 
 use std::collections::BTreeSet;
 
