@@ -422,3 +422,24 @@ fn over_json2_a_receipt_and_its_return_go_through_the_same_way() {
     deliver(&w, &command("rtv:R-1", CommandBody::ReturnToVendor(posting(&name, "R-1", lines)))).expect("returned");
     assert_eq!(qty_received(&w, po), [0.0, 0.0, 0.0]);
 }
+
+#[test]
+fn an_over_delivery_is_received_in_full_and_damaged_goods_stay_on_the_backorder() {
+    let w = world();
+    let (po, name) = confirmed_po(&w, "Acme Fasteners GmbH");
+    let mut bolts = received(10, "BOLT-M8", 12_000, &[], &[]);
+    let mut paint = received(20, "PAINT-5L", 3000, &[("L-1", 3000)], &[]);
+    paint.damaged = Qty(1000);
+    bolts.asn_line_no = Some(1);
+    let lines = vec![bolts, paint, received(30, "DRILL-X", 2000, &[], &["SN-1", "SN-2"])];
+    deliver(&w, &command("receipt:R-1", CommandBody::ValidateReceipt(posting(&name, "R-1", lines))))
+        .expect("validated");
+    assert_eq!(qty_received(&w, po), [12.0, 3.0, 2.0], "accepted goods only, the extra bolts included");
+    let open: Vec<Value> = w
+        .double
+        .records("stock.picking")
+        .into_iter()
+        .filter(|p| p["origin"] == json!(name) && p["state"] == json!("assigned"))
+        .collect();
+    assert_eq!(open.len(), 1, "Odoo still expects the damaged litre: {open:?}");
+}
