@@ -4,6 +4,8 @@ mod support;
 
 #[path = "odoo/faults.rs"]
 mod faults;
+#[path = "odoo/purchase.rs"]
+mod purchase;
 #[path = "odoo/rules.rs"]
 mod rules;
 #[path = "odoo/transport.rs"]

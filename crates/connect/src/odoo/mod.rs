@@ -12,12 +12,16 @@
 //!
 //! Which commands: `ConfirmShipment` (validate the delivery with its lots and serials;
 //! Odoo creates the backorder for what was not shipped), `CreateBackorder` (a note on the
-//! order saying what is backordered and why) — and, when finance is Odoo Accounting,
+//! order saying what is backordered and why), `ValidateReceipt` (validate a purchase
+//! order's incoming picking with what the warehouse accepted, answered by
+//! `ReceiptValidated`), `ReturnToVendor` (the return wizard on a validated receipt, the
+//! return validated) — and, when finance is Odoo Accounting,
 //! `PostInvoice` (customer invoice, posted) and `IssueCreditNote` (through the reversal
 //! wizard, posted, carrying `reversed_entry_id`).
 
 mod account;
 pub mod poller;
+mod receipt;
 pub mod rpc;
 mod stock;
 
@@ -51,6 +55,11 @@ impl Adapter for OdooAdapter {
             CommandBody::CreateBackorder(b) => {
                 stock::note_backorder(&orm, b, &command.meta.idempotency_key).map(|()| Vec::new())
             }
+            CommandBody::ValidateReceipt(p) => receipt::validate_receipt(&orm, p).map(|v| {
+                let picking = v.picking_ref.clone();
+                vec![crate::answer(self.system, command, picking, EventBody::ReceiptValidated(v))]
+            }),
+            CommandBody::ReturnToVendor(p) => receipt::return_to_vendor(&orm, p).map(|()| Vec::new()),
             CommandBody::PostInvoice(p) => account::post_invoice(&orm, p)
                 .map(|body| vec![crate::answer(self.system, command, invoice_ref(&body), body)]),
             CommandBody::IssueCreditNote(c) => account::issue_credit_note(&orm, c)

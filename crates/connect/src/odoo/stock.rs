@@ -2,7 +2,9 @@
 //! note.
 
 use serde_json::{Value, json};
+use waybill_domain::Qty;
 use waybill_domain::command::{BackorderRequest, ConfirmShipment};
+use waybill_domain::event::LotQty;
 
 use super::{Orm, OrmCall, id_of, m2o, products, qty_float, qty_of, str_field};
 use crate::Failure;
@@ -89,28 +91,64 @@ pub(super) fn confirm_shipment(orm: &Orm<'_>, c: &ConfirmShipment) -> Result<(),
         sale_lines.get(k).filter(|(_, p)| *p == product).map(|(id, _)| *id)
     };
     // What each move line should carry: (quantity, lot name) per product, in order.
-    for mv in &moves {
+    write_move_lines(orm, picking_id, &moves, &lines, |mv| {
         let product = m2o(&mv["product_id"]).unwrap_or_default();
-        let wanted: Vec<(f64, Option<String>)> = if c.lines.is_empty() {
+        if c.lines.is_empty() {
             // A command without lines (written before they were carried): the whole demand.
-            vec![(qty_of(&mv["product_uom_qty"]).0 as f64 / 1000.0, None)]
-        } else {
-            let shipped = c.lines.iter().filter(|l| match (m2o(&mv["sale_line_id"]), sale_line_of(l)) {
+            return vec![(qty_of(&mv["product_uom_qty"]).0 as f64 / 1000.0, None)];
+        }
+        c.lines
+            .iter()
+            .filter(|l| match (m2o(&mv["sale_line_id"]), sale_line_of(l)) {
                 (Some(move_line), Some(line)) => move_line == line,
                 _ => catalog.get(&l.sku).map(|p| p.0) == Some(product),
-            });
-            let mut w = Vec::new();
-            for l in shipped {
-                if !l.serials.is_empty() {
-                    w.extend(l.serials.iter().map(|s| (1.0, Some(s.clone()))));
-                } else if !l.lots.is_empty() {
-                    w.extend(l.lots.iter().map(|lot| (qty_float(lot.quantity), Some(lot.lot.clone()))));
-                } else {
-                    w.push((qty_float(l.quantity), None));
-                }
-            }
-            w
-        };
+            })
+            .flat_map(|l| wanted(l.quantity, &l.lots, &l.serials))
+            .collect()
+    })?;
+    orm.write("stock.picking", &[picking_id], json!({"carrier_tracking_ref": c.tracking_ref}))?;
+    match validate(orm, picking_id)?.as_deref() {
+        Some("done") => Ok(()),
+        other => Err(Failure::Transient {
+            reason: format!(
+                "delivery {} of order {} is {} after validation, not done",
+                str_field(picking, "name").unwrap_or_default(),
+                c.order_ref,
+                other.unwrap_or("gone")
+            ),
+        }),
+    }
+}
+
+/// What the move lines of one move should carry: (quantity, lot or serial name), in order.
+pub(super) type Wanted = Vec<(f64, Option<String>)>;
+
+/// The move lines a line of goods needs: one per serial, one per lot, or one with the
+/// quantity.
+pub(super) fn wanted(quantity: Qty, lots: &[LotQty], serials: &[String]) -> Wanted {
+    if !serials.is_empty() {
+        serials.iter().map(|s| (1.0, Some(s.clone()))).collect()
+    } else if !lots.is_empty() {
+        lots.iter().map(|lot| (qty_float(lot.quantity), Some(lot.lot.clone()))).collect()
+    } else {
+        vec![(qty_float(quantity), None)]
+    }
+}
+
+/// Writes on the move lines of `picking_id` what each of its moves should carry —
+/// rewritten, not added: a move's existing lines get the wanted quantities in order, a
+/// line is created only for what they cannot hold, and lines left over are set to zero —
+/// so writing the same again after a crash leaves the same lines.
+pub(super) fn write_move_lines(
+    orm: &Orm<'_>,
+    picking_id: i64,
+    moves: &[Value],
+    lines: &[Value],
+    wanted_of: impl Fn(&Value) -> Wanted,
+) -> Result<(), Failure> {
+    for mv in moves {
+        let product = m2o(&mv["product_id"]).unwrap_or_default();
+        let wanted = wanted_of(mv);
         let existing: Vec<&Value> = lines.iter().filter(|l| m2o(&l["move_id"]) == Some(id_of(mv))).collect();
         for (i, (qty, lot)) in wanted.iter().enumerate() {
             let mut vals = json!({"quantity": qty, "picked": true});
@@ -133,7 +171,14 @@ pub(super) fn confirm_shipment(orm: &Orm<'_>, c: &ConfirmShipment) -> Result<(),
             orm.write("stock.move.line", &[id_of(line)], json!({"quantity": 0.0, "picked": false}))?;
         }
     }
-    orm.write("stock.picking", &[picking_id], json!({"carrier_tracking_ref": c.tracking_ref}))?;
+    Ok(())
+}
+
+/// `button_validate` with `skip_backorder`, so Odoo keeps what was not moved on a
+/// backorder instead of opening its wizard; if Odoo answers with the backorder wizard
+/// anyway, the wizard is run with `button_validate_picking_ids`, as Odoo's own client
+/// does. Answers the picking's state read afterwards (`None` if it is gone).
+pub(super) fn validate(orm: &Orm<'_>, picking_id: i64) -> Result<Option<String>, Failure> {
     let answer = orm.call(
         OrmCall::new("stock.picking", "button_validate").ids(&[picking_id]).context("skip_backorder", json!(true)),
     )?;
@@ -150,17 +195,7 @@ pub(super) fn confirm_shipment(orm: &Orm<'_>, c: &ConfirmShipment) -> Result<(),
         )?;
     }
     let state = orm.search_read("stock.picking", json!([["id", "=", picking_id]]), &["state"], None)?;
-    match state.first().and_then(|r| str_field(r, "state")).as_deref() {
-        Some("done") => Ok(()),
-        other => Err(Failure::Transient {
-            reason: format!(
-                "delivery {} of order {} is {} after validation, not done",
-                str_field(picking, "name").unwrap_or_default(),
-                c.order_ref,
-                other.unwrap_or("gone")
-            ),
-        }),
-    }
+    Ok(state.first().and_then(|r| str_field(r, "state")))
 }
 
 /// Leaves a note in the order's chatter saying what is backordered and why, once: the

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 use super::error::{OResult, OdooError};
 use super::orm::Ctx;
 use super::store::{Rec, Store, as_id};
-use super::{account, sale, stock};
+use super::{account, purchase, sale, stock};
 
 /// A context flag is set when present and truthy.
 pub(crate) fn flag(ctx: &Ctx, key: &str) -> bool {
@@ -65,6 +65,7 @@ pub(crate) fn before_create(store: &mut Store, model: &str, rec: &mut Rec, ctx: 
         }
         "stock.lot" => stock::check_lot_unique(store, rec)?,
         "sale.order" | "sale.order.line" | "sale.order.cancel" => sale::before_create(store, model, rec, &now)?,
+        "purchase.order" | "purchase.order.line" => purchase::before_create(store, model, rec, &now)?,
         "stock.picking" => {
             set_default(rec, "state", json!("draft"));
             set_default(rec, "scheduled_date", json!(now));
@@ -115,6 +116,7 @@ pub(crate) fn before_unlink(store: &Store, model: &str, id: i64) -> OResult<()> 
                 Ok(())
             }
         }
+        "purchase.order" => purchase::before_unlink(store, id),
         "stock.picking" if store.get(model, id, "state") == json!("done") => {
             Err(OdooError::user("You cannot delete a transfer that is done."))
         }
@@ -128,6 +130,7 @@ pub(crate) fn business_method(model: &str, method: &str) -> bool {
         (model, method),
         ("sale.order", "action_confirm" | "action_cancel" | "action_draft")
             | ("sale.order.cancel", "action_cancel")
+            | ("purchase.order", "button_confirm" | "button_cancel" | "button_done" | "button_unlock" | "button_draft")
             | ("stock.picking", "button_validate" | "action_cancel" | "action_assign")
             | ("stock.backorder.confirmation", "process" | "process_cancel_backorder")
             | ("stock.return.picking", "action_create_returns" | "create_returns")
@@ -146,6 +149,11 @@ pub(crate) fn call(store: &mut Store, model: &str, method: &str, ids: &[i64], ct
         ("sale.order", "action_cancel") => sale::action_cancel(store, ids, ctx),
         ("sale.order", "action_draft") => sale::action_draft(store, ids),
         ("sale.order.cancel", "action_cancel") => sale::wizard_cancel(store, ids, ctx),
+        ("purchase.order", "button_confirm") => purchase::button_confirm(store, ids),
+        ("purchase.order", "button_cancel") => purchase::button_cancel(store, ids),
+        ("purchase.order", "button_done") => purchase::button_done(store, ids),
+        ("purchase.order", "button_unlock") => purchase::button_unlock(store, ids),
+        ("purchase.order", "button_draft") => purchase::button_draft(store, ids),
         ("stock.picking", "button_validate") => stock::button_validate(store, ids, ctx),
         ("stock.picking", "action_cancel") => stock::cancel_pickings(store, ids).map(|_| json!(true)),
         ("stock.picking", "action_assign") => Ok(json!(true)),

@@ -34,7 +34,9 @@ fn signature(model: &str, method: &str) -> Option<(bool, &'static [&'static str]
         "write" => (false, &["vals"], 1),
         "unlink" => (false, &[], 0),
         // mail.thread: a note or message in the record's chatter.
-        "message_post" if matches!(model, "sale.order" | "stock.picking" | "account.move" | "res.partner") => {
+        "message_post"
+            if matches!(model, "sale.order" | "purchase.order" | "stock.picking" | "account.move" | "res.partner") =>
+        {
             (false, &["body", "message_type", "subtype_xmlid"], 0)
         }
         m if business::business_method(model, m) => (false, &[], 0),

@@ -19,6 +19,7 @@ mod error;
 mod json2;
 mod jsonrpc;
 mod orm;
+mod purchase;
 mod sale;
 mod schema;
 mod server;

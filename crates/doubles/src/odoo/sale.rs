@@ -89,10 +89,12 @@ pub(crate) fn action_confirm(store: &mut Store, ids: &[i64]) -> OResult<Value> {
                 origin: order_name,
                 partner,
                 sale_id: Some(id),
+                purchase_id: None,
                 backorder_id: None,
                 return_id: None,
                 moves,
                 returned_moves: Vec::new(),
+                purchase_lines: Vec::new(),
             },
         );
     }

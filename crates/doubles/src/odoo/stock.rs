@@ -20,18 +20,27 @@ pub(crate) struct NewPicking {
     pub(crate) origin: Value,
     pub(crate) partner: Value,
     pub(crate) sale_id: Option<i64>,
+    /// The purchase order received (incoming) or returned to its vendor (outgoing).
+    pub(crate) purchase_id: Option<i64>,
     pub(crate) backorder_id: Option<i64>,
     pub(crate) return_id: Option<i64>,
     /// (product, quantity, sale line)
     pub(crate) moves: Vec<(i64, f64, Option<i64>)>,
     /// The move each new move returns, aligned with `moves` when non-empty.
     pub(crate) returned_moves: Vec<i64>,
+    /// The purchase order line of each move, aligned with `moves` when non-empty.
+    pub(crate) purchase_lines: Vec<i64>,
 }
 
 /// Create a picking in state `assigned` with its moves and reserved move lines.
 pub(crate) fn new_picking(store: &mut Store, p: NewPicking) -> i64 {
-    let (prefix, from, to) =
-        if p.code == "incoming" { ("WH/IN", CUSTOMERS, WH_STOCK) } else { ("WH/OUT", WH_STOCK, CUSTOMERS) };
+    // Goods of a purchase order come from (and go back to) the vendors' location.
+    let partner_location = if p.purchase_id.is_some() { VENDORS } else { CUSTOMERS };
+    let (prefix, from, to) = if p.code == "incoming" {
+        ("WH/IN", partner_location, WH_STOCK)
+    } else {
+        ("WH/OUT", WH_STOCK, partner_location)
+    };
     let n = store.next_seq(prefix);
     let now = store.now_string();
     let mut rec = Rec::new();
@@ -41,6 +50,7 @@ pub(crate) fn new_picking(store: &mut Store, p: NewPicking) -> i64 {
     rec.insert("picking_type_code".into(), json!(p.code));
     rec.insert("partner_id".into(), p.partner);
     rec.insert("sale_id".into(), p.sale_id.map_or(json!(false), |i| json!(i)));
+    rec.insert("purchase_id".into(), p.purchase_id.map_or(json!(false), |i| json!(i)));
     rec.insert("backorder_id".into(), p.backorder_id.map_or(json!(false), |i| json!(i)));
     rec.insert("return_id".into(), p.return_id.map_or(json!(false), |i| json!(i)));
     rec.insert("scheduled_date".into(), json!(now));
@@ -60,6 +70,8 @@ pub(crate) fn new_picking(store: &mut Store, p: NewPicking) -> i64 {
         m.insert("location_dest_id".into(), json!(to));
         m.insert("sale_line_id".into(), sale_line.map_or(json!(false), |l| json!(l)));
         m.insert("origin_returned_move_id".into(), p.returned_moves.get(i).map_or(json!(false), |r| json!(r)));
+        let purchase_line = p.purchase_lines.get(i).copied().filter(|l| *l > 0);
+        m.insert("purchase_line_id".into(), purchase_line.map_or(json!(false), |l| json!(l)));
         let mv = store.insert("stock.move", m);
         let mut l = Rec::new();
         l.insert("move_id".into(), json!(mv));
@@ -165,6 +177,7 @@ pub(crate) fn create_returns(store: &mut Store, ids: &[i64]) -> OResult<Value> {
     let lines = store.children("stock.return.picking.line", "wizard_id", wizard);
     let mut moves = Vec::new();
     let mut returned = Vec::new();
+    let mut purchase_lines = Vec::new();
     for l in lines {
         let qty = as_f64(&store.get("stock.return.picking.line", l, "quantity"));
         if qty > EPS {
@@ -172,6 +185,9 @@ pub(crate) fn create_returns(store: &mut Store, ids: &[i64]) -> OResult<Value> {
             let mv = as_id(&store.get("stock.return.picking.line", l, "move_id"));
             moves.push((product, qty, None));
             returned.push(mv.unwrap_or(0));
+            // A return to the vendor stays on its purchase line (purchase_stock's
+            // `to_refund`), so validating it lowers what the line has received.
+            purchase_lines.push(mv.and_then(|m| as_id(&store.get("stock.move", m, "purchase_line_id"))).unwrap_or(0));
         }
     }
     if moves.is_empty() {
@@ -190,10 +206,12 @@ pub(crate) fn create_returns(store: &mut Store, ids: &[i64]) -> OResult<Value> {
             origin: json!(origin),
             partner: store.get("stock.picking", picking, "partner_id"),
             sale_id: as_id(&store.get("stock.picking", picking, "sale_id")),
+            purchase_id: as_id(&store.get("stock.picking", picking, "purchase_id")),
             backorder_id: None,
             return_id: Some(picking),
             moves,
             returned_moves: returned,
+            purchase_lines,
         },
     );
     Ok(window_action("Returned Picking", "stock.picking", Some(new_id), "current", json!({})))
@@ -341,11 +359,13 @@ fn apply(store: &mut Store, plan: Plan, not_to_backorder: &[i64]) -> OResult<()>
         store.set("stock.move.line", l, &vals);
     }
     let mut backorder_moves = Vec::new();
+    let mut backorder_lines = Vec::new();
     let outgoing = store.get("stock.picking", picking, "picking_type_code") == json!("outgoing");
     for (m, demand, done) in plan.moves {
         if done + EPS < demand && !not_to_backorder.contains(&picking) {
             let product = as_id(&store.get("stock.move", m, "product_id")).unwrap_or(0);
             backorder_moves.push((product, demand - done, as_id(&store.get("stock.move", m, "sale_line_id"))));
+            backorder_lines.push(as_id(&store.get("stock.move", m, "purchase_line_id")).unwrap_or(0));
         }
         let state = if done > EPS { "done" } else { "cancel" };
         store.set(
@@ -363,6 +383,11 @@ fn apply(store: &mut Store, plan: Plan, not_to_backorder: &[i64]) -> OResult<()>
             let delta = if outgoing { done } else { -done };
             store.set("sale.order.line", line, &[("qty_delivered", json!(delivered + delta))]);
         }
+        if let Some(line) = as_id(&store.get("stock.move", m, "purchase_line_id")) {
+            let received = as_f64(&store.get("purchase.order.line", line, "qty_received"));
+            let delta = if outgoing { -done } else { done };
+            store.set("purchase.order.line", line, &[("qty_received", json!(received + delta))]);
+        }
     }
     let now = store.now_string();
     store.set("stock.picking", picking, &[("state", json!("done")), ("date_done", json!(now))]);
@@ -375,10 +400,12 @@ fn apply(store: &mut Store, plan: Plan, not_to_backorder: &[i64]) -> OResult<()>
                 origin: store.get("stock.picking", picking, "origin"),
                 partner: store.get("stock.picking", picking, "partner_id"),
                 sale_id: as_id(&store.get("stock.picking", picking, "sale_id")),
+                purchase_id: as_id(&store.get("stock.picking", picking, "purchase_id")),
                 backorder_id: Some(picking),
                 return_id: None,
                 moves: backorder_moves,
                 returned_moves: Vec::new(),
+                purchase_lines: backorder_lines,
             },
         );
     }

@@ -233,7 +233,11 @@ impl Store {
                 let name = s("name");
                 if name.is_empty() || name == "/" { format!("Draft Invoice (* {id})") } else { name }
             }
-            "sale.order.line" | "stock.move.line" | "account.move.line" | "stock.return.picking.line" => {
+            "sale.order.line"
+            | "purchase.order.line"
+            | "stock.move.line"
+            | "account.move.line"
+            | "stock.return.picking.line" => {
                 let product = as_id(&self.get(model, id, "product_id"));
                 product.map(|p| self.display_name("product.product", p)).unwrap_or_default()
             }
@@ -251,6 +255,7 @@ impl Store {
         match (model, field) {
             (_, "display_name") => json!(self.display_name(model, id)),
             ("sale.order", "amount_total") => json!(lines_total("sale.order.line", "order_id")),
+            ("purchase.order", "amount_total") => json!(lines_total("purchase.order.line", "order_id")),
             ("account.move", "amount_total") => json!(lines_total("account.move.line", "move_id")),
             ("account.move", "amount_residual") => {
                 let row = self.row(model, id);
@@ -260,13 +265,18 @@ impl Store {
                 }
             }
             ("sale.order.line", "price_subtotal") => json!(self.line_subtotal("sale.order.line", id)),
+            ("purchase.order.line", "price_subtotal") => json!(self.line_subtotal("purchase.order.line", id)),
             ("account.move.line", "price_subtotal") => json!(self.line_subtotal("account.move.line", id)),
             _ => Value::Bool(false),
         }
     }
 
     fn line_subtotal(&self, comodel: &str, line: i64) -> f64 {
-        let qty_field = if comodel == "sale.order.line" { "product_uom_qty" } else { "quantity" };
+        let qty_field = match comodel {
+            "sale.order.line" => "product_uom_qty",
+            "purchase.order.line" => "product_qty",
+            _ => "quantity",
+        };
         let qty = as_f64(&self.get(comodel, line, qty_field));
         let price = as_f64(&self.get(comodel, line, "price_unit"));
         ((qty * price) * 100.0).round() / 100.0

@@ -1,17 +1,25 @@
-//! The Odoo poller: what changed in Odoo since its cursor, as canonical events.
+//! The Odoo poller: what changed in Odoo since its cursors, as canonical events.
 //!
-//! Every `interval` it reads confirmed and cancelled sale orders changed since the cursor
-//! (`search_read` with an explicit field list, ordered by `write_date, id`, a page at a
-//! time, counted against the connector's throttle in the bulk lane of the same target) and
-//! writes `OrderReleased` / `OrderCancelled` to `waybill.inbound.odoo`, keeping Odoo's
-//! names and ids as source references. Event ids are deterministic per business
-//! transition (`odoo:release:<order>`, `odoo:cancel:<order>`), so reading a record again
-//! can only repeat an id the sagas already have.
+//! Every `interval` it reads, model by model, the records changed since that model's
+//! cursor (`search_read` with an explicit field list, ordered by `write_date, id`, a page
+//! at a time, counted against the connector's throttle in the bulk lane of the same
+//! target) and writes their events to `waybill.inbound.odoo`, keeping Odoo's names and ids
+//! as source references:
 //!
-//! The cursor — the last `(write_date, id)` and the records seen within the overlap
-//! window — is a record on `waybill.connect.state` (key `<connector>/sale.order`),
-//! appended in the same batch as the events it covers: a restart resumes exactly there,
-//! repeating nothing and skipping nothing. Odoo stamps `write_date` when a transaction
+//! - `sale.order` in state `sale` or `cancel`: `OrderReleased` / `OrderCancelled`
+//!   (`odoo:release:<order>`, `odoo:cancel:<order>`), keyed by the order's name;
+//! - `purchase.order` in state `purchase`, `done` (locked) or `cancel`:
+//!   `PurchaseOrderConfirmed` / `PurchaseOrderClosed` (`odoo:po:<order>`,
+//!   `odoo:po-closed:<order>`), keyed `po:<order>` ([`purchase`]).
+//!
+//! Event ids are deterministic per business transition, so reading a record again can
+//! only repeat an id the sagas already have.
+//!
+//! Each model has its own cursor — the last `(write_date, id)` and the records seen within
+//! the overlap window — a record on `waybill.connect.state` (key `<connector>/<model>`,
+//! e.g. `odoo/sale.order`, `odoo/purchase.order`), appended in the same batch as the
+//! events it covers: a restart resumes exactly there, repeating nothing and skipping
+//! nothing. Odoo stamps `write_date` when a transaction
 //! starts, not when it commits, so a long transaction can commit a record dated before
 //! the cursor; each poll therefore also re-reads the last `overlap` before the cursor and
 //! takes what it has not seen.
@@ -97,8 +105,43 @@ impl Cursor {
     }
 }
 
-const MODEL: &str = "sale.order";
-const ORDER_FIELDS: &[&str] = &[
+mod purchase;
+
+/// A model the poller follows: which states count, which fields it reads, and how its
+/// records become events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Feed {
+    SaleOrders,
+    PurchaseOrders,
+}
+
+impl Feed {
+    const ALL: [Feed; 2] = [Feed::SaleOrders, Feed::PurchaseOrders];
+
+    fn model(self) -> &'static str {
+        match self {
+            Feed::SaleOrders => "sale.order",
+            Feed::PurchaseOrders => "purchase.order",
+        }
+    }
+
+    /// The states whose records become events.
+    fn states(self) -> Value {
+        match self {
+            Feed::SaleOrders => json!(["sale", "cancel"]),
+            Feed::PurchaseOrders => json!(["purchase", "done", "cancel"]),
+        }
+    }
+
+    fn fields(self) -> &'static [&'static str] {
+        match self {
+            Feed::SaleOrders => SALE_ORDER_FIELDS,
+            Feed::PurchaseOrders => purchase::ORDER_FIELDS,
+        }
+    }
+}
+
+const SALE_ORDER_FIELDS: &[&str] = &[
     "id",
     "name",
     "state",
@@ -119,7 +162,8 @@ pub struct Poller {
     odoo: Arc<Odoo>,
     target: Arc<Target>,
     log: Arc<dyn EventLog>,
-    cursor: Cursor,
+    /// One cursor per model, in the order of [`Feed::ALL`].
+    cursors: Vec<(Feed, Cursor)>,
 }
 
 impl Poller {
@@ -130,13 +174,22 @@ impl Poller {
         target: Arc<Target>,
         log: Arc<dyn EventLog>,
     ) -> waybill_log::Result<Self> {
-        let cursor = load_cursor(log.as_ref(), &cursor_key(&cfg.connector))?.unwrap_or_default();
-        Ok(Poller { cfg, odoo, target, log, cursor })
+        let mut cursors = Vec::with_capacity(Feed::ALL.len());
+        for feed in Feed::ALL {
+            let cursor = load_cursor(log.as_ref(), &cursor_key(&cfg.connector, feed.model()))?.unwrap_or_default();
+            cursors.push((feed, cursor));
+        }
+        Ok(Poller { cfg, odoo, target, log, cursors })
     }
 
-    /// The cursor.
+    /// The sale orders' cursor.
     pub fn cursor(&self) -> &Cursor {
-        &self.cursor
+        &self.cursors[0].1
+    }
+
+    /// The cursor of `model` (`sale.order`, `purchase.order`), if the poller follows it.
+    pub fn cursor_of(&self, model: &str) -> Option<&Cursor> {
+        self.cursors.iter().find(|(f, _)| f.model() == model).map(|(_, c)| c)
     }
 
     /// Polls every `interval` until `stop`.
@@ -167,28 +220,39 @@ impl Poller {
         }
     }
 
-    /// One poll: one page of changes, written with the cursor. Returns how many records
-    /// were new.
+    /// One poll: one page of changes per model, each written with its cursor. Returns how
+    /// many records were new.
     pub fn poll(&mut self) -> Result<usize, String> {
+        let mut new = 0;
+        for k in 0..self.cursors.len() {
+            new += self.poll_feed(k)?;
+        }
+        Ok(new)
+    }
+
+    /// One page of one model's changes, written with its cursor.
+    fn poll_feed(&mut self, k: usize) -> Result<usize, String> {
+        let (feed, cursor) = self.cursors[k].clone();
+        let model = feed.model();
         let mut rows = Vec::new();
-        if !self.cursor.write_date.is_empty() {
+        if !cursor.write_date.is_empty() {
             // Late commits dated inside the overlap window.
-            let from = shift(&self.cursor.write_date, -(self.cfg.overlap.as_secs() as i64));
+            let from = shift(&cursor.write_date, -(self.cfg.overlap.as_secs() as i64));
             let domain = json!([
-                ["state", "in", ["sale", "cancel"]],
+                ["state", "in", feed.states()],
                 ["write_date", ">=", from],
-                ["write_date", "<=", self.cursor.write_date]
+                ["write_date", "<=", cursor.write_date]
             ]);
             // The whole window, a page at a time: a change near the cursor must not hide
             // behind a page of records already seen.
             let mut offset = 0;
             loop {
-                let page = self.read_at(domain.clone(), offset)?;
+                let page = self.read_at(feed, domain.clone(), offset)?;
                 let n = page.len();
                 for r in page {
                     let date = str_field(&r, "write_date").unwrap_or_default();
-                    if !self.cursor.seen.contains(&seen_key(&r))
-                        && (date.as_str(), id_of(&r)) <= (self.cursor.write_date.as_str(), self.cursor.id)
+                    if !cursor.seen.contains(&seen_key(&r))
+                        && (date.as_str(), id_of(&r)) <= (cursor.write_date.as_str(), cursor.id)
                     {
                         rows.push(r);
                     }
@@ -199,12 +263,12 @@ impl Poller {
                 offset += n;
             }
         }
-        let domain = if self.cursor.write_date.is_empty() {
-            json!([["state", "in", ["sale", "cancel"]]])
+        let domain = if cursor.write_date.is_empty() {
+            json!([["state", "in", feed.states()]])
         } else {
-            let (d, id) = (&self.cursor.write_date, self.cursor.id);
+            let (d, id) = (&cursor.write_date, cursor.id);
             json!([
-                ["state", "in", ["sale", "cancel"]],
+                ["state", "in", feed.states()],
                 "|",
                 ["write_date", ">", d],
                 "&",
@@ -212,14 +276,17 @@ impl Poller {
                 ["id", ">", id]
             ])
         };
-        rows.extend(self.read(domain)?);
+        rows.extend(self.read_at(feed, domain, 0)?);
         if rows.is_empty() {
             return Ok(0);
         }
-        metrics::counter!(names::CONNECTOR_POLLED, "target" => self.cfg.connector.clone(), "model" => MODEL)
+        metrics::counter!(names::CONNECTOR_POLLED, "target" => self.cfg.connector.clone(), "model" => model)
             .increment(rows.len() as u64);
-        let events = self.events(&rows)?;
-        let mut next = self.cursor.clone();
+        let events = match feed {
+            Feed::SaleOrders => self.sale_events(&rows)?,
+            Feed::PurchaseOrders => self.purchase_events(&rows, &cursor)?,
+        };
+        let mut next = cursor;
         for r in &rows {
             let key = (str_field(r, "write_date").unwrap_or_default(), id_of(r));
             if (key.0.as_str(), key.1) > (next.write_date.as_str(), next.id) {
@@ -239,11 +306,11 @@ impl Poller {
             );
         }
         let value = next.encode().map_err(|e| e.to_string())?;
-        records.push(Record::keyed(topic::CONNECT_STATE, cursor_key(&self.cfg.connector).into_bytes(), value));
+        records.push(Record::keyed(topic::CONNECT_STATE, cursor_key(&self.cfg.connector, model).into_bytes(), value));
         self.log.append(AppendBatch { records, positions: Vec::new() }).map_err(|e| e.to_string())?;
         metrics::counter!(names::RECORDS_PRODUCED, "topic" => topic::inbound(System::Odoo))
             .increment(events.len() as u64);
-        self.cursor = next;
+        self.cursors[k].1 = next;
         Ok(rows.len())
     }
 
@@ -279,23 +346,21 @@ impl Poller {
         v.as_array().cloned().ok_or_else(|| format!("{model}.search_read answered {v}"))
     }
 
-    fn read(&self, domain: Value) -> Result<Vec<Value>, String> {
-        self.search_read(MODEL, domain, ORDER_FIELDS, "write_date asc, id asc", self.cfg.page)
-    }
-
-    fn read_at(&self, domain: Value, offset: usize) -> Result<Vec<Value>, String> {
+    /// A page of `feed`'s records, oldest change first.
+    fn read_at(&self, feed: Feed, domain: Value, offset: usize) -> Result<Vec<Value>, String> {
+        let model = feed.model();
         let v = self.call(
-            OrmCall::new(MODEL, "search_read")
+            OrmCall::new(model, "search_read")
                 .param("domain", domain)
-                .param("fields", json!(ORDER_FIELDS))
+                .param("fields", json!(feed.fields()))
                 .param("order", json!("write_date asc, id asc"))
                 .param("offset", json!(offset))
                 .param("limit", json!(self.cfg.page)),
         )?;
-        v.as_array().cloned().ok_or_else(|| format!("{MODEL}.search_read answered {v}"))
+        v.as_array().cloned().ok_or_else(|| format!("{model}.search_read answered {v}"))
     }
 
-    fn events(&self, orders: &[Value]) -> Result<Vec<InboundEvent>, String> {
+    fn sale_events(&self, orders: &[Value]) -> Result<Vec<InboundEvent>, String> {
         let confirmed: Vec<i64> =
             orders.iter().filter(|o| str_field(o, "state").as_deref() == Some("sale")).map(id_of).collect();
         let lines = if confirmed.is_empty() {
@@ -417,8 +482,9 @@ fn seen_key(r: &Value) -> (i64, String) {
     (id_of(r), format!("{date} {}", str_field(r, "state").unwrap_or_default()))
 }
 
-fn cursor_key(connector: &str) -> String {
-    format!("{connector}/{MODEL}")
+/// Where a model's cursor is stored on `waybill.connect.state`: `<connector>/<model>`.
+fn cursor_key(connector: &str, model: &str) -> String {
+    format!("{connector}/{model}")
 }
 
 /// The last cursor stored under `key`.
