@@ -44,7 +44,7 @@ pub enum LineStatus {
     Refused,
     /// Nobody could apply it safely: `UNMATCHED_PAYMENT` is open.
     Queued,
-    /// Applied by hand: its exception was resolved.
+    /// Booked by hand: its exception (unmatched, or refused by finance) was resolved.
     Handled,
 }
 
@@ -113,9 +113,11 @@ impl CashApplication {
                 let line = Line { entry: None, status: LineStatus::Queued, entry_number: None };
                 self.lines.insert(x.subject.id.clone(), line);
             }
+            // An unmatched line, or one finance refused, resolved by hand is handled: the
+            // operator booked it in finance themselves.
             JournalBody::ExceptionResolved(_) => {
-                let queued = resolved.filter(|s| s.system == System::Bank).and_then(|s| self.lines.get_mut(&s.id));
-                if let Some(l) = queued.filter(|l| l.status == LineStatus::Queued) {
+                let line = resolved.and_then(|s| self.lines.get_mut(&s.id));
+                if let Some(l) = line.filter(|l| matches!(l.status, LineStatus::Queued | LineStatus::Refused)) {
                     l.status = LineStatus::Handled;
                 }
             }
