@@ -92,8 +92,38 @@ fn through_the_connectors_every_order_ends_and_each_system_did_each_thing_once()
         assert_eq!(stage.odoo.count_where("stock.picking", done), 1, "delivery of {}", s.shipment_id);
     }
     assert!(confirmed > ORDERS / 2, "shipments confirmed in Odoo: {confirmed}");
+    // Each purchase order exists once in Odoo; each receipt was validated there once (its
+    // id is the done receipt's reference), and each receipt sent back returned once.
+    let purchases = ORDERS.div_ceil(mix.purchase_every);
+    for j in 0..purchases {
+        let name = waybill_server::demo::purchasing::po_ref(j);
+        assert_eq!(stage.odoo.count("purchase.order", &[("name", &name)]), 1, "{name} in Odoo");
+    }
+    let (mut receipts, mut returns) = (0, 0);
+    for c in commands(&log, &topic::commands(waybill_domain::System::Odoo)) {
+        match c.body {
+            CommandBody::ValidateReceipt(r) => {
+                receipts += 1;
+                let done = json!([
+                    ["carrier_tracking_ref", "=", r.receipt_id],
+                    ["state", "=", "done"],
+                    ["picking_type_code", "=", "incoming"]
+                ]);
+                assert_eq!(stage.odoo.count_where("stock.picking", done), 1, "receipt {}", r.receipt_id);
+            }
+            CommandBody::ReturnToVendor(_) => returns += 1,
+            _ => {}
+        }
+    }
+    assert!(receipts >= purchases, "receipts validated in Odoo: {receipts}");
+    // Every purchase order completed, or waits for an approver (a bill held by the
+    // three-way match) or for whoever works its exception.
+    let b = &summary.purchasing;
+    assert_eq!(b.orders, purchases as u64, "{summary}");
+    assert_eq!(b.completed + b.awaiting_approval + b.open_with_exception, b.orders, "{summary}");
+    assert!(b.bills_posted > 0 && b.receipts >= b.orders, "{summary}");
     let all_done = json!([["state", "=", "done"], ["picking_type_code", "=", "outgoing"]]);
-    assert_eq!(stage.odoo.count_where("stock.picking", all_done), confirmed);
+    assert_eq!(stage.odoo.count_where("stock.picking", all_done), confirmed + returns, "deliveries and returns");
     // …with what was shipped: no sale line delivered above what was ordered, also when an
     // order has a product on two lines.
     for l in stage.odoo.records("sale.order.line") {
@@ -101,7 +131,7 @@ fn through_the_connectors_every_order_ends_and_each_system_did_each_thing_once()
         assert!(delivered <= ordered + 1e-9, "delivered {delivered} of {ordered}: {l}");
     }
     let validations = stage.odoo.requests().iter().filter(|r| r.method.as_deref() == Some("button_validate")).count();
-    assert_eq!(validations, confirmed, "one button_validate per delivery");
+    assert_eq!(validations, confirmed + receipts + returns, "one button_validate per delivery, receipt and return");
 
     // Finance carried out each posting once: one distinct command per idempotency key, and
     // exactly the keys Waybill issued.

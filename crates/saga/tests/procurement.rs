@@ -310,6 +310,24 @@ fn an_order_short_delivered_waits_for_the_goods_then_completes_when_closed() {
 }
 
 #[test]
+fn goods_and_a_bill_arriving_after_the_order_was_closed_reopen_it_until_they_are_settled() {
+    let mut h = H::new();
+    h.ordered();
+    // The buyer closes the order before the delivery under way arrives.
+    let s = h.send(closed(PO));
+    assert!(journaled(&s, "Completed"), "nothing received, nothing to bill");
+    let s = h.send(receipt(PO, "R1", None, vec![got(1, None, "WIDGET", 40, 0)]));
+    assert_eq!(s.commands.len(), 1, "the late goods are still booked in Odoo");
+    assert!(!h.finished(), "reopened by the goods");
+    assert!(flow::stalls(&h.flow).is_empty());
+    let s = h.send(bill(PO, "INV-L", &[(1, "WIDGET", 40, 850)]));
+    assert_eq!(h.commands("PostVendorBill").len(), 1, "{:?}", s.journal);
+    h.send(validated(PO, "R1"));
+    let s = h.send(bill_posted(PO, "INV-L", Money(34_000)));
+    assert!(journaled(&s, "Completed"), "{:?}", s.journal);
+}
+
+#[test]
 fn events_keyed_by_the_wrong_flow_are_dead_letters() {
     let mut h = H::new();
     let s = h.send(bill(PO, "INV-6", &[(1, "WIDGET", 1, 850)]));

@@ -13,7 +13,8 @@
 //!
 //! The saga completes when every receipt is validated, every reversal credited, and
 //! what was received is billed (within tolerance) — once the order is received in full
-//! or closed. A receipt cancelled after that reopens it until it is settled again.
+//! or closed. A receipt, a bill or a cancellation that arrives after that reopens it
+//! until it is settled again.
 
 mod bill;
 mod receive;
@@ -221,6 +222,9 @@ impl Procurement {
                 self.notices.insert(n.asn_id.clone(), n.clone());
             }
             JournalBody::ReceiptRecorded(r) => {
+                // Goods that arrive after the order completed (a delivery under way when
+                // the buyer closed it) reopen it until they are validated and billed.
+                self.book.completed_at = None;
                 let receipt = Receipt {
                     receipt: r.clone(),
                     status: ReceiptStatus::Requested,
@@ -252,6 +256,8 @@ impl Procurement {
                 }
             }
             JournalBody::BillReceived(b) => {
+                // So does a bill that arrives after it completed.
+                self.book.completed_at = None;
                 self.bill_order.push(b.bill_number.clone());
                 let bill = Bill {
                     bill: b.clone(),

@@ -13,7 +13,8 @@
 //! `action_cancel` (context `disable_cancel_warning`, as Odoo's cancel wizard does) some
 //! time after Waybill has the order. Waybill learns about both only through its Odoo
 //! poller. The channel is also the misbehaving Kafka producer that writes the demo's
-//! undecodable records straight to the inbound topics.
+//! undecodable records straight to the inbound topics, and it holds the buyer
+//! ([`super::buyer`]), who places the world's purchase orders in Odoo.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -30,6 +31,8 @@ use waybill_doubles::odoo::{OdooConfig, OdooDouble};
 use waybill_log::{AppendBatch, EventLog, Record};
 use waybill_saga::catalog::Tracking;
 
+use super::buyer::Buyer;
+use super::systems::Scheduler;
 use super::world::{self, Mix};
 use crate::ingest::EVENT_ID_HEADER;
 
@@ -38,6 +41,7 @@ use crate::ingest::EVENT_ID_HEADER;
 pub struct MasterData {
     products: HashMap<String, i64>,
     partners: HashMap<String, i64>,
+    vendors: HashMap<String, i64>,
     uoms: HashMap<String, i64>,
     taxes: HashMap<String, i64>,
     currency: i64,
@@ -90,6 +94,9 @@ pub fn start_odoo(orders: usize, seed: u64, mix: &Mix) -> anyhow::Result<(OdooDo
             m.partners.insert(r, id);
         }
     }
+    for (r, name) in super::purchasing::SUPPLIERS {
+        m.vendors.insert(r.to_string(), odoo.create("res.partner", json!({"name": name, "ref": r})));
+    }
     Ok((odoo, m))
 }
 
@@ -141,6 +148,7 @@ pub struct Channel {
     stats: Arc<ChannelStats>,
     next: usize,
     cancels: Vec<Cancel>,
+    buyer: Buyer,
 }
 
 impl std::fmt::Debug for Channel {
@@ -153,11 +161,21 @@ impl std::fmt::Debug for Channel {
 const BATCH: usize = 50;
 
 impl Channel {
-    /// A channel creating orders in `odoo` (a JSON-RPC client) with `master`'s ids.
-    pub fn new(odoo: Odoo, master: MasterData, cfg: ChannelConfig, log: Arc<dyn EventLog>, seen: Seen) -> Self {
+    /// A channel creating orders in `odoo` (a JSON-RPC client) with `master`'s ids; the
+    /// buyer in it places purchase orders, and the warehouse and finance post the
+    /// supplier's side through `later`.
+    pub fn new(
+        odoo: Odoo,
+        master: MasterData,
+        cfg: ChannelConfig,
+        log: Arc<dyn EventLog>,
+        seen: Seen,
+        later: Arc<Scheduler>,
+    ) -> Self {
         let stats = Arc::new(ChannelStats::default());
         stats.pending.store(cfg.orders as u64, Ordering::Relaxed);
-        Channel { odoo, master, cfg, log, seen, stats, next: 0, cancels: Vec::new() }
+        let buyer = Buyer::new(cfg.seed, later, master.vendors.clone(), master.products.clone(), master.currency);
+        Channel { odoo, master, cfg, log, seen, stats, next: 0, cancels: Vec::new(), buyer }
     }
 
     /// Counters.
@@ -197,7 +215,8 @@ impl Channel {
                 }
             }
             busy |= self.cancel_due();
-            let pending = (self.cfg.orders - self.next) + self.cancels.len();
+            busy |= self.buyer.tick(&self.odoo, &self.seen);
+            let pending = (self.cfg.orders - self.next) + self.cancels.len() + self.buyer.pending();
             self.stats.pending.store(pending as u64, Ordering::Relaxed);
             if !busy {
                 std::thread::sleep(Duration::from_millis(5));
@@ -222,6 +241,10 @@ impl Channel {
         let drafts: Vec<i64> = existing.values().filter(|(_, state)| state == "draft").map(|(id, _)| *id).collect();
         if !drafts.is_empty() {
             self.odoo.call(&OrmCall::new("sale.order", "action_confirm").ids(&drafts), None)?;
+        }
+        let every = self.cfg.mix.purchase_every;
+        for i in batch.iter().filter(|i| every > 0 && i.is_multiple_of(every)) {
+            self.buyer.buy(&self.odoo, i / every)?;
         }
         for (i, o) in batch.iter().zip(&orders) {
             self.stats.created.fetch_add(1, Ordering::Relaxed);

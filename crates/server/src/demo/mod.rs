@@ -20,6 +20,7 @@
 //! resume a run on the same data directory, which the doubles (in memory) cannot.
 
 pub mod answers;
+mod buyer;
 pub mod channel;
 mod people;
 pub mod purchasing;

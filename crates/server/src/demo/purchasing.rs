@@ -131,6 +131,15 @@ pub fn plan(seed: u64, j: usize, now: Timestamp) -> Vec<Step> {
         })
         .collect();
     let asn = format!("ASN-{po}");
+    // Serial-tracked products arrive with a serial per unit (Odoo refuses them without).
+    let serials = |k: usize, units: Qty| -> Vec<String> {
+        match products[k].1 {
+            Tracking::Serial => {
+                (0..units.0 / 1000).map(|n| format!("SN-{}-{}-{n}", &po[1..], lines[k].line_no)).collect()
+            }
+            _ => vec![],
+        }
+    };
     let lot = |k: usize| -> Vec<LotQty> {
         let (l, tracking) = &products[k];
         match tracking {
@@ -156,7 +165,7 @@ pub fn plan(seed: u64, j: usize, now: Timestamp) -> Vec<Step> {
                     sku: l.sku.clone(),
                     quantity: arrived[k].0 + arrived[k].1,
                     lots: lot(k),
-                    serials: vec![],
+                    serials: serials(k, arrived[k].0),
                 })
                 .collect(),
         }),
@@ -168,8 +177,8 @@ pub fn plan(seed: u64, j: usize, now: Timestamp) -> Vec<Step> {
         sku: l.sku.clone(),
         quantity: arrived[k].0,
         damaged: arrived[k].1,
-        lots: lot(k).into_iter().map(|x| LotQty { quantity: arrived[k].0 + arrived[k].1, ..x }).collect(),
-        serials: vec![],
+        lots: lot(k).into_iter().map(|x| LotQty { quantity: arrived[k].0, ..x }).collect(),
+        serials: serials(k, arrived[k].0),
         bin: format!("IN-{:02}", k + 1),
     };
     let split = twist == Twist::Returned && lines.len() > 1;

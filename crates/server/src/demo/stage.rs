@@ -211,7 +211,7 @@ impl Stage {
             key,
             Timeouts { connect: Duration::from_secs(2), call: Duration::from_secs(30) },
         );
-        Ok(Channel::new(client, self.master.clone(), cfg, log, seen))
+        Ok(Channel::new(client, self.master.clone(), cfg, log, seen, self.systems.later.clone()))
     }
 
     /// Starts posting the systems' later answers to ingestion at `addr`.

@@ -67,7 +67,9 @@ pub struct Purchasing {
     pub orders: u64,
     /// Completed: received (or closed), validated in Odoo, billed.
     pub completed: u64,
-    /// Not completed, with an open exception (a receipt mismatch, a held bill overdue...).
+    /// Not completed, a bill held for an approver.
+    pub awaiting_approval: u64,
+    /// Not completed, with an open exception (a receipt mismatch, a refused bill...).
     pub open_with_exception: u64,
     /// Not completed, waiting for goods, a bill or an answer (a timer watches each).
     pub waiting: u64,
@@ -92,6 +94,8 @@ impl Purchasing {
             let completed = timeline.last().is_some_and(|t| t.event == "Completed");
             if completed {
                 s.completed += 1;
+            } else if view.postings.iter().any(|p| p.state == "held") {
+                s.awaiting_approval += 1;
             } else if view.open_exceptions > 0 {
                 s.open_with_exception += 1;
             } else {
@@ -312,6 +316,7 @@ impl fmt::Display for Summary {
             writeln!(f, "  {:<34} {:>10}", "purchase orders (procure-to-receive)", b.orders)?;
             writeln!(f, "  {:-<34} {:->10}", "", "")?;
             writeln!(f, "  {:<34} {:>10}", "completed: received, billed", b.completed)?;
+            writeln!(f, "  {:<34} {:>10}", "open, a bill awaits an approver", b.awaiting_approval)?;
             writeln!(f, "  {:<34} {:>10}", "open, an exception open", b.open_with_exception)?;
             writeln!(f, "  {:<34} {:>10}", "open, waiting (watched)", b.waiting)?;
             writeln!(f, "  {:<34} {:>10}", "receipts recorded, sent to Odoo", b.receipts)?;
