@@ -171,10 +171,12 @@ impl KafkaLog {
         Ok(partitions)
     }
 
-    /// The high watermark (end offset) of a partition known to exist.
+    /// The high watermark (end offset) of a partition known to exist, asked of the brokers
+    /// (`ListOffsets`).
     ///
-    /// Never below one past the last offset this client's own appends were acknowledged
-    /// at: with `acks=all` an acknowledged record is below the high watermark, so this only
+    /// Never below an end this client knew of before (one past the last offset its own
+    /// appends were acknowledged at, or an earlier answer): with `acks=all` an acknowledged
+    /// record is below the high watermark and an end never moves back, so this only
     /// matters for a broker that answers `ListOffsets(latest)` wrongly — Tansu 0.6.0's
     /// in-memory storage returns the base offset of the partition's newest record batch
     /// plus one, which hides all but the first record of a multi-record batch until the
@@ -182,8 +184,10 @@ impl KafkaLog {
     pub(super) fn high_watermark(&self, topic: &str, partition: i32) -> Result<Offset> {
         match self.producer().client().fetch_watermarks(topic, partition, self.options.request_timeout) {
             Ok((_, high)) => {
-                let acknowledged = lock(&self.acknowledged).get(&(topic.to_owned(), partition)).copied();
-                Ok(acknowledged.map_or(high, |a| high.max(a)))
+                let mut known = lock(&self.known_ends);
+                let end = known.entry((topic.to_owned(), partition)).or_insert(0);
+                *end = (*end).max(high);
+                Ok(*end)
             }
             Err(e)
                 if matches!(
@@ -196,11 +200,17 @@ impl KafkaLog {
                 ) =>
             {
                 lock(&self.partitions).remove(topic);
-                lock(&self.acknowledged).retain(|(t, _), _| t != topic);
+                lock(&self.known_ends).retain(|(t, _), _| t != topic);
                 Err(Error::UnknownTopic { topic: topic.to_owned() })
             }
             Err(e) => Err(self.unreachable(&format!("fetching the end offset of {topic}/{partition}"), &e)),
         }
+    }
+
+    /// One past the highest offset of a partition this client knows to exist, without
+    /// asking the brokers (0 if it knows of none).
+    pub(super) fn known_end(&self, topic: &str, partition: i32) -> Offset {
+        lock(&self.known_ends).get(&(topic.to_owned(), partition)).copied().unwrap_or(0)
     }
 
     /// `EventLog::ensure_topic`: an existing topic must have `partitions`; a missing one

@@ -82,14 +82,20 @@ impl KafkaLog {
                 let (partition, offset) = o.expect("errors were returned above");
                 appended.push(Appended { partition, offset });
             }
-            let mut acknowledged = lock(&self.acknowledged);
+            // The ends this batch proves, one entry per partition it touched.
+            let mut ends: HashMap<(&str, i32), Offset> = HashMap::new();
             for (r, a) in records.iter().zip(&appended) {
                 if a.offset >= 0 {
-                    let end = acknowledged.entry((r.topic.clone(), a.partition)).or_insert(0);
+                    let end = ends.entry((r.topic.as_str(), a.partition)).or_insert(0);
                     *end = (*end).max(a.offset + 1);
                 }
             }
-            drop(acknowledged);
+            let mut known = lock(&self.known_ends);
+            for ((topic, partition), offset) in ends {
+                let end = known.entry((topic.to_owned(), partition)).or_insert(0);
+                *end = (*end).max(offset);
+            }
+            drop(known);
             if let Some(i) = appended.iter().position(|a| a.offset < 0) {
                 // librdkafka reports no offset when the broker answers a retry with
                 // DUPLICATE_SEQUENCE_NUMBER: stored by an earlier, unacknowledged send.

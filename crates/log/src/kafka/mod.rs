@@ -12,11 +12,15 @@
 //!   ids derived from their input and readers drop what they already applied). With
 //!   [`KafkaOptions::transactions`] a batch that carries positions is one Kafka
 //!   transaction instead, and atomic.
-//! - `read` uses one assigned (never subscribed) consumer per partition, kept with the
-//!   offset it will deliver next, so sequential reads stream without seeking.
-//!   `isolation.level=read_committed`; nothing is ever auto-committed.
-//! - `end_offset` is the partition's high watermark; `wait_for`/`wait_any` poll it with a
-//!   short back-off.
+//! - `read` uses one consumer per log, assigned (never subscribed) every partition it
+//!   reads, each with a queue of its own, kept with the offset it will deliver next, so
+//!   sequential reads stream without seeking. At the end of a partition the consumer's own
+//!   end-of-partition report answers; only a reader that has none asks for the end offset.
+//!   So a read at the end sees records other clients appended once the consumer has
+//!   fetched them (within `fetch.wait.max.ms` on Kafka), and this client's own appends at
+//!   once. `isolation.level=read_committed`; nothing is ever auto-committed.
+//! - `end_offset` is the partition's high watermark (`ListOffsets`); `wait_for`/`wait_any`
+//!   poll it with a short back-off.
 //! - `committed` asks the group coordinator (`OffsetFetch`) through a consumer of that
 //!   group; commits come from the same consumer. Such a consumer is not a group member,
 //!   so the broker accepts its commits only while no member of the group is active.
@@ -70,6 +74,8 @@ pub struct KafkaLog {
     producer: RwLock<Arc<ThreadedProducer<Ctx>>>,
     admin: Mutex<Option<Arc<AdminClient<Ctx>>>>,
     partitions: Mutex<HashMap<String, (u32, Instant)>>,
+    /// The consumer every partition reader shares (created on the first read).
+    reading: Mutex<Option<Arc<BaseConsumer<Ctx>>>>,
     readers: Mutex<Bounded<(String, i32), Mutex<Reader>>>,
     committers: Mutex<Bounded<String, BaseConsumer<Ctx>>>,
     /// Joined consumer groups: their positions are committed through the member.
@@ -78,9 +84,11 @@ pub struct KafkaLog {
     txn_producers: Mutex<HashMap<(String, i32), TxnProducer>>,
     /// Transactions committed and aborted.
     txn_outcomes: [AtomicU64; 2],
-    /// Per partition, one past the highest offset this client's appends were acknowledged
-    /// at: a floor for the end offset the brokers report (see [`KafkaLog::high_watermark`]).
-    acknowledged: Mutex<HashMap<(String, i32), Offset>>,
+    /// Per partition, one past the highest offset this client knows to exist (its own
+    /// appends were acknowledged there, or the brokers reported that end): a floor for
+    /// the end offset the brokers report (see [`KafkaLog::high_watermark`]), and where a
+    /// reader knows it has records to wait for.
+    known_ends: Mutex<HashMap<(String, i32), Offset>>,
 }
 
 impl std::fmt::Debug for KafkaLog {
@@ -106,12 +114,13 @@ impl KafkaLog {
             producer: RwLock::new(Arc::new(producer)),
             admin: Mutex::new(None),
             partitions: Mutex::new(HashMap::new()),
+            reading: Mutex::new(None),
             readers: Mutex::new(Bounded::new(MAX_READERS)),
             committers: Mutex::new(Bounded::new(MAX_COMMITTERS)),
             members: Arc::new(Mutex::new(HashMap::new())),
             txn_producers: Mutex::new(HashMap::new()),
             txn_outcomes: [AtomicU64::new(0), AtomicU64::new(0)],
-            acknowledged: Mutex::new(HashMap::new()),
+            known_ends: Mutex::new(HashMap::new()),
         };
         log.probe()?;
         Ok(log)

@@ -154,8 +154,9 @@ pub(super) fn config(options: &KafkaOptions, role: Role, group: Option<&str>) ->
             c.set("linger.ms", "1");
         }
         Role::Consumer => {
-            // One consumer per partition read: keep its prefetch buffer modest.
-            c.set("queued.max.messages.kbytes", "16384")
+            // The readers share one consumer, each partition with a queue of its own:
+            // this bounds the records prefetched per partition.
+            c.set("queued.max.messages.kbytes", "2048")
                 .set("fetch.wait.max.ms", "100")
                 .set("auto.offset.reset", "earliest");
         }

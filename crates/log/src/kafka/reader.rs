@@ -1,7 +1,11 @@
-//! Reading: one assigned (never subscribed) consumer per partition, kept with the offset
-//! it delivers next so sequential reads stream without seeking, and the last records it
-//! delivered, so that a re-read of them needs no repositioning; and `wait_for`/`wait_any`,
-//! which poll the end offsets with a short back-off.
+//! Reading: one consumer per log, assigned (never subscribed) the partitions that are
+//! read, each with a queue of its own (librdkafka's partition queues), so one client and
+//! one fetch session per broker serve every partition, and reading one partition never
+//! buffers another's records. Each partition's reader keeps the offset its queue delivers
+//! next, so sequential reads stream without seeking; the last records it delivered, so a
+//! re-read of them needs no repositioning; and where the consumer last reported the end
+//! of the partition, so a read at the end needs no `ListOffsets` round trip. `wait_for`
+//! and `wait_any` poll the end offsets with a short back-off.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -9,6 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::FromClientConfigAndContext;
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -19,37 +24,164 @@ use super::client::{Ctx, lock};
 use super::options::{self, Role};
 use crate::{Error, EventLog, Header, Offset, Result, StoredRecord};
 
-/// Most partition readers kept open (each is a librdkafka client with its own threads).
-pub(super) const MAX_READERS: usize = 64;
+/// Most partition readers kept; the least recently read one is unassigned first. A
+/// reader costs a partition queue and its prefetched records, not a client.
+pub(super) const MAX_READERS: usize = 512;
 /// Records each partition reader keeps for re-reads (the coordinator re-reads the part of
 /// a batch it left for its next turn).
 const RECENT_RECORDS: usize = 2048;
 /// Longest pause between two looks at the end offsets in `wait_for`/`wait_any`.
 const MAX_WAIT_STEP: Duration = Duration::from_millis(50);
+/// Longest single wait for the next record or event of a partition queue.
+const POLL_STEP: Duration = Duration::from_millis(100);
 
-/// A consumer assigned to one partition and where it stands.
+/// One partition of the shared reading consumer and where it stands.
 pub(super) struct Reader {
-    consumer: BaseConsumer<Ctx>,
-    /// The offset the consumer delivers next, if it was positioned.
-    next: Option<Offset>,
-    /// The last end offset seen; reads below it need no round trip to check the range.
+    consumer: Arc<BaseConsumer<Ctx>>,
+    queue: PartitionQueue<Ctx>,
+    topic: String,
+    partition: i32,
+    /// The offset the queue delivers next.
+    next: Offset,
+    /// One past the highest offset known to exist; reads below it need no round trip
+    /// to check the range.
     end: Offset,
+    /// Where the consumer last reported the end of the partition (the position of its
+    /// fetch when the broker had nothing more), if nothing was delivered since.
+    eof_at: Option<Offset>,
+    /// A record taken from the queue while looking for new ones, not delivered yet.
+    ahead: Option<StoredRecord>,
     /// The last records delivered (at most [`RECENT_RECORDS`], contiguous up to `next`),
     /// so that a re-read of them needs no repositioning.
     recent: VecDeque<StoredRecord>,
 }
 
+impl Reader {
+    /// What the queue has now, without waiting: a record (kept in `ahead`), the end of
+    /// the partition (`eof_at`), or nothing. Returns whether the partition is known to
+    /// end at `next`.
+    fn at_end(&mut self) -> bool {
+        if self.ahead.is_some() {
+            return false;
+        }
+        loop {
+            match self.queue.poll(Duration::ZERO) {
+                None => return self.eof_at == Some(self.next),
+                Some(Ok(m)) if m.offset() < self.next => {} // fetched before a reposition
+                Some(Ok(m)) => {
+                    self.end = self.end.max(m.offset() + 1);
+                    self.eof_at = None;
+                    self.ahead = Some(stored(&m));
+                    return false;
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => self.eof_at = self.position(),
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, topic = %self.topic, partition = self.partition, "kafka fetch error");
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// The consumer's position in this partition (after the last record delivered, or
+    /// past transaction markers at the end).
+    fn position(&self) -> Option<Offset> {
+        self.consumer
+            .position()
+            .ok()
+            .and_then(|tpl| tpl.find_partition(&self.topic, self.partition).and_then(|e| e.offset().to_raw()))
+    }
+
+    /// Moves the consumer to `offset`, dropping whatever it had fetched from the old
+    /// position. Right after the partition was assigned its fetcher may not have started
+    /// yet (`Local: Erroneous state`): try again until `deadline`.
+    fn seek(&mut self, offset: Offset, deadline: Instant) -> std::result::Result<(), KafkaError> {
+        loop {
+            match self.consumer.seek(&self.topic, self.partition, KafkaOffset::Offset(offset), POLL_STEP) {
+                Ok(()) => break,
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!(error = %e, topic = %self.topic, partition = self.partition, "kafka seek; retrying");
+                    thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.next = offset;
+        self.eof_at = None;
+        self.ahead = None;
+        self.recent.clear();
+        Ok(())
+    }
+}
+
+impl Drop for Reader {
+    /// A reader dropped from the cache stops the consumer fetching its partition.
+    fn drop(&mut self) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topic, self.partition);
+        if let Err(e) = self.consumer.incremental_unassign(&tpl) {
+            tracing::debug!(error = %e, topic = %self.topic, partition = self.partition, "kafka unassign of an idle reader");
+        }
+    }
+}
+
 impl KafkaLog {
-    pub(super) fn reader(&self, topic: &str, partition: i32) -> Result<Arc<Mutex<Reader>>> {
+    /// The consumer every reader shares, created on the first read.
+    fn reading_consumer(&self) -> Result<Arc<BaseConsumer<Ctx>>> {
+        let mut slot = lock(&self.reading);
+        if let Some(c) = &*slot {
+            return Ok(c.clone());
+        }
+        // Readers are assigned, never subscribed, and commit nothing; librdkafka still
+        // wants a group id for a consumer that is assigned partitions.
+        let group = format!("{}.reader", self.options.client_id);
+        let config = options::config(&self.options, Role::Consumer, Some(&group));
+        let consumer =
+            Arc::new(BaseConsumer::from_config_and_context(&config, self.ctx()).map_err(|e| self.config_error(&e))?);
+        *slot = Some(consumer.clone());
+        Ok(consumer)
+    }
+
+    /// The reader of a partition; a new one is assigned at `from`.
+    fn reader(&self, topic: &str, partition: i32, from: Offset) -> Result<Arc<Mutex<Reader>>> {
+        let consumer = self.reading_consumer()?;
         lock(&self.readers).get_or_try(&(topic.to_owned(), partition), || {
-            // Readers are assigned, never subscribed, and commit nothing; librdkafka still
-            // wants a group id for a consumer that is assigned partitions.
-            let group = format!("{}.reader", self.options.client_id);
-            let config = options::config(&self.options, Role::Consumer, Some(&group));
-            let consumer =
-                BaseConsumer::from_config_and_context(&config, self.ctx()).map_err(|e| self.config_error(&e))?;
-            Ok(Mutex::new(Reader { consumer, next: None, end: 0, recent: VecDeque::new() }))
+            // The partition gets its own queue before it is assigned, so none of its
+            // records lands on the consumer's common queue.
+            let queue = consumer.split_partition_queue(topic, partition).ok_or_else(|| Error::InvalidRequest {
+                reason: format!("librdkafka has no queue for {topic}/{partition}"),
+            })?;
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(topic, partition, KafkaOffset::Offset(from))
+                .and_then(|()| consumer.incremental_assign(&tpl))
+                .map_err(|e| self.unreachable(&format!("assigning {topic}/{partition} to the reader"), &e))?;
+            Ok(Mutex::new(Reader {
+                consumer: consumer.clone(),
+                queue,
+                topic: topic.to_owned(),
+                partition,
+                next: from,
+                end: 0,
+                eof_at: None,
+                ahead: None,
+                recent: VecDeque::new(),
+            }))
         })
+    }
+
+    /// Serves what librdkafka reports on the reading consumer's common queue (errors not
+    /// tied to one partition); every partition's records go to its own queue.
+    fn serve_common_queue(&self, consumer: &BaseConsumer<Ctx>) {
+        while let Some(event) = consumer.poll(Duration::ZERO) {
+            match event {
+                Ok(m) => tracing::debug!(
+                    topic = m.topic(),
+                    partition = m.partition(),
+                    "kafka record on the common queue; dropped"
+                ),
+                Err(e) => tracing::debug!(error = %e, "kafka consumer error"),
+            }
+        }
     }
 
     /// `EventLog::read`.
@@ -66,11 +198,16 @@ impl KafkaLog {
                 reason: format!("cannot read {topic}/{partition} from negative offset {from}"),
             });
         }
-        let reader = self.reader(topic, partition)?;
+        let reader = self.reader(topic, partition, from)?;
         let mut guard = lock(&reader);
         let r = &mut *guard;
-        if from >= r.end {
-            r.end = self.high_watermark(topic, partition)?;
+        self.serve_common_queue(&r.consumer);
+        r.end = r.end.max(self.known_end(topic, partition));
+        // At the end as far as this reader knows: the consumer's own report of the end
+        // (from its last fetch, with nothing new queued since) answers without a round
+        // trip; otherwise ask the brokers.
+        if from >= r.end && !(from == r.next && r.at_end()) && r.ahead.is_none() {
+            r.end = r.end.max(self.high_watermark(topic, partition)?);
         }
         if from > r.end {
             return Err(Error::OffsetOutOfRange { topic: topic.to_owned(), partition, offset: from, end: r.end });
@@ -85,36 +222,32 @@ impl KafkaLog {
         // tail of a batch for its next turn) is served from memory: repositioning would
         // drop what the consumer has prefetched, cost a fetch round trip, and on a broker
         // that fetches from the next batch boundary (Tansu 0.6.0) skip the rest of a batch.
-        if let Some(n) = r.next
-            && from < n
-            && r.recent.front().is_some_and(|first| first.offset <= from)
-        {
+        if from < r.next && r.recent.front().is_some_and(|first| first.offset <= from) {
             out.extend(r.recent.iter().filter(|x| x.offset >= from).take(max).cloned());
             if out.len() == max {
                 return Ok(out);
             }
-            next = n;
+            next = r.next;
         }
         let streamed_from = out.len();
         if out.len() < max && next < target {
-            if r.next != Some(next) {
-                // Assigning with an offset repositions the consumer and drops whatever it
-                // had fetched from the old position.
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition_offset(topic, partition, KafkaOffset::Offset(next))
-                    .and_then(|()| r.consumer.assign(&tpl))
-                    .map_err(|e| self.unreachable(&format!("positioning {topic}/{partition}"), &e))?;
-                r.next = Some(next);
-                r.recent.clear();
-            }
             let deadline = Instant::now() + self.options.request_timeout;
+            if r.next != next {
+                r.seek(next, deadline)
+                    .map_err(|e| self.unreachable(&format!("positioning {topic}/{partition}"), &e))?;
+            }
             let mut last_error = None;
             while out.len() < max && next < target {
+                if let Some(ahead) = r.ahead.take() {
+                    next = ahead.offset + 1;
+                    out.push(ahead);
+                    continue;
+                }
                 let now = Instant::now();
                 if now >= deadline {
                     break;
                 }
-                match r.consumer.poll((deadline - now).min(Duration::from_millis(100))) {
+                match r.queue.poll((deadline - now).min(POLL_STEP)) {
                     None => {}
                     Some(Ok(m)) => {
                         if m.offset() < next {
@@ -127,11 +260,8 @@ impl KafkaLog {
                         // The end of what read_committed may see: stop if it is at or past
                         // the target (records beyond may be transaction markers, never
                         // delivered).
-                        let position = r
-                            .consumer
-                            .position()
-                            .ok()
-                            .and_then(|tpl| tpl.find_partition(topic, partition).and_then(|e| e.offset().to_raw()));
+                        let position = r.position();
+                        r.eof_at = position;
                         if position.is_some_and(|p| p >= target) {
                             next = position.unwrap_or(next);
                             break;
@@ -143,12 +273,13 @@ impl KafkaLog {
                     }
                 }
             }
-            r.next = Some(next);
+            if r.eof_at.is_some_and(|e| e < next) {
+                r.eof_at = None;
+            }
+            r.next = next;
+            r.end = r.end.max(next);
             if out.is_empty() && next < target {
-                // Nothing arrived though the partition has records there: forget the
-                // position so the next read starts afresh.
-                r.next = None;
-                r.recent.clear();
+                // Nothing arrived though the partition has records there.
                 let e = last_error.unwrap_or(KafkaError::MessageConsumption(RDKafkaErrorCode::OperationTimedOut));
                 return Err(
                     self.unreachable(&format!("reading {topic}/{partition} from offset {from} (end {target})"), &e)
