@@ -38,6 +38,7 @@ mod client;
 mod group;
 mod options;
 mod reader;
+mod recent;
 mod transactions;
 
 pub use admin::TopicSpec;

@@ -155,8 +155,9 @@ pub(super) fn config(options: &KafkaOptions, role: Role, group: Option<&str>) ->
         }
         Role::Consumer => {
             // The readers share one consumer, each partition with a queue of its own:
-            // this bounds the records prefetched per partition.
-            c.set("queued.max.messages.kbytes", "2048")
+            // this bounds the records prefetched per partition (Tansu answers a fetch
+            // with up to 5 MB of one partition).
+            c.set("queued.max.messages.kbytes", "8192")
                 .set("fetch.wait.max.ms", "100")
                 .set("auto.offset.reset", "earliest");
         }

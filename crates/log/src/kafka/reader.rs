@@ -7,7 +7,6 @@
 //! of the partition, so a read at the end needs no `ListOffsets` round trip. `wait_for`
 //! and `wait_any` poll the end offsets with a short back-off.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -22,14 +21,12 @@ use rdkafka::topic_partition_list::{Offset as KafkaOffset, TopicPartitionList};
 use super::KafkaLog;
 use super::client::{Ctx, lock};
 use super::options::{self, Role};
+use super::recent::Recent;
 use crate::{Error, EventLog, Header, Offset, Result, StoredRecord};
 
 /// Most partition readers kept; the least recently read one is unassigned first. A
 /// reader costs a partition queue and its prefetched records, not a client.
-pub(super) const MAX_READERS: usize = 512;
-/// Records each partition reader keeps for re-reads (the coordinator re-reads the part of
-/// a batch it left for its next turn).
-const RECENT_RECORDS: usize = 2048;
+pub(super) const MAX_READERS: usize = 256;
 /// Longest pause between two looks at the end offsets in `wait_for`/`wait_any`.
 const MAX_WAIT_STEP: Duration = Duration::from_millis(50);
 /// Longest single wait for the next record or event of a partition queue.
@@ -51,9 +48,8 @@ pub(super) struct Reader {
     eof_at: Option<Offset>,
     /// A record taken from the queue while looking for new ones, not delivered yet.
     ahead: Option<StoredRecord>,
-    /// The last records delivered (at most [`RECENT_RECORDS`], contiguous up to `next`),
-    /// so that a re-read of them needs no repositioning.
-    recent: VecDeque<StoredRecord>,
+    /// The last records delivered, so that a re-read of them needs no repositioning.
+    recent: Recent,
 }
 
 impl Reader {
@@ -164,7 +160,7 @@ impl KafkaLog {
                 end: 0,
                 eof_at: None,
                 ahead: None,
-                recent: VecDeque::new(),
+                recent: Recent::default(),
             }))
         })
     }
@@ -222,8 +218,8 @@ impl KafkaLog {
         // tail of a batch for its next turn) is served from memory: repositioning would
         // drop what the consumer has prefetched, cost a fetch round trip, and on a broker
         // that fetches from the next batch boundary (Tansu 0.6.0) skip the rest of a batch.
-        if from < r.next && r.recent.front().is_some_and(|first| first.offset <= from) {
-            out.extend(r.recent.iter().filter(|x| x.offset >= from).take(max).cloned());
+        if from < r.next && r.recent.first_offset().is_some_and(|first| first <= from) {
+            r.recent.read(topic, partition, from, max, &mut out);
             if out.len() == max {
                 return Ok(out);
             }
@@ -285,11 +281,7 @@ impl KafkaLog {
                     self.unreachable(&format!("reading {topic}/{partition} from offset {from} (end {target})"), &e)
                 );
             }
-            let streamed = &out[streamed_from..];
-            r.recent.extend(streamed[streamed.len().saturating_sub(RECENT_RECORDS)..].iter().cloned());
-            while r.recent.len() > RECENT_RECORDS {
-                r.recent.pop_front();
-            }
+            r.recent.keep(&out[streamed_from..]);
         }
         Ok(out)
     }
