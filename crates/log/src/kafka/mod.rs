@@ -14,11 +14,10 @@
 //!   transaction instead, and atomic.
 //! - `read` uses one consumer per log, assigned (never subscribed) every partition it
 //!   reads, each with a queue of its own, kept with the offset it will deliver next, so
-//!   sequential reads stream without seeking. At the end of a partition the consumer's own
-//!   end-of-partition report answers; only a reader that has none asks for the end offset.
-//!   So a read at the end sees records other clients appended once the consumer has
-//!   fetched them (within `fetch.wait.max.ms` on Kafka), and this client's own appends at
-//!   once. `isolation.level=read_committed`; nothing is ever auto-committed.
+//!   sequential reads stream without seeking. A read below the end this client knows of
+//!   (its own acknowledged appends, earlier answers) needs no round trip; at the end it
+//!   asks for the end offset. `isolation.level=read_committed`; nothing is ever
+//!   auto-committed.
 //! - `end_offset` is the partition's high watermark (`ListOffsets`); `wait_for`/`wait_any`
 //!   poll it with a short back-off.
 //! - `committed` asks the group coordinator (`OffsetFetch`) through a consumer of that

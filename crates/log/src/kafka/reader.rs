@@ -2,10 +2,10 @@
 //! read, each with a queue of its own (librdkafka's partition queues), so one client and
 //! one fetch session per broker serve every partition, and reading one partition never
 //! buffers another's records. Each partition's reader keeps the offset its queue delivers
-//! next, so sequential reads stream without seeking; the last records it delivered, so a
-//! re-read of them needs no repositioning; and where the consumer last reported the end
-//! of the partition, so a read at the end needs no `ListOffsets` round trip. `wait_for`
-//! and `wait_any` poll the end offsets with a short back-off.
+//! next, so sequential reads stream without seeking, and the last records it delivered,
+//! so a re-read of them needs no repositioning. A read below the end this client knows
+//! of needs no round trip; at the end it asks the brokers (`ListOffsets`). `wait_for` and
+//! `wait_any` poll the end offsets with a short back-off.
 
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -43,42 +43,11 @@ pub(super) struct Reader {
     /// One past the highest offset known to exist; reads below it need no round trip
     /// to check the range.
     end: Offset,
-    /// Where the consumer last reported the end of the partition (the position of its
-    /// fetch when the broker had nothing more), if nothing was delivered since.
-    eof_at: Option<Offset>,
-    /// A record taken from the queue while looking for new ones, not delivered yet.
-    ahead: Option<StoredRecord>,
     /// The last records delivered, so that a re-read of them needs no repositioning.
     recent: Recent,
 }
 
 impl Reader {
-    /// What the queue has now, without waiting: a record (kept in `ahead`), the end of
-    /// the partition (`eof_at`), or nothing. Returns whether the partition is known to
-    /// end at `next`.
-    fn at_end(&mut self) -> bool {
-        if self.ahead.is_some() {
-            return false;
-        }
-        loop {
-            match self.queue.poll(Duration::ZERO) {
-                None => return self.eof_at == Some(self.next),
-                Some(Ok(m)) if m.offset() < self.next => {} // fetched before a reposition
-                Some(Ok(m)) => {
-                    self.end = self.end.max(m.offset() + 1);
-                    self.eof_at = None;
-                    self.ahead = Some(stored(&m));
-                    return false;
-                }
-                Some(Err(KafkaError::PartitionEOF(_))) => self.eof_at = self.position(),
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, topic = %self.topic, partition = self.partition, "kafka fetch error");
-                    return false;
-                }
-            }
-        }
-    }
-
     /// The consumer's position in this partition (after the last record delivered, or
     /// past transaction markers at the end).
     fn position(&self) -> Option<Offset> {
@@ -103,8 +72,6 @@ impl Reader {
             }
         }
         self.next = offset;
-        self.eof_at = None;
-        self.ahead = None;
         self.recent.clear();
         Ok(())
     }
@@ -158,8 +125,6 @@ impl KafkaLog {
                 partition,
                 next: from,
                 end: 0,
-                eof_at: None,
-                ahead: None,
                 recent: Recent::default(),
             }))
         })
@@ -199,10 +164,9 @@ impl KafkaLog {
         let r = &mut *guard;
         self.serve_common_queue(&r.consumer);
         r.end = r.end.max(self.known_end(topic, partition));
-        // At the end as far as this reader knows: the consumer's own report of the end
-        // (from its last fetch, with nothing new queued since) answers without a round
-        // trip; otherwise ask the brokers.
-        if from >= r.end && !(from == r.next && r.at_end()) && r.ahead.is_none() {
+        // Below the end this client knows of (its own appends, earlier answers) the range
+        // needs no check; at or past it, ask the brokers.
+        if from >= r.end {
             r.end = r.end.max(self.high_watermark(topic, partition)?);
         }
         if from > r.end {
@@ -234,11 +198,6 @@ impl KafkaLog {
             }
             let mut last_error = None;
             while out.len() < max && next < target {
-                if let Some(ahead) = r.ahead.take() {
-                    next = ahead.offset + 1;
-                    out.push(ahead);
-                    continue;
-                }
                 let now = Instant::now();
                 if now >= deadline {
                     break;
@@ -257,7 +216,6 @@ impl KafkaLog {
                         // the target (records beyond may be transaction markers, never
                         // delivered).
                         let position = r.position();
-                        r.eof_at = position;
                         if position.is_some_and(|p| p >= target) {
                             next = position.unwrap_or(next);
                             break;
@@ -268,9 +226,6 @@ impl KafkaLog {
                         last_error = Some(e);
                     }
                 }
-            }
-            if r.eof_at.is_some_and(|e| e < next) {
-                r.eof_at = None;
             }
             r.next = next;
             r.end = r.end.max(next);
