@@ -19,7 +19,7 @@ use crate::html::{self, Section, age, esc, time, url};
 use crate::{Me, Peer, Web, http_status};
 
 /// The categories, as the saga names them, with a label for people.
-const CATEGORIES: [(&str, &str); 15] = [
+const CATEGORIES: [(&str, &str); 16] = [
     ("", "All categories"),
     ("master-data", "Master data"),
     ("stock-shortage", "Stock shortage"),
@@ -34,6 +34,7 @@ const CATEGORIES: [(&str, &str); 15] = [
     ("delivery-failed", "Delivery failed"),
     ("target-unavailable", "System unavailable"),
     ("receipt-mismatch", "Receipt mismatch"),
+    ("unmatched-payment", "Unmatched payment"),
     ("other", "Other"),
 ];
 
