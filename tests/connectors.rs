@@ -4,7 +4,8 @@
 //! carrier answer at once or later through authenticated ingestion, and the process is
 //! SIGKILLed at random moments. Counted in the doubles by natural key, nothing is done
 //! twice: one validated delivery per shipment, one invoice per shipment, one credit note
-//! per return receipt.
+//! per return receipt, one validated receipt per purchase order the buyer confirmed in
+//! Odoo and the warehouse received.
 
 #[path = "support/proc.rs"]
 #[allow(dead_code)] // shared with other test binaries; not every helper is used here
@@ -334,6 +335,34 @@ impl Rig {
         rpc(&self.odoo, "sale.order", "action_confirm", json!([[id]]), json!({}));
     }
 
+    /// The buyer confirms purchase order `name` in Odoo: 10 × SKU-0000 from vendor V-KILL.
+    fn confirm_purchase(&self, name: &str) {
+        let id_of = |model: &str, field: &str, value: &str| -> Option<i64> {
+            self.odoo.records(model).iter().find(|r| r[field] == json!(value)).and_then(|r| r["id"].as_i64())
+        };
+        let vendor = id_of("res.partner", "ref", "V-KILL").unwrap_or_else(|| {
+            let v = rpc(
+                &self.odoo,
+                "res.partner",
+                "create",
+                json!([{"name": "Kill Supplies", "ref": "V-KILL"}]),
+                json!({}),
+            );
+            v.as_i64().or_else(|| v[0].as_i64()).unwrap()
+        });
+        let product = id_of("product.product", "default_code", "SKU-0000").unwrap();
+        let order = rpc(
+            &self.odoo,
+            "purchase.order",
+            "create",
+            json!([{"name": name, "partner_id": vendor,
+                    "order_line": [[0, 0, {"product_id": product, "product_qty": 10.0, "price_unit": 2.5}]]}]),
+            json!({}),
+        );
+        let id = order.as_i64().or_else(|| order[0].as_i64()).unwrap();
+        rpc(&self.odoo, "purchase.order", "button_confirm", json!([[id]]), json!({}));
+    }
+
     fn spawn(&self) -> Proc {
         let mut c = Command::new(BIN);
         c.args(["serve", "--demo-catalog", "--config"]).arg(&self.config).env("RUST_LOG", "info");
@@ -345,6 +374,17 @@ impl Rig {
             std::thread::sleep(Duration::from_millis(20));
         }
         p
+    }
+
+    /// The CLI against the running server's control plane, as the operator, when it
+    /// answers (`None` while the server is down or the call fails).
+    fn try_cli(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new(BIN)
+            .args(args)
+            .args(["--server", &format!("http://{}", self.control), "--token", "operator-token-0123456789abcdef"])
+            .output()
+            .ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// The CLI against the running server's control plane, as the operator.
@@ -437,6 +477,34 @@ role = "operator"
 }
 
 /// Everything the orders should have led to, counted in the doubles.
+/// Each purchase order's receipt validated in Odoo exactly once.
+fn received(rig: &Rig, purchases: &[String]) -> Result<(), String> {
+    for po in purchases {
+        let done = rig.count(
+            "stock.picking",
+            &[("carrier_tracking_ref", &format!("RCV-{po}")), ("picking_type_code", "incoming"), ("state", "done")],
+        );
+        if done != 1 {
+            return Err(format!("{po}: {done} validated receipts"));
+        }
+    }
+    Ok(())
+}
+
+/// Once Waybill has a purchase order (its Odoo poller read it), the warehouse receives it.
+fn receive(rig: &Rig, purchases: &[String], sent: &mut std::collections::BTreeSet<String>) {
+    for po in purchases {
+        let known = rig.try_cli(&["order", "show", &format!("po:{po}")]).is_some_and(|o| o.contains("PurchaseOpened"));
+        if sent.contains(po) || !known {
+            continue;
+        }
+        sent.insert(po.clone());
+        let lines = vec![waybill_test_util::purchase::got(10, None, "SKU-0000", 10, 0)];
+        let e = waybill_test_util::purchase::receipt(po, &format!("RCV-{po}"), None, lines);
+        rig.later.after(50, "wms-token-0123456789abcdef", e);
+    }
+}
+
 fn settled(rig: &Rig, orders: &[String], returned: &[String]) -> Result<(), String> {
     for o in orders {
         let ship = format!("SHP-{o}");
@@ -506,6 +574,7 @@ fn sigkilled_at_random_moments_waybill_creates_nothing_twice_in_odoo_or_at_the_w
     const ORDERS: usize = 40;
     let rig = Rig::new();
     let orders: Vec<String> = (1..=ORDERS).map(|i| format!("SO{i:06}")).collect();
+    let purchases: Vec<String> = (1..=6).map(|i| format!("P{i:05}")).collect();
     let returned: Vec<String> = orders.iter().step_by(4).cloned().collect();
     // Two deliveries and two invoices whose answer is lost after Odoo committed them.
     rig.odoo.inject(Match::call("stock.picking", "button_validate"), Fault::CommitThenDrop, Times::Next(2));
@@ -513,9 +582,13 @@ fn sigkilled_at_random_moments_waybill_creates_nothing_twice_in_odoo_or_at_the_w
     for o in &orders {
         rig.confirm_order(o);
     }
+    for po in &purchases {
+        rig.confirm_purchase(po);
+    }
     rig.odoo.clear_requests(); // from here on, only Waybill calls Odoo
     let mut rng = fastrand::Rng::with_seed(0x5eed);
     let mut sent = std::collections::BTreeSet::new();
+    let mut bought = std::collections::BTreeSet::new();
     let mut proc = rig.spawn();
     let mut kills = 0;
     let mut kills_mid_run = 0;
@@ -524,8 +597,9 @@ fn sigkilled_at_random_moments_waybill_creates_nothing_twice_in_odoo_or_at_the_w
     let mut next_kill = Duration::from_millis(rng.u64(600..1800));
     loop {
         returns(&rig, &returned, &mut sent);
+        receive(&rig, &purchases, &mut bought);
         if kills < 6 && last_kill.elapsed() >= next_kill {
-            if settled(&rig, &orders, &returned).is_err() {
+            if settled(&rig, &orders, &returned).is_err() || received(&rig, &purchases).is_err() {
                 kills_mid_run += 1;
             }
             proc.kill();
@@ -535,7 +609,7 @@ fn sigkilled_at_random_moments_waybill_creates_nothing_twice_in_odoo_or_at_the_w
             next_kill = Duration::from_millis(rng.u64(600..1800));
             continue;
         }
-        if kills >= 6 && settled(&rig, &orders, &returned).is_ok() {
+        if kills >= 6 && settled(&rig, &orders, &returned).is_ok() && received(&rig, &purchases).is_ok() {
             break;
         }
         if Instant::now() > deadline {
@@ -546,8 +620,9 @@ fn sigkilled_at_random_moments_waybill_creates_nothing_twice_in_odoo_or_at_the_w
                 .filter(|m| m["move_type"] == json!("out_refund"))
                 .collect();
             panic!(
-                "not settled after {kills} kills: {:?}\nrefunds: {refunds:?}\nrefused by ingestion: {:?}\n{}",
+                "not settled after {kills} kills: {:?} {:?}\nrefunds: {refunds:?}\nrefused by ingestion: {:?}\n{}",
                 settled(&rig, &orders, &returned),
+                received(&rig, &purchases),
                 rig.later.refused.lock().unwrap(),
                 trouble(&proc)
             );
@@ -557,6 +632,12 @@ fn sigkilled_at_random_moments_waybill_creates_nothing_twice_in_odoo_or_at_the_w
     // Let anything still in flight land, then count again: exactly once each.
     std::thread::sleep(Duration::from_secs(2));
     settled(&rig, &orders, &returned).unwrap();
+    received(&rig, &purchases).unwrap();
+    assert_eq!(
+        rig.count("stock.picking", &[("picking_type_code", "incoming"), ("state", "done")]),
+        purchases.len(),
+        "one validated receipt per purchase order"
+    );
     assert!(kills_mid_run >= 5, "only {kills_mid_run} of the {kills} kills came while work was outstanding");
     assert_eq!(
         rig.count("account.move", &[("move_type", "out_invoice")]),
