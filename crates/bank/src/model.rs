@@ -196,23 +196,11 @@ pub enum Direction {
     Debit,
 }
 
-/// What a line is, as far as the file says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum LineKind {
-    /// A payment received or made.
-    Payment,
-    /// Money paid back to a customer (a gateway refund).
-    Refund,
-    /// A charge of the bank or the gateway.
-    Fee,
-    /// A card payment taken back through the card scheme.
-    Chargeback,
-    /// The reversal or return of an earlier entry (camt.053 `RvslInd`, MT940 `RC`/`RD`,
-    /// a returned direct debit or transfer).
-    Reversal,
-    /// Any other correction (gateway adjustments, interest, transfers).
-    Adjustment,
-}
+/// What a line is, as far as the file says: the domain's kind of a statement line, which
+/// the cash-application flow logs as it is (camt.053 `RvslInd`, MT940 `RC`/`RD` and
+/// returned direct debits or transfers are reversals; gateway adjustments, interest and
+/// transfers are adjustments).
+pub use waybill_domain::cash::BankLineKind as LineKind;
 
 /// The references a payer gave with a payment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -2,11 +2,11 @@
 //! statement and the receivables open at import become one `StatementReceived` (the
 //! flow's input, so deciding it again decides the same), and back, for the matcher.
 
-use waybill_domain::cash::{BankLine, BankLineKind, InvoiceAllocation, OpenItem, StatementEntry, StatementReceived};
+use waybill_domain::cash::{BankLine, InvoiceAllocation, OpenItem, StatementEntry, StatementReceived};
 use waybill_domain::{Money, Timestamp};
 
 use crate::matching::{MatchRule, Matched, OpenInvoice};
-use crate::model::{Checksum, Date, LineKind, References, Statement, StatementLine};
+use crate::model::{Checksum, Date, References, Statement, StatementLine};
 
 /// The record of `statement` (read from a file whose checksum is `checksum`) with the
 /// receivables open at import.
@@ -26,14 +26,7 @@ pub fn statement_received(statement: &Statement, checksum: &Checksum, open_items
 fn bank_line(l: &StatementLine) -> BankLine {
     BankLine {
         line_id: l.line_id.clone(),
-        kind: match l.kind {
-            LineKind::Payment => BankLineKind::Payment,
-            LineKind::Refund => BankLineKind::Refund,
-            LineKind::Fee => BankLineKind::Fee,
-            LineKind::Chargeback => BankLineKind::Chargeback,
-            LineKind::Reversal => BankLineKind::Reversal,
-            LineKind::Adjustment => BankLineKind::Adjustment,
-        },
+        kind: l.kind,
         booking_date: l.booking_date.map(Date::to_timestamp),
         amount: l.amount,
         currency: l.currency.clone(),
@@ -57,14 +50,7 @@ pub fn lines(r: &StatementReceived) -> Vec<StatementLine> {
         .iter()
         .map(|l| StatementLine {
             line_id: l.line_id.clone(),
-            kind: match l.kind {
-                BankLineKind::Payment => LineKind::Payment,
-                BankLineKind::Refund => LineKind::Refund,
-                BankLineKind::Fee => LineKind::Fee,
-                BankLineKind::Chargeback => LineKind::Chargeback,
-                BankLineKind::Reversal => LineKind::Reversal,
-                BankLineKind::Adjustment => LineKind::Adjustment,
-            },
+            kind: l.kind,
             booking_date: l.booking_date.and_then(date),
             value_date: None,
             amount: l.amount,
