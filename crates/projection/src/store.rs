@@ -227,9 +227,18 @@ impl ProjectionStore {
     /// Every purchase order's record (keyed `po:<name>`) with its timeline, by name: the
     /// postings, documents, exceptions and journal of procure-to-receive.
     pub fn purchase_orders(&self) -> Result<Vec<(OrderView, Vec<TimelineEntry>)>> {
+        self.records_keyed(waybill_domain::purchase::KEY_PREFIX)
+    }
+
+    /// Every bank statement's record (keyed `stmt:<statement>`) with its timeline.
+    pub fn statements(&self) -> Result<Vec<(OrderView, Vec<TimelineEntry>)>> {
+        self.records_keyed(waybill_domain::cash::KEY_PREFIX)
+    }
+
+    fn records_keyed(&self, prefix: &str) -> Result<Vec<(OrderView, Vec<TimelineEntry>)>> {
         let mut out = Vec::new();
-        for kv in self.tree.scan_prefix(keys::order(waybill_domain::purchase::KEY_PREFIX)) {
-            let (k, v) = kv.map_err(|e| Error::storage("scanning purchase orders", e))?;
+        for kv in self.tree.scan_prefix(keys::order(prefix)) {
+            let (k, v) = kv.map_err(|e| Error::storage("scanning records by key", e))?;
             let r = OrderRecord::decode(&k, &v)?;
             out.push((r.view, r.timeline));
         }

@@ -14,7 +14,8 @@
 //! time after Waybill has the order. Waybill learns about both only through its Odoo
 //! poller. The channel is also the misbehaving Kafka producer that writes the demo's
 //! undecodable records straight to the inbound topics, and it holds the buyer
-//! ([`super::buyer`]), who places the world's purchase orders in Odoo.
+//! ([`super::buyer`]), who places the world's purchase orders in Odoo, and the bank
+//! ([`super::bank`]), whose statements pay the invoices finance posted.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use waybill_doubles::odoo::{OdooConfig, OdooDouble};
 use waybill_log::{AppendBatch, EventLog, Record};
 use waybill_saga::catalog::Tracking;
 
+use super::bank::Bank;
 use super::buyer::Buyer;
 use super::systems::Scheduler;
 use super::world::{self, Mix};
@@ -149,6 +151,7 @@ pub struct Channel {
     next: usize,
     cancels: Vec<Cancel>,
     buyer: Buyer,
+    bank: Bank,
 }
 
 impl std::fmt::Debug for Channel {
@@ -164,18 +167,19 @@ impl Channel {
     /// A channel creating orders in `odoo` (a JSON-RPC client) with `master`'s ids; the
     /// buyer in it places purchase orders, and the warehouse and finance post the
     /// supplier's side through `later`.
-    pub fn new(
+    pub(super) fn new(
         odoo: Odoo,
         master: MasterData,
         cfg: ChannelConfig,
         log: Arc<dyn EventLog>,
         seen: Seen,
         later: Arc<Scheduler>,
+        bank: Bank,
     ) -> Self {
         let stats = Arc::new(ChannelStats::default());
         stats.pending.store(cfg.orders as u64, Ordering::Relaxed);
         let buyer = Buyer::new(cfg.seed, later, master.vendors.clone(), master.products.clone(), master.currency);
-        Channel { odoo, master, cfg, log, seen, stats, next: 0, cancels: Vec::new(), buyer }
+        Channel { odoo, master, cfg, log, seen, stats, next: 0, cancels: Vec::new(), buyer, bank }
     }
 
     /// Counters.
@@ -216,7 +220,9 @@ impl Channel {
             }
             busy |= self.cancel_due();
             busy |= self.buyer.tick(&self.odoo, &self.seen);
-            let pending = (self.cfg.orders - self.next) + self.cancels.len() + self.buyer.pending();
+            busy |= self.bank.tick();
+            let pending =
+                (self.cfg.orders - self.next) + self.cancels.len() + self.buyer.pending() + self.bank.pending();
             self.stats.pending.store(pending as u64, Ordering::Relaxed);
             if !busy {
                 std::thread::sleep(Duration::from_millis(5));

@@ -20,6 +20,7 @@
 //! resume a run on the same data directory, which the doubles (in memory) cannot.
 
 pub mod answers;
+mod bank;
 mod buyer;
 pub mod channel;
 mod people;

@@ -17,14 +17,20 @@ use waybill_doubles::odoo::OdooDouble;
 use waybill_log::EventLog;
 
 use super::answers::World;
+use super::bank::Bank;
 use super::channel::{self, Channel, ChannelConfig, MasterData, Seen};
 use super::systems::{Pace, Scheduler, Systems};
 use crate::config::Config;
 use crate::connectors::ConnectorSettings;
 
 /// Identities in the demo's tokens file, one per system that posts to ingestion.
-const IDENTITIES: [(System, &str); 4] =
-    [(System::Odoo, "odoo-webhook"), (System::Wms, "wms"), (System::Carrier, "carrier"), (System::Finance, "finance")];
+const IDENTITIES: [(System, &str); 5] = [
+    (System::Odoo, "odoo-webhook"),
+    (System::Wms, "wms"),
+    (System::Carrier, "carrier"),
+    (System::Finance, "finance"),
+    (System::Bank, "bank-importer"),
+];
 
 /// The secrets of the doubles: a private directory holding the producers' tokens file
 /// (one identity per system that posts to ingestion, and optionally a viewer for the
@@ -211,7 +217,8 @@ impl Stage {
             key,
             Timeouts { connect: Duration::from_secs(2), call: Duration::from_secs(30) },
         );
-        Ok(Channel::new(client, self.master.clone(), cfg, log, seen, self.systems.later.clone()))
+        let bank = Bank::new(self.systems.posted.clone(), self.systems.later.clone());
+        Ok(Channel::new(client, self.master.clone(), cfg, log, seen, self.systems.later.clone(), bank))
     }
 
     /// Starts posting the systems' later answers to ingestion at `addr`.

@@ -58,6 +58,43 @@ pub struct Summary {
     pub connectors: Vec<ConnectorLine>,
     /// Procure-to-receive.
     pub purchasing: Purchasing,
+    /// Cash application.
+    pub cash: Cash,
+}
+
+/// What cash application did in the run (from the projections' statement records).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cash {
+    /// Bank statements imported.
+    pub statements: u64,
+    /// Of which every line is posted or handled.
+    pub completed: u64,
+    /// Lines applied (to invoices, or as charges) and sent to finance.
+    pub applied: u64,
+    /// Lines finance posted.
+    pub posted: u64,
+    /// Lines nobody could apply safely (`UNMATCHED_PAYMENT`).
+    pub unmatched: u64,
+}
+
+impl Cash {
+    fn of(p: &ProjectionStore) -> anyhow::Result<Self> {
+        let mut s = Cash::default();
+        for (_, timeline) in p.statements()? {
+            s.statements += 1;
+            let count = |event: &str| timeline.iter().filter(|t| t.event == event).count() as u64;
+            if timeline.last().is_some_and(|t| t.event == "Completed") {
+                s.completed += 1;
+            }
+            s.applied += count("LineApplied");
+            s.posted += count("LineRecorded");
+            s.unmatched += timeline
+                .iter()
+                .filter(|t| t.event == "ExceptionRaised" && t.summary.contains("unmatched-payment"))
+                .count() as u64;
+        }
+        Ok(s)
+    }
 }
 
 /// What procure-to-receive did in the run (from the projections' purchase records).
@@ -268,6 +305,7 @@ pub(super) fn summarize(
             .map(|r| ConnectorLine::of(r))
             .collect(),
         purchasing: Purchasing::of(p)?,
+        cash: Cash::of(p)?,
     })
 }
 
@@ -325,6 +363,16 @@ impl fmt::Display for Summary {
             writeln!(f, "  {:<34} {:>10}", "bills held: three-way match", b.bills_held.0)?;
             writeln!(f, "  {:<34} {:>10}", "  of which still waiting", b.bills_held.1)?;
             writeln!(f, "  {:<34} {:>10}", "vendor credit notes", b.vendor_credits)?;
+        }
+        let c = &self.cash;
+        if c.statements > 0 {
+            writeln!(f)?;
+            writeln!(f, "  {:<34} {:>10}", "bank statements (cash application)", c.statements)?;
+            writeln!(f, "  {:-<34} {:->10}", "", "")?;
+            writeln!(f, "  {:<34} {:>10}", "completed: every line booked", c.completed)?;
+            writeln!(f, "  {:<34} {:>10}", "lines applied, sent to finance", c.applied)?;
+            writeln!(f, "  {:<34} {:>10}", "  of which posted", c.posted)?;
+            writeln!(f, "  {:<34} {:>10}", "lines queued: unmatched payment", c.unmatched)?;
         }
         writeln!(f)?;
         writeln!(f, "  {:<34} {:>10}", "dead-letter records", self.dead_letters)?;

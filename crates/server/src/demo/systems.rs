@@ -89,6 +89,7 @@ fn target(
     world: Arc<World>,
     later: Arc<Scheduler>,
     pace: Pace,
+    posted: Arc<Mutex<Vec<PostedInvoice>>>,
 ) -> anyhow::Result<HttpTarget> {
     let behaviour = move |r: &Received| -> Answer {
         let command =
@@ -108,6 +109,18 @@ fn target(
         let planned = world.answer(&command);
         if planned.iter().any(|p| matches!(p.event.body, EventBody::InvoiceRejected(_))) {
             return Answer::Sync { status: 422, body: json!({ "error": REFUSAL }) };
+        }
+        // Finance keeps what it posted: the customers pay it, and the bank's statements say so.
+        if let CommandBody::PostInvoice(i) = &command.body {
+            for p in &planned {
+                if let EventBody::InvoicePosted(x) = &p.event.body {
+                    posted.lock().unwrap_or_else(|e| e.into_inner()).push(PostedInvoice {
+                        number: x.invoice_number.clone(),
+                        amount: x.amount,
+                        customer_ref: i.customer_ref.clone(),
+                    });
+                }
+            }
         }
         let trace = r.traceparent.as_ref().and_then(|t| TraceHeaders::from_headers([("traceparent", t.as_bytes())]));
         let mut now = Vec::new();
@@ -144,6 +157,19 @@ pub struct Systems {
     pub odoo: Option<HttpTarget>,
     /// Their later answers (and Odoo's return authorisations).
     pub later: Arc<Scheduler>,
+    /// The invoices finance posted, in order (the demo's bank has them paid).
+    pub posted: Arc<Mutex<Vec<PostedInvoice>>>,
+}
+
+/// An invoice finance posted.
+#[derive(Debug, Clone)]
+pub struct PostedInvoice {
+    /// Its number.
+    pub number: String,
+    /// Its amount.
+    pub amount: waybill_domain::Money,
+    /// The customer's reference.
+    pub customer_ref: String,
 }
 
 impl std::fmt::Debug for Systems {
@@ -158,13 +184,15 @@ impl Systems {
     /// secret for Odoo.
     pub fn start(world: Arc<World>, hmac: &HashMap<System, String>, pace: Pace) -> anyhow::Result<Systems> {
         let later = Arc::new(Scheduler::new(LANES));
-        let start = |s: System| target(s, &hmac[&s], world.clone(), later.clone(), pace);
+        let posted = Arc::new(Mutex::new(Vec::new()));
+        let start = |s: System| target(s, &hmac[&s], world.clone(), later.clone(), pace, posted.clone());
         Ok(Systems {
             wms: start(System::Wms)?,
             carrier: start(System::Carrier)?,
             finance: start(System::Finance)?,
             odoo: hmac.contains_key(&System::Odoo).then(|| start(System::Odoo)).transpose()?,
             later,
+            posted,
         })
     }
 
