@@ -2,7 +2,9 @@
 //!
 //! - [`fulfillment`], [`invoicing`], [`returns`]: order-to-fulfillment, ship-to-invoice and
 //!   returns-and-credit as pure state machines (one file each, the business rules, no
-//!   Kafka or sled in sight); [`approval`]: the rules every approval passes;
+//!   Kafka or sled in sight); [`procurement`]: procure-to-receive, a purchase order's
+//!   flow; [`cash`]: cash application, a bank statement's flow; [`approval`]: the rules
+//!   every approval passes;
 //! - [`outcome`]: a command a target refused (`CommandFailed`), as every saga decides it —
 //!   a `DELIVERY_FAILED` exception whose retry sends the same command again; [`health`]:
 //!   one saga per command target that raises `TARGET_UNAVAILABLE` while it is down;

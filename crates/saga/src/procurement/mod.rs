@@ -3,10 +3,10 @@
 //! Odoo confirms the order; the supplier's advance shipping notice arrives (through the
 //! warehouse, which receives it by EDI or from the supplier portal); the warehouse
 //! receives goods — with lots, serials, bins and damaged quantities — and each receipt
-//! is checked against the order and its notice ([`receive`]) and sent to Odoo for
+//! is checked against the order and its notice (`receive.rs`) and sent to Odoo for
 //! validation once (`receipt:<id>`). Each supplier invoice is matched three ways —
 //! order × receipts × bill, on quantity and price, within the supplier's tolerances
-//! ([`bill`]) — and posted to finance once (`bill:<supplier>/<number>`), or held for an
+//! (`bill.rs`) — and posted to finance once (`bill:<supplier>/<number>`), or held for an
 //! approver through the same control plane, four-eyes and limits as customer invoices.
 //! A receipt cancelled after it was billed is credited (`vcn:<receipt>`) and its goods
 //! returned in Odoo (`rtv:<receipt>`); nothing is deleted.
