@@ -41,16 +41,7 @@ pub(super) fn validate_receipt(orm: &Orm<'_>, p: &ReceiptPosting) -> Result<Rece
         return Ok(answer(&done));
     }
     let order = PoLines::read(orm, p)?;
-    let open = orm.search_read(
-        "stock.picking",
-        json!([
-            ["origin", "=", p.po_ref],
-            ["picking_type_code", "=", "incoming"],
-            ["state", "in", ["confirmed", "waiting", "assigned"]]
-        ]),
-        &["id", "name", "state"],
-        Some("id asc"),
-    )?;
+    let open = super::stock::open_pickings(orm, &p.po_ref, "incoming")?;
     let Some(picking) = open.first() else {
         return Err(Failure::Refused {
             reason: format!(

@@ -34,16 +34,7 @@ pub(super) fn confirm_shipment(orm: &Orm<'_>, c: &ConfirmShipment) -> Result<(),
     if !done.is_empty() {
         return Ok(());
     }
-    let open = orm.search_read(
-        "stock.picking",
-        json!([
-            ["origin", "=", c.order_ref],
-            ["picking_type_code", "=", "outgoing"],
-            ["state", "in", ["confirmed", "waiting", "assigned"]]
-        ]),
-        &["id", "name", "state"],
-        Some("id asc"),
-    )?;
+    let open = open_pickings(orm, &c.order_ref, "outgoing")?;
     let Some(picking) = open.first() else {
         return Err(Failure::Refused {
             reason: format!(
@@ -122,6 +113,21 @@ pub(super) fn confirm_shipment(orm: &Orm<'_>, c: &ConfirmShipment) -> Result<(),
 
 /// What the move lines of one move should carry: (quantity, lot or serial name), in order.
 pub(super) type Wanted = Vec<(f64, Option<String>)>;
+
+/// The pickings of `origin` (an order's name) of type `code` (`incoming`, `outgoing`) not
+/// done yet, oldest first: after a partial one Odoo's backorder is the next.
+pub(super) fn open_pickings(orm: &Orm<'_>, origin: &str, code: &str) -> Result<Vec<Value>, Failure> {
+    orm.search_read(
+        "stock.picking",
+        json!([
+            ["origin", "=", origin],
+            ["picking_type_code", "=", code],
+            ["state", "in", ["confirmed", "waiting", "assigned"]]
+        ]),
+        &["id", "name", "state"],
+        Some("id asc"),
+    )
+}
 
 /// The move lines a line of goods needs: one per serial, one per lot, or one with the
 /// quantity.
