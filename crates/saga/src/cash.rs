@@ -19,7 +19,7 @@ use waybill_bank::matching::{self, Outcome, Tolerance};
 use waybill_bank::record;
 use waybill_domain::cash::{StatementEntry, StatementLinePosted, StatementReceived};
 use waybill_domain::event::{CommandFailed, EventBody};
-use waybill_domain::journal::{Empty, ExceptionResolved, JournalMeta, Refusal};
+use waybill_domain::journal::{Empty, ExceptionResolved, Refusal};
 use waybill_domain::{
     CommandBody, ExceptionCategory, InboundEvent, JournalBody, JournalEvent, Money, SagaKind, SourceRef, System,
     Timestamp,
@@ -251,20 +251,7 @@ impl Saga for CashApplication {
         if self.book.is_finished() || decision.journal.iter().any(|j| matches!(j, JournalBody::Completed(_))) {
             return;
         }
-        let mut after = self.clone();
-        for (n, body) in decision.journal.iter().enumerate() {
-            let meta = JournalMeta {
-                saga_id: self.id(),
-                kind: Self::KIND,
-                seq: self.book.seq + 1 + n as i64,
-                correlation_key: String::new(),
-                caused_by: String::new(),
-                input: None,
-                at: Timestamp(0),
-            };
-            after.apply(&JournalEvent { meta, body: body.clone() });
-        }
-        if after.is_done() {
+        if crate::saga::folded(self, &self.id(), decision, Timestamp(0)).is_done() {
             decision.record(JournalBody::Completed(Empty {}));
         }
     }

@@ -8,6 +8,7 @@
 //! `decide` reads) is its flow's job ([`crate::flow::Flow`]), because sagas of one
 //! correlation key may read each other's state.
 
+use waybill_domain::journal::JournalMeta;
 use waybill_domain::{JournalBody, JournalEvent, SagaKind, Timestamp};
 
 use crate::book::SagaBook;
@@ -101,4 +102,25 @@ pub(crate) fn lifecycle(body: &JournalBody, starts: bool, fails: bool) -> Option
     } else {
         matches!(body, JournalBody::Completed(_)).then_some(Lifecycle::Completed)
     }
+}
+
+/// The state `saga` will have once `decision` is committed: its journal events folded
+/// into a copy, with the sequence numbers commit will give them. For rules that depend on
+/// the state after the decision (a saga completes, waiting work can go on).
+pub(crate) fn folded<S: Saga + Clone>(saga: &S, saga_id: &str, decision: &Decision, at: Timestamp) -> S {
+    let mut next = saga.clone();
+    let seq = saga.book().seq;
+    for (n, body) in decision.journal.iter().enumerate() {
+        let meta = JournalMeta {
+            saga_id: saga_id.to_string(),
+            kind: saga.kind(),
+            seq: seq + 1 + n as i64,
+            correlation_key: String::new(),
+            caused_by: String::new(),
+            input: None,
+            at,
+        };
+        next.apply(&JournalEvent { meta, body: body.clone() });
+    }
+    next
 }

@@ -3,11 +3,9 @@
 //! supplier invoice, and the order's completion.
 
 use waybill_domain::event::{CommandFailed, PostingDecision};
-use waybill_domain::journal::{Deadline, DocumentKind, Empty, ExceptionResolved, JournalMeta, PostingHeld, Refusal};
+use waybill_domain::journal::{Deadline, DocumentKind, Empty, ExceptionResolved, PostingHeld, Refusal};
 use waybill_domain::purchase::{BillMatch, VendorBill, VendorBillPosted};
-use waybill_domain::{
-    CommandBody, ExceptionCategory, JournalBody, JournalEvent, Money, Qty, SourceRef, System, Timestamp,
-};
+use waybill_domain::{CommandBody, ExceptionCategory, JournalBody, Money, Qty, SourceRef, System, Timestamp};
 
 use super::{BillStatus, Procurement, ReceiptStatus, keys, reissue};
 use crate::approval::{self, Verdict};
@@ -147,24 +145,8 @@ pub(crate) fn three_way(s: &Procurement, b: &VendorBill, tol: &Tolerance) -> Opt
     Some(variances)
 }
 
-/// Folds the decision's journal events into a copy of the state: what the state will be
-/// once the decision is committed (the sequence numbers are the ones commit will give).
 fn after(s: &Procurement, d: &Decision, at: Timestamp) -> Procurement {
-    let mut next = s.clone();
-    for (n, body) in d.journal.iter().enumerate() {
-        let seq = s.book.seq + 1 + n as i64;
-        let meta = JournalMeta {
-            saga_id: s.id(),
-            kind: Procurement::KIND,
-            seq,
-            correlation_key: String::new(),
-            caused_by: String::new(),
-            input: None,
-            at,
-        };
-        next.apply(&JournalEvent { meta, body: body.clone() });
-    }
-    next
+    crate::saga::folded(s, &s.id(), d, at)
 }
 
 /// After any decision of the saga: matches the bills that wait (in the order they
