@@ -118,6 +118,11 @@ fn metrics_after_a_run_parse_as_prometheus_text() {
     assert!(total(names::SAGAS_STARTED, Some(("kind", "s2i"))) > 0.0, "invoices started");
     assert!(by_name.contains_key(names::EXCEPTIONS_OPEN));
     assert!(by_name.contains_key(names::POSTINGS_HELD));
+    // The purchase orders the simulated distributor placed, and the vendor bills' own series.
+    assert!(total(names::SAGAS_STARTED, Some(("kind", "p2r"))) > 0.0, "purchase orders started");
+    assert!(total(names::SAGAS_COMPLETED, Some(("kind", "p2r"))) > 0.0, "purchase orders completed");
+    let documents: Vec<&str> = by_name[names::POSTINGS_HELD].iter().filter_map(|s| s.labels.get("document")).collect();
+    assert!(documents.contains(&"vendor_bill"), "{documents:?}");
     // No unbounded labels.
     for samples in by_name.values() {
         for s in samples {
