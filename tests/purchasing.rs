@@ -146,6 +146,16 @@ fn a_purchase_order_is_received_once_its_mismatch_worked_and_its_held_bill_appro
     assert_eq!(p.order_ref, "po:P00031");
     assert_eq!(p.reasons, ["line 1 WIDGET: unit price 9.01 is 6.0 % above the order's 8.50 (tolerance 2 %)"]);
 
+    // The CLI lists it under its document too, and only it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_waybill"))
+        .args(["approvals", "list", "--document", "vendor-bill", "--server"])
+        .arg(format!("http://{}", h.node().control_addr().unwrap()))
+        .args(["--token", OLGA])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && listed.contains(posting) && listed.contains("po:P00031"), "{listed}");
+
     // The identity that entered the bill may not approve it; an approver may.
     let mut clerk = h.clients(FINANCE);
     let req = |token_reason: &str| proto::DecisionRequest {

@@ -21,6 +21,9 @@ pub(crate) enum ApprovalsCommand {
         /// Only postings with a hold reason containing this text.
         #[arg(long)]
         reason: Option<String>,
+        /// Only this document: `invoice`, `credit-note` or `vendor-bill`.
+        #[arg(long)]
+        document: Option<String>,
         /// Only postings held at least this many seconds.
         #[arg(long, default_value_t = 0)]
         min_age: i64,
@@ -115,6 +118,7 @@ pub(crate) fn run(command: ApprovalsCommand) -> anyhow::Result<()> {
             state,
             customer,
             reason,
+            document,
             min_age,
             min_amount,
             max_amount,
@@ -126,7 +130,7 @@ pub(crate) fn run(command: ApprovalsCommand) -> anyhow::Result<()> {
                 customer: customer.unwrap_or_default(),
                 reason_contains: reason.unwrap_or_default(),
                 min_age_seconds: min_age,
-                document: String::new(),
+                document: document.unwrap_or_default(),
                 min_amount_minor: min_amount,
                 max_amount_minor: max_amount,
                 page_size,
