@@ -374,10 +374,6 @@ impl Poller {
                 10_000,
             )?
         };
-        let ids = |rows: &[Value], field: &str| -> Vec<i64> {
-            let set: BTreeSet<i64> = rows.iter().flat_map(|r| many(&r[field])).collect();
-            set.into_iter().collect()
-        };
         let products = self.names("product.product", &ids(&lines, "product_id"), "default_code")?;
         let taxes = self.names("account.tax", &ids(&lines, "tax_id"), "name")?;
         let mut partner_ids = ids(orders, "partner_id");
@@ -466,6 +462,12 @@ impl Poller {
 }
 
 /// The ids in a many2one (`[id, name]`) or many2many (`[id, …]`) value.
+/// The distinct ids a relational `field` of `rows` names, ascending.
+fn ids(rows: &[Value], field: &str) -> Vec<i64> {
+    let set: BTreeSet<i64> = rows.iter().flat_map(|r| many(&r[field])).collect();
+    set.into_iter().collect()
+}
+
 fn many(v: &Value) -> Vec<i64> {
     match v {
         Value::Array(a) if a.len() == 2 && a[1].is_string() => a[0].as_i64().into_iter().collect(),

@@ -30,13 +30,11 @@
 //! this poller does not read (the field does not exist on 17, so it cannot be asked for
 //! unconditionally).
 
-use std::collections::BTreeSet;
-
 use serde_json::{Value, json};
 use waybill_domain::purchase::{self as po, PurchaseLine, PurchaseOrderClosed, PurchaseOrderConfirmed};
 use waybill_domain::{EventBody, EventMeta, InboundEvent, SourceRef, System, Timestamp};
 
-use super::{Cursor, Poller, many, parse, shift};
+use super::{Cursor, Poller, ids, parse, shift};
 use crate::odoo::{id_of, m2o, m2o_name, money_of, qty_of, str_field};
 
 pub(super) const ORDER_FIELDS: &[&str] = &[
@@ -68,10 +66,6 @@ impl Poller {
                 "order_id asc, sequence asc, id asc",
                 10_000,
             )?
-        };
-        let ids = |rows: &[Value], field: &str| -> Vec<i64> {
-            let set: BTreeSet<i64> = rows.iter().flat_map(|r| many(&r[field])).collect();
-            set.into_iter().collect()
         };
         let products = self.names("product.product", &ids(&lines, "product_id"), "default_code")?;
         let refs = self.names("res.partner", &ids(orders, "partner_id"), "ref")?;
