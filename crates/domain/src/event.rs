@@ -9,6 +9,7 @@ use crate::purchase::{
     GoodsReceipt, PurchaseOrderClosed, PurchaseOrderConfirmed, ReceiptCancelled, ReceiptValidated, ShipNotice,
     VendorBill, VendorBillPosted, VendorBillRejected, VendorCreditIssued,
 };
+use crate::reconcile::StockObserved;
 use crate::value::{Money, Qty, SourceRef, System, Timestamp};
 
 /// Fields every inbound event carries.
@@ -106,6 +107,10 @@ pub enum EventBody {
     StatementLinePosted(StatementLinePosted),
     /// Finance refused the journal entry of a statement line.
     StatementLineRejected(StatementLineRejected),
+    // ---- reconciliation (keyed `recon:<kind>:<subject>`) ----
+    /// A reconciliation run read one product's stock at the warehouse system, with what
+    /// Waybill had journaled for it at the same moment.
+    StockObserved(StockObserved),
     // ---- workbench (through the control plane) ----
     /// An operator asked to re-issue the command of the step an exception is about, with
     /// the same idempotency key.
@@ -193,6 +198,7 @@ impl EventBody {
             EventBody::StatementReceived(_) => "StatementReceived",
             EventBody::StatementLinePosted(_) => "StatementLinePosted",
             EventBody::StatementLineRejected(_) => "StatementLineRejected",
+            EventBody::StockObserved(_) => "StockObserved",
             EventBody::ExceptionRetryRequested(_) => "ExceptionRetryRequested",
             EventBody::ExceptionResolveRequested(_) => "ExceptionResolveRequested",
             EventBody::ExceptionAssignRequested(_) => "ExceptionAssignRequested",
@@ -674,12 +680,14 @@ impl TargetOutage {
 }
 
 /// Whether a correlation key is an order's (a sale order name): not a command target's
-/// (`target:odoo`), a purchase order's (`po:P00042`) nor a bank statement's (`stmt:…`).
+/// (`target:odoo`), a purchase order's (`po:P00042`), a bank statement's (`stmt:…`) nor a
+/// reconciliation subject's (`recon:…`).
 /// Only orders are listed and counted as orders.
 pub fn is_order_key(key: &str) -> bool {
     TargetOutage::target_of_key(key).is_none()
         && !key.starts_with(crate::purchase::KEY_PREFIX)
         && !key.starts_with(crate::cash::KEY_PREFIX)
+        && !key.starts_with(crate::reconcile::KEY_PREFIX)
 }
 
 /// The prefix of a target's correlation key (see [`TargetOutage::correlation_key`]).

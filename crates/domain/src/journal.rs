@@ -18,6 +18,7 @@ use crate::purchase::{
     BillMatch, GoodsReceipt, PurchaseOrderClosed, PurchaseOrderConfirmed, ReceiptReversal, ReceiptValidated,
     ShipNotice, VendorBill, VendorBillPosted, VendorCreditIssued,
 };
+use crate::reconcile::StockReconciliation;
 use crate::value::{Money, SourceRef, Timestamp};
 
 /// The kinds of saga.
@@ -39,6 +40,9 @@ pub enum SagaKind {
     /// A bank statement's lines applied to invoices, one journal entry each. Keyed by
     /// `stmt:<statement>`.
     CashApplication,
+    /// One reconciliation subject (a product's stock) compared run after run with its
+    /// system of record. Keyed by `recon:<kind>:<subject>`.
+    Reconciliation,
 }
 
 impl SagaKind {
@@ -51,6 +55,7 @@ impl SagaKind {
             SagaKind::TargetHealth => "tgt",
             SagaKind::PurchaseToReceive => "p2r",
             SagaKind::CashApplication => "cash",
+            SagaKind::Reconciliation => "rec",
         }
     }
 
@@ -69,6 +74,7 @@ impl fmt::Display for SagaKind {
             SagaKind::TargetHealth => "target-health",
             SagaKind::PurchaseToReceive => "purchase-to-receive",
             SagaKind::CashApplication => "cash-application",
+            SagaKind::Reconciliation => "reconciliation",
         })
     }
 }
@@ -113,11 +119,14 @@ pub enum ExceptionCategory {
     /// A statement line could not be applied to open invoices (no reference, ambiguous,
     /// another currency, money out): someone applies it by hand.
     UnmatchedPayment,
+    /// What a system of record holds differs from what Waybill expects beyond tolerance
+    /// (a product's stock at the warehouse).
+    ReconciliationMismatch,
 }
 
 impl ExceptionCategory {
     /// Every category, for reports.
-    pub const ALL: [ExceptionCategory; 15] = [
+    pub const ALL: [ExceptionCategory; 16] = [
         ExceptionCategory::MasterData,
         ExceptionCategory::StockShortage,
         ExceptionCategory::PickOverdue,
@@ -133,6 +142,7 @@ impl ExceptionCategory {
         ExceptionCategory::TargetUnavailable,
         ExceptionCategory::ReceiptMismatch,
         ExceptionCategory::UnmatchedPayment,
+        ExceptionCategory::ReconciliationMismatch,
     ];
 
     /// Lowercase name, for tables and metric labels.
@@ -153,6 +163,7 @@ impl ExceptionCategory {
             ExceptionCategory::TargetUnavailable => "target-unavailable",
             ExceptionCategory::ReceiptMismatch => "receipt-mismatch",
             ExceptionCategory::UnmatchedPayment => "unmatched-payment",
+            ExceptionCategory::ReconciliationMismatch => "reconciliation-mismatch",
         }
     }
 }
@@ -314,6 +325,10 @@ pub enum JournalBody {
     LineApplied(StatementEntry),
     /// Finance posted a statement line's journal entry.
     LineRecorded(StatementLinePosted),
+    // ---- reconciliation ----
+    /// An observation of a product's stock set its baseline, found a mismatch, saw the
+    /// systems agree again, or was accepted by an operator.
+    StockReconciled(StockReconciliation),
 }
 
 impl JournalBody {
@@ -367,6 +382,7 @@ impl JournalBody {
             JournalBody::StatementOpened(_) => "StatementOpened",
             JournalBody::LineApplied(_) => "LineApplied",
             JournalBody::LineRecorded(_) => "LineRecorded",
+            JournalBody::StockReconciled(_) => "StockReconciled",
         }
     }
 }

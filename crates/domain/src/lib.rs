@@ -2,7 +2,7 @@
 //! warehouse, carriers, finance and operators; the commands Waybill sends out; the saga
 //! journal events that record each decision; and the value types they share. Each flow's
 //! own records live in a module of their own ([`purchase`] for procure-to-receive,
-//! [`cash`] for cash application).
+//! [`cash`] for cash application, [`reconcile`] for reconciliation).
 //!
 //! This crate owns vocabulary only. It does no I/O, knows nothing of Avro, Kafka or sled,
 //! and every type here is plain data with `serde` derives so that the `schema` crate can
@@ -14,6 +14,7 @@ pub mod event;
 pub mod journal;
 pub mod partition;
 pub mod purchase;
+pub mod reconcile;
 pub mod topic;
 pub mod value;
 

@@ -21,9 +21,11 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use waybill_domain::event::ItemCondition;
 use waybill_domain::journal::{DocumentKind, InputPosition};
+use waybill_domain::reconcile::{Movements, ReconcileOutcome, StockReconciliation};
 use waybill_domain::{
-    Command, CommandBody, ExceptionCategory, JournalBody, JournalEvent, Qty, SagaKind, SourceRef, System,
+    Command, CommandBody, ExceptionCategory, JournalBody, JournalEvent, Qty, SagaKind, SourceRef, System, Timestamp,
 };
 
 use serde::{Deserialize, Serialize};
@@ -34,7 +36,7 @@ use crate::keys;
 use crate::summary::summarize;
 use crate::view::{
     DocumentView, ExceptionView, LineageEntry, LinkKind, OrderLineView, OrderStatus, OrderView, PostingView,
-    SagaProgress, ShipmentView, StockPosition, TimelineEntry,
+    SagaProgress, ShipmentView, SkuMovements, StockCheck, StockPosition, TimelineEntry,
 };
 
 /// How a value is stored.
@@ -79,7 +81,7 @@ pub(crate) struct OrderRecord {
     pub timeline: Vec<TimelineEntry>,
 }
 
-bin_codec!(OrderRecord, ExceptionView, StockPosition, Vec<LineageEntry>);
+bin_codec!(OrderRecord, ExceptionView, StockPosition, SkuMovements, StockCheck, Vec<LineageEntry>);
 
 /// A cached key: its value as loaded or changed, and whether it must be written.
 #[derive(Debug)]
@@ -190,6 +192,8 @@ pub(crate) struct Overlay<'a> {
     lineage: Cache<Vec<LineageEntry>>,
     exceptions: Cache<ExceptionView>,
     stock: Cache<StockPosition>,
+    movements: Cache<SkuMovements>,
+    checks: Cache<StockCheck>,
     counters: Cache<i64>,
     checkpoints: Cache<i64>,
     pub(crate) stats: ApplyStats,
@@ -212,6 +216,8 @@ impl<'a> Overlay<'a> {
             lineage: Cache::new(),
             exceptions: Cache::new(),
             stock: Cache::new(),
+            movements: Cache::new(),
+            checks: Cache::new(),
             counters: Cache::new(),
             checkpoints: Cache::new(),
             stats: ApplyStats::default(),
@@ -225,6 +231,8 @@ impl<'a> Overlay<'a> {
         self.lineage.commit(&mut batch);
         self.exceptions.commit(&mut batch);
         self.stock.commit(&mut batch);
+        self.movements.commit(&mut batch);
+        self.checks.commit(&mut batch);
         self.counters.commit(&mut batch);
         self.checkpoints.commit(&mut batch);
         batch
@@ -333,6 +341,13 @@ impl<'a> Overlay<'a> {
         for (warehouse, sku, delta) in stock {
             self.stock_add(&warehouse, &sku, delta)?;
         }
+        for (sku, moved) in journal_movements(&e.body) {
+            self.move_stock(sku, moved, &format!("{} {}", e.body.name(), movement_ref(&e.body)), m.at)?;
+        }
+        if let JournalBody::StockReconciled(r) = &e.body {
+            let sku = order_ref.strip_prefix(waybill_domain::reconcile::STOCK_PREFIX).unwrap_or(order_ref);
+            self.stock_check(sku, r, m.at)?;
+        }
 
         match &e.body {
             JournalBody::ExceptionRaised(x) => {
@@ -408,6 +423,15 @@ impl<'a> Overlay<'a> {
         self.link(&format!("odoo:{}", c.meta.correlation_key), &link)?;
         for r in command_refs(&c.body) {
             self.link(&r, &link)?;
+        }
+        // Goods sent back to a supplier leave the stock when Waybill asks Odoo to return
+        // them (the warehouse cancelled the receipt): the command carries the lines.
+        if let CommandBody::ReturnToVendor(p) = &c.body {
+            let what = format!("ReturnToVendor {}", p.receipt_id);
+            for l in &p.lines {
+                let moved = Movements { returned_to_vendor: l.quantity, ..Movements::default() };
+                self.move_stock(&l.sku, moved, &what, c.meta.issued_at)?;
+            }
         }
         Ok(Outcome::Applied)
     }
@@ -518,6 +542,42 @@ impl<'a> Overlay<'a> {
         s.short += d.short;
         s.picked += d.picked;
         s.shipped += d.shipped;
+        Ok(())
+    }
+
+    /// Adds `moved` to the movements of `sku`; `what` becomes its latest movement when it
+    /// is later (by time, then name) than the one known, so the result does not depend on
+    /// the order partitions arrive in.
+    fn move_stock(&mut self, sku: &str, moved: Movements, what: &str, at: Timestamp) -> Result<()> {
+        keys::movements_into(&mut self.key, sku);
+        let slot = self.movements.slot(self.tree, self.fresh, &self.key)?;
+        let v = slot.modify().get_or_insert_with(|| SkuMovements {
+            sku: sku.to_string(),
+            movements: Movements::default(),
+            last_movement: None,
+            last_at: Timestamp(i64::MIN),
+        });
+        v.movements.received += moved.received;
+        v.movements.returned_to_vendor += moved.returned_to_vendor;
+        v.movements.shipped += moved.shipped;
+        v.movements.restocked += moved.restocked;
+        if (at, Some(what)) > (v.last_at, v.last_movement.as_deref()) {
+            v.last_at = at;
+            v.last_movement = Some(what.to_string());
+        }
+        Ok(())
+    }
+
+    /// Folds a product's `StockReconciled` record (one partition writes it: its subject's).
+    fn stock_check(&mut self, sku: &str, r: &StockReconciliation, at: Timestamp) -> Result<()> {
+        keys::stock_check_into(&mut self.key, sku);
+        let slot = self.checks.slot(self.tree, self.fresh, &self.key)?;
+        let v = slot.modify();
+        let mut baseline = v.as_ref().and_then(|c| c.baseline);
+        if matches!(r.outcome, ReconcileOutcome::Baseline | ReconcileOutcome::Accepted) {
+            baseline = Some((r.on_hand, r.journaled.net()));
+        }
+        *v = Some(StockCheck { sku: sku.to_string(), baseline, last: r.clone(), at });
         Ok(())
     }
 
@@ -773,7 +833,7 @@ pub(crate) fn fold_order(order: &mut OrderView, e: &JournalEvent, stock: &mut Ve
         // statement's.
         JournalBody::PurchaseOpened(o) => order.currency = Some(o.currency.clone()),
         JournalBody::StatementOpened(s) => order.currency = Some(s.currency.clone()),
-        JournalBody::LineApplied(_) | JournalBody::LineRecorded(_) => {}
+        JournalBody::LineApplied(_) | JournalBody::LineRecorded(_) | JournalBody::StockReconciled(_) => {}
         JournalBody::PurchaseClosed(_)
         | JournalBody::ShipNoticeRecorded(_)
         | JournalBody::ReceiptRecorded(_)
@@ -826,6 +886,39 @@ fn journal_refs(body: &JournalBody) -> Vec<String> {
 }
 
 /// Source refs a command is indexed under, besides `waybill:<key>` and its order.
+/// The stock movements a journal event records, by product.
+fn journal_movements(body: &JournalBody) -> Vec<(&str, Movements)> {
+    match body {
+        JournalBody::ShipmentRecorded(g) => g
+            .lines
+            .iter()
+            .map(|l| (l.sku.as_str(), Movements { shipped: l.quantity, ..Movements::default() }))
+            .collect(),
+        JournalBody::ReceiptRecorded(g) => g
+            .lines
+            .iter()
+            .map(|l| (l.sku.as_str(), Movements { received: l.quantity, ..Movements::default() }))
+            .collect(),
+        JournalBody::ReturnReceiptRecorded(r) => r
+            .lines
+            .iter()
+            .filter(|l| l.condition == ItemCondition::Restock)
+            .map(|l| (l.sku.as_str(), Movements { restocked: l.quantity, ..Movements::default() }))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The business id of a movement event: the shipment or receipt.
+fn movement_ref(body: &JournalBody) -> &str {
+    match body {
+        JournalBody::ShipmentRecorded(g) => &g.shipment_id,
+        JournalBody::ReceiptRecorded(g) => &g.receipt_id,
+        JournalBody::ReturnReceiptRecorded(r) => &r.receipt_id,
+        _ => "",
+    }
+}
+
 fn command_refs(body: &CommandBody) -> Vec<String> {
     let wms = |id: &str| SourceRef::new(System::Wms, id).to_string();
     match body {

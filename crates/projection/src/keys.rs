@@ -15,6 +15,8 @@
 //! | `p/` | posting id | the order ref holding the posting: index for [`posting`](crate::ProjectionStore::posting) |
 //! | `ps/` | posting state, held at (i64), posting id | the order ref holding the posting: index of postings by state and age, for [`postings_by_age`](crate::ProjectionStore::postings_by_age) |
 //! | `s/` | warehouse, sku | [`StockPosition`](crate::StockPosition) |
+//! | `mv/` | sku | [`SkuMovements`](crate::SkuMovements): what moved the product's stock, summed |
+//! | `rc/` | sku | [`StockCheck`](crate::StockCheck): where the product's reconciliation stands |
 //! | `c/` | topic, partition | next offset to apply (i64) |
 //! | `oa/` | order status, latest change (i64), order ref | empty: index of orders by status and age, for [`orders_by_age`](crate::ProjectionStore::orders_by_age) |
 //! | `ns/` | order status | number of orders in it (i64) |
@@ -23,7 +25,7 @@
 //! | `m/clearing` | | present while [`clear`](crate::ProjectionStore::clear) runs |
 
 /// Version of the key layout and value encoding; a store with another one must be rebuilt.
-pub(crate) const LAYOUT_VERSION: &[u8] = b"7";
+pub(crate) const LAYOUT_VERSION: &[u8] = b"8";
 
 pub(crate) const ORDER: &[u8] = b"o/";
 pub(crate) const ORDER_AGE: &[u8] = b"oa/";
@@ -31,6 +33,8 @@ pub(crate) const EXCEPTION: &[u8] = b"x/";
 pub(crate) const OPEN_EXCEPTION: &[u8] = b"xo/";
 pub(crate) const LINEAGE: &[u8] = b"l/";
 pub(crate) const STOCK: &[u8] = b"s/";
+pub(crate) const MOVEMENTS: &[u8] = b"mv/";
+pub(crate) const STOCK_CHECK: &[u8] = b"rc/";
 pub(crate) const POSTING: &[u8] = b"p/";
 pub(crate) const POSTING_AGE: &[u8] = b"ps/";
 pub(crate) const CHECKPOINT: &[u8] = b"c/";
@@ -95,6 +99,18 @@ pub(crate) fn lineage_into(k: &mut Vec<u8>, source_ref: &str) {
 
 pub(crate) fn stock_into(k: &mut Vec<u8>, warehouse: &str, sku: &str) {
     join_into(k, STOCK, &[warehouse.as_bytes(), sku.as_bytes()]);
+}
+
+pub(crate) fn movements_into(k: &mut Vec<u8>, sku: &str) {
+    join_into(k, MOVEMENTS, &[sku.as_bytes()]);
+}
+
+pub(crate) fn stock_check_into(k: &mut Vec<u8>, sku: &str) {
+    join_into(k, STOCK_CHECK, &[sku.as_bytes()]);
+}
+
+pub(crate) fn movements(sku: &str) -> Vec<u8> {
+    join(MOVEMENTS, &[sku.as_bytes()])
 }
 
 pub(crate) fn checkpoint_into(k: &mut Vec<u8>, topic: &str, partition: i32) {

@@ -41,5 +41,5 @@ pub use store::ProjectionStore;
 pub use summary::summarize;
 pub use view::{
     DocumentView, ExceptionView, LineageEntry, LinkKind, OrderLineView, OrderStatus, OrderView, PostingView,
-    SagaProgress, ShipmentView, StockPosition, TimelineEntry,
+    SagaProgress, ShipmentView, SkuMovements, StockCheck, StockPosition, TimelineEntry,
 };

@@ -11,7 +11,10 @@ use crate::apply::{Codec, OrderRecord, build_batch};
 use crate::error::{Error, Result};
 use crate::input::{ApplyStats, Positioned};
 use crate::keys;
-use crate::view::{ExceptionView, LineageEntry, OrderStatus, OrderView, PostingView, StockPosition, TimelineEntry};
+use crate::view::{
+    ExceptionView, LineageEntry, OrderStatus, OrderView, PostingView, SkuMovements, StockCheck, StockPosition,
+    TimelineEntry,
+};
 
 /// Removals per batch while clearing.
 const CLEAR_CHUNK: usize = 10_000;
@@ -456,6 +459,21 @@ impl ProjectionStore {
     /// Every stock position, by warehouse and SKU.
     pub fn stock_all(&self) -> Result<Vec<StockPosition>> {
         self.scan(keys::STOCK)
+    }
+
+    /// What Waybill journaled as moving one product's stock, in all warehouses.
+    pub fn movements(&self, sku: &str) -> Result<Option<SkuMovements>> {
+        self.get(&keys::movements(sku))
+    }
+
+    /// The movements of every product that has moved, by SKU.
+    pub fn movements_all(&self) -> Result<Vec<SkuMovements>> {
+        self.scan(keys::MOVEMENTS)
+    }
+
+    /// Where each product's stock reconciliation stands, by SKU.
+    pub fn stock_checks(&self) -> Result<Vec<StockCheck>> {
+        self.scan(keys::STOCK_CHECK)
     }
 
     /// Every key and value, in key order: for byte-for-byte comparisons of two stores.

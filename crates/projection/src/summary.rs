@@ -1,6 +1,7 @@
 //! One-line, human summaries of journal events for the order timeline. They depend only
 //! on the event, so a rebuild writes the same text.
 
+use waybill_domain::reconcile::ReconcileOutcome;
 use waybill_domain::{JournalBody, JournalEvent, Qty, Timestamp};
 
 /// `2024-05-01T10:00:00Z` (UTC, seconds).
@@ -195,6 +196,15 @@ pub fn summarize(e: &JournalEvent) -> String {
             )
         }
         JournalBody::LineRecorded(p) => format!("line {} posted as {}", p.line_id, p.entry_number),
+        JournalBody::StockReconciled(r) => {
+            let what = match r.outcome {
+                ReconcileOutcome::Baseline => "baseline set",
+                ReconcileOutcome::Mismatch => "mismatch found",
+                ReconcileOutcome::Agreed => "back in agreement",
+                ReconcileOutcome::Accepted => "warehouse figure accepted as the baseline",
+            };
+            format!("run {}: {what}: warehouse {} on hand, Waybill expects {}", r.run_id, r.on_hand, r.expected)
+        }
         JournalBody::SagaReplayed(r) => format!(
             "replay by {} ({}): {} replayed, {} applied, {} issued, {} still refused",
             r.actor,

@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use waybill_domain::journal::DocumentKind;
+use waybill_domain::reconcile::{Movements, StockReconciliation};
 use waybill_domain::{ExceptionCategory, Money, Qty, SagaKind, SourceRef, Timestamp};
 
 /// Where an order stands, derived from its journal events.
@@ -444,6 +445,43 @@ pub struct LineageEntry {
     pub offset: i64,
     /// Decision time (for dead letters: when the record was appended).
     pub at: Timestamp,
+}
+
+/// What moved one product's stock, in all warehouses, as Waybill journaled it: the
+/// expectation a stock reconciliation compares with the warehouse system. Written from
+/// every partition, so only by commutative updates (sums, and the latest movement by
+/// time then name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkuMovements {
+    /// Product code.
+    pub sku: String,
+    /// Summed movements.
+    pub movements: Movements,
+    /// The latest movement (`ShipmentRecorded SHP-1`), by its time, then its name.
+    pub last_movement: Option<String>,
+    /// When it happened (the journal event's or command's time).
+    pub last_at: Timestamp,
+}
+
+/// Where one product's stock reconciliation stands (the fold of its `StockReconciled`
+/// records).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockCheck {
+    /// Product code.
+    pub sku: String,
+    /// The warehouse's figure at the baseline, and Waybill's net movements then.
+    pub baseline: Option<(Qty, Qty)>,
+    /// The latest record.
+    pub last: StockReconciliation,
+    /// When it was journaled.
+    pub at: Timestamp,
+}
+
+impl StockCheck {
+    /// A finding is open: the latest record is a mismatch.
+    pub fn is_open(&self) -> bool {
+        self.last.outcome == waybill_domain::reconcile::ReconcileOutcome::Mismatch
+    }
 }
 
 /// Quantities per warehouse and SKU, summed over journal events.

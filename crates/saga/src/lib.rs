@@ -41,6 +41,7 @@ pub mod invoicing;
 pub mod outcome;
 pub mod policy;
 pub mod procurement;
+pub mod reconcile;
 pub mod registry;
 pub mod returns;
 pub mod saga;

@@ -4,7 +4,7 @@
 //!
 //! A correlation key belongs to the first registered flow whose [`Flow::owns`] accepts
 //! it; the last one (orders) takes every key no other flow claims, so flows with their
-//! own key space (`po:…`, `stmt:…`) are listed before it.
+//! own key space (`po:…`, `stmt:…`, `recon:…`) are listed before it.
 
 use waybill_domain::{InboundEvent, JournalEvent, Timestamp};
 
@@ -12,6 +12,7 @@ use crate::cash::StatementFlow;
 use crate::decision::Cause;
 use crate::flow::{self, Env, Flow, OrderFlow, ReplayRecord, Step};
 use crate::procurement::PurchaseFlow;
+use crate::reconcile::ReconcileFlow;
 use crate::saga::Lifecycle;
 use crate::watch::Stall;
 
@@ -127,6 +128,7 @@ macro_rules! flows {
 // Each registered flow, one line; a flow with its own key prefix goes above `Order`.
 flows! {
     Purchase(PurchaseFlow),
+    Reconcile(ReconcileFlow),
     Statement(StatementFlow),
     Order(OrderFlow),
 }

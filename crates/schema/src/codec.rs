@@ -180,6 +180,7 @@ family!(
         StatementReceived,
         StatementLinePosted,
         StatementLineRejected,
+        StockObserved,
     ]
 );
 
@@ -258,6 +259,7 @@ family!(
         StatementOpened,
         LineApplied,
         LineRecorded,
+        StockReconciled,
     ]
 );
 

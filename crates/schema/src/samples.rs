@@ -29,6 +29,7 @@ use waybill_domain::purchase::{
     ReceiptPosting, ReceiptReversal, ReceiptValidated, ReceivedLine, ShipNotice, ShipNoticeLine, VendorBill,
     VendorBillPosted, VendorBillRejected, VendorCredit, VendorCreditIssued,
 };
+use waybill_domain::reconcile::{Movements, ReconcileOutcome, StockObserved, StockReconciliation};
 use waybill_domain::{
     Command, CommandMeta, EventMeta, InboundEvent, JournalEvent, Money, Qty, SourceRef, System, Timestamp,
 };
@@ -218,6 +219,10 @@ pub fn statement_entry() -> StatementEntry {
         write_off: Money(0),
         remainder: Money(0),
     }
+}
+
+fn movements() -> Movements {
+    Movements { received: Qty(40_000), returned_to_vendor: Qty(0), shipped: Qty(12_000), restocked: Qty(1_000) }
 }
 
 fn line_posted() -> StatementLinePosted {
@@ -506,6 +511,16 @@ pub fn event_bodies() -> Vec<EventBody> {
             line_id: s("2026-118/1"),
             reason: s("journal BNK1 is locked"),
         }),
+        EventBody::StockObserved(StockObserved {
+            run_id: s("stock-20261201T0900"),
+            sku: s("BOLT-M8"),
+            on_hand: Qty(118_000),
+            wms_last_movement: Some(s("SHP-1")),
+            journaled: movements(),
+            journal_last_movement: Some(s("ShipmentRecorded SHP-1")),
+            tolerance: Qty(0),
+            window: T0,
+        }),
     ];
     // Exhaustive on purpose: a new variant fails to compile here until it has a sample.
     for body in &bodies {
@@ -546,7 +561,8 @@ pub fn event_bodies() -> Vec<EventBody> {
             | EventBody::VendorCreditNoteIssued(_)
             | EventBody::StatementReceived(_)
             | EventBody::StatementLinePosted(_)
-            | EventBody::StatementLineRejected(_) => {}
+            | EventBody::StatementLineRejected(_)
+            | EventBody::StockObserved(_) => {}
         }
     }
     bodies
@@ -809,6 +825,15 @@ pub fn journal_events() -> Vec<JournalEvent> {
         JournalBody::StatementOpened(Box::new(statement())),
         JournalBody::LineApplied(StatementEntry { booking_date: None, counterparty: None, ..statement_entry() }),
         JournalBody::LineRecorded(line_posted()),
+        JournalBody::StockReconciled(StockReconciliation {
+            run_id: s("stock-20261201T0900"),
+            outcome: ReconcileOutcome::Mismatch,
+            on_hand: Qty(118_000),
+            journaled: movements(),
+            expected: Qty(120_000),
+            wms_last_movement: Some(s("SHP-1")),
+            journal_last_movement: None,
+        }),
     ];
     for body in &bodies {
         match body {
@@ -858,7 +883,8 @@ pub fn journal_events() -> Vec<JournalEvent> {
             | JournalBody::VendorCreditRecorded(_)
             | JournalBody::StatementOpened(_)
             | JournalBody::LineApplied(_)
-            | JournalBody::LineRecorded(_) => {}
+            | JournalBody::LineRecorded(_)
+            | JournalBody::StockReconciled(_) => {}
         }
     }
     bodies
@@ -869,7 +895,9 @@ pub fn journal_events() -> Vec<JournalEvent> {
                 saga_id: SagaKind::OrderToFulfillment.saga_id("SO0042"),
                 // Records every saga writes take each kind in turn (the procure-to-receive
                 // kind only where the record's latest schema has it); its own records, its own.
-                kind: if seq as usize > PRE_CASH_JOURNAL {
+                kind: if seq as usize > PRE_RECONCILIATION_JOURNAL {
+                    SagaKind::Reconciliation
+                } else if seq as usize > PRE_CASH_JOURNAL {
                     SagaKind::CashApplication
                 } else if seq as usize > PRE_PURCHASE_JOURNAL {
                     SagaKind::PurchaseToReceive
@@ -896,6 +924,8 @@ pub fn journal_events() -> Vec<JournalEvent> {
 const PRE_PURCHASE_JOURNAL: usize = 34;
 /// The journal variants declared before cash application's.
 const PRE_CASH_JOURNAL: usize = 44;
+/// The journal variants declared before reconciliation's.
+const PRE_RECONCILIATION_JOURNAL: usize = 47;
 
 /// A checkpoint covering two input topics.
 pub fn checkpoint() -> Checkpoint {

@@ -173,6 +173,7 @@ fn enum_symbols_are_serde_names_in_declaration_order() {
                 SagaKind::TargetHealth,
                 SagaKind::PurchaseToReceive,
                 SagaKind::CashApplication,
+                SagaKind::Reconciliation,
             ]),
             None,
         ),

@@ -198,7 +198,7 @@ impl Flow for OrderFlow {
             SagaKind::ShipToInvoice => Target::Invoice(id.strip_prefix("s2i:").unwrap_or(id).to_string()),
             SagaKind::ReturnsCredit => Target::Return(id.strip_prefix("ret:").unwrap_or(id).to_string()),
             SagaKind::TargetHealth => Target::Health(TargetOutage::target_of_key(&self.key).unwrap_or(System::Other)),
-            SagaKind::PurchaseToReceive | SagaKind::CashApplication => return None,
+            SagaKind::PurchaseToReceive | SagaKind::CashApplication | SagaKind::Reconciliation => return None,
         })
     }
 
@@ -343,6 +343,15 @@ fn route(flow: &mut OrderFlow, event: &InboundEvent, env: &Env<'_>, cause: &Caus
                 "{} keyed {:?}, which is not a bank statement's key; key cash-application events stmt:<statement>",
                 event.body.name(),
                 flow.key
+            ));
+            commit(flow, &flow.home(), d, cause, out);
+        }
+        // A reconciliation run's observations belong to their subject (`recon:…`).
+        EventBody::StockObserved(o) => {
+            let d = reject(format!(
+                "StockObserved keyed {:?}, which is not a reconciliation subject's key; key it {}",
+                flow.key,
+                waybill_domain::reconcile::stock_key(&o.sku)
             ));
             commit(flow, &flow.home(), d, cause, out);
         }
