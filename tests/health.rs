@@ -39,6 +39,7 @@ fn grpc_health_follows_readiness() {
             audit_dir: dir.path().join("audit"),
             partitions: 1,
             readiness: Some(ready.clone()),
+            reconciler: None,
         },
     )
     .unwrap();

@@ -69,13 +69,41 @@ impl Client {
         body: &[u8],
         trace: Option<&TraceHeaders>,
     ) -> Result<Answer, Failure> {
+        let span = self.span("POST", url, route, trace);
+        let _entered = span.enter();
+        let mut request = self.agent.post(url).header("Content-Type", content_type);
+        for (k, v) in outgoing(&span, headers, trace) {
+            request = request.header(k, v);
+        }
+        finish(&span, url, request.send(body))
+    }
+
+    /// `GET url` with `headers`, as a client span named `GET <route>` (a read: a
+    /// reconciliation's page of stock).
+    pub fn get(
+        &self,
+        url: &str,
+        route: &str,
+        headers: &[(&str, String)],
+        trace: Option<&TraceHeaders>,
+    ) -> Result<Answer, Failure> {
+        let span = self.span("GET", url, route, trace);
+        let _entered = span.enter();
+        let mut request = self.agent.get(url).header("Accept", "application/json");
+        for (k, v) in outgoing(&span, headers, trace) {
+            request = request.header(k, v);
+        }
+        finish(&span, url, request.call())
+    }
+
+    fn span(&self, method: &'static str, url: &str, route: &str, trace: Option<&TraceHeaders>) -> tracing::Span {
         let (host, port) = host_port(url);
         let span = tracing::info_span!(
             target: SPAN_TARGET,
             "http",
-            otel.name = format!("POST {route}"),
+            otel.name = format!("{method} {route}"),
             otel.kind = "client",
-            http.request.method = "POST",
+            http.request.method = method,
             url.full = url,
             server.address = host,
             server.port = port,
@@ -87,47 +115,54 @@ impl Client {
             let pairs: Vec<(&'static str, Vec<u8>)> = t.pairs().collect();
             waybill_telemetry::continue_trace(&span, pairs.iter().map(|(k, v)| (*k, v.as_slice())));
         }
-        let _entered = span.enter();
-        let outgoing = waybill_telemetry::inject(&span).or_else(|| trace.cloned());
-        let mut request = self.agent.post(url).header("Content-Type", content_type);
-        for (k, v) in headers {
-            request = request.header(*k, v.as_str());
-        }
-        if let Some(t) = &outgoing {
-            for (k, v) in t.pairs() {
-                request = request.header(k, String::from_utf8_lossy(&v).as_ref());
-            }
-        }
-        let result = request.send(body);
-        let answer = match result {
-            Ok(mut response) => {
-                let status = response.status().as_u16();
-                let retry_after =
-                    parse_retry_after(response.headers().get("retry-after").and_then(|v| v.to_str().ok()));
-                let body = response
-                    .body_mut()
-                    .with_config()
-                    .limit(16 << 20)
-                    .read_to_vec()
-                    .map_err(|e| Failure::Unknown { reason: format!("{url}: the answer broke off: {e}") })?;
-                Answer { status, retry_after, body }
-            }
-            Err(e) => {
-                let f = classify_transport(url, e);
-                if !span.is_disabled() {
-                    span.record("error.type", f.outcome());
-                }
-                return Err(f);
-            }
-        };
-        if !span.is_disabled() {
-            span.record("http.response.status_code", i64::from(answer.status));
-            if answer.status >= 400 {
-                span.record("error.type", answer.status.to_string());
-            }
-        }
-        Ok(answer)
+        span
     }
+}
+
+/// The caller's headers and the span's trace context (`traceparent`), to send.
+fn outgoing(span: &tracing::Span, headers: &[(&str, String)], trace: Option<&TraceHeaders>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = headers.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect();
+    if let Some(t) = waybill_telemetry::inject(span).or_else(|| trace.cloned()) {
+        for (k, v) in t.pairs() {
+            out.push((k.to_string(), String::from_utf8_lossy(&v).into_owned()));
+        }
+    }
+    out
+}
+
+/// The answer of a sent request, recorded on its span.
+fn finish(
+    span: &tracing::Span,
+    url: &str,
+    result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<Answer, Failure> {
+    let answer = match result {
+        Ok(mut response) => {
+            let status = response.status().as_u16();
+            let retry_after = parse_retry_after(response.headers().get("retry-after").and_then(|v| v.to_str().ok()));
+            let body = response
+                .body_mut()
+                .with_config()
+                .limit(16 << 20)
+                .read_to_vec()
+                .map_err(|e| Failure::Unknown { reason: format!("{url}: the answer broke off: {e}") })?;
+            Answer { status, retry_after, body }
+        }
+        Err(e) => {
+            let f = classify_transport(url, e);
+            if !span.is_disabled() {
+                span.record("error.type", f.outcome());
+            }
+            return Err(f);
+        }
+    };
+    if !span.is_disabled() {
+        span.record("http.response.status_code", i64::from(answer.status));
+        if answer.status >= 400 {
+            span.record("error.type", answer.status.to_string());
+        }
+    }
+    Ok(answer)
 }
 
 fn host_port(url: &str) -> (String, i64) {

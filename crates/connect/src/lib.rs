@@ -28,6 +28,7 @@ pub mod odoo;
 pub mod queue;
 pub mod runtime;
 pub mod secret;
+pub mod stock;
 pub mod target;
 pub mod throttle;
 

@@ -54,6 +54,8 @@ pub struct Clients {
     pub audit: proto::audit_client::AuditClient<AuthChannel>,
     /// `waybill.v1.Workbench`.
     pub workbench: proto::workbench_client::WorkbenchClient<AuthChannel>,
+    /// `waybill.v1.Reconciliation`.
+    pub reconciliation: proto::reconciliation_client::ReconciliationClient<AuthChannel>,
 }
 
 fn read(what: &str, p: &PathBuf) -> Result<Vec<u8>> {
@@ -100,6 +102,7 @@ pub async fn connect(opts: &ClientOptions) -> Result<Clients> {
         approvals: proto::approvals_client::ApprovalsClient::with_interceptor(channel.clone(), auth.clone()),
         queries: proto::queries_client::QueriesClient::with_interceptor(channel.clone(), auth.clone()),
         audit: proto::audit_client::AuditClient::with_interceptor(channel.clone(), auth.clone()),
-        workbench: proto::workbench_client::WorkbenchClient::with_interceptor(channel, auth),
+        workbench: proto::workbench_client::WorkbenchClient::with_interceptor(channel.clone(), auth.clone()),
+        reconciliation: proto::reconciliation_client::ReconciliationClient::with_interceptor(channel, auth),
     })
 }

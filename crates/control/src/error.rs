@@ -47,6 +47,10 @@ pub enum Error {
         #[source]
         source: sled::Error,
     },
+    /// A system the call must read (the warehouse, for a reconciliation) cannot be read
+    /// now; nothing was changed.
+    #[error("{0}")]
+    Unavailable(String),
     /// Anything else that is the server's fault.
     #[error("{0}")]
     Internal(String),
@@ -70,7 +74,7 @@ impl Error {
             Error::FailedPrecondition(_) => tonic::Code::FailedPrecondition,
             Error::InvalidArgument(_) => tonic::Code::InvalidArgument,
             Error::Pending(_) => tonic::Code::DeadlineExceeded,
-            Error::Log(_) => tonic::Code::Unavailable,
+            Error::Log(_) | Error::Unavailable(_) => tonic::Code::Unavailable,
             Error::Config { .. } | Error::Projection(_) | Error::Audit { .. } | Error::Internal(_) => {
                 tonic::Code::Internal
             }

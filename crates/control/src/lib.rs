@@ -57,3 +57,4 @@ pub use auth::{Principal, Role};
 pub use config::ControlConfig;
 pub use error::{Error, Result};
 pub use server::{ControlDeps, ControlServer, Readiness, ReadinessCheck, Services};
+pub use service::Reconciler;

@@ -20,7 +20,7 @@ use crate::config::ControlConfig;
 use crate::error::{Error, Result};
 use crate::grpc_metrics::GrpcMetricsLayer;
 use crate::proto;
-use crate::service::{ApprovalsService, AuditService, Control, QueriesService};
+use crate::service::{ApprovalsService, AuditService, Control, QueriesService, ReconciliationService};
 use crate::workbench::WorkbenchService;
 
 /// How long a shutdown waits for calls in flight before closing connections.
@@ -45,6 +45,8 @@ pub struct ControlDeps {
     /// Reasons the node cannot serve (log unreachable, a partition stuck); empty when it
     /// can. Polled every second to drive `grpc.health.v1`. `None`: always serving.
     pub readiness: Option<Readiness>,
+    /// Runs reconciliations on demand (`Reconcile`); `None`: the node runs none.
+    pub reconciler: Option<Arc<dyn crate::service::Reconciler>>,
 }
 
 /// A readiness check: the reasons the node is not ready, or none.
@@ -66,6 +68,7 @@ async fn track_health(reporter: tonic_health::server::HealthReporter, ready: Rea
         <proto::queries_server::QueriesServer<QueriesService> as tonic::server::NamedService>::NAME,
         <proto::audit_server::AuditServer<AuditService> as tonic::server::NamedService>::NAME,
         <proto::workbench_server::WorkbenchServer<WorkbenchService> as tonic::server::NamedService>::NAME,
+        <proto::reconciliation_server::ReconciliationServer<ReconciliationService> as tonic::server::NamedService>::NAME,
     ];
     let mut last = None;
     loop {
@@ -92,13 +95,14 @@ async fn track_health(reporter: tonic_health::server::HealthReporter, ready: Rea
 
 /// Every gRPC service the server answers, by full name: the labels the metrics layer
 /// may use for `service`.
-fn served_services() -> [&'static str; 7] {
+fn served_services() -> [&'static str; 8] {
     use tonic::server::NamedService;
     [
         <proto::approvals_server::ApprovalsServer<ApprovalsService> as NamedService>::NAME,
         <proto::queries_server::QueriesServer<QueriesService> as NamedService>::NAME,
         <proto::workbench_server::WorkbenchServer<WorkbenchService> as NamedService>::NAME,
         <proto::audit_server::AuditServer<AuditService> as NamedService>::NAME,
+        <proto::reconciliation_server::ReconciliationServer<ReconciliationService> as NamedService>::NAME,
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
@@ -176,6 +180,7 @@ impl ControlServer {
             catalog: deps.catalog,
             policy: deps.policy,
             watchers: Default::default(),
+            reconciler: deps.reconciler,
         });
 
         let mut builder = Server::builder();
@@ -221,7 +226,10 @@ impl ControlServer {
             .add_service(proto::approvals_server::ApprovalsServer::new(services.approvals.clone()))
             .add_service(proto::queries_server::QueriesServer::new(services.queries.clone()))
             .add_service(proto::workbench_server::WorkbenchServer::new(services.workbench.clone()))
-            .add_service(proto::audit_server::AuditServer::new(services.audit.clone()));
+            .add_service(proto::audit_server::AuditServer::new(services.audit.clone()))
+            .add_service(proto::reconciliation_server::ReconciliationServer::new(ReconciliationService(
+                services.control.clone(),
+            )));
 
         let std_listener = std::net::TcpListener::bind(addr).map_err(|e| Error::Config {
             key: "control.listen",

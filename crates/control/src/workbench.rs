@@ -42,13 +42,13 @@ fn request_id() -> String {
 }
 
 /// One workbench call: who, from where, what, on what.
-struct Call<'a> {
-    who: &'a Principal,
-    peer: &'a str,
-    action: &'static str,
-    target: &'a str,
-    order_ref: String,
-    note: &'a str,
+pub(crate) struct Call<'a> {
+    pub(crate) who: &'a Principal,
+    pub(crate) peer: &'a str,
+    pub(crate) action: &'static str,
+    pub(crate) target: &'a str,
+    pub(crate) order_ref: String,
+    pub(crate) note: &'a str,
 }
 
 /// A saga's answer to a workbench action on one exception.
@@ -109,7 +109,7 @@ fn command_preview(c: &waybill_domain::Command) -> proto::PreviewCommand {
 
 impl Control {
     /// Writes a workbench attempt the control plane answered itself to `waybill.audit`.
-    fn record_workbench_edge(&self, c: &Call<'_>, outcome: &str, detail: &str) -> Result<()> {
+    pub(crate) fn record_workbench_edge(&self, c: &Call<'_>, outcome: &str, detail: &str) -> Result<()> {
         let x = EdgeRecord {
             at_us: Timestamp::now().0,
             actor: c.who.identity.clone(),
@@ -134,7 +134,7 @@ impl Control {
     }
 
     /// Audits an edge refusal and returns the error.
-    fn refuse_at_edge<T>(&self, c: &Call<'_>, e: Error) -> Result<T> {
+    pub(crate) fn refuse_at_edge<T>(&self, c: &Call<'_>, e: Error) -> Result<T> {
         let detail = format!("{:?}: {e}", e.code());
         self.record_workbench_edge(c, "refused", &detail)?;
         tracing::info!(waybill.actor = %c.who.identity, action = c.action, target = %c.target, error = %e, "workbench action refused");

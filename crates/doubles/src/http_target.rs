@@ -101,6 +101,10 @@ impl Answer {
 /// into the target.
 pub type Behaviour = Arc<dyn Fn(&Received) -> Answer + Send + Sync>;
 
+/// Answers a signed `GET` of the read path (a page of stock): it sees the raw query
+/// string and answers `200` with the JSON it returns, or the status and message of `Err`.
+pub type Reads = Arc<dyn Fn(&str) -> Result<Value, (u16, String)> + Send + Sync>;
+
 /// How to start an [`HttpTarget`].
 #[derive(Clone)]
 pub struct HttpTargetConfig {
@@ -117,6 +121,10 @@ pub struct HttpTargetConfig {
     /// The fraction of requests answered `503 Service Unavailable` before anything else is
     /// looked at (an overloaded system; the caller retries the same command); default 0.
     pub unavailable_rate: f64,
+    /// The path of reads (`GET`), default `/v1/stock`, and what answers them; `None`
+    /// (the default) serves no reads. A read is signed over its request target:
+    /// `X-Waybill-Signature: sha256=<hex HMAC-SHA256 of "GET <path>?<query>">`.
+    pub reads: Option<(String, Reads)>,
     /// Keep every request and command for [`HttpTarget::requests`] and
     /// [`HttpTarget::received`] (tests look at them); off, only the idempotency table is
     /// kept, so a long load run does not grow by every body it was sent. Default on.
@@ -138,6 +146,7 @@ impl Default for HttpTargetConfig {
             behaviour: Arc::new(|_| Answer::Accepted),
             latency: std::time::Duration::ZERO,
             unavailable_rate: 0.0,
+            reads: None,
             history: true,
         }
     }
@@ -352,11 +361,37 @@ async fn handle(
             Fault::Validation(message) => return refuse(422, &message),
         }
     }
-    let response = accept(&shared, &method, &path, &headers, key, header_text("traceparent"), &body);
+    let response = match &shared.config.reads {
+        Some((read_path, reads)) if *read_path == path && method == Method::GET => {
+            read(&shared.config.secret, &path, uri.query().unwrap_or(""), &headers, reads)
+        }
+        _ => accept(&shared, &method, &path, &headers, key, header_text("traceparent"), &body),
+    };
     if drop_after {
         return kill.drop_connection().await;
     }
     response
+}
+
+/// A signed read: the signature covers `GET <path>?<query>`.
+fn read(secret: &[u8], path: &str, query: &str, headers: &HeaderMap, reads: &Reads) -> Response {
+    let signed = format!("GET {path}?{query}");
+    let valid = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.strip_prefix("sha256="))
+        .and_then(unhex)
+        .is_some_and(|tag| hmac::verify(&hmac::Key::new(hmac::HMAC_SHA256, secret), signed.as_bytes(), &tag).is_ok());
+    if !valid {
+        return refuse(
+            401,
+            "missing or wrong X-Waybill-Signature; a read is signed over its request target: sha256=<hex HMAC-SHA256 of \"GET <path>?<query>\">",
+        );
+    }
+    match reads(query) {
+        Ok(v) => reply(200, Some(&v)),
+        Err((status, message)) => refuse(status, &message),
+    }
 }
 
 fn accept(

@@ -42,6 +42,7 @@ pub mod faults;
 pub mod http_target;
 pub mod odoo;
 mod serve;
+pub mod stock;
 
 /// Why a double could not start.
 #[derive(Debug, thiserror::Error)]

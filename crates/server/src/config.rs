@@ -49,6 +49,9 @@ pub struct Config {
     /// every key is documented on [`crate::connectors::ConnectorSettings`]). None: the
     /// commands wait in their topics for a system that reads them itself.
     pub connectors: BTreeMap<String, crate::connectors::ConnectorSettings>,
+    /// Reconciliation runs: their schedule, the warehouse connector they read, their
+    /// tolerance (see [`crate::reconcile::ReconcileSettings`]).
+    pub reconcile: crate::reconcile::ReconcileSettings,
 }
 
 impl Default for Config {
@@ -69,6 +72,7 @@ impl Default for Config {
             policy: Policy::default(),
             telemetry: TelemetryConfig::default(),
             connectors: BTreeMap::new(),
+            reconcile: crate::reconcile::ReconcileSettings::default(),
         }
     }
 }
@@ -511,6 +515,19 @@ impl Config {
             });
         }
         self.ingest.validate()?;
+        self.reconcile.schedule().map_err(|problem| ConfigError::Invalid { key: "reconcile.schedule", problem })?;
+        if !self.reconcile.schedule.trim().is_empty() {
+            let stock = self.connectors.get(&self.reconcile.connector).map(|c| c.stock_url.as_str()).unwrap_or("");
+            if stock.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "reconcile.connector",
+                    problem: format!(
+                        "scheduled stock runs read the warehouse through [connectors.{}], which is not configured or has no stock_url; set stock_url (e.g. https://wms.example.com/v1/stock) or name the warehouse's connector",
+                        self.reconcile.connector
+                    ),
+                });
+            }
+        }
         if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<SocketAddr>().is_err() {
             return Err(ConfigError::Invalid {
                 key: "metrics.listen",

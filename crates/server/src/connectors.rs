@@ -31,6 +31,7 @@ use waybill_connect::http::{Format, HttpAdapter};
 use waybill_connect::odoo::poller::{Poller, PollerConfig};
 use waybill_connect::odoo::{Odoo, OdooAdapter, Protocol};
 use waybill_connect::secret::SecretFile;
+use waybill_connect::stock::StockReader;
 use waybill_connect::target::Limits;
 use waybill_connect::{Adapter, Connector, ConnectorConfig, Running};
 use waybill_domain::{System, topic};
@@ -98,6 +99,11 @@ pub struct ConnectorSettings {
     pub poll_overlap_secs: u64,
     /// Odoo: warehouse code for orders whose warehouse Odoo does not say.
     pub warehouse: String,
+    /// HTTP (a warehouse system): where reconciliation runs read its stock
+    /// (`GET <stock_url>?limit=&after=`, signed like the commands); empty: not read.
+    pub stock_url: String,
+    /// Products per stock page.
+    pub stock_page: usize,
 }
 
 impl Default for ConnectorSettings {
@@ -128,6 +134,8 @@ impl Default for ConnectorSettings {
             poll_interval_ms: 2_000,
             poll_page: 200,
             poll_overlap_secs: 5,
+            stock_url: String::new(),
+            stock_page: 200,
             warehouse: "WH-MAIN".into(),
         }
     }
@@ -193,6 +201,20 @@ impl ConnectorSettings {
         self.system(name)?;
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
             return bad("url", format!("{:?} is not an http:// or https:// URL", self.url));
+        }
+        if !self.stock_url.is_empty() {
+            if self.kind != "http" {
+                return bad(
+                    "stock_url",
+                    "is read over the HTTP shape; it belongs on a kind = \"http\" warehouse connector".into(),
+                );
+            }
+            if !(self.stock_url.starts_with("http://") || self.stock_url.starts_with("https://")) {
+                return bad("stock_url", format!("{:?} is not an http:// or https:// URL", self.stock_url));
+            }
+            if !(1..=1000).contains(&self.stock_page) {
+                return bad("stock_page", format!("{} is outside 1..=1000", self.stock_page));
+            }
         }
         match self.kind.as_str() {
             "odoo" => {
@@ -301,6 +323,7 @@ pub fn validate(all: &BTreeMap<String, ConnectorSettings>) -> Result<(), Invalid
 #[derive(Debug, Default)]
 pub struct Connectors {
     running: Vec<Arc<Running>>,
+    stock_readers: BTreeMap<String, StockReader>,
     stop: Arc<AtomicBool>,
     pollers: Vec<JoinHandle<()>>,
 }
@@ -343,6 +366,17 @@ impl Connectors {
             };
             let connector = Connector::new(c.runtime(name, system), log.clone(), adapter);
             let target = connector.target();
+            if !c.stock_url.is_empty() {
+                let reader = StockReader::new(
+                    &c.stock_url,
+                    c.stock_page,
+                    c.timeouts(),
+                    target.clone(),
+                    secret(&c.hmac_secret_file)?,
+                    secret(&c.credentials_file)?,
+                );
+                out.stock_readers.insert(name.clone(), reader);
+            }
             let running = Arc::new(connector.start()?);
             tracing::info!(waybill.connector = %name, %system, kind = %c.kind, url = %c.url, "connector started");
             if let (Some(odoo), true) = (odoo, c.poll_interval_ms > 0 && system == System::Odoo) {
@@ -363,6 +397,11 @@ impl Connectors {
             out.running.push(running);
         }
         Ok(out)
+    }
+
+    /// The stock reader of connector `name`, when it has a `stock_url`.
+    pub fn stock_reader(&self, name: &str) -> Option<StockReader> {
+        self.stock_readers.get(name).cloned()
     }
 
     /// The running connectors.

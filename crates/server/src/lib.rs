@@ -11,5 +11,6 @@ pub mod ingest;
 pub mod load;
 pub mod node;
 pub mod observe;
+pub mod reconcile;
 pub mod registry;
 pub mod schemas;

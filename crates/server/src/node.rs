@@ -37,6 +37,8 @@ pub struct DataPaths {
     pub projections: PathBuf,
     /// The control plane's audit projection.
     pub audit: PathBuf,
+    /// Reconciliation reports (one JSON file per run).
+    pub reconcile: PathBuf,
 }
 
 impl DataPaths {
@@ -47,6 +49,7 @@ impl DataPaths {
             state: dir.join("state"),
             projections: dir.join("projections"),
             audit: dir.join("audit"),
+            reconcile: dir.join("reconcile"),
         }
     }
 }
@@ -178,6 +181,28 @@ impl Node {
                 supervise("projector", &stop, &failure, || projector.run(&stop).map_err(anyhow::Error::from))
             })?);
         }
+        // Stock reconciliation: on demand through the control plane, and on the schedule
+        // while this node owns partition 0 (one scheduler in the group, like the pollers).
+        let stock_job = {
+            let reader = connectors.lock().unwrap_or_else(|p| p.into_inner()).stock_reader(&cfg.reconcile.connector);
+            reader.map(|r| {
+                Arc::new(crate::reconcile::StockJob::new(
+                    r,
+                    projections.clone(),
+                    log.clone(),
+                    cfg.reconcile.clone(),
+                    paths.reconcile.clone(),
+                ))
+            })
+        };
+        if let (Some(job), Some(schedule)) = (&stock_job, cfg.reconcile.schedule().map_err(anyhow::Error::msg)?) {
+            let (job, stop, workers) = (job.clone(), stop.clone(), workers.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name("reconcile-scheduler".into())
+                    .spawn(move || crate::reconcile::run_schedule(schedule, job, || workers.owns(0), stop))?,
+            );
+        }
         let mut node = Node {
             log: log.clone(),
             projections,
@@ -251,6 +276,7 @@ impl Node {
                 audit_dir: paths.audit.clone(),
                 partitions: cfg.partitions,
                 readiness: Some(Arc::new(node.health(cfg))),
+                reconciler: stock_job.clone().map(|j| j as Arc<dyn waybill_control::Reconciler>),
             };
             match ControlServer::start(&cfg.control, deps) {
                 Ok(c) => node.control = Some(c),
@@ -448,6 +474,11 @@ impl Workers {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, Running>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This node works on `partition` now.
+    fn owns(&self, partition: i32) -> bool {
+        self.lock().contains_key(&partition)
     }
 
     /// Starts a worker for each of `partitions` not running yet.

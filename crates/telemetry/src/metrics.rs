@@ -98,6 +98,12 @@ metrics! {
     /// Time to restore one partition.
     RESTORE_DURATION = "waybill_partition_restore_duration_seconds", Histogram, [], "Time to restore one partition's sagas (state store plus journal catch-up).";
     // ---- business ----
+    /// Findings a reconciliation's last run reported, by kind.
+    RECONCILIATION_MISMATCHES = "waybill_reconciliation_mismatches", Gauge, ["kind"], "Subjects the last reconciliation run of each kind found beyond tolerance (each an open RECONCILIATION_MISMATCH exception); 0 when the systems agree.";
+    /// When a reconciliation last completed, by kind.
+    RECONCILIATION_LAST_RUN = "waybill_reconciliation_last_run_timestamp_seconds", Gauge, ["kind"], "Unix time at which the last reconciliation run of each kind completed (alert when it is older than its schedule allows).";
+    /// Reconciliation runs, by kind and outcome.
+    RECONCILIATION_RUNS = "waybill_reconciliation_runs_total", Counter, ["kind", "outcome"], "Reconciliation runs by kind and outcome: ok, or failed (the system of record could not be read; nothing was logged).";
     /// Sagas started, by kind.
     SAGAS_STARTED = "waybill_sagas_started_total", Counter, ["kind"], "Sagas started, by kind.";
     /// Sagas completed, by kind.

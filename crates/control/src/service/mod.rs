@@ -1,5 +1,6 @@
 //! The gRPC services, one idea a file: [`approvals`] (held postings: list, show, approve,
-//! reject), [`queries`] (orders, lineage, exceptions, the audit), [`watch`] (`WatchOrder`'s
+//! reject), [`queries`] (orders, lineage, exceptions, the audit), [`reconcile`] (a reconciliation
+//! run on demand), [`watch`] (`WatchOrder`'s
 //! shared waiter) and [`convert`] (read
 //! models as proto messages). Every handler authenticates, checks the role, then answers
 //! from the projections (queries) or writes a control event and waits for the saga's
@@ -8,6 +9,7 @@
 mod approvals;
 mod convert;
 mod queries;
+mod reconcile;
 mod watch;
 
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use waybill_projection::ProjectionStore;
 
 pub use approvals::ApprovalsService;
 pub use queries::{AuditService, QueriesService};
+pub use reconcile::{Reconciler, ReconciliationService};
 pub use watch::is_end_state;
 
 use crate::audit::AuditStore;
@@ -39,6 +42,7 @@ pub struct Control {
     pub(crate) policy: waybill_saga::Policy,
     /// Open `WatchOrder` streams and the thread that serves them.
     pub(crate) watchers: watch::Watchers,
+    pub(crate) reconciler: Option<Arc<dyn Reconciler>>,
 }
 
 /// Runs `f` on the blocking pool; errors become statuses in [`Error`]'s one mapping.

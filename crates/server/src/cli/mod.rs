@@ -5,7 +5,7 @@
 //! - [`topics`], [`projections`], [`schemas`]: administration of the log, the read models
 //!   and the schema catalog;
 //! - [`dlq`]: the dead-letter topic (through the control plane, or from the log);
-//! - [`approvals`], [`exceptions`], [`saga`], [`order`], [`trace`]: calls to a running
+//! - [`approvals`], [`exceptions`], [`saga`], [`order`], [`trace`], [`reconcile`]: calls to a running
 //!   server's gRPC control plane (`--server`, `--token` or `WAYBILL_TOKEN`).
 
 mod approvals;
@@ -13,6 +13,7 @@ mod dlq;
 mod exceptions;
 mod order;
 mod projections;
+mod reconcile;
 mod render;
 mod saga;
 mod schemas;
@@ -83,6 +84,11 @@ pub(crate) enum Command {
     Dlq {
         #[command(subcommand)]
         command: dlq::DlqCommand,
+    },
+    /// A reconciliation run now on a running server: `stock`.
+    Reconcile {
+        #[command(subcommand)]
+        command: reconcile::ReconcileCommand,
     },
     /// Held postings on a running server: list, show, approve, reject, audit.
     Approvals {
@@ -179,6 +185,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Schemas { command } => schemas::run(command),
         Command::Web { command } => web::run(command),
         Command::Dlq { command } => dlq::run(command),
+        Command::Reconcile { command } => reconcile::run(command),
         Command::Approvals { command } => approvals::run(command),
         Command::Exceptions { command } => exceptions::run(command),
         Command::Saga { command } => saga::run(command),

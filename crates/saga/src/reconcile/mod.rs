@@ -13,6 +13,8 @@
 //! A subject at rest (baselined, nothing open) is finished; a finding keeps it open, and
 //! the open exception is what watches it.
 
+pub mod run;
+
 use serde::{Deserialize, Serialize};
 use waybill_domain::journal::ExceptionResolved;
 use waybill_domain::reconcile::{self, Movements, ReconcileOutcome, StockObserved, StockReconciliation};
