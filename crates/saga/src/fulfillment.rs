@@ -333,6 +333,9 @@ pub fn decide(s: &Fulfillment, event: &InboundEvent, ctx: &Context<'_>) -> Decis
     if let EventBody::CommandFailed(f) = &event.body {
         return on_command_failed(s, f);
     }
+    if let (Status::Cancelled, EventBody::GoodsIssued(g)) = (s.status, &event.body) {
+        return on_goods_issued_after_cancellation(s, g);
+    }
     if s.status == Status::Cancelled || s.status == Status::Backordered {
         // Late answers to work that was withdrawn: nothing more to do.
         return Decision::noop();
@@ -799,6 +802,32 @@ fn on_delivered(s: &Fulfillment, dl: &Delivered) -> Decision {
     if s.pick_complete && all_shipped && others_delivered && s.book.completed_at.is_none() {
         d.record(JournalBody::Completed(Empty {}));
     }
+    d
+}
+
+/// Goods left the warehouse for an order already cancelled (the warehouse shipped before
+/// the cancellation reached it): the order stays cancelled and nothing is invoiced, but
+/// the goods are gone, so someone is told — never a silent drop. The stock reconciliation
+/// shows the same units missing until they come back or the order is reinstated.
+fn on_goods_issued_after_cancellation(s: &Fulfillment, g: &GoodsIssued) -> Decision {
+    let mut d = Decision::noop();
+    let subject = SourceRef::new(System::Wms, g.shipment_id.clone());
+    if s.book.subjects.values().any(|x| *x == subject) {
+        return d;
+    }
+    let lines: Vec<String> = g.lines.iter().map(|l| format!("{} {}", l.quantity, l.sku)).collect();
+    d.raise(
+        &s.saga_id(),
+        s.book.exceptions_raised,
+        ExceptionCategory::LateCancellation,
+        subject,
+        format!(
+            "the warehouse issued shipment {} ({}) for order {}, which was cancelled before: the goods left but are not booked as shipped or invoiced; arrange their return with the customer (or reinstate the order in Odoo), then resolve this exception",
+            g.shipment_id,
+            lines.join(", "),
+            g.order_ref
+        ),
+    );
     d
 }
 

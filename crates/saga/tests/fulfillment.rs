@@ -223,6 +223,34 @@ fn cancellation_before_goods_issue_compensates() {
 }
 
 #[test]
+fn goods_issued_after_the_cancellation_are_an_exception_not_a_silent_drop() {
+    let mut h = Harness::new("SO17");
+    h.send(released("SO17", vec![line(1, "PLAIN", "Units", 2)]));
+    h.send(reserved("SO17", &[(1, 2, 0)]));
+    h.send(cancelled("SO17"));
+    // The warehouse shipped before the cancellation reached it.
+    let s = h.send(issued("SO17", "SH17", &[(1, "PLAIN", 2)]));
+    assert!(s.commands.is_empty(), "nothing is booked, carried or invoiced for a cancelled order");
+    assert!(!s.journal.iter().any(|j| matches!(j.body, JournalBody::ShipmentRecorded(_))));
+    let raised: Vec<_> = s
+        .journal
+        .iter()
+        .filter_map(|j| match &j.body {
+            JournalBody::ExceptionRaised(x) => Some(x.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(raised.len(), 1);
+    assert_eq!(raised[0].category, ExceptionCategory::LateCancellation);
+    assert!(raised[0].message.contains("SH17") && raised[0].message.contains("2 PLAIN"), "{}", raised[0].message);
+    assert_eq!(h.status(), Status::Cancelled);
+    // The same shipment under another event id raises nothing more.
+    let mut again = issued("SO17", "SH17", &[(1, "PLAIN", 2)]);
+    again.meta.event_id = "wms:issued:again".into();
+    assert!(h.send(again).journal.is_empty());
+}
+
+#[test]
 fn cancellation_after_goods_issue_is_an_exception_not_a_compensation() {
     let mut h = Harness::new("SO8");
     h.send(released("SO8", vec![line(1, "PLAIN", "Units", 1)]));

@@ -215,3 +215,74 @@ fn an_observation_keyed_to_another_product_or_another_event_on_its_key_is_a_dead
     let dl = h.send(&e).dead_letter.expect("refused");
     assert!(dl.reason.contains("reconciliation subject"), "{}", dl.reason);
 }
+
+mod run_plan {
+    use std::collections::BTreeMap;
+
+    use waybill_domain::reconcile::Movements;
+    use waybill_domain::{Qty, Timestamp};
+    use waybill_saga::reconcile::Baseline;
+    use waybill_saga::reconcile::run::{Standing, StockReading, needs_second_reading, plan};
+
+    fn reading(on_hand: i64, shipped: i64) -> StockReading {
+        StockReading {
+            on_hand: Qty::units(on_hand),
+            wms_last_movement: Some("shipment SHP-1".into()),
+            journaled: Movements { shipped: Qty::units(shipped), ..Movements::default() },
+            journal_last_movement: Some("ShipmentRecorded SHP-1".into()),
+        }
+    }
+
+    fn standing(on_hand: i64, open: bool) -> Standing {
+        Standing { baseline: Some(Baseline { on_hand: Qty::units(on_hand), net: Qty::ZERO }), open }
+    }
+
+    /// Five products: A agrees, B is new, C drifted, D is back in agreement with a finding
+    /// open, E drifted but moved between the readings.
+    #[test]
+    fn a_run_logs_what_can_change_something_and_leaves_products_in_motion_for_the_next_run() {
+        let first: BTreeMap<String, StockReading> = [
+            ("A", reading(90, 10)),
+            ("B", reading(50, 0)),
+            ("C", reading(85, 10)),
+            ("D", reading(90, 10)),
+            ("E", reading(70, 10)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let mut second = first.clone();
+        second.insert("E".into(), reading(69, 11));
+        let standing: BTreeMap<String, Standing> = [
+            ("A", standing(100, false)),
+            ("C", standing(100, false)),
+            ("D", standing(100, true)),
+            ("E", standing(100, false)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        assert!(needs_second_reading(Qty::ZERO, &first, &standing));
+        let (logged, report) = plan("stock-1", Timestamp(0), Qty::ZERO, &first, &second, &standing);
+        let skus: Vec<&str> = logged.iter().map(|o| o.sku.as_str()).collect();
+        assert_eq!(skus, vec!["B", "C", "D"]);
+        assert_eq!(report.compared, 5);
+        assert_eq!(report.agreed, 1);
+        assert_eq!(report.baselined, vec!["B"]);
+        assert_eq!(report.findings.len(), 1);
+        let f = &report.findings[0];
+        assert_eq!(
+            (f.sku.as_str(), f.on_hand, f.expected, f.difference),
+            ("C", Qty::units(85), Qty::units(90), Qty::units(-5))
+        );
+        assert_eq!(report.closed, vec!["D"]);
+        assert_eq!(report.unsettled, vec!["E"]);
+        // Everything in agreement and nothing open: one reading is enough, nothing logged.
+        let quiet: BTreeMap<String, StockReading> = [("A".to_string(), reading(90, 10))].into_iter().collect();
+        assert!(!needs_second_reading(
+            Qty::ZERO,
+            &quiet,
+            &standing.iter().filter(|(k, _)| *k == "A").map(|(k, v)| (k.clone(), *v)).collect()
+        ));
+    }
+}

@@ -118,6 +118,8 @@ pub struct Node {
     web: Option<Arc<waybill_web::Web>>,
     /// The connectors to the target systems (`[connectors.*]`).
     pub connectors: Arc<Mutex<Connectors>>,
+    /// Stock reconciliation, when the warehouse's connector has a `stock_url`.
+    pub stock_job: Option<Arc<crate::reconcile::StockJob>>,
     member: Option<Member>,
     #[cfg(feature = "kafka")]
     kafka: Option<Arc<waybill_log::kafka::KafkaLog>>,
@@ -216,6 +218,7 @@ impl Node {
             web: None,
             control: None,
             connectors,
+            stock_job: stock_job.clone(),
             member,
             #[cfg(feature = "kafka")]
             kafka: backend.kafka.clone(),

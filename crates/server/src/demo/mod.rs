@@ -27,6 +27,7 @@ mod people;
 pub mod purchasing;
 pub mod sim;
 mod stage;
+pub mod stock;
 mod summary;
 pub mod systems;
 pub mod world;
@@ -153,6 +154,14 @@ impl Distributor {
         }
     }
 
+    /// The warehouse's stock (none in process: no warehouse system to read).
+    fn stock(&self) -> Option<&stock::WarehouseStock> {
+        match self {
+            Distributor::InProcess { .. } => None,
+            Distributor::Connected { stage, .. } => Some(stage.stock()),
+        }
+    }
+
     fn bad_records(&self) -> u64 {
         match self {
             Distributor::InProcess { stats, .. } => stats.bad_records.load(Ordering::Relaxed),
@@ -266,6 +275,12 @@ pub fn run_keeping_doubles(opts: &DemoOptions) -> anyhow::Result<(Summary, Optio
     let node = Node::start_on(&cfg, backend, world::catalog())?;
     let stop = Arc::new(AtomicBool::new(false));
     print_listeners(&node, stage.as_ref(), node.web_addr.map(|_| &people), opts.stay);
+    // Stock reconciliation's baseline: the warehouse's go-live count, before any order.
+    let reconcile = node.stock_job.clone().filter(|_| stage.is_some());
+    if let Some(job) = &reconcile {
+        job.run(waybill_domain::Timestamp::now())
+            .map_err(|e| anyhow::anyhow!("the baseline reconciliation failed: {e}"))?;
+    }
     let distributor = match stage {
         None => {
             let mut simulator = Simulator::new(
@@ -316,8 +331,17 @@ pub fn run_keeping_doubles(opts: &DemoOptions) -> anyhow::Result<(Summary, Optio
     let deadline = started + Duration::from_secs(opts.timeout);
     let mut finished = false;
     let mut last_events = u64::MAX;
+    let mut lost = false;
     loop {
         let done = summary::ended(&node.projections)?;
+        // Halfway, the warehouse loses a few units of one product, for the reconciliation
+        // at the end to find.
+        if !lost && done * 2 >= opts.orders as u64 {
+            if let Some(stock) = distributor.stock() {
+                stock.lose();
+            }
+            lost = true;
+        }
         let released = distributor.released();
         let events = node.stats.inputs.load(Ordering::Relaxed);
         bar.set_position(done.min(opts.orders as u64));
@@ -349,6 +373,12 @@ pub fn run_keeping_doubles(opts: &DemoOptions) -> anyhow::Result<(Summary, Optio
     }
     bar.finish_and_clear();
     let elapsed = started.elapsed();
+    // The end-of-day reconciliation, once the warehouse is quiet; its findings are open
+    // exceptions on the workbench before the summary is printed.
+    let reconciliation = match &reconcile {
+        Some(job) => Some(summary::reconcile_at_end(job, &node)?),
+        None => None,
+    };
     let summary = summary::summarize(
         opts,
         &node,
@@ -356,6 +386,7 @@ pub fn run_keeping_doubles(opts: &DemoOptions) -> anyhow::Result<(Summary, Optio
         elapsed,
         finished,
         temp.is_none().then_some(data_dir),
+        reconciliation,
     )?;
     if opts.stay {
         // The simulated systems keep answering, so an approved invoice gets posted.

@@ -202,8 +202,16 @@ impl Stage {
             },
         );
         for (system, target) in self.systems.targets() {
-            cfg.connectors.insert(system.as_str().into(), self.secrets.http_connector(system, target.command_url()));
+            let mut c = self.secrets.http_connector(system, target.command_url());
+            if system == System::Wms {
+                c.stock_url = format!("{}{}", target.url(), super::systems::STOCK_PATH);
+            }
+            cfg.connectors.insert(system.as_str().into(), c);
         }
+        // Stock reconciliation reads the warehouse through its connector; the demo runs it
+        // when the warehouse is quiet (before the first order and after the last).
+        cfg.reconcile.connector = System::Wms.as_str().into();
+        cfg.reconcile.settle_ms = 300;
         self.secrets.configure_ingestion(cfg);
     }
 
@@ -226,6 +234,11 @@ impl Stage {
         self.systems.later.start(format!("http://{addr}/v1/events"), self.secrets.tokens().clone())
     }
 
+    /// The warehouse's stock.
+    pub fn stock(&self) -> &super::stock::WarehouseStock {
+        &self.systems.stock
+    }
+
     /// The scheduler of later answers.
     pub fn later(&self) -> &Arc<Scheduler> {
         &self.systems.later
@@ -235,7 +248,12 @@ impl Stage {
     pub fn describe(&self) -> Vec<String> {
         vec![
             format!("odoo (JSON-RPC 17.0, db {:?})  {}", self.odoo.db(), self.odoo.url()),
-            format!("warehouse (HTTP, signed)        {}", self.systems.wms.command_url()),
+            format!(
+                "warehouse (HTTP, signed)        {}  stock {}{}",
+                self.systems.wms.command_url(),
+                self.systems.wms.url(),
+                super::systems::STOCK_PATH
+            ),
             format!("carrier (HTTP, signed)          {}", self.systems.carrier.command_url()),
             format!("finance (HTTP, signed)          {}", self.systems.finance.command_url()),
         ]

@@ -11,8 +11,11 @@ use waybill_domain::ExceptionCategory;
 use waybill_domain::journal::DocumentKind;
 use waybill_projection::{OrderStatus, ProjectionStore};
 
+use waybill_saga::reconcile::run::Report;
+
 use super::DemoOptions;
 use crate::node::Node;
+use crate::reconcile::StockJob;
 
 /// The outcome of a demo run.
 #[derive(Debug, Clone)]
@@ -60,6 +63,8 @@ pub struct Summary {
     pub purchasing: Purchasing,
     /// Cash application.
     pub cash: Cash,
+    /// The stock reconciliation at the end of the run (none with `--in-process`).
+    pub reconciliation: Option<Report>,
 }
 
 /// What cash application did in the run (from the projections' statement records).
@@ -220,6 +225,22 @@ pub(super) fn waiting(p: &ProjectionStore) -> anyhow::Result<(u64, Vec<String>)>
     Ok((flagged, silent))
 }
 
+/// Runs the end-of-run stock reconciliation and waits (up to 10 s) until its findings
+/// are open exceptions in the projections.
+pub(super) fn reconcile_at_end(job: &StockJob, node: &Node) -> anyhow::Result<Report> {
+    let report = job
+        .run(waybill_domain::Timestamp::now())
+        .map_err(|e| anyhow::anyhow!("the reconciliation at the end of the run failed: {e}"))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let open = || {
+        node.projections.exceptions(true, Some(ExceptionCategory::ReconciliationMismatch)).map(|x| x.len()).unwrap_or(0)
+    };
+    while open() < report.findings.len() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(report)
+}
+
 /// The summary of a run of `opts` on `node`.
 pub(super) fn summarize(
     opts: &DemoOptions,
@@ -228,6 +249,7 @@ pub(super) fn summarize(
     elapsed: Duration,
     finished: bool,
     data_dir: Option<PathBuf>,
+    reconciliation: Option<Report>,
 ) -> anyhow::Result<Summary> {
     let p = &node.projections;
     let by_status: BTreeMap<OrderStatus, u64> = p.order_counts_by_status()?.into_iter().collect();
@@ -306,6 +328,7 @@ pub(super) fn summarize(
             .collect(),
         purchasing: Purchasing::of(p)?,
         cash: Cash::of(p)?,
+        reconciliation,
     })
 }
 
@@ -373,6 +396,26 @@ impl fmt::Display for Summary {
             writeln!(f, "  {:<34} {:>10}", "lines applied, sent to finance", c.applied)?;
             writeln!(f, "  {:<34} {:>10}", "  of which posted", c.posted)?;
             writeln!(f, "  {:<34} {:>10}", "lines queued: unmatched payment", c.unmatched)?;
+        }
+        if let Some(r) = &self.reconciliation {
+            writeln!(f)?;
+            writeln!(f, "  {:<34} {:>10}", "stock reconciliation (end of run)", r.run_id)?;
+            writeln!(f, "  {:-<34} {:->10}", "", "")?;
+            writeln!(f, "  {:<34} {:>10}", "products compared with the WMS", r.compared)?;
+            writeln!(f, "  {:<34} {:>10}", "  in agreement", r.agreed)?;
+            writeln!(f, "  {:<34} {:>10}", "  moving, left for the next run", r.unsettled.len())?;
+            writeln!(f, "  {:<34} {:>10}", "findings: reconciliation-mismatch", r.findings.len())?;
+            for x in &r.findings {
+                writeln!(
+                    f,
+                    "    {}: the warehouse has {}, Waybill expects {} ({}); last at the warehouse: {}",
+                    x.sku,
+                    x.on_hand,
+                    x.expected,
+                    x.difference,
+                    x.wms_last_movement.as_deref().unwrap_or("none")
+                )?;
+            }
         }
         writeln!(f)?;
         writeln!(f, "  {:<34} {:>10}", "dead-letter records", self.dead_letters)?;

@@ -26,11 +26,15 @@ use waybill_doubles::http_target::{Answer, HttpTarget, HttpTargetConfig, Receive
 use waybill_telemetry::TraceHeaders;
 
 use super::answers::{REFUSAL, World};
+use super::stock::WarehouseStock;
 
 /// Later answers are due this long after the world's delay: the time the synchronous
 /// answer takes to become durable in Waybill through the connector, so a pick never
 /// overtakes the warehouse's acceptance of the release it belongs to.
 const WAY_BACK_MS: u64 = 30;
+
+/// Where the warehouse double serves its stock (`GET`, signed, paged).
+pub const STOCK_PATH: &str = "/v1/stock";
 
 /// Whether a system answers `body` in its answer to the command (or later, through
 /// ingestion).
@@ -90,6 +94,7 @@ fn target(
     later: Arc<Scheduler>,
     pace: Pace,
     posted: Arc<Mutex<Vec<PostedInvoice>>>,
+    reads: Option<(String, waybill_doubles::http_target::Reads)>,
 ) -> anyhow::Result<HttpTarget> {
     let behaviour = move |r: &Received| -> Answer {
         let command =
@@ -105,6 +110,13 @@ fn target(
         if command.meta.target != system {
             let error = format!("this is the {system} system; {} is for {}", command.body.name(), command.meta.target);
             return Answer::Sync { status: 422, body: json!({ "error": error }) };
+        }
+        // A warehouse that takes a cancellation stops the order's wave: picks and goods
+        // issues it had not done yet will not happen.
+        if system == System::Wms
+            && matches!(command.body, CommandBody::CancelWarehouseRelease(_) | CommandBody::CancelReservation(_))
+        {
+            later.withdraw(&command.meta.correlation_key, System::Wms);
         }
         let planned = world.answer(&command);
         if planned.iter().any(|p| matches!(p.event.body, EventBody::InvoiceRejected(_))) {
@@ -139,6 +151,7 @@ fn target(
         latency: pace.fixed.unwrap_or_default(),
         unavailable_rate: pace.unavailable_rate,
         history: pace.history,
+        reads,
         ..HttpTargetConfig::new(secret.as_bytes().to_vec(), behaviour)
     };
     HttpTarget::try_start(config).map_err(|e| anyhow::anyhow!("the demo's {system} double did not start: {e}"))
@@ -159,6 +172,8 @@ pub struct Systems {
     pub later: Arc<Scheduler>,
     /// The invoices finance posted, in order (the demo's bank has them paid).
     pub posted: Arc<Mutex<Vec<PostedInvoice>>>,
+    /// The warehouse's stock (served at the warehouse double's `/v1/stock`).
+    pub stock: WarehouseStock,
 }
 
 /// An invoice finance posted.
@@ -185,7 +200,12 @@ impl Systems {
     pub fn start(world: Arc<World>, hmac: &HashMap<System, String>, pace: Pace) -> anyhow::Result<Systems> {
         let later = Arc::new(Scheduler::new(LANES));
         let posted = Arc::new(Mutex::new(Vec::new()));
-        let start = |s: System| target(s, &hmac[&s], world.clone(), later.clone(), pace, posted.clone());
+        let stock = WarehouseStock::opening();
+        let _ = later.stock.set(stock.clone());
+        let start = |s: System| {
+            let reads = (s == System::Wms).then(|| (STOCK_PATH.to_string(), stock.ledger.reads()));
+            target(s, &hmac[&s], world.clone(), later.clone(), pace, posted.clone(), reads)
+        };
         Ok(Systems {
             wms: start(System::Wms)?,
             carrier: start(System::Carrier)?,
@@ -193,6 +213,7 @@ impl Systems {
             odoo: hmac.contains_key(&System::Odoo).then(|| start(System::Odoo)).transpose()?,
             later,
             posted,
+            stock,
         })
     }
 
@@ -233,6 +254,8 @@ pub struct Scheduler {
     pub refused: AtomicU64,
     stop: AtomicBool,
     endpoint: OnceLock<(String, HashMap<System, String>)>,
+    /// The warehouse's stock, moved by each of its events ingestion takes.
+    stock: OnceLock<WarehouseStock>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -254,6 +277,7 @@ impl Scheduler {
             refused: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             endpoint: OnceLock::new(),
+            stock: OnceLock::new(),
         }
     }
 
@@ -271,6 +295,24 @@ impl Scheduler {
         lane.due.push(Reverse((Instant::now() + delay, n)));
         lane.posts.insert(n, Post { event, trace });
         wake.notify_one();
+    }
+
+    /// Drops what `system` was still to post about `key` (a cancelled order's picks and
+    /// goods issues).
+    pub fn withdraw(&self, key: &str, system: System) {
+        let (lane, _) = self.lane(key);
+        let mut lane = lane.lock().unwrap_or_else(|p| p.into_inner());
+        let gone: Vec<u64> = lane
+            .posts
+            .iter()
+            .filter(|(_, p)| p.event.meta.correlation_key == key && p.event.meta.source.system == system)
+            .map(|(n, _)| *n)
+            .collect();
+        for n in &gone {
+            lane.posts.remove(n);
+        }
+        lane.due.retain(|Reverse((_, n))| !gone.contains(n));
+        self.pending.fetch_sub(gone.len() as u64, Ordering::Relaxed);
     }
 
     /// Starts posting to `url` (`…/v1/events`) with each system's bearer token.
@@ -347,6 +389,9 @@ impl Scheduler {
                 .and_then(|a| a.failure().map_or(Ok(()), Err));
             let wait = match outcome {
                 Ok(()) => {
+                    if let Some(stock) = self.stock.get() {
+                        stock.told(&post.event);
+                    }
                     self.posted.fetch_add(1, Ordering::Relaxed);
                     return;
                 }

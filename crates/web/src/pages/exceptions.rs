@@ -19,7 +19,7 @@ use crate::html::{self, Section, age, esc, time, url};
 use crate::{Me, Peer, Web, http_status};
 
 /// The categories, as the saga names them, with a label for people.
-const CATEGORIES: [(&str, &str); 16] = [
+const CATEGORIES: [(&str, &str); 17] = [
     ("", "All categories"),
     ("master-data", "Master data"),
     ("stock-shortage", "Stock shortage"),
@@ -35,6 +35,7 @@ const CATEGORIES: [(&str, &str); 16] = [
     ("target-unavailable", "System unavailable"),
     ("receipt-mismatch", "Receipt mismatch"),
     ("unmatched-payment", "Unmatched payment"),
+    ("reconciliation-mismatch", "Reconciliation mismatch"),
     ("other", "Other"),
 ];
 
