@@ -20,13 +20,16 @@ pub const OPENING_UNITS: i64 = 5_000;
 /// The product the demo's warehouse loses units of, and how many.
 pub const DRIFT: (&str, i64) = ("SKU-0011", 12);
 
+/// Each purchase receipt's accepted lines (sku, thousandths), by receipt id.
+type Receipts = Arc<Mutex<HashMap<String, Vec<(String, i64)>>>>;
+
 /// The warehouse's stock and what it needs to move it.
 #[derive(Debug, Clone)]
 pub struct WarehouseStock {
     /// On hand per product.
     pub ledger: StockLedger,
     /// Each purchase receipt's accepted lines, for when it is sent back.
-    receipts: Arc<Mutex<HashMap<String, Vec<(String, i64)>>>>,
+    receipts: Receipts,
 }
 
 impl WarehouseStock {
