@@ -180,6 +180,7 @@ family!(
         StatementReceived,
         StatementLinePosted,
         StatementLineRejected,
+        StatementLineAssignRequested,
     ]
 );
 

@@ -3,8 +3,8 @@
 //! both union branches are exercised.
 
 use waybill_domain::cash::{
-    BankLine, BankLineKind, InvoiceAllocation, OpenItem, StatementEntry, StatementLinePosted, StatementLineRejected,
-    StatementReceived,
+    BankLine, BankLineKind, InvoiceAllocation, LineAssignment, OpenItem, StatementEntry, StatementLinePosted,
+    StatementLineRejected, StatementReceived,
 };
 use waybill_domain::command::{
     AdjustStock, AdjustmentLine, BackorderLine, BackorderRequest, BookCarrier, CommandBody, ConfirmShipment,
@@ -217,6 +217,7 @@ pub fn statement_entry() -> StatementEntry {
         fee: Money(0),
         write_off: Money(0),
         remainder: Money(0),
+        on_account: None,
     }
 }
 
@@ -506,6 +507,18 @@ pub fn event_bodies() -> Vec<EventBody> {
             line_id: s("2026-118/1"),
             reason: s("journal BNK1 is locked"),
         }),
+        EventBody::StatementLineAssignRequested(LineAssignment {
+            statement_key: s("DE89370400440532013000/2026-118"),
+            exception_id: s("cash:DE89370400440532013000/2026-118/unmatched-payment/1"),
+            line_id: s("2026-118/2"),
+            allocations: vec![InvoiceAllocation { invoice: s("INV/2026/0002"), amount: Money(1_000) }],
+            on_account: Some(s("CUST-8")),
+            actor: s("olga@example.com"),
+            role: s("operator"),
+            peer: s("10.0.0.7:51234"),
+            request_id: s("req-5"),
+            note: s("the customer confirmed INV/2026/0002 by phone; the rest is a prepayment"),
+        }),
     ];
     // Exhaustive on purpose: a new variant fails to compile here until it has a sample.
     for body in &bodies {
@@ -546,7 +559,8 @@ pub fn event_bodies() -> Vec<EventBody> {
             | EventBody::VendorCreditNoteIssued(_)
             | EventBody::StatementReceived(_)
             | EventBody::StatementLinePosted(_)
-            | EventBody::StatementLineRejected(_) => {}
+            | EventBody::StatementLineRejected(_)
+            | EventBody::StatementLineAssignRequested(_) => {}
         }
     }
     bodies
