@@ -438,13 +438,16 @@ fn a_queued_line_applied_by_hand_is_sent_once_with_the_allocation_and_its_except
     assert_eq!(rebuilt, h.flow);
 }
 
+/// Invoices and amounts, the customer on account, the kind of refusal, what it says.
+type Case<'a> = (&'a [(&'a str, i64)], Option<&'a str>, RefusalKind, &'a str);
+
 #[test]
 fn an_allocation_that_does_not_fit_the_line_or_the_open_items_is_refused_saying_why() {
     let r = unknown_payers();
     let mut h = H::new(&r);
     h.send(&received("bank:s7", &r));
     let x1 = queued(&h, "L1");
-    let cases: [(&[(&str, i64)], Option<&str>, RefusalKind, &str); 8] = [
+    let cases: [Case; 8] = [
         (
             &[("INV-1", 100_00)],
             None,
