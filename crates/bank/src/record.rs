@@ -111,6 +111,7 @@ pub fn matched_entry(statement_key: &str, line: &BankLine, m: &Matched) -> State
         fee: m.fee,
         write_off: m.write_off,
         remainder: m.remainder,
+        on_account: None,
     }
 }
 
@@ -128,5 +129,6 @@ pub fn charge_entry(statement_key: &str, line: &BankLine, amount: Money) -> Stat
         fee: Money(-amount.0),
         write_off: Money(0),
         remainder: Money(0),
+        on_account: None,
     }
 }

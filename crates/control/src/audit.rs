@@ -1,5 +1,5 @@
 //! The audit projection: who tried to approve or reject which posting, or to retry,
-//! resolve, assign or replay on the workbench, when, from where, and how it ended. Derived from the log only, so deleting `data/audit` and restarting
+//! resolve, assign, apply a statement line by hand or replay on the workbench, when, from where, and how it ended. Derived from the log only, so deleting `data/audit` and restarting
 //! rebuilds it:
 //!
 //! - `waybill.control`: every decision the control plane sent to the saga, with the
@@ -56,7 +56,8 @@ pub struct AuditEntry {
     pub role: String,
     /// From where.
     pub peer: String,
-    /// `approve`, `reject`, `retry`, `resolve`, `assign`, `replay` or `replay-dry-run`.
+    /// `approve`, `reject`, `retry`, `resolve`, `assign`, `assign-line`, `replay` or
+    /// `replay-dry-run`.
     pub action: String,
     /// Which posting, exception or saga.
     pub posting_id: String,
@@ -296,6 +297,16 @@ fn apply(r: &StoredRecord, batch: &mut sled::Batch) {
             EventBody::SagaReplayRequested(x) => {
                 ("replay", &x.actor, &x.role, &x.saga_id, &x.order_ref, 0, x.note.clone())
             }
+            // The allocation is part of what was asked: the reason names it.
+            EventBody::StatementLineAssignRequested(a) => (
+                crate::statement_line::ACTION,
+                &a.actor,
+                &a.role,
+                &a.exception_id,
+                &event.meta.correlation_key,
+                0,
+                crate::statement_line::describe(&a.allocations, a.on_account.as_deref(), &a.note),
+            ),
             _ => return,
         };
         let entry = AuditEntry {
@@ -366,6 +377,10 @@ fn apply(r: &StoredRecord, batch: &mut sled::Batch) {
             // events, timers, or a replay closing dead letters).
             JournalBody::ExceptionResolved(x) if j.meta.caused_by.starts_with("control:resolve:") => {
                 Verdict { outcome: "resolved".into(), detail: x.resolution.clone() }
+            }
+            // A statement line applied by hand: its exception closes with the allocation.
+            JournalBody::ExceptionResolved(x) if j.meta.caused_by.starts_with("control:assign-line:") => {
+                Verdict { outcome: "applied".into(), detail: x.resolution.clone() }
             }
             JournalBody::ExceptionAssigned(x) => Verdict {
                 outcome: "assigned".into(),

@@ -14,6 +14,8 @@
 //! - [`workbench`]: retry, resolve and assign exceptions, replay an order's inbound events (a
 //!   dry run computed here with the saga crate's pure replay; the real one decided by
 //!   the saga), each written to `waybill.control`, answered with the saga's verdict;
+//! - [`statement_line`]: apply an unmatched bank-statement line by hand, checked with the
+//!   cash-application saga's own rule before it is written to `waybill.control`;
 //! - [`validate`]: the checks of a request that need no state (required ids, versions
 //!   and notes, list filters, page sizes, page tokens), pure functions the handlers call
 //!   first and `make fuzz` feeds arbitrary requests;
@@ -41,6 +43,7 @@ pub mod grpc_metrics;
 mod orders;
 pub mod server;
 pub mod service;
+pub mod statement_line;
 pub mod validate;
 pub mod workbench;
 

@@ -96,6 +96,65 @@ pub fn exception_assignment(r: &proto::AssignExceptionRequest) -> Result<()> {
     Ok(())
 }
 
+/// Most allocations one statement line may be applied to by hand.
+pub const MAX_ALLOCATIONS: usize = 200;
+/// Longest invoice number or customer reference an allocation may name.
+pub const MAX_REFERENCE_LEN: usize = 128;
+
+/// The fields of an `AssignStatementLine` request that must be there before the statement
+/// is looked up: the exception (or the statement and the line), a note, and allocations
+/// that name an invoice and a positive amount each, on one line, in bounded numbers. What
+/// the allocation must fit (the line's amount, the open items) is the saga's rule,
+/// checked next.
+pub fn statement_line_assignment(r: &proto::AssignStatementLineRequest) -> Result<()> {
+    if r.exception_id.trim().is_empty() && (r.statement_key.trim().is_empty() || r.line_id.trim().is_empty()) {
+        return Err(Error::InvalidArgument(
+            "name the unmatched-payment exception (cash:…/unmatched-payment/N, see `waybill exceptions list --open --category unmatched-payment`), or both the statement key and the line id".into(),
+        ));
+    }
+    if r.note.trim().is_empty() {
+        return Err(Error::InvalidArgument(
+            "applying a statement line by hand needs a note saying how the allocation was established (--note \"confirmed by the customer\")".into(),
+        ));
+    }
+    if r.allocations.is_empty() && r.on_account.trim().is_empty() {
+        return Err(Error::InvalidArgument(
+            "name the invoices the line pays (--invoice NUMBER=AMOUNT, once per invoice), or the customer whose account keeps it (--on-account CUSTOMER)".into(),
+        ));
+    }
+    if r.allocations.len() > MAX_ALLOCATIONS {
+        return Err(Error::InvalidArgument(format!(
+            "{} allocations are more than one line is applied to by hand (at most {MAX_ALLOCATIONS}); book it in finance and resolve the exception with a note",
+            r.allocations.len()
+        )));
+    }
+    let reference = |what: &str, text: &str| {
+        if text.chars().count() > MAX_REFERENCE_LEN || text.chars().any(char::is_control) {
+            return Err(Error::InvalidArgument(format!(
+                "{what} {text:?} is not a reference: use at most {MAX_REFERENCE_LEN} characters on one line"
+            )));
+        }
+        Ok(())
+    };
+    for a in &r.allocations {
+        let invoice = a.invoice.trim();
+        if invoice.is_empty() {
+            return Err(Error::InvalidArgument(
+                "an allocation names no invoice; give each as NUMBER=AMOUNT, like INV/2026/0001=120.00".into(),
+            ));
+        }
+        reference("invoice", invoice)?;
+        if a.amount_minor <= 0 {
+            return Err(Error::InvalidArgument(format!(
+                "the amount for invoice {invoice} is {}: amounts are positive; leave out an invoice the line does not pay",
+                waybill_domain::Money(a.amount_minor)
+            )));
+        }
+    }
+    reference("customer", r.on_account.trim())?;
+    Ok(())
+}
+
 /// The target of a replay (a saga id or an order name) must not be blank.
 pub fn replay_target(saga_or_order: &str) -> Result<()> {
     if saga_or_order.trim().is_empty() {
@@ -454,6 +513,52 @@ mod tests {
         assert!(e.to_string().contains("is not an identity"), "{e}");
         let e = exception_assignment(&r("o2f:SO1/pick-overdue/1", &"x".repeat(MAX_OWNER_LEN + 1))).unwrap_err();
         assert!(e.to_string().contains("at most 128"), "{e}");
+    }
+
+    #[test]
+    fn a_statement_line_assignment_names_the_line_a_note_and_positive_amounts() {
+        let ok = proto::AssignStatementLineRequest {
+            exception_id: "cash:camt053|DE00|S-1/unmatched-payment/1".into(),
+            allocations: vec![proto::LineAllocation { invoice: "INV/2026/0001".into(), amount_minor: 120_00 }],
+            note: "confirmed by phone".into(),
+            ..Default::default()
+        };
+        assert!(statement_line_assignment(&ok).is_ok());
+        let by_line = proto::AssignStatementLineRequest {
+            exception_id: String::new(),
+            statement_key: "camt053|DE00|S-1".into(),
+            line_id: "L1".into(),
+            ..ok.clone()
+        };
+        assert!(statement_line_assignment(&by_line).is_ok());
+        let refused = |r: proto::AssignStatementLineRequest, says: &str| {
+            let e = statement_line_assignment(&r).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument);
+            assert!(e.to_string().contains(says), "{e}");
+        };
+        refused(
+            proto::AssignStatementLineRequest { line_id: String::new(), ..by_line },
+            "name the unmatched-payment exception",
+        );
+        refused(proto::AssignStatementLineRequest { note: " ".into(), ..ok.clone() }, "needs a note");
+        refused(proto::AssignStatementLineRequest { allocations: vec![], ..ok.clone() }, "--on-account CUSTOMER");
+        let alloc = |invoice: &str, amount_minor| proto::AssignStatementLineRequest {
+            allocations: vec![proto::LineAllocation { invoice: invoice.into(), amount_minor }],
+            ..ok.clone()
+        };
+        refused(alloc("INV-1", 0), "the amount for invoice INV-1 is 0.00: amounts are positive");
+        refused(alloc("INV-1", i64::MIN), "amounts are positive");
+        refused(alloc(" ", 1), "names no invoice");
+        refused(alloc("INV\n1", 1), "is not a reference");
+        refused(
+            proto::AssignStatementLineRequest { on_account: "C".repeat(MAX_REFERENCE_LEN + 1), ..ok.clone() },
+            "at most 128",
+        );
+        let many = proto::AssignStatementLineRequest {
+            allocations: vec![ok.allocations[0].clone(); MAX_ALLOCATIONS + 1],
+            ..ok
+        };
+        refused(many, "more than one line is applied to by hand");
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::service::Control;
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
 
 /// A request id unique to this call (time, process, counter).
-fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     format!("{:x}-{:x}-{}", Timestamp::now().0, std::process::id(), REQUESTS.fetch_add(1, Ordering::Relaxed))
 }
 
@@ -52,7 +52,7 @@ pub(crate) struct Call<'a> {
 }
 
 /// A saga's answer to a workbench action on one exception.
-enum Verdict {
+pub(crate) enum Verdict {
     /// Retried: the idempotency key of the re-issued command.
     Retried(String),
     /// Resolved: the resolution.
@@ -201,7 +201,7 @@ impl Control {
 
     /// Read your writes: waits (until `deadline`) for the read models to have applied the
     /// journal up to `offset`.
-    fn await_projection(&self, partition: i32, offset: i64, deadline: Instant) -> Result<()> {
+    pub(crate) fn await_projection(&self, partition: i32, offset: i64, deadline: Instant) -> Result<()> {
         loop {
             let seen = self.projections.applied();
             if Instant::now() >= deadline
@@ -305,7 +305,7 @@ impl Control {
     /// verdict in the journal (a journal event caused by the action's event id). Returns
     /// the verdict, the journal partition and offset it was read at, and the call's
     /// deadline; `Error::Pending` when the saga has not answered in time.
-    fn await_verdict(&self, call: &Call<'_>, event: &InboundEvent) -> Result<(Verdict, i32, i64, Instant)> {
+    pub(crate) fn await_verdict(&self, call: &Call<'_>, event: &InboundEvent) -> Result<(Verdict, i32, i64, Instant)> {
         let event_id = &event.meta.event_id;
         let deadline = Instant::now() + self.decision_timeout;
         let (partition, from) = self.send_control(event, call.who, call.peer)?;
@@ -445,6 +445,20 @@ impl Control {
         Ok(self.projections.order(saga_or_order)?.map(|o| o.order_ref))
     }
 
+    /// The journal events of a correlation key, in order, read where its timeline points.
+    pub(crate) fn journal_of(&self, key: &str) -> Result<Vec<JournalEvent>> {
+        let mut out = Vec::new();
+        for t in self.projections.timeline(key)? {
+            let r = self.log.read(topic::JOURNAL, t.partition, t.offset, 1)?;
+            let Some(r) = r.into_iter().find(|r| r.offset == t.offset) else { continue };
+            let e = waybill_schema::decode_journal(&r.value).map_err(|e| {
+                Error::Internal(format!("journal record {}@{} of {key} cannot be decoded: {e}", t.partition, t.offset))
+            })?;
+            out.push(e);
+        }
+        Ok(out)
+    }
+
     /// Rebuilds the order's sagas from their journal events and gathers the records to
     /// replay: every inbound record a journal event of the order cites, and every dead
     /// letter of the order, in the order they were appended.
@@ -461,15 +475,7 @@ impl Control {
         let inbound: BTreeSet<String> = topic::INBOUND_SYSTEMS.iter().map(|s| topic::inbound(*s)).collect();
         // position → the dead-letter exception it would close
         let mut positions: BTreeMap<(String, i32, i64), Option<String>> = BTreeMap::new();
-        for t in self.projections.timeline(&order_ref)? {
-            let r = self.log.read(topic::JOURNAL, t.partition, t.offset, 1)?;
-            let Some(r) = r.into_iter().find(|r| r.offset == t.offset) else { continue };
-            let e = waybill_schema::decode_journal(&r.value).map_err(|e| {
-                Error::Internal(format!(
-                    "journal record {}@{} of order {order_ref} cannot be decoded: {e}",
-                    t.partition, t.offset
-                ))
-            })?;
+        for e in self.journal_of(&order_ref)? {
             if let Some(i) = e.meta.input.as_ref().filter(|i| inbound.contains(&i.topic)) {
                 positions.entry((i.topic.clone(), i.partition, i.offset)).or_default();
             }
@@ -699,7 +705,7 @@ fn check_exception(
 
 /// The checks on the exception itself that every action on it makes early: it exists,
 /// is open, and belongs to a saga of an order. Returns the exception's order.
-fn check_open(exception_id: &str, view: Option<ExceptionView>) -> Result<(String, ExceptionView)> {
+pub(crate) fn check_open(exception_id: &str, view: Option<ExceptionView>) -> Result<(String, ExceptionView)> {
     let Some(x) = view.filter(|x| x.raised_at.is_some()) else {
         return Err(Error::NotFound(format!(
             "exception {exception_id} does not exist; list exceptions with `waybill exceptions list`"
@@ -784,6 +790,18 @@ impl proto::workbench_server::Workbench for WorkbenchService {
         let r = request.into_inner();
         let c = self.0.clone();
         crate::service::blocking(move || c.assign_exception(&who, &peer, &r)).await
+    }
+
+    async fn assign_statement_line(
+        &self,
+        request: tonic::Request<proto::AssignStatementLineRequest>,
+    ) -> Result<tonic::Response<proto::ExceptionActionResponse>, tonic::Status> {
+        // Authentication only: the role check is part of the audited action.
+        let who = self.0.authenticate_only(&request)?;
+        let peer = crate::service::peer_of(&request);
+        let r = request.into_inner();
+        let c = self.0.clone();
+        crate::service::blocking(move || c.assign_statement_line(&who, &peer, &r)).await
     }
 
     async fn dry_run_replay(

@@ -116,7 +116,8 @@ pub struct StatementEntry {
     /// The line (one entry per line, ever).
     pub line_id: String,
     /// How it was applied: `reference`, `customer-amount`, `customer-combination`,
-    /// `within-tolerance`, `only-open-invoice`, or `charge` for a bank or gateway fee.
+    /// `within-tolerance`, `only-open-invoice`, `charge` for a bank or gateway fee, or
+    /// `manual` for a line an operator applied by hand.
     pub rule: String,
     /// The amount booked on the account, signed.
     pub amount: Money,
@@ -134,6 +135,11 @@ pub struct StatementEntry {
     pub write_off: Money,
     /// Money left on the customer's account, unapplied.
     pub remainder: Money,
+    /// The customer (finance's customer reference) whose account keeps the remainder,
+    /// when an operator named one applying the line by hand; `None` when the invoices
+    /// paid say whose it is (added in v2 of the schemas carrying it).
+    #[serde(default)]
+    pub on_account: Option<String>,
 }
 
 /// Finance posted the journal entry of a statement line.
@@ -156,4 +162,34 @@ pub struct StatementLineRejected {
     pub line_id: String,
     /// Finance's reason.
     pub reason: String,
+}
+
+/// An operator's application of one unmatched statement line by hand, as the control
+/// plane authenticated it: the invoices it pays and, for what they leave of the line, the
+/// customer whose account keeps it. The cash-application saga checks it against the
+/// statement (`waybill_saga::cash::by_hand`) and sends the line's one journal entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineAssignment {
+    /// The statement (the flow is keyed `stmt:<statement key>`).
+    pub statement_key: String,
+    /// The line's `UNMATCHED_PAYMENT` exception (`cash:<statement>/unmatched-payment/1`);
+    /// empty when the operator named the line.
+    pub exception_id: String,
+    /// The line; empty when the operator named the exception.
+    pub line_id: String,
+    /// The invoices paid and how much of the line goes to each.
+    pub allocations: Vec<InvoiceAllocation>,
+    /// The customer whose account keeps what the allocations leave of the line; `None`:
+    /// the allocations must come to the line's amount.
+    pub on_account: Option<String>,
+    /// Identity of the operator.
+    pub actor: String,
+    /// The operator's role.
+    pub role: String,
+    /// Network address the call came from.
+    pub peer: String,
+    /// Id of the control-plane request (one per call).
+    pub request_id: String,
+    /// The operator's note (required): how the allocation was established.
+    pub note: String,
 }

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cash::{StatementLinePosted, StatementLineRejected, StatementReceived};
+use crate::cash::{LineAssignment, StatementLinePosted, StatementLineRejected, StatementReceived};
 use crate::purchase::{
     GoodsReceipt, PurchaseOrderClosed, PurchaseOrderConfirmed, ReceiptCancelled, ReceiptValidated, ShipNotice,
     VendorBill, VendorBillPosted, VendorBillRejected, VendorCreditIssued,
@@ -123,6 +123,9 @@ pub enum EventBody {
     /// An operator asked to feed an order's inbound events through its sagas again
     /// (boxed: it is the largest event and rare).
     SagaReplayRequested(Box<ReplayRequest>),
+    /// An operator applied an unmatched bank-statement line by hand: the invoices it pays
+    /// and the customer whose account keeps the rest (keyed `stmt:<statement>`).
+    StatementLineAssignRequested(LineAssignment),
     // ---- delivery outcomes (written by the connectors) ----
     /// A target system refused a command for a business reason, or the connector gave up
     /// after its retries; reported by the connector of the target system.
@@ -142,13 +145,14 @@ impl EventBody {
     /// actions, which carry who acted and in which role, and the coordinators' own timer
     /// ticks. They are decided only when read from `waybill.control`, which only Waybill
     /// writes (DESIGN.md invariant 6); anywhere else they are dead letters.
-    pub const CONTROL_NAMES: [&'static str; 7] = [
+    pub const CONTROL_NAMES: [&'static str; 8] = [
         "PostingApproved",
         "PostingRejected",
         "ExceptionRetryRequested",
         "ExceptionResolveRequested",
         "ExceptionAssignRequested",
         "SagaReplayRequested",
+        "StatementLineAssignRequested",
         "TimerTick",
     ];
 
@@ -162,6 +166,7 @@ impl EventBody {
                 | EventBody::ExceptionResolveRequested(_)
                 | EventBody::ExceptionAssignRequested(_)
                 | EventBody::SagaReplayRequested(_)
+                | EventBody::StatementLineAssignRequested(_)
                 | EventBody::TimerTick(_)
         )
     }
@@ -203,6 +208,7 @@ impl EventBody {
             EventBody::ExceptionResolveRequested(_) => "ExceptionResolveRequested",
             EventBody::ExceptionAssignRequested(_) => "ExceptionAssignRequested",
             EventBody::SagaReplayRequested(_) => "SagaReplayRequested",
+            EventBody::StatementLineAssignRequested(_) => "StatementLineAssignRequested",
             EventBody::TimerTick(_) => "TimerTick",
             EventBody::CommandFailed(_) => "CommandFailed",
             EventBody::TargetUnavailable(_) => "TargetUnavailable",

@@ -571,9 +571,10 @@ pub struct PostingOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ControlRefusal {
     /// What it concerned: the posting (`approve`, `reject`), the exception (`retry`,
-    /// `resolve`, `assign`) or the saga (`replay`).
+    /// `resolve`, `assign`, `assign-line`; `line <id>` for a statement line named without
+    /// its exception) or the saga (`replay`).
     pub posting_id: String,
-    /// `approve`, `reject`, `retry`, `resolve`, `assign` or `replay`.
+    /// `approve`, `reject`, `retry`, `resolve`, `assign`, `assign-line` or `replay`.
     pub action: String,
     /// Who asked.
     pub actor: String,

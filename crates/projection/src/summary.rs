@@ -185,13 +185,21 @@ pub fn summarize(e: &JournalEvent) -> String {
         }
         JournalBody::LineApplied(e) => {
             let invoices: Vec<String> = e.allocations.iter().map(|a| format!("{} {}", a.invoice, a.amount)).collect();
-            let rest = if e.remainder.0 != 0 { format!(", {} left on account", e.remainder) } else { String::new() };
+            let whose = e.on_account.as_deref().map(|c| format!(" of {c}")).unwrap_or_default();
+            let rest =
+                if e.remainder.0 != 0 { format!(", {} left on account{whose}", e.remainder) } else { String::new() };
+            let how = if e.rule == "manual" { "by hand".to_string() } else { format!("by {}", e.rule) };
+            if invoices.is_empty() {
+                return format!(
+                    "line {}: {} {} left on account{whose} {how}; sent to finance",
+                    e.line_id, e.amount, e.currency
+                );
+            }
             format!(
-                "line {}: {} {} applied by {} to {}{rest}; sent to finance",
+                "line {}: {} {} applied {how} to {}{rest}; sent to finance",
                 e.line_id,
                 e.amount,
                 e.currency,
-                e.rule,
                 invoices.join(", ")
             )
         }

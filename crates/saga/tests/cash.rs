@@ -5,21 +5,25 @@
 //! German DFÜ-Abkommen `:86:` (sources in `crates/bank/tests/data/README.md`).
 //!
 //! Every line is applied or queued; a statement imported twice changes nothing; an
-//! overpayment leaves its remainder on the customer's account; one statement line never
-//! makes two journal entries (property-tested below, over refusals, retries and
-//! redeliveries).
+//! overpayment leaves its remainder on the customer's account; a queued line applied by
+//! hand is sent once, with the operator's allocation, and an allocation that does not fit
+//! the line or the statement's open items is refused saying why; one statement line never
+//! makes two journal entries (property-tested below, over refusals, retries, manual
+//! assignments and redeliveries).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use waybill_bank::record;
 use waybill_domain::cash::{
-    BankLine, BankLineKind, OpenItem, StatementLinePosted, StatementLineRejected, StatementReceived, correlation_key,
+    BankLine, BankLineKind, InvoiceAllocation, LineAssignment, OpenItem, StatementEntry, StatementLinePosted,
+    StatementLineRejected, StatementReceived, correlation_key,
 };
 use waybill_domain::{
     CommandBody, EventBody, EventMeta, ExceptionCategory, InboundEvent, JournalBody, Money, SourceRef, System,
     Timestamp,
 };
+use waybill_saga::cash::by_hand::{self, RefusalKind};
 use waybill_saga::cash::{LineStatus, StatementFlow};
 use waybill_saga::decision::{Cause, DeadLetterKind};
 use waybill_saga::flow::{self, Env, Flow, Step};
@@ -109,6 +113,19 @@ impl H {
     fn statement_key(&self) -> String {
         self.flow.cash.statement.as_ref().unwrap().statement_key.clone()
     }
+    /// Operator olga applies a line by hand: `exception` and/or `line` name it.
+    fn assign(
+        &mut self,
+        id: &str,
+        exception: &str,
+        line: &str,
+        invoices: &[(&str, i64)],
+        on_account: Option<&str>,
+    ) -> Step {
+        let a = assignment(&self.statement_key(), exception, line, invoices, on_account);
+        let key = self.key();
+        self.send(&event(id, System::Operator, &key, EventBody::StatementLineAssignRequested(a)))
+    }
     fn posted(&mut self, line: &str) -> Step {
         let key = self.key();
         let body = EventBody::StatementLinePosted(StatementLinePosted {
@@ -117,6 +134,30 @@ impl H {
             entry_number: format!("BNK1/{line}"),
         });
         self.send(&event(&format!("finance:posted:{line}"), System::Finance, &key, body))
+    }
+}
+
+fn assignment(
+    statement_key: &str,
+    exception: &str,
+    line: &str,
+    invoices: &[(&str, i64)],
+    on_account: Option<&str>,
+) -> LineAssignment {
+    LineAssignment {
+        statement_key: statement_key.into(),
+        exception_id: exception.into(),
+        line_id: line.into(),
+        allocations: invoices
+            .iter()
+            .map(|(invoice, amount)| InvoiceAllocation { invoice: (*invoice).into(), amount: Money(*amount) })
+            .collect(),
+        on_account: on_account.map(str::to_string),
+        actor: "olga".into(),
+        role: "operator".into(),
+        peer: "127.0.0.1:50000".into(),
+        request_id: "req".into(),
+        note: "the customer confirmed it by phone".into(),
     }
 }
 
@@ -260,6 +301,226 @@ fn a_refused_entry_is_retried_as_the_same_command_and_its_posting_closes_the_exc
     );
 }
 
+// ---- applying an unmatched line by hand ----
+
+fn payment(line_id: &str, amount: i64, payer: &str, reference: Option<&str>) -> BankLine {
+    BankLine {
+        line_id: line_id.into(),
+        kind: BankLineKind::Payment,
+        booking_date: Some(OCCURRED_AT),
+        amount: Money(amount),
+        currency: "EUR".into(),
+        fee: Money(0),
+        counterparty: Some(payer.into()),
+        creditor_references: vec![],
+        end_to_end_id: None,
+        remittance: reference.map(|r| vec![r.to_string()]).unwrap_or_default(),
+        bank_reference: None,
+    }
+}
+
+/// L0 pays INV-0 by its reference; L1 (120.00) and L2 (30.00) come from a payer nobody
+/// knows and name nothing: both are queued.
+fn unknown_payers() -> StatementReceived {
+    StatementReceived {
+        statement_key: "camt053|DE00TEST|S-7".into(),
+        statement_id: "S-7".into(),
+        format: "camt.053".into(),
+        account: "DE00TEST".into(),
+        currency: "EUR".into(),
+        checksum: "d".repeat(64),
+        lines: vec![
+            payment("L0", 100_00, "Kunde 0 GmbH", Some("INV-0")),
+            payment("L1", 120_00, "Unbekannt AG", None),
+            payment("L2", 30_00, "Irgendwer KG", None),
+        ],
+        open_items: vec![
+            item("INV-0", "C0", "Kunde 0 GmbH", 100_00),
+            item("INV-1", "C1", "Kunde 1 GmbH", 150_00),
+            item("INV-2", "C2", "Kunde 2 GmbH", 200_00),
+        ],
+    }
+}
+
+/// The open `UNMATCHED_PAYMENT` exception of `line`.
+fn queued(h: &H, line: &str) -> String {
+    let book = &h.flow.cash.book;
+    book.open_of(ExceptionCategory::UnmatchedPayment)
+        .find(|id| book.subjects.get(*id).is_some_and(|s| s.id == line))
+        .cloned()
+        .unwrap_or_else(|| panic!("line {line} is not queued: {:?}", book.open_exceptions))
+}
+
+fn entries(s: &Step) -> Vec<(String, StatementEntry)> {
+    s.commands
+        .iter()
+        .filter_map(|c| match &c.body {
+            CommandBody::PostStatementLine(e) => Some((c.meta.idempotency_key.clone(), e.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn refusal(s: &Step) -> String {
+    assert!(s.commands.is_empty(), "a refused assignment sends nothing: {:?}", s.commands);
+    s.journal
+        .iter()
+        .find_map(|j| match &j.body {
+            JournalBody::ControlRefused(x) if x.action == "assign-line" => Some(x.reason.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no refusal journaled: {:#?}", s.journal))
+}
+
+#[test]
+fn a_queued_line_applied_by_hand_is_sent_once_with_the_allocation_and_its_exception_closes() {
+    let r = unknown_payers();
+    let mut h = H::new(&r);
+    h.send(&received("bank:s7", &r));
+    let x1 = queued(&h, "L1");
+    queued(&h, "L2");
+
+    // 100.00 to INV-1, the 20.00 left on C1's account.
+    let s = h.assign("control:assign-line:1", &x1, "L1", &[("INV-1", 100_00)], Some("C1"));
+    let sent = entries(&s);
+    assert_eq!(sent.len(), 1, "{:#?}", s.commands);
+    let (key, entry) = &sent[0];
+    assert_eq!(key, "stmt-line:camt053|DE00TEST|S-7#L1");
+    assert_eq!(entry.rule, "manual");
+    assert_eq!(entry.allocations, vec![InvoiceAllocation { invoice: "INV-1".into(), amount: Money(100_00) }]);
+    assert_eq!((entry.amount, entry.remainder, entry.on_account.as_deref()), (Money(120_00), Money(20_00), Some("C1")));
+    let resolution = s
+        .journal
+        .iter()
+        .find_map(|j| match &j.body {
+            JournalBody::ExceptionResolved(x) if x.exception_id == x1 => Some(x.resolution.clone()),
+            _ => None,
+        })
+        .expect("the exception is closed");
+    assert!(
+        resolution.contains("applied by hand by olga (operator): INV-1 100.00 EUR, 20.00 EUR on account of C1"),
+        "{resolution}"
+    );
+    assert!(resolution.contains("the customer confirmed it by phone"), "{resolution}");
+    assert!(!h.flow.cash.book.open_exceptions.contains_key(&x1));
+    assert_eq!(h.flow.cash.lines["L1"].status, LineStatus::Sent);
+
+    // A second assignment of the line, by its exception or by the line itself: refused,
+    // nothing sent (one journal entry per statement line, ever).
+    let again = refusal(&h.assign("control:assign-line:2", "", "L1", &[("INV-2", 120_00)], None));
+    assert!(
+        again.contains("line L1 has its journal entry already (stmt-line:camt053|DE00TEST|S-7#L1, rule manual)"),
+        "{again}"
+    );
+    let again = refusal(&h.assign("control:assign-line:3", &x1, "", &[("INV-2", 120_00)], None));
+    assert!(again.contains("is already resolved"), "{again}");
+    // A redelivery of the first request changes nothing.
+    assert!(h.assign("control:assign-line:1", &x1, "L1", &[("INV-1", 100_00)], Some("C1")).is_noop());
+
+    // Finance's answer closes the line as for any other; named by the line alone, the
+    // second queued line goes wholly on account, and the statement completes.
+    for line in ["L0", "L1"] {
+        h.posted(line);
+    }
+    assert!(!flow::is_finished(&h.flow));
+    let s = h.assign("control:assign-line:4", "", "L2", &[], Some("C2"));
+    assert_eq!(entries(&s)[0].1.remainder, Money(30_00));
+    h.posted("L2");
+    assert!(flow::is_finished(&h.flow), "{:#?}", h.flow.cash.lines);
+    let keys: Vec<String> = h.steps.iter().flat_map(entries).map(|(k, _)| k).collect();
+    assert_eq!(keys.len(), 3, "one entry per line: {keys:?}");
+
+    // The journal rebuilds the same state.
+    let mut rebuilt = StatementFlow::create(&h.key());
+    for e in h.steps.iter().flat_map(|s| s.journal.iter()) {
+        flow::apply(&mut rebuilt, e);
+    }
+    assert_eq!(rebuilt, h.flow);
+}
+
+/// Invoices and amounts, the customer on account, the kind of refusal, what it says.
+type Case<'a> = (&'a [(&'a str, i64)], Option<&'a str>, RefusalKind, &'a str);
+
+#[test]
+fn an_allocation_that_does_not_fit_the_line_or_the_open_items_is_refused_saying_why() {
+    let r = unknown_payers();
+    let mut h = H::new(&r);
+    h.send(&received("bank:s7", &r));
+    let x1 = queued(&h, "L1");
+    let cases: [Case; 8] = [
+        (
+            &[("INV-1", 100_00)],
+            None,
+            RefusalKind::Invalid,
+            "the allocations come to 100.00 EUR but line L1 (120.00 EUR from Unbekannt AG): 20.00 EUR is not allocated; apply it to an invoice or leave it on the customer's account",
+        ),
+        (
+            &[("INV-1", 100_00), ("INV-2", 30_00)],
+            None,
+            RefusalKind::Invalid,
+            "the allocations come to 130.00 EUR, 10.00 more than line L1 (120.00 EUR from Unbekannt AG); lower them",
+        ),
+        (
+            &[("INV-9", 120_00)],
+            None,
+            RefusalKind::Invalid,
+            "invoice INV-9 is not among the receivables open when statement S-7 was imported (INV-0, INV-1, INV-2); check the number",
+        ),
+        // INV-0 was paid in full by line L0.
+        (
+            &[("INV-0", 20_00), ("INV-1", 100_00)],
+            None,
+            RefusalKind::Invalid,
+            "invoice INV-0 has 0.00 EUR open (100.00 at import, 100.00 applied to other lines of the statement); 20.00 is 20.00 too much",
+        ),
+        (&[("INV-1", 120_00), ("INV-1", 0)], None, RefusalKind::Invalid, "invoice INV-1 is named twice"),
+        (
+            &[("INV-1", -5_00)],
+            Some("C1"),
+            RefusalKind::Invalid,
+            "the amount for invoice INV-1 is -5.00: amounts are positive",
+        ),
+        (
+            &[("INV-1", 120_00)],
+            Some("C1"),
+            RefusalKind::Invalid,
+            "nothing is left for C1's account; leave out on account",
+        ),
+        (&[], None, RefusalKind::Invalid, "name the invoices line L1 (120.00 EUR from Unbekannt AG) pays"),
+    ];
+    for (n, (invoices, on_account, kind, says)) in cases.iter().enumerate() {
+        let a = assignment(&h.statement_key(), &x1, "L1", invoices, *on_account);
+        let checked = by_hand::check(&h.flow.cash, &a).expect_err("refused");
+        assert_eq!(checked.kind, *kind, "{}", checked.reason);
+        let reason = refusal(&h.assign(&format!("control:assign-line:{n}"), &x1, "L1", invoices, *on_account));
+        assert_eq!(reason, checked.reason, "the saga decides as the control plane checked");
+        assert!(reason.contains(says), "{reason}\n  does not say: {says}");
+    }
+    // Over-applied beyond the open amount: INV-1 has 150.00 open.
+    let big = unknown_payers();
+    let mut big = big.clone();
+    big.lines[1].amount = Money(200_00);
+    let mut h2 = H::new(&big);
+    h2.send(&received("bank:s7", &big));
+    let x = queued(&h2, "L1");
+    let reason = refusal(&h2.assign("control:assign-line:big", &x, "L1", &[("INV-1", 200_00)], None));
+    assert!(reason.contains("invoice INV-1 has 150.00 EUR open; 200.00 is 50.00 too much: apply at most 150.00 and leave the rest on the customer's account"), "{reason}");
+    // Unknown line, a line the matcher applied, another saga's exception.
+    let unknown =
+        by_hand::check(&h.flow.cash, &assignment(&h.statement_key(), "", "L9", &[("INV-1", 1)], None)).unwrap_err();
+    assert_eq!(unknown.kind, RefusalKind::Unknown, "{}", unknown.reason);
+    assert!(unknown.reason.contains("statement S-7 has no line \"L9\""), "{}", unknown.reason);
+    let applied =
+        by_hand::check(&h.flow.cash, &assignment(&h.statement_key(), "", "L0", &[("INV-1", 1)], None)).unwrap_err();
+    assert_eq!(applied.kind, RefusalKind::NotOpen);
+    assert!(applied.reason.contains("line L0 has its journal entry already"), "{}", applied.reason);
+    // Nothing was sent and the exception stays open for a correct allocation.
+    assert!(h.flow.cash.book.open_exceptions.contains_key(&x1));
+    assert!(h.steps.iter().skip(1).all(|s| s.commands.is_empty()));
+    let s = h.assign("control:assign-line:ok", &x1, "L1", &[("INV-1", 120_00)], None);
+    assert_eq!(entries(&s).len(), 1);
+}
+
 // ---- one journal entry per statement line, ever ----
 
 fn arb_line() -> impl Strategy<Value = (u8, i64, u8)> {
@@ -288,7 +549,9 @@ fn statement(lines: &[(u8, i64, u8)]) -> StatementReceived {
                 amount: Money(*amount),
                 currency: "EUR".into(),
                 fee: Money(0),
-                counterparty: Some(format!("Kunde {} GmbH", inv % 4)),
+                // A line naming no invoice comes from a payer nobody knows: it is queued,
+                // for an operator to apply by hand.
+                counterparty: Some(if *inv < 4 { format!("Kunde {inv} GmbH") } else { "Unbekannt AG".into() }),
                 creditor_references: vec![],
                 end_to_end_id: None,
                 remittance: if *inv < 4 { vec![format!("INV-{inv}")] } else { vec![] },
@@ -305,7 +568,7 @@ proptest! {
     #[test]
     fn one_statement_line_never_makes_two_journal_entries(
         lines in proptest::collection::vec(arb_line(), 1..8),
-        script in proptest::collection::vec((0u8..6, 0usize..8), 0..40),
+        script in proptest::collection::vec((0u8..8, 0usize..8), 0..40),
     ) {
         let r = statement(&lines);
         let mut h = H::new(&r);
@@ -332,6 +595,18 @@ proptest! {
                             h.send(&resolve(&key, &format!("rs{k}"), x, "done by hand"));
                         }
                     }
+                }
+                6 | 7 => {
+                    // An operator applies the line by hand: wholly on account, or to one
+                    // invoice for its whole amount (refused when that does not fit).
+                    let amount = lines[pick % lines.len()].1;
+                    let invoice = format!("INV-{}", pick % 4);
+                    let (invoices, on_account) =
+                        if *op == 6 { (vec![], Some("C1")) } else { (vec![(invoice.as_str(), amount)], None) };
+                    let exception = if pick % 2 == 0 { String::new() } else {
+                        h.flow.cash.book.open_exceptions.keys().next().cloned().unwrap_or_default()
+                    };
+                    h.assign(&format!("control:assign-line:{k}"), &exception, &line, &invoices, on_account);
                 }
                 _ => {
                     // A redelivery of an earlier event.

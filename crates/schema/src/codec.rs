@@ -181,6 +181,7 @@ family!(
         StatementLinePosted,
         StatementLineRejected,
         StockObserved,
+        StatementLineAssignRequested,
     ]
 );
 

@@ -3,8 +3,8 @@
 //! both union branches are exercised.
 
 use waybill_domain::cash::{
-    BankLine, BankLineKind, InvoiceAllocation, OpenItem, StatementEntry, StatementLinePosted, StatementLineRejected,
-    StatementReceived,
+    BankLine, BankLineKind, InvoiceAllocation, LineAssignment, OpenItem, StatementEntry, StatementLinePosted,
+    StatementLineRejected, StatementReceived,
 };
 use waybill_domain::command::{
     AdjustStock, AdjustmentLine, BackorderLine, BackorderRequest, BookCarrier, CommandBody, ConfirmShipment,
@@ -218,6 +218,7 @@ pub fn statement_entry() -> StatementEntry {
         fee: Money(0),
         write_off: Money(0),
         remainder: Money(0),
+        on_account: None,
     }
 }
 
@@ -521,6 +522,18 @@ pub fn event_bodies() -> Vec<EventBody> {
             tolerance: Qty(0),
             window: T0,
         }),
+        EventBody::StatementLineAssignRequested(LineAssignment {
+            statement_key: s("DE89370400440532013000/2026-118"),
+            exception_id: s("cash:DE89370400440532013000/2026-118/unmatched-payment/1"),
+            line_id: s("2026-118/2"),
+            allocations: vec![InvoiceAllocation { invoice: s("INV/2026/0002"), amount: Money(1_000) }],
+            on_account: Some(s("CUST-8")),
+            actor: s("olga@example.com"),
+            role: s("operator"),
+            peer: s("10.0.0.7:51234"),
+            request_id: s("req-5"),
+            note: s("the customer confirmed INV/2026/0002 by phone; the rest is a prepayment"),
+        }),
     ];
     // Exhaustive on purpose: a new variant fails to compile here until it has a sample.
     for body in &bodies {
@@ -562,7 +575,8 @@ pub fn event_bodies() -> Vec<EventBody> {
             | EventBody::StatementReceived(_)
             | EventBody::StatementLinePosted(_)
             | EventBody::StatementLineRejected(_)
-            | EventBody::StockObserved(_) => {}
+            | EventBody::StockObserved(_)
+            | EventBody::StatementLineAssignRequested(_) => {}
         }
     }
     bodies

@@ -404,6 +404,15 @@ fn route(flow: &mut OrderFlow, event: &InboundEvent, env: &Env<'_>, cause: &Caus
         }
         EventBody::CreditNoteIssued(c) => route_receipt(flow, &c.receipt_id.clone(), event, env, cause, out),
         EventBody::CreditNoteRejected(r) => route_receipt(flow, &r.business_key.clone(), event, env, cause, out),
+        // Only a bank statement's lines are applied by hand (the control plane keys the
+        // request by the statement; nothing else writes it).
+        EventBody::StatementLineAssignRequested(a) => {
+            let d = reject(format!(
+                "StatementLineAssignRequested for line {:?} of statement {:?} is keyed {:?}, an order's key; key it stmt:{}",
+                a.line_id, a.statement_key, flow.key, a.statement_key
+            ));
+            commit(flow, &Target::Fulfillment, d, cause, out);
+        }
         // Decided by [`super::step`] once the order is known (and refused above before).
         EventBody::TimerTick(_)
         | EventBody::ExceptionRetryRequested(_)

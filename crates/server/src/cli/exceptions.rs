@@ -1,5 +1,5 @@
-//! `waybill exceptions list|retry|resolve|assign`: the exception workbench on a running
-//! server.
+//! `waybill exceptions list|retry|resolve|assign|assign-line`: the exception workbench on
+//! a running server.
 
 use clap::Subcommand;
 use waybill_control::proto;
@@ -70,6 +70,30 @@ pub(crate) enum ExceptionsCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Apply an unmatched bank-statement line by hand (operator): the invoices it pays and,
+    /// for what they leave, the customer whose account keeps it. Waybill sends the line's
+    /// one journal entry to finance and closes the exception.
+    AssignLine {
+        /// The line's unmatched-payment exception (`cash:<statement>/unmatched-payment/1`).
+        exception_id: String,
+        /// An invoice the line pays and how much of it: NUMBER=AMOUNT
+        /// (`INV/2026/0001=120.00`); repeat for each invoice.
+        #[arg(long = "invoice", value_name = "NUMBER=AMOUNT", value_parser = parse_invoice)]
+        invoices: Vec<proto::LineAllocation>,
+        /// The customer (finance's customer reference) whose account keeps what the
+        /// invoices leave of the line.
+        #[arg(long, value_name = "CUSTOMER")]
+        on_account: Option<String>,
+        /// How the allocation was established (required; in the journal and the audit).
+        #[arg(long)]
+        note: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+fn parse_invoice(text: &str) -> Result<proto::LineAllocation, String> {
+    waybill_control::statement_line::parse_allocation(text)
 }
 
 pub(crate) fn run(command: ExceptionsCommand) -> anyhow::Result<()> {
@@ -100,6 +124,17 @@ pub(crate) fn run(command: ExceptionsCommand) -> anyhow::Result<()> {
         ExceptionsCommand::Assign { exception_id, owner, note, remote } => {
             let req = proto::AssignExceptionRequest { exception_id, owner, note };
             let resp = call(&remote, async |mut c| Ok(c.workbench.assign_exception(req).await?.into_inner()))?;
+            return print_exception_action(&remote, &resp);
+        }
+        ExceptionsCommand::AssignLine { exception_id, invoices, on_account, note, remote } => {
+            let req = proto::AssignStatementLineRequest {
+                exception_id,
+                allocations: invoices,
+                on_account: on_account.unwrap_or_default(),
+                note,
+                ..Default::default()
+            };
+            let resp = call(&remote, async |mut c| Ok(c.workbench.assign_statement_line(req).await?.into_inner()))?;
             return print_exception_action(&remote, &resp);
         }
     };
@@ -143,6 +178,9 @@ pub(crate) fn print_exception_action(remote: &Remote, resp: &proto::ExceptionAct
         if !x.owner.is_empty() {
             println!("owner      {} (assigned {} ago)", x.owner, age(x.assigned_at_us));
         }
+    }
+    if resp.action == waybill_control::statement_line::ACTION && !resp.idempotency_key.is_empty() {
+        println!("entry      {} (sent to finance)", resp.idempotency_key);
     }
     if !resp.event_id.is_empty() {
         println!("event      {}", resp.event_id);

@@ -95,7 +95,8 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: approvals::ApprovalsCommand,
     },
-    /// Exceptions on a running server: list, retry, resolve, assign.
+    /// Exceptions on a running server: list, retry, resolve, assign, apply a bank-statement
+    /// line by hand (assign-line).
     Exceptions {
         #[command(subcommand)]
         command: exceptions::ExceptionsCommand,

@@ -1,5 +1,6 @@
 //! The exception queue: open exceptions by category, age and owner, each in business
-//! terms; an exception's page with retry, resolve (with a note) and assign.
+//! terms; an exception's page with retry, resolve (with a note) and assign, and for an
+//! unmatched bank-statement line, apply it by hand to the invoices it pays.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -189,8 +190,34 @@ fn exception_body(me: &Me, x: &proto::Exception) -> String {
 </section>"#,
             me = esc(&me.principal.identity),
         );
+        if x.category == "unmatched-payment" {
+            let _ = write!(
+                b,
+                r#"<section class="actions" aria-label="Apply this statement line by hand">
+<h2>Apply the line by hand</h2>
+<form id="assign-line" method="post" action="/exceptions/{uid}/assign-line">{csrf}<label for="assign-line-invoices">Invoices it pays, one per line: NUMBER=AMOUNT (INV/2026/0001=120.00)</label><textarea id="assign-line-invoices" name="invoices" rows="3"></textarea><label for="assign-line-on-account">Customer whose account keeps the rest (optional)</label><input id="assign-line-on-account" name="on_account"><label for="assign-line-note">How it was established (required)</label><textarea id="assign-line-note" name="note" rows="2" required></textarea><button id="assign-line-submit" type="submit" class="primary">Apply</button></form>
+</section>"#
+            );
+        }
     }
     b
+}
+
+/// The `AssignStatementLine` request of the exception page's Apply form: one `NUMBER=AMOUNT`
+/// per line of `invoices`, blank lines skipped.
+fn line_assignment(id: &str, form: &HashMap<String, String>) -> Result<proto::AssignStatementLineRequest, String> {
+    let allocations = field(form, "invoices")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(waybill_control::statement_line::parse_allocation)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(proto::AssignStatementLineRequest {
+        exception_id: id.to_string(),
+        allocations,
+        on_account: field(form, "on_account").trim().to_string(),
+        note: field(form, "note").to_string(),
+        ..Default::default()
+    })
 }
 
 /// `GET /exceptions/{id}`.
@@ -201,7 +228,7 @@ pub(crate) async fn show(State(web): State<Arc<Web>>, me: Me, Path(id): Path<Str
     }
 }
 
-/// `POST /exceptions/{id}/{retry|resolve|assign}`.
+/// `POST /exceptions/{id}/{retry|resolve|assign|assign-line}`.
 pub(crate) async fn act(
     State(web): State<Arc<Web>>,
     headers: HeaderMap,
@@ -223,9 +250,17 @@ pub(crate) async fn act(
             let req = proto::AssignExceptionRequest { exception_id: id.clone(), owner, note };
             web.services.workbench.assign_exception(me.call(req)).await
         }
+        "assign-line" => match line_assignment(&id, &form) {
+            Ok(req) => web.services.workbench.assign_statement_line(me.call(req)).await,
+            Err(text) => {
+                let body = find(&web, &me, &id).await.map(|x| exception_body(&me, &x)).unwrap_or_default();
+                let text = format!("{text}; correct it and apply again.");
+                return me.refused(StatusCode::BAD_REQUEST, "Exception", Section::Exceptions, &text, &body);
+            }
+        },
         other => {
             let text = format!(
-                "{other:?} is not something the workbench can do to an exception; use retry, resolve or assign."
+                "{other:?} is not something the workbench can do to an exception; use retry, resolve, assign or assign-line."
             );
             return me.refused(StatusCode::NOT_FOUND, "Exception", Section::Exceptions, &text, "");
         }
@@ -253,6 +288,25 @@ pub(crate) async fn act(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_apply_form_reads_one_invoice_per_line_and_says_which_line_is_wrong() {
+        let form = |invoices: &str| {
+            HashMap::from([
+                ("invoices".to_string(), invoices.to_string()),
+                ("on_account".to_string(), " C0001 ".to_string()),
+                ("note".to_string(), "confirmed by phone".to_string()),
+            ])
+        };
+        let r =
+            line_assignment("cash:S/unmatched-payment/1", &form("INV/2026/0001=120.00\r\n\r\nINV/2026/0002 = 30\n"))
+                .unwrap();
+        let got: Vec<(&str, i64)> = r.allocations.iter().map(|a| (a.invoice.as_str(), a.amount_minor)).collect();
+        assert_eq!(got, [("INV/2026/0001", 120_00), ("INV/2026/0002", 30_00)]);
+        assert_eq!((r.on_account.as_str(), r.note.as_str()), ("C0001", "confirmed by phone"));
+        let e = line_assignment("x", &form("INV/2026/0001=120,00")).unwrap_err();
+        assert!(e.contains("\"INV/2026/0001=120,00\"") && e.contains("is not an amount"), "{e}");
+    }
 
     #[test]
     fn every_category_the_sagas_raise_has_a_label_and_a_filter() {

@@ -8,9 +8,13 @@
 //! invoices, then within tolerance) and sent to finance as one journal entry
 //! (`stmt-line:<statement>#<line>`), a bank or gateway charge as an expense entry; a line
 //! nobody can apply safely raises `UNMATCHED_PAYMENT` with the reason and the candidate
-//! invoices, for someone to apply by hand. The same statement imported again changes
-//! nothing; the same statement id with another file is refused. The saga completes when
-//! every line is posted or handled by hand.
+//! invoices, for someone to apply by hand. An operator applies such a line through the
+//! control plane ([`by_hand`]: the invoices it pays and the customer whose account keeps
+//! the rest, checked against the statement), and the saga sends its one journal entry. The
+//! same statement imported again changes nothing; the same statement id with another file
+//! is refused. The saga completes when every line is posted or handled by hand.
+
+pub mod by_hand;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -158,7 +162,7 @@ impl CashApplication {
     }
 }
 
-fn post(entry: &StatementEntry) -> Outbound {
+pub(crate) fn post(entry: &StatementEntry) -> Outbound {
     Outbound {
         target: System::Finance,
         idempotency_key: entry_key(&entry.statement_key, &entry.line_id),
@@ -191,7 +195,7 @@ pub fn retry(s: &CashApplication, exception_id: &str) -> Result<Outbound, String
             })
         }
         ExceptionCategory::UnmatchedPayment => Err(format!(
-            "exception {exception_id} has no entry to re-issue: apply line {subject} to the right invoices in finance, then resolve this exception with a note saying which"
+            "exception {exception_id} has no entry to re-issue: apply line {subject} by hand (`waybill exceptions assign-line {exception_id} --invoice NUMBER=AMOUNT --note ...`), or book it in finance and resolve this exception with a note saying how"
         )),
         other => Err(format!(
             "exception {exception_id} ({other}) has no command to re-issue; fix the cause and resolve it with a note"
@@ -336,6 +340,10 @@ fn decide(s: &CashApplication, statement_key: &str, event: &InboundEvent, env: &
     if s.book.seen.contains(&event.meta.event_id) {
         return Decision::noop();
     }
+    // An operator's action: refused (and audited) as `ControlRefused`, never dead-lettered.
+    if let EventBody::StatementLineAssignRequested(a) = &event.body {
+        return by_hand::decide(s, a);
+    }
     let named = match &event.body {
         EventBody::StatementReceived(r) => Some(r.statement_key.as_str()),
         EventBody::StatementLinePosted(p) => Some(p.statement_key.as_str()),
@@ -412,7 +420,7 @@ fn on_statement(s: &CashApplication, r: &StatementReceived, env: &Env<'_>) -> De
                     ExceptionCategory::UnmatchedPayment,
                     SourceRef::new(System::Bank, line.line_id.clone()),
                     format!(
-                        "statement {} line {}: {} {}{payer}: {}{candidates}; apply it by hand in finance and resolve this exception with a note saying how",
+                        "statement {} line {}: {} {}{payer}: {}{candidates}; apply it by hand to the invoices it pays (`waybill exceptions assign-line`, or Apply on the workbench), or book it in finance and resolve this exception with a note saying how",
                         r.statement_id, line.line_id, line.amount, line.currency, q.reason
                     ),
                 );
