@@ -99,6 +99,7 @@ fn a_drift_in_the_warehouse_is_found_by_the_next_scheduled_run_with_its_evidence
     assert!(reads >= 3, "seven products at three a page are three reads, got {reads}");
     assert_eq!(scrape(&metrics, names::RECONCILIATION_MISMATCHES), Some(0.0));
     assert!(scrape(&metrics, names::RECONCILIATION_LAST_RUN).is_some_and(|t| t > 1.7e9));
+    assert!(scrape(&metrics, names::RECONCILIATION_RUNS).is_some_and(|n| n >= 1.0), "runs are counted");
 
     // Five units of SKU-0003 vanish at the warehouse, with no movement behind them.
     ledger.drift("SKU-0003", -5_000);
