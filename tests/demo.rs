@@ -22,17 +22,7 @@ struct Args {
 }
 
 fn commands(log: &dyn EventLog, t: &str) -> Vec<waybill_domain::Command> {
-    let mut out = Vec::new();
-    for p in 0..log.partitions(t).unwrap() as i32 {
-        let mut from = 0;
-        loop {
-            let batch = log.read(t, p, from, 4096).unwrap();
-            let Some(last) = batch.last() else { break };
-            from = last.offset + 1;
-            out.extend(batch.iter().map(|r| waybill_schema::decode_command(&r.value).unwrap()));
-        }
-    }
-    out
+    read_all(log, t).iter().map(|v| waybill_schema::decode_command(v).unwrap()).collect()
 }
 
 #[test]

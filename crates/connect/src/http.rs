@@ -61,7 +61,7 @@ impl HttpAdapter {
         hmac_secret: Option<Arc<SecretFile>>,
         token: Option<Arc<SecretFile>>,
     ) -> Self {
-        let route = url.split("://").nth(1).and_then(|r| r.find('/').map(|i| r[i..].to_string())).unwrap_or("/".into());
+        let route = route_of(url);
         HttpAdapter {
             system,
             url: url.to_string(),
@@ -72,6 +72,11 @@ impl HttpAdapter {
             token,
         }
     }
+}
+
+/// The path of `url` (`/v1/commands`), the route a client span is named after.
+pub(crate) fn route_of(url: &str) -> String {
+    url.split("://").nth(1).and_then(|r| r.find('/').map(|i| r[i..].to_string())).unwrap_or("/".into())
 }
 
 /// `sha256=<hex>` of `body` under `secret`.

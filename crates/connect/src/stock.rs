@@ -18,12 +18,9 @@ use waybill_domain::Qty;
 
 use crate::client::{Client, Timeouts};
 use crate::error::Failure;
-use crate::http::signature;
+use crate::http::{SIGNATURE_HEADER, signature};
 use crate::secret::SecretFile;
 use crate::target::Target;
-
-/// Header carrying the signature.
-const SIGNATURE_HEADER: &str = "X-Waybill-Signature";
 
 /// One product's stock, as the warehouse system reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +70,7 @@ impl StockReader {
         hmac_secret: Option<Arc<SecretFile>>,
         token: Option<Arc<SecretFile>>,
     ) -> Self {
-        let route = url.split("://").nth(1).and_then(|r| r.find('/').map(|i| r[i..].to_string())).unwrap_or("/".into());
+        let route = crate::http::route_of(url);
         StockReader {
             url: url.to_string(),
             route,
