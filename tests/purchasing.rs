@@ -145,6 +145,25 @@ fn a_purchase_order_is_received_once_its_mismatch_worked_and_its_held_bill_appro
     assert_eq!((p.posting_id.as_str(), p.document.as_str(), p.amount_minor), (posting, "vendor-bill", 108_120));
     assert_eq!(p.order_ref, "po:P00031");
     assert_eq!(p.reasons, ["line 1 WIDGET: unit price 9.01 is 6.0 % above the order's 8.50 (tolerance 2 %)"]);
+    // The approver sees the three sides of the match: ordered at 8.50, 120 received, 120
+    // billed at 9.01.
+    let shown =
+        h.rt.block_on(viewer.approvals.get_posting(proto::GetPostingRequest { posting_id: posting.into() }))
+            .unwrap()
+            .into_inner();
+    let o = &shown.order_lines;
+    assert_eq!(o.len(), 1, "{shown:?}");
+    assert_eq!(
+        (o[0].sku.as_str(), o[0].ordered_milli, o[0].shipped_milli, o[0].unit_price_minor),
+        ("WIDGET", 100_000, 120_000, 850)
+    );
+    let d = &shown.document_lines;
+    assert_eq!(d.len(), 1, "{shown:?}");
+    assert_eq!(
+        (d[0].line_no, d[0].quantity_milli, d[0].unit_price_minor, d[0].total_minor),
+        (1, 120_000, 901, 108_120)
+    );
+    assert_eq!(shown.document_total_minor, 108_120);
 
     // The CLI lists it under its document too, and only it.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_waybill"))

@@ -434,6 +434,13 @@ impl Node {
             let _ = t.join();
         }
         let _ = self.log.flush();
+        // The projector has stopped: make what it applied durable now. sled flushes in the
+        // background and when its last handle drops, but a process that exits right after
+        // shutdown (the CLI, `waybill run`) may still hold a handle in a service thread, and
+        // the projections it leaves on disk must be the ones it printed.
+        if let Err(e) = self.projections.flush() {
+            tracing::warn!(error = %e, "cannot flush the projections at shutdown; the next start catches up from the log");
+        }
     }
 }
 

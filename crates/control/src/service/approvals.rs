@@ -13,7 +13,7 @@ use waybill_log::{AppendBatch, Header, Record};
 use waybill_projection::PostingView;
 use waybill_saga::approval::{self, RefusalKind};
 
-use super::convert::{document_name, order_lines, posting_proto};
+use super::convert::{document_name, posting_proto};
 use super::{Control, blocking, peer_of};
 use crate::audit::{AUDIT_TOPIC, EdgeRecord, headers};
 use crate::auth::{Principal, Role};
@@ -479,40 +479,7 @@ impl Control {
         let p = order.postings.iter().find(|p| p.posting_id == posting_id).ok_or_else(not_found)?;
         let posting = posting_proto!(&order, p);
         let timeline = self.projections.timeline(&order_ref)?;
-        // Order prices and the drafted document are in journal records the timeline
-        // points at (the order view keeps quantities only).
-        let released = timeline.iter().filter(|t| t.event == "OrderAccepted").find_map(|t| {
-            match self.journal_at(t.partition, t.offset) {
-                Some(JournalBody::OrderAccepted(o)) => Some(o),
-                _ => None,
-            }
-        });
-        let mut document_lines = Vec::new();
-        let mut document_total_minor = 0;
-        for t in timeline
-            .iter()
-            .filter(|t| t.saga_id == p.saga_id && (t.event == "InvoiceDrafted" || t.event == "CreditNoteDrafted"))
-        {
-            let (lines, total) = match self.journal_at(t.partition, t.offset) {
-                Some(JournalBody::InvoiceDrafted(d)) if d.business_key == p.business_key => (d.lines, d.total),
-                Some(JournalBody::CreditNoteDrafted(d)) if d.receipt_id == p.business_key => (d.lines, d.total),
-                _ => continue,
-            };
-            document_total_minor = total.0;
-            document_lines = lines
-                .iter()
-                .map(|l| proto::DocumentLine {
-                    line_no: l.line_no,
-                    sku: l.sku.clone(),
-                    quantity_milli: l.quantity.0,
-                    quantity: l.quantity.to_string(),
-                    unit_price_minor: l.unit_price.0,
-                    tax_code: l.tax_code.clone(),
-                    total_minor: l.unit_price.times(l.quantity).0,
-                })
-                .collect();
-        }
-        let order_lines = order_lines(&order, released.as_ref());
+        let (order_lines, document_lines, document_total_minor) = self.evidence(&order, p, &timeline);
         Ok(proto::GetPostingResponse { posting: Some(posting), order_lines, document_lines, document_total_minor })
     }
 }

@@ -8,6 +8,7 @@
 
 mod approvals;
 mod convert;
+mod evidence;
 mod queries;
 mod reconcile;
 mod watch;
