@@ -148,7 +148,7 @@ fn sigkill_under_load_loses_nothing_and_repeats_nothing() {
         .iter()
         .map(|s| counts.get(s).copied().unwrap_or(0))
         .sum();
-    assert_eq!(ended, ORDERS as u64, "orders by status: {counts:?}");
+    assert_eq!(ended, ORDERS as u64, "orders by status: {counts:?}; the final run said:\n{stdout}");
     for order in &bad_master {
         let status = store.order(order).unwrap().expect("bad orders are projected too").status;
         assert!(matches!(status, OrderStatus::OnHold | OrderStatus::Cancelled), "{order} is {status}");
