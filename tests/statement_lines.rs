@@ -35,6 +35,11 @@ role = "operator"
 token = "vera-viewer-token-000008"
 identity = "vera"
 role = "viewer"
+
+[[tokens]]
+token = "bank-importer-token-00009"
+identity = "bank-importer"
+system = "bank"
 "#;
 
 const STATEMENT: &str = "camt053|DE00TEST|S-11";
@@ -129,7 +134,7 @@ impl Harness {
         let finance = finance();
         let mut cfg = Config { data_dir: dir.join("data"), partitions: 2, ..Config::default() };
         cfg.log.fsync = "never".into();
-        cfg.ingest.listen = String::new();
+        cfg.ingest.listen = "127.0.0.1:0".into();
         cfg.control.listen = "127.0.0.1:0".into();
         cfg.metrics.listen = String::new();
         cfg.control.tokens_file = Some(dir.join("tokens.toml"));
@@ -298,4 +303,79 @@ fn an_operator_applies_a_queued_line_by_hand_and_finance_gets_its_one_entry() {
         assert_eq!(h.finance.duplicates_of(&key(line)), 0, "{line} reached finance once");
     }
     assert_eq!(h.finance.received().len(), 3, "one journal entry per line");
+}
+
+/// The receivables open when the camt.053 example is imported, as finance exports them.
+const OPEN_ITEMS: &str = "number,customer_ref,customer_name,open_amount,currency,due_date
+INV/2026/0001,C001,Nordwind Handels GmbH,1190.00,EUR,2026-12-31
+INV/2026/00010,C001,Nordwind Handels GmbH,990.00,EUR,
+INV/2026/0002,C002,Alpenblick AG,1000.00,EUR,
+INV/2026/0003,C003,Bergmann KG,2000.00,EUR,
+INV/2026/0004,C004,Müller GmbH,800.00,EUR,
+INV/2026/0005,C001,Nordwind Handels GmbH,1450.00,EUR,
+";
+
+/// `waybill statements import` reads a real camt.053 file and the open items exported from
+/// finance, posts the statement to ingestion as the bank, and cash application applies or
+/// queues every line; importing the same file again changes nothing.
+#[test]
+fn a_camt053_file_imported_twice_is_applied_once() {
+    let h = Harness::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("open.csv"), OPEN_ITEMS).unwrap();
+    let file = format!("{}/../bank/tests/data/camt053_001_02_statement.xml", env!("CARGO_MANIFEST_DIR"));
+    let import = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_waybill"))
+            .args(["statements", "import", &file, "--open-items"])
+            .arg(dir.path().join("open.csv"))
+            .args(["--ingest", &format!("http://{}", h.node().ingest_addr.unwrap())])
+            .args(["--token", "bank-importer-token-00009"])
+            .output()
+            .unwrap()
+    };
+    let out = import();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "stdout: {said}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("posted as bank:import:"), "{said}");
+    let applied_or_queued = |h: &Harness| {
+        h.node()
+            .projections
+            .statements()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, t)| t.iter())
+            .filter(|t| t.event == "LineApplied" || (t.event == "ExceptionRaised" && t.summary.contains("unmatched")))
+            .count()
+    };
+    h.wait("the statement's lines", || applied_or_queued(&h) > 0);
+    h.wait("finance's entries", || !h.finance.received().is_empty());
+    std::thread::sleep(Duration::from_millis(300));
+    let (lines, entries) = (applied_or_queued(&h), h.finance.received().len());
+    assert_eq!(h.node().projections.statements().unwrap().len(), 1);
+
+    // The same file again: posted, and nothing changes.
+    let again = import();
+    assert!(
+        again.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&again.stdout),
+        String::from_utf8_lossy(&again.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!((applied_or_queued(&h), h.finance.received().len()), (lines, entries));
+    assert_eq!(h.node().projections.statements().unwrap().len(), 1);
+
+    // Without the bank's token, ingestion refuses and the CLI says so.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_waybill"))
+        .args(["statements", "import", &file, "--open-items"])
+        .arg(dir.path().join("open.csv"))
+        .args(["--ingest", &format!("http://{}", h.node().ingest_addr.unwrap())])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("refused by ingestion (401)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

@@ -13,6 +13,7 @@ pub mod camt053;
 pub mod matching;
 pub mod model;
 pub mod mt940;
+pub mod open_items;
 pub mod record;
 pub mod settlement;
 mod text;

@@ -200,7 +200,7 @@ fn signed_amount(text: &str, currency: &str) -> std::result::Result<Money, Strin
 /// Splits CSV text into records (with the line number each starts on). Fields may be
 /// quoted with `"`, quotes inside doubled; the separator is `,` or, when the header has
 /// no comma but a semicolon, `;`.
-fn records(text: &str) -> Result<Vec<(usize, Vec<String>)>> {
+pub(crate) fn records(text: &str) -> Result<Vec<(usize, Vec<String>)>> {
     let first = text.lines().next().unwrap_or("");
     let sep = if !first.contains(',') && first.contains(';') { ';' } else { ',' };
     let mut out = Vec::new();

@@ -5,6 +5,7 @@
 //! - [`topics`], [`projections`], [`schemas`]: administration of the log, the read models
 //!   and the schema catalog;
 //! - [`dlq`]: the dead-letter topic (through the control plane, or from the log);
+//! - [`statements`]: bank statement files into ingestion, as the bank;
 //! - [`approvals`], [`exceptions`], [`saga`], [`order`], [`trace`], [`reconcile`]: calls to a running
 //!   server's gRPC control plane (`--server`, `--token` or `WAYBILL_TOKEN`).
 
@@ -18,6 +19,7 @@ mod render;
 mod saga;
 mod schemas;
 mod serve;
+mod statements;
 mod topics;
 mod trace;
 mod web;
@@ -84,6 +86,11 @@ pub(crate) enum Command {
     Dlq {
         #[command(subcommand)]
         command: dlq::DlqCommand,
+    },
+    /// Bank statements: import a camt.053, MT940 or settlement report file.
+    Statements {
+        #[command(subcommand)]
+        command: statements::StatementsCommand,
     },
     /// A reconciliation run now on a running server: `stock`.
     Reconcile {
@@ -187,6 +194,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Web { command } => web::run(command),
         Command::Dlq { command } => dlq::run(command),
         Command::Reconcile { command } => reconcile::run(command),
+        Command::Statements { command } => statements::run(command),
         Command::Approvals { command } => approvals::run(command),
         Command::Exceptions { command } => exceptions::run(command),
         Command::Saga { command } => saga::run(command),
