@@ -148,6 +148,17 @@ fn a_drift_in_the_warehouse_is_found_by_the_next_scheduled_run_with_its_evidence
     assert!(f.already_open);
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report.report_path).unwrap()).unwrap();
     assert_eq!(json["findings"][0]["sku"], "SKU-0003");
+    // The CLI prints the same run as a table, with where its report is.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_waybill"))
+        .args(["reconcile", "stock", "--server", &format!("http://{}", node.control_addr().unwrap())])
+        .args(["--token", "olga-operator-token-0006"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}{}", String::from_utf8_lossy(&out.stderr));
+    for needle in ["7 products compared", "1 findings", "SKU-0003", "95", "100", "-5", "still open", "report: "] {
+        assert!(table.contains(needle), "{needle:?} missing from:\n{table}");
+    }
     let mut vera = connect("vera-viewer-token-000009");
     let denied =
         rt.block_on(vera.reconciliation.reconcile(proto::ReconcileRequest { kind: "stock".into() })).unwrap_err();
