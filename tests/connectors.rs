@@ -367,11 +367,14 @@ impl Rig {
         let mut c = Command::new(BIN);
         c.args(["serve", "--demo-catalog", "--config"]).arg(&self.config).env("RUST_LOG", "info");
         let p = Proc::spawn(c);
-        // Ready once ingestion answers.
+        // Ready once ingestion and the control plane answer (the node opens ingestion
+        // first, so ingestion alone does not say the control plane listens yet).
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&self.ingest).is_err() {
-            assert!(Instant::now() < deadline, "waybill serve did not start:\n{}", trouble(&p));
-            std::thread::sleep(Duration::from_millis(20));
+        for addr in [&self.ingest, &self.control] {
+            while std::net::TcpStream::connect(addr.as_str()).is_err() {
+                assert!(Instant::now() < deadline, "waybill serve did not start:\n{}", trouble(&p));
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         p
     }
