@@ -510,3 +510,70 @@ fn the_inbox_refreshes_itself_and_fits_a_tablet() {
     assert_eq!(overflow, serde_json::Value::Bool(false), "no sideways scrolling on a tablet: {}", b.body());
     b.screenshot("inbox-tablet");
 }
+
+/// An operator runs a stock reconciliation from the findings list: the first run sets the
+/// baselines; after units vanish at the warehouse, the next run shows the finding with
+/// both figures, and the exceptions list has it. A viewer may not run one.
+#[test]
+fn an_operator_runs_a_stock_reconciliation_from_the_workbench() {
+    use waybill_doubles::http_target::{Answer, HttpTarget, HttpTargetConfig};
+    use waybill_doubles::stock::StockLedger;
+    use waybill_server::connectors::ConnectorSettings;
+
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("wms.hmac"), "s3cret").unwrap();
+    let ledger = StockLedger::opening(["PLAIN".to_string(), "BOLT".to_string()], 40_000);
+    let wms = HttpTarget::start(HttpTargetConfig {
+        reads: Some(("/v1/stock".into(), ledger.reads())),
+        ..HttpTargetConfig::new(b"s3cret".to_vec(), |_| Answer::Accepted)
+    });
+    let site = Site::start(|cfg| {
+        cfg.connectors.insert(
+            "wms".into(),
+            ConnectorSettings {
+                kind: "http".into(),
+                url: wms.command_url(),
+                stock_url: format!("{}/v1/stock", wms.url()),
+                hmac_secret_file: Some(secrets.path().join("wms.hmac")),
+                ..ConnectorSettings::default()
+            },
+        );
+        cfg.reconcile.settle_ms = 100;
+    });
+    let b = site.browser();
+    sign_in(&b, "otto");
+    b.goto("/exceptions?category=reconciliation-mismatch");
+    b.click("form#reconcile button");
+    b.wait_for("p#summary");
+    assert!(b.text("p#summary").contains("2 seen for the first time"), "{}", b.body());
+    site.eventually("the baselines", || site.node().projections.stock_checks().unwrap().len() == 2);
+
+    ledger.drift("BOLT", -3_000);
+    b.goto("/exceptions?category=reconciliation-mismatch");
+    b.click("form#reconcile button");
+    b.wait_for("table#findings tr[data-sku=\"BOLT\"]");
+    let row = b.text("table#findings tr[data-sku=\"BOLT\"]");
+    for figure in ["37", "40", "-3", "new"] {
+        assert!(row.contains(figure), "{figure:?} missing from {row:?}");
+    }
+    b.screenshot("reconciliation");
+    // The product's record: its reconciliation's timeline.
+    b.click("table#findings tr[data-sku=\"BOLT\"] a");
+    b.wait_for("ol#timeline li");
+    assert!(b.text("ol#timeline").contains("mismatch found"), "{}", b.body());
+    b.screenshot("reconciliation-subject");
+    site.eventually("the finding's exception", || {
+        !site.node().projections.exceptions(true, Some(ExceptionCategory::ReconciliationMismatch)).unwrap().is_empty()
+    });
+    b.goto("/exceptions?category=reconciliation-mismatch");
+    b.wait_for("table#exceptions tr[data-exception-id^=\"rec:stock:BOLT\"]");
+
+    // A viewer is refused, in words.
+    sign_out(&b);
+    sign_in(&b, "vic");
+    b.goto("/exceptions?category=reconciliation-mismatch");
+    b.click("form#reconcile button");
+    b.wait_for("#flash.error");
+    let said = b.text("#flash.error");
+    assert!(said.contains("did not run") && said.contains("operator"), "{said}");
+}

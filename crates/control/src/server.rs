@@ -122,6 +122,8 @@ pub struct Services {
     pub workbench: WorkbenchService,
     /// The audit.
     pub audit: AuditService,
+    /// Reconciliation runs on demand.
+    pub reconciliation: ReconciliationService,
     control: Arc<Control>,
 }
 
@@ -216,6 +218,7 @@ impl ControlServer {
             queries: QueriesService(control.clone()),
             workbench: WorkbenchService(control.clone()),
             audit: AuditService(control.clone()),
+            reconciliation: ReconciliationService(control.clone()),
             control,
         };
         let router = builder
@@ -227,9 +230,7 @@ impl ControlServer {
             .add_service(proto::queries_server::QueriesServer::new(services.queries.clone()))
             .add_service(proto::workbench_server::WorkbenchServer::new(services.workbench.clone()))
             .add_service(proto::audit_server::AuditServer::new(services.audit.clone()))
-            .add_service(proto::reconciliation_server::ReconciliationServer::new(ReconciliationService(
-                services.control.clone(),
-            )));
+            .add_service(proto::reconciliation_server::ReconciliationServer::new(services.reconciliation.clone()));
 
         let std_listener = std::net::TcpListener::bind(addr).map_err(|e| Error::Config {
             key: "control.listen",

@@ -335,6 +335,7 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/orders/{order}", get(pages::orders::show))
         .route("/orders/{order}/replay", post(pages::orders::replay))
         .route("/stuck", get(pages::orders::stuck))
+        .route("/reconcile/{kind}", post(pages::reconcile::run))
         .route("/dashboard", get(pages::dashboard::show))
         .route("/audit", get(pages::audit::list))
         .route("/live", get(live::stream))

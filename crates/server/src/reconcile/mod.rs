@@ -222,18 +222,42 @@ impl waybill_control::Reconciler for StockJob {
                 "reconciliation kind {kind:?} is not run by Waybill; run `stock` (each product's on-hand at the warehouse system against what Waybill journaled)"
             )));
         }
-        let now = Timestamp::now();
-        let window = Timestamp(now.0 - now.0.rem_euclid(1_000_000));
-        let report = self.run(window).map_err(waybill_control::Error::Unavailable)?;
+        // On demand, the run is its own window, to the microsecond: two runs asked for
+        // within one second are two runs (their observations must not look like
+        // redeliveries of each other's).
+        let report = self.run(Timestamp::now()).map_err(waybill_control::Error::Unavailable)?;
         let path = self.reports.join(format!("{}.json", report.run_id));
         Ok((report, path))
     }
 }
 
-/// `stock-20261201T090000Z`: a run names its window (to the second, UTC).
+/// `stock-20261201T090000Z`: a run names its window (UTC; a window that is not a whole
+/// second, an on-demand run's, keeps its microseconds: `stock-20261201T090000.123456Z`).
 pub fn run_id(window: Timestamp) -> String {
     let c = window.civil();
-    format!("stock-{:04}{:02}{:02}T{:02}{:02}{:02}Z", c.year, c.month, c.day, c.hour, c.minute, c.second)
+    let micros = window.0.rem_euclid(1_000_000);
+    let fraction = if micros == 0 { String::new() } else { format!(".{micros:06}") };
+    format!("stock-{:04}{:02}{:02}T{:02}{:02}{:02}{fraction}Z", c.year, c.month, c.day, c.hour, c.minute, c.second)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scheduled_window_names_its_second_and_an_on_demand_run_its_microsecond() {
+        let t = Timestamp::from_civil(waybill_domain::Civil {
+            year: 2026,
+            month: 12,
+            day: 1,
+            hour: 9,
+            minute: 0,
+            second: 0,
+        });
+        assert_eq!(run_id(t), "stock-20261201T090000Z");
+        assert_eq!(run_id(Timestamp(t.0 + 123_456)), "stock-20261201T090000.123456Z");
+        assert_ne!(run_id(Timestamp(t.0 + 1)), run_id(Timestamp(t.0 + 2)));
+    }
 }
 
 /// Fires `job` at each time of `schedule` while `leads` says this node runs the

@@ -94,6 +94,9 @@ pub(crate) async fn list(State(web): State<Arc<Web>>, me: Me, Query(q): Query<Ha
         r#"<h1>Exceptions <small data-live="exceptions">{} on this page</small></h1>{filters}"#,
         page.exceptions.len()
     );
+    if category == "reconciliation-mismatch" {
+        body.push_str(&super::reconcile::run_form(&me.csrf));
+    }
     if page.exceptions.is_empty() {
         body.push_str(r#"<p id="empty">No exceptions match. Nothing needs a person right now.</p>"#);
     } else {

@@ -6,6 +6,7 @@ pub mod dashboard;
 pub mod exceptions;
 pub mod inbox;
 pub mod orders;
+pub mod reconcile;
 pub mod signin;
 
 use std::collections::HashMap;
