@@ -240,26 +240,6 @@ pub fn run_id(window: Timestamp) -> String {
     format!("stock-{:04}{:02}{:02}T{:02}{:02}{:02}{fraction}Z", c.year, c.month, c.day, c.hour, c.minute, c.second)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_scheduled_window_names_its_second_and_an_on_demand_run_its_microsecond() {
-        let t = Timestamp::from_civil(waybill_domain::Civil {
-            year: 2026,
-            month: 12,
-            day: 1,
-            hour: 9,
-            minute: 0,
-            second: 0,
-        });
-        assert_eq!(run_id(t), "stock-20261201T090000Z");
-        assert_eq!(run_id(Timestamp(t.0 + 123_456)), "stock-20261201T090000.123456Z");
-        assert_ne!(run_id(Timestamp(t.0 + 1)), run_id(Timestamp(t.0 + 2)));
-    }
-}
-
 /// Fires `job` at each time of `schedule` while `leads` says this node runs the
 /// schedules (it owns partition 0), until `stop`.
 pub fn run_schedule(schedule: Schedule, job: Arc<StockJob>, leads: impl Fn() -> bool, stop: Arc<AtomicBool>) {
@@ -282,5 +262,25 @@ pub fn run_schedule(schedule: Schedule, job: Arc<StockJob>, leads: impl Fn() -> 
         if leads() {
             let _ = job.run(Timestamp(next.as_microsecond()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scheduled_window_names_its_second_and_an_on_demand_run_its_microsecond() {
+        let t = Timestamp::from_civil(waybill_domain::Civil {
+            year: 2026,
+            month: 12,
+            day: 1,
+            hour: 9,
+            minute: 0,
+            second: 0,
+        });
+        assert_eq!(run_id(t), "stock-20261201T090000Z");
+        assert_eq!(run_id(Timestamp(t.0 + 123_456)), "stock-20261201T090000.123456Z");
+        assert_ne!(run_id(Timestamp(t.0 + 1)), run_id(Timestamp(t.0 + 2)));
     }
 }
