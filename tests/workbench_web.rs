@@ -561,6 +561,8 @@ fn an_operator_runs_a_stock_reconciliation_from_the_workbench() {
     b.click("table#findings tr[data-sku=\"BOLT\"] a");
     b.wait_for("ol#timeline li");
     assert!(b.text("ol#timeline").contains("mismatch found"), "{}", b.body());
+    assert!(b.text("h1").contains("reconciliation subject"), "{}", b.text("h1"));
+    assert!(!b.text("p.meta").contains("Customer"), "no customer on a product's record: {}", b.text("p.meta"));
     b.screenshot("reconciliation-subject");
     site.eventually("the finding's exception", || {
         !site.node().projections.exceptions(true, Some(ExceptionCategory::ReconciliationMismatch)).unwrap().is_empty()

@@ -155,25 +155,37 @@ async fn order_body(web: &Web, me: &Me, order: &str) -> Result<String, (StatusCo
         .into_inner()
         .order
         .ok_or((StatusCode::NOT_FOUND, format!("Order {order} is not known to Waybill.")))?;
-    let mut b = format!(
-        r#"<h1>{o} <span class="state">{st}</span></h1><p class="meta">Customer {c} · ship to {to}{cr} · first seen {first} · last change {last}{cancel}</p>"#,
-        o = esc(&o.order_ref),
-        st = esc(&o.status),
-        c = esc(&o.customer),
-        to = esc(&o.ship_to),
-        cr = if o.client_order_ref.is_empty() {
-            String::new()
-        } else {
-            format!(" · customer reference {}", esc(&o.client_order_ref))
-        },
-        first = time(o.first_event_at_us),
-        last = time(o.last_event_at_us),
-        cancel = if o.cancel_reason.is_empty() {
-            String::new()
-        } else {
-            format!(" · cancelled: {}", esc(&o.cancel_reason))
-        },
-    );
+    // A purchase order, a statement, a reconciliation subject or a system's health record
+    // has no customer, address or order status: its family says what it is.
+    let mut b = if !o.family.is_empty() && o.family != "order" {
+        format!(
+            r#"<h1>{o} <span class="state family">{family}</span></h1><p class="meta">first seen {first} · last change {last}</p>"#,
+            o = esc(&o.order_ref),
+            family = esc(&o.family),
+            first = time(o.first_event_at_us),
+            last = time(o.last_event_at_us),
+        )
+    } else {
+        format!(
+            r#"<h1>{o} <span class="state">{st}</span></h1><p class="meta">Customer {c} · ship to {to}{cr} · first seen {first} · last change {last}{cancel}</p>"#,
+            o = esc(&o.order_ref),
+            st = esc(&o.status),
+            c = esc(&o.customer),
+            to = esc(&o.ship_to),
+            cr = if o.client_order_ref.is_empty() {
+                String::new()
+            } else {
+                format!(" · customer reference {}", esc(&o.client_order_ref))
+            },
+            first = time(o.first_event_at_us),
+            last = time(o.last_event_at_us),
+            cancel = if o.cancel_reason.is_empty() {
+                String::new()
+            } else {
+                format!(" · cancelled: {}", esc(&o.cancel_reason))
+            },
+        )
+    };
     for p in &o.problems {
         let _ = write!(b, r#"<p class="problem">{}</p>"#, esc(p));
     }
