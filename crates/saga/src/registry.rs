@@ -50,9 +50,9 @@ macro_rules! flows {
                 match self { $(AnyFlow::$variant(f) => serde_json::to_vec(f.as_ref()),)+ }
             }
 
-            /// The flow's name (`order`).
+            /// What the flow's record is (`order`, `purchase order`, `system health`…).
             pub fn family(&self) -> &'static str {
-                match self { $(AnyFlow::$variant(_) => <$flow as Flow>::FAMILY,)+ }
+                match self { $(AnyFlow::$variant(f) => f.family(),)+ }
             }
 
             /// The saga id of the flow's home saga (`o2f:SO1`, `p2r:P00042`): what an

@@ -34,13 +34,8 @@ impl Control {
                 _ => None,
             }
         });
-        let family = if waybill_domain::event::TargetOutage::target_of_key(&o.order_ref).is_some() {
-            "system health"
-        } else {
-            waybill_saga::AnyFlow::new(&o.order_ref).family()
-        };
         let order = proto::Order {
-            family: family.to_string(),
+            family: waybill_saga::AnyFlow::new(&o.order_ref).family().to_string(),
             order_ref: o.order_ref.clone(),
             status: o.status.to_string(),
             customer: o.customer_ref.clone().unwrap_or_default(),

@@ -65,8 +65,14 @@ pub trait Flow: Clone + std::fmt::Debug + Serialize + DeserializeOwned + Send + 
     /// One saga instance of the flow (`Fulfillment`, `Invoice("SHP-1")`, …).
     type Target: Clone + std::fmt::Debug + PartialEq;
 
-    /// The flow's name in logs and errors (`order`, `purchase`, `statement`).
+    /// The flow's name in logs and errors (`order`, `purchase order`, `bank statement`).
     const FAMILY: &'static str;
+
+    /// What this flow's record is, for people: [`Flow::FAMILY`], unless a flow keeps
+    /// records of more than one kind (the order flow also keeps a system's health).
+    fn family(&self) -> &'static str {
+        Self::FAMILY
+    }
 
     /// Whether a correlation key is one of this flow's (by its prefix: `po:`, `stmt:`);
     /// the registry asks the flows in order, and the last one takes every other key.

@@ -152,7 +152,7 @@ fn saga_of<F: Flow>(
             actor,
             format!(
                 "exception {exception_id} does not belong to a saga of {} {}; check the id with `waybill exceptions list`",
-                F::FAMILY,
+                flow.family(),
                 flow.key()
             ),
         );

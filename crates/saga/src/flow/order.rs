@@ -127,6 +127,10 @@ impl Flow for OrderFlow {
 
     const FAMILY: &'static str = "order";
 
+    fn family(&self) -> &'static str {
+        if TargetOutage::target_of_key(&self.key).is_some() { "system health" } else { Self::FAMILY }
+    }
+
     /// Every key no other flow claims: an order's name, or a target's `target:<system>`.
     fn owns(_key: &str) -> bool {
         true

@@ -55,7 +55,7 @@ pub fn replay<F: Flow>(
             Ok(e) if e.meta.correlation_key != flow.key() => {
                 refused.push(format!(
                     "{at}: belongs to {} {:?}, not {}",
-                    F::FAMILY,
+                    flow.family(),
                     e.meta.correlation_key,
                     flow.key()
                 ));
