@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use waybill_domain::{JournalBody, Qty};
+use waybill_domain::{JournalBody, Money, Qty};
 use waybill_projection::{OrderView, PostingView, TimelineEntry};
 
 use super::Control;
@@ -26,44 +26,34 @@ impl Control {
         }
     }
 
+    /// The journal records of the `events` among `timeline`'s entries (one log read each).
     fn records<'t>(
         &'t self,
-        timeline: &'t [TimelineEntry],
+        timeline: impl Iterator<Item = &'t TimelineEntry> + 't,
         events: &'t [&str],
     ) -> impl Iterator<Item = JournalBody> + 't {
         timeline
-            .iter()
             .filter(move |t| events.contains(&t.event.as_str()))
             .filter_map(|t| self.journal_at(t.partition, t.offset))
     }
 
     fn sale_evidence(&self, order: &OrderView, p: &PostingView, timeline: &[TimelineEntry]) -> Evidence {
-        let released = self.records(timeline, &["OrderAccepted"]).find_map(|j| match j {
+        let released = self.records(timeline.iter(), &["OrderAccepted"]).find_map(|j| match j {
             JournalBody::OrderAccepted(o) => Some(o),
             _ => None,
         });
         let mut document_lines = Vec::new();
         let mut total = 0;
-        let drafts: Vec<TimelineEntry> = timeline.iter().filter(|t| t.saga_id == p.saga_id).cloned().collect();
-        for j in self.records(&drafts, &["InvoiceDrafted", "CreditNoteDrafted"]) {
+        let drafts = timeline.iter().filter(|t| t.saga_id == p.saga_id);
+        for j in self.records(drafts, &["InvoiceDrafted", "CreditNoteDrafted"]) {
             let (lines, t) = match j {
                 JournalBody::InvoiceDrafted(d) if d.business_key == p.business_key => (d.lines, d.total),
                 JournalBody::CreditNoteDrafted(d) if d.receipt_id == p.business_key => (d.lines, d.total),
                 _ => continue,
             };
             total = t.0;
-            document_lines = lines
-                .iter()
-                .map(|l| proto::DocumentLine {
-                    line_no: l.line_no,
-                    sku: l.sku.clone(),
-                    quantity_milli: l.quantity.0,
-                    quantity: l.quantity.to_string(),
-                    unit_price_minor: l.unit_price.0,
-                    tax_code: l.tax_code.clone(),
-                    total_minor: l.unit_price.times(l.quantity).0,
-                })
-                .collect();
+            document_lines =
+                lines.iter().map(|l| document_line(l.line_no, &l.sku, l.quantity, l.unit_price, &l.tax_code)).collect();
         }
         (order_lines(order, released.as_ref()), document_lines, total)
     }
@@ -76,7 +66,7 @@ impl Control {
         let mut reversed: BTreeSet<String> = BTreeSet::new();
         let mut bill = None;
         let events = ["PurchaseOpened", "ReceiptRecorded", "ReceiptReversed", "BillReceived"];
-        for j in self.records(timeline, &events) {
+        for j in self.records(timeline.iter(), &events) {
             match j {
                 JournalBody::PurchaseOpened(o) => ordered = Some(o),
                 JournalBody::ReceiptRecorded(r) => {
@@ -118,22 +108,24 @@ impl Control {
             .unwrap_or_default();
         let (document_lines, total) = bill
             .map(|b| {
-                let lines = b
-                    .lines
-                    .iter()
-                    .map(|l| proto::DocumentLine {
-                        line_no: l.po_line_no,
-                        sku: l.sku.clone(),
-                        quantity_milli: l.quantity.0,
-                        quantity: l.quantity.to_string(),
-                        unit_price_minor: l.unit_price.0,
-                        tax_code: String::new(),
-                        total_minor: l.unit_price.times(l.quantity).0,
-                    })
-                    .collect();
+                let lines =
+                    b.lines.iter().map(|l| document_line(l.po_line_no, &l.sku, l.quantity, l.unit_price, "")).collect();
                 (lines, b.amount.0)
             })
             .unwrap_or_default();
         (order_lines, document_lines, total)
+    }
+}
+
+/// A document line as the approver sees it: quantity and price, and their product.
+fn document_line(line_no: i32, sku: &str, quantity: Qty, unit_price: Money, tax_code: &str) -> proto::DocumentLine {
+    proto::DocumentLine {
+        line_no,
+        sku: sku.to_string(),
+        quantity_milli: quantity.0,
+        quantity: quantity.to_string(),
+        unit_price_minor: unit_price.0,
+        tax_code: tax_code.to_string(),
+        total_minor: unit_price.times(quantity).0,
     }
 }

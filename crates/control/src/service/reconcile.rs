@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 
-use waybill_domain::Qty;
 use waybill_saga::reconcile::run::Report;
 
 use super::Control;
@@ -38,10 +37,6 @@ impl proto::reconciliation_server::Reconciliation for ReconciliationService {
         let c = self.0.clone();
         super::blocking(move || c.reconcile(&who, &peer, &r)).await
     }
-}
-
-fn qty(q: Qty) -> String {
-    q.to_string()
 }
 
 impl Control {
@@ -77,7 +72,7 @@ impl Control {
             run_id: report.run_id,
             kind: report.kind,
             window_us: report.window.0,
-            tolerance: qty(report.tolerance),
+            tolerance: report.tolerance.to_string(),
             compared: report.compared as u64,
             agreed: report.agreed as u64,
             baselined: report.baselined,
@@ -88,9 +83,9 @@ impl Control {
                     on_hand_milli: f.on_hand.0,
                     expected_milli: f.expected.0,
                     difference_milli: f.difference.0,
-                    on_hand: qty(f.on_hand),
-                    expected: qty(f.expected),
-                    difference: qty(f.difference),
+                    on_hand: f.on_hand.to_string(),
+                    expected: f.expected.to_string(),
+                    difference: f.difference.to_string(),
                     wms_last_movement: f.wms_last_movement.unwrap_or_default(),
                     journal_last_movement: f.journal_last_movement.unwrap_or_default(),
                     already_open: f.already_open,

@@ -8,9 +8,11 @@
 //! refused by cash application to the dead-letter topic, naming both checksums.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Subcommand;
 use waybill_bank::record;
+use waybill_connect::client::{Client, Timeouts};
 use waybill_domain::cash::correlation_key;
 use waybill_domain::{EventBody, EventMeta, InboundEvent, SourceRef, System, Timestamp};
 
@@ -44,8 +46,9 @@ pub(crate) fn run(command: StatementsCommand) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", open_items.display()))?;
     let statements = waybill_bank::parse_file(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let checksum = waybill_bank::checksum(&bytes);
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let client = Client::new("waybill", Timeouts { connect: Duration::from_secs(5), call: Duration::from_secs(60) });
     let url = format!("{}/v1/events", ingest.trim_end_matches('/'));
+    let headers: Vec<(&str, String)> = token.iter().map(|t| ("Authorization", format!("Bearer {t}"))).collect();
     let mut refused = 0;
     for s in &statements {
         let r = record::statement_received(s, &checksum, items.clone());
@@ -68,20 +71,17 @@ pub(crate) fn run(command: StatementsCommand) -> anyhow::Result<()> {
             println!("{what}: checked, not posted (--dry-run)");
             continue;
         }
-        let mut request = agent.post(&url).header("Content-Type", "application/json");
-        if let Some(t) = &token {
-            request = request.header("Authorization", format!("Bearer {t}"));
-        }
-        let mut answer = request.send(waybill_schema::encode_event_json(&event)).map_err(|e| {
+        let body = waybill_schema::encode_event_json(&event);
+        let answer = client.post(&url, "/v1/events", &headers, "application/json", &body, None).map_err(|e| {
             anyhow::anyhow!("cannot reach ingestion at {url}: {e}; is the server running (ingest.listen)?")
         })?;
-        let status = answer.status().as_u16();
-        let body = answer.body_mut().read_to_string().unwrap_or_default();
-        if (200..300).contains(&status) {
-            println!("{what}: posted as {}", event.meta.event_id);
-        } else {
-            refused += 1;
-            println!("{what}: refused by ingestion ({status}): {}", body.trim());
+        match answer.failure() {
+            None => println!("{what}: posted as {}", event.meta.event_id),
+            Some(_) => {
+                refused += 1;
+                let said = waybill_connect::client::error_message(&answer.body);
+                println!("{what}: refused by ingestion ({}): {said}", answer.status);
+            }
         }
     }
     if refused > 0 {

@@ -80,6 +80,9 @@ impl ReconcileSettings {
     }
 }
 
+/// One reading of both sides, by SKU.
+type Readings = BTreeMap<String, StockReading>;
+
 /// Runs stock reconciliations: one at a time.
 #[derive(Debug)]
 pub struct StockJob {
@@ -170,7 +173,7 @@ impl StockJob {
             .reader
             .read_all(deadline)
             .map_err(|f| format!("reading the warehouse's stock through connector {}: {f}", self.settings.connector))?;
-        let mut readings: BTreeMap<String, StockReading> = BTreeMap::new();
+        let mut readings = Readings::new();
         for i in items {
             readings.insert(
                 i.sku,
