@@ -145,7 +145,7 @@ impl EventBody {
     /// actions, which carry who acted and in which role, and the coordinators' own timer
     /// ticks. They are decided only when read from `waybill.control`, which only Waybill
     /// writes (DESIGN.md invariant 6); anywhere else they are dead letters.
-    pub const CONTROL_NAMES: [&'static str; 8] = [
+    pub const CONTROL_NAMES: [&'static str; 9] = [
         "PostingApproved",
         "PostingRejected",
         "ExceptionRetryRequested",
@@ -154,6 +154,7 @@ impl EventBody {
         "SagaReplayRequested",
         "StatementLineAssignRequested",
         "TimerTick",
+        "StockObserved",
     ];
 
     /// Whether this is a control event (see [`EventBody::CONTROL_NAMES`]).
@@ -168,6 +169,7 @@ impl EventBody {
                 | EventBody::SagaReplayRequested(_)
                 | EventBody::StatementLineAssignRequested(_)
                 | EventBody::TimerTick(_)
+                | EventBody::StockObserved(_)
         )
     }
 

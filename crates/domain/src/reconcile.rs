@@ -47,8 +47,10 @@ impl Movements {
 
 /// A reconciliation run read one product's stock at the warehouse system while Waybill's
 /// journal stood still for it (two readings a settle interval apart agreed on both
-/// sides). Written by the run to the warehouse's inbound topic: it is what the warehouse
-/// said, with what Waybill had journaled at the same moment.
+/// sides): what the warehouse said, with what Waybill had journaled at the same moment.
+/// Waybill's own measurement, so a control event: the run writes it to `waybill.control`,
+/// and the same record from a producer (ingestion, an inbound topic) is refused — no
+/// system can open or close a finding by claiming figures.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockObserved {
     /// The run (`stock-<window>`), named in findings.

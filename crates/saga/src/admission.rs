@@ -66,9 +66,7 @@ pub struct Refusal {
 /// reservations, releases, picks, goods issue, return receipts, the suppliers' shipping
 /// notices (which it receives by EDI or from the supplier portal) and purchase receipts;
 /// the carrier bookings and delivery; finance invoice and credit-note postings, vendor
-/// bills and the journal entries of statement lines; the bank (its importer) statements;
-/// the warehouse the stock observations of reconciliation runs (the run reads the
-/// warehouse system through its connector, as the Odoo poller reads Odoo).
+/// bills and the journal entries of statement lines; the bank (its importer) statements.
 ///
 /// Delivery outcomes (`CommandFailed`, `TargetUnavailable`, `TargetRecovered`,
 /// [`EventBody::TARGET_REPORT_NAMES`]) are owned by the system they report about — the
@@ -80,7 +78,7 @@ pub struct Ownership(pub BTreeMap<String, String>);
 
 impl Ownership {
     /// The built-in owners, by event type.
-    pub const DEFAULTS: [(&'static str, System); 28] = [
+    pub const DEFAULTS: [(&'static str, System); 27] = [
         ("OrderReleased", System::Odoo),
         ("OrderCancelled", System::Odoo),
         ("ReturnAuthorized", System::Odoo),
@@ -108,7 +106,6 @@ impl Ownership {
         ("StatementReceived", System::Bank),
         ("StatementLinePosted", System::Finance),
         ("StatementLineRejected", System::Finance),
-        ("StockObserved", System::Wms),
     ];
 
     /// The owner of event type `name`: the configured one, else the default; `None` for

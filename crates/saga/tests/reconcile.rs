@@ -286,3 +286,38 @@ mod run_plan {
         ));
     }
 }
+
+/// An observation is Waybill's own measurement: only `waybill.control` carries it. A
+/// producer — the warehouse included — that sends one through ingestion or its inbound
+/// topic is refused, so no system can open or close a finding by claiming figures.
+#[test]
+fn no_producer_may_send_a_stock_observation() {
+    use waybill_saga::admission::{Channel, Ownership, admit};
+    let mut h = H::new();
+    h.runs += 1;
+    let e = InboundEvent {
+        meta: EventMeta {
+            event_id: "forged".into(),
+            source: SourceRef::new(System::Wms, SKU),
+            correlation_key: stock_key(SKU),
+            occurred_at: OCCURRED_AT,
+            actor: None,
+        },
+        body: EventBody::StockObserved(StockObserved {
+            run_id: "forged".into(),
+            sku: SKU.into(),
+            on_hand: Qty::units(1),
+            wms_last_movement: None,
+            journaled: Movements::default(),
+            journal_last_movement: None,
+            tolerance: Qty::ZERO,
+            window: OCCURRED_AT,
+        }),
+    };
+    let own = Ownership::default();
+    for channel in [Channel::Ingestion(System::Wms), Channel::Inbound(System::Wms), Channel::Ingestion(System::Odoo)] {
+        let refused = admit(&e, channel, &own).expect_err("refused");
+        assert_eq!(refused.dead_letter.kind, DeadLetterKind::Forbidden, "{channel:?}");
+    }
+    assert!(admit(&e, Channel::Control, &own).is_ok());
+}

@@ -5,9 +5,9 @@
 //!
 //! A run is a thin shell around the pure [`waybill_saga::reconcile::run::plan`]: it reads
 //! both sides, reads again a settle interval later when anything is to be logged, appends
-//! one `StockObserved` per product whose observation can change something (to the
-//! warehouse's inbound topic, keyed `recon:stock:<sku>`; the reconciliation saga decides
-//! from it), writes its report as JSON under `<data_dir>/reconcile/`, and sets the
+//! one `StockObserved` per product whose observation can change something (to
+//! `waybill.control`, keyed `recon:stock:<sku>`: Waybill's own measurement, which no
+//! producer can send; the reconciliation saga decides from it), writes its report as JSON under `<data_dir>/reconcile/`, and sets the
 //! `waybill_reconciliation_*` metrics. Event ids are `reconcile:<run id>:<sku>` and a run id
 //! names its window, so two replicas firing the same window log the same records, which
 //! the saga takes once.
@@ -137,7 +137,7 @@ impl StockJob {
                 let event = InboundEvent {
                     meta: EventMeta {
                         event_id: format!("reconcile:{run_id}:{}", o.sku),
-                        source: SourceRef::new(System::Wms, o.sku.clone()),
+                        source: SourceRef::new(System::Waybill, o.sku.clone()),
                         correlation_key: key.clone(),
                         occurred_at: Timestamp::now(),
                         actor: Some("waybill-reconcile".into()),
@@ -145,7 +145,7 @@ impl StockJob {
                     body: EventBody::StockObserved(o),
                 };
                 let value = waybill_schema::encode_event(&event).map_err(|e| e.to_string())?;
-                Ok(Record::keyed(topic::inbound(System::Wms), key.into_bytes(), value)
+                Ok(Record::keyed(topic::CONTROL, key.into_bytes(), value)
                     .with_header(headers::EVENT_ID, event.meta.event_id.into_bytes()))
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -154,7 +154,7 @@ impl StockJob {
             self.log
                 .append(AppendBatch { records, positions: Vec::new() })
                 .map_err(|e| format!("appending the run's observations: {e}"))?;
-            metrics::counter!(names::RECORDS_PRODUCED, "topic" => topic::inbound(System::Wms)).increment(n);
+            metrics::counter!(names::RECORDS_PRODUCED, "topic" => topic::CONTROL).increment(n);
         }
         self.write_report(&report)?;
         metrics::gauge!(names::RECONCILIATION_MISMATCHES, "kind" => "stock").set(report.findings.len() as f64);
