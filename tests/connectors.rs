@@ -784,6 +784,7 @@ fn a_warehouse_down_for_twenty_seconds_is_one_exception_closed_on_recovery() {
             requested_date: Timestamp::now(),
             warehouse: "WH-MAIN".into(),
         }],
+        company: None,
     };
     let e = event("odoo:release:SO000001".into(), System::Odoo, "SO000001", EventBody::OrderReleased(release));
     let resp = ureq::post(format!("http://{}/v1/events", node.ingest_addr.unwrap()))

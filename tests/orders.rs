@@ -112,6 +112,7 @@ impl Harness {
                     requested_date: Timestamp(0),
                     warehouse: "WH1".into(),
                 }],
+                company: None,
             }),
         );
         self.wait_status(order, OrderStatus::Reserving);

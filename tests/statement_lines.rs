@@ -87,6 +87,7 @@ fn statement() -> InboundEvent {
             line("L2", 30_00, "Irgendwer KG", None),
         ],
         open_items: vec![item("INV-0", "C0", 100_00), item("INV-1", "C1", 150_00), item("INV-2", "C2", 200_00)],
+        entity: None,
     };
     InboundEvent {
         meta: EventMeta {

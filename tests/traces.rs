@@ -455,6 +455,7 @@ fn one_order_is_one_trace_through_the_connectors_and_odoo() {
         currency: "EUR".into(),
         client_order_ref: None,
         lines: vec![line.clone()],
+        company: None,
     };
     post(
         &event("odoo:release:SO-TRACE-1", System::Odoo, &order_ref, EventBody::OrderReleased(release)),

@@ -17,6 +17,7 @@ pub fn statement_received(statement: &Statement, checksum: &Checksum, open_items
         format: statement.format.to_string(),
         account: statement.account.to_string(),
         currency: statement.currency.clone(),
+        entity: None,
         checksum: checksum.0.clone(),
         lines: statement.lines.iter().map(bank_line).collect(),
         open_items,

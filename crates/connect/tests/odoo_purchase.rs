@@ -70,6 +70,7 @@ fn poller(w: &World) -> Poller {
         page: 3,
         overlap: Duration::from_secs(5),
         warehouse: "WH-MAIN".into(),
+        companies: Default::default(),
     };
     Poller::new(cfg, w.odoo.clone(), Arc::new(Target::new("odoo", limits)), w.log.clone()).unwrap()
 }

@@ -38,6 +38,7 @@ fn poller(double: &OdooDouble, log: &Arc<dyn EventLog>, dir: &std::path::Path) -
         page: 3,
         overlap: Duration::from_secs(5),
         warehouse: "WH-MAIN".into(),
+        companies: Default::default(),
     };
     Poller::new(cfg, Arc::new(odoo), Arc::new(Target::new("odoo", limits)), log.clone()).unwrap()
 }

@@ -234,11 +234,33 @@ pub struct HeldPostingsQuery {
     pub page_size: usize,
     /// The page starts after this posting; `None` for the first page.
     pub after: Option<PageToken>,
+    /// Only postings of this legal entity.
+    pub entity: Option<String>,
+}
+
+/// An entity filter: empty for every entity, else one of the configured entities.
+pub fn entity(raw: &str, entities: &waybill_saga::Entities) -> Result<Option<String>> {
+    let e = raw.trim();
+    if e.is_empty() {
+        return Ok(None);
+    }
+    if entities.get(e).is_some() {
+        return Ok(Some(e.to_string()));
+    }
+    let known: Vec<&str> = entities.iter().map(|x| x.code.as_str()).collect();
+    Err(Error::InvalidArgument(if known.is_empty() {
+        format!("entity {e:?}: this deployment configures no entities ([entities]); leave the filter empty")
+    } else {
+        format!("entity {e:?} is not configured; use one of {}", known.join(", "))
+    }))
 }
 
 /// Checks a `ListHeldPostings` request: the state and document filters must be ones
 /// the server knows, the page token one it issued; the page size is clamped.
-pub fn held_postings(r: &proto::ListHeldPostingsRequest) -> Result<HeldPostingsQuery> {
+pub fn held_postings(
+    r: &proto::ListHeldPostingsRequest,
+    entities: &waybill_saga::Entities,
+) -> Result<HeldPostingsQuery> {
     let state = match r.state.as_str() {
         "" | "held" => Some("held"),
         "approved" => Some("approved"),
@@ -276,6 +298,7 @@ pub fn held_postings(r: &proto::ListHeldPostingsRequest) -> Result<HeldPostingsQ
         min_age_us: min_age_micros(r.min_age_seconds),
         page_size,
         after: PageToken::parse(&r.page_token)?,
+        entity: entity(&r.entity, entities)?,
     })
 }
 
@@ -294,6 +317,8 @@ pub struct ExceptionsQuery {
     pub owner: Option<Option<String>>,
     /// Only exceptions of orders of this customer.
     pub customer: Option<String>,
+    /// Only exceptions of this legal entity.
+    pub entity: Option<String>,
     /// The page starts after this exception; `None` for the first page.
     pub after: Option<ExceptionCursor>,
 }
@@ -344,7 +369,7 @@ impl ExceptionCursor {
 
 /// Checks a `ListExceptions` request: the category must be one Waybill raises, the page
 /// token one this server issued; the page size (`page_size`, else `limit`) is clamped.
-pub fn exceptions(r: &proto::ListExceptionsRequest) -> Result<ExceptionsQuery> {
+pub fn exceptions(r: &proto::ListExceptionsRequest, entities: &waybill_saga::Entities) -> Result<ExceptionsQuery> {
     let category = match r.category.as_str() {
         "" => None,
         c => Some(ExceptionCategory::ALL.into_iter().find(|x| x.as_str() == c).ok_or_else(|| {
@@ -371,6 +396,7 @@ pub fn exceptions(r: &proto::ListExceptionsRequest) -> Result<ExceptionsQuery> {
         limit,
         owner,
         customer,
+        entity: entity(&r.entity, entities)?,
         after: ExceptionCursor::parse(&r.page_token, r.open_only)?,
     })
 }
@@ -386,6 +412,36 @@ pub fn audit_limit(limit: u32) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn held_postings_of(r: &proto::ListHeldPostingsRequest) -> Result<HeldPostingsQuery> {
+        held_postings(r, &waybill_saga::Entities::default())
+    }
+
+    fn exceptions_of(r: &proto::ListExceptionsRequest) -> Result<ExceptionsQuery> {
+        exceptions(r, &waybill_saga::Entities::default())
+    }
+
+    #[test]
+    fn an_entity_filter_names_a_configured_entity() {
+        let none = waybill_saga::Entities::default();
+        assert_eq!(entity(" ", &none).unwrap(), None);
+        let e = entity("acme-de", &none).unwrap_err().to_string();
+        assert!(e.contains("configures no entities"), "{e}");
+        let cfg = waybill_saga::entity::EntitiesConfig {
+            default: Some("acme-us".into()),
+            template_dir: None,
+            companies: [("acme-us", "USD"), ("acme-de", "EUR")]
+                .into_iter()
+                .map(|(c, cur)| (c.to_string(), serde_json::json!({ "currency": cur })))
+                .collect(),
+        };
+        let two = waybill_saga::Entities::build(&cfg, &waybill_saga::Policy::default(), &Default::default()).unwrap();
+        assert_eq!(entity("acme-de", &two).unwrap().as_deref(), Some("acme-de"));
+        let e = entity("acme-fr", &two).unwrap_err().to_string();
+        assert!(e.contains("use one of acme-de, acme-us"), "{e}");
+        let r = proto::ListExceptionsRequest { entity: "acme-fr".into(), ..Default::default() };
+        assert!(exceptions(&r, &two).is_err());
+    }
 
     fn decision_request(posting_id: &str, expected_version: i64, reason: &str) -> proto::DecisionRequest {
         proto::DecisionRequest { posting_id: posting_id.into(), expected_version, reason: reason.into() }
@@ -435,9 +491,9 @@ mod tests {
 
     #[test]
     fn held_posting_filters_are_checked_and_the_page_size_clamped() {
-        let q = held_postings(&proto::ListHeldPostingsRequest::default()).unwrap();
+        let q = held_postings_of(&proto::ListHeldPostingsRequest::default()).unwrap();
         assert_eq!((q.state, q.document, q.min_age_us, q.page_size, q.after), (Some("held"), None, None, 50, None));
-        let q = held_postings(&proto::ListHeldPostingsRequest {
+        let q = held_postings_of(&proto::ListHeldPostingsRequest {
             state: "all".into(),
             document: "credit-note".into(),
             min_age_seconds: 60,
@@ -453,9 +509,11 @@ mod tests {
         assert_eq!(q.after, Some(PageToken::new(17, "inv:SHP-2")));
 
         let bad_state = proto::ListHeldPostingsRequest { state: "Held".into(), ..Default::default() };
-        assert!(held_postings(&bad_state).unwrap_err().to_string().contains("not one of held, approved"));
+        assert!(held_postings_of(&bad_state).unwrap_err().to_string().contains("not one of held, approved"));
         let bad_doc = proto::ListHeldPostingsRequest { document: "bill".into(), ..Default::default() };
-        assert!(held_postings(&bad_doc).unwrap_err().to_string().contains("not invoice, credit-note or vendor-bill"));
+        assert!(
+            held_postings_of(&bad_doc).unwrap_err().to_string().contains("not invoice, credit-note or vendor-bill")
+        );
     }
 
     #[test]
@@ -475,10 +533,10 @@ mod tests {
 
     #[test]
     fn exception_lists_know_their_categories_and_clamp_the_limit() {
-        let q = exceptions(&proto::ListExceptionsRequest::default()).unwrap();
+        let q = exceptions_of(&proto::ListExceptionsRequest::default()).unwrap();
         assert_eq!((q.category, q.limit, q.min_age_us), (None, DEFAULT_EXCEPTIONS, None));
         let first = ExceptionCategory::ALL[0];
-        let q = exceptions(&proto::ListExceptionsRequest {
+        let q = exceptions_of(&proto::ListExceptionsRequest {
             category: first.as_str().into(),
             limit: 5000,
             open_only: true,
@@ -487,7 +545,7 @@ mod tests {
         .unwrap();
         assert_eq!((q.category, q.limit, q.open_only), (Some(first), MAX_EXCEPTIONS, true));
         let e =
-            exceptions(&proto::ListExceptionsRequest { category: "nope".into(), ..Default::default() }).unwrap_err();
+            exceptions_of(&proto::ListExceptionsRequest { category: "nope".into(), ..Default::default() }).unwrap_err();
         assert!(e.to_string().contains(first.as_str()), "{e}");
         assert_eq!(audit_limit(0), DEFAULT_AUDIT_ENTRIES);
         assert_eq!(audit_limit(7), 7);
@@ -563,7 +621,7 @@ mod tests {
 
     #[test]
     fn exception_lists_filter_by_owner_and_customer_and_page() {
-        let q = exceptions(&proto::ListExceptionsRequest {
+        let q = exceptions_of(&proto::ListExceptionsRequest {
             owner: " olga ".into(),
             customer: "CUST-7".into(),
             page_size: 2,
@@ -575,7 +633,7 @@ mod tests {
             (q.owner, q.customer, q.limit, q.after),
             (Some(Some("olga".into())), Some("CUST-7".into()), 2, None)
         );
-        let q = exceptions(&proto::ListExceptionsRequest { owner: "-".into(), ..Default::default() }).unwrap();
+        let q = exceptions_of(&proto::ListExceptionsRequest { owner: "-".into(), ..Default::default() }).unwrap();
         assert_eq!(q.owner, Some(None));
         // Tokens round-trip for the kind of list they came from, and only for it.
         let open = ExceptionCursor::of(true, ExceptionCategory::PickOverdue, "o2f:SO1/pick-overdue/1");
@@ -589,7 +647,7 @@ mod tests {
             assert!(e.to_string().starts_with("page_token is not one this server issued"), "{bad}: {e}");
         }
         let r = proto::ListExceptionsRequest { open_only: true, page_token: "bogus".into(), ..Default::default() };
-        assert!(exceptions(&r).is_err());
+        assert!(exceptions_of(&r).is_err());
     }
 
     #[test]

@@ -85,6 +85,7 @@ pub(crate) fn exception_proto(x: ExceptionView) -> proto::Exception {
         owner: x.owner.unwrap_or_default(),
         customer: x.customer.unwrap_or_default(),
         assigned_at_us: x.assigned_at.map(|t| t.0).unwrap_or_default(),
+        entity: x.entity.unwrap_or_default(),
     }
 }
 
@@ -571,7 +572,7 @@ impl Control {
             .collect();
         if dry_run {
             let mut copy = plan.flow.clone();
-            let env = Env { catalog: &self.catalog, policy: &self.policy };
+            let env = Env::new(&self.catalog, &self.policy);
             let cause = Cause { id: event_id.clone(), input: None, at: Timestamp::now() };
             let step = copy.replay(&event_id, &request, &plan.records, &env, &cause);
             let (applied, refused) = outcome_of(&step.journal, &event_id);
@@ -599,7 +600,7 @@ impl Control {
         // name the commands its answer lists by key.
         let preview: BTreeMap<String, proto::PreviewCommand> = {
             let mut copy = plan.flow.clone();
-            let env = Env { catalog: &self.catalog, policy: &self.policy };
+            let env = Env::new(&self.catalog, &self.policy);
             let cause = Cause { id: event_id.clone(), input: None, at: Timestamp::now() };
             let step = copy.replay(&event_id, &request, &plan.records, &env, &cause);
             step.commands.iter().map(|c| (c.meta.idempotency_key.clone(), command_preview(c))).collect()

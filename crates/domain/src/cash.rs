@@ -91,6 +91,10 @@ pub struct StatementReceived {
     pub account: String,
     /// ISO 4217 currency of the account.
     pub currency: String,
+    /// The legal entity whose account this is, by its code in `[entities]`; `None`: found
+    /// from the account (an entity's `bank_accounts`), else the default entity. In the
+    /// journal (`StatementOpened`), the entity the saga resolved.
+    pub entity: Option<String>,
     /// SHA-256 of the file, hex: the same statement id with other content is refused.
     pub checksum: String,
     /// The lines, in the file's order.

@@ -268,6 +268,10 @@ pub struct OrderReleased {
     pub currency: String,
     /// The customer's own order reference (`client_order_ref`).
     pub client_order_ref: Option<String>,
+    /// The legal entity (company) the order belongs to, by its code in `[entities]`
+    /// (Odoo's `company_id`, mapped by the connector); `None`: the default entity. In
+    /// the journal (`OrderAccepted`), the entity the saga resolved.
+    pub company: Option<String>,
     /// The lines.
     pub lines: Vec<OrderLine>,
 }

@@ -332,6 +332,17 @@ pub enum JournalBody {
 }
 
 impl JournalBody {
+    /// The legal entity a record that opens a flow resolved (an order's or purchase
+    /// order's company, a statement's entity); `None` for every other record.
+    pub fn opened_entity(&self) -> Option<&str> {
+        match self {
+            JournalBody::OrderAccepted(o) => o.company.as_deref(),
+            JournalBody::PurchaseOpened(p) => p.company.as_deref(),
+            JournalBody::StatementOpened(s) => s.entity.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The Avro record name (without namespace) of this event.
     pub const fn name(&self) -> &'static str {
         match self {
@@ -473,6 +484,10 @@ pub struct ExceptionRaised {
     pub message: String,
     /// The record the exception is about.
     pub subject: SourceRef,
+    /// The legal entity of the record the exception is about; `None` for records of no
+    /// entity (a system's health, stock) or when no entities are configured (stamped
+    /// when the flow commits it).
+    pub entity: Option<String>,
 }
 
 /// An exception was resolved (automatically or by an operator).
@@ -550,6 +565,11 @@ pub struct PostingHeld {
     pub requested_by: String,
     /// When it is escalated if undecided.
     pub sla_due_at: Timestamp,
+    /// The legal entity whose posting policy held it and whose approval limits apply;
+    /// `None` when no entities are configured (stamped when the flow commits it).
+    pub entity: Option<String>,
+    /// ISO 4217 currency of the amount.
+    pub currency: Option<String>,
 }
 
 /// An approver's decision as the saga accepted it.

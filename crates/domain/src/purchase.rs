@@ -40,6 +40,9 @@ pub struct PurchaseOrderConfirmed {
     pub supplier_name: String,
     /// ISO 4217 currency of the prices.
     pub currency: String,
+    /// The legal entity (company) that buys, by its code in `[entities]`; `None`: the
+    /// default entity. In the journal (`PurchaseOpened`), the entity the saga resolved.
+    pub company: Option<String>,
     /// Lines ordered.
     pub lines: Vec<PurchaseLine>,
     /// When the goods are expected (Odoo `date_planned`).

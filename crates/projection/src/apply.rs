@@ -360,6 +360,7 @@ impl<'a> Overlay<'a> {
                     v.order_ref = Some(order_ref.to_string());
                     v.raised_at = Some(m.at);
                     v.customer = customer;
+                    v.entity.clone_from(&x.entity);
                 })?;
             }
             JournalBody::ExceptionAssigned(a) => {
@@ -649,6 +650,9 @@ pub(crate) fn fold_order(order: &mut OrderView, e: &JournalEvent, stock: &mut Ve
     let m = &e.meta;
     order.first_event_at = order.first_event_at.min(m.at);
     order.last_event_at = order.last_event_at.max(m.at);
+    if let Some(entity) = e.body.opened_entity() {
+        order.entity = Some(entity.to_string());
+    }
     match order.sagas.binary_search_by(|s| s.saga_id.as_str().cmp(&m.saga_id)) {
         Ok(i) => {
             order.sagas[i].last_seq = m.seq;
@@ -762,6 +766,8 @@ pub(crate) fn fold_order(order: &mut OrderView, e: &JournalEvent, stock: &mut Ve
             business_key: h.business_key.clone(),
             reasons: h.reasons.clone(),
             amount: h.amount,
+            currency: h.currency.clone(),
+            entity: h.entity.clone(),
             version: h.version,
             state: "held".to_string(),
             requested_by: h.requested_by.clone(),

@@ -25,7 +25,7 @@
 //! | `m/clearing` | | present while [`clear`](crate::ProjectionStore::clear) runs |
 
 /// Version of the key layout and value encoding; a store with another one must be rebuilt.
-pub(crate) const LAYOUT_VERSION: &[u8] = b"8";
+pub(crate) const LAYOUT_VERSION: &[u8] = b"9";
 
 pub(crate) const ORDER: &[u8] = b"o/";
 pub(crate) const ORDER_AGE: &[u8] = b"oa/";

@@ -112,6 +112,10 @@ pub struct OrderView {
     pub ship_to: Option<String>,
     /// Currency.
     pub currency: Option<String>,
+    /// The legal entity the order (or purchase order, or statement) belongs to, once
+    /// the record that opened it named one.
+    #[serde(default)]
+    pub entity: Option<String>,
     /// The customer's own order reference.
     pub client_order_ref: Option<String>,
     /// Lines, by line number.
@@ -158,6 +162,12 @@ pub struct PostingView {
     pub reasons: Vec<String>,
     /// Amount, minor units.
     pub amount: Money,
+    /// The amount's currency, when the hold named it.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// The legal entity whose approval limits apply.
+    #[serde(default)]
+    pub entity: Option<String>,
     /// Current version (approvers must name it).
     pub version: i64,
     /// `held`, `approved` or `rejected`.
@@ -210,6 +220,7 @@ impl OrderView {
             customer_ref: None,
             ship_to: None,
             currency: None,
+            entity: None,
             client_order_ref: None,
             lines: Vec::new(),
             shipments: Vec::new(),
@@ -389,6 +400,9 @@ pub struct ExceptionView {
     pub owner: Option<String>,
     /// When it was (last) assigned.
     pub assigned_at: Option<Timestamp>,
+    /// The legal entity of the record it is about, when it has one.
+    #[serde(default)]
+    pub entity: Option<String>,
 }
 
 impl ExceptionView {
@@ -407,6 +421,7 @@ impl ExceptionView {
             customer: None,
             owner: None,
             assigned_at: None,
+            entity: None,
         }
     }
 

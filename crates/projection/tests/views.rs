@@ -259,6 +259,7 @@ fn exception_subjects_are_indexed_in_lineage() {
             category: ExceptionCategory::PickMismatch,
             message: "pick PK-1 has an unknown line 99".into(),
             subject: SourceRef::new(System::Wms, "PK-1"),
+            entity: None,
         }),
     );
     store.apply(&[Positioned::new(topic::JOURNAL, 0, 0, Input::Journal(raise))]).unwrap();
@@ -423,12 +424,14 @@ fn refused_commands_and_targets_that_are_down_are_listed_with_the_other_exceptio
         category: ExceptionCategory::DeliveryFailed,
         message: "Odoo refused ConfirmShipment for SO00001 (shipment SHP-SO00001): ValidationError; fix it in Odoo, then retry the exception".into(),
         subject: SourceRef::new(System::Waybill, "confirm-shipment:SHP-SO00001"),
+        entity: None,
     };
     let down = ExceptionRaised {
         exception_id: "tgt:odoo/target-unavailable/1".into(),
         category: ExceptionCategory::TargetUnavailable,
         message: "Odoo has not answered since 2026-01-01 10:42 UTC (connection refused)".into(),
         subject: SourceRef::new(System::Waybill, "waybill.commands.odoo"),
+        entity: None,
     };
     let n = fulfillment(1).len() as i64;
     let mut events =

@@ -123,6 +123,7 @@ impl Decision {
             category,
             message: message.into(),
             subject,
+            entity: None,
         }));
         self
     }

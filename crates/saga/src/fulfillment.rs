@@ -27,6 +27,8 @@ use waybill_domain::{ExceptionCategory, JournalBody, JournalEvent, Qty, SagaKind
 use crate::book::{self, SagaBook};
 use crate::catalog::{Catalog, Tracking};
 use crate::decision::{DeadLetterKind, Decision, Outbound};
+use crate::entity::{Entities, Entity};
+use crate::flow::Env;
 use crate::outcome;
 use crate::policy::FulfillmentPolicy;
 
@@ -161,8 +163,18 @@ pub struct Context<'a> {
     pub catalog: &'a Catalog,
     /// Policy.
     pub policy: &'a FulfillmentPolicy,
+    /// The legal entities, among which an order's company is resolved when it is
+    /// accepted (the entity's tax codes are the ones its lines may use).
+    pub entities: &'a Entities,
     /// Decision time.
     pub now: Timestamp,
+}
+
+impl<'a> Context<'a> {
+    /// The context of a decision made in `env` at `now`.
+    pub fn of(env: &Env<'a>, now: Timestamp) -> Self {
+        Context { catalog: env.catalog, policy: &env.policy.fulfillment, entities: env.entities, now }
+    }
 }
 
 impl Fulfillment {
@@ -395,7 +407,7 @@ fn warehouses(order: Option<&OrderReleased>) -> String {
     }
 }
 
-fn master_data_problems(order: &OrderReleased, catalog: &Catalog) -> Vec<String> {
+fn master_data_problems(order: &OrderReleased, catalog: &Catalog, entity: Option<&Entity>) -> Vec<String> {
     let mut problems = Vec::new();
     if order.lines.is_empty() {
         problems.push("the order has no lines".to_string());
@@ -418,6 +430,10 @@ fn master_data_problems(order: &OrderReleased, catalog: &Catalog) -> Vec<String>
             Some(t) if !catalog.tax_codes.contains(t) => {
                 problems.push(format!("line {}: unknown tax code {t:?}", l.line_no))
             }
+            Some(t) if entity.is_some_and(|e| !e.tax_codes.is_empty() && !e.tax_codes.contains(t)) => {
+                let e = entity.map(|e| e.code.as_str()).unwrap_or_default();
+                problems.push(format!("line {}: tax code {t:?} is not one of entity {e}'s tax codes", l.line_no))
+            }
             Some(_) => {}
         }
         if l.quantity.0 <= 0 {
@@ -429,9 +445,17 @@ fn master_data_problems(order: &OrderReleased, catalog: &Catalog) -> Vec<String>
 
 fn on_order_released(s: &Fulfillment, order: &OrderReleased, ctx: &Context<'_>) -> Decision {
     let mut d = Decision::noop();
+    // The order's entity: the company it names, or the default one (one rule,
+    // `Entities::resolve`); a company no entity is configured for is a master-data
+    // problem like an unknown customer.
+    let entity = ctx.entities.resolve(order.company.as_deref());
     match s.status {
         Status::New => {
-            d.record(JournalBody::OrderAccepted(order.clone()));
+            let mut accepted = order.clone();
+            if let Ok(e) = &entity {
+                accepted.company = e.map(|e| e.code.clone()).or(accepted.company);
+            }
+            d.record(JournalBody::OrderAccepted(accepted));
         }
         // A replay after the master data was fixed: check again.
         Status::OnHold => {}
@@ -439,7 +463,10 @@ fn on_order_released(s: &Fulfillment, order: &OrderReleased, ctx: &Context<'_>) 
         _ => return d,
     }
     let saga_id = SagaKind::OrderToFulfillment.saga_id(&order.order_ref);
-    let problems = master_data_problems(order, ctx.catalog);
+    let problems = match entity {
+        Ok(e) => master_data_problems(order, ctx.catalog, e),
+        Err(why) => vec![why],
+    };
     if !problems.is_empty() {
         if s.status == Status::OnHold && problems == s.hold_problems {
             return Decision::noop();

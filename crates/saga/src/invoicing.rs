@@ -174,6 +174,8 @@ pub fn start(s: &Invoicing, draft: InvoiceDraft, ctx: &StartContext<'_>) -> Deci
             version: 1,
             requested_by: ctx.requested_by.to_string(),
             sla_due_at: ctx.now.plus_secs(ctx.policy.approval_sla_secs),
+            currency: Some(draft.currency.clone()),
+            entity: None,
         }));
     }
     d
@@ -184,6 +186,12 @@ fn hold_reasons(draft: &InvoiceDraft, ctx: &StartContext<'_>) -> Vec<String> {
     let mut reasons = Vec::new();
     if draft.total.0 > p.hold_invoices_above.0 {
         reasons.push(format!("amount {} above the approval limit {}", draft.total, p.hold_invoices_above));
+    }
+    if let Some(books) = p.currency.as_deref().filter(|c| *c != draft.currency) {
+        reasons.push(format!(
+            "invoiced in {} but the entity keeps its books and approval limits in {books}; check the amount and the exchange rate",
+            draft.currency
+        ));
     }
     for l in &draft.lines {
         if let Some(list) = ctx.catalog.product(&l.sku).and_then(|x| x.list_price)

@@ -18,7 +18,8 @@
 //! - [`decision`]: the outputs of a decision, and how they get their deterministic ids;
 //! - [`watch`]: the watchdog that keeps every unfinished saga watched by a timer or an
 //!   open exception (no silent stall), and the pure check of that invariant;
-//! - [`catalog`], [`policy`]: master data and settings decisions consult;
+//! - [`catalog`], [`policy`]: master data and settings decisions consult; [`entity`]: the
+//!   legal entities and the policy each overlays;
 //! - [`coordinator`]: the I/O shell — consume inbound topics and `waybill.control`, step,
 //!   fire timers when a logged timer tick is read, write journal + commands + dead
 //!   letters + checkpoint (one append, or the outputs first and the checkpoint after on a
@@ -34,6 +35,7 @@ pub mod cash;
 pub mod catalog;
 pub mod coordinator;
 pub mod decision;
+pub mod entity;
 pub mod flow;
 pub mod fulfillment;
 pub mod health;
@@ -49,6 +51,7 @@ pub mod store;
 pub mod watch;
 
 pub use catalog::Catalog;
+pub use entity::{Entities, Entity};
 pub use flow::{Env, Flow, OrderFlow, Step};
 pub use policy::Policy;
 pub use registry::AnyFlow;

@@ -53,6 +53,11 @@ pub struct PostingPolicy {
     /// The highest amount (minor units) each role may approve. Roles not listed may not
     /// decide postings at all.
     pub approval_limits: std::collections::BTreeMap<String, waybill_domain::Money>,
+    /// The currency the amounts above are in: the entity's (set from `[entities]`, not
+    /// written here); `None` when no entities are configured. A posting in another
+    /// currency is held, since its amount cannot be held against these limits.
+    #[serde(skip)]
+    pub currency: Option<String>,
 }
 
 impl Default for PostingPolicy {
@@ -73,6 +78,7 @@ impl Default for PostingPolicy {
             ]
             .into_iter()
             .collect(),
+            currency: None,
         }
     }
 }
@@ -150,4 +156,16 @@ pub struct Policy {
     /// The system of record of each event type (`GoodsIssued = "wms"`); entries override
     /// the defaults of [`Ownership::DEFAULTS`](crate::admission::Ownership::DEFAULTS).
     pub ownership: crate::admission::Ownership,
+    /// The legal entities, each with its policy layered on this one (`[entities]`, built
+    /// by [`crate::entity::Entities::build`]); empty when none are configured.
+    #[serde(skip)]
+    pub entities: std::sync::Arc<crate::entity::Entities>,
+}
+
+impl Policy {
+    /// The policy decisions about a record of entity `code` follow: the entity's, or this
+    /// one when the record has no entity or no entities are configured.
+    pub fn for_entity(&self, code: Option<&str>) -> &Policy {
+        code.and_then(|c| self.entities.get(c)).map(|e| &e.policy).unwrap_or(self)
+    }
 }

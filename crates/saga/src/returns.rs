@@ -480,6 +480,8 @@ fn on_received(s: &ReturnCredit, r: &ReturnReceived, ctx: &Context<'_>, requeste
             version: 1,
             requested_by: requested_by.to_string(),
             sla_due_at: ctx.now.plus_secs(ctx.policy.approval_sla_secs),
+            currency: ctx.fulfillment.order.as_ref().map(|o| o.currency.clone()),
+            entity: None,
         }));
     } else {
         request_credit(&mut d, &draft);

@@ -103,7 +103,7 @@ impl H {
     }
     fn send(&mut self, e: &InboundEvent) -> Step {
         let cause = Cause { id: e.meta.event_id.clone(), input: None, at: OCCURRED_AT };
-        let s = flow::step(&mut self.flow, e, &Env { catalog: &self.catalog, policy: &self.policy }, &cause);
+        let s = flow::step(&mut self.flow, e, &Env::new(&self.catalog, &self.policy), &cause);
         self.steps.push(s.clone());
         s
     }
@@ -339,6 +339,7 @@ fn unknown_payers() -> StatementReceived {
             item("INV-1", "C1", "Kunde 1 GmbH", 150_00),
             item("INV-2", "C2", "Kunde 2 GmbH", 200_00),
         ],
+        entity: None,
     }
 }
 
@@ -559,6 +560,7 @@ fn statement(lines: &[(u8, i64, u8)]) -> StatementReceived {
             })
             .collect(),
         open_items: items,
+        entity: None,
     }
 }
 

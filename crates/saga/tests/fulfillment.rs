@@ -28,7 +28,7 @@ impl Harness {
 
     fn send(&mut self, e: waybill_domain::InboundEvent) -> Step {
         let cause = Cause { id: e.meta.event_id.clone(), input: None, at: self.now };
-        step(&mut self.flow, &e, &Env { catalog: &self.catalog, policy: &self.policy }, &cause)
+        step(&mut self.flow, &e, &Env::new(&self.catalog, &self.policy), &cause)
     }
 
     fn command_names(s: &Step) -> Vec<&'static str> {

@@ -26,7 +26,7 @@ impl H {
     }
     fn send(&mut self, e: InboundEvent) -> Step {
         let cause = Cause { id: e.meta.event_id.clone(), input: None, at: self.now };
-        step(&mut self.flow, &e, &Env { catalog: &self.catalog, policy: &self.policy }, &cause)
+        step(&mut self.flow, &e, &Env::new(&self.catalog, &self.policy), &cause)
     }
     fn names(s: &Step) -> Vec<&'static str> {
         s.commands.iter().map(|c| c.body.name()).collect()

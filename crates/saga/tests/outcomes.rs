@@ -34,7 +34,7 @@ impl H {
     }
     fn send(&mut self, e: InboundEvent) -> Step {
         let cause = Cause { id: e.meta.event_id.clone(), input: None, at: self.now };
-        let s = step(&mut self.flow, &e, &Env { catalog: &self.catalog, policy: &self.policy }, &cause);
+        let s = step(&mut self.flow, &e, &Env::new(&self.catalog, &self.policy), &cause);
         self.commands.extend(s.commands.iter().cloned());
         s
     }

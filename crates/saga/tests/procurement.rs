@@ -34,7 +34,7 @@ impl H {
     }
     fn send(&mut self, e: InboundEvent) -> Step {
         let cause = Cause { id: e.meta.event_id.clone(), input: None, at: self.now };
-        let s = flow::step(&mut self.flow, &e, &Env { catalog: &self.catalog, policy: &self.policy }, &cause);
+        let s = flow::step(&mut self.flow, &e, &Env::new(&self.catalog, &self.policy), &cause);
         self.steps.push(s.clone());
         s
     }
@@ -339,7 +339,7 @@ fn events_keyed_by_the_wrong_flow_are_dead_letters() {
     wrong.meta.correlation_key = "SO1".into();
     let cause = Cause { id: "x".into(), input: None, at: OCCURRED_AT };
     let (catalog, policy) = (Catalog::default(), Policy::default());
-    let s = flow::step(&mut order, &wrong, &Env { catalog: &catalog, policy: &policy }, &cause);
+    let s = flow::step(&mut order, &wrong, &Env::new(&catalog, &policy), &cause);
     assert!(s.dead_letter.unwrap().reason.contains("key procure-to-receive events po:<purchase order>"));
     // A bill naming another purchase order than its key.
     h.ordered();

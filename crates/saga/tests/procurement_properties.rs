@@ -169,7 +169,7 @@ struct Run {
 impl Run {
     fn send(&mut self, e: &InboundEvent) -> Vec<waybill_domain::Command> {
         let cause = Cause { id: e.meta.event_id.clone(), input: None, at: self.now };
-        let s = flow::step(&mut self.flow, e, &Env { catalog: &self.catalog, policy: &self.policy }, &cause);
+        let s = flow::step(&mut self.flow, e, &Env::new(&self.catalog, &self.policy), &cause);
         self.journal.extend(s.journal);
         self.commands.extend(s.commands.iter().cloned());
         s.commands

@@ -176,7 +176,7 @@ impl World {
                     let key = e.meta.correlation_key.clone();
                     let flow = self.flows.entry(key.clone()).or_insert_with(|| OrderFlow::new(key));
                     let cause = Cause { id: e.meta.event_id.clone(), input: None, at: self.now };
-                    let s = step(flow, e, &Env { catalog: &self.catalog, policy: &self.policy }, &cause);
+                    let s = step(flow, e, &Env::new(&self.catalog, &self.policy), &cause);
                     self.journal.extend(s.journal);
                     self.commands.extend(s.commands);
                 }
@@ -310,7 +310,7 @@ impl World {
             })
             .collect();
         let cause = Cause { id: request.to_string(), input: None, at: self.now };
-        let env = Env { catalog: &self.catalog, policy: &self.policy };
+        let env = Env::new(&self.catalog, &self.policy);
         let s = replay(flow, request, &fixtures::replay_request(key, request), &records, &env, &cause);
         self.journal.extend(s.journal);
         self.commands.extend(s.commands);

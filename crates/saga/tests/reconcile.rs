@@ -37,7 +37,7 @@ impl H {
     }
     fn send(&mut self, e: &InboundEvent) -> Step {
         let cause = Cause { id: e.meta.event_id.clone(), input: None, at: OCCURRED_AT };
-        let s = flow::step(&mut self.flow, e, &Env { catalog: &self.catalog, policy: &self.policy }, &cause);
+        let s = flow::step(&mut self.flow, e, &Env::new(&self.catalog, &self.policy), &cause);
         self.journal.extend(s.journal.iter().cloned());
         s
     }

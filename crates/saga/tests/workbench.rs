@@ -33,7 +33,7 @@ impl H {
     }
     fn send(&mut self, e: InboundEvent) -> Step {
         let cause = Cause { id: e.meta.event_id.clone(), input: None, at: self.now };
-        let s = step(&mut self.flow, &e, &Env { catalog: &self.catalog, policy: &self.policy }, &cause);
+        let s = step(&mut self.flow, &e, &Env::new(&self.catalog, &self.policy), &cause);
         self.commands.extend(s.commands.iter().cloned());
         s
     }
@@ -255,7 +255,7 @@ fn a_replay_applies_what_was_dead_lettered_and_then_nothing() {
         record(1, &released("SO1", vec![line(1, "PLAIN", "Units", 2)]), None),
         record(2, &early, Some("dlq:waybill.inbound.carrier:0:2")),
     ];
-    let env = Env { catalog: &h.catalog, policy: &h.policy };
+    let env = Env::new(&h.catalog, &h.policy);
     let cause = Cause { id: "control:replay:1".into(), input: None, at: h.now };
     let s = replay(&mut h.flow, "control:replay:1", &replay_request("SO1", "r1"), &records, &env, &cause);
     assert!(s.dead_letter.is_none());

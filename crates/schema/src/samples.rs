@@ -47,6 +47,7 @@ pub fn purchase_order() -> PurchaseOrderConfirmed {
         supplier_ref: s("SUP-3"),
         supplier_name: s("Acme Fasteners GmbH"),
         currency: s("EUR"),
+        company: Some(s("acme-de")),
         lines: vec![
             PurchaseLine { line_no: 1, sku: s("WIDGET-10"), quantity: Qty::units(100), unit_price: Money(850) },
             PurchaseLine { line_no: 2, sku: s("BOLT-M8"), quantity: Qty(25_000), unit_price: Money(310) },
@@ -154,6 +155,7 @@ pub fn statement() -> StatementReceived {
         format: s("camt.053"),
         account: s("DE89370400440532013000"),
         currency: s("EUR"),
+        entity: None,
         checksum: s("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
         lines: vec![
             BankLine {
@@ -242,6 +244,7 @@ pub fn order_released() -> OrderReleased {
         ship_to: s("ADDR-7-1"),
         currency: s("EUR"),
         client_order_ref: Some(s("PO-99812")),
+        company: Some(s("acme-de")),
         lines: vec![
             OrderLine {
                 line_no: 1,
@@ -729,6 +732,7 @@ pub fn journal_events() -> Vec<JournalEvent> {
             category: ExceptionCategory::MasterData,
             message: s("line 2 has no tax code; fix the product in Odoo and retry"),
             subject: SourceRef::new(System::Odoo, "SO0042"),
+            entity: Some(s("acme-de")),
         }),
         JournalBody::ExceptionResolved(ExceptionResolved {
             exception_id: s("o2f:SO0042/master-data/1"),
@@ -745,6 +749,8 @@ pub fn journal_events() -> Vec<JournalEvent> {
             version: 1,
             requested_by: s("wms"),
             sla_due_at: T0.plus_secs(86_400.0),
+            entity: Some(s("acme-de")),
+            currency: Some(s("EUR")),
         }),
         JournalBody::PostingApproved(posting_outcome()),
         JournalBody::PostingRejected(posting_outcome()),

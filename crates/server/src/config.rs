@@ -52,6 +52,10 @@ pub struct Config {
     /// Reconciliation runs: their schedule, the warehouse connector they read, their
     /// tolerance (see [`crate::reconcile::ReconcileSettings`]).
     pub reconcile: crate::reconcile::ReconcileSettings,
+    /// Legal entities (companies): `default`, `template_dir`, and each entity's table
+    /// under `[entities.companies.<code>]` (see [`waybill_saga::entity`]). Built onto
+    /// `[policy]` by [`Config::build_entities`]; none configured: one company.
+    pub entities: waybill_saga::entity::EntitiesConfig,
 }
 
 impl Default for Config {
@@ -73,6 +77,7 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             connectors: BTreeMap::new(),
             reconcile: crate::reconcile::ReconcileSettings::default(),
+            entities: Default::default(),
         }
     }
 }
@@ -482,7 +487,7 @@ impl Config {
         }
         // WAYBILL_CONFIG names the file (the --config flag), it is not a key.
         fig = fig.merge(Env::prefixed("WAYBILL_").ignore(&["config", "server", "token"]).split("__")).merge(overrides);
-        let cfg: Config = fig.extract().map_err(|e| {
+        let mut cfg: Config = fig.extract().map_err(|e| {
             let mut msg = String::new();
             for err in e {
                 if !msg.is_empty() {
@@ -492,8 +497,45 @@ impl Config {
             }
             ConfigError::Load(msg)
         })?;
+        cfg.build_entities(file.and_then(Path::parent).unwrap_or(Path::new(".")))?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Builds the legal entities of `[entities]` onto `[policy]` (into
+    /// `policy.entities`), reading the templates they name from `template_dir`, relative
+    /// to `base` (the configuration file's directory).
+    pub fn build_entities(&mut self, base: &Path) -> Result<(), ConfigError> {
+        let invalid = |problem: String| ConfigError::Invalid { key: "entities", problem };
+        let wanted: BTreeMap<String, ()> = self
+            .entities
+            .companies
+            .values()
+            .filter_map(|c| c.get("template").and_then(|t| t.as_str()).map(|t| (t.to_string(), ())))
+            .collect();
+        let mut templates = BTreeMap::new();
+        if !wanted.is_empty() {
+            let Some(dir) = &self.entities.template_dir else {
+                return Err(invalid(format!(
+                    "entities name templates ({}) but [entities] template_dir is not set; point it at the directory of <template>.toml files",
+                    wanted.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            };
+            let dir = base.join(dir);
+            for name in wanted.keys() {
+                let path = dir.join(format!("{name}.toml"));
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| invalid(format!("template {name:?}: cannot read {}: {e}", path.display())))?;
+                let table: toml::Table =
+                    toml::from_str(&text).map_err(|e| invalid(format!("template {}: {e}", path.display())))?;
+                let value =
+                    serde_json::to_value(table).map_err(|e| invalid(format!("template {}: {e}", path.display())))?;
+                templates.insert(name.clone(), value);
+            }
+        }
+        let entities = waybill_saga::Entities::build(&self.entities, &self.policy, &templates).map_err(invalid)?;
+        self.policy.entities = std::sync::Arc::new(entities);
+        Ok(())
     }
 
     /// Checks every value; the error names the key and what to do.

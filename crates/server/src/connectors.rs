@@ -331,7 +331,11 @@ pub struct Connectors {
 impl Connectors {
     /// Starts every configured connector on `log` (no partitions until assigned) and the
     /// Odoo pollers.
-    pub fn start(all: &BTreeMap<String, ConnectorSettings>, log: &Arc<dyn EventLog>) -> anyhow::Result<Connectors> {
+    pub fn start(
+        all: &BTreeMap<String, ConnectorSettings>,
+        entities: &waybill_saga::Entities,
+        log: &Arc<dyn EventLog>,
+    ) -> anyhow::Result<Connectors> {
         validate(all)?;
         let mut out = Connectors::default();
         for (name, c) in all {
@@ -386,6 +390,7 @@ impl Connectors {
                     page: c.poll_page,
                     overlap: Duration::from_secs(c.poll_overlap_secs),
                     warehouse: c.warehouse.clone(),
+                    companies: entities.iter().filter_map(|e| Some((e.odoo_company_id?, e.code.clone()))).collect(),
                 };
                 let (log, stop, owner) = (log.clone(), out.stop.clone(), running.clone());
                 out.pollers.push(

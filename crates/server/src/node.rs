@@ -162,7 +162,7 @@ impl Node {
         let mut threads = Vec::new();
         // Connectors deliver the commands of the partitions this node owns; they follow
         // the coordinator workers' assignment.
-        let connectors = Arc::new(Mutex::new(Connectors::start(&cfg.connectors, &log)?));
+        let connectors = Arc::new(Mutex::new(Connectors::start(&cfg.connectors, &cfg.policy.entities, &log)?));
         let workers = Arc::new(Workers::new(coordinator.clone(), failure.clone(), connectors.clone()));
         #[cfg_attr(not(feature = "kafka"), allow(unused_mut))]
         let mut member = None;

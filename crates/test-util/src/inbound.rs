@@ -71,6 +71,7 @@ pub fn released(order: &str, lines: Vec<OrderLine>) -> InboundEvent {
             currency: "EUR".into(),
             client_order_ref: None,
             lines,
+            company: None,
         }),
     )
 }

@@ -68,6 +68,7 @@ pub fn order_released(order: &str, customer: &str, lines: &[LineSpec]) -> OrderR
                 warehouse: wh.to_string(),
             })
             .collect(),
+        company: None,
     }
 }
 
@@ -125,6 +126,7 @@ pub fn fulfillment(n: usize) -> Vec<JournalEvent> {
                 category: ExceptionCategory::StockShortage,
                 message: format!("1 unit of {} short; backordered", lines[0].1),
                 subject: SourceRef::new(System::Odoo, o),
+                entity: None,
             }),
             &mut out,
         );

@@ -39,6 +39,7 @@ pub fn confirmed(po: &str, lines: &[(i32, &str, i64, i64)]) -> InboundEvent {
         currency: "EUR".into(),
         lines,
         expected_at: OCCURRED_AT.plus_secs(7.0 * 86_400.0),
+        company: None,
     });
     event(&format!("odoo:po:{po}"), System::Odoo, po, body)
 }

@@ -104,6 +104,7 @@ impl<'a> PostingFilter<'a> {
     fn matches(&self, o: &waybill_projection::OrderView, p: &PostingView) -> bool {
         let (q, r) = (self.q, self.r);
         (r.customer.is_empty() || o.customer_ref.as_deref() == Some(r.customer.as_str()))
+            && q.entity.as_ref().is_none_or(|e| p.entity.as_ref() == Some(e))
             && q.state.is_none_or(|s| s == p.state)
             && q.document.is_none_or(|d| d == document_name(p.document))
             && (self.needle.is_empty() || p.reasons.iter().any(|x| x.to_lowercase().contains(&self.needle)))
@@ -151,7 +152,9 @@ impl Control {
             role: who.role.to_string(),
         };
         let wanted = if approve { "approved" } else { "rejected" };
-        match approval::check(&p.posting(), &decision, &self.policy.posting, approve) {
+        // Under the limits of the entity that held it, as the saga decides it.
+        let policy = &self.policy.for_entity(p.view.entity.as_deref()).posting;
+        match approval::check(&p.posting(), &decision, policy, approve) {
             approval::Verdict::Accept(_) => Ok(Verdict::Forward(p)),
             approval::Verdict::AlreadyDecided if p.state == wanted => {
                 let msg = format!("posting {} was already {} by {}", p.posting_id, p.state, p.decided_by);
@@ -413,7 +416,7 @@ impl Control {
     /// for a posting the index offers, and stops once the page and one more posting (to
     /// know there is a next page) are found: a page costs its own rows, not the store.
     fn list_postings(&self, r: &proto::ListHeldPostingsRequest) -> Result<proto::ListHeldPostingsResponse> {
-        let q = crate::validate::held_postings(r)?;
+        let q = crate::validate::held_postings(r, &self.policy.entities)?;
         let filter = PostingFilter::new(r, &q, Timestamp::now());
         let after = q.after.as_ref().map(|t| (t.at_us, t.id.as_str()));
         let states: &[&str] = match q.state {

@@ -27,7 +27,7 @@ macro_rules! posting_proto {
             reasons: p.reasons.clone(),
             amount_minor: p.amount.0,
             amount: p.amount.to_string(),
-            currency: o.currency.clone().unwrap_or_default(),
+            currency: p.currency.clone().or_else(|| o.currency.clone()).unwrap_or_default(),
             customer: o.customer_ref.clone().unwrap_or_default(),
             version: p.version,
             state: p.state.clone(),
@@ -40,6 +40,7 @@ macro_rules! posting_proto {
             decision_reason: p.decision_reason.clone().unwrap_or_default(),
             decided_at_us: p.decided_at.map(|t| t.0).unwrap_or_default(),
             refusals: p.refusals.clone(),
+            entity: p.entity.clone().unwrap_or_default(),
         }
     }};
 }

@@ -41,6 +41,7 @@ impl Control {
             customer: o.customer_ref.clone().unwrap_or_default(),
             ship_to: o.ship_to.clone().unwrap_or_default(),
             currency: o.currency.clone().unwrap_or_default(),
+            entity: o.entity.clone().unwrap_or_default(),
             client_order_ref: o.client_order_ref.clone().unwrap_or_default(),
             lines: order_lines(&o, released.as_ref()),
             shipments: o
@@ -117,7 +118,7 @@ impl Control {
     }
 
     fn exceptions(&self, r: &proto::ListExceptionsRequest) -> Result<proto::ListExceptionsResponse> {
-        let q = crate::validate::exceptions(r)?;
+        let q = crate::validate::exceptions(r, &self.policy.entities)?;
         let now = Timestamp::now();
         let cursor = |x: &ExceptionView| ExceptionCursor::of(q.open_only, x.category, &x.exception_id);
         // Customers of orders whose exceptions the projection could not tag (dead letters),
@@ -143,7 +144,9 @@ impl Control {
                     }
                 };
             }
-            if q.customer.as_ref().is_some_and(|c| x.customer.as_ref() != Some(c)) {
+            if q.customer.as_ref().is_some_and(|c| x.customer.as_ref() != Some(c))
+                || q.entity.as_ref().is_some_and(|e| x.entity.as_ref() != Some(e))
+            {
                 continue;
             }
             matching.push(x);

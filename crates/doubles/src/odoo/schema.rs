@@ -77,6 +77,11 @@ pub(crate) static MODELS: &[ModelDef] = &[
     ModelDef { name: "stock.location", fields: &[("name", Char), ("usage", Char)], order: "id asc" },
     ModelDef { name: "stock.warehouse", fields: &[("name", Char), ("code", Char)], order: "id asc" },
     ModelDef { name: "res.currency", fields: &[("name", Char)], order: "name asc, id asc" },
+    ModelDef {
+        name: "res.company",
+        fields: &[("name", Char), ("currency_id", M2o("res.currency"))],
+        order: "name asc, id asc",
+    },
     ModelDef { name: "uom.uom", fields: &[("name", Char)], order: "name asc, id asc" },
     ModelDef { name: "account.tax", fields: &[("name", Char), ("amount", Float)], order: "name asc, id asc" },
     ModelDef {
@@ -101,6 +106,7 @@ pub(crate) static MODELS: &[ModelDef] = &[
             ("date_order", Datetime),
             ("commitment_date", Datetime),
             ("currency_id", M2o("res.currency")),
+            ("company_id", M2o("res.company")),
             ("warehouse_id", M2o("stock.warehouse")),
             ("order_line", O2m("sale.order.line", "order_id")),
             ("picking_ids", O2m("stock.picking", "sale_id")),
@@ -137,6 +143,7 @@ pub(crate) static MODELS: &[ModelDef] = &[
             ("date_approve", Datetime),
             ("date_planned", Datetime),
             ("currency_id", M2o("res.currency")),
+            ("company_id", M2o("res.company")),
             ("order_line", O2m("purchase.order.line", "order_id")),
             ("picking_ids", O2m("stock.picking", "purchase_id")),
             ("amount_total", Computed),

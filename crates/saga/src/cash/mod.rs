@@ -294,6 +294,10 @@ impl Flow for StatementFlow {
     fn key(&self) -> &str {
         &self.key
     }
+
+    fn entity(&self) -> Option<&str> {
+        self.cash.statement.as_ref().and_then(|s| s.entity.as_deref())
+    }
     fn targets(&self) -> Vec<Statement> {
         vec![Statement]
     }
@@ -379,6 +383,11 @@ fn decide(s: &CashApplication, statement_key: &str, event: &InboundEvent, env: &
 /// A statement: applied line by line, once. The same statement again (same checksum)
 /// is a redelivery; another file under the same statement id is refused.
 fn on_statement(s: &CashApplication, r: &StatementReceived, env: &Env<'_>) -> Decision {
+    // The entity whose account this is (one rule, `Entities::of_statement`); `step` has
+    // scoped `env` to it, so its write-off tolerance applies.
+    if let Err(why) = env.entities.of_statement(r.entity.as_deref(), &r.account) {
+        return reject(format!("statement {}: {why}", r.statement_id));
+    }
     if let Some(known) = &s.statement {
         if known.checksum == r.checksum {
             return Decision::noop();
@@ -402,7 +411,7 @@ fn on_statement(s: &CashApplication, r: &StatementReceived, env: &Env<'_>) -> De
         }
     };
     let mut d = Decision::noop();
-    d.record(JournalBody::StatementOpened(Box::new(r.clone())));
+    d.record(JournalBody::StatementOpened(Box::new(StatementReceived { entity: env.entity_code(), ..r.clone() })));
     for (line, m) in r.lines.iter().zip(&matches) {
         let entry = match &m.outcome {
             Outcome::Matched(x) => record::matched_entry(&r.statement_key, line, x),

@@ -31,7 +31,7 @@ impl Coordinator {
         let p = w.partition;
         let mut out = Outputs { partition: p, ..Outputs::default() };
         let mut handled = 0usize;
-        let env = Env { catalog: &self.catalog, policy: &self.policy };
+        let env = Env::new(&self.catalog, &self.policy);
         let started = Instant::now();
         let mut batches = Vec::with_capacity(self.inputs.len());
         for t in &self.inputs {

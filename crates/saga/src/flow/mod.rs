@@ -23,10 +23,12 @@ pub use replay::{ReplayRecord, replay};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use waybill_domain::event::EventBody;
+use waybill_domain::journal::JournalBody;
 use waybill_domain::{Command, InboundEvent, JournalEvent, Timestamp};
 
 use crate::catalog::Catalog;
 use crate::decision::{Cause, DeadLetter, DeadLetterKind, Decision, Outbound, materialize};
+use crate::entity::{Entities, Entity};
 use crate::policy::Policy;
 use crate::saga::Saga;
 use crate::watch::{self, Stall};
@@ -54,8 +56,34 @@ impl Step {
 pub struct Env<'a> {
     /// Master data.
     pub catalog: &'a Catalog,
-    /// Policy.
+    /// Policy: the entity's, once [`step`] has scoped the decision to the flow's entity.
     pub policy: &'a Policy,
+    /// The legal entity the decision is made for; `None` with no entities configured or
+    /// before the flow's entity is known.
+    pub entity: Option<&'a Entity>,
+    /// Every configured entity (what a flow that opens resolves its entity among).
+    pub entities: &'a Entities,
+}
+
+impl<'a> Env<'a> {
+    /// The deployment's environment: its master data and policy (with its entities).
+    pub fn new(catalog: &'a Catalog, policy: &'a Policy) -> Self {
+        Env { catalog, policy, entity: None, entities: &policy.entities }
+    }
+
+    /// The environment of a record of entity `code`: that entity's policy; unchanged
+    /// when `code` is `None` or not a configured entity.
+    pub fn scoped(&self, code: Option<&str>) -> Env<'a> {
+        match code.and_then(|c| self.entities.get(c)) {
+            Some(e) => Env { policy: &e.policy, entity: Some(e), ..*self },
+            None => *self,
+        }
+    }
+
+    /// The entity's code, for the record that opens a flow.
+    pub fn entity_code(&self) -> Option<String> {
+        self.entity.map(|e| e.code.clone())
+    }
 }
 
 /// The sagas of one correlation key: how they are addressed, and how inbound business
@@ -83,6 +111,13 @@ pub trait Flow: Clone + std::fmt::Debug + Serialize + DeserializeOwned + Send + 
 
     /// The correlation key.
     fn key(&self) -> &str;
+
+    /// The legal entity the flow's records belong to, once the record that opened it
+    /// named it (`OrderAccepted`, `PurchaseOpened`, `StatementOpened`); `None` for flows
+    /// of no entity and when no entities are configured.
+    fn entity(&self) -> Option<&str> {
+        None
+    }
 
     /// Every saga instance the flow has, in a fixed order (timers fire in this order).
     fn targets(&self) -> Vec<Self::Target>;
@@ -130,6 +165,13 @@ pub trait Flow: Clone + std::fmt::Debug + Serialize + DeserializeOwned + Send + 
 /// Routes an inbound event to the sagas of its flow, decides, gives the outputs their
 /// ids and folds them into `flow`.
 pub fn step<F: Flow>(flow: &mut F, event: &InboundEvent, env: &Env<'_>, cause: &Cause) -> Step {
+    // Every decision about the flow is made under its entity's policy: the one its
+    // opening record named, or, for the event that opens it, the one the event names.
+    let entity = flow.entity().map(str::to_owned).or_else(|| match env.entities.of_event(&event.body) {
+        Ok(e) => e.map(|e| e.code.clone()),
+        Err(_) => None,
+    });
+    let env = &env.scoped(entity.as_deref());
     let mut out = Step::default();
     let id = &event.meta.event_id;
     match &event.body {
@@ -197,6 +239,7 @@ pub fn commit<F: Flow>(flow: &mut F, target: &F::Target, mut decision: Decision,
     if let Some(saga) = flow.saga(target) {
         saga.settle(flow.key(), &mut decision);
     }
+    stamp_entity(flow, &mut decision);
     let saga_id = flow.saga_id(target);
     let (journal, commands) = materialize(kind, &saga_id, flow.key(), last_seq, &decision, cause);
     for e in &journal {
@@ -206,6 +249,26 @@ pub fn commit<F: Flow>(flow: &mut F, target: &F::Target, mut decision: Decision,
     out.commands.extend(commands);
     if out.dead_letter.is_none() {
         out.dead_letter = decision.dead_letter;
+    }
+}
+
+/// Names the flow's entity on the exceptions and held postings of `decision` (the
+/// entity is the flow's, or the one the decision's opening record names): the queues
+/// filter by it, and a held posting is decided under that entity's approval limits.
+fn stamp_entity<F: Flow>(flow: &F, decision: &mut Decision) {
+    let Some(entity) = flow
+        .entity()
+        .map(str::to_owned)
+        .or_else(|| decision.journal.iter().find_map(|j| j.opened_entity().map(str::to_owned)))
+    else {
+        return;
+    };
+    for j in &mut decision.journal {
+        match j {
+            JournalBody::ExceptionRaised(x) if x.entity.is_none() => x.entity = Some(entity.clone()),
+            JournalBody::PostingHeld(p) if p.entity.is_none() => p.entity = Some(entity.clone()),
+            _ => {}
+        }
     }
 }
 

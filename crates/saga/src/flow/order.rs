@@ -144,6 +144,10 @@ impl Flow for OrderFlow {
         &self.key
     }
 
+    fn entity(&self) -> Option<&str> {
+        self.fulfillment.order.as_ref().and_then(|o| o.company.as_deref())
+    }
+
     fn targets(&self) -> Vec<Target> {
         if let Some(t) = TargetOutage::target_of_key(&self.key) {
             return vec![Target::Health(t)];
@@ -270,8 +274,7 @@ fn route(flow: &mut OrderFlow, event: &InboundEvent, env: &Env<'_>, cause: &Caus
                     f.saga_id, flow.key
                 )),
                 Some(Target::Fulfillment) => {
-                    let ctx =
-                        fulfillment::Context { catalog: env.catalog, policy: &env.policy.fulfillment, now: cause.at };
+                    let ctx = fulfillment::Context::of(env, cause.at);
                     fulfillment::decide(&flow.fulfillment, event, &ctx)
                 }
                 Some(Target::Invoice(s)) => invoicing::decide(&flow.invoices[s], event, &env.policy.posting),
@@ -296,12 +299,12 @@ fn route(flow: &mut OrderFlow, event: &InboundEvent, env: &Env<'_>, cause: &Caus
         | EventBody::ReleasedToWarehouse(_)
         | EventBody::PickConfirmed(_)
         | EventBody::OrderCancelled(_) => {
-            let ctx = fulfillment::Context { catalog: env.catalog, policy: &env.policy.fulfillment, now: cause.at };
+            let ctx = fulfillment::Context::of(env, cause.at);
             let decision = fulfillment::decide(&flow.fulfillment, event, &ctx);
             commit(flow, &Target::Fulfillment, decision, cause, out);
         }
         EventBody::GoodsIssued(g) => {
-            let ctx = fulfillment::Context { catalog: env.catalog, policy: &env.policy.fulfillment, now: cause.at };
+            let ctx = fulfillment::Context::of(env, cause.at);
             let decision = fulfillment::decide(&flow.fulfillment, event, &ctx);
             let recorded = decision.journal.iter().any(|j| matches!(j, JournalBody::ShipmentRecorded(_)));
             commit(flow, &Target::Fulfillment, decision, cause, out);
@@ -310,7 +313,7 @@ fn route(flow: &mut OrderFlow, event: &InboundEvent, env: &Env<'_>, cause: &Caus
             }
         }
         EventBody::CarrierBooked(_) | EventBody::Delivered(_) => {
-            let ctx = fulfillment::Context { catalog: env.catalog, policy: &env.policy.fulfillment, now: cause.at };
+            let ctx = fulfillment::Context::of(env, cause.at);
             let decision = fulfillment::decide(&flow.fulfillment, event, &ctx);
             let delivered = decision.journal.iter().find_map(|j| match j {
                 JournalBody::DeliveryConfirmed(d) => Some(d.shipment_id.clone()),

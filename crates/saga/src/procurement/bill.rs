@@ -181,6 +181,8 @@ pub(super) fn settle(s: &Procurement, d: &mut Decision, env: &Env<'_>, requested
                 version: 1,
                 requested_by: requested_by.to_string(),
                 sla_due_at: at.plus_secs(env.policy.posting.approval_sla_secs),
+                currency: state.order.as_ref().map(|o| o.currency.clone()),
+                entity: None,
             }));
         }
         state = after(&state, &step, at);

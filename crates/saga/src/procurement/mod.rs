@@ -648,6 +648,10 @@ impl Flow for PurchaseFlow {
         &self.key
     }
 
+    fn entity(&self) -> Option<&str> {
+        self.procurement.order.as_ref().and_then(|o| o.company.as_deref())
+    }
+
     fn targets(&self) -> Vec<Purchase> {
         vec![Purchase]
     }
@@ -730,7 +734,7 @@ fn decide(s: &Procurement, po_ref: &str, event: &InboundEvent, env: &Env<'_>, ca
     }
     let requested_by = crate::approval::requester(&event.meta);
     let mut d = match &event.body {
-        EventBody::PurchaseOrderConfirmed(o) => receive::on_confirmed(s, o),
+        EventBody::PurchaseOrderConfirmed(o) => receive::on_confirmed(s, o, env),
         EventBody::PurchaseOrderClosed(c) => receive::on_closed(s, c),
         EventBody::ShipNoticeReceived(n) => receive::on_notice(s, n),
         EventBody::GoodsReceived(r) => receive::on_receipt(s, r, env),

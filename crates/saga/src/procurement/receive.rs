@@ -18,7 +18,14 @@ use crate::flow::{Env, reject};
 /// Odoo confirmed the order: the saga begins. A second confirmation with the same
 /// content is a redelivery; with other content it is refused (Waybill does not follow
 /// changes to a confirmed order: cancel it and confirm a new one).
-pub(super) fn on_confirmed(s: &Procurement, o: &PurchaseOrderConfirmed) -> Decision {
+pub(super) fn on_confirmed(s: &Procurement, o: &PurchaseOrderConfirmed, env: &Env<'_>) -> Decision {
+    // The buying entity: the company the order names, or the default one.
+    let entity = match env.entities.resolve(o.company.as_deref()) {
+        Ok(e) => e,
+        Err(why) => return reject(format!("purchase order {}: {why}", o.po_ref)),
+    };
+    let o =
+        &PurchaseOrderConfirmed { company: entity.map(|e| e.code.clone()).or_else(|| o.company.clone()), ..o.clone() };
     if let Some(known) = &s.order {
         if known == o {
             return Decision::noop();

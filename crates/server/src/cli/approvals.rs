@@ -18,6 +18,9 @@ pub(crate) enum ApprovalsCommand {
         /// Only this customer.
         #[arg(long)]
         customer: Option<String>,
+        /// Only postings of this legal entity (its code in `[entities]`).
+        #[arg(long)]
+        entity: Option<String>,
         /// Only postings with a hold reason containing this text.
         #[arg(long)]
         reason: Option<String>,
@@ -93,6 +96,9 @@ pub(crate) fn print_posting(p: &proto::Posting) {
     println!("posting      {} ({}, {} {})", p.posting_id, p.document, p.business_key, p.state);
     println!("order        {}  customer {}", p.order_ref, p.customer);
     println!("amount       {} {}", p.amount, p.currency);
+    if !p.entity.is_empty() {
+        println!("entity       {}  (its approval limits apply)", p.entity);
+    }
     println!("version      {}   (approve with --version {})", p.version, p.version);
     println!(
         "requested by {}  held {} ago{}",
@@ -117,6 +123,7 @@ pub(crate) fn run(command: ApprovalsCommand) -> anyhow::Result<()> {
             remote,
             state,
             customer,
+            entity,
             reason,
             document,
             min_age,
@@ -135,31 +142,39 @@ pub(crate) fn run(command: ApprovalsCommand) -> anyhow::Result<()> {
                 max_amount_minor: max_amount,
                 page_size,
                 page_token: page_token.unwrap_or_default(),
+                entity: entity.unwrap_or_default(),
             };
             let resp = call(&remote, async |mut c| Ok(c.approvals.list_held_postings(req).await?.into_inner()))?;
             if remote.output == Output::Json {
                 return json(&resp);
             }
+            // The entity column only where entities are configured.
+            let entities = resp.postings.iter().any(|p| !p.entity.is_empty());
             let rows: Vec<Vec<String>> = resp
                 .postings
                 .iter()
                 .map(|p| {
-                    vec![
-                        p.posting_id.clone(),
-                        p.order_ref.clone(),
+                    let mut row = vec![p.posting_id.clone(), p.order_ref.clone()];
+                    if entities {
+                        row.push(p.entity.clone());
+                    }
+                    row.extend([
                         p.customer.clone(),
                         format!("{} {}", p.amount, p.currency),
                         p.version.to_string(),
                         p.state.clone(),
                         age(p.held_at_us),
                         p.reasons.join("; "),
-                    ]
+                    ]);
+                    row
                 })
                 .collect();
-            print!(
-                "{}",
-                table(&["POSTING", "ORDER", "CUSTOMER", "AMOUNT", "VERSION", "STATE", "AGE", "REASONS"], &rows)
-            );
+            let mut header = vec!["POSTING", "ORDER"];
+            if entities {
+                header.push("ENTITY");
+            }
+            header.extend(["CUSTOMER", "AMOUNT", "VERSION", "STATE", "AGE", "REASONS"]);
+            print!("{}", table(&header, &rows));
             println!("{} postings", rows.len());
             if !resp.next_page_token.is_empty() {
                 println!("more: --page-token {}", resp.next_page_token);

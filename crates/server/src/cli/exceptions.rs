@@ -28,6 +28,9 @@ pub(crate) enum ExceptionsCommand {
         /// Only exceptions of orders of this customer (Odoo partner ref).
         #[arg(long)]
         customer: Option<String>,
+        /// Only exceptions of this legal entity (its code in `[entities]`).
+        #[arg(long)]
+        entity: Option<String>,
         /// At most this many per page.
         #[arg(long, default_value_t = 100)]
         limit: u32,
@@ -98,7 +101,7 @@ fn parse_invoice(text: &str) -> Result<proto::LineAllocation, String> {
 
 pub(crate) fn run(command: ExceptionsCommand) -> anyhow::Result<()> {
     let (remote, req) = match command {
-        ExceptionsCommand::List { remote, category, open, min_age, owner, customer, limit, page_token } => {
+        ExceptionsCommand::List { remote, category, open, min_age, owner, customer, entity, limit, page_token } => {
             let req = proto::ListExceptionsRequest {
                 category: category.unwrap_or_default(),
                 open_only: open,
@@ -108,6 +111,7 @@ pub(crate) fn run(command: ExceptionsCommand) -> anyhow::Result<()> {
                 customer: customer.unwrap_or_default(),
                 page_size: limit,
                 page_token: page_token.unwrap_or_default(),
+                entity: entity.unwrap_or_default(),
             };
             (remote, req)
         }
@@ -142,23 +146,32 @@ pub(crate) fn run(command: ExceptionsCommand) -> anyhow::Result<()> {
     if remote.output == Output::Json {
         return json(&resp);
     }
+    // The entity column only where entities are configured.
+    let entities = resp.exceptions.iter().any(|x| !x.entity.is_empty());
     let rows: Vec<Vec<String>> = resp
         .exceptions
         .iter()
         .map(|x| {
-            vec![
-                x.exception_id.clone(),
-                x.category.clone(),
-                x.order_ref.clone(),
+            let mut row = vec![x.exception_id.clone(), x.category.clone(), x.order_ref.clone()];
+            if entities {
+                row.push(or_dash(&x.entity));
+            }
+            row.extend([
                 or_dash(&x.customer),
                 or_dash(&x.owner),
                 age(x.raised_at_us),
                 if x.resolved_at_us == 0 { "open".into() } else { "resolved".into() },
                 x.message.clone(),
-            ]
+            ]);
+            row
         })
         .collect();
-    print!("{}", table(&["EXCEPTION", "CATEGORY", "ORDER", "CUSTOMER", "OWNER", "AGE", "STATE", "MESSAGE"], &rows));
+    let mut header = vec!["EXCEPTION", "CATEGORY", "ORDER"];
+    if entities {
+        header.push("ENTITY");
+    }
+    header.extend(["CUSTOMER", "OWNER", "AGE", "STATE", "MESSAGE"]);
+    print!("{}", table(&header, &rows));
     println!("{} exceptions", rows.len());
     if !resp.next_page_token.is_empty() {
         println!("more: --page-token {}", resp.next_page_token);

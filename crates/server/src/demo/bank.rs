@@ -13,10 +13,8 @@ use waybill_domain::cash::{BankLine, BankLineKind, OpenItem, StatementReceived, 
 use waybill_domain::{EventBody, Money, System, Timestamp};
 
 use super::answers::event;
+use super::entities::{self, DemoEntity};
 use super::systems::{PostedInvoice, Scheduler};
-
-/// The demo company's bank account.
-pub const ACCOUNT: &str = "DE89370400440532013000";
 
 /// How often a statement is posted, at most.
 const EVERY: Duration = Duration::from_secs(1);
@@ -48,12 +46,28 @@ impl Bank {
         let invoices: Vec<PostedInvoice> = self.posted.lock().unwrap_or_else(|e| e.into_inner())[self.taken..].to_vec();
         let first = self.taken;
         self.taken += invoices.len();
-        self.statements += 1;
         self.last = Some(Instant::now());
-        let r = statement(self.statements, first, &invoices);
-        let key = correlation_key(&r.statement_key);
-        let id = format!("bank:statement:{}", r.statement_id);
-        self.later.push(Duration::ZERO, event(id, System::Bank, &key, EventBody::StatementReceived(Box::new(r))), None);
+        // One statement per company's account: each company is paid into its own.
+        for company in &entities::ENTITIES {
+            let paid: Vec<(usize, &PostedInvoice)> = invoices
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| i.currency == company.currency)
+                .map(|(k, i)| (first + k, i))
+                .collect();
+            if paid.is_empty() {
+                continue;
+            }
+            self.statements += 1;
+            let r = statement(self.statements, company, &paid);
+            let key = correlation_key(&r.statement_key);
+            let id = format!("bank:statement:{}:{}", company.account, r.statement_id);
+            self.later.push(
+                Duration::ZERO,
+                event(id, System::Bank, &key, EventBody::StatementReceived(Box::new(r))),
+                None,
+            );
+        }
         true
     }
 }
@@ -62,15 +76,16 @@ fn name(customer_ref: &str) -> String {
     format!("Customer {customer_ref}")
 }
 
-/// Statement `n` paying `invoices` (the `first`-th posted invoice onwards).
-fn statement(n: usize, first: usize, invoices: &[PostedInvoice]) -> StatementReceived {
+/// Statement `n` of `company`'s account paying `invoices` (each with its place among the
+/// posted invoices, which decides how it is paid).
+fn statement(n: usize, company: &DemoEntity, invoices: &[(usize, &PostedInvoice)]) -> StatementReceived {
+    let (account, currency) = (company.account, company.currency);
     let statement_id = format!("2026-{n:04}");
     let today = Some(Timestamp::now());
     let mut lines: Vec<BankLine> = invoices
         .iter()
         .enumerate()
-        .map(|(i, inv)| {
-            let k = first + i;
+        .map(|(i, &(k, inv))| {
             let (amount, remittance, counterparty) = match (k % 9, k % 13) {
                 (_, 7) => (inv.amount, vec![], "Mustermann Holding".to_string()),
                 (4, _) => (Money(inv.amount.0 + 10_00), vec![inv.number.clone()], name(&inv.customer_ref)),
@@ -82,7 +97,7 @@ fn statement(n: usize, first: usize, invoices: &[PostedInvoice]) -> StatementRec
                 kind: BankLineKind::Payment,
                 booking_date: today,
                 amount,
-                currency: "EUR".into(),
+                currency: currency.into(),
                 fee: Money(0),
                 counterparty: Some(counterparty),
                 creditor_references: vec![],
@@ -97,35 +112,36 @@ fn statement(n: usize, first: usize, invoices: &[PostedInvoice]) -> StatementRec
         kind: BankLineKind::Fee,
         booking_date: today,
         amount: Money(-2_50),
-        currency: "EUR".into(),
+        currency: currency.into(),
         fee: Money(0),
         counterparty: None,
         creditor_references: vec![],
         end_to_end_id: None,
-        remittance: vec!["Kontoführungsentgelt".into()],
+        remittance: vec![if currency == "EUR" { "Frais de tenue de compte" } else { "Monthly service fee" }.into()],
         bank_reference: None,
     });
     let open_items = invoices
         .iter()
-        .map(|inv| OpenItem {
+        .map(|(_, inv)| OpenItem {
             number: inv.number.clone(),
             customer_ref: inv.customer_ref.clone(),
             customer_name: name(&inv.customer_ref),
             open_amount: inv.amount,
-            currency: "EUR".into(),
+            currency: currency.into(),
             due_at: None,
         })
         .collect();
     // The importer's checksum of the file: here, of the lines it would have read.
     let checksum = waybill_bank::checksum(&serde_json::to_vec(&lines).unwrap_or_default());
     StatementReceived {
-        statement_key: format!("camt053|{ACCOUNT}|{statement_id}"),
+        statement_key: format!("camt053|{account}|{statement_id}"),
         statement_id,
         format: "camt.053".into(),
-        account: ACCOUNT.into(),
-        currency: "EUR".into(),
+        account: account.into(),
+        currency: currency.into(),
         checksum: checksum.0,
         lines,
         open_items,
+        entity: None,
     }
 }

@@ -101,6 +101,8 @@ impl Buyer {
                     "name": po.po_ref,
                     "partner_id": self.vendors.get(&po.supplier_ref),
                     "currency_id": self.currency,
+                    // The French company buys (the default entity).
+                    "company_id": super::entities::ENTITIES[0].odoo_company_id,
                     "date_planned": odoo_datetime(po.expected_at),
                     "order_line": lines,
                 }]);

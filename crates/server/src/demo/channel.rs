@@ -34,6 +34,7 @@ use waybill_saga::catalog::Tracking;
 
 use super::bank::Bank;
 use super::buyer::Buyer;
+use super::entities;
 use super::systems::Scheduler;
 use super::world::{self, Mix};
 use crate::ingest::EVENT_ID_HEADER;
@@ -46,7 +47,7 @@ pub struct MasterData {
     vendors: HashMap<String, i64>,
     uoms: HashMap<String, i64>,
     taxes: HashMap<String, i64>,
-    currency: i64,
+    currencies: HashMap<String, i64>,
     warehouse: i64,
 }
 
@@ -55,14 +56,20 @@ pub fn start_odoo(orders: usize, seed: u64, mix: &Mix) -> anyhow::Result<(OdooDo
     let odoo = OdooDouble::try_start(OdooConfig::default())
         .map_err(|e| anyhow::anyhow!("the demo's Odoo double did not start: {e}"))?;
     let mut m = MasterData {
-        currency: odoo.create("res.currency", json!({"name": "EUR"})),
         warehouse: odoo.create("stock.warehouse", json!({"name": "WH-MAIN", "code": "WH"})),
         ..MasterData::default()
     };
+    // The two companies, in the order their `odoo_company_id` says, each with its currency.
+    for e in &entities::ENTITIES {
+        let currency = odoo.create("res.currency", json!({"name": e.currency}));
+        let company = odoo.create("res.company", json!({"name": e.name, "currency_id": currency}));
+        anyhow::ensure!(company == e.odoo_company_id, "the Odoo double gave {} id {company}", e.name);
+        m.currencies.insert(e.currency.to_string(), currency);
+    }
     for uom in ["Units", "kg", "Box of 12", "Pallet"] {
         m.uoms.insert(uom.into(), odoo.create("uom.uom", json!({"name": uom})));
     }
-    for (code, amount) in world::TAX_CODES.iter().zip([20.0, 10.0, 0.0]) {
+    for (code, amount) in [("VAT20", 20.0), ("VAT10", 10.0), ("VAT0", 0.0), ("US-SALES", 8.25), ("US-EXEMPT", 0.0)] {
         m.taxes.insert(code.to_string(), odoo.create("account.tax", json!({"name": code, "amount": amount})));
     }
     let product = |m: &mut MasterData, sku: &str, tracking: Tracking| {
@@ -178,7 +185,13 @@ impl Channel {
     ) -> Self {
         let stats = Arc::new(ChannelStats::default());
         stats.pending.store(cfg.orders as u64, Ordering::Relaxed);
-        let buyer = Buyer::new(cfg.seed, later, master.vendors.clone(), master.products.clone(), master.currency);
+        let buyer = Buyer::new(
+            cfg.seed,
+            later,
+            master.vendors.clone(),
+            master.products.clone(),
+            master.currencies[entities::ENTITIES[0].currency],
+        );
         Channel { odoo, master, cfg, log, seen, stats, next: 0, cancels: Vec::new(), buyer, bank }
     }
 
@@ -314,7 +327,8 @@ impl Channel {
             "partner_id": m.partners.get(&o.customer_ref),
             "partner_shipping_id": m.partners.get(&o.ship_to),
             "client_order_ref": o.client_order_ref,
-            "currency_id": m.currency,
+            "currency_id": m.currencies.get(&o.currency),
+            "company_id": entities::of_currency(&o.currency).odoo_company_id,
             "warehouse_id": m.warehouse,
             "commitment_date": commitment,
             "order_line": lines,

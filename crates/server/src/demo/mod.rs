@@ -23,6 +23,7 @@ pub mod answers;
 mod bank;
 mod buyer;
 pub mod channel;
+pub mod entities;
 mod people;
 pub mod purchasing;
 pub mod sim;
@@ -243,6 +244,8 @@ pub fn run_keeping_doubles(opts: &DemoOptions) -> anyhow::Result<(Summary, Optio
         cfg.control.tokens_file = Some(people.write(cfg.control.tokens_file.as_deref(), people_dir.path())?);
         cfg.web.listen = opts.web_listen.clone();
     }
+    // The distributor's two companies, each on its country template.
+    entities::configure(&mut cfg, people_dir.path())?;
     cfg.validate()?;
 
     let started = Instant::now();
@@ -387,6 +390,7 @@ pub fn run_keeping_doubles(opts: &DemoOptions) -> anyhow::Result<(Summary, Optio
         finished,
         temp.is_none().then_some(data_dir),
         reconciliation,
+        &cfg.policy.entities,
     )?;
     if opts.stay {
         // The simulated systems keep answering, so an approved invoice gets posted.

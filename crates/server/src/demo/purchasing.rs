@@ -116,6 +116,7 @@ pub fn plan(seed: u64, j: usize, now: Timestamp) -> Vec<Step> {
             currency: "EUR".into(),
             lines: lines.clone(),
             expected_at: now.plus_secs(5.0 * 86_400.0),
+            company: None,
         }),
     );
     // What arrives of each line (accepted, damaged): as ordered unless the twist says.

@@ -65,6 +65,66 @@ pub struct Summary {
     pub cash: Cash,
     /// The stock reconciliation at the end of the run (none with `--in-process`).
     pub reconciliation: Option<Report>,
+    /// The legal entities, side by side.
+    pub entities: Vec<EntityLine>,
+}
+
+/// What one legal entity did in the run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntityLine {
+    /// Its code.
+    pub code: String,
+    /// Its currency.
+    pub currency: String,
+    /// An approver's limit under its policy.
+    pub approver_limit: waybill_domain::Money,
+    /// Invoices above this are held.
+    pub hold_invoices_above: waybill_domain::Money,
+    /// Sale orders.
+    pub orders: u64,
+    /// Of which completed.
+    pub completed: u64,
+    /// Invoices posted by finance.
+    pub invoices_posted: u64,
+    /// Postings held for an approver (any state), all in its currency.
+    pub held: u64,
+    /// Open exceptions of its records.
+    pub open_exceptions: u64,
+}
+
+impl EntityLine {
+    fn of(p: &ProjectionStore, entities: &waybill_saga::Entities) -> anyhow::Result<Vec<Self>> {
+        let mut lines: BTreeMap<String, EntityLine> = entities
+            .iter()
+            .map(|e| {
+                let line = EntityLine {
+                    code: e.code.clone(),
+                    currency: e.currency.clone(),
+                    approver_limit: e.policy.posting.approval_limits.get("approver").copied().unwrap_or_default(),
+                    hold_invoices_above: e.policy.posting.hold_invoices_above,
+                    ..EntityLine::default()
+                };
+                (e.code.clone(), line)
+            })
+            .collect();
+        for o in p.orders(None, usize::MAX)? {
+            let Some(l) = o.entity.as_ref().and_then(|e| lines.get_mut(e)) else { continue };
+            l.orders += 1;
+            l.completed += u64::from(o.status == OrderStatus::Completed);
+            l.invoices_posted += o.documents.iter().filter(|d| d.kind == DocumentKind::Invoice).count() as u64;
+        }
+        for (_, x) in p.postings(None)? {
+            if let Some(l) = x.entity.as_ref().and_then(|e| lines.get_mut(e)) {
+                l.held += 1;
+            }
+        }
+        for x in p.exceptions(true, None)? {
+            if let Some(l) = x.entity.as_ref().and_then(|e| lines.get_mut(e)) {
+                l.open_exceptions += 1;
+            }
+        }
+        Ok(lines.into_values().collect())
+    }
 }
 
 /// What cash application did in the run (from the projections' statement records).
@@ -250,6 +310,7 @@ pub(super) fn summarize(
     finished: bool,
     data_dir: Option<PathBuf>,
     reconciliation: Option<Report>,
+    entities: &waybill_saga::Entities,
 ) -> anyhow::Result<Summary> {
     let p = &node.projections;
     let by_status: BTreeMap<OrderStatus, u64> = p.order_counts_by_status()?.into_iter().collect();
@@ -329,6 +390,7 @@ pub(super) fn summarize(
         purchasing: Purchasing::of(p)?,
         cash: Cash::of(p)?,
         reconciliation,
+        entities: EntityLine::of(p, entities)?,
     })
 }
 
@@ -370,6 +432,34 @@ impl fmt::Display for Summary {
         writeln!(f, "  {:<34} {:>10}", "credit notes held for approval", self.held.1)?;
         for x in &self.held_examples {
             writeln!(f, "    held: {x}")?;
+        }
+        if !self.entities.is_empty() {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "  {:<10} {:>4} {:>12} {:>12} {:>7} {:>9} {:>8} {:>5} {:>9}",
+                "entity", "cur", "approver to", "hold above", "orders", "completed", "invoiced", "held", "open exc"
+            )?;
+            writeln!(
+                f,
+                "  {:-<10} {:->4} {:->12} {:->12} {:->7} {:->9} {:->8} {:->5} {:->9}",
+                "", "", "", "", "", "", "", "", ""
+            )?;
+            for e in &self.entities {
+                writeln!(
+                    f,
+                    "  {:<10} {:>4} {:>12} {:>12} {:>7} {:>9} {:>8} {:>5} {:>9}",
+                    e.code,
+                    e.currency,
+                    e.approver_limit.to_string(),
+                    e.hold_invoices_above.to_string(),
+                    e.orders,
+                    e.completed,
+                    e.invoices_posted,
+                    e.held,
+                    e.open_exceptions
+                )?;
+            }
         }
         let b = &self.purchasing;
         if b.orders > 0 {

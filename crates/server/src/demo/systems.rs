@@ -130,6 +130,7 @@ fn target(
                         number: x.invoice_number.clone(),
                         amount: x.amount,
                         customer_ref: i.customer_ref.clone(),
+                        currency: i.currency.clone(),
                     });
                 }
             }
@@ -185,6 +186,8 @@ pub struct PostedInvoice {
     pub amount: waybill_domain::Money,
     /// The customer's reference.
     pub customer_ref: String,
+    /// Its currency (each company is paid into its own account).
+    pub currency: String,
 }
 
 impl std::fmt::Debug for Systems {

@@ -75,10 +75,9 @@ impl Mix {
     }
 }
 
-/// Number of products, customers; the tax codes.
+/// Number of products, customers.
 pub const PRODUCTS: usize = 48;
 pub const CUSTOMERS: usize = 200;
-pub const TAX_CODES: [&str; 3] = ["VAT20", "VAT10", "VAT0"];
 
 /// The products: `SKU-0000`…; every 6th is lot-tracked in kg, every 8th serial-tracked.
 pub fn product(i: usize) -> (String, &'static str, Tracking) {
@@ -108,7 +107,7 @@ pub fn catalog() -> Catalog {
             c.new_customers.insert(format!("C{i:04}"));
         }
     }
-    for t in TAX_CODES {
+    for t in super::entities::ENTITIES.iter().flat_map(|e| e.tax_codes) {
         c = c.with_tax_code(t);
     }
     c
@@ -173,6 +172,7 @@ pub fn fate(seed: u64, i: usize, mix: &Mix) -> Fate {
 /// Order `i` as Odoo releases it.
 pub fn order(seed: u64, i: usize, mix: &Mix, now: Timestamp) -> OrderReleased {
     let mut r = rng(seed, i, 2);
+    let company = super::entities::of_order(seed, i);
     let n_lines = r.usize(1..=5);
     let mut lines: Vec<OrderLine> = (0..n_lines)
         .map(|k| {
@@ -188,7 +188,7 @@ pub fn order(seed: u64, i: usize, mix: &Mix, now: Timestamp) -> OrderReleased {
                 uom: uom.to_string(),
                 quantity,
                 unit_price: Money(r.i64(199..=25_000)),
-                tax_code: Some(TAX_CODES[r.usize(0..TAX_CODES.len())].to_string()),
+                tax_code: Some(company.tax_codes[r.usize(0..company.tax_codes.len())].to_string()),
                 requested_date: now.plus_secs(86_400.0 * r.f64() * 5.0),
                 warehouse: "WH-MAIN".to_string(),
             }
@@ -206,8 +206,9 @@ pub fn order(seed: u64, i: usize, mix: &Mix, now: Timestamp) -> OrderReleased {
         order_ref: order_ref(i),
         customer_ref: format!("C{:04}", r.usize(0..CUSTOMERS)),
         ship_to: format!("C{:04}-SHIP", r.usize(0..CUSTOMERS)),
-        currency: "EUR".to_string(),
+        currency: company.currency.to_string(),
         client_order_ref: Some(format!("PO-{}", r.u32(10_000..99_999))),
         lines,
+        company: Some(company.code.to_string()),
     }
 }

@@ -24,7 +24,7 @@
 //! the cursor; each poll therefore also re-reads the last `overlap` before the cursor and
 //! takes what it has not seen.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -54,6 +54,22 @@ pub struct PollerConfig {
     pub overlap: Duration,
     /// Warehouse code for orders whose warehouse Odoo does not say.
     pub warehouse: String,
+    /// Waybill's entity code of each Odoo company (`res.company` id), from the entities'
+    /// `odoo_company_id`; empty when no entities are configured (orders then name none).
+    pub companies: BTreeMap<i64, String>,
+}
+
+impl PollerConfig {
+    /// The entity of an order's or purchase order's `company_id`: its mapped code, or
+    /// `odoo-company-<id>` for a company no entity maps (the saga holds such an order
+    /// with a master-data problem that names it).
+    fn company(&self, record: &Value) -> Option<String> {
+        if self.companies.is_empty() {
+            return None;
+        }
+        let id = m2o(&record["company_id"])?;
+        Some(self.companies.get(&id).cloned().unwrap_or_else(|| format!("odoo-company-{id}")))
+    }
 }
 
 /// Where the poller is.
@@ -149,6 +165,7 @@ const SALE_ORDER_FIELDS: &[&str] = &[
     "partner_shipping_id",
     "client_order_ref",
     "currency_id",
+    "company_id",
     "write_date",
     "date_order",
     "commitment_date",
@@ -432,6 +449,7 @@ impl Poller {
                                 .unwrap_or_default(),
                             currency: m2o_name(&o["currency_id"]).unwrap_or_else(|| "EUR".into()),
                             client_order_ref: str_field(o, "client_order_ref"),
+                            company: self.cfg.company(o),
                             lines,
                         }),
                     )
