@@ -964,3 +964,92 @@ fn watch_order_streams_each_change_and_ends_at_the_end_state() {
     let req = proto::WatchOrderRequest { order_ref: " ".into(), timeout_ms: 0 };
     assert_eq!(h.rt.block_on(viewer.queries.watch_order(req)).unwrap_err().code(), Code::InvalidArgument);
 }
+
+/// The demo's two companies on the templates `deploy/entities/` ships: `acme-fr` (EUR, an
+/// approver signs up to 10,000.00) is the default, `acme-us` (USD, up to 3,000.00).
+fn two_entities(cfg: &mut Config, dir: &Path) {
+    let templates = dir.join("entities");
+    std::fs::create_dir_all(&templates).unwrap();
+    std::fs::write(templates.join("fr.toml"), include_str!("../deploy/entities/fr.toml")).unwrap();
+    std::fs::write(templates.join("us.toml"), include_str!("../deploy/entities/us.toml")).unwrap();
+    let file = dir.join("waybill.toml");
+    std::fs::write(
+        &file,
+        r#"
+[entities]
+default = "acme-fr"
+template_dir = "entities"
+
+[entities.companies.acme-fr]
+name = "Acme Distribution SAS"
+template = "fr"
+
+[entities.companies.acme-us]
+name = "Acme Distribution Inc."
+template = "us"
+bank_accounts = ["US-026009593-4410012345"]
+"#,
+    )
+    .unwrap();
+    // Read as `waybill serve --config` reads it: the templates relative to the file.
+    let loaded = Config::load(Some(&file), figment::Figment::new()).unwrap();
+    cfg.entities = loaded.entities;
+    cfg.policy.entities = loaded.policy.entities;
+}
+
+#[test]
+fn two_entities_side_by_side_each_with_its_approval_limits_and_its_own_queues() {
+    let h = Harness::start(&tokens(""), two_entities);
+    let us = Some(("acme-us", "USD", "US-SALES"));
+    // 6,000.00 EUR at acme-fr and 3,500.00 USD at acme-us, both held (customer C1 is new).
+    let fr_posting = h.held_posting("SO-FR", 1, 6_000_00);
+    let us_posting = drive::held_posting_of(h.node(), "SO-US", 1, 3_500_00, us);
+    // An acme-us order with a French tax code is held for its master data.
+    let mut bad = drive::released_by("SO-US-TAX", 1, 10_00, us);
+    if let waybill_domain::EventBody::OrderReleased(o) = &mut bad.body {
+        o.lines[0].tax_code = Some("VAT20".into());
+    }
+    h.append(bad);
+    h.wait_status("SO-US-TAX", OrderStatus::OnHold);
+
+    let mut c = h.clients(Some(VERA));
+    let list = |c: &mut Clients, entity: &str| {
+        let req = proto::ListHeldPostingsRequest { entity: entity.into(), ..Default::default() };
+        h.rt.block_on(c.approvals.list_held_postings(req))
+    };
+    let all = list(&mut c, "").unwrap().into_inner().postings;
+    assert_eq!(all.len(), 2, "{all:#?}");
+    let only_us = list(&mut c, "acme-us").unwrap().into_inner().postings;
+    assert_eq!(only_us.iter().map(|p| p.posting_id.as_str()).collect::<Vec<_>>(), [us_posting.as_str()]);
+    assert_eq!((only_us[0].entity.as_str(), only_us[0].currency.as_str()), ("acme-us", "USD"));
+    assert!(only_us[0].reasons.iter().any(|r| r.contains("above the approval limit 2500.00")), "{only_us:#?}");
+    let only_fr = list(&mut c, "acme-fr").unwrap().into_inner().postings;
+    assert_eq!(only_fr.iter().map(|p| p.posting_id.as_str()).collect::<Vec<_>>(), [fr_posting.as_str()]);
+    assert_eq!((only_fr[0].entity.as_str(), only_fr[0].currency.as_str()), ("acme-fr", "EUR"));
+    let e = list(&mut c, "acme-de").unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("use one of acme-fr, acme-us"), "{}", e.message());
+
+    // The exception queue filters the same way.
+    let exceptions = |c: &mut Clients, entity: &str| {
+        let req = proto::ListExceptionsRequest { entity: entity.into(), open_only: true, ..Default::default() };
+        h.rt.block_on(c.queries.list_exceptions(req)).unwrap().into_inner().exceptions
+    };
+    let us_open = exceptions(&mut c, "acme-us");
+    assert!(!us_open.is_empty() && us_open.iter().all(|x| x.entity == "acme-us"), "{us_open:#?}");
+    assert!(
+        us_open
+            .iter()
+            .any(|x| x.order_ref == "SO-US-TAX" && x.message.contains("not one of entity acme-us's tax codes")),
+        "{us_open:#?}"
+    );
+    assert!(exceptions(&mut c, "acme-fr").iter().all(|x| x.entity == "acme-fr" && x.order_ref != "SO-US-TAX"));
+
+    // An approver signs 6,000.00 EUR at acme-fr but not 3,500.00 USD at acme-us, whose
+    // approvers sign up to 3,000.00; a senior approver can.
+    let e = h.approve(Some(ALICE), &us_posting, 1).unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("up to 3000.00") && e.message().contains("senior-approver"), "{}", e.message());
+    assert_eq!(h.approve(Some(ALICE), &fr_posting, 1).unwrap().state, "approved");
+    assert_eq!(h.approve(Some(SAM), &us_posting, 1).unwrap().state, "approved");
+}

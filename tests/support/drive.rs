@@ -16,10 +16,12 @@ use waybill_server::node::Node;
 use waybill_test_util::inbound::*;
 
 /// The master data [`held_posting`] relies on: product `PLAIN` in units, customer `C1`
-/// flagged as new (its invoices are held for approval), tax code `VAT20`.
+/// flagged as new (its invoices are held for approval), tax codes `VAT20` and `US-SALES`
+/// (the French and American templates' in `deploy/entities/`).
 pub fn catalog() -> Catalog {
     let mut c =
         Catalog::default().with_product("PLAIN", "Units", Tracking::None).with_customer("C1").with_tax_code("VAT20");
+    c = c.with_tax_code("US-SALES");
     c.new_customers.insert("C1".into());
     c
 }
@@ -48,7 +50,15 @@ pub fn wait_status(node: &Node, order: &str, status: OrderStatus) {
 /// Drives `order` to a held invoice for shipment `SHP-<order>` of `units` × `price` of
 /// product `PLAIN` (minor units), requested by `wms:<order>`; returns the posting id.
 pub fn held_posting(node: &Node, order: &str, units: i64, price: i64) -> String {
-    append(node, released(order, vec![priced_line(1, "PLAIN", "Units", units, Money(price))]));
+    held_posting_of(node, order, units, price, None)
+}
+
+/// An order of a legal entity, as Odoo releases it: `(company, currency, tax code)`.
+pub type Company<'a> = (&'a str, &'a str, &'a str);
+
+/// [`held_posting`] for an order of `company` (`None`: the order names none).
+pub fn held_posting_of(node: &Node, order: &str, units: i64, price: i64, company: Option<Company<'_>>) -> String {
+    append(node, released_by(order, units, price, company));
     wait_status(node, order, OrderStatus::Reserving);
     append(node, reserved(order, &[(1, units, 0)]));
     wait_status(node, order, OrderStatus::Reserved);
@@ -65,6 +75,17 @@ pub fn held_posting(node: &Node, order: &str, units: i64, price: i64) -> String 
         std::thread::sleep(Duration::from_millis(10));
     }
     posting
+}
+
+/// Odoo releases `order` of `company`: `units` of `PLAIN` at `price`.
+pub fn released_by(order: &str, units: i64, price: i64, company: Option<Company<'_>>) -> InboundEvent {
+    let mut e = released(order, vec![priced_line(1, "PLAIN", "Units", units, Money(price))]);
+    if let (Some((code, currency, tax)), waybill_domain::EventBody::OrderReleased(o)) = (company, &mut e.body) {
+        o.company = Some(code.into());
+        o.currency = currency.into();
+        o.lines[0].tax_code = Some(tax.into());
+    }
+    e
 }
 
 /// Records of topic `t` whose value or headers mention `needle`.

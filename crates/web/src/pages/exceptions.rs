@@ -44,16 +44,18 @@ fn label(category: &str) -> &str {
     CATEGORIES.iter().find(|(c, _)| *c == category).map_or(category, |(_, l)| l)
 }
 
-/// `GET /exceptions?category=&owner=&customer=&min_age_minutes=&open=&page_token=`.
+/// `GET /exceptions?category=&owner=&customer=&entity=&min_age_minutes=&open=&page_token=`.
 pub(crate) async fn list(State(web): State<Arc<Web>>, me: Me, Query(q): Query<HashMap<String, String>>) -> Response {
     let (category, owner, customer, min_age) =
         (field(&q, "category"), field(&q, "owner"), field(&q, "customer"), field(&q, "min_age_minutes"));
+    let entity = field(&q, "entity");
     let open_only = field(&q, "open") != "0";
     let filters = format!(
-        r#"<form class="filters" method="get" action="/exceptions" aria-label="Filter exceptions">{}{}{}{}{}<button type="submit">Filter</button> <a href="/exceptions">Clear</a></form>"#,
+        r#"<form class="filters" method="get" action="/exceptions" aria-label="Filter exceptions">{}{}{}{}{}{}<button type="submit">Filter</button> <a href="/exceptions">Clear</a></form>"#,
         html::select("category", "Category", &CATEGORIES, category),
         html::input("owner", "Owner (- for nobody)", owner, "text"),
         html::input("customer", "Customer", customer, "text"),
+        html::input("entity", "Entity", entity, "text"),
         html::input("min_age_minutes", "Older than (minutes)", min_age, "number"),
         html::select(
             "open",
@@ -78,6 +80,7 @@ pub(crate) async fn list(State(web): State<Arc<Web>>, me: Me, Query(q): Query<Ha
         min_age_seconds: min_age_minutes.saturating_mul(60),
         owner: owner.into(),
         customer: customer.into(),
+        entity: entity.into(),
         page_size: 100,
         page_token: field(&q, "page_token").into(),
         ..Default::default()
@@ -100,12 +103,20 @@ pub(crate) async fn list(State(web): State<Arc<Web>>, me: Me, Query(q): Query<Ha
     if page.exceptions.is_empty() {
         body.push_str(r#"<p id="empty">No exceptions match. Nothing needs a person right now.</p>"#);
     } else {
-        body.push_str(r#"<table id="exceptions"><caption>Exceptions by category</caption><thead><tr><th scope="col">What happened</th><th scope="col">Category</th><th scope="col">Order</th><th scope="col">Customer</th><th scope="col">Owner</th><th scope="col">Age</th><th scope="col">State</th></tr></thead><tbody>"#);
+        // The entity column only where entities are configured.
+        let entities = page.exceptions.iter().any(|x| !x.entity.is_empty());
+        let _ = write!(
+            body,
+            r#"<table id="exceptions"><caption>Exceptions by category</caption><thead><tr><th scope="col">What happened</th><th scope="col">Category</th><th scope="col">Order</th>{}<th scope="col">Customer</th><th scope="col">Owner</th><th scope="col">Age</th><th scope="col">State</th></tr></thead><tbody>"#,
+            if entities { r#"<th scope="col">Entity</th>"# } else { "" }
+        );
         for x in &page.exceptions {
             let state = if x.resolved_at_us > 0 { "resolved" } else { "open" };
+            let entity =
+                if entities { format!(r#"<td class="entity">{}</td>"#, esc(&x.entity)) } else { String::new() };
             let _ = write!(
                 body,
-                r#"<tr data-exception-id="{id}"><td><a class="exception" href="/exceptions/{uid}">{msg}</a></td><td>{cat}</td><td><a href="/orders/{uorder}">{order}</a></td><td>{customer}</td><td class="owner">{owner}</td><td>{age}</td><td><span class="state {state}">{state}</span></td></tr>"#,
+                r#"<tr data-exception-id="{id}"><td><a class="exception" href="/exceptions/{uid}">{msg}</a></td><td>{cat}</td><td><a href="/orders/{uorder}">{order}</a></td>{entity}<td>{customer}</td><td class="owner">{owner}</td><td>{age}</td><td><span class="state {state}">{state}</span></td></tr>"#,
                 id = esc(&x.exception_id),
                 uid = url(&x.exception_id),
                 msg = esc(&x.message),
@@ -125,6 +136,7 @@ pub(crate) async fn list(State(web): State<Arc<Web>>, me: Me, Query(q): Query<Ha
             ("category", category.to_string()),
             ("owner", owner.to_string()),
             ("customer", customer.to_string()),
+            ("entity", entity.to_string()),
             ("min_age_minutes", min_age.to_string()),
             ("open", if open_only { "1" } else { "0" }.to_string()),
         ],

@@ -46,10 +46,10 @@ fn sla(p: &proto::Posting, now: i64) -> String {
 
 /// `GET /inbox`.
 pub(crate) async fn list(State(web): State<Arc<Web>>, me: Me, Query(q): Query<HashMap<String, String>>) -> Response {
-    let (document, customer) = (field(&q, "document"), field(&q, "customer"));
+    let (document, customer, entity) = (field(&q, "document"), field(&q, "customer"), field(&q, "entity"));
     let (min, max) = (field(&q, "min_amount"), field(&q, "max_amount"));
     let filters = format!(
-        r#"<form class="filters" method="get" action="/inbox" aria-label="Filter held postings">{}{}{}{}<button type="submit">Filter</button> <a href="/inbox">Clear</a></form>"#,
+        r#"<form class="filters" method="get" action="/inbox" aria-label="Filter held postings">{}{}{}{}{}<button type="submit">Filter</button> <a href="/inbox">Clear</a></form>"#,
         html::select(
             "document",
             "Document",
@@ -57,6 +57,7 @@ pub(crate) async fn list(State(web): State<Arc<Web>>, me: Me, Query(q): Query<Ha
             document
         ),
         html::input("customer", "Customer", customer, "text"),
+        html::input("entity", "Entity", entity, "text"),
         html::input("min_amount", "Amount from", min, "text"),
         html::input("max_amount", "to", max, "text"),
     );
@@ -73,6 +74,7 @@ pub(crate) async fn list(State(web): State<Arc<Web>>, me: Me, Query(q): Query<Ha
     let req = proto::ListHeldPostingsRequest {
         state: "held".into(),
         customer: customer.into(),
+        entity: entity.into(),
         document: document.into(),
         min_amount_minor: min_minor,
         max_amount_minor: max_minor,
@@ -95,14 +97,20 @@ pub(crate) async fn list(State(web): State<Arc<Web>>, me: Me, Query(q): Query<Ha
     if page.postings.is_empty() {
         body.push_str(r#"<p id="empty">No held postings match. Nothing is waiting for approval.</p>"#);
     } else {
-        body.push_str(
-            r#"<table id="inbox"><caption>Held postings, oldest first</caption><thead><tr><th scope="col">Posting</th><th scope="col">Order</th><th scope="col">Customer</th><th scope="col" class="num">Amount</th><th scope="col">Why held</th><th scope="col">Waiting</th><th scope="col">SLA</th></tr></thead><tbody>"#,
+        // The entity column only where entities are configured.
+        let entities = page.postings.iter().any(|p| !p.entity.is_empty());
+        let _ = write!(
+            body,
+            r#"<table id="inbox"><caption>Held postings, oldest first</caption><thead><tr><th scope="col">Posting</th><th scope="col">Order</th>{}<th scope="col">Customer</th><th scope="col" class="num">Amount</th><th scope="col">Why held</th><th scope="col">Waiting</th><th scope="col">SLA</th></tr></thead><tbody>"#,
+            if entities { r#"<th scope="col">Entity</th>"# } else { "" }
         );
         for p in &page.postings {
             let kind = document_label(&p.document);
+            let entity =
+                if entities { format!(r#"<td class="entity">{}</td>"#, esc(&p.entity)) } else { String::new() };
             let _ = write!(
                 body,
-                r#"<tr data-posting-id="{id}"><td><a class="posting" href="/postings/{uid}">{kind} {key}</a></td><td><a href="/orders/{uorder}">{order}</a></td><td>{customer}</td><td class="num">{amount} {cur}</td><td>{reasons}</td><td>{waiting}</td><td>{sla}</td></tr>"#,
+                r#"<tr data-posting-id="{id}"><td><a class="posting" href="/postings/{uid}">{kind} {key}</a></td><td><a href="/orders/{uorder}">{order}</a></td>{entity}<td>{customer}</td><td class="num">{amount} {cur}</td><td>{reasons}</td><td>{waiting}</td><td>{sla}</td></tr>"#,
                 id = esc(&p.posting_id),
                 uid = url(&p.posting_id),
                 key = esc(&p.business_key),
@@ -123,6 +131,7 @@ pub(crate) async fn list(State(web): State<Arc<Web>>, me: Me, Query(q): Query<Ha
         &[
             ("document", document.to_string()),
             ("customer", customer.to_string()),
+            ("entity", entity.to_string()),
             ("min_amount", min.to_string()),
             ("max_amount", max.to_string()),
         ],
@@ -144,13 +153,18 @@ async fn posting_body(web: &Web, me: &Me, id: &str) -> Result<(String, proto::Po
     let now = now_us();
     let mut b = format!(
         r#"<h1>{kind} {key} <span class="state {state}">{state}</span></h1>
-<p class="meta">Order <a href="/orders/{uorder}">{order}</a> · customer {customer} · <strong>{amount} {cur}</strong> · held {held} ({waiting} ago) {sla} · version {version}</p>
+<p class="meta">Order <a href="/orders/{uorder}">{order}</a>{entity} · customer {customer} · <strong>{amount} {cur}</strong> · held {held} ({waiting} ago) {sla} · version {version}</p>
 <section id="evidence" aria-labelledby="why"><h2 id="why">Why it is held</h2><ul class="reasons">"#,
         key = esc(&p.business_key),
         state = esc(&p.state),
         uorder = url(&p.order_ref),
         order = esc(&p.order_ref),
         customer = esc(&p.customer),
+        entity = if p.entity.is_empty() {
+            String::new()
+        } else {
+            format!(r#" · entity <span class="entity">{}</span> (its approval limits apply)"#, esc(&p.entity))
+        },
         amount = money(p.amount_minor),
         cur = esc(&p.currency),
         held = time(p.held_at_us),
