@@ -56,6 +56,23 @@ fn through_the_connectors_every_order_ends_and_each_system_did_each_thing_once()
     assert_eq!(names, BTreeSet::from(["carrier", "finance", "odoo", "wms"]), "{summary}");
     assert!(summary.connectors.iter().all(|c| c.requests > 0 && c.delivered > 0), "{summary}");
 
+    // Two companies side by side, each under its own template's currency and limits: an
+    // American order is one of acme-us in USD, and Odoo has it under that company.
+    let lines: BTreeMap<&str, &demo::summary::EntityLine> =
+        summary.entities.iter().map(|e| (e.code.as_str(), e)).collect();
+    let (fr, us) = (lines["acme-fr"], lines["acme-us"]);
+    assert_eq!((fr.currency.as_str(), us.currency.as_str()), ("EUR", "USD"), "{summary}");
+    assert_eq!((fr.approver_limit.0, us.approver_limit.0), (10_000_00, 3_000_00), "{summary}");
+    assert_eq!((fr.hold_invoices_above.0, us.hold_invoices_above.0), (5_000_00, 2_500_00), "{summary}");
+    let american = (0..ORDERS).filter(|i| demo::entities::of_order(42, *i).code == "acme-us").count() as u64;
+    assert_eq!((fr.orders, us.orders), (ORDERS as u64 - american, american), "{summary}");
+    assert!(fr.completed > 0 && us.completed > 0 && fr.invoices_posted > 0 && us.invoices_posted > 0, "{summary}");
+    for o in stage.odoo.records("sale.order") {
+        let n: usize = o["name"].as_str().unwrap().trim_start_matches(|c: char| !c.is_ascii_digit()).parse().unwrap();
+        let company = o["company_id"].as_i64().or_else(|| o["company_id"][0].as_i64());
+        assert_eq!(company, Some(demo::entities::of_order(42, n - 1).odoo_company_id), "{o}");
+    }
+
     // Each order exists once in Odoo.
     for i in 0..ORDERS {
         let name = world::order_ref(i);

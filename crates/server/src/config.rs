@@ -717,6 +717,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_shipped_country_template_builds_an_entity_and_mistakes_name_the_file() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/entities");
+        let mut names: Vec<String> = std::fs::read_dir(&shipped)
+            .unwrap()
+            .filter_map(|e| e.ok()?.path().file_stem()?.to_str().map(String::from))
+            .collect();
+        names.sort();
+        assert!(names.len() >= 2, "{names:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("waybill.toml");
+        let mut toml =
+            format!("[entities]\ndefault = \"{}\"\ntemplate_dir = {:?}\n", names[0], shipped.display().to_string());
+        for n in &names {
+            toml.push_str(&format!("[entities.companies.{n}]\ntemplate = \"{n}\"\n"));
+        }
+        std::fs::write(&file, &toml).unwrap();
+        let cfg = Config::load(Some(&file), Figment::new()).unwrap();
+        for n in &names {
+            let e = cfg.policy.entities.get(n).unwrap();
+            assert_eq!(e.currency.len(), 3, "{n}");
+            assert!(!e.tax_codes.is_empty(), "{n}: a country template lists its tax codes");
+            assert!(e.policy.posting.approval_limits.contains_key("approver"), "{n}");
+        }
+        // A template that is not there is named with where it was looked for.
+        std::fs::write(&file, toml.replace(&format!("template = \"{}\"", names[0]), "template = \"xx\"")).unwrap();
+        let err = Config::load(Some(&file), Figment::new()).unwrap_err().to_string();
+        assert!(err.contains("xx.toml") && err.contains("entities"), "{err}");
+    }
+
+    #[test]
     fn layers_apply_in_order_and_errors_name_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("waybill.toml");

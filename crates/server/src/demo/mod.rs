@@ -29,7 +29,7 @@ pub mod purchasing;
 pub mod sim;
 mod stage;
 pub mod stock;
-mod summary;
+pub mod summary;
 pub mod systems;
 pub mod world;
 
