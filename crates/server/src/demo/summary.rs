@@ -349,7 +349,11 @@ pub(super) fn summarize(
     let held_examples = held_postings
         .iter()
         .take(3)
-        .map(|(_, x)| format!("{} ({}, {})", x.posting_id, x.amount, x.reasons.join("; ")))
+        .map(|(_, x)| {
+            let currency = x.currency.as_deref().map(|c| format!(" {c}")).unwrap_or_default();
+            let entity = x.entity.as_deref().map(|e| format!(" at {e}")).unwrap_or_default();
+            format!("{} ({}{currency}{entity}, {})", x.posting_id, x.amount, x.reasons.join("; "))
+        })
         .collect();
     let mut latencies: Vec<f64> = p
         .orders(Some(OrderStatus::Completed), usize::MAX)?
