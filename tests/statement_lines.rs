@@ -10,13 +10,13 @@
 #[path = "support/drive.rs"]
 mod drive;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tonic::Code;
 use waybill_control::client::{self, ClientOptions, Clients};
 use waybill_control::proto;
 use waybill_domain::cash::{BankLine, BankLineKind, OpenItem, StatementReceived, correlation_key};
-use waybill_domain::{EventBody, EventMeta, InboundEvent, Money, SourceRef, System, Timestamp};
+use waybill_domain::{EventBody, EventMeta, ExceptionCategory, InboundEvent, Money, SourceRef, System, Timestamp};
 use waybill_doubles::http_target::{Answer, HttpTarget, HttpTargetConfig};
 use waybill_server::config::Config;
 use waybill_server::connectors::ConnectorSettings;
@@ -128,6 +128,10 @@ struct Harness {
 
 impl Harness {
     fn start() -> Harness {
+        Harness::start_with(|_| {})
+    }
+
+    fn start_with(tweak: impl FnOnce(&mut Config)) -> Harness {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         std::fs::write(dir.join("tokens.toml"), TOKENS).unwrap();
@@ -149,6 +153,7 @@ impl Harness {
                 ..ConnectorSettings::default()
             },
         );
+        tweak(&mut cfg);
         cfg.validate().unwrap();
         let log = node::open_log(&cfg).unwrap();
         let node = Node::start(&cfg, log, drive::catalog()).unwrap();
@@ -379,4 +384,31 @@ fn a_camt053_file_imported_twice_is_applied_once() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+#[test]
+fn in_scheduled_windows_a_statement_is_applied_at_the_window_not_on_import() {
+    // One window a minute, at a second about four seconds from now (UTC).
+    let second = (SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 4) % 60;
+    let h = Harness::start_with(|cfg| {
+        cfg.policy.cash.schedule = format!("{second} * * * * *");
+        cfg.policy.cash.time_zone = "UTC".into();
+    });
+    drive::append(h.node(), statement());
+    let timeline = |h: &Harness| -> Vec<String> {
+        h.node().projections.statements().unwrap().iter().flat_map(|(_, t)| t.iter().map(|e| e.event.clone())).collect()
+    };
+    h.wait("the import", || timeline(&h).iter().any(|e| e == "ApplicationScheduled"));
+    assert!(h.finance.received().is_empty(), "nothing is sent before the window");
+    assert!(!timeline(&h).iter().any(|e| e == "LineApplied"), "{:?}", timeline(&h));
+    // The coordinator fires the window from its logged timer ticks: the matched line is
+    // sent, the two payers nobody knows are queued.
+    h.wait("the window", || !h.finance.received().is_empty());
+    let events = timeline(&h);
+    let at = |name: &str| events.iter().position(|e| e == name).unwrap();
+    assert!(at("ApplicationScheduled") < at("LineApplied"), "{events:?}");
+    h.wait("the queued lines", || {
+        h.node().projections.exceptions(true, Some(ExceptionCategory::UnmatchedPayment)).unwrap().len() == 2
+    });
+    assert_eq!(h.finance.received().len(), 1);
 }

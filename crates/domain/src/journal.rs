@@ -325,6 +325,8 @@ pub enum JournalBody {
     LineApplied(StatementEntry),
     /// Finance posted a statement line's journal entry.
     LineRecorded(StatementLinePosted),
+    /// A statement waits for cash application's next scheduled window.
+    ApplicationScheduled(Deadline),
     // ---- reconciliation ----
     /// An observation of a product's stock set its baseline, found a mismatch, saw the
     /// systems agree again, or was accepted by an operator.
@@ -393,6 +395,7 @@ impl JournalBody {
             JournalBody::StatementOpened(_) => "StatementOpened",
             JournalBody::LineApplied(_) => "LineApplied",
             JournalBody::LineRecorded(_) => "LineRecorded",
+            JournalBody::ApplicationScheduled(_) => "ApplicationScheduled",
             JournalBody::StockReconciled(_) => "StockReconciled",
         }
     }

@@ -79,6 +79,14 @@ pub struct Civil {
     pub second: i64,
 }
 
+impl std::fmt::Display for Civil {
+    /// RFC 3339 in UTC: `2026-12-01T06:30:00Z`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = self;
+        write!(f, "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", c.year, c.month, c.day, c.hour, c.minute, c.second)
+    }
+}
+
 /// A quantity in thousandths of the line's unit of measure (3 decimals, as Odoo's
 /// default "Product Unit of Measure" precision). `Qty(2500)` is 2.5 units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]

@@ -839,7 +839,10 @@ pub(crate) fn fold_order(order: &mut OrderView, e: &JournalEvent, stock: &mut Ve
         // statement's.
         JournalBody::PurchaseOpened(o) => order.currency = Some(o.currency.clone()),
         JournalBody::StatementOpened(s) => order.currency = Some(s.currency.clone()),
-        JournalBody::LineApplied(_) | JournalBody::LineRecorded(_) | JournalBody::StockReconciled(_) => {}
+        JournalBody::LineApplied(_)
+        | JournalBody::LineRecorded(_)
+        | JournalBody::ApplicationScheduled(_)
+        | JournalBody::StockReconciled(_) => {}
         JournalBody::PurchaseClosed(_)
         | JournalBody::ShipNoticeRecorded(_)
         | JournalBody::ReceiptRecorded(_)

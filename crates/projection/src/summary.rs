@@ -6,8 +6,7 @@ use waybill_domain::{JournalBody, JournalEvent, Qty, Timestamp};
 
 /// `2024-05-01T10:00:00Z` (UTC, seconds).
 pub(crate) fn format_ts(t: Timestamp) -> String {
-    let c = t.civil();
-    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", c.year, c.month, c.day, c.hour, c.minute, c.second)
+    t.civil().to_string()
 }
 
 fn plural(n: usize, one: &str) -> String {
@@ -204,6 +203,7 @@ pub fn summarize(e: &JournalEvent) -> String {
             )
         }
         JournalBody::LineRecorded(p) => format!("line {} posted as {}", p.line_id, p.entry_number),
+        JournalBody::ApplicationScheduled(d) => format!("lines applied in the window at {}", format_ts(d.due_at)),
         JournalBody::StockReconciled(r) => {
             let what = match r.outcome {
                 ReconcileOutcome::Baseline => "baseline set",

@@ -146,6 +146,7 @@ impl Entities {
             if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
                 return Err(format!("{at}: currency {currency:?} is not an ISO 4217 code such as \"EUR\""));
             }
+            policy.cash.window().map_err(|e| format!("{at}: [policy.cash] schedule: {e}"))?;
             policy.posting.currency = Some(currency.clone());
             by_code.insert(
                 code.clone(),

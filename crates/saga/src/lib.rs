@@ -19,7 +19,8 @@
 //! - [`watch`]: the watchdog that keeps every unfinished saga watched by a timer or an
 //!   open exception (no silent stall), and the pure check of that invariant;
 //! - [`catalog`], [`policy`]: master data and settings decisions consult; [`entity`]: the
-//!   legal entities and the policy each overlays;
+//!   legal entities and the policy each overlays; [`schedule`]: cron schedules in a time
+//!   zone (reconciliation runs, cash application's windows);
 //! - [`coordinator`]: the I/O shell — consume inbound topics and `waybill.control`, step,
 //!   fire timers when a logged timer tick is read, write journal + commands + dead
 //!   letters + checkpoint (one append, or the outputs first and the checkpoint after on a
@@ -47,6 +48,7 @@ pub mod reconcile;
 pub mod registry;
 pub mod returns;
 pub mod saga;
+pub mod schedule;
 pub mod store;
 pub mod watch;
 

@@ -133,11 +133,41 @@ pub struct CashPolicy {
     pub write_off_up_to: waybill_domain::Money,
     /// …or up to this many basis points of the amount, when set (the larger applies).
     pub write_off_basis_points: Option<u32>,
+    /// When statements are applied: empty, each as it arrives; a cron schedule (five
+    /// fields, or six with seconds first: `0 30 6,13 * * MON-FRI`), in windows — an
+    /// imported statement waits for the first window after its import, fired by the
+    /// coordinator's logged timer ticks, so a replay or restore sees the same windows.
+    pub schedule: String,
+    /// The IANA time zone the schedule is read in (`Europe/Paris`).
+    pub time_zone: String,
 }
 
 impl Default for CashPolicy {
     fn default() -> Self {
-        CashPolicy { write_off_up_to: waybill_domain::Money(100), write_off_basis_points: None }
+        CashPolicy {
+            write_off_up_to: waybill_domain::Money(100),
+            write_off_basis_points: None,
+            schedule: String::new(),
+            time_zone: "UTC".into(),
+        }
+    }
+}
+
+impl CashPolicy {
+    /// The windows statements are applied in; `None` when each is applied as it arrives.
+    pub fn window(&self) -> Result<Option<crate::schedule::Schedule>, String> {
+        if self.schedule.trim().is_empty() {
+            return Ok(None);
+        }
+        crate::schedule::Schedule::parse(&self.schedule, &self.time_zone).map(Some)
+    }
+
+    /// When a statement imported at `at` is applied: at once (`at`), or at the first window
+    /// after it. A schedule that does not parse (refused at start-up) applies at once.
+    pub fn applied_at(&self, at: waybill_domain::Timestamp) -> waybill_domain::Timestamp {
+        let Ok(Some(window)) = self.window() else { return at };
+        let Ok(from) = jiff::Timestamp::from_microsecond(at.0) else { return at };
+        window.next_after(from).map_or(at, |w| waybill_domain::Timestamp(w.as_microsecond()))
     }
 }
 

@@ -72,8 +72,8 @@ macro_rules! flows {
             }
 
             /// Fires the timers due at `cause.at` ([`flow::tick`]).
-            pub fn tick(&mut self, cause: &Cause) -> Step {
-                match self { $(AnyFlow::$variant(f) => flow::tick(f.as_mut(), cause),)+ }
+            pub fn tick(&mut self, env: &Env<'_>, cause: &Cause) -> Step {
+                match self { $(AnyFlow::$variant(f) => flow::tick(f.as_mut(), env, cause),)+ }
             }
 
             /// An operator's replay of the records read for it ([`flow::replay`]).

@@ -687,7 +687,7 @@ impl crate::saga::Saga for ReturnCredit {
     fn next_deadline(&self) -> Option<Timestamp> {
         ReturnCredit::next_deadline(self)
     }
-    fn on_timer(&self, now: Timestamp) -> Decision {
+    fn on_timer(&self, _env: &crate::flow::Env<'_>, now: Timestamp) -> Decision {
         on_timer(self, now)
     }
     fn watchdog(&self) -> Option<crate::watch::Wait> {

@@ -44,8 +44,9 @@ pub trait Saga {
         None
     }
 
-    /// Fires its own timers due at `now`.
-    fn on_timer(&self, _now: Timestamp) -> Decision {
+    /// Fires its own timers due at `now`, deciding in `env` (the flow's entity's) like an
+    /// inbound event.
+    fn on_timer(&self, _env: &crate::flow::Env<'_>, _now: Timestamp) -> Decision {
         Decision::noop()
     }
 

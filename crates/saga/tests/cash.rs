@@ -642,3 +642,59 @@ proptest! {
         prop_assert!(flow::stalls(&h.flow).is_empty(), "{:?}", flow::stalls(&h.flow));
     }
 }
+
+#[test]
+fn in_scheduled_windows_a_statement_waits_for_the_next_window_then_applies_every_line_once() {
+    let statements = imported("camt053_001_02_statement.xml", open_items());
+    let r = &statements[0];
+    // Applied at 06:30 Paris time on working days.
+    let mut h = H::new(r);
+    h.policy.cash.schedule = "0 30 6 * * MON-FRI".into();
+    h.policy.cash.time_zone = "Europe/Paris".into();
+    // Imported on Tuesday 2023-11-14 at 22:13 UTC: journaled, nothing applied yet, a timer
+    // at the next window (Wednesday 06:30 in Paris, 05:30 UTC in winter), so nothing stalls.
+    let s = h.send(&received("bank:stmt:1", r));
+    let names: Vec<&str> = s.journal.iter().map(|j| j.body.name()).collect();
+    assert_eq!(names, ["StatementOpened", "ApplicationScheduled"]);
+    assert!(s.commands.is_empty());
+    let at = |s: &str| Timestamp(s.parse::<jiff::Timestamp>().unwrap().as_microsecond());
+    let window = at("2023-11-15T05:30:00Z");
+    assert_eq!(flow::next_deadline(&h.flow), Some(window));
+    assert!(flow::stalls(&h.flow).is_empty());
+    assert!(!flow::is_finished(&h.flow), "an imported statement is not complete before its window");
+    // The same file again before the window is a redelivery.
+    assert!(h.send(&received("bank:stmt:1-again", r)).is_noop());
+
+    let (catalog, policy) = (h.catalog.clone(), h.policy.clone());
+    let tick = |h: &mut H, at: Timestamp| {
+        let cause = Cause { id: format!("timer@{}", at.0), input: None, at };
+        let s = flow::tick(&mut h.flow, &Env::new(&catalog, &policy), &cause);
+        h.steps.push(s.clone());
+        s
+    };
+    assert!(tick(&mut h, Timestamp(window.0 - 1)).is_noop(), "not before the window");
+    let at_window = tick(&mut h, window);
+    // At the window the lines are applied exactly as an import outside windows applies them.
+    let mut now = H::new(r);
+    let at_import = now.send(&received("bank:stmt:1", r));
+    assert_eq!(entries(&at_window), entries(&at_import));
+    assert!(!entries(&at_window).is_empty());
+    assert_eq!(flow::next_deadline(&h.flow), None);
+    assert!(tick(&mut h, Timestamp(window.0 + 60_000_000)).is_noop(), "a window applies a statement once");
+
+    // The journal rebuilds the same state.
+    let mut rebuilt = StatementFlow::create(&h.key());
+    for e in h.steps.iter().flat_map(|s| s.journal.iter()) {
+        flow::apply(&mut rebuilt, e);
+    }
+    assert_eq!(rebuilt, h.flow);
+
+    // The window is a function of the import's logged time: Friday after 06:30 and the
+    // weekend wait for Monday 06:30 Paris time; without a schedule, at once.
+    let cash = &h.policy.cash;
+    assert_eq!(cash.applied_at(at("2026-01-02T06:00:00Z")), at("2026-01-05T05:30:00Z"));
+    assert_eq!(cash.applied_at(at("2026-01-03T12:00:00Z")), at("2026-01-05T05:30:00Z"));
+    assert_eq!(cash.applied_at(at("2026-06-01T03:00:00Z")), at("2026-06-01T04:30:00Z"), "summer time");
+    let event_by_event = Policy::default();
+    assert_eq!(event_by_event.cash.applied_at(at("2026-01-03T12:00:00Z")), at("2026-01-03T12:00:00Z"));
+}

@@ -196,9 +196,13 @@ fn late_pick_raises_overdue_then_resolves_it() {
     h.send(reserved("SO6", &[(1, 1, 0)]));
     let due = h.flow.next_deadline().expect("a pick timer is set");
     assert_eq!(due, h.now.plus_secs(10.0));
-    let early = tick(&mut h.flow, &Cause { id: "t".into(), input: None, at: Timestamp(due.0 - 1) });
+    let early = tick(
+        &mut h.flow,
+        &Env::new(&h.catalog, &h.policy),
+        &Cause { id: "t".into(), input: None, at: Timestamp(due.0 - 1) },
+    );
     assert!(early.is_noop(), "nothing fires before the deadline");
-    let s = tick(&mut h.flow, &Cause { id: "t".into(), input: None, at: due });
+    let s = tick(&mut h.flow, &Env::new(&h.catalog, &h.policy), &Cause { id: "t".into(), input: None, at: due });
     assert!(
         s.journal.iter().any(
             |j| matches!(&j.body, JournalBody::ExceptionRaised(x) if x.category == ExceptionCategory::PickOverdue)
@@ -273,7 +277,7 @@ fn events_for_an_unknown_order_go_to_the_dead_letter_topic() {
 
 fn tick_at(h: &mut Harness, at: Timestamp) -> Step {
     h.now = at;
-    tick(&mut h.flow, &Cause { id: format!("timer:SO1@{}", at.0), input: None, at })
+    tick(&mut h.flow, &Env::new(&h.catalog, &h.policy), &Cause { id: format!("timer:SO1@{}", at.0), input: None, at })
 }
 
 fn raised(s: &Step, category: ExceptionCategory) -> Vec<String> {

@@ -132,11 +132,13 @@ fn a_posting_past_its_sla_is_escalated_once() {
     h.policy.posting.approval_sla_secs = 60.0;
     h.ship(3);
     let due = h.flow.next_deadline().unwrap();
-    let s = tick(&mut h.flow, &Cause { id: "t".into(), input: None, at: due });
+    let s = tick(&mut h.flow, &Env::new(&h.catalog, &h.policy), &Cause { id: "t".into(), input: None, at: due });
     assert!(s.journal.iter().any(
         |j| matches!(&j.body, JournalBody::ExceptionRaised(x) if x.category == ExceptionCategory::ApprovalOverdue)
     ));
-    assert!(tick(&mut h.flow, &Cause { id: "t".into(), input: None, at: due }).is_noop());
+    assert!(
+        tick(&mut h.flow, &Env::new(&h.catalog, &h.policy), &Cause { id: "t".into(), input: None, at: due }).is_noop()
+    );
     h.send(decision("SO1", "a1", "inv:SH1", 1, "alice", "approver", true));
     assert!(h.flow.invoices["SH1"].book.open_exceptions.is_empty(), "approval resolves the escalation");
 }

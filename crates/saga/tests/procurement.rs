@@ -41,7 +41,7 @@ impl H {
     fn tick(&mut self, days: f64) -> Step {
         self.now = self.now.plus_secs(days * 86_400.0);
         let cause = Cause { id: format!("timer:{}", self.now.0), input: None, at: self.now };
-        let s = flow::tick(&mut self.flow, &cause);
+        let s = flow::tick(&mut self.flow, &Env::new(&self.catalog, &self.policy), &cause);
         self.steps.push(s.clone());
         s
     }

@@ -177,7 +177,7 @@ impl Run {
     fn tick(&mut self, days: f64) {
         self.now = self.now.plus_secs(days * 86_400.0);
         let cause = Cause { id: format!("timer:{}", self.now.0), input: None, at: self.now };
-        let s = flow::tick(&mut self.flow, &cause);
+        let s = flow::tick(&mut self.flow, &Env::new(&self.catalog, &self.policy), &cause);
         self.journal.extend(s.journal);
         self.commands.extend(s.commands);
     }

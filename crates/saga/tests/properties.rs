@@ -187,7 +187,7 @@ impl World {
                     for key in keys {
                         let flow = self.flows.get_mut(&key).unwrap();
                         let cause = Cause { id: format!("timer:{key}"), input: None, at: self.now };
-                        let s = tick(flow, &cause);
+                        let s = tick(flow, &Env::new(&self.catalog, &self.policy), &cause);
                         self.journal.extend(s.journal);
                         self.commands.extend(s.commands);
                     }

@@ -98,7 +98,7 @@ fn an_overdue_pick_is_retried_as_the_same_release() {
     h.send(released("SO1", vec![line(1, "PLAIN", "Units", 4)]));
     h.send(reserved("SO1", &[(1, 3, 1)]));
     h.now = Timestamp(h.now.0 + 3_600_000_000 * 24);
-    let s = tick(&mut h.flow, &Cause { id: "timer".into(), input: None, at: h.now });
+    let s = tick(&mut h.flow, &Env::new(&h.catalog, &h.policy), &Cause { id: "timer".into(), input: None, at: h.now });
     let id = raised(&s);
     let s = h.send(retry("SO1", "control:retry:1", &id));
     assert!(refusal(&s).is_none(), "{:?}", refusal(&s));
@@ -158,7 +158,7 @@ fn an_overdue_pick_reads_in_business_terms() {
     h.send(reserved("SO1", &[(1, 4, 0)]));
     let due = h.flow.fulfillment.next_deadline().expect("the pick is due");
     h.now = Timestamp(due.0 + 3 * 3_600_000_000);
-    let s = tick(&mut h.flow, &Cause { id: "timer".into(), input: None, at: h.now });
+    let s = tick(&mut h.flow, &Env::new(&h.catalog, &h.policy), &Cause { id: "timer".into(), input: None, at: h.now });
     let message = s
         .journal
         .iter()

@@ -260,6 +260,7 @@ family!(
         StatementOpened,
         LineApplied,
         LineRecorded,
+        ApplicationScheduled,
         StockReconciled,
     ]
 );

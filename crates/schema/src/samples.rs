@@ -845,6 +845,7 @@ pub fn journal_events() -> Vec<JournalEvent> {
         JournalBody::StatementOpened(Box::new(statement())),
         JournalBody::LineApplied(StatementEntry { booking_date: None, counterparty: None, ..statement_entry() }),
         JournalBody::LineRecorded(line_posted()),
+        JournalBody::ApplicationScheduled(Deadline { due_at: T0.plus_secs(3_600.0) }),
         JournalBody::StockReconciled(StockReconciliation {
             run_id: s("stock-20261201T0900"),
             outcome: ReconcileOutcome::Mismatch,
@@ -904,6 +905,7 @@ pub fn journal_events() -> Vec<JournalEvent> {
             | JournalBody::StatementOpened(_)
             | JournalBody::LineApplied(_)
             | JournalBody::LineRecorded(_)
+            | JournalBody::ApplicationScheduled(_)
             | JournalBody::StockReconciled(_) => {}
         }
     }

@@ -557,6 +557,7 @@ impl Config {
             });
         }
         self.ingest.validate()?;
+        self.policy.cash.window().map_err(|problem| ConfigError::Invalid { key: "policy.cash.schedule", problem })?;
         self.reconcile.schedule().map_err(|problem| ConfigError::Invalid { key: "reconcile.schedule", problem })?;
         if !self.reconcile.schedule.trim().is_empty() {
             let stock = self.connectors.get(&self.reconcile.connector).map(|c| c.stock_url.as_str()).unwrap_or("");

@@ -23,7 +23,7 @@ use waybill_bank::matching::{self, Outcome, Tolerance};
 use waybill_bank::record;
 use waybill_domain::cash::{StatementEntry, StatementLinePosted, StatementReceived};
 use waybill_domain::event::{CommandFailed, EventBody};
-use waybill_domain::journal::{Empty, ExceptionResolved, Refusal};
+use waybill_domain::journal::{Deadline, Empty, ExceptionResolved, Refusal};
 use waybill_domain::{
     CommandBody, ExceptionCategory, InboundEvent, JournalBody, JournalEvent, Money, SagaKind, SourceRef, System,
     Timestamp,
@@ -73,6 +73,10 @@ pub struct CashApplication {
     pub statement: Option<Box<StatementReceived>>,
     /// Lines, by line id.
     pub lines: BTreeMap<String, Line>,
+    /// When the lines are applied, while the statement waits for a scheduled window
+    /// (`[policy.cash] schedule`); `None` once applied, or when applied on import.
+    #[serde(default)]
+    pub window_at: Option<Timestamp>,
 }
 
 /// The idempotency key of a line's journal entry: one per statement line, ever.
@@ -109,11 +113,16 @@ impl CashApplication {
         }
         match &event.body {
             JournalBody::StatementOpened(s) => self.statement = Some(s.clone()),
+            JournalBody::ApplicationScheduled(w) => self.window_at = Some(w.due_at),
+            // The window's decision applies every line (or completes an empty statement).
+            JournalBody::Completed(_) => self.window_at = None,
             JournalBody::LineApplied(e) => {
+                self.window_at = None;
                 let line = Line { entry: Some(e.clone()), status: LineStatus::Sent, entry_number: None };
                 self.lines.insert(e.line_id.clone(), line);
             }
             JournalBody::ExceptionRaised(x) if x.category == ExceptionCategory::UnmatchedPayment => {
+                self.window_at = None;
                 let line = Line { entry: None, status: LineStatus::Queued, entry_number: None };
                 self.lines.insert(x.subject.id.clone(), line);
             }
@@ -158,6 +167,7 @@ impl CashApplication {
 
     fn is_done(&self) -> bool {
         self.statement.is_some()
+            && self.window_at.is_none()
             && self.lines.values().all(|l| matches!(l.status, LineStatus::Posted | LineStatus::Handled))
     }
 }
@@ -217,7 +227,22 @@ impl Saga for CashApplication {
         self.statement.is_some()
     }
     fn status(&self) -> String {
-        if self.book.is_finished() { "completed" } else { "applying" }.to_string()
+        match (self.book.is_finished(), self.window_at) {
+            (true, _) => "completed".to_string(),
+            (false, Some(at)) => format!("waiting for the window at {}", at.civil()),
+            (false, None) => "applying".to_string(),
+        }
+    }
+    fn next_deadline(&self) -> Option<Timestamp> {
+        self.window_at
+    }
+    /// The scheduled window: the lines of a statement imported before it are applied now,
+    /// under the policy in force now.
+    fn on_timer(&self, env: &Env<'_>, now: Timestamp) -> Decision {
+        match (&self.statement, self.window_at) {
+            (Some(r), Some(at)) if now >= at => apply_lines(self, r, env),
+            _ => Decision::noop(),
+        }
     }
     fn watchdog(&self) -> Option<Wait> {
         let since = watch::unwatched(&self.book, None)?;
@@ -329,7 +354,7 @@ impl Flow for StatementFlow {
             .then(|| format!("bank statement {:?}, which Waybill has not seen imported", self.statement_key()))
     }
     fn route(&mut self, event: &InboundEvent, env: &Env<'_>, cause: &Cause, out: &mut Step) {
-        let d = decide(&self.cash, self.statement_key(), event, env);
+        let d = decide(&self.cash, self.statement_key(), event, env, cause.at);
         commit(self, &Statement, d, cause, out);
     }
 }
@@ -340,7 +365,7 @@ fn tolerance(env: &Env<'_>) -> Tolerance {
     Tolerance { absolute: p.write_off_up_to, basis_points: p.write_off_basis_points }
 }
 
-fn decide(s: &CashApplication, statement_key: &str, event: &InboundEvent, env: &Env<'_>) -> Decision {
+fn decide(s: &CashApplication, statement_key: &str, event: &InboundEvent, env: &Env<'_>, now: Timestamp) -> Decision {
     if s.book.seen.contains(&event.meta.event_id) {
         return Decision::noop();
     }
@@ -368,7 +393,7 @@ fn decide(s: &CashApplication, statement_key: &str, event: &InboundEvent, env: &
         ));
     }
     match &event.body {
-        EventBody::StatementReceived(r) => on_statement(s, r, env),
+        EventBody::StatementReceived(r) => on_statement(s, r, env, now),
         EventBody::StatementLinePosted(p) => on_posted(s, p),
         EventBody::StatementLineRejected(r) => on_refused(s, &r.line_id, &r.reason),
         EventBody::CommandFailed(f) => on_command_failed(s, f),
@@ -382,7 +407,7 @@ fn decide(s: &CashApplication, statement_key: &str, event: &InboundEvent, env: &
 
 /// A statement: applied line by line, once. The same statement again (same checksum)
 /// is a redelivery; another file under the same statement id is refused.
-fn on_statement(s: &CashApplication, r: &StatementReceived, env: &Env<'_>) -> Decision {
+fn on_statement(s: &CashApplication, r: &StatementReceived, env: &Env<'_>, now: Timestamp) -> Decision {
     // The entity whose account this is (one rule, `Entities::of_statement`); `step` has
     // scoped `env` to it, so its write-off tolerance applies.
     if let Err(why) = env.entities.of_statement(r.entity.as_deref(), &r.account) {
@@ -404,14 +429,45 @@ fn on_statement(s: &CashApplication, r: &StatementReceived, env: &Env<'_>) -> De
             r.statement_id, dup.line_id
         ));
     }
+    if let Err(e) = matching::match_lines(&record::lines(r), &record::open_invoices(r), &tolerance(env)) {
+        return reject(format!("statement {}: the open items cannot be matched against: {e}", r.statement_id));
+    }
+    let opened = StatementReceived { entity: env.entity_code(), ..r.clone() };
+    // In scheduled windows the lines wait for the first window after the import, which
+    // the logged time of the import decides (a replay computes the same window).
+    let window = env.policy.cash.applied_at(now);
+    if window > now {
+        let mut d = Decision::noop();
+        d.record(JournalBody::StatementOpened(Box::new(opened)));
+        d.record(JournalBody::ApplicationScheduled(Deadline { due_at: window }));
+        return d;
+    }
+    let mut d = apply_lines(s, &opened, env);
+    d.journal.insert(0, JournalBody::StatementOpened(Box::new(opened)));
+    d
+}
+
+/// Applies every line of statement `r`: matched lines and charges are sent to finance,
+/// the others queued as `UNMATCHED_PAYMENT`; an empty statement is complete.
+fn apply_lines(s: &CashApplication, r: &StatementReceived, env: &Env<'_>) -> Decision {
+    let mut d = Decision::noop();
     let matches = match matching::match_lines(&record::lines(r), &record::open_invoices(r), &tolerance(env)) {
         Ok(m) => m,
+        // Checked on import; the open items are part of the imported record.
         Err(e) => {
-            return reject(format!("statement {}: the open items cannot be matched against: {e}", r.statement_id));
+            d.raise(
+                &CashApplication::saga_id(&r.statement_key),
+                s.book.exceptions_raised,
+                ExceptionCategory::BadInput,
+                SourceRef::new(System::Bank, r.statement_id.clone()),
+                format!("statement {}: the open items cannot be matched against: {e}; book its lines in finance and resolve this exception with a note", r.statement_id),
+            );
+            return d;
         }
     };
-    let mut d = Decision::noop();
-    d.record(JournalBody::StatementOpened(Box::new(StatementReceived { entity: env.entity_code(), ..r.clone() })));
+    if r.lines.is_empty() && s.window_at.is_some() {
+        d.record(JournalBody::Completed(Empty {}));
+    }
     for (line, m) in r.lines.iter().zip(&matches) {
         let entry = match &m.outcome {
             Outcome::Matched(x) => record::matched_entry(&r.statement_key, line, x),

@@ -270,7 +270,7 @@ impl Coordinator {
                 continue; // stale timer: the saga moved on
             }
             let cause = Cause { id: format!("timer:{key}@{}", due.0), input: Some(input.clone()), at: tick.at };
-            let step = flow.tick(&cause);
+            let step = flow.tick(&Env::new(&self.catalog, &self.policy), &cause);
             let wall = Timestamp::now();
             out.observe(flow, &step, wall, wall);
             let next = flow.next_deadline();

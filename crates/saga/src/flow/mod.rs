@@ -207,12 +207,14 @@ pub fn step<F: Flow>(flow: &mut F, event: &InboundEvent, env: &Env<'_>, cause: &
 
 /// Fires the timers of `flow` that are due at `cause.at`: for each saga, its own first,
 /// then the watchdog if it still has neither a timer nor an open exception.
-pub fn tick<F: Flow>(flow: &mut F, cause: &Cause) -> Step {
+pub fn tick<F: Flow>(flow: &mut F, env: &Env<'_>, cause: &Cause) -> Step {
+    let entity = flow.entity().map(str::to_owned);
+    let env = &env.scoped(entity.as_deref());
     let mut out = Step::default();
     let now = cause.at;
     for target in flow.targets() {
         let Some(saga) = flow.saga(&target) else { continue };
-        let decision = saga.on_timer(now);
+        let decision = saga.on_timer(env, now);
         commit(flow, &target, decision, cause, &mut out);
         let mut d = Decision::noop();
         let saga_id = flow.saga_id(&target);

@@ -494,7 +494,7 @@ impl Saga for Procurement {
     fn next_deadline(&self) -> Option<Timestamp> {
         Procurement::next_deadline(self)
     }
-    fn on_timer(&self, now: Timestamp) -> Decision {
+    fn on_timer(&self, _env: &crate::flow::Env<'_>, now: Timestamp) -> Decision {
         bill::on_timer(self, now)
     }
     fn watchdog(&self) -> Option<Wait> {

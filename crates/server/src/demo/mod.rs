@@ -382,7 +382,7 @@ pub fn run_keeping_doubles(opts: &DemoOptions) -> anyhow::Result<(Summary, Optio
         Some(job) => Some(summary::reconcile_at_end(job, &node)?),
         None => None,
     };
-    let summary = summary::summarize(
+    let mut summary = summary::summarize(
         opts,
         &node,
         distributor.bad_records(),
@@ -390,8 +390,8 @@ pub fn run_keeping_doubles(opts: &DemoOptions) -> anyhow::Result<(Summary, Optio
         finished,
         temp.is_none().then_some(data_dir),
         reconciliation,
-        &cfg.policy.entities,
     )?;
+    summary.entities = summary::EntityLine::of(&node.projections, &cfg.policy.entities)?;
     if opts.stay {
         // The simulated systems keep answering, so an approved invoice gets posted.
         println!("{summary}");

@@ -12,8 +12,6 @@
 //! names its window, so two replicas firing the same window log the same records, which
 //! the saga takes once.
 
-pub mod schedule;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,7 +29,7 @@ use waybill_saga::reconcile::Baseline;
 use waybill_saga::reconcile::run::{self, Report, Standing, StockReading};
 use waybill_telemetry::metrics as names;
 
-pub use schedule::Schedule;
+pub use waybill_saga::schedule::Schedule;
 
 /// `[reconcile]`: when runs fire and how they compare.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
