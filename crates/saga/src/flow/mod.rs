@@ -71,10 +71,15 @@ impl<'a> Env<'a> {
         Env { catalog, policy, entity: None, entities: &policy.entities }
     }
 
-    /// The environment of a record of entity `code`: that entity's policy; unchanged
-    /// when `code` is `None` or not a configured entity.
-    pub fn scoped(&self, code: Option<&str>) -> Env<'a> {
-        match code.and_then(|c| self.entities.get(c)) {
+    /// The environment of a decision about a flow of entity `code` (the one its opening
+    /// record named), or, before it has one, of the entity `event` opens it under: that
+    /// entity's policy; unchanged when neither names a configured entity. Allocates
+    /// nothing: it runs for every input.
+    pub fn scoped(&self, code: Option<&str>, event: Option<&EventBody>) -> Env<'a> {
+        let entity = code
+            .and_then(|c| self.entities.get(c))
+            .or_else(|| event.and_then(|b| self.entities.of_event(b).ok().flatten()));
+        match entity {
             Some(e) => Env { policy: &e.policy, entity: Some(e), ..*self },
             None => *self,
         }
@@ -167,11 +172,7 @@ pub trait Flow: Clone + std::fmt::Debug + Serialize + DeserializeOwned + Send + 
 pub fn step<F: Flow>(flow: &mut F, event: &InboundEvent, env: &Env<'_>, cause: &Cause) -> Step {
     // Every decision about the flow is made under its entity's policy: the one its
     // opening record named, or, for the event that opens it, the one the event names.
-    let entity = flow.entity().map(str::to_owned).or_else(|| match env.entities.of_event(&event.body) {
-        Ok(e) => e.map(|e| e.code.clone()),
-        Err(_) => None,
-    });
-    let env = &env.scoped(entity.as_deref());
+    let env = &env.scoped(flow.entity(), Some(&event.body));
     let mut out = Step::default();
     let id = &event.meta.event_id;
     match &event.body {
@@ -208,8 +209,7 @@ pub fn step<F: Flow>(flow: &mut F, event: &InboundEvent, env: &Env<'_>, cause: &
 /// Fires the timers of `flow` that are due at `cause.at`: for each saga, its own first,
 /// then the watchdog if it still has neither a timer nor an open exception.
 pub fn tick<F: Flow>(flow: &mut F, env: &Env<'_>, cause: &Cause) -> Step {
-    let entity = flow.entity().map(str::to_owned);
-    let env = &env.scoped(entity.as_deref());
+    let env = &env.scoped(flow.entity(), None);
     let mut out = Step::default();
     let now = cause.at;
     for target in flow.targets() {
@@ -258,6 +258,14 @@ pub fn commit<F: Flow>(flow: &mut F, target: &F::Target, mut decision: Decision,
 /// entity is the flow's, or the one the decision's opening record names): the queues
 /// filter by it, and a held posting is decided under that entity's approval limits.
 fn stamp_entity<F: Flow>(flow: &F, decision: &mut Decision) {
+    let unstamped = |j: &JournalBody| match j {
+        JournalBody::ExceptionRaised(x) => x.entity.is_none(),
+        JournalBody::PostingHeld(p) => p.entity.is_none(),
+        _ => false,
+    };
+    if !decision.journal.iter().any(unstamped) {
+        return;
+    }
     let Some(entity) = flow
         .entity()
         .map(str::to_owned)
