@@ -255,6 +255,11 @@ pub struct OrderLine {
     pub warehouse: String,
 }
 
+/// How the Odoo connector names a company (`company_id`) no entity maps:
+/// `odoo-company-<res.company id>`; it resolves to the entity whose `odoo_company_id` is
+/// that id once one is configured.
+pub const ODOO_COMPANY: &str = "odoo-company-";
+
 /// Odoo confirmed a sale order (`action_confirm`) and released it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderReleased {

@@ -134,6 +134,11 @@ impl Entities {
                 None => own.clone(),
             };
             let l: Layer = layer(&merged, &at)?;
+            if l.policy.as_ref().is_some_and(|p| p.get("ownership").is_some()) {
+                return Err(format!(
+                    "{at} (or its template) sets policy.ownership; which system owns which event is decided at the edge before an event's entity is known, so it is deployment-wide: set it in [policy.ownership]"
+                ));
+            }
             let mut p = base.clone();
             if let Some(overlay) = l.policy {
                 p = merge(p, overlay);
@@ -146,7 +151,10 @@ impl Entities {
             if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
                 return Err(format!("{at}: currency {currency:?} is not an ISO 4217 code such as \"EUR\""));
             }
-            policy.cash.window().map_err(|e| format!("{at}: [policy.cash] schedule: {e}"))?;
+            policy.cash.check().map_err(|e| format!("{at}: [policy.cash] schedule: {e}"))?;
+            if policy.fulfillment.pick_timeout_secs.is_nan() || policy.fulfillment.pick_timeout_secs <= 0.0 {
+                return Err(format!("{at}: policy.fulfillment.pick_timeout_secs must be a positive number of seconds"));
+            }
             policy.posting.currency = Some(currency.clone());
             by_code.insert(
                 code.clone(),
@@ -227,21 +235,33 @@ impl Entities {
     }
 
     /// The entity a record that names `company` belongs to: that one, or the default
-    /// when it names none; `Ok(None)` when no entity is configured. A company that is
-    /// not configured is an error that says what to do.
+    /// when it names none; `Ok(None)` when no entity is configured. `odoo-company-<id>`
+    /// (what the Odoo connector names a company no entity mapped when it read the record)
+    /// is the entity whose `odoo_company_id` is `<id>`, so a record read before the mapping
+    /// was added resolves once it is. A company that is not configured is an error that
+    /// says what to do.
     pub fn resolve(&self, company: Option<&str>) -> Result<Option<&Entity>, String> {
         if self.is_empty() {
             return Ok(None);
         }
-        match company {
-            None => Ok(self.default_entity()),
-            Some(c) => self.by_code.get(c).map(Some).ok_or_else(|| {
-                format!(
-                    "company {c:?} is not a configured entity ({}); configure [entities.companies.{c}] or correct the company in Odoo",
-                    names(self.by_code.keys())
-                )
-            }),
+        let Some(c) = company else { return Ok(self.default_entity()) };
+        if let Some(e) = self.by_code.get(c) {
+            return Ok(Some(e));
         }
+        let odoo = c.strip_prefix(ODOO_COMPANY).and_then(|id| id.parse::<i64>().ok());
+        if let Some(e) = odoo.and_then(|id| self.by_odoo_company(id)) {
+            return Ok(Some(e));
+        }
+        Err(match odoo {
+            Some(id) => format!(
+                "Odoo company {id} is not mapped to an entity ({}); set odoo_company_id = {id} on its entity under [entities.companies.<code>], restart, then replay this record",
+                names(self.by_code.keys())
+            ),
+            None => format!(
+                "company {c:?} is not a configured entity ({}); configure [entities.companies.{c}] or correct the company in Odoo, then replay this record",
+                names(self.by_code.keys())
+            ),
+        })
     }
 
     /// The entity a statement of `account` belongs to: the one that lists the account,
@@ -270,6 +290,8 @@ impl Entities {
         }
     }
 }
+
+pub use waybill_domain::event::ODOO_COMPANY;
 
 fn layer(v: &Value, at: &str) -> Result<Layer, String> {
     serde_json::from_value(v.clone()).map_err(|e| format!("{at}: {e}"))
@@ -348,6 +370,9 @@ mod tests {
         assert_eq!(us.policy.posting.hold_invoices_above, Policy::default().posting.hold_invoices_above);
         assert_eq!(us.policy.posting.restocking_fee_pct, 12.0);
         assert_eq!(e.resolve(None).unwrap().unwrap().code, "acme-us");
+        let mapped = config(json!({"a": {"currency": "EUR", "odoo_company_id": 3}}), None);
+        let mapped = Entities::build(&mapped, &deployment, &BTreeMap::new()).unwrap();
+        assert_eq!(mapped.resolve(Some("odoo-company-3")).unwrap().unwrap().code, "a", "read before it was mapped");
         assert_eq!(e.of_statement(None, "DE89").unwrap().unwrap().code, "acme-de");
         assert_eq!(e.of_statement(None, "US-1").unwrap().unwrap().code, "acme-us");
     }
@@ -379,6 +404,15 @@ mod tests {
         )
         .unwrap();
         assert!(e.resolve(Some("c")).unwrap_err().contains("configure [entities.companies.c]"));
+        assert!(e.resolve(Some("odoo-company-7")).unwrap_err().contains("set odoo_company_id = 7 on its entity"));
+        assert!(
+            err(json!({"a": {"currency": "EUR", "policy": {"ownership": {"GoodsIssued": "wms"}}}}), None)
+                .contains("deployment-wide")
+        );
+        assert!(
+            err(json!({"a": {"currency": "EUR", "policy": {"cash": {"schedule": "0 0 30 2 *"}}}}), None)
+                .contains("never fires")
+        );
         assert!(e.of_statement(Some("b"), "X").unwrap_err().contains("belongs to entity a"));
         assert_eq!(e.of_statement(Some("b"), "Y").unwrap().unwrap().code, "b");
     }

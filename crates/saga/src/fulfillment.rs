@@ -449,13 +449,18 @@ fn on_order_released(s: &Fulfillment, order: &OrderReleased, ctx: &Context<'_>) 
     // `Entities::resolve`); a company no entity is configured for is a master-data
     // problem like an unknown customer.
     let entity = ctx.entities.resolve(order.company.as_deref());
+    // The order as accepted names the resolved entity (none without entities); an
+    // unresolved company is kept as named, for the problem that holds the order.
+    let accepted = || OrderReleased {
+        company: match &entity {
+            Ok(e) => e.map(|e| e.code.clone()),
+            Err(_) => order.company.clone(),
+        },
+        ..order.clone()
+    };
     match s.status {
         Status::New => {
-            let mut accepted = order.clone();
-            if let Ok(e) = &entity {
-                accepted.company = e.map(|e| e.code.clone()).or(accepted.company);
-            }
-            d.record(JournalBody::OrderAccepted(accepted));
+            d.record(JournalBody::OrderAccepted(accepted()));
         }
         // A replay after the master data was fixed: check again.
         Status::OnHold => {}
@@ -463,9 +468,9 @@ fn on_order_released(s: &Fulfillment, order: &OrderReleased, ctx: &Context<'_>) 
         _ => return d,
     }
     let saga_id = SagaKind::OrderToFulfillment.saga_id(&order.order_ref);
-    let problems = match entity {
-        Ok(e) => master_data_problems(order, ctx.catalog, e),
-        Err(why) => vec![why],
+    let problems = match &entity {
+        Ok(e) => master_data_problems(order, ctx.catalog, *e),
+        Err(why) => vec![why.clone()],
     };
     if !problems.is_empty() {
         if s.status == Status::OnHold && problems == s.hold_problems {
@@ -492,6 +497,12 @@ fn on_order_released(s: &Fulfillment, order: &OrderReleased, ctx: &Context<'_>) 
             exception_id: id.clone(),
             resolution: "master data fixed; order replayed".to_string(),
         }));
+    }
+    // Released again after a hold: accepted as it is now, when that changed its entity
+    // (its company was mapped or corrected), so every later decision is that entity's.
+    let again = accepted();
+    if s.status == Status::OnHold && s.order.as_ref().is_some_and(|o| o.company != again.company) {
+        d.record(JournalBody::OrderAccepted(again));
     }
     d.record(JournalBody::ReservationRequested(Empty {}));
     d.send(

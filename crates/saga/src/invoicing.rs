@@ -187,12 +187,7 @@ fn hold_reasons(draft: &InvoiceDraft, ctx: &StartContext<'_>) -> Vec<String> {
     if draft.total.0 > p.hold_invoices_above.0 {
         reasons.push(format!("amount {} above the approval limit {}", draft.total, p.hold_invoices_above));
     }
-    if let Some(books) = p.currency.as_deref().filter(|c| *c != draft.currency) {
-        reasons.push(format!(
-            "invoiced in {} but the entity keeps its books and approval limits in {books}; check the amount and the exchange rate",
-            draft.currency
-        ));
-    }
+    reasons.extend(p.foreign_currency("invoice", &draft.currency));
     for l in &draft.lines {
         if let Some(list) = ctx.catalog.product(&l.sku).and_then(|x| x.list_price)
             && list.0 > 0

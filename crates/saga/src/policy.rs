@@ -60,6 +60,18 @@ pub struct PostingPolicy {
     pub currency: Option<String>,
 }
 
+impl PostingPolicy {
+    /// Why a `document` in `currency` is held under this policy, if it is: its amount
+    /// cannot be held against limits in the entity's currency, so a person checks it. The
+    /// one rule for invoices, credit notes and vendor bills.
+    pub fn foreign_currency(&self, document: &str, currency: &str) -> Option<String> {
+        let books = self.currency.as_deref().filter(|c| *c != currency)?;
+        Some(format!(
+            "{document} in {currency} but the entity keeps its books and approval limits in {books}; check the amount and the exchange rate"
+        ))
+    }
+}
+
 impl Default for PostingPolicy {
     fn default() -> Self {
         PostingPolicy {
@@ -160,6 +172,18 @@ impl CashPolicy {
             return Ok(None);
         }
         crate::schedule::Schedule::parse(&self.schedule, &self.time_zone).map(Some)
+    }
+
+    /// Checks the schedule at start-up: it parses, and it fires (`0 0 30 2 *`, February
+    /// 30th, would silently apply every statement at once).
+    pub fn check(&self) -> Result<(), String> {
+        match self.window()? {
+            Some(w) if w.next_after(jiff::Timestamp::now()).is_none() => Err(format!(
+                "{:?} never fires (no time in the next five years matches it); correct it, or leave it empty to apply each statement as it arrives",
+                self.schedule
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// When a statement imported at `at` is applied: at once (`at`), or at the first window

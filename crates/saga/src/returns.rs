@@ -467,20 +467,26 @@ fn on_received(s: &ReturnCredit, r: &ReturnReceived, ctx: &Context<'_>, requeste
     let mut d = Decision::noop();
     d.record(JournalBody::ReturnReceiptRecorded(r.clone()));
     d.record(JournalBody::CreditNoteDrafted(draft.clone()));
+    let currency = ctx.fulfillment.order.as_ref().map(|o| o.currency.clone());
+    let mut reasons = Vec::new();
     if draft.total.0 > ctx.policy.hold_credit_notes_above.0 {
+        reasons.push(format!(
+            "credit note {} above the approval limit {}",
+            draft.total, ctx.policy.hold_credit_notes_above
+        ));
+    }
+    reasons.extend(currency.as_deref().and_then(|c| ctx.policy.foreign_currency("credit note", c)));
+    if !reasons.is_empty() {
         d.record(JournalBody::PostingHeld(PostingHeld {
             posting_id: ReturnCredit::posting_id(&r.receipt_id),
             document: DocumentKind::CreditNote,
             business_key: r.receipt_id.clone(),
-            reasons: vec![format!(
-                "credit note {} above the approval limit {}",
-                draft.total, ctx.policy.hold_credit_notes_above
-            )],
+            reasons,
             amount: draft.total,
             version: 1,
             requested_by: requested_by.to_string(),
             sla_due_at: ctx.now.plus_secs(ctx.policy.approval_sla_secs),
-            currency: ctx.fulfillment.order.as_ref().map(|o| o.currency.clone()),
+            currency,
             entity: None,
         }));
     } else {

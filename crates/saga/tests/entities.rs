@@ -148,7 +148,12 @@ fn an_invoice_in_another_currency_than_the_company_books_in_is_held() {
     let mut us = H::new();
     let steps = us.ship(Some("acme-us"), "EUR", "US-SALES", 2);
     let h = held(&steps).expect("held");
-    assert!(h.reasons.iter().any(|r| r.contains("invoiced in EUR but the entity keeps its books")), "{:?}", h.reasons);
+    assert!(h.reasons.iter().any(|r| r.contains("invoice in EUR but the entity keeps its books")), "{:?}", h.reasons);
+    // The same rule holds credit notes and vendor bills (one rule, `foreign_currency`).
+    let us_policy = &us.policy.for_entity(Some("acme-us")).posting;
+    assert!(us_policy.foreign_currency("credit note", "EUR").is_some_and(|r| r.contains("limits in USD")));
+    assert_eq!(us_policy.foreign_currency("vendor bill", "USD"), None);
+    assert_eq!(Policy::default().posting.foreign_currency("invoice", "JPY"), None, "no entities: no currency rule");
 }
 
 #[test]
@@ -264,4 +269,37 @@ fn a_statement_is_the_company_s_that_owns_the_account() {
     let (_, s) = run(&statement("US-1", Some("acme-fr"), "USD"));
     let why = s.dead_letter.expect("refused").reason;
     assert!(why.contains("account US-1 belongs to entity acme-us, but the statement names acme-fr"), "{why}");
+}
+
+#[test]
+fn an_order_held_for_its_company_is_that_company_s_once_released_again_with_it_corrected() {
+    let mut h = H::new();
+    let released = |company: &str| {
+        let mut e = released("SO1", vec![line(1, "PLAIN", "Units", 240)]);
+        if let EventBody::OrderReleased(o) = &mut e.body {
+            o.company = Some(company.into());
+            o.currency = "USD".into();
+            o.lines[0].tax_code = Some("US-SALES".into());
+        }
+        e
+    };
+    let s = h.send(released("acme-de"));
+    assert!(s.dead_letter.is_some(), "held for its company");
+    assert_eq!(h.flow.entity(), Some("acme-de"), "as named, for the problem");
+    // Corrected in Odoo and released again: accepted as acme-us's, and decided so from then on.
+    let mut again = released("acme-us");
+    again.meta.event_id = "odoo:release:SO1:2".into();
+    let s = h.send(again);
+    assert!(s.dead_letter.is_none(), "{:?}", s.dead_letter);
+    assert!(
+        s.journal
+            .iter()
+            .any(|j| matches!(&j.body, JournalBody::OrderAccepted(o) if o.company.as_deref() == Some("acme-us")))
+    );
+    assert_eq!(h.flow.entity(), Some("acme-us"));
+    h.send(reserved("SO1", &[(1, 240, 0)]));
+    h.send(pick("SO1", "P1", vec![picked(1, "PLAIN", 240)], true));
+    let s = h.send(issued("SO1", "SH1", &[(1, "PLAIN", 240)]));
+    let held = held(&[s]).expect("3,000.00 USD is above acme-us's 2,500.00");
+    assert_eq!(held.entity.as_deref(), Some("acme-us"));
 }

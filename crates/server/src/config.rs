@@ -557,7 +557,25 @@ impl Config {
             });
         }
         self.ingest.validate()?;
-        self.policy.cash.window().map_err(|problem| ConfigError::Invalid { key: "policy.cash.schedule", problem })?;
+        self.policy.cash.check().map_err(|problem| ConfigError::Invalid { key: "policy.cash.schedule", problem })?;
+        // Orders read from Odoo name their company only through the mapping: with several
+        // entities, every one needs it, or another company's orders would silently be the
+        // default entity's.
+        let polls_odoo = self.connectors.values().any(|c| c.kind == "odoo" && c.poll_interval_ms > 0);
+        let entities: Vec<&waybill_saga::Entity> = self.policy.entities.iter().collect();
+        if polls_odoo && entities.len() > 1 {
+            let unmapped: Vec<&str> =
+                entities.iter().filter(|e| e.odoo_company_id.is_none()).map(|e| e.code.as_str()).collect();
+            if !unmapped.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "entities",
+                    problem: format!(
+                        "the Odoo connector reads orders of several entities, but {} has no odoo_company_id; set each entity's to its res.company id in Odoo",
+                        unmapped.join(", ")
+                    ),
+                });
+            }
+        }
         self.reconcile.schedule().map_err(|problem| ConfigError::Invalid { key: "reconcile.schedule", problem })?;
         if !self.reconcile.schedule.trim().is_empty() {
             let stock = self.connectors.get(&self.reconcile.connector).map(|c| c.stock_url.as_str()).unwrap_or("");

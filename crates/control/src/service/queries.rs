@@ -121,9 +121,9 @@ impl Control {
         let q = crate::validate::exceptions(r, &self.policy.entities)?;
         let now = Timestamp::now();
         let cursor = |x: &ExceptionView| ExceptionCursor::of(q.open_only, x.category, &x.exception_id);
-        // Customers of orders whose exceptions the projection could not tag (dead letters),
-        // looked up once per order.
-        let mut customers: BTreeMap<String, Option<String>> = BTreeMap::new();
+        // Customers and entities of orders whose exceptions the projection could not tag
+        // (dead letters), looked up once per order.
+        let mut orders: BTreeMap<String, (Option<String>, Option<String>)> = BTreeMap::new();
         let mut matching = Vec::new();
         for mut x in self.projections.exceptions(q.open_only, q.category)? {
             if q.after.as_ref().is_some_and(|after| cursor(&x) <= *after)
@@ -132,17 +132,20 @@ impl Control {
             {
                 continue;
             }
-            if x.customer.is_none()
+            if (x.customer.is_none() || x.entity.is_none())
                 && let Some(order) = &x.order_ref
             {
-                x.customer = match customers.get(order) {
-                    Some(c) => c.clone(),
+                let (customer, entity) = match orders.get(order) {
+                    Some(known) => known.clone(),
                     None => {
-                        let c = self.projections.order(order)?.and_then(|o| o.customer_ref);
-                        customers.insert(order.clone(), c.clone());
-                        c
+                        let o = self.projections.order(order)?;
+                        let known = o.map(|o| (o.customer_ref, o.entity)).unwrap_or_default();
+                        orders.insert(order.clone(), known.clone());
+                        known
                     }
                 };
+                x.customer = x.customer.take().or(customer);
+                x.entity = x.entity.take().or(entity);
             }
             if q.customer.as_ref().is_some_and(|c| x.customer.as_ref() != Some(c))
                 || q.entity.as_ref().is_some_and(|e| x.entity.as_ref() != Some(e))

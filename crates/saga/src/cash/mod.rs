@@ -121,6 +121,8 @@ impl CashApplication {
                 let line = Line { entry: Some(e.clone()), status: LineStatus::Sent, entry_number: None };
                 self.lines.insert(e.line_id.clone(), line);
             }
+            // The window's statement could not be applied: someone is told, the window is done.
+            JournalBody::ExceptionRaised(x) if x.category == ExceptionCategory::BadInput => self.window_at = None,
             JournalBody::ExceptionRaised(x) if x.category == ExceptionCategory::UnmatchedPayment => {
                 self.window_at = None;
                 let line = Line { entry: None, status: LineStatus::Queued, entry_number: None };

@@ -165,7 +165,9 @@ pub(super) fn settle(s: &Procurement, d: &mut Decision, env: &Env<'_>, requested
     for number in state.bill_order.clone() {
         let Some(b) = state.bills.get(&number).filter(|b| b.status == BillStatus::Waiting) else { continue };
         let bill = b.bill.clone();
-        let Some(variances) = three_way(&state, &bill, &tol) else { continue };
+        let Some(mut variances) = three_way(&state, &bill, &tol) else { continue };
+        let currency = state.order.as_ref().map(|o| o.currency.clone());
+        variances.extend(currency.as_deref().and_then(|c| env.policy.posting.foreign_currency("vendor bill", c)));
         let mut step = Decision::noop();
         if variances.is_empty() {
             step.record(JournalBody::BillMatched(BillMatch { bill_number: number.clone(), variances }));

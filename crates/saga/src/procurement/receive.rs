@@ -22,12 +22,12 @@ pub(super) fn on_confirmed(s: &Procurement, o: &PurchaseOrderConfirmed, env: &En
     // The buying entity: the company the order names, or the default one.
     let entity = match env.entities.resolve(o.company.as_deref()) {
         Ok(e) => e,
-        Err(why) => return reject(format!("purchase order {}: {why}", o.po_ref)),
+        Err(why) => return reject(format!("purchase order {}: {why} (`waybill dlq replay`)", o.po_ref)),
     };
-    let o =
-        &PurchaseOrderConfirmed { company: entity.map(|e| e.code.clone()).or_else(|| o.company.clone()), ..o.clone() };
+    let o = &PurchaseOrderConfirmed { company: entity.map(|e| e.code.clone()), ..o.clone() };
     if let Some(known) = &s.order {
-        if known == o {
+        // The same order again is a redelivery, whichever entity it resolves to today.
+        if (PurchaseOrderConfirmed { company: known.company.clone(), ..o.clone() }) == *known {
             return Decision::noop();
         }
         return reject(format!(

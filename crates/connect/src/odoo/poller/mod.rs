@@ -68,7 +68,7 @@ impl PollerConfig {
             return None;
         }
         let id = m2o(&record["company_id"])?;
-        Some(self.companies.get(&id).cloned().unwrap_or_else(|| format!("odoo-company-{id}")))
+        Some(self.companies.get(&id).cloned().unwrap_or_else(|| format!("{}{id}", waybill_domain::event::ODOO_COMPANY)))
     }
 }
 
