@@ -114,3 +114,64 @@ fn an_unreachable_kafka_is_a_clear_error_naming_the_brokers() {
     assert!(!ok);
     assert!(err.contains("no [kafka] section"), "{err}");
 }
+
+#[test]
+fn entities_prints_each_company_with_every_layer_applied_and_refuses_mistakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("waybill.toml");
+    let templates = format!("{}/../../deploy/entities", env!("CARGO_MANIFEST_DIR"));
+    let toml = format!(
+        r#"
+[policy.posting]
+hold_credit_notes_above = 25000
+
+[entities]
+default = "acme-fr"
+template_dir = {templates:?}
+
+[entities.companies.acme-fr]
+name = "Acme Distribution SAS"
+template = "fr"
+odoo_company_id = 1
+bank_accounts = ["FR7630006000011234567890189"]
+
+[entities.companies.acme-us]
+name = "Acme Distribution Inc."
+template = "us"
+odoo_company_id = 2
+[entities.companies.acme-us.policy.posting.approval_limits]
+approver = 200000
+[entities.companies.acme-us.policy.cash]
+schedule = "0 30 6 * * MON-FRI"
+time_zone = "America/New_York"
+"#
+    );
+    std::fs::write(&cfg, &toml).unwrap();
+    let (ok, out, err) = waybill(&["entities", "--config", cfg.to_str().unwrap()], &[]);
+    assert!(ok, "{err}");
+    let row =
+        |code: &str| out.lines().find(|l| l.starts_with(code)).unwrap_or_else(|| panic!("{code}: {out}")).to_string();
+    let fr = row("acme-fr");
+    assert!(fr.contains("(default)") && fr.contains("EUR") && fr.contains("VAT0 VAT10 VAT20"), "{fr}");
+    assert!(
+        fr.contains("5000.00") && fr.contains("approver 10000.00") && fr.contains("as each statement arrives"),
+        "{fr}"
+    );
+    // The entity's own limit over its template's; its cash window; the template's hold.
+    let us = row("acme-us");
+    assert!(us.contains("USD") && us.contains("2500.00") && us.contains("approver 2000.00"), "{us}");
+    assert!(us.contains("senior-approver 50000.00") && us.contains("America/New_York"), "{us}");
+    assert!(out.contains("acme-fr: bank accounts FR7630006000011234567890189"), "{out}");
+    let (ok, json, _) = waybill(&["entities", "--config", cfg.to_str().unwrap(), "--output", "json"], &[]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v[1]["hold_credit_notes_above"], "250.00", "the deployment's [policy] under both: {v}");
+
+    // A typo in an overlay is refused with the entity and the key.
+    let typo =
+        toml.replace("time_zone = \"America/New_York\"", "time_zone = \"America/New_York\"\nshedule = \"daily\"");
+    std::fs::write(&cfg, typo).unwrap();
+    let (ok, _, err) = waybill(&["entities", "--config", cfg.to_str().unwrap()], &[]);
+    assert!(!ok);
+    assert!(err.contains("entities.companies.acme-us") && err.contains("unknown field `shedule`"), "{err}");
+}

@@ -11,6 +11,7 @@
 
 mod approvals;
 mod dlq;
+mod entities;
 mod exceptions;
 mod order;
 mod projections;
@@ -87,6 +88,9 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: dlq::DlqCommand,
     },
+    /// The legal entities of a configuration, every layer (defaults, [policy], template,
+    /// the entity's own) applied: currency, tax codes, holds, approval limits.
+    Entities(entities::EntitiesArgs),
     /// Bank statements: import a camt.053, MT940 or settlement report file.
     Statements {
         #[command(subcommand)]
@@ -195,6 +199,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq { command } => dlq::run(command),
         Command::Reconcile { command } => reconcile::run(command),
         Command::Statements { command } => statements::run(command),
+        Command::Entities(args) => entities::run(args),
         Command::Approvals { command } => approvals::run(command),
         Command::Exceptions { command } => exceptions::run(command),
         Command::Saga { command } => saga::run(command),
