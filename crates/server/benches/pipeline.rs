@@ -387,6 +387,10 @@ fn main() -> anyhow::Result<()> {
     let (mut enc, mut enc_n, mut dec, mut dec_n, mut r_enc, mut r_dec) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut saga_cpu, mut rb_cpu) = (vec![], vec![]);
+    // Row 2 with and without fsync, by which of the two ran first in its round: the
+    // order alternates, so a cost one run leaves to the next (the kernel writing back the
+    // other's dirty pages, deleting its files) shows as a difference by position.
+    let (mut nofsync_cpu, mut by_position) = (vec![], [[vec![], vec![]], [vec![], vec![]]]);
     let mut checks = Vec::new();
     let load_start = loadavg();
     let mut last_run = None;
@@ -411,10 +415,20 @@ fn main() -> anyhow::Result<()> {
         r_sled.push(s / e);
 
         // Rows 2 and 3.
-        let run = saga_round(tmp, &stages, orders, FsyncPolicy::EveryBatch, round % 2 == 0)?;
-        // Information only: the same work without fsync, to show what fsync costs.
-        let nofsync = saga_round(tmp, &stages, orders, FsyncPolicy::Never, round % 2 == 1)?;
+        // Information only: the same work without fsync, to show what fsync costs; which
+        // of the two runs first alternates by round.
+        let fsync_first = round % 2 == 0;
+        let (run, nofsync) = if fsync_first {
+            let run = saga_round(tmp, &stages, orders, FsyncPolicy::EveryBatch, round % 2 == 0)?;
+            (run, saga_round(tmp, &stages, orders, FsyncPolicy::Never, round % 2 == 1)?)
+        } else {
+            let nofsync = saga_round(tmp, &stages, orders, FsyncPolicy::Never, round % 2 == 1)?;
+            (saga_round(tmp, &stages, orders, FsyncPolicy::EveryBatch, round % 2 == 0)?, nofsync)
+        };
         saga_nofsync.push(nofsync.inputs as f64 / nofsync.secs);
+        nofsync_cpu.push(nofsync.cpu_secs * 1e6 / nofsync.inputs as f64);
+        by_position[0][usize::from(!fsync_first)].push(run.inputs as f64 / run.secs);
+        by_position[1][usize::from(fsync_first)].push(nofsync.inputs as f64 / nofsync.secs);
         saga_cpu.push(run.cpu_secs * 1e6 / run.inputs as f64);
         rb_cpu.push(run.rebuild_cpu_secs * 1e6 / run.rebuild_records as f64);
         let ev_rate = run.inputs as f64 / run.secs;
@@ -562,8 +576,17 @@ fn main() -> anyhow::Result<()> {
         fmt_num(1e6 / median(&saga_cpu))
     );
     println!(
-        "- row 2 without fsync (FsyncPolicy::Never, information only): {} events/s",
-        fmt_num(median(&saga_nofsync))
+        "- row 2 without fsync (FsyncPolicy::Never, information only): {} events/s, {:.1} µs of coordinator CPU per inbound event",
+        fmt_num(median(&saga_nofsync)),
+        median(&nofsync_cpu)
+    );
+    let at = |v: &Vec<f64>| if v.is_empty() { "-".to_string() } else { fmt_num(median(v)) };
+    println!(
+        "- row 2 by position in the round (median events/s): fsync per batch run first {}, second {}; without fsync run first {}, second {}",
+        at(&by_position[0][0]),
+        at(&by_position[0][1]),
+        at(&by_position[1][0]),
+        at(&by_position[1][1])
     );
     println!(
         "- row 2 check: every round processed {inbound_total} inputs, completed {orders} of {orders} sagas (Completed journal events) and left waybill.dlq empty: {}",
