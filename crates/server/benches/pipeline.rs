@@ -391,6 +391,7 @@ fn main() -> anyhow::Result<()> {
     // order alternates, so a cost one run leaves to the next (the kernel writing back the
     // other's dirty pages, deleting its files) shows as a difference by position.
     let (mut nofsync_cpu, mut by_position) = (vec![], [[vec![], vec![]], [vec![], vec![]]]);
+    let mut cpu_by_position = [[vec![], vec![]], [vec![], vec![]]];
     let mut checks = Vec::new();
     let load_start = loadavg();
     let mut last_run = None;
@@ -429,6 +430,8 @@ fn main() -> anyhow::Result<()> {
         nofsync_cpu.push(nofsync.cpu_secs * 1e6 / nofsync.inputs as f64);
         by_position[0][usize::from(!fsync_first)].push(run.inputs as f64 / run.secs);
         by_position[1][usize::from(fsync_first)].push(nofsync.inputs as f64 / nofsync.secs);
+        cpu_by_position[0][usize::from(!fsync_first)].push(run.cpu_secs * 1e6 / run.inputs as f64);
+        cpu_by_position[1][usize::from(fsync_first)].push(nofsync.cpu_secs * 1e6 / nofsync.inputs as f64);
         saga_cpu.push(run.cpu_secs * 1e6 / run.inputs as f64);
         rb_cpu.push(run.rebuild_cpu_secs * 1e6 / run.rebuild_records as f64);
         let ev_rate = run.inputs as f64 / run.secs;
@@ -581,12 +584,17 @@ fn main() -> anyhow::Result<()> {
         median(&nofsync_cpu)
     );
     let at = |v: &Vec<f64>| if v.is_empty() { "-".to_string() } else { fmt_num(median(v)) };
+    let us = |v: &Vec<f64>| if v.is_empty() { "-".to_string() } else { format!("{:.1}", median(v)) };
     println!(
-        "- row 2 by position in the round (median events/s): fsync per batch run first {}, second {}; without fsync run first {}, second {}",
+        "- row 2 by position in the round (median events/s, µs of coordinator CPU per event): fsync per batch run first {} ({}), second {} ({}); without fsync run first {} ({}), second {} ({})",
         at(&by_position[0][0]),
+        us(&cpu_by_position[0][0]),
         at(&by_position[0][1]),
+        us(&cpu_by_position[0][1]),
         at(&by_position[1][0]),
-        at(&by_position[1][1])
+        us(&cpu_by_position[1][0]),
+        at(&by_position[1][1]),
+        us(&cpu_by_position[1][1])
     );
     println!(
         "- row 2 check: every round processed {inbound_total} inputs, completed {orders} of {orders} sagas (Completed journal events) and left waybill.dlq empty: {}",
