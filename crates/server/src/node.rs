@@ -303,7 +303,11 @@ impl Node {
     fn start_web(&mut self, cfg: &Config, services: waybill_control::Services) -> anyhow::Result<()> {
         let health = Arc::new(self.health(cfg));
         let scrape: waybill_web::samples::Scrape = Arc::new(move || health.scrape());
-        let web = waybill_web::Web::start(cfg.web.clone(), services, Some(scrape))?;
+        let web_cfg = waybill_web::WebConfig {
+            entities: cfg.policy.entities.iter().map(|e| e.code.clone()).collect(),
+            ..cfg.web.clone()
+        };
+        let web = waybill_web::Web::start(web_cfg, services, Some(scrape))?;
         let tls = match (&cfg.web.tls_cert, &cfg.web.tls_key) {
             (Some(cert), Some(key)) => Some(ingest::tls_config(cert, key, None)?),
             _ => None,

@@ -35,6 +35,10 @@ pub struct WebConfig {
     /// The engineers' Grafana dashboard, linked from the business dashboard (empty: no
     /// link).
     pub grafana_url: String,
+    /// The legal entities' codes, for the lists' Entity filter (set from `[entities]`
+    /// when the node starts, not written here); empty: one company, no filter.
+    #[serde(skip)]
+    pub entities: Vec<String>,
 }
 
 impl Default for WebConfig {
@@ -50,6 +54,7 @@ impl Default for WebConfig {
             stuck_after_minutes: 60,
             sample_every_secs: 5,
             grafana_url: String::new(),
+            entities: Vec::new(),
         }
     }
 }

@@ -181,6 +181,20 @@ pub fn select(name: &str, label: &str, options: &[(&str, &str)], selected: &str)
     h
 }
 
+/// The lists' Entity filter: a choice among the configured entities, none without them
+/// (a value in the address that names none is still sent, and refused saying which exist).
+pub fn entity_filter(entities: &[String], selected: &str) -> String {
+    if entities.is_empty() && selected.is_empty() {
+        return String::new();
+    }
+    let mut options: Vec<(&str, &str)> = vec![("", "All")];
+    options.extend(entities.iter().map(|e| (e.as_str(), e.as_str())));
+    if !selected.is_empty() && !entities.iter().any(|e| e == selected) {
+        options.push((selected, selected));
+    }
+    select("entity", "Entity", &options, selected)
+}
+
 /// A text `<input>` with its label.
 pub fn input(name: &str, label: &str, value: &str, kind: &str) -> String {
     format!(r#"<label>{} <input name="{}" type="{}" value="{}"></label>"#, esc(label), esc(name), esc(kind), esc(value))
@@ -203,6 +217,18 @@ pub fn pager(path: &str, query: &[(&str, String)], next_token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_entity_filter_offers_the_configured_entities_and_only_then() {
+        assert_eq!(entity_filter(&[], ""), "", "one company: no filter");
+        let two = ["acme-fr".to_string(), "acme-us".to_string()];
+        let h = entity_filter(&two, "acme-us");
+        assert!(h.contains(r#"<select name="entity">"#) && h.contains(r#"<option value="">All</option>"#), "{h}");
+        assert!(h.contains(r#"<option value="acme-us" selected>acme-us</option>"#), "{h}");
+        // An entity in the address that is not configured stays selected, so the refusal
+        // that names the configured ones is shown with the filter that caused it.
+        assert!(entity_filter(&two, "acme-xx").contains(r#"<option value="acme-xx" selected>"#));
+    }
 
     #[test]
     fn escaping_covers_text_and_attributes() {

@@ -55,7 +55,7 @@ pub(crate) async fn list(State(web): State<Arc<Web>>, me: Me, Query(q): Query<Ha
         html::select("category", "Category", &CATEGORIES, category),
         html::input("owner", "Owner (- for nobody)", owner, "text"),
         html::input("customer", "Customer", customer, "text"),
-        html::input("entity", "Entity", entity, "text"),
+        html::entity_filter(&web.cfg.entities, entity),
         html::input("min_age_minutes", "Older than (minutes)", min_age, "number"),
         html::select(
             "open",

@@ -57,7 +57,7 @@ pub(crate) async fn list(State(web): State<Arc<Web>>, me: Me, Query(q): Query<Ha
             document
         ),
         html::input("customer", "Customer", customer, "text"),
-        html::input("entity", "Entity", entity, "text"),
+        html::entity_filter(&web.cfg.entities, entity),
         html::input("min_amount", "Amount from", min, "text"),
         html::input("max_amount", "to", max, "text"),
     );
