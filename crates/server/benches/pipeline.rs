@@ -17,6 +17,8 @@
 //!
 //! Knobs (environment): `WAYBILL_BENCH_ROUNDS` (7), `WAYBILL_BENCH_ORDERS` (2000),
 //! `WAYBILL_BENCH_BATCHES` (batches of 100 per append measurement, 300),
+//! `WAYBILL_BENCH_IN_PROCESS=1` (row 2's drains in the bench's own process, as before each
+//! got a process of its own: the layout whose second drain costs more),
 
 use std::fs::File;
 use std::hint::black_box;
@@ -43,7 +45,7 @@ use waybill_server::node::ensure_topics;
 mod common;
 use common::{
     PARTITIONS, SEED, clean_mix, command_output, cpu_secs_since, env_usize, event, fmt_num, loadavg, median,
-    order_events, spread, thread_cpu_ns, to_record,
+    order_events, process_threads, spread, thread_cpu_ns, thread_minor_faults, to_record,
 };
 
 const RECORDS_PER_BATCH: usize = 100;
@@ -142,6 +144,10 @@ fn sled_append(tmp: &Path, batches: &[Vec<Record>]) -> anyhow::Result<f64> {
 struct SagaRun {
     secs: f64,
     cpu_secs: f64,
+    /// Minor page faults of the draining thread during the drain.
+    faults: u64,
+    /// Threads of the process when the drain began.
+    threads: u64,
     inputs: u64,
     completed: u64,
     dlq: i64,
@@ -193,7 +199,7 @@ fn saga_drain_isolated(dir: &Path, orders: usize, fsync: FsyncPolicy) -> anyhow:
     }
     let line = text.lines().find_map(|l| l.strip_prefix("saga-run ")).context("the saga round printed no result")?;
     let v: Vec<f64> = line.split(' ').map(str::parse).collect::<Result<_, _>>()?;
-    anyhow::ensure!(v.len() == 8, "saga round result {line:?}");
+    anyhow::ensure!(v.len() == 9, "saga round result {line:?}");
     Ok(SagaRun {
         secs: v[0],
         cpu_secs: v[1],
@@ -203,6 +209,7 @@ fn saga_drain_isolated(dir: &Path, orders: usize, fsync: FsyncPolicy) -> anyhow:
         batches: v[5] as u64,
         journal_events: v[6] as u64,
         commands: v[7] as u64,
+        faults: v[8] as u64,
         ..SagaRun::default()
     })
 }
@@ -226,8 +233,8 @@ fn saga_round_child(policy: &str) -> anyhow::Result<()> {
     let stages = saga_stages(orders, Timestamp::now())?;
     let r = saga_drain(Path::new(&dir), &stages, orders, fsync)?;
     println!(
-        "saga-run {} {} {} {} {} {} {} {}",
-        r.secs, r.cpu_secs, r.inputs, r.completed, r.dlq, r.batches, r.journal_events, r.commands
+        "saga-run {} {} {} {} {} {} {} {} {}",
+        r.secs, r.cpu_secs, r.inputs, r.completed, r.dlq, r.batches, r.journal_events, r.commands, r.faults
     );
     Ok(())
 }
@@ -290,15 +297,19 @@ fn saga_drain(dir: &Path, stages: &[Vec<Record>], orders: usize, fsync: FsyncPol
     let mut secs = 0.0;
     let mut cpu_secs = 0.0;
     let mut inputs = 0;
+    let mut faults = 0;
+    let threads = process_threads().unwrap_or(0);
     for stage in stages {
         append_chunks(log.as_ref(), stage, 1000)?;
         let cpu = thread_cpu_ns();
+        let f0 = thread_minor_faults().unwrap_or(0);
         let t = Instant::now();
         for p in 0..PARTITIONS as i32 {
             inputs += coordinator.drain_partition(p, now)?;
         }
         secs += t.elapsed().as_secs_f64();
         cpu_secs += cpu_secs_since(cpu);
+        faults += thread_minor_faults().unwrap_or(0).saturating_sub(f0);
     }
     let stats = coordinator.stats();
     let completed = count_completed(log.as_ref())?;
@@ -312,6 +323,8 @@ fn saga_drain(dir: &Path, stages: &[Vec<Record>], orders: usize, fsync: FsyncPol
     Ok(SagaRun {
         secs,
         cpu_secs,
+        faults,
+        threads,
         inputs,
         completed,
         dlq,
@@ -326,7 +339,13 @@ fn saga_drain(dir: &Path, stages: &[Vec<Record>], orders: usize, fsync: FsyncPol
 /// it wrote, in this process, against a raw read of the same records.
 fn saga_round(tmp: &Path, orders: usize, fsync: FsyncPolicy, raw_first: bool) -> anyhow::Result<SagaRun> {
     let dir = tempfile::tempdir_in(tmp)?;
-    let drained = saga_drain_isolated(dir.path(), orders, fsync)?;
+    // `WAYBILL_BENCH_IN_PROCESS=1`: the drain in this process, as before (to study why a
+    // second drain in one process costs more).
+    let drained = if std::env::var("WAYBILL_BENCH_IN_PROCESS").as_deref() == Ok("1") {
+        saga_drain(dir.path(), &saga_stages(orders, Timestamp::now())?, orders, fsync)?
+    } else {
+        saga_drain_isolated(dir.path(), orders, fsync)?
+    };
     let log = open_log(&dir.path().join("log"), fsync)?;
     let proj_dir = dir.path().join("projections");
     let run_rebuild = || -> anyhow::Result<(f64, f64, usize)> {
@@ -458,6 +477,8 @@ fn main() -> anyhow::Result<()> {
     // other's dirty pages, deleting its files) shows as a difference by position.
     let (mut nofsync_cpu, mut by_position) = (vec![], [[vec![], vec![]], [vec![], vec![]]]);
     let mut cpu_by_position = [[vec![], vec![]], [vec![], vec![]]];
+    let mut faults_by_position = [[vec![], vec![]], [vec![], vec![]]];
+    let mut threads_by_position = [[vec![], vec![]], [vec![], vec![]]];
     let mut checks = Vec::new();
     let load_start = loadavg();
     let mut last_run = None;
@@ -498,6 +519,10 @@ fn main() -> anyhow::Result<()> {
         by_position[1][usize::from(fsync_first)].push(nofsync.inputs as f64 / nofsync.secs);
         cpu_by_position[0][usize::from(!fsync_first)].push(run.cpu_secs * 1e6 / run.inputs as f64);
         cpu_by_position[1][usize::from(fsync_first)].push(nofsync.cpu_secs * 1e6 / nofsync.inputs as f64);
+        faults_by_position[0][usize::from(!fsync_first)].push(run.faults as f64 / run.inputs as f64);
+        faults_by_position[1][usize::from(fsync_first)].push(nofsync.faults as f64 / nofsync.inputs as f64);
+        threads_by_position[0][usize::from(!fsync_first)].push(run.threads as f64);
+        threads_by_position[1][usize::from(fsync_first)].push(nofsync.threads as f64);
         saga_cpu.push(run.cpu_secs * 1e6 / run.inputs as f64);
         rb_cpu.push(run.rebuild_cpu_secs * 1e6 / run.rebuild_records as f64);
         let ev_rate = run.inputs as f64 / run.secs;
@@ -661,6 +686,18 @@ fn main() -> anyhow::Result<()> {
         us(&cpu_by_position[1][0]),
         at(&by_position[1][1]),
         us(&cpu_by_position[1][1])
+    );
+    let f = |v: &Vec<f64>| if v.is_empty() { "-".to_string() } else { format!("{:.3}", median(v)) };
+    println!(
+        "- row 2 minor page faults of the draining thread per inbound event, by position: fsync per batch first {}, second {}; without fsync first {}, second {}; threads of the process when the drain began: {}, {}; {}, {}",
+        f(&faults_by_position[0][0]),
+        f(&faults_by_position[0][1]),
+        f(&faults_by_position[1][0]),
+        f(&faults_by_position[1][1]),
+        f(&threads_by_position[0][0]),
+        f(&threads_by_position[0][1]),
+        f(&threads_by_position[1][0]),
+        f(&threads_by_position[1][1])
     );
     println!(
         "- row 2 check: every round processed {inbound_total} inputs, completed {orders} of {orders} sagas (Completed journal events) and left waybill.dlq empty: {}",

@@ -26,6 +26,20 @@ pub fn thread_cpu_ns() -> Option<u64> {
     std::fs::read_to_string("/proc/thread-self/schedstat").ok()?.split_whitespace().next()?.parse().ok()
 }
 
+/// Threads of this process now (Linux `/proc/self/status`).
+pub fn process_threads() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Threads:"))?.trim().parse().ok()
+}
+
+/// Minor page faults of this thread so far (Linux `/proc/thread-self/stat`, field 10).
+pub fn thread_minor_faults() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(7)?.parse().ok()
+}
+
 pub fn cpu_secs_since(start: Option<u64>) -> f64 {
     match (start, thread_cpu_ns()) {
         (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e9,
