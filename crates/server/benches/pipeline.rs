@@ -20,6 +20,10 @@
 //! `WAYBILL_BENCH_IN_PROCESS=1` (row 2's drains in the bench's own process, as before each
 //! got a process of its own: the layout whose second drain costs more),
 
+// The allocator the `waybill` binary runs with (crates/server/src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::fs::File;
 use std::hint::black_box;
 use std::io::Write as _;
@@ -199,7 +203,7 @@ fn saga_drain_isolated(dir: &Path, orders: usize, fsync: FsyncPolicy) -> anyhow:
     }
     let line = text.lines().find_map(|l| l.strip_prefix("saga-run ")).context("the saga round printed no result")?;
     let v: Vec<f64> = line.split(' ').map(str::parse).collect::<Result<_, _>>()?;
-    anyhow::ensure!(v.len() == 9, "saga round result {line:?}");
+    anyhow::ensure!(v.len() == 10, "saga round result {line:?}");
     Ok(SagaRun {
         secs: v[0],
         cpu_secs: v[1],
@@ -210,6 +214,7 @@ fn saga_drain_isolated(dir: &Path, orders: usize, fsync: FsyncPolicy) -> anyhow:
         journal_events: v[6] as u64,
         commands: v[7] as u64,
         faults: v[8] as u64,
+        threads: v[9] as u64,
         ..SagaRun::default()
     })
 }
@@ -233,8 +238,8 @@ fn saga_round_child(policy: &str) -> anyhow::Result<()> {
     let stages = saga_stages(orders, Timestamp::now())?;
     let r = saga_drain(Path::new(&dir), &stages, orders, fsync)?;
     println!(
-        "saga-run {} {} {} {} {} {} {} {} {}",
-        r.secs, r.cpu_secs, r.inputs, r.completed, r.dlq, r.batches, r.journal_events, r.commands, r.faults
+        "saga-run {} {} {} {} {} {} {} {} {} {}",
+        r.secs, r.cpu_secs, r.inputs, r.completed, r.dlq, r.batches, r.journal_events, r.commands, r.faults, r.threads
     );
     Ok(())
 }
