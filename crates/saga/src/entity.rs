@@ -151,10 +151,7 @@ impl Entities {
             if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
                 return Err(format!("{at}: currency {currency:?} is not an ISO 4217 code such as \"EUR\""));
             }
-            policy.cash.check().map_err(|e| format!("{at}: [policy.cash] schedule: {e}"))?;
-            if policy.fulfillment.pick_timeout_secs.is_nan() || policy.fulfillment.pick_timeout_secs <= 0.0 {
-                return Err(format!("{at}: policy.fulfillment.pick_timeout_secs must be a positive number of seconds"));
-            }
+            policy.check().map_err(|(key, problem)| format!("{at}: {key}: {problem}"))?;
             policy.posting.currency = Some(currency.clone());
             by_code.insert(
                 code.clone(),

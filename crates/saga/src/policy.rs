@@ -217,6 +217,17 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Checks the values no type rules out: the dotted key of the first that is wrong
+    /// and what is wrong with it. The deployment's `[policy]` and every entity's layered
+    /// policy pass the same check.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let pick = self.fulfillment.pick_timeout_secs;
+        if pick.is_nan() || pick <= 0.0 {
+            return Err(("policy.fulfillment.pick_timeout_secs", format!("{pick} must be a positive number of seconds")));
+        }
+        self.cash.check().map_err(|p| ("policy.cash.schedule", p))
+    }
+
     /// The policy decisions about a record of entity `code` follow: the entity's, or this
     /// one when the record has no entity or no entities are configured.
     pub fn for_entity(&self, code: Option<&str>) -> &Policy {

@@ -557,7 +557,7 @@ impl Config {
             });
         }
         self.ingest.validate()?;
-        self.policy.cash.check().map_err(|problem| ConfigError::Invalid { key: "policy.cash.schedule", problem })?;
+        self.policy.check().map_err(|(key, problem)| ConfigError::Invalid { key, problem })?;
         // Orders read from Odoo name their company only through the mapping: with several
         // entities, every one needs it, or another company's orders would silently be the
         // default entity's.
@@ -628,13 +628,6 @@ impl Config {
         }
         if self.coordinator.max_batch == 0 {
             return Err(ConfigError::Invalid { key: "coordinator.max_batch", problem: "must be at least 1".into() });
-        }
-        let pick_timeout = self.policy.fulfillment.pick_timeout_secs;
-        if pick_timeout.is_nan() || pick_timeout <= 0.0 {
-            return Err(ConfigError::Invalid {
-                key: "policy.fulfillment.pick_timeout_secs",
-                problem: format!("{} must be a positive number of seconds", self.policy.fulfillment.pick_timeout_secs),
-            });
         }
         self.telemetry
             .log_format

@@ -328,7 +328,7 @@ impl Channel {
             "partner_shipping_id": m.partners.get(&o.ship_to),
             "client_order_ref": o.client_order_ref,
             "currency_id": m.currencies.get(&o.currency),
-            "company_id": entities::of_currency(&o.currency).odoo_company_id,
+            "company_id": entities::of_code(o.company.as_deref()).odoo_company_id,
             "warehouse_id": m.warehouse,
             "commitment_date": commitment,
             "order_line": lines,

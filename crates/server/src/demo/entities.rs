@@ -60,9 +60,9 @@ pub fn of_order(seed: u64, i: usize) -> &'static DemoEntity {
     if r.u8(0..3) == 0 { &ENTITIES[1] } else { &ENTITIES[0] }
 }
 
-/// The company a currency's statements and orders belong to.
-pub fn of_currency(currency: &str) -> &'static DemoEntity {
-    ENTITIES.iter().find(|e| e.currency == currency).unwrap_or(&ENTITIES[0])
+/// The company of `code`; the default one for an order that names none.
+pub fn of_code(code: Option<&str>) -> &'static DemoEntity {
+    ENTITIES.iter().find(|e| Some(e.code) == code).unwrap_or(&ENTITIES[0])
 }
 
 /// Configures the two companies in `cfg` as an operator would: the shipped templates in
