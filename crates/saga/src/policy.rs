@@ -223,7 +223,10 @@ impl Policy {
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         let pick = self.fulfillment.pick_timeout_secs;
         if pick.is_nan() || pick <= 0.0 {
-            return Err(("policy.fulfillment.pick_timeout_secs", format!("{pick} must be a positive number of seconds")));
+            return Err((
+                "policy.fulfillment.pick_timeout_secs",
+                format!("{pick} must be a positive number of seconds"),
+            ));
         }
         self.cash.check().map_err(|p| ("policy.cash.schedule", p))
     }

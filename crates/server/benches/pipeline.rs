@@ -144,6 +144,29 @@ fn sled_append(tmp: &Path, batches: &[Vec<Record>]) -> anyhow::Result<f64> {
 // ---------------------------------------------------------------------------------------
 // Row 2 and 3: sagas, projections.
 
+/// One row-2 drain's figures, per inbound event where that applies.
+struct Drain {
+    rate: f64,
+    cpu_us: f64,
+    faults: f64,
+    threads: f64,
+}
+
+impl Drain {
+    fn of(r: &SagaRun) -> Self {
+        let n = r.inputs as f64;
+        Drain { rate: n / r.secs, cpu_us: r.cpu_secs * 1e6 / n, faults: r.faults as f64 / n, threads: r.threads as f64 }
+    }
+
+    /// The median of one figure (NaN when there is no drain).
+    fn median(drains: &[&Drain], figure: fn(&Drain) -> f64) -> f64 {
+        if drains.is_empty() {
+            return f64::NAN;
+        }
+        median(&drains.iter().map(|d| figure(d)).collect::<Vec<_>>())
+    }
+}
+
 #[derive(Default)]
 struct SagaRun {
     secs: f64,
@@ -471,19 +494,15 @@ fn main() -> anyhow::Result<()> {
     );
 
     let (mut emb, mut raw, mut sld) = (vec![], vec![], vec![]);
-    let (mut saga_ev, mut saga_sagas, mut r_saga, mut saga_nofsync) = (vec![], vec![], vec![], vec![]);
+    let (mut saga_ev, mut saga_sagas, mut r_saga) = (vec![], vec![], vec![]);
     let (mut rb, mut rr, mut r_rb) = (vec![], vec![], vec![]);
     let (mut r_raw, mut r_sled) = (vec![], vec![]);
     let (mut enc, mut enc_n, mut dec, mut dec_n, mut r_enc, mut r_dec) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut saga_cpu, mut rb_cpu) = (vec![], vec![]);
-    // Row 2 with and without fsync, by which of the two ran first in its round: the
-    // order alternates, so a cost one run leaves to the next (the kernel writing back the
-    // other's dirty pages, deleting its files) shows as a difference by position.
-    let (mut nofsync_cpu, mut by_position) = (vec![], [[vec![], vec![]], [vec![], vec![]]]);
-    let mut cpu_by_position = [[vec![], vec![]], [vec![], vec![]]];
-    let mut faults_by_position = [[vec![], vec![]], [vec![], vec![]]];
-    let mut threads_by_position = [[vec![], vec![]], [vec![], vec![]]];
+    // Row 2's drains, [with fsync, without][run first in its round, second]: the order
+    // alternates, so a cost one drain leaves to the next shows as a difference by position.
+    let mut by_position: [[Vec<Drain>; 2]; 2] = Default::default();
     let mut checks = Vec::new();
     let load_start = loadavg();
     let mut last_run = None;
@@ -518,16 +537,8 @@ fn main() -> anyhow::Result<()> {
             let nofsync = saga_round(tmp, orders, FsyncPolicy::Never, round % 2 == 1)?;
             (saga_round(tmp, orders, FsyncPolicy::EveryBatch, round % 2 == 0)?, nofsync)
         };
-        saga_nofsync.push(nofsync.inputs as f64 / nofsync.secs);
-        nofsync_cpu.push(nofsync.cpu_secs * 1e6 / nofsync.inputs as f64);
-        by_position[0][usize::from(!fsync_first)].push(run.inputs as f64 / run.secs);
-        by_position[1][usize::from(fsync_first)].push(nofsync.inputs as f64 / nofsync.secs);
-        cpu_by_position[0][usize::from(!fsync_first)].push(run.cpu_secs * 1e6 / run.inputs as f64);
-        cpu_by_position[1][usize::from(fsync_first)].push(nofsync.cpu_secs * 1e6 / nofsync.inputs as f64);
-        faults_by_position[0][usize::from(!fsync_first)].push(run.faults as f64 / run.inputs as f64);
-        faults_by_position[1][usize::from(fsync_first)].push(nofsync.faults as f64 / nofsync.inputs as f64);
-        threads_by_position[0][usize::from(!fsync_first)].push(run.threads as f64);
-        threads_by_position[1][usize::from(fsync_first)].push(nofsync.threads as f64);
+        by_position[0][usize::from(!fsync_first)].push(Drain::of(&run));
+        by_position[1][usize::from(fsync_first)].push(Drain::of(&nofsync));
         saga_cpu.push(run.cpu_secs * 1e6 / run.inputs as f64);
         rb_cpu.push(run.rebuild_cpu_secs * 1e6 / run.rebuild_records as f64);
         let ev_rate = run.inputs as f64 / run.secs;
@@ -674,36 +685,29 @@ fn main() -> anyhow::Result<()> {
         median(&saga_cpu),
         fmt_num(1e6 / median(&saga_cpu))
     );
+    let nofsync: Vec<&Drain> = by_position[1].iter().flatten().collect();
     println!(
         "- row 2 without fsync (FsyncPolicy::Never, information only): {} events/s, {:.1} µs of coordinator CPU per inbound event",
-        fmt_num(median(&saga_nofsync)),
-        median(&nofsync_cpu)
+        fmt_num(Drain::median(&nofsync, |d| d.rate)),
+        Drain::median(&nofsync, |d| d.cpu_us)
     );
-    let at = |v: &Vec<f64>| if v.is_empty() { "-".to_string() } else { fmt_num(median(v)) };
-    let us = |v: &Vec<f64>| if v.is_empty() { "-".to_string() } else { format!("{:.1}", median(v)) };
-    println!(
-        "- row 2 by position in the round (median events/s, µs of coordinator CPU per event): fsync per batch run first {} ({}), second {} ({}); without fsync run first {} ({}), second {} ({})",
-        at(&by_position[0][0]),
-        us(&cpu_by_position[0][0]),
-        at(&by_position[0][1]),
-        us(&cpu_by_position[0][1]),
-        at(&by_position[1][0]),
-        us(&cpu_by_position[1][0]),
-        at(&by_position[1][1]),
-        us(&cpu_by_position[1][1])
-    );
-    let f = |v: &Vec<f64>| if v.is_empty() { "-".to_string() } else { format!("{:.3}", median(v)) };
-    println!(
-        "- row 2 minor page faults of the draining thread per inbound event, by position: fsync per batch first {}, second {}; without fsync first {}, second {}; threads of the process when the drain began: {}, {}; {}, {}",
-        f(&faults_by_position[0][0]),
-        f(&faults_by_position[0][1]),
-        f(&faults_by_position[1][0]),
-        f(&faults_by_position[1][1]),
-        f(&threads_by_position[0][0]),
-        f(&threads_by_position[0][1]),
-        f(&threads_by_position[1][0]),
-        f(&threads_by_position[1][1])
-    );
+    for (drains, name) in by_position.iter().zip(["fsync per batch", "without fsync"]) {
+        let [first, second] = drains.each_ref().map(|v| v.iter().collect::<Vec<_>>());
+        let at = |v: &[&Drain]| {
+            format!(
+                "{} events/s, {:.1} µs CPU, {:.3} minor faults per event, {:.0} threads at its start",
+                fmt_num(Drain::median(v, |d| d.rate)),
+                Drain::median(v, |d| d.cpu_us),
+                Drain::median(v, |d| d.faults),
+                Drain::median(v, |d| d.threads)
+            )
+        };
+        println!(
+            "- row 2 {name}, by position in the round (medians): run first {}; run second {}",
+            at(&first),
+            at(&second)
+        );
+    }
     println!(
         "- row 2 check: every round processed {inbound_total} inputs, completed {orders} of {orders} sagas (Completed journal events) and left waybill.dlq empty: {}",
         if all_ok { "yes" } else { "NO" }
