@@ -12,6 +12,12 @@ pub const CONTROL: &str = "waybill.control";
 /// audit trail.
 pub const AUDIT: &str = "waybill.audit";
 
+/// Saga state snapshots: the coordinator's changelog of flow states, keyed by correlation
+/// key and co-partitioned with the journal, with a mark record after every save naming
+/// the journal offset the states cover. A fresh replica restores from it plus the
+/// journal after the mark. Compacted on Kafka.
+pub const SNAPSHOTS: &str = "waybill.snapshots";
+
 /// Connector state: each poller's cursor (key `<connector>/<model>`), appended with the
 /// events it covers. Small; compacted on Kafka.
 pub const CONNECT_STATE: &str = "waybill.connect.state";

@@ -24,7 +24,8 @@
 //! - [`coordinator`]: the I/O shell — consume inbound topics and `waybill.control`, step,
 //!   fire timers when a logged timer tick is read, write journal + commands + dead
 //!   letters + checkpoint (one append, or the outputs first and the checkpoint after on a
-//!   backend without atomic batches), keep state in [`store`].
+//!   backend without atomic batches), keep state in [`store`] and its changelog in
+//!   [`snapshot`] (`waybill.snapshots`), from which a fresh replica restores.
 //!
 //! This crate must not reach out to Odoo, the warehouse or anything but the event log and
 //! its own state store.
@@ -49,6 +50,7 @@ pub mod registry;
 pub mod returns;
 pub mod saga;
 pub mod schedule;
+pub mod snapshot;
 pub mod store;
 pub mod watch;
 
@@ -81,6 +83,18 @@ pub enum Error {
     Journal {
         /// Topic.
         topic: String,
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+        /// Why.
+        reason: String,
+    },
+    /// A record of the saga state snapshots could not be read back.
+    #[error(
+        "saga state snapshot waybill.snapshots/{partition}@{offset} cannot be decoded: {reason}; snapshots are Waybill's own output, so this means a schemas/ change that is not backward compatible"
+    )]
+    Snapshot {
         /// Partition.
         partition: i32,
         /// Offset.

@@ -1,6 +1,8 @@
 //! The saga state store (sled): every correlation key's flow ([`AnyFlow`]) plus, per partition, the
 //! journal offset the stored states cover and the input positions named by the last
-//! checkpoint folded into them.
+//! checkpoint folded into them. An index of the unfinished flows (`u/…`) lets a restore
+//! load the working set without reading the finished flows, so it costs what is live,
+//! not what is history.
 //!
 //! The store is a cache of the journal, never the truth: the coordinator writes it some
 //! time after the journal appends it covers (every few hundred milliseconds under load,
@@ -35,6 +37,14 @@ fn flow_key(partition: i32, key: &str) -> Vec<u8> {
     format!("f/{partition:05}/{key}").into_bytes()
 }
 
+fn unfinished_prefix(partition: i32) -> String {
+    format!("u/{partition:05}/")
+}
+
+fn unfinished_key(partition: i32, key: &str) -> Vec<u8> {
+    format!("u/{partition:05}/{key}").into_bytes()
+}
+
 fn mark_key(partition: i32) -> Vec<u8> {
     format!("m/{partition:05}").into_bytes()
 }
@@ -43,8 +53,31 @@ fn mark_key(partition: i32) -> Vec<u8> {
 /// and rebuilt from the journal (it is a cache), so a state never lacks what the journal
 /// would have given it (2: each saga's `last_at`, from which the watchdog counts; 3: the
 /// commands each saga issued, which a retry of a refused command rebuilds, and the
-/// target health saga).
-const STATE_LAYOUT: u32 = 3;
+/// target health saga; 4: the index of unfinished flows).
+const STATE_LAYOUT: u32 = 4;
+
+/// One flow's state as stored: its key, its encoding ([`AnyFlow::encode`]) and whether it
+/// has finished. The coordinator encodes a changed flow once and hands the same bytes to
+/// the store and to the snapshot topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// Correlation key.
+    pub key: String,
+    /// The flow's state.
+    pub bytes: Vec<u8>,
+    /// Every saga of the flow has finished (it is not part of the working set).
+    pub finished: bool,
+}
+
+impl Encoded {
+    /// Encodes `flow`.
+    pub fn of(flow: &AnyFlow) -> Result<Self> {
+        let bytes = flow
+            .encode()
+            .map_err(|e| Error::Encode { what: format!("state of {}", flow.key()), reason: e.to_string() })?;
+        Ok(Encoded { key: flow.key().to_string(), bytes, finished: flow.is_finished() })
+    }
+}
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct MarkRecord {
@@ -120,19 +153,40 @@ impl StateStore {
         }
     }
 
-    /// Every stored flow of a partition that has not finished (the working set).
+    /// Every stored flow of a partition that has not finished (the working set), read
+    /// through the index of unfinished flows: finished ones are not read.
     pub fn unfinished(&self, partition: i32) -> Result<Vec<AnyFlow>> {
-        let prefix = format!("f/{partition:05}/");
+        let prefix = unfinished_prefix(partition);
         let mut out = Vec::new();
         for kv in self.tree.scan_prefix(prefix.as_bytes()) {
-            let (k, v) = kv.map_err(|e| self.err(e))?;
+            let (k, _) = kv.map_err(|e| self.err(e))?;
             let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            let flow = AnyFlow::decode(&key, &v).map_err(|e| Error::State { key, reason: e.to_string() })?;
-            if !flow.is_finished() {
+            if let Some(flow) = self.load_any(partition, &key)? {
                 out.push(flow);
             }
         }
         Ok(out)
+    }
+
+    /// Every stored flow of a partition as stored (unfinished and finished), for a full
+    /// snapshot generation. The unfinished keys are read first (the working set); the
+    /// flows are then streamed.
+    pub fn scan_encoded(&self, partition: i32) -> Result<impl Iterator<Item = Result<Encoded>> + '_> {
+        let live: std::collections::HashSet<Vec<u8>> = self
+            .tree
+            .scan_prefix(unfinished_prefix(partition).as_bytes())
+            .keys()
+            .map(|k| k.map(|k| k[2..].to_vec()).map_err(|e| self.err(e)))
+            .collect::<Result<_>>()?;
+        let prefix_len = format!("f/{partition:05}/").len();
+        Ok(self.tree.scan_prefix(format!("f/{partition:05}/").as_bytes()).map(move |kv| {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            Ok(Encoded {
+                key: String::from_utf8_lossy(&k[prefix_len..]).into_owned(),
+                bytes: v.to_vec(),
+                finished: !live.contains(&k[2..]),
+            })
+        }))
     }
 
     /// Stores changed flows and the partition's new mark in one atomic batch.
@@ -142,26 +196,40 @@ impl StateStore {
         flows: impl IntoIterator<Item = &'a AnyFlow>,
         mark: &PartitionMark,
     ) -> Result<()> {
+        let encoded = flows.into_iter().map(Encoded::of).collect::<Result<Vec<_>>>()?;
+        self.save_encoded(partition, &encoded, Some(mark))
+    }
+
+    /// Stores encoded flows and (when given) the partition's new mark in one atomic
+    /// batch. Without a mark the partition keeps the one it had: a snapshot being loaded
+    /// in chunks writes its mark last.
+    pub fn save_encoded(&self, partition: i32, flows: &[Encoded], mark: Option<&PartitionMark>) -> Result<()> {
         let mut batch = sled::Batch::default();
         for f in flows {
-            let v = f
-                .encode()
-                .map_err(|e| Error::Encode { what: format!("state of {}", f.key()), reason: e.to_string() })?;
-            batch.insert(flow_key(partition, f.key()), v);
+            batch.insert(flow_key(partition, &f.key), f.bytes.as_slice());
+            if f.finished {
+                batch.remove(unfinished_key(partition, &f.key));
+            } else {
+                batch.insert(unfinished_key(partition, &f.key), &[]);
+            }
         }
-        let m = MarkRecord { journal_next: mark.journal_next, positions: mark.positions.clone(), layout: STATE_LAYOUT };
-        let v = serde_json::to_vec(&m)
-            .map_err(|e| Error::Encode { what: "partition mark".into(), reason: e.to_string() })?;
-        batch.insert(mark_key(partition), v);
+        if let Some(mark) = mark {
+            let m =
+                MarkRecord { journal_next: mark.journal_next, positions: mark.positions.clone(), layout: STATE_LAYOUT };
+            let v = serde_json::to_vec(&m)
+                .map_err(|e| Error::Encode { what: "partition mark".into(), reason: e.to_string() })?;
+            batch.insert(mark_key(partition), v);
+        }
         self.tree.apply_batch(batch).map_err(|e| self.err(e))
     }
 
     /// Drops everything stored for a partition (on revoke, or before a rebuild).
     pub fn drop_partition(&self, partition: i32) -> Result<()> {
         let mut batch = sled::Batch::default();
-        for kv in self.tree.scan_prefix(format!("f/{partition:05}/").as_bytes()) {
-            let (k, _) = kv.map_err(|e| self.err(e))?;
-            batch.remove(k);
+        for prefix in [format!("f/{partition:05}/"), unfinished_prefix(partition)] {
+            for k in self.tree.scan_prefix(prefix.as_bytes()).keys() {
+                batch.remove(k.map_err(|e| self.err(e))?);
+            }
         }
         batch.remove(mark_key(partition));
         self.tree.apply_batch(batch).map_err(|e| self.err(e))

@@ -1,6 +1,7 @@
 //! The coordinator over the embedded log: a backlog spread over several inbound topics
-//! (an outage, a bulk import) is processed in the order the systems wrote it, and a
-//! state store that is deleted is rebuilt from the journal to the same state.
+//! (an outage, a bulk import) is processed in the order the systems wrote it, a state
+//! store that is deleted is rebuilt from the journal to the same state, and a fresh
+//! replica restores from the saga state snapshots to the same state as from the journal.
 
 mod fixtures;
 
@@ -24,6 +25,7 @@ fn open(dir: &std::path::Path) -> Arc<dyn EventLog> {
     let mut topics = topic::coordinator_inputs();
     topics.push(topic::JOURNAL.into());
     topics.push(topic::DLQ.into());
+    topics.push(topic::SNAPSHOTS.into());
     topics.extend(topic::command_topics());
     for t in topics {
         log.ensure_topic(&t, PARTITIONS).unwrap();
@@ -58,16 +60,26 @@ fn order_events(order: &str) -> Vec<InboundEvent> {
         issued(order, &sh, &[(1, "PLAIN", 2)]),
         booked(order, &sh),
         delivered(order, &sh),
+        invoice_posted(order, &sh, &format!("INV-{order}")),
     ]
 }
 
 fn coordinator(log: &Arc<dyn EventLog>, state: &std::path::Path, max_batch: usize) -> Coordinator {
+    coordinator_with(log, state, max_batch, false)
+}
+
+fn coordinator_with(
+    log: &Arc<dyn EventLog>,
+    state: &std::path::Path,
+    max_batch: usize,
+    snapshots: bool,
+) -> Coordinator {
     Coordinator::new(
         log.clone(),
         StateStore::open(state).unwrap(),
         Arc::new(catalog()),
         Policy::default(),
-        CoordinatorConfig { max_batch, ..CoordinatorConfig::default() },
+        CoordinatorConfig { max_batch, snapshots, ..CoordinatorConfig::default() },
     )
 }
 
@@ -75,14 +87,15 @@ fn count(log: &dyn EventLog, t: &str) -> i64 {
     (0..PARTITIONS as i32).map(|p| log.end_offset(t, p).unwrap()).sum()
 }
 
-/// Sagas with a `Completed` event in the journal (a copy written again after a crash
-/// counts once, as every reader of the journal drops it).
+/// Order-to-fulfillment sagas with a `Completed` event in the journal (a copy written
+/// again after a crash counts once, as every reader of the journal drops it).
 fn completed_sagas(log: &dyn EventLog) -> usize {
     let mut done = std::collections::BTreeSet::new();
     for p in 0..PARTITIONS as i32 {
         for r in log.read(topic::JOURNAL, p, 0, 1_000_000).unwrap() {
             if let Ok(waybill_schema::JournalRecord::Event(e)) = waybill_schema::decode_journal_record(&r.value)
                 && matches!(e.body, JournalBody::Completed(_))
+                && e.meta.saga_id.starts_with("o2f:")
             {
                 done.insert(e.meta.saga_id.clone());
             }
@@ -202,4 +215,121 @@ fn journal_events_without_their_commands_are_not_taken_as_done() {
         );
     }
     assert!(keys.values().all(|bodies| bodies.len() == 1), "one command per key");
+}
+
+/// Every flow a state store holds, by partition and key, as stored.
+fn stored(state: &std::path::Path) -> std::collections::BTreeMap<(i32, String), (Vec<u8>, bool)> {
+    let store = StateStore::open(state).unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for p in 0..PARTITIONS as i32 {
+        for f in store.scan_encoded(p).unwrap() {
+            let f = f.unwrap();
+            out.insert((p, f.key), (f.bytes, f.finished));
+        }
+    }
+    out
+}
+
+fn drain(c: &Coordinator) {
+    for p in 0..PARTITIONS as i32 {
+        c.drain_partition(p, Timestamp(1)).unwrap();
+    }
+}
+
+/// Orders `from..to`, the first `steps` events of each.
+fn append_orders(log: &dyn EventLog, from: usize, to: usize, steps: std::ops::Range<usize>) {
+    for i in from..to {
+        for e in order_events(&format!("SO{i:03}")).into_iter().skip(steps.start).take(steps.len()) {
+            append(log, &e);
+        }
+    }
+}
+
+/// A replica with an empty volume restores from the snapshot and the journal after its
+/// mark, reads none of the journal the snapshot covers, holds exactly the states a
+/// restore from the whole journal gives, and carries on without repeating a command.
+#[test]
+fn a_fresh_replica_restores_from_the_snapshot_to_the_state_the_journal_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    append_orders(log.as_ref(), 0, 30, 0..8); // finished: history
+    append_orders(log.as_ref(), 30, 50, 0..4); // live
+    drain(&coordinator_with(&log, &dir.path().join("state-a"), 16, true));
+    let journal_end: i64 = (0..PARTITIONS as i32).map(|p| log.end_offset(topic::JOURNAL, p).unwrap()).sum();
+    assert!(journal_end > 0);
+
+    // B: empty store, snapshots on. C: empty store, snapshots off (the whole journal).
+    let b = coordinator_with(&log, &dir.path().join("state-b"), 512, true);
+    drain(&b);
+    assert_eq!(
+        b.stats().restored.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "no journal record the snapshot covers is read"
+    );
+    let c = coordinator(&log, &dir.path().join("state-c"), 512);
+    drain(&c);
+    assert_eq!(c.stats().restored.load(std::sync::atomic::Ordering::Relaxed) as i64, journal_end);
+    drop((b, c));
+    let from_snapshot = stored(&dir.path().join("state-b"));
+    assert_eq!(from_snapshot.len(), 50, "finished and live flows are both restored");
+    assert_eq!(from_snapshot.values().filter(|(_, finished)| *finished).count(), 30);
+    assert_eq!(from_snapshot, stored(&dir.path().join("state-c")), "the same states as the whole journal gives");
+
+    // The live orders finish on the replica restored from the snapshot.
+    let commands_before = count(log.as_ref(), &topic::commands(System::Wms));
+    append_orders(log.as_ref(), 30, 50, 4..8);
+    drain(&coordinator_with(&log, &dir.path().join("state-b"), 512, true));
+    assert_eq!(count(log.as_ref(), &topic::commands(System::Wms)), commands_before, "no warehouse command repeated");
+    assert_eq!(completed_sagas(log.as_ref()), 50);
+    assert_eq!(count(log.as_ref(), topic::DLQ), 0);
+}
+
+/// A save cut short on a backend without atomic batches leaves flow states on the
+/// snapshot topic without the mark that closes them. A fresh replica takes the last mark,
+/// the newer states after it and the journal from the mark, and ends where a restore
+/// from the whole journal ends.
+#[test]
+fn a_snapshot_save_cut_short_restores_to_the_same_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = open(dir.path());
+    append_orders(inner.as_ref(), 0, 20, 0..7);
+    drain(&coordinator_with(&inner, &dir.path().join("state-a"), 512, true));
+    append_orders(inner.as_ref(), 20, 40, 0..5);
+    let cut = Arc::new(CutShort::new(inner.clone()));
+    cut.arm(Cut {
+        when: Box::new(|b| b.records.iter().any(|r| r.topic == topic::SNAPSHOTS)),
+        keep: Box::new(|r| r.topic == topic::SNAPSHOTS && r.key != waybill_saga::snapshot::MARK_KEY),
+    });
+    let log: Arc<dyn EventLog> = cut.clone();
+    let a = coordinator_with(&log, &dir.path().join("state-a"), 512, true);
+    let failed = (0..PARTITIONS as i32).filter(|p| a.drain_partition(*p, Timestamp(1)).is_err()).count();
+    assert_eq!((cut.cuts(), failed), (1, 1), "one save was cut short");
+
+    let b = coordinator_with(&inner, &dir.path().join("state-b"), 512, true);
+    drain(&b);
+    let c = coordinator(&inner, &dir.path().join("state-c"), 512);
+    drain(&c);
+    assert!(
+        b.stats().restored.load(std::sync::atomic::Ordering::Relaxed)
+            < c.stats().restored.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    drop((a, b, c));
+    assert_eq!(stored(&dir.path().join("state-b")), stored(&dir.path().join("state-c")));
+}
+
+/// A store that already held flows when snapshots were turned on: the topic is not
+/// trusted until a generation has written every stored flow, so a fresh replica restored
+/// from it lacks none.
+#[test]
+fn turning_snapshots_on_writes_a_generation_of_what_the_store_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    append_orders(log.as_ref(), 0, 20, 0..7);
+    drain(&coordinator(&log, &dir.path().join("state-a"), 512));
+    append_orders(log.as_ref(), 20, 25, 0..3);
+    drain(&coordinator_with(&log, &dir.path().join("state-a"), 512, true));
+    drain(&coordinator_with(&log, &dir.path().join("state-b"), 512, true));
+    let restored = stored(&dir.path().join("state-b"));
+    assert_eq!(restored.len(), 25);
+    assert_eq!(restored, stored(&dir.path().join("state-a")));
 }

@@ -464,13 +464,13 @@ impl Registry {
         Ok(out)
     }
 
-    /// Encodes a record of a kind without a domain type (`waybill.audit.*`, `waybill.connect.*`) from its serde
+    /// Encodes a record of a kind without a domain type (`waybill.audit.*`, `waybill.connect.*`, `waybill.snapshot.*`) from its serde
     /// form, with the latest version of the schema `full_name`: through an Avro `Value`
     /// and schema resolution, so fields are matched by name.
     pub fn encode_record<T: serde::Serialize>(&self, full_name: &str, value: &T) -> Result<Vec<u8>> {
         let schema = self
             .latest(full_name)
-            .filter(|s| matches!(s.kind(), Kind::Audit | Kind::Connect))
+            .filter(|s| matches!(s.kind(), Kind::Audit | Kind::Connect | Kind::Snapshot))
             .ok_or_else(|| Error::UnknownSchema { full_name: full_name.to_string(), version: None })?;
         let datum = apache_avro::to_value(value)
             .and_then(|v| v.resolve(schema.expanded()))
@@ -482,7 +482,7 @@ impl Registry {
     /// Decodes a Confluent-framed record of a kind without a domain type
     /// (`waybill.audit.*`) into its serde form, resolving older writer versions.
     pub fn decode_record<T: serde::de::DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
-        let (writer, reader, value) = self.decode_value(bytes, &[Kind::Audit, Kind::Connect])?;
+        let (writer, reader, value) = self.decode_value(bytes, &[Kind::Audit, Kind::Connect, Kind::Snapshot])?;
         apache_avro::from_value(&value).map_err(|e| to_domain_error(writer, reader, e))
     }
 

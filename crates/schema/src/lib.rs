@@ -59,6 +59,7 @@ pub mod levels;
 pub mod registry;
 pub mod release;
 pub mod samples;
+pub mod snapshot;
 pub mod wire;
 
 #[cfg(test)]

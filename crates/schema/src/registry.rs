@@ -56,6 +56,9 @@ pub enum Kind {
     /// `waybill.connect.*`: the connectors' own state records (a poller's cursor), no
     /// domain type; through serde like [`Kind::Audit`].
     Connect,
+    /// `waybill.snapshot.*`: the coordinator's saga state snapshots (a flow's state, a
+    /// partition's mark), no domain type; through serde like [`Kind::Audit`].
+    Snapshot,
 }
 
 impl Kind {
@@ -67,6 +70,7 @@ impl Kind {
             Kind::Journal | Kind::Checkpoint => "waybill.journal",
             Kind::Audit => "waybill.audit",
             Kind::Connect => "waybill.connect",
+            Kind::Snapshot => "waybill.snapshot",
         }
     }
 
@@ -79,6 +83,7 @@ impl Kind {
             ("waybill.journal", _) => Some(Kind::Journal),
             ("waybill.audit", _) => Some(Kind::Audit),
             ("waybill.connect", _) => Some(Kind::Connect),
+            ("waybill.snapshot", _) => Some(Kind::Snapshot),
             _ => None,
         }
     }
@@ -92,6 +97,7 @@ impl Kind {
             Kind::Checkpoint => "a journal checkpoint (waybill.journal.Checkpoint)",
             Kind::Audit => "a control-plane audit record (waybill.audit.*)",
             Kind::Connect => "a connector's state record (waybill.connect.*)",
+            Kind::Snapshot => "a saga state snapshot record (waybill.snapshot.*)",
         }
     }
 
@@ -102,6 +108,7 @@ impl Kind {
             Kind::Journal | Kind::Checkpoint => 2,
             Kind::Audit => 3,
             Kind::Connect => 4,
+            Kind::Snapshot => 5,
         }
     }
 }
@@ -196,7 +203,7 @@ pub struct Registry {
     families: BTreeMap<String, Vec<u32>>,
     /// Latest id by short name, per namespace slot (see [`Kind::slot`]), so that encoding
     /// finds its schema without building a full name.
-    latest_by_name: [HashMap<String, u32>; 5],
+    latest_by_name: [HashMap<String, u32>; 6],
 }
 
 /// Most bytes of one string or `bytes` field, and most items of one array or map, that
@@ -248,7 +255,7 @@ impl Registry {
             }
             let kind = Kind::of(src.full_name).ok_or_else(|| {
                 Error::Catalog(format!(
-                    "{path} (id {}): namespace of {} is not waybill.event, waybill.command, waybill.journal, waybill.audit or waybill.connect",
+                    "{path} (id {}): namespace of {} is not waybill.event, waybill.command, waybill.journal, waybill.audit, waybill.connect or waybill.snapshot",
                     src.id, src.full_name
                 ))
             })?;
@@ -282,7 +289,7 @@ impl Registry {
         }
 
         let mut families = BTreeMap::new();
-        let mut latest_by_name: [HashMap<String, u32>; 5] = Default::default();
+        let mut latest_by_name: [HashMap<String, u32>; 6] = Default::default();
         for (full_name, by_version) in versions {
             let numbers: Vec<u32> = by_version.keys().copied().collect();
             if numbers.iter().zip(1..).any(|(&v, want)| v != want) {

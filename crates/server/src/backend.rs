@@ -80,6 +80,9 @@ pub enum TopicRole {
     Audit,
     /// The connectors' own state (pollers' cursors): one partition, compacted.
     ConnectorState,
+    /// Saga state snapshots, keyed by correlation key: compacted, co-partitioned with
+    /// the journal.
+    Snapshot,
 }
 
 impl TopicRole {
@@ -92,13 +95,17 @@ impl TopicRole {
             TopicRole::Command => "command",
             TopicRole::DeadLetter => "dead-letter",
             TopicRole::Audit => "audit",
+            TopicRole::Snapshot => "snapshot",
         }
     }
 
     /// Whether the topic is keyed by the correlation key and read partition by
     /// partition together with the journal (so its partition count must match).
     pub fn co_partitioned(self) -> bool {
-        matches!(self, TopicRole::Inbound | TopicRole::Control | TopicRole::Journal | TopicRole::Command)
+        matches!(
+            self,
+            TopicRole::Inbound | TopicRole::Control | TopicRole::Journal | TopicRole::Command | TopicRole::Snapshot
+        )
     }
 }
 
@@ -151,6 +158,17 @@ pub fn plan(cfg: &Config) -> Vec<PlannedTopic> {
     }
     add(topic::DLQ.to_owned(), TopicRole::DeadLetter, t.dead_letter_retention_hours);
     add(topic::AUDIT.to_owned(), TopicRole::Audit, -1);
+    let mut snapshots = BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())]);
+    if t.min_insync_replicas > 0 {
+        snapshots.insert("min.insync.replicas".to_owned(), t.min_insync_replicas.to_string());
+    }
+    out.push(PlannedTopic {
+        name: topic::SNAPSHOTS.to_owned(),
+        role: TopicRole::Snapshot,
+        partitions: cfg.partitions,
+        replication_factor: t.replication_factor,
+        config: snapshots,
+    });
     out.push(PlannedTopic {
         name: topic::CONNECT_STATE.to_owned(),
         role: TopicRole::ConnectorState,
@@ -222,6 +240,7 @@ pub fn render(checked: &[(PlannedTopic, TopicState)]) -> String {
     );
     for (t, s) in checked {
         let retention = match t.config.get("retention.ms").map(String::as_str) {
+            _ if t.config.get("cleanup.policy").map(String::as_str) == Some("compact") => "compacted".to_owned(),
             Some("-1") | None => "forever".to_owned(),
             Some(ms) => format!("{} h", ms.parse::<i64>().unwrap_or(0) / 3_600_000),
         };
@@ -273,6 +292,7 @@ pub fn ensure_topics(log: &dyn EventLog, partitions: u32) -> anyhow::Result<()> 
     let mut topics = topic::coordinator_inputs();
     topics.push(topic::JOURNAL.to_string());
     topics.push(topic::DLQ.to_string());
+    topics.push(topic::SNAPSHOTS.to_string());
     topics.extend(topic::command_topics());
     for t in topics {
         log.ensure_topic(&t, partitions).with_context(|| format!("topic {t}"))?;

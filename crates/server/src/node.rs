@@ -153,6 +153,7 @@ impl Node {
             SagaCoordinatorConfig {
                 max_batch: cfg.coordinator.max_batch,
                 idle_wait: Duration::from_millis(cfg.coordinator.idle_wait_ms),
+                snapshots: true,
                 ..SagaCoordinatorConfig::default()
             },
         ));

@@ -11,7 +11,8 @@ use waybill_log::{AppendBatch, Position, Record};
 use super::outputs::Outputs;
 use super::{Coordinator, SAVE_EVERY, SAVE_EVERY_FLOWS, Worker, to_positions};
 use crate::registry::AnyFlow;
-use crate::store::PartitionMark;
+use crate::snapshot::{SnapshotMark, Snapshots};
+use crate::store::{Encoded, PartitionMark};
 use crate::{Error, Result};
 
 impl Coordinator {
@@ -89,19 +90,57 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Writes the changed flows and the partition's mark in one batch, then lets finished
-    /// flows leave memory.
+    /// Writes the changed flows and the partition's mark (to the snapshot topic, then
+    /// the store), then lets finished flows leave memory.
     pub(super) fn save(&self, w: &mut Worker) -> Result<()> {
         w.saved_at = Instant::now();
         if w.dirty.is_empty() {
             return Ok(());
         }
         let dirty = std::mem::take(&mut w.dirty);
-        self.store.save(w.partition, dirty.iter().filter_map(|k| w.flows.get(k)), &w.mark)?;
+        let encoded = dirty.iter().filter_map(|k| w.flows.get(k)).map(Encoded::of).collect::<Result<Vec<_>>>()?;
+        self.persist(w.partition, &encoded, &w.mark, &mut w.snapshot)?;
         for key in dirty {
             if w.flows.get(&key).is_some_and(AnyFlow::is_finished) {
                 w.flows.remove(&key);
             }
+        }
+        Ok(())
+    }
+
+    /// Stores encoded flows under `mark`. With snapshots on, the same bytes go to the
+    /// snapshot topic first (so it is never behind the store), and a new generation is
+    /// written when the changes since the last one call for it, or when the topic has
+    /// none yet.
+    pub(super) fn persist(
+        &self,
+        p: i32,
+        flows: &[Encoded],
+        mark: &PartitionMark,
+        snapshot: &mut Option<SnapshotMark>,
+    ) -> Result<()> {
+        if !self.config.snapshots {
+            return self.store.save_encoded(p, flows, Some(mark));
+        }
+        let snapshots = Snapshots::new(self.log.as_ref());
+        if let Some(last) = snapshot.as_mut()
+            && !(flows.is_empty() && last.journal_next == mark.journal_next)
+        {
+            *last = snapshots.append_save(p, flows, last, mark)?;
+        }
+        self.store.save_encoded(p, flows, Some(mark))?;
+        if snapshot.as_ref().is_none_or(SnapshotMark::generation_due) {
+            let started = Instant::now();
+            let next = snapshots.append_generation(p, &self.store, mark)?;
+            tracing::info!(
+                waybill.partition = p,
+                snapshot.flows = next.generation_flows,
+                snapshot.from = next.generation_from,
+                journal.next = next.journal_next,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "saga state snapshot generation written"
+            );
+            *snapshot = Some(next);
         }
         Ok(())
     }

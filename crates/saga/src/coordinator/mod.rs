@@ -15,8 +15,9 @@
 //! deadline. A re-run after a crash, with batches cut at other points, decides the same.
 //!
 //! On start (or when it gains a partition) it restores (`restore`): states from
-//! the store, then the journal from the offset the store covers — the journal is the
-//! changelog, and its last checkpoint is the resume point. A store that is behind or
+//! the store — or, when the store is empty or further behind, from the partition's
+//! snapshot ([`crate::snapshot`]) — then the journal from the offset they cover: the
+//! journal is the changelog, and its last checkpoint is the resume point. A store that is behind or
 //! empty (a fresh machine) therefore converges on exactly the state the journal
 //! describes; journal events no checkpoint covers are discarded.
 
@@ -42,6 +43,7 @@ use crate::Result;
 use crate::catalog::Catalog;
 use crate::policy::Policy;
 use crate::registry::AnyFlow;
+use crate::snapshot::SnapshotMark;
 use crate::store::{PartitionMark, StateStore};
 
 /// Coordinator settings.
@@ -53,11 +55,21 @@ pub struct CoordinatorConfig {
     pub max_batch: usize,
     /// How long an idle worker waits for input before checking timers again.
     pub idle_wait: Duration,
+    /// Keep saga state snapshots on `waybill.snapshots` (which must exist), and restore
+    /// from them when the local store is empty or further behind ([`crate::snapshot`]).
+    /// A node always does; off by default for tests and tools that build a coordinator
+    /// over a log without that topic.
+    pub snapshots: bool,
 }
 
 impl Default for CoordinatorConfig {
     fn default() -> Self {
-        CoordinatorConfig { group: "waybill-coordinator".into(), max_batch: 512, idle_wait: Duration::from_millis(50) }
+        CoordinatorConfig {
+            group: "waybill-coordinator".into(),
+            max_batch: 512,
+            idle_wait: Duration::from_millis(50),
+            snapshots: false,
+        }
     }
 }
 
@@ -217,6 +229,8 @@ struct Worker {
     dirty: BTreeSet<String>,
     /// What the next save records as covered.
     mark: PartitionMark,
+    /// The last snapshot mark written (`None`: snapshots off, or no generation yet).
+    snapshot: Option<SnapshotMark>,
     saved_at: Instant,
     /// When the consumer lag of a backlogged input was last asked of the log.
     lag_asked_at: Option<Instant>,

@@ -1,5 +1,6 @@
-//! Restoring a partition: states from the store, then the journal from the offset the
-//! store covers. The journal is the changelog of saga state and its last checkpoint is
+//! Restoring a partition: states from the store (or, when the store is empty or further
+//! behind than the snapshot's size, from the partition's snapshot), then the journal from
+//! the offset they cover. The journal is the changelog of saga state and its last checkpoint is
 //! the resume point, so a store that is behind or empty (a fresh machine) converges on
 //! exactly the state the journal describes.
 
@@ -15,7 +16,8 @@ use waybill_telemetry::metrics as names;
 
 use super::{Coordinator, Worker, to_positions};
 use crate::registry::AnyFlow;
-use crate::store::PartitionMark;
+use crate::snapshot::{SnapshotMark, Snapshots};
+use crate::store::{Encoded, PartitionMark};
 use crate::{Error, Result};
 
 /// Journal events read since the last checkpoint of a partition, held until the
@@ -58,7 +60,8 @@ impl Coordinator {
     /// Rebuilds the worker of partition `p` from the store and the journal.
     pub(super) fn restore(&self, p: i32) -> Result<Worker> {
         let started = Instant::now();
-        let mark = self.store.mark(p)?;
+        let mut mark = self.store.mark(p)?;
+        let (mut snapshot, from_snapshot) = self.restore_snapshot(p, &mut mark)?;
         let mut flows: HashMap<String, AnyFlow> =
             self.store.unfinished(p)?.into_iter().map(|f| (f.key().to_string(), f)).collect();
         let mut positions: BTreeMap<String, i64> = mark.positions.iter().map(|x| (x.topic.clone(), x.offset)).collect();
@@ -123,7 +126,8 @@ impl Coordinator {
             );
         }
         let mark = PartitionMark { journal_next: next, positions: to_positions(p, &positions) };
-        self.store.save(p, dirty.iter().filter_map(|k| flows.get(k)), &mark)?;
+        let encoded = dirty.iter().filter_map(|k| flows.get(k)).map(Encoded::of).collect::<Result<Vec<_>>>()?;
+        self.persist(p, &encoded, &mark, &mut snapshot)?;
         flows.retain(|_, f| !f.is_finished());
         let timers = flows.values().filter_map(|f| f.next_deadline().map(|d| (d, f.key().to_string()))).collect();
         self.stats.restored.fetch_add(replayed, Ordering::Relaxed);
@@ -132,6 +136,7 @@ impl Coordinator {
         metrics::histogram!(names::RESTORE_DURATION).record(secs);
         tracing::info!(
             waybill.partition = p,
+            snapshot.flows = from_snapshot,
             journal.replayed = replayed,
             journal.next = next,
             sagas.active = flows.len(),
@@ -148,9 +153,38 @@ impl Coordinator {
             journal_next: next,
             dirty: BTreeSet::new(),
             mark,
+            snapshot,
             saved_at: Instant::now(),
             lag_asked_at: None,
         })
+    }
+}
+
+impl Coordinator {
+    /// With snapshots on: the partition's last snapshot mark, after loading the snapshot
+    /// into the store when the store is empty or further behind the snapshot than the
+    /// snapshot is large (`mark` then becomes the snapshot's). Returns the mark to carry
+    /// on from (`None`: a new generation is due, because the topic has none or the store
+    /// holds states it lacks) and the flow records loaded.
+    fn restore_snapshot(&self, p: i32, mark: &mut PartitionMark) -> Result<(Option<SnapshotMark>, u64)> {
+        if !self.config.snapshots {
+            return Ok((None, 0));
+        }
+        let snapshots = Snapshots::new(self.log.as_ref());
+        let Some(snap) = snapshots.last_mark(p)? else { return Ok((None, 0)) };
+        let local = mark.journal_next;
+        if local > snap.journal_next {
+            // The store holds states the topic lacks (written while snapshots were off):
+            // the topic is not trusted until a new generation covers them.
+            return Ok((None, 0));
+        }
+        let behind = (snap.journal_next - local) as u64;
+        if local == 0 && snap.journal_next > 0 || behind > snap.records() {
+            let loaded = snapshots.load_into(p, &snap, &self.store)?;
+            *mark = snap.partition_mark();
+            return Ok((Some(snap), loaded));
+        }
+        Ok((Some(snap), 0))
     }
 }
 
