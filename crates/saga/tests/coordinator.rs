@@ -76,7 +76,7 @@ fn coordinator_with(
 ) -> Coordinator {
     Coordinator::new(
         log.clone(),
-        StateStore::open(state).unwrap(),
+        open_store(state),
         Arc::new(catalog()),
         Policy::default(),
         CoordinatorConfig { max_batch, snapshots, ..CoordinatorConfig::default() },
@@ -217,9 +217,24 @@ fn journal_events_without_their_commands_are_not_taken_as_done() {
     assert!(keys.values().all(|bodies| bodies.len() == 1), "one command per key");
 }
 
+/// Opens a state store a coordinator just let go of (sled's background thread may hold
+/// its lock for a moment after the drop).
+fn open_store(state: &std::path::Path) -> StateStore {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match StateStore::open(state) {
+            Ok(s) => return s,
+            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 /// Every flow a state store holds, by partition and key, as stored.
 fn stored(state: &std::path::Path) -> std::collections::BTreeMap<(i32, String), (Vec<u8>, bool)> {
-    let store = StateStore::open(state).unwrap();
+    let store = open_store(state);
     let mut out = std::collections::BTreeMap::new();
     for p in 0..PARTITIONS as i32 {
         for f in store.scan_encoded(p).unwrap() {
