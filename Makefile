@@ -2,6 +2,7 @@
 #   make run    the demo: orchestrator + simulated Odoo, warehouse and carrier (1,000 orders)
 #   make test   every test (unit, property, conformance, end-to-end)
 #   make bench  the benchmark table (docs/benchmarks.md)
+#   make bench-growth   cost as history grows (10k/100k/1M orders; not in `make bench`)
 #   make load   the load test: orders end to end through ingestion, connectors and doubles (not in `make test`)
 #   make lint   rustfmt + clippy, warnings are errors
 #   make fuzz   coverage-guided fuzzing of the edge, FUZZ_SECS per target (nightly; not in `make test`)
@@ -12,7 +13,7 @@ CARGO ?= cargo
 ORDERS ?= 1000
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test test-kafka bench bench-kafka load fuzz lint fmt build clean deploy-check deploy-check-self-test prereqs browser
+.PHONY: run test test-kafka bench bench-kafka bench-growth load fuzz lint fmt build clean deploy-check deploy-check-self-test prereqs browser
 
 # librdkafka (built from source by rdkafka-sys) links the system's OpenSSL and zlib.
 prereqs:
@@ -68,6 +69,14 @@ bench: prereqs
 	WAYBILL_BENCH_TRACING_UPSTREAM=1 $(CARGO) bench -p waybill-server --bench tracing
 	$(CARGO) bench -p waybill-connect --bench delivery
 	$(MAKE) bench-kafka
+
+# Cost as history grows: the saga-drain path at 10k, 100k and 1M orders of history, with a
+# fresh replica's restore from the saga state snapshot beside one from the whole journal
+# (docs/benchmarks.md, "Growth"; about 15 minutes and 10 GB of /tmp at 1M). E.g.
+# `make bench-growth GROWTH_SIZES=10000,100000`.
+GROWTH_SIZES ?= 10000,100000,1000000
+bench-growth: prereqs
+	WAYBILL_BENCH_GROWTH_SIZES=$(GROWTH_SIZES) $(CARGO) bench -p waybill-server --bench growth
 
 # `waybill load`: `waybill serve` as a child process on the embedded log, the warehouse,
 # carrier, finance and Odoo as HTTP doubles, closed-loop clients posting orders through

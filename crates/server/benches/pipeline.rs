@@ -319,7 +319,8 @@ fn saga_drain(dir: &Path, stages: &[Vec<Record>], orders: usize, fsync: FsyncPol
         store,
         Arc::new(world::catalog()),
         Policy::default(),
-        CoordinatorConfig::default(),
+        // As a node runs it: saga state snapshots on.
+        CoordinatorConfig { snapshots: true, ..CoordinatorConfig::default() },
     );
     let now = Timestamp::now();
     let mut secs = 0.0;

@@ -88,6 +88,8 @@ pub struct Stats {
     pub batches: AtomicU64,
     /// Journal records replayed during restore.
     pub restored: AtomicU64,
+    /// Flow states loaded from the snapshot topic during restore.
+    pub restored_from_snapshot: AtomicU64,
     /// When each owned partition's worker last completed a turn (busy or idle).
     pub heartbeats: std::sync::Mutex<BTreeMap<i32, Instant>>,
     /// The partitions this process owns: every partition on the embedded log, the ones

@@ -131,6 +131,7 @@ impl Coordinator {
         flows.retain(|_, f| !f.is_finished());
         let timers = flows.values().filter_map(|f| f.next_deadline().map(|d| (d, f.key().to_string()))).collect();
         self.stats.restored.fetch_add(replayed, Ordering::Relaxed);
+        self.stats.restored_from_snapshot.fetch_add(from_snapshot, Ordering::Relaxed);
         let secs = started.elapsed().as_secs_f64();
         metrics::counter!(names::RESTORE_RECORDS).increment(replayed);
         metrics::histogram!(names::RESTORE_DURATION).record(secs);
