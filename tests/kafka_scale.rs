@@ -1,7 +1,7 @@
 //! Scale-out on a real Kafka-protocol broker, through the `waybill` binary: replicas share
 //! the partitions through the consumer group, a replica is SIGKILLed mid-run, a fresh
-//! replica with an empty data directory joins and restores its partitions from the
-//! journal — and afterwards every order has reached its end, no business key got two
+//! replica with an empty data directory joins and restores its partitions from the saga
+//! state snapshot and the journal after it — and afterwards every order has reached its end, no business key got two
 //! different commands, and each command's effect happened once.
 //!
 //! Each test starts its own Tansu broker (in memory, on a free loopback port) from
@@ -118,16 +118,17 @@ fn all_records(log: &dyn EventLog, t: &str) -> Vec<waybill_log::StoredRecord> {
     out
 }
 
-fn restored_with_replay(output: &str) -> usize {
+/// Partitions restored with flow states loaded from the snapshot topic.
+fn restored_from_snapshot(output: &str) -> usize {
     output
         .lines()
         .filter(|l| l.contains("partition restored"))
-        .filter(|l| l.split_whitespace().any(|w| w.starts_with("journal.replayed=") && w != "journal.replayed=0"))
+        .filter(|l| l.split_whitespace().any(|w| w.starts_with("snapshot.flows=") && w != "snapshot.flows=0"))
         .count()
 }
 
 #[test]
-fn replicas_share_partitions_survive_a_sigkill_and_a_fresh_replica_restores_from_the_journal() {
+fn replicas_share_partitions_survive_a_sigkill_and_a_fresh_replica_restores_from_the_snapshot() {
     let broker = Broker::start();
     let tmp = tempfile::tempdir().unwrap();
     let orders = 250;
@@ -146,7 +147,7 @@ fn replicas_share_partitions_survive_a_sigkill_and_a_fresh_replica_restores_from
     }
 
     // B joins: the group moves some of A's partitions to it, and B restores them from the
-    // journal A wrote (its own store is empty).
+    // saga state snapshot A wrote and the journal after it (its own store is empty).
     let b = replica(&broker, &tmp.path().join("b"));
     b.wait_for_line("B to be assigned partitions", Duration::from_secs(60), |l| {
         l.contains("consumer group assigns partitions")
@@ -205,11 +206,8 @@ fn replicas_share_partitions_survive_a_sigkill_and_a_fresh_replica_restores_from
     .sum();
     assert_eq!(count("in flight, stalled silently"), 0, "no order stalled silently:\n{a_output}");
     assert_eq!(settled, orders as u64, "every order reached an end state or an open exception:\n{a_output}");
-    assert!(restored_with_replay(&b_output) >= 1, "B restored from the journal:\n{b_output}");
-    assert!(
-        c_output.contains("partition restored"),
-        "C (empty data directory) restored partitions from the journal:\n{c_output}"
-    );
+    assert!(restored_from_snapshot(&b_output) >= 1, "B restored from the snapshot A wrote:\n{b_output}");
+    assert!(c_output.contains("partition restored"), "C (empty data directory) restored partitions:\n{c_output}");
 
     // Commands: a key may be written again after a crash (the same command), never two
     // different commands under one key, and never two invoices for one shipment.

@@ -31,7 +31,6 @@
 use waybill_domain::journal::InputPosition;
 use waybill_domain::topic;
 use waybill_log::{AppendBatch, EventLog, Record, StoredRecord};
-use waybill_schema::snapshot::FlowState;
 
 use crate::store::{Encoded, PartitionMark, StateStore};
 use crate::{Error, Result};
@@ -80,12 +79,8 @@ impl SnapshotMark {
 }
 
 fn flow_record(p: i32, f: &Encoded) -> Result<Record> {
-    let value = waybill_schema::snapshot::encode_flow_state(&FlowState {
-        key: f.key.clone(),
-        finished: f.finished,
-        state: f.bytes.clone(),
-    })
-    .map_err(|e| Error::Encode { what: format!("snapshot of {}", f.key), reason: e.to_string() })?;
+    let value = waybill_schema::snapshot::encode_flow_state(&f.key, f.finished, &f.bytes)
+        .map_err(|e| Error::Encode { what: format!("snapshot of {}", f.key), reason: e.to_string() })?;
     Ok(Record {
         topic: topic::SNAPSHOTS.into(),
         partition: Some(p),
