@@ -17,7 +17,9 @@
 //! fsync is off (`FsyncPolicy::Never`): the figures are CPU and history, not the disk's
 //! flush latency (pipeline row 2 has that). `WAYBILL_BENCH_GROWTH_JOURNAL_RESTORE=0`
 //! skips the restore from the whole journal at sizes above the first (it grows with
-//! history: minutes at 1M orders).
+//! history: minutes at 1M orders); `WAYBILL_BENCH_GROWTH_SNAPSHOTS=0` drains without
+//! writing snapshots (what they cost; the restore from the snapshot then finds none).
+//! No invoice is held for approval (nobody approves here), so every order's flow ends.
 
 // The allocator the `waybill` binary runs with (crates/server/src/main.rs).
 #[global_allocator]
@@ -73,12 +75,23 @@ fn order_records(
     Ok((early, late))
 }
 
+/// The default policy, except that no invoice is held for approval: nobody approves in
+/// this bench, and held invoices would pile up as live flows (the approval queue is the
+/// workbench bench's subject).
+fn policy() -> Policy {
+    let mut policy = Policy::default();
+    policy.posting.hold_invoices_above = Money(i64::MAX);
+    policy.posting.price_tolerance_pct = f64::MAX;
+    policy.posting.hold_first_invoice_to_new_customer = false;
+    policy
+}
+
 fn coordinator(log: &Arc<dyn EventLog>, state: &Path, snapshots: bool) -> anyhow::Result<Coordinator> {
     Ok(Coordinator::new(
         log.clone(),
         StateStore::open(state)?,
         Arc::new(world::catalog()),
-        Policy::default(),
+        policy(),
         CoordinatorConfig { snapshots, ..CoordinatorConfig::default() },
     ))
 }
@@ -175,7 +188,9 @@ fn main() -> anyhow::Result<()> {
     )?);
     ensure_topics(log.as_ref(), PARTITIONS)?;
     let state = tmp.join("state");
-    let main = coordinator(&log, &state, true)?;
+    // `WAYBILL_BENCH_GROWTH_SNAPSHOTS=0`: the drain without snapshots (what they cost).
+    let snapshots = std::env::var("WAYBILL_BENCH_GROWTH_SNAPSHOTS").as_deref() != Ok("0");
+    let main = coordinator(&log, &state, snapshots)?;
     let catalog = world::catalog();
     let now = Timestamp::now();
     let load_start = loadavg();
