@@ -129,6 +129,10 @@ pub struct Capabilities {
     /// across topics (the embedded log; Kafka only with transactions, for batches that
     /// carry positions).
     pub atomic_batches: bool,
+    /// Topics created compacted keep the latest record of each key (Kafka's log
+    /// cleaner, `cleanup.policy=compact`); the embedded log keeps every record. A writer
+    /// of a changelog need not rewrite it whole from time to time where this holds.
+    pub compacts: bool,
 }
 
 /// Errors of the event log.

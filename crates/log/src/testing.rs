@@ -673,7 +673,7 @@ pub mod faults {
             self.inner.wait_any(positions, timeout)
         }
         fn capabilities(&self) -> Capabilities {
-            Capabilities { atomic_batches: false }
+            Capabilities { atomic_batches: false, compacts: false }
         }
         fn flush(&self) -> Result<()> {
             self.inner.flush()

@@ -13,12 +13,14 @@
 //!   **generation** begins.
 //!
 //! A generation is every stored flow of the partition written again, followed by its mark
-//! (`generation_from` = the offset of its first record). The worker starts one when the
-//! changes written since the last one outnumber the flows it held, so reading a
+//! (`generation_from` = the offset of its first record). The first one makes the topic
+//! whole. On a log that does not compact (the embedded log) the worker starts another
+//! when the changes written since the last one outnumber the flows it held, so reading a
 //! partition's snapshot from the last generation costs at most about twice the stored
-//! flows, however long the history. On Kafka the topic is also compacted (latest state per
-//! key), which bounds its disk; reading from the generation start is correct either way,
-//! because every stored key was written again at or after it.
+//! flows, however long the history. On Kafka the topic is compacted (the latest state of
+//! each key), which bounds both what a restore reads and the disk, so no further
+//! generation is written. Reading from the generation start is correct either way,
+//! because every stored key was written at or after it.
 //!
 //! The mark is trusted only when it names a generation: a topic written by a replica
 //! that enabled snapshots after its store already held flows starts with a generation, so

@@ -672,7 +672,7 @@ impl EventLog for EmbeddedLog {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { atomic_batches: true }
+        Capabilities { atomic_batches: true, compacts: false }
     }
 
     fn flush(&self) -> Result<()> {

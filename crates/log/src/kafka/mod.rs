@@ -245,7 +245,7 @@ impl EventLog for KafkaLog {
     fn capabilities(&self) -> Capabilities {
         // With transactions a batch that carries positions is one transaction: its
         // records and positions commit together or not at all (`read_committed` readers).
-        Capabilities { atomic_batches: self.options.transactions }
+        Capabilities { atomic_batches: self.options.transactions, compacts: true }
     }
 
     fn flush(&self) -> Result<()> {

@@ -264,7 +264,7 @@ impl EventLog for MemLog {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { atomic_batches: true }
+        Capabilities { atomic_batches: true, compacts: false }
     }
 
     fn flush(&self) -> waybill_log::Result<()> {

@@ -110,8 +110,8 @@ impl Coordinator {
 
     /// Stores encoded flows under `mark`. With snapshots on, the same bytes go to the
     /// snapshot topic first (so it is never behind the store), and a new generation is
-    /// written when the changes since the last one call for it, or when the topic has
-    /// none yet.
+    /// written when the topic has none yet or, on a log that does not compact, when the
+    /// changes since the last one call for it.
     pub(super) fn persist(
         &self,
         p: i32,
@@ -129,7 +129,10 @@ impl Coordinator {
             *last = snapshots.append_save(p, flows, last, mark)?;
         }
         self.store.save_encoded(p, flows, Some(mark))?;
-        if snapshot.as_ref().is_none_or(SnapshotMark::generation_due) {
+        // A compacting log (Kafka) keeps the latest state of each key by itself: after
+        // the first generation, which makes the topic whole, no other is needed.
+        let compacts = self.log.capabilities().compacts;
+        if snapshot.as_ref().is_none_or(|s| !compacts && s.generation_due()) {
             let started = Instant::now();
             let next = snapshots.append_generation(p, &self.store, mark)?;
             tracing::info!(
