@@ -7,6 +7,13 @@
 //! in memory: readers see a batch only after its frame is written (and, under
 //! [`FsyncPolicy::EveryBatch`], fsynced). See the `format` module for the frame layout.
 //!
+//! Under [`FsyncPolicy::EveryBatch`] appends **commit in groups**: a frame is written under
+//! the writer lock, the lock is let go, and the appender waits until an fsync covers its
+//! frame. The first waiter fsyncs for everyone whose frame is written by then; the others
+//! wait for it. Frames are published to readers in the order they were written, once
+//! durable. So concurrent appenders (the coordinator's partitions, ingestion, the control
+//! plane) share fsyncs instead of queueing one fsync each behind the writer lock.
+//!
 //! In memory the log keeps, per partition, an index from offset to the record's place
 //! on disk, so [`EventLog::read`] fetches records with positioned reads and no scanning;
 //! consecutive records are fetched with one read. On [`EmbeddedLog::open`] the segments
@@ -19,7 +26,7 @@
 mod format;
 mod recover;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -115,6 +122,36 @@ struct Inner {
     appended: Condvar,
     /// Something was written since the last fsync (used under `Interval`).
     dirty: AtomicBool,
+    /// Group commit under `EveryBatch`: what is durable and what waits to be.
+    commits: Mutex<Commits>,
+    /// Signalled when `commits.synced` moves or an fsync fails.
+    committed: Condvar,
+}
+
+/// Frames written and not yet durable, in write order (group commit, `EveryBatch`).
+#[derive(Debug, Default)]
+struct Commits {
+    /// Stream byte position up to which the log is fsynced.
+    synced: u64,
+    /// A thread is fsyncing on everyone's behalf.
+    syncing: bool,
+    /// An fsync failed: nothing after `synced` is ever published.
+    failed: Option<String>,
+    /// Written frames waiting for an fsync, oldest first.
+    pending: VecDeque<Pending>,
+}
+
+/// A written frame's records and positions, published once an fsync covers `end`.
+#[derive(Debug)]
+struct Pending {
+    /// Stream byte position just past the frame.
+    end: u64,
+    segment: u32,
+    frame_pos: u64,
+    /// (topic id, partition, start in the frame, len) per record.
+    placed: Vec<(u32, i32, usize, u32)>,
+    /// (group, topic id, partition, next offset) per position.
+    positions: Vec<(String, u32, i32, i64)>,
 }
 
 /// One segment file.
@@ -204,6 +241,9 @@ struct Writer {
     position_topics: Vec<u32>,
     /// Next offset per partition touched by the batch being written.
     next: HashMap<(u32, i32), i64>,
+    /// Next offset per partition over every frame written, published or not (frames
+    /// waiting for a group commit are not in the readers' index yet).
+    assigned: HashMap<(u32, i32), i64>,
     /// Set when a write or fsync failed in a way that leaves the file in doubt; every
     /// later append fails with this message.
     failed: Option<String>,
@@ -253,6 +293,7 @@ impl EmbeddedLog {
         }
         let active_index = (state.segments.len() - 1) as u32;
         let active = state.segments[active_index as usize].clone();
+        let stream_end = active.base + active_len;
 
         let inner = Arc::new(Inner {
             dir: dir.to_owned(),
@@ -267,12 +308,15 @@ impl EmbeddedLog {
                 placed: Vec::new(),
                 position_topics: Vec::new(),
                 next: HashMap::new(),
+                assigned: HashMap::new(),
                 failed: None,
             }),
             state: RwLock::new(state),
             append_mutex: Mutex::new(()),
             appended: Condvar::new(),
             dirty: AtomicBool::new(false),
+            commits: Mutex::new(Commits { synced: stream_end, ..Commits::default() }),
+            committed: Condvar::new(),
         });
         let flusher = match options.fsync {
             FsyncPolicy::Interval(every) => Some(Flusher::start(inner.clone(), every)?),
@@ -356,9 +400,11 @@ impl Inner {
     }
 
     /// Writes the frame whose payload is `w.buf[FRAME_HEADER..]` (the header is filled in
-    /// here), rolling to a new segment first if needed, and fsyncs per policy. Returns
-    /// the segment index and byte position of the frame. Does not publish anything.
-    fn write_frame(&self, w: &mut Writer) -> Result<(u32, u64)> {
+    /// here), rolling to a new segment first if needed, and fsyncs per policy — under
+    /// `EveryBatch` only when `sync_now` (an append leaves it to the group commit).
+    /// Returns the segment index and byte position of the frame. Does not publish
+    /// anything.
+    fn write_frame(&self, w: &mut Writer, sync_now: bool) -> Result<(u32, u64)> {
         if let Some(reason) = &w.failed {
             return Err(Error::Unavailable(reason.clone()));
         }
@@ -392,6 +438,7 @@ impl Inner {
             return Err(Error::Io { path: seg.path.clone(), source });
         }
         match self.options.fsync {
+            FsyncPolicy::EveryBatch if !sync_now => {}
             FsyncPolicy::EveryBatch => {
                 if let Err(source) = seg.file.sync_data() {
                     // After a failed fsync the kernel may have dropped the dirty pages;
@@ -425,6 +472,70 @@ impl Inner {
         Ok(())
     }
 
+    fn commits(&self) -> MutexGuard<'_, Commits> {
+        self.commits.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Returns once an fsync covers the stream up to `end`: fsyncs for every frame written
+    /// by then if no other thread is, else waits for the one that is. Whoever completes an
+    /// fsync publishes the frames it covers, in write order.
+    fn make_durable(&self, end: u64) -> Result<()> {
+        let mut c = self.commits();
+        loop {
+            if let Some(reason) = &c.failed {
+                return Err(Error::Unavailable(reason.clone()));
+            }
+            if c.synced >= end {
+                return Ok(());
+            }
+            if c.syncing {
+                c = self.committed.wait(c).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            c.syncing = true;
+            drop(c);
+            // Everything written up to `upto` is in `seg` or in a segment a roll fsynced.
+            let (upto, seg) = {
+                let w = self.writer();
+                (w.active.base + w.active_len, w.active.clone())
+            };
+            let result = seg.file.sync_data();
+            c = self.commits();
+            c.syncing = false;
+            if let Err(source) = result {
+                // After a failed fsync the kernel may have dropped the dirty pages; nothing
+                // written since the last good one can be trusted.
+                let reason = format!(
+                    "fsync of {} failed ({source}); restart the process so recovery can check the file",
+                    seg.path.display()
+                );
+                c.failed = Some(reason.clone());
+                drop(c);
+                self.committed.notify_all();
+                self.writer().failed = Some(reason);
+                return Err(Error::Io { path: seg.path.clone(), source });
+            }
+            c.synced = c.synced.max(upto);
+            self.publish_durable(&mut c);
+            self.committed.notify_all();
+        }
+    }
+
+    /// Publishes the pending frames an fsync now covers, oldest first.
+    fn publish_durable(&self, c: &mut Commits) {
+        let mut st = self.write_state();
+        while c.pending.front().is_some_and(|p| p.end <= c.synced) {
+            let Some(p) = c.pending.pop_front() else { break };
+            for &(topic, partition, start, len) in &p.placed {
+                let entry = Entry { segment: p.segment, len, pos: p.frame_pos + start as u64 };
+                st.topics[topic as usize].partitions[partition as usize].push(entry);
+            }
+            for (group, topic, partition, next) in &p.positions {
+                st.set_committed(group, *topic, *partition, *next);
+            }
+        }
+    }
+
     fn notify_appended(&self) {
         let _g = self.append_mutex.lock().unwrap_or_else(PoisonError::into_inner);
         self.appended.notify_all();
@@ -435,7 +546,7 @@ impl Inner {
     fn encode_batch(&self, w: &mut Writer, batch: &AppendBatch) -> Result<Vec<Appended>> {
         let st = self.read_state();
         let timestamp_ms = now_ms();
-        let Writer { buf, placed, position_topics, next, .. } = w;
+        let Writer { buf, placed, position_topics, next, assigned, .. } = w;
         buf.clear();
         placed.clear();
         position_topics.clear();
@@ -456,8 +567,9 @@ impl Inner {
                 }
                 None => partition_for(&rec.key, n),
             };
-            let offset =
-                next.entry((topic, partition)).or_insert_with(|| t.partitions[partition as usize].len() as i64);
+            let offset = next.entry((topic, partition)).or_insert_with(|| {
+                assigned.get(&(topic, partition)).copied().unwrap_or(t.partitions[partition as usize].len() as i64)
+            });
             let head = RecordHead { topic, partition, offset: *offset, timestamp_ms };
             *offset += 1;
             let start = buf.len();
@@ -515,7 +627,7 @@ impl EventLog for EmbeddedLog {
         w.buf.clear();
         w.buf.resize(FRAME_HEADER, 0);
         format::encode_topic(&mut w.buf, id, partitions, topic).map_err(invalid)?;
-        self.inner.write_frame(w)?;
+        self.inner.write_frame(w, true)?;
         let mut st = self.inner.write_state();
         st.topics.push(Topic { name: topic.to_owned(), partitions: vec![Vec::new(); partitions as usize] });
         st.by_name.insert(topic.to_owned(), id);
@@ -537,21 +649,40 @@ impl EventLog for EmbeddedLog {
             return Err(Error::Unavailable(reason.clone()));
         }
         let out = self.inner.encode_batch(w, &batch)?;
-        let (segment, frame_pos) = self.inner.write_frame(w)?;
-        {
+        let group_commit = self.inner.options.fsync == FsyncPolicy::EveryBatch;
+        let (segment, frame_pos) = self.inner.write_frame(w, !group_commit)?;
+        let Writer { next, assigned, .. } = w;
+        assigned.extend(next.drain());
+        let positions = batch.positions.iter().zip(&w.position_topics);
+        let durable_at = if group_commit {
+            let end = w.active.base + w.active_len;
+            let pending = Pending {
+                end,
+                segment,
+                frame_pos,
+                placed: w.placed.clone(),
+                positions: positions.map(|(p, &topic)| (p.group.clone(), topic, p.partition, p.next_offset)).collect(),
+            };
+            self.inner.commits().pending.push_back(pending);
+            Some(end)
+        } else {
             let mut st = self.inner.write_state();
             for &(topic, partition, start, len) in &w.placed {
                 let entry = Entry { segment, len, pos: frame_pos + start as u64 };
                 st.topics[topic as usize].partitions[partition as usize].push(entry);
             }
-            for (p, &topic) in batch.positions.iter().zip(&w.position_topics) {
+            for (p, &topic) in positions {
                 st.set_committed(&p.group, topic, p.partition, p.next_offset);
             }
-        }
+            None
+        };
         if w.buf.capacity() > KEEP_BUFFER {
             w.buf = Vec::new();
         }
         drop(guard);
+        if let Some(end) = durable_at {
+            self.inner.make_durable(end)?;
+        }
         self.inner.notify_appended();
         Ok(out)
     }
