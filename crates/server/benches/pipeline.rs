@@ -9,6 +9,8 @@
 //! Rows:
 //! 1. embedded-log append, 100 records of ~300 bytes per batch, fsync per batch, against
 //!    raw `write_all` + `sync_data` of the same bytes, and against a sled batch + `flush`;
+//!    1c: 16 threads appending one record each, fsync per batch, against one thread doing
+//!    the same (the group commit: concurrent appenders share fsyncs);
 //! 2. saga processing end to end (`Coordinator::drain_partition` over every partition,
 //!    fsync per batch) against the embedded-log append rate of row 1, in events;
 //! 3. projection rebuild (`Projector::rebuild`) of the log row 2 wrote, against a raw
@@ -53,6 +55,9 @@ use common::{
 };
 
 const RECORDS_PER_BATCH: usize = 100;
+/// Row 1c: appender threads, and single-record appends in all per measurement.
+const CONCURRENT_THREADS: usize = 16;
+const CONCURRENT_RECORDS: usize = 1600;
 
 fn open_log(dir: &Path, fsync: FsyncPolicy) -> anyhow::Result<Arc<dyn EventLog>> {
     let log = EmbeddedLog::open(dir, EmbeddedOptions { fsync, ..EmbeddedOptions::default() })?;
@@ -139,6 +144,32 @@ fn sled_append(tmp: &Path, batches: &[Vec<Record>]) -> anyhow::Result<f64> {
     let secs = t.elapsed().as_secs_f64();
     drop(db);
     Ok(secs)
+}
+
+/// Row 1c: `threads` appenders, each appending `per_thread` single records (fsync per
+/// batch) as fast as it can; records/s over all of them.
+fn concurrent_append(tmp: &Path, record: &Record, threads: usize, per_thread: usize) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir_in(tmp)?;
+    let log = open_log(dir.path(), FsyncPolicy::EveryBatch)?;
+    let t = Instant::now();
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let log = log.clone();
+                scope.spawn(move || -> anyhow::Result<()> {
+                    for _ in 0..per_thread {
+                        log.append(AppendBatch { records: vec![record.clone()], positions: Vec::new() })?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| anyhow::anyhow!("an appender thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    Ok((threads * per_thread) as f64 / t.elapsed().as_secs_f64())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -498,6 +529,7 @@ fn main() -> anyhow::Result<()> {
     let (mut saga_ev, mut saga_sagas, mut r_saga) = (vec![], vec![], vec![]);
     let (mut rb, mut rr, mut r_rb) = (vec![], vec![], vec![]);
     let (mut r_raw, mut r_sled) = (vec![], vec![]);
+    let (mut conc_one, mut conc_many, mut r_conc) = (vec![], vec![], vec![]);
     let (mut enc, mut enc_n, mut dec, mut dec_n, mut r_enc, mut r_dec) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut saga_cpu, mut rb_cpu) = (vec![], vec![]);
@@ -526,6 +558,19 @@ fn main() -> anyhow::Result<()> {
         sld.push(records / s);
         r_raw.push(r / e);
         r_sled.push(s / e);
+
+        // Row 1c: 16 concurrent appenders against one, in alternating order.
+        let (one, many) = if round % 2 == 0 {
+            let one = concurrent_append(tmp, &released[0], 1, CONCURRENT_RECORDS)?;
+            (one, concurrent_append(tmp, &released[0], CONCURRENT_THREADS, CONCURRENT_RECORDS / CONCURRENT_THREADS)?)
+        } else {
+            let many =
+                concurrent_append(tmp, &released[0], CONCURRENT_THREADS, CONCURRENT_RECORDS / CONCURRENT_THREADS)?;
+            (concurrent_append(tmp, &released[0], 1, CONCURRENT_RECORDS)?, many)
+        };
+        conc_one.push(one);
+        conc_many.push(many);
+        r_conc.push(many / one);
 
         // Rows 2 and 3.
         // Information only: the same work without fsync, to show what fsync costs; which
@@ -568,11 +613,14 @@ fn main() -> anyhow::Result<()> {
         r_dec.push(d / c);
 
         eprintln!(
-            "round {}: append {:.0}/s (raw {:.0}/s, sled {:.0}/s); sagas {:.0} events/s ({} batches, {} completed, {} dlq); rebuild {:.0}/s (raw read {:.0}/s); encode {:.0}/{:.0} ns, decode {:.0}/{:.0} ns",
+            "round {}: append {:.0}/s (raw {:.0}/s, sled {:.0}/s; {} appenders {:.0}/s, one {:.0}/s); sagas {:.0} events/s ({} batches, {} completed, {} dlq); rebuild {:.0}/s (raw read {:.0}/s); encode {:.0}/{:.0} ns, decode {:.0}/{:.0} ns",
             round + 1,
             e_rate,
             records / r,
             records / s,
+            CONCURRENT_THREADS,
+            conc_many.last().copied().unwrap_or(0.0),
+            conc_one.last().copied().unwrap_or(0.0),
             ev_rate,
             run.batches,
             run.completed,
@@ -602,6 +650,14 @@ fn main() -> anyhow::Result<()> {
             ours: format!("{} batches/s = {} rec/s", fmt_num(per_batch(median(&emb))), fmt_num(median(&emb))),
             baseline: format!("{} batches/s = {} rec/s", fmt_num(per_batch(median(&sld))), fmt_num(median(&sld))),
             ratio: format!("{:.2}", median(&r_sled)),
+        },
+        Row {
+            name: format!(
+                "1c. embedded-log append, {CONCURRENT_THREADS} threads appending 1 record each, fsync per batch (group commit) — vs 1 thread doing the same"
+            ),
+            ours: format!("{} rec/s", fmt_num(median(&conc_many))),
+            baseline: format!("{} rec/s", fmt_num(median(&conc_one))),
+            ratio: format!("{:.2}", median(&r_conc)),
         },
         Row {
             name: format!(
