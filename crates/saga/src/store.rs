@@ -172,6 +172,8 @@ impl StateStore {
     /// snapshot generation. The unfinished keys are read first (the working set); the
     /// flows are then streamed.
     pub fn scan_encoded(&self, partition: i32) -> Result<impl Iterator<Item = Result<Encoded>> + '_> {
+        // `f/<partition>/<key>` and `u/<partition>/<key>` differ in their first two bytes
+        // only: a flow is unfinished when its key past them is in the index.
         let live: std::collections::HashSet<Vec<u8>> = self
             .tree
             .scan_prefix(unfinished_prefix(partition).as_bytes())
@@ -187,17 +189,6 @@ impl StateStore {
                 finished: !live.contains(&k[2..]),
             })
         }))
-    }
-
-    /// Stores changed flows and the partition's new mark in one atomic batch.
-    pub fn save<'a>(
-        &self,
-        partition: i32,
-        flows: impl IntoIterator<Item = &'a AnyFlow>,
-        mark: &PartitionMark,
-    ) -> Result<()> {
-        let encoded = flows.into_iter().map(Encoded::of).collect::<Result<Vec<_>>>()?;
-        self.save_encoded(partition, &encoded, Some(mark))
     }
 
     /// Stores encoded flows and (when given) the partition's new mark in one atomic

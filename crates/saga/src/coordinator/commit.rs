@@ -98,8 +98,7 @@ impl Coordinator {
             return Ok(());
         }
         let dirty = std::mem::take(&mut w.dirty);
-        let encoded = dirty.iter().filter_map(|k| w.flows.get(k)).map(Encoded::of).collect::<Result<Vec<_>>>()?;
-        self.persist(w.partition, &encoded, &w.mark, &mut w.snapshot)?;
+        self.persist(w.partition, dirty.iter().filter_map(|k| w.flows.get(k)), &w.mark, &mut w.snapshot)?;
         for key in dirty {
             if w.flows.get(&key).is_some_and(AnyFlow::is_finished) {
                 w.flows.remove(&key);
@@ -108,17 +107,19 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Stores encoded flows under `mark`. With snapshots on, the same bytes go to the
+    /// Encodes `flows` once and stores them under `mark`. With snapshots on, the same bytes go to the
     /// snapshot topic first (so it is never behind the store), and a new generation is
     /// written when the topic has none yet or, on a log that does not compact, when the
     /// changes since the last one call for it.
-    pub(super) fn persist(
+    pub(super) fn persist<'a>(
         &self,
         p: i32,
-        flows: &[Encoded],
+        flows: impl Iterator<Item = &'a AnyFlow>,
         mark: &PartitionMark,
         snapshot: &mut Option<SnapshotMark>,
     ) -> Result<()> {
+        let flows = flows.map(Encoded::of).collect::<Result<Vec<_>>>()?;
+        let flows = flows.as_slice();
         if !self.config.snapshots {
             return self.store.save_encoded(p, flows, Some(mark));
         }

@@ -17,7 +17,7 @@ use waybill_telemetry::metrics as names;
 use super::{Coordinator, Worker, to_positions};
 use crate::registry::AnyFlow;
 use crate::snapshot::{SnapshotMark, Snapshots};
-use crate::store::{Encoded, PartitionMark};
+use crate::store::PartitionMark;
 use crate::{Error, Result};
 
 /// Journal events read since the last checkpoint of a partition, held until the
@@ -126,8 +126,7 @@ impl Coordinator {
             );
         }
         let mark = PartitionMark { journal_next: next, positions: to_positions(p, &positions) };
-        let encoded = dirty.iter().filter_map(|k| flows.get(k)).map(Encoded::of).collect::<Result<Vec<_>>>()?;
-        self.persist(p, &encoded, &mark, &mut snapshot)?;
+        self.persist(p, dirty.iter().filter_map(|k| flows.get(k)), &mark, &mut snapshot)?;
         flows.retain(|_, f| !f.is_finished());
         let timers = flows.values().filter_map(|f| f.next_deadline().map(|d| (d, f.key().to_string()))).collect();
         self.stats.restored.fetch_add(replayed, Ordering::Relaxed);
