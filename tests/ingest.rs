@@ -131,4 +131,31 @@ fn ingestion_accepts_once_rejects_clearly_and_feeds_the_saga() {
         std::thread::sleep(Duration::from_millis(20));
     }
     node.shutdown();
+
+    // On the embedded log the coordinator keeps no saga state snapshots unless told to
+    // (`[coordinator] snapshots`): its state store is on the same volume as the log.
+    let snapshots = |log: &dyn waybill_log::EventLog| -> Vec<waybill_log::StoredRecord> {
+        (0..2).flat_map(|p| log.read(topic::SNAPSHOTS, p, 0, 10_000).unwrap()).collect()
+    };
+    assert!(snapshots(log.as_ref()).is_empty(), "no snapshot written by default on the embedded log");
+    // Told to, a node whose state directory is gone restores from the journal and then
+    // writes a snapshot generation holding the order's state.
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    cfg.coordinator.snapshots = Some(true);
+    let node = Node::start(&cfg, log.clone(), world::catalog()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let flow = loop {
+        let found = snapshots(log.as_ref())
+            .into_iter()
+            .filter(|r| r.key == b"SO-HTTP-1")
+            .find_map(|r| waybill_schema::snapshot::decode_flow_state(&r.value).ok());
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(Instant::now() < deadline, "no snapshot of the order was written");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!flow.finished, "the order waits for its reservation");
+    assert!(String::from_utf8_lossy(&flow.state).contains("SO-HTTP-1"));
+    node.shutdown();
 }

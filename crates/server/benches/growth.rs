@@ -3,7 +3,8 @@
 //! One embedded log fills with order history in steps of `WAYBILL_BENCH_GROWTH_CHUNK`
 //! orders (10,000): each step appends its orders' eight inbound events (the seven of
 //! pipeline row 2, then finance's `InvoicePosted`, so the order's flow finishes) as one
-//! backlog and drains every partition, as a node does with saga state snapshots on. At
+//! backlog and drains every partition with saga state snapshots on, as a node on Kafka
+//! keeps them (an embedded node does with `[coordinator] snapshots = true`). At
 //! each size of `WAYBILL_BENCH_GROWTH_SIZES` (10000,100000,1000000 orders) it prints:
 //!
 //! - the drain rate and coordinator CPU per inbound event of the last step, beside the

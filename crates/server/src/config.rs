@@ -428,11 +428,25 @@ pub struct CoordinatorConfig {
     pub max_batch: usize,
     /// How long an idle partition waits for input before checking timers, in ms.
     pub idle_wait_ms: u64,
+    /// Keep saga state snapshots on `waybill.snapshots`, from which a replica that has
+    /// never owned a partition restores instead of replaying its whole journal. Unset: on
+    /// with Kafka, where partitions move between pods; off on the embedded log, whose one
+    /// process keeps its state store on the same volume as the log (the snapshots would
+    /// cost CPU on every save and about double the log's growth, and only speed up a
+    /// restore after the state directory is lost).
+    pub snapshots: Option<bool>,
 }
 
 impl Default for CoordinatorConfig {
     fn default() -> Self {
-        CoordinatorConfig { max_batch: 512, idle_wait_ms: 20 }
+        CoordinatorConfig { max_batch: 512, idle_wait_ms: 20, snapshots: None }
+    }
+}
+
+impl CoordinatorConfig {
+    /// Whether the coordinator keeps snapshots on a log that is (or is not) Kafka.
+    pub fn snapshots_on(&self, kafka: bool) -> bool {
+        self.snapshots.unwrap_or(kafka)
     }
 }
 

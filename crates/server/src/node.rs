@@ -153,7 +153,7 @@ impl Node {
             SagaCoordinatorConfig {
                 max_batch: cfg.coordinator.max_batch,
                 idle_wait: Duration::from_millis(cfg.coordinator.idle_wait_ms),
-                snapshots: true,
+                snapshots: cfg.coordinator.snapshots_on(backend.is_kafka()),
                 ..SagaCoordinatorConfig::default()
             },
         ));

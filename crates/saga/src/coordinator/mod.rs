@@ -57,8 +57,8 @@ pub struct CoordinatorConfig {
     pub idle_wait: Duration,
     /// Keep saga state snapshots on `waybill.snapshots` (which must exist), and restore
     /// from them when the local store is empty or further behind ([`crate::snapshot`]).
-    /// A node always does; off by default for tests and tools that build a coordinator
-    /// over a log without that topic.
+    /// A node on Kafka does (`[coordinator] snapshots` decides); off by default for tests
+    /// and tools that build a coordinator over a log without that topic.
     pub snapshots: bool,
 }
 
