@@ -331,6 +331,11 @@ pub enum JournalBody {
     /// An observation of a product's stock set its baseline, found a mismatch, saw the
     /// systems agree again, or was accepted by an operator.
     StockReconciled(StockReconciliation),
+    // ---- every flow ----
+    /// A finished flow's retention passed: the coordinator forgets its state (the last
+    /// record of this incarnation of the correlation key; a later input for the key is
+    /// decided as for a key never seen).
+    FlowRetired(FlowRetired),
 }
 
 impl JournalBody {
@@ -397,6 +402,7 @@ impl JournalBody {
             JournalBody::LineRecorded(_) => "LineRecorded",
             JournalBody::ApplicationScheduled(_) => "ApplicationScheduled",
             JournalBody::StockReconciled(_) => "StockReconciled",
+            JournalBody::FlowRetired(_) => "FlowRetired",
         }
     }
 }
@@ -438,6 +444,15 @@ pub struct ReleaseRequested {
 pub struct WarehouseAccepted {
     /// The warehouse's own order id.
     pub wms_order_id: String,
+}
+
+/// A finished flow was retired once its retention passed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowRetired {
+    /// When its last saga last changed: the retention counts from here.
+    pub finished_at: Timestamp,
+    /// The retention that passed, in seconds (`[coordinator] retire_finished_after_days`).
+    pub retention_secs: i64,
 }
 
 /// A deadline that passed.

@@ -43,7 +43,8 @@ pub struct Record {
     pub key: Vec<u8>,
     /// Headers, in order.
     pub headers: Vec<Header>,
-    /// Payload (for Waybill: Confluent-framed Avro).
+    /// Payload (for Waybill: Confluent-framed Avro). Empty: a tombstone (on Kafka a null
+    /// value, which a compacted topic's cleaner removes with its key; read back empty).
     pub value: Vec<u8>,
 }
 

@@ -163,6 +163,12 @@ impl<T: Codec> Cache<T> {
         Ok(self.map.get_mut(key).expect("inserted above"))
     }
 
+    /// The keys this overlay holds that begin with `prefix` (what it may hold that the
+    /// tree does not have yet).
+    fn keys_with_prefix(&self, prefix: &[u8]) -> Vec<Vec<u8>> {
+        self.map.iter().filter(|(k, s)| k.starts_with(prefix) && s.value.is_some()).map(|(k, _)| k.clone()).collect()
+    }
+
     /// Writes the changed keys into `batch` (the order of insertion does not matter:
     /// every key appears once).
     fn commit(self, batch: &mut sled::Batch) {
@@ -277,6 +283,10 @@ impl<'a> Overlay<'a> {
                 offset = pos.offset, "dropping a copy of an applied journal event"
             );
             return Ok(Outcome::Duplicate);
+        }
+        if let JournalBody::FlowRetired(_) = &e.body {
+            self.retire(order_ref)?;
+            return Ok(Outcome::Applied);
         }
         let mut stock = Vec::new();
         let before = slot.get().map(|o| o.view.status);
@@ -498,6 +508,50 @@ impl<'a> Overlay<'a> {
             self.count(keys::count_open(category.as_str()), 1)?;
             if let Some(o) = order {
                 self.order_open_exceptions(&o, 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A retired flow: its record (view and timeline), its places in the order and
+    /// posting indexes, its count by status and its exceptions go, as the coordinator
+    /// forgot its state; a later journal event of the key starts a new record, its sagas'
+    /// sequence numbers from 1.
+    fn retire(&mut self, order_ref: &str) -> Result<()> {
+        keys::order_into(&mut self.key, order_ref);
+        let slot = self.orders.slot(self.tree, self.fresh, &self.key)?;
+        let Some(record) = slot.modify().take() else { return Ok(()) };
+        let view = record.view;
+        if waybill_domain::event::is_order_key(order_ref) {
+            self.batch.remove(keys::order_age(view.status.as_str(), view.last_event_at.0, order_ref));
+            self.count(keys::count_status(view.status.as_str()), -1)?;
+        }
+        for p in &view.postings {
+            self.batch.remove(keys::posting(&p.posting_id));
+        }
+        for k in posting_ages(&view) {
+            self.batch.remove(k);
+        }
+        // Exception ids are `<saga id>/<category>/<n>`: the sagas' own prefixes find them,
+        // in the tree and among those this batch raised.
+        for saga in &view.sagas {
+            let prefix = keys::exception(&format!("{}/", saga.saga_id));
+            let mut found: Vec<Vec<u8>> = self.exceptions.keys_with_prefix(&prefix);
+            if !self.fresh {
+                for k in self.tree.scan_prefix(&prefix).keys() {
+                    let k = k.map_err(|e| Error::storage(format!("reading {}", keys::display(&prefix)), e))?;
+                    found.push(k.to_vec());
+                }
+            }
+            found.sort();
+            found.dedup();
+            for key in found {
+                let slot = self.exceptions.slot(self.tree, self.fresh, &key)?;
+                let Some(x) = slot.modify().take() else { continue };
+                if x.is_open() {
+                    self.batch.remove(keys::open_exception(x.category.as_str(), &x.exception_id));
+                    self.count(keys::count_open(x.category.as_str()), -1)?;
+                }
             }
         }
         Ok(())
@@ -842,7 +896,8 @@ pub(crate) fn fold_order(order: &mut OrderView, e: &JournalEvent, stock: &mut Ve
         JournalBody::LineApplied(_)
         | JournalBody::LineRecorded(_)
         | JournalBody::ApplicationScheduled(_)
-        | JournalBody::StockReconciled(_) => {}
+        | JournalBody::StockReconciled(_)
+        | JournalBody::FlowRetired(_) => {}
         JournalBody::PurchaseClosed(_)
         | JournalBody::ShipNoticeRecorded(_)
         | JournalBody::ReceiptRecorded(_)

@@ -204,6 +204,9 @@ pub fn summarize(e: &JournalEvent) -> String {
         }
         JournalBody::LineRecorded(p) => format!("line {} posted as {}", p.line_id, p.entry_number),
         JournalBody::ApplicationScheduled(d) => format!("lines applied in the window at {}", format_ts(d.due_at)),
+        JournalBody::FlowRetired(r) => {
+            format!("retired: finished at {}, kept {} days", format_ts(r.finished_at), r.retention_secs / 86_400)
+        }
         JournalBody::StockReconciled(r) => {
             let what = match r.outcome {
                 ReconcileOutcome::Baseline => "baseline set",

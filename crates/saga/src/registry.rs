@@ -105,6 +105,21 @@ macro_rules! flows {
                 match self { $(AnyFlow::$variant(f) => flow::is_finished(f.as_ref()),)+ }
             }
 
+            /// When a finished flow last changed ([`flow::finished_at`]).
+            pub fn finished_at(&self) -> Option<Timestamp> {
+                match self { $(AnyFlow::$variant(f) => flow::finished_at(f.as_ref()),)+ }
+            }
+
+            /// True once any saga of the flow has begun ([`flow::has_begun`]).
+            pub fn has_begun(&self) -> bool {
+                match self { $(AnyFlow::$variant(f) => flow::has_begun(f.as_ref()),)+ }
+            }
+
+            /// Journals the flow's retirement on its home saga ([`flow::retire`]).
+            pub fn retire(&mut self, finished_at: Timestamp, retention_secs: i64, cause: &Cause) -> Step {
+                match self { $(AnyFlow::$variant(f) => flow::retire(f.as_mut(), finished_at, retention_secs, cause),)+ }
+            }
+
             /// Sagas that stalled silently ([`flow::stalls`]).
             pub fn stalls(&self) -> Vec<Stall> {
                 match self { $(AnyFlow::$variant(f) => flow::stalls(f.as_ref()),)+ }

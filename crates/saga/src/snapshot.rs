@@ -34,6 +34,9 @@ use waybill_domain::journal::InputPosition;
 use waybill_domain::topic;
 use waybill_log::{AppendBatch, EventLog, Record, StoredRecord};
 
+use waybill_domain::Timestamp;
+
+use crate::registry::AnyFlow;
 use crate::store::{Encoded, PartitionMark, StateStore};
 use crate::{Error, Result};
 
@@ -81,8 +84,14 @@ impl SnapshotMark {
 }
 
 fn flow_record(p: i32, f: &Encoded) -> Result<Record> {
-    let value = waybill_schema::snapshot::encode_flow_state(&f.key, f.finished, &f.bytes)
-        .map_err(|e| Error::Encode { what: format!("snapshot of {}", f.key), reason: e.to_string() })?;
+    // A retired key is a tombstone: an empty value (Kafka's null), which compaction
+    // removes with the key.
+    let value = if f.retired {
+        Vec::new()
+    } else {
+        waybill_schema::snapshot::encode_flow_state(&f.key, f.finished, &f.bytes, f.finished_at.map(|t| t.0))
+            .map_err(|e| Error::Encode { what: format!("snapshot of {}", f.key), reason: e.to_string() })?
+    };
     Ok(Record {
         topic: topic::SNAPSHOTS.into(),
         partition: Some(p),
@@ -114,8 +123,19 @@ fn decode_mark(p: i32, r: &StoredRecord) -> Result<SnapshotMark> {
 }
 
 fn decode_flow(p: i32, r: &StoredRecord) -> Result<Encoded> {
+    if r.value.is_empty() {
+        // A tombstone. It does not say when the flow finished, so an entry of the finished
+        // index that this load wrote for the key stays, stale: the coordinator drops it
+        // when it meets it, finding no flow.
+        return Ok(Encoded::retired(&String::from_utf8_lossy(&r.key), None));
+    }
     let f = waybill_schema::snapshot::decode_flow_state(&r.value).map_err(|e| unreadable(p, r, e))?;
-    Ok(Encoded { key: f.key, bytes: f.state, finished: f.finished })
+    let mut finished_at = f.finished_at.map(Timestamp);
+    if f.finished && finished_at.is_none() {
+        // Written before the record said when (FlowState v1): the state does.
+        finished_at = AnyFlow::decode(&f.key, &f.state).ok().and_then(|flow| flow.finished_at());
+    }
+    Ok(Encoded { key: f.key, bytes: f.state, finished: f.finished, finished_at, retired: false })
 }
 
 /// The snapshot topic of one log.

@@ -2,7 +2,15 @@
 //! journal offset the stored states cover and the input positions named by the last
 //! checkpoint folded into them. An index of the unfinished flows (`u/…`) lets a restore
 //! load the working set without reading the finished flows, so it costs what is live,
-//! not what is history.
+//! not what is history; an index of the finished ones by when they finished (`r/…`)
+//! lets the coordinator find those whose retention has passed without reading the rest.
+//!
+//! | key | value |
+//! |---|---|
+//! | `f/<partition>/<key>` | when the flow finished (8 bytes, big-endian micros; `i64::MIN` while it works), then its state ([`AnyFlow::encode`]) |
+//! | `u/<partition>/<key>` | empty: the flow is working |
+//! | `r/<partition>/<finished at, 8 bytes ordered>/<key>` | empty: the flow finished then (an entry whose flow has since moved on is stale, and dropped when met) |
+//! | `m/<partition>` | the partition's mark |
 //!
 //! The store is a cache of the journal, never the truth: the coordinator writes it some
 //! time after the journal appends it covers (every few hundred milliseconds under load,
@@ -11,6 +19,7 @@
 
 use std::path::{Path, PathBuf};
 
+use waybill_domain::Timestamp;
 use waybill_domain::journal::InputPosition;
 
 use crate::flow::Flow;
@@ -45,6 +54,37 @@ fn unfinished_key(partition: i32, key: &str) -> Vec<u8> {
     format!("u/{partition:05}/{key}").into_bytes()
 }
 
+fn finished_prefix(partition: i32) -> String {
+    format!("r/{partition:05}/")
+}
+
+/// `i64` as 8 bytes whose byte order is numeric order.
+fn ordered(v: i64) -> [u8; 8] {
+    ((v as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn finished_key(partition: i32, at: Timestamp, key: &str) -> Vec<u8> {
+    let mut k = finished_prefix(partition).into_bytes();
+    k.extend_from_slice(&ordered(at.0));
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// What `f/` holds: when the flow finished, then its state.
+fn stored_value(f: &Encoded) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + f.bytes.len());
+    v.extend_from_slice(&f.finished_at.map_or(i64::MIN, |t| t.0).to_be_bytes());
+    v.extend_from_slice(&f.bytes);
+    v
+}
+
+/// Splits a stored value into when the flow finished and its state.
+fn split_value(v: &[u8]) -> Option<(Option<Timestamp>, &[u8])> {
+    let (head, state) = v.split_first_chunk::<8>()?;
+    let at = i64::from_be_bytes(*head);
+    Some(((at != i64::MIN).then_some(Timestamp(at)), state))
+}
+
 fn mark_key(partition: i32) -> Vec<u8> {
     format!("m/{partition:05}").into_bytes()
 }
@@ -53,8 +93,9 @@ fn mark_key(partition: i32) -> Vec<u8> {
 /// and rebuilt from the journal (it is a cache), so a state never lacks what the journal
 /// would have given it (2: each saga's `last_at`, from which the watchdog counts; 3: the
 /// commands each saga issued, which a retry of a refused command rebuilds, and the
-/// target health saga; 4: the index of unfinished flows).
-const STATE_LAYOUT: u32 = 4;
+/// target health saga; 4: the index of unfinished flows; 5: when each flow finished,
+/// and the index of finished flows by it, for retirement).
+const STATE_LAYOUT: u32 = 5;
 
 /// One flow's state as stored: its key, its encoding ([`AnyFlow::encode`]) and whether it
 /// has finished. The coordinator encodes a changed flow once and hands the same bytes to
@@ -67,6 +108,12 @@ pub struct Encoded {
     pub bytes: Vec<u8>,
     /// Every saga of the flow has finished (it is not part of the working set).
     pub finished: bool,
+    /// When a finished flow last changed ([`AnyFlow::finished_at`]): its retention counts
+    /// from here. `None` while it works.
+    pub finished_at: Option<Timestamp>,
+    /// The flow was retired: the store forgets the key (and the snapshot writes a
+    /// tombstone); `bytes` is empty.
+    pub retired: bool,
 }
 
 impl Encoded {
@@ -75,7 +122,13 @@ impl Encoded {
         let bytes = flow
             .encode()
             .map_err(|e| Error::Encode { what: format!("state of {}", flow.key()), reason: e.to_string() })?;
-        Ok(Encoded { key: flow.key().to_string(), bytes, finished: flow.is_finished() })
+        let finished_at = flow.finished_at();
+        Ok(Encoded { key: flow.key().to_string(), bytes, finished: flow.is_finished(), finished_at, retired: false })
+    }
+
+    /// A retired key, which flow finished at `finished_at`.
+    pub fn retired(key: &str, finished_at: Option<Timestamp>) -> Self {
+        Encoded { key: key.to_string(), bytes: Vec::new(), finished: true, finished_at, retired: true }
     }
 }
 
@@ -133,11 +186,18 @@ impl StateStore {
         }
     }
 
+    fn state_of<'v>(key: &str, v: &'v [u8]) -> Result<&'v [u8]> {
+        split_value(v).map(|(_, state)| state).ok_or_else(|| Error::State {
+            key: key.to_string(),
+            reason: format!("stored value of {} bytes is shorter than its 8-byte header", v.len()),
+        })
+    }
+
     /// Loads one key's flow, as the flow `F` (which must be the flow that owns the key).
     pub fn load<F: Flow>(&self, partition: i32, key: &str) -> Result<Option<F>> {
         match self.tree.get(flow_key(partition, key)).map_err(|e| self.err(e))? {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(&v)
+            Some(v) => serde_json::from_slice(Self::state_of(key, &v)?)
                 .map(Some)
                 .map_err(|e| Error::State { key: key.to_string(), reason: e.to_string() }),
         }
@@ -147,10 +207,47 @@ impl StateStore {
     pub fn load_any(&self, partition: i32, key: &str) -> Result<Option<AnyFlow>> {
         match self.tree.get(flow_key(partition, key)).map_err(|e| self.err(e))? {
             None => Ok(None),
-            Some(v) => AnyFlow::decode(key, &v)
+            Some(v) => AnyFlow::decode(key, Self::state_of(key, &v)?)
                 .map(Some)
                 .map_err(|e| Error::State { key: key.to_string(), reason: e.to_string() }),
         }
+    }
+
+    /// Flows of the partition that finished after `after` and at or before `until`, by
+    /// (when, key): the candidates for retirement. An entry may be stale (the flow moved
+    /// on since, or was retired), so the caller checks each against the flow itself.
+    pub fn finished_between(
+        &self,
+        partition: i32,
+        after: Timestamp,
+        until: Timestamp,
+    ) -> impl Iterator<Item = Result<(Timestamp, String)>> + '_ {
+        let prefix = finished_prefix(partition).into_bytes();
+        let bound = |t: i64| {
+            let mut k = prefix.clone();
+            k.extend_from_slice(&ordered(t));
+            k
+        };
+        let (from, to) = (bound(after.0.saturating_add(1)), bound(until.0.saturating_add(1)));
+        let skip = prefix.len();
+        let range = if from < to { self.tree.range(from..to) } else { self.tree.range(to.clone()..to) };
+        range.map(move |kv| {
+            let (k, _) = kv.map_err(|e| self.err(e))?;
+            let (at, key) = k[skip..].split_at(8);
+            let at = (u64::from_be_bytes(at.try_into().expect("8 bytes")) ^ (1 << 63)) as i64;
+            Ok((Timestamp(at), String::from_utf8_lossy(key).into_owned()))
+        })
+    }
+
+    /// When the first indexed flow that finished after `after` finished (perhaps a stale
+    /// entry, which the coordinator drops when it meets it).
+    pub fn finished_after(&self, partition: i32, after: Timestamp) -> Result<Option<Timestamp>> {
+        self.finished_between(partition, after, Timestamp(i64::MAX - 1)).next().transpose().map(|e| e.map(|(t, _)| t))
+    }
+
+    /// Drops an entry of the finished index that no longer describes its flow.
+    pub fn drop_stale(&self, partition: i32, at: Timestamp, key: &str) -> Result<()> {
+        self.tree.remove(finished_key(partition, at, key)).map(|_| ()).map_err(|e| self.err(e))
     }
 
     /// Every stored flow of a partition that has not finished (the working set), read
@@ -183,11 +280,12 @@ impl StateStore {
         let prefix_len = format!("f/{partition:05}/").len();
         Ok(self.tree.scan_prefix(format!("f/{partition:05}/").as_bytes()).map(move |kv| {
             let (k, v) = kv.map_err(|e| self.err(e))?;
-            Ok(Encoded {
-                key: String::from_utf8_lossy(&k[prefix_len..]).into_owned(),
-                bytes: v.to_vec(),
-                finished: !live.contains(&k[2..]),
-            })
+            let key = String::from_utf8_lossy(&k[prefix_len..]).into_owned();
+            let (finished_at, state) = split_value(&v).ok_or_else(|| Error::State {
+                key: key.clone(),
+                reason: format!("stored value of {} bytes is shorter than its 8-byte header", v.len()),
+            })?;
+            Ok(Encoded { key, bytes: state.to_vec(), finished: !live.contains(&k[2..]), finished_at, retired: false })
         }))
     }
 
@@ -197,11 +295,22 @@ impl StateStore {
     pub fn save_encoded(&self, partition: i32, flows: &[Encoded], mark: Option<&PartitionMark>) -> Result<()> {
         let mut batch = sled::Batch::default();
         for f in flows {
-            batch.insert(flow_key(partition, &f.key), f.bytes.as_slice());
+            if f.retired {
+                batch.remove(flow_key(partition, &f.key));
+                batch.remove(unfinished_key(partition, &f.key));
+                if let Some(at) = f.finished_at {
+                    batch.remove(finished_key(partition, at, &f.key));
+                }
+                continue;
+            }
+            batch.insert(flow_key(partition, &f.key), stored_value(f));
             if f.finished {
                 batch.remove(unfinished_key(partition, &f.key));
             } else {
                 batch.insert(unfinished_key(partition, &f.key), &[]);
+            }
+            if let Some(at) = f.finished_at {
+                batch.insert(finished_key(partition, at, &f.key), &[]);
             }
         }
         if let Some(mark) = mark {
@@ -217,7 +326,7 @@ impl StateStore {
     /// Drops everything stored for a partition (on revoke, or before a rebuild).
     pub fn drop_partition(&self, partition: i32) -> Result<()> {
         let mut batch = sled::Batch::default();
-        for prefix in [format!("f/{partition:05}/"), unfinished_prefix(partition)] {
+        for prefix in [format!("f/{partition:05}/"), unfinished_prefix(partition), finished_prefix(partition)] {
             for k in self.tree.scan_prefix(prefix.as_bytes()).keys() {
                 batch.remove(k.map_err(|e| self.err(e))?);
             }

@@ -348,3 +348,138 @@ fn turning_snapshots_on_writes_a_generation_of_what_the_store_holds() {
     assert_eq!(restored.len(), 25);
     assert_eq!(restored, stored(&dir.path().join("state-a")));
 }
+
+const DAY: f64 = 86_400.0;
+
+fn retiring(log: &Arc<dyn EventLog>, state: &std::path::Path, snapshots: bool) -> Coordinator {
+    Coordinator::new(
+        log.clone(),
+        open_store(state),
+        Arc::new(catalog()),
+        Policy::default(),
+        CoordinatorConfig {
+            snapshots,
+            retire_after: Some(std::time::Duration::from_secs(10 * 86_400)),
+            ..CoordinatorConfig::default()
+        },
+    )
+}
+
+fn drain_at(c: &Coordinator, now: Timestamp) {
+    for p in 0..PARTITIONS as i32 {
+        c.drain_partition(p, now).unwrap();
+    }
+}
+
+/// Orders `from..to`, the events `steps` of each, occurred now.
+fn append_orders_now(log: &dyn EventLog, from: usize, to: usize, steps: std::ops::Range<usize>) {
+    for i in from..to {
+        for e in order_events(&format!("SO{i:03}")).into_iter().skip(steps.start).take(steps.len()) {
+            append(log, &at_now(e));
+        }
+    }
+}
+
+/// Journal events of one kind, by correlation key, each (saga id, seq).
+fn journaled(log: &dyn EventLog, name: &str) -> Vec<(String, String, i64)> {
+    let mut out = Vec::new();
+    for p in 0..PARTITIONS as i32 {
+        for r in log.read(topic::JOURNAL, p, 0, 1_000_000).unwrap() {
+            if let Ok(waybill_schema::JournalRecord::Event(e)) = waybill_schema::decode_journal_record(&r.value)
+                && e.body.name() == name
+            {
+                out.push((e.meta.correlation_key, e.meta.saga_id, e.meta.seq));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn dead_letter_reasons(log: &dyn EventLog) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in 0..PARTITIONS as i32 {
+        for r in log.read(topic::DLQ, p, 0, 1_000_000).unwrap() {
+            out.push(String::from_utf8_lossy(r.header("waybill.dlq.reason").unwrap_or_default()).into_owned());
+        }
+    }
+    out
+}
+
+/// With a retention of 10 days, finished flows are kept until a tick 10 days past their
+/// last decision retires them: `FlowRetired` is journaled, the store forgets them and the
+/// snapshot holds tombstones, while working flows stay. A fresh replica from the snapshot
+/// and one from the whole journal hold exactly what the retiring replica holds.
+#[test]
+fn finished_flows_are_retired_once_their_retention_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    append_orders_now(log.as_ref(), 0, 12, 0..8); // finished
+    append_orders_now(log.as_ref(), 12, 17, 0..4); // working
+    let now = Timestamp::now();
+    let a = retiring(&log, &dir.path().join("state-a"), true);
+    drain_at(&a, now.plus_secs(DAY));
+    assert_eq!(a.stats().retired.load(std::sync::atomic::Ordering::Relaxed), 0, "kept within the retention");
+    drop(a);
+    assert_eq!(stored(&dir.path().join("state-a")).len(), 17);
+
+    let a = retiring(&log, &dir.path().join("state-a"), true);
+    drain_at(&a, now.plus_secs(11.0 * DAY));
+    assert_eq!(a.stats().retired.load(std::sync::atomic::Ordering::Relaxed), 12);
+    drop(a);
+    let retired = journaled(log.as_ref(), "FlowRetired");
+    assert_eq!(retired.len(), 12, "one FlowRetired per finished order: {retired:?}");
+    assert!(retired.iter().all(|(k, saga, _)| saga == &format!("o2f:{k}")), "on the order's home saga");
+    let kept = stored(&dir.path().join("state-a"));
+    assert_eq!(kept.len(), 5, "the working orders stay: {:?}", kept.keys().collect::<Vec<_>>());
+    assert!(kept.values().all(|(_, finished)| !finished));
+
+    // A fresh replica from the snapshot (generation, then tombstones) and one from the
+    // whole journal (folding FlowRetired) hold the same.
+    drain_at(&retiring(&log, &dir.path().join("state-b"), true), now.plus_secs(11.0 * DAY));
+    drain_at(&retiring(&log, &dir.path().join("state-c"), false), now.plus_secs(11.0 * DAY));
+    assert_eq!(stored(&dir.path().join("state-b")), kept);
+    assert_eq!(stored(&dir.path().join("state-c")), kept);
+    let tombstones: usize = (0..PARTITIONS as i32)
+        .map(|p| log.read(topic::SNAPSHOTS, p, 0, 1_000_000).unwrap().iter().filter(|r| r.value.is_empty()).count())
+        .sum();
+    assert_eq!(tombstones, 12, "a tombstone per retired key on the snapshot topic");
+}
+
+/// After retirement a key holds no state. A record for it that occurred more than the
+/// retention before it was logged (a release replayed from Odoo) is refused with a
+/// reason; one that occurred within it starts a new incarnation, its sagas' sequence
+/// numbers from 1. A replica restored from the whole journal ends in the same state.
+#[test]
+fn a_late_input_for_a_retired_key_is_refused_when_old_and_starts_afresh_when_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    append_orders_now(log.as_ref(), 0, 3, 0..8);
+    let now = Timestamp::now();
+    let later = now.plus_secs(11.0 * DAY);
+    let a = retiring(&log, &dir.path().join("state-a"), false);
+    drain_at(&a, later);
+    assert_eq!(a.stats().retired.load(std::sync::atomic::Ordering::Relaxed), 3);
+
+    // SO000's release again, as it occurred 11 days ago; SO001 released anew today.
+    let old = at(order_events("SO000").remove(0), now.plus_secs(-11.0 * DAY));
+    append(log.as_ref(), &old);
+    append(log.as_ref(), &at_now(order_events("SO001").remove(0)));
+    drain_at(&a, later);
+    drop(a);
+    let reasons = dead_letter_reasons(log.as_ref());
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(
+        reasons[0].contains("retire_finished_after_days") && reasons[0].contains("SO000"),
+        "the reason names the key and the setting: {}",
+        reasons[0]
+    );
+    let accepted = journaled(log.as_ref(), "OrderAccepted");
+    let so001: Vec<i64> = accepted.iter().filter(|(k, _, _)| k == "SO001").map(|(_, _, seq)| *seq).collect();
+    assert_eq!(so001, [1, 1], "a new incarnation begins at seq 1");
+    assert!(!accepted.iter().any(|(k, _, seq)| k == "SO000" && *seq > 1));
+    let kept = stored(&dir.path().join("state-a"));
+    assert_eq!(kept.keys().map(|(_, k)| k.as_str()).collect::<Vec<_>>(), ["SO001"]);
+    drain_at(&retiring(&log, &dir.path().join("state-c"), false), later);
+    assert_eq!(stored(&dir.path().join("state-c")), kept, "the journal gives the same state");
+}

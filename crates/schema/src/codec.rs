@@ -262,6 +262,7 @@ family!(
         LineRecorded,
         ApplicationScheduled,
         StockReconciled,
+        FlowRetired,
     ]
 );
 

@@ -20,8 +20,8 @@ use waybill_domain::event::{
 use waybill_domain::journal::{
     Allocation, Backorder, BusinessKey, Cancelled, CarrierAssigned, Checkpoint, ControlRefusal, CreditNoteDraft,
     CreditNoteRecorded, Deadline, DeliveryConfirmed, DocumentKind, Empty, ExceptionAssigned, ExceptionCategory,
-    ExceptionRaised, ExceptionResolved, ExceptionRetried, InputPosition, InvoiceDraft, InvoiceRecorded, JournalBody,
-    JournalMeta, PostingHeld, PostingOutcome, Problems, Refusal, ReleaseRequested, SagaKind, SagaReplayed,
+    ExceptionRaised, ExceptionResolved, ExceptionRetried, FlowRetired, InputPosition, InvoiceDraft, InvoiceRecorded,
+    JournalBody, JournalMeta, PostingHeld, PostingOutcome, Problems, Refusal, ReleaseRequested, SagaKind, SagaReplayed,
     WarehouseAccepted,
 };
 use waybill_domain::purchase::{
@@ -855,6 +855,7 @@ pub fn journal_events() -> Vec<JournalEvent> {
             wms_last_movement: Some(s("SHP-1")),
             journal_last_movement: None,
         }),
+        JournalBody::FlowRetired(FlowRetired { finished_at: T0.plus_secs(60.0), retention_secs: 400 * 86_400 }),
     ];
     for body in &bodies {
         match body {
@@ -906,7 +907,8 @@ pub fn journal_events() -> Vec<JournalEvent> {
             | JournalBody::LineApplied(_)
             | JournalBody::LineRecorded(_)
             | JournalBody::ApplicationScheduled(_)
-            | JournalBody::StockReconciled(_) => {}
+            | JournalBody::StockReconciled(_)
+            | JournalBody::FlowRetired(_) => {}
         }
     }
     bodies

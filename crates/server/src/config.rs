@@ -435,15 +435,35 @@ pub struct CoordinatorConfig {
     /// cost CPU on every save and about double the log's growth, and only speed up a
     /// restore after the state directory is lost).
     pub snapshots: Option<bool>,
+    /// Retire a finished flow (an order whose sagas all ended, a closed purchase order, an
+    /// applied statement) once this many days of logged time have passed since it last
+    /// changed: its state leaves the state store, the snapshot (a tombstone) and the
+    /// workbench, so what a partition keeps follows the live flows. An input that later
+    /// comes for the key is decided as new, unless it occurred more than this long
+    /// before it was logged: then it is refused to the dead-letter topic (it may belong
+    /// to a retired flow). Choose it past every return window and late document (the
+    /// shipped configurations keep 400 days). Unset: flows are kept forever.
+    pub retire_finished_after_days: Option<u32>,
 }
 
 impl Default for CoordinatorConfig {
     fn default() -> Self {
-        CoordinatorConfig { max_batch: 512, idle_wait_ms: 20, snapshots: None }
+        CoordinatorConfig { max_batch: 512, idle_wait_ms: 20, snapshots: None, retire_finished_after_days: None }
     }
 }
 
 impl CoordinatorConfig {
+    /// The retention of finished flows, checked: a whole number of days above 0.
+    pub fn retire_after(&self) -> Result<Option<std::time::Duration>, String> {
+        match self.retire_finished_after_days {
+            None => Ok(None),
+            Some(d) if (1..=36_500).contains(&d) => Ok(Some(std::time::Duration::from_secs(u64::from(d) * 86_400))),
+            Some(d) => Err(format!(
+                "{d} days: it must be a whole number of days from 1 to 36500; leave it out to keep finished flows forever"
+            )),
+        }
+    }
+
     /// Whether the coordinator keeps snapshots on a log that is (or is not) Kafka.
     pub fn snapshots_on(&self, kafka: bool) -> bool {
         self.snapshots.unwrap_or(kafka)
@@ -572,6 +592,9 @@ impl Config {
         }
         self.ingest.validate()?;
         self.policy.check().map_err(|(key, problem)| ConfigError::Invalid { key, problem })?;
+        self.coordinator
+            .retire_after()
+            .map_err(|problem| ConfigError::Invalid { key: "coordinator.retire_finished_after_days", problem })?;
         // Orders read from Odoo name their company only through the mapping: with several
         // entities, every one needs it, or another company's orders would silently be the
         // default entity's.

@@ -154,6 +154,8 @@ impl Node {
                 max_batch: cfg.coordinator.max_batch,
                 idle_wait: Duration::from_millis(cfg.coordinator.idle_wait_ms),
                 snapshots: cfg.coordinator.snapshots_on(backend.is_kafka()),
+                // Checked when the configuration was loaded.
+                retire_after: cfg.coordinator.retire_after().unwrap_or(None),
                 ..SagaCoordinatorConfig::default()
             },
         ));

@@ -95,6 +95,8 @@ metrics! {
     REBALANCES = "waybill_group_rebalances_total", Counter, ["change"], "Consumer-group changes of this process's partitions: assigned, revoked, lost (session expired).";
     /// Journal records replayed into the state store while restoring partitions.
     RESTORE_RECORDS = "waybill_partition_restore_records_total", Counter, [], "Journal records replayed into the saga state store while restoring partitions.";
+    /// Finished flows retired once their retention passed.
+    FLOWS_RETIRED = "waybill_flows_retired_total", Counter, [], "Finished flows the coordinator retired once their retention ([coordinator] retire_finished_after_days) passed: their state left the store and the snapshot.";
     /// Time to restore one partition.
     RESTORE_DURATION = "waybill_partition_restore_duration_seconds", Histogram, [], "Time to restore one partition's sagas (state store plus journal catch-up).";
     // ---- business ----

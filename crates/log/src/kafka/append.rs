@@ -218,7 +218,14 @@ pub(super) fn send_batch(
     let pending = Pending::new(records.len());
     for (i, (r, &p)) in records.iter().zip(targets).enumerate() {
         let ticket = Box::new(Ticket { batch: pending.clone(), index: i });
-        let mut rec = BaseRecord::with_opaque_to(&r.topic, ticket).partition(p).key(&r.key).payload(&r.value);
+        let mut rec: BaseRecord<'_, [u8], [u8], _> =
+            BaseRecord::with_opaque_to(&r.topic, ticket).partition(p).key(r.key.as_slice());
+        // An empty value is a tombstone: Kafka's null value, which compaction removes
+        // with the key (every other record Waybill writes carries at least the
+        // five-byte Confluent header).
+        if !r.value.is_empty() {
+            rec = rec.payload(r.value.as_slice());
+        }
         if !r.headers.is_empty() {
             let mut hs = OwnedHeaders::new_with_capacity(r.headers.len());
             for h in &r.headers {

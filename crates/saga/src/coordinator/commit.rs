@@ -1,6 +1,7 @@
 //! Making a turn durable: its outputs and the journal checkpoint that completes them,
 //! then (every few hundred milliseconds, and before the worker goes idle) the state store.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -94,31 +95,39 @@ impl Coordinator {
     /// the store), then lets finished flows leave memory.
     pub(super) fn save(&self, w: &mut Worker) -> Result<()> {
         w.saved_at = Instant::now();
-        if w.dirty.is_empty() {
+        if w.dirty.is_empty() && w.retired.is_empty() {
             return Ok(());
         }
         let dirty = std::mem::take(&mut w.dirty);
-        self.persist(w.partition, dirty.iter().filter_map(|k| w.flows.get(k)), &w.mark, &mut w.snapshot)?;
+        let retired = std::mem::take(&mut w.retired);
+        self.persist(w.partition, &retired, dirty.iter().filter_map(|k| w.flows.get(k)), &w.mark, &mut w.snapshot)?;
         for key in dirty {
             if w.flows.get(&key).is_some_and(AnyFlow::is_finished) {
                 w.flows.remove(&key);
             }
         }
-        Ok(())
+        self.schedule_retirement(w, None)
     }
 
-    /// Encodes `flows` once and stores them under `mark`. With snapshots on, the same bytes go to the
-    /// snapshot topic first (so it is never behind the store), and a new generation is
-    /// written when the topic has none yet or, on a log that does not compact, when the
-    /// changes since the last one call for it.
+    /// Forgets the `retired` keys and encodes `flows` once and stores them under `mark`
+    /// (a key retired and begun again is forgotten, then stored anew). With snapshots on,
+    /// the same bytes go to the snapshot topic first (so it is never behind the store),
+    /// a tombstone for each retired key, and a new generation is written when the topic
+    /// has none yet or, on a log that does not compact, when the changes since the last
+    /// one call for it.
     pub(super) fn persist<'a>(
         &self,
         p: i32,
+        retired: &BTreeMap<String, Option<Timestamp>>,
         flows: impl Iterator<Item = &'a AnyFlow>,
         mark: &PartitionMark,
         snapshot: &mut Option<SnapshotMark>,
     ) -> Result<()> {
-        let flows = flows.map(Encoded::of).collect::<Result<Vec<_>>>()?;
+        let flows = retired
+            .iter()
+            .map(|(k, at)| Ok(Encoded::retired(k, *at)))
+            .chain(flows.map(Encoded::of))
+            .collect::<Result<Vec<_>>>()?;
         let flows = flows.as_slice();
         if !self.config.snapshots {
             return self.store.save_encoded(p, flows, Some(mark));

@@ -25,6 +25,7 @@ mod commit;
 mod merge;
 mod outputs;
 mod restore;
+mod retire;
 mod turn;
 
 pub use outputs::headers;
@@ -60,6 +61,10 @@ pub struct CoordinatorConfig {
     /// A node on Kafka does (`[coordinator] snapshots` decides); off by default for tests
     /// and tools that build a coordinator over a log without that topic.
     pub snapshots: bool,
+    /// Retire a finished flow once this long has passed, in logged time, since it last
+    /// changed (`None`: keep every flow). See `retire` for what retiring means and
+    /// what becomes of a later input for the key.
+    pub retire_after: Option<Duration>,
 }
 
 impl Default for CoordinatorConfig {
@@ -69,6 +74,7 @@ impl Default for CoordinatorConfig {
             max_batch: 512,
             idle_wait: Duration::from_millis(50),
             snapshots: false,
+            retire_after: None,
         }
     }
 }
@@ -90,6 +96,8 @@ pub struct Stats {
     pub restored: AtomicU64,
     /// Flow states loaded from the snapshot topic during restore.
     pub restored_from_snapshot: AtomicU64,
+    /// Finished flows retired once their retention passed.
+    pub retired: AtomicU64,
     /// When each owned partition's worker last completed a turn (busy or idle).
     pub heartbeats: std::sync::Mutex<BTreeMap<i32, Instant>>,
     /// The partitions this process owns: every partition on the embedded log, the ones
@@ -201,8 +209,8 @@ impl Coordinator {
     fn wait_for_input(&self, w: &Worker) {
         let positions: Vec<(&str, i32, i64)> =
             self.inputs.iter().map(|t| (t.as_str(), w.partition, w.positions.get(t).copied().unwrap_or(0))).collect();
-        let wait = match w.timers.first() {
-            Some((due, _)) => {
+        let wait = match w.next_due() {
+            Some(due) => {
                 let until = due.micros_since(Timestamp::now()).max(0) as u64;
                 self.config.idle_wait.min(Duration::from_micros(until))
             }
@@ -229,6 +237,14 @@ struct Worker {
     journal_next: i64,
     /// Flows changed since the last save.
     dirty: BTreeSet<String>,
+    /// Flows retired since the last save (with when each had finished): the save deletes
+    /// them; a later input for the key starts a new flow instead of loading the stored one.
+    retired: BTreeMap<String, Option<Timestamp>>,
+    /// Entries of the store's finished index up to here were looked at by the last
+    /// retirement; the next is due `retire_after` past the first entry after it.
+    retire_from: Timestamp,
+    /// When the next retirement is due (`None`: retention off, or nothing finished).
+    retire_due: Option<Timestamp>,
     /// What the next save records as covered.
     mark: PartitionMark,
     /// The last snapshot mark written (`None`: snapshots off, or no generation yet).
@@ -236,6 +252,17 @@ struct Worker {
     saved_at: Instant,
     /// When the consumer lag of a backlogged input was last asked of the log.
     lag_asked_at: Option<Instant>,
+}
+
+impl Worker {
+    /// When the worker next has something due: a timer, or a retirement.
+    fn next_due(&self) -> Option<Timestamp> {
+        let timer = self.timers.first().map(|(due, _)| *due);
+        match (timer, self.retire_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 /// Ask the log for the end offsets of backlogged inputs (for the lag gauge) at most this
@@ -250,7 +277,9 @@ const SAVE_EVERY_FLOWS: usize = 2048;
 impl Worker {
     fn flow(&mut self, store: &StateStore, key: &str) -> Result<&mut AnyFlow> {
         if !self.flows.contains_key(key) {
-            let f = store.load_any(self.partition, key)?.unwrap_or_else(|| AnyFlow::new(key));
+            // A key retired since the last save is still in the store: it starts afresh.
+            let stored = if self.retired.contains_key(key) { None } else { store.load_any(self.partition, key)? };
+            let f = stored.unwrap_or_else(|| AnyFlow::new(key));
             self.flows.insert(key.to_string(), f);
         }
         Ok(self.flows.get_mut(key).expect("inserted above"))

@@ -42,6 +42,7 @@ pub(super) enum Observation {
     DeadLetter(&'static str),
     OwnershipViolation(waybill_domain::System, &'static str),
     SyncDelay(f64),
+    Retired,
 }
 
 impl Observation {
@@ -61,6 +62,7 @@ impl Observation {
                     .increment(1)
             }
             Observation::SyncDelay(secs) => metrics::histogram!(names::ORDER_SYNC_DELAY).record(secs),
+            Observation::Retired => metrics::counter!(names::FLOWS_RETIRED).increment(1),
         }
     }
 }

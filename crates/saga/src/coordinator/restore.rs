@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use waybill_domain::JournalEvent;
 use waybill_domain::journal::Checkpoint;
 use waybill_domain::topic;
+use waybill_domain::{JournalBody, JournalEvent, Timestamp};
 use waybill_schema::JournalRecord;
 use waybill_telemetry::metrics as names;
 
@@ -66,6 +66,7 @@ impl Coordinator {
             self.store.unfinished(p)?.into_iter().map(|f| (f.key().to_string(), f)).collect();
         let mut positions: BTreeMap<String, i64> = mark.positions.iter().map(|x| (x.topic.clone(), x.offset)).collect();
         let mut dirty: BTreeSet<String> = BTreeSet::new();
+        let mut retired: BTreeMap<String, Option<Timestamp>> = BTreeMap::new();
         let mut next = mark.journal_next;
         let end = self.log.end_offset(topic::JOURNAL, p)?;
         let mut replayed = 0u64;
@@ -86,10 +87,20 @@ impl Coordinator {
                         discarded += cut;
                         for e in covered {
                             let key = e.meta.correlation_key.clone();
+                            if let JournalBody::FlowRetired(r) = &e.body {
+                                // The incarnation ends here: the flow is forgotten, and
+                                // a later event of the key begins a new one.
+                                flows.remove(&key);
+                                dirty.remove(&key);
+                                retired.insert(key, Some(r.finished_at));
+                                continue;
+                            }
                             let flow = match flows.get_mut(&key) {
                                 Some(f) => f,
                                 None => {
-                                    let f = self.store.load_any(p, &key)?.unwrap_or_else(|| AnyFlow::new(&key));
+                                    let stored =
+                                        if retired.contains_key(&key) { None } else { self.store.load_any(p, &key)? };
+                                    let f = stored.unwrap_or_else(|| AnyFlow::new(&key));
                                     flows.entry(key.clone()).or_insert(f)
                                 }
                             };
@@ -126,7 +137,7 @@ impl Coordinator {
             );
         }
         let mark = PartitionMark { journal_next: next, positions: to_positions(p, &positions) };
-        self.persist(p, dirty.iter().filter_map(|k| flows.get(k)), &mark, &mut snapshot)?;
+        self.persist(p, &retired, dirty.iter().filter_map(|k| flows.get(k)), &mark, &mut snapshot)?;
         flows.retain(|_, f| !f.is_finished());
         let timers = flows.values().filter_map(|f| f.next_deadline().map(|d| (d, f.key().to_string()))).collect();
         self.stats.restored.fetch_add(replayed, Ordering::Relaxed);
@@ -144,7 +155,7 @@ impl Coordinator {
             rate_per_s = if secs > 0.0 { (replayed as f64 / secs) as u64 } else { 0 },
             "partition restored"
         );
-        Ok(Worker {
+        let mut w = Worker {
             partition: p,
             flows,
             positions,
@@ -152,11 +163,16 @@ impl Coordinator {
             tick_pending: false,
             journal_next: next,
             dirty: BTreeSet::new(),
+            retired: BTreeMap::new(),
+            retire_from: Timestamp(i64::MIN),
+            retire_due: None,
             mark,
             snapshot,
             saved_at: Instant::now(),
             lag_asked_at: None,
-        })
+        };
+        self.schedule_retirement(&mut w, None)?;
+        Ok(w)
     }
 }
 

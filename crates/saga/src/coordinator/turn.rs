@@ -212,6 +212,10 @@ impl Coordinator {
             input: Some(InputPosition { topic: r.topic.clone(), partition: r.partition, offset: r.offset }),
             at: Timestamp(r.timestamp_ms.saturating_mul(1000)),
         };
+        if let Some(reason) = self.too_old_for_a_new_flow(flow, &event, cause.at) {
+            out.dead_letter(r, &DeadLetter { kind: DeadLetterKind::Rule, reason });
+            return Ok(());
+        }
         let step = match (&event.body, replayed) {
             (EventBody::SagaReplayRequested(req), Some(records)) => {
                 flow.replay(&event.meta.event_id, req, &records, env, &cause)
@@ -279,7 +283,7 @@ impl Coordinator {
                 w.timers.insert((next, key));
             }
         }
-        Ok(())
+        self.retire_due(w, tick.at, &input, out)
     }
 
     /// Appends a tick to this partition of `waybill.control` when the earliest timer is
@@ -289,7 +293,7 @@ impl Coordinator {
     /// The tick is appended on its own: it is an input like any other, and the timers
     /// fire when it is consumed, in order with the partition's other inputs.
     pub(super) fn tick_if_due(&self, w: &mut Worker, now: Timestamp) -> Result<bool> {
-        if w.tick_pending || w.timers.first().is_none_or(|(due, _)| *due > now) {
+        if w.tick_pending || w.next_due().is_none_or(|due| due > now) {
             return Ok(false);
         }
         let p = w.partition;

@@ -226,6 +226,20 @@ pub fn tick<F: Flow>(flow: &mut F, env: &Env<'_>, cause: &Cause) -> Step {
     out
 }
 
+/// Journals the retirement of a finished flow whose retention passed, on its home saga
+/// (`FlowRetired`, the last record of this incarnation of the key). The coordinator then
+/// forgets the flow.
+pub fn retire<F: Flow>(flow: &mut F, finished_at: Timestamp, retention_secs: i64, cause: &Cause) -> Step {
+    let mut out = Step::default();
+    let decision = Decision {
+        journal: vec![JournalBody::FlowRetired(waybill_domain::journal::FlowRetired { finished_at, retention_secs })],
+        ..Decision::noop()
+    };
+    let home = flow.home();
+    commit(flow, &home, decision, cause, &mut out);
+    out
+}
+
 /// Journals `decision` as the saga `target` of `flow`: closes the saga's overdue
 /// exceptions when it moves on, lets the saga settle it, gives every output its
 /// deterministic id, folds the journal events into the state and adds them to `out`.
@@ -303,6 +317,20 @@ pub fn next_deadline<F: Flow>(flow: &F) -> Option<Timestamp> {
 /// True when every saga of the flow has finished.
 pub fn is_finished<F: Flow>(flow: &F) -> bool {
     flow.targets().iter().filter_map(|t| flow.saga(t)).all(|s| s.is_finished())
+}
+
+/// When a finished flow last changed (the latest of its sagas' last decisions): its
+/// retention counts from here. `None` while any saga works, or when none has begun.
+pub fn finished_at<F: Flow>(flow: &F) -> Option<Timestamp> {
+    if !is_finished(flow) {
+        return None;
+    }
+    flow.targets().iter().filter_map(|t| flow.saga(t)).filter_map(|s| s.book().last_at.or(s.book().completed_at)).max()
+}
+
+/// True once any saga of the flow has begun (a key with no state yet is decided as new).
+pub fn has_begun<F: Flow>(flow: &F) -> bool {
+    flow.targets().iter().filter_map(|t| flow.saga(t)).any(|s| s.is_started())
 }
 
 /// The sagas of the flow that have stalled silently: begun, not finished, with no
