@@ -466,3 +466,62 @@ fn refused_commands_and_targets_that_are_down_are_listed_with_the_other_exceptio
     assert_eq!(store.order_counts_by_status().unwrap(), before);
     assert_eq!(store.timeline("target:odoo").unwrap().len(), 1);
 }
+
+/// A retired flow leaves the projection whole — its record, its place in the lists and
+/// counts, its exceptions — and a later incarnation of the key starts a new record whose
+/// sagas count from 1 again, exactly as the coordinator forgets and begins the flow.
+#[test]
+fn a_retired_flow_leaves_the_views_and_a_new_incarnation_starts_afresh() {
+    use waybill_domain::journal::FlowRetired;
+    let retire = |n: usize, seq: i64| {
+        let order = format!("SO{n:05}");
+        ev(
+            &order,
+            SagaKind::OrderToFulfillment,
+            seq,
+            90_000,
+            JournalBody::FlowRetired(FlowRetired { finished_at: ts(600), retention_secs: 400 * 86_400 }),
+        )
+    };
+    let (first, second) = (fulfillment(1), fulfillment(5));
+    let mut events = first.clone();
+    events.push(retire(1, first.len() as i64 + 1));
+    events.extend(second.clone());
+    events.push(retire(5, second.len() as i64 + 1));
+    let inputs = journal_inputs(events);
+
+    let (_dir, store) = temp_store();
+    store.apply(&inputs).unwrap();
+    for order in ["SO00001", "SO00005"] {
+        assert!(store.order(order).unwrap().is_none(), "{order} is gone");
+        assert!(store.timeline(order).unwrap().is_empty());
+    }
+    assert!(store.order_counts_by_status().unwrap().iter().all(|(_, n)| *n == 0), "counted nowhere");
+    assert!(store.orders_by_age(None, None, None, 10).unwrap().is_empty(), "listed nowhere");
+    assert!(store.exceptions(false, None).unwrap().is_empty(), "its exceptions went with it");
+    assert!(store.exception_counts_by_category().unwrap().iter().all(|(_, n)| *n == 0));
+
+    // Event by event gives the same as one batch.
+    let (_dir2, stepwise) = temp_store();
+    for p in &inputs {
+        stepwise.apply(std::slice::from_ref(p)).unwrap();
+    }
+    assert!(stepwise.order("SO00005").unwrap().is_none());
+    assert!(stepwise.exceptions(false, None).unwrap().is_empty());
+    assert!(stepwise.order_counts_by_status().unwrap().iter().all(|(_, n)| *n == 0));
+
+    // The key begins again: its events are applied, not taken for copies.
+    let again: Vec<Positioned> = first
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, e)| Positioned::new(topic::JOURNAL, 0, 10_000 + i as i64, Input::Journal(e)))
+        .collect();
+    let stats = store.apply(&again).unwrap();
+    assert_eq!(stats.applied, first.len());
+    let o = store.order("SO00001").unwrap().expect("a new record");
+    assert_eq!(o.status, OrderStatus::Completed);
+    assert_eq!(o.sagas[0].last_seq, first.len() as i64);
+    assert_eq!(store.timeline("SO00001").unwrap().len(), first.len());
+    assert_eq!(count(&store.order_counts_by_status().unwrap(), OrderStatus::Completed), 1);
+}

@@ -103,6 +103,9 @@ fn a_drift_is_found_once_with_its_evidence_and_closed_when_corrected() {
     // Baseline: 1,000 on hand, nothing journaled yet.
     assert_eq!(H::outcomes(&h.observe(1000, 0, 0)), vec![ReconcileOutcome::Baseline]);
     assert!(h.flow.stock.is_finished(), "a baselined subject with nothing open is at rest");
+    // At rest, but a standing subject: retention never retires it (its baseline is what
+    // the next run compares against).
+    assert!(flow::is_finished(&h.flow) && flow::finished_at(&h.flow).is_none());
     // 40 received, 12 shipped: 1,028 expected, and the warehouse agrees: nothing journaled.
     assert!(h.observe(1028, 40, 12).journal.is_empty());
     // Five units vanish at the warehouse.

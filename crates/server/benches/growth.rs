@@ -21,6 +21,14 @@
 //! history: minutes at 1M orders); `WAYBILL_BENCH_GROWTH_SNAPSHOTS=0` drains without
 //! writing snapshots (what they cost; the restore from the snapshot then finds none).
 //! No invoice is held for approval (nobody approves here), so every order's flow ends.
+//!
+//! Finished flows are retired `WAYBILL_BENCH_GROWTH_RETAIN_SECS` (10) seconds after they
+//! last changed, as `[coordinator] retire_finished_after_days` retires them after days:
+//! each step drains at the wall clock's time, so its ticks retire what finished that long
+//! before, and what the store, the snapshot and a restore hold is the flows of the last
+//! few steps, not the history. `WAYBILL_BENCH_GROWTH_RETAIN_SECS=0` keeps every flow (the
+//! baseline: what every node did before retention). The events of each step occurred
+//! when it began.
 
 // The allocator the `waybill` binary runs with (crates/server/src/main.rs).
 #[global_allocator]
@@ -87,13 +95,18 @@ fn policy() -> Policy {
     policy
 }
 
-fn coordinator(log: &Arc<dyn EventLog>, state: &Path, snapshots: bool) -> anyhow::Result<Coordinator> {
+fn coordinator(
+    log: &Arc<dyn EventLog>,
+    state: &Path,
+    snapshots: bool,
+    retain: Option<std::time::Duration>,
+) -> anyhow::Result<Coordinator> {
     Ok(Coordinator::new(
         log.clone(),
         StateStore::open(state)?,
         Arc::new(world::catalog()),
         policy(),
-        CoordinatorConfig { snapshots, ..CoordinatorConfig::default() },
+        CoordinatorConfig { snapshots, retire_after: retain, ..CoordinatorConfig::default() },
     ))
 }
 
@@ -119,8 +132,9 @@ fn rss_bytes() -> u64 {
         .unwrap_or(0)
 }
 
-/// Flows not finished in the state store in `dir` (opened once its coordinator let go).
-fn live_flows(dir: &Path) -> anyhow::Result<usize> {
+/// Flows not finished, and flows held in all, in the state store in `dir` (opened once its
+/// coordinator let go).
+fn flows(dir: &Path) -> anyhow::Result<(usize, usize)> {
     let deadline = Instant::now() + std::time::Duration::from_secs(10);
     let store = loop {
         match StateStore::open(dir) {
@@ -129,23 +143,26 @@ fn live_flows(dir: &Path) -> anyhow::Result<usize> {
             Err(e) => return Err(e.into()),
         }
     };
-    let mut n = 0;
+    let (mut live, mut kept) = (0, 0);
     for p in 0..PARTITIONS as i32 {
-        n += store.unfinished(p)?.len();
+        live += store.unfinished(p)?.len();
+        kept += store.scan_encoded(p)?.count();
     }
-    Ok(n)
+    Ok((live, kept))
 }
 
 /// A fresh replica's restore of every partition: seconds, journal records replayed, flow
-/// states loaded from the snapshot, flows live after it.
+/// states loaded from the snapshot, flows live after it. `now` is before any flow's
+/// retention passed, so the replica writes nothing to the log (no tick, no retirement).
 fn restore(
     log: &Arc<dyn EventLog>,
     tmp: &Path,
     snapshots: bool,
     now: Timestamp,
-) -> anyhow::Result<(f64, u64, u64, usize)> {
+    retain: Option<std::time::Duration>,
+) -> anyhow::Result<(f64, u64, u64, usize, usize)> {
     let dir = tempfile::tempdir_in(tmp)?;
-    let c = coordinator(log, dir.path(), snapshots)?;
+    let c = coordinator(log, dir.path(), snapshots, retain)?;
     let t = Instant::now();
     for p in 0..PARTITIONS as i32 {
         let n = c.drain_partition(p, now)?;
@@ -154,12 +171,8 @@ fn restore(
     let secs = t.elapsed().as_secs_f64();
     let stats = c.stats();
     drop(c);
-    Ok((
-        secs,
-        stats.restored.load(Ordering::Relaxed),
-        stats.restored_from_snapshot.load(Ordering::Relaxed),
-        live_flows(dir.path())?,
-    ))
+    let (live, kept) = flows(dir.path())?;
+    Ok((secs, stats.restored.load(Ordering::Relaxed), stats.restored_from_snapshot.load(Ordering::Relaxed), live, kept))
 }
 
 struct Step {
@@ -191,11 +204,16 @@ fn main() -> anyhow::Result<()> {
     let state = tmp.join("state");
     // `WAYBILL_BENCH_GROWTH_SNAPSHOTS=0`: the drain without snapshots (what they cost).
     let snapshots = std::env::var("WAYBILL_BENCH_GROWTH_SNAPSHOTS").as_deref() != Ok("0");
-    let main = coordinator(&log, &state, snapshots)?;
+    let retain_secs = env_usize("WAYBILL_BENCH_GROWTH_RETAIN_SECS", 10);
+    let retain = (retain_secs > 0).then(|| std::time::Duration::from_secs(retain_secs as u64));
+    let main = coordinator(&log, &state, snapshots, retain)?;
     let catalog = world::catalog();
-    let now = Timestamp::now();
+    let start = Timestamp::now();
     let load_start = loadavg();
-    eprintln!("waybill growth bench: sizes {sizes:?}, steps of {chunk} orders, {PARTITIONS} partitions");
+    eprintln!(
+        "waybill growth bench: sizes {sizes:?}, steps of {chunk} orders, {PARTITIONS} partitions, finished flows retired after {}",
+        if retain_secs > 0 { format!("{retain_secs} s") } else { "never".into() }
+    );
 
     let mut rows = Vec::new();
     let mut first: Option<Step> = None;
@@ -204,6 +222,7 @@ fn main() -> anyhow::Result<()> {
         let (mut inputs, mut secs, mut cpu) = (0u64, 0.0, 0.0);
         while done < size {
             let n = chunk.min(size - done);
+            let now = Timestamp::now();
             let (mut early, mut late) = (Vec::with_capacity(n * 5), Vec::with_capacity(n * 3));
             for i in done..done + n {
                 let (e, l) = order_records(i, &catalog, now)?;
@@ -230,41 +249,45 @@ fn main() -> anyhow::Result<()> {
         let rss = rss_bytes();
         let log_disk = disk_bytes(&tmp.join("log"));
         let state_disk = disk_bytes(&state);
-        let (snap_secs, snap_journal, snap_flows, live) = restore(&log, tmp, true, now)?;
+        let (snap_secs, snap_journal, snap_flows, live, kept) = restore(&log, tmp, true, start, retain)?;
         let journal = if journal_restore || rows.is_empty() {
-            restore(&log, tmp, false, now).map(|(secs, records, _, _)| Some((secs, records)))?
+            restore(&log, tmp, false, start, retain).map(|(secs, records, ..)| Some((secs, records)))?
         } else {
             None
         };
         eprintln!(
-            "{size} orders: {:.0} events/s, {:.1} µs/event; {live} flows live; rss {}; log {}, state {}; restore from snapshot {:.2} s ({snap_flows} flows, {snap_journal} journal records); from the journal {}",
+            "{size} orders: {:.0} events/s, {:.1} µs/event; {live} flows live, {kept} held, {} retired; rss {}; log {}, state {}; restore from snapshot {:.2} s ({snap_flows} flows, {snap_journal} journal records); from the journal {}",
             step.events_per_s,
             step.cpu_us,
+            main.stats().retired.load(Ordering::Relaxed),
             mib(rss),
             mib(log_disk),
             mib(state_disk),
             snap_secs,
             journal.map(|j| format!("{:.2} s ({} records)", j.0, j.1)).unwrap_or_else(|| "skipped".into())
         );
-        rows.push((step, live, rss, log_disk, state_disk, (snap_secs, snap_journal, snap_flows), journal));
+        rows.push((step, (live, kept), rss, log_disk, state_disk, (snap_secs, snap_journal, snap_flows), journal));
     }
 
     let first = first.context("no step ran")?;
-    println!("\n### Growth (embedded log, fsync off, {PARTITIONS} partitions, steps of {chunk} orders)\n");
+    let retention =
+        if retain_secs > 0 { format!("finished flows retired after {retain_secs} s") } else { "no retention".into() };
+    println!("\n### Growth (embedded log, fsync off, {PARTITIONS} partitions, steps of {chunk} orders, {retention})\n");
     println!(
-        "| orders in history | drain, last step (first step: {} orders) | CPU per inbound event (first step) | flows live | RSS | log on disk | state store on disk | fresh-replica restore from the snapshot | from the whole journal (baseline) |",
+        "| orders in history | drain, last step (first step: {} orders) | CPU per inbound event (first step) | flows live / held | RSS | log on disk | state store on disk | fresh-replica restore from the snapshot | from the whole journal (baseline) |",
         fmt_num(first.orders as f64)
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for (step, live, rss, log_disk, state_disk, snap, journal) in &rows {
         println!(
-            "| {} | {} events/s ({}) | {:.1} µs ({:.1}) | {} | {} | {} | {} | {:.2} s: {} flow states + {} journal records | {} |",
+            "| {} | {} events/s ({}) | {:.1} µs ({:.1}) | {} / {} | {} | {} | {} | {:.2} s: {} flow states + {} journal records | {} |",
             fmt_num(step.orders as f64),
             fmt_num(step.events_per_s),
             fmt_num(first.events_per_s),
             step.cpu_us,
             first.cpu_us,
-            fmt_num(*live as f64),
+            fmt_num(live.0 as f64),
+            fmt_num(live.1 as f64),
             mib(*rss),
             mib(*log_disk),
             mib(*state_disk),
@@ -278,6 +301,6 @@ fn main() -> anyhow::Result<()> {
     }
     println!("\n{}; load average {load_start} at the start, {} at the end", environment(), loadavg());
     let dlq: i64 = (0..PARTITIONS as i32).map(|p| log.end_offset(topic::DLQ, p).unwrap_or(0)).sum();
-    println!("dead letters: {dlq}");
+    println!("dead letters: {dlq}; flows retired: {}", main.stats().retired.load(Ordering::Relaxed));
     Ok(())
 }

@@ -3,6 +3,9 @@
 //! each snapshot generation, in memory on restore — follows the flows that work, not every
 //! flow that ever finished.
 //!
+//! Standing subjects (a product's stock reconciliation, a system's health) are never
+//! retired ([`crate::flow::Flow::retires`]).
+//!
 //! **When.** A flow is retired by the first timer tick whose logged time is at least the
 //! retention past the flow's [`AnyFlow::finished_at`] (the latest decision of its sagas,
 //! all finished). The tick takes every flow finished by then, in (finished at, key)

@@ -160,6 +160,15 @@ pub trait Flow: Clone + std::fmt::Debug + Serialize + DeserializeOwned + Send + 
     /// decision with [`commit`].
     fn route(&mut self, event: &InboundEvent, env: &Env<'_>, cause: &Cause, out: &mut Step);
 
+    /// Whether the flow is retired once finished and its retention passed (see
+    /// `coordinator::retire`): true for flows of business records (orders, purchase
+    /// orders, statements), which grow with history; false for standing subjects that
+    /// a later run reads again (a product's stock baseline, a system's health), which are
+    /// few and whose state a retirement would lose.
+    fn retires(&self) -> bool {
+        true
+    }
+
     /// A stage of the business process that a journal event ends, with when it began
     /// (`release_to_goods_issue`): the stage-duration histogram. `None` for most events.
     fn stage(&self, _event: &JournalEvent) -> Option<(&'static str, Timestamp)> {
@@ -320,9 +329,10 @@ pub fn is_finished<F: Flow>(flow: &F) -> bool {
 }
 
 /// When a finished flow last changed (the latest of its sagas' last decisions): its
-/// retention counts from here. `None` while any saga works, or when none has begun.
+/// retention counts from here. `None` while any saga works, when none has begun, and for
+/// a flow that is never retired ([`Flow::retires`]).
 pub fn finished_at<F: Flow>(flow: &F) -> Option<Timestamp> {
-    if !is_finished(flow) {
+    if !flow.retires() || !is_finished(flow) {
         return None;
     }
     flow.targets().iter().filter_map(|t| flow.saga(t)).filter_map(|s| s.book().last_at.or(s.book().completed_at)).max()

@@ -127,6 +127,11 @@ impl Flow for OrderFlow {
 
     const FAMILY: &'static str = "order";
 
+    /// A target's health is a standing subject; an order is retired once finished.
+    fn retires(&self) -> bool {
+        TargetOutage::target_of_key(&self.key).is_none()
+    }
+
     fn family(&self) -> &'static str {
         if TargetOutage::target_of_key(&self.key).is_some() { "system health" } else { Self::FAMILY }
     }

@@ -188,6 +188,11 @@ impl Flow for ReconcileFlow {
 
     const FAMILY: &'static str = "reconciliation subject";
 
+    /// A standing subject: its baseline is what the next run compares against.
+    fn retires(&self) -> bool {
+        false
+    }
+
     fn owns(key: &str) -> bool {
         key.starts_with(reconcile::KEY_PREFIX)
     }
