@@ -124,9 +124,8 @@ fn decode_mark(p: i32, r: &StoredRecord) -> Result<SnapshotMark> {
 
 fn decode_flow(p: i32, r: &StoredRecord) -> Result<Encoded> {
     if r.value.is_empty() {
-        // A tombstone. It does not say when the flow finished, so an entry of the finished
-        // index that this load wrote for the key stays, stale: the coordinator drops it
-        // when it meets it, finding no flow.
+        // A tombstone: the store finds the key's entry in its finished index from the
+        // state it holds (loaded earlier in this load).
         return Ok(Encoded::retired(&String::from_utf8_lossy(&r.key), None));
     }
     let f = waybill_schema::snapshot::decode_flow_state(&r.value).map_err(|e| unreadable(p, r, e))?;

@@ -294,14 +294,32 @@ impl StateStore {
     /// in chunks writes its mark last.
     pub fn save_encoded(&self, partition: i32, flows: &[Encoded], mark: Option<&PartitionMark>) -> Result<()> {
         let mut batch = sled::Batch::default();
+        // When each flow stored earlier in this batch finished (a snapshot chunk may hold
+        // a flow's state and, later, its tombstone).
+        let mut batched: std::collections::HashMap<&str, Option<Timestamp>> = std::collections::HashMap::new();
+        let tombstones = flows.iter().any(|f| f.retired);
         for f in flows {
             if f.retired {
+                // A tombstone read from the snapshot does not say when the flow finished:
+                // the stored value does.
+                let stored = match f.finished_at.or_else(|| batched.get(f.key.as_str()).copied().flatten()) {
+                    Some(at) => Some(at),
+                    None if batched.contains_key(f.key.as_str()) => None,
+                    None => self
+                        .tree
+                        .get(flow_key(partition, &f.key))
+                        .map_err(|e| self.err(e))?
+                        .and_then(|v| split_value(&v).and_then(|(at, _)| at)),
+                };
                 batch.remove(flow_key(partition, &f.key));
                 batch.remove(unfinished_key(partition, &f.key));
-                if let Some(at) = f.finished_at {
+                if let Some(at) = stored {
                     batch.remove(finished_key(partition, at, &f.key));
                 }
                 continue;
+            }
+            if tombstones {
+                batched.insert(&f.key, f.finished_at);
             }
             batch.insert(flow_key(partition, &f.key), stored_value(f));
             if f.finished {

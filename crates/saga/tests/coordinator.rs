@@ -50,20 +50,6 @@ fn append(log: &dyn EventLog, e: &InboundEvent) {
     log.append(AppendBatch { records: vec![r], positions: vec![] }).unwrap();
 }
 
-fn order_events(order: &str) -> Vec<InboundEvent> {
-    let sh = format!("{order}-SH");
-    vec![
-        released(order, vec![line(1, "PLAIN", "Units", 2)]),
-        reserved(order, &[(1, 2, 0)]),
-        accepted(order),
-        pick(order, &format!("{order}-P"), vec![picked(1, "PLAIN", 2)], true),
-        issued(order, &sh, &[(1, "PLAIN", 2)]),
-        booked(order, &sh),
-        delivered(order, &sh),
-        invoice_posted(order, &sh, &format!("INV-{order}")),
-    ]
-}
-
 fn coordinator(log: &Arc<dyn EventLog>, state: &std::path::Path, max_batch: usize) -> Coordinator {
     coordinator_with(log, state, max_batch, false)
 }
@@ -111,7 +97,7 @@ fn a_backlog_across_topics_is_processed_in_causal_order() {
     // Every order's events are appended in causal order, interleaved across orders, and
     // only then does the coordinator start: the carrier topic holds bookings for
     // shipments whose goods issue sits deep in the warehouse topic.
-    let orders: Vec<Vec<InboundEvent>> = (0..60).map(|i| order_events(&format!("SO{i:03}"))).collect();
+    let orders: Vec<Vec<InboundEvent>> = (0..60).map(|i| order_to_invoice(&format!("SO{i:03}"))).collect();
     for step in 0..7 {
         for o in &orders {
             append(log.as_ref(), &o[step]);
@@ -131,7 +117,7 @@ fn a_deleted_state_store_is_rebuilt_from_the_journal() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     for i in 0..20 {
-        for e in order_events(&format!("SO{i:03}")).into_iter().take(4) {
+        for e in order_to_invoice(&format!("SO{i:03}")).into_iter().take(4) {
             append(log.as_ref(), &e);
         }
     }
@@ -146,7 +132,7 @@ fn a_deleted_state_store_is_rebuilt_from_the_journal() {
     // The rest of every order arrives; a coordinator with an empty state directory
     // restores from the journal and carries on without repeating a command.
     for i in 0..20 {
-        for e in order_events(&format!("SO{i:03}")).into_iter().skip(4) {
+        for e in order_to_invoice(&format!("SO{i:03}")).into_iter().skip(4) {
             append(log.as_ref(), &e);
         }
     }
@@ -182,7 +168,7 @@ fn journal_events_without_their_commands_are_not_taken_as_done() {
     let cut = cut_short(&inner);
     let log: Arc<dyn EventLog> = cut.clone();
     for order in ["SO1", "SO2", "SO3"] {
-        for e in order_events(order) {
+        for e in order_to_invoice(order) {
             append(inner.as_ref(), &e);
         }
     }
@@ -254,7 +240,7 @@ fn drain(c: &Coordinator) {
 /// Orders `from..to`, the first `steps` events of each.
 fn append_orders(log: &dyn EventLog, from: usize, to: usize, steps: std::ops::Range<usize>) {
     for i in from..to {
-        for e in order_events(&format!("SO{i:03}")).into_iter().skip(steps.start).take(steps.len()) {
+        for e in order_to_invoice(&format!("SO{i:03}")).into_iter().skip(steps.start).take(steps.len()) {
             append(log, &e);
         }
     }
@@ -374,7 +360,7 @@ fn drain_at(c: &Coordinator, now: Timestamp) {
 /// Orders `from..to`, the events `steps` of each, occurred now.
 fn append_orders_now(log: &dyn EventLog, from: usize, to: usize, steps: std::ops::Range<usize>) {
     for i in from..to {
-        for e in order_events(&format!("SO{i:03}")).into_iter().skip(steps.start).take(steps.len()) {
+        for e in order_to_invoice(&format!("SO{i:03}")).into_iter().skip(steps.start).take(steps.len()) {
             append(log, &at_now(e));
         }
     }
@@ -462,9 +448,9 @@ fn a_late_input_for_a_retired_key_is_refused_when_old_and_starts_afresh_when_new
     assert_eq!(a.stats().retired.load(std::sync::atomic::Ordering::Relaxed), 3);
 
     // SO000's release again, as it occurred 11 days ago; SO001 released anew today.
-    let old = at(order_events("SO000").remove(0), now.plus_secs(-11.0 * DAY));
+    let old = at(order_to_invoice("SO000").remove(0), now.plus_secs(-11.0 * DAY));
     append(log.as_ref(), &old);
-    append(log.as_ref(), &at_now(order_events("SO001").remove(0)));
+    append(log.as_ref(), &at_now(order_to_invoice("SO001").remove(0)));
     drain_at(&a, later);
     drop(a);
     let reasons = dead_letter_reasons(log.as_ref());

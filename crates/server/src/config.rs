@@ -819,6 +819,19 @@ mod tests {
     }
 
     #[test]
+    fn the_retention_of_finished_flows_is_whole_days_and_a_mistake_names_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("waybill.toml");
+        assert_eq!(Config::load(None, Figment::new()).unwrap().coordinator.retire_after().unwrap(), None);
+        std::fs::write(&file, "[coordinator]\nretire_finished_after_days = 400\n").unwrap();
+        let cfg = Config::load(Some(&file), Figment::new()).unwrap();
+        assert_eq!(cfg.coordinator.retire_after().unwrap(), Some(std::time::Duration::from_secs(400 * 86_400)));
+        std::fs::write(&file, "[coordinator]\nretire_finished_after_days = 0\n").unwrap();
+        let err = Config::load(Some(&file), Figment::new()).unwrap_err().to_string();
+        assert!(err.contains("coordinator.retire_finished_after_days") && err.contains("leave it out"), "{err}");
+    }
+
+    #[test]
     fn kafka_section_is_a_tree_of_librdkafka_properties() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("waybill.toml");
