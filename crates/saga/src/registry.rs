@@ -110,6 +110,11 @@ macro_rules! flows {
                 match self { $(AnyFlow::$variant(f) => flow::finished_at(f.as_ref()),)+ }
             }
 
+            /// Whether the flow is retired once finished ([`Flow::retires`]).
+            pub fn retires(&self) -> bool {
+                match self { $(AnyFlow::$variant(f) => f.retires(),)+ }
+            }
+
             /// True once any saga of the flow has begun ([`flow::has_begun`]).
             pub fn has_begun(&self) -> bool {
                 match self { $(AnyFlow::$variant(f) => flow::has_begun(f.as_ref()),)+ }

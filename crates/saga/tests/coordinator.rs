@@ -469,3 +469,46 @@ fn a_late_input_for_a_retired_key_is_refused_when_old_and_starts_afresh_when_new
     drain_at(&retiring(&log, &dir.path().join("state-c"), false), later);
     assert_eq!(stored(&dir.path().join("state-c")), kept, "the journal gives the same state");
 }
+
+/// A backlog of old records (appended 20 days before the partition's worker reads them,
+/// as after a long outage) finishes flows already past their retention, before the
+/// horizon the last retirement looked up to: they are still retired.
+#[test]
+fn a_backlog_that_finishes_flows_already_past_their_retention_is_retired() {
+    const TIME: &str = "test.append-time-ms";
+    let dir = tempfile::tempdir().unwrap();
+    let inner = open(dir.path());
+    let log: Arc<dyn EventLog> = Arc::new(CutShort::new(inner.clone()).with_time_header(TIME));
+    let now = Timestamp::now();
+    let later = now.plus_secs(DAY);
+    let append_at = |e: &InboundEvent, at: Timestamp| {
+        let system = if e.meta.source.system == System::Odoo { System::Odoo } else { System::Wms };
+        let system = match e.meta.source.system {
+            System::Carrier | System::Finance => e.meta.source.system,
+            _ => system,
+        };
+        let r = Record::keyed(
+            topic::inbound(system),
+            e.meta.correlation_key.clone(),
+            waybill_schema::encode_event(e).unwrap(),
+        )
+        .with_header(TIME, (at.0 / 1000).to_string());
+        log.append(AppendBatch { records: vec![r], positions: vec![] }).unwrap();
+    };
+    // A working order whose pick deadline passes: its tick runs a retirement that finds
+    // nothing and looks up to `later` minus the retention.
+    for e in order_to_invoice("SO900").into_iter().take(3) {
+        append_at(&at_now(e), now);
+    }
+    let a = retiring(&log, &dir.path().join("state"), false);
+    drain_at(&a, later);
+    assert_eq!(a.stats().retired.load(std::sync::atomic::Ordering::Relaxed), 0);
+    // The backlog: whole orders, appended 20 days ago.
+    for i in 0..4 {
+        for e in order_to_invoice(&format!("SO{i:03}")) {
+            append_at(&at(e, now.plus_secs(-21.0 * DAY)), now.plus_secs(-20.0 * DAY));
+        }
+    }
+    drain_at(&a, later);
+    assert_eq!(a.stats().retired.load(std::sync::atomic::Ordering::Relaxed), 4, "the backlog's flows are retired");
+}

@@ -100,6 +100,14 @@ impl Coordinator {
         }
         let dirty = std::mem::take(&mut w.dirty);
         let retired = std::mem::take(&mut w.retired);
+        // A flow that finished before the horizon the last retirement looked up to (a
+        // backlog of old records) must be looked at again: the next tick scans from the
+        // start of the index anyway, this makes sure one is scheduled.
+        if self.config.retire_after.is_some()
+            && dirty.iter().filter_map(|k| w.flows.get(k)?.finished_at()).any(|at| at <= w.retire_from)
+        {
+            w.retire_from = Timestamp(i64::MIN);
+        }
         self.persist(w.partition, &retired, dirty.iter().filter_map(|k| w.flows.get(k)), &w.mark, &mut w.snapshot)?;
         for key in dirty {
             if w.flows.get(&key).is_some_and(AnyFlow::is_finished) {

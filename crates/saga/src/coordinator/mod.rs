@@ -200,6 +200,10 @@ impl Coordinator {
             let ticked = self.tick_if_due(&mut w, now)?;
             if did == 0 && !ticked {
                 self.save(&mut w)?;
+                // The save may have scheduled a retirement that is due by `now`.
+                if self.tick_if_due(&mut w, now)? {
+                    continue;
+                }
                 return Ok(total);
             }
             total += did as u64;

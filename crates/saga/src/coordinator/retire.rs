@@ -128,7 +128,7 @@ impl Coordinator {
     }
 
     /// With retention on: why an input for a key of which no state is held (a flow that
-    /// has not begun) is refused when it occurred more than the retention before it was
+    /// has not begun, of a kind that is retired) is refused when it occurred more than the retention before it was
     /// logged at `logged`: it may belong to a flow already retired, and deciding it
     /// afresh could do again what was done. `None` when it is decided as usual.
     pub(super) fn too_old_for_a_new_flow(
@@ -139,7 +139,7 @@ impl Coordinator {
     ) -> Option<String> {
         let retention = self.retention_micros()?;
         let age = logged.micros_since(event.meta.occurred_at);
-        if age <= retention || flow.has_begun() {
+        if age <= retention || flow.has_begun() || !flow.retires() {
             return None;
         }
         let days = |micros: i64| micros as f64 / 86_400e6;

@@ -214,6 +214,8 @@ impl Coordinator {
         };
         if let Some(reason) = self.too_old_for_a_new_flow(flow, &event, cause.at) {
             out.dead_letter(r, &DeadLetter { kind: DeadLetterKind::Rule, reason });
+            // The key still holds nothing: keep no empty flow for it in memory.
+            w.flows.remove(&key);
             return Ok(());
         }
         let step = match (&event.body, replayed) {
