@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `f/<partition>/<key>` | when the flow finished (8 bytes, big-endian micros; `i64::MIN` while it works), then its state ([`AnyFlow::encode`]) |
 //! | `u/<partition>/<key>` | empty: the flow is working |
-//! | `r/<partition>/<finished at, 8 bytes ordered>/<key>` | empty: the flow finished then (an entry whose flow has since moved on is stale, and dropped when met) |
+//! | `r/<partition>/<finished at, 8 bytes ordered>/<key>` | empty: the flow finished then (a save that changes when, or whether, the flow finished removes the old entry) |
 //! | `m/<partition>` | the partition's mark |
 //!
 //! The store is a cache of the journal, never the truth: the coordinator writes it some
@@ -294,32 +294,32 @@ impl StateStore {
     /// in chunks writes its mark last.
     pub fn save_encoded(&self, partition: i32, flows: &[Encoded], mark: Option<&PartitionMark>) -> Result<()> {
         let mut batch = sled::Batch::default();
-        // When each flow stored earlier in this batch finished (a snapshot chunk may hold
-        // a flow's state and, later, its tombstone).
+        // When each flow written earlier in this batch finished (a snapshot chunk may hold
+        // several states of a key, and its tombstone).
         let mut batched: std::collections::HashMap<&str, Option<Timestamp>> = std::collections::HashMap::new();
-        let tombstones = flows.iter().any(|f| f.retired);
         for f in flows {
+            // The key's entry in the finished index, if its state so far (stored, or
+            // earlier in this batch) has one: it goes unless the new state keeps it, so
+            // the index holds no stale entry (a flow reopened by a return, a tombstone
+            // that does not say when its flow finished).
+            let previous = match batched.get(f.key.as_str()) {
+                Some(at) => *at,
+                None => self
+                    .tree
+                    .get(flow_key(partition, &f.key))
+                    .map_err(|e| self.err(e))?
+                    .and_then(|v| split_value(&v).and_then(|(at, _)| at)),
+            };
+            if let Some(at) = previous
+                && (f.retired || f.finished_at != Some(at))
+            {
+                batch.remove(finished_key(partition, at, &f.key));
+            }
+            batched.insert(&f.key, if f.retired { None } else { f.finished_at });
             if f.retired {
-                // A tombstone read from the snapshot does not say when the flow finished:
-                // the stored value does.
-                let stored = match f.finished_at.or_else(|| batched.get(f.key.as_str()).copied().flatten()) {
-                    Some(at) => Some(at),
-                    None if batched.contains_key(f.key.as_str()) => None,
-                    None => self
-                        .tree
-                        .get(flow_key(partition, &f.key))
-                        .map_err(|e| self.err(e))?
-                        .and_then(|v| split_value(&v).and_then(|(at, _)| at)),
-                };
                 batch.remove(flow_key(partition, &f.key));
                 batch.remove(unfinished_key(partition, &f.key));
-                if let Some(at) = stored {
-                    batch.remove(finished_key(partition, at, &f.key));
-                }
                 continue;
-            }
-            if tombstones {
-                batched.insert(&f.key, f.finished_at);
             }
             batch.insert(flow_key(partition, &f.key), stored_value(f));
             if f.finished {

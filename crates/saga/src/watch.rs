@@ -309,6 +309,8 @@ fn is_progress(j: &JournalBody) -> bool {
             | JournalBody::SagaReplayed(_)
             | JournalBody::PostingEscalated(_)
             | JournalBody::PickOverdue(_)
+            // The end of the flow's state, not a step of a saga.
+            | JournalBody::FlowRetired(_)
     )
 }
 

@@ -470,35 +470,40 @@ fn a_late_input_for_a_retired_key_is_refused_when_old_and_starts_afresh_when_new
     assert_eq!(stored(&dir.path().join("state-c")), kept, "the journal gives the same state");
 }
 
+/// The header the time-stamping test double reads record times from.
+const TIME: &str = "test.append-time-ms";
+
+/// A log whose records carry their append time in [`TIME`] (so two logs see the same).
+fn stamped(inner: &Arc<dyn EventLog>) -> Arc<dyn EventLog> {
+    Arc::new(CutShort::new(inner.clone()).with_time_header(TIME))
+}
+
+/// Appends `e` to its system's inbound topic, as appended at `at`.
+fn append_at(log: &dyn EventLog, e: &InboundEvent, at: Timestamp) {
+    let system = match e.meta.source.system {
+        System::Odoo | System::Carrier | System::Finance => e.meta.source.system,
+        _ => System::Wms,
+    };
+    let r =
+        Record::keyed(topic::inbound(system), e.meta.correlation_key.clone(), waybill_schema::encode_event(e).unwrap())
+            .with_header(TIME, (at.0 / 1000).to_string());
+    log.append(AppendBatch { records: vec![r], positions: vec![] }).unwrap();
+}
+
 /// A backlog of old records (appended 20 days before the partition's worker reads them,
 /// as after a long outage) finishes flows already past their retention, before the
 /// horizon the last retirement looked up to: they are still retired.
 #[test]
 fn a_backlog_that_finishes_flows_already_past_their_retention_is_retired() {
-    const TIME: &str = "test.append-time-ms";
     let dir = tempfile::tempdir().unwrap();
     let inner = open(dir.path());
-    let log: Arc<dyn EventLog> = Arc::new(CutShort::new(inner.clone()).with_time_header(TIME));
+    let log = stamped(&inner);
     let now = Timestamp::now();
     let later = now.plus_secs(DAY);
-    let append_at = |e: &InboundEvent, at: Timestamp| {
-        let system = if e.meta.source.system == System::Odoo { System::Odoo } else { System::Wms };
-        let system = match e.meta.source.system {
-            System::Carrier | System::Finance => e.meta.source.system,
-            _ => system,
-        };
-        let r = Record::keyed(
-            topic::inbound(system),
-            e.meta.correlation_key.clone(),
-            waybill_schema::encode_event(e).unwrap(),
-        )
-        .with_header(TIME, (at.0 / 1000).to_string());
-        log.append(AppendBatch { records: vec![r], positions: vec![] }).unwrap();
-    };
     // A working order whose pick deadline passes: its tick runs a retirement that finds
     // nothing and looks up to `later` minus the retention.
     for e in order_to_invoice("SO900").into_iter().take(3) {
-        append_at(&at_now(e), now);
+        append_at(log.as_ref(), &at_now(e), now);
     }
     let a = retiring(&log, &dir.path().join("state"), false);
     drain_at(&a, later);
@@ -506,9 +511,109 @@ fn a_backlog_that_finishes_flows_already_past_their_retention_is_retired() {
     // The backlog: whole orders, appended 20 days ago.
     for i in 0..4 {
         for e in order_to_invoice(&format!("SO{i:03}")) {
-            append_at(&at(e, now.plus_secs(-21.0 * DAY)), now.plus_secs(-20.0 * DAY));
+            append_at(log.as_ref(), &at(e, now.plus_secs(-21.0 * DAY)), now.plus_secs(-20.0 * DAY));
         }
     }
     drain_at(&a, later);
     assert_eq!(a.stats().retired.load(std::sync::atomic::Ordering::Relaxed), 4, "the backlog's flows are retired");
+}
+
+/// Which flows a tick retires does not depend on where batches are cut: a tick read in
+/// the same turn as the records that finished a flow (before it in the partition's order)
+/// retires it exactly as when they were committed in earlier turns.
+#[test]
+fn a_tick_retires_the_same_flows_whatever_the_batch_boundaries() {
+    let now = Timestamp::now();
+    let retirements = |max_batch: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = open(dir.path());
+        let log = stamped(&inner);
+        // Each record a millisecond after the one before: the partition's order is the
+        // order they were written in, whichever topics they are on.
+        let mut n = 0.0;
+        for i in 0..6 {
+            for e in order_to_invoice(&format!("SO{i:03}")) {
+                n += 0.001;
+                append_at(log.as_ref(), &at(e, now.plus_secs(-21.0 * DAY)), now.plus_secs(-20.0 * DAY + n));
+            }
+        }
+        // A tick of each partition, logged after the backlog (as a coordinator writes it).
+        for p in 0..PARTITIONS as i32 {
+            let tick = InboundEvent {
+                meta: waybill_domain::EventMeta {
+                    event_id: waybill_domain::event::TimerTick::event_id(p, now),
+                    source: waybill_domain::SourceRef::new(System::Waybill, format!("coordinator/{p}")),
+                    correlation_key: waybill_domain::event::TimerTick::correlation_key(p),
+                    occurred_at: now,
+                    actor: None,
+                },
+                body: waybill_domain::EventBody::TimerTick(waybill_domain::event::TimerTick { partition: p, at: now }),
+            };
+            let r = Record {
+                topic: topic::CONTROL.into(),
+                partition: Some(p),
+                key: tick.meta.correlation_key.clone().into_bytes(),
+                headers: vec![Header { key: TIME.into(), value: (now.0 / 1000).to_string().into_bytes() }],
+                value: waybill_schema::encode_event(&tick).unwrap(),
+            };
+            log.append(AppendBatch { records: vec![r], positions: vec![] }).unwrap();
+        }
+        let c = Coordinator::new(
+            log.clone(),
+            open_store(&dir.path().join("state")),
+            Arc::new(catalog()),
+            Policy::default(),
+            CoordinatorConfig {
+                max_batch,
+                retire_after: Some(std::time::Duration::from_secs(10 * 86_400)),
+                ..CoordinatorConfig::default()
+            },
+        );
+        // `now` before any deadline of the backlog's flows would let the drain write ticks
+        // of its own: the test's ticks are the only ones.
+        for p in 0..PARTITIONS as i32 {
+            c.drain_partition(p, now.plus_secs(-30.0 * DAY)).unwrap();
+        }
+        let mut out = Vec::new();
+        for p in 0..PARTITIONS as i32 {
+            for r in inner.read(topic::JOURNAL, p, 0, 1_000_000).unwrap() {
+                if let Ok(waybill_schema::JournalRecord::Event(e)) = waybill_schema::decode_journal_record(&r.value)
+                    && matches!(e.body, JournalBody::FlowRetired(_))
+                {
+                    out.push((e.meta.correlation_key, e.meta.caused_by, e.meta.at));
+                }
+            }
+        }
+        out.sort();
+        out
+    };
+    let one_turn = retirements(512);
+    assert_eq!(one_turn.len(), 6, "the tick retires every flow the backlog finished: {one_turn:?}");
+    assert_eq!(retirements(1), one_turn, "the same retirements with one record per topic per turn");
+}
+
+/// A flow whose sagas all ended but that still has an open exception — goods issued after
+/// the order was cancelled, which someone must get back — is not retired however old: it
+/// waits for the exception to be resolved, and a change recorded while the flow is
+/// retained moves its retention on.
+#[test]
+fn a_finished_flow_with_an_open_exception_is_not_retired() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    for e in [
+        released("SO1", vec![line(1, "PLAIN", "Units", 2)]),
+        reserved("SO1", &[(1, 2, 0)]),
+        cancelled("SO1"),
+        issued("SO1", "SO1-SH", &[(1, "PLAIN", 2)]),
+    ] {
+        append(log.as_ref(), &at_now(e));
+    }
+    let a = retiring(&log, &dir.path().join("state"), false);
+    drain_at(&a, Timestamp::now().plus_secs(30.0 * DAY));
+    assert_eq!(a.stats().retired.load(std::sync::atomic::Ordering::Relaxed), 0, "kept while the exception is open");
+    drop(a);
+    let kept = stored(&dir.path().join("state"));
+    assert_eq!(kept.len(), 1);
+    assert!(journaled(log.as_ref(), "ExceptionRaised").iter().any(|(k, _, _)| k == "SO1"));
+    assert!(journaled(log.as_ref(), "FlowRetired").is_empty());
 }

@@ -63,7 +63,8 @@ impl Coordinator {
         let cutoff = Timestamp(at.0.saturating_sub(retention));
         let p = w.partition;
         // Candidates: the store's index, and flows finished since the last save (the
-        // store and the unsaved changes together are the state the journal gives).
+        // store and the unsaved changes, this turn's included, together are the state
+        // the journal gives at this tick).
         let mut due: Vec<(Timestamp, String)> = Vec::new();
         for entry in self.store.finished_between(p, Timestamp(i64::MIN), cutoff) {
             let (finished, key) = entry?;
@@ -84,7 +85,9 @@ impl Coordinator {
                 self.store.drop_stale(p, finished, &key)?;
             }
         }
-        for key in &w.dirty {
+        // Flows changed since the last save, this turn's (decided before the tick in the
+        // partition's order) included: the store does not have them yet.
+        for key in w.dirty.iter().chain(&out.changed) {
             if let Some(finished) = w.flows.get(key).and_then(|f| f.finished_at()).filter(|t| *t <= cutoff) {
                 due.push((finished, key.clone()));
             }
@@ -123,6 +126,7 @@ impl Coordinator {
         out.observations.push(Observation::Retired);
         w.retired.insert(key.to_string(), Some(finished));
         w.dirty.remove(key);
+        out.changed.remove(key);
         self.stats.retired.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -329,10 +329,15 @@ pub fn is_finished<F: Flow>(flow: &F) -> bool {
 }
 
 /// When a finished flow last changed (the latest of its sagas' last decisions): its
-/// retention counts from here. `None` while any saga works, when none has begun, and for
-/// a flow that is never retired ([`Flow::retires`]).
+/// retention counts from here. `None` while any saga works or has an open exception,
+/// when none has begun, and for a flow that is never retired ([`Flow::retires`]).
 pub fn finished_at<F: Flow>(flow: &F) -> Option<Timestamp> {
     if !flow.retires() || !is_finished(flow) {
+        return None;
+    }
+    // A saga may end with work still open for a person (goods issued after the order was
+    // cancelled): the flow waits for it to be resolved, however old.
+    if flow.targets().iter().filter_map(|t| flow.saga(t)).any(|s| !s.book().open_exceptions.is_empty()) {
         return None;
     }
     flow.targets().iter().filter_map(|t| flow.saga(t)).filter_map(|s| s.book().last_at.or(s.book().completed_at)).max()
