@@ -57,7 +57,9 @@ pub struct SimStats {
     pub commands: AtomicU64,
     /// Commands seen a second time under an idempotency key already carried out.
     pub duplicate_commands: AtomicU64,
-    /// Answers scheduled but not yet published.
+    /// Answers scheduled but not yet published, plus one while commands the simulator has
+    /// not read yet remain (as at start-up, before its first pass over the command topics
+    /// after a restart: the answers still owed then are not scheduled yet).
     pub pending: AtomicU64,
     /// Purchase orders placed.
     pub purchases: AtomicU64,
@@ -130,6 +132,8 @@ impl Simulator {
             }
         }
         let stats = Arc::new(SimStats::default());
+        // Nothing read yet: answers may be owed that are not scheduled yet.
+        stats.pending.store(1, Ordering::Relaxed);
         let released = (0..cfg.orders).filter(|i| emitted.contains(&release_id(*i))).count();
         stats.released.store(released as u64, Ordering::Relaxed);
         let world = World::new(cfg.seed, cfg.mix.clone(), cfg.pick_timeout);
@@ -181,7 +185,11 @@ impl Simulator {
             let mut busy = self.release_orders();
             // The simulated systems ride out an unreachable log as real ones would:
             // nothing they were about to send is dropped, they retry.
-            let turn = self.read_commands().and_then(|n| Ok(n + self.emit_due()?));
+            let mut caught_up = false;
+            let turn = self.read_commands().and_then(|(n, all_read)| {
+                caught_up = all_read;
+                Ok(n + self.emit_due()?)
+            });
             match turn {
                 Ok(n) => {
                     busy += n;
@@ -200,7 +208,7 @@ impl Simulator {
                     std::thread::sleep(Duration::from_millis(200));
                 }
             }
-            self.stats.pending.store(self.actions.len() as u64, Ordering::Relaxed);
+            self.stats.pending.store(self.actions.len() as u64 + u64::from(!caught_up), Ordering::Relaxed);
             if busy == 0 {
                 std::thread::sleep(Duration::from_millis(2));
             }
@@ -268,12 +276,16 @@ impl Simulator {
         }
     }
 
-    fn read_commands(&mut self) -> anyhow::Result<usize> {
+    /// Reads and answers the commands after the positions, at most a batch per partition;
+    /// returns how many, and whether every partition was read to its end.
+    fn read_commands(&mut self) -> anyhow::Result<(usize, bool)> {
         let mut n = 0;
+        let mut all_read = true;
         let keys: Vec<(String, i32)> = self.positions.keys().cloned().collect();
         for (t, p) in keys {
             let from = self.positions[&(t.clone(), p)];
             let records = self.log.read(&t, p, from, 512)?;
+            all_read &= records.len() < 512;
             for r in records {
                 self.positions.insert((t.clone(), p), r.offset + 1);
                 n += 1;
@@ -321,7 +333,7 @@ impl Simulator {
                 self.trace = None;
             }
         }
-        Ok(n)
+        Ok((n, all_read))
     }
 
     fn answer(&mut self, cmd: &Command, src: (String, i32, i64)) {
