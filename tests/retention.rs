@@ -3,7 +3,8 @@
 //! compacted snapshot topic. A coordinator with snapshots on and a retention of 10 days
 //! retires the finished orders at a tick 11 days on; then a fresh replica restores from
 //! the snapshot (generation, then tombstones) to exactly the working orders and writes
-//! nothing, and the projections rebuilt from the log list the working orders only.
+//! nothing, and the projections rebuilt from the log list the working orders only. The
+//! retirements are counted in `waybill_flows_retired_total`, which `/metrics` renders.
 
 #[path = "../crates/saga/tests/fixtures.rs"]
 mod fixtures;
@@ -76,7 +77,18 @@ fn end(log: &dyn EventLog, t: &str) -> i64 {
     (0..PARTITIONS as i32).map(|p| log.end_offset(t, p).unwrap()).sum()
 }
 
+/// `waybill_flows_retired_total` as `/metrics` renders it (the process's recorder).
+fn retired_metric() -> f64 {
+    let text = waybill_server::observe::recorder().render();
+    let name = waybill_telemetry::metrics::FLOWS_RETIRED;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse::<f64>().ok()))
+        .unwrap_or_else(|| panic!("{name} is not rendered:\n{text}"))
+}
+
 fn run(log: Arc<dyn EventLog>, dir: &Path) {
+    // The recorder `/metrics` renders, installed before anything is counted.
+    let _ = waybill_server::observe::recorder();
     waybill_server::node::ensure_topics(log.as_ref(), PARTITIONS).unwrap();
     let name = |i: usize| format!("SO{i:03}");
     for i in 0..FINISHED + WORKING {
@@ -91,6 +103,8 @@ fn run(log: Arc<dyn EventLog>, dir: &Path) {
         drain(&a, later);
         assert_eq!(a.stats().retired.load(Ordering::Relaxed), FINISHED as u64);
     }
+    // Other tests of this binary may count theirs in the same process.
+    assert!(retired_metric() >= FINISHED as f64, "the retirements are counted on /metrics");
     let working: Vec<(String, bool)> = (FINISHED..FINISHED + WORKING).map(|i| (name(i), false)).collect();
     assert_eq!(held(&dir.join("a")), working, "the retiring replica keeps the working orders only");
     let tombstones: usize = (0..PARTITIONS as i32)
