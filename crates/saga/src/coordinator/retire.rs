@@ -96,12 +96,23 @@ impl Coordinator {
         due.dedup();
         let full = due.len() > PER_TICK;
         due.truncate(PER_TICK);
+        let mut retired = 0usize;
         for (finished, key) in due {
             if !w.flows.contains_key(&key) {
                 let Some(flow) = self.store.load_any(p, &key)? else { continue };
                 w.flows.insert(key.clone(), flow);
             }
             self.retire_one(w, &key, finished, retention, at, input, out)?;
+            retired += 1;
+        }
+        if retired > 0 {
+            tracing::info!(
+                waybill.partition = p,
+                flows = retired,
+                finished_by = %jiff::Timestamp::from_microsecond(cutoff.0).map_or_else(|_| cutoff.0.to_string(), |t| t.to_string()),
+                more_due = full,
+                "finished flows retired (their retention passed)"
+            );
         }
         w.retire_from = if full { Timestamp(i64::MIN) } else { cutoff };
         self.schedule_retirement(w, full.then_some(at))
