@@ -644,6 +644,21 @@ impl TimerTick {
     pub fn event_id(partition: i32, at: Timestamp) -> String {
         format!("tick:{partition}@{}", at.0)
     }
+
+    /// The tick the coordinator of `partition` appends to its partition of
+    /// `waybill.control` when a timer is due by `at`.
+    pub fn event(partition: i32, at: Timestamp) -> crate::InboundEvent {
+        crate::InboundEvent {
+            meta: crate::EventMeta {
+                event_id: Self::event_id(partition, at),
+                source: SourceRef::new(System::Waybill, format!("coordinator/{partition}")),
+                correlation_key: Self::correlation_key(partition),
+                occurred_at: at,
+                actor: None,
+            },
+            body: EventBody::TimerTick(TimerTick { partition, at }),
+        }
+    }
 }
 
 /// A target system refused a command, or the connector exhausted its retries delivering

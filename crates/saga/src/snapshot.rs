@@ -31,10 +31,8 @@
 //! saga drops a sequence number it has seen).
 
 use waybill_domain::journal::InputPosition;
-use waybill_domain::topic;
+use waybill_domain::{Timestamp, topic};
 use waybill_log::{AppendBatch, EventLog, Record, StoredRecord};
-
-use waybill_domain::Timestamp;
 
 use crate::registry::AnyFlow;
 use crate::store::{Encoded, PartitionMark, StateStore};
@@ -126,7 +124,7 @@ fn decode_flow(p: i32, r: &StoredRecord) -> Result<Encoded> {
     if r.value.is_empty() {
         // A tombstone: the store finds the key's entry in its finished index from the
         // state it holds (loaded earlier in this load).
-        return Ok(Encoded::retired(&String::from_utf8_lossy(&r.key), None));
+        return Ok(Encoded::retired(&String::from_utf8_lossy(&r.key)));
     }
     let f = waybill_schema::snapshot::decode_flow_state(&r.value).map_err(|e| unreadable(p, r, e))?;
     let mut finished_at = f.finished_at.map(Timestamp);

@@ -78,11 +78,16 @@ fn stored_value(f: &Encoded) -> Vec<u8> {
     v
 }
 
-/// Splits a stored value into when the flow finished and its state.
-fn split_value(v: &[u8]) -> Option<(Option<Timestamp>, &[u8])> {
-    let (head, state) = v.split_first_chunk::<8>()?;
+/// Splits the stored value of `key` into when the flow finished and its state.
+fn split_value<'v>(key: &str, v: &'v [u8]) -> Result<(Option<Timestamp>, &'v [u8])> {
+    let Some((head, state)) = v.split_first_chunk::<8>() else {
+        return Err(Error::State {
+            key: key.to_string(),
+            reason: format!("stored value of {} bytes is shorter than its 8-byte header", v.len()),
+        });
+    };
     let at = i64::from_be_bytes(*head);
-    Some(((at != i64::MIN).then_some(Timestamp(at)), state))
+    Ok(((at != i64::MIN).then_some(Timestamp(at)), state))
 }
 
 fn mark_key(partition: i32) -> Vec<u8> {
@@ -126,9 +131,10 @@ impl Encoded {
         Ok(Encoded { key: flow.key().to_string(), bytes, finished: flow.is_finished(), finished_at, retired: false })
     }
 
-    /// A retired key, which flow finished at `finished_at`.
-    pub fn retired(key: &str, finished_at: Option<Timestamp>) -> Self {
-        Encoded { key: key.to_string(), bytes: Vec::new(), finished: true, finished_at, retired: true }
+    /// A retired key: the store forgets it (its entry in the finished index is found from
+    /// the state it held).
+    pub fn retired(key: &str) -> Self {
+        Encoded { key: key.to_string(), bytes: Vec::new(), finished: true, finished_at: None, retired: true }
     }
 }
 
@@ -187,10 +193,7 @@ impl StateStore {
     }
 
     fn state_of<'v>(key: &str, v: &'v [u8]) -> Result<&'v [u8]> {
-        split_value(v).map(|(_, state)| state).ok_or_else(|| Error::State {
-            key: key.to_string(),
-            reason: format!("stored value of {} bytes is shorter than its 8-byte header", v.len()),
-        })
+        split_value(key, v).map(|(_, state)| state)
     }
 
     /// Loads one key's flow, as the flow `F` (which must be the flow that owns the key).
@@ -213,41 +216,24 @@ impl StateStore {
         }
     }
 
-    /// Flows of the partition that finished after `after` and at or before `until`, by
-    /// (when, key): the candidates for retirement. An entry may be stale (the flow moved
-    /// on since, or was retired), so the caller checks each against the flow itself.
-    pub fn finished_between(
+    /// The index of finished flows of the partition up to `until`, by (when, key): the
+    /// candidates for retirement. It describes the stored states exactly: a save that
+    /// changes when, or whether, a flow finished moves or removes its entry.
+    pub fn finished_by(
         &self,
         partition: i32,
-        after: Timestamp,
         until: Timestamp,
     ) -> impl Iterator<Item = Result<(Timestamp, String)>> + '_ {
-        let prefix = finished_prefix(partition).into_bytes();
-        let bound = |t: i64| {
-            let mut k = prefix.clone();
-            k.extend_from_slice(&ordered(t));
-            k
-        };
-        let (from, to) = (bound(after.0.saturating_add(1)), bound(until.0.saturating_add(1)));
-        let skip = prefix.len();
-        let range = if from < to { self.tree.range(from..to) } else { self.tree.range(to.clone()..to) };
-        range.map(move |kv| {
+        let from = finished_prefix(partition).into_bytes();
+        let skip = from.len();
+        let mut to = from.clone();
+        to.extend_from_slice(&ordered(until.0.saturating_add(1)));
+        self.tree.range(from..to).map(move |kv| {
             let (k, _) = kv.map_err(|e| self.err(e))?;
             let (at, key) = k[skip..].split_at(8);
             let at = (u64::from_be_bytes(at.try_into().expect("8 bytes")) ^ (1 << 63)) as i64;
             Ok((Timestamp(at), String::from_utf8_lossy(key).into_owned()))
         })
-    }
-
-    /// When the first indexed flow that finished after `after` finished (perhaps a stale
-    /// entry, which the coordinator drops when it meets it).
-    pub fn finished_after(&self, partition: i32, after: Timestamp) -> Result<Option<Timestamp>> {
-        self.finished_between(partition, after, Timestamp(i64::MAX - 1)).next().transpose().map(|e| e.map(|(t, _)| t))
-    }
-
-    /// Drops an entry of the finished index that no longer describes its flow.
-    pub fn drop_stale(&self, partition: i32, at: Timestamp, key: &str) -> Result<()> {
-        self.tree.remove(finished_key(partition, at, key)).map(|_| ()).map_err(|e| self.err(e))
     }
 
     /// Every stored flow of a partition that has not finished (the working set), read
@@ -281,10 +267,7 @@ impl StateStore {
         Ok(self.tree.scan_prefix(format!("f/{partition:05}/").as_bytes()).map(move |kv| {
             let (k, v) = kv.map_err(|e| self.err(e))?;
             let key = String::from_utf8_lossy(&k[prefix_len..]).into_owned();
-            let (finished_at, state) = split_value(&v).ok_or_else(|| Error::State {
-                key: key.clone(),
-                reason: format!("stored value of {} bytes is shorter than its 8-byte header", v.len()),
-            })?;
+            let (finished_at, state) = split_value(&key, &v)?;
             Ok(Encoded { key, bytes: state.to_vec(), finished: !live.contains(&k[2..]), finished_at, retired: false })
         }))
     }
@@ -304,11 +287,10 @@ impl StateStore {
             // that does not say when its flow finished).
             let previous = match batched.get(f.key.as_str()) {
                 Some(at) => *at,
-                None => self
-                    .tree
-                    .get(flow_key(partition, &f.key))
-                    .map_err(|e| self.err(e))?
-                    .and_then(|v| split_value(&v).and_then(|(at, _)| at)),
+                None => match self.tree.get(flow_key(partition, &f.key)).map_err(|e| self.err(e))? {
+                    Some(v) => split_value(&f.key, &v)?.0,
+                    None => None,
+                },
             };
             if let Some(at) = previous
                 && (f.retired || f.finished_at != Some(at))

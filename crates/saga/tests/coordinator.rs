@@ -60,13 +60,13 @@ fn coordinator_with(
     max_batch: usize,
     snapshots: bool,
 ) -> Coordinator {
-    Coordinator::new(
-        log.clone(),
-        open_store(state),
-        Arc::new(catalog()),
-        Policy::default(),
-        CoordinatorConfig { max_batch, snapshots, ..CoordinatorConfig::default() },
-    )
+    coordinator_of(log, state, CoordinatorConfig { max_batch, snapshots, ..CoordinatorConfig::default() })
+}
+
+/// A coordinator over `log` with its state store in `state` (opened once a coordinator
+/// that had it let go).
+fn coordinator_of(log: &Arc<dyn EventLog>, state: &std::path::Path, config: CoordinatorConfig) -> Coordinator {
+    Coordinator::new(log.clone(), open_store(state), Arc::new(catalog()), Policy::default(), config)
 }
 
 fn count(log: &dyn EventLog, t: &str) -> i64 {
@@ -337,17 +337,14 @@ fn turning_snapshots_on_writes_a_generation_of_what_the_store_holds() {
 
 const DAY: f64 = 86_400.0;
 
+/// The retention of the retirement tests.
+const RETENTION: std::time::Duration = std::time::Duration::from_secs(10 * 86_400);
+
 fn retiring(log: &Arc<dyn EventLog>, state: &std::path::Path, snapshots: bool) -> Coordinator {
-    Coordinator::new(
-        log.clone(),
-        open_store(state),
-        Arc::new(catalog()),
-        Policy::default(),
-        CoordinatorConfig {
-            snapshots,
-            retire_after: Some(std::time::Duration::from_secs(10 * 86_400)),
-            ..CoordinatorConfig::default()
-        },
+    coordinator_of(
+        log,
+        state,
+        CoordinatorConfig { snapshots, retire_after: Some(RETENTION), ..CoordinatorConfig::default() },
     )
 }
 
@@ -410,8 +407,13 @@ fn finished_flows_are_retired_once_their_retention_passes() {
     assert_eq!(stored(&dir.path().join("state-a")).len(), 17);
 
     let a = retiring(&log, &dir.path().join("state-a"), true);
+    let ticks_before = count(log.as_ref(), topic::CONTROL);
     drain_at(&a, now.plus_secs(11.0 * DAY));
     assert_eq!(a.stats().retired.load(std::sync::atomic::Ordering::Relaxed), 12);
+    // One tick per partition retires its flows; the retirement schedules no further one
+    // (the flows it retired are not taken for due again before the save forgets them).
+    let ticks = count(log.as_ref(), topic::CONTROL) - ticks_before;
+    assert!(ticks <= PARTITIONS as i64, "{ticks} ticks for one retirement per partition");
     drop(a);
     let retired = journaled(log.as_ref(), "FlowRetired");
     assert_eq!(retired.len(), 12, "one FlowRetired per finished order: {retired:?}");
@@ -539,16 +541,7 @@ fn a_tick_retires_the_same_flows_whatever_the_batch_boundaries() {
         }
         // A tick of each partition, logged after the backlog (as a coordinator writes it).
         for p in 0..PARTITIONS as i32 {
-            let tick = InboundEvent {
-                meta: waybill_domain::EventMeta {
-                    event_id: waybill_domain::event::TimerTick::event_id(p, now),
-                    source: waybill_domain::SourceRef::new(System::Waybill, format!("coordinator/{p}")),
-                    correlation_key: waybill_domain::event::TimerTick::correlation_key(p),
-                    occurred_at: now,
-                    actor: None,
-                },
-                body: waybill_domain::EventBody::TimerTick(waybill_domain::event::TimerTick { partition: p, at: now }),
-            };
+            let tick = waybill_domain::event::TimerTick::event(p, now);
             let r = Record {
                 topic: topic::CONTROL.into(),
                 partition: Some(p),
@@ -558,16 +551,10 @@ fn a_tick_retires_the_same_flows_whatever_the_batch_boundaries() {
             };
             log.append(AppendBatch { records: vec![r], positions: vec![] }).unwrap();
         }
-        let c = Coordinator::new(
-            log.clone(),
-            open_store(&dir.path().join("state")),
-            Arc::new(catalog()),
-            Policy::default(),
-            CoordinatorConfig {
-                max_batch,
-                retire_after: Some(std::time::Duration::from_secs(10 * 86_400)),
-                ..CoordinatorConfig::default()
-            },
+        let c = coordinator_of(
+            &log,
+            &dir.path().join("state"),
+            CoordinatorConfig { max_batch, retire_after: Some(RETENTION), ..CoordinatorConfig::default() },
         );
         // `now` before any deadline of the backlog's flows would let the drain write ticks
         // of its own: the test's ticks are the only ones.

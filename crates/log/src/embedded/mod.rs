@@ -360,6 +360,12 @@ fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|source| Error::Io { path: dir.to_owned(), source })
 }
 
+/// Why nothing more is appended after a failed fsync: the kernel may have dropped the
+/// dirty pages, so nothing written since the last good fsync can be trusted.
+fn fsync_failed(seg: &Segment, source: &std::io::Error) -> String {
+    format!("fsync of {} failed ({source}); restart the process so recovery can check the file", seg.path.display())
+}
+
 fn invalid(reason: String) -> Error {
     Error::InvalidRequest { reason }
 }
@@ -441,13 +447,7 @@ impl Inner {
             FsyncPolicy::EveryBatch if !sync_now => {}
             FsyncPolicy::EveryBatch => {
                 if let Err(source) = seg.file.sync_data() {
-                    // After a failed fsync the kernel may have dropped the dirty pages;
-                    // nothing written since the last good fsync can be trusted.
-                    w.failed = Some(format!(
-                        "fsync of {} failed ({source}); restart the process so recovery \
-                         can check the file",
-                        seg.path.display()
-                    ));
+                    w.failed = Some(fsync_failed(&seg, &source));
                     return Err(Error::Io { path: seg.path.clone(), source });
                 }
             }
@@ -503,12 +503,7 @@ impl Inner {
             c = self.commits();
             c.syncing = false;
             if let Err(source) = result {
-                // After a failed fsync the kernel may have dropped the dirty pages; nothing
-                // written since the last good one can be trusted.
-                let reason = format!(
-                    "fsync of {} failed ({source}); restart the process so recovery can check the file",
-                    seg.path.display()
-                );
+                let reason = fsync_failed(&seg, &source);
                 c.failed = Some(reason.clone());
                 drop(c);
                 self.committed.notify_all();

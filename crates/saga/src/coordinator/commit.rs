@@ -1,7 +1,7 @@
 //! Making a turn durable: its outputs and the journal checkpoint that completes them,
 //! then (every few hundred milliseconds, and before the worker goes idle) the state store.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -100,21 +100,13 @@ impl Coordinator {
         }
         let dirty = std::mem::take(&mut w.dirty);
         let retired = std::mem::take(&mut w.retired);
-        // A flow that finished before the horizon the last retirement looked up to (a
-        // backlog of old records) must be looked at again: the next tick scans from the
-        // start of the index anyway, this makes sure one is scheduled.
-        if self.config.retire_after.is_some()
-            && dirty.iter().filter_map(|k| w.flows.get(k)?.finished_at()).any(|at| at <= w.retire_from)
-        {
-            w.retire_from = Timestamp(i64::MIN);
-        }
         self.persist(w.partition, &retired, dirty.iter().filter_map(|k| w.flows.get(k)), &w.mark, &mut w.snapshot)?;
         for key in dirty {
             if w.flows.get(&key).is_some_and(AnyFlow::is_finished) {
                 w.flows.remove(&key);
             }
         }
-        self.schedule_retirement(w, None)
+        self.schedule_retirement(w)
     }
 
     /// Forgets the `retired` keys and encodes `flows` once and stores them under `mark`
@@ -126,14 +118,14 @@ impl Coordinator {
     pub(super) fn persist<'a>(
         &self,
         p: i32,
-        retired: &BTreeMap<String, Option<Timestamp>>,
+        retired: &BTreeSet<String>,
         flows: impl Iterator<Item = &'a AnyFlow>,
         mark: &PartitionMark,
         snapshot: &mut Option<SnapshotMark>,
     ) -> Result<()> {
         let flows = retired
             .iter()
-            .map(|(k, at)| Ok(Encoded::retired(k, *at)))
+            .map(|k| Ok(Encoded::retired(k)))
             .chain(flows.map(Encoded::of))
             .collect::<Result<Vec<_>>>()?;
         let flows = flows.as_slice();

@@ -241,12 +241,9 @@ struct Worker {
     journal_next: i64,
     /// Flows changed since the last save.
     dirty: BTreeSet<String>,
-    /// Flows retired since the last save (with when each had finished): the save deletes
-    /// them; a later input for the key starts a new flow instead of loading the stored one.
-    retired: BTreeMap<String, Option<Timestamp>>,
-    /// Entries of the store's finished index up to here were looked at by the last
-    /// retirement; the next is due `retire_after` past the first entry after it.
-    retire_from: Timestamp,
+    /// Flows retired since the last save: the save deletes them; a later input for the
+    /// key starts a new flow instead of loading the stored one.
+    retired: BTreeSet<String>,
     /// When the next retirement is due (`None`: retention off, or nothing finished).
     retire_due: Option<Timestamp>,
     /// What the next save records as covered.
@@ -282,7 +279,7 @@ impl Worker {
     fn flow(&mut self, store: &StateStore, key: &str) -> Result<&mut AnyFlow> {
         if !self.flows.contains_key(key) {
             // A key retired since the last save is still in the store: it starts afresh.
-            let stored = if self.retired.contains_key(key) { None } else { store.load_any(self.partition, key)? };
+            let stored = if self.retired.contains(key) { None } else { store.load_any(self.partition, key)? };
             let f = stored.unwrap_or_else(|| AnyFlow::new(key));
             self.flows.insert(key.to_string(), f);
         }

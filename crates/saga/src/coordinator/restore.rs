@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use waybill_domain::journal::Checkpoint;
 use waybill_domain::topic;
-use waybill_domain::{JournalBody, JournalEvent, Timestamp};
+use waybill_domain::{JournalBody, JournalEvent};
 use waybill_schema::JournalRecord;
 use waybill_telemetry::metrics as names;
 
@@ -66,7 +66,7 @@ impl Coordinator {
             self.store.unfinished(p)?.into_iter().map(|f| (f.key().to_string(), f)).collect();
         let mut positions: BTreeMap<String, i64> = mark.positions.iter().map(|x| (x.topic.clone(), x.offset)).collect();
         let mut dirty: BTreeSet<String> = BTreeSet::new();
-        let mut retired: BTreeMap<String, Option<Timestamp>> = BTreeMap::new();
+        let mut retired: BTreeSet<String> = BTreeSet::new();
         let mut next = mark.journal_next;
         let end = self.log.end_offset(topic::JOURNAL, p)?;
         let mut replayed = 0u64;
@@ -87,19 +87,19 @@ impl Coordinator {
                         discarded += cut;
                         for e in covered {
                             let key = e.meta.correlation_key.clone();
-                            if let JournalBody::FlowRetired(r) = &e.body {
+                            if let JournalBody::FlowRetired(_) = &e.body {
                                 // The incarnation ends here: the flow is forgotten, and
                                 // a later event of the key begins a new one.
                                 flows.remove(&key);
                                 dirty.remove(&key);
-                                retired.insert(key, Some(r.finished_at));
+                                retired.insert(key);
                                 continue;
                             }
                             let flow = match flows.get_mut(&key) {
                                 Some(f) => f,
                                 None => {
                                     let stored =
-                                        if retired.contains_key(&key) { None } else { self.store.load_any(p, &key)? };
+                                        if retired.contains(&key) { None } else { self.store.load_any(p, &key)? };
                                     let f = stored.unwrap_or_else(|| AnyFlow::new(&key));
                                     flows.entry(key.clone()).or_insert(f)
                                 }
@@ -163,15 +163,14 @@ impl Coordinator {
             tick_pending: false,
             journal_next: next,
             dirty: BTreeSet::new(),
-            retired: BTreeMap::new(),
-            retire_from: Timestamp(i64::MIN),
+            retired: BTreeSet::new(),
             retire_due: None,
             mark,
             snapshot,
             saved_at: Instant::now(),
             lag_asked_at: None,
         };
-        self.schedule_retirement(&mut w, None)?;
+        self.schedule_retirement(&mut w)?;
         Ok(w)
     }
 }

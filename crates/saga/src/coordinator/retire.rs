@@ -11,9 +11,10 @@
 //! all finished). The tick takes every flow finished by then, in (finished at, key)
 //! order, at most [`PER_TICK`] of them; if more are due another tick follows at once.
 //! Which flows a tick retires is a function of the state the journal gives and the
-//! tick's logged time only: a re-run after a crash retires the same flows at the same
-//! tick (the store's index of finished flows may hold stale entries, which are checked
-//! against the flow itself and never count).
+//! tick's logged time only: the store's index of finished flows describes the stored
+//! states, and the flows changed since the last save (the tick's own turn included) are
+//! read from memory, so a re-run after a crash, with batches cut and saves made at other
+//! points, retires the same flows at the same tick.
 //!
 //! **What.** The tick journals `FlowRetired` on the flow's home saga, the last record of
 //! this incarnation of the key, and the coordinator forgets the flow: the save deletes it
@@ -36,9 +37,9 @@ use waybill_domain::{InboundEvent, Timestamp};
 
 use super::outputs::{Observation, Outputs};
 use super::{Coordinator, Worker};
-use crate::Result;
 use crate::decision::Cause;
 use crate::registry::AnyFlow;
+use crate::{Error, Result};
 
 /// Most flows one tick retires (a deployment that turns retention on over years of
 /// history retires them over many ticks, each one batch).
@@ -48,6 +49,20 @@ impl Coordinator {
     /// The retention in logged micros, when it is on.
     pub(super) fn retention_micros(&self) -> Option<i64> {
         self.config.retire_after.map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+    }
+
+    /// When `key`, indexed in the store as finished at `stored`, finished in the state the
+    /// journal gives now: the store's, unless the flow changed since the last save (it is
+    /// in memory) or was retired since (`None`). The store's index describes the stored
+    /// state exactly (`StateStore::save_encoded`), so only the unsaved changes need a look.
+    fn finished_now(w: &Worker, key: &str, stored: Timestamp) -> Option<Timestamp> {
+        if w.retired.contains(key) {
+            return None;
+        }
+        match w.flows.get(key) {
+            Some(f) => f.finished_at(),
+            None => Some(stored),
+        }
     }
 
     /// Retires the flows finished at least the retention before the tick's logged time
@@ -62,33 +77,21 @@ impl Coordinator {
         let Some(retention) = self.retention_micros() else { return Ok(()) };
         let cutoff = Timestamp(at.0.saturating_sub(retention));
         let p = w.partition;
-        // Candidates: the store's index, and flows finished since the last save (the
-        // store and the unsaved changes, this turn's included, together are the state
-        // the journal gives at this tick).
+        // Candidates: the store's index, and the flows changed since the last save, this
+        // turn's (decided before the tick in the partition's order) included — together,
+        // the state the journal gives at this tick.
         let mut due: Vec<(Timestamp, String)> = Vec::new();
-        for entry in self.store.finished_between(p, Timestamp(i64::MIN), cutoff) {
-            let (finished, key) = entry?;
-            if w.retired.contains_key(&key) {
-                continue;
-            }
-            let current = match w.flows.get(&key) {
-                Some(f) => f.finished_at(),
-                None => self.store.load_any(p, &key)?.and_then(|f| f.finished_at()),
-            };
-            if current == Some(finished) {
-                due.push((finished, key));
+        for entry in self.store.finished_by(p, cutoff) {
+            let (stored, key) = entry?;
+            if Self::finished_now(w, &key, stored) == Some(stored) {
+                due.push((stored, key));
                 if due.len() > PER_TICK {
                     break;
                 }
-            } else if !w.flows.contains_key(&key) {
-                // The stored flow moved on or is gone: the entry is stale.
-                self.store.drop_stale(p, finished, &key)?;
             }
         }
-        // Flows changed since the last save, this turn's (decided before the tick in the
-        // partition's order) included: the store does not have them yet.
         for key in w.dirty.iter().chain(&out.changed) {
-            if let Some(finished) = w.flows.get(key).and_then(|f| f.finished_at()).filter(|t| *t <= cutoff) {
+            if let Some(finished) = w.flows.get(key).and_then(AnyFlow::finished_at).filter(|t| *t <= cutoff) {
                 due.push((finished, key.clone()));
             }
         }
@@ -96,14 +99,24 @@ impl Coordinator {
         due.dedup();
         let full = due.len() > PER_TICK;
         due.truncate(PER_TICK);
-        let mut retired = 0usize;
+        let retired = due.len();
         for (finished, key) in due {
-            if !w.flows.contains_key(&key) {
-                let Some(flow) = self.store.load_any(p, &key)? else { continue };
-                w.flows.insert(key.clone(), flow);
-            }
-            self.retire_one(w, &key, finished, retention, at, input, out)?;
-            retired += 1;
+            let mut flow = match w.flows.remove(&key) {
+                Some(f) => f,
+                None => self.store.load_any(p, &key)?.ok_or_else(|| Error::State {
+                    key: key.clone(),
+                    reason: "the store's index of finished flows names it, but the store holds no state of it".into(),
+                })?,
+            };
+            // Journal the retirement on the flow, then forget it.
+            let cause = Cause { id: format!("retire:{key}@{}", at.0), input: Some(input.clone()), at };
+            let step = flow.retire(finished, retention / 1_000_000, &cause);
+            out.add(&key, step, None, None)?;
+            out.observations.push(Observation::Retired);
+            w.dirty.remove(&key);
+            out.changed.remove(&key);
+            w.retired.insert(key);
+            self.stats.retired.fetch_add(1, Ordering::Relaxed);
         }
         if retired > 0 {
             tracing::info!(
@@ -114,32 +127,12 @@ impl Coordinator {
                 "finished flows retired (their retention passed)"
             );
         }
-        w.retire_from = if full { Timestamp(i64::MIN) } else { cutoff };
-        self.schedule_retirement(w, full.then_some(at))
-    }
-
-    /// Journals one flow's retirement and forgets it.
-    #[allow(clippy::too_many_arguments)]
-    fn retire_one(
-        &self,
-        w: &mut Worker,
-        key: &str,
-        finished: Timestamp,
-        retention: i64,
-        at: Timestamp,
-        input: &InputPosition,
-        out: &mut Outputs,
-    ) -> Result<()> {
-        let Some(mut flow) = w.flows.remove(key) else { return Ok(()) };
-        let cause = Cause { id: format!("retire:{key}@{}", at.0), input: Some(input.clone()), at };
-        let step = flow.retire(finished, retention / 1_000_000, &cause);
-        out.add(key, step, None, None)?;
-        out.observations.push(Observation::Retired);
-        w.retired.insert(key.to_string(), Some(finished));
-        w.dirty.remove(key);
-        out.changed.remove(key);
-        self.stats.retired.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        if full {
+            // More are due now: the next tick follows at once.
+            w.retire_due = Some(at);
+            return Ok(());
+        }
+        self.schedule_retirement(w)
     }
 
     /// With retention on: why an input for a key of which no state is held (a flow that
@@ -172,21 +165,22 @@ impl Coordinator {
         ))
     }
 
-    /// Works out when the next retirement is due: at `now` when a tick left some due,
-    /// else the retention past the first finished flow the last one did not look at.
-    pub(super) fn schedule_retirement(&self, w: &mut Worker, now: Option<Timestamp>) -> Result<()> {
+    /// Works out when the next retirement is due: the retention past the earliest finish
+    /// of the state the journal gives (the store's index, as [`Self::finished_now`] reads
+    /// it, and the flows changed since the last save).
+    pub(super) fn schedule_retirement(&self, w: &mut Worker) -> Result<()> {
         let Some(retention) = self.retention_micros() else { return Ok(()) };
-        if now.is_some() {
-            w.retire_due = now;
-            return Ok(());
+        let mut earliest = w.dirty.iter().filter_map(|k| w.flows.get(k).and_then(AnyFlow::finished_at)).min();
+        // Entries that do not describe the flow now (changed or retired since the last
+        // save) are passed over; the save that follows removes them.
+        for entry in self.store.finished_by(w.partition, Timestamp(i64::MAX)) {
+            let (stored, key) = entry?;
+            if Self::finished_now(w, &key, stored) == Some(stored) {
+                earliest = Some(earliest.map_or(stored, |e: Timestamp| e.min(stored)));
+                break;
+            }
         }
-        let next = self.store.finished_after(w.partition, w.retire_from)?;
-        let unsaved = w.dirty.iter().filter_map(|k| w.flows.get(k).and_then(|f| f.finished_at())).min();
-        w.retire_due = match (next, unsaved) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-        .map(|t| Timestamp(t.0.saturating_add(retention)));
+        w.retire_due = earliest.map(|t| Timestamp(t.0.saturating_add(retention)));
         Ok(())
     }
 }

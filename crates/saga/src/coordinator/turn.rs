@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use waybill_domain::event::{ReplayRequest, TimerTick};
 use waybill_domain::journal::InputPosition;
-use waybill_domain::{EventBody, EventMeta, InboundEvent, SourceRef, System, Timestamp, topic};
+use waybill_domain::{EventBody, InboundEvent, Timestamp, topic};
 use waybill_log::{AppendBatch, Record, StoredRecord};
 use waybill_telemetry::metrics as names;
 use waybill_telemetry::{SPAN_TARGET, TraceHeaders};
@@ -299,17 +299,8 @@ impl Coordinator {
             return Ok(false);
         }
         let p = w.partition;
-        let key = TimerTick::correlation_key(p);
-        let event = InboundEvent {
-            meta: EventMeta {
-                event_id: TimerTick::event_id(p, now),
-                source: SourceRef::new(System::Waybill, format!("coordinator/{p}")),
-                correlation_key: key.clone(),
-                occurred_at: now,
-                actor: None,
-            },
-            body: EventBody::TimerTick(TimerTick { partition: p, at: now }),
-        };
+        let event = TimerTick::event(p, now);
+        let key = event.meta.correlation_key.clone();
         let value = waybill_schema::encode_event(&event).map_err(|e| Error::Encode {
             what: format!("timer tick {}", event.meta.event_id),
             reason: e.to_string(),
