@@ -25,7 +25,9 @@ impl Control {
 
     fn get_order(&self, order_ref: &str) -> Result<proto::GetOrderResponse> {
         let o = self.projections.order(order_ref)?.ok_or_else(|| {
-            Error::NotFound(format!("order {order_ref} is not known; use the Odoo sale order name (SO0042)"))
+            Error::NotFound(format!(
+                "order {order_ref} is not known; use the Odoo sale order name (SO0042). An order that finished longer ago than Waybill keeps finished orders ([coordinator] retire_finished_after_days) was retired and is no longer shown; its records stay in the journal"
+            ))
         })?;
         let timeline = self.projections.timeline(order_ref)?;
         let released = timeline.iter().filter(|t| t.event == "OrderAccepted").find_map(|t| {

@@ -154,7 +154,7 @@ async fn order_body(web: &Web, me: &Me, order: &str) -> Result<String, (StatusCo
         .map_err(|s| (http_status(s.code()), s.message().to_string()))?
         .into_inner()
         .order
-        .ok_or((StatusCode::NOT_FOUND, format!("Order {order} is not known to Waybill.")))?;
+        .ok_or((StatusCode::NOT_FOUND, format!("Order {order} is not known to Waybill. An order that finished longer ago than Waybill keeps finished orders was retired and is no longer shown here; its records stay in Waybill's journal.")))?;
     // A purchase order, a statement, a reconciliation subject or a system's health record
     // has no customer, address or order status: its family says what it is.
     let mut b = if !o.family.is_empty() && o.family != "order" {
