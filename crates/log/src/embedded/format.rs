@@ -9,7 +9,16 @@
 //!   record is `[u32 topic id][i32 partition][i64 offset][i64 timestamp ms]
 //!   [u32 key length][key][u32 header count]([u16 name length][name][u32 value length]
 //!   [value])*[u32 value length][value]` and a position is `[u16 group length][group]
-//!   [u32 topic id][i32 partition][i64 next offset]`.
+//!   [u32 topic id][i32 partition][i64 next offset]`;
+//! - checkpoint: `[3][u32 topic count]([u32 topic id][u32 partitions][u16 name length]
+//!   [name]([i64 start][i64 next])*)*[u32 position count][position]*`: every topic, each
+//!   partition's log start (records before it were deleted by retention) and next offset,
+//!   and every stored position, as of the frame. It is the first frame of every segment
+//!   after the first, and is written again whenever retention moves a log start, so a
+//!   segment stands on its own once the segments before it are gone;
+//! - copy: `[4][u32 record count][record]*`: records carried forward from a segment about
+//!   to be deleted, each at the offset it was first given (so unlike a batch's, these
+//!   offsets are not the next of their partition).
 //!
 //! All integers are little-endian. A record's bytes are self-contained, so a reader can
 //! fetch one record with a single positioned read using the in-memory index.
@@ -22,6 +31,15 @@ pub(crate) const FRAME_HEADER: usize = 8;
 pub(crate) const KIND_TOPIC: u8 = 1;
 /// Payload kind: a batch of records and positions.
 pub(crate) const KIND_BATCH: u8 = 2;
+/// Payload kind: every topic, log start, next offset and position at this point.
+pub(crate) const KIND_CHECKPOINT: u8 = 3;
+/// Payload kind: records copied forward at the offsets they were first given.
+pub(crate) const KIND_COPY: u8 = 4;
+
+/// Whether `kind` is a frame kind this version writes.
+pub(crate) fn known_kind(kind: u8) -> bool {
+    matches!(kind, KIND_TOPIC | KIND_BATCH | KIND_CHECKPOINT | KIND_COPY)
+}
 
 /// Appends little-endian integers and length-prefixed byte strings to a buffer.
 pub(crate) trait Put {
@@ -122,6 +140,75 @@ pub(crate) fn encode_position(
     Ok(())
 }
 
+/// One topic of a checkpoint: its id, name and per partition (log start, next offset).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CheckpointTopic {
+    pub(crate) id: u32,
+    pub(crate) name: String,
+    pub(crate) partitions: Vec<(i64, i64)>,
+}
+
+/// What a checkpoint frame holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Checkpoint {
+    pub(crate) topics: Vec<CheckpointTopic>,
+    /// (group, topic id, partition, next offset).
+    pub(crate) positions: Vec<(String, u32, i32, i64)>,
+}
+
+/// Encodes a checkpoint payload.
+pub(crate) fn encode_checkpoint(buf: &mut Vec<u8>, cp: &Checkpoint) -> Result<(), EncodeError> {
+    buf.put_u8(KIND_CHECKPOINT);
+    buf.put_u32(len_u32("topic list", cp.topics.len())?);
+    for t in &cp.topics {
+        buf.put_u32(t.id);
+        buf.put_u32(len_u32("partition list", t.partitions.len())?);
+        buf.put_u16(len_u16("topic name", t.name.len())?);
+        buf.extend_from_slice(t.name.as_bytes());
+        for &(start, next) in &t.partitions {
+            buf.put_i64(start);
+            buf.put_i64(next);
+        }
+    }
+    buf.put_u32(len_u32("position list", cp.positions.len())?);
+    for (group, topic, partition, next) in &cp.positions {
+        encode_position(buf, group, *topic, *partition, *next)?;
+    }
+    Ok(())
+}
+
+/// Decodes a checkpoint payload after its kind byte.
+pub(crate) fn decode_checkpoint(c: &mut Cursor<'_>) -> Result<Checkpoint, DecodeError> {
+    let topics = c.u32("checkpoint topic count")?;
+    let mut cp = Checkpoint::default();
+    for _ in 0..topics {
+        let id = c.u32("checkpoint topic id")?;
+        let partitions = c.u32("checkpoint partition count")?;
+        let name = c.str16("checkpoint topic name")?.to_owned();
+        // Each partition takes 16 bytes, so a damaged count cannot allocate more than
+        // the payload could hold.
+        let mut parts = Vec::with_capacity((partitions as usize).min(c.remaining() / 16));
+        for _ in 0..partitions {
+            let start = c.i64("partition log start")?;
+            let next = c.i64("partition next offset")?;
+            if start < 0 || next < start {
+                return Err(format!("topic {name:?} has log start {start} and next offset {next}"));
+            }
+            parts.push((start, next));
+        }
+        cp.topics.push(CheckpointTopic { id, name, partitions: parts });
+    }
+    let positions = c.u32("checkpoint position count")?;
+    for _ in 0..positions {
+        let group = c.str16("consumer group")?.to_owned();
+        let topic = c.u32("position topic id")?;
+        let partition = c.i32("position partition")?;
+        let next = c.i64("position offset")?;
+        cp.positions.push((group, topic, partition, next));
+    }
+    Ok(cp)
+}
+
 /// Reads fields from a payload, failing (never panicking) on truncation.
 #[derive(Debug)]
 pub(crate) struct Cursor<'a> {
@@ -143,6 +230,11 @@ impl<'a> Cursor<'a> {
     /// Bytes consumed so far.
     pub(crate) fn pos(&self) -> usize {
         self.pos
+    }
+
+    /// Bytes not yet consumed.
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
     }
 
     /// Whether every byte was consumed.
@@ -244,6 +336,25 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checkpoint_round_trips_and_truncation_is_an_error_not_a_panic() {
+        let cp = Checkpoint {
+            topics: vec![CheckpointTopic { id: 0, name: "t".into(), partitions: vec![(3, 9), (0, 0)] }],
+            positions: vec![("g".into(), 0, 1, 7)],
+        };
+        let mut buf = Vec::new();
+        encode_checkpoint(&mut buf, &cp).unwrap();
+        let mut c = Cursor::new(&buf);
+        assert_eq!(c.u8("kind").unwrap(), KIND_CHECKPOINT);
+        assert_eq!(decode_checkpoint(&mut c).unwrap(), cp);
+        assert!(c.at_end());
+        for cut in 1..buf.len() {
+            let mut c = Cursor::new(&buf[..cut]);
+            c.u8("kind").unwrap();
+            assert!(decode_checkpoint(&mut c).is_err(), "cut at {cut} decoded");
+        }
+    }
 
     #[test]
     fn record_round_trips_and_truncation_is_an_error_not_a_panic() {

@@ -24,7 +24,9 @@
 //! directory ([`Error::Locked`]).
 
 mod format;
+mod index;
 mod recover;
+mod retention;
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -37,6 +39,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::{AppendBatch, Appended, Capabilities, Error, EventLog, Offset, Result, StoredRecord, partition_for};
 use format::{Cursor, FRAME_HEADER, KIND_BATCH, Put, RecordHead};
+use index::{Entry, State};
+pub use retention::{RetentionReport, TopicRetention};
 
 #[cfg(any(test, feature = "test-util"))]
 pub use recover::tear_last_frame;
@@ -81,11 +85,14 @@ pub struct EmbeddedOptions {
     /// A new segment file is started when the next frame would take the current one past
     /// this many bytes (a single larger batch gets a segment of its own). Default: 64 MiB.
     pub segment_bytes: u64,
+    /// How long the records of each topic are kept; a topic no rule names is kept
+    /// forever. [`EmbeddedLog::enforce_retention`] applies it. Default: none.
+    pub retention: Vec<TopicRetention>,
 }
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
-        EmbeddedOptions { fsync: FsyncPolicy::EveryBatch, segment_bytes: 64 * 1024 * 1024 }
+        EmbeddedOptions { fsync: FsyncPolicy::EveryBatch, segment_bytes: 64 * 1024 * 1024, retention: Vec::new() }
     }
 }
 
@@ -148,6 +155,7 @@ struct Pending {
     end: u64,
     segment: u32,
     frame_pos: u64,
+    timestamp_ms: i64,
     /// (topic id, partition, start in the frame, len) per record.
     placed: Vec<(u32, i32, usize, u32)>,
     /// (group, topic id, partition, next offset) per position.
@@ -163,74 +171,12 @@ pub(crate) struct Segment {
     pub(crate) file: File,
 }
 
-/// Where a record's bytes are.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Entry {
-    /// Index into [`State::segments`].
-    pub(crate) segment: u32,
-    /// Length of the record's bytes.
-    pub(crate) len: u32,
-    /// Byte position within the segment file.
-    pub(crate) pos: u64,
-}
-
-/// A topic and its partitions' indexes.
-#[derive(Debug)]
-pub(crate) struct Topic {
-    pub(crate) name: String,
-    /// Per partition: entry `i` is the record with offset `i`.
-    pub(crate) partitions: Vec<Vec<Entry>>,
-}
-
-/// What readers see: only fully written batches.
-#[derive(Debug, Default)]
-pub(crate) struct State {
-    pub(crate) segments: Vec<Arc<Segment>>,
-    /// Indexed by topic id (creation order).
-    pub(crate) topics: Vec<Topic>,
-    pub(crate) by_name: HashMap<String, u32>,
-    /// group → (topic id, partition) → next offset.
-    pub(crate) committed: HashMap<String, HashMap<(u32, i32), Offset>>,
-}
-
-impl State {
-    fn topic(&self, topic: &str) -> Result<(u32, &Topic)> {
-        match self.by_name.get(topic) {
-            Some(&id) => Ok((id, &self.topics[id as usize])),
-            None => Err(Error::UnknownTopic { topic: topic.to_owned() }),
-        }
-    }
-
-    fn partition(&self, topic: &str, partition: i32) -> Result<(u32, &Topic, &Vec<Entry>)> {
-        let (id, t) = self.topic(topic)?;
-        match usize::try_from(partition).ok().and_then(|p| t.partitions.get(p)) {
-            Some(entries) => Ok((id, t, entries)),
-            None => Err(Error::UnknownPartition {
-                topic: topic.to_owned(),
-                partition,
-                partitions: t.partitions.len() as u32,
-            }),
-        }
-    }
-
-    pub(crate) fn set_committed(&mut self, group: &str, topic: u32, partition: i32, next: i64) {
-        match self.committed.get_mut(group) {
-            Some(m) => {
-                m.insert((topic, partition), next);
-            }
-            None => {
-                self.committed.insert(group.to_owned(), HashMap::from([((topic, partition), next)]));
-            }
-        }
-    }
-}
-
 /// The appender's state, behind the writer lock.
 #[derive(Debug)]
 struct Writer {
     active: Arc<Segment>,
-    /// Index of `active` in [`State::segments`].
-    active_index: u32,
+    /// Id of `active` in [`State::segments`].
+    active_id: u32,
     /// Bytes in `active` (all of them valid frames).
     active_len: u64,
     /// Encode buffer, reused across appends.
@@ -239,6 +185,8 @@ struct Writer {
     placed: Vec<(u32, i32, usize, u32)>,
     /// Per position of the batch being written: topic id.
     position_topics: Vec<u32>,
+    /// Timestamp of the records of the batch being written.
+    batch_ms: i64,
     /// Next offset per partition touched by the batch being written.
     next: HashMap<(u32, i32), i64>,
     /// Next offset per partition over every frame written, published or not (frames
@@ -289,10 +237,12 @@ impl EmbeddedLog {
         let mut state = recovered.state;
         let active_len = recovered.last_len;
         if state.segments.is_empty() {
-            state.segments.push(Arc::new(create_segment(&segments_dir, 0)?));
+            state.add_segment(Arc::new(create_segment(&segments_dir, 0)?), false);
         }
-        let active_index = (state.segments.len() - 1) as u32;
-        let active = state.segments[active_index as usize].clone();
+        let active_id = (state.segments.len() - 1) as u32;
+        let Some(active) = state.segments[active_id as usize].clone() else {
+            unreachable!("recovery returns the segments it found, none deleted")
+        };
         let stream_end = active.base + active_len;
 
         let inner = Arc::new(Inner {
@@ -302,11 +252,12 @@ impl EmbeddedLog {
             _lock: lock,
             writer: Mutex::new(Writer {
                 active,
-                active_index,
+                active_id,
                 active_len,
                 buf: Vec::new(),
                 placed: Vec::new(),
                 position_topics: Vec::new(),
+                batch_ms: 0,
                 next: HashMap::new(),
                 assigned: HashMap::new(),
                 failed: None,
@@ -354,6 +305,21 @@ fn create_segment(segments_dir: &Path, base: u64) -> Result<Segment> {
         .map_err(|source| Error::Io { path: path.clone(), source })?;
     sync_dir(segments_dir)?;
     Ok(Segment { base, path, file })
+}
+
+/// Fills in the length and crc of the frame whose payload is `buf[FRAME_HEADER..]`.
+fn seal(buf: &mut [u8]) -> Result<()> {
+    let payload_len = buf.len() - FRAME_HEADER;
+    let Ok(len) = u32::try_from(payload_len) else {
+        return Err(invalid(format!(
+            "the batch encodes to {payload_len} bytes; the embedded log takes at most \
+             4294967295 bytes per append, so split it"
+        )));
+    };
+    let crc = crc32fast::hash(&buf[FRAME_HEADER..]);
+    buf[0..4].copy_from_slice(&len.to_le_bytes());
+    buf[4..8].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -414,16 +380,7 @@ impl Inner {
         if let Some(reason) = &w.failed {
             return Err(Error::Unavailable(reason.clone()));
         }
-        let payload_len = w.buf.len() - FRAME_HEADER;
-        let Ok(len) = u32::try_from(payload_len) else {
-            return Err(invalid(format!(
-                "the batch encodes to {payload_len} bytes; the embedded log takes at most \
-                 4294967295 bytes per append, so split it"
-            )));
-        };
-        let crc = crc32fast::hash(&w.buf[FRAME_HEADER..]);
-        w.buf[0..4].copy_from_slice(&len.to_le_bytes());
-        w.buf[4..8].copy_from_slice(&crc.to_le_bytes());
+        seal(&mut w.buf)?;
         let frame_len = w.buf.len() as u64;
 
         if w.active_len > 0 && w.active_len + frame_len > self.options.segment_bytes {
@@ -455,21 +412,55 @@ impl Inner {
             FsyncPolicy::Never => {}
         }
         w.active_len += frame_len;
-        Ok((w.active_index, pos))
+        Ok((w.active_id, pos))
     }
 
-    /// Makes the active segment durable and starts a new one after it.
+    /// Makes the active segment durable and starts a new one after it, whose first frame
+    /// is a checkpoint: so once the segments before it are deleted, it still says which
+    /// topics exist, where each partition starts and ends, and every stored position.
     fn roll(&self, w: &mut Writer) -> Result<()> {
         let old = &w.active;
         old.file.sync_data().map_err(|source| Error::Io { path: old.path.clone(), source })?;
+        let mut frame = vec![0u8; FRAME_HEADER];
+        format::encode_checkpoint(&mut frame, &self.checkpoint(w, &[])).map_err(invalid)?;
+        seal(&mut frame)?;
         let seg = Arc::new(create_segment(&self.segments_dir, old.base + w.active_len)?);
+        if let Err(source) = seg.file.write_all_at(&frame, 0) {
+            w.failed = Some(format!(
+                "the checkpoint at the start of {} could not be written ({source}); restart the \
+                 process so recovery can check the file",
+                seg.path.display()
+            ));
+            return Err(Error::Io { path: seg.path.clone(), source });
+        }
         let mut st = self.write_state();
-        st.segments.push(seg.clone());
-        w.active_index = (st.segments.len() - 1) as u32;
+        st.info[w.active_id as usize].len = w.active_len;
+        w.active_id = st.add_segment(seg.clone(), true);
         drop(st);
         w.active = seg;
-        w.active_len = 0;
+        w.active_len = frame.len() as u64;
         Ok(())
+    }
+
+    /// The checkpoint of everything written so far, with the log starts of `trims`
+    /// (topic id, partition, new start) applied. The caller holds the writer lock.
+    fn checkpoint(&self, w: &Writer, trims: &[(u32, i32, Offset)]) -> format::Checkpoint {
+        // Positions of frames written but not yet durable count too; the commits lock is
+        // let go before the state lock is taken (publishing takes them the other way).
+        let pending: Vec<(String, u32, i32, Offset)> =
+            self.commits().pending.iter().flat_map(|p| p.positions.iter().cloned()).collect();
+        let st = self.read_state();
+        let mut positions: HashMap<(String, u32, i32), Offset> =
+            st.positions().into_iter().map(|(g, t, p, n)| ((g, t, p), n)).collect();
+        positions.extend(pending.into_iter().map(|(g, t, p, n)| ((g, t, p), n)));
+        let mut positions: Vec<_> = positions.into_iter().map(|((g, t, p), n)| (g, t, p, n)).collect();
+        positions.sort();
+        let mut cp = st.checkpoint(|t, p, part| w.assigned.get(&(t, p)).copied().unwrap_or(part.next()), positions);
+        for &(t, p, start) in trims {
+            let range = &mut cp.topics[t as usize].partitions[p as usize];
+            range.0 = range.0.max(start.min(range.1));
+        }
+        cp
     }
 
     fn commits(&self) -> MutexGuard<'_, Commits> {
@@ -523,7 +514,7 @@ impl Inner {
             let Some(p) = c.pending.pop_front() else { break };
             for &(topic, partition, start, len) in &p.placed {
                 let entry = Entry { segment: p.segment, len, pos: p.frame_pos + start as u64 };
-                st.topics[topic as usize].partitions[partition as usize].push(entry);
+                st.push(topic, partition, entry, p.timestamp_ms);
             }
             for (group, topic, partition, next) in &p.positions {
                 st.set_committed(group, *topic, *partition, *next);
@@ -540,7 +531,10 @@ impl Inner {
     /// and `w.position_topics` and returns where each record will land.
     fn encode_batch(&self, w: &mut Writer, batch: &AppendBatch) -> Result<Vec<Appended>> {
         let st = self.read_state();
-        let timestamp_ms = now_ms();
+        // Never earlier than a record already written, so a segment's newest timestamp
+        // only grows along the stream even if the clock steps back.
+        let timestamp_ms = now_ms().max(w.batch_ms);
+        w.batch_ms = timestamp_ms;
         let Writer { buf, placed, position_topics, next, assigned, .. } = w;
         buf.clear();
         placed.clear();
@@ -563,7 +557,7 @@ impl Inner {
                 None => partition_for(&rec.key, n),
             };
             let offset = next.entry((topic, partition)).or_insert_with(|| {
-                assigned.get(&(topic, partition)).copied().unwrap_or(t.partitions[partition as usize].len() as i64)
+                assigned.get(&(topic, partition)).copied().unwrap_or(t.partitions[partition as usize].next())
             });
             let head = RecordHead { topic, partition, offset: *offset, timestamp_ms };
             *offset += 1;
@@ -623,9 +617,7 @@ impl EventLog for EmbeddedLog {
         w.buf.resize(FRAME_HEADER, 0);
         format::encode_topic(&mut w.buf, id, partitions, topic).map_err(invalid)?;
         self.inner.write_frame(w, true)?;
-        let mut st = self.inner.write_state();
-        st.topics.push(Topic { name: topic.to_owned(), partitions: vec![Vec::new(); partitions as usize] });
-        st.by_name.insert(topic.to_owned(), id);
+        self.inner.write_state().add_topic(topic, partitions);
         Ok(())
     }
 
@@ -655,6 +647,7 @@ impl EventLog for EmbeddedLog {
                 end,
                 segment,
                 frame_pos,
+                timestamp_ms: w.batch_ms,
                 placed: w.placed.clone(),
                 positions: positions.map(|(p, &topic)| (p.group.clone(), topic, p.partition, p.next_offset)).collect(),
             };
@@ -664,7 +657,7 @@ impl EventLog for EmbeddedLog {
             let mut st = self.inner.write_state();
             for &(topic, partition, start, len) in &w.placed {
                 let entry = Entry { segment, len, pos: frame_pos + start as u64 };
-                st.topics[topic as usize].partitions[partition as usize].push(entry);
+                st.push(topic, partition, entry, w.batch_ms);
             }
             for (p, &topic) in positions {
                 st.set_committed(&p.group, topic, p.partition, p.next_offset);
@@ -683,23 +676,27 @@ impl EventLog for EmbeddedLog {
     }
 
     fn read(&self, topic: &str, partition: i32, from: Offset, max: usize) -> Result<Vec<StoredRecord>> {
-        let (name, entries, segments) = {
+        let (name, from, entries, segments) = {
             let st = self.inner.read_state();
-            let (_, t, index) = st.partition(topic, partition)?;
-            let end = index.len() as i64;
+            let (_, t, part) = st.partition(topic, partition)?;
+            let end = part.next();
             if from < 0 || from > end {
                 return Err(Error::OffsetOutOfRange { topic: topic.to_owned(), partition, offset: from, end });
             }
+            // Records before the log start were deleted by retention: read from it.
+            let from = from.max(part.start);
             let n = ((end - from) as usize).min(max);
             if n == 0 {
                 return Ok(Vec::new());
             }
-            let entries = index[from as usize..from as usize + n].to_vec();
-            let first = entries[0].segment as usize;
-            let last = entries[n - 1].segment as usize;
-            (t.name.clone(), entries, st.segments[first..=last].to_vec())
+            let at = (from - part.start) as usize;
+            let entries = part.entries[at..at + n].to_vec();
+            // Copied-forward records sit in later segments than the records after them.
+            let first = entries.iter().map(|e| e.segment).min().unwrap_or(0) as usize;
+            let last = entries.iter().map(|e| e.segment).max().unwrap_or(0) as usize;
+            (t.name.clone(), from, entries, st.segments[first..=last].to_vec())
         };
-        let first_segment = entries[0].segment;
+        let first_segment = entries.iter().map(|e| e.segment).min().unwrap_or(0);
         let mut out = Vec::with_capacity(entries.len());
         let mut buf = Vec::new();
         let mut i = 0;
@@ -717,7 +714,13 @@ impl EventLog for EmbeddedLog {
                 end = e_end;
                 j += 1;
             }
-            let seg = &segments[(start.segment - first_segment) as usize];
+            let Some(seg) = &segments[(start.segment - first_segment) as usize] else {
+                return Err(Error::Unavailable(format!(
+                    "{topic}/{partition} offset {} points into a segment retention deleted; this \
+                     is a bug in the embedded log, restart the process to rebuild its index",
+                    from + i as i64
+                )));
+            };
             buf.resize((end - start.pos) as usize, 0);
             seg.file.read_exact_at(&mut buf, start.pos).map_err(|source| {
                 if source.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -746,7 +749,7 @@ impl EventLog for EmbeddedLog {
 
     fn end_offset(&self, topic: &str, partition: i32) -> Result<Offset> {
         let st = self.inner.read_state();
-        Ok(st.partition(topic, partition)?.2.len() as i64)
+        Ok(st.partition(topic, partition)?.2.next())
     }
 
     fn committed(&self, group: &str, topic: &str, partition: i32) -> Result<Option<Offset>> {

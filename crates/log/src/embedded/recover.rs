@@ -3,14 +3,22 @@
 //! Every frame's length and crc are checked and its payload decoded. The first damaged
 //! frame is a torn final write, and cut away, only if it is in the last segment and no
 //! valid frame follows it; anything else is [`Error::Corrupt`].
+//!
+//! Segments deleted by retention leave gaps in the stream. A segment after a gap must
+//! start with a checkpoint, which brings back what the deleted segments established
+//! (topics, positions, each partition's offsets); the records they held that were still
+//! needed are in copy frames further on, and a later checkpoint moves the log start past
+//! the rest. Once every segment is read, each partition must hold every record from its
+//! log start to its end, or a segment file was lost.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::format::{Cursor, FRAME_HEADER, KIND_BATCH, KIND_TOPIC};
-use super::{Entry, MAX_PARTITIONS, SEGMENT_EXT, Segment, State, Topic};
+use super::format::{self, Cursor, FRAME_HEADER, KIND_BATCH, KIND_CHECKPOINT, KIND_COPY, KIND_TOPIC};
+use super::index::{Entry, State};
+use super::{MAX_PARTITIONS, SEGMENT_EXT, Segment};
 use crate::{Error, Result};
 
 /// Bytes read from a segment at a time while scanning.
@@ -59,22 +67,61 @@ pub(crate) fn recover(segments_dir: &Path) -> Result<Recovered> {
     for (i, (base, path)) in files.iter().enumerate() {
         let is_last = i + 1 == files.len();
         let file = OpenOptions::new().read(true).write(true).open(path).map_err(io(path))?;
-        if *base != expected_base {
+        if *base < expected_base {
+            return Err(Error::Corrupt {
+                path: path.clone(),
+                offset: 0,
+                reason: format!(
+                    "the segment starts at stream byte {base} but the segment before it ends \
+                     at byte {expected_base}; two segment files overlap"
+                ),
+            });
+        }
+        let gap = *base != expected_base;
+        let id = state.add_segment(Arc::new(Segment { base: *base, path: path.clone(), file }), false);
+        let Some(segment) = state.segments[id as usize].clone() else { unreachable!("just added") };
+        let len = scan_segment(&mut state, id, path, &segment.file, is_last)?;
+        if gap && !state.info[id as usize].checkpointed {
             return Err(Error::Corrupt {
                 path: path.clone(),
                 offset: 0,
                 reason: format!(
                     "the segment starts at stream byte {base} but the segments before it end \
-                     at byte {expected_base}; a segment file is missing or was truncated"
+                     at byte {expected_base}, and it does not start with a checkpoint (as one \
+                     after segments deleted by retention does); a segment file is missing"
                 ),
             });
         }
-        let len = scan_segment(&mut state, i as u32, path, &file, is_last)?;
+        state.info[id as usize].len = len;
         expected_base = base + len;
         last_len = len;
-        state.segments.push(Arc::new(Segment { base: *base, path: path.clone(), file }));
     }
+    check_complete(&state, segments_dir)?;
     Ok(Recovered { state, last_len })
+}
+
+/// Fails if a partition lacks a record between its log start and its end: a checkpoint
+/// announced it, and neither a segment nor a copy holds it, nor did a later checkpoint
+/// move the log start past it.
+fn check_complete(state: &State, segments_dir: &Path) -> Result<()> {
+    for t in &state.topics {
+        for (p, part) in t.partitions.iter().enumerate() {
+            if let Some(i) = part.entries.iter().position(|e| *e == Entry::MISSING) {
+                let first = part.start + i as i64;
+                let missing = part.entries[i..].iter().filter(|e| **e == Entry::MISSING).count();
+                return Err(Error::Corrupt {
+                    path: segments_dir.to_owned(),
+                    offset: 0,
+                    reason: format!(
+                        "{missing} records of {}/{p} from offset {first} are in no segment file, \
+                         though a checkpoint says they exist; a segment file is missing",
+                        t.name
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Buffered positioned reads over one file.
@@ -125,7 +172,7 @@ fn scan_segment(state: &mut State, index: u32, path: &Path, file: &File, is_last
                 if crc32fast::hash(payload) != crc {
                     Some("the frame's crc32 does not match its contents".to_owned())
                 } else {
-                    apply_frame(state, index, pos, payload).map_err(|reason| Error::Corrupt {
+                    apply_frame(state, index, pos, payload, pos == 0).map_err(|reason| Error::Corrupt {
                         path: path.to_owned(),
                         offset: pos,
                         reason: format!("the frame passes its crc but cannot be decoded: {reason}"),
@@ -179,13 +226,20 @@ fn find_valid_frame(tail: &[u8]) -> Option<usize> {
         let start = q + FRAME_HEADER;
         plen > 0
             && plen <= tail.len() - start
-            && matches!(tail[start], KIND_TOPIC | KIND_BATCH)
+            && format::known_kind(tail[start])
             && crc32fast::hash(&tail[start..start + plen]) == crc
     })
 }
 
-/// Applies one verified frame at byte `frame_pos` of segment `segment` to `state`.
-fn apply_frame(state: &mut State, segment: u32, frame_pos: u64, payload: &[u8]) -> std::result::Result<(), String> {
+/// Applies one verified frame at byte `frame_pos` of segment `segment` to `state`;
+/// `first` if it is the segment's first frame.
+fn apply_frame(
+    state: &mut State,
+    segment: u32,
+    frame_pos: u64,
+    payload: &[u8],
+    first: bool,
+) -> std::result::Result<(), String> {
     let mut c = Cursor::new(payload);
     match c.u8("frame kind")? {
         KIND_TOPIC => {
@@ -201,11 +255,8 @@ fn apply_frame(state: &mut State, segment: u32, frame_pos: u64, payload: &[u8]) 
             if state.by_name.contains_key(name) {
                 return Err(format!("topic {name:?} is created a second time"));
             }
-            if partitions == 0 || partitions > MAX_PARTITIONS {
-                return Err(format!("topic {name:?} has {partitions} partitions"));
-            }
-            state.topics.push(Topic { name: name.to_owned(), partitions: vec![Vec::new(); partitions as usize] });
-            state.by_name.insert(name.to_owned(), id);
+            check_partitions(name, partitions)?;
+            state.add_topic(name, partitions);
         }
         KIND_BATCH => {
             let records = c.u32("record count")?;
@@ -214,8 +265,12 @@ fn apply_frame(state: &mut State, segment: u32, frame_pos: u64, payload: &[u8]) 
                 let head = c.record_head()?;
                 c.skip_record_body()?;
                 let len = (c.pos() - start) as u32;
-                let index = partition_index(state, head.topic, head.partition)?;
-                let expected = index.len() as i64;
+                let part = state.partition_mut(head.topic, head.partition)?;
+                if head.offset < part.start {
+                    // Before the log start: retention deleted it, the file not yet.
+                    continue;
+                }
+                let expected = part.next();
                 if head.offset != expected {
                     return Err(format!(
                         "a record of topic id {} partition {} has offset {} where {expected} \
@@ -223,7 +278,8 @@ fn apply_frame(state: &mut State, segment: u32, frame_pos: u64, payload: &[u8]) 
                         head.topic, head.partition, head.offset
                     ));
                 }
-                index.push(Entry { segment, len, pos: frame_pos + (FRAME_HEADER + start) as u64 });
+                let entry = Entry { segment, len, pos: frame_pos + (FRAME_HEADER + start) as u64 };
+                state.push(head.topic, head.partition, entry, head.timestamp_ms);
             }
             let positions = c.u32("position count")?;
             for _ in 0..positions {
@@ -231,8 +287,56 @@ fn apply_frame(state: &mut State, segment: u32, frame_pos: u64, payload: &[u8]) 
                 let topic = c.u32("position topic id")?;
                 let partition = c.i32("position partition")?;
                 let next = c.i64("position offset")?;
-                partition_index(state, topic, partition)?;
+                state.partition_mut(topic, partition)?;
                 state.set_committed(group, topic, partition, next);
+            }
+        }
+        KIND_COPY => {
+            let records = c.u32("record count")?;
+            for _ in 0..records {
+                let start = c.pos();
+                let head = c.record_head()?;
+                c.skip_record_body()?;
+                let len = (c.pos() - start) as u32;
+                let entry = Entry { segment, len, pos: frame_pos + (FRAME_HEADER + start) as u64 };
+                state.relocate(head.topic, head.partition, head.offset, entry, head.timestamp_ms)?;
+            }
+        }
+        KIND_CHECKPOINT => {
+            let cp = format::decode_checkpoint(&mut c)?;
+            for t in &cp.topics {
+                let partitions = t.partitions.len() as u32;
+                match state.topics.get(t.id as usize) {
+                    Some(known) if known.name != t.name || known.partitions.len() as u32 != partitions => {
+                        return Err(format!(
+                            "the checkpoint names topic id {} {:?} with {partitions} partitions, \
+                             but it was created as {:?} with {}",
+                            t.id,
+                            t.name,
+                            known.name,
+                            known.partitions.len()
+                        ));
+                    }
+                    Some(_) => {}
+                    None if t.id as usize == state.topics.len() && !state.by_name.contains_key(&t.name) => {
+                        check_partitions(&t.name, partitions)?;
+                        state.add_topic(&t.name, partitions);
+                    }
+                    None => {
+                        return Err(format!("the checkpoint names topic {:?} with id {} out of order", t.name, t.id));
+                    }
+                }
+                for (p, &(start, next)) in t.partitions.iter().enumerate() {
+                    state.extend_to(t.id, p as i32, next)?;
+                    state.trim(t.id, p as i32, start);
+                }
+            }
+            for (group, topic, partition, next) in &cp.positions {
+                state.partition_mut(*topic, *partition)?;
+                state.set_committed(group, *topic, *partition, *next);
+            }
+            if first {
+                state.info[segment as usize].checkpointed = true;
             }
         }
         kind => return Err(format!("unknown frame kind {kind}")),
@@ -243,13 +347,11 @@ fn apply_frame(state: &mut State, segment: u32, frame_pos: u64, payload: &[u8]) 
     Ok(())
 }
 
-fn partition_index(state: &mut State, topic: u32, partition: i32) -> std::result::Result<&mut Vec<Entry>, String> {
-    let t = state.topics.get_mut(topic as usize).ok_or_else(|| format!("topic id {topic} was never created"))?;
-    let n = t.partitions.len();
-    usize::try_from(partition)
-        .ok()
-        .and_then(|p| t.partitions.get_mut(p))
-        .ok_or_else(|| format!("topic {:?} has {n} partitions, not partition {partition}", t.name))
+fn check_partitions(name: &str, partitions: u32) -> std::result::Result<(), String> {
+    if partitions == 0 || partitions > MAX_PARTITIONS {
+        return Err(format!("topic {name:?} has {partitions} partitions"));
+    }
+    Ok(())
 }
 
 /// Test support: simulates a crash part-way through the last write by cutting the last

@@ -1,0 +1,493 @@
+//! Retention: moving log starts forward and deleting segments.
+//!
+//! Every topic shares the segments, so a segment holds records of topics kept for days
+//! (inputs, commands) beside records kept for good (the journal, the audit trail). One
+//! pass of [`EmbeddedLog::enforce_retention`]:
+//!
+//! 1. **Moves log starts.** For each topic a [`TopicRetention`] names, a partition's log
+//!    start moves past the records of the oldest segments whose newest record is older
+//!    than the retention, but never past the position any consumer group stored for the
+//!    partition: a reader that keeps its place in the log never loses a record it has not
+//!    read. A rule may name the one group that decides instead (the snapshots' reader,
+//!    whose position is where the current generation begins); then nothing goes before
+//!    that group has stored a position. The new starts are written as a checkpoint frame before the index forgets the
+//!    records.
+//! 2. **Deletes segments that are mostly dead.** A sealed segment whose live records
+//!    (those the index still points at) take at most half its bytes is deleted, once the
+//!    records still live in it are copied forward to the end of the stream at the
+//!    offsets they were first given, and the copy and the checkpoints are fsynced. A
+//!    segment goes only if the segment after it starts with a checkpoint (every segment
+//!    a roll starts does), which brings back the topics and positions it established.
+//!
+//! Each segment deleted frees at least half of it and copies at most half, so the bytes a
+//! pass writes are bounded by those it frees. Readers holding a deleted segment's file
+//! keep reading it; a read that starts before a log start gets the records from the start.
+
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::format::{self, Cursor, FRAME_HEADER, KIND_BATCH, KIND_COPY, Put};
+use super::index::Entry;
+use super::{EmbeddedLog, Inner, Segment, invalid, now_ms, sync_dir};
+use crate::{Error, Offset, Result};
+
+/// How long the records of some topics are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicRetention {
+    /// A topic name, or a prefix ending in `*` (`waybill.inbound.*`).
+    pub topics: String,
+    /// Records older than this may be deleted once every consumer group that stored a
+    /// position in their partition has passed them. Zero: as soon as they have.
+    pub keep: Duration,
+    /// When set, only this group's position counts, and a partition in which it stored
+    /// none keeps every record.
+    pub after_group: Option<String>,
+}
+
+impl TopicRetention {
+    fn matches(&self, topic: &str) -> bool {
+        match self.topics.strip_suffix('*') {
+            Some(prefix) => topic.starts_with(prefix),
+            None => topic == self.topics,
+        }
+    }
+}
+
+/// What one retention pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    /// Records that left the index (their log start moved past them).
+    pub records_expired: u64,
+    /// Segment files deleted.
+    pub segments_deleted: u64,
+    /// Bytes of the deleted segment files.
+    pub bytes_deleted: u64,
+    /// Records copied forward out of deleted segments.
+    pub records_copied: u64,
+    /// Bytes of those records.
+    pub bytes_copied: u64,
+    /// Segment files left.
+    pub segments: u64,
+    /// Bytes of the segment files left.
+    pub bytes: u64,
+}
+
+impl EmbeddedLog {
+    /// Applies [`super::EmbeddedOptions::retention`] once: moves log starts and deletes
+    /// the segments that are mostly dead (see the module docs). Safe to call while
+    /// others append and read; appends wait while a checkpoint or a copy is written.
+    pub fn enforce_retention(&self) -> Result<RetentionReport> {
+        let mut report = RetentionReport::default();
+        if !self.inner.options.retention.is_empty() {
+            report.records_expired = self.inner.move_log_starts(now_ms())?;
+        }
+        while let Some(id) = self.inner.deletable_segment() {
+            self.inner.delete_segment(id, &mut report)?;
+        }
+        let st = self.inner.read_state();
+        for seg in st.segments.iter().flatten() {
+            report.segments += 1;
+            report.bytes += seg.file.metadata().map_err(|source| Error::Io { path: seg.path.clone(), source })?.len();
+        }
+        Ok(report)
+    }
+
+    /// The first offset still held in a partition: records before it were deleted by
+    /// retention.
+    pub fn start_offset(&self, topic: &str, partition: i32) -> Result<Offset> {
+        Ok(self.inner.read_state().partition(topic, partition)?.2.start)
+    }
+}
+
+impl Inner {
+    fn retention_of(&self, topic: &str) -> Option<&TopicRetention> {
+        self.options.retention.iter().find(|r| r.matches(topic))
+    }
+
+    /// Step 1: the log starts retention allows at `now_ms`, checkpointed then applied;
+    /// returns the records that left the index.
+    fn move_log_starts(&self, now_ms: i64) -> Result<u64> {
+        let mut guard = self.writer();
+        let w = &mut *guard;
+        let trims = {
+            let st = self.read_state();
+            let mut trims = Vec::new();
+            for (id, t) in st.topics.iter().enumerate() {
+                let Some(rule) = self.retention_of(&t.name) else { continue };
+                let cutoff = now_ms.saturating_sub(i64::try_from(rule.keep.as_millis()).unwrap_or(i64::MAX));
+                // The oldest segments whose every record is past the retention.
+                let mut expired: HashMap<i32, Offset> = HashMap::new();
+                for info in st.segments.iter().zip(&st.info).filter(|(s, _)| s.is_some()).map(|(_, i)| i) {
+                    if info.newest_ms > cutoff {
+                        break;
+                    }
+                    for (&(topic, p), &end) in &info.ends {
+                        if topic == id as u32 {
+                            let e = expired.entry(p).or_insert(end);
+                            *e = (*e).max(end);
+                        }
+                    }
+                }
+                for (p, end) in expired {
+                    let key = (id as u32, p);
+                    let to = match &rule.after_group {
+                        Some(g) => st.committed.get(g).and_then(|m| m.get(&key)).map_or(0, |&r| end.min(r)),
+                        None => {
+                            let read_up_to = st.committed.values().filter_map(|m| m.get(&key)).min().copied();
+                            read_up_to.map_or(end, |r| end.min(r))
+                        }
+                    };
+                    if to > t.partitions[p as usize].start {
+                        trims.push((id as u32, p, to));
+                    }
+                }
+            }
+            trims.sort_unstable();
+            trims
+        };
+        if trims.is_empty() {
+            return Ok(0);
+        }
+        let cp = self.checkpoint(w, &trims);
+        w.buf.clear();
+        w.buf.resize(FRAME_HEADER, 0);
+        format::encode_checkpoint(&mut w.buf, &cp).map_err(invalid)?;
+        self.write_frame(w, false)?;
+        let mut st = self.write_state();
+        Ok(trims.iter().map(|&(t, p, start)| st.trim(t, p, start)).sum())
+    }
+
+    /// A sealed segment at most half of whose bytes are live, with a checkpoint at the
+    /// start of the segment after it.
+    fn deletable_segment(&self) -> Option<u32> {
+        let active = self.writer().active_id;
+        let st = self.read_state();
+        let present: Vec<u32> = (0..st.segments.len() as u32).filter(|&i| st.segments[i as usize].is_some()).collect();
+        present.windows(2).find_map(|pair| {
+            let (id, next) = (pair[0], pair[1]);
+            let info = &st.info[id as usize];
+            (id != active && st.info[next as usize].checkpointed && info.live * 2 <= info.len).then_some(id)
+        })
+    }
+
+    /// Step 2 for one segment: copies its live records forward, makes the copy and every
+    /// checkpoint before it durable, points the index at the copies and deletes the file.
+    fn delete_segment(&self, id: u32, report: &mut RetentionReport) -> Result<()> {
+        let Some(seg) = self.read_state().segments[id as usize].clone() else { return Ok(()) };
+        // A sealed segment never changes, so it is read without the writer lock.
+        let len = seg.file.metadata().map_err(|source| Error::Io { path: seg.path.clone(), source })?.len();
+        let mut bytes = vec![0u8; len as usize];
+        seg.file.read_exact_at(&mut bytes, 0).map_err(|source| Error::Io { path: seg.path.clone(), source })?;
+        let records =
+            records_of(&bytes).map_err(|reason| Error::Corrupt { path: seg.path.clone(), offset: 0, reason })?;
+
+        let mut guard = self.writer();
+        let w = &mut *guard;
+        // Which records are live is decided under the writer lock: log starts move and
+        // records are copied only under it.
+        let live: Vec<&SegmentRecord> = {
+            let st = self.read_state();
+            records
+                .iter()
+                .filter(|r| {
+                    st.topics[r.topic as usize].partitions[r.partition as usize]
+                        .get(r.offset)
+                        .is_some_and(|e| e.segment == id && e.pos == r.pos)
+                })
+                .collect()
+        };
+        let mut placed = Vec::with_capacity(live.len());
+        if !live.is_empty() {
+            w.buf.clear();
+            w.buf.resize(FRAME_HEADER, 0);
+            w.buf.put_u8(KIND_COPY);
+            w.buf.put_u32(live.len() as u32);
+            for r in &live {
+                placed.push((w.buf.len(), *r));
+                w.buf.extend_from_slice(&bytes[r.pos as usize..r.pos as usize + r.len as usize]);
+            }
+            if w.buf.len() - FRAME_HEADER > u32::MAX as usize {
+                return Err(invalid("the records to copy forward exceed 4 GiB".into()));
+            }
+        }
+        let copied_at = if live.is_empty() { None } else { Some(self.write_frame(w, false)?) };
+        // The copy, and the checkpoints that moved the log starts past the records left
+        // behind, reach the disk before the file goes (a roll fsyncs what it leaves).
+        w.active.file.sync_data().map_err(|source| Error::Io { path: w.active.path.clone(), source })?;
+        {
+            let mut st = self.write_state();
+            if let Some((segment, frame_pos)) = copied_at {
+                for (at, r) in &placed {
+                    let entry = Entry { segment, len: r.len, pos: frame_pos + *at as u64 };
+                    st.relocate(r.topic, r.partition, r.offset, entry, r.timestamp_ms).map_err(invalid)?;
+                    report.records_copied += 1;
+                    report.bytes_copied += u64::from(r.len);
+                }
+            }
+            st.remove_segment(id);
+        }
+        drop(guard);
+        remove_file(&seg, self)?;
+        report.segments_deleted += 1;
+        report.bytes_deleted += len;
+        Ok(())
+    }
+}
+
+fn remove_file(seg: &Arc<Segment>, inner: &Inner) -> Result<()> {
+    std::fs::remove_file(&seg.path).map_err(|source| Error::Io { path: seg.path.clone(), source })?;
+    sync_dir(&inner.segments_dir)
+}
+
+/// A record of a segment: where it is and whose it is.
+#[derive(Debug)]
+struct SegmentRecord {
+    topic: u32,
+    partition: i32,
+    offset: Offset,
+    timestamp_ms: i64,
+    /// Byte position of the record within the file.
+    pos: u64,
+    len: u32,
+}
+
+/// Every record of a segment's batch and copy frames, in file order. The segment was
+/// verified when it was recovered or written, so its frames are whole.
+fn records_of(bytes: &[u8]) -> std::result::Result<Vec<SegmentRecord>, String> {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while pos + FRAME_HEADER <= bytes.len() {
+        let plen = u32::from_le_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]]) as usize;
+        let payload_at = pos + FRAME_HEADER;
+        let payload = bytes.get(payload_at..payload_at + plen).ok_or("a frame runs past the end of the file")?;
+        let mut c = Cursor::new(payload);
+        let kind = c.u8("frame kind")?;
+        if kind == KIND_BATCH || kind == KIND_COPY {
+            for _ in 0..c.u32("record count")? {
+                let start = c.pos();
+                let head = c.record_head()?;
+                c.skip_record_body()?;
+                out.push(SegmentRecord {
+                    topic: head.topic,
+                    partition: head.partition,
+                    offset: head.offset,
+                    timestamp_ms: head.timestamp_ms,
+                    pos: (payload_at + start) as u64,
+                    len: (c.pos() - start) as u32,
+                });
+            }
+        }
+        pos = payload_at + plen;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::embedded::{EmbeddedOptions, FsyncPolicy, SEGMENTS_DIR};
+    use crate::{AppendBatch, EventLog, Position, Record};
+
+    /// Topic `in` expires as soon as it is read; `keep` is kept for good.
+    fn options(keep_in: Duration) -> EmbeddedOptions {
+        EmbeddedOptions {
+            fsync: FsyncPolicy::EveryBatch,
+            segment_bytes: 2048,
+            retention: vec![
+                TopicRetention { topics: "in".into(), keep: keep_in, after_group: None },
+                TopicRetention { topics: "s*".into(), keep: Duration::ZERO, after_group: Some("reader".into()) },
+            ],
+        }
+    }
+
+    fn open(dir: &Path, keep_in: Duration) -> EmbeddedLog {
+        let log = EmbeddedLog::open(dir, options(keep_in)).unwrap();
+        log.ensure_topic("in", 2).unwrap();
+        log.ensure_topic("keep", 1).unwrap();
+        log.ensure_topic("snap", 1).unwrap();
+        log
+    }
+
+    /// Appends `n` batches, each one record to `in` (alternating partitions) and one to
+    /// `keep`, the `keep` value naming the batch.
+    fn fill(log: &EmbeddedLog, from: usize, n: usize) {
+        for b in from..from + n {
+            let records = vec![
+                Record { partition: Some((b % 2) as i32), ..Record::keyed("in", "k", vec![b as u8; 100]) },
+                Record::keyed("keep", "k", format!("batch {b}")),
+            ];
+            log.append(AppendBatch { records, positions: vec![] }).unwrap();
+        }
+    }
+
+    fn commit(log: &EmbeddedLog, group: &str, partition: i32, next: Offset) {
+        let positions = vec![Position { group: group.into(), topic: "in".into(), partition, next_offset: next }];
+        log.append(AppendBatch { records: vec![], positions }).unwrap();
+    }
+
+    fn kept(log: &EmbeddedLog) -> Vec<String> {
+        let end = log.end_offset("keep", 0).unwrap() as usize;
+        let records = log.read("keep", 0, 0, end + 1).unwrap();
+        assert_eq!(records.len(), end, "every kept record reads back");
+        for (i, r) in records.iter().enumerate() {
+            assert_eq!(r.offset, i as i64);
+        }
+        records.into_iter().map(|r| String::from_utf8(r.value).unwrap()).collect()
+    }
+
+    fn segment_files(dir: &Path) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(dir.join(SEGMENTS_DIR)).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        files
+    }
+
+    /// What a reader sees: per partition of `in` its start, end and values, the kept
+    /// records, and the positions.
+    type View = (Vec<(Offset, Offset, Vec<Vec<u8>>)>, Vec<String>, Vec<Option<Offset>>);
+
+    fn view(log: &EmbeddedLog) -> View {
+        let parts = (0..2)
+            .map(|p| {
+                let (start, end) = (log.start_offset("in", p).unwrap(), log.end_offset("in", p).unwrap());
+                let records = log.read("in", p, 0, usize::MAX).unwrap();
+                assert_eq!(
+                    records.first().map(|r| r.offset),
+                    (start < end).then_some(start),
+                    "reads begin at the start"
+                );
+                (start, end, records.into_iter().map(|r| r.value).collect())
+            })
+            .collect();
+        let positions = (0..2).map(|p| log.committed("g", "in", p).unwrap()).collect();
+        (parts, kept(log), positions)
+    }
+
+    #[test]
+    fn expired_records_go_with_their_segments_and_the_kept_ones_are_copied_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), Duration::ZERO);
+        fill(&log, 0, 200);
+        commit(&log, "g", 0, 100);
+        commit(&log, "g", 1, 60);
+        let before_files = segment_files(dir.path()).len();
+        let before_kept = kept(&log);
+
+        let report = log.enforce_retention().unwrap();
+        // Partition 0 is read up to 100 of its 100 records, partition 1 up to 60.
+        assert_eq!((log.start_offset("in", 0).unwrap(), log.start_offset("in", 1).unwrap()), (100, 60));
+        assert_eq!(report.records_expired, 160);
+        assert!(report.segments_deleted > 0, "{report:?}");
+        assert!(report.records_copied > 0, "the kept records of deleted segments are copied: {report:?}");
+        assert!(report.bytes_copied <= report.bytes_deleted / 2, "a deletion copies at most half: {report:?}");
+        assert_eq!(report.segments as usize, segment_files(dir.path()).len());
+        assert!(segment_files(dir.path()).len() < before_files);
+        assert_eq!(kept(&log), before_kept, "nothing kept is lost or reordered");
+        let (parts, _, positions) = view(&log);
+        assert_eq!(parts[0].2, Vec::<Vec<u8>>::new());
+        assert_eq!(parts[1].2.len(), 40);
+        assert_eq!(positions, vec![Some(100), Some(60)]);
+
+        // A restart recovers the same from what is left, and the log goes on.
+        let seen = view(&log);
+        drop(log);
+        let log = open(dir.path(), Duration::ZERO);
+        assert_eq!(view(&log), seen);
+        fill(&log, 200, 50);
+        assert_eq!(log.end_offset("in", 0).unwrap(), 125);
+        commit(&log, "g", 1, 125);
+        commit(&log, "g", 0, 125);
+        let again = log.enforce_retention().unwrap();
+        assert!(again.segments_deleted > 0, "{again:?}");
+        let seen = view(&log);
+        assert_eq!(seen.1.len(), 250);
+        drop(log);
+        assert_eq!(view(&open(dir.path(), Duration::ZERO)), seen);
+    }
+
+    #[test]
+    fn records_younger_than_the_retention_or_not_yet_read_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), Duration::from_secs(3600));
+        fill(&log, 0, 100);
+        commit(&log, "g", 0, 50);
+        let report = log.enforce_retention().unwrap();
+        assert_eq!((report.records_expired, report.segments_deleted), (0, 0), "an hour has not passed");
+        drop(log);
+
+        let log = open(dir.path(), Duration::ZERO);
+        log.enforce_retention().unwrap();
+        // Group g read partition 0 up to 50; nobody stored a position in partition 1.
+        assert_eq!(log.start_offset("in", 0).unwrap(), 50, "not past what g has read");
+        assert_eq!(log.start_offset("in", 1).unwrap(), 50, "a partition no group reads expires by age alone");
+        commit(&log, "other", 0, 10);
+        fill(&log, 100, 2);
+        log.enforce_retention().unwrap();
+        assert_eq!(log.start_offset("in", 0).unwrap(), 50, "a start never moves back");
+    }
+
+    #[test]
+    fn a_topic_whose_rule_names_a_group_keeps_everything_until_that_group_has_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), Duration::ZERO);
+        let snap = |n: usize| {
+            let records = (0..n).map(|i| Record::keyed("snap", "k", vec![i as u8; 50])).collect();
+            log.append(AppendBatch { records, positions: vec![] }).unwrap();
+        };
+        let read = |group: &str, next: Offset| {
+            let positions =
+                vec![Position { group: group.into(), topic: "snap".into(), partition: 0, next_offset: next }];
+            log.append(AppendBatch { records: vec![], positions }).unwrap();
+        };
+        snap(40);
+        read("someone-else", 40);
+        log.enforce_retention().unwrap();
+        assert_eq!(log.start_offset("snap", 0).unwrap(), 0, "the named group has stored no position");
+        read("reader", 30);
+        snap(10);
+        log.enforce_retention().unwrap();
+        assert_eq!(log.start_offset("snap", 0).unwrap(), 30, "up to the named group's position");
+    }
+
+    #[test]
+    fn a_deletion_that_did_not_reach_the_disk_recovers_to_the_same_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), Duration::ZERO);
+        fill(&log, 0, 120);
+        commit(&log, "g", 0, 60);
+        commit(&log, "g", 1, 60);
+        let saved: Vec<(PathBuf, Vec<u8>)> =
+            segment_files(dir.path()).into_iter().map(|f| (f.clone(), std::fs::read(&f).unwrap())).collect();
+        let report = log.enforce_retention().unwrap();
+        assert!(report.segments_deleted > 0 && report.records_copied > 0, "{report:?}");
+        let seen = view(&log);
+        drop(log);
+        // As if the process died after the copies and checkpoints were written but
+        // before the files were unlinked.
+        for (f, bytes) in &saved {
+            if !f.exists() {
+                std::fs::write(f, bytes).unwrap();
+            }
+        }
+        let log = open(dir.path(), Duration::ZERO);
+        assert_eq!(view(&log), seen);
+        let report = log.enforce_retention().unwrap();
+        assert!(report.segments_deleted > 0, "the files come back and go again: {report:?}");
+        assert_eq!(view(&log), seen);
+    }
+
+    #[test]
+    fn a_segment_file_removed_by_hand_is_corrupt_naming_the_missing_records() {
+        let dir = tempfile::tempdir().unwrap();
+        fill(&open(dir.path(), Duration::from_secs(3600)), 0, 60);
+        let files = segment_files(dir.path());
+        assert!(files.len() > 3);
+        std::fs::remove_file(&files[1]).unwrap();
+        let err = EmbeddedLog::open(dir.path(), options(Duration::ZERO)).unwrap_err().to_string();
+        assert!(err.contains("are in no segment file") && err.contains("a segment file is missing"), "{err}");
+    }
+}
