@@ -5,6 +5,12 @@
 //! the snapshot (generation, then tombstones) to exactly the working orders and writes
 //! nothing, and the projections rebuilt from the log list the working orders only. The
 //! retirements are counted in `waybill_flows_retired_total`, which `/metrics` renders.
+//!
+//! Then the embedded log's own retention, with the rules a node derives from its config
+//! (the inbound, command and dead-letter retention of `[topics]`, compressed to zero
+//! here): it deletes the inputs the coordinator has read and the commands, copies the
+//! journal forward, and after a restart a fresh replica still restores from the snapshot
+//! and the projections still rebuild from the journal.
 
 #[path = "../crates/saga/tests/fixtures.rs"]
 mod fixtures;
@@ -142,6 +148,86 @@ fn finished_orders_are_retired_on_the_embedded_log() {
         EmbeddedLog::open(&dir.path().join("log"), EmbeddedOptions { fsync: FsyncPolicy::Never, ..Default::default() })
             .unwrap();
     run(Arc::new(log), dir.path());
+}
+
+#[test]
+fn the_embedded_log_deletes_what_its_readers_have_passed_and_keeps_what_restores_need() {
+    use waybill_log::embedded::{EmbeddedLog, EmbeddedOptions, FsyncPolicy};
+    let dir = tempfile::tempdir().unwrap();
+    let _ = waybill_server::observe::recorder();
+    let cfg = waybill_server::config::Config::default();
+    let mut retention = waybill_server::backend::embedded_retention(&cfg);
+    let named: Vec<&str> = retention.iter().map(|r| r.topics.as_str()).collect();
+    for t in [topic::JOURNAL, topic::CONTROL, topic::AUDIT, topic::CONNECT_STATE] {
+        assert!(!named.contains(&t), "{t} is kept for good: {named:?}");
+    }
+    for r in &mut retention {
+        r.keep = std::time::Duration::ZERO;
+    }
+    let options = EmbeddedOptions { fsync: FsyncPolicy::Never, segment_bytes: 16 * 1024, retention };
+    let open = || Arc::new(EmbeddedLog::open(&dir.path().join("log"), options.clone()).unwrap());
+    let embedded = open();
+    let log: Arc<dyn EventLog> = embedded.clone();
+    waybill_server::node::ensure_topics(log.as_ref(), PARTITIONS).unwrap();
+    let name = |i: usize| format!("SO{i:03}");
+    let (finished, working) = (40, 10);
+    for i in 0..finished + working {
+        let steps = if i < finished { 8 } else { 3 };
+        for e in order_to_invoice(&name(i)).into_iter().take(steps) {
+            append(log.as_ref(), &at_now(e));
+        }
+    }
+    let later = Timestamp::now().plus_secs(11.0 * DAY);
+    drain(&coordinator(&log, &dir.path().join("a")), later);
+    let journal: Vec<Vec<u8>> = (0..PARTITIONS as i32)
+        .flat_map(|p| log.read(topic::JOURNAL, p, 0, 100_000).unwrap().into_iter().map(|r| r.value))
+        .collect();
+    let inbound = topic::inbound(System::Odoo);
+    for p in 0..PARTITIONS as i32 {
+        let generation = log.committed(waybill_saga::snapshot::READER_GROUP, topic::SNAPSHOTS, p).unwrap();
+        assert_eq!(generation, Some(0), "the snapshot's reader position is where its generation begins");
+    }
+
+    let report = waybill_server::log_retention::pass(&embedded).unwrap();
+    assert!(report.segments_deleted > 0 && report.records_expired > 0, "{report:?}");
+    assert!(report.records_copied > 0, "the journal is copied forward: {report:?}");
+    for p in 0..PARTITIONS as i32 {
+        let start = embedded.start_offset(&inbound, p).unwrap();
+        let read = log.committed("waybill-coordinator", &inbound, p).unwrap().unwrap();
+        assert!(start > 0 && start <= read, "inputs go once read, and no further: start {start}, read {read}");
+        assert_eq!(embedded.start_offset(topic::JOURNAL, p).unwrap(), 0, "the journal is kept");
+    }
+    let text = waybill_server::observe::recorder().render();
+    for name in [
+        waybill_telemetry::metrics::LOG_SEGMENTS_DELETED,
+        waybill_telemetry::metrics::LOG_RECORDS_EXPIRED,
+        waybill_telemetry::metrics::LOG_COPIED_BYTES,
+    ] {
+        let value = text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok()));
+        assert!(value.is_some_and(|v| v > 0.0), "{name} is rendered on /metrics and counted:\n{text}");
+    }
+
+    // After a restart, on what is left: the same journal, a fresh replica restores from
+    // the snapshot, and the projections rebuild from the journal.
+    drop(log);
+    drop(embedded);
+    let log: Arc<dyn EventLog> = open();
+    let again: Vec<Vec<u8>> = (0..PARTITIONS as i32)
+        .flat_map(|p| log.read(topic::JOURNAL, p, 0, 100_000).unwrap().into_iter().map(|r| r.value))
+        .collect();
+    assert_eq!(again, journal, "every journal record survives, in order");
+    {
+        let b = coordinator(&log, &dir.path().join("b"));
+        drain(&b, later);
+        assert!(b.stats().restored_from_snapshot.load(Ordering::Relaxed) > 0, "restored from the snapshot");
+        assert_eq!(b.stats().restored.load(Ordering::Relaxed), 0, "no journal record the snapshot covers is read");
+    }
+    let working_held: Vec<(String, bool)> = (finished..finished + working).map(|i| (name(i), false)).collect();
+    assert_eq!(held(&dir.path().join("b")), working_held);
+    let store = Arc::new(ProjectionStore::open(dir.path().join("projections")).unwrap());
+    Projector::new(log.clone(), store.clone()).rebuild().unwrap();
+    let listed: Vec<String> = store.orders(None, 100).unwrap().into_iter().map(|o| o.order_ref).collect();
+    assert_eq!(listed, working_held.into_iter().map(|(k, _)| k).collect::<Vec<_>>());
 }
 
 #[cfg(feature = "kafka")]

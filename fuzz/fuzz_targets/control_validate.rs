@@ -70,6 +70,9 @@ fn seeds() -> Vec<Vec<u8>> {
                 document: "invoice".into(),
                 page_size: 20,
                 page_token: "1767225600000000/inv:SHP-1".into(),
+                entity: String::new(),
+                min_amount_minor: 0,
+                max_amount_minor: 0,
             },
         ),
         framed(
@@ -83,6 +86,7 @@ fn seeds() -> Vec<Vec<u8>> {
                 customer: "CUST-7".into(),
                 page_size: 5,
                 page_token: "pick-overdue/o2f:SO0042/pick-overdue/1".into(),
+                entity: String::new(),
             },
         ),
         framed(7, &proto::ListAuditRequest { posting_id: "inv:SHP-1".into(), actor: "alice".into(), limit: 5 }),
@@ -123,7 +127,7 @@ fuzz_target!(
             }
             5 => {
                 let Ok(r) = proto::ListHeldPostingsRequest::decode(body) else { return };
-                let checked = validate::held_postings(&r);
+                let checked = validate::held_postings(&r, &waybill_saga::Entities::default());
                 refused_as_invalid_argument(&checked);
                 page_token_round_trips(&r.page_token);
                 ages_are_monotonic(r.page_size.into(), r.min_age_seconds);
@@ -136,7 +140,7 @@ fuzz_target!(
             }
             6 => {
                 let Ok(r) = proto::ListExceptionsRequest::decode(body) else { return };
-                let checked = validate::exceptions(&r);
+                let checked = validate::exceptions(&r, &waybill_saga::Entities::default());
                 refused_as_invalid_argument(&checked);
                 ages_are_monotonic(r.min_age_seconds.wrapping_neg(), r.min_age_seconds);
                 if let Ok(q) = checked {

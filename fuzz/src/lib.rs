@@ -94,8 +94,10 @@ pub struct RecordBytes {
 pub struct Contents {
     /// (name, partitions) in creation order; the index is the topic id.
     pub topics: Vec<(String, u32)>,
-    /// Records of each (topic id, partition), in offset order.
+    /// Records of each (topic id, partition), in offset order from its log start.
     pub records: BTreeMap<(u32, i32), Vec<RecordBytes>>,
+    /// The log start of each (topic id, partition) a checkpoint moved (0 otherwise).
+    pub starts: BTreeMap<(u32, i32), i64>,
     /// The last position stored for each (group, topic id, partition).
     pub positions: BTreeMap<(String, u32, i32), i64>,
 }
@@ -142,7 +144,7 @@ pub fn repair_crcs(bytes: &mut [u8]) {
 /// Reads a segment independently of the log crate, by the format documented in
 /// `crates/log/src/embedded/format.rs`.
 pub fn read_segment(bytes: &[u8]) -> Reading {
-    let mut contents = Contents::default();
+    let mut contents = Work::default();
     let mut pos = 0usize;
     while pos < bytes.len() {
         let rest = &bytes[pos..];
@@ -152,7 +154,11 @@ pub fn read_segment(bytes: &[u8]) -> Reading {
             plen > 0 && plen <= rest.len() - FRAME_HEADER && crc32fast::hash(&rest[8..8 + plen]) == crc
         };
         if !whole {
-            return Reading::Damaged { before: contents, at: pos };
+            return match contents.finish() {
+                Ok(before) => Reading::Damaged { before, at: pos },
+                // Recovery cuts the torn frame, then finds the hole.
+                Err(reason) => Reading::Undecodable { at: pos, reason },
+            };
         }
         let plen = u32::from_le_bytes(rest[0..4].try_into().unwrap()) as usize;
         if let Err(reason) = apply(&mut contents, &rest[8..8 + plen]) {
@@ -160,7 +166,43 @@ pub fn read_segment(bytes: &[u8]) -> Reading {
         }
         pos += FRAME_HEADER + plen;
     }
-    Reading::Clean(contents)
+    match contents.finish() {
+        Ok(c) => Reading::Clean(c),
+        Err(reason) => Reading::Undecodable { at: pos, reason },
+    }
+}
+
+/// What the frames read so far hold: a partition's records from its log start, `None`
+/// for one a checkpoint announced and no frame has held yet.
+#[derive(Default)]
+struct Work {
+    topics: Vec<(String, u32)>,
+    parts: BTreeMap<(u32, i32), (i64, Vec<Option<RecordBytes>>)>,
+    positions: BTreeMap<(String, u32, i32), i64>,
+}
+
+impl Work {
+    fn finish(&self) -> Result<Contents, String> {
+        let mut c = Contents { topics: self.topics.clone(), positions: self.positions.clone(), ..Contents::default() };
+        for (&k, (start, records)) in &self.parts {
+            let whole: Option<Vec<RecordBytes>> = records.iter().cloned().collect();
+            let whole = whole.ok_or_else(|| format!("a record of topic id {} partition {} is in no frame", k.0, k.1))?;
+            if *start > 0 {
+                c.starts.insert(k, *start);
+            }
+            if !whole.is_empty() {
+                c.records.insert(k, whole);
+            }
+        }
+        Ok(c)
+    }
+
+    fn part(&mut self, topic: u32, partition: i32) -> Result<&mut (i64, Vec<Option<RecordBytes>>), String> {
+        match self.topics.get(topic as usize) {
+            Some((_, n)) if partition >= 0 && (partition as u32) < *n => Ok(self.parts.entry((topic, partition)).or_default()),
+            _ => Err(format!("no partition {partition} of topic id {topic}")),
+        }
+    }
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -196,56 +238,110 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn partition_exists(c: &Contents, topic: u32, partition: i32) -> Result<(), String> {
-    match c.topics.get(topic as usize) {
-        Some((_, n)) if partition >= 0 && (partition as u32) < *n => Ok(()),
-        _ => Err(format!("no partition {partition} of topic id {topic}")),
+/// One record of a batch or copy frame: (topic id, partition, offset, record).
+fn record(r: &mut Reader<'_>) -> Result<(u32, i32, i64, RecordBytes), String> {
+    let topic = r.u32()?;
+    let partition = i32::from_le_bytes(r.take(4)?.try_into().unwrap());
+    let offset = r.i64()?;
+    let timestamp_ms = r.i64()?;
+    let key = r.bytes32()?;
+    let mut headers = Vec::new();
+    for _ in 0..r.u32()? {
+        let key = r.str16()?;
+        let value = r.bytes32()?;
+        headers.push(Header { key, value });
     }
+    let value = r.bytes32()?;
+    Ok((topic, partition, offset, RecordBytes { timestamp_ms, key, headers, value }))
 }
 
-fn apply(c: &mut Contents, payload: &[u8]) -> Result<(), String> {
+fn position(c: &mut Work, r: &mut Reader<'_>) -> Result<(), String> {
+    let group = r.str16()?;
+    let topic = r.u32()?;
+    let partition = i32::from_le_bytes(r.take(4)?.try_into().unwrap());
+    let next = r.i64()?;
+    c.part(topic, partition)?;
+    c.positions.insert((group, topic, partition), next);
+    Ok(())
+}
+
+fn new_topic(c: &mut Work, id: u32, name: String, partitions: u32) -> Result<(), String> {
+    if id as usize != c.topics.len() || c.topics.iter().any(|(n, _)| *n == name) {
+        return Err(format!("topic {name:?} with id {id} out of order or repeated"));
+    }
+    if partitions == 0 || partitions > MAX_PARTITIONS {
+        return Err(format!("{partitions} partitions"));
+    }
+    c.topics.push((name, partitions));
+    Ok(())
+}
+
+fn apply(c: &mut Work, payload: &[u8]) -> Result<(), String> {
     let mut r = Reader(payload);
     match r.u8()? {
         1 => {
             let id = r.u32()?;
             let partitions = r.u32()?;
             let name = r.str16()?;
-            if id as usize != c.topics.len() || c.topics.iter().any(|(n, _)| *n == name) {
-                return Err(format!("topic {name:?} with id {id} out of order or repeated"));
-            }
-            if partitions == 0 || partitions > MAX_PARTITIONS {
-                return Err(format!("{partitions} partitions"));
-            }
-            c.topics.push((name, partitions));
+            new_topic(c, id, name, partitions)?;
         }
         2 => {
             for _ in 0..r.u32()? {
-                let topic = r.u32()?;
-                let partition = i32::from_le_bytes(r.take(4)?.try_into().unwrap());
-                let offset = r.i64()?;
-                let timestamp_ms = r.i64()?;
-                let key = r.bytes32()?;
-                let mut headers = Vec::new();
-                for _ in 0..r.u32()? {
-                    let key = r.str16()?;
-                    let value = r.bytes32()?;
-                    headers.push(Header { key, value });
+                let (topic, partition, offset, rec) = record(&mut r)?;
+                let (start, list) = c.part(topic, partition)?;
+                let next = *start + list.len() as i64;
+                if offset < *start {
+                    continue;
                 }
-                let value = r.bytes32()?;
-                partition_exists(c, topic, partition)?;
-                let list = c.records.entry((topic, partition)).or_default();
-                if offset != list.len() as i64 {
-                    return Err(format!("offset {offset} where {} comes next", list.len()));
+                if offset != next {
+                    return Err(format!("offset {offset} where {next} comes next"));
                 }
-                list.push(RecordBytes { timestamp_ms, key, headers, value });
+                list.push(Some(rec));
             }
             for _ in 0..r.u32()? {
-                let group = r.str16()?;
-                let topic = r.u32()?;
-                let partition = i32::from_le_bytes(r.take(4)?.try_into().unwrap());
-                let next = r.i64()?;
-                partition_exists(c, topic, partition)?;
-                c.positions.insert((group, topic, partition), next);
+                position(c, &mut r)?;
+            }
+        }
+        3 => {
+            for _ in 0..r.u32()? {
+                let id = r.u32()?;
+                let partitions = r.u32()?;
+                let name = r.str16()?;
+                match c.topics.get(id as usize) {
+                    Some((n, k)) if *n == name && *k == partitions => {}
+                    Some(_) => return Err(format!("checkpoint topic {name:?} differs from its creation")),
+                    None => new_topic(c, id, name, partitions)?,
+                }
+                for p in 0..partitions as i32 {
+                    let (start, next) = (r.i64()?, r.i64()?);
+                    if start < 0 || next < start {
+                        return Err(format!("log start {start}, next {next}"));
+                    }
+                    let (s, list) = c.part(id, p)?;
+                    let have = *s + list.len() as i64;
+                    if next < have {
+                        return Err(format!("checkpoint end {next} below {have}"));
+                    }
+                    list.resize((next - *s) as usize, None);
+                    if start > *s {
+                        list.drain(..(start - *s) as usize);
+                        *s = start;
+                    }
+                }
+            }
+            for _ in 0..r.u32()? {
+                position(c, &mut r)?;
+            }
+        }
+        4 => {
+            for _ in 0..r.u32()? {
+                let (topic, partition, offset, rec) = record(&mut r)?;
+                let (start, list) = c.part(topic, partition)?;
+                if offset < *start {
+                    continue;
+                }
+                let slot = list.get_mut((offset - *start) as usize).ok_or_else(|| format!("copy past the end at {offset}"))?;
+                *slot = Some(rec);
             }
         }
         kind => return Err(format!("unknown frame kind {kind}")),
@@ -263,7 +359,9 @@ pub fn assert_log_holds(log: &EmbeddedLog, expected: &Contents) {
         assert_eq!(log.partitions(name).expect("a recovered topic exists"), *partitions, "partitions of {name}");
         for p in 0..*partitions as i32 {
             let want = expected.records.get(&(id as u32, p)).map(Vec::as_slice).unwrap_or_default();
-            assert_eq!(log.end_offset(name, p).expect("end offset"), want.len() as i64, "end of {name}/{p}");
+            let start = expected.starts.get(&(id as u32, p)).copied().unwrap_or(0);
+            assert_eq!(log.start_offset(name, p).expect("log start"), start, "log start of {name}/{p}");
+            assert_eq!(log.end_offset(name, p).expect("end offset"), start + want.len() as i64, "end of {name}/{p}");
             if want.is_empty() {
                 continue;
             }
@@ -272,7 +370,7 @@ pub fn assert_log_holds(log: &EmbeddedLog, expected: &Contents) {
             for (i, (g, w)) in got.iter().zip(want).enumerate() {
                 assert_eq!(
                     (g.offset, g.partition, g.topic.as_str(), g.timestamp_ms, &g.key, &g.headers, &g.value),
-                    (i as i64, p, name.as_str(), w.timestamp_ms, &w.key, &w.headers, &w.value),
+                    (start + i as i64, p, name.as_str(), w.timestamp_ms, &w.key, &w.headers, &w.value),
                     "record {i} of {name}/{p}"
                 );
             }

@@ -22,6 +22,11 @@
 //! generation is written. Reading from the generation start is correct either way,
 //! because every stored key was written at or after it.
 //!
+//! On a log that does not compact, each mark's batch also stores a position for
+//! [`READER_GROUP`] at the generation's start: nothing before it is read again, so the
+//! embedded log's retention may delete it (and deletes nothing of the topic before that
+//! position exists).
+//!
 //! The mark is trusted only when it names a generation: a topic written by a replica
 //! that enabled snapshots after its store already held flows starts with a generation, so
 //! the snapshot never claims to cover states it lacks. A save appends to the topic before
@@ -32,11 +37,15 @@
 
 use waybill_domain::journal::InputPosition;
 use waybill_domain::{Timestamp, topic};
-use waybill_log::{AppendBatch, EventLog, Record, StoredRecord};
+use waybill_log::{AppendBatch, EventLog, Position, Record, StoredRecord};
 
 use crate::registry::AnyFlow;
 use crate::store::{Encoded, PartitionMark, StateStore};
 use crate::{Error, Result};
+
+/// The consumer group whose stored position in a partition of `waybill.snapshots` is where
+/// its current generation begins: a restore never reads before it.
+pub const READER_GROUP: &str = "waybill-snapshots";
 
 /// Key of a mark record (no correlation key starts with a NUL byte).
 pub const MARK_KEY: &[u8] = b"\0mark";
@@ -191,7 +200,7 @@ impl<'a> Snapshots<'a> {
         };
         let mut records = flows.iter().map(|f| flow_record(p, f)).collect::<Result<Vec<_>>>()?;
         records.push(mark_record(p, &next)?);
-        self.log.append(AppendBatch { records, positions: Vec::new() })?;
+        self.log.append(AppendBatch { records, positions: self.read_from(p, &next) })?;
         Ok(next)
     }
 
@@ -218,8 +227,22 @@ impl<'a> Snapshots<'a> {
             since_generation: 0,
         };
         chunk.push(mark_record(p, &next)?);
-        self.log.append(AppendBatch { records: chunk, positions: Vec::new() })?;
+        self.log.append(AppendBatch { records: chunk, positions: self.read_from(p, &next) })?;
         Ok(next)
+    }
+
+    /// The position stored with a mark: where a restore starts reading, on a log whose
+    /// retention needs to be told (one that does not compact).
+    fn read_from(&self, p: i32, mark: &SnapshotMark) -> Vec<Position> {
+        if self.log.capabilities().compacts {
+            return Vec::new();
+        }
+        vec![Position {
+            group: READER_GROUP.to_owned(),
+            topic: topic::SNAPSHOTS.to_owned(),
+            partition: p,
+            next_offset: mark.generation_from,
+        }]
     }
 
     /// Replaces what `store` holds for `p` with the snapshot from `mark`'s generation to

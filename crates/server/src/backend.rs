@@ -14,11 +14,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use waybill_domain::topic;
 use waybill_log::EventLog;
-use waybill_log::embedded::{EmbeddedLog, EmbeddedOptions};
+use waybill_log::embedded::{EmbeddedLog, EmbeddedOptions, TopicRetention};
 
 use crate::config::Config;
 use crate::node::DataPaths;
@@ -32,6 +33,8 @@ pub struct Backend {
     /// consumer group.
     #[cfg(feature = "kafka")]
     pub kafka: Option<Arc<waybill_log::kafka::KafkaLog>>,
+    /// The same log as the embedded log, when it is: its retention runs in the node.
+    pub embedded: Option<Arc<EmbeddedLog>>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -47,6 +50,7 @@ impl Backend {
             log,
             #[cfg(feature = "kafka")]
             kafka: None,
+            embedded: None,
         }
     }
 
@@ -262,19 +266,46 @@ pub fn render(checked: &[(PlannedTopic, TopicState)]) -> String {
     out
 }
 
+/// The embedded log's retention, from the same plan as the Kafka topics: the inbound,
+/// command and dead-letter topics keep their `[topics]` retention; the snapshots keep
+/// what their current generation needs (Kafka compacts them instead); the journal, the
+/// control and audit topics and the connectors' state are kept for good.
+pub fn embedded_retention(cfg: &Config) -> Vec<TopicRetention> {
+    plan(cfg)
+        .into_iter()
+        .filter_map(|t| match t.role {
+            TopicRole::Snapshot => Some(TopicRetention {
+                topics: t.name,
+                keep: Duration::ZERO,
+                after_group: Some(waybill_saga::snapshot::READER_GROUP.to_owned()),
+            }),
+            TopicRole::ConnectorState => None,
+            _ => {
+                let ms = t.config.get("retention.ms")?.parse::<u64>().ok()?;
+                Some(TopicRetention { topics: t.name, keep: Duration::from_millis(ms), after_group: None })
+            }
+        })
+        .collect()
+}
+
 /// Opens the log of `cfg`: Kafka when `[kafka]` is given, else the embedded log. The
 /// topics must exist with the configured partition counts (they are created if missing).
 pub fn open(cfg: &Config) -> anyhow::Result<Backend> {
     match &cfg.kafka {
         None => {
             let paths = DataPaths::new(&cfg.data_dir);
-            let options =
-                EmbeddedOptions { fsync: cfg.fsync_policy()?, segment_bytes: cfg.log.segment_mb * 1024 * 1024 };
-            let log = EmbeddedLog::open(&paths.log, options)
-                .with_context(|| format!("opening the embedded log in {}", paths.log.display()))?;
-            let log: Arc<dyn EventLog> = Arc::new(log);
+            let options = EmbeddedOptions {
+                fsync: cfg.fsync_policy()?,
+                segment_bytes: cfg.log.segment_mb * 1024 * 1024,
+                retention: embedded_retention(cfg),
+            };
+            let embedded = Arc::new(
+                EmbeddedLog::open(&paths.log, options)
+                    .with_context(|| format!("opening the embedded log in {}", paths.log.display()))?,
+            );
+            let log: Arc<dyn EventLog> = embedded.clone();
             ensure_topics(log.as_ref(), cfg.partitions)?;
-            Ok(Backend::shared(log))
+            Ok(Backend { embedded: Some(embedded), ..Backend::shared(log) })
         }
         #[cfg(feature = "kafka")]
         Some(_) => kafka::open(cfg, kafka::Retry::StartUp),
@@ -349,7 +380,7 @@ pub mod kafka {
             log.verify_transactions(topic::JOURNAL)?;
             tracing::info!("Kafka transactions are on: journal, commands and positions commit together");
         }
-        Ok(Backend { log: log.clone(), kafka: Some(log) })
+        Ok(Backend { log: log.clone(), kafka: Some(log), embedded: None })
     }
 
     /// Connects to the brokers of `cfg`.

@@ -93,11 +93,15 @@ pub struct LogConfig {
     pub fsync_interval_ms: u64,
     /// Segment file size in MiB.
     pub segment_mb: u64,
+    /// How often the embedded log applies its retention (the `[topics]` retention of
+    /// the inbound, command and dead-letter topics; the snapshots' old generations), in
+    /// seconds.
+    pub retention_check_secs: u64,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { fsync: "batch".into(), fsync_interval_ms: 100, segment_mb: 64 }
+        LogConfig { fsync: "batch".into(), fsync_interval_ms: 100, segment_mb: 64, retention_check_secs: 60 }
     }
 }
 
@@ -210,7 +214,8 @@ impl KafkaConfig {
     }
 }
 
-/// The `[topics]` section: how Waybill's topics are created on Kafka.
+/// The `[topics]` section: how Waybill's topics are created on Kafka, and how long the
+/// embedded log keeps their records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TopicsConfig {
@@ -588,6 +593,15 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "log.segment_mb",
                 problem: format!("{} is outside 1..=4096", self.log.segment_mb),
+            });
+        }
+        if self.log.retention_check_secs == 0 || self.log.retention_check_secs > 86_400 {
+            return Err(ConfigError::Invalid {
+                key: "log.retention_check_secs",
+                problem: format!(
+                    "{} is outside 1..=86400 (seconds between two passes of the embedded log's retention)",
+                    self.log.retention_check_secs
+                ),
             });
         }
         self.ingest.validate()?;

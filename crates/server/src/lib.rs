@@ -9,6 +9,7 @@ pub mod demo;
 pub mod dlq;
 pub mod ingest;
 pub mod load;
+pub mod log_retention;
 pub mod node;
 pub mod observe;
 pub mod reconcile;

@@ -179,6 +179,15 @@ impl Node {
             let all: Vec<i32> = (0..cfg.partitions as i32).collect();
             workers.assign(&all);
         }
+        if let Some(embedded) = backend.embedded.clone() {
+            let every = Duration::from_secs(cfg.log.retention_check_secs);
+            let (stop, failure) = (stop.clone(), failure.clone());
+            threads.push(std::thread::Builder::new().name("log-retention".into()).spawn(move || {
+                supervise("embedded log retention", &stop, &failure, || {
+                    crate::log_retention::run(embedded.clone(), every, &stop)
+                })
+            })?);
+        }
         {
             let projector = Projector::new(log.clone(), projections.clone());
             let (stop, failure) = (stop.clone(), failure.clone());

@@ -97,6 +97,12 @@ metrics! {
     RESTORE_RECORDS = "waybill_partition_restore_records_total", Counter, [], "Journal records replayed into the saga state store while restoring partitions.";
     /// Finished flows retired once their retention passed.
     FLOWS_RETIRED = "waybill_flows_retired_total", Counter, [], "Finished flows the coordinator retired once their retention ([coordinator] retire_finished_after_days) passed: their state left the store and the snapshot.";
+    /// Records the embedded log's retention deleted.
+    LOG_RECORDS_EXPIRED = "waybill_log_records_expired_total", Counter, [], "Records the embedded log's retention deleted: past their topic's [topics] retention and passed by every reader that stores a position (old snapshot generations once a newer one is written).";
+    /// Segment files the embedded log's retention deleted.
+    LOG_SEGMENTS_DELETED = "waybill_log_segments_deleted_total", Counter, [], "Segment files the embedded log deleted once at most half of their bytes were records still kept.";
+    /// Bytes the embedded log copied forward out of segments it deleted.
+    LOG_COPIED_BYTES = "waybill_log_copied_forward_bytes_total", Counter, [], "Bytes of kept records (journal, control, audit, records within their retention) the embedded log copied forward out of the segments it deleted.";
     /// Time to restore one partition.
     RESTORE_DURATION = "waybill_partition_restore_duration_seconds", Histogram, [], "Time to restore one partition's sagas (state store plus journal catch-up).";
     // ---- business ----
