@@ -131,7 +131,7 @@ pub struct Capabilities {
     /// carry positions).
     pub atomic_batches: bool,
     /// Topics created compacted keep the latest record of each key (Kafka's log
-    /// cleaner, `cleanup.policy=compact`); the embedded log keeps every record. A writer
+    /// cleaner, `cleanup.policy=compact`); the embedded log does not compact. A writer
     /// of a changelog need not rewrite it whole from time to time where this holds.
     pub compacts: bool,
 }
@@ -244,7 +244,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///   reader never sees part of a batch;
 /// - offsets within a partition start at 0 and have no gaps;
 /// - positions stored with a batch are visible through [`EventLog::committed`];
-/// - everything appended and acknowledged survives a restart.
+/// - everything appended and acknowledged survives a restart, until the topic's
+///   retention deletes it (Kafka's `retention.ms`; the embedded log's
+///   [`embedded::TopicRetention`], which also waits for every reader that stores a
+///   position).
 pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// Creates `topic` with `partitions` partitions if it does not exist. An existing
     /// topic with another partition count is [`Error::PartitionMismatch`].
@@ -257,7 +260,10 @@ pub trait EventLog: Send + Sync + std::fmt::Debug {
     fn append(&self, batch: AppendBatch) -> Result<Vec<Appended>>;
 
     /// Reads up to `max` records of one partition starting at `from`. Returns an empty
-    /// vector at the end; `from` beyond the end is [`Error::OffsetOutOfRange`].
+    /// vector at the end; `from` beyond the end is [`Error::OffsetOutOfRange`]. Records
+    /// before `from` that retention deleted are skipped: the first record returned is
+    /// then the first one kept (Kafka's `auto.offset.reset=earliest`), so a caller that
+    /// wants one offset checks the offset it got.
     fn read(&self, topic: &str, partition: i32, from: Offset, max: usize) -> Result<Vec<StoredRecord>>;
 
     /// The offset the next record appended to the partition will get.

@@ -29,6 +29,13 @@
 //! few steps, not the history. `WAYBILL_BENCH_GROWTH_RETAIN_SECS=0` keeps every flow (the
 //! baseline: what every node did before retention). The events of each step occurred
 //! when it began.
+//!
+//! The embedded log applies its retention after every step, as a node's `log-retention`
+//! thread does every `[log] retention_check_secs`, with a node's rules and the same
+//! compression: the inbound and command topics keep `WAYBILL_BENCH_GROWTH_RETAIN_SECS`
+//! (a node keeps them `[topics]` hours), the snapshots their current generation; the
+//! journal is kept. `WAYBILL_BENCH_GROWTH_LOG_RETENTION=0` keeps every record (the
+//! baseline: what the embedded log did before).
 
 // The allocator the `waybill` binary runs with (crates/server/src/main.rs).
 #[global_allocator]
@@ -42,7 +49,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use waybill_domain::event::{EventBody, InvoicePosted};
 use waybill_domain::{Money, System, Timestamp, topic};
-use waybill_log::embedded::{EmbeddedLog, EmbeddedOptions, FsyncPolicy};
+use waybill_log::embedded::{EmbeddedLog, EmbeddedOptions, FsyncPolicy, RetentionReport};
 use waybill_log::{AppendBatch, EventLog, Record};
 use waybill_saga::Policy;
 use waybill_saga::coordinator::{Coordinator, CoordinatorConfig};
@@ -196,23 +203,35 @@ fn main() -> anyhow::Result<()> {
     let journal_restore = std::env::var("WAYBILL_BENCH_GROWTH_JOURNAL_RESTORE").as_deref() != Ok("0");
     let tmp_root = tempfile::Builder::new().prefix("waybill-growth-").tempdir_in("/tmp")?;
     let tmp = tmp_root.path();
-    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(
-        &tmp.join("log"),
-        EmbeddedOptions { fsync: FsyncPolicy::Never, ..EmbeddedOptions::default() },
-    )?);
-    ensure_topics(log.as_ref(), PARTITIONS)?;
-    let state = tmp.join("state");
     // `WAYBILL_BENCH_GROWTH_SNAPSHOTS=0`: the drain without snapshots (what they cost).
     let snapshots = std::env::var("WAYBILL_BENCH_GROWTH_SNAPSHOTS").as_deref() != Ok("0");
     let retain_secs = env_usize("WAYBILL_BENCH_GROWTH_RETAIN_SECS", 10);
     let retain = (retain_secs > 0).then(|| std::time::Duration::from_secs(retain_secs as u64));
+    let log_retention = std::env::var("WAYBILL_BENCH_GROWTH_LOG_RETENTION").as_deref() != Ok("0");
+    // A node's rules (crates/server/src/backend.rs), days compressed to the flows' retention.
+    let mut rules = waybill_server::backend::embedded_retention(&waybill_server::config::Config::default());
+    for r in rules.iter_mut().filter(|r| !r.keep.is_zero()) {
+        r.keep = std::time::Duration::from_secs(retain_secs as u64);
+    }
+    let embedded = Arc::new(EmbeddedLog::open(
+        &tmp.join("log"),
+        EmbeddedOptions {
+            fsync: FsyncPolicy::Never,
+            retention: if log_retention { rules } else { Vec::new() },
+            ..EmbeddedOptions::default()
+        },
+    )?);
+    let log: Arc<dyn EventLog> = embedded.clone();
+    ensure_topics(log.as_ref(), PARTITIONS)?;
+    let state = tmp.join("state");
     let main = coordinator(&log, &state, snapshots, retain)?;
     let catalog = world::catalog();
     let start = Timestamp::now();
     let load_start = loadavg();
     eprintln!(
-        "waybill growth bench: sizes {sizes:?}, steps of {chunk} orders, {PARTITIONS} partitions, finished flows retired after {}",
-        if retain_secs > 0 { format!("{retain_secs} s") } else { "never".into() }
+        "waybill growth bench: sizes {sizes:?}, steps of {chunk} orders, {PARTITIONS} partitions, finished flows retired after {}, log retention {}",
+        if retain_secs > 0 { format!("{retain_secs} s") } else { "never".into() },
+        if log_retention { "on" } else { "off" }
     );
 
     let mut rows = Vec::new();
@@ -220,6 +239,7 @@ fn main() -> anyhow::Result<()> {
     let mut done = 0usize;
     for &size in &sizes {
         let (mut inputs, mut secs, mut cpu) = (0u64, 0.0, 0.0);
+        let (mut pass_secs, mut pass) = (0.0, RetentionReport::default());
         while done < size {
             let n = chunk.min(size - done);
             let now = Timestamp::now();
@@ -241,6 +261,14 @@ fn main() -> anyhow::Result<()> {
             secs += t.elapsed().as_secs_f64();
             cpu += cpu_secs_since(c0);
             done += n;
+            // The log's retention, between steps (a node runs it on its own thread).
+            let t = Instant::now();
+            let r = embedded.enforce_retention()?;
+            pass_secs = t.elapsed().as_secs_f64();
+            pass.records_expired += r.records_expired;
+            pass.segments_deleted += r.segments_deleted;
+            pass.bytes_copied += r.bytes_copied;
+            pass.bytes_deleted += r.bytes_deleted;
             if first.is_none() {
                 first = Some(Step { orders: n, events_per_s: inputs as f64 / secs, cpu_us: cpu * 1e6 / inputs as f64 });
             }
@@ -256,31 +284,46 @@ fn main() -> anyhow::Result<()> {
             None
         };
         eprintln!(
-            "{size} orders: {:.0} events/s, {:.1} µs/event; {live} flows live, {kept} held, {} retired; rss {}; log {}, state {}; restore from snapshot {:.2} s ({snap_flows} flows, {snap_journal} journal records); from the journal {}",
+            "{size} orders: {:.0} events/s, {:.1} µs/event; {live} flows live, {kept} held, {} retired; log retention since the last size: {} records expired, {} segments ({}) deleted, {} copied forward, last pass {pass_secs:.2} s; rss {}; log {}, state {}; restore from snapshot {:.2} s ({snap_flows} flows, {snap_journal} journal records); from the journal {}",
             step.events_per_s,
             step.cpu_us,
             main.stats().retired.load(Ordering::Relaxed),
+            pass.records_expired,
+            pass.segments_deleted,
+            mib(pass.bytes_deleted),
+            mib(pass.bytes_copied),
             mib(rss),
             mib(log_disk),
             mib(state_disk),
             snap_secs,
             journal.map(|j| format!("{:.2} s ({} records)", j.0, j.1)).unwrap_or_else(|| "skipped".into())
         );
-        rows.push((step, (live, kept), rss, log_disk, state_disk, (snap_secs, snap_journal, snap_flows), journal));
+        let passed = (pass_secs, pass.bytes_deleted, pass.bytes_copied);
+        rows.push((
+            step,
+            (live, kept),
+            rss,
+            log_disk,
+            state_disk,
+            passed,
+            (snap_secs, snap_journal, snap_flows),
+            journal,
+        ));
     }
 
     let first = first.context("no step ran")?;
-    let retention =
+    let mut retention =
         if retain_secs > 0 { format!("finished flows retired after {retain_secs} s") } else { "no retention".into() };
+    retention.push_str(if log_retention { ", log retention on" } else { ", log retention off" });
     println!("\n### Growth (embedded log, fsync off, {PARTITIONS} partitions, steps of {chunk} orders, {retention})\n");
     println!(
-        "| orders in history | drain, last step (first step: {} orders) | CPU per inbound event (first step) | flows live / held | RSS | log on disk | state store on disk | fresh-replica restore from the snapshot | from the whole journal (baseline) |",
+        "| orders in history | drain, last step (first step: {} orders) | CPU per inbound event (first step) | flows live / held | RSS | log on disk | log deleted / copied forward since the last size (last pass) | state store on disk | fresh-replica restore from the snapshot | from the whole journal (baseline) |",
         fmt_num(first.orders as f64)
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for (step, live, rss, log_disk, state_disk, snap, journal) in &rows {
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (step, live, rss, log_disk, state_disk, passed, snap, journal) in &rows {
         println!(
-            "| {} | {} events/s ({}) | {:.1} µs ({:.1}) | {} / {} | {} | {} | {} | {:.2} s: {} flow states + {} journal records | {} |",
+            "| {} | {} events/s ({}) | {:.1} µs ({:.1}) | {} / {} | {} | {} | {} / {} ({:.2} s) | {} | {:.2} s: {} flow states + {} journal records | {} |",
             fmt_num(step.orders as f64),
             fmt_num(step.events_per_s),
             fmt_num(first.events_per_s),
@@ -290,6 +333,9 @@ fn main() -> anyhow::Result<()> {
             fmt_num(live.1 as f64),
             mib(*rss),
             mib(*log_disk),
+            mib(passed.1),
+            mib(passed.2),
+            passed.0,
             mib(*state_disk),
             snap.0,
             fmt_num(snap.2 as f64),

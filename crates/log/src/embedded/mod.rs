@@ -133,6 +133,8 @@ struct Inner {
     commits: Mutex<Commits>,
     /// Signalled when `commits.synced` moves or an fsync fails.
     committed: Condvar,
+    /// Held for the length of a retention pass: one at a time.
+    retention_pass: Mutex<()>,
 }
 
 /// Frames written and not yet durable, in write order (group commit, `EveryBatch`).
@@ -268,6 +270,7 @@ impl EmbeddedLog {
             dirty: AtomicBool::new(false),
             commits: Mutex::new(Commits { synced: stream_end, ..Commits::default() }),
             committed: Condvar::new(),
+            retention_pass: Mutex::new(()),
         });
         let flusher = match options.fsync {
             FsyncPolicy::Interval(every) => Some(Flusher::start(inner.clone(), every)?),
