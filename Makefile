@@ -71,9 +71,9 @@ bench: prereqs
 	$(MAKE) bench-kafka
 
 # Cost as history grows: the saga-drain path at 10k, 100k and 1M orders of history with
-# finished flows retired, and a fresh replica's restore from the saga state snapshot beside
-# one from the whole journal (docs/benchmarks.md, "Growth"; about 9 minutes and 21 GB of
-# /tmp at 1M). E.g.
+# finished flows retired and the embedded log's retention applied, and a fresh replica's
+# restore from the saga state snapshot beside one from the whole journal
+# (docs/benchmarks.md, "Growth"; about 10 minutes and 5 GB of /tmp at 1M). E.g.
 # `make bench-growth GROWTH_SIZES=10000,100000`.
 GROWTH_SIZES ?= 10000,100000,1000000
 bench-growth: prereqs
