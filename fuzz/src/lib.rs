@@ -172,32 +172,42 @@ pub fn read_segment(bytes: &[u8]) -> Reading {
     }
 }
 
-/// What the frames read so far hold: a partition's records from its log start, `None`
-/// for one a checkpoint announced and no frame has held yet.
+/// What the frames read so far hold: per partition its log start, its next offset (as
+/// records and checkpoints say) and the records found from the log start on.
 #[derive(Default)]
 struct Work {
     topics: Vec<(String, u32)>,
-    parts: BTreeMap<(u32, i32), (i64, Vec<Option<RecordBytes>>)>,
+    parts: BTreeMap<(u32, i32), Part>,
     positions: BTreeMap<(String, u32, i32), i64>,
+}
+
+#[derive(Default)]
+struct Part {
+    start: i64,
+    next: i64,
+    records: BTreeMap<i64, RecordBytes>,
 }
 
 impl Work {
     fn finish(&self) -> Result<Contents, String> {
         let mut c = Contents { topics: self.topics.clone(), positions: self.positions.clone(), ..Contents::default() };
-        for (&k, (start, records)) in &self.parts {
-            let whole: Option<Vec<RecordBytes>> = records.iter().cloned().collect();
-            let whole = whole.ok_or_else(|| format!("a record of topic id {} partition {} is in no frame", k.0, k.1))?;
-            if *start > 0 {
-                c.starts.insert(k, *start);
+        for (&k, part) in &self.parts {
+            let complete = part.records.len() as i64 == part.next - part.start
+                && part.records.keys().copied().eq(part.start..part.next);
+            if !complete {
+                return Err(format!("a record of topic id {} partition {} is in no frame", k.0, k.1));
             }
-            if !whole.is_empty() {
-                c.records.insert(k, whole);
+            if part.start > 0 {
+                c.starts.insert(k, part.start);
+            }
+            if !part.records.is_empty() {
+                c.records.insert(k, part.records.values().cloned().collect());
             }
         }
         Ok(c)
     }
 
-    fn part(&mut self, topic: u32, partition: i32) -> Result<&mut (i64, Vec<Option<RecordBytes>>), String> {
+    fn part(&mut self, topic: u32, partition: i32) -> Result<&mut Part, String> {
         match self.topics.get(topic as usize) {
             Some((_, n)) if partition >= 0 && (partition as u32) < *n => Ok(self.parts.entry((topic, partition)).or_default()),
             _ => Err(format!("no partition {partition} of topic id {topic}")),
@@ -288,15 +298,14 @@ fn apply(c: &mut Work, payload: &[u8]) -> Result<(), String> {
         2 => {
             for _ in 0..r.u32()? {
                 let (topic, partition, offset, rec) = record(&mut r)?;
-                let (start, list) = c.part(topic, partition)?;
-                let next = *start + list.len() as i64;
-                if offset < *start {
-                    continue;
+                let part = c.part(topic, partition)?;
+                if offset < 0 || (offset >= part.start && offset != part.next) {
+                    return Err(format!("offset {offset} where {} comes next", part.next));
                 }
-                if offset != next {
-                    return Err(format!("offset {offset} where {next} comes next"));
+                if offset >= part.start {
+                    part.records.insert(offset, rec);
+                    part.next = offset + 1;
                 }
-                list.push(Some(rec));
             }
             for _ in 0..r.u32()? {
                 position(c, &mut r)?;
@@ -317,15 +326,14 @@ fn apply(c: &mut Work, payload: &[u8]) -> Result<(), String> {
                     if start < 0 || next < start {
                         return Err(format!("log start {start}, next {next}"));
                     }
-                    let (s, list) = c.part(id, p)?;
-                    let have = *s + list.len() as i64;
-                    if next < have {
-                        return Err(format!("checkpoint end {next} below {have}"));
+                    let part = c.part(id, p)?;
+                    if next < part.next {
+                        return Err(format!("checkpoint end {next} below {}", part.next));
                     }
-                    list.resize((next - *s) as usize, None);
-                    if start > *s {
-                        list.drain(..(start - *s) as usize);
-                        *s = start;
+                    part.next = next;
+                    if start > part.start {
+                        part.start = start;
+                        part.records = part.records.split_off(&start);
                     }
                 }
             }
@@ -336,12 +344,13 @@ fn apply(c: &mut Work, payload: &[u8]) -> Result<(), String> {
         4 => {
             for _ in 0..r.u32()? {
                 let (topic, partition, offset, rec) = record(&mut r)?;
-                let (start, list) = c.part(topic, partition)?;
-                if offset < *start {
-                    continue;
+                let part = c.part(topic, partition)?;
+                if offset < 0 || offset >= part.next {
+                    return Err(format!("copy outside 0..{} at {offset}", part.next));
                 }
-                let slot = list.get_mut((offset - *start) as usize).ok_or_else(|| format!("copy past the end at {offset}"))?;
-                *slot = Some(rec);
+                if offset >= part.start {
+                    part.records.insert(offset, rec);
+                }
             }
         }
         kind => return Err(format!("unknown frame kind {kind}")),

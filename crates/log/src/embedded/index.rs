@@ -4,7 +4,7 @@
 //! Every change to it goes through the methods here, so that an entry's segment, its
 //! segment's live bytes and the segment's offset ends move together whether the change
 //! comes from an append, from recovery, from a log start moving or from a record being
-//! copied forward.
+//! copied forward (recovery builds its partitions apart and counts them in at the end).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,13 +22,6 @@ pub(crate) struct Entry {
     pub(crate) len: u32,
     /// Byte position within the segment file.
     pub(crate) pos: u64,
-}
-
-impl Entry {
-    /// During recovery: a record a checkpoint says exists but no frame read so far holds
-    /// (it was in a deleted segment, and is either copied forward or trimmed later in
-    /// the stream). A recovered index holds none.
-    pub(crate) const MISSING: Entry = Entry { segment: u32::MAX, len: 0, pos: 0 };
 }
 
 /// One partition's records.
@@ -74,6 +67,8 @@ pub(crate) struct SegmentInfo {
     pub(crate) len: u64,
     /// The segment starts with a checkpoint frame, so the segments before it can go.
     pub(crate) checkpointed: bool,
+    /// Bytes of that checkpoint frame.
+    pub(crate) head: u64,
 }
 
 /// What readers see: only fully written batches.
@@ -157,9 +152,7 @@ impl State {
     }
 
     fn count_out(&mut self, e: Entry) {
-        if e != Entry::MISSING
-            && let Some(info) = self.info.get_mut(e.segment as usize)
-        {
+        if let Some(info) = self.info.get_mut(e.segment as usize) {
             info.live -= u64::from(e.len);
         }
     }
@@ -217,22 +210,6 @@ impl State {
             self.count_out(*e);
         }
         n as u64
-    }
-
-    /// Makes a partition reach `next`, holding [`Entry::MISSING`] for records not seen
-    /// (recovery of a checkpoint whose segments before it are gone).
-    pub(crate) fn extend_to(&mut self, topic: u32, partition: i32, next: Offset) -> std::result::Result<(), String> {
-        let part = self.partition_mut(topic, partition)?;
-        if next < part.next() {
-            return Err(format!(
-                "a checkpoint says topic id {topic} partition {partition} ends at {next}, but \
-                 records up to {} came before it",
-                part.next()
-            ));
-        }
-        let n = (next - part.next()) as usize;
-        part.entries.extend(std::iter::repeat_n(Entry::MISSING, n));
-        Ok(())
     }
 
     /// Everything a checkpoint frame records: topics, log starts and next offsets (from

@@ -245,7 +245,24 @@ impl EmbeddedLog {
         let Some(active) = state.segments[active_id as usize].clone() else {
             unreachable!("recovery returns the segments it found, none deleted")
         };
+        // A roll whose checkpoint did not reach the disk leaves an empty segment after the
+        // others: it gets its checkpoint now, or the segment before it could never go.
+        let active_len = if active_len == 0 && active.base > 0 {
+            let cp = state.checkpoint(|_, _, part| part.next(), state.positions());
+            let mut frame = vec![0u8; FRAME_HEADER];
+            format::encode_checkpoint(&mut frame, &cp).map_err(invalid)?;
+            seal(&mut frame)?;
+            active.file.write_all_at(&frame, 0).map_err(io(&active.path))?;
+            active.file.sync_data().map_err(io(&active.path))?;
+            state.info[active_id as usize].checkpointed = true;
+            state.info[active_id as usize].head = frame.len() as u64;
+            frame.len() as u64
+        } else {
+            active_len
+        };
         let stream_end = active.base + active_len;
+        // Timestamps never go back along the stream, even across a restart.
+        let newest_ms = state.info.iter().map(|i| i.newest_ms).max().unwrap_or(0);
 
         let inner = Arc::new(Inner {
             dir: dir.to_owned(),
@@ -259,7 +276,7 @@ impl EmbeddedLog {
                 buf: Vec::new(),
                 placed: Vec::new(),
                 position_topics: Vec::new(),
-                batch_ms: 0,
+                batch_ms: newest_ms,
                 next: HashMap::new(),
                 assigned: HashMap::new(),
                 failed: None,
@@ -439,6 +456,7 @@ impl Inner {
         let mut st = self.write_state();
         st.info[w.active_id as usize].len = w.active_len;
         w.active_id = st.add_segment(seg.clone(), true);
+        st.info[w.active_id as usize].head = frame.len() as u64;
         drop(st);
         w.active = seg;
         w.active_len = frame.len() as u64;
@@ -448,22 +466,37 @@ impl Inner {
     /// The checkpoint of everything written so far, with the log starts of `trims`
     /// (topic id, partition, new start) applied. The caller holds the writer lock.
     fn checkpoint(&self, w: &Writer, trims: &[(u32, i32, Offset)]) -> format::Checkpoint {
-        // Positions of frames written but not yet durable count too; the commits lock is
-        // let go before the state lock is taken (publishing takes them the other way).
-        let pending: Vec<(String, u32, i32, Offset)> =
-            self.commits().pending.iter().flat_map(|p| p.positions.iter().cloned()).collect();
+        let positions = self.written_positions();
         let st = self.read_state();
-        let mut positions: HashMap<(String, u32, i32), Offset> =
-            st.positions().into_iter().map(|(g, t, p, n)| ((g, t, p), n)).collect();
-        positions.extend(pending.into_iter().map(|(g, t, p, n)| ((g, t, p), n)));
-        let mut positions: Vec<_> = positions.into_iter().map(|((g, t, p), n)| (g, t, p, n)).collect();
-        positions.sort();
         let mut cp = st.checkpoint(|t, p, part| w.assigned.get(&(t, p)).copied().unwrap_or(part.next()), positions);
         for &(t, p, start) in trims {
             let range = &mut cp.topics[t as usize].partitions[p as usize];
             range.0 = range.0.max(start.min(range.1));
         }
         cp
+    }
+
+    /// Every position stored by a frame written so far, published or still waiting for
+    /// its group commit, sorted. The caller holds the writer lock, so no frame is written
+    /// meanwhile; the commits lock is let go before the state lock is taken (publishing
+    /// takes them the other way).
+    fn written_positions(&self) -> Vec<(String, u32, i32, Offset)> {
+        let pending: Vec<(String, u32, i32, Offset)> =
+            self.commits().pending.iter().flat_map(|p| p.positions.iter().cloned()).collect();
+        let mut positions: HashMap<(String, u32, i32), Offset> =
+            self.read_state().positions().into_iter().map(|(g, t, p, n)| ((g, t, p), n)).collect();
+        positions.extend(pending.into_iter().map(|(g, t, p, n)| ((g, t, p), n)));
+        let mut positions: Vec<_> = positions.into_iter().map(|((g, t, p), n)| (g, t, p, n)).collect();
+        positions.sort();
+        positions
+    }
+
+    /// After a failed fsync nothing written since the last good one can be trusted: no
+    /// later append is acknowledged, and waiters of a group commit are told.
+    fn poison(&self, reason: String) {
+        self.commits().failed = Some(reason.clone());
+        self.committed.notify_all();
+        self.writer().failed = Some(reason);
     }
 
     fn commits(&self) -> MutexGuard<'_, Commits> {
@@ -497,11 +530,8 @@ impl Inner {
             c = self.commits();
             c.syncing = false;
             if let Err(source) = result {
-                let reason = fsync_failed(&seg, &source);
-                c.failed = Some(reason.clone());
                 drop(c);
-                self.committed.notify_all();
-                self.writer().failed = Some(reason);
+                self.poison(fsync_failed(&seg, &source));
                 return Err(Error::Io { path: seg.path.clone(), source });
             }
             c.synced = c.synced.max(upto);

@@ -11,15 +11,16 @@
 //! the rest. Once every segment is read, each partition must hold every record from its
 //! log start to its end, or a segment file was lost.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::format::{self, Cursor, FRAME_HEADER, KIND_BATCH, KIND_CHECKPOINT, KIND_COPY, KIND_TOPIC};
-use super::index::{Entry, State};
+use super::index::{Entry, Partition, State};
 use super::{MAX_PARTITIONS, SEGMENT_EXT, Segment};
-use crate::{Error, Result};
+use crate::{Error, Offset, Result};
 
 /// Bytes read from a segment at a time while scanning.
 const SCAN_CHUNK: usize = 1024 * 1024;
@@ -61,9 +62,10 @@ fn list_segments(segments_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
 /// Scans every segment in `segments_dir` and rebuilds the state.
 pub(crate) fn recover(segments_dir: &Path) -> Result<Recovered> {
     let files = list_segments(segments_dir)?;
-    let mut state = State::default();
+    let mut r = Rebuild::default();
     let mut last_len = 0;
     let mut expected_base = 0u64;
+    let mut cut = None;
     for (i, (base, path)) in files.iter().enumerate() {
         let is_last = i + 1 == files.len();
         let file = OpenOptions::new().read(true).write(true).open(path).map_err(io(path))?;
@@ -78,10 +80,10 @@ pub(crate) fn recover(segments_dir: &Path) -> Result<Recovered> {
             });
         }
         let gap = *base != expected_base;
-        let id = state.add_segment(Arc::new(Segment { base: *base, path: path.clone(), file }), false);
-        let Some(segment) = state.segments[id as usize].clone() else { unreachable!("just added") };
-        let len = scan_segment(&mut state, id, path, &segment.file, is_last)?;
-        if gap && !state.info[id as usize].checkpointed {
+        let id = r.state.add_segment(Arc::new(Segment { base: *base, path: path.clone(), file }), false);
+        let Some(segment) = r.state.segments[id as usize].clone() else { unreachable!("just added") };
+        let (len, torn) = scan_segment(&mut r, id, path, &segment.file, is_last)?;
+        if gap && !r.state.info[id as usize].checkpointed {
             return Err(Error::Corrupt {
                 path: path.clone(),
                 offset: 0,
@@ -92,36 +94,188 @@ pub(crate) fn recover(segments_dir: &Path) -> Result<Recovered> {
                 ),
             });
         }
-        state.info[id as usize].len = len;
+        r.state.info[id as usize].len = len;
         expected_base = base + len;
         last_len = len;
+        if let Some(reason) = torn {
+            cut = Some((segment, len, reason));
+        }
     }
-    check_complete(&state, segments_dir)?;
+    let state = r.finish(segments_dir)?;
+    // Only once the rest is known good is the torn tail cut away.
+    if let Some((segment, at, reason)) = cut {
+        let path = &segment.path;
+        tracing::warn!(
+            path = %path.display(),
+            offset = at,
+            reason = %reason,
+            "embedded log: cutting off a torn write at the end of the log"
+        );
+        segment.file.set_len(at).map_err(io(path))?;
+        segment.file.sync_data().map_err(io(path))?;
+    }
     Ok(Recovered { state, last_len })
 }
 
-/// Fails if a partition lacks a record between its log start and its end: a checkpoint
-/// announced it, and neither a segment nor a copy holds it, nor did a later checkpoint
-/// move the log start past it.
-fn check_complete(state: &State, segments_dir: &Path) -> Result<()> {
-    for t in &state.topics {
-        for (p, part) in t.partitions.iter().enumerate() {
-            if let Some(i) = part.entries.iter().position(|e| *e == Entry::MISSING) {
-                let first = part.start + i as i64;
-                let missing = part.entries[i..].iter().filter(|e| **e == Entry::MISSING).count();
-                return Err(Error::Corrupt {
+/// What recovery builds before the index: topics, segments and positions in `state`, and
+/// each partition's records as found, the log start and end the checkpoints claim.
+#[derive(Debug, Default)]
+struct Rebuild {
+    state: State,
+    /// Per topic id, per partition.
+    parts: Vec<Vec<Building>>,
+}
+
+/// One partition while the segments are read. Nothing is allocated for records a
+/// checkpoint claims and no frame holds (they may be trimmed by a later checkpoint), so
+/// a damaged claim cannot make recovery allocate more than the files hold.
+#[derive(Debug, Default)]
+struct Building {
+    start: Offset,
+    /// The next offset, as the frames and checkpoints so far say.
+    next: Offset,
+    /// Records of batch frames: runs of consecutive offsets, ascending.
+    runs: Vec<(Offset, Vec<Entry>)>,
+    /// Records of copy frames, by offset (a later copy wins over an earlier one and over
+    /// the batch record).
+    copies: BTreeMap<Offset, Entry>,
+}
+
+impl Building {
+    fn push(&mut self, offset: Offset, e: Entry) -> std::result::Result<(), String> {
+        if offset < 0 || (offset >= self.start && offset != self.next) {
+            return Err(format!("offset {offset} where {} comes next", self.next));
+        }
+        if offset < self.start {
+            // Before the log start: retention deleted it, the file not yet.
+            return Ok(());
+        }
+        match self.runs.last_mut() {
+            Some((first, run)) if *first + run.len() as i64 == offset => run.push(e),
+            _ => self.runs.push((offset, vec![e])),
+        }
+        self.next = offset + 1;
+        Ok(())
+    }
+
+    fn copy(&mut self, offset: Offset, e: Entry) -> std::result::Result<(), String> {
+        if offset < 0 || offset >= self.next {
+            return Err(format!("a copied record has offset {offset}, outside the partition's 0..{}", self.next));
+        }
+        if offset >= self.start {
+            self.copies.insert(offset, e);
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, start: Offset, next: Offset) -> std::result::Result<(), String> {
+        if next < self.next {
+            return Err(format!(
+                "a checkpoint says the partition ends at {next}, but records up to {} came before it",
+                self.next
+            ));
+        }
+        self.next = next;
+        if start > self.start {
+            self.start = start;
+            self.runs.retain_mut(|(first, run)| {
+                if *first + run.len() as i64 <= start {
+                    return false;
+                }
+                if *first < start {
+                    run.drain(..(start - *first) as usize);
+                    *first = start;
+                }
+                true
+            });
+            self.copies = self.copies.split_off(&start);
+        }
+        Ok(())
+    }
+
+    /// The partition's index, or the first offset no frame holds and how many are missing.
+    fn finish(mut self) -> std::result::Result<Partition, (Offset, u64)> {
+        let want = (self.next - self.start) as u64;
+        let in_runs = |runs: &[(Offset, Vec<Entry>)], o: Offset| {
+            let i = runs.partition_point(|(first, _)| *first <= o);
+            i > 0 && o < runs[i - 1].0 + runs[i - 1].1.len() as i64
+        };
+        let from_runs: u64 = self.runs.iter().map(|(_, r)| r.len() as u64).sum();
+        let only_copied = self.copies.keys().filter(|&&o| !in_runs(&self.runs, o)).count() as u64;
+        if from_runs + only_copied != want {
+            let mut o = self.start;
+            while o < self.next && (in_runs(&self.runs, o) || self.copies.contains_key(&o)) {
+                o += 1;
+            }
+            return Err((o, want - from_runs - only_copied));
+        }
+        if self.runs.len() == 1 && self.runs[0].0 == self.start && self.copies.is_empty() {
+            let (start, entries) = self.runs.pop().unwrap_or_default();
+            return Ok(Partition { start, entries });
+        }
+        if want == 0 {
+            return Ok(Partition { start: self.start, entries: Vec::new() });
+        }
+        let placeholder = Entry { segment: u32::MAX, len: 0, pos: 0 };
+        let mut entries = vec![placeholder; want as usize];
+        for (first, run) in &self.runs {
+            let at = (first - self.start) as usize;
+            entries[at..at + run.len()].copy_from_slice(run);
+        }
+        for (o, e) in &self.copies {
+            entries[(o - self.start) as usize] = *e;
+        }
+        Ok(Partition { start: self.start, entries })
+    }
+}
+
+impl Rebuild {
+    fn add_topic(&mut self, name: &str, partitions: u32) {
+        self.state.add_topic(name, partitions);
+        self.parts.push((0..partitions).map(|_| Building::default()).collect());
+    }
+
+    fn part(&mut self, topic: u32, partition: i32) -> std::result::Result<&mut Building, String> {
+        let name = |r: &Self| r.state.topics.get(topic as usize).map(|t| t.name.clone());
+        let Some(t) = name(self) else { return Err(format!("topic id {topic} was never created")) };
+        let parts = &mut self.parts[topic as usize];
+        let n = parts.len();
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| parts.get_mut(p))
+            .ok_or_else(|| format!("topic {t:?} has {n} partitions, not partition {partition}"))
+    }
+
+    /// Notes a record found in `segment`, live or not, for retention's view of it.
+    fn seen(&mut self, segment: u32, topic: u32, partition: i32, offset: Offset, timestamp_ms: i64) {
+        let info = &mut self.state.info[segment as usize];
+        info.newest_ms = info.newest_ms.max(timestamp_ms);
+        let end = info.ends.entry((topic, partition)).or_insert(0);
+        *end = (*end).max(offset + 1);
+    }
+
+    /// The index: every partition must hold every record from its log start to its end.
+    fn finish(self, segments_dir: &Path) -> Result<State> {
+        let mut state = self.state;
+        for (t, parts) in self.parts.into_iter().enumerate() {
+            for (p, b) in parts.into_iter().enumerate() {
+                let part = b.finish().map_err(|(first, missing)| Error::Corrupt {
                     path: segments_dir.to_owned(),
                     offset: 0,
                     reason: format!(
                         "{missing} records of {}/{p} from offset {first} are in no segment file, \
                          though a checkpoint says they exist; a segment file is missing",
-                        t.name
+                        state.topics[t].name
                     ),
-                });
+                })?;
+                for e in &part.entries {
+                    state.info[e.segment as usize].live += u64::from(e.len);
+                }
+                state.topics[t].partitions[p] = part;
             }
         }
+        Ok(state)
     }
-    Ok(())
 }
 
 /// Buffered positioned reads over one file.
@@ -147,8 +301,9 @@ impl Window<'_> {
     }
 }
 
-/// Scans one segment into `state`; returns its length once any torn tail is cut away.
-fn scan_segment(state: &mut State, index: u32, path: &Path, file: &File, is_last: bool) -> Result<u64> {
+/// Scans one segment into `r`; returns its length without any torn tail, and why there
+/// is one (the caller cuts it away once everything else is known good).
+fn scan_segment(r: &mut Rebuild, index: u32, path: &Path, file: &File, is_last: bool) -> Result<(u64, Option<String>)> {
     let len = file.metadata().map_err(io(path))?.len();
     let mut window = Window { file, buf: Vec::new(), start: 0 };
     let mut pos = 0u64;
@@ -172,7 +327,7 @@ fn scan_segment(state: &mut State, index: u32, path: &Path, file: &File, is_last
                 if crc32fast::hash(payload) != crc {
                     Some("the frame's crc32 does not match its contents".to_owned())
                 } else {
-                    apply_frame(state, index, pos, payload, pos == 0).map_err(|reason| Error::Corrupt {
+                    apply_frame(r, index, pos, payload, pos == 0).map_err(|reason| Error::Corrupt {
                         path: path.to_owned(),
                         offset: pos,
                         reason: format!("the frame passes its crc but cannot be decoded: {reason}"),
@@ -203,18 +358,9 @@ fn scan_segment(state: &mut State, index: u32, path: &Path, file: &File, is_last
                 ),
             });
         }
-        tracing::warn!(
-            path = %path.display(),
-            offset = pos,
-            reason = %reason,
-            cut_bytes = len - pos,
-            "embedded log: cutting off a torn write at the end of the log"
-        );
-        file.set_len(pos).map_err(io(path))?;
-        file.sync_data().map_err(io(path))?;
-        return Ok(pos);
+        return Ok((pos, Some(format!("{reason} ({} bytes cut)", len - pos))));
     }
-    Ok(len)
+    Ok((len, None))
 }
 
 /// The start of the first frame in `tail[1..]` whose length fits and whose crc matches.
@@ -231,67 +377,35 @@ fn find_valid_frame(tail: &[u8]) -> Option<usize> {
     })
 }
 
-/// Applies one verified frame at byte `frame_pos` of segment `segment` to `state`;
-/// `first` if it is the segment's first frame.
+/// Applies one verified frame at byte `frame_pos` of segment `segment`; `first` if it is
+/// the segment's first frame.
 fn apply_frame(
-    state: &mut State,
+    r: &mut Rebuild,
     segment: u32,
     frame_pos: u64,
     payload: &[u8],
     first: bool,
 ) -> std::result::Result<(), String> {
     let mut c = Cursor::new(payload);
-    match c.u8("frame kind")? {
+    let kind = c.u8("frame kind")?;
+    match kind {
         KIND_TOPIC => {
             let id = c.u32("topic id")?;
             let partitions = c.u32("partition count")?;
             let name = c.str16("topic name")?;
-            if id as usize != state.topics.len() {
+            if id as usize != r.state.topics.len() {
                 return Err(format!(
                     "topic {name:?} has id {id} but {} topics were created before it",
-                    state.topics.len()
+                    r.state.topics.len()
                 ));
             }
-            if state.by_name.contains_key(name) {
+            if r.state.by_name.contains_key(name) {
                 return Err(format!("topic {name:?} is created a second time"));
             }
             check_partitions(name, partitions)?;
-            state.add_topic(name, partitions);
+            r.add_topic(name, partitions);
         }
-        KIND_BATCH => {
-            let records = c.u32("record count")?;
-            for _ in 0..records {
-                let start = c.pos();
-                let head = c.record_head()?;
-                c.skip_record_body()?;
-                let len = (c.pos() - start) as u32;
-                let part = state.partition_mut(head.topic, head.partition)?;
-                if head.offset < part.start {
-                    // Before the log start: retention deleted it, the file not yet.
-                    continue;
-                }
-                let expected = part.next();
-                if head.offset != expected {
-                    return Err(format!(
-                        "a record of topic id {} partition {} has offset {} where {expected} \
-                         comes next",
-                        head.topic, head.partition, head.offset
-                    ));
-                }
-                let entry = Entry { segment, len, pos: frame_pos + (FRAME_HEADER + start) as u64 };
-                state.push(head.topic, head.partition, entry, head.timestamp_ms);
-            }
-            let positions = c.u32("position count")?;
-            for _ in 0..positions {
-                let group = c.str16("consumer group")?;
-                let topic = c.u32("position topic id")?;
-                let partition = c.i32("position partition")?;
-                let next = c.i64("position offset")?;
-                state.partition_mut(topic, partition)?;
-                state.set_committed(group, topic, partition, next);
-            }
-        }
-        KIND_COPY => {
+        KIND_BATCH | KIND_COPY => {
             let records = c.u32("record count")?;
             for _ in 0..records {
                 let start = c.pos();
@@ -299,14 +413,28 @@ fn apply_frame(
                 c.skip_record_body()?;
                 let len = (c.pos() - start) as u32;
                 let entry = Entry { segment, len, pos: frame_pos + (FRAME_HEADER + start) as u64 };
-                state.relocate(head.topic, head.partition, head.offset, entry, head.timestamp_ms)?;
+                let b = r.part(head.topic, head.partition)?;
+                let placed = if kind == KIND_BATCH { b.push(head.offset, entry) } else { b.copy(head.offset, entry) };
+                placed.map_err(|e| format!("a record of topic id {} partition {}: {e}", head.topic, head.partition))?;
+                r.seen(segment, head.topic, head.partition, head.offset, head.timestamp_ms);
+            }
+            if kind == KIND_BATCH {
+                let positions = c.u32("position count")?;
+                for _ in 0..positions {
+                    let group = c.str16("consumer group")?;
+                    let topic = c.u32("position topic id")?;
+                    let partition = c.i32("position partition")?;
+                    let next = c.i64("position offset")?;
+                    r.part(topic, partition)?;
+                    r.state.set_committed(group, topic, partition, next);
+                }
             }
         }
         KIND_CHECKPOINT => {
             let cp = format::decode_checkpoint(&mut c)?;
             for t in &cp.topics {
                 let partitions = t.partitions.len() as u32;
-                match state.topics.get(t.id as usize) {
+                match r.state.topics.get(t.id as usize) {
                     Some(known) if known.name != t.name || known.partitions.len() as u32 != partitions => {
                         return Err(format!(
                             "the checkpoint names topic id {} {:?} with {partitions} partitions, \
@@ -318,25 +446,28 @@ fn apply_frame(
                         ));
                     }
                     Some(_) => {}
-                    None if t.id as usize == state.topics.len() && !state.by_name.contains_key(&t.name) => {
+                    None if t.id as usize == r.state.topics.len() && !r.state.by_name.contains_key(&t.name) => {
                         check_partitions(&t.name, partitions)?;
-                        state.add_topic(&t.name, partitions);
+                        r.add_topic(&t.name, partitions);
                     }
                     None => {
                         return Err(format!("the checkpoint names topic {:?} with id {} out of order", t.name, t.id));
                     }
                 }
                 for (p, &(start, next)) in t.partitions.iter().enumerate() {
-                    state.extend_to(t.id, p as i32, next)?;
-                    state.trim(t.id, p as i32, start);
+                    r.part(t.id, p as i32)?
+                        .checkpoint(start, next)
+                        .map_err(|e| format!("topic {:?} partition {p}: {e}", t.name))?;
                 }
             }
             for (group, topic, partition, next) in &cp.positions {
-                state.partition_mut(*topic, *partition)?;
-                state.set_committed(group, *topic, *partition, *next);
+                r.part(*topic, *partition)?;
+                r.state.set_committed(group, *topic, *partition, *next);
             }
             if first {
-                state.info[segment as usize].checkpointed = true;
+                let info = &mut r.state.info[segment as usize];
+                info.checkpointed = true;
+                info.head = (FRAME_HEADER + payload.len()) as u64;
             }
         }
         kind => return Err(format!("unknown frame kind {kind}")),

@@ -84,8 +84,16 @@ impl EmbeddedLog {
         if !self.inner.options.retention.is_empty() {
             report.records_expired = self.inner.move_log_starts(now_ms())?;
         }
-        while let Some(id) = self.inner.deletable_segment() {
-            self.inner.delete_segment(id, &mut report)?;
+        // Each segment sealed when the pass began is looked at once, so a pass ends even
+        // where what it copies forward would make the next segment deletable again.
+        let sealed: Vec<u32> = {
+            let st = self.inner.read_state();
+            (0..st.segments.len() as u32).filter(|&i| st.segments[i as usize].is_some()).collect()
+        };
+        for id in sealed {
+            if self.inner.deletable(id) {
+                self.inner.delete_segment(id, &mut report)?;
+            }
         }
         let st = self.inner.read_state();
         for seg in st.segments.iter().flatten() {
@@ -112,6 +120,15 @@ impl Inner {
     fn move_log_starts(&self, now_ms: i64) -> Result<u64> {
         let mut guard = self.writer();
         let w = &mut *guard;
+        // Every position written counts, including those still waiting for their group
+        // commit (a reader may have moved back).
+        let mut read_up_to: HashMap<(u32, i32), Offset> = HashMap::new();
+        let mut read_by: HashMap<(String, u32, i32), Offset> = HashMap::new();
+        for (g, t, p, n) in self.written_positions() {
+            let m = read_up_to.entry((t, p)).or_insert(n);
+            *m = (*m).min(n);
+            read_by.insert((g, t, p), n);
+        }
         let trims = {
             let st = self.read_state();
             let mut trims = Vec::new();
@@ -134,11 +151,8 @@ impl Inner {
                 for (p, end) in expired {
                     let key = (id as u32, p);
                     let to = match &rule.after_group {
-                        Some(g) => st.committed.get(g).and_then(|m| m.get(&key)).map_or(0, |&r| end.min(r)),
-                        None => {
-                            let read_up_to = st.committed.values().filter_map(|m| m.get(&key)).min().copied();
-                            read_up_to.map_or(end, |r| end.min(r))
-                        }
+                        Some(g) => read_by.get(&(g.clone(), key.0, key.1)).map_or(0, |&r| end.min(r)),
+                        None => read_up_to.get(&key).map_or(end, |&r| end.min(r)),
                     };
                     if to > t.partitions[p as usize].start {
                         trims.push((id as u32, p, to));
@@ -164,17 +178,15 @@ impl Inner {
     /// start of the segment after it, and all of whose frames are published (a frame
     /// waiting for its group commit is not in the index yet, so its records would look
     /// dead). A sealed segment gets no new frame, so once this holds it keeps holding.
-    fn deletable_segment(&self) -> Option<u32> {
+    fn deletable(&self, id: u32) -> bool {
         let active = self.writer().active_id;
         let unpublished = self.commits().pending.front().map_or(u32::MAX, |p| p.segment);
         let st = self.read_state();
-        let present: Vec<u32> = (0..st.segments.len() as u32).filter(|&i| st.segments[i as usize].is_some()).collect();
-        present.windows(2).find_map(|pair| {
-            let (id, next) = (pair[0], pair[1]);
-            let info = &st.info[id as usize];
-            let sealed = id != active && id < unpublished;
-            (sealed && st.info[next as usize].checkpointed && info.live * 2 <= info.len).then_some(id)
-        })
+        let Some(info) = st.info.get(id as usize).filter(|_| st.segments[id as usize].is_some()) else { return false };
+        let next = (id + 1..st.segments.len() as u32).find(|&i| st.segments[i as usize].is_some());
+        let sealed = id != active && id < unpublished;
+        // The segment's own checkpoint counts as live: it is written again at every roll.
+        sealed && next.is_some_and(|n| st.info[n as usize].checkpointed) && (info.live + info.head) * 2 <= info.len
     }
 
     /// Step 2 for one segment: copies its live records forward, makes the copy and every
@@ -235,7 +247,10 @@ impl Inner {
         // Readers use the copies already; appends need not wait for the fsync.
         let active = w.active.clone();
         drop(guard);
-        active.file.sync_data().map_err(|source| Error::Io { path: active.path.clone(), source })?;
+        if let Err(source) = active.file.sync_data() {
+            self.poison(super::fsync_failed(&active, &source));
+            return Err(Error::Io { path: active.path.clone(), source });
+        }
         remove_file(&seg, self)?;
         report.segments_deleted += 1;
         report.bytes_deleted += len;
@@ -540,6 +555,57 @@ mod tests {
         let seen = view(&log);
         drop(log);
         assert_eq!(view(&open(dir.path(), Duration::ZERO)), seen);
+    }
+
+    #[test]
+    fn a_checkpoint_that_claims_records_no_file_holds_is_corrupt_without_allocating_for_them() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(SEGMENTS_DIR)).unwrap();
+        let cp = format::Checkpoint {
+            topics: vec![format::CheckpointTopic { id: 0, name: "t".into(), partitions: vec![(0, 1 << 40)] }],
+            positions: vec![],
+        };
+        let mut frame = vec![0u8; FRAME_HEADER];
+        format::encode_checkpoint(&mut frame, &cp).unwrap();
+        super::super::seal(&mut frame).unwrap();
+        std::fs::write(dir.path().join(SEGMENTS_DIR).join(format!("{:020}.wal", 0)), &frame).unwrap();
+        let err = EmbeddedLog::open(dir.path(), options(Duration::ZERO)).unwrap_err().to_string();
+        assert!(err.contains("1099511627776 records of t/0 from offset 0 are in no segment file"), "{err}");
+    }
+
+    #[test]
+    fn a_roll_whose_checkpoint_was_lost_gets_one_at_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), Duration::ZERO);
+        fill(&log, 0, 30);
+        drop(log);
+        // The process died after creating the next segment, before its checkpoint
+        // reached the disk.
+        let last = segment_files(dir.path()).pop().unwrap();
+        let base: u64 = last.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+        let len = std::fs::metadata(&last).unwrap().len();
+        let empty = dir.path().join(SEGMENTS_DIR).join(format!("{:020}.wal", base + len));
+        std::fs::write(&empty, b"").unwrap();
+        let log = open(dir.path(), Duration::ZERO);
+        let bytes = std::fs::read(&empty).unwrap();
+        assert_eq!(bytes.get(FRAME_HEADER), Some(&format::KIND_CHECKPOINT), "the empty segment starts with one now");
+        let seen = view(&log);
+        drop(log);
+        assert_eq!(view(&open(dir.path(), Duration::ZERO)), seen);
+    }
+
+    #[test]
+    fn a_pass_ends_when_checkpoints_outweigh_what_deleting_frees() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), Duration::ZERO);
+        log.ensure_topic("wide", 300).unwrap();
+        fill(&log, 0, 40);
+        for p in 0..2 {
+            commit(&log, "g", p, 20);
+        }
+        let report = log.enforce_retention().unwrap();
+        assert!(report.segments > 0, "{report:?}");
+        assert_eq!(kept(&log).len(), 40);
     }
 
     #[test]
