@@ -43,7 +43,8 @@ pub fn first_segment(dir: &Path) -> PathBuf {
 }
 
 /// A real segment: the bytes the embedded log writes for a few topics, batches and
-/// positions (seeds for the log targets).
+/// positions, and (with batches) the checkpoint its retention writes when it moves a log
+/// start (seeds for the log targets).
 pub fn real_segment(dir: &Path, batches: usize) -> Vec<u8> {
     let _ = std::fs::remove_dir_all(dir);
     {
@@ -70,6 +71,20 @@ pub fn real_segment(dir: &Path, batches: usize) -> Vec<u8> {
             }];
             log.append(waybill_log::AppendBatch { records, positions }).expect("append a batch");
         }
+    }
+    if batches > 0 {
+        // Retention moves the inbound topic's log start past what the coordinator read:
+        // a checkpoint frame in the same segment.
+        let options = EmbeddedOptions {
+            retention: vec![waybill_log::embedded::TopicRetention {
+                topics: "waybill.inbound.odoo".into(),
+                keep: std::time::Duration::ZERO,
+                after_group: None,
+            }],
+            ..log_options()
+        };
+        let log = EmbeddedLog::open(dir, options).expect("open the log again");
+        log.enforce_retention().expect("apply retention");
     }
     let bytes = std::fs::read(first_segment(dir)).expect("read the segment back");
     let _ = std::fs::remove_dir_all(dir);
