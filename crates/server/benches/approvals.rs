@@ -12,6 +12,10 @@
 //! Target: approve p99 ≤ echo p99 + one log commit p99 — plus, honestly, what the
 //! decision costs in between (coordinator turn, projector turn). Run with `make bench`.
 
+// The allocator the `waybill` binary runs with (crates/server/src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

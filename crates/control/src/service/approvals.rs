@@ -58,7 +58,8 @@ impl Snapshot {
 
 /// The saga's answer to a decision, read from the journal.
 enum Answer {
-    Decided(waybill_domain::journal::PostingOutcome),
+    /// The saga decided, in the journal record at this offset.
+    Decided(waybill_domain::journal::PostingOutcome, i64),
     Refused(String),
 }
 
@@ -307,16 +308,29 @@ impl Control {
         tracing::info!(waybill.actor = %who.identity, waybill.posting.id = %before.posting_id, waybill.event.id = %event_id, "control decision sent to the saga");
 
         let deadline = Instant::now() + self.decision_timeout;
+        // The read models are looked at for a decision the journal does not show (this
+        // same decision sent before, which the saga drops as a copy, or another actor's)
+        // at once and then every few milliseconds, not at every record the partition
+        // gets: many concurrent calls wait on one partition.
+        let mut next_look = Instant::now();
         loop {
-            match self.saga_answer(journal_partition, &mut journal_from, &before.posting_id, &who.identity)? {
-                Some(Answer::Decided(o)) => {
+            let answer = self.saga_answer(
+                journal_partition,
+                &mut journal_from,
+                &before.order_ref,
+                &before.posting_id,
+                &who.identity,
+            )?;
+            match answer {
+                Some(Answer::Decided(o, at)) => {
                     // Read your writes: the next call (a second approve, a `show`) is
-                    // answered from the read models, so wait until they have the decision.
+                    // answered from the read models, so wait until they have applied the
+                    // journal past the decision (their position moves in the same batch as
+                    // the views).
                     loop {
                         let seen = self.projections.applied();
-                        if Instant::now() >= deadline
-                            || self.snapshot(&before.posting_id)?.is_some_and(|now| now.version >= o.version)
-                        {
+                        let applied = self.projections.checkpoint(topic::JOURNAL, journal_partition)?.unwrap_or(0);
+                        if Instant::now() >= deadline || applied > at {
                             break;
                         }
                         self.projections.wait_for_apply(seen, Duration::from_millis(20));
@@ -337,7 +351,12 @@ impl Control {
                 }
                 None => {}
             }
-            if let Some(now) = self.snapshot(&before.posting_id)?
+            let look = Instant::now() >= next_look;
+            if look {
+                next_look = Instant::now() + Duration::from_millis(25);
+            }
+            if look
+                && let Some(now) = self.snapshot(&before.posting_id)?
                 && (now.state != "held" || now.version > before.version)
             {
                 let same = now.state == if approve { "approved" } else { "rejected" };
@@ -384,14 +403,25 @@ impl Control {
     }
 
     /// Reads the journal partition from `from` for the saga's answer to `actor`'s decision
-    /// on `posting_id`; advances `from` past what it read.
-    fn saga_answer(&self, partition: i32, from: &mut i64, posting_id: &str, actor: &str) -> Result<Option<Answer>> {
+    /// on `posting_id` of `order_ref`; advances `from` past what it read.
+    fn saga_answer(
+        &self,
+        partition: i32,
+        from: &mut i64,
+        order_ref: &str,
+        posting_id: &str,
+        actor: &str,
+    ) -> Result<Option<Answer>> {
         loop {
             let records = self.log.read(topic::JOURNAL, partition, *from, 256)?;
             let Some(last) = records.last() else { return Ok(None) };
             *from = last.offset + 1;
             for r in &records {
-                // Only journal events (checkpoints have no saga id) of sagas that hold postings.
+                // Only the order's journal events (keyed by it; checkpoints have no saga
+                // id) of sagas that hold postings: the other calls' answers are not decoded.
+                if r.key != order_ref.as_bytes() {
+                    continue;
+                }
                 let Some(saga) = r.header("waybill.saga-id") else { continue };
                 if !(saga.starts_with(b"s2i:") || saga.starts_with(b"ret:")) {
                     continue;
@@ -400,7 +430,7 @@ impl Control {
                     Ok(JournalBody::PostingApproved(o) | JournalBody::PostingRejected(o))
                         if o.posting_id == posting_id && o.actor == actor =>
                     {
-                        return Ok(Some(Answer::Decided(o)));
+                        return Ok(Some(Answer::Decided(o, r.offset)));
                     }
                     Ok(JournalBody::ControlRefused(x)) if x.posting_id == posting_id && x.actor == actor => {
                         return Ok(Some(Answer::Refused(x.reason)));
