@@ -382,6 +382,17 @@ impl ProjectionStore {
         Ok(posting.map(|p| (order_ref, p)))
     }
 
+    /// A posting with its order's timeline, from one read of the order's record.
+    pub fn posting_with_timeline(&self, posting_id: &str) -> Result<Option<(String, PostingView, Vec<TimelineEntry>)>> {
+        let Some(order_ref) = self.get_raw(&keys::posting(posting_id))? else {
+            return Ok(None);
+        };
+        let order_ref = String::from_utf8_lossy(&order_ref).into_owned();
+        let Some(record) = self.get::<OrderRecord>(&keys::order(&order_ref))? else { return Ok(None) };
+        let posting = record.view.postings.into_iter().find(|p| p.posting_id == posting_id);
+        Ok(posting.map(|p| (order_ref, p, record.timeline)))
+    }
+
     /// The order's journal events, by saga id and then sequence number.
     pub fn timeline(&self, order_ref: &str) -> Result<Vec<TimelineEntry>> {
         Ok(self.get::<OrderRecord>(&keys::order(order_ref))?.map(|r| r.timeline).unwrap_or_default())

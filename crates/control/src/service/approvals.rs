@@ -30,6 +30,9 @@ struct Snapshot {
     version: i64,
     decided_by: String,
     view: PostingView,
+    /// Where the journal record that held the posting is (partition, offset), from the
+    /// order's timeline read with the posting.
+    held_at: Option<(i32, i64)>,
 }
 
 impl Snapshot {
@@ -117,13 +120,22 @@ impl<'a> PostingFilter<'a> {
 
 impl Control {
     fn snapshot(&self, posting_id: &str) -> Result<Option<Snapshot>> {
-        Ok(self.projections.posting(posting_id)?.map(|(order_ref, p)| Snapshot {
-            order_ref,
-            posting_id: p.posting_id.clone(),
-            state: p.state.clone(),
-            version: p.version,
-            decided_by: p.decided_by.clone().unwrap_or_default(),
-            view: p,
+        Ok(self.projections.posting_with_timeline(posting_id)?.map(|(order_ref, p, timeline)| {
+            let held = format!("posting {} ", p.posting_id);
+            let held_at = timeline
+                .iter()
+                .rev()
+                .find(|t| t.event == "PostingHeld" && t.summary.contains(&held))
+                .map(|t| (t.partition, t.offset));
+            Snapshot {
+                order_ref,
+                posting_id: p.posting_id.clone(),
+                state: p.state.clone(),
+                version: p.version,
+                decided_by: p.decided_by.clone().unwrap_or_default(),
+                view: p,
+                held_at,
+            }
         }))
     }
 
@@ -310,9 +322,9 @@ impl Control {
         let deadline = Instant::now() + self.decision_timeout;
         // The read models are looked at for a decision the journal does not show (this
         // same decision sent before, which the saga drops as a copy, or another actor's)
-        // at once and then every few milliseconds, not at every record the partition
-        // gets: many concurrent calls wait on one partition.
-        let mut next_look = Instant::now();
+        // every few milliseconds, not at every record the partition gets: many concurrent
+        // calls wait on one partition, and the saga needs a turn to answer anyway.
+        let mut next_look = Instant::now() + Duration::from_millis(25);
         loop {
             let answer = self.saga_answer(
                 journal_partition,
@@ -487,16 +499,9 @@ impl Control {
 
     /// The headers of the journal record that held `posting` (its trace context).
     fn posting_held_headers(&self, posting: &Snapshot) -> Vec<Header> {
-        let Ok(timeline) = self.projections.timeline(&posting.order_ref) else { return Vec::new() };
-        let Some(t) = timeline
-            .iter()
-            .rev()
-            .find(|t| t.event == "PostingHeld" && t.summary.contains(&format!("posting {} ", posting.posting_id)))
-        else {
-            return Vec::new();
-        };
-        match self.log.read(topic::JOURNAL, t.partition, t.offset, 1) {
-            Ok(mut r) if !r.is_empty() => r.swap_remove(0).headers,
+        let Some((partition, offset)) = posting.held_at else { return Vec::new() };
+        match self.log.read(topic::JOURNAL, partition, offset, 1) {
+            Ok(mut r) if r.first().is_some_and(|r| r.offset == offset) => r.swap_remove(0).headers,
             _ => Vec::new(),
         }
     }
