@@ -8,9 +8,10 @@
 //!
 //! Then the embedded log's own retention, with the rules a node derives from its config
 //! (the inbound, command and dead-letter retention of `[topics]`, compressed to zero
-//! here): it deletes the inputs the coordinator has read and the commands, copies the
-//! journal forward, and after a restart a fresh replica still restores from the snapshot
-//! and the projections still rebuild from the journal.
+//! here): it deletes the inputs the coordinator has read and the commands, copying forward
+//! whatever journal records share their segments, and after a restart the journal is
+//! whole, a fresh replica still restores from the snapshot and the projections still
+//! rebuild from the journal.
 
 #[path = "../crates/saga/tests/fixtures.rs"]
 mod fixtures;
@@ -190,21 +191,23 @@ fn the_embedded_log_deletes_what_its_readers_have_passed_and_keeps_what_restores
 
     let report = waybill_server::log_retention::pass(&embedded).unwrap();
     assert!(report.segments_deleted > 0 && report.records_expired > 0, "{report:?}");
-    assert!(report.records_copied > 0, "the journal is copied forward: {report:?}");
+    // Whether a deleted segment also held journal records (copied forward) depends on
+    // where the segments happened to roll; the log's own tests cover copying for certain.
     for p in 0..PARTITIONS as i32 {
         let start = embedded.start_offset(&inbound, p).unwrap();
         let read = log.committed("waybill-coordinator", &inbound, p).unwrap().unwrap();
         assert!(start > 0 && start <= read, "inputs go once read, and no further: start {start}, read {read}");
         assert_eq!(embedded.start_offset(topic::JOURNAL, p).unwrap(), 0, "the journal is kept");
     }
+    // No other test of this binary runs a pass, so the counters hold this one's figures.
     let text = waybill_server::observe::recorder().render();
-    for name in [
-        waybill_telemetry::metrics::LOG_SEGMENTS_DELETED,
-        waybill_telemetry::metrics::LOG_RECORDS_EXPIRED,
-        waybill_telemetry::metrics::LOG_COPIED_BYTES,
+    for (name, counted) in [
+        (waybill_telemetry::metrics::LOG_SEGMENTS_DELETED, report.segments_deleted),
+        (waybill_telemetry::metrics::LOG_RECORDS_EXPIRED, report.records_expired),
+        (waybill_telemetry::metrics::LOG_COPIED_BYTES, report.bytes_copied),
     ] {
         let value = text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok()));
-        assert!(value.is_some_and(|v| v > 0.0), "{name} is rendered on /metrics and counted:\n{text}");
+        assert_eq!(value, Some(counted as f64), "{name} is rendered on /metrics with what the pass did:\n{text}");
     }
 
     // After a restart, on what is left: the same journal, a fresh replica restores from
