@@ -28,6 +28,15 @@ pub fn pass(log: &EmbeddedLog) -> waybill_log::Result<RetentionReport> {
             "embedded log retention: expired records and mostly-dead segments deleted"
         );
     }
+    for h in &r.held_back {
+        tracing::info!(
+            topic = %h.topic,
+            partition = h.partition,
+            group = h.group.as_deref().unwrap_or("(none yet)"),
+            records = h.records,
+            "embedded log retention: a reader has not read expired records, so they are kept"
+        );
+    }
     Ok(r)
 }
 

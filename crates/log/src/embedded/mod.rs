@@ -40,7 +40,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::{AppendBatch, Appended, Capabilities, Error, EventLog, Offset, Result, StoredRecord, partition_for};
 use format::{Cursor, FRAME_HEADER, KIND_BATCH, Put, RecordHead};
 use index::{Entry, State};
-pub use retention::{RetentionReport, TopicRetention};
+pub use retention::{HeldBack, RetentionReport, TopicRetention};
 
 #[cfg(any(test, feature = "test-util"))]
 pub use recover::tear_last_frame;

@@ -72,6 +72,23 @@ pub struct RetentionReport {
     pub segments: u64,
     /// Bytes of the segment files left.
     pub bytes: u64,
+    /// Partitions whose expired records a reader keeps because it has not read them yet.
+    pub held_back: Vec<HeldBack>,
+}
+
+/// Expired records of one partition that a consumer group has not read yet, so
+/// retention keeps them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldBack {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The group whose stored position is furthest behind; `None` when the rule names a
+    /// group that has stored no position yet.
+    pub group: Option<String>,
+    /// Expired records kept for it.
+    pub records: u64,
 }
 
 impl EmbeddedLog {
@@ -82,7 +99,7 @@ impl EmbeddedLog {
         let _one_at_a_time = self.inner.retention_pass.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut report = RetentionReport::default();
         if !self.inner.options.retention.is_empty() {
-            report.records_expired = self.inner.move_log_starts(now_ms())?;
+            (report.records_expired, report.held_back) = self.inner.move_log_starts(now_ms())?;
         }
         // Each segment sealed when the pass began is looked at once, so a pass ends even
         // where what it copies forward would make the next segment deletable again.
@@ -116,19 +133,22 @@ impl Inner {
     }
 
     /// Step 1: the log starts retention allows at `now_ms`, checkpointed then applied;
-    /// returns the records that left the index.
-    fn move_log_starts(&self, now_ms: i64) -> Result<u64> {
+    /// returns the records that left the index, and the expired records readers keep.
+    fn move_log_starts(&self, now_ms: i64) -> Result<(u64, Vec<HeldBack>)> {
         let mut guard = self.writer();
         let w = &mut *guard;
         // Every position written counts, including those still waiting for their group
         // commit (a reader may have moved back).
-        let mut read_up_to: HashMap<(u32, i32), Offset> = HashMap::new();
+        let mut read_up_to: HashMap<(u32, i32), (Offset, String)> = HashMap::new();
         let mut read_by: HashMap<(String, u32, i32), Offset> = HashMap::new();
         for (g, t, p, n) in self.written_positions() {
-            let m = read_up_to.entry((t, p)).or_insert(n);
-            *m = (*m).min(n);
+            let m = read_up_to.entry((t, p)).or_insert((n, g.clone()));
+            if n < m.0 {
+                *m = (n, g.clone());
+            }
             read_by.insert((g, t, p), n);
         }
+        let mut held_back = Vec::new();
         let trims = {
             let st = self.read_state();
             let mut trims = Vec::new();
@@ -150,11 +170,22 @@ impl Inner {
                 }
                 for (p, end) in expired {
                     let key = (id as u32, p);
-                    let to = match &rule.after_group {
-                        Some(g) => read_by.get(&(g.clone(), key.0, key.1)).map_or(0, |&r| end.min(r)),
-                        None => read_up_to.get(&key).map_or(end, |&r| end.min(r)),
+                    let (to, holder) = match &rule.after_group {
+                        Some(g) => match read_by.get(&(g.clone(), key.0, key.1)) {
+                            Some(&r) => (end.min(r), Some(g.clone())),
+                            None => (0, None),
+                        },
+                        None => match read_up_to.get(&key) {
+                            Some((r, g)) => (end.min(*r), Some(g.clone())),
+                            None => (end, None),
+                        },
                     };
-                    if to > t.partitions[p as usize].start {
+                    let start = t.partitions[p as usize].start;
+                    if to < end && end > start {
+                        let records = (end - to.max(start)) as u64;
+                        held_back.push(HeldBack { topic: t.name.clone(), partition: p, group: holder, records });
+                    }
+                    if to > start {
                         trims.push((id as u32, p, to));
                     }
                 }
@@ -162,8 +193,11 @@ impl Inner {
             trims.sort_unstable();
             trims
         };
+        held_back.sort_by(|a, b| {
+            b.records.cmp(&a.records).then_with(|| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)))
+        });
         if trims.is_empty() {
-            return Ok(0);
+            return Ok((0, held_back));
         }
         let cp = self.checkpoint(w, &trims);
         w.buf.clear();
@@ -171,7 +205,7 @@ impl Inner {
         format::encode_checkpoint(&mut w.buf, &cp).map_err(invalid)?;
         self.write_frame(w, false)?;
         let mut st = self.write_state();
-        Ok(trims.iter().map(|&(t, p, start)| st.trim(t, p, start)).sum())
+        Ok((trims.iter().map(|&(t, p, start)| st.trim(t, p, start)).sum(), held_back))
     }
 
     /// A sealed segment at most half of whose bytes are live, with a checkpoint at the
@@ -448,8 +482,10 @@ mod tests {
         assert_eq!(log.start_offset("in", 1).unwrap(), 50, "a partition no group reads expires by age alone");
         commit(&log, "other", 0, 10);
         fill(&log, 100, 2);
-        log.enforce_retention().unwrap();
+        let report = log.enforce_retention().unwrap();
         assert_eq!(log.start_offset("in", 0).unwrap(), 50, "a start never moves back");
+        let held = HeldBack { topic: "in".into(), partition: 0, group: Some("other".into()), records: 1 };
+        assert_eq!(report.held_back, vec![held], "the one expired record `other` has not read is named with it");
     }
 
     #[test]
