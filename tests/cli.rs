@@ -1,5 +1,6 @@
 //! The `waybill` binary as an operator meets it: configuration mistakes stop start-up
-//! with the key and the problem, and the dead-letter tools list what was rejected.
+//! with the key and the problem, the dead-letter tools list what was rejected, and a
+//! reader removed for good can be forgotten by the embedded log.
 
 use std::process::Command;
 
@@ -174,4 +175,26 @@ time_zone = "America/New_York"
     let (ok, _, err) = waybill(&["entities", "--config", cfg.to_str().unwrap()], &[]);
     assert!(!ok);
     assert!(err.contains("entities.companies.acme-us") && err.contains("unknown field `shedule`"), "{err}");
+}
+
+#[test]
+fn a_reader_removed_for_good_is_forgotten_so_retention_stops_waiting_for_it() {
+    use waybill_log::{AppendBatch, Position};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = waybill_server::config::Config { data_dir: dir.path().to_path_buf(), ..Default::default() };
+    let topic = "waybill.commands.wms";
+    {
+        let log = waybill_server::node::open_log(&cfg).unwrap();
+        let positions = vec![Position { group: "gone".into(), topic: topic.into(), partition: 0, next_offset: 0 }];
+        log.append(AppendBatch { records: vec![], positions }).unwrap();
+    }
+    let data = dir.path().to_str().unwrap();
+    let (ok, out, err) = waybill(&["log", "forget-group", "--group", "gone", "--data-dir", data], &[]);
+    assert!(ok, "{err}");
+    assert!(out.contains("forgot group \"gone\"'s positions in 1 partitions"), "{out}");
+    let log = waybill_server::node::open_log(&cfg).unwrap();
+    assert_eq!(log.committed("gone", topic, 0).unwrap(), None);
+    drop(log);
+    let (ok, out, _) = waybill(&["log", "forget-group", "--group", "gone", "--data-dir", data], &[]);
+    assert!(ok && out.contains("nothing to forget"), "{out}");
 }

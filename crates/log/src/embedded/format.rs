@@ -9,7 +9,8 @@
 //!   record is `[u32 topic id][i32 partition][i64 offset][i64 timestamp ms]
 //!   [u32 key length][key][u32 header count]([u16 name length][name][u32 value length]
 //!   [value])*[u32 value length][value]` and a position is `[u16 group length][group]
-//!   [u32 topic id][i32 partition][i64 next offset]`;
+//!   [u32 topic id][i32 partition][i64 next offset]`; a negative next offset forgets the
+//!   group's position in the partition;
 //! - checkpoint: `[3][u32 topic count]([u32 topic id][u32 partitions][u16 name length]
 //!   [name]([i64 start][i64 next])*)*[u32 position count][position]*`: every topic, each
 //!   partition's log start (records before it were deleted by retention) and next offset,

@@ -130,7 +130,17 @@ impl State {
         self.by_name.insert(name.to_owned(), id);
     }
 
+    /// Stores a group's position; a negative one forgets it (`EmbeddedLog::forget_group`).
     pub(crate) fn set_committed(&mut self, group: &str, topic: u32, partition: i32, next: Offset) {
+        if next < 0 {
+            if let Some(m) = self.committed.get_mut(group) {
+                m.remove(&(topic, partition));
+                if m.is_empty() {
+                    self.committed.remove(group);
+                }
+            }
+            return;
+        }
         match self.committed.get_mut(group) {
             Some(m) => {
                 m.insert((topic, partition), next);

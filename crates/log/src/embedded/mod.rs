@@ -486,7 +486,9 @@ impl Inner {
         let mut positions: HashMap<(String, u32, i32), Offset> =
             self.read_state().positions().into_iter().map(|(g, t, p, n)| ((g, t, p), n)).collect();
         positions.extend(pending.into_iter().map(|(g, t, p, n)| ((g, t, p), n)));
-        let mut positions: Vec<_> = positions.into_iter().map(|((g, t, p), n)| (g, t, p, n)).collect();
+        // A negative position forgets the group's (`EmbeddedLog::forget_group`).
+        let mut positions: Vec<_> =
+            positions.into_iter().filter(|(_, n)| *n >= 0).map(|((g, t, p), n)| (g, t, p, n)).collect();
         positions.sort();
         positions
     }

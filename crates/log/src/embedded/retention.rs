@@ -31,7 +31,7 @@ use std::time::Duration;
 use super::format::{self, Cursor, FRAME_HEADER, KIND_BATCH, KIND_COPY, Put};
 use super::index::Entry;
 use super::{EmbeddedLog, Inner, Segment, invalid, now_ms, sync_dir};
-use crate::{Error, Offset, Result};
+use crate::{AppendBatch, Error, EventLog, Offset, Position, Result};
 
 /// How long the records of some topics are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +118,26 @@ impl EmbeddedLog {
             report.bytes += seg.file.metadata().map_err(|source| Error::Io { path: seg.path.clone(), source })?.len();
         }
         Ok(report)
+    }
+
+    /// Forgets every position `group` stored, so retention no longer keeps records for
+    /// it (a reader removed for good). Returns how many partitions it had a position in.
+    pub fn forget_group(&self, group: &str) -> Result<usize> {
+        let positions: Vec<Position> = {
+            let st = self.inner.read_state();
+            let Some(m) = st.committed.get(group) else { return Ok(0) };
+            m.keys()
+                .map(|&(t, p)| Position {
+                    group: group.to_owned(),
+                    topic: st.topics[t as usize].name.clone(),
+                    partition: p,
+                    next_offset: -1,
+                })
+                .collect()
+        };
+        let n = positions.len();
+        self.append(AppendBatch { records: Vec::new(), positions })?;
+        Ok(n)
     }
 
     /// The first offset still held in a partition: records before it were deleted by
@@ -486,6 +506,16 @@ mod tests {
         assert_eq!(log.start_offset("in", 0).unwrap(), 50, "a start never moves back");
         let held = HeldBack { topic: "in".into(), partition: 0, group: Some("other".into()), records: 1 };
         assert_eq!(report.held_back, vec![held], "the one expired record `other` has not read is named with it");
+
+        // A reader removed for good is forgotten, and retention goes on without it.
+        assert_eq!(log.forget_group("other").unwrap(), 1);
+        assert_eq!(log.committed("other", "in", 0).unwrap(), None);
+        let report = log.enforce_retention().unwrap();
+        assert_eq!(report.held_back, vec![HeldBack { group: Some("g".into()), ..report.held_back[0].clone() }]);
+        drop(log);
+        let log = open(dir.path(), Duration::ZERO);
+        assert_eq!(log.committed("other", "in", 0).unwrap(), None, "forgotten across a restart");
+        assert_eq!(log.committed("g", "in", 0).unwrap(), Some(50));
     }
 
     #[test]

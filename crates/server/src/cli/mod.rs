@@ -2,8 +2,8 @@
 //! renderer ([`render`]: `--output table|json`).
 //!
 //! - [`serve`]: `waybill serve` and the `waybill run` demo;
-//! - [`topics`], [`projections`], [`schemas`]: administration of the log, the read models
-//!   and the schema catalog;
+//! - [`topics`], [`log`], [`projections`], [`schemas`]: administration of the log, the read
+//!   models and the schema catalog;
 //! - [`dlq`]: the dead-letter topic (through the control plane, or from the log);
 //! - [`statements`]: bank statement files into ingestion, as the bank;
 //! - [`approvals`], [`exceptions`], [`saga`], [`order`], [`trace`], [`reconcile`]: calls to a running
@@ -13,6 +13,7 @@ mod approvals;
 mod dlq;
 mod entities;
 mod exceptions;
+mod log;
 mod order;
 mod projections;
 mod reconcile;
@@ -77,6 +78,11 @@ pub(crate) enum Command {
     Topics {
         #[command(subcommand)]
         command: topics::TopicsCommand,
+    },
+    /// The embedded log.
+    Log {
+        #[command(subcommand)]
+        command: log::LogCommand,
     },
     /// Read models.
     Projections {
@@ -193,6 +199,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(opts) => serve::run(opts),
         Command::Load(opts) => serve::load(opts),
         Command::Topics { command } => topics::run(command),
+        Command::Log { command } => log::run(command),
         Command::Projections { command } => projections::run(command),
         Command::Schemas { command } => schemas::run(command),
         Command::Web { command } => web::run(command),
