@@ -286,7 +286,12 @@ fn position(c: &mut Work, r: &mut Reader<'_>) -> Result<(), String> {
     let partition = i32::from_le_bytes(r.take(4)?.try_into().unwrap());
     let next = r.i64()?;
     c.part(topic, partition)?;
-    c.positions.insert((group, topic, partition), next);
+    // A negative position forgets the group's (`EmbeddedLog::forget_group`).
+    if next < 0 {
+        c.positions.remove(&(group, topic, partition));
+    } else {
+        c.positions.insert((group, topic, partition), next);
+    }
     Ok(())
 }
 
