@@ -374,12 +374,7 @@ impl ProjectionStore {
     /// One posting and its order: through the posting index, so it costs one order's
     /// read however many orders there are (approvals look postings up in a loop).
     pub fn posting(&self, posting_id: &str) -> Result<Option<(String, PostingView)>> {
-        let Some(order_ref) = self.get_raw(&keys::posting(posting_id))? else {
-            return Ok(None);
-        };
-        let order_ref = String::from_utf8_lossy(&order_ref).into_owned();
-        let posting = self.order(&order_ref)?.and_then(|o| o.postings.into_iter().find(|p| p.posting_id == posting_id));
-        Ok(posting.map(|p| (order_ref, p)))
+        Ok(self.posting_with_timeline(posting_id)?.map(|(order_ref, p, _)| (order_ref, p)))
     }
 
     /// A posting with its order's timeline, from one read of the order's record.

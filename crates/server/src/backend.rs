@@ -281,8 +281,9 @@ pub fn embedded_retention(cfg: &Config) -> Vec<TopicRetention> {
             }),
             TopicRole::ConnectorState => None,
             _ => {
-                let ms = t.config.get("retention.ms")?.parse::<u64>().ok()?;
-                Some(TopicRetention { topics: t.name, keep: Duration::from_millis(ms), after_group: None })
+                // `-1` is Kafka's "forever": no rule.
+                let ms = t.config.get("retention.ms")?.parse::<i64>().ok().filter(|ms| *ms >= 0)?;
+                Some(TopicRetention { topics: t.name, keep: Duration::from_millis(ms as u64), after_group: None })
             }
         })
         .collect()

@@ -305,6 +305,15 @@ impl<'a> Cursor<'a> {
         })
     }
 
+    /// The next record of a batch or copy frame without its body: where it starts in the
+    /// payload, its fixed fields and its length in bytes.
+    pub(crate) fn record_span(&mut self) -> Result<(usize, RecordHead, u32), DecodeError> {
+        let start = self.pos;
+        let head = self.record_head()?;
+        self.skip_record_body()?;
+        Ok((start, head, (self.pos - start) as u32))
+    }
+
     /// Skips the variable part of a record (key, headers, value), checking its framing.
     pub(crate) fn skip_record_body(&mut self) -> Result<(), DecodeError> {
         self.bytes32("record key")?;

@@ -248,10 +248,7 @@ impl EmbeddedLog {
         // A roll whose checkpoint did not reach the disk leaves an empty segment after the
         // others: it gets its checkpoint now, or the segment before it could never go.
         let active_len = if active_len == 0 && active.base > 0 {
-            let cp = state.checkpoint(|_, _, part| part.next(), state.positions());
-            let mut frame = vec![0u8; FRAME_HEADER];
-            format::encode_checkpoint(&mut frame, &cp).map_err(invalid)?;
-            seal(&mut frame)?;
+            let frame = checkpoint_frame(&state.checkpoint(|_, _, part| part.next(), state.positions()))?;
             active.file.write_all_at(&frame, 0).map_err(io(&active.path))?;
             active.file.sync_data().map_err(io(&active.path))?;
             state.info[active_id as usize].checkpointed = true;
@@ -340,6 +337,14 @@ fn seal(buf: &mut [u8]) -> Result<()> {
     buf[0..4].copy_from_slice(&len.to_le_bytes());
     buf[4..8].copy_from_slice(&crc.to_le_bytes());
     Ok(())
+}
+
+/// A whole checkpoint frame, to write first in a segment.
+fn checkpoint_frame(cp: &format::Checkpoint) -> Result<Vec<u8>> {
+    let mut frame = vec![0u8; FRAME_HEADER];
+    format::encode_checkpoint(&mut frame, cp).map_err(invalid)?;
+    seal(&mut frame)?;
+    Ok(frame)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -441,9 +446,7 @@ impl Inner {
     fn roll(&self, w: &mut Writer) -> Result<()> {
         let old = &w.active;
         old.file.sync_data().map_err(|source| Error::Io { path: old.path.clone(), source })?;
-        let mut frame = vec![0u8; FRAME_HEADER];
-        format::encode_checkpoint(&mut frame, &self.checkpoint(w, &[])).map_err(invalid)?;
-        seal(&mut frame)?;
+        let frame = checkpoint_frame(&self.checkpoint(w, &[]))?;
         let seg = Arc::new(create_segment(&self.segments_dir, old.base + w.active_len)?);
         if let Err(source) = seg.file.write_all_at(&frame, 0) {
             w.failed = Some(format!(

@@ -236,14 +236,17 @@ impl Rebuild {
     }
 
     fn part(&mut self, topic: u32, partition: i32) -> std::result::Result<&mut Building, String> {
-        let name = |r: &Self| r.state.topics.get(topic as usize).map(|t| t.name.clone());
-        let Some(t) = name(self) else { return Err(format!("topic id {topic} was never created")) };
-        let parts = &mut self.parts[topic as usize];
+        let Some(parts) = self.parts.get_mut(topic as usize) else {
+            return Err(format!("topic id {topic} was never created"));
+        };
         let n = parts.len();
-        usize::try_from(partition)
-            .ok()
-            .and_then(|p| parts.get_mut(p))
-            .ok_or_else(|| format!("topic {t:?} has {n} partitions, not partition {partition}"))
+        match usize::try_from(partition).ok().and_then(|p| parts.get_mut(p)) {
+            Some(b) => Ok(b),
+            None => {
+                let name = &self.state.topics[topic as usize].name;
+                Err(format!("topic {name:?} has {n} partitions, not partition {partition}"))
+            }
+        }
     }
 
     /// Notes a record found in `segment`, live or not, for retention's view of it.
@@ -408,10 +411,7 @@ fn apply_frame(
         KIND_BATCH | KIND_COPY => {
             let records = c.u32("record count")?;
             for _ in 0..records {
-                let start = c.pos();
-                let head = c.record_head()?;
-                c.skip_record_body()?;
-                let len = (c.pos() - start) as u32;
+                let (start, head, len) = c.record_span()?;
                 let entry = Entry { segment, len, pos: frame_pos + (FRAME_HEADER + start) as u64 };
                 let b = r.part(head.topic, head.partition)?;
                 let placed = if kind == KIND_BATCH { b.push(head.offset, entry) } else { b.copy(head.offset, entry) };

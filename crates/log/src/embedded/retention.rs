@@ -342,16 +342,14 @@ fn records_of(bytes: &[u8]) -> std::result::Result<Vec<SegmentRecord>, String> {
         let kind = c.u8("frame kind")?;
         if kind == KIND_BATCH || kind == KIND_COPY {
             for _ in 0..c.u32("record count")? {
-                let start = c.pos();
-                let head = c.record_head()?;
-                c.skip_record_body()?;
+                let (start, head, len) = c.record_span()?;
                 out.push(SegmentRecord {
                     topic: head.topic,
                     partition: head.partition,
                     offset: head.offset,
                     timestamp_ms: head.timestamp_ms,
                     pos: (payload_at + start) as u64,
-                    len: (c.pos() - start) as u32,
+                    len,
                 });
             }
         }
