@@ -16,29 +16,39 @@
 //!
 //! In memory the log keeps, per partition, an index from offset to the record's place
 //! on disk, so [`EventLog::read`] fetches records with positioned reads and no scanning;
-//! consecutive records are fetched with one read. On [`EmbeddedLog::open`] the segments
+//! records close together are fetched with one read. On [`EmbeddedLog::open`] the segments
 //! are scanned and verified (length and crc32 of every frame); a torn final write is cut
 //! away, any other damage is [`Error::Corrupt`].
 //!
 //! A `LOCK` file (an advisory `flock`) keeps a second process from opening the same
 //! directory ([`Error::Locked`]).
+//!
+//! Records of topics with a retention are deleted by
+//! [`EmbeddedLog::enforce_retention`]: each partition has a log start, and a segment
+//! file goes once most of it is dead, its live records copied forward first (`retention`).
+//!
+//! The modules: `format` (the frame layout), `index` (what readers see), `durable`
+//! (group commit, background fsync), `read` (positioned reads), `recover` (rebuilding
+//! the index on open), `retention`; this file opens the log and writes its frames.
 
+mod durable;
 mod format;
 mod index;
+mod read;
 mod recover;
 mod retention;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::{AppendBatch, Appended, Capabilities, Error, EventLog, Offset, Result, StoredRecord, partition_for};
-use format::{Cursor, FRAME_HEADER, KIND_BATCH, Put, RecordHead};
+use durable::{Commits, Flusher, Pending, fsync_failed};
+use format::{FRAME_HEADER, KIND_BATCH, Put, RecordHead};
 use index::{Entry, State};
 pub use retention::{HeldBack, RetentionReport, TopicRetention};
 
@@ -55,10 +65,6 @@ const SEGMENT_EXT: &str = "wal";
 const MAX_PARTITIONS: u32 = 1 << 16;
 /// Longest topic name (Kafka's limit).
 const MAX_TOPIC_NAME: usize = 249;
-/// Records closer together than this on disk are fetched with one read.
-const READ_GAP: u64 = 32 * 1024;
-/// Largest span fetched with one read (a larger single record gets its own read).
-const READ_SPAN: u64 = 1024 * 1024;
 /// The encode buffer is shrunk back after a batch larger than this.
 const KEEP_BUFFER: usize = 16 * 1024 * 1024;
 
@@ -135,33 +141,6 @@ struct Inner {
     committed: Condvar,
     /// Held for the length of a retention pass: one at a time.
     retention_pass: Mutex<()>,
-}
-
-/// Frames written and not yet durable, in write order (group commit, `EveryBatch`).
-#[derive(Debug, Default)]
-struct Commits {
-    /// Stream byte position up to which the log is fsynced.
-    synced: u64,
-    /// A thread is fsyncing on everyone's behalf.
-    syncing: bool,
-    /// An fsync failed: nothing after `synced` is ever published.
-    failed: Option<String>,
-    /// Written frames waiting for an fsync, oldest first.
-    pending: VecDeque<Pending>,
-}
-
-/// A written frame's records and positions, published once an fsync covers `end`.
-#[derive(Debug)]
-struct Pending {
-    /// Stream byte position just past the frame.
-    end: u64,
-    segment: u32,
-    frame_pos: u64,
-    timestamp_ms: i64,
-    /// (topic id, partition, start in the frame, len) per record.
-    placed: Vec<(u32, i32, usize, u32)>,
-    /// (group, topic id, partition, next offset) per position.
-    positions: Vec<(String, u32, i32, i64)>,
 }
 
 /// One segment file.
@@ -351,12 +330,6 @@ fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|source| Error::Io { path: dir.to_owned(), source })
 }
 
-/// Why nothing more is appended after a failed fsync: the kernel may have dropped the
-/// dirty pages, so nothing written since the last good fsync can be trusted.
-fn fsync_failed(seg: &Segment, source: &std::io::Error) -> String {
-    format!("fsync of {} failed ({source}); restart the process so recovery can check the file", seg.path.display())
-}
-
 fn invalid(reason: String) -> Error {
     Error::InvalidRequest { reason }
 }
@@ -387,13 +360,6 @@ impl Inner {
 
     fn write_state(&self) -> RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Fsyncs the active segment.
-    fn sync_active(&self) -> Result<()> {
-        let active = self.writer().active.clone();
-        self.dirty.store(false, Ordering::SeqCst);
-        active.file.sync_data().map_err(|source| Error::Io { path: active.path.clone(), source })
     }
 
     /// Writes the frame whose payload is `w.buf[FRAME_HEADER..]` (the header is filled in
@@ -494,70 +460,6 @@ impl Inner {
             positions.into_iter().filter(|(_, n)| *n >= 0).map(|((g, t, p), n)| (g, t, p, n)).collect();
         positions.sort();
         positions
-    }
-
-    /// After a failed fsync nothing written since the last good one can be trusted: no
-    /// later append is acknowledged, and waiters of a group commit are told.
-    fn poison(&self, reason: String) {
-        self.commits().failed = Some(reason.clone());
-        self.committed.notify_all();
-        self.writer().failed = Some(reason);
-    }
-
-    fn commits(&self) -> MutexGuard<'_, Commits> {
-        self.commits.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Returns once an fsync covers the stream up to `end`: fsyncs for every frame written
-    /// by then if no other thread is, else waits for the one that is. Whoever completes an
-    /// fsync publishes the frames it covers, in write order.
-    fn make_durable(&self, end: u64) -> Result<()> {
-        let mut c = self.commits();
-        loop {
-            if let Some(reason) = &c.failed {
-                return Err(Error::Unavailable(reason.clone()));
-            }
-            if c.synced >= end {
-                return Ok(());
-            }
-            if c.syncing {
-                c = self.committed.wait(c).unwrap_or_else(PoisonError::into_inner);
-                continue;
-            }
-            c.syncing = true;
-            drop(c);
-            // Everything written up to `upto` is in `seg` or in a segment a roll fsynced.
-            let (upto, seg) = {
-                let w = self.writer();
-                (w.active.base + w.active_len, w.active.clone())
-            };
-            let result = seg.file.sync_data();
-            c = self.commits();
-            c.syncing = false;
-            if let Err(source) = result {
-                drop(c);
-                self.poison(fsync_failed(&seg, &source));
-                return Err(Error::Io { path: seg.path.clone(), source });
-            }
-            c.synced = c.synced.max(upto);
-            self.publish_durable(&mut c);
-            self.committed.notify_all();
-        }
-    }
-
-    /// Publishes the pending frames an fsync now covers, oldest first.
-    fn publish_durable(&self, c: &mut Commits) {
-        let mut st = self.write_state();
-        while c.pending.front().is_some_and(|p| p.end <= c.synced) {
-            let Some(p) = c.pending.pop_front() else { break };
-            for &(topic, partition, start, len) in &p.placed {
-                let entry = Entry { segment: p.segment, len, pos: p.frame_pos + start as u64 };
-                st.push(topic, partition, entry, p.timestamp_ms);
-            }
-            for (group, topic, partition, next) in &p.positions {
-                st.set_committed(group, *topic, *partition, *next);
-            }
-        }
     }
 
     fn notify_appended(&self) {
@@ -714,75 +616,7 @@ impl EventLog for EmbeddedLog {
     }
 
     fn read(&self, topic: &str, partition: i32, from: Offset, max: usize) -> Result<Vec<StoredRecord>> {
-        let (name, from, entries, segments) = {
-            let st = self.inner.read_state();
-            let (_, t, part) = st.partition(topic, partition)?;
-            let end = part.next();
-            if from < 0 || from > end {
-                return Err(Error::OffsetOutOfRange { topic: topic.to_owned(), partition, offset: from, end });
-            }
-            // Records before the log start were deleted by retention: read from it.
-            let from = from.max(part.start);
-            let n = ((end - from) as usize).min(max);
-            if n == 0 {
-                return Ok(Vec::new());
-            }
-            let at = (from - part.start) as usize;
-            let entries = part.entries[at..at + n].to_vec();
-            // Copied-forward records sit in later segments than the records after them.
-            let first = entries.iter().map(|e| e.segment).min().unwrap_or(0) as usize;
-            let last = entries.iter().map(|e| e.segment).max().unwrap_or(0) as usize;
-            (t.name.clone(), from, entries, st.segments[first..=last].to_vec())
-        };
-        let first_segment = entries.iter().map(|e| e.segment).min().unwrap_or(0);
-        let mut out = Vec::with_capacity(entries.len());
-        let mut buf = Vec::new();
-        let mut i = 0;
-        while i < entries.len() {
-            // A run: records of one segment close enough to fetch with one read.
-            let start = entries[i];
-            let mut end = start.pos + u64::from(start.len);
-            let mut j = i + 1;
-            while let Some(e) = entries.get(j) {
-                let e_end = e.pos + u64::from(e.len);
-                if e.segment != start.segment || e.pos < end || e.pos - end > READ_GAP || e_end - start.pos > READ_SPAN
-                {
-                    break;
-                }
-                end = e_end;
-                j += 1;
-            }
-            let Some(seg) = &segments[(start.segment - first_segment) as usize] else {
-                return Err(Error::Unavailable(format!(
-                    "{topic}/{partition} offset {} points into a segment retention deleted; this \
-                     is a bug in the embedded log, restart the process to rebuild its index",
-                    from + i as i64
-                )));
-            };
-            buf.resize((end - start.pos) as usize, 0);
-            seg.file.read_exact_at(&mut buf, start.pos).map_err(|source| {
-                if source.kind() == std::io::ErrorKind::UnexpectedEof {
-                    Error::Corrupt {
-                        path: seg.path.clone(),
-                        offset: start.pos,
-                        reason: "the file is shorter than the index says; was it truncated \
-                                 while the log was open?"
-                            .into(),
-                    }
-                } else {
-                    Error::Io { path: seg.path.clone(), source }
-                }
-            })?;
-            for (k, e) in entries[i..j].iter().enumerate() {
-                let at = (e.pos - start.pos) as usize;
-                let offset = from + (i + k) as i64;
-                let record = decode_record(&buf[at..at + e.len as usize], &name, partition, offset)
-                    .map_err(|reason| Error::Corrupt { path: seg.path.clone(), offset: e.pos, reason })?;
-                out.push(record);
-            }
-            i = j;
-        }
-        Ok(out)
+        self.inner.read_records(topic, partition, from, max)
     }
 
     fn end_offset(&self, topic: &str, partition: i32) -> Result<Offset> {
@@ -848,81 +682,6 @@ impl EventLog for EmbeddedLog {
         let w = self.inner.writer();
         self.inner.dirty.store(false, Ordering::SeqCst);
         w.active.file.sync_data().map_err(|source| Error::Io { path: w.active.path.clone(), source })
-    }
-}
-
-/// Decodes a record's bytes, checking they are the record the index says.
-fn decode_record(
-    bytes: &[u8],
-    topic: &str,
-    partition: i32,
-    offset: Offset,
-) -> std::result::Result<StoredRecord, String> {
-    let mut c = Cursor::new(bytes);
-    let head = c.record_head()?;
-    if head.partition != partition || head.offset != offset {
-        return Err(format!(
-            "expected the record at {topic}/{partition} offset {offset} but found partition {} \
-             offset {}",
-            head.partition, head.offset
-        ));
-    }
-    let (key, headers, value) = c.record_body()?;
-    if !c.at_end() {
-        return Err(format!("record at {topic}/{partition} offset {offset} has trailing bytes"));
-    }
-    Ok(StoredRecord {
-        topic: topic.to_owned(),
-        partition,
-        offset,
-        timestamp_ms: head.timestamp_ms,
-        key,
-        headers,
-        value,
-    })
-}
-
-/// The background thread of [`FsyncPolicy::Interval`].
-struct Flusher {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    handle: JoinHandle<()>,
-}
-
-impl Flusher {
-    fn start(inner: Arc<Inner>, every: Duration) -> Result<Flusher> {
-        let every = every.max(Duration::from_millis(1));
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let stop2 = stop.clone();
-        let handle = std::thread::Builder::new()
-            .name("waybill-log-fsync".into())
-            .spawn(move || {
-                let (lock, cv) = &*stop2;
-                let mut stopped = lock.lock().unwrap_or_else(PoisonError::into_inner);
-                loop {
-                    stopped = cv.wait_timeout(stopped, every).unwrap_or_else(PoisonError::into_inner).0;
-                    if *stopped {
-                        return;
-                    }
-                    if inner.dirty.load(Ordering::SeqCst)
-                        && let Err(e) = inner.sync_active()
-                    {
-                        tracing::error!(error = %e, "embedded log: background fsync failed");
-                        inner.writer().failed =
-                            Some(format!("{e}; restart the process so recovery can check the file"));
-                    }
-                }
-            })
-            .map_err(|source| Error::Io { path: PathBuf::from("<fsync thread>"), source })?;
-        Ok(Flusher { stop, handle })
-    }
-
-    fn stop(self) {
-        let (lock, cv) = &*self.stop;
-        *lock.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        cv.notify_all();
-        if self.handle.join().is_err() {
-            tracing::error!("embedded log: the background fsync thread panicked");
-        }
     }
 }
 

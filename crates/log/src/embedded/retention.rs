@@ -302,7 +302,7 @@ impl Inner {
         let active = w.active.clone();
         drop(guard);
         if let Err(source) = active.file.sync_data() {
-            self.poison(super::fsync_failed(&active, &source));
+            self.poison(super::durable::fsync_failed(&active, &source));
             return Err(Error::Io { path: active.path.clone(), source });
         }
         remove_file(&seg, self)?;
