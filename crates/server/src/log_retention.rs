@@ -32,7 +32,7 @@ pub fn pass(log: &EmbeddedLog) -> waybill_log::Result<RetentionReport> {
         tracing::info!(
             topic = %h.topic,
             partition = h.partition,
-            group = h.group.as_deref().unwrap_or("(none yet)"),
+            group = %h.group,
             records = h.records,
             "embedded log retention: a reader has not read expired records, so they are kept"
         );

@@ -84,9 +84,8 @@ pub struct HeldBack {
     pub topic: String,
     /// Partition.
     pub partition: i32,
-    /// The group whose stored position is furthest behind; `None` when the rule names a
-    /// group that has stored no position yet.
-    pub group: Option<String>,
+    /// The group whose stored position is furthest behind.
+    pub group: String,
     /// Expired records kept for it.
     pub records: u64,
 }
@@ -191,19 +190,18 @@ impl Inner {
                 for (p, end) in expired {
                     let key = (id as u32, p);
                     let (to, holder) = match &rule.after_group {
-                        Some(g) => match read_by.get(&(g.clone(), key.0, key.1)) {
-                            Some(&r) => (end.min(r), Some(g.clone())),
-                            None => (0, None),
-                        },
+                        Some(g) => (read_by.get(&(g.clone(), key.0, key.1)).map_or(0, |&r| end.min(r)), None),
                         None => match read_up_to.get(&key) {
-                            Some((r, g)) => (end.min(*r), Some(g.clone())),
+                            Some((r, g)) => (end.min(*r), Some(g)),
                             None => (end, None),
                         },
                     };
                     let start = t.partitions[p as usize].start;
-                    if to < end && end > start {
+                    // Reported only for readers: a named group's position says what is
+                    // still needed (the snapshots' current generation), not what is unread.
+                    if let Some(group) = holder.filter(|_| to < end && end > start) {
                         let records = (end - to.max(start)) as u64;
-                        held_back.push(HeldBack { topic: t.name.clone(), partition: p, group: holder, records });
+                        held_back.push(HeldBack { topic: t.name.clone(), partition: p, group: group.clone(), records });
                     }
                     if to > start {
                         trims.push((id as u32, p, to));
@@ -502,14 +500,14 @@ mod tests {
         fill(&log, 100, 2);
         let report = log.enforce_retention().unwrap();
         assert_eq!(log.start_offset("in", 0).unwrap(), 50, "a start never moves back");
-        let held = HeldBack { topic: "in".into(), partition: 0, group: Some("other".into()), records: 1 };
+        let held = HeldBack { topic: "in".into(), partition: 0, group: "other".into(), records: 1 };
         assert_eq!(report.held_back, vec![held], "the one expired record `other` has not read is named with it");
 
         // A reader removed for good is forgotten, and retention goes on without it.
         assert_eq!(log.forget_group("other").unwrap(), 1);
         assert_eq!(log.committed("other", "in", 0).unwrap(), None);
         let report = log.enforce_retention().unwrap();
-        assert_eq!(report.held_back, vec![HeldBack { group: Some("g".into()), ..report.held_back[0].clone() }]);
+        assert_eq!(report.held_back, vec![HeldBack { group: "g".into(), ..report.held_back[0].clone() }]);
         drop(log);
         let log = open(dir.path(), Duration::ZERO);
         assert_eq!(log.committed("other", "in", 0).unwrap(), None, "forgotten across a restart");
@@ -535,8 +533,9 @@ mod tests {
         assert_eq!(log.start_offset("snap", 0).unwrap(), 0, "the named group has stored no position");
         read("reader", 30);
         snap(10);
-        log.enforce_retention().unwrap();
+        let report = log.enforce_retention().unwrap();
         assert_eq!(log.start_offset("snap", 0).unwrap(), 30, "up to the named group's position");
+        assert_eq!(report.held_back, vec![], "what the named group still needs is not reported as unread");
     }
 
     #[test]
