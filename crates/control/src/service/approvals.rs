@@ -429,13 +429,11 @@ impl Control {
             let Some(last) = records.last() else { return Ok(None) };
             *from = last.offset + 1;
             for r in &records {
-                // Only the order's journal events (keyed by it; checkpoints have no saga
-                // id) of sagas that hold postings: the other calls' answers are not decoded.
-                if r.key != order_ref.as_bytes() {
-                    continue;
-                }
-                let Some(saga) = r.header("waybill.saga-id") else { continue };
-                if !(saga.starts_with(b"s2i:") || saga.starts_with(b"ret:")) {
+                // Only the order's (or purchase order's) journal events: keyed by it, and
+                // checkpoints have no saga id. Other calls' answers are not decoded, and
+                // every saga that holds postings (invoices, credit notes, vendor bills)
+                // answers here.
+                if r.key != order_ref.as_bytes() || r.header("waybill.saga-id").is_none() {
                     continue;
                 }
                 match waybill_schema::decode_journal(&r.value).map(|j| j.body) {
