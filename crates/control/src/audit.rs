@@ -150,10 +150,7 @@ pub struct AuditStore {
 impl AuditStore {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(16 * 1024 * 1024)
-            .open()
+        let db = waybill_log::local::open_sled(&sled::Config::new().path(path).cache_capacity(16 * 1024 * 1024))
             .map_err(|e| Error::audit(format!("opening {}", path.display()), e))?;
         let tree = db.open_tree("waybill.audit").map_err(|e| Error::audit("opening the tree", e))?;
         Ok(AuditStore { tree })

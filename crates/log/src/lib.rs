@@ -9,11 +9,15 @@
 //! (feature `kafka`: any Kafka-protocol broker through librdkafka). Every backend
 //! passes the same conformance suite (`testing::conformance`, behind `test-util`).
 //!
+//! [`local`] opens a node's local stores (this log's directory and the sled databases
+//! beside it) under one rule for a lock that is still being released.
+//!
 //! This crate must not know about Avro, sagas or projections: it moves bytes.
 
 pub mod embedded;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod local;
 #[cfg(feature = "test-util")]
 pub mod testing;
 

@@ -34,9 +34,6 @@ pub struct ProjectionStore {
     applied: (Mutex<u64>, std::sync::Condvar),
 }
 
-/// How long [`ProjectionStore::open`] waits for a store's lock to be released.
-pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-
 impl ProjectionStore {
     /// The number of batches applied so far; pass it to [`Self::wait_for_apply`].
     pub fn applied(&self) -> u64 {
@@ -56,23 +53,13 @@ impl ProjectionStore {
 
     /// Opens (or creates) a sled database at `path` and the projection tree in it.
     ///
-    /// sled releases a database's file lock only when its flusher thread stops, a moment
-    /// after the last handle is dropped: a store this process just closed (after a
-    /// rebuild) is waited for, up to [`LOCK_WAIT`]; one another process holds is refused
-    /// after that.
+    /// A lock this process is still releasing (a store just closed after a rebuild) is
+    /// waited for, up to [`waybill_log::local::LOCK_WAIT`]; a store another process
+    /// holds is refused after that.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
-        let db = loop {
-            match sled::Config::new().path(path).cache_capacity(256 * 1024 * 1024).open() {
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                other => break other.map_err(|source| Error::Open { path: path.to_path_buf(), source })?,
-            }
-        };
+        let db = waybill_log::local::open_sled(&sled::Config::new().path(path).cache_capacity(256 * 1024 * 1024))
+            .map_err(|source| Error::Open { path: path.to_path_buf(), source })?;
         Self::open_tree(&db)
     }
 

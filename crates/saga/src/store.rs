@@ -148,12 +148,11 @@ struct MarkRecord {
 }
 
 impl StateStore {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir`, waiting (up to
+    /// [`waybill_log::local::LOCK_WAIT`]) for a lock a store this process just closed
+    /// still holds.
     pub fn open(dir: &Path) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .open()
+        let db = waybill_log::local::open_sled(&sled::Config::new().path(dir).mode(sled::Mode::HighThroughput))
             .map_err(|source| Error::Store { path: dir.to_path_buf(), source })?;
         Self::with_db(&db, dir)
     }

@@ -178,9 +178,6 @@ struct Writer {
     failed: Option<String>,
 }
 
-/// How long `open` waits for a lock held by a process that is still exiting.
-const LOCK_WAIT: Duration = Duration::from_secs(5);
-
 impl EmbeddedLog {
     /// Opens (creating if needed) the log in `dir`, recovering from the segment files.
     ///
@@ -196,20 +193,10 @@ impl EmbeddedLog {
         let lock_path = dir.join(LOCK_FILE);
         let lock =
             OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io(&lock_path))?;
-        // A process that was just killed can hold the lock for a moment while the kernel
-        // tears it down (threads finishing an fsync); give it a few seconds.
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
-        loop {
-            match lock.try_lock() {
-                Ok(()) => break,
-                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(Error::Locked { path: dir.to_owned() });
-                }
-                Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
-            }
+        match crate::local::wait_for_lock(|| lock.try_lock(), |e| matches!(e, std::fs::TryLockError::WouldBlock)) {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: dir.to_owned() }),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
         }
         let segments_dir = dir.join(SEGMENTS_DIR);
         std::fs::create_dir_all(&segments_dir).map_err(io(&segments_dir))?;
