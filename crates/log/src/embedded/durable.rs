@@ -100,16 +100,26 @@ impl Inner {
                 return Err(Error::Io { path: seg.path.clone(), source });
             }
             c.synced = c.synced.max(upto);
-            self.publish_durable(&mut c);
+            let published = self.publish_durable(&mut c);
             self.committed.notify_all();
+            drop(c);
+            self.waiters.wake(&published);
+            c = self.commits();
         }
     }
 
-    /// Publishes the pending frames an fsync now covers, oldest first.
-    pub(super) fn publish_durable(&self, c: &mut Commits) {
+    /// Publishes the pending frames an fsync now covers, oldest first; returns the
+    /// partitions they wrote to, whose readers are to be woken.
+    pub(super) fn publish_durable(&self, c: &mut Commits) -> Vec<super::wake::Key> {
         let mut st = self.write_state();
+        let mut published = Vec::new();
         while c.pending.front().is_some_and(|p| p.end <= c.synced) {
             let Some(p) = c.pending.pop_front() else { break };
+            for key in super::wake::partitions_of(&p.placed) {
+                if !published.contains(&key) {
+                    published.push(key);
+                }
+            }
             for &(topic, partition, start, len) in &p.placed {
                 let entry = Entry { segment: p.segment, len, pos: p.frame_pos + start as u64 };
                 st.push(topic, partition, entry, p.timestamp_ms);
@@ -118,6 +128,7 @@ impl Inner {
                 st.set_committed(group, *topic, *partition, *next);
             }
         }
+        published
     }
 }
 

@@ -29,7 +29,8 @@
 //!
 //! The modules: `format` (the frame layout), `index` (what readers see), `durable`
 //! (group commit, background fsync), `read` (positioned reads), `recover` (rebuilding
-//! the index on open), `retention`; this file opens the log and writes its frames.
+//! the index on open), `retention`, `wake` (readers waiting for records, woken only by
+//! appends to the partitions they wait on); this file opens the log and writes its frames.
 
 mod durable;
 mod format;
@@ -37,6 +38,7 @@ mod index;
 mod read;
 mod recover;
 mod retention;
+mod wake;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -44,7 +46,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::{AppendBatch, Appended, Capabilities, Error, EventLog, Offset, Result, StoredRecord, partition_for};
 use durable::{Commits, Flusher, Pending, fsync_failed};
@@ -130,9 +132,8 @@ struct Inner {
     _lock: File,
     writer: Mutex<Writer>,
     state: RwLock<State>,
-    /// Paired with `appended`; waiters check the index while holding it.
-    append_mutex: Mutex<()>,
-    appended: Condvar,
+    /// Readers waiting for records, woken by the partitions they wait on.
+    waiters: wake::Waiters,
     /// Something was written since the last fsync (used under `Interval`).
     dirty: AtomicBool,
     /// Group commit under `EveryBatch`: what is durable and what waits to be.
@@ -245,8 +246,7 @@ impl EmbeddedLog {
                 failed: None,
             }),
             state: RwLock::new(state),
-            append_mutex: Mutex::new(()),
-            appended: Condvar::new(),
+            waiters: wake::Waiters::default(),
             dirty: AtomicBool::new(false),
             commits: Mutex::new(Commits { synced: stream_end, ..Commits::default() }),
             committed: Condvar::new(),
@@ -339,6 +339,11 @@ fn now_ms() -> i64 {
 impl Inner {
     fn writer(&self) -> MutexGuard<'_, Writer> {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The (topic id, partition) a waiter registers for.
+    fn key(&self, topic: &str, partition: i32) -> Result<wake::Key> {
+        Ok((self.read_state().partition(topic, partition)?.0, partition))
     }
 
     fn read_state(&self) -> RwLockReadGuard<'_, State> {
@@ -447,11 +452,6 @@ impl Inner {
             positions.into_iter().filter(|(_, n)| *n >= 0).map(|((g, t, p), n)| (g, t, p, n)).collect();
         positions.sort();
         positions
-    }
-
-    fn notify_appended(&self) {
-        let _g = self.append_mutex.lock().unwrap_or_else(PoisonError::into_inner);
-        self.appended.notify_all();
     }
 
     /// Encodes `batch` into `w.buf`, assigning partitions and offsets; fills `w.placed`
@@ -591,14 +591,17 @@ impl EventLog for EmbeddedLog {
             }
             None
         };
+        // Published now (without group commit) or by the fsync that covers the frame,
+        // whichever thread runs it: the publisher wakes the partitions' readers.
+        let published = if durable_at.is_none() { wake::partitions_of(&w.placed) } else { Vec::new() };
         if w.buf.capacity() > KEEP_BUFFER {
             w.buf = Vec::new();
         }
         drop(guard);
+        self.inner.waiters.wake(&published);
         if let Some(end) = durable_at {
             self.inner.make_durable(end)?;
         }
-        self.inner.notify_appended();
         Ok(out)
     }
 
@@ -618,45 +621,23 @@ impl EventLog for EmbeddedLog {
     }
 
     fn wait_for(&self, topic: &str, partition: i32, offset: Offset, timeout: Duration) -> Result<Offset> {
-        let deadline = Instant::now().checked_add(timeout);
-        let mut guard = self.inner.append_mutex.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            // Checked while holding `append_mutex`: an append that publishes after this
-            // check notifies only after we are waiting, so no wake-up is lost.
-            let end = self.end_offset(topic, partition)?;
-            if end > offset {
-                return Ok(end);
-            }
-            let remaining = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()),
-                None => Duration::from_secs(3600),
-            };
-            if remaining.is_zero() {
-                return Ok(end);
-            }
-            guard = self.inner.appended.wait_timeout(guard, remaining).unwrap_or_else(PoisonError::into_inner).0;
-        }
+        let on = vec![self.inner.key(topic, partition)?];
+        let end = || self.end_offset(topic, partition);
+        let reached = self.inner.waiters.wait(on, timeout, || Ok(Some(end()?).filter(|&e| e > offset)))?;
+        reached.map_or_else(end, Ok)
     }
 
     fn wait_any(&self, positions: &[(&str, i32, Offset)], timeout: Duration) -> Result<bool> {
-        let deadline = Instant::now().checked_add(timeout);
-        let mut guard = self.inner.append_mutex.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            // Checked under `append_mutex`, as in `wait_for`: no wake-up is lost.
-            for (t, p, o) in positions {
-                if self.end_offset(t, *p)? > *o {
-                    return Ok(true);
+        let on = positions.iter().map(|&(t, p, _)| self.inner.key(t, p)).collect::<Result<Vec<_>>>()?;
+        let ready = || {
+            for &(t, p, o) in positions {
+                if self.end_offset(t, p)? > o {
+                    return Ok(Some(()));
                 }
             }
-            let remaining = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()),
-                None => Duration::from_secs(3600),
-            };
-            if remaining.is_zero() {
-                return Ok(false);
-            }
-            guard = self.inner.appended.wait_timeout(guard, remaining).unwrap_or_else(PoisonError::into_inner).0;
-        }
+            Ok(None)
+        };
+        Ok(self.inner.waiters.wait(on, timeout, ready)?.is_some())
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -1,5 +1,6 @@
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
+use std::time::Instant;
 
 use super::*;
 use crate::Record;
@@ -276,4 +277,64 @@ fn concurrent_appends_commit_in_groups_and_read_back_as_written() {
     check(log.as_ref());
     drop(log);
     check(&open(dir.path()).unwrap());
+}
+
+#[test]
+fn readers_waiting_on_their_partitions_follow_concurrent_group_commits_without_a_lost_wake_up() {
+    // Appenders write to four partitions while a reader per partition follows it with
+    // `wait_for`, and one more with `wait_any` over all four. Each record published wakes
+    // only its partition's waiters; a wake-up lost would leave a reader asleep until its
+    // (long) timeout, which the bound below would catch.
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(open(dir.path()).unwrap());
+    log.ensure_topic("t", 4).unwrap();
+    let (appenders, appends) = (4, 150);
+    let total = (appenders * appends) as i64;
+    let started = Instant::now();
+    let wait = Duration::from_secs(60);
+    let readers: Vec<_> = (0..4)
+        .map(|p| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let (mut at, mut seen) = (0, 0);
+                while seen < total / 4 {
+                    at = log.wait_for("t", p, at, wait).unwrap();
+                    seen = log.read("t", p, 0, 100_000).unwrap().len() as i64;
+                }
+                at
+            })
+        })
+        .collect();
+    let any = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let mut ends = [0i64; 4];
+            while ends.iter().sum::<i64>() < total {
+                let waiting: Vec<(&str, i32, i64)> = (0..4).map(|p| ("t", p, ends[p as usize])).collect();
+                log.wait_any(&waiting, wait).unwrap();
+                for p in 0..4 {
+                    ends[p as usize] = log.end_offset("t", p).unwrap();
+                }
+            }
+        })
+    };
+    let writers: Vec<_> = (0..appenders)
+        .map(|a| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for i in 0..appends {
+                    let p = (a + i) % 4;
+                    let record = Record { partition: Some(p), ..Record::keyed("t", "k", format!("{a}/{i}")) };
+                    log.append(AppendBatch { records: vec![record], positions: vec![] }).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let ends: Vec<i64> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    any.join().unwrap();
+    assert_eq!(ends, vec![total / 4; 4], "each reader followed its partition to the end");
+    assert!(started.elapsed() < wait / 2, "no reader slept through records published for it");
 }
