@@ -17,7 +17,10 @@ const RETRY: Duration = Duration::from_millis(50);
 
 /// Calls `attempt` until it returns anything other than an error `held` recognises as
 /// "the lock is held", or until [`LOCK_WAIT`] has passed; returns the last result.
-pub fn wait_for_lock<T, E>(mut attempt: impl FnMut() -> Result<T, E>, held: impl Fn(&E) -> bool) -> Result<T, E> {
+pub(crate) fn wait_for_lock<T, E>(
+    mut attempt: impl FnMut() -> Result<T, E>,
+    held: impl Fn(&E) -> bool,
+) -> Result<T, E> {
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
         match attempt() {

@@ -22,7 +22,7 @@ impl Inner {
         from: Offset,
         max: usize,
     ) -> Result<Vec<StoredRecord>> {
-        let (name, from, entries, segments) = {
+        let (name, from, entries, first_segment, segments) = {
             let st = self.read_state();
             let (_, t, part) = st.partition(topic, partition)?;
             let end = part.next();
@@ -38,11 +38,10 @@ impl Inner {
             let at = (from - part.start) as usize;
             let entries = part.entries[at..at + n].to_vec();
             // Copied-forward records sit in later segments than the records after them.
-            let first = entries.iter().map(|e| e.segment).min().unwrap_or(0) as usize;
-            let last = entries.iter().map(|e| e.segment).max().unwrap_or(0) as usize;
-            (t.name.clone(), from, entries, st.segments[first..=last].to_vec())
+            let first = entries.iter().map(|e| e.segment).min().unwrap_or(0);
+            let last = entries.iter().map(|e| e.segment).max().unwrap_or(0);
+            (t.name.clone(), from, entries, first, st.segments[first as usize..=last as usize].to_vec())
         };
-        let first_segment = entries.iter().map(|e| e.segment).min().unwrap_or(0);
         let mut out = Vec::with_capacity(entries.len());
         let mut buf = Vec::new();
         let mut i = 0;
