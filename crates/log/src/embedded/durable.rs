@@ -49,19 +49,28 @@ pub(super) fn fsync_failed(seg: &Segment, source: &std::io::Error) -> String {
 }
 
 impl Inner {
-    /// Fsyncs the active segment.
+    /// Fsyncs the active segment; a failure poisons the log.
     pub(super) fn sync_active(&self) -> Result<()> {
         let active = self.writer().active.clone();
         self.dirty.store(false, Ordering::SeqCst);
-        active.file.sync_data().map_err(|source| Error::Io { path: active.path.clone(), source })
+        active.file.sync_data().map_err(|source| {
+            self.poison(fsync_failed(&active, &source));
+            Error::Io { path: active.path.clone(), source }
+        })
     }
 
     /// After a failed fsync nothing written since the last good one can be trusted: no
     /// later append is acknowledged, and waiters of a group commit are told.
     pub(super) fn poison(&self, reason: String) {
+        self.poison_writer(&mut self.writer(), reason);
+    }
+
+    /// [`Inner::poison`] for a caller that holds the writer lock (the writer, then the
+    /// commits: the order `append` takes them in).
+    pub(super) fn poison_writer(&self, w: &mut super::Writer, reason: String) {
         self.commits().failed = Some(reason.clone());
         self.committed.notify_all();
-        self.writer().failed = Some(reason);
+        w.failed = Some(reason);
     }
 
     pub(super) fn commits(&self) -> MutexGuard<'_, Commits> {
@@ -115,11 +124,7 @@ impl Inner {
         let mut published = Vec::new();
         while c.pending.front().is_some_and(|p| p.end <= c.synced) {
             let Some(p) = c.pending.pop_front() else { break };
-            for key in super::wake::partitions_of(&p.placed) {
-                if !published.contains(&key) {
-                    published.push(key);
-                }
-            }
+            super::wake::add_partitions(&mut published, &p.placed);
             for &(topic, partition, start, len) in &p.placed {
                 let entry = Entry { segment: p.segment, len, pos: p.frame_pos + start as u64 };
                 st.push(topic, partition, entry, p.timestamp_ms);
@@ -157,8 +162,6 @@ impl Flusher {
                         && let Err(e) = inner.sync_active()
                     {
                         tracing::error!(error = %e, "embedded log: background fsync failed");
-                        inner.writer().failed =
-                            Some(format!("{e}; restart the process so recovery can check the file"));
                     }
                 }
             })

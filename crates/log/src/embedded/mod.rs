@@ -375,11 +375,12 @@ impl Inner {
             // Cut off whatever part of the frame made it, so the next frame follows the
             // last good one; if even that fails the file's tail is in doubt.
             if let Err(e) = seg.file.set_len(pos) {
-                w.failed = Some(format!(
+                let reason = format!(
                     "a failed write to {} could not be rolled back ({e}); restart the \
                      process so recovery can check the file",
                     seg.path.display()
-                ));
+                );
+                self.poison_writer(w, reason);
             }
             return Err(Error::Io { path: seg.path.clone(), source });
         }
@@ -387,7 +388,7 @@ impl Inner {
             FsyncPolicy::EveryBatch if !sync_now => {}
             FsyncPolicy::EveryBatch => {
                 if let Err(source) = seg.file.sync_data() {
-                    w.failed = Some(fsync_failed(&seg, &source));
+                    self.poison_writer(w, fsync_failed(&seg, &source));
                     return Err(Error::Io { path: seg.path.clone(), source });
                 }
             }
@@ -402,16 +403,20 @@ impl Inner {
     /// is a checkpoint: so once the segments before it are deleted, it still says which
     /// topics exist, where each partition starts and ends, and every stored position.
     fn roll(&self, w: &mut Writer) -> Result<()> {
-        let old = &w.active;
-        old.file.sync_data().map_err(|source| Error::Io { path: old.path.clone(), source })?;
+        let old = w.active.clone();
+        if let Err(source) = old.file.sync_data() {
+            self.poison_writer(w, fsync_failed(&old, &source));
+            return Err(Error::Io { path: old.path.clone(), source });
+        }
         let frame = checkpoint_frame(&self.checkpoint(w, &[]))?;
         let seg = Arc::new(create_segment(&self.segments_dir, old.base + w.active_len)?);
         if let Err(source) = seg.file.write_all_at(&frame, 0) {
-            w.failed = Some(format!(
+            let reason = format!(
                 "the checkpoint at the start of {} could not be written ({source}); restart the \
                  process so recovery can check the file",
                 seg.path.display()
-            ));
+            );
+            self.poison_writer(w, reason);
             return Err(Error::Io { path: seg.path.clone(), source });
         }
         let mut st = self.write_state();
@@ -509,6 +514,66 @@ impl Inner {
     }
 }
 
+impl EmbeddedLog {
+    /// Writes one frame holding `batch` and returns once readers may see it (under
+    /// `EveryBatch`, once an fsync covers it). The checks of the `EventLog` contract
+    /// are the caller's.
+    fn write_batch(&self, batch: AppendBatch) -> Result<Vec<Appended>> {
+        if batch.records.is_empty() && batch.positions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut guard = self.inner.writer();
+        let w = &mut *guard;
+        if let Some(reason) = &w.failed {
+            return Err(Error::Unavailable(reason.clone()));
+        }
+        let out = self.inner.encode_batch(w, &batch)?;
+        let group_commit = self.inner.options.fsync == FsyncPolicy::EveryBatch;
+        let (segment, frame_pos) = self.inner.write_frame(w, !group_commit)?;
+        let Writer { next, assigned, .. } = w;
+        assigned.extend(next.drain());
+        let positions = batch.positions.iter().zip(&w.position_topics);
+        let durable_at = if group_commit {
+            let end = w.active.base + w.active_len;
+            let pending = Pending {
+                end,
+                segment,
+                frame_pos,
+                timestamp_ms: w.batch_ms,
+                placed: w.placed.clone(),
+                positions: positions.map(|(p, &topic)| (p.group.clone(), topic, p.partition, p.next_offset)).collect(),
+            };
+            self.inner.commits().pending.push_back(pending);
+            Some(end)
+        } else {
+            let mut st = self.inner.write_state();
+            for &(topic, partition, start, len) in &w.placed {
+                let entry = Entry { segment, len, pos: frame_pos + start as u64 };
+                st.push(topic, partition, entry, w.batch_ms);
+            }
+            for (p, &topic) in positions {
+                st.set_committed(&p.group, topic, p.partition, p.next_offset);
+            }
+            None
+        };
+        // Published now (without group commit) or by the fsync that covers the frame,
+        // whichever thread runs it: the publisher wakes the partitions' readers.
+        let mut published = Vec::new();
+        if durable_at.is_none() {
+            wake::add_partitions(&mut published, &w.placed);
+        }
+        if w.buf.capacity() > KEEP_BUFFER {
+            w.buf = Vec::new();
+        }
+        drop(guard);
+        self.inner.waiters.wake(&published);
+        if let Some(end) = durable_at {
+            self.inner.make_durable(end)?;
+        }
+        Ok(out)
+    }
+}
+
 impl EventLog for EmbeddedLog {
     fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<()> {
         check_topic_name(topic)?;
@@ -554,55 +619,16 @@ impl EventLog for EmbeddedLog {
     }
 
     fn append(&self, batch: AppendBatch) -> Result<Vec<Appended>> {
-        if batch.records.is_empty() && batch.positions.is_empty() {
-            return Ok(Vec::new());
+        // A negative position is how the log records a forgotten group; only
+        // `EmbeddedLog::forget_group` writes one.
+        if let Some(p) = batch.positions.iter().find(|p| p.next_offset < 0) {
+            return Err(invalid(format!(
+                "position of group {:?} in {}/{} is {}; a position is the next offset to read, 0 or more \
+                 (to forget a group, stop the server and run `waybill log forget-group`)",
+                p.group, p.topic, p.partition, p.next_offset
+            )));
         }
-        let mut guard = self.inner.writer();
-        let w = &mut *guard;
-        if let Some(reason) = &w.failed {
-            return Err(Error::Unavailable(reason.clone()));
-        }
-        let out = self.inner.encode_batch(w, &batch)?;
-        let group_commit = self.inner.options.fsync == FsyncPolicy::EveryBatch;
-        let (segment, frame_pos) = self.inner.write_frame(w, !group_commit)?;
-        let Writer { next, assigned, .. } = w;
-        assigned.extend(next.drain());
-        let positions = batch.positions.iter().zip(&w.position_topics);
-        let durable_at = if group_commit {
-            let end = w.active.base + w.active_len;
-            let pending = Pending {
-                end,
-                segment,
-                frame_pos,
-                timestamp_ms: w.batch_ms,
-                placed: w.placed.clone(),
-                positions: positions.map(|(p, &topic)| (p.group.clone(), topic, p.partition, p.next_offset)).collect(),
-            };
-            self.inner.commits().pending.push_back(pending);
-            Some(end)
-        } else {
-            let mut st = self.inner.write_state();
-            for &(topic, partition, start, len) in &w.placed {
-                let entry = Entry { segment, len, pos: frame_pos + start as u64 };
-                st.push(topic, partition, entry, w.batch_ms);
-            }
-            for (p, &topic) in positions {
-                st.set_committed(&p.group, topic, p.partition, p.next_offset);
-            }
-            None
-        };
-        // Published now (without group commit) or by the fsync that covers the frame,
-        // whichever thread runs it: the publisher wakes the partitions' readers.
-        let published = if durable_at.is_none() { wake::partitions_of(&w.placed) } else { Vec::new() };
-        if w.buf.capacity() > KEEP_BUFFER {
-            w.buf = Vec::new();
-        }
-        drop(guard);
-        self.inner.waiters.wake(&published);
-        if let Some(end) = durable_at {
-            self.inner.make_durable(end)?;
-        }
-        Ok(out)
+        self.write_batch(batch)
     }
 
     fn read(&self, topic: &str, partition: i32, from: Offset, max: usize) -> Result<Vec<StoredRecord>> {
@@ -647,9 +673,13 @@ impl EventLog for EmbeddedLog {
     fn flush(&self) -> Result<()> {
         // Under the writer lock, so a concurrent roll cannot slip a segment past us
         // (rolling fsyncs the old segment itself).
-        let w = self.inner.writer();
+        let mut w = self.inner.writer();
         self.inner.dirty.store(false, Ordering::SeqCst);
-        w.active.file.sync_data().map_err(|source| Error::Io { path: w.active.path.clone(), source })
+        let active = w.active.clone();
+        active.file.sync_data().map_err(|source| {
+            self.inner.poison_writer(&mut w, fsync_failed(&active, &source));
+            Error::Io { path: active.path.clone(), source }
+        })
     }
 }
 

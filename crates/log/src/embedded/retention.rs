@@ -31,7 +31,7 @@ use std::time::Duration;
 use super::format::{self, Cursor, FRAME_HEADER, KIND_BATCH, KIND_COPY, Put};
 use super::index::Entry;
 use super::{EmbeddedLog, Inner, Segment, invalid, now_ms, sync_dir};
-use crate::{AppendBatch, Error, EventLog, Offset, Position, Result};
+use crate::{AppendBatch, Error, Offset, Position, Result};
 
 /// How long the records of some topics are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +135,7 @@ impl EmbeddedLog {
                 .collect()
         };
         let n = positions.len();
-        self.append(AppendBatch { records: Vec::new(), positions })?;
+        self.write_batch(AppendBatch { records: Vec::new(), positions })?;
         Ok(n)
     }
 

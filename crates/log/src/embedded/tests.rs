@@ -223,6 +223,15 @@ fn bad_requests_are_refused_with_a_reason() {
     ));
     assert_eq!(log.end_offset("ok", 0).unwrap(), 0);
     assert!(log.append(AppendBatch::default()).unwrap().is_empty());
+    // A negative position is the log's own record of a forgotten group: no caller of
+    // `append` may forget another reader's position by mistake.
+    let position = |next_offset| crate::Position { group: "g".into(), topic: "ok".into(), partition: 0, next_offset };
+    log.append(AppendBatch { records: vec![], positions: vec![position(0)] }).unwrap();
+    match log.append(AppendBatch { records: vec![], positions: vec![position(-1)] }) {
+        Err(Error::InvalidRequest { reason }) => assert!(reason.contains("forget-group"), "{reason}"),
+        other => panic!("a negative position: {other:?}"),
+    }
+    assert_eq!(log.committed("g", "ok", 0).unwrap(), Some(0), "the position is kept");
 }
 
 /// Group commit: appenders on many threads (one partition, so their frames interleave)

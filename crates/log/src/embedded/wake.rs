@@ -90,15 +90,13 @@ impl Waiters {
     }
 }
 
-/// The distinct partitions of `placed` (topic id, partition, …), in first-seen order.
-pub(super) fn partitions_of<'a>(placed: impl IntoIterator<Item = &'a (u32, i32, usize, u32)>) -> Vec<Key> {
-    let mut keys: Vec<Key> = Vec::new();
+/// Adds the partitions of `placed` (topic id, partition, …) that `keys` lacks.
+pub(super) fn add_partitions(keys: &mut Vec<Key>, placed: &[(u32, i32, usize, u32)]) {
     for &(topic, partition, _, _) in placed {
         if !keys.contains(&(topic, partition)) {
             keys.push((topic, partition));
         }
     }
-    keys
 }
 
 #[cfg(test)]
