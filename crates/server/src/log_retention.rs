@@ -28,13 +28,20 @@ pub fn pass(log: &EmbeddedLog) -> waybill_log::Result<RetentionReport> {
             "embedded log retention: expired records and mostly-dead segments deleted"
         );
     }
+    // One line per reader, however many partitions it holds back.
+    let mut by_group: std::collections::BTreeMap<&str, (u64, Vec<String>)> = Default::default();
     for h in &r.held_back {
+        let (records, partitions) = by_group.entry(h.group.as_str()).or_default();
+        *records += h.records;
+        partitions.push(format!("{}/{}", h.topic, h.partition));
+    }
+    for (group, (records, partitions)) in by_group {
         tracing::info!(
-            topic = %h.topic,
-            partition = h.partition,
-            group = %h.group,
-            records = h.records,
-            "embedded log retention: a reader has not read expired records, so they are kept"
+            group,
+            records,
+            partitions = partitions.join(" "),
+            "embedded log retention: a reader has not read expired records, so they are kept \
+             (`waybill log forget-group` forgets a reader removed for good)"
         );
     }
     Ok(r)
