@@ -31,11 +31,23 @@ struct Snapshot {
     decided_by: String,
     view: PostingView,
     /// Where the journal record that held the posting is (partition, offset), from the
-    /// order's timeline read with the posting.
-    held_at: Option<(i32, i64)>,
+    /// order's timeline read with the posting (`None` when only its state was wanted).
+    held_record: Option<(i32, i64)>,
 }
 
 impl Snapshot {
+    fn new(order_ref: String, p: PostingView, held_record: Option<(i32, i64)>) -> Snapshot {
+        Snapshot {
+            order_ref,
+            posting_id: p.posting_id.clone(),
+            state: p.state.clone(),
+            version: p.version,
+            decided_by: p.decided_by.clone().unwrap_or_default(),
+            view: p,
+            held_record,
+        }
+    }
+
     /// The posting in the saga's terms, for the saga's own check.
     fn posting(&self) -> approval::Posting {
         let v = &self.view;
@@ -119,24 +131,22 @@ impl<'a> PostingFilter<'a> {
 }
 
 impl Control {
+    /// The posting as the read models have it, with where the record that held it is.
     fn snapshot(&self, posting_id: &str) -> Result<Option<Snapshot>> {
         Ok(self.projections.posting_with_timeline(posting_id)?.map(|(order_ref, p, timeline)| {
             let held = format!("posting {} ", p.posting_id);
-            let held_at = timeline
+            let held_record = timeline
                 .iter()
                 .rev()
                 .find(|t| t.event == "PostingHeld" && t.summary.contains(&held))
                 .map(|t| (t.partition, t.offset));
-            Snapshot {
-                order_ref,
-                posting_id: p.posting_id.clone(),
-                state: p.state.clone(),
-                version: p.version,
-                decided_by: p.decided_by.clone().unwrap_or_default(),
-                view: p,
-                held_at,
-            }
+            Snapshot::new(order_ref, p, held_record)
         }))
+    }
+
+    /// The posting's state now, for a call waiting for its decision to show.
+    fn current(&self, posting_id: &str) -> Result<Option<Snapshot>> {
+        Ok(self.projections.posting(posting_id)?.map(|(order_ref, p)| Snapshot::new(order_ref, p, None)))
     }
 
     /// The request is well formed and the posting exists; then the saga's own rule
@@ -368,7 +378,7 @@ impl Control {
                 next_look = Instant::now() + Duration::from_millis(25);
             }
             if look
-                && let Some(now) = self.snapshot(&before.posting_id)?
+                && let Some(now) = self.current(&before.posting_id)?
                 && (now.state != "held" || now.version > before.version)
             {
                 let same = now.state == if approve { "approved" } else { "rejected" };
@@ -497,7 +507,7 @@ impl Control {
 
     /// The headers of the journal record that held `posting` (its trace context).
     fn posting_held_headers(&self, posting: &Snapshot) -> Vec<Header> {
-        let Some((partition, offset)) = posting.held_at else { return Vec::new() };
+        let Some((partition, offset)) = posting.held_record else { return Vec::new() };
         match self.log.read(topic::JOURNAL, partition, offset, 1) {
             Ok(mut r) if r.first().is_some_and(|r| r.offset == offset) => r.swap_remove(0).headers,
             _ => Vec::new(),
