@@ -408,7 +408,7 @@ impl Inner {
             self.poison_writer(w, fsync_failed(&old, &source));
             return Err(Error::Io { path: old.path.clone(), source });
         }
-        let frame = checkpoint_frame(&self.checkpoint(w, &[]))?;
+        let frame = checkpoint_frame(&self.checkpoint(w, self.written_positions(), &[]))?;
         let seg = Arc::new(create_segment(&self.segments_dir, old.base + w.active_len)?);
         if let Err(source) = seg.file.write_all_at(&frame, 0) {
             let reason = format!(
@@ -431,8 +431,12 @@ impl Inner {
 
     /// The checkpoint of everything written so far, with the log starts of `trims`
     /// (topic id, partition, new start) applied. The caller holds the writer lock.
-    fn checkpoint(&self, w: &Writer, trims: &[(u32, i32, Offset)]) -> format::Checkpoint {
-        let positions = self.written_positions();
+    fn checkpoint(
+        &self,
+        w: &Writer,
+        positions: Vec<(String, u32, i32, Offset)>,
+        trims: &[(u32, i32, Offset)],
+    ) -> format::Checkpoint {
         let st = self.read_state();
         let mut cp = st.checkpoint(|t, p, part| w.assigned.get(&(t, p)).copied().unwrap_or(part.next()), positions);
         for &(t, p, start) in trims {

@@ -160,12 +160,13 @@ impl Inner {
         // commit (a reader may have moved back).
         let mut read_up_to: HashMap<(u32, i32), (Offset, String)> = HashMap::new();
         let mut read_by: HashMap<(String, u32, i32), Offset> = HashMap::new();
-        for (g, t, p, n) in self.written_positions() {
-            let m = read_up_to.entry((t, p)).or_insert((n, g.clone()));
-            if n < m.0 {
-                *m = (n, g.clone());
+        let positions = self.written_positions();
+        for (g, t, p, n) in &positions {
+            let m = read_up_to.entry((*t, *p)).or_insert((*n, g.clone()));
+            if *n < m.0 {
+                *m = (*n, g.clone());
             }
-            read_by.insert((g, t, p), n);
+            read_by.insert((g.clone(), *t, *p), *n);
         }
         let mut held_back = Vec::new();
         let trims = {
@@ -217,7 +218,8 @@ impl Inner {
         if trims.is_empty() {
             return Ok((0, held_back));
         }
-        let cp = self.checkpoint(w, &trims);
+        // The positions read above, still the log's: the writer lock is held throughout.
+        let cp = self.checkpoint(w, positions, &trims);
         w.buf.clear();
         w.buf.resize(FRAME_HEADER, 0);
         format::encode_checkpoint(&mut w.buf, &cp).map_err(invalid)?;
