@@ -346,6 +346,11 @@ impl Inner {
         Ok((self.read_state().partition(topic, partition)?.0, partition))
     }
 
+    /// The end offset of a partition [`Inner::key`] found (topics are never removed).
+    fn end_of(&self, (topic, partition): wake::Key) -> Offset {
+        self.read_state().topics[topic as usize].partitions[partition as usize].next()
+    }
+
     fn read_state(&self) -> RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(PoisonError::into_inner)
     }
@@ -651,23 +656,16 @@ impl EventLog for EmbeddedLog {
     }
 
     fn wait_for(&self, topic: &str, partition: i32, offset: Offset, timeout: Duration) -> Result<Offset> {
-        let on = vec![self.inner.key(topic, partition)?];
-        let end = || self.end_offset(topic, partition);
-        let reached = self.inner.waiters.wait(on, timeout, || Ok(Some(end()?).filter(|&e| e > offset)))?;
-        reached.map_or_else(end, Ok)
+        let key = self.inner.key(topic, partition)?;
+        let end = || self.inner.end_of(key);
+        let reached = self.inner.waiters.wait(&[key], timeout, || Ok(Some(end()).filter(|&e| e > offset)))?;
+        Ok(reached.unwrap_or_else(end))
     }
 
     fn wait_any(&self, positions: &[(&str, i32, Offset)], timeout: Duration) -> Result<bool> {
         let on = positions.iter().map(|&(t, p, _)| self.inner.key(t, p)).collect::<Result<Vec<_>>>()?;
-        let ready = || {
-            for &(t, p, o) in positions {
-                if self.end_offset(t, p)? > o {
-                    return Ok(Some(()));
-                }
-            }
-            Ok(None)
-        };
-        Ok(self.inner.waiters.wait(on, timeout, ready)?.is_some())
+        let ready = || Ok(on.iter().zip(positions).any(|(&key, &(_, _, o))| self.inner.end_of(key) > o).then_some(()));
+        Ok(self.inner.waiters.wait(&on, timeout, ready)?.is_some())
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -42,7 +42,7 @@ impl Waiters {
     /// `on`. Returns what `ready` last returned.
     pub(super) fn wait<T>(
         &self,
-        on: Vec<Key>,
+        on: &[Key],
         timeout: Duration,
         mut ready: impl FnMut() -> crate::Result<Option<T>>,
     ) -> crate::Result<Option<T>> {
@@ -51,7 +51,7 @@ impl Waiters {
         let mut registry = self.lock();
         let id = registry.next_id;
         registry.next_id += 1;
-        registry.waiting.push(Waiter { id, on, wake: wake.clone() });
+        registry.waiting.push(Waiter { id, on: on.to_vec(), wake: wake.clone() });
         let outcome = loop {
             // Checked while holding the registry: records published after this check
             // wake us only once we wait, so no wake-up is lost.
@@ -113,7 +113,7 @@ mod tests {
             .map(|i| {
                 let (waiters, checks, ready) = (waiters.clone(), checks.clone(), ready.clone());
                 std::thread::spawn(move || {
-                    waiters.wait(vec![(7, i as i32)], Duration::from_secs(10), || {
+                    waiters.wait(&[(7, i as i32)], Duration::from_secs(10), || {
                         checks[i].fetch_add(1, Ordering::SeqCst);
                         Ok(ready[i].load(Ordering::SeqCst).then_some(()))
                     })
@@ -143,7 +143,7 @@ mod tests {
     fn a_waiter_returns_at_its_timeout_and_leaves_the_registry() {
         let waiters = Waiters::default();
         let started = Instant::now();
-        let got = waiters.wait(vec![(1, 0)], Duration::from_millis(30), || Ok(None::<()>)).unwrap();
+        let got = waiters.wait(&[(1, 0)], Duration::from_millis(30), || Ok(None::<()>)).unwrap();
         assert_eq!(got, None);
         assert!(started.elapsed() >= Duration::from_millis(30));
         assert!(waiters.lock().waiting.is_empty());
