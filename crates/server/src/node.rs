@@ -449,7 +449,12 @@ impl Node {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        let _ = self.log.flush();
+        if let Err(e) = self.log.flush() {
+            tracing::error!(
+                error = %e,
+                "cannot make the event log durable at shutdown; records acknowledged since its last good fsync may be lost, and the next start's recovery checks the files"
+            );
+        }
         // The projector has stopped: make what it applied durable now. sled flushes in the
         // background and when its last handle drops, but a process that exits right after
         // shutdown (the CLI, `waybill run`) may still hold a handle in a service thread, and

@@ -49,11 +49,23 @@ pub(super) fn fsync_failed(seg: &Segment, source: &std::io::Error) -> String {
 }
 
 impl Inner {
+    /// Fsyncs a segment's data: every fsync of an open log goes through here, and its
+    /// caller poisons the log when it fails ([`fsync_failed`]).
+    pub(super) fn sync_data(&self, seg: &Segment) -> std::io::Result<()> {
+        #[cfg(test)]
+        if self.fail_fsync.load(Ordering::SeqCst) {
+            // As a failing device does, it takes its time: other appenders queue behind it.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            return Err(std::io::Error::other("injected fsync failure"));
+        }
+        seg.file.sync_data()
+    }
+
     /// Fsyncs the active segment; a failure poisons the log.
     pub(super) fn sync_active(&self) -> Result<()> {
         let active = self.writer().active.clone();
         self.dirty.store(false, Ordering::SeqCst);
-        active.file.sync_data().map_err(|source| {
+        self.sync_data(&active).map_err(|source| {
             self.poison(fsync_failed(&active, &source));
             Error::Io { path: active.path.clone(), source }
         })
@@ -100,7 +112,7 @@ impl Inner {
                 let w = self.writer();
                 (w.active.base + w.active_len, w.active.clone())
             };
-            let result = seg.file.sync_data();
+            let result = self.sync_data(&seg);
             c = self.commits();
             c.syncing = false;
             if let Err(source) = result {

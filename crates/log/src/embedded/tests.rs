@@ -347,3 +347,90 @@ fn readers_waiting_on_their_partitions_follow_concurrent_group_commits_without_a
     assert_eq!(ends, vec![total / 4; 4], "each reader followed its partition to the end");
     assert!(started.elapsed() < wait / 2, "no reader slept through records published for it");
 }
+
+/// The next fsyncs of `log` fail (`false`: they work again).
+fn fail_fsync(log: &EmbeddedLog, fail: bool) {
+    log.inner.fail_fsync.store(fail, Ordering::SeqCst);
+}
+
+fn one_record(log: &EmbeddedLog, value: &str) -> Result<Vec<crate::Appended>> {
+    log.append(AppendBatch { records: vec![Record::keyed("t", "k0", value.to_string())], positions: vec![] })
+}
+
+/// A failed fsync poisons the log: the append is refused, its record is not published
+/// to readers, and every later append is refused, even once fsync works again (the
+/// kernel may have dropped the dirty pages, so a later good fsync proves nothing),
+/// until a restart lets recovery check the files.
+#[test]
+fn a_failed_fsync_refuses_that_append_and_every_later_one_until_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).unwrap();
+    fill(&log, 2);
+    assert_eq!(total(&log), 10);
+    fail_fsync(&log, true);
+    let err = one_record(&log, "unsynced").unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "the failed fsync itself: {err}");
+    assert_eq!(total(&log), 10, "a record no fsync covers is not published");
+    fail_fsync(&log, false);
+    let err = one_record(&log, "after").unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, Error::Unavailable(_)), "{err}");
+    assert!(message.contains("fsync of") && message.contains("restart the process"), "{message}");
+    assert!(log.flush().is_err(), "flush is refused too: {:?}", log.flush());
+    assert_eq!(total(&log), 10, "readers keep what was durable");
+    drop(log);
+    // Recovery keeps every whole frame: the refused append's bytes were written and only
+    // their fsync failed, so its record may come back. Its writer was told it failed and
+    // must treat it as unknown (the coordinator's appends are idempotent on their keys).
+    let log = open(dir.path()).unwrap();
+    let after_restart = total(&log);
+    assert!(after_restart == 10 || after_restart == 11, "{after_restart}");
+    one_record(&log, "after restart").unwrap();
+    assert_eq!(total(&log), after_restart + 1);
+}
+
+/// Appenders waiting on a group commit whose fsync fails are all told, none is left
+/// waiting, and none of their records is published.
+#[test]
+fn every_appender_of_a_failed_group_commit_is_told_and_none_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(open(dir.path()).unwrap());
+    fill(&log, 1);
+    fail_fsync(&log, true);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let start = Arc::new(std::sync::Barrier::new(8));
+    for i in 0..8 {
+        let (log, tx, start) = (log.clone(), tx.clone(), start.clone());
+        std::thread::spawn(move || {
+            start.wait();
+            tx.send(one_record(&log, &format!("v{i}")).map(|_| ())).unwrap()
+        });
+    }
+    drop(tx);
+    for _ in 0..8 {
+        let result = rx.recv_timeout(Duration::from_secs(20)).expect("every appender returns");
+        assert!(result.is_err(), "no append is acknowledged after a failed fsync");
+    }
+    assert_eq!(total(&log), 5, "nothing of the failed group is published");
+}
+
+/// Under `Interval`, the background flusher's failed fsync poisons the log: the next
+/// append is refused with the reason.
+#[test]
+fn a_failed_background_fsync_refuses_later_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = EmbeddedOptions { fsync: FsyncPolicy::Interval(Duration::from_millis(5)), ..Default::default() };
+    let log = EmbeddedLog::open(dir.path(), options).unwrap();
+    fill(&log, 1);
+    fail_fsync(&log, true);
+    one_record(&log, "dirty").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let err = loop {
+        match one_record(&log, "next") {
+            Err(e) => break e,
+            Ok(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(_) => panic!("the flusher's failed fsync never refused an append"),
+        }
+    };
+    assert!(err.to_string().contains("restart the process"), "{err}");
+}
