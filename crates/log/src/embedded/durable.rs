@@ -42,33 +42,40 @@ pub(super) struct Pending {
     pub(super) positions: Vec<(String, u32, i32, i64)>,
 }
 
-/// Why nothing more is appended after a failed fsync: the kernel may have dropped the
-/// dirty pages, so nothing written since the last good fsync can be trusted.
-pub(super) fn fsync_failed(seg: &Segment, source: &std::io::Error) -> String {
-    format!("fsync of {} failed ({source}); restart the process so recovery can check the file", seg.path.display())
-}
-
 impl Inner {
-    /// Fsyncs a segment's data: every fsync of an open log goes through here, and its
-    /// caller poisons the log when it fails ([`fsync_failed`]).
-    pub(super) fn sync_data(&self, seg: &Segment) -> std::io::Result<()> {
+    /// Fsyncs a segment's data. Every fsync of an open log goes through here, and a
+    /// failure poisons the log: the kernel may have dropped the dirty pages, so nothing
+    /// written since the last good fsync can be trusted. A caller holding the writer lock
+    /// passes it (`holding`), so the poison takes no second hold of it.
+    pub(super) fn fsync(&self, seg: &Segment, holding: Option<&mut super::Writer>) -> Result<()> {
         #[cfg(test)]
-        if self.fail_fsync.load(Ordering::SeqCst) {
+        let result = if self.fail_fsync.load(Ordering::SeqCst) {
             // As a failing device does, it takes its time: other appenders queue behind it.
             std::thread::sleep(std::time::Duration::from_millis(20));
-            return Err(std::io::Error::other("injected fsync failure"));
-        }
-        seg.file.sync_data()
+            Err(std::io::Error::other("injected fsync failure"))
+        } else {
+            seg.file.sync_data()
+        };
+        #[cfg(not(test))]
+        let result = seg.file.sync_data();
+        result.map_err(|source| {
+            let reason = format!(
+                "fsync of {} failed ({source}); restart the process so recovery can check the file",
+                seg.path.display()
+            );
+            match holding {
+                Some(w) => self.poison_writer(w, reason),
+                None => self.poison(reason),
+            }
+            Error::Io { path: seg.path.clone(), source }
+        })
     }
 
     /// Fsyncs the active segment; a failure poisons the log.
     pub(super) fn sync_active(&self) -> Result<()> {
         let active = self.writer().active.clone();
         self.dirty.store(false, Ordering::SeqCst);
-        self.sync_data(&active).map_err(|source| {
-            self.poison(fsync_failed(&active, &source));
-            Error::Io { path: active.path.clone(), source }
-        })
+        self.fsync(&active, None)
     }
 
     /// After a failed fsync nothing written since the last good one can be trusted: no
@@ -112,14 +119,11 @@ impl Inner {
                 let w = self.writer();
                 (w.active.base + w.active_len, w.active.clone())
             };
-            let result = self.sync_data(&seg);
+            // A failure poisons the log, which wakes the waiters with the reason.
+            let result = self.fsync(&seg, None);
             c = self.commits();
             c.syncing = false;
-            if let Err(source) = result {
-                drop(c);
-                self.poison(fsync_failed(&seg, &source));
-                return Err(Error::Io { path: seg.path.clone(), source });
-            }
+            result?;
             c.synced = c.synced.max(upto);
             let published = self.publish_durable(&mut c);
             self.committed.notify_all();

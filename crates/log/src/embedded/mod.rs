@@ -51,7 +51,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockRead
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::{AppendBatch, Appended, Capabilities, Error, EventLog, Offset, Result, StoredRecord, partition_for};
-use durable::{Commits, Flusher, Pending, fsync_failed};
+use durable::{Commits, Flusher, Pending};
 use format::{FRAME_HEADER, KIND_BATCH, Put, RecordHead};
 use index::{Entry, State};
 pub use retention::{HeldBack, RetentionReport, TopicRetention};
@@ -467,10 +467,7 @@ impl EventLog for EmbeddedLog {
         }
         self.inner.dirty.store(false, Ordering::SeqCst);
         let active = w.active.clone();
-        self.inner.sync_data(&active).map_err(|source| {
-            self.inner.poison_writer(&mut w, fsync_failed(&active, &source));
-            Error::Io { path: active.path.clone(), source }
-        })
+        self.inner.fsync(&active, Some(&mut w))
     }
 }
 

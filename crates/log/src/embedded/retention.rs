@@ -301,10 +301,7 @@ impl Inner {
         // Readers use the copies already; appends need not wait for the fsync.
         let active = w.active.clone();
         drop(guard);
-        if let Err(source) = self.sync_data(&active) {
-            self.poison(super::durable::fsync_failed(&active, &source));
-            return Err(Error::Io { path: active.path.clone(), source });
-        }
+        self.fsync(&active, None)?;
         remove_file(&seg, self)?;
         report.segments_deleted += 1;
         report.bytes_deleted += len;

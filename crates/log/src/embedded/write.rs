@@ -39,10 +39,7 @@ impl Inner {
         match self.options.fsync {
             FsyncPolicy::EveryBatch if !sync_now => {}
             FsyncPolicy::EveryBatch => {
-                if let Err(source) = self.sync_data(&seg) {
-                    self.poison_writer(w, fsync_failed(&seg, &source));
-                    return Err(Error::Io { path: seg.path.clone(), source });
-                }
+                self.fsync(&seg, Some(w))?;
             }
             FsyncPolicy::Interval(_) => self.dirty.store(true, Ordering::SeqCst),
             FsyncPolicy::Never => {}
@@ -56,10 +53,7 @@ impl Inner {
     /// topics exist, where each partition starts and ends, and every stored position.
     pub(super) fn roll(&self, w: &mut Writer) -> Result<()> {
         let old = w.active.clone();
-        if let Err(source) = self.sync_data(&old) {
-            self.poison_writer(w, fsync_failed(&old, &source));
-            return Err(Error::Io { path: old.path.clone(), source });
-        }
+        self.fsync(&old, Some(w))?;
         let frame = checkpoint_frame(&self.checkpoint(w, self.written_positions(), &[]))?;
         let seg = Arc::new(create_segment(&self.segments_dir, old.base + w.active_len)?);
         if let Err(source) = seg.file.write_all_at(&frame, 0) {
