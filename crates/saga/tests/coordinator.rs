@@ -218,14 +218,16 @@ fn open_store(state: &std::path::Path) -> StateStore {
     }
 }
 
-/// Every flow a state store holds, by partition and key, as stored.
-fn stored(state: &std::path::Path) -> std::collections::BTreeMap<(i32, String), (Vec<u8>, bool)> {
+/// Every flow a state store holds, by partition and key, as stored: its state, whether
+/// it is out of the working set, and when it finished.
+#[allow(clippy::type_complexity)]
+fn stored(state: &std::path::Path) -> std::collections::BTreeMap<(i32, String), (Vec<u8>, bool, Option<Timestamp>)> {
     let store = open_store(state);
     let mut out = std::collections::BTreeMap::new();
     for p in 0..PARTITIONS as i32 {
         for f in store.scan_encoded(p).unwrap() {
             let f = f.unwrap();
-            out.insert((p, f.key), (f.bytes, f.finished));
+            out.insert((p, f.key), (f.bytes, f.finished, f.finished_at));
         }
     }
     out
@@ -246,25 +248,17 @@ fn append_orders(log: &dyn EventLog, from: usize, to: usize, steps: std::ops::Ra
     }
 }
 
-/// Every flow a state store holds with when it finished, and its index of finished flows.
-#[allow(clippy::type_complexity)]
-fn stored_with_index(
-    state: &std::path::Path,
-) -> (std::collections::BTreeMap<(i32, String), (Vec<u8>, bool, Option<Timestamp>)>, Vec<(i32, Timestamp, String)>) {
+/// A state store's index of finished flows: (partition, when, key).
+fn finished_index(state: &std::path::Path) -> Vec<(i32, Timestamp, String)> {
     let store = open_store(state);
-    let mut flows = std::collections::BTreeMap::new();
     let mut index = Vec::new();
     for p in 0..PARTITIONS as i32 {
-        for f in store.scan_encoded(p).unwrap() {
-            let f = f.unwrap();
-            flows.insert((p, f.key), (f.bytes, f.finished, f.finished_at));
-        }
         for e in store.finished_by(p, Timestamp(i64::MAX)) {
             let (at, key) = e.unwrap();
             index.push((p, at, key));
         }
     }
-    (flows, index)
+    index
 }
 
 /// The store a coordinator writes as it goes (new flows saved, working flows saved
@@ -286,8 +280,8 @@ fn the_store_kept_as_flows_begin_and_finish_is_the_store_the_journal_rebuilds() 
     drop(c);
     assert_eq!(completed_sagas(log.as_ref()), 20);
     drain(&coordinator(&log, &dir.path().join("state-b"), 512));
-    let (kept, kept_index) = stored_with_index(&dir.path().join("state-a"));
-    let (rebuilt, rebuilt_index) = stored_with_index(&dir.path().join("state-b"));
+    let (kept, kept_index) = (stored(&dir.path().join("state-a")), finished_index(&dir.path().join("state-a")));
+    let (rebuilt, rebuilt_index) = (stored(&dir.path().join("state-b")), finished_index(&dir.path().join("state-b")));
     assert_eq!(kept.len(), 35);
     assert_eq!(kept.values().filter(|(_, finished, _)| *finished).count(), 20, "20 flows finished");
     assert_eq!(kept_index.len(), 20, "each finished flow is in the index once: {kept_index:?}");
@@ -322,7 +316,7 @@ fn a_fresh_replica_restores_from_the_snapshot_to_the_state_the_journal_gives() {
     drop((b, c));
     let from_snapshot = stored(&dir.path().join("state-b"));
     assert_eq!(from_snapshot.len(), 50, "finished and live flows are both restored");
-    assert_eq!(from_snapshot.values().filter(|(_, finished)| *finished).count(), 30);
+    assert_eq!(from_snapshot.values().filter(|(_, finished, _)| *finished).count(), 30);
     assert_eq!(from_snapshot, stored(&dir.path().join("state-c")), "the same states as the whole journal gives");
 
     // The live orders finish on the replica restored from the snapshot.
@@ -469,7 +463,7 @@ fn finished_flows_are_retired_once_their_retention_passes() {
     assert!(retired.iter().all(|(k, saga, _)| saga == &format!("o2f:{k}")), "on the order's home saga");
     let kept = stored(&dir.path().join("state-a"));
     assert_eq!(kept.len(), 5, "the working orders stay: {:?}", kept.keys().collect::<Vec<_>>());
-    assert!(kept.values().all(|(_, finished)| !finished));
+    assert!(kept.values().all(|(_, finished, _)| !finished));
 
     // A fresh replica from the snapshot (generation, then tombstones) and one from the
     // whole journal (folding FlowRetired) hold the same.
